@@ -1,0 +1,76 @@
+"""The check interface. A check accumulates sufficient statistics per batch and computes one CheckResult.
+
+Lifecycle, driven by gate.runner (one pass over the data, both models on the same batch):
+
+    check = CheckClass(options, ctx)     # options: this check's section of gate.yaml, defaults applied
+    check.setup()                        # once, before the pass (export a model, pick layers, ...)
+    for step in batches: check.update(step)
+    result = check.compute()             # pure function of the accumulated state
+    check.teardown()                     # always called, also after an error
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import torch
+
+    from gate.config import GateConfig
+    from gate.metrics import PairedCounts
+    from gate.models import LoadedModel
+    from gate.report.model import CheckResult
+
+ROLES = ("baseline", "candidate")
+
+
+@dataclass
+class Step:
+    """One batch, seen by every check. Tensors live on the run's device; nothing here may be kept past update()."""
+
+    index: int                                  # batch number, from 0
+    offset: int                                 # index of the batch's first sample in the data
+    inputs: Any                                 # what the models take: a Tensor, a tuple of Tensors, or a dict of Tensors
+    labels: torch.Tensor                        # (B,) int64 class indices
+    scores: dict[str, torch.Tensor]             # role -> (B, K) float class scores (logits), already normalised
+    activations: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> module name -> raw output
+
+
+@dataclass
+class RunContext:
+    """What every check may read: the loaded models, the effective config, the class names, the device."""
+
+    config: GateConfig
+    models: dict[str, LoadedModel]              # role -> model
+    class_names: tuple[str, ...]
+    device: torch.device
+    counts: PairedCounts | None = None          # the run's joint (label, baseline pred, candidate pred) counts;
+                                                # filled by the runner before compute()
+    extras: dict[str, Any] = field(default_factory=dict)  # e.g. data info, onnx path from the CLI
+
+
+class Check(abc.ABC):
+    name: ClassVar[str]                         # key under `checks:` in gate.yaml and in the report
+    needs: ClassVar[frozenset[str]] = frozenset({"scores"})   # "scores", "activations", "inputs"
+
+    def __init__(self, options: dict[str, Any], ctx: RunContext) -> None:
+        self.options = options
+        self.ctx = ctx
+
+    def setup(self) -> None:
+        """Once before the pass. Raise GateError for bad setup; return normally otherwise."""
+
+    def activation_layers(self) -> dict[str, list[str]]:
+        """Module names to hook per role, when `activations` is in `needs`."""
+        return {}
+
+    def update(self, step: Step) -> None:
+        """Accumulate sufficient statistics from one batch."""
+
+    @abc.abstractmethod
+    def compute(self) -> CheckResult:
+        """Turn the accumulated state into a result (statuses decided through gate.verdict)."""
+
+    def teardown(self) -> None:
+        """Release hooks, sessions, temp files. Always called."""

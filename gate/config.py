@@ -1,0 +1,210 @@
+"""Load gate.yaml (or JSON), validate it against the shipped JSON Schema, apply defaults -> frozen GateConfig.
+
+No torch here: `gate schema config` and config errors must answer fast.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from gate.errors import ConfigError
+
+# Forward order of the checks in the report; the runner feeds them in this order.
+CHECK_NAMES = ("sanity", "accuracy", "per_class", "flips", "drift", "onnx", "latency")
+
+
+def _read_schema_file(*parts: str) -> dict[str, Any]:
+    node = resources.files("gate.schemas")
+    for part in parts:
+        node = node.joinpath(part)
+    text = node.read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def config_schema() -> dict[str, Any]:
+    """The full config schema: the core file with each check's fragment (schemas/checks/NAME.json) plugged in."""
+    schema = _read_schema_file("config.schema.json")
+    props = schema["properties"]["checks"]["properties"]
+    for name in CHECK_NAMES:
+        props[name] = _read_schema_file("checks", f"{name}.json")
+    return schema
+
+
+def report_schema() -> dict[str, Any]:
+    return _read_schema_file("report.schema.json")
+
+
+def check_defaults() -> dict[str, dict[str, Any]]:
+    schema = config_schema()
+    return {
+        name: copy.deepcopy(frag.get("default", {}))
+        for name, frag in schema["properties"]["checks"]["properties"].items()
+    }
+
+
+def _section_defaults(schema: dict[str, Any], section: str) -> dict[str, Any]:
+    props = schema["properties"][section]["properties"]
+    return {key: sub["default"] for key, sub in props.items() if "default" in sub}
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """The effective configuration: user values over defaults. Sections are plain dicts (JSON-able)."""
+
+    device: str = "cpu"
+    seed: int = 0
+    threads: int | None = None
+    class_names: tuple[str, ...] | None = None
+    model: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    decision: dict[str, Any] = field(default_factory=dict)
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source: str | None = None           # where the config came from, for messages
+
+    def check(self, name: str) -> dict[str, Any]:
+        return self.checks[name]
+
+    def enabled_checks(self) -> list[str]:
+        return [name for name in CHECK_NAMES if self.checks.get(name, {}).get("enabled", False)]
+
+    def model_options(self, role: str) -> dict[str, Any]:
+        """factory/kwargs for one role: the role's override wins over the shared `model` section."""
+        merged = {k: v for k, v in self.model.items() if k not in ("baseline", "candidate")}
+        merged.update(self.model.get(role) or {})
+        return merged
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "seed": self.seed,
+            "threads": self.threads,
+            "class_names": list(self.class_names) if self.class_names else None,
+            "model": self.model,
+            "data": self.data,
+            "decision": self.decision,
+            "checks": self.checks,
+        }
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; `over` wins; lists and scalars are replaced, not merged."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse YAML or JSON into a dict, with errors that name the file and line."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{p}: cannot read config file: {err}") from err
+    if p.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{p}:{err.lineno}: invalid JSON: {err.msg}") from err
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"{where}: invalid YAML: {problem}") from err
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of settings at the top level, found {type(data).__name__}")
+    return data
+
+
+def _key_path(parts: Any) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        ref = schema["$ref"]
+        node: Any = root
+        for part in ref.lstrip("#/").split("/"):
+            node = node[part]
+        schema = node
+    return schema
+
+
+def _describe(err: Any, root: dict[str, Any]) -> str:
+    where = _key_path(err.absolute_path)
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = sorted(_resolve(err.schema, root).get("properties", {}))
+        extra = sorted(k for k in err.instance if k not in allowed)
+        key = extra[0]
+        path = f"{where}.{key}" if err.absolute_path else key
+        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else f" (valid keys: {', '.join(allowed)})"
+        return f"{path}: unknown key{hint}"
+    if err.validator == "type":
+        expected = err.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return f"{where}: expected {expected}, found {type(err.instance).__name__} {err.instance!r}"
+    if err.validator == "enum":
+        return f"{where}: expected one of {', '.join(map(str, err.validator_value))}, found {err.instance!r}"
+    return f"{where}: {err.message}"
+
+
+def validate_config(data: dict[str, Any], *, source: str = "config") -> None:
+    """Raise ConfigError naming the key path of the first problem (deepest first, then by path)."""
+    import jsonschema
+
+    schema = config_schema()
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = list(validator.iter_errors(data))
+    if not errors:
+        return
+    best = jsonschema.exceptions.best_match(errors)
+    raise ConfigError(f"{source}: {_describe(best, schema)}")
+
+
+def build_config(raw: dict[str, Any] | None = None, *, source: str | None = None) -> GateConfig:
+    """Validate user settings, then lay them over the defaults."""
+    raw = raw or {}
+    validate_config(raw, source=source or "config")
+    schema = config_schema()
+    checks = deep_merge(check_defaults(), raw.get("checks", {}))
+    class_names = raw.get("class_names")
+    return GateConfig(
+        device=raw.get("device", "cpu"),
+        seed=raw.get("seed", 0),
+        threads=raw.get("threads"),
+        class_names=tuple(class_names) if class_names else None,
+        model=deep_merge(_section_defaults(schema, "model"), raw.get("model", {})),
+        data=deep_merge(_section_defaults(schema, "data"), raw.get("data", {})),
+        decision=deep_merge(_section_defaults(schema, "decision"), raw.get("decision", {})),
+        checks=checks,
+        source=source,
+    )
+
+
+def load_config(path: str | Path | None, *, overrides: dict[str, Any] | None = None) -> GateConfig:
+    """Read the config file (if any), lay CLI overrides on top, validate, apply defaults."""
+    raw = read_config_file(path) if path else {}
+    if overrides:
+        raw = deep_merge(raw, overrides)
+    return build_config(raw, source=str(path) if path else "options")

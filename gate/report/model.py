@@ -1,0 +1,133 @@
+"""The report model: plain frozen dataclasses that every renderer (console, JSON, Markdown, JUnit) reads."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Status = Literal["pass", "warn", "fail", "skip"]
+STATUS_ORDER: dict[str, int] = {"fail": 0, "warn": 1, "pass": 2, "skip": 3}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thresholded comparison: what was measured, against which rule, and by how much it passed or failed.
+
+    `margin` is positive inside the threshold and negative outside it, in the metric's own units.
+    `required` is the threshold that would just have passed (Polygraphy's "minimum required tolerance").
+    """
+
+    metric: str                      # e.g. "accuracy", "recall[cat]", "p50_ms[bs=8]"
+    rule: str                        # e.g. "min", "max_drop", "max_relative_drop", "max", "max_increase"
+    status: Status
+    reason: str                      # one sentence a user can act on
+    threshold: float | None = None
+    value: float | None = None       # the quantity compared with the threshold (e.g. the drop)
+    baseline: float | None = None
+    candidate: float | None = None
+    margin: float | None = None
+    required: float | None = None
+    interval: tuple[float, float] | None = None   # confidence interval of `value`, when a statistical rule applied
+    p_value: float | None = None
+    decision: str = "point"          # "point", "non-inferiority", "interval", ...
+    inconclusive: bool = False       # the data could not decide; status is then warn or fail per config
+    where: str | None = None         # a layer, a class, a batch size: where it happened
+
+
+@dataclass(frozen=True)
+class Table:
+    """A small table a check wants shown (per-class rows, drift per layer, latency percentiles)."""
+
+    title: str
+    headers: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A bar chart, rendered as Mermaid `xychart-beta` in Markdown (GitHub renders it without image hosting)."""
+
+    title: str
+    labels: tuple[str, ...]
+    values: tuple[float, ...]
+    y_label: str = ""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    status: Status
+    summary: str                                   # one sentence: why this status
+    findings: tuple[Finding, ...] = ()
+    tables: tuple[Table, ...] = ()
+    charts: tuple[Chart, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)   # check-specific figures for the JSON report
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    role: str                 # "baseline" | "candidate"
+    path: str
+    format: str
+    sha256: str | None
+    size_bytes: int | None
+    parameters: int | None
+    num_classes: int | None
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    path: str
+    format: str
+    sha256: str | None
+    num_samples: int
+    num_batches: int
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class Report:
+    verdict: Status
+    exit_code: int
+    summary: str
+    checks: tuple[CheckResult, ...]
+    models: tuple[ModelInfo, ...]
+    data: DataInfo
+    class_names: tuple[str, ...]
+    metrics: dict[str, Any]                 # baseline / candidate / comparison figures
+    config: dict[str, Any]                  # the effective config (after defaults)
+    environment: dict[str, Any]
+    created_at: str
+    duration_s: float
+    gate_version: str
+    schema_version: str
+
+
+def overall_status(statuses: list[str]) -> Status:
+    """fail if anything failed, else warn if anything warned, else pass (skips do not count)."""
+    if "fail" in statuses:
+        return "fail"
+    if "warn" in statuses:
+        return "warn"
+    return "pass"
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Dataclasses -> dicts, tuples -> lists, non-finite floats -> strings JSON can carry ("nan", "inf", "-inf")."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, float):
+        if math.isnan(obj):
+            return "nan"
+        if math.isinf(obj):
+            return "inf" if obj > 0 else "-inf"
+        return obj
+    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
+        return to_jsonable(obj.item())
+    return obj
