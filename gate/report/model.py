@@ -63,6 +63,7 @@ class CheckResult:
     tables: tuple[Table, ...] = ()
     charts: tuple[Chart, ...] = ()
     details: dict[str, Any] = field(default_factory=dict)   # check-specific figures for the JSON report
+    notes: tuple[str, ...] = ()                    # advice that changes no status (e.g. "the data is too small to ...")
     duration_s: float = 0.0
 
 

@@ -1,0 +1,136 @@
+"""Classic mistakes that make any comparison meaningless: NaN/Inf outputs, non-determinism (a model left in train
+mode, dropout active), outputs that depend on the batch they are in, and two models that name their classes differently.
+
+Determinism and batch invariance use the first `samples` samples of the first batch only: a few extra forward passes,
+not a second pass over the data.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from gate.checks.base import ROLES, Check, Step
+from gate.forward import batch_len, run_model, slice_batch
+from gate.report.model import CheckResult, Finding, Table
+from gate.verdict import check_summary
+
+
+def _max_excess(a: torch.Tensor, b: torch.Tensor, *, atol: float, rtol: float) -> tuple[float, bool]:
+    """Largest |a-b| and whether every element is within atol + rtol*|b| (NaN never is)."""
+    diff = (a - b).abs()
+    ok = bool(torch.all(diff <= atol + rtol * b.abs()).item())
+    worst = float(diff.max().item()) if diff.numel() else 0.0
+    return worst, ok
+
+
+def _trim_padding(inputs: Any) -> Any:
+    """A single text sample keeps only its real tokens (right padding), so it is scored as it would be alone."""
+    if isinstance(inputs, dict) and "attention_mask" in inputs:
+        length = int(inputs["attention_mask"].sum().item())
+        seq = inputs["attention_mask"].shape[1]
+        return {k: (v[:, :length] if v.ndim >= 2 and v.shape[1] == seq else v) for k, v in inputs.items()}
+    return inputs
+
+
+class SanityCheck(Check):
+    name = "sanity"
+
+    def __init__(self, options: dict[str, Any], ctx: Any) -> None:
+        super().__init__(options, ctx)
+        self.non_finite = {role: 0 for role in ROLES}
+        self.values = {role: 0 for role in ROLES}
+        self.determinism: dict[str, float] = {}
+        self.determinism_ok: dict[str, bool] = {}
+        self.invariance: dict[str, float] = {}
+        self.invariance_ok: dict[str, bool] = {}
+
+    def update(self, step: Step) -> None:
+        for role in ROLES:
+            s = step.scores[role]
+            self.non_finite[role] += int((~torch.isfinite(s)).sum().item())
+            self.values[role] += s.numel()
+        if step.index != 0:
+            return
+        n = min(int(self.options["samples"]), batch_len(step.inputs))
+        atol, rtol = float(self.options["atol"]), float(self.options["rtol"])
+        head = slice_batch(step.inputs, slice(0, n))
+        for role in ROLES:
+            model = self.ctx.models[role]
+            batched = step.scores[role][:n]
+            if self.options["determinism"]:
+                again = run_model(model, head)
+                self.determinism[role], self.determinism_ok[role] = _max_excess(again, batched, atol=atol, rtol=rtol)
+            if self.options["batch_invariance"] and batch_len(step.inputs) > 1:
+                alone = torch.cat([run_model(model, _trim_padding(slice_batch(step.inputs, i))) for i in range(n)])
+                self.invariance[role], self.invariance_ok[role] = _max_excess(alone, batched, atol=atol, rtol=rtol)
+
+    def compute(self) -> CheckResult:
+        findings: list[Finding] = []
+        if self.options["non_finite"]:
+            for role in ROLES:
+                bad = self.non_finite[role]
+                findings.append(Finding(
+                    metric=f"non_finite_outputs[{role}]", rule="max", threshold=0.0, value=float(bad), margin=-float(bad),
+                    required=float(bad), where=role, status="fail" if bad else "pass",
+                    reason=(f"{role} produced {bad} NaN/Inf values in {self.values[role]} output scores" if bad
+                            else f"{role} outputs are all finite"),
+                ))
+        atol, rtol = float(self.options["atol"]), float(self.options["rtol"])
+        for label, worst, ok_map, hint in (
+            ("determinism", self.determinism, self.determinism_ok,
+             "the same input gave different outputs: is the model left in train mode, or is dropout active?"),
+            ("batch_invariance", self.invariance, self.invariance_ok,
+             "a sample scored alone differs from the same sample in a batch: batch statistics (BatchNorm in train "
+             "mode), padding that is not masked, or cross-sample operations"),
+        ):
+            for role in ROLES:
+                if role not in worst:
+                    continue
+                ok = ok_map[role]
+                # The baseline is what runs in production: its own defect is reported, but it is not the candidate's fault.
+                status = "pass" if ok else ("fail" if role == "candidate" else "warn")
+                findings.append(Finding(
+                    metric=f"{label}[{role}]", rule="atol+rtol", threshold=atol, value=worst, where=role,
+                    status=status, required=worst, margin=atol - worst,
+                    reason=(f"{role}: max |difference| {worst:.3g} is within atol {atol:g} + rtol {rtol:g}" if ok
+                            else f"{role}: max |difference| {worst:.3g} beyond atol {atol:g} + rtol {rtol:g}; {hint}"),
+                ))
+        if self.options["class_names"]:
+            findings += self._class_name_findings()
+        status, summary = check_summary(self.name, findings, passed="outputs finite, deterministic, batch-invariant; class names agree")
+        rows = tuple(
+            (role, self.non_finite[role], _fmt(self.determinism.get(role)), _fmt(self.invariance.get(role)))
+            for role in ROLES
+        )
+        return CheckResult(
+            name=self.name,
+            status=status,
+            summary=summary,
+            findings=tuple(findings),
+            tables=(Table(title="Sanity", headers=("model", "NaN/Inf values", "rerun max |diff|", "alone-vs-batch max |diff|"), rows=rows),),
+            details={
+                "non_finite": dict(self.non_finite),
+                "determinism_max_abs_diff": dict(self.determinism),
+                "batch_invariance_max_abs_diff": dict(self.invariance),
+            },
+        )
+
+    def _class_name_findings(self) -> list[Finding]:
+        base = self.ctx.models["baseline"].class_names
+        cand = self.ctx.models["candidate"].class_names
+        if base is None or cand is None:
+            return []
+        if tuple(base) == tuple(cand):
+            return [Finding(metric="class_names", rule="equal", status="pass", reason="both models name their classes the same")]
+        diffs = [f"{i}: {b!r} vs {c!r}" for i, (b, c) in enumerate(zip(base, cand)) if b != c]
+        detail = "; ".join(diffs[:5]) if diffs else f"{len(base)} vs {len(cand)} names"
+        return [Finding(
+            metric="class_names", rule="equal", status="fail",
+            reason=f"the models name their classes differently (index: baseline vs candidate: {detail}); "
+                   "a comparison would pair the wrong classes",
+        )]
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3g}"

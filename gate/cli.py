@@ -1,0 +1,183 @@
+"""The command line: parse options, build objects, call the runner, map the outcome to an exit code.
+
+Exit codes: 0 the gate passed, 1 the gate failed (a threshold was breached), 2 the gate could not run.
+torch is imported only by `gate check`, so `gate --help` and `gate schema` answer at once.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+import gate
+from gate.config import CHECK_NAMES
+from gate.errors import GateError
+
+EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(gate.__version__, prog_name="gate")
+def cli() -> None:
+    """gate: fail the pipeline when a candidate PyTorch checkpoint regresses against the production baseline.
+
+    \b
+    Exit codes: 0 pass, 1 the gate failed (a threshold was breached), 2 the gate could not run.
+    """
+
+
+def _overrides(opts: dict[str, Any]) -> dict[str, Any]:
+    """CLI options as a config dict laid over gate.yaml (the command line wins)."""
+    out: dict[str, Any] = {}
+    if opts["model_factory"]:
+        out.setdefault("model", {})["factory"] = opts["model_factory"]
+    if opts["trust_checkpoint"]:
+        out.setdefault("model", {})["trust_checkpoint"] = True
+    if opts["device"]:
+        out["device"] = opts["device"]
+    if opts["seed"] is not None:
+        out["seed"] = opts["seed"]
+    if opts["threads"] is not None:
+        out["threads"] = opts["threads"]
+    for key in ("batch_size", "limit"):
+        if opts[key] is not None:
+            out.setdefault("data", {})[key] = opts[key]
+    if opts["decision"]:
+        out.setdefault("decision", {})["mode"] = opts["decision"]
+    checks: dict[str, Any] = {}
+    for name in opts["enable"]:
+        checks.setdefault(name, {})["enabled"] = True
+    if opts["onnx"]:
+        checks.setdefault("onnx", {})["enabled"] = True
+    for name in opts["disable"]:
+        checks.setdefault(name, {})["enabled"] = False
+    if checks:
+        out["checks"] = checks
+    return out
+
+
+@cli.command()
+@click.argument("candidate", metavar="CANDIDATE")
+@click.option("--baseline", "-b", required=True, metavar="PATH", help="The production checkpoint to compare against.")
+@click.option("--data", "-d", required=True, metavar="PATH",
+              help="Evaluation data: .jsonl/.csv (text), .pt/.safetensors/.npz (tensors) or package.module:callable.")
+@click.option("--config", "-c", "config_path", metavar="FILE", help="gate.yaml (or .json) with thresholds and options.")
+@click.option("--model-factory", metavar="MOD:FN", help="Builds the module a state_dict is loaded into (package.module:callable).")
+@click.option("--trust-checkpoint", is_flag=True,
+              help="Allow unpickling whole nn.Module checkpoints. This runs code from the file: never use it on files from a PR.")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), help="Where both models run (default: cpu).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Evaluation batch size (default 64).")
+@click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N samples.")
+@click.option("--seed", type=click.IntRange(min=0), help="Seed for everything random (default 0).")
+@click.option("--threads", type=click.IntRange(min=1), help="torch intra-op threads.")
+@click.option("--decision", type=click.Choice(["point", "non-inferiority"]), help="How metric deltas are decided.")
+@click.option("--enable", multiple=True, type=click.Choice(CHECK_NAMES), metavar="CHECK",
+              help=f"Turn a check on (repeatable): {', '.join(CHECK_NAMES)}.")
+@click.option("--disable", multiple=True, type=click.Choice(CHECK_NAMES), metavar="CHECK", help="Turn a check off (repeatable).")
+@click.option("--onnx", metavar="PATH", help="Cross-check this ONNX file (the one you ship) against the candidate.")
+@click.option("--json", "json_path", metavar="PATH", help="Write the JSON report here.")
+@click.option("--markdown", "markdown_path", metavar="PATH", help="Write the Markdown report here.")
+@click.option("--junit", "junit_path", metavar="PATH", help="Write a JUnit XML report here (one test case per check).")
+@click.option("--verbose", "-v", is_flag=True, help="Show every finding and table on the console.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the verdict line.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+def check(candidate: str, **opts: Any) -> None:
+    """Compare CANDIDATE with --baseline on --data and decide pass or fail.
+
+    \b
+    Example:
+      gate check candidate.pt --baseline prod.pt --data eval.jsonl --config gate.yaml --json report.json
+    """
+    from gate.config import load_config
+    from gate.report.write import check_writable
+
+    config = load_config(opts["config_path"], overrides=_overrides(opts))
+    outputs = {k: opts[k] for k in ("json_path", "markdown_path", "junit_path") if opts[k]}
+    for path in outputs.values():
+        check_writable(path)
+
+    from gate.runner import Sources, run_gate
+
+    extras = {"onnx_path": opts["onnx"]} if opts["onnx"] else {}
+    report = run_gate(config, Sources(candidate=candidate, baseline=opts["baseline"], data=opts["data"], extras=extras))
+    _write_reports(report, outputs)
+    from gate.report.console import render_console
+
+    if opts["quiet"]:
+        click.echo(f"verdict: {report.summary}")
+    else:
+        click.echo(render_console(report, verbose=opts["verbose"]), nl=False)
+    sys.exit(report.exit_code)
+
+
+def _write_reports(report: Any, outputs: dict[str, str]) -> None:
+    """Render every report first, then write each atomically: an error leaves none half-written."""
+    from gate.report.json_report import render_json, report_dict, validate_report
+    from gate.report.junit import render_junit
+    from gate.report.markdown import render_markdown
+    from gate.report.write import write_atomic
+
+    rendered = {}
+    if "json_path" in outputs:
+        validate_report(report_dict(report))
+        rendered["json_path"] = render_json(report)
+    if "markdown_path" in outputs:
+        rendered["markdown_path"] = render_markdown(report)
+    if "junit_path" in outputs:
+        rendered["junit_path"] = render_junit(report)
+    for key, text in rendered.items():
+        write_atomic(outputs[key], text)
+
+
+@cli.command()
+@click.argument("which", type=click.Choice(["config", "report"]))
+def schema(which: str) -> None:
+    """Print the JSON Schema of gate.yaml (config) or of the JSON report (report)."""
+    from gate.config import config_schema, report_schema
+
+    click.echo(json.dumps(config_schema() if which == "config" else report_schema(), indent=2))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: every failure to run becomes one `error: ...` line on stderr and exit code 2."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="gate", standalone_mode=False)
+    except SystemExit:
+        raise
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        click.echo(f"error: {err.format_message()}", err=True)
+        sys.exit(EXIT_ERROR)
+    except GateError as err:
+        if debug:
+            raise
+        click.echo(f"error: {_one_line(str(err))}", err=True)
+        sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except Exception as err:  # a bug in gate itself: still one line and exit 2, so CI can tell it from a regression
+        if debug:
+            raise
+        click.echo(
+            f"error: internal error: {type(err).__name__}: {_one_line(str(err))} (rerun with --debug for the traceback)",
+            err=True,
+        )
+        sys.exit(EXIT_ERROR)
+    sys.exit(EXIT_PASS)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""The console report: a compact table per check, failures first, and a one-line verdict."""
+from __future__ import annotations
+
+from tabulate import tabulate
+
+from gate.report.model import STATUS_ORDER, Report
+
+ICON = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "skip": "SKIP"}
+
+
+def _num(x: object) -> str:
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return "" if x is None else str(x)
+
+
+def render_console(report: Report, *, verbose: bool = False) -> str:
+    lines: list[str] = []
+    base, cand = report.models
+    lines.append(f"gate {report.gate_version}: candidate {cand.path} [{cand.format}] vs baseline {base.path} [{base.format}]")
+    lines.append(f"data: {report.data.path} [{report.data.format}], {report.data.num_samples} samples, {len(report.class_names)} classes")
+    m = report.metrics
+    lines.append(
+        f"accuracy: baseline {m['baseline']['accuracy']:.4f}  candidate {m['candidate']['accuracy']:.4f}  "
+        f"negative flips {m['comparison']['negative_flips']}  agreement {m['comparison']['agreement']:.4f}"
+    )
+    lines.append("")
+    rows = [
+        (ICON[c.status], c.name, c.summary)
+        for c in sorted(report.checks, key=lambda c: STATUS_ORDER[c.status])
+    ]
+    lines.append(tabulate(rows, headers=("status", "check", "why"), tablefmt="simple", maxcolwidths=[None, None, 100]))
+    for check in sorted(report.checks, key=lambda c: STATUS_ORDER[c.status]):
+        bad = [f for f in check.findings if f.status in ("fail", "warn")]
+        if not bad and not verbose and not check.notes:
+            continue
+        lines.append("")
+        lines.append(f"[{check.name}]")
+        if bad or verbose:
+            shown = check.findings if verbose else bad
+            lines.append(tabulate(
+                [(ICON[f.status] + ("?" if f.inconclusive else ""), f.metric, f.rule, _num(f.threshold), _num(f.value),
+                  _num(f.baseline), _num(f.candidate), _num(f.margin),
+                  "" if f.interval is None else f"[{f.interval[0]:.4g}, {f.interval[1]:.4g}]")
+                 for f in sorted(shown, key=lambda f: STATUS_ORDER[f.status])],
+                headers=("status", "metric", "rule", "threshold", "value", "baseline", "candidate", "margin", "interval"),
+                tablefmt="simple",
+            ))
+        for note in check.notes:
+            lines.append(f"note: {note}")
+        if verbose:
+            for table in check.tables:
+                lines.append(table.title)
+                lines.append(tabulate(table.rows, headers=table.headers, tablefmt="simple"))
+    lines.append("")
+    lines.append(f"verdict: {report.summary}  (exit {report.exit_code})")
+    return "\n".join(lines) + "\n"

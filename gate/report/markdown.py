@@ -1,0 +1,100 @@
+"""GitHub-flavoured Markdown for a job summary or a PR comment: verdict first, failures first, tables with deltas."""
+from __future__ import annotations
+
+from typing import Any
+
+from gate.report.model import STATUS_ORDER, Chart, Report, Table
+
+EMOJI = {"pass": ":white_check_mark:", "warn": ":warning:", "fail": ":x:", "skip": ":fast_forward:"}
+
+
+def _cell(x: Any) -> str:
+    if isinstance(x, float):
+        text = f"{x:.4g}"
+    else:
+        text = "" if x is None else str(x)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(headers: tuple[str, ...] | list[str], rows: Any) -> list[str]:
+    out = ["| " + " | ".join(_cell(h) for h in headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return out
+
+
+def mermaid_chart(chart: Chart) -> list[str]:
+    labels = ", ".join('"' + label.replace('"', "'") + '"' for label in chart.labels)
+    values = ", ".join(f"{v:.6g}" for v in chart.values)
+    top = max([v for v in chart.values if v == v] + [1e-9])
+    return [
+        "```mermaid",
+        "xychart-beta",
+        f'    title "{chart.title}"',
+        f"    x-axis [{labels}]",
+        f'    y-axis "{chart.y_label or "value"}" 0 --> {top * 1.1:.6g}',
+        f"    bar [{values}]",
+        "```",
+    ]
+
+
+def _table(table: Table) -> list[str]:
+    return [f"**{table.title}**", "", *md_table(table.headers, table.rows), ""]
+
+
+def render_markdown(report: Report) -> str:
+    lines: list[str] = []
+    title = {"pass": "passed", "warn": "passed with warnings", "fail": "FAILED"}[report.verdict]
+    lines.append(f"## {EMOJI[report.verdict]} gate {title}")
+    lines.append("")
+    lines.append(f"**{report.summary}**")
+    lines.append("")
+    base, cand = report.models
+    m = report.metrics
+    lines += md_table(
+        ("", "baseline", "candidate", "delta"),
+        [
+            ("accuracy", m["baseline"]["accuracy"], m["candidate"]["accuracy"],
+             f"{m['candidate']['accuracy'] - m['baseline']['accuracy']:+.4f}"),
+            ("macro F1", m["baseline"]["macro_f1"], m["candidate"]["macro_f1"],
+             f"{m['candidate']['macro_f1'] - m['baseline']['macro_f1']:+.4f}"),
+            ("negative flips", "", m["comparison"]["negative_flips"], f"{m['comparison']['negative_flip_rate']:.2%}"),
+        ],
+    )
+    lines.append("")
+    lines += md_table(
+        ("check", "status", "why"),
+        [(c.name, f"{EMOJI[c.status]} {c.status}", c.summary) for c in sorted(report.checks, key=lambda c: STATUS_ORDER[c.status])],
+    )
+    lines.append("")
+    for check in sorted(report.checks, key=lambda c: STATUS_ORDER[c.status]):
+        bad = [f for f in check.findings if f.status in ("fail", "warn")]
+        open_attr = " open" if check.status in ("fail", "warn") else ""
+        lines.append(f"<details{open_attr}><summary><b>{check.name}</b>: {EMOJI[check.status]} {check.status}</summary>")
+        lines.append("")
+        if bad:
+            lines += md_table(
+                ("status", "metric", "rule", "threshold", "measured", "baseline", "candidate", "margin", "interval"),
+                [
+                    (f.status + (" (inconclusive)" if f.inconclusive else ""), f.metric, f.rule, f.threshold, f.value,
+                     f.baseline, f.candidate, f.margin,
+                     "" if f.interval is None else f"[{f.interval[0]:.4g}, {f.interval[1]:.4g}]")
+                    for f in sorted(bad, key=lambda f: STATUS_ORDER[f.status])
+                ],
+            )
+            lines.append("")
+        for note in check.notes:
+            lines.append(f"> {note}")
+            lines.append("")
+        for table in check.tables:
+            lines += _table(table)
+        for chart in check.charts:
+            lines += mermaid_chart(chart)
+            lines.append("")
+        lines.append("</details>")
+        lines.append("")
+    lines.append(
+        f"<sub>candidate `{cand.path}` ({cand.format}, sha256 {str(cand.sha256)[:12]}) vs baseline `{base.path}` "
+        f"({base.format}, sha256 {str(base.sha256)[:12]}); data `{report.data.path}`: {report.data.num_samples} samples; "
+        f"gate {report.gate_version}, torch {report.environment.get('torch')}</sub>"
+    )
+    return "\n".join(lines) + "\n"
