@@ -66,6 +66,10 @@ class GateConfig:
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str | None = None           # where the config came from, for messages
 
+    def where(self, key_path: str) -> str:
+        """'gate.yaml: key.path', for errors found after validation (they need the models or the data)."""
+        return f"{self.source}: {key_path}" if self.source and self.source != "options" else key_path
+
     def check(self, name: str) -> dict[str, Any]:
         return self.checks[name]
 

@@ -49,7 +49,7 @@ def resolve_class_names(config: GateConfig, models: dict[str, Any], num_classes:
     names = config.class_names or models["baseline"].class_names or models["candidate"].class_names
     if names is not None and num_classes is not None and len(names) != num_classes:
         raise ConfigError(
-            f"class_names: {len(names)} names given ({', '.join(names[:5])}...) but the models output {num_classes} classes"
+            f"{config.where('class_names')}: {len(names)} names given ({', '.join(names[:5])}...) but the models output {num_classes} classes"
         )
     return tuple(names) if names is not None else None
 
@@ -149,7 +149,8 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check]) -> tuple[PairedCou
                 counts = PairedCounts(k_b)
                 if ctx.class_names and len(ctx.class_names) != k_b:
                     raise ConfigError(
-                        f"class_names: {len(ctx.class_names)} names but the models output {k_b} classes"
+                        f"{ctx.config.where('class_names')}: {len(ctx.class_names)} names but the models output "
+                        f"{k_b} classes"
                     )
                 if not ctx.class_names:
                     ctx.class_names = tuple(str(i) for i in range(k_b))

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from gate.report.model import CheckResult, Finding, Status, overall_status
+from gate.stats import one_sided_alpha
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def judge(
         lo, hi = interval
         outcome = _interval_outcome(lo, hi, threshold=threshold, worse_above=worse_above)
         if p_adjusted is not None and outcome != "pass":
-            outcome = "fail" if p_adjusted < 1.0 - settings.confidence else "inconclusive"
+            outcome = "fail" if p_adjusted < one_sided_alpha(settings.confidence) else "inconclusive"
         status, inconclusive = _status(outcome, settings)
         ci = f"{settings.confidence:.0%} CI [{_fmt(lo)}, {_fmt(hi)}]"
         if outcome == "pass":

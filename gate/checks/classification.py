@@ -178,7 +178,7 @@ class AccuracyCheck(_PairedCheck):
         ]
 
 
-def _class_selection(spec: Any, class_names: tuple[str, ...]) -> list[int]:
+def _class_selection(spec: Any, class_names: tuple[str, ...], *, where: str) -> list[int]:
     if spec in (None, "all"):
         return list(range(len(class_names)))
     out = []
@@ -191,7 +191,7 @@ def _class_selection(spec: Any, class_names: tuple[str, ...]) -> list[int]:
             from gate.errors import ConfigError
 
             raise ConfigError(
-                f"checks.per_class.classes: unknown class {item!r} (classes: {', '.join(class_names[:20])})"
+                f"{where}: unknown class {item!r} (classes: {', '.join(class_names[:20])})"
             )
     return out
 
@@ -203,10 +203,11 @@ class PerClassCheck(_PairedCheck):
     def _rules_by_class(self) -> dict[int, dict[str, dict[str, Any]]]:
         names = self.ctx.class_names
         rules: dict[int, dict[str, dict[str, Any]]] = {}
-        for k in _class_selection(self.options.get("classes"), names):
+        where = self.ctx.config.where("checks.per_class.classes")
+        for k in _class_selection(self.options.get("classes"), names, where=where):
             rules[k] = {m: dict(self.options.get(m) or {}) for m in self.METRICS}
         for override in self.options.get("overrides") or []:
-            for k in _class_selection(override["classes"], names):
+            for k in _class_selection(override["classes"], names, where=where.replace(".classes", ".overrides")):
                 entry = rules.setdefault(k, {m: {} for m in self.METRICS})
                 for m in self.METRICS:
                     entry[m].update(override.get(m) or {})

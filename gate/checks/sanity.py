@@ -77,7 +77,7 @@ class SanityCheck(Check):
                             else f"{role} outputs are all finite"),
                 ))
         atol, rtol = float(self.options["atol"]), float(self.options["rtol"])
-        for label, worst, ok_map, hint in (
+        for label, worst_map, ok_map, hint in (
             ("determinism", self.determinism, self.determinism_ok,
              "the same input gave different outputs: is the model left in train mode, or is dropout active?"),
             ("batch_invariance", self.invariance, self.invariance_ok,
@@ -85,9 +85,9 @@ class SanityCheck(Check):
              "mode), padding that is not masked, or cross-sample operations"),
         ):
             for role in ROLES:
-                if role not in worst:
+                if role not in worst_map:
                     continue
-                ok = ok_map[role]
+                worst, ok = worst_map[role], ok_map[role]
                 # The baseline is what runs in production: its own defect is reported, but it is not the candidate's fault.
                 status = "pass" if ok else ("fail" if role == "candidate" else "warn")
                 findings.append(Finding(

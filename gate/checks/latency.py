@@ -1,0 +1,720 @@
+"""Latency, throughput and memory of the candidate against the baseline, decided with statistics.
+
+Both models are timed on the same machine, in the same run, on the same real batches taken from the evaluation
+data, one call each per round with the order alternating, so a slow moment of a shared CI runner hits both. A
+limit fails only when the slowdown is statistically clear; an interval that straddles the limit is reported as
+inconclusive with the noise that made it so. The statistics live in gate.timing; docs/checks/latency.md has the
+method and the figures of benchmarks/latency_study.py.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import ctypes
+import gc
+import math
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
+
+import torch
+
+from gate.checks.base import ROLES, Check, RunContext, Step
+from gate.errors import ConfigError, ModelError
+from gate.forward import call_model, move_to
+from gate.report.model import Chart, CheckResult, Finding, Table
+from gate.timing import (
+    STATISTICS,
+    Measurement,
+    Outcome,
+    Rule,
+    SamplingPlan,
+    interval_confidence,
+    measure,
+    rounds_needed,
+    time_host_call,
+)
+from gate.verdict import DecisionSettings, check_summary, decision_settings, judge
+
+#: Calls per model when measuring peak memory (after timing, so caches and thread pools already exist).
+MEMORY_CALLS = 3
+_MB = 1024.0 * 1024.0
+
+
+# ------------------------------------------------------------------------------------------------ settings
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    """`checks.latency` with its defaults applied and its cross-key rules checked."""
+
+    batch_sizes: tuple[int, ...]
+    devices: tuple[str, ...] | None         # None: the run's device
+    threads: int | None                     # None: the run's `threads`, else torch's current count
+    warmup: int
+    budget_s: float
+    min_rounds: int
+    max_rounds: int
+    looks: int
+    max_slowdown: dict[str, float]          # statistic -> allowed relative slowdown (gated ones only)
+    max_ms: dict[str, dict[int, float]]     # statistic -> batch size -> ceiling in ms for the candidate
+
+
+def _ms_ceilings(value: Any, *, key: str, batch_sizes: tuple[int, ...]) -> dict[int, float]:
+    """`max_p99_ms: 20` applies to every batch size; `{1: 5, 32: 40}` to the batch sizes it names."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        return {bs: float(value) for bs in batch_sizes}
+    out: dict[int, float] = {}
+    for raw_bs, ms in value.items():
+        try:
+            bs = int(str(raw_bs))
+        except ValueError:
+            bs = -1
+        if bs not in batch_sizes:
+            raise ConfigError(
+                f"checks.latency.{key}.{raw_bs}: expected one of the configured batch_sizes "
+                f"({', '.join(map(str, batch_sizes))}), found {raw_bs!r}"
+            )
+        out[bs] = float(ms)
+    return out
+
+
+def latency_settings(options: dict[str, Any]) -> LatencySettings:
+    """Read the check's options (schema-validated, defaults merged); ConfigError for rules the schema cannot say."""
+    batch_sizes = tuple(int(bs) for bs in options["batch_sizes"])
+    min_rounds, max_rounds = int(options["min_rounds"]), int(options["max_rounds"])
+    if max_rounds < min_rounds:
+        raise ConfigError(
+            f"checks.latency.max_rounds: expected at least min_rounds ({min_rounds}), found {max_rounds}"
+        )
+    devices = options.get("devices")
+    return LatencySettings(
+        batch_sizes=batch_sizes,
+        devices=tuple(devices) if devices else None,
+        threads=options.get("threads"),
+        warmup=int(options["warmup"]),
+        budget_s=float(options["budget_s"]),
+        min_rounds=min_rounds,
+        max_rounds=max_rounds,
+        looks=int(options["looks"]),
+        max_slowdown={
+            stat: float(v) for stat, v in (options.get("max_slowdown") or {}).items() if v is not None
+        },
+        max_ms={
+            stat: _ms_ceilings(options.get(f"max_{stat}_ms"), key=f"max_{stat}_ms", batch_sizes=batch_sizes)
+            for stat in STATISTICS
+            if stat != "mean"
+        },
+    )
+
+
+def rules_for(settings: LatencySettings, batch_size: int) -> tuple[Rule, ...]:
+    """The limits that apply at one batch size, in report order: ratio limits first, then absolute ceilings."""
+    ratio = [Rule(s, "ratio", 1.0 + settings.max_slowdown[s]) for s in STATISTICS if s in settings.max_slowdown]
+    absolute = [
+        Rule(s, "absolute", settings.max_ms[s][batch_size] / 1000.0)
+        for s in STATISTICS
+        if batch_size in settings.max_ms.get(s, {})
+    ]
+    return tuple(ratio + absolute)
+
+
+def sampling_plan(settings: LatencySettings, rules: tuple[Rule, ...]) -> SamplingPlan:
+    """The first look waits for enough rounds to decide every gated statistic (100 for p90, 1000 for p99)."""
+    first = max([settings.min_rounds] + [rounds_needed(r.statistic) for r in rules])
+    return SamplingPlan(
+        budget_s=settings.budget_s,
+        first_look=min(first, settings.max_rounds),
+        max_rounds=settings.max_rounds,
+        looks=settings.looks,
+        warmup=settings.warmup,
+    )
+
+
+# ----------------------------------------------------------------------------------------- captured inputs
+
+
+@dataclass(frozen=True)
+class _Whole:
+    """An input leaf that is not per-sample (a scalar, a shared tensor): kept as is, never sliced or stacked."""
+
+    value: Any
+
+
+def capture_rows(inputs: Any, count: int, *, rows: int) -> Any:
+    """The first `count` samples of a batch as CPU clones; leaves whose dim 0 is not the batch are kept whole."""
+    if isinstance(inputs, _Whole):
+        return inputs
+    if isinstance(inputs, dict):
+        return {k: capture_rows(v, count, rows=rows) for k, v in inputs.items()}
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(capture_rows(v, count, rows=rows) for v in inputs)
+    if isinstance(inputs, torch.Tensor):
+        if inputs.ndim >= 1 and inputs.shape[0] == rows:
+            return inputs[:count].detach().to("cpu").clone()
+        return _Whole(inputs.detach().to("cpu").clone())
+    return _Whole(inputs)
+
+
+def _pad_right(tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Zero-pad every dimension after the first up to `shape` (padding for text: masked out by attention_mask=0)."""
+    pad: list[int] = []
+    for have, want in zip(reversed(tensor.shape[1:]), reversed(shape)):
+        pad += [0, want - have]
+    return torch.nn.functional.pad(tensor, pad) if any(pad) else tensor
+
+
+def _stack_chunks(parts: list[Any]) -> tuple[Any, bool]:
+    """Concatenate captured chunks of the same structure along dim 0; returns (batch, whether padding was added)."""
+    head = parts[0]
+    if isinstance(head, dict):
+        merged = {k: _stack_chunks([p[k] for p in parts]) for k in head}
+        return {k: v[0] for k, v in merged.items()}, any(v[1] for v in merged.values())
+    if isinstance(head, (tuple, list)):
+        merged_seq = [_stack_chunks([p[i] for p in parts]) for i in range(len(head))]
+        return type(head)(v[0] for v in merged_seq), any(v[1] for v in merged_seq)
+    if isinstance(head, _Whole):
+        return head.value, False
+    if len(parts) == 1:
+        return head, False
+    shape = tuple(max(p.shape[d] for p in parts) for d in range(1, head.ndim))
+    padded = any(tuple(p.shape[1:]) != shape for p in parts)
+    return torch.cat([_pad_right(p, shape) for p in parts], dim=0), padded
+
+
+def build_batch(chunks: list[tuple[Any, int]], size: int) -> tuple[Any, int, bool]:
+    """The first `size` captured samples as one batch: (inputs, samples in it, whether padding was added).
+
+    Chunks come from different data batches; text padded to each batch's longest sample is right-padded with
+    zeros to the longest of them, as a batch of those samples would be.
+    """
+    parts: list[Any] = []
+    got = 0
+    for inputs, rows in chunks:
+        take = min(rows, size - got)
+        parts.append(capture_rows(inputs, take, rows=rows) if take < rows else inputs)
+        got += take
+        if got >= size:
+            break
+    batch, padded = _stack_chunks(parts)
+    return batch, got, padded
+
+
+# ------------------------------------------------------------------------------------------ timing a model
+
+
+def _forward(module: Any, inputs: Any, input_names: tuple[str, ...] | None) -> None:
+    call_model(module, inputs, input_names=input_names)
+
+
+def time_cuda_call(fn: Callable[[], object], *, start: Any, end: Any) -> float:
+    """Seconds of GPU time one call takes, by CUDA events around its launches (host clocks would time the launch).
+
+    The synchronize before makes sure the other model's work is not counted; the one after waits for the end event.
+    """
+    torch.cuda.synchronize()
+    start.record()
+    fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) * 1e-3
+
+
+def _timer(fn: Callable[[], object], device: str) -> Callable[[], float]:
+    if device == "cuda":
+        return partial(
+            time_cuda_call,
+            fn,
+            start=torch.cuda.Event(enable_timing=True),
+            end=torch.cuda.Event(enable_timing=True),
+        )
+    return partial(time_host_call, fn)
+
+
+def _proc_status_kb(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"/proc/self/status has no {field}")
+
+
+def _release_free_memory() -> None:
+    """Hand freed heap pages back to the OS, so the next model's allocations show up as new resident memory."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def resident_peak_increase(fn: Callable[[], object], *, calls: int = MEMORY_CALLS) -> int | None:
+    """Peak growth of the process's resident memory (bytes) while `fn` runs `calls` times; None off Linux.
+
+    Linux keeps the peak resident set (VmHWM) and lets a process reset it to the current size by writing 5 to
+    /proc/self/clear_refs. After returning freed heap pages (malloc_trim) the increase of that peak over the
+    resident size before the calls is the working memory one forward pass needs at this batch size:
+    activations, outputs, scratch buffers; not the weights, which are resident already.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        _release_free_memory()
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")
+        before = _proc_status_kb("VmRSS")
+        for _ in range(calls):
+            fn()
+        peak = _proc_status_kb("VmHWM")
+    except OSError:
+        return None
+    return max(0, peak - before) * 1024
+
+
+def cuda_peak_increase(fn: Callable[[], object], *, calls: int = MEMORY_CALLS) -> tuple[int, int]:
+    """(peak allocated minus allocated before, peak allocated) in bytes over `calls` calls, by torch's allocator."""
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    for _ in range(calls):
+        fn()
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated()
+    return peak - before, peak
+
+
+def peak_memory(fn: Callable[[], object], device: str) -> dict[str, int | None]:
+    if device == "cuda":
+        increase, peak = cuda_peak_increase(fn)
+        return {"peak_increase_bytes": increase, "max_memory_allocated_bytes": peak}
+    return {"peak_increase_bytes": resident_peak_increase(fn)}
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[int]:
+    """Run with `count` intra-op threads (None: keep the current count); restore the previous count after."""
+    previous = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No garbage-collector pauses inside timed calls (timeit does the same)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+# -------------------------------------------------------------------------------------------- one pairing
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """Both models timed on one device at one batch size."""
+
+    device: str
+    batch_size: int                      # as configured
+    samples: int                         # in the batch actually timed (fewer when the data had fewer)
+    measurement: Measurement
+    memory: dict[str, dict[str, int | None]]   # role -> peak memory figures
+    threads: int
+
+
+def measure_pair(
+    modules: dict[str, Any],
+    inputs: Any,
+    *,
+    device: str,
+    rules: tuple[Rule, ...],
+    plan: SamplingPlan,
+    confidence: float,
+    resamples: int,
+    seed: int,
+    input_names: dict[str, tuple[str, ...] | None] | None = None,
+) -> tuple[Measurement, dict[str, dict[str, int | None]]]:
+    """Time baseline and candidate on `inputs` (already on `device`), then measure each one's peak memory.
+
+    `modules` maps role -> callable module. Runs under torch.inference_mode() with the garbage collector paused.
+    """
+    names = input_names or {}
+    calls = {role: partial(_forward, modules[role], inputs, names.get(role)) for role in ROLES}
+    try:
+        with torch.inference_mode():
+            with gc_paused():
+                result = measure(
+                    _timer(calls["baseline"], device),
+                    _timer(calls["candidate"], device),
+                    rules=rules,
+                    plan=plan,
+                    confidence=confidence,
+                    resamples=resamples,
+                    seed=seed,
+                )
+            memory = {role: peak_memory(calls[role], device) for role in ROLES}
+    except Exception as err:  # a forward can raise anything; say which model, where, on what batch
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"latency: timing the models on {device} failed: {msg}") from err
+    return result, memory
+
+
+# --------------------------------------------------------------------------------------------- reporting
+
+
+def _ms(seconds: float) -> float:
+    return seconds * 1000.0
+
+
+def _pct(confidence: float) -> str:
+    return f"{100 * confidence:.4g}%"
+
+
+def _where(run: PairResult) -> str:
+    short = f" ({run.samples} samples)" if run.samples < run.batch_size else ""
+    return f"{run.device} bs={run.batch_size}{short}"
+
+
+def _inconclusive_finding(run: PairResult, outcome: Outcome, settings: DecisionSettings) -> Finding:
+    """Too few rounds to decide this statistic within the budget: inconclusive, warn or fail per config."""
+    rule = outcome.rule
+    needed = rounds_needed(rule.statistic)
+    comparison = run.measurement.comparisons[rule.statistic]
+    return Finding(
+        metric=f"{rule.statistic}_slowdown" if rule.kind == "ratio" else f"{rule.statistic}_ms",
+        rule="max_slowdown" if rule.kind == "ratio" else "max",
+        status="fail" if settings.inconclusive == "fail" else "warn",
+        reason=(
+            f"{rule.statistic} at {_where(run)}: only {comparison.rounds} rounds fitted in the budget, and a "
+            f"{rule.statistic} needs {needed} to be decided; raise checks.latency.budget_s"
+        ),
+        threshold=rule.limit - 1.0 if rule.kind == "ratio" else _ms(rule.limit),
+        value=comparison.ratio.estimate - 1.0 if rule.kind == "ratio" else _ms(comparison.candidate),
+        baseline=_ms(comparison.baseline),
+        candidate=_ms(comparison.candidate),
+        decision="interval",
+        inconclusive=True,
+        where=_where(run),
+    )
+
+
+def _reason(run: PairResult, outcome: Outcome, finding: Finding) -> str:
+    rule, iv = outcome.rule, outcome.interval
+    comparison = run.measurement.comparisons[rule.statistic]
+    head = (
+        f"{rule.statistic} at {_where(run)}: candidate {_ms(comparison.candidate):.4g} ms vs baseline "
+        f"{_ms(comparison.baseline):.4g} ms"
+    )
+    ci = f"{_pct(iv.confidence)} CI"
+    if rule.kind == "ratio":
+        what = f"ratio {iv.estimate:.3f}x ({ci} {iv.low:.3f}-{iv.high:.3f})"
+        limit = f"the {rule.limit:.3f}x limit (max_slowdown {rule.limit - 1:g})"
+    else:
+        what = f"candidate {ci} {_ms(iv.low):.4g}-{_ms(iv.high):.4g} ms"
+        limit = f"max_{rule.statistic}_ms {_ms(rule.limit):g}"
+    if outcome.decision == "pass":
+        return f"{head}: {what} is within {limit}"
+    if outcome.decision == "fail":
+        return f"{head}: {what} is above {limit}: a clear slowdown, not noise"
+    noise = run.measurement.noise
+    return (
+        f"{head}: {what} straddles {limit}; with per-round noise {noise:.1%} (SD of paired log-ratios) "
+        f"{comparison.rounds} rounds resolve only +-{iv.resolution:.1%}: raise budget_s or use a quieter runner"
+        + (" (status per checks.latency.inconclusive)" if finding.inconclusive else "")
+    )
+
+
+def finding_for(run: PairResult, outcome: Outcome, settings: DecisionSettings) -> Finding:
+    """One limit's Finding. The status comes from gate.verdict.judge on the same interval the sampler used."""
+    if not outcome.enough_rounds:
+        return _inconclusive_finding(run, outcome, settings)
+    rule, iv = outcome.rule, outcome.interval
+    comparison = run.measurement.comparisons[rule.statistic]
+    if rule.kind == "ratio":
+        finding = judge(
+            metric=f"{rule.statistic}_slowdown", rule="max_slowdown", threshold=rule.limit - 1.0,
+            value=iv.estimate - 1.0, baseline=_ms(comparison.baseline), candidate=_ms(comparison.candidate),
+            settings=settings, interval=(iv.low - 1.0, iv.high - 1.0), where=_where(run),
+        )
+    else:
+        finding = judge(
+            metric=f"{rule.statistic}_ms", rule="max", threshold=_ms(rule.limit), value=_ms(iv.estimate),
+            baseline=_ms(comparison.baseline), candidate=_ms(comparison.candidate), settings=settings,
+            interval=(_ms(iv.low), _ms(iv.high)), where=_where(run), unit=" ms",
+        )
+    return replace(finding, reason=_reason(run, outcome, finding))
+
+
+def _detectable(outcome: Outcome) -> float | None:
+    """The slowdown a ratio rule would have flagged about half the time: limit * (1 + resolution) - 1."""
+    if outcome.rule.kind != "ratio" or not math.isfinite(outcome.interval.resolution):
+        return None
+    return outcome.rule.limit * (1.0 + outcome.interval.resolution) - 1.0
+
+
+def _stat_row(run: PairResult, role: str) -> tuple[Any, ...]:
+    comps = run.measurement.comparisons
+    pick = "baseline" if role == "baseline" else "candidate"
+    values = {s: getattr(comps[s], pick) for s in STATISTICS}
+    mem = run.memory[role].get("peak_increase_bytes")
+    return (
+        run.device, run.batch_size, role,
+        *(round(_ms(values[s]), 4) for s in STATISTICS),
+        round(run.samples / values["mean"], 1) if values["mean"] > 0 else None,
+        round(mem / _MB, 2) if mem is not None else None,
+    )
+
+
+def _ratio_rows(run: PairResult, decided: dict[str, Outcome]) -> list[tuple[Any, ...]]:
+    rows = []
+    for stat in STATISTICS:
+        iv = run.measurement.comparisons[stat].ratio
+        outcome = decided.get(stat)
+        rows.append((
+            run.device, run.batch_size, stat, round(iv.estimate, 4), round(iv.low, 4), round(iv.high, 4),
+            round(outcome.rule.limit, 4) if outcome else None, outcome.decision if outcome else "-",
+        ))
+    mean = run.measurement.comparisons["mean"].ratio
+    rows.append((
+        run.device, run.batch_size, "throughput", round(1 / mean.estimate, 4), round(1 / mean.high, 4),
+        round(1 / mean.low, 4), None, "-",
+    ))
+    return rows
+
+
+def _sampling_row(run: PairResult, decided: dict[str, Outcome]) -> tuple[Any, ...]:
+    m = run.measurement
+    detectable = _detectable(decided["p50"]) if "p50" in decided else None
+    return (
+        run.device, run.batch_size, m.sampled.rounds, m.sampled.looks, m.sampled.stop,
+        round(m.sampled.elapsed_s, 3), f"{m.noise:.1%}", f"+-{m.comparisons['p50'].ratio.resolution:.1%}",
+        f"{detectable:.1%}" if detectable is not None else "-",
+    )
+
+
+def _run_details(run: PairResult) -> dict[str, Any]:
+    m = run.measurement
+    comps = m.comparisons
+    return {
+        "device": run.device,
+        "batch_size": run.batch_size,
+        "samples": run.samples,
+        "threads": run.threads,
+        "rounds": m.sampled.rounds,
+        "looks": m.sampled.looks,
+        "stop": m.sampled.stop,
+        "sampling_s": round(m.sampled.elapsed_s, 4),
+        "noise_log_ratio_sd": m.noise,
+        "baseline_ms": {s: _ms(comps[s].baseline) for s in STATISTICS},
+        "candidate_ms": {s: _ms(comps[s].candidate) for s in STATISTICS},
+        "throughput": {
+            "baseline": run.samples / comps["mean"].baseline,
+            "candidate": run.samples / comps["mean"].candidate,
+        },
+        "ratios": {
+            s: {
+                "ratio": comps[s].ratio.estimate,
+                "low": comps[s].ratio.low,
+                "high": comps[s].ratio.high,
+                "resolution": comps[s].ratio.resolution,
+                "enough_rounds": comps[s].enough_rounds,
+            }
+            for s in STATISTICS
+        },
+        "decisions": [
+            {
+                "statistic": o.rule.statistic,
+                "kind": o.rule.kind,
+                "limit": o.rule.limit if o.rule.kind == "ratio" else _ms(o.rule.limit),
+                "decision": o.decision,
+                "detectable_slowdown": _detectable(o),
+            }
+            for o in m.outcomes
+        ],
+        "memory": run.memory,
+    }
+
+
+# ------------------------------------------------------------------------------------------------- check
+
+
+class LatencyCheck(Check):
+    """Per-call latency, throughput and peak memory of both models at each batch size; see the module docstring."""
+
+    name = "latency"
+    needs = frozenset({"inputs"})
+
+    def __init__(self, options: dict[str, Any], ctx: RunContext) -> None:
+        super().__init__(options, ctx)
+        self.settings = latency_settings(options)
+        self._chunks: list[tuple[Any, int]] = []
+        self._captured = 0
+
+    def update(self, step: Step) -> None:
+        """Keep CPU copies of the first max(batch_sizes) samples; nothing after that."""
+        wanted = max(self.settings.batch_sizes) - self._captured
+        if wanted <= 0:
+            return
+        rows = int(step.labels.shape[0])
+        take = min(wanted, rows)
+        if take <= 0:
+            return
+        self._chunks.append((capture_rows(step.inputs, take, rows=rows), take))
+        self._captured += take
+
+    def compute(self) -> CheckResult:
+        if not self._chunks:
+            return CheckResult(name=self.name, status="skip", summary="no input samples reached the latency check")
+        devices, notes = self._devices()
+        if not devices:
+            return CheckResult(name=self.name, status="skip", summary=notes[-1], notes=tuple(notes))
+        decision = decision_settings(self.ctx.config, self.options)
+        if self.options.get("confidence") is not None:
+            decision = replace(decision, confidence=float(self.options["confidence"]))
+        gated = sum(len(rules_for(self.settings, bs)) for bs in self.settings.batch_sizes) * len(devices)
+        family = max(1, gated if decision.multiple_comparisons != "none" else 1)
+        confidence = interval_confidence(decision.confidence, comparisons=family, looks=self.settings.looks)
+        judged = replace(decision, mode="non-inferiority", confidence=confidence)
+        threads_wanted = self.settings.threads or self.ctx.config.threads
+        runs: list[PairResult] = []
+        with torch_threads(threads_wanted) as threads:
+            for device in devices:
+                runs += self._measure_device(device, threads=threads, confidence=confidence,
+                                             resamples=decision.resamples, seed=decision.seed, notes=notes)
+        findings = [finding_for(run, o, judged) for run in runs for o in run.measurement.outcomes]
+        return self._result(runs, findings, notes=notes, confidence=confidence, family=family,
+                            nominal=decision.confidence, threads=threads)
+
+    # ------------------------------------------------------------------ helpers of compute()
+
+    def _devices(self) -> tuple[list[str], list[str]]:
+        """The devices to time on, and notes for configured devices that cannot be used here."""
+        run_device = torch.device(self.ctx.device).type
+        wanted = list(self.settings.devices or (run_device,))
+        notes: list[str] = []
+        devices = []
+        for device in wanted:
+            if device == "cuda" and not torch.cuda.is_available():
+                notes.append("latency on cuda skipped: torch sees no CUDA device on this machine")
+            else:
+                devices.append(device)
+        return devices, notes
+
+    def _modules_on(self, device: str) -> dict[str, Any]:
+        """Each role's module on `device`: the loaded one on the run's device, a deep copy elsewhere."""
+        if device == torch.device(self.ctx.device).type:
+            return {role: self.ctx.models[role].module for role in ROLES}
+        out = {}
+        for role in ROLES:
+            try:
+                out[role] = copy.deepcopy(self.ctx.models[role].module).to(device)
+            except Exception as err:  # not every module format can be copied or moved; say so and skip
+                raise ModelError(
+                    f"latency: cannot copy the {role} model to {device} for timing ({type(err).__name__}: {err}); "
+                    f"time it on the run's device instead (checks.latency.devices)"
+                ) from err
+        return out
+
+    def _measure_device(
+        self, device: str, *, threads: int, confidence: float, resamples: int, seed: int, notes: list[str]
+    ) -> list[PairResult]:
+        modules = self._modules_on(device)
+        names = {role: getattr(self.ctx.models[role], "input_names", None) for role in ROLES}
+        runs = []
+        for bs in self.settings.batch_sizes:
+            batch, samples, padded = build_batch(self._chunks, bs)
+            if samples < bs:
+                notes.append(f"batch size {bs}: the data has only {samples} samples; timed a batch of {samples}")
+            if padded:
+                notes.append(f"batch size {bs}: samples from data batches of different padded lengths were "
+                             "right-padded with zeros to the longest")
+            rules = rules_for(self.settings, bs)
+            measurement, memory = measure_pair(
+                modules, move_to(batch, torch.device(device)), device=device, rules=rules,
+                plan=sampling_plan(self.settings, rules), confidence=confidence, resamples=resamples,
+                seed=seed, input_names=names,
+            )
+            runs.append(PairResult(device, bs, samples, measurement, memory, threads))
+        return runs
+
+    def _result(
+        self,
+        runs: list[PairResult],
+        findings: list[Finding],
+        *,
+        notes: list[str],
+        confidence: float,
+        family: int,
+        nominal: float,
+        threads: int,
+    ) -> CheckResult:
+        p50 = [run.measurement.comparisons["p50"].ratio.estimate for run in runs]
+        where = ", ".join(_where(run) for run in runs)
+        if findings:
+            status, summary = check_summary(self.name, findings, passed=(
+                f"no slowdown beyond the limits at {where} (p50 ratio {min(p50):.3f}x-{max(p50):.3f}x)"
+            ))
+        else:
+            status, summary = "pass", f"measured only, no limits configured: p50 ratio {min(p50):.3f}x-{max(p50):.3f}x at {where}"
+        decided = [{o.rule.statistic: o for o in run.measurement.outcomes if o.rule.kind == "ratio"} for run in runs]
+        models = {role: self.ctx.models[role] for role in ROLES}
+        tables = (
+            Table(
+                title=f"Latency per call (ms), {threads} CPU threads",
+                headers=("device", "batch", "model", *STATISTICS, "samples/s", "peak mem MB"),
+                rows=tuple(_stat_row(run, role) for run in runs for role in ROLES),
+            ),
+            Table(
+                title=f"Candidate / baseline, intervals at {_pct(confidence)} (paired bootstrap)",
+                headers=("device", "batch", "statistic", "ratio", "low", "high", "limit", "decision"),
+                rows=tuple(row for run, d in zip(runs, decided) for row in _ratio_rows(run, d)),
+            ),
+            Table(
+                title="Sampling and noise",
+                headers=("device", "batch", "rounds", "looks", "stopped by", "seconds", "noise (SD log-ratio)",
+                         "p50 resolution", "p50 detectable slowdown"),
+                rows=tuple(_sampling_row(run, d) for run, d in zip(runs, decided)),
+            ),
+            Table(
+                title="Model size",
+                headers=("model", "parameters", "checkpoint MB"),
+                rows=tuple(
+                    (role, m.parameters, round(m.size_bytes / _MB, 3) if m.size_bytes is not None else None)
+                    for role, m in models.items()
+                ),
+            ),
+        )
+        chart = Chart(
+            title="p50 latency, candidate / baseline",
+            labels=tuple(_where(run) for run in runs),
+            values=tuple(round(v, 4) for v in p50),
+            y_label="ratio",
+        )
+        details = {
+            "threads": threads,
+            "devices": sorted({run.device for run in runs}),
+            "batch_sizes": list(self.settings.batch_sizes),
+            "confidence": nominal,
+            "interval_confidence": confidence,
+            "comparisons": family,
+            "looks": self.settings.looks,
+            "method": "interleaved rounds; paired bootstrap over rounds; normal interval on log(ratio); "
+                      "Bonferroni over comparisons and looks",
+            "models": {
+                role: {"parameters": m.parameters, "size_bytes": m.size_bytes} for role, m in models.items()
+            },
+            "runs": [_run_details(run) for run in runs],
+        }
+        return CheckResult(
+            name=self.name, status=status, summary=summary, findings=tuple(findings), tables=tables,
+            charts=(chart,), details=details, notes=tuple(notes),
+        )

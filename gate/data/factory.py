@@ -1,0 +1,177 @@
+"""A Python factory 'package.module:callable', called with data.kwargs, that returns the evaluation data.
+
+What it may return:
+  - a map-style torch Dataset of samples: (inputs, label) pairs, or dicts holding the label under data.labels
+    (default 'labels', else 'label' / 'y' / 'targets') whose other keys are the inputs (passed as kwargs);
+    batched with DataLoader(batch_size=data.batch_size, shuffle=False);
+  - a torch IterableDataset of such samples, batched the same way;
+  - any other iterable (a list, a generator, a DataLoader) of ready batches: (inputs, labels) pairs or dicts.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from gate.data._common import (
+    LABEL_FALLBACKS,
+    batch_rows,
+    import_callable,
+    labels_tensor,
+    names_list,
+    take_first,
+)
+from gate.errors import DataError, GateError
+
+if TYPE_CHECKING:
+    import torch
+
+
+def make_source(spec: str, *, kwargs: dict[str, Any]) -> Any:
+    """Call the factory; DataError naming it if it cannot be imported, fails, or returns no iterable."""
+    fn = import_callable(spec, what="data factory")
+    try:
+        source = fn(**kwargs)
+    except Exception as err:
+        raise DataError(
+            f"data factory {spec!r}: calling it with data.kwargs {sorted(kwargs)} failed: {type(err).__name__}: {err}"
+        ) from err
+    if not _is_map_dataset(source) and not isinstance(source, Iterable):
+        raise DataError(
+            f"data factory {spec!r}: returned a {type(source).__name__}, expected a torch Dataset "
+            f"or an iterable of (inputs, labels) batches"
+        )
+    return source
+
+
+def _is_map_dataset(source: Any) -> bool:
+    from torch.utils.data import Dataset, IterableDataset
+
+    return isinstance(source, Dataset) and not isinstance(source, IterableDataset)
+
+
+def _is_sample_stream(source: Any) -> bool:
+    from torch.utils.data import IterableDataset
+
+    return isinstance(source, IterableDataset)
+
+
+class FactoryReader:
+    """Batches from a factory's Dataset or iterable, in its own order; labels checked and turned into int64."""
+
+    def __init__(
+        self,
+        spec: str,
+        *,
+        kwargs: dict[str, Any],
+        labels: str,
+        class_names: tuple[str, ...] | None,
+        batch_size: int,
+        limit: int | None,
+    ) -> None:
+        self.spec = spec
+        self.kwargs = kwargs
+        self.labels = labels
+        self.class_names = class_names
+        self.batch_size = batch_size
+        self.limit = limit
+        self.source = make_source(spec, kwargs=kwargs)
+        self.num_samples: int | None = self._known_length()
+        self._used = False
+
+    def _known_length(self) -> int | None:
+        if not _is_map_dataset(self.source):
+            return None
+        try:
+            length = len(self.source)
+        except TypeError as err:
+            raise DataError(
+                f"data factory {self.spec!r}: its Dataset has no __len__; a map-style Dataset needs one "
+                f"(or return an IterableDataset)"
+            ) from err
+        if length == 0:
+            raise DataError(f"data factory {self.spec!r}: no samples (its Dataset has length 0)")
+        return length if self.limit is None else min(length, self.limit)
+
+    def batches(self) -> Iterator[tuple[Any, torch.Tensor]]:
+        seen = 0
+        for index, raw in enumerate(self._raw_batches()):
+            where = f"data factory {self.spec!r}: batch {index} (samples from {seen})"
+            inputs, labels = self._split(raw, where=where)
+            if self.limit is not None and seen + len(labels) > self.limit:
+                keep = self.limit - seen
+                inputs, labels = take_first(inputs, keep), labels[:keep]
+            seen += len(labels)
+            if len(labels):
+                yield inputs, labels
+            if self.limit is not None and seen >= self.limit:
+                break
+        if seen == 0:
+            raise DataError(f"data factory {self.spec!r}: no samples (it yielded no batches)")
+
+    def _fresh_source(self) -> Any:
+        # A generator can be read only once: a second pass calls the factory again for a new one.
+        if self._used and iter(self.source) is self.source:
+            self.source = make_source(self.spec, kwargs=self.kwargs)
+        self._used = True
+        return self.source
+
+    def _raw_batches(self) -> Iterator[Any]:
+        source = self._fresh_source()
+        if _is_map_dataset(source) or _is_sample_stream(source):
+            source = self._loader(source)
+        iterator = iter(source)
+        index = 0
+        while True:
+            try:
+                raw = next(iterator)
+            except StopIteration:
+                return
+            except GateError:
+                raise
+            except Exception as err:
+                raise DataError(
+                    f"data factory {self.spec!r}: reading batch {index} failed: {type(err).__name__}: {err}"
+                ) from err
+            yield raw
+            index += 1
+
+    def _loader(self, dataset: Any) -> Any:
+        from torch.utils.data import DataLoader, Subset
+
+        if self.num_samples is not None and self.num_samples < len(dataset):
+            dataset = Subset(dataset, range(self.num_samples))
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=0)
+
+    def _split(self, raw: Any, *, where: str) -> tuple[Any, torch.Tensor]:
+        if isinstance(raw, Mapping):
+            key = self._label_key(raw, where=where)
+            inputs: Any = {k: v for k, v in raw.items() if k != key}
+            label_values = raw[key]
+        elif isinstance(raw, (tuple, list)) and len(raw) == 2:
+            inputs, label_values = raw
+            if isinstance(inputs, list):
+                inputs = tuple(inputs)
+        else:
+            found = f"a {type(raw).__name__} of {len(raw)}" if isinstance(raw, (tuple, list)) else type(raw).__name__
+            raise DataError(
+                f"{where}: expected (inputs, labels) or a dict with a {self.labels!r} key, found {found}; "
+                f"Dataset samples must be (inputs, label) pairs or dicts"
+            )
+        labels = labels_tensor(label_values, class_names=self.class_names, where=f"{where}, labels")
+        rows = batch_rows(inputs)
+        if rows and rows != {len(labels)}:
+            raise DataError(
+                f"{where}: inputs have {sorted(rows)} rows but there are {len(labels)} labels; "
+                f"each batch needs one input row per label"
+            )
+        return inputs, labels
+
+    def _label_key(self, raw: Mapping[str, Any], *, where: str) -> str:
+        candidates = (self.labels, *LABEL_FALLBACKS) if self.labels == "labels" else (self.labels,)
+        for key in candidates:
+            if key in raw:
+                return key
+        raise DataError(
+            f"{where}: no label key (tried {', '.join(repr(c) for c in candidates)}; "
+            f"found: {names_list(list(raw))}); set data.labels in gate.yaml"
+        )

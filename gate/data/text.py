@@ -1,0 +1,175 @@
+"""JSON Lines and CSV readers: streamed line by line, tokenized per batch, never loaded whole into memory."""
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gate.data._common import label_index, names_list
+from gate.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
+
+    from gate.data.tokenize import CallableEncoder, HFEncoder
+
+
+@dataclass(frozen=True)
+class TextLayout:
+    """Where the text and the label live in each record of a text file."""
+
+    path: str
+    kind: str                       # "jsonl" | "csv"
+    text_column: str
+    label_column: str
+    delimiter: str = ","            # csv only; "\t" for .tsv
+
+
+@dataclass(frozen=True)
+class TextRecord:
+    line: int                       # 1-based line number in the file (for CSV: where the row ends)
+    text: str
+    label: int
+
+
+def iter_records(layout: TextLayout, *, class_names: tuple[str, ...] | None) -> Iterator[TextRecord]:
+    """The file's samples in file order, each checked (columns present, text a string, label mappable)."""
+    reader = _iter_jsonl_rows if layout.kind == "jsonl" else _iter_csv_rows
+    for line, row in reader(layout):
+        yield _record(layout, line, row, class_names=class_names)
+
+
+def _record(layout: TextLayout, line: int, row: dict[str, Any], *, class_names: tuple[str, ...] | None) -> TextRecord:
+    where = f"{layout.path}: line {line}"
+    missing = [col for col in (layout.text_column, layout.label_column) if col not in row]
+    if missing:
+        what = "key" if layout.kind == "jsonl" else "column"
+        raise DataError(
+            f"{where}: no {what} {missing[0]!r} (found: {names_list(list(row))}); "
+            f"set data.text_column / data.label_column in gate.yaml to the names your file uses"
+        )
+    text = row[layout.text_column]
+    if not isinstance(text, str):
+        raise DataError(
+            f"{where}: {layout.text_column!r} is {type(text).__name__}, expected a string of text"
+        )
+    label = label_index(
+        row[layout.label_column], class_names=class_names, where=f"{where}, column {layout.label_column!r}"
+    )
+    return TextRecord(line=line, text=text, label=label)
+
+
+def _iter_jsonl_rows(layout: TextLayout) -> Iterator[tuple[int, dict[str, Any]]]:
+    for line, raw in enumerate(_decoded_lines(layout.path), start=1):
+        if raw.strip():
+            yield line, _parse_json_line(raw, path=layout.path, line=line)
+
+
+def _parse_json_line(raw: str, *, path: str, line: int) -> dict[str, Any]:
+    hint = ""
+    if line == 1 and raw.lstrip().startswith("["):
+        hint = "; this looks like a JSON array, but gate reads JSON Lines: one JSON object per line"
+    try:
+        row = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: line {line}, column {err.colno}: malformed JSON: {err.msg}{hint}") from err
+    if not isinstance(row, dict):
+        raise DataError(f"{path}: line {line}: expected a JSON object, found {type(row).__name__}{hint}")
+    return row
+
+
+def _iter_csv_rows(layout: TextLayout) -> Iterator[tuple[int, dict[str, Any]]]:
+    reader = csv.reader(_decoded_lines(layout.path), delimiter=layout.delimiter)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise DataError(f"{layout.path}: empty CSV file, expected a header row and one row per sample")
+        _check_header(layout, header)
+        for row in reader:
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise DataError(
+                    f"{layout.path}: line {reader.line_num}: expected {len(header)} fields "
+                    f"({names_list(header)}), found {len(row)}"
+                )
+            yield reader.line_num, dict(zip(header, row))
+    except csv.Error as err:
+        raise DataError(f"{layout.path}: line {reader.line_num}: malformed CSV: {err}") from err
+
+
+def _check_header(layout: TextLayout, header: list[str]) -> None:
+    for column in (layout.text_column, layout.label_column):
+        if column not in header:
+            raise DataError(
+                f"{layout.path}: line 1 (header): no column {column!r} (found: {names_list(header)}); "
+                f"set data.text_column / data.label_column in gate.yaml to the names your file uses"
+            )
+
+
+def _decoded_lines(path: str) -> Iterator[str]:
+    """The file's lines as text, line endings kept (csv needs them); a decoding error names its exact line."""
+    with open(path, "rb") as fh:
+        for line, raw in enumerate(fh, start=1):
+            if line == 1 and raw.startswith(b"\xef\xbb\xbf"):  # byte-order mark written by Excel / Windows tools
+                raw = raw[3:]
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(
+                    f"{path}: line {line}, byte {err.start + 1}: not valid UTF-8 text ({err.reason})"
+                ) from err
+
+
+def check_text_file(layout: TextLayout, *, class_names: tuple[str, ...] | None) -> None:
+    """Read up to the first sample, so an empty file or a wrong column name fails before any model runs."""
+    for _ in iter_records(layout, class_names=class_names):
+        return
+    raise DataError(f"{layout.path}: no samples (the file has no data lines)")
+
+
+class TextReader:
+    """Batches of (tokenized inputs, labels) from a JSON Lines or CSV file, in file order."""
+
+    num_samples: int | None = None  # unknown until the file has been read: the caller counts
+
+    def __init__(
+        self,
+        layout: TextLayout,
+        *,
+        encoder: HFEncoder | CallableEncoder,
+        class_names: tuple[str, ...] | None,
+        batch_size: int,
+        limit: int | None,
+    ) -> None:
+        self.layout = layout
+        self.encoder = encoder
+        self.class_names = class_names
+        self.batch_size = batch_size
+        self.limit = limit
+
+    def batches(self) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+        pending: list[TextRecord] = []
+        seen = 0
+        for record in iter_records(self.layout, class_names=self.class_names):
+            pending.append(record)
+            seen += 1
+            if len(pending) == self.batch_size:
+                yield self._encode(pending)
+                pending = []
+            if self.limit is not None and seen >= self.limit:
+                break
+        if pending:
+            yield self._encode(pending)
+        if seen == 0:
+            raise DataError(f"{self.layout.path}: no samples (the file has no data lines)")
+
+    def _encode(self, records: list[TextRecord]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        import torch
+
+        where = f"{self.layout.path}: lines {records[0].line}-{records[-1].line}"
+        inputs = self.encoder([r.text for r in records], where=where)
+        labels = torch.tensor([r.label for r in records], dtype=torch.int64)
+        return inputs, labels

@@ -1,0 +1,130 @@
+"""Hugging Face transformers model directories (config.json + weights + tokenizer files), strictly offline.
+
+transformers is the optional extra "text". The model is loaded with AutoModelForSequenceClassification;
+class names come from config.id2label unless they are the generic LABEL_0, LABEL_1, ...
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from gate.errors import CheckpointError, require
+from gate.models.base import brief
+from gate.models.pickles import refusal_message
+from gate.models.sniff import sniff
+from gate.models.torch_formats import Built
+
+_SINGLE_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
+                    "sentencepiece.bpe.model", "tokenizer.model")
+_GENERIC_LABEL = re.compile(r"LABEL_(\d+)")
+
+
+def load_huggingface(path: Path, *, where: str, options: Mapping[str, Any]) -> Built:
+    """Config, weights and tokenizer of a local model directory; never touches the network."""
+    weights = weight_files(path, where=where)
+    _refuse_unsafe_bin_weights(weights, where=where, trusted=bool(options.get("trust_checkpoint", False)))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")      # before transformers / huggingface_hub read it
+    transformers = require("transformers", extra="text", purpose=f"loading the Hugging Face model directory {path}")
+    with _quiet_progress(transformers):
+        config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
+        model, info = transformers.AutoModelForSequenceClassification.from_pretrained(
+            str(path), config=config, local_files_only=True, output_loading_info=True
+        )
+    if options.get("strict", True):
+        _refuse_new_weights(info, where=where)
+    tokenizer = _load_tokenizer(transformers, path, where=where)
+    return Built(model, "huggingface", tuple(weights), class_names_from_config(config, where=where), tokenizer)
+
+
+def weight_files(path: Path, *, where: str) -> list[Path]:
+    """The directory's weight files (shards listed by an index file), sorted; CheckpointError if there are none."""
+    for name in _INDEXES:
+        index = path / name
+        if index.is_file():
+            try:
+                shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+                raise CheckpointError(f"{where}: {name} is not a valid weight index ({brief(err)})") from err
+            missing = [s for s in shards if not (path / s).is_file()]
+            if missing:
+                raise CheckpointError(f"{where}: {name} lists weight shards that are missing: {', '.join(missing[:5])}")
+            return [path / s for s in shards]
+    for name in _SINGLE_WEIGHTS:
+        if (path / name).is_file():
+            return [path / name]
+    raise CheckpointError(
+        f"{where}: a Hugging Face model directory without PyTorch weights: expected model.safetensors, "
+        f"pytorch_model.bin or a sharded index ({', '.join(_INDEXES)}) next to config.json"
+    )
+
+
+def _refuse_unsafe_bin_weights(files: list[Path], *, where: str, trusted: bool) -> None:
+    """pytorch_model.bin is a torch.save pickle: apply the same stance as for a single-file checkpoint."""
+    if trusted:
+        return
+    for file in files:
+        if file.suffix != ".safetensors":
+            found = sniff(file, where=f"{where}/{file.name}")
+            if found.unsafe_globals or found.plain_pickle:
+                raise CheckpointError(refusal_message(f"{where}/{file.name}", list(found.unsafe_globals)))
+
+
+@contextmanager
+def _quiet_progress(transformers: Any) -> Iterator[None]:
+    """transformers 5 draws a progress bar per load; CI logs do not need it."""
+    logging = transformers.utils.logging
+    was_enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            logging.enable_progress_bar()
+
+
+def _refuse_new_weights(info: Mapping[str, Any], *, where: str) -> None:
+    """Missing weights are randomly initialised by transformers: a classifier head that was never trained."""
+    missing = sorted(info.get("missing_keys") or ())
+    mismatched = sorted(str(k) for k in info.get("mismatched_keys") or ())
+    if missing or mismatched:
+        shown = ", ".join((missing + mismatched)[:5])
+        raise CheckpointError(
+            f"{where}: the weights do not cover the sequence-classification model: {len(missing)} missing and "
+            f"{len(mismatched)} mismatched tensors ({shown}) would be randomly initialised; is it a "
+            "...ForSequenceClassification checkpoint? Set model.strict: false to load it anyway"
+        )
+
+
+def _load_tokenizer(transformers: Any, path: Path, *, where: str) -> Any | None:
+    if not any((path / name).is_file() for name in _TOKENIZER_FILES):
+        return None
+    try:
+        return transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except Exception as err:  # noqa: BLE001 - tokenizer classes raise many types
+        raise CheckpointError(f"{where}: the tokenizer files cannot be loaded: {brief(err)}") from err
+
+
+def class_names_from_config(config: Any, *, where: str) -> tuple[str, ...] | None:
+    """id2label in index order; None when absent or generic (LABEL_0, LABEL_1, ... carry no information)."""
+    id2label = getattr(config, "id2label", None) or {}
+    try:
+        by_index = {int(k): str(v) for k, v in id2label.items()}
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{where}: config.json id2label has a non-integer index ({brief(err)})") from err
+    if not by_index:
+        return None
+    if sorted(by_index) != list(range(len(by_index))):
+        raise CheckpointError(
+            f"{where}: config.json id2label indices must be 0..{len(by_index) - 1}; found {sorted(by_index)}"
+        )
+    names = tuple(by_index[i] for i in range(len(by_index)))
+    if all(_GENERIC_LABEL.fullmatch(name) and int(name[6:]) == i for i, name in enumerate(names)):
+        return None
+    return names

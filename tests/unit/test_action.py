@@ -1,0 +1,326 @@
+"""The Action's entrypoint without running a model: inputs -> argv, exit-code mapping, escaping, outputs, files."""
+from __future__ import annotations
+
+import io
+import json
+import re
+import urllib.parse
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gate.action import entrypoint as ep
+from gate.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+REQUIRED = {"candidate": "cand.pt", "baseline": "base.pt", "data": "eval.npz"}
+# `gate check` options the Action deliberately has no input for (extra-args still reaches them).
+CLI_OPTIONS_WITHOUT_INPUT = {"--quiet"}  # the log should show the console report; the summary has it anyway
+
+
+def action_inputs() -> dict[str, dict]:
+    return yaml.safe_load((ROOT / "action.yml").read_text(encoding="utf-8"))["inputs"]
+
+
+def check_command():
+    from gate.cli import check
+
+    return check
+
+
+def click_options() -> dict[str, object]:
+    """Every `gate check` option string (long and short) -> its click parameter."""
+    out = {}
+    for param in check_command().params:
+        for opt in (*param.opts, *param.secondary_opts):
+            out[opt] = param
+    return out
+
+
+def sample_value(spec: ep.InputOption) -> str:
+    if spec.kind == "flag":
+        return "true"
+    if spec.kind == "multi":
+        return "accuracy, flips"
+    return {"device": "cpu", "decision": "point", "batch-size": "16", "limit": "50", "seed": "3", "threads": "2"}.get(
+        spec.input, f"value-of-{spec.input}"
+    )
+
+
+# --------------------------------------------------------------------------- action.yml <-> entrypoint <-> CLI
+
+
+def test_every_action_input_is_either_a_gate_option_or_an_action_only_input():
+    declared = set(action_inputs())
+    mapped = {spec.input for spec in ep.GATE_INPUTS}
+    assert mapped.isdisjoint(ep.ACTION_ONLY_INPUTS)
+    assert declared == mapped | set(ep.ACTION_ONLY_INPUTS)
+
+
+@pytest.mark.parametrize("spec", [s for s in ep.GATE_INPUTS if s.kind != "positional"], ids=lambda s: s.input)
+def test_each_input_reaches_an_existing_gate_check_option(spec: ep.InputOption):
+    assert spec.input in action_inputs()
+    value = sample_value(spec)
+    argv = ep.build_gate_argv({**REQUIRED, spec.input: value})
+    assert spec.option in argv
+    if spec.kind == "value":
+        assert argv[argv.index(spec.option) + 1] == value
+    param = click_options().get(spec.option)
+    assert param is not None, f"{spec.option} is not an option of `gate check`"
+    assert bool(getattr(param, "is_flag", False)) == (spec.kind == "flag")
+    assert bool(getattr(param, "multiple", False)) == (spec.kind == "multi")
+
+
+def test_candidate_is_the_commands_positional_argument():
+    arguments = [p for p in check_command().params if p.param_type_name == "argument"]
+    assert [a.name for a in arguments] == ["candidate"]
+    assert ep.build_gate_argv(REQUIRED)[:2] == ["check", "cand.pt"]
+
+
+def test_every_gate_check_option_has_an_input():
+    long_names = {max(p.opts, key=len) for p in check_command().params if p.param_type_name == "option"}
+    exposed = {spec.option for spec in ep.GATE_INPUTS if spec.option}
+    assert long_names - {"--help"} - CLI_OPTIONS_WITHOUT_INPUT == exposed
+
+
+def test_click_parses_the_argv_built_from_every_input():
+    values = {spec.input: sample_value(spec) for spec in ep.GATE_INPUTS}
+    values.update(REQUIRED)
+    argv = ep.build_gate_argv(values)
+    ctx = check_command().make_context("check", argv[1:])
+    assert ctx.params["candidate"] == "cand.pt"
+    assert ctx.params["baseline"] == "base.pt"
+    assert ctx.params["enable"] == ("accuracy", "flips")
+    assert ctx.params["disable"] == ("accuracy", "flips")
+    assert ctx.params["batch_size"] == 16 and ctx.params["limit"] == 50
+    assert ctx.params["trust_checkpoint"] is True and ctx.params["debug"] is True
+    assert ctx.params["model_factory"] == "value-of-model-factory"
+
+
+def test_action_yml_defaults_give_a_plain_gate_check():
+    values = {name: str(meta.get("default", "")) for name, meta in action_inputs().items()}
+    values["github-token"] = ""  # an expression GitHub evaluates
+    values.update(REQUIRED)
+    assert ep.build_gate_argv(values) == ["check", "cand.pt", "--baseline", "base.pt", "--data", "eval.npz"]
+
+
+def test_required_inputs_match_action_yml():
+    declared = {name for name, meta in action_inputs().items() if meta.get("required")}
+    assert declared == set(ep.REQUIRED_INPUTS)
+
+
+def test_hyphenated_inputs_have_underscore_aliases_in_runs_env():
+    env = yaml.safe_load((ROOT / "action.yml").read_text(encoding="utf-8"))["runs"]["env"]
+    for name in action_inputs():
+        if "-" in name:
+            _, underscored = ep.input_env_names(name)
+            assert env[underscored] == "${{ inputs.%s }}" % name
+
+
+# --------------------------------------------------------------------------- reading inputs
+
+
+def test_inputs_are_read_as_github_names_them_dashes_kept_or_underscored():
+    environ = {
+        "INPUT_CANDIDATE": " cand.pt ",
+        "INPUT_MODEL-FACTORY": "pkg.mod:make",
+        "INPUT_BATCH_SIZE": "8",
+        "INPUT_TRUST-CHECKPOINT": "",
+        "INPUT_TRUST_CHECKPOINT": "true",
+    }
+    values = ep.read_inputs(environ)
+    assert values["candidate"] == "cand.pt"
+    assert values["model-factory"] == "pkg.mod:make"
+    assert values["batch-size"] == "8"
+    assert values["trust-checkpoint"] == "true"
+    assert values["onnx"] == ""
+    assert set(values) == set(action_inputs())
+
+
+@pytest.mark.parametrize("text,expected", [("true", True), ("True", True), ("yes", True), ("false", False),
+                                           ("FALSE", False), ("", False), ("0", False)])
+def test_parse_bool(text: str, expected: bool):
+    assert ep.parse_bool("comment", text) is expected
+
+
+def test_parse_bool_rejects_anything_else_naming_the_input():
+    with pytest.raises(ConfigError, match="'trust-checkpoint'.*'maybe'"):
+        ep.parse_bool("trust-checkpoint", "maybe")
+
+
+def test_missing_required_inputs_are_named():
+    with pytest.raises(ConfigError, match="'baseline', 'data'"):
+        ep.build_gate_argv({"candidate": "c.pt"})
+
+
+def test_enable_accepts_commas_spaces_and_lines():
+    argv = ep.build_gate_argv({**REQUIRED, "enable": "drift,\nonnx  latency"})
+    assert argv[-6:] == ["--enable", "drift", "--enable", "onnx", "--enable", "latency"]
+
+
+def test_extra_args_are_split_like_a_shell_and_come_last():
+    argv = ep.build_gate_argv({**REQUIRED, "extra-args": "--seed 3 --config 'my dir/gate.yaml'"})
+    assert argv[-4:] == ["--seed", "3", "--config", "my dir/gate.yaml"]
+    with pytest.raises(ConfigError, match="extra-args"):
+        ep.build_gate_argv({**REQUIRED, "extra-args": "--config 'unclosed"})
+
+
+def test_report_defaults_fill_only_what_is_empty():
+    filled = ep.with_report_defaults({"json": "", "markdown": "out/r.md"})
+    assert filled["json"] == ep.DEFAULT_JSON and filled["markdown"] == "out/r.md"
+
+
+def test_gate_environment_drops_inputs_and_token():
+    env = ep.gate_environment({"PATH": "/bin", "INPUT_GITHUB-TOKEN": "t", "GITHUB_TOKEN": "t", "GITHUB_SHA": "abc"})
+    assert env == {"PATH": "/bin", "GITHUB_SHA": "abc"}
+
+
+# --------------------------------------------------------------------------- exit codes and outcomes
+
+
+def write_report(path: Path, verdict: str, checks: list[dict]) -> None:
+    path.write_text(json.dumps({"verdict": verdict, "exit_code": 1 if verdict == "fail" else 0,
+                                "summary": "s", "checks": checks}), encoding="utf-8")
+
+
+FAILING = [
+    {"name": "accuracy", "status": "fail", "summary": "accuracy dropped by 0.31",
+     "findings": [{"metric": "accuracy", "rule": "max_drop", "status": "fail", "reason": "dropped 0.31 > 0.01"},
+                  {"metric": "macro_f1", "rule": "max_drop", "status": "pass", "reason": "fine"}]},
+    {"name": "flips", "status": "warn", "summary": "many flips", "findings": []},
+    {"name": "sanity", "status": "pass", "summary": "ok", "findings": []},
+    {"name": "per_class", "status": "fail", "summary": "recall[cat] dropped", "findings": []},
+]
+
+
+def test_interpret_a_failed_gate(tmp_path: Path):
+    write_report(tmp_path / "r.json", "fail", FAILING)
+    (tmp_path / "r.md").write_text("## gate FAILED\n", encoding="utf-8")
+    outcome = ep.interpret(1, "", json_path=tmp_path / "r.json", markdown_path=tmp_path / "r.md")
+    assert (outcome.exit_code, outcome.verdict) == (1, "fail")
+    assert [c["name"] for c in outcome.checks_with("fail")] == ["accuracy", "per_class"]
+    assert outcome.markdown == "## gate FAILED\n"
+
+
+def test_interpret_could_not_run_keeps_the_error_line(tmp_path: Path):
+    stderr = "some warning\nerror: cand.pt: no such file\n"
+    outcome = ep.interpret(2, stderr, json_path=tmp_path / "none.json", markdown_path=tmp_path / "none.md")
+    assert (outcome.exit_code, outcome.verdict, outcome.error) == (2, "error", "error: cand.pt: no such file")
+
+
+@pytest.mark.parametrize("returncode", [1, -9, 137, 3])
+def test_a_crash_without_a_report_is_could_not_run_not_a_regression(tmp_path: Path, returncode: int):
+    outcome = ep.interpret(returncode, "Traceback ...\nKeyError: 'x'\n",
+                           json_path=tmp_path / "none.json", markdown_path=tmp_path / "none.md")
+    assert (outcome.exit_code, outcome.verdict) == (2, "error")
+    assert outcome.error == "KeyError: 'x'"
+
+
+def test_a_pass_without_a_readable_report_stays_a_pass_with_a_note(tmp_path: Path):
+    (tmp_path / "r.json").write_text("{not json", encoding="utf-8")
+    outcome = ep.interpret(0, "", json_path=tmp_path / "r.json", markdown_path=tmp_path / "r.md")
+    assert (outcome.exit_code, outcome.verdict) == (0, "pass")
+    assert "cannot be read" in outcome.notes[0]
+    assert any(line.startswith("::warning title=gate report::") for line in ep.annotations(outcome))
+
+
+# --------------------------------------------------------------------------- workflow commands
+
+
+@pytest.mark.parametrize("text", ["plain", "50% of 3\nnext line\r\n", "%0A literal", "a:b,c::d", ""])
+def test_escaped_commands_decode_back_to_the_text(text: str):
+    # GitHub percent-decodes command data and properties; urllib's decoder is an independent oracle.
+    data, prop = ep.escape_data(text), ep.escape_property(text)
+    assert urllib.parse.unquote(data) == text and urllib.parse.unquote(prop) == text
+    assert "\n" not in data + prop and "\r" not in data + prop
+    assert ":" not in prop and "," not in prop
+
+
+def test_one_annotation_per_failed_or_warning_check(tmp_path: Path):
+    write_report(tmp_path / "r.json", "fail", FAILING)
+    outcome = ep.interpret(1, "", json_path=tmp_path / "r.json", markdown_path=tmp_path / "r.md")
+    lines = ep.annotations(outcome)
+    assert lines == [
+        "::error title=gate%3A accuracy::accuracy dropped by 0.31%0A- accuracy (max_drop): dropped 0.31 > 0.01",
+        "::error title=gate%3A per_class::recall[cat] dropped",
+        "::warning title=gate%3A flips::many flips",
+    ]
+
+
+def test_could_not_run_is_one_error_annotation():
+    outcome = ep.GateOutcome(exit_code=2, verdict="error", error="error: data.npz: no such file")
+    assert ep.annotations(outcome) == ["::error title=gate could not run::error: data.npz: no such file"]
+
+
+# --------------------------------------------------------------------------- $GITHUB_OUTPUT and the summary
+
+
+def parse_github_output(text: str) -> dict[str, str]:
+    """GitHub's file-command format, read independently: `name=value` or `name<<DELIM` ... `DELIM`."""
+    out, lines, i = {}, text.split("\n"), 0
+    while i < len(lines):
+        line = lines[i]
+        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
+            name, delimiter = line.split("<<", 1)
+            j = lines.index(delimiter, i + 1)
+            out[name] = "\n".join(lines[i + 1:j])
+            i = j + 1
+        elif line:
+            name, value = line.split("=", 1)
+            out[name] = value
+            i += 1
+        else:
+            i += 1
+    return out
+
+
+def test_outputs_round_trip_single_and_multi_line():
+    values = {"verdict": "fail", "failed-checks": "accuracy,per_class", "note": "line one\nline two", "empty": ""}
+    text = "".join(ep.format_output(k, v) for k, v in values.items())
+    assert parse_github_output(text) == values
+
+
+def test_summary_for_could_not_run_says_so_with_the_error_line():
+    text = ep.summary_markdown(ep.GateOutcome(exit_code=2, verdict="error", error="error: bad.yaml: unknown key"))
+    assert "could not run" in text and "error: bad.yaml: unknown key" in text and "exit" in text
+
+
+def test_summary_falls_back_to_the_json_report_when_markdown_is_missing(tmp_path: Path):
+    write_report(tmp_path / "r.json", "fail", FAILING)
+    outcome = ep.interpret(1, "", json_path=tmp_path / "r.json", markdown_path=tmp_path / "missing.md")
+    text = ep.summary_markdown(outcome)
+    rows = [line for line in text.splitlines() if line.startswith("| ")][1:]  # below the header row
+    assert [row.split("|")[1].strip() for row in rows] == ["accuracy", "flips", "sanity", "per_class"]
+
+
+def test_oversized_summary_is_cut_below_githubs_limit():
+    text = ep.fit_summary("é" * ep.MAX_SUMMARY_BYTES)
+    assert len(text.encode("utf-8")) <= ep.MAX_SUMMARY_BYTES
+    assert text.rstrip().endswith("JSON report._")
+
+
+def test_report_paths_are_given_relative_to_the_workspace(tmp_path: Path):
+    assert ep.display_path(tmp_path / "gate-report" / "r.json", tmp_path) == "gate-report/r.json"
+    assert ep.display_path(Path("/elsewhere/r.json"), tmp_path) == "/elsewhere/r.json"
+
+
+def test_a_missing_input_fails_as_could_not_run_without_running_the_gate(tmp_path: Path):
+    summary, output = tmp_path / "summary.md", tmp_path / "output"
+    environ = {"GITHUB_WORKSPACE": str(tmp_path), "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(output),
+               "INPUT_CANDIDATE": "cand.pt", "INPUT_BASELINE": "base.pt"}
+    stdout = io.StringIO()
+    assert ep.run_action(environ, stdout=stdout) == 2
+    log = stdout.getvalue()
+    assert "::error title=gate could not run::error: action input(s) 'data' required but empty" in log
+    assert "stop-commands" not in log  # the gate was never started
+    assert parse_github_output(output.read_text(encoding="utf-8")) == {
+        "verdict": "error", "exit-code": "2", "failed-checks": "", "report-json": "", "report-markdown": ""}
+    assert "could not run" in summary.read_text(encoding="utf-8")
+    assert not (tmp_path / "gate-report").exists()
+
+
+def test_without_github_files_outputs_go_to_the_log(tmp_path: Path):
+    stdout = io.StringIO()
+    assert ep.run_action({"GITHUB_WORKSPACE": str(tmp_path)}, stdout=stdout) == 2
+    assert re.search(r"^gate outputs: verdict=error, exit-code=2", stdout.getvalue(), re.M)
