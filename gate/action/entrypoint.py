@@ -15,6 +15,7 @@ import secrets
 import shlex
 import subprocess
 import sys
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence, TextIO
@@ -227,35 +228,42 @@ def prepare_report_paths(*paths: Path) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise ConfigError(
-                f"cannot write the report {path}: {err.strerror or err}; the container user (uid {os.getuid()}) "
+                f"cannot write the report {path}: {err.strerror or err}; the container user (uid {_uid()}) "
                 "needs write access to the workspace"
             ) from err
 
 
+def _uid() -> str:
+    return str(os.getuid()) if hasattr(os, "getuid") else "?"
+
+
 def run_gate(argv: Sequence[str], *, cwd: Path, environ: Mapping[str, str], stdout: TextIO) -> tuple[int, str]:
-    """Run `python -m gate ARGV`; its stdout goes to the log, its stderr is echoed and kept for the error line.
+    """Run `python -m gate ARGV`; its output goes to the log as it comes, and the end of its stderr is kept for the
+    error line.
 
     GitHub workflow commands in the gate's own output are switched off (`::stop-commands::`), so a class name or
     path from a pull request cannot smuggle one in.
     """
     token = secrets.token_hex(16)
     print(f"::stop-commands::{token}", file=stdout, flush=True)
-    completed = subprocess.run(
-        [sys.executable, "-m", "gate", *argv],
-        cwd=cwd,
-        env=gate_environment(environ),
-        stdout=stdout if _has_fileno(stdout) else subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        check=False,
-    )
-    if completed.stdout:
-        stdout.write(completed.stdout)
-    if completed.stderr:
-        sys.stderr.write(completed.stderr)
-        sys.stderr.flush()
+    command = [sys.executable, "-m", "gate", *argv]
+    env = gate_environment(environ)
+    if _has_fileno(stdout):
+        tail: deque[str] = deque(maxlen=200)
+        with subprocess.Popen(command, cwd=cwd, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True) as proc:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+                tail.append(line)
+        returncode, stderr = proc.returncode, "".join(tail)
+    else:  # a captured stream (tests): collect both, then replay
+        done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+        stdout.write(done.stdout)
+        sys.stderr.write(done.stderr)
+        returncode, stderr = done.returncode, done.stderr
     print(f"::{token}::", file=stdout, flush=True)
-    return completed.returncode, completed.stderr or ""
+    return returncode, stderr
 
 
 def _has_fileno(stream: TextIO) -> bool:
@@ -290,13 +298,17 @@ def workflow_command(command: str, message: str, **properties: str) -> str:
     return f"::{command}{' ' + props if props else ''}::{escape_data(message)}"
 
 
-def check_message(check: Mapping[str, Any]) -> str:
-    """A check's summary followed by the reasons of its failing (or warning) findings, one per line."""
-    lines = [str(check.get("summary") or f"check {check.get('name')} is {check.get('status')}")]
-    for finding in check.get("findings") or []:
-        if isinstance(finding, dict) and finding.get("status") == check.get("status") and finding.get("reason"):
-            lines.append(f"- {finding.get('metric', '?')} ({finding.get('rule', '?')}): {finding['reason']}")
-    return "\n".join(lines)
+def check_message(check: Mapping[str, Any], *, max_lines: int = 10) -> str:
+    """Why a check failed (or warned): the reasons of its findings with that status, one per line (they name their
+    metric), or the check's summary when no finding carries a reason."""
+    status = check.get("status")
+    reasons = [str(f["reason"]) for f in check.get("findings") or []
+               if isinstance(f, dict) and f.get("status") == status and f.get("reason")]
+    if not reasons:
+        return str(check.get("summary") or f"check {check.get('name')} is {status}")
+    if len(reasons) > max_lines:
+        reasons = reasons[:max_lines] + [f"(+{len(reasons) - max_lines} more in the job summary)"]
+    return "\n".join(reasons)
 
 
 def annotations(outcome: GateOutcome) -> list[str]:
@@ -360,12 +372,17 @@ def format_output(name: str, value: str) -> str:
     return f"{name}<<{delimiter}\n{value}\n{delimiter}\n"
 
 
-def append_file(path: str | None, text: str) -> bool:
-    """Append to a GitHub file command ($GITHUB_OUTPUT, $GITHUB_STEP_SUMMARY); False when not running in Actions."""
+def append_file(path: str | None, text: str, *, stdout: TextIO) -> bool:
+    """Append to a GitHub file command ($GITHUB_OUTPUT, $GITHUB_STEP_SUMMARY). False when not running in Actions
+    or when the file cannot be written (a warning then says why; the job's exit code stays the gate's)."""
     if not path:
         return False
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(text)
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as err:
+        print(workflow_command("warning", f"cannot write {path}: {err.strerror or err}", title="gate"), file=stdout)
+        return False
     return True
 
 
@@ -413,9 +430,10 @@ def publish(
 ) -> None:
     """Step summary, outputs, annotations and (if asked) the PR comment. Nothing here changes the exit code."""
     markdown = summary_markdown(outcome)
-    append_file(environ.get("GITHUB_STEP_SUMMARY"), fit_summary(markdown))
+    append_file(environ.get("GITHUB_STEP_SUMMARY"), fit_summary(markdown), stdout=stdout)
     outputs = action_outputs(outcome, json_path=json_path, markdown_path=markdown_path, workspace=workspace)
-    if not append_file(environ.get("GITHUB_OUTPUT"), "".join(format_output(k, v) for k, v in outputs.items())):
+    lines = "".join(format_output(k, v) for k, v in outputs.items())
+    if not append_file(environ.get("GITHUB_OUTPUT"), lines, stdout=stdout):
         print("gate outputs: " + ", ".join(f"{k}={v}" for k, v in outputs.items()), file=stdout)
     for line in annotations(outcome):
         print(line, file=stdout)

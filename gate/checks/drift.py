@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -44,8 +43,9 @@ THRESHOLD_KEYS = tuple(key for key, _ in METRICS.values())
 
 _POINT = DecisionSettings(mode="point")
 _PER_DECADE = 20                     # per-sample histogram resolution: bins 10**(1/20) = 1.122x wide
-_PSI_FLOOR = 1e-4                    # bin shares below this are clipped before ln(); the usual PSI convention
+_PSI_PRIOR = 0.5                     # Jeffreys pseudo-count per PSI bin: an empty bin on one side stays finite
 _PSI_EDGE_SAMPLE = 1_000_000         # at most this many first-batch values fix the PSI bin edges
+_PSI_MIN_PER_BIN = 20                # fewer bins when the first batch has fewer than 20 values per bin
 _MAX_PART_DEPTH = 4                  # nested tuples/dicts deeper than this are not searched for tensors
 _CHART_LAYERS = 10
 
@@ -277,9 +277,27 @@ def batch_dim(t: Any, *, path: tuple, hints: LayoutHints, batch_size: int) -> in
     return None
 
 
+@dataclass(frozen=True)
+class PartFeatures:
+    """One tensor part as per-sample features; `channels` is set for (B, C, H, W...) parts flattened C-major."""
+
+    values: torch.Tensor              # (B, F) float64, CPU
+    channels: int | None = None
+
+    def for_cka(self) -> torch.Tensor:
+        """CKA's features: channel means for image-like parts (C, not C*H*W, is what pruning changes), else all."""
+        if self.channels is None:
+            return self.values
+        return self.values.reshape(self.values.shape[0], self.channels, -1).mean(dim=2)
+
+    @property
+    def cka_width(self) -> int:
+        return self.channels if self.channels is not None else int(self.values.shape[1])
+
+
 def features(
     t: torch.Tensor, *, dim: int, path: tuple, hints: LayoutHints, mask: torch.Tensor | None
-) -> torch.Tensor:
+) -> PartFeatures:
     """Per-sample features (B, F), float64 on the CPU, by the module docstring's rule."""
     import torch
 
@@ -288,15 +306,16 @@ def features(
         x = x.movedim(dim, 0)
     x = x.to(device="cpu", dtype=torch.float64)
     if x.ndim == 1:
-        return x.reshape(-1, 1)
+        return PartFeatures(x.reshape(-1, 1))
     if x.ndim == 2:
-        return x
+        return PartFeatures(x)
     is_state = hints.rnn and path[:1] == (1,)
     if x.ndim == 3 and not is_state:
         if hints.channels_first_1d:
-            return x.mean(dim=2)
-        return _sequence_mean(x, mask)
-    return x.reshape(x.shape[0], -1)
+            return PartFeatures(x.mean(dim=2))
+        return PartFeatures(_sequence_mean(x, mask))
+    channels = None if is_state else int(x.shape[1])
+    return PartFeatures(x.reshape(x.shape[0], -1), channels=channels)
 
 
 def _sequence_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -350,15 +369,9 @@ class CkaState:
     sxx: np.ndarray
     syy: np.ndarray
     sxy: np.ndarray
-    sketch_x: Any = None            # (index, sign) tensors of a count sketch, when X is wider than the limit
-    sketch_y: Any = None
 
-    def arrays(self) -> list[Any]:
-        out: list[Any] = [self.sx, self.sy, self.sxx, self.syy, self.sxy]
-        for sk in (self.sketch_x, self.sketch_y):
-            if sk is not None:
-                out.extend(sk)
-        return out
+    def arrays(self) -> list[np.ndarray]:
+        return [self.sx, self.sy, self.sxx, self.syy, self.sxy]
 
 
 @dataclass
@@ -399,10 +412,13 @@ def nbytes(arrays: list[Any]) -> int:
 def psi_edges(values: torch.Tensor, bins: int) -> np.ndarray:
     """Interior bin edges at the k/bins quantiles (k = 1..bins-1) of the finite values, duplicates merged.
 
-    The bins are (-inf, e1), [e1, e2), ..., [em, inf). A layer with many exact zeros (ReLU) gets fewer bins.
+    The bins are (-inf, e1), [e1, e2), ..., [em, inf). A layer with many exact zeros (ReLU) gets fewer bins, and so
+    does a narrow layer on a small first batch (at least 20 values per bin: edges between a handful of values would
+    read any tiny change as a shift).
     """
     v = values.reshape(-1)
     v = v[v.isfinite()].numpy()
+    bins = max(2, min(bins, v.size // _PSI_MIN_PER_BIN))
     if v.size > _PSI_EDGE_SAMPLE:
         v = v[:: math.ceil(v.size / _PSI_EDGE_SAMPLE)]
     if v.size == 0:
@@ -462,29 +478,13 @@ def _histogram(values: torch.Tensor, edges_t: torch.Tensor) -> np.ndarray:
     return torch.bincount(idx, minlength=edges_t.numel() + 1).numpy()
 
 
-def count_sketch(width: int, k: int, *, seed: int) -> tuple[Any, Any]:
-    """A fixed count sketch: feature j goes to column index[j] with sign[j]; E[<Sx, Sy>] = <x, y>."""
-    import torch
-
-    gen = torch.Generator().manual_seed(seed)
-    index = torch.randint(0, k, (width,), generator=gen)
-    sign = torch.randint(0, 2, (width,), generator=gen, dtype=torch.int8) * 2 - 1
-    return index, sign
+def new_cka(dx: int, dy: int) -> CkaState:
+    return CkaState(
+        n=0, sx=np.zeros(dx), sy=np.zeros(dy), sxx=np.zeros((dx, dx)), syy=np.zeros((dy, dy)), sxy=np.zeros((dx, dy))
+    )
 
 
-def apply_sketch(x: torch.Tensor, sketch: tuple[Any, Any] | None, k: int) -> torch.Tensor:
-    import torch
-
-    if sketch is None:
-        return x
-    index, sign = sketch
-    out = torch.zeros(x.shape[0], k, dtype=x.dtype)
-    return out.index_add_(1, index, x * sign.to(x.dtype))
-
-
-def update_cka(cka: CkaState, x: torch.Tensor, y: torch.Tensor, k: int) -> None:
-    x = apply_sketch(x, cka.sketch_x, k)
-    y = apply_sketch(y, cka.sketch_y, k)
+def update_cka(cka: CkaState, x: torch.Tensor, y: torch.Tensor) -> None:
     cka.n += int(x.shape[0])
     cka.sx += x.sum(dim=0).numpy()
     cka.sy += y.sum(dim=0).numpy()
@@ -525,12 +525,17 @@ def sqnr_db(signal: float, noise: float) -> float:
 
 
 def psi(base_counts: np.ndarray, cand_counts: np.ndarray) -> float:
-    """Population stability index sum (c - b) ln(c / b) over bin shares, shares clipped below at 1e-4."""
+    """Population stability index sum (c - b) ln(c / b) over bin shares, each bin count + 0.5 (Jeffreys prior).
+
+    The pseudo-count keeps a bin that is empty on one side finite, and keeps small samples (a 2-logit head on a
+    few dozen samples) from reading as a shift; with thousands of values per layer it changes PSI negligibly.
+    """
     nb, nc = base_counts.sum(), cand_counts.sum()
     if nb == 0 or nc == 0:
         return math.nan
-    pb = np.clip(base_counts / nb, _PSI_FLOOR, None)
-    pc = np.clip(cand_counts / nc, _PSI_FLOOR, None)
+    k = base_counts.size
+    pb = (base_counts + _PSI_PRIOR) / (nb + _PSI_PRIOR * k)
+    pc = (cand_counts + _PSI_PRIOR) / (nc + _PSI_PRIOR * k)
     return float(np.sum((pc - pb) * np.log(pc / pb)))
 
 
@@ -716,6 +721,7 @@ class DriftCheck(Check):
         self._unmatched_parts: dict[str, list[str]] = {role: [] for role in ROLES}
         self._called: set[str] = set()
         self._edges_t: dict[str, Any] = {}
+        self._cka_skipped: dict[str, str] = {}          # part name -> why CKA was not computed
         self._patterns = [
             (glob_regex(mod), glob_regex(part) if part is not None else None)
             for mod, part in map(_split_pattern, self.opts.layers or ())
@@ -818,7 +824,7 @@ class DriftCheck(Check):
     def _module_features(
         self, module: str, role: str, output: Any, *, size: int, mask: Any, step: Step
     ) -> dict[str, Any]:
-        """suffix -> (B, F) float64 features, or a string saying why the part cannot be compared."""
+        """suffix -> PartFeatures, or a string saying why the part cannot be compared."""
         hints = self._hints[role][module]
         out: dict[str, Any] = {}
         for suffix, path, t in tensor_parts(output):
@@ -836,13 +842,14 @@ class DriftCheck(Check):
                     out[suffix] = features(t, dim=dim, path=path, hints=hints, mask=mask)
         return out
 
-    def _update_layer(self, name: str, module: str, x_b: Any, x_c: Any, *, step: Step) -> None:
+    def _update_layer(self, name: str, module: str, f_b: PartFeatures, f_c: PartFeatures, *, step: Step) -> None:
         import torch
 
         state = self._layers.get(name)
         if state is None:
-            state = self._new_layer(name, module, x_b, x_c)
+            state = self._new_layer(name, module, f_b, f_c)
             self._layers[name] = state
+        x_b, x_c = f_b.values, f_c.values
         for side, x, role in ((state.base, x_b, "baseline"), (state.cand, x_c, "candidate")):
             if x.shape[1] != side.width:
                 self._skipped_parts[name] = (
@@ -855,11 +862,16 @@ class DriftCheck(Check):
         update_side(state.base, x_b, edges_t)
         update_side(state.cand, x_c, edges_t)
         state.samples += int(x_b.shape[0])
+        cka_b, cka_c = (f_b.for_cka(), f_c.for_cka()) if state.cka is not None else (None, None)
         finite = torch.isfinite(x_b).all(dim=1) & torch.isfinite(x_c).all(dim=1)
-        if not bool(finite.all()):
+        if not bool(finite.all()):      # pairwise figures over the samples both models kept finite
             x_b, x_c = x_b[finite], x_c[finite]
+            if state.cka is not None:
+                cka_b, cka_c = cka_b[finite], cka_c[finite]
         if x_b.shape[0] == 0:
             return
+        if state.cka is not None:
+            update_cka(state.cka, cka_b, cka_c)
         state.pairs += int(x_b.shape[0])
         if state.elementwise:
             cos, rel, nb2, d2 = pair_figures(x_c, x_b)
@@ -869,12 +881,11 @@ class DriftCheck(Check):
             state.noise += float(d2.sum())
             state.cos_hist += _histogram((1.0 - cos).clamp(0.0, 2.0), self._edges_t["cos"])
             state.rel_hist += _histogram(rel, self._edges_t["rel"])
-        if state.cka is not None:
-            update_cka(state.cka, x_b, x_c, self.opts.cka_max_features)
 
-    def _new_layer(self, name: str, module: str, x_b: Any, x_c: Any) -> LayerState:
+    def _new_layer(self, name: str, module: str, f_b: PartFeatures, f_c: PartFeatures) -> LayerState:
         import torch
 
+        x_b, x_c = f_b.values, f_c.values
         edges = psi_edges(x_b, self.opts.bins)
         self._edges_t[name] = torch.from_numpy(edges)
         if "cos" not in self._edges_t:
@@ -890,19 +901,15 @@ class DriftCheck(Check):
             state.cos_hist = np.zeros(COS_DISTANCE_EDGES.size + 1, dtype=np.int64)
             state.rel_hist = np.zeros(REL_L2_EDGES.size + 1, dtype=np.int64)
         if self.opts.cka == "all" or (self.opts.cka == "auto" and not elementwise):
-            state.cka = self._new_cka(name, wb, wc)
+            dx, dy = f_b.cka_width, f_c.cka_width
+            if max(dx, dy) <= self.opts.cka_max_features:
+                state.cka = new_cka(dx, dy)
+            else:
+                self._cka_skipped[name] = (
+                    f"CKA not computed: {max(dx, dy)} features exceed cka_max_features "
+                    f"{self.opts.cka_max_features} (its cross-products take 24 x width^2 bytes)"
+                )
         return state
-
-    def _new_cka(self, name: str, wb: int, wc: int) -> CkaState:
-        k = self.opts.cka_max_features
-        seed = zlib.crc32(name.encode("utf-8")) ^ self.opts.seed
-        sk_x = count_sketch(wb, k, seed=seed) if wb > k else None
-        sk_y = count_sketch(wc, k, seed=seed + 1) if wc > k else None
-        dx, dy = min(wb, k), min(wc, k)
-        return CkaState(
-            n=0, sx=np.zeros(dx), sy=np.zeros(dy), sxx=np.zeros((dx, dx)), syy=np.zeros((dy, dy)),
-            sxy=np.zeros((dx, dy)), sketch_x=sk_x, sketch_y=sk_y,
-        )
 
     def state_nbytes(self) -> int:
         """Bytes of every array the check keeps between batches (flat in the number of samples)."""
@@ -923,6 +930,7 @@ class DriftCheck(Check):
         for name in order:
             state = self._layers[name]
             fig = layer_figures(state, percentile=self.opts.percentile)
+            fig["cka_note"] = self._cka_skipped.get(name)
             th = thresholds_for(name, state.module, self.opts)
             found = judge_layer(fig, th, self.opts)
             fig["thresholds"] = th

@@ -390,15 +390,15 @@ def _inconclusive_finding(run: PairResult, outcome: Outcome, settings: DecisionS
     needed = rounds_needed(rule.statistic)
     comparison = run.measurement.comparisons[rule.statistic]
     return Finding(
-        metric=f"{rule.statistic}_slowdown" if rule.kind == "ratio" else f"{rule.statistic}_ms",
-        rule="max_slowdown" if rule.kind == "ratio" else "max",
+        metric=f"{rule.statistic}_ratio" if rule.kind == "ratio" else f"{rule.statistic}_ms",
+        rule="max_ratio" if rule.kind == "ratio" else "max",
         status="fail" if settings.inconclusive == "fail" else "warn",
         reason=(
             f"{rule.statistic} at {_where(run)}: only {comparison.rounds} rounds fitted in the budget, and a "
             f"{rule.statistic} needs {needed} to be decided; raise checks.latency.budget_s"
         ),
-        threshold=rule.limit - 1.0 if rule.kind == "ratio" else _ms(rule.limit),
-        value=comparison.ratio.estimate - 1.0 if rule.kind == "ratio" else _ms(comparison.candidate),
+        threshold=rule.limit if rule.kind == "ratio" else _ms(rule.limit),
+        value=comparison.ratio.estimate if rule.kind == "ratio" else _ms(comparison.candidate),
         baseline=_ms(comparison.baseline),
         candidate=_ms(comparison.candidate),
         decision="interval",
@@ -434,16 +434,20 @@ def _reason(run: PairResult, outcome: Outcome, finding: Finding) -> str:
 
 
 def finding_for(run: PairResult, outcome: Outcome, settings: DecisionSettings) -> Finding:
-    """One limit's Finding. The status comes from gate.verdict.judge on the same interval the sampler used."""
+    """One limit's Finding. The status comes from gate.verdict.judge on the same interval the sampler used.
+
+    A ratio limit is reported as rule `max_ratio`: value = candidate / baseline, threshold = 1 + max_slowdown,
+    so judge compares exactly the numbers gate.timing.decide compared when it stopped sampling.
+    """
     if not outcome.enough_rounds:
         return _inconclusive_finding(run, outcome, settings)
     rule, iv = outcome.rule, outcome.interval
     comparison = run.measurement.comparisons[rule.statistic]
     if rule.kind == "ratio":
         finding = judge(
-            metric=f"{rule.statistic}_slowdown", rule="max_slowdown", threshold=rule.limit - 1.0,
-            value=iv.estimate - 1.0, baseline=_ms(comparison.baseline), candidate=_ms(comparison.candidate),
-            settings=settings, interval=(iv.low - 1.0, iv.high - 1.0), where=_where(run),
+            metric=f"{rule.statistic}_ratio", rule="max_ratio", threshold=rule.limit, value=iv.estimate,
+            baseline=_ms(comparison.baseline), candidate=_ms(comparison.candidate), settings=settings,
+            interval=(iv.low, iv.high), where=_where(run),
         )
     else:
         finding = judge(

@@ -378,6 +378,13 @@ class OnnxCheck(Check):
         self._timing_batch: Any = None               # CPU copy of the first batch, timed after the pass
         self._latency: dict[str, Any] | None = None
 
+    @property
+    def onnx_path(self) -> Path | None:
+        """The ONNX file being compared: the ship file, or the export (which lives until teardown)."""
+        if self._ship is not None:
+            return self._ship
+        return self._export.path if self._export is not None else None
+
     # -- lifecycle ------------------------------------------------------------------------------------------------
 
     def setup(self) -> None:

@@ -77,15 +77,16 @@ def resolve_factory(spec: str | Callable[..., Any], *, where: str) -> Callable[.
     _put_cwd_on_path()
     try:
         target: Any = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name and (module_name == err.name or module_name.startswith(err.name + ".")):
+    except Exception as err:  # noqa: BLE001 - user code: missing modules, syntax errors, import-time failures
+        missing = getattr(err, "name", None) if isinstance(err, ModuleNotFoundError) else None
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
             raise CheckpointError(
                 f"{where}: --model-factory {spec}: cannot import module {module_name!r} ({brief(err)}); "
                 f"it must be importable from the current directory ({os.getcwd()}) or the installed packages"
             ) from err
-        raise CheckpointError(f"{where}: --model-factory {spec}: importing {module_name!r} failed: {brief(err)}") from err
-    except Exception as err:  # noqa: BLE001 - user code: syntax errors, import-time failures
-        raise CheckpointError(f"{where}: --model-factory {spec}: importing {module_name!r} failed: {brief(err)}") from err
+        raise CheckpointError(
+            f"{where}: --model-factory {spec}: importing {module_name!r} failed: {brief(err)}"
+        ) from err
     for part in attr_path.split("."):
         if not hasattr(target, part):
             raise CheckpointError(f"{where}: --model-factory {spec}: {module_name!r} has no attribute {attr_path!r}")

@@ -33,9 +33,10 @@ def load_model(path: str | Path, *, role: str, options: Mapping[str, Any], devic
     `options` is the model section for this role: factory ("package.module:callable" or None), kwargs,
     trust_checkpoint (unpickle whole modules: trusted files only) and strict (state_dict keys must match).
 
-    >>> load_model("candidate.pt", role="candidate", options={"factory": "mypkg.nets:build"}, device=torch.device("cpu"))
+    >>> load_model("cand.pt", role="candidate", options={"factory": "mypkg.nets:build"}, device=torch.device("cpu"))
     """
     path = Path(path)
+    options = options or {}
     where = f"{role} checkpoint {path}"
     fmt = "checkpoint"
     try:

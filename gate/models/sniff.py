@@ -105,7 +105,9 @@ def _sniff_zip(path: Path, where: str, size: int) -> Sniffed:
     try:
         unsafe = unsafe_globals(globals_in_pickle_bytes(data))
     except PickleScanError as err:
-        raise CheckpointError(f"{where}: corrupt torch.save archive: its data.pkl is not a valid pickle ({err})") from err
+        raise CheckpointError(
+            f"{where}: a corrupt torch.save archive: its data.pkl is not a valid pickle ({err})"
+        ) from err
     return Sniffed("pickle" if unsafe else "state_dict", "zip", tuple(unsafe))
 
 

