@@ -85,12 +85,15 @@ def sample_input(*, seed: int = 1, rows: int = 5, features: int = 6) -> torch.Te
 
 def save_torchscript(net: torch.nn.Module, path: Path) -> None:
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"`torch\.jit\.(script|save)` is deprecated", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.(script|save)` is deprecated",
+                                category=DeprecationWarning)
         torch.jit.save(torch.jit.script(net), str(path))
 
 
 def save_export(net: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
-    torch.export.save(torch.export.export(net, (example,)), str(path))
+    """Export with a dynamic batch dimension, as gate's docs recommend (the last batch is usually smaller)."""
+    program = torch.export.export(net, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(program, str(path))
 
 
 def save_safetensors(net: torch.nn.Module, path: Path) -> None:
@@ -129,8 +132,9 @@ def build_hf_dir(directory: Path, *, id2label: dict[int, str] | None, seed: int 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import transformers
 
-    raw = write_tokenizer(directory.parent / f"{directory.name}-tokenizer-src")
-    tokenizer = transformers.BertTokenizerFast.from_pretrained(str(directory.parent / f"{directory.name}-tokenizer-src"))
+    source = directory.parent / f"{directory.name}-tokenizer-src"
+    raw = write_tokenizer(source)
+    tokenizer = transformers.BertTokenizerFast.from_pretrained(str(source))
     labels = {"id2label": id2label, "label2id": {v: k for k, v in id2label.items()}} if id2label else {}
     config = transformers.BertConfig(
         vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,

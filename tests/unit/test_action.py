@@ -242,10 +242,16 @@ def test_one_annotation_per_failed_or_warning_check(tmp_path: Path):
     outcome = ep.interpret(1, "", json_path=tmp_path / "r.json", markdown_path=tmp_path / "r.md")
     lines = ep.annotations(outcome)
     assert lines == [
-        "::error title=gate%3A accuracy::accuracy dropped by 0.31%0A- accuracy (max_drop): dropped 0.31 > 0.01",
+        "::error title=gate%3A accuracy::dropped 0.31 > 0.01",
         "::error title=gate%3A per_class::recall[cat] dropped",
         "::warning title=gate%3A flips::many flips",
     ]
+
+
+def test_annotation_lists_every_failing_reason_up_to_a_limit():
+    findings = [{"metric": f"recall[{i}]", "status": "fail", "reason": f"recall[{i}] dropped"} for i in range(12)]
+    message = ep.check_message({"name": "per_class", "status": "fail", "summary": "s", "findings": findings})
+    assert message.splitlines() == [f"recall[{i}] dropped" for i in range(10)] + ["(+2 more in the job summary)"]
 
 
 def test_could_not_run_is_one_error_annotation():
@@ -324,3 +330,39 @@ def test_without_github_files_outputs_go_to_the_log(tmp_path: Path):
     stdout = io.StringIO()
     assert ep.run_action({"GITHUB_WORKSPACE": str(tmp_path)}, stdout=stdout) == 2
     assert re.search(r"^gate outputs: verdict=error, exit-code=2", stdout.getvalue(), re.M)
+
+
+def actions_environ(tmp_path: Path, **inputs: str) -> dict[str, str]:
+    environ = {"PATH": "/usr/bin:/bin", "GITHUB_WORKSPACE": str(tmp_path),
+               "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"), "GITHUB_OUTPUT": str(tmp_path / "output")}
+    environ.update({"INPUT_" + k.replace("_", "-").upper(): v for k, v in inputs.items()})
+    return environ
+
+
+def test_the_gates_own_error_line_is_kept_and_its_output_fenced(tmp_path: Path):
+    # A config file that does not exist: the real CLI answers exit 2 before loading any model.
+    environ = actions_environ(tmp_path, candidate="c.pt", baseline="b.pt", data="d.npz", config="missing.yaml")
+    stdout = io.StringIO()
+    assert ep.run_action(environ, stdout=stdout) == 2
+    log = stdout.getvalue()
+    token = re.search(r"^::stop-commands::(\w+)$", log, re.M).group(1)
+    assert f"\n::{token}::\n" in log
+    [error] = [line for line in log.splitlines() if line.startswith("::error ")]
+    assert error.startswith("::error title=gate could not run::error: ") and "missing.yaml" in error
+    assert "missing.yaml" in (tmp_path / "summary.md").read_text(encoding="utf-8")
+
+
+def test_an_unwritable_report_location_is_could_not_run(tmp_path: Path):
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    environ = actions_environ(tmp_path, candidate="c.pt", baseline="b.pt", data="d.npz", json="a-file/r.json")
+    stdout = io.StringIO()
+    assert ep.run_action(environ, stdout=stdout) == 2
+    assert "::error title=gate could not run::error: cannot write the report" in stdout.getvalue()
+
+
+def test_an_unwritable_github_output_is_a_warning_not_a_crash(tmp_path: Path):
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    environ = {"GITHUB_WORKSPACE": str(tmp_path), "GITHUB_OUTPUT": str(tmp_path / "a-file" / "out")}
+    stdout = io.StringIO()
+    assert ep.run_action(environ, stdout=stdout) == 2
+    assert re.search(r"^::warning title=gate::cannot write .*a-file/out", stdout.getvalue(), re.M)

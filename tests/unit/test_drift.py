@@ -133,11 +133,12 @@ def np_side(x: np.ndarray) -> dict[str, float]:
 
 
 def np_psi(first_base: np.ndarray, base: np.ndarray, cand: np.ndarray, bins: int) -> float:
+    """PSI on the bins the first baseline batch fixes (documented: at most `bins`, at least 20 values per bin)."""
+    bins = max(2, min(bins, first_base.size // 20))
     edges = np.unique(np.quantile(first_base.ravel(), np.arange(1, bins) / bins))
     k = edges.size + 1
-    pb = np.bincount(np.searchsorted(edges, base.ravel(), side="right"), minlength=k) / base.size
-    pc = np.bincount(np.searchsorted(edges, cand.ravel(), side="right"), minlength=k) / cand.size
-    pb, pc = np.maximum(pb, 1e-4), np.maximum(pc, 1e-4)
+    pb = (np.bincount(np.searchsorted(edges, base.ravel(), side="right"), minlength=k) + 0.5) / (base.size + 0.5 * k)
+    pc = (np.bincount(np.searchsorted(edges, cand.ravel(), side="right"), minlength=k) + 0.5) / (cand.size + 0.5 * k)
     return float(np.sum((pc - pb) * np.log(pc / pb)))
 
 
@@ -496,15 +497,36 @@ def test_cka_of_a_random_rotation_is_one(widen: bool) -> None:
         assert fig["cosine"]["mean"] < 0.9       # the rotation moves every vector: cosine sees it, CKA does not
 
 
-def test_cka_with_count_sketch_for_wide_layers_stays_close() -> None:
+def test_cka_is_not_computed_beyond_cka_max_features_and_says_why() -> None:
     torch.manual_seed(0)
     base = nn.Sequential(nn.Linear(6, 200).double())
     cand = nn.Sequential(rotated(base[0], seed=3))
     check = make_check(base, cand, cka="all", cka_max_features=64)
-    feed(check, base, cand, [x.double() for x in inputs(300, 64)])
+    feed(check, base, cand, [x.double() for x in inputs(100, 50)])
     fig = layer(check.compute(), "0")
-    assert fig["cka"] == pytest.approx(1.0, abs=0.05)
-    assert check.state_nbytes() < 200 * 200 * 8       # 64x64 cross-products, not 200x200
+    assert fig["cka"] is None
+    assert "200 features exceed cka_max_features 64" in fig["cka_note"]
+
+
+def test_channel_pruned_conv_is_compared_by_cka_on_channel_means() -> None:
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Conv2d(2, 8, 3, padding=1))
+    cand = nn.Sequential(nn.Conv2d(2, 6, 3, padding=1))
+    with torch.no_grad():              # pruned: channels 1 and 5 removed
+        keep = [0, 2, 3, 4, 6, 7]
+        cand[0].weight.copy_(base[0].weight[keep])
+        cand[0].bias.copy_(base[0].bias[keep])
+    check = make_check(base, cand)
+    gen = torch.Generator().manual_seed(0)
+    seen = feed(check, base, cand, list(torch.randn(120, 2, 5, 5, generator=gen).split(40)))
+    result = check.compute()
+    fig = layer(result, "0")
+    assert fig["comparison"] == "cka" and fig["cosine"] is None
+    assert (fig["baseline"]["width"], fig["candidate"]["width"]) == (8 * 25, 6 * 25)
+    b = np.concatenate([s["baseline"]["0"].double().numpy().mean(axis=(2, 3)) for s in seen])
+    a = np.concatenate([s["candidate"]["0"].double().numpy().mean(axis=(2, 3)) for s in seen])
+    assert fig["cka"] == pytest.approx(np_cka(b, a), rel=1e-9)
+    assert result.tables[0].rows[0][2] == "200->150"
 
 
 def test_cka_of_unrelated_random_features_is_near_zero() -> None:

@@ -1,4 +1,4 @@
-"""gate.models: every checkpoint format loads to a module whose outputs equal the original's; bad input -> CheckpointError."""
+"""gate.models: each checkpoint format loads to a module with the original's outputs; bad input -> CheckpointError."""
 from __future__ import annotations
 
 import hashlib
@@ -102,6 +102,7 @@ STATE_DICT_LAYOUTS = {
     "model_dict": lambda sd, net: {"model": dict(sd), "epoch": 1},
     "model_state_dict": lambda sd, net: {"model_state_dict": dict(sd), "epoch": 2},
     "dataparallel": lambda sd, net: {f"module.{k}": v for k, v in sd.items()},
+    "compiled": lambda sd, net: {f"_orig_mod.{k}": v for k, v in sd.items()},      # torch.compile's wrapper
     "lightning_dataparallel": lambda sd, net: {"state_dict": {f"model.module.{k}": v for k, v in sd.items()}},
 }
 
@@ -124,6 +125,8 @@ def test_every_single_file_format_loads_with_the_original_outputs(kind, netmod, 
     loaded = load_model(path, role="candidate", options=options, device=CPU)
 
     torch.testing.assert_close(run(loaded, x), expected)
+    other_batch = fx.sample_input(seed=3, rows=7)
+    torch.testing.assert_close(run(loaded, other_batch), expected_output(net, other_batch))
     assert (loaded.role, loaded.path, loaded.format) == ("candidate", str(path), fmt)
     assert loaded.sha256 == sha256_of(path)
     assert loaded.size_bytes == path.stat().st_size
@@ -463,3 +466,29 @@ def test_bad_factories(factory, kwargs, expected, netmod, net, tmp_path):
         load_model(path, role="candidate", options=options, device=CPU)
     assert expected in str(info.value)
     assert str(path) in str(info.value)
+
+
+def test_factory_module_that_fails_to_import(netmod, net, tmp_path):
+    name = f"needsdeps_{uuid.uuid4().hex[:10]}"
+    (tmp_path / f"{name}.py").write_text("import no_such_dependency_abc\n\ndef build():\n    pass\n")
+    path = tmp_path / "weights.pt"
+    torch.save(net.state_dict(), path)
+    with pytest.raises(CheckpointError) as info:
+        load_model(path, role="baseline", options={"factory": f"{name}:build"}, device=CPU)
+    message = str(info.value)
+    assert f"importing {name!r} failed" in message and "no_such_dependency_abc" in message
+    assert f"baseline checkpoint {path}" in message
+    sys.modules.pop(name, None)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("kind", ["torchscript", "export", "state_dict", "safetensors"])
+def test_models_land_on_the_requested_device(kind, netmod, net, x, tmp_path):
+    cuda = torch.device("cuda")
+    path = write_checkpoint(kind, net, x, tmp_path)
+    loaded = load_model(path, role="candidate", options=factory_options(netmod), device=cuda)
+    assert all(p.device.type == "cuda" for p in loaded.module.parameters())
+    assert all(b.device.type == "cuda" for b in loaded.module.buffers())
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded.module(x.to(cuda)).cpu(), expected_output(net, x), rtol=1e-4, atol=1e-5)

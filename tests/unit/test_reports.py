@@ -1,0 +1,123 @@
+"""Renderers on a fixed report (not a live run), compared with files under tests/golden/.
+
+Regenerate after an intended change: GATE_UPDATE_GOLDEN=1 pytest tests/unit/test_reports.py
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from gate.report.console import render_console
+from gate.report.json_report import render_json, report_dict, validate_report
+from gate.report.junit import render_junit
+from gate.report.markdown import render_markdown
+from gate.report.model import Chart, CheckResult, DataInfo, Finding, ModelInfo, Report, Table
+from gate.report.write import write_atomic
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+
+
+def fixed_report() -> Report:
+    per_class = [{"class": c, "precision": p, "recall": r, "f1": f, "support": 10}
+                 for c, p, r, f in (("cat", 0.9, 0.9, 0.9), ("dog", 0.8, 0.8, 0.8))]
+    metrics = {
+        "num_samples": 20,
+        "baseline": {"accuracy": 0.85, "macro_f1": 0.85, "weighted_f1": 0.85, "per_class": per_class,
+                     "confusion_matrix": [[9, 1], [2, 8]]},
+        "candidate": {"accuracy": 0.7, "macro_f1": 0.69, "weighted_f1": 0.69, "per_class": per_class,
+                      "confusion_matrix": [[9, 1], [5, 5]]},
+        "comparison": {"agreement": 0.8, "negative_flip_rate": 0.15, "positive_flip_rate": 0.0,
+                       "negative_flips": 3, "positive_flips": 0,
+                       "per_class": [{"class": "cat", "negative_flips": 0, "positive_flips": 0, "negative_flip_rate": 0.0},
+                                     {"class": "dog", "negative_flips": 3, "positive_flips": 0, "negative_flip_rate": 0.3}]},
+    }
+    checks = (
+        CheckResult(name="sanity", status="pass", summary="outputs finite", duration_s=0.01),
+        CheckResult(
+            name="per_class", status="fail", summary="recall[dog]: drop 0.3 exceeds max_drop 0.1 by 0.2",
+            findings=(
+                Finding(metric="recall[dog]", rule="max_drop", status="fail", reason="recall[dog]: drop 0.3 exceeds max_drop 0.1 by 0.2",
+                        threshold=0.1, value=0.3, baseline=0.8, candidate=0.5, margin=-0.2, required=0.3, where="dog"),
+                Finding(metric="recall[cat]", rule="max_drop", status="pass", reason="ok", threshold=0.1, value=0.0,
+                        baseline=0.9, candidate=0.9, margin=0.1, required=0.0, where="cat"),
+            ),
+            tables=(Table(title="Per-class", headers=("class", "recall b", "recall c"), rows=(("cat", 0.9, 0.9), ("dog", 0.8, 0.5))),),
+            duration_s=0.002,
+        ),
+        CheckResult(
+            name="drift", status="warn", summary="drift starts at layer fc",
+            findings=(Finding(metric="cosine[fc]", rule="min_cosine", status="warn", reason="cosine 0.9 straddles",
+                              threshold=0.95, value=0.9, margin=-0.05, interval=(0.85, 0.97), inconclusive=True,
+                              decision="non-inferiority", where="fc"),),
+            charts=(Chart(title="1 - cosine", labels=("conv", "fc"), values=(0.01, 0.1), y_label="1 - cosine"),),
+            details={"sqnr_db": {"fc": math.inf}},
+            notes=("power: grow the data 3x",),
+        ),
+        CheckResult(name="onnx", status="skip", summary="onnx is optional and onnxruntime is not installed"),
+    )
+    return Report(
+        verdict="fail", exit_code=1, summary="FAIL: 1 of 4 checks failed (per_class)", checks=checks,
+        models=(ModelInfo("baseline", "prod.pt", "state_dict", "ab" * 32, 1234, 99, 2),
+                ModelInfo("candidate", "cand.pt2", "export", "cd" * 32, 1300, 99, 2)),
+        data=DataInfo(path="eval.npz", format="npz", sha256="ef" * 32, num_samples=20, num_batches=1, batch_size=64),
+        class_names=("cat", "dog"), metrics=metrics, config={"device": "cpu"},
+        environment={"python": "3.11", "torch": "2.13.0", "device": "cpu"},
+        created_at="2026-11-29T00:00:00+00:00", duration_s=1.5, gate_version="0.1.0", schema_version="1.0",
+    )
+
+
+@pytest.mark.parametrize("name,render", [("report.md", render_markdown), ("report.xml", render_junit),
+                                         ("report.txt", render_console), ("report.json", render_json)])
+def test_golden(name, render):
+    text = render(fixed_report())
+    path = GOLDEN / name
+    if os.environ.get("GATE_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} changed; if intended, regenerate with GATE_UPDATE_GOLDEN=1"
+
+
+def test_json_report_validates_and_carries_non_finite_values():
+    data = json.loads(render_json(fixed_report()))
+    validate_report(data)
+    assert data["checks"][2]["details"]["sqnr_db"]["fc"] == "inf"
+    broken = dict(data, verdict="maybe")
+    with pytest.raises(jsonschema.ValidationError):
+        validate_report(broken)
+    assert report_dict(fixed_report())["schema_version"] == "1.0"
+
+
+def test_markdown_puts_verdict_and_failures_first_and_renders_charts():
+    md = render_markdown(fixed_report())
+    assert md.startswith("## :x: gate FAILED")
+    order = [md.index(f"<b>{name}</b>") for name in ("per_class", "drift", "sanity", "onnx")]
+    assert order == sorted(order)
+    assert "```mermaid\nxychart-beta" in md and 'x-axis ["conv", "fc"]' in md
+
+
+def test_junit_has_one_case_per_check_with_failure_reasons():
+    root = ET.fromstring(render_junit(fixed_report()).split("\n", 1)[1])
+    cases = {c.get("name"): c for c in root.iter("testcase")}
+    assert set(cases) == {"sanity", "per_class", "drift", "onnx"}
+    assert "recall[dog]" in cases["per_class"].find("failure").text
+    assert cases["onnx"].find("skipped") is not None
+    assert cases["sanity"].find("failure") is None
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "r.json"
+    write_atomic(target, "first")
+
+    def explode(*_a, **_k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", explode)
+    with pytest.raises(OSError):
+        write_atomic(target, "second")
+    assert target.read_text() == "first"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
