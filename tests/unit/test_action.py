@@ -366,3 +366,13 @@ def test_an_unwritable_github_output_is_a_warning_not_a_crash(tmp_path: Path):
     stdout = io.StringIO()
     assert ep.run_action(environ, stdout=stdout) == 2
     assert re.search(r"^::warning title=gate::cannot write .*a-file/out", stdout.getvalue(), re.M)
+
+
+def test_docstring_examples_hold():
+    import doctest
+
+    from gate.action import comment
+
+    for module in (ep, comment):
+        result = doctest.testmod(module)
+        assert result.failed == 0 and result.attempted > 0, module.__name__

@@ -1,0 +1,113 @@
+"""The sanity check catches the classic mistakes, through the real runner on in-memory models."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gate.checks.base import RunContext
+from gate.config import build_config
+from gate.models import LoadedModel
+from gate.runner import build_checks, evaluate
+from tests import tiny_models as tm
+
+
+class _Data:
+    path, format, sha256 = "mem", "npz", None
+
+    def __init__(self, n: int = 96, batch: int = 32) -> None:
+        x, y = tm.make_data(n)
+        self._batches = [(torch.from_numpy(x[i : i + batch]), torch.from_numpy(y[i : i + batch])) for i in range(0, n, batch)]
+        self.num_samples = n
+
+    def batches(self):
+        return iter(self._batches)
+
+
+def _loaded(module: nn.Module, role: str, class_names=None) -> LoadedModel:
+    return LoadedModel(role=role, path=f"{role}.pt", format="state_dict", module=module, sha256=None, size_bytes=None,
+                       parameters=None, class_names=class_names, tokenizer=None, input_names=None, is_eager=True)
+
+
+def _sanity(baseline: nn.Module, candidate: nn.Module, *, names=(None, None)):
+    config = build_config({"checks": {k: {"enabled": False} for k in ("accuracy", "per_class", "flips")}})
+    ctx = RunContext(config=config, models={"baseline": _loaded(baseline, "baseline", names[0]),
+                                            "candidate": _loaded(candidate, "candidate", names[1])},
+                     class_names=(), device=torch.device("cpu"))
+    checks = build_checks(config, ctx)
+    ctx.counts, _, _ = evaluate(ctx, _Data(), checks)
+    (result,) = [c.compute() for c in checks]
+    return result, {f.metric: f for f in result.findings}
+
+
+class WithDropout(tm.TinyMLP):
+    def __init__(self) -> None:
+        super().__init__()
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        return self.head(self.drop(self.body(x)))
+
+
+class WithBatchNorm(tm.TinyMLP):
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(tm.HIDDEN)
+
+    def forward(self, x):
+        return self.head(self.norm(self.body(x)))
+
+
+class ProducesNaN(tm.TinyMLP):
+    def forward(self, x):
+        out = super().forward(x)
+        return torch.where(x[:, :1] > 1.5, torch.full_like(out, float("nan")), out)
+
+
+def test_identical_models_pass():
+    result, _ = _sanity(tm.teacher(), tm.teacher())
+    assert result.status == "pass", result.summary
+
+
+def test_dropout_left_active_in_the_candidate_fails_as_non_deterministic():
+    torch.manual_seed(0)
+    cand = WithDropout().train()
+    result, found = _sanity(tm.teacher(), cand)
+    assert result.status == "fail"
+    assert found["determinism[candidate]"].status == "fail"
+    assert "train mode" in found["determinism[candidate]"].reason
+    assert found["determinism[baseline]"].status == "pass"
+
+
+def test_batchnorm_in_train_mode_fails_as_batch_dependent():
+    torch.manual_seed(0)
+    cand = WithBatchNorm().train()
+    result, found = _sanity(tm.teacher(), cand)
+    assert found["batch_invariance[candidate]"].status == "fail"
+    assert found["determinism[candidate]"].status == "pass"  # the same rows again give the same outputs
+
+
+def test_a_defective_baseline_is_a_warning_not_a_failure():
+    torch.manual_seed(0)
+    result, found = _sanity(WithDropout().train(), tm.teacher())
+    assert found["determinism[baseline]"].status == "warn"
+    assert result.status == "warn"
+
+
+def test_nan_outputs_fail_and_are_counted():
+    cand = ProducesNaN()
+    cand.load_state_dict(tm.teacher().state_dict())
+    x, _ = tm.make_data(96)
+    expected = int((x[:, 0] > 1.5).sum()) * tm.NUM_CLASSES
+    assert expected > 0
+    result, found = _sanity(tm.teacher(), cand.eval())
+    assert found["non_finite_outputs[candidate]"].status == "fail"
+    assert found["non_finite_outputs[candidate]"].value == expected
+    assert result.details["non_finite"]["candidate"] == expected
+
+
+def test_class_names_that_differ_fail():
+    result, found = _sanity(tm.teacher(), tm.teacher(), names=(("a", "b", "c"), ("a", "c", "b")))
+    assert found["class_names"].status == "fail"
+    assert "1: 'b' vs 'c'" in found["class_names"].reason
