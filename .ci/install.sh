@@ -46,4 +46,8 @@ PY
 else
   "${pip[@]}" install -q "$here[$extras]" "$torch_spec"
 fi
-"$venv/bin/python" -c "import torch, gate; print(f'gate {gate.__version__} with torch {torch.__version__} in $venv')"
+if [ "${GATE_DEPS_ONLY:-0}" = "1" ]; then
+  "$venv/bin/python" -c "import torch; print(f'dependencies with torch {torch.__version__} in $venv')"
+else
+  "$venv/bin/python" -c "import torch, gate; print(f'gate {gate.__version__} with torch {torch.__version__} in $venv')"
+fi

@@ -61,8 +61,9 @@ def _overrides(opts: dict[str, Any]) -> dict[str, Any]:
 @cli.command()
 @click.argument("candidate", metavar="CANDIDATE")
 @click.option("--baseline", "-b", required=True, metavar="PATH", help="The production checkpoint to compare against.")
-@click.option("--data", "-d", required=True, metavar="PATH",
-              help="Evaluation data: .jsonl/.csv (text), .pt/.safetensors/.npz (tensors) or package.module:callable.")
+@click.option("--data", "-d", metavar="PATH",
+              help="Evaluation data: .jsonl/.csv (text), .pt/.safetensors/.npz (tensors) or package.module:callable "
+                   "(required unless data.factory is set in the config).")
 @click.option("--config", "-c", "config_path", metavar="FILE", help="gate.yaml (or .json) with thresholds and options.")
 @click.option("--model-factory", metavar="MOD:FN", help="Builds the module a state_dict is loaded into (package.module:callable).")
 @click.option("--trust-checkpoint", is_flag=True,
@@ -94,6 +95,9 @@ def check(candidate: str, **opts: Any) -> None:
     from gate.report.write import check_writable
 
     config = load_config(opts["config_path"], overrides=_overrides(opts))
+    data = opts["data"] or config.data.get("factory")
+    if not data:
+        raise click.UsageError("Missing option '--data' (or data.factory in the config).")
     outputs = {k: opts[k] for k in ("json_path", "markdown_path", "junit_path") if opts[k]}
     for path in outputs.values():
         check_writable(path)
@@ -101,7 +105,7 @@ def check(candidate: str, **opts: Any) -> None:
     from gate.runner import Sources, run_gate
 
     extras = {"onnx_path": opts["onnx"]} if opts["onnx"] else {}
-    report = run_gate(config, Sources(candidate=candidate, baseline=opts["baseline"], data=opts["data"], extras=extras))
+    report = run_gate(config, Sources(candidate=candidate, baseline=opts["baseline"], data=data, extras=extras))
     _write_reports(report, outputs)
     from gate.report.console import render_console
 

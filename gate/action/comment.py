@@ -142,10 +142,13 @@ def _request(api: GitHubApi, method: str, url: str, payload: dict[str, Any] | No
 
 
 def _api_message(err: urllib.error.HTTPError) -> str:
+    """GitHub's own explanation from an error response's JSON body, e.g. ' (Resource not accessible by integration)'."""
     try:
         message = json.loads(err.read() or b"{}").get("message")
     except (ValueError, AttributeError, OSError):
         return ""
+    finally:
+        err.close()
     return f" ({message})" if message else ""
 
 

@@ -60,7 +60,7 @@ GATE_INPUTS: tuple[InputOption, ...] = (
     InputOption("debug", "--debug", "flag"),
 )
 ACTION_ONLY_INPUTS: tuple[str, ...] = ("extra-args", "comment", "comment-key", "github-token")
-REQUIRED_INPUTS: tuple[str, ...] = ("candidate", "baseline", "data")
+REQUIRED_INPUTS: tuple[str, ...] = ("candidate", "baseline")   # as `gate check` requires them
 
 # Written even when the user names no report file: the summary, outputs and comment are read from them.
 DEFAULT_JSON = "gate-report/report.json"

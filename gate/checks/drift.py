@@ -45,6 +45,7 @@ _POINT = DecisionSettings(mode="point")
 _PER_DECADE = 20                     # per-sample histogram resolution: bins 10**(1/20) = 1.122x wide
 _PSI_PRIOR = 0.5                     # Jeffreys pseudo-count per PSI bin: an empty bin on one side stays finite
 _PSI_EDGE_SAMPLE = 1_000_000         # at most this many first-batch values fix the PSI bin edges
+_PSI_VALUES_PER_BATCH = 1 << 16     # wider batches are binned on an even stride of their values
 _PSI_MIN_PER_BIN = 20                # fewer bins when the first batch has fewer than 20 values per bin
 _MAX_PART_DEPTH = 4                  # nested tuples/dicts deeper than this are not searched for tensors
 _CHART_LAYERS = 10
@@ -432,43 +433,81 @@ def _new_side(width: int, edges: np.ndarray) -> SideState:
     )
 
 
-def update_side(side: SideState, x: torch.Tensor, edges_t: torch.Tensor) -> None:
+@dataclass(frozen=True)
+class Rows:
+    """Per-sample sums of one side's features, shared by its statistics and by the pairwise figures."""
+
+    sums: torch.Tensor               # (B,)
+    squares: torch.Tensor            # (B,) ||x||^2
+    finite: torch.Tensor | None      # (B,) bool, True where the sample's features are all finite; None: all are
+
+
+def rows_of(x: torch.Tensor) -> Rows:
+    """Row sums first: a finite row sum proves the row finite, so the common case needs no element-wise mask."""
     import torch
 
-    finite = torch.isfinite(x)
-    if bool(finite.all()):
-        vals = x.reshape(-1)
+    sums = x.sum(dim=1)
+    squares = x.square().sum(dim=1)
+    if bool(torch.isfinite(sums).all()):
+        return Rows(sums, squares, None)
+    return Rows(sums, squares, torch.isfinite(x).all(dim=1))
+
+
+def update_side(side: SideState, x: torch.Tensor, rows: Rows, edges_t: torch.Tensor) -> None:
+    """Counts, sums, extremes, live units and the PSI histogram of one side's batch (finite values only)."""
+    import torch
+
+    if rows.finite is None:
+        vals = x
+        side.total += float(rows.sums.sum())
+        side.total_sq += float(rows.squares.sum())
     else:
+        finite = torch.isfinite(x)
         side.nan += int(torch.isnan(x).sum())
         side.inf += int(torch.isinf(x).sum())
         vals = x[finite]
-    side.alive |= (x != 0).any(dim=0).numpy()
+        side.total += float(vals.sum())
+        side.total_sq += float(vals.square().sum())
+    _update_alive(side, x)
     if vals.numel() == 0:
         return
     side.count += int(vals.numel())
-    side.total += float(vals.sum())
-    side.total_sq += float(vals.square().sum())
-    side.vmin = min(side.vmin, float(vals.min()))
-    side.vmax = max(side.vmax, float(vals.max()))
-    idx = torch.bucketize(vals, edges_t, right=True)
+    low, high = torch.aminmax(vals)
+    side.vmin = min(side.vmin, float(low))
+    side.vmax = max(side.vmax, float(high))
+    flat = vals.reshape(-1)
+    if flat.numel() > _PSI_VALUES_PER_BATCH:     # an even stride: the histogram's shares, at a bounded cost
+        flat = flat[:: math.ceil(flat.numel() / _PSI_VALUES_PER_BATCH)]
+    idx = torch.bucketize(flat, edges_t, right=True)
     side.psi_counts += torch.bincount(idx, minlength=side.psi_counts.size).numpy()
 
 
-def pair_figures(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-sample cosine, relative L2 ||a-b||/||b||, ||b||^2 and ||a-b||^2 (a = candidate, b = baseline).
+def _update_alive(side: SideState, x: torch.Tensor) -> None:
+    """Mark units seen non-zero; after the first batch only the still-dead columns are looked at."""
+    import torch
+
+    dead = np.flatnonzero(~side.alive)
+    if dead.size == side.width:
+        side.alive |= (x != 0).any(dim=0).numpy()
+    elif dead.size:
+        side.alive[dead] |= (x[:, torch.from_numpy(dead)] != 0).any(dim=0).numpy()
+
+
+def pair_figures(
+    a: torch.Tensor, b: torch.Tensor, na2: torch.Tensor, nb2: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample cosine, relative L2 ||a-b||/||b|| and ||a-b||^2 (a = candidate, b = baseline; n*2 = squared norms).
 
     Zero vectors: both zero -> cosine 1, rel L2 0; only one zero -> cosine 0; b zero and a not -> rel L2 inf.
     """
     import torch
 
     dot = (a * b).sum(dim=1)
-    na2 = a.square().sum(dim=1)
-    nb2 = b.square().sum(dim=1)
     d2 = (a - b).square().sum(dim=1)
     denom = (na2 * nb2).sqrt()
     cos = torch.where(denom > 0, dot / denom.clamp_min(1e-300), (na2 == nb2).to(a.dtype)).clamp(-1.0, 1.0)
     rel = torch.where(nb2 > 0, (d2 / nb2.clamp_min(1e-300)).sqrt(), torch.where(d2 > 0, math.inf, 0.0))
-    return cos, rel, nb2, d2
+    return cos, rel, d2
 
 
 def _histogram(values: torch.Tensor, edges_t: torch.Tensor) -> np.ndarray:
@@ -859,13 +898,19 @@ class DriftCheck(Check):
                 del self._layers[name]
                 return
         edges_t = self._edges_t[name]
-        update_side(state.base, x_b, edges_t)
-        update_side(state.cand, x_c, edges_t)
+        rows_b, rows_c = rows_of(x_b), rows_of(x_c)
+        update_side(state.base, x_b, rows_b, edges_t)
+        update_side(state.cand, x_c, rows_c, edges_t)
         state.samples += int(x_b.shape[0])
         cka_b, cka_c = (f_b.for_cka(), f_c.for_cka()) if state.cka is not None else (None, None)
-        finite = torch.isfinite(x_b).all(dim=1) & torch.isfinite(x_c).all(dim=1)
-        if not bool(finite.all()):      # pairwise figures over the samples both models kept finite
-            x_b, x_c = x_b[finite], x_c[finite]
+        nb2, na2 = rows_b.squares, rows_c.squares
+        if rows_b.finite is not None or rows_c.finite is not None:
+            # pairwise figures over the samples both models kept finite
+            finite = torch.ones(x_b.shape[0], dtype=torch.bool)
+            for rows in (rows_b, rows_c):
+                if rows.finite is not None:
+                    finite &= rows.finite
+            x_b, x_c, nb2, na2 = x_b[finite], x_c[finite], nb2[finite], na2[finite]
             if state.cka is not None:
                 cka_b, cka_c = cka_b[finite], cka_c[finite]
         if x_b.shape[0] == 0:
@@ -874,7 +919,7 @@ class DriftCheck(Check):
             update_cka(state.cka, cka_b, cka_c)
         state.pairs += int(x_b.shape[0])
         if state.elementwise:
-            cos, rel, nb2, d2 = pair_figures(x_c, x_b)
+            cos, rel, d2 = pair_figures(x_c, x_b, na2, nb2)
             state.cos_sum += float(cos.sum())
             state.rel_sum += float(rel.sum())
             state.signal += float(nb2.sum())

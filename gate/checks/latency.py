@@ -23,7 +23,7 @@ import torch
 
 from gate.checks.base import ROLES, Check, RunContext, Step
 from gate.errors import ConfigError, ModelError
-from gate.forward import call_model, move_to
+from gate.forward import batch_len, call_model, move_to
 from gate.report.model import Chart, CheckResult, Finding, Table
 from gate.timing import (
     STATISTICS,
@@ -207,8 +207,12 @@ def build_batch(chunks: list[tuple[Any, int]], size: int) -> tuple[Any, int, boo
 # ------------------------------------------------------------------------------------------ timing a model
 
 
-def _forward(module: Any, inputs: Any, input_names: tuple[str, ...] | None) -> None:
-    call_model(module, inputs, input_names=input_names)
+def _forward(module: Any, inputs: Any, input_names: tuple[str, ...] | None, *, where: str) -> None:
+    try:
+        call_model(module, inputs, input_names=input_names)
+    except Exception as err:  # a forward can raise anything; the user needs the model and the batch
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"latency: {where}: forward pass failed: {msg}") from err
 
 
 def time_cuda_call(fn: Callable[[], object], *, start: Any, end: Any) -> float:
@@ -244,8 +248,11 @@ def _proc_status_kb(field: str) -> int:
 
 
 def _release_free_memory() -> None:
-    """Hand freed heap pages back to the OS, so the next model's allocations show up as new resident memory."""
-    gc.collect()
+    """Hand freed heap pages back to the OS, so the next model's allocations show up as new resident memory.
+
+    No gc.collect() here: in a process that has imported transformers it can take a second, and cyclic garbage
+    that is still resident only raises the starting point, not the increase measured from it.
+    """
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
@@ -348,23 +355,23 @@ def measure_pair(
     `modules` maps role -> callable module. Runs under torch.inference_mode() with the garbage collector paused.
     """
     names = input_names or {}
-    calls = {role: partial(_forward, modules[role], inputs, names.get(role)) for role in ROLES}
-    try:
-        with torch.inference_mode():
-            with gc_paused():
-                result = measure(
-                    _timer(calls["baseline"], device),
-                    _timer(calls["candidate"], device),
-                    rules=rules,
-                    plan=plan,
-                    confidence=confidence,
-                    resamples=resamples,
-                    seed=seed,
-                )
-            memory = {role: peak_memory(calls[role], device) for role in ROLES}
-    except Exception as err:  # a forward can raise anything; say which model, where, on what batch
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"latency: timing the models on {device} failed: {msg}") from err
+    rows = batch_len(inputs)
+    calls = {
+        role: partial(_forward, modules[role], inputs, names.get(role), where=f"{role} on {device}, batch of {rows}")
+        for role in ROLES
+    }
+    with torch.inference_mode():
+        with gc_paused():
+            result = measure(
+                _timer(calls["baseline"], device),
+                _timer(calls["candidate"], device),
+                rules=rules,
+                plan=plan,
+                confidence=confidence,
+                resamples=resamples,
+                seed=seed,
+            )
+        memory = {role: peak_memory(calls[role], device) for role in ROLES}
     return result, memory
 
 
@@ -373,6 +380,18 @@ def measure_pair(
 
 def _ms(seconds: float) -> float:
     return seconds * 1000.0
+
+
+def _inverse(x: float) -> float:
+    """1 / x, NaN where x is 0 or not finite (throughput from a mean latency that could not be measured)."""
+    return 1.0 / x if x and math.isfinite(x) else math.nan
+
+
+def _sig(x: float | None, digits: int = 4) -> float | None:
+    """Round to significant digits for tables: 0.0001234 stays readable where round(x, 4) would print 0."""
+    if x is None or not math.isfinite(x) or x == 0:
+        return x
+    return float(f"{x:.{digits}g}")
 
 
 def _pct(confidence: float) -> str:
@@ -384,19 +403,26 @@ def _where(run: PairResult) -> str:
     return f"{run.device} bs={run.batch_size}{short}"
 
 
-def _inconclusive_finding(run: PairResult, outcome: Outcome, settings: DecisionSettings) -> Finding:
-    """Too few rounds to decide this statistic within the budget: inconclusive, warn or fail per config."""
+def _undecidable_finding(run: PairResult, outcome: Outcome, settings: DecisionSettings) -> Finding:
+    """Too few rounds, or timings too short to form a ratio: inconclusive, warn or fail per config."""
     rule = outcome.rule
     needed = rounds_needed(rule.statistic)
     comparison = run.measurement.comparisons[rule.statistic]
+    if outcome.enough_rounds:
+        reason = (
+            f"{rule.statistic} at {_where(run)}: no interval could be formed (baseline {_ms(comparison.baseline):.4g} "
+            f"ms, candidate {_ms(comparison.candidate):.4g} ms): calls too short for the clock to resolve"
+        )
+    else:
+        reason = (
+            f"{rule.statistic} at {_where(run)}: only {comparison.rounds} rounds fitted in the budget, and a "
+            f"{rule.statistic} needs {needed} to be decided; raise checks.latency.budget_s"
+        )
     return Finding(
         metric=f"{rule.statistic}_ratio" if rule.kind == "ratio" else f"{rule.statistic}_ms",
         rule="max_ratio" if rule.kind == "ratio" else "max",
         status="fail" if settings.inconclusive == "fail" else "warn",
-        reason=(
-            f"{rule.statistic} at {_where(run)}: only {comparison.rounds} rounds fitted in the budget, and a "
-            f"{rule.statistic} needs {needed} to be decided; raise checks.latency.budget_s"
-        ),
+        reason=reason,
         threshold=rule.limit if rule.kind == "ratio" else _ms(rule.limit),
         value=comparison.ratio.estimate if rule.kind == "ratio" else _ms(comparison.candidate),
         baseline=_ms(comparison.baseline),
@@ -439,9 +465,9 @@ def finding_for(run: PairResult, outcome: Outcome, settings: DecisionSettings) -
     A ratio limit is reported as rule `max_ratio`: value = candidate / baseline, threshold = 1 + max_slowdown,
     so judge compares exactly the numbers gate.timing.decide compared when it stopped sampling.
     """
-    if not outcome.enough_rounds:
-        return _inconclusive_finding(run, outcome, settings)
     rule, iv = outcome.rule, outcome.interval
+    if not outcome.enough_rounds or not (math.isfinite(iv.low) and math.isfinite(iv.high)):
+        return _undecidable_finding(run, outcome, settings)
     comparison = run.measurement.comparisons[rule.statistic]
     if rule.kind == "ratio":
         finding = judge(
@@ -472,25 +498,31 @@ def _stat_row(run: PairResult, role: str) -> tuple[Any, ...]:
     mem = run.memory[role].get("peak_increase_bytes")
     return (
         run.device, run.batch_size, role,
-        *(round(_ms(values[s]), 4) for s in STATISTICS),
-        round(run.samples / values["mean"], 1) if values["mean"] > 0 else None,
-        round(mem / _MB, 2) if mem is not None else None,
+        *(_sig(_ms(values[s])) for s in STATISTICS),
+        _sig(run.samples * _inverse(values["mean"])),
+        _sig(mem / _MB, 3) if mem is not None else None,
     )
 
 
 def _ratio_rows(run: PairResult, decided: dict[str, Outcome]) -> list[tuple[Any, ...]]:
     rows = []
     for stat in STATISTICS:
-        iv = run.measurement.comparisons[stat].ratio
+        comparison = run.measurement.comparisons[stat]
+        iv = comparison.ratio
         outcome = decided.get(stat)
+        # An interval of a tail percentile from a handful of tail samples is noise; show it only when decidable.
+        low, high = (_sig(iv.low), _sig(iv.high)) if comparison.enough_rounds else (None, None)
+        decision = outcome.decision if outcome else "-"
+        if not comparison.enough_rounds:
+            decision = f"needs {rounds_needed(stat)} rounds" if outcome else "-"
         rows.append((
-            run.device, run.batch_size, stat, round(iv.estimate, 4), round(iv.low, 4), round(iv.high, 4),
-            round(outcome.rule.limit, 4) if outcome else None, outcome.decision if outcome else "-",
+            run.device, run.batch_size, stat, _sig(iv.estimate), low, high,
+            _sig(outcome.rule.limit) if outcome else None, decision,
         ))
     mean = run.measurement.comparisons["mean"].ratio
     rows.append((
-        run.device, run.batch_size, "throughput", round(1 / mean.estimate, 4), round(1 / mean.high, 4),
-        round(1 / mean.low, 4), None, "-",
+        run.device, run.batch_size, "throughput", _sig(_inverse(mean.estimate)),
+        _sig(_inverse(mean.high)), _sig(_inverse(mean.low)), None, "-",
     ))
     return rows
 
@@ -521,8 +553,8 @@ def _run_details(run: PairResult) -> dict[str, Any]:
         "baseline_ms": {s: _ms(comps[s].baseline) for s in STATISTICS},
         "candidate_ms": {s: _ms(comps[s].candidate) for s in STATISTICS},
         "throughput": {
-            "baseline": run.samples / comps["mean"].baseline,
-            "candidate": run.samples / comps["mean"].candidate,
+            "baseline": run.samples * _inverse(comps["mean"].baseline),
+            "candidate": run.samples * _inverse(comps["mean"].candidate),
         },
         "ratios": {
             s: {
@@ -673,8 +705,8 @@ class LatencyCheck(Check):
         models = {role: self.ctx.models[role] for role in ROLES}
         tables = (
             Table(
-                title=f"Latency per call (ms), {threads} CPU threads",
-                headers=("device", "batch", "model", *STATISTICS, "samples/s", "peak mem MB"),
+                title=f"Latency per call (ms); torch threads: {threads}",
+                headers=("device", "batch", "model", *STATISTICS, "samples/s", "peak working mem MB"),
                 rows=tuple(_stat_row(run, role) for run in runs for role in ROLES),
             ),
             Table(

@@ -23,6 +23,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -182,10 +183,14 @@ class ParityStats:
         np.add.at(self.confusion_onnx, (labels, onnx_pred), 1)
         sample_abs = _rowmax(absdiff)
         sample_rel = _rowmax(rel)
-        for i in range(n):
+        order = np.lexsort((np.arange(n), -sample_abs))          # largest error first, ties by sample index
+        worst = [i for i in order[: self.top_n] if sample_abs[i] > 0]
+        flipped = [i for i in order if torch_pred[i] != onnx_pred[i]]
+        flipped.sort(key=lambda i: bool(torch_pred[i] != labels[i]))  # negative flips first; stable keeps the rest
+        for i in dict.fromkeys([*worst, *flipped[: self.top_n]]):
             row = SampleRow(
-                index=offset + i, label=int(labels[i]), torch_pred=int(torch_pred[i]), onnx_pred=int(onnx_pred[i]),
-                max_abs_error=float(sample_abs[i]), max_rel_error=float(sample_rel[i]),
+                index=offset + int(i), label=int(labels[i]), torch_pred=int(torch_pred[i]),
+                onnx_pred=int(onnx_pred[i]), max_abs_error=float(sample_abs[i]), max_rel_error=float(sample_rel[i]),
             )
             if sample_abs[i] > 0:
                 _push(self._worst, ((row.max_abs_error, -row.index), row), self.top_n)
@@ -434,7 +439,9 @@ class OnnxCheck(Check):
         """Findings from the streamed state; the latency sample is taken here, once, after the pass."""
         details = self._details()
         if self._stopped is not None:
-            return CheckResult(self.name, self._stopped.status, self._stopped.summary, details=details)
+            return CheckResult(
+                self.name, self._stopped.status, self._stopped.summary, details=details, notes=self._notes(),
+            )
         stats = self._stats
         if stats is None or stats.samples == 0:
             return CheckResult(self.name, "fail", "no samples were compared with ONNX Runtime", details=details)
@@ -446,6 +453,7 @@ class OnnxCheck(Check):
         details["latency"] = self._latency
         return CheckResult(
             self.name, status, summary, findings=tuple(findings), tables=self._tables(stats), details=details,
+            notes=self._notes(),
         )
 
     def teardown(self) -> None:
@@ -513,10 +521,8 @@ class OnnxCheck(Check):
 
     def _measure_latency(self) -> dict[str, Any] | None:
         """PyTorch (a) and ONNX Runtime (b) on the first batch, interleaved round by round (gate.timing)."""
-        import torch
-
-        from gate.forward import batch_len, call_model, move_to
-        from gate.timing import Rule, SamplingPlan, interval_confidence, measure, time_host_call
+        from gate.forward import batch_len, move_to
+        from gate.timing import Rule, SamplingPlan, interval_confidence, measure
 
         opts = self.options["latency"]
         model = self._model
@@ -525,13 +531,11 @@ class OnnxCheck(Check):
         candidate = self.ctx.models["candidate"]
         inputs = move_to(self._timing_batch, self.ctx.device)
         feed = model.feed(self._named(self._timing_batch), by_name=isinstance(inputs, Mapping))
-        sync = torch.cuda.synchronize if self.ctx.device.type == "cuda" else _no_sync
-
-        def run_torch() -> None:
-            with torch.inference_mode():
-                call_model(candidate.module, inputs, input_names=getattr(candidate, "input_names", None))
-            sync()
-
+        time_torch = partial(
+            _time_torch_call, candidate.module, inputs, getattr(candidate, "input_names", None),
+            cuda=self.ctx.device.type == "cuda",
+        )
+        time_onnx = partial(_time_onnx_call, model, feed)
         slowdown = self.options.get("max_slowdown")
         rules = [Rule("p50", "ratio", 1.0 + float(slowdown))] if slowdown is not None else []
         settings = decision_settings(self.ctx.config, self.options)
@@ -541,8 +545,7 @@ class OnnxCheck(Check):
         )
         confidence = interval_confidence(settings.confidence, comparisons=max(1, len(rules)), looks=plan.looks)
         result = measure(
-            lambda: time_host_call(run_torch), lambda: time_host_call(lambda: model.run(feed)),
-            rules=rules, plan=plan, confidence=confidence, resamples=settings.resamples, seed=settings.seed,
+            time_torch, time_onnx, rules=rules, plan=plan, confidence=confidence, resamples=settings.resamples, seed=settings.seed,
         )
         p50 = result.comparisons["p50"]
         outcome = result.outcomes[0] if result.outcomes else None
@@ -642,6 +645,29 @@ class OnnxCheck(Check):
             ))
         return tuple(tables)
 
+    def _notes(self) -> tuple[str, ...]:
+        """What changes no status but a reader should know: exporter fallbacks and warnings, chunked runs."""
+        notes = []
+        export = self._export
+        if export is not None and export.fallback_reason:
+            notes.append(
+                f"exported with the {export.exporter} exporter because the preferred one could not: "
+                f"{export.fallback_reason}"
+            )
+        if export is not None:
+            tracer = [w for w in export.warnings if w.startswith("TracerWarning")]
+            if tracer:
+                notes.append(
+                    "the TorchScript exporter traced Python control flow or values as constants "
+                    f"({tracer[0]}); the comparison shows what the exported graph does on this data only"
+                )
+        model = self._model
+        if model is not None and model.fixed_batch:
+            notes.append(f"the ONNX graph has a fixed batch size of {model.fixed_batch}: batches ran in chunks of it")
+        if model is not None and self.ctx.device.type == "cuda" and "CUDAExecutionProvider" not in model.providers:
+            notes.append("ONNX Runtime ran on CPU: this onnxruntime has no working CUDAExecutionProvider")
+        return tuple(notes)
+
     def _details(self) -> dict[str, Any]:
         export = self._export
         details: dict[str, Any] = {
@@ -667,8 +693,29 @@ class OnnxCheck(Check):
         return details
 
 
-def _no_sync() -> None:
-    return None
+def _time_torch_call(module: Any, inputs: Any, input_names: tuple[str, ...] | None, *, cuda: bool) -> float:
+    """Seconds of one PyTorch forward, called as the runner calls it (CUDA work waited for)."""
+    from gate.timing import time_host_call
+
+    return time_host_call(partial(_torch_forward, module, inputs, input_names, cuda=cuda))
+
+
+def _torch_forward(module: Any, inputs: Any, input_names: tuple[str, ...] | None, *, cuda: bool) -> None:
+    import torch
+
+    from gate.forward import call_model
+
+    with torch.inference_mode():
+        call_model(module, inputs, input_names=input_names)
+    if cuda:
+        torch.cuda.synchronize()
+
+
+def _time_onnx_call(model: OrtModel, feed: dict[str, np.ndarray]) -> float:
+    """Seconds of one ONNX Runtime run of the same batch."""
+    from gate.timing import time_host_call
+
+    return time_host_call(partial(model.run, feed))
 
 
 def _samples(step: Step) -> str:

@@ -150,8 +150,16 @@ def test_parse_bool_rejects_anything_else_naming_the_input():
 
 
 def test_missing_required_inputs_are_named():
-    with pytest.raises(ConfigError, match="'baseline', 'data'"):
-        ep.build_gate_argv({"candidate": "c.pt"})
+    with pytest.raises(ConfigError, match="'candidate', 'baseline'"):
+        ep.build_gate_argv({"data": "d.npz"})
+
+
+def test_required_inputs_are_what_gate_check_requires():
+    required = set()
+    for param in check_command().params:
+        if param.required:
+            required.add("candidate" if param.param_type_name == "argument" else max(param.opts, key=len)[2:])
+    assert required == set(ep.REQUIRED_INPUTS)
 
 
 def test_enable_accepts_commas_spaces_and_lines():
@@ -314,11 +322,11 @@ def test_report_paths_are_given_relative_to_the_workspace(tmp_path: Path):
 def test_a_missing_input_fails_as_could_not_run_without_running_the_gate(tmp_path: Path):
     summary, output = tmp_path / "summary.md", tmp_path / "output"
     environ = {"GITHUB_WORKSPACE": str(tmp_path), "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(output),
-               "INPUT_CANDIDATE": "cand.pt", "INPUT_BASELINE": "base.pt"}
+               "INPUT_CANDIDATE": "cand.pt", "INPUT_DATA": "eval.npz"}
     stdout = io.StringIO()
     assert ep.run_action(environ, stdout=stdout) == 2
     log = stdout.getvalue()
-    assert "::error title=gate could not run::error: action input(s) 'data' required but empty" in log
+    assert "::error title=gate could not run::error: action input(s) 'baseline' required but empty" in log
     assert "stop-commands" not in log  # the gate was never started
     assert parse_github_output(output.read_text(encoding="utf-8")) == {
         "verdict": "error", "exit-code": "2", "failed-checks": "", "report-json": "", "report-markdown": ""}

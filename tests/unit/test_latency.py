@@ -27,7 +27,7 @@ from gate.checks.latency import (
     sampling_plan,
 )
 from gate.config import build_config
-from gate.errors import ConfigError
+from gate.errors import ConfigError, ModelError
 from gate.models.base import LoadedModel
 from gate.report.model import to_jsonable
 from gate.timing import Rule, SamplingPlan
@@ -439,7 +439,7 @@ def test_real_models_are_both_measured_with_ratios_and_memory():
     assert {f.metric for f in result.findings} == {"p50_ratio", "p90_ratio"}
     assert {f.where for f in result.findings} == {"cpu bs=1", "cpu bs=4"}
     assert [t.title.split(",")[0] for t in result.tables] == [
-        "Latency per call (ms)", "Candidate / baseline", "Sampling and noise", "Model size"]
+        "Latency per call (ms); torch threads: 1", "Candidate / baseline", "Sampling and noise", "Model size"]
     params = (16 * 32 + 32) + (32 * 3 + 3)
     assert result.tables[3].rows == (("baseline", params, 0.004), ("candidate", params, 0.004))
     to_jsonable(result)   # the JSON report can carry it
@@ -494,3 +494,40 @@ def test_cuda_timing_uses_events_and_reports_allocator_peaks():
     for run in result.details["runs"]:
         assert run["device"] == "cuda"
         assert run["memory"]["baseline"]["max_memory_allocated_bytes"] > 0
+
+
+@pytest.mark.parametrize("inconclusive", ["warn", "fail"])
+def test_an_undecidable_limit_warns_or_fails_as_configured(inconclusive):
+    """p90 needs 100 rounds; max_rounds 40 can never give them, whatever the timings."""
+    check = make_check(mlp(0), mlp(0), batch_sizes=[2], max_rounds=40, budget_s=5.0,
+                       max_slowdown={"p50": None, "p90": 0.15}, inconclusive=inconclusive)
+    feed(check, torch.randn(2, 16), rows=2)
+    result = check.compute()
+    (finding,) = result.findings
+    assert finding.inconclusive and finding.status == result.status == inconclusive
+    assert "only 40 rounds" in finding.reason and "needs 100" in finding.reason
+    assert result.details["interval_confidence"] == pytest.approx(1 - 0.05 / (1 * 5))
+
+
+def test_timings_that_cannot_form_a_ratio_are_never_a_pass():
+    from gate.checks.latency import PairResult, finding_for
+
+    m = Machine(seed=0, base=0.0)
+    plan = SamplingPlan(budget_s=1.0, first_look=20, max_rounds=60, looks=2, warmup=0)
+    result = timing.measure(partial(m.call, "a", 1.0), partial(m.call, "b", 1.0), rules=(Rule("p50", "ratio", 1.1),),
+                            plan=plan, confidence=0.95, resamples=50, seed=0, clock=m.clock)
+    assert decisions(result) == ["inconclusive"]
+    run = PairResult("cpu", 4, 4, result, {"baseline": {}, "candidate": {}}, 1)
+    finding = finding_for(run, result.outcomes[0], DecisionSettings(mode="non-inferiority"))
+    assert finding.status == "warn" and finding.inconclusive and "no interval" in finding.reason
+
+
+def test_a_model_that_fails_while_timed_names_its_role():
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError("shape mismatch in layer 2")
+
+    check = make_check(mlp(0), Broken())
+    feed(check, torch.randn(4, 16), rows=4)
+    with pytest.raises(ModelError, match="candidate on cpu, batch of 1: forward pass failed: shape mismatch"):
+        check.compute()

@@ -361,6 +361,7 @@ def test_torchscript_module_falls_back_to_the_torchscript_exporter() -> None:
     assert result.status == "pass", result.summary
     assert result.details["export"]["exporter"] == "torchscript"
     assert "TorchScript modules cannot be traced by torch.export" in result.details["export"]["fallback_reason"]
+    assert any(note.startswith("exported with the torchscript exporter because") for note in result.notes)
 
 
 def test_export_that_runtime_cannot_run_at_other_shapes_fails_the_check() -> None:
@@ -440,6 +441,7 @@ def test_fixed_batch_ship_file_runs_in_chunks(tmp_path: Path) -> None:
     result = run_pass(check, image_batches([10, 3]))
     assert result.status == "pass", result.summary
     assert result.details["samples"] == 13
+    assert "fixed batch size of 4" in " ".join(result.notes)
 
 
 def test_missing_ship_file_is_a_usage_error(tmp_path: Path) -> None:

@@ -208,6 +208,20 @@ def test_bootstrap_p_value_by_hand():
     assert p[0] == pytest.approx(2 / 3) and np.isnan(p[1])
 
 
+@pytest.mark.parametrize("family_size,confidence", [(1, 0.95), (10, 0.95), (100, 0.95), (7, 0.9), (3, 0.99)])
+def test_min_resamples_is_the_smallest_that_can_fail_a_holm_family(family_size, confidence):
+    alpha = stats.one_sided_alpha(confidence)
+    r = stats.min_resamples(family_size, confidence=confidence)
+
+    def smallest_holm_p(resamples: int) -> float:
+        reps = np.full((resamples, family_size), 1.0)        # every replicate far beyond the bound 0
+        return float(stats.holm(stats.bootstrap_p_value(reps, bound=0.0, alternative="greater")).min())
+
+    assert stats.significant(smallest_holm_p(r), alpha)
+    assert not stats.significant(smallest_holm_p(r - 1), alpha)
+    assert stats.min_resamples(10, confidence=0.95) == 400
+
+
 # ------------------------------------------------------------------------------------ multiple comparisons
 
 

