@@ -47,8 +47,8 @@ def run_pair(name: str, base: torch.nn.Module, cand: torch.nn.Module, x: torch.T
         "device": "cuda",
         "checks": {"latency": {"enabled": True, "devices": ["cuda"], "batch_sizes": [1, 8, 32], "budget_s": budget}},
     })
-    ctx = RunContext(config=config, models={"baseline": loaded("baseline", base), "candidate": loaded("candidate", cand)},
-                     class_names=(), device=torch.device("cuda"))
+    models = {"baseline": loaded("baseline", base), "candidate": loaded("candidate", cand)}
+    ctx = RunContext(config=config, models=models, class_names=(), device=torch.device("cuda"))
     check = LatencyCheck(config.checks["latency"], ctx)
     check.update(Step(index=0, offset=0, inputs=x, labels=torch.zeros(x.shape[0], dtype=torch.long, device="cuda"),
                       scores={}))

@@ -95,12 +95,14 @@ def paired_ratio(base: torch.nn.Module, cand: torch.nn.Module, x: torch.Tensor, 
 def calibrate_width(base: torch.nn.Module, x: torch.Tensor, *, target: float, rounds: int) -> int:
     """The extra matmul's width that costs about `target` (0.10 = 10%), by bisection on measured ratios."""
     lo, hi = 1, 4096
-    while paired_ratio(base, ExtraMatmul(base, features=x.shape[1], width=hi), x, rounds=rounds) - 1 < target and hi < 65536:
+    def cost(width: int) -> float:
+        return paired_ratio(base, ExtraMatmul(base, features=x.shape[1], width=width), x, rounds=rounds) - 1
+
+    while cost(hi) < target and hi < 65536:
         hi *= 2
     for _ in range(8):
         mid = (lo + hi) // 2
-        slow = paired_ratio(base, ExtraMatmul(base, features=x.shape[1], width=mid), x, rounds=rounds) - 1
-        lo, hi = (mid, hi) if slow < target else (lo, mid)
+        lo, hi = (mid, hi) if cost(mid) < target else (lo, mid)
     return (lo + hi) // 2
 
 
@@ -130,16 +132,18 @@ def decide_once(base: torch.nn.Module, sc: Scenario, x: torch.Tensor, *, budget:
             "max_slowdown": {"p50": ms, "p90": ms + 0.05},
         }},
     })
-    ctx = RunContext(config=config, models={"baseline": loaded("baseline", base), "candidate": loaded("candidate", sc.candidate)},
-                     class_names=(), device=torch.device("cpu"))
+    models = {"baseline": loaded("baseline", base), "candidate": loaded("candidate", sc.candidate)}
+    ctx = RunContext(config=config, models=models, class_names=(), device=torch.device("cpu"))
     check = LatencyCheck(config.checks["latency"], ctx)
     check.update(Step(index=0, offset=0, inputs=x, labels=torch.zeros(x.shape[0], dtype=torch.long), scores={}))
     t0 = time.perf_counter()
     result = check.compute()
     seconds = time.perf_counter() - t0
     run = result.details["runs"][0]
-    return {"status": result.status, "seconds": seconds, "rounds": run["rounds"], "noise": run["noise_log_ratio_sd"],
-            "p50_ratio": run["ratios"]["p50"]["ratio"]}
+    return {
+        "status": result.status, "seconds": seconds, "rounds": run["rounds"], "noise": run["noise_log_ratio_sd"],
+        "p50_ratio": run["ratios"]["p50"]["ratio"],
+    }
 
 
 def pct(values: list[float], q: float) -> float:
@@ -161,7 +165,8 @@ def main() -> int:
     twin = copy.deepcopy(base)                      # same weights, separate instance (own memory)
 
     started = time.perf_counter()
-    print(f"model: MLP 64-{args.hidden}-{args.hidden}-10, batch {x.shape[0]}, 1 thread; calibrating the extra matmul...")
+    print(f"model: MLP 64-{args.hidden}-{args.hidden}-10, batch {x.shape[0]}, 1 thread; "
+          "calibrating the extra matmul...")
     cal_rounds = 300 if args.quick else 600
     widths = {t: calibrate_width(base, x, target=t, rounds=cal_rounds) for t in (0.10, 0.25)}
     slower = {t: ExtraMatmul(copy.deepcopy(base), features=x.shape[1], width=w) for t, w in widths.items()}

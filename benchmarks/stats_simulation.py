@@ -137,6 +137,29 @@ def run_scenario(sc: Scenario, *, n: int, args: argparse.Namespace, seed: int,
     return tally
 
 
+def exact_false_fail(n: int, *, discordance: float, args: argparse.Namespace) -> float:
+    """False-fail rate of the non-inferiority accuracy rule for a candidate exactly at max_drop, summed exactly over
+    every (negative flips b, positive flips c) with its multinomial probability (the bootstrap is still random)."""
+    from scipy.stats import multinomial
+
+    drop = args.max_drop
+    p10, p01 = (discordance + drop) / 2, (discordance - drop) / 2
+    span = [(int(max(0, n * p - 8 * np.sqrt(n * p) - 2)), int(n * p + 8 * np.sqrt(n * p) + 3)) for p in (p10, p01)]
+    total = 0.0
+    for b in range(*span[0]):
+        for c in range(*span[1]):
+            prob = float(multinomial.pmf([b, c, n - b - c], n, [p10, p01, 1 - discordance]))
+            if prob < 1e-12:
+                continue
+            counts = np.array([b, c, n - b - c], dtype=np.int64)          # cells: negative, positive, concordant
+            w = stats.bootstrap_weights(counts, resamples=args.resamples, seed=b * 7919 + c)
+            reps = (w[:, 0] - w[:, 1]) / n
+            decision = stats.decide_max_drop((b - c) / n, reps, max_drop=drop, confidence=args.confidence,
+                                             mode="non-inferiority")
+            total += prob * (decision.outcome == "fail")
+    return total
+
+
 def pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
@@ -155,14 +178,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--recall-max-drop", type=float, default=0.05, help="per-class recall max_drop")
     parser.add_argument("--confidence", type=float, default=0.95)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--exact", action="store_true",
+                        help="instead: exact false-fail rate at max_drop over a grid of n and discordance")
     args = parser.parse_args(argv)
     if args.quick:
         args.reps, args.resamples, args.sizes = 40, 300, [200, 1000]
     return args
 
 
+def main_exact(args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    grid = [(100, 0.02), (500, 0.02), (200, 0.04), (1000, 0.04), (3000, 0.04), (100, 0.1), (500, 0.1),
+            (100, 0.3), (500, 0.3)]
+    alpha = stats.one_sided_alpha(args.confidence)
+    print(f"exact false-fail rate of non-inferiority for an accuracy drop exactly at max_drop {args.max_drop} "
+          f"(nominal {alpha:g}), {args.resamples} bootstrap resamples per (b, c)")
+    rows = [[n, psi, pct(exact_false_fail(n, discordance=psi, args=args))] for n, psi in grid]
+    print(tabulate(rows, headers=["n", "discordance", "false-fail"], tablefmt="github"))
+    print(f"elapsed: {time.perf_counter() - started:.1f} s")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.exact:
+        main_exact(args)
+        return
     started = time.perf_counter()
     psi, acc = args.discordance, args.base_accuracy
     equal = scenario("as good", drop=0.0, discordance=psi, base_accuracy=acc)

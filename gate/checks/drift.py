@@ -45,7 +45,7 @@ _POINT = DecisionSettings(mode="point")
 _PER_DECADE = 20                     # per-sample histogram resolution: bins 10**(1/20) = 1.122x wide
 _PSI_PRIOR = 0.5                     # Jeffreys pseudo-count per PSI bin: an empty bin on one side stays finite
 _PSI_EDGE_SAMPLE = 1_000_000         # at most this many first-batch values fix the PSI bin edges
-_PSI_VALUES_PER_BATCH = 1 << 16     # wider batches are binned on an even stride of their values
+_PSI_VALUES_PER_BATCH = 8192        # larger batches are binned on an even stride of their values (cost)
 _PSI_MIN_PER_BIN = 20                # fewer bins when the first batch has fewer than 20 values per bin
 _MAX_PART_DEPTH = 4                  # nested tuples/dicts deeper than this are not searched for tensors
 _CHART_LAYERS = 10
@@ -476,10 +476,18 @@ def update_side(side: SideState, x: torch.Tensor, rows: Rows, edges_t: torch.Ten
     side.vmin = min(side.vmin, float(low))
     side.vmax = max(side.vmax, float(high))
     flat = vals.reshape(-1)
-    if flat.numel() > _PSI_VALUES_PER_BATCH:     # an even stride: the histogram's shares, at a bounded cost
-        flat = flat[:: math.ceil(flat.numel() / _PSI_VALUES_PER_BATCH)]
+    if flat.numel() > _PSI_VALUES_PER_BATCH:     # binning every value would cost more than the rest together
+        flat = flat[:: psi_stride(flat.numel(), x.shape[1])].contiguous()
     idx = torch.bucketize(flat, edges_t, right=True)
     side.psi_counts += torch.bincount(idx, minlength=side.psi_counts.size).numpy()
+
+
+def psi_stride(count: int, width: int) -> int:
+    """An even stride giving at most _PSI_VALUES_PER_BATCH values, coprime with the width so every unit is visited."""
+    stride = math.ceil(count / _PSI_VALUES_PER_BATCH)
+    while math.gcd(stride, width) != 1:
+        stride += 1
+    return stride
 
 
 def _update_alive(side: SideState, x: torch.Tensor) -> None:
@@ -502,7 +510,7 @@ def pair_figures(
     """
     import torch
 
-    dot = (a * b).sum(dim=1)
+    dot = torch.linalg.vecdot(a, b, dim=1)
     d2 = (a - b).square().sum(dim=1)
     denom = (na2 * nb2).sqrt()
     cos = torch.where(denom > 0, dot / denom.clamp_min(1e-300), (na2 == nb2).to(a.dtype)).clamp(-1.0, 1.0)

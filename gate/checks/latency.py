@@ -653,7 +653,7 @@ class LatencyCheck(Check):
         for role in ROLES:
             try:
                 out[role] = copy.deepcopy(self.ctx.models[role].module).to(device)
-            except Exception as err:  # not every module format can be copied or moved; say so and skip
+            except Exception as err:  # not every module format can be copied or moved: say which and why
                 raise ModelError(
                     f"latency: cannot copy the {role} model to {device} for timing ({type(err).__name__}: {err}); "
                     f"time it on the run's device instead (checks.latency.devices)"
@@ -664,6 +664,8 @@ class LatencyCheck(Check):
         self, device: str, *, threads: int, confidence: float, resamples: int, seed: int, notes: list[str]
     ) -> list[PairResult]:
         modules = self._modules_on(device)
+        if device != torch.device(self.ctx.device).type:
+            notes.append(f"{device}: timed deep copies of both models (the run's device is {self.ctx.device})")
         names = {role: getattr(self.ctx.models[role], "input_names", None) for role in ROLES}
         runs = []
         for bs in self.settings.batch_sizes:
@@ -700,7 +702,8 @@ class LatencyCheck(Check):
                 f"no slowdown beyond the limits at {where} (p50 ratio {min(p50):.3f}x-{max(p50):.3f}x)"
             ))
         else:
-            status, summary = "pass", f"measured only, no limits configured: p50 ratio {min(p50):.3f}x-{max(p50):.3f}x at {where}"
+            status = "pass"
+            summary = f"measured only, no limits configured: p50 ratio {min(p50):.3f}x-{max(p50):.3f}x at {where}"
         decided = [{o.rule.statistic: o for o in run.measurement.outcomes if o.rule.kind == "ratio"} for run in runs]
         models = {role: self.ctx.models[role] for role in ROLES}
         tables = (

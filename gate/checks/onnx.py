@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from gate.checks.base import Check, RunContext, Step
 from gate.errors import ConfigError, MissingExtraError, require
 from gate.report.model import CheckResult, Finding, Status, Table
 from gate.verdict import DecisionSettings, check_summary, decision_settings, judge
+
+if TYPE_CHECKING:
+    from gate.onnx_export import ExportResult
 
 # Polygraphy adds this to zero reference values before dividing, so a relative error is always defined.
 REL_EPSILON = 2.220446049250313e-16
@@ -377,7 +380,7 @@ class OnnxCheck(Check):
         self._tmpdir: Path | None = None
         self._ship: Path | None = None
         self._model: OrtModel | None = None
-        self._export: Any = None                     # gate.onnx_export.ExportResult when exported here
+        self._export: ExportResult | None = None     # set when the candidate was exported here
         self._stopped: _Stopped | None = None
         self._stats: ParityStats | None = None
         self._timing_batch: Any = None               # CPU copy of the first batch, timed after the pass

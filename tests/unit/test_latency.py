@@ -64,7 +64,8 @@ class Machine:
         self.rng = np.random.default_rng(self.seed)
 
     def call(self, role: str, scale: float) -> float:
-        d = self.base * scale * (1.0 + self.drift_per_s * self.clock.now) * math.exp(self.sigma * self.rng.standard_normal())
+        speed = 1.0 + self.drift_per_s * self.clock.now
+        d = self.base * scale * speed * math.exp(self.sigma * self.rng.standard_normal())
         if self.rng.random() < self.outlier_rate:
             d *= self.outlier_factor
         self.clock.now += d
