@@ -63,14 +63,18 @@ def _onehot(idx: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num/den with 0 where den is 0 (scikit-learn's zero_division=0)."""
+def _div(num: np.ndarray, den: np.ndarray, empty: float = 0.0) -> np.ndarray:
+    """num/den with `empty` where den is 0 (0.0 is scikit-learn's zero_division=0)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), empty)
 
 
-def model_metrics(cells: Cells, pred: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
-    """Metrics of one model for each row of weights (R, m): accuracy (R,), per-class arrays (R, K), macro/weighted F1."""
+def model_metrics(cells: Cells, pred: np.ndarray, weights: np.ndarray, *, empty: float = 0.0) -> dict[str, np.ndarray]:
+    """Metrics of one model for each row of weights (R, m): accuracy (R,), per-class arrays (R, K), macro/weighted F1.
+
+    `empty` is the recall and F1 of a class with no samples in that row: 0 for point estimates (scikit-learn's
+    convention), NaN for bootstrap replicates, where a class absent from a resample says nothing about its recall.
+    """
     k = cells.num_classes
     w = np.atleast_2d(weights).astype(np.float64)
     y1 = _onehot(cells.y, k)
@@ -80,11 +84,11 @@ def model_metrics(cells: Cells, pred: np.ndarray, weights: np.ndarray) -> dict[s
     predicted = w @ p1
     tp = w @ (y1 * p1)
     precision = _div(tp, predicted)
-    recall = _div(tp, support)
-    f1 = _div(2.0 * tp, support + predicted)
+    recall = _div(tp, support, empty)
+    f1 = _div(2.0 * tp, support + predicted, empty)
     present = support > 0
     n_present = present.sum(axis=1)
-    macro_f1 = _div((f1 * present).sum(axis=1), n_present)
+    macro_f1 = _div(np.where(present, f1, 0.0).sum(axis=1), n_present)
     weighted_f1 = _div((f1 * support).sum(axis=1), support.sum(axis=1))
     return {
         "accuracy": _div(tp.sum(axis=1), n),
@@ -97,7 +101,7 @@ def model_metrics(cells: Cells, pred: np.ndarray, weights: np.ndarray) -> dict[s
     }
 
 
-def comparison_metrics(cells: Cells, weights: np.ndarray) -> dict[str, np.ndarray]:
+def comparison_metrics(cells: Cells, weights: np.ndarray, *, empty: float = 0.0) -> dict[str, np.ndarray]:
     """Flip figures for each row of weights: negative flips = baseline right and candidate wrong."""
     k = cells.num_classes
     w = np.atleast_2d(weights).astype(np.float64)
@@ -116,7 +120,7 @@ def comparison_metrics(cells: Cells, weights: np.ndarray) -> dict[str, np.ndarra
         "agreement": _div(w @ (cells.pb == cells.pc).astype(np.float64), n),
         "per_class_negative_flips": w @ (y1 * neg[:, None]),
         "per_class_positive_flips": w @ (y1 * pos[:, None]),
-        "per_class_negative_flip_rate": _div(w @ (y1 * neg[:, None]), support),
+        "per_class_negative_flip_rate": _div(w @ (y1 * neg[:, None]), support, empty),
     }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from gate.report.model import CheckResult, Finding, Status, overall_status
-from gate.stats import one_sided_alpha
+from gate.stats import at_least, at_most, one_sided_alpha, significant
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,8 @@ def _status(outcome: str, settings: DecisionSettings) -> tuple[Status, bool]:
 def _interval_outcome(lo: float, hi: float, *, threshold: float, worse_above: bool) -> str:
     """pass when the whole interval is on the good side, fail when it is wholly beyond, else inconclusive."""
     if worse_above:
-        return "pass" if hi <= threshold else ("fail" if lo > threshold else "inconclusive")
-    return "pass" if lo >= threshold else ("fail" if hi < threshold else "inconclusive")
+        return "pass" if at_most(hi, threshold) else ("fail" if not at_most(lo, threshold) else "inconclusive")
+    return "pass" if at_least(lo, threshold) else ("fail" if not at_least(hi, threshold) else "inconclusive")
 
 
 def judge(
@@ -97,12 +97,15 @@ def judge(
             candidate=candidate, margin=None, required=None, where=where, decision=settings.mode,
             reason=f"{metric}: the {what} is {_fmt(value)}; a non-finite measurement never passes",
         )
-    use_interval = settings.mode == "non-inferiority" and interval is not None and all(map(_finite, interval))
+    use_interval = settings.mode == "non-inferiority" and interval is not None
     if use_interval:
         lo, hi = interval
-        outcome = _interval_outcome(lo, hi, threshold=threshold, worse_above=worse_above)
+        if _finite(lo) and _finite(hi):
+            outcome = _interval_outcome(lo, hi, threshold=threshold, worse_above=worse_above)
+        else:  # an undefined interval (too few samples of a class, say) decides nothing
+            outcome = "inconclusive"
         if p_adjusted is not None and outcome != "pass":
-            outcome = "fail" if p_adjusted < one_sided_alpha(settings.confidence) else "inconclusive"
+            outcome = "fail" if significant(p_adjusted, one_sided_alpha(settings.confidence)) else "inconclusive"
         status, inconclusive = _status(outcome, settings)
         ci = f"{settings.confidence:.0%} CI [{_fmt(lo)}, {_fmt(hi)}]"
         if outcome == "pass":
@@ -116,7 +119,7 @@ def judge(
             )
         decision = "non-inferiority"
     else:
-        bad = value > threshold if worse_above else value < threshold
+        bad = not at_most(value, threshold) if worse_above else not at_least(value, threshold)
         status, inconclusive = ("fail" if bad else "pass"), False
         rel = "exceeds" if worse_above else "is below"
         ok = "within" if worse_above else "at or above"

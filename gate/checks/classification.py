@@ -18,19 +18,27 @@ from gate.report.model import CheckResult, Finding, Table
 from gate.verdict import DecisionSettings, check_summary, decision_settings, judge
 
 HIGHER_RULES = ("min", "max_drop", "max_relative_drop")
+MAX_RESAMPLES = 20000
 
 
-def replicates(ctx: Any, settings: DecisionSettings) -> dict[str, dict[str, np.ndarray]]:
-    """Bootstrap replicates of every metric, for both models and between them (cached on the run context)."""
-    key = ("bootstrap", settings.resamples, settings.seed)
+def replicates(ctx: Any, settings: DecisionSettings, *, resamples: int | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Bootstrap replicates of every metric, for both models and between them (cached on the run context).
+
+    Single-threaded BLAS: these are many small products, which a busy multi-threaded BLAS makes ~50x slower.
+    """
+    count = max(resamples or 0, settings.resamples)
+    key = ("bootstrap", count, settings.seed)
     if key not in ctx.extras:
+        from threadpoolctl import threadpool_limits
+
         cells = ctx.counts.cells()
-        weights = stats.bootstrap_weights(cells.counts, resamples=settings.resamples, seed=settings.seed)
-        ctx.extras[key] = {
-            "baseline": model_metrics(cells, cells.pb, weights),
-            "candidate": model_metrics(cells, cells.pc, weights),
-            "comparison": comparison_metrics(cells, weights),
-        }
+        with threadpool_limits(limits=1, user_api="blas"):
+            weights = stats.bootstrap_weights(cells.counts, resamples=count, seed=settings.seed)
+            ctx.extras[key] = {
+                "baseline": model_metrics(cells, cells.pb, weights, empty=np.nan),
+                "candidate": model_metrics(cells, cells.pc, weights, empty=np.nan),
+                "comparison": comparison_metrics(cells, weights, empty=np.nan),
+            }
     return ctx.extras[key]
 
 
@@ -55,11 +63,17 @@ def _interval(reps: np.ndarray, settings: DecisionSettings) -> tuple[float, floa
 class _PairedCheck(Check):
     """Shared plumbing: settings, point estimates and (in non-inferiority mode) bootstrap replicates."""
 
-    def _prepare(self) -> tuple[DecisionSettings, dict[str, dict[str, np.ndarray]], dict[str, dict[str, np.ndarray]] | None]:
+    def _prepare(
+        self, *, family_size: int = 1
+    ) -> tuple[DecisionSettings, dict[str, dict[str, np.ndarray]], dict[str, dict[str, np.ndarray]] | None]:
         settings = decision_settings(self.ctx.config, self.options)
         counts: PairedCounts = self.ctx.counts
         point = point_metrics(counts)
-        reps = replicates(self.ctx, settings) if settings.mode == "non-inferiority" else None
+        reps = None
+        if settings.mode == "non-inferiority":
+            # A Holm family of F comparisons can only fail a member if 1/(R+1) < alpha/F: raise R to match.
+            needed = stats.min_resamples(family_size, confidence=settings.confidence) + 1
+            reps = replicates(self.ctx, settings, resamples=min(needed, MAX_RESAMPLES))
         return settings, point, reps
 
     def _higher_is_better(
@@ -214,10 +228,13 @@ class PerClassCheck(_PairedCheck):
         return rules
 
     def compute(self) -> CheckResult:
-        settings, point, reps = self._prepare()
+        rules = self._rules_by_class()
+        family_size = sum(
+            1 for by_metric in rules.values() for th in by_metric.values() for r in HIGHER_RULES if th.get(r) is not None
+        )
+        settings, point, reps = self._prepare(family_size=family_size)
         names = self.ctx.class_names
         pb, pc = point["baseline"], point["candidate"]
-        rules = self._rules_by_class()
         # One family: every (class, metric, rule) comparison; the fail side is multiplicity-adjusted.
         family: list[tuple[int, str, str, float]] = []
         for k, by_metric in rules.items():

@@ -83,3 +83,13 @@ def test_summaries_and_overall_verdict():
     verdict, code, line = summarise(results)
     assert (verdict, code) == ("fail", 1) and "c" in line
     assert summarise([CheckResult(name="s", status="skip", summary="")])[:2] == ("pass", 0)
+
+
+def test_an_undefined_interval_is_inconclusive_not_a_pass():
+    f = judge(metric="recall[x]", rule="max_drop", threshold=0.1, value=0.0, settings=NI, interval=(math.nan, math.nan))
+    assert f.status == "warn" and f.inconclusive
+
+
+def test_exactly_at_the_threshold_passes_despite_float_rounding():
+    f = judge(metric="a", rule="max_drop", threshold=0.01, value=0.90 - 0.89, settings=POINT)
+    assert f.status == "pass"
