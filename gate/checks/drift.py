@@ -12,6 +12,7 @@ Feature rule per part (batch dimension first):
   (Conv1d, BatchNorm1d, pooling 1d) are (B, C, L) and are averaged over L instead;
 - (B, C, H, W) and higher -> flattened C*H*W (images have a fixed size; the spatial layout is part of the signal);
 - recurrent states h_n/c_n (L*D, B, H) -> batch moved first, then flattened.
+Linear CKA uses the same features, except image-like parts, which it sees as channel means (B, C).
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ from gate.verdict import DecisionSettings, judge
 if TYPE_CHECKING:
     import torch
 
-# metric -> (threshold key, rule, label in messages). Every one is judged per layer, on the point value.
+# metric -> (threshold key, rule). Every one is judged per layer, on the point value (no interval: these are
+# descriptive figures of the same samples through two models, not estimates of a population quantity).
 METRICS: dict[str, tuple[str, str]] = {
     "cosine": ("min_cosine", "min"),
     "rel_l2": ("max_rel_l2", "max"),
@@ -45,7 +47,7 @@ _POINT = DecisionSettings(mode="point")
 _PER_DECADE = 20                     # per-sample histogram resolution: bins 10**(1/20) = 1.122x wide
 _PSI_PRIOR = 0.5                     # Jeffreys pseudo-count per PSI bin: an empty bin on one side stays finite
 _PSI_EDGE_SAMPLE = 1_000_000         # at most this many first-batch values fix the PSI bin edges
-_PSI_VALUES_PER_BATCH = 8192        # larger batches are binned on an even stride of their values (cost)
+_PSI_VALUES_PER_BATCH = 8192         # larger batches are binned on an even stride of their values (cost)
 _PSI_MIN_PER_BIN = 20                # fewer bins when the first batch has fewer than 20 values per bin
 _MAX_PART_DEPTH = 4                  # nested tuples/dicts deeper than this are not searched for tensors
 _CHART_LAYERS = 10
@@ -88,10 +90,9 @@ class DriftOptions:
     cka: str = "auto"
     cka_max_features: int = 1024
     severity: str = "fail"
-    seed: int = 0
 
 
-def drift_options(options: dict[str, Any], *, seed: int = 0) -> DriftOptions:
+def drift_options(options: dict[str, Any]) -> DriftOptions:
     """Typed options from the config section; keys missing from `options` take the schema's defaults."""
     from gate.config import check_defaults, deep_merge
 
@@ -115,7 +116,6 @@ def drift_options(options: dict[str, Any], *, seed: int = 0) -> DriftOptions:
         cka=merged["cka"],
         cka_max_features=int(merged["cka_max_features"]),
         severity=merged["severity"],
-        seed=seed,
     )
 
 
@@ -447,7 +447,7 @@ def rows_of(x: torch.Tensor) -> Rows:
     import torch
 
     sums = x.sum(dim=1)
-    squares = x.square().sum(dim=1)
+    squares = torch.linalg.vector_norm(x, dim=1).square()
     if bool(torch.isfinite(sums).all()):
         return Rows(sums, squares, None)
     return Rows(sums, squares, torch.isfinite(x).all(dim=1))
@@ -511,11 +511,26 @@ def pair_figures(
     import torch
 
     dot = torch.linalg.vecdot(a, b, dim=1)
-    d2 = (a - b).square().sum(dim=1)
+    d2 = torch.linalg.vector_norm(a - b, dim=1).square()
     denom = (na2 * nb2).sqrt()
     cos = torch.where(denom > 0, dot / denom.clamp_min(1e-300), (na2 == nb2).to(a.dtype)).clamp(-1.0, 1.0)
+    cos = torch.where(d2 == 0, 1.0, cos)      # identical rows: exactly 1, whatever the rounding of the norms
     rel = torch.where(nb2 > 0, (d2 / nb2.clamp_min(1e-300)).sqrt(), torch.where(d2 > 0, math.inf, 0.0))
     return cos, rel, d2
+
+
+def fold_samples(state: LayerState, per_sample: torch.Tensor) -> None:
+    """Add per-sample figures (rows: cosine, rel L2, ||a-b||^2, ||b||^2) to the layer's sums and histograms."""
+    import torch
+
+    cos, rel, d2, nb2 = per_sample
+    sums = per_sample.sum(dim=1).tolist()
+    state.cos_sum += sums[0]
+    state.rel_sum += sums[1]
+    state.noise += sums[2]
+    state.signal += sums[3]
+    state.cos_hist += _histogram((1.0 - cos).clamp(0.0, 2.0), torch.from_numpy(COS_DISTANCE_EDGES))
+    state.rel_hist += _histogram(rel, torch.from_numpy(REL_L2_EDGES))
 
 
 def _histogram(values: torch.Tensor, edges_t: torch.Tensor) -> np.ndarray:
@@ -544,14 +559,17 @@ def update_cka(cka: CkaState, x: torch.Tensor, y: torch.Tensor) -> None:
 
 
 def hist_quantile(counts: np.ndarray, edges: np.ndarray, q: float) -> float:
-    """The q-quantile of values binned by `_histogram` (bin 0: exactly 0; log bins interpolated geometrically)."""
+    """The q-quantile of values binned by `_histogram`; log bins are interpolated geometrically.
+
+    Bin 0 holds exact zeros and bin 1 (0, 1e-12] float64 rounding noise: both read as 0.
+    """
     n = int(counts.sum())
     if n == 0:
         return math.nan
     target = q * n
     cum = np.cumsum(counts)
     k = int(np.searchsorted(cum, target, side="left"))
-    if k == 0:
+    if k <= 1:
         return 0.0
     if k >= edges.size:
         return math.inf
@@ -569,6 +587,15 @@ def sqnr_db(signal: float, noise: float) -> float:
     if signal == 0.0:
         return -math.inf
     return 10.0 * math.log10(signal / noise)
+
+
+def db_from_rel_l2(rel: float) -> float:
+    """A per-sample SQNR from a per-sample relative L2 error: -20 log10(rel)."""
+    if rel == 0.0:
+        return math.inf
+    if math.isinf(rel):
+        return -math.inf
+    return -20.0 * math.log10(rel) if rel > 0 else math.nan
 
 
 def psi(base_counts: np.ndarray, cand_counts: np.ndarray) -> float:
@@ -642,10 +669,7 @@ def layer_figures(state: LayerState, *, percentile: float) -> dict[str, Any]:
             "tail": 1.0 - hist_quantile(state.cos_hist, COS_DISTANCE_EDGES, q),
         }
         fig["rel_l2"] = {"mean": state.rel_sum / state.pairs, "tail": rel_tail}
-        fig["sqnr_db"] = {
-            "pooled": sqnr_db(state.signal, state.noise),
-            "tail": -20.0 * math.log10(rel_tail) if 0.0 < rel_tail < math.inf else (math.inf if rel_tail == 0.0 else -math.inf),
-        }
+        fig["sqnr_db"] = {"pooled": sqnr_db(state.signal, state.noise), "tail": db_from_rel_l2(rel_tail)}
     return fig
 
 
@@ -756,7 +780,7 @@ class DriftCheck(Check):
 
     def __init__(self, options: dict[str, Any], ctx: RunContext) -> None:
         super().__init__(options, ctx)
-        self.opts = drift_options(options, seed=int(getattr(ctx.config, "seed", 0) or 0))
+        self.opts = drift_options(options)
         self._selected: dict[str, list[str]] | None = None
         self._skip: str | None = None
         self._hints: dict[str, dict[str, LayoutHints]] = {role: {} for role in ROLES}
@@ -928,12 +952,7 @@ class DriftCheck(Check):
         state.pairs += int(x_b.shape[0])
         if state.elementwise:
             cos, rel, d2 = pair_figures(x_c, x_b, na2, nb2)
-            state.cos_sum += float(cos.sum())
-            state.rel_sum += float(rel.sum())
-            state.signal += float(nb2.sum())
-            state.noise += float(d2.sum())
-            state.cos_hist += _histogram((1.0 - cos).clamp(0.0, 2.0), self._edges_t["cos"])
-            state.rel_hist += _histogram(rel, self._edges_t["rel"])
+            fold_samples(state, torch.stack((cos, rel, d2, nb2)))
 
     def _new_layer(self, name: str, module: str, f_b: PartFeatures, f_c: PartFeatures) -> LayerState:
         import torch
@@ -941,9 +960,6 @@ class DriftCheck(Check):
         x_b, x_c = f_b.values, f_c.values
         edges = psi_edges(x_b, self.opts.bins)
         self._edges_t[name] = torch.from_numpy(edges)
-        if "cos" not in self._edges_t:
-            self._edges_t["cos"] = torch.from_numpy(COS_DISTANCE_EDGES)
-            self._edges_t["rel"] = torch.from_numpy(REL_L2_EDGES)
         wb, wc = int(x_b.shape[1]), int(x_c.shape[1])
         elementwise = wb == wc
         state = LayerState(
