@@ -723,7 +723,9 @@ def judge_layer(fig: dict[str, Any], thresholds: dict[str, float | None], option
                 reason=f"{layer}: {metric}: value inf (no difference at all) is at or above min {_fmt(threshold)}",
             ))
             continue
-        f = judge(metric=metric, rule=rule, threshold=float(threshold), value=float(value), settings=_POINT, where=layer)
+        f = judge(
+            metric=metric, rule=rule, threshold=float(threshold), value=float(value), settings=_POINT, where=layer
+        )
         f = dataclasses.replace(f, reason=f"{layer}: {f.reason}")
         if f.status == "fail" and options.severity == "warn" and not math.isnan(float(value)):
             f = dataclasses.replace(f, status="warn")
@@ -828,11 +830,11 @@ class DriftCheck(Check):
                 f"checks.drift.layers: {list(self.opts.layers)} match no module of either model "
                 f"(the baseline has e.g. {sample})"
             )
-        in_cand = set(names["candidate"])
+        in_base, in_cand = set(names["baseline"]), set(names["candidate"])
         matched = [n for n in names["baseline"] if n in in_cand]
         self._unmatched = {
             "baseline": [n for n in names["baseline"] if n not in in_cand],
-            "candidate": [n for n in names["candidate"] if n not in set(names["baseline"])],
+            "candidate": [n for n in names["candidate"] if n not in in_base],
         }
         kept = evenly_spaced(matched, self.opts.max_layers)
         self._omitted = [n for n in matched if n not in set(kept)]
@@ -1024,7 +1026,7 @@ class DriftCheck(Check):
             summary=self._summary(figures, first, per_layer),
             findings=tuple(findings),
             tables=(self._drift_table(figures, first), self._stats_table(figures)),
-            charts=(self._chart(figures),),
+            charts=self._charts(figures),
             details=details,
         )
 
@@ -1038,7 +1040,9 @@ class DriftCheck(Check):
             "skipped_parts": dict(self._skipped_parts),
         }
 
-    def _summary(self, figures: list[dict[str, Any]], first: dict[str, Any] | None, per_layer: list[list[Finding]]) -> str:
+    def _summary(
+        self, figures: list[dict[str, Any]], first: dict[str, Any] | None, per_layer: list[list[Finding]]
+    ) -> str:
         n = len(figures)
         if first is None:
             worst = min(
@@ -1084,7 +1088,7 @@ class DriftCheck(Check):
         )
         return Table(title="Activation statistics (baseline, candidate)", headers=headers, rows=tuple(rows))
 
-    def _chart(self, figures: list[dict[str, Any]]) -> Chart:
+    def _charts(self, figures: list[dict[str, Any]]) -> tuple[Chart, ...]:
         scored = []
         for f in figures:
             if f["cosine"] is not None:
@@ -1095,9 +1099,11 @@ class DriftCheck(Check):
                 continue
             scored.append((drift if math.isfinite(drift) else 2.0, f["layer"]))
         top = sorted(scored, key=lambda s: -s[0])[:_CHART_LAYERS]
-        return Chart(
-            title="Top drifting layers (1 - mean cosine; 1 - CKA where widths differ)",
+        if not top:
+            return ()
+        return (Chart(
+            title="Top drifting layers: 1 - mean cosine, or 1 - CKA where widths differ",
             labels=tuple(name for _, name in top),
             values=tuple(float(v) for v, _ in top),
             y_label="drift",
-        )
+        ),)

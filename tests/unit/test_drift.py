@@ -292,8 +292,9 @@ def test_perturbed_block_is_the_first_drifting_layer_and_earlier_layers_pass() -
 
 def test_identical_candidate_passes_with_cosine_one_rel_l2_zero_sqnr_inf() -> None:
     base = Tower()
-    check = make_check(base, copy.deepcopy(base))
-    feed(check, base, copy.deepcopy(base) if False else check.ctx.models["candidate"].module, inputs(100, 32))
+    cand = copy.deepcopy(base)
+    check = make_check(base, cand)
+    feed(check, base, cand, inputs(100, 32))
     result = check.compute()
     assert result.status == "pass", result.summary
     assert result.details["first_drifting_layer"] is None
@@ -534,7 +535,10 @@ def test_cka_of_unrelated_random_features_is_near_zero() -> None:
     check = make_check(base, cand)
     gen = torch.Generator().manual_seed(0)
     for i in range(10):
-        acts = {"baseline": {"0": torch.randn(200, 16, generator=gen)}, "candidate": {"0": torch.randn(200, 24, generator=gen)}}
+        acts = {
+            "baseline": {"0": torch.randn(200, 16, generator=gen)},
+            "candidate": {"0": torch.randn(200, 24, generator=gen)},
+        }
         check.update(Step(index=i, offset=200 * i, inputs=None, labels=torch.zeros(200, dtype=torch.int64),
                           scores={}, activations=acts))
     result = check.compute()
@@ -595,7 +599,9 @@ def test_tail_statistic_judges_the_worst_samples() -> None:
         feed(check, base, cand, inputs(256, 64))
         results[statistic] = check.compute()
     mean_fig = layer(results["mean"], "blocks.0")
-    found = {s: next(f for f in r.findings if f.where == "blocks.0" and f.metric == "cosine") for s, r in results.items()}
+    found = {
+        s: next(f for f in r.findings if f.where == "blocks.0" and f.metric == "cosine") for s, r in results.items()
+    }
     assert found["mean"].value == mean_fig["cosine"]["mean"]
     assert found["tail"].value == mean_fig["cosine"]["tail"] < found["mean"].value
 
@@ -616,6 +622,32 @@ def test_max_layers_keeps_both_ends_and_lists_the_omitted() -> None:
     assert len(kept) == 4 and kept[0] == "inp" and kept[-1] == "head"
     feed(check, base, check.ctx.models["candidate"].module, inputs(16, 16))
     assert len(check.compute().details["omitted_layers"]) == 10 - 4
+
+
+def test_a_model_without_submodules_is_its_own_layer() -> None:
+    torch.manual_seed(0)
+    base = nn.Linear(6, 4)
+    cand = nudged(base, scale=1.0)
+    check = make_check(base, cand)
+    assert check.activation_layers() == {"baseline": [""], "candidate": [""]}
+    feed(check, base, cand, inputs(64, 32))
+    result = check.compute()
+    assert result.details["first_drifting_layer"] == "(model)"
+    assert result.charts[0].labels == ("(model)",)
+
+
+def test_markdown_renders_the_drift_tables_and_chart() -> None:
+    from gate.report.markdown import md_table, mermaid_chart
+
+    base = Tower()
+    cand = nudged(base, scale=1.0, only="blocks.2")
+    check = make_check(base, cand)
+    feed(check, base, cand, inputs(64, 32))
+    result = check.compute()
+    chart = "\n".join(mermaid_chart(result.charts[0]))
+    assert "xychart-beta" in chart and '"blocks.2"' in chart
+    table = "\n".join(md_table(result.tables[0].headers, result.tables[0].rows))
+    assert "| drift starts here |" in table
 
 
 def test_a_model_that_cannot_be_hooked_is_skipped_with_the_reason() -> None:
@@ -647,7 +679,10 @@ def test_layer_globs() -> None:
 @pytest.mark.parametrize(
     ("drift", "message"),
     [
-        ({"thresholds": {"min_cosin": 0.9}}, r"checks\.drift\.thresholds\.min_cosin: unknown key \(did you mean min_cosine\?\)"),
+        (
+            {"thresholds": {"min_cosin": 0.9}},
+            r"checks\.drift\.thresholds\.min_cosin: unknown key \(did you mean min_cosine\?\)",
+        ),
         ({"thresholds": {"min_cosine": 2}}, r"checks\.drift\.thresholds\.min_cosine"),
         ({"rules": [{"layers": "a.*", "max_psi": -1}]}, r"checks\.drift\.rules\[0\]\.max_psi"),
         ({"rules": [{"min_cka": 0.5}]}, r"checks\.drift\.rules\[0\]"),
@@ -680,8 +715,12 @@ def test_the_runner_pass_feeds_the_check() -> None:
                            size_bytes=None, parameters=None, class_names=None, tokenizer=None, input_names=None,
                            is_eager=True)
 
-    ctx = RunContext(config=config, models={"baseline": loaded("baseline", base), "candidate": loaded("candidate", cand)},
-                     class_names=(), device=torch.device("cpu"))
+    ctx = RunContext(
+        config=config,
+        models={"baseline": loaded("baseline", base), "candidate": loaded("candidate", cand)},
+        class_names=(),
+        device=torch.device("cpu"),
+    )
 
     class Data:
         path = "memory"
