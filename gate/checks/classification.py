@@ -90,14 +90,18 @@ class _PairedCheck(Check):
         where: str | None = None,
         p_adjusted: dict[str, float] | None = None,
         p_value: float | None = None,
+        intervals: dict[str, tuple[float, float]] | None = None,
     ) -> list[Finding]:
+        """Findings for min / max_drop / max_relative_drop; `intervals` are precomputed ones (per-class columns)."""
         out = []
         for rule in HIGHER_RULES:
             threshold = thresholds.get(rule)
             if threshold is None:
                 continue
-            interval = None
-            if rule == "min":
+            interval = (intervals or {}).get(rule)
+            if interval is not None:
+                value = cand if rule == "min" else _drop_value(rule, base, cand)
+            elif rule == "min":
                 value = cand
                 if floor_counts is not None:
                     interval = stats.wilson_interval(*floor_counts, confidence=settings.confidence)
@@ -245,6 +249,12 @@ class PerClassCheck(_PairedCheck):
                     if th.get(rule) is not None:
                         family.append((k, m, rule, float(th[rule])))
         adjusted: dict[tuple[int, str, str], float] = {}
+        column_intervals: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        if reps is not None:
+            # One quantile call per (metric, rule) over all classes at once, not one per class.
+            for m, rule in {(m, rule) for _, m, rule, _ in family}:
+                col = reps["candidate"][m] if rule == "min" else _drop_reps(rule, reps["baseline"][m], reps["candidate"][m])
+                column_intervals[(m, rule)] = stats.percentile_interval(col, confidence=settings.confidence)
         if reps is not None and family:
             raw = []
             for k, m, rule, thr in family:
@@ -265,11 +275,16 @@ class PerClassCheck(_PairedCheck):
                     thresholds=th,
                     base=float(pb[m][k]),
                     cand=float(pc[m][k]),
-                    reps_b=reps["baseline"][m][:, k] if reps else None,
-                    reps_c=reps["candidate"][m][:, k] if reps else None,
+                    reps_b=None,
+                    reps_c=None,
                     settings=settings,
                     where=names[k],
                     p_adjusted={r: adjusted[(k, m, r)] for r in HIGHER_RULES if (k, m, r) in adjusted} or None,
+                    intervals={
+                        r: (float(lo[k]), float(hi[k]))
+                        for (mm, r), (lo, hi) in column_intervals.items()
+                        if mm == m
+                    },
                 )
         rows = tuple(
             (
