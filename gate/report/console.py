@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from gate.report.model import STATUS_ORDER, Report
+from gate.report.model import STATUS_ORDER, Finding, Report
 
 ICON = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "skip": "SKIP"}
 
@@ -12,6 +12,11 @@ def _num(x: object) -> str:
     if isinstance(x, float):
         return f"{x:.4g}"
     return "" if x is None else str(x)
+
+
+def finding_label(f: Finding) -> str:
+    """The metric, with where it happened when the name does not already say it (drift layers, latency sizes)."""
+    return f.metric if not f.where or f.where in f.metric else f"{f.metric} @ {f.where}"
 
 
 def render_console(report: Report, *, verbose: bool = False) -> str:
@@ -39,7 +44,7 @@ def render_console(report: Report, *, verbose: bool = False) -> str:
         if bad or verbose:
             shown = check.findings if verbose else bad
             lines.append(tabulate(
-                [(ICON[f.status] + ("?" if f.inconclusive else ""), f.metric, f.rule, _num(f.threshold), _num(f.value),
+                [(ICON[f.status] + ("?" if f.inconclusive else ""), finding_label(f), f.rule, _num(f.threshold), _num(f.value),
                   _num(f.baseline), _num(f.candidate), _num(f.margin),
                   "" if f.interval is None else f"[{f.interval[0]:.4g}, {f.interval[1]:.4g}]")
                  for f in sorted(shown, key=lambda f: STATUS_ORDER[f.status])],

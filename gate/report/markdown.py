@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gate.report.console import finding_label
 from gate.report.model import STATUS_ORDER, Chart, Report, Table
 
 EMOJI = {"pass": ":white_check_mark:", "warn": ":warning:", "fail": ":x:", "skip": ":fast_forward:"}
@@ -75,7 +76,7 @@ def render_markdown(report: Report) -> str:
             lines += md_table(
                 ("status", "metric", "rule", "threshold", "measured", "baseline", "candidate", "margin", "interval"),
                 [
-                    (f.status + (" (inconclusive)" if f.inconclusive else ""), f.metric, f.rule, f.threshold, f.value,
+                    (f.status + (" (inconclusive)" if f.inconclusive else ""), finding_label(f), f.rule, f.threshold, f.value,
                      f.baseline, f.candidate, f.margin,
                      "" if f.interval is None else f"[{f.interval[0]:.4g}, {f.interval[1]:.4g}]")
                     for f in sorted(bad, key=lambda f: STATUS_ORDER[f.status])
