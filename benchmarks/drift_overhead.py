@@ -104,13 +104,15 @@ def print_overhead(name: str, models: dict[str, LoadedModel], data: Cached, repe
 
 
 def memory(models: dict[str, LoadedModel], data: Cached) -> dict[str, int]:
-    """Drift state bytes after the pass, and tracemalloc's peak over the pass (numpy + Python allocations)."""
+    """Drift state bytes after the pass, the buffers it reserved (torch, capped by buffer_mb), and tracemalloc's peak
+    over the pass (numpy + Python allocations)."""
     tracemalloc.start()
     tracemalloc.reset_peak()
     check = run_pass(models, data, drift=True)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return {"state_bytes": check.state_nbytes(), "traced_peak": peak, "samples": data.num_samples}
+    return {"state_bytes": check.state_nbytes(), "buffer_bytes": check.buffer_nbytes(), "traced_peak": peak,
+            "samples": data.num_samples}
 
 
 def verdict(models: dict[str, LoadedModel], data: Cached) -> str:
@@ -132,9 +134,13 @@ def verdict(models: dict[str, LoadedModel], data: Cached) -> str:
 def report(name: str, models: dict[str, LoadedModel], data: Cached, big: Cached, repeats: int) -> None:
     print_overhead(name, models, data, repeats)
     small, large = memory(models, data), memory(models, big)
-    print(f"  memory: {small['samples']} samples -> state {small['state_bytes']} B, traced peak "
-          f"{small['traced_peak'] / 2**20:.2f} MiB; {large['samples']} samples -> state {large['state_bytes']} B, "
-          f"traced peak {large['traced_peak'] / 2**20:.2f} MiB")
+    print_memory(small, large)
+
+
+def print_memory(small: dict[str, int], large: dict[str, int]) -> None:
+    for m in (small, large):
+        print(f"  memory: {m['samples']} samples -> state {m['state_bytes']} B, buffers reserved "
+              f"{m['buffer_bytes'] / 2**20:.2f} MiB, traced peak {m['traced_peak'] / 2**20:.2f} MiB")
 
 
 def reinit(model: nn.Module, name: str, seed: int = 123) -> nn.Module:
@@ -262,9 +268,7 @@ def minilm(repeats: int, n_reviews: int) -> None:
     big = Cached(batches[:1] * 10, "reviews x10")
     print_overhead("MiniLM-L6 + head", models, data, repeats)
     m1, m10 = memory(models, small), memory(models, big)
-    print(f"  memory: {m1['samples']} samples -> state {m1['state_bytes']} B, traced peak "
-          f"{m1['traced_peak'] / 2**20:.2f} MiB; {m10['samples']} samples -> state {m10['state_bytes']} B, "
-          f"traced peak {m10['traced_peak'] / 2**20:.2f} MiB")
+    print_memory(m1, m10)
     print("  fine-tuned candidate (3 AdamW steps):", verdict(models, data))
     broken = {"baseline": models["baseline"],
               "candidate": loaded("candidate", reinit(base, "bert.encoder.layer.3.attention.output.dense"), names)}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -92,15 +93,20 @@ def check(candidate: str, **opts: Any) -> None:
       gate check candidate.pt --baseline prod.pt --data eval.jsonl --config gate.yaml --json report.json
     """
     from gate.config import load_config
-    from gate.report.write import check_writable
+    from gate.report.write import check_writable, remove_stale
 
     config = load_config(opts["config_path"], overrides=_overrides(opts))
     data = opts["data"] or config.data.get("factory")
     if not data:
         raise click.UsageError("Missing option '--data' (or data.factory in the config).")
     outputs = {k: opts[k] for k in ("json_path", "markdown_path", "junit_path") if opts[k]}
+    targets = [str(Path(p).resolve()) for p in outputs.values()]
+    if len(set(targets)) != len(targets):
+        raise click.UsageError("--json, --markdown and --junit must name different files")
     for path in outputs.values():
         check_writable(path)
+    for path in outputs.values():
+        remove_stale(path)
 
     from gate.runner import Sources, run_gate
 
@@ -121,7 +127,7 @@ def _write_reports(report: Any, outputs: dict[str, str]) -> None:
     from gate.report.json_report import render_json, report_dict, validate_report
     from gate.report.junit import render_junit
     from gate.report.markdown import render_markdown
-    from gate.report.write import write_atomic
+    from gate.report.write import write_reports
 
     rendered = {}
     if "json_path" in outputs:
@@ -131,8 +137,7 @@ def _write_reports(report: Any, outputs: dict[str, str]) -> None:
         rendered["markdown_path"] = render_markdown(report)
     if "junit_path" in outputs:
         rendered["junit_path"] = render_junit(report)
-    for key, text in rendered.items():
-        write_atomic(outputs[key], text)
+    write_reports({outputs[key]: text for key, text in rendered.items()})
 
 
 @cli.command()

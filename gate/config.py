@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -112,7 +113,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found")
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # editors on Windows write a byte-order mark
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{p}: cannot read config file: {err}") from err
     if p.suffix.lower() == ".json":
@@ -124,7 +125,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         import yaml
 
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_strict_yaml_loader())  # noqa: S506 - a SafeLoader subclass
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
@@ -134,7 +135,42 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping of settings at the top level, found {type(data).__name__}")
+    _reject_non_finite(data, source=str(p))
     return data
+
+
+def _strict_yaml_loader() -> type:
+    """yaml.SafeLoader that refuses a key given twice in one mapping (the last one would silently win)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (the first one would be silently ignored)", key_node.start_mark
+                )
+            seen.add(key)
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return StrictLoader
+
+
+def _reject_non_finite(node: Any, *, source: str, path: tuple[Any, ...] = ()) -> None:
+    """NaN and infinite thresholds slip past JSON Schema's minimum/maximum; use null to switch a rule off."""
+    if isinstance(node, float) and (math.isnan(node) or math.isinf(node)):
+        raise ConfigError(f"{source}: {_key_path(path)}: expected a finite number, found {node} (use null to switch a rule off)")
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _reject_non_finite(value, source=source, path=(*path, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _reject_non_finite(value, source=source, path=(*path, i))
 
 
 def _key_path(parts: Any) -> str:
@@ -168,6 +204,8 @@ def _describe(err: Any, root: dict[str, Any]) -> str:
         expected = err.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
         return f"{where}: expected {expected}, found {type(err.instance).__name__} {err.instance!r}"
+    if err.validator == "pattern" and ":" in str(err.validator_value):
+        return f"{where}: expected package.module:callable, found {err.instance!r}"
     if err.validator == "enum":
         return f"{where}: expected one of {', '.join(map(str, err.validator_value))}, found {err.instance!r}"
     return f"{where}: {err.message}"
@@ -189,6 +227,7 @@ def validate_config(data: dict[str, Any], *, source: str = "config") -> None:
 def build_config(raw: dict[str, Any] | None = None, *, source: str | None = None) -> GateConfig:
     """Validate user settings, then lay them over the defaults."""
     raw = raw or {}
+    _reject_non_finite(raw, source=source or "config")
     validate_config(raw, source=source or "config")
     schema = config_schema()
     checks = deep_merge(check_defaults(), raw.get("checks", {}))

@@ -45,6 +45,11 @@ def to_scores(output: Any, *, role: str = "model") -> torch.Tensor:
             raise ModelError(f"{role}: model returned {type(out).__name__}, expected a tensor of class scores")
     if not isinstance(out, torch.Tensor):
         raise ModelError(f"{role}: could not find class scores in the model's output")
+    if not (out.is_floating_point() or out.is_complex()):
+        raise ModelError(
+            f"{role}: the model returned {out.dtype} values (class indices?); gate needs class scores (logits or "
+            "probabilities) of shape (batch, classes)"
+        )
     if out.ndim == 1 or (out.ndim == 2 and out.shape[1] == 1):
         z = out.reshape(-1).float()
         return torch.stack([torch.zeros_like(z), z], dim=1)

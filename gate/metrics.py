@@ -89,7 +89,7 @@ def model_metrics(cells: Cells, pred: np.ndarray, weights: np.ndarray, *, empty:
     present = support > 0
     n_present = present.sum(axis=1)
     macro_f1 = _div(np.where(present, f1, 0.0).sum(axis=1), n_present)
-    weighted_f1 = _div((f1 * support).sum(axis=1), support.sum(axis=1))
+    weighted_f1 = _div(np.where(present, f1 * support, 0.0).sum(axis=1), support.sum(axis=1))
     return {
         "accuracy": _div(tp.sum(axis=1), n),
         "precision": precision,

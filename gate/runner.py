@@ -221,6 +221,8 @@ def run_gate(config: GateConfig, sources: Sources) -> Report:
     from gate.verdict import summarise
 
     started = time.perf_counter()
+    if not config.enabled_checks():
+        raise ConfigError(f"{config.where('checks')}: every check is disabled; a gate with nothing to check cannot pass")
     seed_everything(config.seed)
     if config.threads:
         torch.set_num_threads(config.threads)

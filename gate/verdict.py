@@ -131,10 +131,18 @@ def judge(
         decision = "point"
     return Finding(
         metric=metric, rule=rule, status=status, reason=reason, threshold=threshold, value=value,
-        baseline=baseline, candidate=candidate, margin=margin, required=value, interval=interval,
+        baseline=baseline, candidate=candidate, margin=margin, interval=interval,
+        required=_required(value, interval if decision == "non-inferiority" else None, worse_above=worse_above),
         p_value=p_adjusted if p_adjusted is not None else p_value, decision=decision,
         inconclusive=inconclusive, where=where,
     )
+
+
+def _required(value: float, interval: tuple[float, float] | None, *, worse_above: bool) -> float:
+    """The threshold that would just have passed: the point value, or the interval's far bound in non-inferiority."""
+    if interval is None or not all(map(_finite, interval)):
+        return value
+    return float(interval[1]) if worse_above else float(interval[0])
 
 
 def check_status(findings: list[Finding] | tuple[Finding, ...]) -> Status:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gate.checks.base import Check, RunContext, Step
-from gate.errors import ConfigError, MissingExtraError, require
+from gate.errors import CheckpointError, ConfigError, MissingExtraError, require
 from gate.report.model import CheckResult, Finding, Status, Table
 from gate.verdict import DecisionSettings, check_summary, decision_settings, judge
 
@@ -406,7 +406,13 @@ class OnnxCheck(Check):
             self._stopped = self._unavailable(str(err), stage="dependencies")
             return
         if self._ship:
-            self._model = self._open(self._ship, stage="load")
+            try:
+                self._model = OrtModel(
+                    self._ship, providers=ort_providers(self.options["provider"], self.ctx.device.type),
+                    threads=self.ctx.config.threads,
+                )
+            except OnnxRunError as err:  # the user's own file is unreadable: the gate cannot run, exit 2
+                raise CheckpointError(f"--onnx {self._ship}: {err}") from err
 
     def update(self, step: Step) -> None:
         if self._stopped is not None:

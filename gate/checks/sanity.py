@@ -109,7 +109,15 @@ class SanityCheck(Check):
                 ))
         if self.options["class_names"]:
             findings += self._class_name_findings()
-        status, summary = check_summary(self.name, findings, passed="outputs finite, deterministic, batch-invariant; class names agree")
+        checked = [label for label, done in (
+            ("outputs finite", self.options["non_finite"]),
+            ("deterministic", bool(self.determinism)),
+            ("batch-invariant", bool(self.invariance)),
+            ("class names agree", any(f.metric == "class_names" for f in findings)),
+        ) if done]
+        if self.options["batch_invariance"] and not self.invariance:
+            checked.append("batch invariance not measured (batches of one sample)")
+        status, summary = check_summary(self.name, findings, passed="; ".join(checked) or "nothing to check")
         rows = tuple(
             (role, self.non_finite[role], _fmt(self.determinism.get(role)), _fmt(self.invariance.get(role)))
             for role in ROLES

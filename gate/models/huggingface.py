@@ -78,13 +78,17 @@ def _refuse_unsafe_bin_weights(files: list[Path], *, where: str, trusted: bool) 
 
 @contextmanager
 def _quiet_progress(transformers: Any) -> Iterator[None]:
-    """transformers 5 draws a progress bar per load; CI logs do not need it."""
+    """transformers 5 draws a progress bar and prints a load report per load; the gate says what matters itself,
+    in one line (a weight that would be newly initialised is an error under strict loading)."""
     logging = transformers.utils.logging
     was_enabled = logging.is_progress_bar_enabled()
+    verbosity = logging.get_verbosity()
     logging.disable_progress_bar()
+    logging.set_verbosity_error()
     try:
         yield
     finally:
+        logging.set_verbosity(verbosity)
         if was_enabled:
             logging.enable_progress_bar()
 

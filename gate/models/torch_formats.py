@@ -97,12 +97,20 @@ def _torch_load(path: Path, *, where: str, trusted: bool) -> Any:
 def _torch_load_file(path: Path, *, weights_only: bool) -> Any:
     import torch
 
+    if not weights_only:  # a trusted whole module names its classes; find them as `python -m` would
+        from gate.models.factory import _put_cwd_on_path
+
+        _put_cwd_on_path()
+
     with open(path, "rb") as handle:
         return torch.load(handle, map_location="cpu", weights_only=weights_only)
 
 
 def _unpickle_plain(path: Path) -> Any:
     """Trusted only: a checkpoint written with pickle.dump, which torch.load cannot read."""
+    from gate.models.factory import _put_cwd_on_path
+
+    _put_cwd_on_path()
     with open(path, "rb") as handle:
         return pickle.load(handle)  # noqa: S301 - the user passed --trust-checkpoint for this file
 

@@ -1,28 +1,69 @@
-"""Atomic report writing: a temp file in the target directory, then rename. A crash leaves no half-written report."""
+"""Report writing: every report is rendered first, then all are written as temp files beside their targets and
+renamed into place together. A crash or a bad path leaves no half-written report, and no report of this run at all.
+"""
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 from gate.errors import ConfigError
 
 
-def write_atomic(path: str | Path, text: str) -> None:
-    target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _is_special(path: Path) -> bool:
+    """A device, FIFO or socket (/dev/stdout, a pipe): written in place, never replaced by a rename."""
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    except OSError as err:
-        raise ConfigError(f"{target}: cannot write report: {err.strerror or err}") from err
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def write_reports(texts: dict[str, str]) -> None:
+    """Write {path: text}: all temp files first, then the renames; on any error nothing new is left behind."""
+    staged: list[tuple[str, Path]] = []
+    renamed: list[Path] = []
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
+        for raw, text in texts.items():
+            target = Path(raw).resolve()  # through symlinks: the link stays, its target gets the report
+            if _is_special(target):
+                staged.append((text, target))
+                continue
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            except OSError as err:
+                raise ConfigError(f"{raw}: cannot write report: {err.strerror or err}") from err
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.chmod(tmp, 0o666 & ~_umask())
+            staged.append((tmp, target))
+        for source, target in staged:
+            if _is_special(target):
+                with open(target, "w", encoding="utf-8") as fh:
+                    fh.write(source)
+            else:
+                os.replace(source, target)
+                renamed.append(target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for source, target in staged:
+            if not _is_special(target):
+                Path(source).unlink(missing_ok=True)
+        for target in renamed:  # all of this run's reports or none
+            target.unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """One report, atomically."""
+    write_reports({str(path): text})
 
 
 def check_writable(path: str | Path) -> None:
@@ -30,9 +71,20 @@ def check_writable(path: str | Path) -> None:
     target = Path(path)
     if target.is_dir():
         raise ConfigError(f"{target}: report path is a directory")
+    if _is_special(target):
+        return
     parent = target.parent if str(target.parent) else Path(".")
     probe = parent
     while not probe.exists():
         probe = probe.parent
-    if not os.access(probe, os.W_OK):
-        raise ConfigError(f"{target}: cannot write report: directory {probe} is not writable")
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise ConfigError(f"{target}: cannot write report: {probe} is not a writable directory")
+
+
+def remove_stale(path: str | Path) -> None:
+    """An earlier run's report at this path would be read as this run's if the gate cannot run: remove it."""
+    target = Path(path)
+    if target.is_file() and not target.is_symlink():
+        target.unlink()
+    elif target.is_symlink() and Path(path).resolve().is_file():
+        Path(path).resolve().unlink()

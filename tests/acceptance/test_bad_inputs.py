@@ -147,3 +147,37 @@ def test_installed_entry_point_prints_one_line(world, tmp_path):
                            "--data", str(world.data)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ") and "missing.pt" in proc.stderr
+
+
+def test_stale_report_is_removed_when_the_gate_cannot_run(world, in_repo_root, tmp_path, capsys):
+    old = tmp_path / "r.json"
+    old.write_text('{"verdict": "pass"}')
+    res = run_cli(capsys, "check", tmp_path / "missing.pt", "--baseline", world.baseline, "--data", world.data,
+                  "--json", old)
+    _assert_clean_error(res, [old], "missing.pt")
+
+
+def test_two_reports_on_one_path_is_a_usage_error(world, tmp_path, capsys):
+    res = run_cli(capsys, "check", world.good, "--baseline", world.baseline, "--data", world.data,
+                  "--json", tmp_path / "r", "--markdown", tmp_path / "r")
+    _assert_clean_error(res, [tmp_path / "r"], "different files")
+
+
+def test_report_under_a_file_fails_before_running_and_writes_nothing(world, in_repo_root, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    good = tmp_path / "ok.json"
+    res = run_cli(capsys, "check", world.good, "--baseline", world.baseline, "--data", world.data,
+                  "--model-factory", FACTORY, "--json", good, "--markdown", tmp_path / "file" / "r.md")
+    _assert_clean_error(res, [good], "file")
+
+
+class ReturnsIndices(torch.nn.Module):
+    def forward(self, x):
+        return x.argmax(1)
+
+
+def test_model_returning_class_indices_is_refused(world, in_repo_root, tmp_path, capsys):
+    torch.save(ReturnsIndices(), tmp_path / "idx.pt")
+    res = run_cli(capsys, "check", tmp_path / "idx.pt", "--baseline", world.baseline, "--data", world.data,
+                  "--model-factory", FACTORY, "--trust-checkpoint")
+    _assert_clean_error(res, [], "class scores")

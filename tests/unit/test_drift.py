@@ -17,9 +17,11 @@ from gate.checks.drift import (
     COS_DISTANCE_EDGES,
     REL_L2_EDGES,
     DriftCheck,
+    bin_counts,
     default_layer_names,
     glob_match,
     hist_quantile,
+    linear_quantiles,
 )
 from gate.config import build_config
 from gate.errors import ConfigError
@@ -200,13 +202,19 @@ def inputs(n: int, batch: int, *, dim: int = 6, seed: int = 0) -> list[torch.Ten
 # ------------------------------------------------------------------------------------------------ tests
 
 
+# buffering: every batch folded as it comes (buffer_mb 0), folded every 50 rows (not a multiple of the batches),
+# or all 240 rows folded in compute() (the defaults)
+BUFFERING = [{"buffer_mb": 0}, {"buffer_rows": 50}, {}]
+
+
+@pytest.mark.parametrize("buffering", BUFFERING, ids=["unbuffered", "50_rows", "default"])
 @pytest.mark.parametrize("batch", [240, 30, 7])
-def test_streamed_statistics_match_numpy_on_concatenated_activations(batch: int) -> None:
+def test_streamed_statistics_match_numpy_on_concatenated_activations(batch: int, buffering: dict[str, Any]) -> None:
     base = mlp()
     with torch.no_grad():
         base[0].bias[0] = -1e3          # hidden unit 0 never fires: one dead ReLU unit of 24
     cand = nudged(base, scale=0.3)
-    check = make_check(base, cand, layers=["*"], cka="all", bins=10)
+    check = make_check(base, cand, layers=["*"], cka="all", bins=10, **buffering)
     seen = feed(check, base, cand, inputs(240, batch))
     result = check.compute()
     names = [f["layer"] for f in result.details["layers"]]
@@ -547,18 +555,67 @@ def test_cka_of_unrelated_random_features_is_near_zero() -> None:
     assert result.details["first_drifting_layer"] == "0" and result.status == "fail"
 
 
-def test_state_size_is_flat_in_the_number_of_batches() -> None:
+@pytest.mark.parametrize("buffering", [{}, {"buffer_rows": 40}, {"buffer_mb": 0}])
+def test_state_size_is_flat_in_the_number_of_batches(buffering: dict[str, Any]) -> None:
     base = LstmClassifier()
     cand = nudged(base, scale=0.1)
-    check = make_check(base, cand, cka="all")
+    check = make_check(base, cand, cka="all", **buffering)
     gen = torch.Generator().manual_seed(0)
     batches = [torch.randint(0, 50, (16, 4 + i % 5), generator=gen) for i in range(20)]
     feed(check, base, cand, batches[:2])
-    after_two = check.state_nbytes()
+    after_two, buffers = check.state_nbytes(), check.buffer_nbytes()
     feed(check, base, cand, batches[2:])
     assert after_two > 0
     assert check.state_nbytes() == after_two
-    assert check.compute().details["layers"][0]["samples"] == 20 * 16
+    assert check.buffer_nbytes() == buffers <= check.opts.buffer_mb * 2**20     # reserved once, within the cap
+    if buffering.get("buffer_mb") == 0:
+        assert buffers == 0
+    result = check.compute()
+    assert result.details["layers"][0]["samples"] == 20 * 16
+    assert result.details["buffer_bytes"] == buffers
+
+
+def test_buffering_does_not_change_any_figure_on_a_cnn() -> None:
+    """A conv layer of 16x8x8 values per sample: PSI bins every 5th value of the stream, across buffer folds."""
+    torch.manual_seed(0)
+    base = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 8, 3, padding=1), nn.Flatten(), nn.Linear(512, 4),
+    )
+    cand = nudged(base, scale=0.3, only="2")
+    gen = torch.Generator().manual_seed(0)
+    batches = list(torch.randn(200, 1, 8, 8, generator=gen).split(32))     # the last batch is short (8)
+    figures = {}
+    for label, buffering in (("unbuffered", {"buffer_mb": 0}), ("70_rows", {"buffer_rows": 70}), ("default", {})):
+        check = make_check(base, cand, cka="all", **buffering)
+        feed(check, base, cand, batches)
+        assert (check.buffer_nbytes() == 0) == (label == "unbuffered")
+        figures[label] = check.compute().details["layers"]
+    for label in ("70_rows", "default"):
+        for one, other in zip(figures["unbuffered"], figures[label]):
+            assert other["psi"] == one["psi"] and other["psi_bins"] == one["psi_bins"]     # same bins, same counts
+            for key in ("baseline", "candidate"):
+                assert other[key] == pytest.approx(one[key], rel=1e-12, abs=1e-15)
+            for key in ("cosine", "rel_l2", "sqnr_db"):
+                assert other[key] == pytest.approx(one[key], rel=1e-12)
+            assert other["cka"] == pytest.approx(one["cka"], rel=1e-12)
+
+
+def test_linear_quantiles_of_sorted_values_are_numpys_bit_for_bit() -> None:
+    rng = np.random.default_rng(0)
+    q = np.arange(1, 20) / 20
+    for values in (rng.standard_normal(1001), np.maximum(rng.standard_normal(640), 0), rng.integers(0, 4, 97) * 0.5,
+                   rng.standard_normal(3).astype(np.float32)):
+        want = np.quantile(values.astype(np.float64), q)
+        got = linear_quantiles(np.sort(values).astype(np.float64), q)
+        assert np.array_equal(got, want)
+
+
+def test_bin_counts_match_searchsorted_with_values_on_the_edges() -> None:
+    rng = np.random.default_rng(0)
+    edges = np.array([-1.0, 0.0, 0.5, 2.0])
+    values = np.concatenate([rng.standard_normal(500), edges, edges, np.zeros(30)]).astype(np.float32)
+    want = np.bincount(np.searchsorted(edges, values.astype(np.float64), side="right"), minlength=edges.size + 1)
+    assert np.array_equal(bin_counts(values, edges), want)
 
 
 def test_nan_activations_always_fail_even_with_loose_thresholds() -> None:

@@ -121,3 +121,43 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
         write_atomic(target, "second")
     assert target.read_text() == "first"
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_reports_follow_symlinks_and_write_devices_in_place(tmp_path):
+    from gate.report.write import write_reports
+
+    real = tmp_path / "real.json"
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    write_reports({str(link): "{}", "/dev/null": "ignored"})
+    assert link.is_symlink() and real.read_text() == "{}"
+    assert Path("/dev/null").is_char_device()
+
+
+def test_reports_are_all_or_nothing(tmp_path, monkeypatch):
+    from gate.report import write
+
+    calls = []
+    real_replace = os.replace
+
+    def second_fails(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", second_fails)
+    with pytest.raises(OSError):
+        write.write_reports({str(tmp_path / "a.json"): "a", str(tmp_path / "b.md"): "b"})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reports_respect_the_umask(tmp_path):
+    from gate.report.write import write_reports
+
+    old = os.umask(0o022)
+    try:
+        write_reports({str(tmp_path / "r.json"): "{}"})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
