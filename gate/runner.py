@@ -19,7 +19,7 @@ from gate.config import GateConfig
 from gate.errors import ConfigError, DataError, ModelError
 from gate.forward import batch_len, move_to, run_model
 from gate.metrics import PairedCounts, metrics_report
-from gate.report.model import CheckResult, DataInfo, ModelInfo, Report, overall_status
+from gate.report.model import CheckResult, DataInfo, ModelInfo, Report
 
 
 @dataclass(frozen=True)

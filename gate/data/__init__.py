@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gate.data._common import DEFAULT_OPTIONS, FORMATS, BatchSource, file_sha256, is_callable_spec
+from gate.data._common import DEFAULT_OPTIONS, FORMATS, BatchSource, is_callable_spec
+from gate.files import file_sha256
 from gate.errors import ConfigError, DataError
 
 if TYPE_CHECKING:

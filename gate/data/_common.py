@@ -4,7 +4,6 @@ torch is imported inside the functions that need it, so importing gate.data stay
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 import re
@@ -81,15 +80,6 @@ def import_callable(spec: str, *, what: str) -> Any:
     if not callable(obj):
         raise DataError(f"{what} {spec!r}: {attr_path!r} is a {type(obj).__name__}, expected a callable")
     return obj
-
-
-def file_sha256(path: str) -> str:
-    """Hex SHA-256 of a file, read in chunks so memory stays flat for large data files."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def names_list(names: Sequence[str]) -> str:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gate.files import file_sha256
+
 FORMATS = ("torchscript", "export", "state_dict", "safetensors", "huggingface", "pickle")
 
 # How each format is named in messages and docs.
@@ -39,15 +41,6 @@ class LoadedModel:
     tokenizer: Any | None                   # Hugging Face tokenizer of a model directory
     input_names: tuple[str, ...] | None     # forward() argument names without self; None for *args/unknown
     is_eager: bool                          # a plain nn.Module whose submodules run their forward hooks
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks (checkpoints can be gigabytes)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def weights_digest(files: list[Path]) -> str:
