@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -29,6 +30,11 @@ def _read_schema_file(*parts: str) -> dict[str, Any]:
 
 def config_schema() -> dict[str, Any]:
     """The full config schema: the core file with each check's fragment (schemas/checks/NAME.json) plugged in."""
+    return copy.deepcopy(_composed_schema())
+
+
+@functools.lru_cache(maxsize=1)
+def _composed_schema() -> dict[str, Any]:
     schema = _read_schema_file("config.schema.json")
     props = schema["properties"]["checks"]["properties"]
     for name in CHECK_NAMES:
