@@ -46,9 +46,10 @@ def render_console(report: Report, *, verbose: bool = False) -> str:
             lines.append(tabulate(
                 [(ICON[f.status] + ("?" if f.inconclusive else ""), finding_label(f), f.rule, _num(f.threshold), _num(f.value),
                   _num(f.baseline), _num(f.candidate), _num(f.margin),
-                  "" if f.interval is None else f"[{f.interval[0]:.4g}, {f.interval[1]:.4g}]")
+                  "" if f.interval is None else f"[{f.interval[0]:.4g}, {f.interval[1]:.4g}]",
+                  "" if f.p_value is None else f"{f.p_value:.3g}")
                  for f in sorted(shown, key=lambda f: STATUS_ORDER[f.status])],
-                headers=("status", "metric", "rule", "threshold", "value", "baseline", "candidate", "margin", "interval"),
+                headers=("status", "metric", "rule", "threshold", "value", "baseline", "candidate", "margin", "interval", "p"),
                 tablefmt="simple",
             ))
         for note in check.notes:

@@ -74,11 +74,13 @@ def render_markdown(report: Report) -> str:
         lines.append("")
         if bad:
             lines += md_table(
-                ("status", "metric", "rule", "threshold", "measured", "baseline", "candidate", "margin", "interval"),
+                ("status", "metric", "rule", "decision", "threshold", "measured", "baseline", "candidate", "margin",
+                 "interval", "p"),
                 [
-                    (f.status + (" (inconclusive)" if f.inconclusive else ""), finding_label(f), f.rule, f.threshold, f.value,
-                     f.baseline, f.candidate, f.margin,
-                     "" if f.interval is None else f"[{f.interval[0]:.4g}, {f.interval[1]:.4g}]")
+                    (f.status + (" (inconclusive)" if f.inconclusive else ""), finding_label(f), f.rule, f.decision,
+                     f.threshold, f.value, f.baseline, f.candidate, f.margin,
+                     "" if f.interval is None else f"[{f.interval[0]:.4g}, {f.interval[1]:.4g}]",
+                     "" if f.p_value is None else f"{f.p_value:.3g}")
                     for f in sorted(bad, key=lambda f: STATUS_ORDER[f.status])
                 ],
             )
@@ -92,6 +94,14 @@ def render_markdown(report: Report) -> str:
             lines += mermaid_chart(chart)
             lines.append("")
         lines.append("</details>")
+        lines.append("")
+    decision = report.config.get("decision") or {}
+    if decision:
+        lines.append(
+            f"<sub>decisions: {decision.get('mode')} at {float(decision.get('confidence', 0.95)):.0%} confidence "
+            f"(paired bootstrap, Wilson intervals, McNemar; {decision.get('multiple_comparisons')} across classes); "
+            f"inconclusive results {'fail' if decision.get('inconclusive') == 'fail' else 'warn'}</sub>"
+        )
         lines.append("")
     lines.append(
         f"<sub>candidate `{cand.path}` ({cand.format}, sha256 {str(cand.sha256)[:12]}) vs baseline `{base.path}` "

@@ -66,7 +66,7 @@ def fixed_report() -> Report:
         models=(ModelInfo("baseline", "prod.pt", "state_dict", "ab" * 32, 1234, 99, 2),
                 ModelInfo("candidate", "cand.pt2", "export", "cd" * 32, 1300, 99, 2)),
         data=DataInfo(path="eval.npz", format="npz", sha256="ef" * 32, num_samples=20, num_batches=1, batch_size=64),
-        class_names=("cat", "dog"), metrics=metrics, config={"device": "cpu"},
+        class_names=("cat", "dog"), metrics=metrics, config={"device": "cpu", "decision": {"mode": "non-inferiority", "confidence": 0.95, "inconclusive": "warn", "multiple_comparisons": "holm"}},
         environment={"python": "3.11", "torch": "2.13.0", "device": "cpu"},
         created_at="2026-11-29T00:00:00+00:00", duration_s=1.5, gate_version="0.1.0", schema_version="1.0",
     )
