@@ -17,6 +17,8 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.github_files import parse_github_output
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 FACTORY = '''\
@@ -74,22 +76,6 @@ def clean_environ() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "INPUT_", "RUNNER_"))}
 
 
-def parse_github_output(text: str) -> dict[str, str]:
-    """$GITHUB_OUTPUT as GitHub reads it: `name=value` lines and `name<<DELIM` blocks."""
-    out, lines, i = {}, text.split("\n"), 0
-    while i < len(lines):
-        line = lines[i]
-        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
-            name, delimiter = line.split("<<", 1)
-            j = lines.index(delimiter, i + 1)
-            out[name] = "\n".join(lines[i + 1:j])
-            i = j + 1
-        else:
-            if line:
-                name, value = line.split("=", 1)
-                out[name] = value
-            i += 1
-    return out
 
 
 def run_action(ws: Path, tmp_path: Path, inputs: dict[str, str]) -> ActionRun:

@@ -2,7 +2,6 @@
 report file left behind."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys

@@ -12,6 +12,7 @@ import yaml
 
 from gate.action import entrypoint as ep
 from gate.errors import ConfigError
+from tests.github_files import parse_github_output
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = {"candidate": "cand.pt", "baseline": "base.pt", "data": "eval.npz"}
@@ -270,23 +271,6 @@ def test_could_not_run_is_one_error_annotation():
 # --------------------------------------------------------------------------- $GITHUB_OUTPUT and the summary
 
 
-def parse_github_output(text: str) -> dict[str, str]:
-    """GitHub's file-command format, read independently: `name=value` or `name<<DELIM` ... `DELIM`."""
-    out, lines, i = {}, text.split("\n"), 0
-    while i < len(lines):
-        line = lines[i]
-        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
-            name, delimiter = line.split("<<", 1)
-            j = lines.index(delimiter, i + 1)
-            out[name] = "\n".join(lines[i + 1:j])
-            i = j + 1
-        elif line:
-            name, value = line.split("=", 1)
-            out[name] = value
-            i += 1
-        else:
-            i += 1
-    return out
 
 
 def test_outputs_round_trip_single_and_multi_line():

@@ -1,8 +1,6 @@
 """The sanity check catches the classic mistakes, through the real runner on in-memory models."""
 from __future__ import annotations
 
-import numpy as np
-import pytest
 import torch
 from torch import nn
 
