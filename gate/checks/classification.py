@@ -68,7 +68,9 @@ class _PairedCheck(Check):
     ) -> tuple[DecisionSettings, dict[str, dict[str, np.ndarray]], dict[str, dict[str, np.ndarray]] | None]:
         settings = decision_settings(self.ctx.config, self.options)
         counts: PairedCounts = self.ctx.counts
-        point = point_metrics(counts)
+        if "point_metrics" not in self.ctx.extras:  # shared by the three checks, like the bootstrap
+            self.ctx.extras["point_metrics"] = point_metrics(counts)
+        point = self.ctx.extras["point_metrics"]
         reps = None
         if settings.mode == "non-inferiority":
             # A Holm family of F comparisons can only fail a member if 1/(R+1) < alpha/F: raise R to match.
