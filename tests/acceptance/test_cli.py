@@ -221,3 +221,23 @@ def test_schema_command_prints_valid_json_schemas(capsys):
         res = run_cli(capsys, "schema", which)
         assert res.code == 0
         jsonschema.Draft202012Validator.check_schema(json.loads(res.out))
+
+
+def test_every_optional_check_through_the_cli(world, in_repo_root, tmp_path, capsys):
+    """drift, latency and onnx together with the defaults: one pass, a schema-valid report, every check present."""
+    out, md = tmp_path / "r.json", tmp_path / "r.md"
+    res = run_cli(capsys, "check", world.regressed, "--baseline", world.baseline, "--data", world.data,
+                  "--model-factory", FACTORY, "--enable", "drift", "--enable", "latency", "--enable", "onnx",
+                  "--threads", "1", "--json", out, "--markdown", md)
+    assert res.code == 1, res.err
+    report = json.loads(out.read_text())
+    validate_report(report)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert set(checks) == {"sanity", "accuracy", "per_class", "flips", "drift", "onnx", "latency"}
+    # The regressed candidate only moved the head's bias: drift starts at the head, the body is identical.
+    assert checks["drift"]["status"] == "fail"
+    assert checks["drift"]["details"]["first_drifting_layer"] == "head"
+    # A correct export of the candidate agrees with it; timing identical architectures never fails.
+    assert checks["onnx"]["status"] == "pass", checks["onnx"]["summary"]
+    assert checks["latency"]["status"] in ("pass", "warn")
+    assert "```mermaid" in md.read_text()
