@@ -204,6 +204,19 @@ def build_batch(chunks: list[tuple[Any, int]], size: int) -> tuple[Any, int, boo
     return batch, got, padded
 
 
+def repeat_rows(inputs: Any, rows: int, size: int) -> Any:
+    """Repeat the `rows` samples of a batch cyclically until it holds `size`, so a small data set still times the
+    configured batch size (latency depends on the batch's shape, not on which samples fill it)."""
+    if isinstance(inputs, dict):
+        return {k: repeat_rows(v, rows, size) for k, v in inputs.items()}
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(repeat_rows(v, rows, size) for v in inputs)
+    if isinstance(inputs, torch.Tensor) and inputs.ndim >= 1 and inputs.shape[0] == rows and rows > 0:
+        reps = -(-size // rows)
+        return inputs.repeat(reps, *([1] * (inputs.ndim - 1)))[:size]
+    return inputs
+
+
 # ------------------------------------------------------------------------------------------ timing a model
 
 
@@ -671,7 +684,11 @@ class LatencyCheck(Check):
         for bs in self.settings.batch_sizes:
             batch, samples, padded = build_batch(self._chunks, bs)
             if samples < bs:
-                notes.append(f"batch size {bs}: the data has only {samples} samples; timed a batch of {samples}")
+                batch = repeat_rows(batch, samples, bs)
+                notes.append(
+                    f"batch size {bs}: the data has only {samples} samples; they were repeated to fill the batch"
+                )
+                samples = bs
             if padded:
                 notes.append(f"batch size {bs}: samples from data batches of different padded lengths were "
                              "right-padded with zeros to the longest")

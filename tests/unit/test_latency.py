@@ -452,9 +452,8 @@ def test_keyword_inputs_reach_forward_and_short_data_is_noted():
     feed(check, {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)},
          rows=3)
     result = check.compute()
-    assert [r["samples"] for r in result.details["runs"]] == [2, 6]
-    assert "batch size 8: the data has only 6 samples; timed a batch of 6" in result.notes
-    assert any("bs=8 (6 samples)" in (f.where or "") for f in result.findings)
+    assert [r["samples"] for r in result.details["runs"]] == [2, 8]
+    assert "batch size 8: the data has only 6 samples; they were repeated to fill the batch" in result.notes
 
 
 def test_update_keeps_only_the_largest_batch_size_worth_of_samples():
@@ -532,3 +531,14 @@ def test_a_model_that_fails_while_timed_names_its_role():
     feed(check, torch.randn(4, 16), rows=4)
     with pytest.raises(ModelError, match="candidate on cpu, batch of 1: forward pass failed: shape mismatch"):
         check.compute()
+
+
+def test_repeat_rows_fills_the_batch_cyclically():
+    from gate.checks.latency import repeat_rows
+
+    x = torch.arange(6.0).reshape(3, 2)
+    batch = repeat_rows({"x": x, "mask": torch.ones(3, 4, dtype=torch.long), "scale": torch.tensor(2.0)}, 3, 8)
+    assert batch["x"].shape == (8, 2) and batch["mask"].shape == (8, 4)
+    torch.testing.assert_close(batch["x"][3:6], x)
+    torch.testing.assert_close(batch["x"][6:8], x[:2])
+    assert batch["scale"].ndim == 0
