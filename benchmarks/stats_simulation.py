@@ -1,7 +1,7 @@
 """Simulate the gate's decision rules on paired K-class predictions: how often they fail a good candidate,
 catch a bad one, or cannot decide, at evaluation-set sizes from 200 to 10,000.
 
-    python benchmarks/stats_simulation.py            # the table in docs/statistics.md (~1 minute on 2 cores)
+    python benchmarks/stats_simulation.py            # the table in docs/statistics.md (~35 s on 2 cores)
     python benchmarks/stats_simulation.py --quick    # smoke run
 
 Each repetition draws a fresh evaluation set as counts over (label, baseline prediction, candidate prediction)
