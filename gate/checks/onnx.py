@@ -403,6 +403,8 @@ class OnnxCheck(Check):
             for module in needed:
                 require(module, extra="onnx", purpose=_PURPOSE)
         except MissingExtraError as err:
+            if not self.options.get("optional"):
+                raise  # the setup is broken, not the model: exit 2, naming the extra to install
             self._stopped = self._unavailable(str(err), stage="dependencies")
             return
         if self._ship:

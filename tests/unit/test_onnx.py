@@ -29,7 +29,7 @@ from gate.checks.onnx import (
     required_rtol,
 )
 from gate.config import build_config
-from gate.errors import ConfigError
+from gate.errors import ConfigError, MissingExtraError
 from gate.forward import call_model, to_scores
 from gate.models.base import LoadedModel
 from gate.onnx_export import OnnxExportError, export_onnx, named_inputs
@@ -463,26 +463,19 @@ def test_unsupported_operator_fails_both_exporters() -> None:
         assert "module block.1 (Bessel)" in str(info.value)
 
 
-@pytest.mark.parametrize(("optional", "status"), [(False, "fail"), (True, "skip")])
-def test_exporter_failure_is_a_condensed_failed_check_or_a_skip(optional: bool, status: str) -> None:
-    check = make_check(seeded(Unexportable), options={**NO_LATENCY, "optional": optional}, num_classes=3)
-    gen = torch.Generator().manual_seed(0)
-    batches = [(torch.randn(5, 6, generator=gen), torch.randint(0, 3, (5,), generator=gen))]
-    result = run_pass(check, batches)
-    assert result.status == status
-    assert result.summary.startswith("ONNX export failed on operator aten::special_i1.")
-    assert "module block.1 (Bessel)" in result.summary and "dynamo exporter" in result.summary
-    assert "torchscript exporter" in result.summary
-    assert "Traceback" not in result.summary and "\n" not in result.summary
-    assert result.details["stage"] == "export"
-
-
-@pytest.mark.parametrize(("optional", "status"), [(False, "fail"), (True, "skip")])
-def test_missing_onnxruntime_names_the_extra(monkeypatch: pytest.MonkeyPatch, optional: bool, status: str) -> None:
+def test_missing_onnxruntime_is_a_setup_error_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)   # import onnxruntime now raises ImportError
-    check = make_check(seeded(SmallCNN), options={**NO_LATENCY, "optional": optional}, num_classes=4)
+    check = make_check(seeded(SmallCNN), options={**NO_LATENCY, "optional": False}, num_classes=4)
+    with pytest.raises(MissingExtraError, match=r"pip install 'pytorch-gate\[onnx\]'") as err:
+        run_pass(check, image_batches([4]))
+    assert "onnxruntime" in str(err.value)
+
+
+def test_missing_onnxruntime_is_a_skip_when_onnx_is_optional(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    check = make_check(seeded(SmallCNN), options={**NO_LATENCY, "optional": True}, num_classes=4)
     result = run_pass(check, image_batches([4]))
-    assert result.status == status
+    assert result.status == "skip"
     assert "pip install 'pytorch-gate[onnx]'" in result.summary and "onnxruntime" in result.summary
     assert result.details["stage"] == "dependencies"
 
