@@ -5,7 +5,8 @@ catch a bad one, or cannot decide, at evaluation-set sizes from 200 to 10,000.
     python benchmarks/stats_simulation.py --quick    # smoke run
 
 Each repetition draws a fresh evaluation set as counts over (label, baseline prediction, candidate prediction)
-cells, exactly the state the gate keeps, and decides it with the real gate.stats (and gate.metrics) functions.
+cells, exactly the state the gate keeps, and decides it with the gate's own code: gate.metrics for the metrics, gate.stats for the bootstrap and
+Holm, and gate.verdict.judge for every decision, exactly as the checks call it.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from tabulate import tabulate  # noqa: E402
 
 from gate import stats  # noqa: E402
 from gate.metrics import Cells, model_metrics  # noqa: E402
+from gate.verdict import DecisionSettings, judge  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,16 @@ def draw_cells(table: tuple[np.ndarray, ...], n: int, classes: int, rng: np.rand
     return Cells(y=y[keep], pb=pb[keep], pc=pc[keep], counts=counts[keep].astype(np.int64), num_classes=classes)
 
 
+def decide(estimate: float, reps: np.ndarray, *, max_drop: float, confidence: float, mode: str,
+           p_adjusted: float | None = None) -> str:
+    """The gate's own decision (gate.verdict.judge, as the checks call it): "pass", "fail" or "inconclusive"."""
+    settings = DecisionSettings(mode=mode, confidence=confidence, inconclusive="warn")
+    low, high = stats.percentile_interval(reps, confidence=confidence)
+    finding = judge(metric="drop", rule="max_drop", threshold=max_drop, value=float(estimate), settings=settings,
+                    interval=(float(low), float(high)), p_adjusted=p_adjusted)
+    return "inconclusive" if finding.inconclusive else finding.status
+
+
 def run_scenario(sc: Scenario, *, n: int, args: argparse.Namespace, seed: int,
                  accuracy: bool, family: bool) -> Tally:
     table = cell_table(sc, args.classes)
@@ -109,11 +121,11 @@ def run_scenario(sc: Scenario, *, n: int, args: argparse.Namespace, seed: int,
             reps = base["accuracy"] - cand["accuracy"]
             estimate = float(base_hat["accuracy"][0] - cand_hat["accuracy"][0])
             common = {"max_drop": args.max_drop, "confidence": args.confidence}
-            point = stats.decide_max_drop(estimate, reps, mode="point", **common)
-            ni = stats.decide_max_drop(estimate, reps, mode="non-inferiority", **common)
-            tally.fail_point += point.outcome == "fail"
-            tally.fail_ni += ni.outcome == "fail"
-            tally.inconclusive_ni += ni.outcome == "inconclusive"
+            point = decide(estimate, reps, mode="point", **common)
+            ni = decide(estimate, reps, mode="non-inferiority", **common)
+            tally.fail_point += point == "fail"
+            tally.fail_ni += ni == "fail"
+            tally.inconclusive_ni += ni == "inconclusive"
             base_ok, cand_ok = cells.pb == cells.y, cells.pc == cells.y
             negative = int(cells.counts[base_ok & ~cand_ok].sum())
             positive = int(cells.counts[~base_ok & cand_ok].sum())
@@ -125,10 +137,9 @@ def run_scenario(sc: Scenario, *, n: int, args: argparse.Namespace, seed: int,
             p_raw = stats.bootstrap_p_value(reps_k, bound=args.recall_max_drop, alternative="greater")
             p_holm = stats.adjust(p_raw, "holm")
             outcomes = [
-                (stats.decide_max_drop(est_k[k], reps_k[:, k], mode="point", **common).outcome,
-                 stats.decide_max_drop(est_k[k], reps_k[:, k], mode="non-inferiority", **common).outcome,
-                 stats.decide_max_drop(est_k[k], reps_k[:, k], mode="non-inferiority",
-                                       p_adjusted=float(p_holm[k]), **common).outcome)
+                (decide(est_k[k], reps_k[:, k], mode="point", **common),
+                 decide(est_k[k], reps_k[:, k], mode="non-inferiority", **common),
+                 decide(est_k[k], reps_k[:, k], mode="non-inferiority", p_adjusted=float(p_holm[k]), **common))
                 for k in range(args.classes)
             ]
             tally.family_fail_point += any(o[0] == "fail" for o in outcomes)
@@ -154,9 +165,8 @@ def exact_false_fail(n: int, *, discordance: float, args: argparse.Namespace) ->
             counts = np.array([b, c, n - b - c], dtype=np.int64)          # cells: negative, positive, concordant
             w = stats.bootstrap_weights(counts, resamples=args.resamples, seed=b * 7919 + c)
             reps = (w[:, 0] - w[:, 1]) / n
-            decision = stats.decide_max_drop((b - c) / n, reps, max_drop=drop, confidence=args.confidence,
-                                             mode="non-inferiority")
-            total += prob * (decision.outcome == "fail")
+            decision = decide((b - c) / n, reps, max_drop=drop, confidence=args.confidence, mode="non-inferiority")
+            total += prob * (decision == "fail")
     return total
 
 

@@ -93,3 +93,26 @@ def test_an_undefined_interval_is_inconclusive_not_a_pass():
 def test_exactly_at_the_threshold_passes_despite_float_rounding():
     f = judge(metric="a", rule="max_drop", threshold=0.01, value=0.90 - 0.89, settings=POINT)
     assert f.status == "pass"
+
+
+def test_judge_agrees_with_the_reference_rule_in_gate_stats():
+    """The checks decide through verdict.judge; the statistics module documents the rule as decide_max_drop.
+    Both must give the same outcome on the same replicates, or the simulation would vouch for the wrong code."""
+    import numpy as np
+
+    from gate import stats
+
+    rng = np.random.default_rng(7)
+    for case in range(400):
+        reps = rng.normal(rng.uniform(-0.02, 0.05), rng.uniform(0.001, 0.03), size=300)
+        estimate, max_drop = float(np.median(reps)), float(rng.choice([0.005, 0.01, 0.02]))
+        p_adjusted = float(rng.uniform(0, 0.1)) if case % 3 == 0 else None
+        for mode in ("point", "non-inferiority"):
+            ref = stats.decide_max_drop(estimate, reps, max_drop=max_drop, confidence=0.95, mode=mode,
+                                        p_adjusted=p_adjusted if mode != "point" else None)
+            lo, hi = stats.percentile_interval(reps, confidence=0.95)
+            f = judge(metric="m", rule="max_drop", threshold=max_drop, value=estimate,
+                      settings=DecisionSettings(mode=mode), interval=(float(lo), float(hi)),
+                      p_adjusted=p_adjusted if mode != "point" else None)
+            got = "inconclusive" if f.inconclusive else f.status
+            assert got == ref.outcome, (case, mode, estimate, (lo, hi), p_adjusted, got, ref.outcome)
