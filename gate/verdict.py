@@ -13,7 +13,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 
 from gate.report.model import CheckResult, Finding, Status, overall_status
 from gate.stats import at_least, at_most, one_sided_alpha, significant
@@ -173,7 +172,3 @@ def summarise(results: list[CheckResult]) -> tuple[Status, int, str]:
         ran = [r.name for r in results if r.status != "skip"]
         line = f"PASS: all {len(ran)} checks passed"
     return verdict, (1 if verdict == "fail" else 0), line
-
-
-def as_float(x: Any) -> float:
-    return float(np.asarray(x).item()) if x is not None else math.nan
