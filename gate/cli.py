@@ -115,10 +115,12 @@ def check(candidate: str, **opts: Any) -> None:
     _write_reports(report, outputs)
     from gate.report.console import render_console
 
+    # A report written to stdout keeps stdout to itself: the console report goes to stderr then.
+    to_stderr = any(str(p) == "/dev/stdout" for p in outputs.values())
     if opts["quiet"]:
-        click.echo(f"verdict: {report.summary}")
+        click.echo(f"verdict: {report.summary}", err=to_stderr)
     else:
-        click.echo(render_console(report, verbose=opts["verbose"]), nl=False)
+        click.echo(render_console(report, verbose=opts["verbose"]), nl=False, err=to_stderr)
     sys.exit(report.exit_code)
 
 

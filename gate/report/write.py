@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import tempfile
 from pathlib import Path
 
 from gate.errors import ConfigError
+
+
+STREAMS = {"/dev/stdout": lambda: sys.stdout, "/dev/stderr": lambda: sys.stderr}
 
 
 def _umask() -> int:
@@ -18,7 +22,10 @@ def _umask() -> int:
 
 
 def _is_special(path: Path) -> bool:
-    """A device, FIFO or socket (/dev/stdout, a pipe): written in place, never replaced by a rename."""
+    """A device, FIFO or socket, or anything under /dev or /proc (/dev/stdout, whatever it is redirected to):
+    written in place, never replaced by a rename and never removed."""
+    if str(path).startswith(("/dev/", "/proc/")):
+        return True
     try:
         mode = path.stat().st_mode
     except OSError:
@@ -32,10 +39,10 @@ def write_reports(texts: dict[str, str]) -> None:
     renamed: list[Path] = []
     try:
         for raw, text in texts.items():
-            target = Path(raw).resolve()  # through symlinks: the link stays, its target gets the report
-            if _is_special(target):
-                staged.append((text, target))
+            if _is_special(Path(raw)):  # /dev/stdout on a pipe, a FIFO: written in place, as given
+                staged.append((text, Path(raw)))
                 continue
+            target = Path(raw).resolve()  # through symlinks: the link stays, its target gets the report
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -46,7 +53,11 @@ def write_reports(texts: dict[str, str]) -> None:
             os.chmod(tmp, 0o666 & ~_umask())
             staged.append((tmp, target))
         for source, target in staged:
-            if _is_special(target):
+            if str(target) in STREAMS:  # through Python's own stream, so it does not clash with the console
+                stream = STREAMS[str(target)]()
+                stream.write(source)
+                stream.flush()
+            elif _is_special(target):
                 with open(target, "w", encoding="utf-8") as fh:
                     fh.write(source)
             else:
@@ -82,9 +93,10 @@ def check_writable(path: str | Path) -> None:
 
 
 def remove_stale(path: str | Path) -> None:
-    """An earlier run's report at this path would be read as this run's if the gate cannot run: remove it."""
+    """An earlier run's report at this path would be read as this run's if the gate cannot run: remove it.
+
+    Only a plain file named directly: a symlink, a device or a /dev path (a shell redirection) is left alone.
+    """
     target = Path(path)
-    if target.is_file() and not target.is_symlink():
+    if not _is_special(target) and target.is_file() and not target.is_symlink():
         target.unlink()
-    elif target.is_symlink() and Path(path).resolve().is_file():
-        Path(path).resolve().unlink()

@@ -241,3 +241,12 @@ def test_every_optional_check_through_the_cli(world, in_repo_root, tmp_path, cap
     assert checks["onnx"]["status"] == "pass", checks["onnx"]["summary"]
     assert checks["latency"]["status"] in ("pass", "warn")
     assert "```mermaid" in md.read_text()
+
+
+def test_json_report_on_stdout_keeps_stdout_parseable(world, in_repo_root, capsys):
+    res = run_cli(capsys, "check", world.regressed, "--baseline", world.baseline, "--data", world.data,
+                  "--model-factory", FACTORY, "--json", "/dev/stdout")
+    assert res.code == 1
+    report = json.loads(res.out)  # nothing but the report on stdout
+    validate_report(report)
+    assert "verdict: FAIL" in res.err  # the console report moved to stderr
