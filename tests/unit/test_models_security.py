@@ -7,7 +7,6 @@ unpickling call is even made. The malicious files are never loaded with trust on
 from __future__ import annotations
 
 import pickle
-import sys
 import uuid
 
 import pytest
@@ -22,16 +21,6 @@ except ImportError:
     import model_fixtures as fx
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture
-def netmod(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    name = f"tinynets_{uuid.uuid4().hex[:10]}"
-    module = fx.import_file(fx.write_net_module(tmp_path, name), name)
-    yield module
-    sys.modules.pop(name, None)
 
 
 @pytest.fixture
