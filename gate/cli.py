@@ -34,8 +34,6 @@ def _overrides(opts: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if opts["model_factory"]:
         out.setdefault("model", {})["factory"] = opts["model_factory"]
-    if opts["trust_checkpoint"]:
-        out.setdefault("model", {})["trust_checkpoint"] = True
     if opts["device"]:
         out["device"] = opts["device"]
     if opts["seed"] is not None:
@@ -67,8 +65,11 @@ def _overrides(opts: dict[str, Any]) -> dict[str, Any]:
                    "(required unless data.factory is set in the config).")
 @click.option("--config", "-c", "config_path", metavar="FILE", help="gate.yaml (or .json) with thresholds and options.")
 @click.option("--model-factory", metavar="MOD:FN", help="Builds the module a state_dict is loaded into (package.module:callable).")
-@click.option("--trust-checkpoint", is_flag=True,
-              help="Allow unpickling whole nn.Module checkpoints. This runs code from the file: never use it on files from a PR.")
+@click.option("--trust-checkpoint", "trust_checkpoint", multiple=True, type=click.Choice(["baseline", "candidate", "all"]),
+              metavar="ROLE",
+              help="Load this role's checkpoint even if it is a program (TorchScript, torch.export) or a pickle that "
+                   "runs code: baseline, candidate or all (repeatable). Only for files you built yourself, never "
+                   "for a pull request's candidate. A config file cannot give trust.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), help="Where both models run (default: cpu).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Evaluation batch size (default 64).")
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N samples.")
@@ -92,10 +93,11 @@ def check(candidate: str, **opts: Any) -> None:
     Example:
       gate check candidate.pt --baseline prod.pt --data eval.jsonl --config gate.yaml --json report.json
     """
-    from gate.config import load_config
+    from gate.config import load_config, trusted_roles
     from gate.report.write import check_writable, remove_stale
 
-    config = load_config(opts["config_path"], overrides=_overrides(opts))
+    config = load_config(opts["config_path"], overrides=_overrides(opts),
+                         trusted=trusted_roles(opts["trust_checkpoint"]))
     data = opts["data"] or config.data.get("factory")
     if not data:
         raise click.UsageError("Missing option '--data' (or data.factory in the config).")

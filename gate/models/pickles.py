@@ -139,16 +139,38 @@ def _fallback_is_safe(name: str) -> bool:
     return module == "torch" and (attr.endswith("Storage") or attr in _FALLBACK_TORCH_NAMES)
 
 
-def refusal_message(where: str, names: list[str]) -> str:
+def refusal_message(where: str, names: list[str], *, role: str | None = None) -> str:
     """Why an unsafe pickle is not loaded, and what to do instead. One line (the CLI prints one line)."""
     shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
     found = f" (it references {shown})" if shown else ""
     return (
         f"{where}: refusing to load: the file is a pickle that contains Python objects or code, "
         f"not just tensors{found}. Unpickling it could run arbitrary code from the checkpoint, for example "
-        "code added in a pull request. Save the model in a safe format instead: a state_dict "
-        "(torch.save(model.state_dict(), path), loaded with --model-factory package.module:callable), "
-        "safetensors, TorchScript or torch.export (.pt2); for a training checkpoint, save only its weights, "
-        "e.g. torch.save(ckpt['state_dict'], path). Only if you trust this file, pass --trust-checkpoint "
-        "(model.trust_checkpoint: true) to unpickle it anyway."
+        f"code added in a pull request. {SAFE_FORMATS}; for a training checkpoint, save only its weights, "
+        f"e.g. torch.save(ckpt['state_dict'], path). {trust_hint(role)}"
     )
+
+
+#: What to ship instead of a program or a pickle: the formats gate reads as data.
+SAFE_FORMATS = (
+    "Save the model in a safe format instead: safetensors or a state_dict (torch.save(model.state_dict(), path)), "
+    "loaded with --model-factory package.module:callable, or a Hugging Face directory with safetensors weights"
+)
+
+
+def trust_hint(role: str | None) -> str:
+    """How a user who built the file themselves lets it load: on the command line, never in gate.yaml."""
+    flag = f"--trust-checkpoint {role}" if role else "--trust-checkpoint baseline|candidate|all"
+    return (f"Only for a file you built yourself (never a pull request's), pass {flag} on the command line "
+            "to load it anyway")
+
+
+def program_refusal(where: str, fmt: str, *, role: str | None = None) -> str:
+    """Why a TorchScript archive or a torch.export program is not loaded by default: they are programs."""
+    how = {
+        "torchscript": "a TorchScript archive is a program, not weights: torch.jit.load runs its code "
+                       "(__setstate__ methods, which can create or overwrite files)",
+        "export": "a torch.export program (.pt2) is a program, not weights: torch.export.load unpickles parts of "
+                  "the archive and may load compiled code from it",
+    }[fmt]
+    return f"{where}: refusing to load: {how}. {SAFE_FORMATS}. {trust_hint(role)}"
