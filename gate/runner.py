@@ -154,6 +154,11 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check]) -> tuple[PairedCou
                     )
                 if not ctx.class_names:
                     ctx.class_names = tuple(str(i) for i in range(k_b))
+            elif k_b != counts.num_classes:
+                raise ModelError(
+                    f"{data.path}: batch {index}: the models output {k_b} classes, but {counts.num_classes} on the "
+                    "first batch; a model's class count cannot change from batch to batch"
+                )
             bad = (labels < 0) | (labels >= k_b)
             if bool(bad.any()):
                 i = int(torch.nonzero(bad)[0])

@@ -508,6 +508,14 @@ def _truncated_pt(path: Path) -> Path:
 _X = torch.zeros(4, 2)
 _Y = torch.tensor([0, 1, 0, 1])
 
+def _npz_with_text_member(path: Path) -> None:
+    import zipfile
+
+    _npz(path, x=_X.numpy(), labels=_Y.numpy())
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("notes.txt", b"not an array")
+
+
 BAD_FILES = [
     # (id, file name, writer, options, class_names, expected message pattern)
     ("missing", "absent.jsonl", None, {}, None, r"absent\.jsonl: no such data file"),
@@ -555,6 +563,8 @@ BAD_FILES = [
     ("npz-object-array", "o.npz",
      lambda p: _npz(p, x=np.array([{"a": 1}, None], dtype=object), labels=np.zeros(2, int)),
      {}, None, r"o\.npz: array 'x' holds Python objects"),
+    ("npz-non-npy-member", "m.npz", _npz_with_text_member, {}, None,
+     r"m\.npz: member 'notes\.txt' is not a \.npy array"),
     ("npy-not-npz", "single.npz", _npy, {}, None,
      r"single\.npz: a single \.npy array, expected an \.npz archive"),
     ("safetensors-corrupt", "c.safetensors", lambda p: _bytes(p, b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage"), {},
