@@ -73,6 +73,11 @@ def sniff_data_format(path: str) -> str:
 
 
 def _check_file(path: str) -> None:
+    from gate.files import link_escape
+
+    if link_escape(path) is not None:
+        raise DataError(f"{path}: a symbolic link to a file outside its directory; pass the file itself "
+                        "(a link committed in a pull request could point at a secret)")
     if not os.path.exists(path):
         raise DataError(f"{path}: no such data file")
     if os.path.isdir(path):

@@ -51,3 +51,22 @@ def test_links_inside_the_directory_and_the_hub_cache_layout_still_load(tmp_path
         file.symlink_to(f"../../blobs/{file.name}")
     loaded = load_model(snapshot, role="candidate", options={}, device=CPU)
     assert loaded.format == "huggingface" and loaded.class_names == ("negative", "positive")
+
+
+@pytest.mark.parametrize("role", ["candidate", "data"])
+def test_a_link_to_a_secret_is_refused_without_quoting_it(role, world, in_repo_root, tmp_path, capsys):
+    from tests.acceptance.helpers import run_cli
+
+    secret = tmp_path / "home" / "id_rsa"
+    secret.parent.mkdir()
+    secret.write_text("-----BEGIN OPENSSH PRIVATE KEY-----,abc\n", encoding="utf-8")
+    pr = tmp_path / "pr"
+    pr.mkdir()
+    link = pr / ("eval.csv" if role == "data" else "model.pt")
+    link.symlink_to(secret)
+    candidate, data = (world.good, link) if role == "data" else (link, world.data)
+    res = run_cli(capsys, "check", candidate, "--baseline", world.baseline, "--data", data,
+                  "--model-factory", "tests.tiny_models:build_mlp")
+    assert res.code == 2
+    assert "a symbolic link to a file outside its directory" in res.err
+    assert "PRIVATE KEY" not in res.err + res.out
