@@ -84,6 +84,11 @@ def _check_file(path: str) -> None:
         raise DataError(f"{path}: is a directory, expected a data file")
     if os.path.getsize(path) == 0:
         raise DataError(f"{path}: the data file is empty (0 bytes)")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the data file: {err.strerror or err}") from err
 
 
 def _format_from_content(path: str) -> str | None:

@@ -688,3 +688,20 @@ def test_importing_gate_data_does_not_import_torch() -> None:
     code = "import sys, gate.data; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
+
+
+def test_an_unreadable_data_file_is_a_data_error(tmp_path: Path, hf_tokenizer: Any, monkeypatch) -> None:
+    """EACCES (which root never sees, so the OS's answer is simulated at open()) names the file, not a traceback."""
+    import builtins
+
+    path = write_jsonl(tmp_path / "eval.jsonl", [{"text": "good", "label": 1}])
+    real_open = builtins.open
+
+    def denied(file, *args, **kwargs):
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", denied)
+    with pytest.raises(DataError, match=r"eval\.jsonl: cannot read the data file: Permission denied"):
+        read_all(open_data(str(path), options=opts(), class_names=None, tokenizer=hf_tokenizer))
