@@ -112,12 +112,45 @@ def weights_only_allowlist() -> frozenset[str] | None:
     return frozenset(_get_allowed_globals()) | frozenset(_get_user_allowed_globals())
 
 
+def register_torchao_safe_globals() -> bool:
+    """Import torchao (the `quant` extra) so that its tensor subclasses join torch's weights_only allowlist.
+
+    Quiet: torchao logs the CUDA kernels it cannot load on a CPU machine. False when torchao is not installed."""
+    import contextlib
+    import importlib.util
+    import logging
+    import os
+    import sys
+    import warnings
+
+    if "torchao" in sys.modules:
+        return True
+    if importlib.util.find_spec("torchao") is None:
+        return False
+    logging.disable(logging.WARNING)      # torchao and torch's pytree log what this CPU lacks while importing
+    try:
+        with warnings.catch_warnings(), open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
+            warnings.simplefilter("ignore")
+            import torchao  # noqa: F401 - registers its safe globals
+    finally:
+        logging.disable(logging.NOTSET)
+    return True
+
+
 _FALLBACK_TORCH_NAMES = ("Size", "device", "float32", "float16", "bfloat16", "float64", "int64", "int32",
                          "int16", "int8", "uint8", "bool", "complex64", "complex128")
 
 
 def unsafe_globals(names: Iterable[str]) -> list[str]:
-    """The names torch's weights_only unpickler would refuse, sorted and de-duplicated."""
+    """The names torch's weights_only unpickler would refuse, sorted and de-duplicated.
+
+    torchao's quantized tensor types (Int8Tensor, its granularity and mapping enums) are allowed when torchao is
+    installed: torchao itself registers exactly those classes with torch.serialization.add_safe_globals on
+    import, so a torchao-quantized state_dict loads as data. Nothing else from torchao, or anywhere, is allowed.
+    """
+    names = list(names)
+    if any(name.startswith("torchao.") for name in names):
+        register_torchao_safe_globals()
     allowed = weights_only_allowlist()
     unsafe = set()
     for name in names:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gate.errors import CheckpointError
-from gate.models.factory import build_module
+from gate.models.factory import build_module, is_weight_entry
 from gate.models.pickles import program_refusal, refusal_message, trust_hint
 from gate.models.sniff import Sniffed
 
@@ -109,7 +109,10 @@ def _torch_load_file(path: Path, *, weights_only: bool) -> Any:
 
         _put_cwd_on_path()
 
-    with open(path, "rb") as handle:
+    with open(path, "rb") as handle, warnings.catch_warnings():
+        # Quantized tensors are rebuilt through TypedStorage, which torch warns about: torch's concern, not the user's.
+        warnings.filterwarnings("ignore", message="TypedStorage is deprecated", category=UserWarning)
+        warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor", category=UserWarning)
         return torch.load(handle, map_location="cpu", weights_only=weights_only)
 
 
@@ -137,13 +140,13 @@ def _module_from_object(obj: Any, path: Path, *, where: str, options: Mapping[st
             f"{where}: the file holds a {type(obj).__module__}.{type(obj).__qualname__}; expected a state_dict "
             "(a dict of parameter names to tensors), a training checkpoint dict holding one, or an nn.Module"
         )
-    if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if obj and all(isinstance(k, str) and is_weight_entry(k, v) for k, v in obj.items()):
         return Built(build_module(obj, where=where, options=options, what="the state_dict"), "state_dict", (path,))
     for key in STATE_DICT_KEYS:
         inner = obj.get(key)
         if isinstance(inner, torch.nn.Module):
             return Built(inner, "pickle", (path,))
-        if isinstance(inner, Mapping) and any(isinstance(v, torch.Tensor) for v in inner.values()):
+        if isinstance(inner, Mapping) and any(isinstance(k, str) and is_weight_entry(k, v) for k, v in inner.items()):
             what = f"the training checkpoint's {key!r} entry"
             return Built(build_module(inner, where=where, options=options, what=what), "state_dict", (path,))
     keys = ", ".join(repr(k) for k in list(obj)[:8]) or "none"
