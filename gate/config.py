@@ -72,6 +72,7 @@ class GateConfig:
     seed: int = 0
     threads: int | None = None
     class_names: tuple[str, ...] | None = None
+    class_map: dict[str, str] = field(default_factory=dict)   # candidate class name -> baseline class name
     model: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     decision: dict[str, Any] = field(default_factory=dict)
@@ -90,7 +91,7 @@ class GateConfig:
         return [name for name in CHECK_NAMES if self.checks.get(name, {}).get("enabled", False)]
 
     def model_options(self, role: str) -> dict[str, Any]:
-        """factory/kwargs for one role: the role's override wins over the shared `model` section."""
+        """factory/kwargs/dtype/output for one role: the role's override wins over the shared `model` section."""
         merged = {k: v for k, v in self.model.items() if k not in ROLES}
         merged.update(self.model.get(role) or {})
         merged["trust_checkpoint"] = role in self.trusted
@@ -102,6 +103,7 @@ class GateConfig:
             "seed": self.seed,
             "threads": self.threads,
             "class_names": list(self.class_names) if self.class_names else None,
+            "class_map": dict(self.class_map),
             "model": self.model,
             "data": self.data,
             "decision": self.decision,
@@ -325,6 +327,7 @@ def build_config(raw: dict[str, Any] | None = None, *, source: str | None = None
         seed=raw.get("seed", 0),
         threads=raw.get("threads"),
         class_names=tuple(class_names) if class_names else None,
+        class_map=dict(raw.get("class_map") or {}),
         model=deep_merge(_section_defaults(schema, "model"), raw.get("model", {})),
         data=deep_merge(_section_defaults(schema, "data"), raw.get("data", {})),
         decision=deep_merge(_section_defaults(schema, "decision"), raw.get("decision", {})),

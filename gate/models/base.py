@@ -41,6 +41,12 @@ class LoadedModel:
     tokenizer: Any | None                   # Hugging Face tokenizer of a model directory
     input_names: tuple[str, ...] | None     # forward() argument names without self; None for *args/unknown
     is_eager: bool                          # a plain nn.Module whose submodules run their forward hooks
+    # Filled in by the runner, after loading (gate.precision) and on the first batch (gate.forward):
+    output: str = "auto"                    # what forward() returns: one of gate.forward.OUTPUT_KINDS, or "auto"
+    columns: tuple[int, ...] | None = None  # the candidate's column of each baseline class; None: same positions
+    dtype: str | None = None                # the floating dtype it runs in ("float16"); None: no floating weights
+    checkpoint_dtype: str | None = None     # the dtype its weights were shipped in
+    cast: str | None = None                 # what was cast on load, in words; None when it runs as shipped
 
 
 def weights_digest(files: list[Path]) -> str:

@@ -1,7 +1,7 @@
 """Weights-only checkpoints need code: `--model-factory package.module:callable` builds the nn.Module.
 
 The factory is imported like `python -m` would (the current directory first on sys.path), called with the
-configured kwargs, and the state_dict is loaded into what it returns. Training checkpoints often prefix every
+configured kwargs, and the state_dict is loaded into what it returns, each tensor in the checkpoint's dtype. Training checkpoints often prefix every
 key ("model." from Lightning, "module." from DataParallel, "_orig_mod." from torch.compile); a prefix is
 stripped when the keys then match the module's exactly.
 """
@@ -195,6 +195,7 @@ def load_into(module: Any, state_dict: Mapping[str, Any], *, where: str, spec: A
             f"({_few(unexpected)}); check the factory and its kwargs, or set model.strict: false to load "
             "a partial match"
         )
+    take_checkpoint_dtypes(module, aligned)
     # Tensor subclasses (torchao's Int8Tensor, ...) are the weights as shipped: assign them instead of copying them
     # into the factory's float parameters.
     assign = any(isinstance(v, torch.Tensor) and type(v) not in (torch.Tensor, torch.nn.Parameter)
@@ -239,6 +240,33 @@ def is_weight_entry(key: str, value: Any) -> bool:
     if key.endswith(f"{_PACKED}.{_PACKED}"):
         return isinstance(value, tuple) and all(v is None or isinstance(v, torch.Tensor) for v in value)
     return False
+
+
+def take_checkpoint_dtypes(module: Any, state_dict: Mapping[str, Any]) -> None:
+    """Each floating parameter and buffer takes its checkpoint tensor's dtype, so that load_state_dict casts nothing.
+
+    load_state_dict copies into the module's own tensors: a float16 checkpoint loaded into a factory's float32
+    module would silently run in float32, which is not the model that ships (and a factory's `.half()` module
+    would turn a float32 checkpoint into float16).
+    """
+    import torch
+
+    for name, value in state_dict.items():
+        if not (isinstance(value, torch.Tensor) and value.is_floating_point()):
+            continue
+        owner_name, _, leaf = name.rpartition(".")
+        try:
+            owner = module.get_submodule(owner_name)
+        except AttributeError:
+            continue
+        param = owner._parameters.get(leaf) if leaf in getattr(owner, "_parameters", {}) else None
+        if param is not None:
+            if param.is_floating_point() and param.dtype != value.dtype:
+                param.data = param.data.to(value.dtype)
+            continue
+        buffer = owner._buffers.get(leaf) if leaf in getattr(owner, "_buffers", {}) else None
+        if buffer is not None and buffer.is_floating_point() and buffer.dtype != value.dtype:
+            owner._buffers[leaf] = buffer.to(value.dtype)
 
 
 def _few(items: list[str]) -> str:

@@ -37,8 +37,8 @@ def load_huggingface(path: Path, *, where: str, options: Mapping[str, Any], role
     with _quiet_progress(transformers):
         config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
         model, info = transformers.AutoModelForSequenceClassification.from_pretrained(
-            str(path), config=config, local_files_only=True, output_loading_info=True
-        )
+            str(path), config=config, local_files_only=True, output_loading_info=True, dtype="auto"
+        )   # dtype "auto": the weights' own dtype, as they ship (gate.precision applies model.dtype)
     if options.get("strict", True):
         _refuse_new_weights(info, where=where)
     tokenizer = _load_tokenizer(transformers, path, where=where)

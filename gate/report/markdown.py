@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gate.report.console import finding_label
+from gate.report.console import finding_label, model_facts
 from gate.report.model import STATUS_ORDER, Chart, Report, Table
 
 EMOJI = {"pass": ":white_check_mark:", "warn": ":warning:", "fail": ":x:", "skip": ":fast_forward:"}
@@ -49,6 +49,9 @@ def render_markdown(report: Report) -> str:
     lines.append("")
     lines.append(f"**{report.summary}**")
     lines.append("")
+    for note in report.notes:
+        lines.append(f"> {note}")
+        lines.append("")
     base, cand = report.models
     m = report.metrics
     lines += md_table(
@@ -108,4 +111,7 @@ def render_markdown(report: Report) -> str:
         f"({base.format}, sha256 {str(base.sha256)[:12]}); data `{report.data.path}`: {report.data.num_samples} samples; "
         f"gate {report.gate_version}, torch {report.environment.get('torch')}</sub>"
     )
+    if any(m.dtype or m.output for m in report.models):
+        lines.append("")
+        lines.append("<sub>" + "; ".join(f"{m.role}: {model_facts(m)}" for m in (base, cand)) + "</sub>")
     return "\n".join(lines) + "\n"

@@ -486,3 +486,24 @@ def test_models_land_on_the_requested_device(kind, netmod, net, x, tmp_path):
     assert all(b.device.type == "cuda" for b in loaded.module.buffers())
     with torch.inference_mode():
         torch.testing.assert_close(loaded.module(x.to(cuda)).cpu(), expected_output(net, x), rtol=1e-4, atol=1e-5)
+
+
+def test_a_state_dict_keeps_its_dtypes_tensor_by_tensor(netmod, tmp_path):
+    """load_state_dict into the factory's float32 module would cast; each tensor keeps the checkpoint's dtype."""
+    from gate.precision import apply_dtype
+
+    net = fx.trained_net(netmod).half()
+    net.norm.float()                                          # shipped mixed: a float32 norm in a float16 model
+    path = tmp_path / "mixed.pt"
+    torch.save(net.state_dict(), path)
+    loaded = load_model(path, role="candidate", options={"factory": f"{netmod.__name__}:build"}, device=CPU)
+    assert loaded.module.fc.weight.dtype == torch.float16 and loaded.module.norm.running_mean.dtype == torch.float32
+    for name, tensor in loaded.module.state_dict().items():
+        assert torch.equal(tensor, net.state_dict()[name]), name
+    ready = apply_dtype(loaded, "auto")
+    assert (ready.dtype, ready.checkpoint_dtype) == ("float16", "float16")
+    assert ready.cast is not None and ready.cast.startswith("shipped with mixed dtypes (float16 x")
+    cast = apply_dtype(load_model(path, role="candidate", options={"factory": f"{netmod.__name__}:build"},
+                                  device=CPU), "bfloat16")
+    assert cast.dtype == "bfloat16" and "cast on load from float16 to bfloat16 (dtype: bfloat16)" in cast.cast
+    assert {p.dtype for p in cast.module.parameters()} == {torch.bfloat16}
