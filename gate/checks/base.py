@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     import torch
 
+    from gate.checks.classification import Replicates
     from gate.config import GateConfig
     from gate.metrics import PairedCounts
     from gate.models import LoadedModel
@@ -48,6 +49,8 @@ class RunContext:
     counts: PairedCounts | None = None          # the run's joint (label, baseline pred, candidate pred) counts;
                                                 # filled by the runner before compute()
     extras: dict[str, Any] = field(default_factory=dict)  # e.g. data info, onnx path from the CLI
+    replicates: Replicates | None = None        # the run's paired bootstrap, drawn once on first use
+                                                # (gate.checks.classification.run_replicates)
 
 
 class Check(abc.ABC):
