@@ -3,7 +3,8 @@
     python benchmarks/stats_simulation.py --oc        # OC table of every decision.mode (exact, ~1 min)
     python benchmarks/stats_simulation.py --coverage  # exact error rates of the Tango accuracy rule, n 50..10,000
     python benchmarks/stats_simulation.py --gate      # gate-level false-fail rate of the defaults (simulated)
-    python benchmarks/stats_simulation.py             # all three
+    python benchmarks/stats_simulation.py --f1        # coverage of the macro-F1 bootstrap rule (simulated)
+    python benchmarks/stats_simulation.py             # all four
 
 --oc and --coverage sum over every (negative flips b, positive flips c) outcome with its multinomial probability
 (tails below 1e-12 dropped), deciding each with gate.checks.classification.paired_drop_evidence and
@@ -186,9 +187,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--accuracy", type=float, default=0.9)
     parser.add_argument("--reps", type=int, default=300, help="--gate: evaluation sets per n")
+    parser.add_argument("--f1", action="store_true", help="coverage of the macro-F1 bootstrap rule (simulated)")
+    parser.add_argument("--f1-reps", type=int, default=400)
+    parser.add_argument("--resamples", type=int, default=2000, help="--f1: bootstrap resamples")
     args = parser.parse_args(argv)
-    if not (args.oc or args.coverage or args.gate):
-        args.oc = args.coverage = args.gate = True
+    if not (args.oc or args.coverage or args.gate or args.f1):
+        args.oc = args.coverage = args.gate = args.f1 = True
     return args
 
 
@@ -201,7 +205,65 @@ def main(argv: list[str] | None = None) -> None:
         main_coverage(args)
     if args.gate:
         main_gate(args)
+    if args.f1:
+        main_f1(args)
     print(f"\nelapsed: {time.perf_counter() - started:.1f} s")
+
+
+
+# ---------------------------------------------------------------------------------------------- macro F1
+
+
+def cell_probabilities(classes: int, *, accuracy: float, p10: float, p01: float):
+    """Population (y, pb, pc, probability) of draw_counts' model: wrong predictions on the two next classes."""
+    p11, p00 = accuracy - p10, 1 - accuracy - p01
+    ys, pbs, pcs, probs = [], [], [], []
+    for y in range(classes):
+        wrong = [(y + 1) % classes, (y + 2) % classes]
+        for prob, pairs in ((p11, [(y, y)]), (p10, [(y, w) for w in wrong]), (p01, [(w, y) for w in wrong]),
+                            (p00, [(wb, wc) for wb in wrong for wc in wrong])):
+            for pb, pc in pairs:
+                ys.append(y), pbs.append(pb), pcs.append(pc), probs.append(prob / len(pairs) / classes)
+    return np.array(ys), np.array(pbs), np.array(pcs), np.array(probs)
+
+
+def true_macro_f1_drop(classes: int, *, accuracy: float, p10: float, p01: float) -> float:
+    from gate.metrics import Cells, model_metrics
+
+    y, pb, pc, probs = cell_probabilities(classes, accuracy=accuracy, p10=p10, p01=p01)
+    cells = Cells(y=y, pb=pb, pc=pc, counts=probs, num_classes=classes)
+    w = probs[None, :]
+    return float(model_metrics(cells, pb, w)["macro_f1"][0] - model_metrics(cells, pc, w)["macro_f1"][0])
+
+
+def main_f1(args: argparse.Namespace) -> None:
+    """P(claims within) and P(claims beyond) of the macro-F1 max_drop rule when the TRUE macro-F1 drop is exactly
+    max_drop (0.02 by default), through AccuracyCheck with the default config."""
+    from scipy.optimize import brentq
+
+    bound = 0.02
+    config = build_config({"checks": {"accuracy": {"accuracy": {"max_drop": None}, "macro_f1": {"max_drop": bound}}},
+                           "decision": {"bootstrap_resamples": args.resamples}})
+    print(f"\nMacro-F1 max_drop {bound} by the paired bootstrap ({args.resamples} resamples), true macro-F1 drop "
+          f"exactly {bound}: K={args.classes}, baseline accuracy {args.accuracy}, {args.f1_reps} evaluation sets "
+          f"per cell; nominal 2.5% each")
+    rows = []
+    for psi in (0.04, 0.1):
+        drop = brentq(lambda d: true_macro_f1_drop(args.classes, accuracy=args.accuracy, p10=(psi + d) / 2,
+                                                   p01=(psi - d) / 2) - bound, 0.0, psi)
+        for i, n in enumerate(args.sizes):
+            rng = np.random.default_rng(5000 + i)
+            within = beyond = 0
+            for _ in range(args.f1_reps):
+                counts = draw_counts(rng, n, args.classes, accuracy=args.accuracy, discordance=psi, drop=drop)
+                ctx = RunContext(config=config, models={}, class_names=tuple(map(str, range(args.classes))),
+                                 device=None, counts=counts)
+                f = AccuracyCheck(config.check("accuracy"), ctx).compute().findings[0]
+                within += f.status == "pass"
+                beyond += f.p_value is not None and f.p_value < 0.025     # claims beyond (the p column)
+            rows.append([n, psi, f"{drop:.4f}", pct(within / args.f1_reps), pct(beyond / args.f1_reps)])
+    print(tabulate(rows, headers=["n", "discordance", "accuracy drop giving macro-F1 drop 0.02",
+                                  "P(claims within)", "P(claims beyond)"], tablefmt="github"))
 
 
 if __name__ == "__main__":

@@ -91,11 +91,17 @@ def _status(outcome: str, settings: DecisionSettings) -> tuple[Status, bool]:
     return ("pass" if outcome == "pass" else "fail"), False
 
 
-def _interval_outcome(lo: float, hi: float, *, threshold: float, worse_above: bool) -> str:
-    """pass when the whole interval is on the good side, fail when it is wholly beyond, else inconclusive."""
+def interval_outcome(low: float, high: float, *, threshold: float, worse_above: bool = True) -> str:
+    """pass when the whole interval is on the good side, fail when it is wholly beyond, else inconclusive.
+
+    The one interval rule: the checks' findings and the latency sampler's stopping rule (gate.timing) both use it,
+    so sampling stops exactly when the finding will be decided. A NaN bound is never a pass.
+    """
+    if not (_finite(low) or low == -math.inf) or not (_finite(high) or high == math.inf):
+        return "inconclusive"
     if worse_above:
-        return "pass" if at_most(hi, threshold) else ("fail" if not at_most(lo, threshold) else "inconclusive")
-    return "pass" if at_least(lo, threshold) else ("fail" if not at_least(hi, threshold) else "inconclusive")
+        return "pass" if at_most(high, threshold) else ("fail" if not at_most(low, threshold) else "inconclusive")
+    return "pass" if at_least(low, threshold) else ("fail" if not at_least(high, threshold) else "inconclusive")
 
 
 def _statistical_outcome(evidence: Evidence, *, mode: str, beyond_measured: bool, alpha: float) -> str:
@@ -152,8 +158,7 @@ def judge(
             outcome = _statistical_outcome(evidence, mode=settings.mode, beyond_measured=bad, alpha=alpha)
         else:
             lo, hi = interval  # type: ignore[misc]
-            outcome = (_interval_outcome(lo, hi, threshold=threshold, worse_above=worse_above)
-                       if _finite(lo) and _finite(hi) else "inconclusive")
+            outcome = interval_outcome(lo, hi, threshold=threshold, worse_above=worse_above)
         status, inconclusive = _status(outcome, settings)
         ci = ""
         if shown_interval is not None:

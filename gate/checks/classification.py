@@ -6,7 +6,8 @@ Which statistic backs which rule (docs/statistics.md has the table and the measu
 - rates (`min` on accuracy / recall / precision / agreement, `max` on flip rates): exact binomial tests;
 - per-class precision `max_drop`: delta method with Agresti-Caffo smoothing;
 - macro / weighted F1, per-class F1 and every `max_relative_drop`: the paired bootstrap, drawn once per run
-  (`run_replicates`, typed and owned by the run context) with `decision.bootstrap_resamples` resamples.
+  (`run_replicates`, typed and owned by the run context) with `decision.bootstrap_resamples` resamples; the
+  overall F1 replicates are widened to Tango's width for the accuracy drop (`tango_calibration`).
 Every rule is decided by gate.verdict.judge from that Evidence.
 """
 from __future__ import annotations
@@ -119,6 +120,29 @@ def bootstrap_evidence(reps: np.ndarray, *, threshold: float, rule: str, confide
                     interval=(float(lo), float(hi)), method="paired bootstrap")
 
 
+def tango_calibration(reps: Replicates, tango: dict[str, np.ndarray], *, confidence: float) -> float:
+    """How much wider the honest (Tango) interval of the accuracy drop is than the bootstrap's own: >= 1.
+
+    The percentile bootstrap is too narrow when few samples are discordant (it never resamples a disagreement
+    it did not see; with none it collapses to a point). F1 moves with the same discordant samples as accuracy,
+    so its replicates are widened about their estimate by this factor; inf when the bootstrap saw no spread
+    at all but Tango's interval has width (then nothing is proven either way).
+    """
+    lo, hi = stats.percentile_interval(reps.baseline["accuracy"] - reps.candidate["accuracy"], confidence=confidence)
+    boot = float(hi) - float(lo)
+    honest = float(tango["high"]) - float(tango["low"])
+    if boot <= 0.0:
+        return math.inf if honest > 0.0 else 1.0
+    return max(1.0, honest / boot)
+
+
+def calibrate(replicates: np.ndarray, estimate: float, scale: float) -> np.ndarray:
+    """Replicates widened about `estimate` by `scale`; all NaN (undecidable) when the scale is infinite."""
+    if math.isinf(scale):
+        return np.full_like(replicates, np.nan, dtype=np.float64)
+    return estimate + scale * (np.asarray(replicates, dtype=np.float64) - estimate)
+
+
 class _PairedCheck(Check):
     """Shared plumbing: settings and point estimates."""
 
@@ -192,6 +216,8 @@ class AccuracyCheck(_PairedCheck):
                     else:
                         col = reps.candidate[metric] if rule == "min" else _drop_reps(  # type: ignore[union-attr]
                             rule, reps.baseline[metric], reps.candidate[metric])       # type: ignore[union-attr]
+                        scale = tango_calibration(reps, tango, confidence=settings.confidence)  # type: ignore[arg-type]
+                        col = calibrate(col, float(value) if rule != "min" else cand, scale)
                         evidence = bootstrap_evidence(col, threshold=threshold, rule=rule,
                                                       confidence=settings.confidence)
                 findings.append(judge(metric=metric, rule=rule, threshold=threshold, value=float(value),
@@ -201,8 +227,9 @@ class AccuracyCheck(_PairedCheck):
                 if metric == "accuracy":
                     ci = f"[{-float(tango['high']):+.4f}, {-float(tango['low']):+.4f}]"
                 elif reps is not None:
-                    lo, hi = stats.percentile_interval(reps.candidate[metric] - reps.baseline[metric],
-                                                       confidence=settings.confidence)
+                    scale = tango_calibration(reps, tango, confidence=settings.confidence)
+                    delta = calibrate(reps.candidate[metric] - reps.baseline[metric], cand - base, scale)
+                    lo, hi = stats.percentile_interval(delta, confidence=settings.confidence)
                     ci = f"[{float(lo):+.4f}, {float(hi):+.4f}]"
             rows.append((metric, round(base, 4), round(cand, 4), f"{cand - base:+.4f}", ci))
         power: list[PowerNote] = []
