@@ -81,7 +81,27 @@ def test_identical_models_on_few_samples_are_not_proven_within():
     result, _ = run(AccuracyCheck, y, pred, pred, 3)
     f = next(f for f in result.findings if f.metric == "accuracy" and f.rule == "max_drop")
     assert f.status == "warn" and f.inconclusive and f.interval[1] > 0.01
+    f1 = next(f for f in result.findings if f.metric == "macro_f1")
+    assert f1.status == "warn" and f1.inconclusive             # the bootstrap saw no spread: nothing is proven
     assert result.power and result.power[0].samples == 100 and result.power[0].samples_needed > 100
+
+
+def test_f1_replicates_are_widened_to_tangos_width():
+    from gate.checks.classification import calibrate, tango_calibration
+
+    y, pb, pc = paired_world(300, 4, accuracy=0.85, p10=0.02, p01=0.01, seed=11)
+    result, ctx = run(AccuracyCheck, y, pb, pc, 4)
+    reps = ctx.replicates
+    b = int(np.sum((pb == y) & (pc != y)))
+    c = int(np.sum((pb != y) & (pc == y)))
+    low, high = stats.paired_difference_interval(b, c, 300, confidence=0.95)
+    boot_lo, boot_hi = stats.percentile_interval(reps.baseline["accuracy"] - reps.candidate["accuracy"],
+                                                 confidence=0.95)
+    scale = tango_calibration(reps, {"low": low, "high": high}, confidence=0.95)
+    assert scale == pytest.approx(max(1.0, float(high - low) / float(boot_hi - boot_lo)))
+    widened = calibrate(np.array([0.0, 0.01, 0.03]), 0.01, 2.0)
+    np.testing.assert_allclose(widened, [-0.01, 0.01, 0.05])
+    assert np.isnan(calibrate(np.array([0.0, 0.01]), 0.01, math.inf)).all()
 
 
 def test_no_power_note_on_a_decisive_failure():
