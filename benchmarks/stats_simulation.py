@@ -1,274 +1,269 @@
-"""Simulate the gate's decision rules on paired K-class predictions: how often they fail a good candidate,
-catch a bad one, or cannot decide, at evaluation-set sizes from 200 to 10,000.
+"""Operating characteristics of the gate's decision rules, through the checks' own code.
 
-    python benchmarks/stats_simulation.py            # the table in docs/statistics.md (~35 s on 2 cores)
-    python benchmarks/stats_simulation.py --quick    # smoke run
+    python benchmarks/stats_simulation.py --oc        # OC table of every decision.mode (exact, ~1 min)
+    python benchmarks/stats_simulation.py --coverage  # exact error rates of the Tango accuracy rule, n 50..10,000
+    python benchmarks/stats_simulation.py --gate      # gate-level false-fail rate of the defaults (simulated)
+    python benchmarks/stats_simulation.py --f1        # coverage of the macro-F1 bootstrap rule (simulated)
+    python benchmarks/stats_simulation.py             # all four
 
-Each repetition draws a fresh evaluation set as counts over (label, baseline prediction, candidate prediction)
-cells, exactly the state the gate keeps, and decides it with the gate's own code: gate.metrics for the metrics, gate.stats for the bootstrap and
-Holm, and gate.verdict.judge for every decision, exactly as the checks call it.
+--oc and --coverage sum over every (negative flips b, positive flips c) outcome with its multinomial probability
+(tails below 1e-12 dropped), deciding each with gate.checks.classification.paired_drop_evidence and
+gate.verdict.judge, exactly as AccuracyCheck does. --gate draws evaluation sets of K balanced classes and runs the
+real AccuracyCheck, PerClassCheck and FlipsCheck with the default config on them.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import time
-from dataclasses import dataclass
 
-# The bootstrap's matrices are small (resamples x cells x classes): multi-threaded BLAS only adds overhead, and on
-# a shared 2-core machine it was 50x slower. Set before numpy loads its BLAS.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
+from scipy import stats as sps  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 from gate import stats  # noqa: E402
-from gate.metrics import Cells, model_metrics  # noqa: E402
-from gate.verdict import DecisionSettings, judge  # noqa: E402
+from gate.checks.base import RunContext  # noqa: E402
+from gate.checks.classification import AccuracyCheck, FlipsCheck, PerClassCheck, paired_drop_evidence  # noqa: E402
+from gate.config import build_config  # noqa: E402
+from gate.metrics import PairedCounts  # noqa: E402
+from gate.verdict import DecisionSettings, Evidence, judge  # noqa: E402
+
+POLICIES = (
+    ("significant-and-beyond (default)", "significant-and-beyond", "warn"),
+    ("non-inferiority, inconclusive: warn", "non-inferiority", "warn"),
+    ("non-inferiority, inconclusive: fail", "non-inferiority", "fail"),
+    ("point", "point", "warn"),
+)
 
 
-@dataclass(frozen=True)
-class Scenario:
-    """Joint probabilities of (baseline right?, candidate right?) within every class; classes are balanced."""
-
-    name: str
-    p10: float        # baseline right, candidate wrong (negative flip)
-    p01: float        # baseline wrong, candidate right (positive flip)
-    base_accuracy: float
-
-    @property
-    def drop(self) -> float:
-        return self.p10 - self.p01
-
-    @property
-    def discordance(self) -> float:
-        return self.p10 + self.p01
+def outcome_grid(n: int, *, p10: float, p01: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (b, c) with non-negligible multinomial probability, and that probability."""
+    spans = []
+    for p in (p10, p01):
+        sd = np.sqrt(n * p * (1 - p)) + 1
+        spans.append(np.arange(max(0, int(n * p - 10 * sd)), min(n, int(n * p + 10 * sd) + 2) + 1))
+    b, c = np.meshgrid(*spans, indexing="ij")
+    b, c = b.ravel(), c.ravel()
+    keep = b + c <= n
+    b, c = b[keep], c[keep]
+    pmf = sps.multinomial.pmf(np.stack([b, c, n - b - c], axis=1), n, [p10, p01, max(0.0, 1 - p10 - p01)])
+    keep = pmf > 1e-12
+    return b[keep], c[keep], pmf[keep]
 
 
-def scenario(name: str, *, drop: float, discordance: float, base_accuracy: float) -> Scenario:
-    return Scenario(name, (discordance + drop) / 2, (discordance - drop) / 2, base_accuracy)
-
-
-def cell_table(sc: Scenario, classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Every (y, pb, pc) cell with its probability. A wrong model predicts one of the next two classes (a
-    confusable neighbour), independently for the two models."""
-    p11 = sc.base_accuracy - sc.p10
-    p00 = 1.0 - p11 - sc.p10 - sc.p01
-    ys, pbs, pcs, probs = [], [], [], []
-    for y in range(classes):
-        wrong = [(y + 1) % classes, (y + 2) % classes]
-        options = {
-            (True, True): (p11, [(y, y)]),
-            (True, False): (sc.p10, [(y, w) for w in wrong]),
-            (False, True): (sc.p01, [(w, y) for w in wrong]),
-            (False, False): (p00, [(wb, wc) for wb in wrong for wc in wrong]),
-        }
-        for prob, pairs in options.values():
-            for pb, pc in pairs:
-                ys.append(y), pbs.append(pb), pcs.append(pc), probs.append(prob / len(pairs) / classes)
-    return np.array(ys), np.array(pbs), np.array(pcs), np.array(probs)
-
-
-@dataclass
-class Tally:
-    """Decision counts over the repetitions of one (scenario, n)."""
-
-    reps: int = 0
-    fail_point: int = 0
-    fail_ni: int = 0
-    inconclusive_ni: int = 0
-    mcnemar_reject: int = 0
-    family_fail_point: int = 0
-    family_fail_ni: int = 0
-    family_fail_holm: int = 0
-
-    def rate(self, field: str) -> float:
-        return getattr(self, field) / self.reps
-
-
-def draw_cells(table: tuple[np.ndarray, ...], n: int, classes: int, rng: np.random.Generator) -> Cells:
-    y, pb, pc, probs = table
-    counts = rng.multinomial(n, probs)
-    keep = counts > 0                                   # the gate keeps only observed cells: m <= min(n, K^3)
-    return Cells(y=y[keep], pb=pb[keep], pc=pc[keep], counts=counts[keep].astype(np.int64), num_classes=classes)
-
-
-def decide(estimate: float, reps: np.ndarray, *, max_drop: float, confidence: float, mode: str,
-           p_adjusted: float | None = None) -> str:
-    """The gate's own decision (gate.verdict.judge, as the checks call it): "pass", "fail" or "inconclusive"."""
-    settings = DecisionSettings(mode=mode, confidence=confidence, inconclusive="warn")
-    low, high = stats.percentile_interval(reps, confidence=confidence)
-    finding = judge(metric="drop", rule="max_drop", threshold=max_drop, value=float(estimate), settings=settings,
-                    interval=(float(low), float(high)), p_adjusted=p_adjusted)
-    return "inconclusive" if finding.inconclusive else finding.status
-
-
-def run_scenario(sc: Scenario, *, n: int, args: argparse.Namespace, seed: int,
-                 accuracy: bool, family: bool) -> Tally:
-    table = cell_table(sc, args.classes)
-    rng = np.random.default_rng(seed)
-    alpha = stats.one_sided_alpha(args.confidence)
-    tally = Tally()
-    for rep in range(args.reps):
-        cells = draw_cells(table, n, args.classes, rng)
-        observed = cells.counts[None, :]
-        weights = stats.bootstrap_weights(cells.counts, resamples=args.resamples, seed=seed * 100_003 + rep)
-        base, cand = model_metrics(cells, cells.pb, weights), model_metrics(cells, cells.pc, weights)
-        base_hat, cand_hat = model_metrics(cells, cells.pb, observed), model_metrics(cells, cells.pc, observed)
-        tally.reps += 1
-        if accuracy:
-            reps = base["accuracy"] - cand["accuracy"]
-            estimate = float(base_hat["accuracy"][0] - cand_hat["accuracy"][0])
-            common = {"max_drop": args.max_drop, "confidence": args.confidence}
-            point = decide(estimate, reps, mode="point", **common)
-            ni = decide(estimate, reps, mode="non-inferiority", **common)
-            tally.fail_point += point == "fail"
-            tally.fail_ni += ni == "fail"
-            tally.inconclusive_ni += ni == "inconclusive"
-            base_ok, cand_ok = cells.pb == cells.y, cells.pc == cells.y
-            negative = int(cells.counts[base_ok & ~cand_ok].sum())
-            positive = int(cells.counts[~base_ok & cand_ok].sum())
-            tally.mcnemar_reject += stats.significant(stats.mcnemar_one_sided(negative, positive), alpha)
-        if family:
-            reps_k = base["recall"] - cand["recall"]
-            est_k = base_hat["recall"][0] - cand_hat["recall"][0]
-            common = {"max_drop": args.recall_max_drop, "confidence": args.confidence}
-            p_raw = stats.bootstrap_p_value(reps_k, bound=args.recall_max_drop, alternative="greater")
-            p_holm = stats.adjust(p_raw, "holm")
-            outcomes = [
-                (decide(est_k[k], reps_k[:, k], mode="point", **common),
-                 decide(est_k[k], reps_k[:, k], mode="non-inferiority", **common),
-                 decide(est_k[k], reps_k[:, k], mode="non-inferiority", p_adjusted=float(p_holm[k]), **common))
-                for k in range(args.classes)
-            ]
-            tally.family_fail_point += any(o[0] == "fail" for o in outcomes)
-            tally.family_fail_ni += any(o[1] == "fail" for o in outcomes)
-            tally.family_fail_holm += any(o[2] == "fail" for o in outcomes)
-    return tally
-
-
-def exact_false_fail(n: int, *, discordance: float, args: argparse.Namespace) -> float:
-    """False-fail rate of the non-inferiority accuracy rule for a candidate exactly at max_drop, summed exactly over
-    every (negative flips b, positive flips c) with its multinomial probability (the bootstrap is still random)."""
-    from scipy.stats import multinomial
-
-    drop = args.max_drop
+def oc_row(n: int, *, drop: float, discordance: float, max_drop: float, confidence: float
+           ) -> dict[str, tuple[float, float, float]]:
+    """policy -> (P(exit 1), P(exit 0 with a warning), P(clean pass)) for the accuracy max_drop rule."""
     p10, p01 = (discordance + drop) / 2, (discordance - drop) / 2
-    span = [(int(max(0, n * p - 8 * np.sqrt(n * p) - 2)), int(n * p + 8 * np.sqrt(n * p) + 3)) for p in (p10, p01)]
-    total = 0.0
-    for b in range(*span[0]):
-        for c in range(*span[1]):
-            prob = float(multinomial.pmf([b, c, n - b - c], n, [p10, p01, 1 - discordance]))
-            if prob < 1e-12:
-                continue
-            counts = np.array([b, c, n - b - c], dtype=np.int64)          # cells: negative, positive, concordant
-            w = stats.bootstrap_weights(counts, resamples=args.resamples, seed=b * 7919 + c)
-            reps = (w[:, 0] - w[:, 1]) / n
-            decision = decide((b - c) / n, reps, max_drop=drop, confidence=args.confidence, mode="non-inferiority")
-            total += prob * (decision == "fail")
-    return total
+    b, c, pmf = outcome_grid(n, p10=p10, p01=p01)
+    ev = paired_drop_evidence(b, c, np.full_like(b, n), threshold=max_drop, confidence=confidence)
+    out = {}
+    for label, mode, inconclusive in POLICIES:
+        settings = DecisionSettings(mode=mode, confidence=confidence, inconclusive=inconclusive)
+        fail = warn = clean = 0.0
+        for i in range(b.size):
+            evidence = Evidence(p_beyond=float(ev["beyond"][i]), p_within=float(ev["within"][i]),
+                                p_worse=float(ev["worse"][i]), interval=(float(ev["low"][i]), float(ev["high"][i])))
+            f = judge(metric="accuracy", rule="max_drop", threshold=max_drop, value=(b[i] - c[i]) / n,
+                      settings=settings, evidence=evidence)
+            if f.status == "fail":
+                fail += pmf[i]
+            elif f.status == "warn":
+                warn += pmf[i]
+            else:
+                clean += pmf[i]
+        total = fail + warn + clean
+        out[label] = (fail / total, warn / total, clean / total)
+    return out
 
 
 def pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def main_oc(args: argparse.Namespace) -> None:
+    print(f"Operating characteristic of accuracy max_drop {args.max_drop} (exact over every outcome): "
+          f"discordance {args.discordance}, confidence {args.confidence} (one-sided tests at "
+          f"{stats.one_sided_alpha(args.confidence):g})")
+    multiples = (0, 0.5, 1, 1.5, 2, 3)
+    for n in args.sizes:
+        rows = []
+        for k in multiples:
+            drop = k * args.max_drop
+            res = oc_row(n, drop=drop, discordance=max(args.discordance, drop), max_drop=args.max_drop,
+                         confidence=args.confidence)
+            for label, _, _ in POLICIES:
+                fail, warn, clean = res[label]
+                rows.append([n, f"{k:g}x ({drop:g})", label, pct(fail), pct(warn), pct(clean)])
+        print()
+        print(tabulate(rows, headers=["n", "true drop", "policy", "P(exit 1)", "P(exit 0, warning)",
+                                      "P(clean pass)"], tablefmt="github"))
+
+
+def main_coverage(args: argparse.Namespace) -> None:
+    alpha = stats.one_sided_alpha(args.confidence)
+    print(f"\nExact error rates of the Tango rule (true drop AT the bound; nominal {alpha:g} each): "
+          f"P(claims within) = false pass of a candidate at max_drop, P(claims beyond) = false fail")
+    rows = []
+    worst = (0.0, 0.0)
+    for n in (50, 100, 200, 1000, 10000):
+        for psi in (0.0, 0.01, 0.02, 0.04, 0.1):
+            for bound in (0.0, 0.005, 0.01, 0.02):
+                if bound > psi:
+                    continue
+                b, c, pmf = outcome_grid(n, p10=(psi + bound) / 2, p01=(psi - bound) / 2)
+                beyond, within = stats.paired_difference_p_values(b, c, np.full_like(b, n), bound=bound)
+                claim_w, claim_b = float(pmf[within < alpha].sum()), float(pmf[beyond < alpha].sum())
+                worst = (max(worst[0], claim_w), max(worst[1], claim_b))
+                rows.append([n, psi, bound, pct(claim_w), pct(claim_b)])
+    print(tabulate(rows, headers=["n", "discordance", "bound (= true drop)", "P(claims within)",
+                                  "P(claims beyond)"], tablefmt="github"))
+    print(f"maximum over the grid: P(claims within) {pct(worst[0])}, P(claims beyond) {pct(worst[1])}")
+
+
+def draw_counts(rng: np.random.Generator, n: int, classes: int, *, accuracy: float, discordance: float,
+                drop: float) -> PairedCounts:
+    """One evaluation set: per sample (baseline right?, candidate right?) from (p11, p10, p01, p00); a wrong
+    prediction goes to one of two neighbouring classes, independently for the two models."""
+    p10, p01 = (discordance + drop) / 2, (discordance - drop) / 2
+    p11 = accuracy - p10
+    probs = np.array([p11, p10, p01, 1 - p11 - p10 - p01])
+    y = rng.integers(0, classes, n)
+    kind = rng.choice(4, size=n, p=probs)
+    base_ok = (kind == 0) | (kind == 1)
+    cand_ok = (kind == 0) | (kind == 2)
+    wrong_b = (y + 1 + rng.integers(0, 2, n)) % classes
+    wrong_c = (y + 1 + rng.integers(0, 2, n)) % classes
+    counts = PairedCounts(classes)
+    counts.update(y, np.where(base_ok, y, wrong_b), np.where(cand_ok, y, wrong_c))
+    return counts
+
+
+def run_checks(counts: PairedCounts, classes: int, config) -> dict[str, str]:
+    ctx = RunContext(config=config, models={}, class_names=tuple(f"c{k}" for k in range(classes)), device=None,
+                     counts=counts)
+    return {cls.name: cls(config.check(cls.name), ctx).compute().status
+            for cls in (AccuracyCheck, PerClassCheck, FlipsCheck)}
+
+
+def main_gate(args: argparse.Namespace) -> None:
+    config = build_config({})
+    print(f"\nGate-level false-fail rate of the DEFAULT config (mode {config.decision['mode']}) for a candidate as "
+          f"good as the baseline: K={args.classes} balanced classes, baseline accuracy {args.accuracy}, "
+          f"discordance {args.discordance}, {args.reps} evaluation sets per n, checks accuracy (accuracy, "
+          f"macro F1), per_class (recall, precision), flips; {config.decision['bootstrap_resamples']} resamples")
+    rows = []
+    for i, n in enumerate(args.sizes):
+        rng = np.random.default_rng(1000 + i)
+        tally = {"accuracy": 0, "per_class": 0, "flips": 0, "gate": 0, "warn": 0}
+        for rep in range(args.reps):
+            statuses = run_checks(draw_counts(rng, n, args.classes, accuracy=args.accuracy,
+                                              discordance=args.discordance, drop=0.0), args.classes, config)
+            for name, status in statuses.items():
+                tally[name] += status == "fail"
+            tally["gate"] += any(s == "fail" for s in statuses.values())
+            tally["warn"] += (not any(s == "fail" for s in statuses.values())) and any(
+                s == "warn" for s in statuses.values())
+        se = np.sqrt(max(tally["gate"], 1) / args.reps * (1 - tally["gate"] / args.reps) / args.reps)
+        rows.append([n, pct(tally["accuracy"] / args.reps), pct(tally["per_class"] / args.reps),
+                     pct(tally["flips"] / args.reps), f"{pct(tally['gate'] / args.reps)} (MC se {pct(se)})",
+                     pct(tally["warn"] / args.reps)])
+    print(tabulate(rows, headers=["n", "accuracy fails", "per_class fails", "flips fails", "gate exits 1",
+                                  "gate exits 0 with a warning"], tablefmt="github"))
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: few repetitions and resamples")
-    parser.add_argument("--reps", type=int, default=400, help="evaluation sets drawn per scenario and size")
-    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples per evaluation set")
+    parser.add_argument("--oc", action="store_true")
+    parser.add_argument("--coverage", action="store_true")
+    parser.add_argument("--gate", action="store_true")
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 1000, 10000])
-    parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--base-accuracy", type=float, default=0.9)
-    parser.add_argument("--discordance", type=float, default=0.04,
-                        help="share of samples where exactly one model is right")
-    parser.add_argument("--max-drop", type=float, default=0.01, help="accuracy max_drop")
-    parser.add_argument("--recall-max-drop", type=float, default=0.05, help="per-class recall max_drop")
+    parser.add_argument("--discordance", type=float, default=0.04)
+    parser.add_argument("--max-drop", type=float, default=0.01)
     parser.add_argument("--confidence", type=float, default=0.95)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--exact", action="store_true",
-                        help="instead: exact false-fail rate at max_drop over a grid of n and discordance")
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--accuracy", type=float, default=0.9)
+    parser.add_argument("--reps", type=int, default=300, help="--gate: evaluation sets per n")
+    parser.add_argument("--f1", action="store_true", help="coverage of the macro-F1 bootstrap rule (simulated)")
+    parser.add_argument("--f1-reps", type=int, default=400)
+    parser.add_argument("--resamples", type=int, default=2000, help="--f1: bootstrap resamples")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.reps, args.resamples, args.sizes = 40, 300, [200, 1000]
+    if not (args.oc or args.coverage or args.gate or args.f1):
+        args.oc = args.coverage = args.gate = args.f1 = True
     return args
-
-
-def main_exact(args: argparse.Namespace) -> None:
-    started = time.perf_counter()
-    grid = [(100, 0.02), (500, 0.02), (200, 0.04), (1000, 0.04), (3000, 0.04), (100, 0.1), (500, 0.1),
-            (100, 0.3), (500, 0.3)]
-    alpha = stats.one_sided_alpha(args.confidence)
-    print(f"exact false-fail rate of non-inferiority for an accuracy drop exactly at max_drop {args.max_drop} "
-          f"(nominal {alpha:g}), {args.resamples} bootstrap resamples per (b, c)")
-    rows = [[n, psi, pct(exact_false_fail(n, discordance=psi, args=args))] for n, psi in grid]
-    print(tabulate(rows, headers=["n", "discordance", "false-fail"], tablefmt="github"))
-    print(f"elapsed: {time.perf_counter() - started:.1f} s")
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.exact:
-        main_exact(args)
-        return
     started = time.perf_counter()
-    psi, acc = args.discordance, args.base_accuracy
-    equal = scenario("as good", drop=0.0, discordance=psi, base_accuracy=acc)
-    margin = scenario("at max_drop", drop=args.max_drop, discordance=psi, base_accuracy=acc)
-    worse = scenario("2x max_drop", drop=2 * args.max_drop, discordance=psi, base_accuracy=acc)
-    # Per-class family at its boundary: every class's recall drops by exactly recall_max_drop.
-    fam_margin = scenario("recall at max_drop", drop=args.recall_max_drop,
-                          discordance=max(psi, args.recall_max_drop + 0.02), base_accuracy=acc)
-    alpha = stats.one_sided_alpha(args.confidence)
-    print(f"settings: K={args.classes} balanced classes, baseline accuracy {acc}, discordance {psi} "
-          f"(share where exactly one model is right), accuracy max_drop {args.max_drop}, per-class recall "
-          f"max_drop {args.recall_max_drop}, confidence {args.confidence} (two-sided; each one-sided decision at "
-          f"{alpha:g}), {args.reps} evaluation sets per cell, {args.resamples} bootstrap resamples, "
-          f"seed {args.seed}, BLAS threads {os.environ['OPENBLAS_NUM_THREADS']}")
-    print(f"candidates: as good (drop 0), at max_drop (drop {args.max_drop}), 2x max_drop (drop "
-          f"{2 * args.max_drop}); per-class family at its boundary: recall drop {args.recall_max_drop} in every "
-          f"class (discordance {fam_margin.discordance:g})")
-    print(f"Monte Carlo standard error of a rate near {alpha:g}: "
-          f"{pct(float(np.sqrt(alpha * (1 - alpha) / args.reps)))}\n")
+    if args.oc:
+        main_oc(args)
+    if args.coverage:
+        main_coverage(args)
+    if args.gate:
+        main_gate(args)
+    if args.f1:
+        main_f1(args)
+    print(f"\nelapsed: {time.perf_counter() - started:.1f} s")
 
-    rows, fam_rows = [], []
-    for i, n in enumerate(args.sizes):
-        base = 1000 * args.seed + 10 * i
-        t_eq = run_scenario(equal, n=n, args=args, seed=base + 1, accuracy=True, family=True)
-        t_mg = run_scenario(margin, n=n, args=args, seed=base + 2, accuracy=True, family=False)
-        t_wo = run_scenario(worse, n=n, args=args, seed=base + 3, accuracy=True, family=False)
-        t_fm = run_scenario(fam_margin, n=n, args=args, seed=base + 4, accuracy=False, family=True)
-        mdd = stats.min_detectable_drop(n, discordance=psi, confidence=args.confidence)
-        rows.append([
-            n, pct(t_eq.rate("fail_point")), pct(t_eq.rate("fail_ni")), pct(t_mg.rate("fail_ni")),
-            pct(t_wo.rate("fail_point")), pct(t_wo.rate("fail_ni")),
-            f"{pct(t_eq.rate('inconclusive_ni'))} / {pct(t_wo.rate('inconclusive_ni'))}",
-            f"{pct(t_eq.rate('mcnemar_reject'))} / {pct(t_wo.rate('mcnemar_reject'))}",
-            f"{mdd:.4f}",
-        ])
-        fam_rows.append([
-            n, pct(t_eq.rate("family_fail_point")), pct(t_eq.rate("family_fail_ni")),
-            pct(t_eq.rate("family_fail_holm")), pct(t_fm.rate("family_fail_ni")),
-            pct(t_fm.rate("family_fail_holm")),
-        ])
 
-    print("Accuracy max_drop: false-fail = a candidate that meets max_drop is failed; detection = the 2x-worse "
-          "candidate is failed")
-    print(tabulate(rows, headers=[
-        "n", "false-fail\npoint\n(as good)", "false-fail\nnon-inf\n(as good)", "false-fail\nnon-inf\n(at max_drop)",
-        "detection\npoint\n(2x)", "detection\nnon-inf\n(2x)", "inconclusive\nnon-inf\n(as good / 2x)",
-        "McNemar rejects\n'no drop'\n(as good / 2x)", "min detectable\ndrop (80%)"], tablefmt="github"))
-    print(f"\nPer-class recall family ({args.classes} classes): share of evaluation sets where ANY class fails")
-    print(tabulate(fam_rows, headers=[
-        "n", "point\n(as good)", "non-inf, no adj.\n(as good)", "non-inf, Holm\n(as good)",
-        "non-inf, no adj.\n(at max_drop)", "non-inf, Holm\n(at max_drop)"], tablefmt="github"))
-    need = stats.required_samples(args.max_drop, discordance=psi, confidence=args.confidence)
-    print(f"\nrequired_samples(drop={args.max_drop}, discordance={psi}, confidence={args.confidence}) = {need}: "
-          f"the size at which a candidate {args.max_drop} beyond max_drop is failed (and one {args.max_drop} "
-          f"inside it passed) 80% of the time")
-    print(f"elapsed: {time.perf_counter() - started:.1f} s")
+
+# ---------------------------------------------------------------------------------------------- macro F1
+
+
+def cell_probabilities(classes: int, *, accuracy: float, p10: float, p01: float):
+    """Population (y, pb, pc, probability) of draw_counts' model: wrong predictions on the two next classes."""
+    p11, p00 = accuracy - p10, 1 - accuracy - p01
+    ys, pbs, pcs, probs = [], [], [], []
+    for y in range(classes):
+        wrong = [(y + 1) % classes, (y + 2) % classes]
+        for prob, pairs in ((p11, [(y, y)]), (p10, [(y, w) for w in wrong]), (p01, [(w, y) for w in wrong]),
+                            (p00, [(wb, wc) for wb in wrong for wc in wrong])):
+            for pb, pc in pairs:
+                ys.append(y), pbs.append(pb), pcs.append(pc), probs.append(prob / len(pairs) / classes)
+    return np.array(ys), np.array(pbs), np.array(pcs), np.array(probs)
+
+
+def true_macro_f1_drop(classes: int, *, accuracy: float, p10: float, p01: float) -> float:
+    from gate.metrics import Cells, model_metrics
+
+    y, pb, pc, probs = cell_probabilities(classes, accuracy=accuracy, p10=p10, p01=p01)
+    cells = Cells(y=y, pb=pb, pc=pc, counts=probs, num_classes=classes)
+    w = probs[None, :]
+    return float(model_metrics(cells, pb, w)["macro_f1"][0] - model_metrics(cells, pc, w)["macro_f1"][0])
+
+
+def main_f1(args: argparse.Namespace) -> None:
+    """P(claims within) and P(claims beyond) of the macro-F1 max_drop rule when the TRUE macro-F1 drop is exactly
+    max_drop (0.02 by default), through AccuracyCheck with the default config."""
+    from scipy.optimize import brentq
+
+    bound = 0.02
+    config = build_config({"checks": {"accuracy": {"accuracy": {"max_drop": None}, "macro_f1": {"max_drop": bound}}},
+                           "decision": {"bootstrap_resamples": args.resamples}})
+    print(f"\nMacro-F1 max_drop {bound} by the paired bootstrap ({args.resamples} resamples), true macro-F1 drop "
+          f"exactly {bound}: K={args.classes}, baseline accuracy {args.accuracy}, {args.f1_reps} evaluation sets "
+          f"per cell; nominal 2.5% each")
+    rows = []
+    for psi in (0.04, 0.1):
+        drop = brentq(lambda d: true_macro_f1_drop(args.classes, accuracy=args.accuracy, p10=(psi + d) / 2,
+                                                   p01=(psi - d) / 2) - bound, 0.0, psi)
+        for i, n in enumerate(args.sizes):
+            rng = np.random.default_rng(5000 + i)
+            within = beyond = 0
+            for _ in range(args.f1_reps):
+                counts = draw_counts(rng, n, args.classes, accuracy=args.accuracy, discordance=psi, drop=drop)
+                ctx = RunContext(config=config, models={}, class_names=tuple(map(str, range(args.classes))),
+                                 device=None, counts=counts)
+                f = AccuracyCheck(config.check("accuracy"), ctx).compute().findings[0]
+                within += f.status == "pass"
+                beyond += f.p_value is not None and f.p_value < 0.025     # claims beyond (the p column)
+            rows.append([n, psi, f"{drop:.4f}", pct(within / args.f1_reps), pct(beyond / args.f1_reps)])
+    print(tabulate(rows, headers=["n", "discordance", "accuracy drop giving macro-F1 drop 0.02",
+                                  "P(claims within)", "P(claims beyond)"], tablefmt="github"))
 
 
 if __name__ == "__main__":

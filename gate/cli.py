@@ -90,7 +90,7 @@ def _overrides(opts: dict[str, Any]) -> dict[str, Any]:
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N samples.")
 @click.option("--seed", type=click.IntRange(min=0), help="Seed for everything random (default 0).")
 @click.option("--threads", type=click.IntRange(min=1), help="torch intra-op threads.")
-@click.option("--decision", type=click.Choice(["point", "non-inferiority"]), help="How metric deltas are decided.")
+@click.option("--decision", type=click.Choice(["significant-and-beyond", "non-inferiority", "point"]), help="How metric deltas are decided.")
 @click.option("--enable", multiple=True, type=click.Choice(CHECK_NAMES), metavar="CHECK",
               help=f"Turn a check on (repeatable): {', '.join(CHECK_NAMES)}.")
 @click.option("--disable", multiple=True, type=click.Choice(CHECK_NAMES), metavar="CHECK", help="Turn a check off (repeatable).")

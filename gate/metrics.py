@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import sparse
+
+from gate import stats
 
 
 class PairedCounts:
@@ -57,12 +60,6 @@ class Cells:
     num_classes: int
 
 
-def _onehot(idx: np.ndarray, k: int) -> np.ndarray:
-    out = np.zeros((idx.size, k), dtype=np.float64)
-    out[np.arange(idx.size), idx] = 1.0
-    return out
-
-
 def _div(num: np.ndarray, den: np.ndarray, empty: float = 0.0) -> np.ndarray:
     """num/den with `empty` where den is 0 (0.0 is scikit-learn's zero_division=0)."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -72,18 +69,19 @@ def _div(num: np.ndarray, den: np.ndarray, empty: float = 0.0) -> np.ndarray:
 def model_metrics(cells: Cells, pred: np.ndarray, weights: np.ndarray, *, empty: float = 0.0) -> dict[str, np.ndarray]:
     """Metrics of one model for each row of weights (R, m): accuracy (R,), per-class arrays (R, K), macro/weighted F1.
 
-    `empty` is the recall and F1 of a class with no samples in that row: 0 for point estimates (scikit-learn's
-    convention), NaN for bootstrap replicates, where a class absent from a resample says nothing about its recall.
+    `empty` is the recall and F1 of a class with no samples in that row, and the precision of a class the model
+    never predicts in that row: 0 for point estimates (scikit-learn's zero_division=0), NaN for bootstrap
+    replicates, where a class absent from a resample says nothing about its recall or precision.
+    One-hots are sparse (cells x classes would be 400 MB at 50,000 cells x 1,000 classes).
     """
     k = cells.num_classes
     w = np.atleast_2d(weights).astype(np.float64)
-    y1 = _onehot(cells.y, k)
-    p1 = _onehot(pred, k)
+    y1 = _sparse_onehot(cells.y, k)
     n = w.sum(axis=1)
-    support = w @ y1
-    predicted = w @ p1
-    tp = w @ (y1 * p1)
-    precision = _div(tp, predicted)
+    support = _rowsum(w, y1)
+    predicted = _rowsum(w, _sparse_onehot(pred, k))
+    tp = _rowsum(w, _sparse_onehot(cells.y, k, pred == cells.y))
+    precision = _div(tp, predicted, empty)
     recall = _div(tp, support, empty)
     f1 = _div(2.0 * tp, support + predicted, empty)
     present = support > 0
@@ -105,23 +103,28 @@ def comparison_metrics(cells: Cells, weights: np.ndarray, *, empty: float = 0.0)
     """Flip figures for each row of weights: negative flips = baseline right and candidate wrong."""
     k = cells.num_classes
     w = np.atleast_2d(weights).astype(np.float64)
-    y1 = _onehot(cells.y, k)
     base_ok = cells.pb == cells.y
     cand_ok = cells.pc == cells.y
     neg = (base_ok & ~cand_ok).astype(np.float64)
     pos = (~base_ok & cand_ok).astype(np.float64)
     n = w.sum(axis=1)
-    support = w @ y1
+    support = _rowsum(w, _sparse_onehot(cells.y, k))
+    neg_k = _rowsum(w, _sparse_onehot(cells.y, k, neg))
     return {
         "negative_flips": w @ neg,
         "positive_flips": w @ pos,
         "negative_flip_rate": _div(w @ neg, n),
         "positive_flip_rate": _div(w @ pos, n),
         "agreement": _div(w @ (cells.pb == cells.pc).astype(np.float64), n),
-        "per_class_negative_flips": w @ (y1 * neg[:, None]),
-        "per_class_positive_flips": w @ (y1 * pos[:, None]),
-        "per_class_negative_flip_rate": _div(w @ (y1 * neg[:, None]), support, empty),
+        "per_class_negative_flips": neg_k,
+        "per_class_positive_flips": _rowsum(w, _sparse_onehot(cells.y, k, pos)),
+        "per_class_negative_flip_rate": _div(neg_k, support, empty),
     }
+
+
+def _rowsum(w: np.ndarray, onehot: sparse.csr_matrix) -> np.ndarray:
+    """w @ onehot for dense (R, m) weights and a sparse (m, K) one-hot: (R, K) dense."""
+    return np.asarray(onehot.T.dot(w.T).T)
 
 
 def confusion_matrix(cells: Cells, pred: np.ndarray) -> np.ndarray:
@@ -185,3 +188,99 @@ def metrics_report(counts: PairedCounts, class_names: tuple[str, ...]) -> dict[s
         ],
     }
     return out
+
+
+@dataclass(frozen=True)
+class ClassCounts:
+    """Per-class paired counts, each (K,): what the analytic per-class tests need (no resampling).
+
+    `negative` / `positive`: samples of the class the baseline gets right and the candidate wrong / the reverse
+    (the discordant pairs of the class's recall); `tp_*` true positives and `predicted_*` predictions per model.
+    """
+
+    support: np.ndarray
+    negative: np.ndarray
+    positive: np.ndarray
+    tp_baseline: np.ndarray
+    tp_candidate: np.ndarray
+    predicted_baseline: np.ndarray
+    predicted_candidate: np.ndarray
+
+
+def class_counts(cells: Cells) -> ClassCounts:
+    k, w = cells.num_classes, cells.counts
+    ok_b, ok_c = cells.pb == cells.y, cells.pc == cells.y
+
+    def per_class(index: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        weights = w if mask is None else np.where(mask, w, 0)
+        return np.bincount(index, weights=weights, minlength=k).astype(np.int64)
+
+    return ClassCounts(
+        support=per_class(cells.y), negative=per_class(cells.y, ok_b & ~ok_c), positive=per_class(cells.y, ~ok_b & ok_c),
+        tp_baseline=per_class(cells.y, ok_b), tp_candidate=per_class(cells.y, ok_c),
+        predicted_baseline=per_class(cells.pb), predicted_candidate=per_class(cells.pc),
+    )
+
+
+def precision_drop_se(cells: Cells, cc: ClassCounts) -> np.ndarray:
+    """Standard error of each class's precision drop (baseline - candidate), by the delta method; NaN if unpredicted.
+
+    Each model's precision is a ratio T / P over its own predictions of the class; the two share the samples both
+    predict as k, which makes them paired. Var = v_b + v_c - 2 cov with Agresti-Caffo smoothing (one correct and
+    one wrong pseudo-prediction per model: p~ = (T + 1) / (P + 2)), so a class predicted perfectly by both models
+    still has a non-zero variance, never the zero-width interval a pass could hide behind. The covariance runs
+    over the cells both models predict as k. Coverage: see docs/statistics.md (simulated, not exact).
+    """
+    k, w = cells.num_classes, cells.counts.astype(np.float64)
+    pb_s, pc_s = cc.predicted_baseline + 2.0, cc.predicted_candidate + 2.0
+    pi_b, pi_c = (cc.tp_baseline + 1.0) / pb_s, (cc.tp_candidate + 1.0) / pc_s
+    v_b, v_c = pi_b * (1 - pi_b) / pb_s, pi_c * (1 - pi_c) / pc_s
+    both = cells.pb == cells.pc
+    kk = cells.pb[both]
+    t = (cells.y[both] == kk).astype(np.float64)
+    prod = w[both] * (t - pi_b[kk]) * (t - pi_c[kk])
+    cov = np.bincount(kk, weights=prod, minlength=k) / (pb_s * pc_s)
+    var = np.maximum(v_b + v_c - 2.0 * cov, 0.0)
+    floor = 0.5 / np.maximum(pb_s, pc_s)       # never finer than half a prediction
+    se = np.maximum(np.sqrt(var), floor)
+    return np.where((cc.predicted_baseline > 0) & (cc.predicted_candidate > 0), se, np.nan)
+
+
+def _sparse_onehot(idx: np.ndarray, k: int, values: np.ndarray | None = None) -> sparse.csr_matrix:
+    data = np.ones(idx.size) if values is None else values.astype(np.float64)
+    return sparse.csr_matrix((data, (np.arange(idx.size), idx)), shape=(idx.size, k))
+
+
+def _summaries(w: np.ndarray, y1: sparse.csr_matrix, p1: sparse.csr_matrix, tp1: sparse.csr_matrix,
+               *, per_class: bool) -> dict[str, np.ndarray]:
+    n = w.sum(axis=1)
+    support, predicted, tp = _rowsum(w, y1), _rowsum(w, p1), _rowsum(w, tp1)
+    f1 = _div(2.0 * tp, support + predicted, np.nan)
+    present = support > 0
+    out = {
+        "accuracy": _div(tp.sum(axis=1), n),
+        "macro_f1": _div(np.where(present, f1, 0.0).sum(axis=1), present.sum(axis=1)),
+        "weighted_f1": _div(np.where(present, np.nan_to_num(f1) * support, 0.0).sum(axis=1), support.sum(axis=1)),
+    }
+    if per_class:
+        out.update(precision=_div(tp, predicted, np.nan), recall=_div(tp, support, np.nan), f1=f1)
+    return out
+
+
+def bootstrap_replicates(cells: Cells, *, resamples: int, seed: int, per_class: bool,
+                         chunk: int = 64) -> dict[str, dict[str, np.ndarray]]:
+    """Paired-bootstrap replicates of both models' accuracy, macro F1 and weighted F1 (R,) (and, if `per_class`,
+    per-class precision / recall / F1 (R, K)), drawn in blocks of `chunk` resamples over sparse one-hots, so
+    memory is chunk x cells plus the outputs, never resamples x cells or cells x classes.
+    """
+    k = cells.num_classes
+    y1 = _sparse_onehot(cells.y, k)
+    onehots = {}
+    for role, pred in (("baseline", cells.pb), ("candidate", cells.pc)):
+        onehots[role] = (_sparse_onehot(pred, k), _sparse_onehot(cells.y, k, (pred == cells.y)))
+    blocks: dict[str, list[dict[str, np.ndarray]]] = {"baseline": [], "candidate": []}
+    for w in stats.iter_bootstrap_weights(cells.counts, resamples=resamples, seed=seed, chunk=chunk):
+        wf = w.astype(np.float64)
+        for role, (p1, tp1) in onehots.items():
+            blocks[role].append(_summaries(wf, y1, p1, tp1, per_class=per_class))
+    return {role: {key: np.concatenate([b[key] for b in parts]) for key in parts[0]} for role, parts in blocks.items()}

@@ -367,6 +367,7 @@ def run_gate(config: GateConfig, sources: Sources) -> Report:
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         duration_s=round(time.perf_counter() - started, 3),
         gate_version=gate.__version__,
+        power=tuple(note for r in results for note in r.power),
         schema_version=gate.REPORT_SCHEMA_VERSION,
         notes=run_notes(ctx),
     )

@@ -1,4 +1,4 @@
-"""Paired statistics for verdicts that hold up: McNemar, Wilson, paired bootstrap, Holm/BH, power.
+"""Paired statistics for verdicts that hold up: Tango score tests, exact binomial, McNemar, bootstrap, Holm/BH, power.
 
 Pure functions over numpy arrays (no torch), so a small evaluation set neither hides a regression nor fails a
 good model by chance. The conventions every function here shares (see docs/statistics.md):
@@ -20,14 +20,11 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 from scipy import stats as _sps
 
-Mode = Literal["point", "non-inferiority"]
-Outcome = Literal["pass", "fail", "inconclusive"]
 
 #: Floor for the discordant-pair rate in the power formulas: two models that never disagree on the evaluation
 #: set still differ somewhere, and a zero rate would claim that any drop, however small, is detectable.
@@ -108,53 +105,131 @@ def mcnemar_one_sided(negative_flips: int, positive_flips: int) -> float:
 # --------------------------------------------------------------------------------------------- proportions
 
 
-def wilson_interval(successes: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
-    """Two-sided Wilson score interval for a proportion; (0, 1) when n == 0.
+def binomial_p_values(successes: np.ndarray | int, n: np.ndarray | int, *,
+                      bound: float) -> tuple[np.ndarray, np.ndarray]:
+    """Exact one-sided binomial p-values (greater, less) that a rate is above / below `bound`; vectorised.
 
-    Unlike the normal (Wald) interval it stays inside [0, 1] and keeps its coverage near 0 and 1, where the
-    rates a gate watches (error rates, flip rates) usually live.
+    ``greater = P(X >= successes)``, ``less = P(X <= successes)`` for X ~ Binomial(n, bound): the tests that
+    `clopper_pearson_interval` inverts, so each is at most alpha under its null at every n (no normal
+    approximation that can dip below its nominal level at small n). NaN where n == 0.
     """
+    s = np.asarray(successes, dtype=np.int64)
+    m = np.asarray(n, dtype=np.int64)
+    if np.any(s < 0) or np.any(s > m):
+        raise ValueError("successes must lie in [0, n]")
+    bound = float(min(max(bound, 0.0), 1.0))
+    greater = np.where(m > 0, _sps.binom.sf(s - 1, m, bound), np.nan)
+    less = np.where(m > 0, _sps.binom.cdf(s, m, bound), np.nan)
+    return greater, less
+
+
+def clopper_pearson_interval(successes: int, n: int, *, confidence: float) -> tuple[float, float]:
+    """Two-sided exact (Clopper-Pearson) interval for a proportion, each side at (1 - confidence) / 2; (0, 1) at n 0."""
     s = _check_count("successes", successes)
     n = _check_count("n", n)
     if s > n:
         raise ValueError(f"successes ({s}) cannot exceed n ({n})")
-    _check_confidence(confidence)
+    alpha = one_sided_alpha(confidence)
     if n == 0:
         return (0.0, 1.0)
-    z = float(_sps.norm.ppf(1.0 - (1.0 - confidence) / 2.0))
-    p = s / n
-    z2n = z * z / n
-    centre = (p + z2n / 2.0) / (1.0 + z2n)
-    half = z / (1.0 + z2n) * math.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n))
-    low = 0.0 if s == 0 else max(0.0, centre - half)
-    high = 1.0 if s == n else min(1.0, centre + half)
+    low = 0.0 if s == 0 else float(_sps.beta.ppf(alpha, s, n - s + 1))
+    high = 1.0 if s == n else float(_sps.beta.ppf(1.0 - alpha, s + 1, n - s))
     return (low, high)
 
 
-def proportion_p_value(successes: int, n: int, *, bound: float,
-                       alternative: Literal["greater", "less"]) -> float:
-    """One-sided score-test p-value that the true rate is greater / less than `bound`.
+#: Continuity correction of Tango's statistic, in samples. Exact enumeration (tests/unit/test_stats.py,
+#: `python benchmarks/stats_simulation.py --exact`) shows the uncorrected score test exceeding its nominal 2.5% by
+#: up to 2.4 points when the discordant samples are few (n = 200, 2% discordant, true drop at the bound: 4.9%);
+#: with one sample of correction both one-sided error rates stay <= alpha over the whole grid.
+TANGO_CORRECTION = 1.0
 
-    This is the test the Wilson interval inverts, so ``p < one_sided_alpha(confidence)`` exactly when the
-    Wilson interval at `confidence` lies entirely above (greater) / below (less) `bound`. Use it to build the
-    family of p-values for a multiple-comparison adjustment of per-class rates. NaN when n == 0.
+
+def tango_constrained_p01(b: np.ndarray, c: np.ndarray, n: np.ndarray, delta: float | np.ndarray) -> np.ndarray:
+    """Restricted MLE of p01 (share: baseline wrong, candidate right) given p10 - p01 = delta (Tango 1998, eq. 4).
+
+    `b` = baseline right / candidate wrong, `c` = the reverse, out of `n` paired samples.
     """
-    s = _check_count("successes", successes)
-    n = _check_count("n", n)
-    if s > n:
-        raise ValueError(f"successes ({s}) cannot exceed n ({n})")
-    if alternative not in ("greater", "less"):
-        raise ValueError(f"alternative must be 'greater' or 'less', got {alternative!r}")
-    if n == 0:
-        return math.nan
-    p_hat = s / n
-    if bound <= 0.0 or bound >= 1.0:
-        # Degenerate null: the rate cannot lie beyond [0, 1]; the evidence is all or nothing.
-        if alternative == "greater":
-            return 0.0 if (bound < 0.0 or (bound == 0.0 and s > 0)) else 1.0
-        return 0.0 if (bound > 1.0 or (bound == 1.0 and s < n)) else 1.0
-    z = (p_hat - bound) / math.sqrt(bound * (1.0 - bound) / n)
-    return float(_sps.norm.sf(z) if alternative == "greater" else _sps.norm.cdf(z))
+    b, c, n = (np.asarray(x, dtype=np.float64) for x in (b, c, n))
+    d = np.asarray(delta, dtype=np.float64)
+    a_ = 2.0 * n
+    b_ = -b - c + (2.0 * n - b + c) * d
+    c_ = -c * d * (1.0 - d)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = (np.sqrt(np.maximum(b_ * b_ - 4.0 * a_ * c_, 0.0)) - b_) / (2.0 * a_)
+    return np.where(n > 0, np.clip(q, np.maximum(0.0, -d), None), np.nan)
+
+
+def _tango_z(b: np.ndarray, c: np.ndarray, n: np.ndarray, delta: float | np.ndarray, shift: float) -> np.ndarray:
+    """(b - c - n delta + shift) / sd under the null p10 - p01 = delta; +-inf when that sd is 0."""
+    b, c, n = (np.asarray(x, dtype=np.float64) for x in (b, c, n))
+    d = np.asarray(delta, dtype=np.float64)
+    q = tango_constrained_p01(b, c, n, d)
+    var = n * (2.0 * q + d * (1.0 - d))
+    num = b - c - n * d + shift
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = num / np.sqrt(np.where(var > 0, var, 1.0))
+    return np.where(var > 1e-300, z, np.where(num > 0, np.inf, np.where(num < 0, -np.inf, 0.0)))
+
+
+def paired_difference_p_values(b: np.ndarray | int, c: np.ndarray | int, n: np.ndarray | int, *,
+                               bound: float) -> tuple[np.ndarray, np.ndarray]:
+    """One-sided p-values (beyond, within) for the paired difference p10 - p01 against `bound`; vectorised.
+
+    Tango's score test with `TANGO_CORRECTION`: ``beyond`` tests H1 "p10 - p01 > bound" (e.g. the accuracy drop
+    exceeds max_drop), ``within`` tests H1 "p10 - p01 < bound". With no discordant samples (b = c = 0) the data
+    prove a difference below `bound` only when n is large enough for that bound to be implausible, never by a
+    zero-width interval. NaN where n == 0.
+    """
+    b = np.asarray(b, dtype=np.float64)
+    c = np.asarray(c, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    if np.any(b < 0) or np.any(c < 0) or np.any(b + c > n):
+        raise ValueError("need 0 <= b, c and b + c <= n")
+    beyond = _sps.norm.sf(_tango_z(b, c, n, bound, -TANGO_CORRECTION))
+    within = _sps.norm.cdf(_tango_z(b, c, n, bound, +TANGO_CORRECTION))
+    return np.where(n > 0, beyond, np.nan), np.where(n > 0, within, np.nan)
+
+
+def paired_difference_interval(b: np.ndarray | int, c: np.ndarray | int, n: np.ndarray | int, *,
+                               confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided interval for p10 - p01 inverting `paired_difference_p_values` (each side at (1 - confidence) / 2).
+
+    The lower bound is the smallest difference the "beyond" test does not reject, the upper bound the largest the
+    "within" test does not reject, so ``upper <= bound`` exactly when ``within < alpha``. Vectorised (bisection).
+    """
+    alpha = one_sided_alpha(confidence)
+    b = np.asarray(b, dtype=np.float64)
+    c = np.asarray(c, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+
+    def solve(side: int) -> np.ndarray:
+        lo = np.full(np.broadcast(b, c, n).shape, -1.0)
+        hi = np.full_like(lo, 1.0)
+        for _ in range(60):
+            mid = (lo + hi) / 2.0
+            if side < 0:   # lower bound: beyond-test rejects (p < alpha) below it
+                p = _sps.norm.sf(_tango_z(b, c, n, mid, -TANGO_CORRECTION))
+                rejected = p < alpha
+                lo, hi = np.where(rejected, mid, lo), np.where(rejected, hi, mid)
+            else:          # upper bound: within-test rejects above it
+                p = _sps.norm.cdf(_tango_z(b, c, n, mid, +TANGO_CORRECTION))
+                rejected = p < alpha
+                lo, hi = np.where(rejected, lo, mid), np.where(rejected, mid, hi)
+        return hi if side < 0 else lo
+
+    low, high = solve(-1), solve(+1)
+    return np.where(n > 0, low, np.nan), np.where(n > 0, high, np.nan)
+
+
+def ratio_difference_p_values(estimate: np.ndarray, se: np.ndarray, *,
+                              bound: float) -> tuple[np.ndarray, np.ndarray]:
+    """One-sided normal p-values (beyond, within) of a difference with standard error `se` against `bound`."""
+    est = np.asarray(estimate, dtype=np.float64)
+    s = np.asarray(se, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (est - bound) / s
+    z = np.where(s > 0, z, np.where(est > bound, np.inf, np.where(est < bound, -np.inf, 0.0)))
+    return _sps.norm.sf(z), _sps.norm.cdf(z)
 
 
 # ----------------------------------------------------------------------------------------------- bootstrap
@@ -323,162 +398,6 @@ def adjust(p_values: np.ndarray, method: Literal["holm", "bh", "none"]) -> np.nd
     raise ValueError(f"method must be 'holm', 'bh' or 'none', got {method!r}")
 
 
-# ---------------------------------------------------------------------------------------------- decisions
-
-
-@dataclass(frozen=True)
-class Decision:
-    """How one threshold was judged: outcome, the estimate and its interval, and a sentence saying why."""
-
-    outcome: Outcome
-    estimate: float
-    interval: tuple[float, float]
-    p_value: float | None
-    rule: str
-    explanation: str
-
-
-def _fmt(x: float) -> str:
-    return "nan" if math.isnan(x) else f"{x:.4f}"
-
-
-def _pct(confidence: float) -> str:
-    return f"{100 * confidence:g}%"
-
-
-def _check_mode(mode: str) -> None:
-    if mode not in ("point", "non-inferiority"):
-        raise ValueError(f"mode must be 'point' or 'non-inferiority', got {mode!r}")
-
-
-def decide_max_drop(estimate_drop: float, replicates_drop: np.ndarray, *, max_drop: float, confidence: float,
-                    mode: Mode, p_adjusted: float | None = None) -> Decision:
-    """Judge ``drop = baseline - candidate <= max_drop`` (positive drop = the candidate is worse).
-
-    point: fail iff the estimate exceeds max_drop. non-inferiority, with the two-sided percentile interval of
-    the bootstrap replicates at `confidence`: pass when its upper bound is <= max_drop (clearly within), fail
-    when its lower bound is > max_drop (clearly beyond), otherwise inconclusive. Each side is a one-sided test at
-    ``(1 - confidence) / 2``. When `p_adjusted` is given (the `bootstrap_p_value(..., bound=max_drop,
-    alternative="greater")` of this threshold after `adjust()` over its family), the fail side instead is
-    ``p_adjusted < (1 - confidence) / 2``, which keeps the family-wise false-fail rate at that level.
-    A NaN estimate fails; a NaN interval leaves a non-inferiority decision inconclusive.
-    """
-    _check_mode(mode)
-    alpha = one_sided_alpha(confidence)
-    estimate = float(estimate_drop)
-    reps = np.asarray(replicates_drop, dtype=np.float64)
-    if not math.isfinite(estimate):
-        return Decision("fail", estimate, (math.nan, math.nan), p_adjusted, f"{mode}: estimate must be finite",
-                        f"the drop could not be measured (it is {_fmt(estimate)}); NaN or Inf is never a pass")
-    low_a, high_a = percentile_interval(reps, confidence=confidence)
-    low, high = float(low_a), float(high_a)
-    p_raw = float(bootstrap_p_value(reps, bound=max_drop, alternative="greater"))
-    p_value = p_raw if p_adjusted is None else float(p_adjusted)
-    ci = f"{_pct(confidence)} interval {_fmt(low)} to {_fmt(high)}"
-    head = f"drop {_fmt(estimate)} ({ci}) vs max_drop {_fmt(max_drop)}"
-
-    if mode == "point":
-        if not at_most(estimate, max_drop):
-            return Decision("fail", estimate, (low, high), p_value, "point: drop > max_drop",
-                            f"{head}: the measured drop exceeds max_drop by {_fmt(estimate - max_drop)}")
-        return Decision("pass", estimate, (low, high), p_value, "point: drop <= max_drop",
-                        f"{head}: the measured drop is within max_drop")
-
-    if math.isnan(low) or math.isnan(high):
-        return Decision("inconclusive", estimate, (low, high), p_value, "non-inferiority: no interval",
-                        f"{head}: the bootstrap could not estimate an interval (the metric is undefined in "
-                        f"every resample)")
-    if at_most(high, max_drop):
-        return Decision("pass", estimate, (low, high), p_value,
-                        f"non-inferiority: upper {_pct(confidence)} bound <= max_drop",
-                        f"{head}: the whole interval is within max_drop")
-    if p_adjusted is not None:
-        if significant(float(p_adjusted), alpha):
-            return Decision("fail", estimate, (low, high), p_value,
-                            f"non-inferiority: adjusted p < {alpha:g}",
-                            f"{head}: the drop is beyond max_drop with adjusted p = {float(p_adjusted):.3g} "
-                            f"< {alpha:g}")
-    elif not at_most(low, max_drop):
-        return Decision("fail", estimate, (low, high), p_value,
-                        f"non-inferiority: lower {_pct(confidence)} bound > max_drop",
-                        f"{head}: the whole interval is beyond max_drop")
-    return Decision("inconclusive", estimate, (low, high), p_value, "non-inferiority: interval straddles max_drop",
-                    f"{head}: the interval straddles max_drop, so this evaluation set cannot tell; "
-                    f"more samples would decide it")
-
-
-def _decide_rate(successes: int, n: int, *, threshold: float, confidence: float, mode: Mode,
-                 higher_is_better: bool, p_adjusted: float | None) -> Decision:
-    _check_mode(mode)
-    alpha = one_sided_alpha(confidence)
-    s = _check_count("successes", successes)
-    n = _check_count("n", n)
-    name, cmp_ok = ("minimum", ">=") if higher_is_better else ("maximum", "<=")
-    if n == 0:
-        return Decision("fail", math.nan, (0.0, 1.0), None, f"{mode}: no samples",
-                        f"no samples to measure the rate against {name} {_fmt(threshold)}; an unmeasured rate "
-                        f"is never a pass")
-    estimate = s / n
-    low, high = wilson_interval(s, n, confidence=confidence)
-    p_raw = proportion_p_value(s, n, bound=threshold, alternative="less" if higher_is_better else "greater")
-    p_value = p_raw if p_adjusted is None else float(p_adjusted)
-    head = (f"rate {_fmt(estimate)} ({s}/{n}, {_pct(confidence)} Wilson interval {_fmt(low)} to {_fmt(high)}) "
-            f"vs {name} {_fmt(threshold)}")
-    violated = not at_least(estimate, threshold) if higher_is_better else not at_most(estimate, threshold)
-    if mode == "point":
-        if violated:
-            return Decision("fail", estimate, (low, high), p_value, f"point: rate {cmp_ok} {name} violated",
-                            f"{head}: the measured rate is beyond {name} by {_fmt(abs(estimate - threshold))}")
-        return Decision("pass", estimate, (low, high), p_value, f"point: rate {cmp_ok} {name}",
-                        f"{head}: the measured rate is within {name}")
-
-    clearly_within = at_least(low, threshold) if higher_is_better else at_most(high, threshold)
-    clearly_beyond = not at_least(high, threshold) if higher_is_better else not at_most(low, threshold)
-    side = "lower" if higher_is_better else "upper"
-    other = "upper" if higher_is_better else "lower"
-    if clearly_within:
-        return Decision("pass", estimate, (low, high), p_value,
-                        f"non-inferiority: {side} {_pct(confidence)} bound {cmp_ok} {name}",
-                        f"{head}: the whole interval is within {name}")
-    if p_adjusted is not None:
-        if significant(float(p_adjusted), alpha):
-            return Decision("fail", estimate, (low, high), p_value, f"non-inferiority: adjusted p < {alpha:g}",
-                            f"{head}: the rate is beyond {name} with adjusted p = {float(p_adjusted):.3g} "
-                            f"< {alpha:g}")
-    elif clearly_beyond:
-        return Decision("fail", estimate, (low, high), p_value,
-                        f"non-inferiority: {other} {_pct(confidence)} bound beyond {name}",
-                        f"{head}: the whole interval is beyond {name}")
-    return Decision("inconclusive", estimate, (low, high), p_value,
-                    f"non-inferiority: interval straddles {name}",
-                    f"{head}: the interval straddles {name}, so this evaluation set cannot tell; "
-                    f"more samples would decide it")
-
-
-def decide_floor(successes: int, n: int, *, minimum: float, confidence: float, mode: Mode,
-                 p_adjusted: float | None = None) -> Decision:
-    """Judge ``rate = successes / n >= minimum`` (a `min` threshold) with the Wilson interval.
-
-    point: fail iff the rate is below minimum. non-inferiority: pass when the lower Wilson bound is >= minimum,
-    fail when the upper bound is < minimum (or, with `p_adjusted` from `proportion_p_value(..., alternative=
-    "less")` after `adjust()`, when p_adjusted < (1 - confidence) / 2), otherwise inconclusive. n == 0 fails.
-    """
-    return _decide_rate(successes, n, threshold=minimum, confidence=confidence, mode=mode,
-                        higher_is_better=True, p_adjusted=p_adjusted)
-
-
-def decide_ceiling(successes: int, n: int, *, maximum: float, confidence: float, mode: Mode,
-                   p_adjusted: float | None = None) -> Decision:
-    """Judge ``rate = successes / n <= maximum`` (a `max` threshold, e.g. the negative flip rate) with Wilson.
-
-    point: fail iff the rate is above maximum. non-inferiority: pass when the upper Wilson bound is <= maximum,
-    fail when the lower bound is > maximum (or, with `p_adjusted` from `proportion_p_value(..., alternative=
-    "greater")` after `adjust()`, when p_adjusted < (1 - confidence) / 2), otherwise inconclusive. n == 0 fails.
-    """
-    return _decide_rate(successes, n, threshold=maximum, confidence=confidence, mode=mode,
-                        higher_is_better=False, p_adjusted=p_adjusted)
-
-
 # --------------------------------------------------------------------------------------------------- power
 
 
@@ -504,8 +423,8 @@ def min_detectable_drop(n: int, *, discordance: float, confidence: float, power:
     alpha = (1 - confidence) / 2 has power 1 - beta when
     ``sqrt(n) d = z_alpha sqrt(psi) + z_beta sqrt(psi - d^2)``, whose positive root is
     ``d = sqrt(psi) (z_alpha sqrt(n) + z_beta sqrt(n + z_beta^2 - z_alpha^2)) / (n + z_beta^2)``.
-    The same width governs the non-inferiority rule: a true drop of max_drop + d is failed, and one of
-    max_drop - d is passed, with probability about `power`. Returns inf when n is too small for any drop.
+    A drop can never exceed the discordance (d = p10 - p01 <= p10 + p01), so when the root is above psi no
+    possible drop is detectable at this discordance and the answer is inf. `required_samples` is its inverse.
     """
     n = _check_count("n", n)
     psi = _discordance(discordance)
@@ -513,19 +432,23 @@ def min_detectable_drop(n: int, *, discordance: float, confidence: float, power:
     under_root = n + z_b * z_b - z_a * z_a
     if n == 0 or under_root < 0:
         return math.inf
-    return math.sqrt(psi) * (z_a * math.sqrt(n) + z_b * math.sqrt(under_root)) / (n + z_b * z_b)
+    d = math.sqrt(psi) * (z_a * math.sqrt(n) + z_b * math.sqrt(under_root)) / (n + z_b * z_b)
+    return d if d <= psi else math.inf
 
 
 def required_samples(drop: float, *, discordance: float, confidence: float, power: float = 0.8) -> int:
     """Evaluation-set size at which a true accuracy drop `drop` becomes detectable (inverse of the above).
 
-    ``n = ceil((z_alpha sqrt(psi) + z_beta sqrt(psi - drop^2))^2 / drop^2)`` with psi floored at
-    max(MIN_DISCORDANCE, drop), since a drop of d needs at least a share d of discordant samples.
+    ``n = ceil((z_alpha sqrt(psi) + z_beta sqrt(psi - drop^2))^2 / drop^2)``, the same equation solved for n at
+    the same psi, so ``required_samples(min_detectable_drop(n, ...), ...) == n``. A drop larger than the
+    discordance is impossible at that discordance: ValueError.
     """
     if not 0.0 < drop <= 1.0:
         raise ValueError(f"drop must be in (0, 1], got {drop!r}")
-    psi = max(_discordance(discordance), drop)
+    psi = _discordance(discordance)
+    if drop > psi * (1.0 + 1e-12):
+        raise ValueError(f"a drop of {drop!r} cannot happen with only {psi!r} of the samples discordant")
     z_a, z_b = _power_z(confidence, power)
     n = (z_a * math.sqrt(psi) + z_b * math.sqrt(max(0.0, psi - drop * drop))) ** 2 / (drop * drop)
     # Absorb float noise so that required_samples(min_detectable_drop(n)) == n.
-    return max(1, math.ceil(n * (1.0 - 1e-12)))
+    return max(1, math.ceil(n * (1.0 - 1e-9)))

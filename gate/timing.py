@@ -30,6 +30,9 @@ from typing import Literal
 import numpy as np
 from scipy import stats as _sps
 
+from gate import stats
+from gate.verdict import interval_outcome
+
 Decision = Literal["pass", "fail", "inconclusive"]
 
 #: The quantile behind each percentile name (numpy's default linear interpolation).
@@ -143,16 +146,6 @@ def normal_log_interval(estimate: float, log_replicates: np.ndarray, *, confiden
     return Interval(estimate, estimate * math.exp(-half), estimate * math.exp(half), confidence, se)
 
 
-def percentile_interval(estimate: float, replicates: np.ndarray, *, confidence: float) -> Interval:
-    """The plain percentile bootstrap interval (the replicates' own quantiles), for comparison with scipy."""
-    reps = np.asarray(replicates, dtype=np.float64)
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(reps, [alpha, 1.0 - alpha])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        se = float(np.std(np.log(reps), ddof=1))
-    return Interval(estimate, float(low), float(high), confidence, se)
-
-
 def ratio_interval(
     a: np.ndarray,
     b: np.ndarray,
@@ -173,7 +166,8 @@ def ratio_interval(
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = reps_b[:, 0] / reps_a[:, 0]
         if method == "percentile":
-            return percentile_interval(float(est), ratios, confidence=confidence)
+            low, high = stats.percentile_interval(ratios, confidence=confidence)
+            return Interval(float(est), float(low), float(high), confidence, float(np.std(np.log(ratios), ddof=1)))
         return normal_log_interval(float(est), np.log(ratios), confidence=confidence)
 
 
@@ -227,20 +221,6 @@ class Outcome:
     enough_rounds: bool
 
 
-def decide(low: float, high: float, limit: float) -> Decision:
-    """fail when the whole interval is above `limit`, pass when it is all at or below, else inconclusive.
-
-    A NaN bound is never a pass: it leaves the decision inconclusive.
-    """
-    if math.isnan(low) or math.isnan(high):
-        return "inconclusive"
-    if low > limit:
-        return "fail"
-    if high <= limit:
-        return "pass"
-    return "inconclusive"
-
-
 def compare(
     a: np.ndarray, b: np.ndarray, names: Sequence[str], *, confidence: float, resamples: int, seed: int
 ) -> dict[str, Comparison]:
@@ -269,7 +249,8 @@ def compare(
 def judge_rule(rule: Rule, comparison: Comparison) -> Outcome:
     """Decide one rule on one comparison; too few rounds for the statistic leave it inconclusive."""
     interval = comparison.ratio if rule.kind == "ratio" else comparison.candidate_interval
-    decision = decide(interval.low, interval.high, rule.limit) if comparison.enough_rounds else "inconclusive"
+    decision = (interval_outcome(interval.low, interval.high, threshold=rule.limit) if comparison.enough_rounds
+                else "inconclusive")
     return Outcome(rule=rule, decision=decision, interval=interval, enough_rounds=comparison.enough_rounds)
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import torch
 
     from gate.classes import ClassAlignment
+    from gate.checks.classification import Replicates
     from gate.config import GateConfig
     from gate.metrics import PairedCounts
     from gate.models import LoadedModel
@@ -51,6 +52,8 @@ class RunContext:
                                                 # filled by the runner before compute()
     extras: dict[str, Any] = field(default_factory=dict)  # e.g. data info, onnx path from the CLI
     classes: ClassAlignment | None = None       # how the candidate's classes were matched to the baseline's
+    replicates: Replicates | None = None        # the run's paired bootstrap, drawn once on first use
+                                                # (gate.checks.classification.run_replicates)
 
 
 class Check(abc.ABC):

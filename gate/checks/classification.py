@@ -1,45 +1,73 @@
 """Accuracy, per-class metrics and prediction flips: all computed from the run's paired counts (no extra state).
 
-The paired bootstrap (multinomial resampling of the joint count table) is drawn once per run and shared by the
-three checks, so their intervals describe the same resamples.
+Which statistic backs which rule (docs/statistics.md has the table and the measured error rates):
+- accuracy / per-class recall `max_drop`: Tango's score test for the paired difference p10 - p01 (within the class
+  for recall); "worse at all" is the one-sided exact McNemar test;
+- rates (`min` on accuracy / recall / precision / agreement, `max` on flip rates): exact binomial tests;
+- per-class precision `max_drop`: delta method with Agresti-Caffo smoothing;
+- macro / weighted F1, per-class F1 and every `max_relative_drop`: the paired bootstrap, drawn once per run
+  (`run_replicates`, typed and owned by the run context) with `decision.bootstrap_resamples` resamples; the
+  overall F1 replicates are widened to Tango's width for the accuracy drop (`tango_calibration`).
+Every rule is decided by gate.verdict.judge from that Evidence.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import binom
+from scipy import stats as sps
 
 from gate import stats
 from gate.checks.base import Check
-from gate.metrics import PairedCounts, comparison_metrics, model_metrics, point_metrics
-from gate.report.model import CheckResult, Finding, Table
-from gate.verdict import DecisionSettings, check_summary, decision_settings, judge
+from gate.metrics import Cells, ClassCounts, bootstrap_replicates, class_counts, point_metrics, precision_drop_se
+from gate.report.model import CheckResult, Finding, PowerNote, Table
+from gate.verdict import DecisionSettings, Evidence, check_summary, decision_settings, judge
 
 HIGHER_RULES = ("min", "max_drop", "max_relative_drop")
-MAX_RESAMPLES = 20000
 
 
-def replicates(ctx: Any, settings: DecisionSettings, *, resamples: int | None = None) -> dict[str, dict[str, np.ndarray]]:
-    """Bootstrap replicates of every metric, for both models and between them (cached on the run context).
+@dataclass(frozen=True)
+class Replicates:
+    """The run's paired-bootstrap replicates, shared by every check that uses them (same resamples, same seed)."""
 
-    Single-threaded BLAS: these are many small products, which a busy multi-threaded BLAS makes ~50x slower.
-    """
-    count = max(resamples or 0, settings.resamples)
-    key = ("bootstrap", count, settings.seed)
-    if key not in ctx.extras:
+    resamples: int
+    seed: int
+    baseline: dict[str, np.ndarray]       # accuracy, macro_f1, weighted_f1 (R,); precision/recall/f1 (R, K) if per_class
+    candidate: dict[str, np.ndarray]
+    per_class: bool
+
+
+def _per_class_needs_bootstrap(config: Any) -> bool:
+    """Only per-class F1 and relative-drop rules are decided by resampling; the defaults are analytic."""
+    opts = config.checks.get("per_class", {})
+    if not opts.get("enabled", False):
+        return False
+    sections = [opts] + list(opts.get("overrides") or [])
+    for sec in sections:
+        for metric in PerClassCheck.METRICS:
+            th = sec.get(metric) or {}
+            if metric == "f1" and any(th.get(r) is not None for r in HIGHER_RULES):
+                return True
+            if th.get("max_relative_drop") is not None:
+                return True
+    return False
+
+
+def run_replicates(ctx: Any, settings: DecisionSettings) -> Replicates:
+    """The run's bootstrap, drawn on first use with the run-wide resample count and seed, then reused."""
+    if ctx.replicates is None:
         from threadpoolctl import threadpool_limits
 
-        cells = ctx.counts.cells()
+        per_class = _per_class_needs_bootstrap(ctx.config)
+        cells: Cells = ctx.counts.cells()
+        # Many small sparse products: a busy multi-threaded BLAS makes them ~50x slower.
         with threadpool_limits(limits=1, user_api="blas"):
-            weights = stats.bootstrap_weights(cells.counts, resamples=count, seed=settings.seed)
-            ctx.extras[key] = {
-                "baseline": model_metrics(cells, cells.pb, weights, empty=np.nan),
-                "candidate": model_metrics(cells, cells.pc, weights, empty=np.nan),
-                "comparison": comparison_metrics(cells, weights, empty=np.nan),
-            }
-    return ctx.extras[key]
+            reps = bootstrap_replicates(cells, resamples=settings.resamples, seed=settings.seed, per_class=per_class)
+        ctx.replicates = Replicates(resamples=settings.resamples, seed=settings.seed, baseline=reps["baseline"],
+                                    candidate=reps["candidate"], per_class=per_class)
+    return ctx.replicates
 
 
 def _drop_value(rule: str, base: float, cand: float) -> float:
@@ -55,108 +83,161 @@ def _drop_reps(rule: str, base: np.ndarray, cand: np.ndarray) -> np.ndarray:
     return base - cand
 
 
-def _interval(reps: np.ndarray, settings: DecisionSettings) -> tuple[float, float]:
-    lo, hi = stats.percentile_interval(reps, confidence=settings.confidence)
-    return float(lo), float(hi)
+# ------------------------------------------------------------------------------------------------ evidence
+
+
+def paired_drop_evidence(b: np.ndarray, c: np.ndarray, n: np.ndarray, *, threshold: float,
+                         confidence: float) -> dict[str, np.ndarray]:
+    """Tango (beyond / within `threshold`), one-sided exact McNemar (worse at all) and Tango's interval; vectorised."""
+    b, c, n = (np.asarray(x, dtype=np.int64) for x in (b, c, n))
+    beyond, within = stats.paired_difference_p_values(b, c, n, bound=threshold)
+    worse = np.where(b + c > 0, sps.binom.sf(b - 1, np.maximum(b + c, 1), 0.5), 1.0)
+    low, high = stats.paired_difference_interval(b, c, n, confidence=confidence)
+    return {"beyond": beyond, "within": within, "worse": np.where(n > 0, worse, np.nan), "low": low, "high": high}
+
+
+def rate_evidence(successes: int, n: int, *, threshold: float, rule: str, confidence: float) -> Evidence:
+    """Exact binomial evidence for a rate's `min` (floor) or `max` (ceiling)."""
+    greater, less = stats.binomial_p_values(successes, n, bound=threshold)
+    beyond, within = (float(less), float(greater)) if rule == "min" else (float(greater), float(less))
+    return Evidence(p_beyond=beyond, p_within=within,
+                    interval=stats.clopper_pearson_interval(successes, n, confidence=confidence),
+                    method="exact binomial")
+
+
+def bootstrap_evidence(reps: np.ndarray, *, threshold: float, rule: str, confidence: float) -> Evidence:
+    """Bootstrap p-values along axis 0 for a drop rule (reps of the drop) or a `min` rule (reps of the value)."""
+    lo, hi = stats.percentile_interval(reps, confidence=confidence)
+    if rule == "min":
+        beyond = stats.bootstrap_p_value(reps, bound=threshold, alternative="less")
+        within = stats.bootstrap_p_value(reps, bound=threshold, alternative="greater")
+        worse = None
+    else:
+        beyond = stats.bootstrap_p_value(reps, bound=threshold, alternative="greater")
+        within = stats.bootstrap_p_value(reps, bound=threshold, alternative="less")
+        worse = float(stats.bootstrap_p_value(reps, bound=0.0, alternative="greater"))
+    return Evidence(p_beyond=float(beyond), p_within=float(within), p_worse=worse,
+                    interval=(float(lo), float(hi)), method="paired bootstrap")
+
+
+def tango_calibration(reps: Replicates, tango: dict[str, np.ndarray], *, confidence: float) -> float:
+    """How much wider the honest (Tango) interval of the accuracy drop is than the bootstrap's own: >= 1.
+
+    The percentile bootstrap is too narrow when few samples are discordant (it never resamples a disagreement
+    it did not see; with none it collapses to a point). F1 moves with the same discordant samples as accuracy,
+    so its replicates are widened about their estimate by this factor; inf when the bootstrap saw no spread
+    at all but Tango's interval has width (then nothing is proven either way).
+    """
+    lo, hi = stats.percentile_interval(reps.baseline["accuracy"] - reps.candidate["accuracy"], confidence=confidence)
+    boot = float(hi) - float(lo)
+    honest = float(tango["high"]) - float(tango["low"])
+    if boot <= 0.0:
+        return math.inf if honest > 0.0 else 1.0
+    return max(1.0, honest / boot)
+
+
+def calibrate(replicates: np.ndarray, estimate: float, scale: float) -> np.ndarray:
+    """Replicates widened about `estimate` by `scale`; all NaN (undecidable) when the scale is infinite."""
+    if math.isinf(scale):
+        return np.full_like(replicates, np.nan, dtype=np.float64)
+    return estimate + scale * (np.asarray(replicates, dtype=np.float64) - estimate)
 
 
 class _PairedCheck(Check):
-    """Shared plumbing: settings, point estimates and (in non-inferiority mode) bootstrap replicates."""
+    """Shared plumbing: settings and point estimates."""
 
-    def _prepare(
-        self, *, family_size: int = 1
-    ) -> tuple[DecisionSettings, dict[str, dict[str, np.ndarray]], dict[str, dict[str, np.ndarray]] | None]:
-        settings = decision_settings(self.ctx.config, self.options)
-        counts: PairedCounts = self.ctx.counts
-        if "point_metrics" not in self.ctx.extras:  # shared by the three checks, like the bootstrap
-            self.ctx.extras["point_metrics"] = point_metrics(counts)
-        point = self.ctx.extras["point_metrics"]
-        reps = None
-        if settings.mode == "non-inferiority":
-            # A Holm family of F comparisons can only fail a member if 1/(R+1) < alpha/F: raise R to match.
-            needed = stats.min_resamples(family_size, confidence=settings.confidence) + 1
-            reps = replicates(self.ctx, settings, resamples=min(needed, MAX_RESAMPLES))
-        return settings, point, reps
+    def _settings(self) -> tuple[DecisionSettings, dict[str, dict[str, np.ndarray]]]:
+        return decision_settings(self.ctx.config, self.options), point_metrics(self.ctx.counts)
 
-    def _higher_is_better(
-        self,
-        *,
-        metric: str,
-        thresholds: dict[str, Any],
-        base: float,
-        cand: float,
-        reps_b: np.ndarray | None,
-        reps_c: np.ndarray | None,
-        settings: DecisionSettings,
-        floor_counts: tuple[int, int] | None = None,
-        where: str | None = None,
-        p_adjusted: dict[str, float] | None = None,
-        p_value: float | None = None,
-        intervals: dict[str, tuple[float, float]] | None = None,
-    ) -> list[Finding]:
-        """Findings for min / max_drop / max_relative_drop; `intervals` are precomputed ones (per-class columns)."""
-        out = []
-        for rule in HIGHER_RULES:
-            threshold = thresholds.get(rule)
-            if threshold is None:
-                continue
-            interval = (intervals or {}).get(rule)
-            if interval is not None:
-                value = cand if rule == "min" else _drop_value(rule, base, cand)
-            elif rule == "min":
-                value = cand
-                if floor_counts is not None:
-                    interval = stats.wilson_interval(*floor_counts, confidence=settings.confidence)
-                elif reps_c is not None:
-                    interval = _interval(reps_c, settings)
-            else:
-                value = _drop_value(rule, base, cand)
-                if reps_b is not None and reps_c is not None:
-                    interval = _interval(_drop_reps(rule, reps_b, reps_c), settings)
-            out.append(
-                judge(
-                    metric=metric, rule=rule, threshold=float(threshold), value=float(value), baseline=base,
-                    candidate=cand, settings=settings, interval=interval, where=where,
-                    p_value=p_value if rule != "min" else None,
-                    p_adjusted=(p_adjusted or {}).get(rule),
-                )
-            )
-        return out
+
+# ------------------------------------------------------------------------------------------------ accuracy
+
+
+def power_note(*, n: int, negative: int, positive: int, max_drop: float, confidence: float) -> PowerNote | None:
+    """A PowerNote when n samples at this discordance cannot resolve `max_drop`; None when they can."""
+    if n == 0:
+        return None
+    discordance = max((negative + positive) / n, 1.0 / n)
+    mdd = stats.min_detectable_drop(n, discordance=discordance, confidence=confidence)
+    if mdd <= max_drop:
+        return None
+    # A drop of max_drop needs at least that share of discordant samples; size the data for that case.
+    need = stats.required_samples(max_drop, discordance=max(discordance, max_drop), confidence=confidence)
+    if need <= n:
+        return None
+    smallest = (f"the smallest accuracy drop it can detect is {mdd:.4f}" if math.isfinite(mdd) else
+                "no drop up to that discordance is detectable")
+    return PowerNote(
+        check="accuracy", metric="accuracy", threshold=max_drop, min_detectable=mdd if math.isfinite(mdd) else None,
+        samples=n, samples_needed=need,
+        note=(f"the data cannot decide accuracy max_drop {max_drop:g}: with {n} samples, {discordance:.1%} of "
+              f"them discordant, {smallest} (80% power); about {need} samples ({need / n:.1f}x the data) would "
+              f"decide a drop of {max_drop:g}"),
+    )
 
 
 class AccuracyCheck(_PairedCheck):
     name = "accuracy"
 
     def compute(self) -> CheckResult:
-        settings, point, reps = self._prepare()
-        counts = self.ctx.counts
-        n = counts.total
+        settings, point = self._settings()
+        n = self.ctx.counts.total
         comp = point["comparison"]
         neg, pos = int(round(comp["negative_flips"])), int(round(comp["positive_flips"]))
-        mcnemar_p = stats.mcnemar_exact(neg, pos)
+        tango = paired_drop_evidence(np.array(neg), np.array(pos), np.array(n), threshold=0.0,
+                                     confidence=settings.confidence)
         findings: list[Finding] = []
         rows = []
+        reps = None
         for metric in ("accuracy", "macro_f1", "weighted_f1"):
             base = float(point["baseline"][metric])
             cand = float(point["candidate"][metric])
-            floor_counts = (int(round(cand * n)), n) if metric == "accuracy" else None
-            findings += self._higher_is_better(
-                metric=metric,
-                thresholds=self.options.get(metric) or {},
-                base=base,
-                cand=cand,
-                reps_b=reps["baseline"][metric] if reps else None,
-                reps_c=reps["candidate"][metric] if reps else None,
-                settings=settings,
-                floor_counts=floor_counts,
-                p_value=mcnemar_p if metric == "accuracy" else None,
-            )
+            thresholds = self.options.get(metric) or {}
+            needs_reps = metric != "accuracy" or thresholds.get("max_relative_drop") is not None
+            if settings.statistical and needs_reps and reps is None:
+                reps = run_replicates(self.ctx, settings)
+            for rule in HIGHER_RULES:
+                threshold = thresholds.get(rule)
+                if threshold is None:
+                    continue
+                threshold = float(threshold)
+                value = cand if rule == "min" else _drop_value(rule, base, cand)
+                evidence = None
+                if settings.statistical:
+                    if metric == "accuracy" and rule == "min":
+                        evidence = rate_evidence(int(round(cand * n)), n, threshold=threshold, rule="min",
+                                                 confidence=settings.confidence)
+                    elif metric == "accuracy" and rule == "max_drop":
+                        ev = paired_drop_evidence(np.array(neg), np.array(pos), np.array(n), threshold=threshold,
+                                                  confidence=settings.confidence)
+                        evidence = Evidence(p_beyond=float(ev["beyond"]), p_within=float(ev["within"]),
+                                            p_worse=float(ev["worse"]), interval=(float(ev["low"]), float(ev["high"])),
+                                            method="Tango score")
+                    else:
+                        col = reps.candidate[metric] if rule == "min" else _drop_reps(  # type: ignore[union-attr]
+                            rule, reps.baseline[metric], reps.candidate[metric])       # type: ignore[union-attr]
+                        scale = tango_calibration(reps, tango, confidence=settings.confidence)  # type: ignore[arg-type]
+                        col = calibrate(col, float(value) if rule != "min" else cand, scale)
+                        evidence = bootstrap_evidence(col, threshold=threshold, rule=rule,
+                                                      confidence=settings.confidence)
+                findings.append(judge(metric=metric, rule=rule, threshold=threshold, value=float(value),
+                                      baseline=base, candidate=cand, settings=settings, evidence=evidence))
             ci = ""
-            if reps:
-                lo, hi = _interval(reps["candidate"][metric] - reps["baseline"][metric], settings)
-                ci = f"[{lo:+.4f}, {hi:+.4f}]"
+            if settings.statistical:
+                if metric == "accuracy":
+                    ci = f"[{-float(tango['high']):+.4f}, {-float(tango['low']):+.4f}]"
+                elif reps is not None:
+                    scale = tango_calibration(reps, tango, confidence=settings.confidence)
+                    delta = calibrate(reps.candidate[metric] - reps.baseline[metric], cand - base, scale)
+                    lo, hi = stats.percentile_interval(delta, confidence=settings.confidence)
+                    ci = f"[{float(lo):+.4f}, {float(hi):+.4f}]"
             rows.append((metric, round(base, 4), round(cand, 4), f"{cand - base:+.4f}", ci))
-        notes = self._power_notes(n=n, neg=neg, pos=pos, settings=settings)
+        power: list[PowerNote] = []
+        max_drop = (self.options.get("accuracy") or {}).get("max_drop")
+        decisive_fail = any(f.metric == "accuracy" and f.status == "fail" and not f.inconclusive for f in findings)
+        if max_drop is not None and not decisive_fail:
+            note = power_note(n=n, negative=neg, positive=pos, max_drop=float(max_drop), confidence=settings.confidence)
+            power += [note] if note is not None else []
         status, summary = check_summary(self.name, findings, passed=(
             f"accuracy {point['candidate']['accuracy']:.4f} vs baseline {point['baseline']['accuracy']:.4f} "
             f"({point['candidate']['accuracy'] - point['baseline']['accuracy']:+.4f}) is within every threshold"
@@ -168,34 +249,27 @@ class AccuracyCheck(_PairedCheck):
             findings=tuple(findings),
             tables=(Table(
                 title="Overall metrics",
-                headers=("metric", "baseline", "candidate", "delta", f"{settings.confidence:.0%} CI of delta" if reps else ""),
+                headers=("metric", "baseline", "candidate", "delta",
+                         f"{settings.confidence:.0%} CI of delta" if settings.statistical else ""),
                 rows=tuple(rows),
             ),),
             details={
                 "decision": settings.mode,
                 "confidence": settings.confidence,
-                "mcnemar_p_value": mcnemar_p,
+                "mcnemar_two_sided_p": stats.mcnemar_exact(neg, pos),
+                "mcnemar_two_sided_p_means": "two-sided exact McNemar test of 'no difference at all' between the "
+                                             "models (not the p of any threshold)",
+                "worse_at_all_p": float(tango["worse"]),
                 "negative_flips": neg,
                 "positive_flips": pos,
                 "num_samples": n,
+                "bootstrap_resamples": reps.resamples if reps is not None else 0,
             },
-            notes=tuple(notes),
+            power=tuple(power),
         )
 
-    def _power_notes(self, *, n: int, neg: int, pos: int, settings: DecisionSettings) -> list[str]:
-        max_drop = (self.options.get("accuracy") or {}).get("max_drop")
-        if max_drop is None or n == 0:
-            return []
-        discordance = max((neg + pos) / n, 1.0 / n)
-        mdd = stats.min_detectable_drop(n, discordance=discordance, confidence=settings.confidence)
-        if mdd <= max_drop:
-            return []
-        need = stats.required_samples(max_drop, discordance=discordance, confidence=settings.confidence)
-        return [
-            f"power: with {n} samples and {discordance:.1%} of them discordant, the smallest accuracy drop this data "
-            f"can detect is {mdd:.4f}, larger than max_drop {max_drop:g}; about {need} samples "
-            f"({need / n:.1f}x the data) would decide a drop of {max_drop:g}"
-        ]
+
+# ----------------------------------------------------------------------------------------------- per class
 
 
 def _class_selection(spec: Any, class_names: tuple[str, ...], *, where: str) -> list[int]:
@@ -214,6 +288,48 @@ def _class_selection(spec: Any, class_names: tuple[str, ...], *, where: str) -> 
                 f"{where}: unknown class {item!r} (classes: {', '.join(class_names[:20])})"
             )
     return out
+
+
+def _class_evidence(metric: str, rule: str, threshold: float, ks: np.ndarray, cc: ClassCounts,
+                    prec_se: np.ndarray, point: dict[str, dict[str, np.ndarray]], reps: Replicates | None,
+                    confidence: float) -> dict[str, np.ndarray]:
+    """Raw p-values (beyond, within, worse) and intervals for classes `ks` of one (metric, rule); vectorised."""
+    z = float(sps.norm.isf(stats.one_sided_alpha(confidence)))
+    nan = np.full(ks.size, np.nan)
+    if metric == "recall" and rule == "max_drop":
+        ev = paired_drop_evidence(cc.negative[ks], cc.positive[ks], cc.support[ks], threshold=threshold,
+                                  confidence=confidence)
+        return {**ev, "method": "Tango score"}  # type: ignore[dict-item]
+    if metric == "precision" and rule == "max_drop":
+        est = point["baseline"]["precision"][ks] - point["candidate"]["precision"][ks]
+        se = prec_se[ks]
+        beyond, within = stats.ratio_difference_p_values(est, se, bound=threshold)
+        worse, _ = stats.ratio_difference_p_values(est, se, bound=0.0)
+        ok = np.isfinite(se)
+        return {"beyond": np.where(ok, beyond, np.nan), "within": np.where(ok, within, np.nan),
+                "worse": np.where(ok, worse, np.nan), "low": est - z * se, "high": est + z * se,
+                "method": "delta method"}  # type: ignore[dict-item]
+    if rule == "min" and metric in ("recall", "precision"):
+        tp = cc.tp_candidate[ks]
+        den = cc.support[ks] if metric == "recall" else cc.predicted_candidate[ks]
+        greater, less = stats.binomial_p_values(tp, den, bound=threshold)
+        bounds = [stats.clopper_pearson_interval(int(t), int(d), confidence=confidence) for t, d in zip(tp, den)]
+        return {"beyond": less, "within": greater, "worse": nan, "low": np.array([b[0] for b in bounds]),
+                "high": np.array([b[1] for b in bounds]), "method": "exact binomial"}  # type: ignore[dict-item]
+    assert reps is not None and reps.per_class
+    col = reps.candidate[metric][:, ks] if rule == "min" else _drop_reps(
+        rule, reps.baseline[metric][:, ks], reps.candidate[metric][:, ks])
+    lo, hi = stats.percentile_interval(col, confidence=confidence)
+    if rule == "min":
+        beyond = stats.bootstrap_p_value(col, bound=threshold, alternative="less")
+        within = stats.bootstrap_p_value(col, bound=threshold, alternative="greater")
+        worse = nan
+    else:
+        beyond = stats.bootstrap_p_value(col, bound=threshold, alternative="greater")
+        within = stats.bootstrap_p_value(col, bound=threshold, alternative="less")
+        worse = stats.bootstrap_p_value(col, bound=0.0, alternative="greater")
+    return {"beyond": beyond, "within": within, "worse": worse, "low": lo, "high": hi,
+            "method": "paired bootstrap"}  # type: ignore[dict-item]
 
 
 class PerClassCheck(_PairedCheck):
@@ -235,63 +351,67 @@ class PerClassCheck(_PairedCheck):
 
     def compute(self) -> CheckResult:
         rules = self._rules_by_class()
-        family_size = sum(
-            1 for by_metric in rules.values() for th in by_metric.values() for r in HIGHER_RULES if th.get(r) is not None
-        )
-        settings, point, reps = self._prepare(family_size=family_size)
+        settings, point = self._settings()
         names = self.ctx.class_names
+        cells = self.ctx.counts.cells()
+        cc = class_counts(cells)
         pb, pc = point["baseline"], point["candidate"]
-        # One family: every (class, metric, rule) comparison; the fail side is multiplicity-adjusted.
-        family: list[tuple[int, str, str, float]] = []
-        for k, by_metric in rules.items():
-            if pb["support"][k] <= 0:
-                continue
-            for m, th in by_metric.items():
-                for rule in HIGHER_RULES:
-                    if th.get(rule) is not None:
-                        family.append((k, m, rule, float(th[rule])))
-        adjusted: dict[tuple[int, str, str], float] = {}
-        column_intervals: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
-        if reps is not None:
-            # One quantile call per (metric, rule) over all classes at once, not one per class.
-            for m, rule in {(m, rule) for _, m, rule, _ in family}:
-                col = reps["candidate"][m] if rule == "min" else _drop_reps(rule, reps["baseline"][m], reps["candidate"][m])
-                column_intervals[(m, rule)] = stats.percentile_interval(col, confidence=settings.confidence)
-        if reps is not None and family:
-            raw = []
+        # One family: every (class, metric, rule) comparison of a class with samples.
+        family: list[tuple[int, str, str, float]] = [
+            (k, m, rule, float(th[rule]))
+            for k, by_metric in rules.items() if cc.support[k] > 0
+            for m, th in by_metric.items() for rule in HIGHER_RULES if th.get(rule) is not None
+        ]
+        evidence: dict[tuple[int, str, str], Evidence] = {}
+        notes: list[str] = []
+        if settings.statistical and family:
+            reps = run_replicates(self.ctx, settings) if _per_class_needs_bootstrap(self.ctx.config) else None
+            prec_se = precision_drop_se(cells, cc)
+            raw: dict[tuple[int, str, str], dict[str, Any]] = {}
+            groups: dict[tuple[str, str, float], list[int]] = {}
             for k, m, rule, thr in family:
-                if rule == "min":
-                    raw.append(float(stats.bootstrap_p_value(reps["candidate"][m][:, k], bound=thr, alternative="less")))
-                else:
-                    d = _drop_reps(rule, reps["baseline"][m][:, k], reps["candidate"][m][:, k])
-                    raw.append(float(stats.bootstrap_p_value(d, bound=thr, alternative="greater")))
-            adj = stats.adjust(np.asarray(raw), settings.multiple_comparisons)
-            adjusted = {(k, m, rule): float(p) for (k, m, rule, _), p in zip(family, adj)}
+                groups.setdefault((m, rule, thr), []).append(k)
+            for (m, rule, thr), ks in groups.items():
+                ev = _class_evidence(m, rule, thr, np.asarray(ks), cc, prec_se, point, reps, settings.confidence)
+                for i, k in enumerate(ks):
+                    raw[(k, m, rule)] = {key: (val if key == "method" else float(val[i])) for key, val in ev.items()}
+            keys = [(k, m, rule) for k, m, rule, _ in family]
+            adj_beyond = stats.adjust(np.array([raw[key]["beyond"] for key in keys]), settings.multiple_comparisons)
+            adj_worse = stats.adjust(np.array([raw[key]["worse"] for key in keys]), settings.multiple_comparisons)
+            for i, key in enumerate(keys):
+                r = raw[key]
+                evidence[key] = Evidence(
+                    p_beyond=float(adj_beyond[i]), p_within=r["within"],
+                    p_worse=None if math.isnan(r["worse"]) else float(adj_worse[i]),
+                    interval=(r["low"], r["high"]), method=r["method"])
+            boot = sum(1 for key in keys if raw[key]["method"] == "paired bootstrap")
+            if reps is not None and boot:
+                needed = stats.min_resamples(len(keys), confidence=settings.confidence) + 1
+                if reps.resamples < needed:
+                    notes.append(
+                        f"resolution cap: {boot} of {len(keys)} per-class comparisons are decided by the bootstrap, "
+                        f"whose smallest p-value 1/({reps.resamples}+1) cannot reach the "
+                        f"{settings.multiple_comparisons} level for a family of {len(keys)}; they can never fail. "
+                        f"Set decision.bootstrap_resamples to at least {needed}.")
         findings: list[Finding] = []
         for k, by_metric in rules.items():
-            if pb["support"][k] <= 0:
+            if cc.support[k] <= 0:
                 continue
             for m, th in by_metric.items():
-                findings += self._higher_is_better(
-                    metric=f"{m}[{names[k]}]",
-                    thresholds=th,
-                    base=float(pb[m][k]),
-                    cand=float(pc[m][k]),
-                    reps_b=None,
-                    reps_c=None,
-                    settings=settings,
-                    where=names[k],
-                    p_adjusted={r: adjusted[(k, m, r)] for r in HIGHER_RULES if (k, m, r) in adjusted} or None,
-                    intervals={
-                        r: (float(lo[k]), float(hi[k]))
-                        for (mm, r), (lo, hi) in column_intervals.items()
-                        if mm == m
-                    },
-                )
+                base, cand = float(pb[m][k]), float(pc[m][k])
+                for rule in HIGHER_RULES:
+                    if th.get(rule) is None:
+                        continue
+                    value = cand if rule == "min" else _drop_value(rule, base, cand)
+                    findings.append(judge(
+                        metric=f"{m}[{names[k]}]", rule=rule, threshold=float(th[rule]), value=float(value),
+                        baseline=base, candidate=cand, settings=settings, where=names[k],
+                        evidence=evidence.get((k, m, rule)),
+                    ))
         rows = tuple(
             (
                 names[k],
-                int(round(pb["support"][k])),
+                int(cc.support[k]),
                 round(float(pb["precision"][k]), 4), round(float(pc["precision"][k]), 4),
                 round(float(pb["recall"][k]), 4), round(float(pc["recall"][k]), 4),
                 f"{pc['recall'][k] - pb['recall'][k]:+.4f}",
@@ -314,53 +434,60 @@ class PerClassCheck(_PairedCheck):
             ),),
             details={
                 "decision": settings.mode,
-                "multiple_comparisons": settings.multiple_comparisons if reps is not None else "none",
+                "multiple_comparisons": settings.multiple_comparisons if settings.statistical else "none",
                 "comparisons": len(family),
             },
+            notes=tuple(notes),
         )
+
+
+# --------------------------------------------------------------------------------------------------- flips
 
 
 class FlipsCheck(_PairedCheck):
     name = "flips"
 
     def compute(self) -> CheckResult:
-        settings, point, _ = self._prepare()
+        settings, point = self._settings()
         names = self.ctx.class_names
         comp = point["comparison"]
         n = self.ctx.counts.total
         neg = int(round(comp["negative_flips"]))
         agree = int(round(comp["agreement"] * n))
-        interval = settings.mode == "non-inferiority"
+        conf = settings.confidence
         findings: list[Finding] = []
         th = (self.options.get("negative_flip_rate") or {}).get("max")
         if th is not None:
             findings.append(judge(
                 metric="negative_flip_rate", rule="max", threshold=float(th), value=neg / n, settings=settings,
-                interval=stats.wilson_interval(neg, n, confidence=settings.confidence) if interval else None,
+                evidence=rate_evidence(neg, n, threshold=float(th), rule="max", confidence=conf)
+                if settings.statistical else None,
             ))
         th = (self.options.get("agreement") or {}).get("min")
         if th is not None:
             findings.append(judge(
                 metric="agreement", rule="min", threshold=float(th), value=agree / n, settings=settings,
-                interval=stats.wilson_interval(agree, n, confidence=settings.confidence) if interval else None,
+                evidence=rate_evidence(agree, n, threshold=float(th), rule="min", confidence=conf)
+                if settings.statistical else None,
             ))
         th = (self.options.get("per_class_negative_flip_rate") or {}).get("max")
         support = point["baseline"]["support"]
         if th is not None:
             ks = [k for k in range(len(names)) if support[k] > 0]
-            negs = [int(round(comp["per_class_negative_flips"][k])) for k in ks]
-            sups = [int(round(support[k])) for k in ks]
-            adjusted = None
-            if interval and ks:
-                # exact binomial p-value of "this class's flip rate is above the ceiling"
-                raw = binom.sf(np.asarray(negs) - 1, np.asarray(sups), float(th))
-                adjusted = stats.adjust(raw, settings.multiple_comparisons)
+            negs = np.array([int(round(comp["per_class_negative_flips"][k])) for k in ks], dtype=np.int64)
+            sups = np.array([int(round(support[k])) for k in ks], dtype=np.int64)
+            greater, less = stats.binomial_p_values(negs, sups, bound=float(th)) if ks else (np.array([]),) * 2
+            adjusted = stats.adjust(greater, settings.multiple_comparisons) if ks else greater
             for i, k in enumerate(ks):
+                evidence = None
+                if settings.statistical:
+                    evidence = Evidence(p_beyond=float(adjusted[i]), p_within=float(less[i]),
+                                        interval=stats.clopper_pearson_interval(int(negs[i]), int(sups[i]),
+                                                                                confidence=conf),
+                                        method="exact binomial")
                 findings.append(judge(
                     metric=f"negative_flip_rate[{names[k]}]", rule="max", threshold=float(th),
-                    value=negs[i] / sups[i], settings=settings, where=names[k],
-                    interval=stats.wilson_interval(negs[i], sups[i], confidence=settings.confidence) if interval else None,
-                    p_adjusted=float(adjusted[i]) if adjusted is not None else None,
+                    value=float(negs[i] / sups[i]), settings=settings, where=names[k], evidence=evidence,
                 ))
         rows = tuple(
             (names[k], int(round(support[k])), int(round(comp["per_class_negative_flips"][k])),

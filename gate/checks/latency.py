@@ -476,7 +476,7 @@ def finding_for(run: PairResult, outcome: Outcome, settings: DecisionSettings) -
     """One limit's Finding. The status comes from gate.verdict.judge on the same interval the sampler used.
 
     A ratio limit is reported as rule `max_ratio`: value = candidate / baseline, threshold = 1 + max_slowdown,
-    so judge compares exactly the numbers gate.timing.decide compared when it stopped sampling.
+    so judge applies the same rule (gate.verdict.interval_outcome) to the numbers the sampler stopped on.
     """
     rule, iv = outcome.rule, outcome.interval
     if not outcome.enough_rounds or not (math.isfinite(iv.low) and math.isfinite(iv.high)):

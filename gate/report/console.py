@@ -33,7 +33,10 @@ def model_facts(model: ModelInfo) -> str:
 
 
 def render_console(report: Report, *, verbose: bool = False) -> str:
-    lines: list[str] = []
+    # The data cannot decide a threshold: say so before anything else, or a warning reads like a pass.
+    lines: list[str] = [f"POWER: {p.note}" for p in report.power]
+    if lines:
+        lines.append("")
     base, cand = report.models
     lines.append(f"gate {report.gate_version}: candidate {cand.path} [{cand.format}] vs baseline {base.path} [{base.format}]")
     lines.append(f"data: {report.data.path} [{report.data.format}], {report.data.num_samples} samples, {len(report.class_names)} classes")
@@ -66,7 +69,8 @@ def render_console(report: Report, *, verbose: bool = False) -> str:
                   "" if f.interval is None else f"[{f.interval[0]:.4g}, {f.interval[1]:.4g}]",
                   "" if f.p_value is None else f"{f.p_value:.3g}")
                  for f in sorted(shown, key=lambda f: STATUS_ORDER[f.status])],
-                headers=("status", "metric", "rule", "threshold", "value", "baseline", "candidate", "margin", "interval", "p"),
+                headers=("status", "metric", "rule", "threshold", "value", "baseline", "candidate", "margin", "interval",
+                         "p beyond"),
                 tablefmt="simple",
             ))
         for note in check.notes:

@@ -44,6 +44,8 @@ def _table(table: Table) -> list[str]:
 
 def render_markdown(report: Report) -> str:
     lines: list[str] = []
+    for p in report.power:   # first: a warning that reads like a pass is how an under-powered gate misleads
+        lines += ["> [!WARNING]", f"> **Too few samples to decide {p.check}: {p.metric} threshold {p.threshold:g}.** {p.note}", ""]
     title = {"pass": "passed", "warn": "passed with warnings", "fail": "FAILED"}[report.verdict]
     lines.append(f"## {EMOJI[report.verdict]} gate {title}")
     lines.append("")
@@ -78,7 +80,7 @@ def render_markdown(report: Report) -> str:
         if bad:
             lines += md_table(
                 ("status", "metric", "rule", "decision", "threshold", "measured", "baseline", "candidate", "margin",
-                 "interval", "p"),
+                 "interval", "p beyond"),
                 [
                     (f.status + (" (inconclusive)" if f.inconclusive else ""), finding_label(f), f.rule, f.decision,
                      f.threshold, f.value, f.baseline, f.candidate, f.margin,
@@ -102,7 +104,8 @@ def render_markdown(report: Report) -> str:
     if decision:
         lines.append(
             f"<sub>decisions: {decision.get('mode')} at {float(decision.get('confidence', 0.95)):.0%} confidence "
-            f"(paired bootstrap, Wilson intervals, McNemar; {decision.get('multiple_comparisons')} across classes); "
+            f"(Tango score tests, exact binomial tests, paired bootstrap for F1; p beyond = one-sided p of "
+            f"\"beyond the threshold\", {decision.get('multiple_comparisons')}-adjusted across classes); "
             f"inconclusive results {'fail' if decision.get('inconclusive') == 'fail' else 'warn'}</sub>"
         )
         lines.append("")

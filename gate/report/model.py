@@ -55,6 +55,23 @@ class Chart:
 
 
 @dataclass(frozen=True)
+class PowerNote:
+    """The data cannot decide a threshold: the smallest effect it can detect and the samples that would.
+
+    Rendered first in every report and carried as the JSON report's top-level `power` list.
+    `min_detectable` is None when no effect up to the observed discordance is detectable at all.
+    """
+
+    check: str
+    metric: str
+    threshold: float
+    min_detectable: float | None
+    samples: int
+    samples_needed: int
+    note: str
+
+
+@dataclass(frozen=True)
 class CheckResult:
     name: str
     status: Status
@@ -65,6 +82,7 @@ class CheckResult:
     details: dict[str, Any] = field(default_factory=dict)   # check-specific figures for the JSON report
     notes: tuple[str, ...] = ()                    # advice that changes no status (e.g. "the data is too small to ...")
     duration_s: float = 0.0
+    power: tuple[PowerNote, ...] = ()              # thresholds this data cannot decide (also in `notes`)
 
 
 @dataclass(frozen=True)
@@ -112,6 +130,7 @@ class Report:
     schema_version: str
     notes: tuple[str, ...] = ()             # what the run did to compare the models as they ship (reordered
                                             # classes, casts on load), and warnings about it
+    power: tuple[PowerNote, ...] = ()       # every check's PowerNotes, shown first by every renderer
 
 
 def overall_status(statuses: list[str]) -> Status:

@@ -37,9 +37,13 @@ def test_good_candidate_passes_with_every_report(world, in_repo_root, tmp_path, 
     assert "verdict: PASS" in res.out
     report = json.loads(paths["json"].read_text())
     validate_report(report)
-    assert report["verdict"] == "pass" and report["exit_code"] == 0
+    # 600 samples (25 in class 0) cannot PROVE the good candidate within every threshold: it passes with
+    # warnings, every one of them an inconclusive finding, and nothing fails.
+    assert report["verdict"] == "warn" and report["exit_code"] == 0
+    findings = [f for c in report["checks"] for f in c["findings"]]
+    assert all(f["status"] == "pass" or (f["status"] == "warn" and f["inconclusive"]) for f in findings)
     assert {c["name"] for c in report["checks"]} == {"sanity", "accuracy", "per_class", "flips"}
-    assert paths["md"].read_text().startswith("## :white_check_mark: gate passed")
+    assert "## :warning: gate passed with warnings" in paths["md"].read_text()
     suite = ET.parse(paths["xml"]).getroot().find("testsuite")
     assert suite.get("tests") == "4" and suite.get("failures") == "0"
 

@@ -14,7 +14,7 @@ def test_defaults_make_a_useful_gate():
     cfg = build_config({})
     assert cfg.enabled_checks() == ["sanity", "accuracy", "per_class", "flips"]
     assert cfg.checks["accuracy"]["accuracy"]["max_drop"] == 0.01
-    assert cfg.decision["mode"] == "non-inferiority"
+    assert cfg.decision["mode"] == "significant-and-beyond"
     assert cfg.data["batch_size"] == 64
 
 

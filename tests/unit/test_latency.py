@@ -131,20 +131,26 @@ def test_interval_confidence_splits_the_error_over_comparisons_and_looks():
 @pytest.mark.parametrize(
     ("low", "high", "want"),
     [(1.2, 1.3, "fail"), (0.9, 1.1, "pass"), (1.05, 1.15, "inconclusive"), (1.1, 1.1, "pass"),
-     (math.nan, 1.0, "inconclusive")],
+     (math.nan, 1.0, "inconclusive"), (1.0, 1.1 + 1e-15, "pass")],   # float rounding at the limit is within
 )
-def test_decide_fails_on_lower_bound_and_passes_on_upper_bound(low, high, want):
-    assert timing.decide(low, high, 1.1) == want
+def test_the_sampler_stops_on_the_verdict_interval_rule(low, high, want):
+    rule = timing.Rule("p50", "ratio", 1.1)
+    iv = timing.Interval((low + high) / 2, low, high, 0.95, 0.1)
+    comparison = timing.Comparison("p50", 1.0, 1.1, iv, iv, rounds=1000)
+    assert timing.judge_rule(rule, comparison).decision == want
 
 
-def test_decide_agrees_with_the_shared_verdict_rule():
+def test_latency_findings_agree_with_the_sampler():
     settings = DecisionSettings(mode="non-inferiority", confidence=0.95)
     status_of = {"pass": "pass", "fail": "fail", "inconclusive": "warn"}
     for low in np.linspace(0.9, 1.3, 9):
         for high in np.linspace(low, 1.4, 5):
             f = judge(metric="p50_ratio", rule="max_ratio", threshold=1.1, value=(low + high) / 2,
                       settings=settings, interval=(low, high))
-            assert f.status == status_of[timing.decide(low, high, 1.1)]
+            iv = timing.Interval((low + high) / 2, low, high, 0.95, 0.1)
+            outcome = timing.judge_rule(timing.Rule("p50", "ratio", 1.1),
+                                        timing.Comparison("p50", 1.0, 1.1, iv, iv, rounds=1000))
+            assert f.status == status_of[outcome.decision]
 
 
 def test_look_points_double_from_the_first_look_and_leave_room_for_the_final_analysis():

@@ -17,7 +17,7 @@ from gate.report.console import render_console
 from gate.report.json_report import render_json, report_dict, validate_report
 from gate.report.junit import render_junit
 from gate.report.markdown import render_markdown
-from gate.report.model import Chart, CheckResult, DataInfo, Finding, ModelInfo, Report, Table
+from gate.report.model import Chart, CheckResult, DataInfo, Finding, ModelInfo, PowerNote, Report, Table
 from gate.report.write import write_atomic
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -68,7 +68,9 @@ def fixed_report() -> Report:
         data=DataInfo(path="eval.npz", format="npz", sha256="ef" * 32, num_samples=20, num_batches=1, batch_size=64),
         class_names=("cat", "dog"), metrics=metrics, config={"device": "cpu", "decision": {"mode": "non-inferiority", "confidence": 0.95, "inconclusive": "warn", "multiple_comparisons": "holm"}},
         environment={"python": "3.11", "torch": "2.13.0", "device": "cpu"},
-        created_at="2026-11-29T00:00:00+00:00", duration_s=1.5, gate_version="0.1.0", schema_version="1.0",
+        created_at="2026-11-29T00:00:00+00:00", duration_s=1.5, gate_version="0.1.0", schema_version="1.1",
+        power=(PowerNote(check="accuracy", metric="accuracy", threshold=0.01, min_detectable=0.039, samples=200,
+                         samples_needed=1234, note="the data cannot decide accuracy max_drop 0.01"),),
     )
 
 
@@ -89,12 +91,32 @@ def test_json_report_validates_and_carries_non_finite_values():
     broken = dict(data, verdict="maybe")
     with pytest.raises(jsonschema.ValidationError):
         validate_report(broken)
-    assert report_dict(fixed_report())["schema_version"] == "1.0"
+    assert report_dict(fixed_report())["schema_version"] == "1.1"
+
+
+def test_power_notes_come_first_and_have_the_published_shape():
+    import dataclasses
+
+    report = fixed_report()
+    data = json.loads(render_json(report))
+    assert data["power"] == [{"check": "accuracy", "metric": "accuracy", "threshold": 0.01, "min_detectable": 0.039,
+                              "samples": 200, "samples_needed": 1234,
+                              "note": "the data cannot decide accuracy max_drop 0.01"}]
+    assert all("power" not in check for check in data["checks"])
+    assert render_console(report).startswith("POWER: the data cannot decide accuracy max_drop 0.01\n")
+    assert render_markdown(report).startswith("> [!WARNING]\n> **Too few samples to decide accuracy: accuracy threshold 0.01.**")
+    quiet = dataclasses.replace(report, power=())
+    assert json.loads(render_json(quiet))["power"] == []
+    validate_report(json.loads(render_json(quiet)))
+    assert render_markdown(quiet).startswith("## :x: gate FAILED")
+    bad = dict(data, power=[{"check": "accuracy"}])
+    with pytest.raises(jsonschema.ValidationError):
+        validate_report(bad)
 
 
 def test_markdown_puts_verdict_and_failures_first_and_renders_charts():
     md = render_markdown(fixed_report())
-    assert md.startswith("## :x: gate FAILED")
+    assert md.split("\n\n", 1)[1].startswith("## :x: gate FAILED")   # after the power warning
     order = [md.index(f"<b>{name}</b>") for name in ("per_class", "drift", "sanity", "onnx")]
     assert order == sorted(order)
     assert "```mermaid\nxychart-beta" in md and 'x-axis ["conv", "fc"]' in md

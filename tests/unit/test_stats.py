@@ -40,75 +40,137 @@ def test_mcnemar_rejects_non_counts(bad):
         stats.mcnemar_exact(bad, 3)
 
 
-# -------------------------------------------------------------------------------------------------- Wilson
+# ------------------------------------------------------------------------------------ exact binomial rates
 
 
-def wilson_by_quadratic(x: int, n: int, confidence: float) -> tuple[float, float]:
-    """The Wilson interval as the roots of (p_hat - p)^2 = z^2 p (1 - p) / n, solved independently."""
-    z = sps.norm.ppf(1 - (1 - confidence) / 2)
-    p_hat = x / n
-    a = 1 + z * z / n
-    b = -(2 * p_hat + z * z / n)
-    c = p_hat * p_hat
-    disc = math.sqrt(b * b - 4 * a * c)
-    return ((-b - disc) / (2 * a), (-b + disc) / (2 * a))
+def test_binomial_p_values_equal_scipy_binomtest():
+    for x, n, bound in [(0, 20, 0.05), (3, 20, 0.05), (20, 20, 0.5), (17, 200, 0.05), (120, 1000, 0.1),
+                        (1, 1, 0.3), (0, 1000, 0.001)]:
+        greater, less = stats.binomial_p_values(x, n, bound=bound)
+        assert float(greater) == pytest.approx(sps.binomtest(x, n, bound, alternative="greater").pvalue, rel=1e-9)
+        assert float(less) == pytest.approx(sps.binomtest(x, n, bound, alternative="less").pvalue, rel=1e-9)
+    greater, less = stats.binomial_p_values(np.array([0, 3]), np.array([0, 10]), bound=0.2)
+    assert math.isnan(greater[0]) and math.isnan(less[0]) and less[1] == pytest.approx(sps.binom.cdf(3, 10, 0.2))
 
 
-@pytest.mark.parametrize("x,n", [(0, 1), (1, 1), (0, 10), (3, 10), (5, 10), (10, 10), (17, 200), (199, 200),
-                                 (4321, 10000), (1, 1_000_000)])
-@pytest.mark.parametrize("confidence", [0.8, 0.9, 0.95, 0.99])
-def test_wilson_matches_closed_form(x, n, confidence):
-    low, high = stats.wilson_interval(x, n, confidence=confidence)
-    exp_low, exp_high = wilson_by_quadratic(x, n, confidence)
-    assert low == pytest.approx(max(0.0, exp_low), abs=1e-12)
-    assert high == pytest.approx(min(1.0, exp_high), abs=1e-12)
-    assert 0.0 <= low <= x / n <= high <= 1.0
+@pytest.mark.parametrize("x,n", [(0, 1), (1, 1), (0, 20), (3, 20), (17, 200), (199, 200), (4321, 10000)])
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+def test_clopper_pearson_equals_scipy_exact_interval(x, n, confidence):
+    got = stats.clopper_pearson_interval(x, n, confidence=confidence)
+    ci = sps.binomtest(x, n).proportion_ci(confidence_level=confidence, method="exact")
+    assert got == pytest.approx((ci.low, ci.high), abs=1e-12)
 
 
-@pytest.mark.parametrize("x,n,low,high", [
-    # Newcombe (1998), Statistics in Medicine 17:857-872, Table II, method 3 (Wilson score, no correction);
-    # also what statsmodels' proportion_confint(..., method="wilson") returns.
-    (81, 263, 0.2553, 0.3662),
-    (15, 148, 0.0624, 0.1605),
-    (0, 20, 0.0000, 0.1611),
-    (1, 29, 0.0061, 0.1718),
-])
-def test_wilson_matches_published_values(x, n, low, high):
-    got = stats.wilson_interval(x, n, confidence=0.95)
-    assert got == pytest.approx((low, high), abs=5e-5)
-
-
-def test_wilson_empty_and_bad_input():
-    assert stats.wilson_interval(0, 0) == (0.0, 1.0)
+def test_clopper_pearson_edges():
+    assert stats.clopper_pearson_interval(0, 0, confidence=0.95) == (0.0, 1.0)
     with pytest.raises(ValueError, match="cannot exceed"):
-        stats.wilson_interval(5, 4)
-    with pytest.raises(ValueError, match="confidence"):
-        stats.wilson_interval(1, 4, confidence=1.0)
+        stats.clopper_pearson_interval(5, 4, confidence=0.95)
 
 
-@pytest.mark.parametrize("alternative", ["greater", "less"])
-def test_proportion_p_value_inverts_wilson(alternative):
-    # p < (1 - confidence) / 2 exactly when the Wilson interval lies wholly beyond the bound on that side.
-    rng = np.random.default_rng(3)
-    confidence = 0.95
-    alpha = stats.one_sided_alpha(confidence)
-    for _ in range(400):
-        n = int(rng.integers(1, 500))
-        x = int(rng.integers(0, n + 1))
-        bound = float(rng.uniform(0.01, 0.99))
-        p = stats.proportion_p_value(x, n, bound=bound, alternative=alternative)
-        if abs(p - alpha) < 1e-9:
+@pytest.mark.parametrize("n", [50, 100, 200])
+@pytest.mark.parametrize("rate", [0.01, 0.02, 0.04, 0.1, 0.25])
+def test_exact_rate_decisions_hold_both_error_rates_by_enumeration(n, rate):
+    """A rate truly AT its ceiling: P(claimed within) and P(claimed beyond) are <= alpha, summed over every x."""
+    alpha = 0.025
+    x = np.arange(n + 1)
+    pmf = sps.binom.pmf(x, n, rate)
+    greater, less = stats.binomial_p_values(x, np.full_like(x, n), bound=rate)
+    assert pmf[less < alpha].sum() <= alpha          # "within the ceiling" claimed for a rate at it
+    assert pmf[greater < alpha].sum() <= alpha       # "beyond the ceiling" claimed for a rate at it
+
+
+# ------------------------------------------------------------------------------- Tango paired differences
+
+
+def test_tango_constrained_mle_maximises_the_likelihood():
+    from scipy.optimize import minimize_scalar
+
+    for b, c, n, delta in [(10, 4, 100, 0.01), (0, 0, 100, 0.02), (3, 0, 50, -0.02), (30, 10, 1000, 0.03),
+                           (5, 9, 200, 0.0), (40, 2, 300, 0.2)]:
+        low, high = max(0.0, -delta), (1.0 - delta) / 2.0
+
+        def nll(q: float) -> float:
+            p10, p01, p_rest = q + delta, q, 1.0 - 2.0 * q - delta
+            return -(b * math.log(max(p10, 1e-300)) + c * math.log(max(p01, 1e-300))
+                     + (n - b - c) * math.log(max(p_rest, 1e-300)))
+
+        best = minimize_scalar(nll, bounds=(low, high), method="bounded", options={"xatol": 1e-12})
+        got = float(stats.tango_constrained_p01(b, c, n, delta))
+        assert nll(got) <= nll(best.x) + 1e-7, (b, c, n, delta, got, best.x)
+
+
+def test_tango_statistic_is_the_score_statistic_with_its_correction():
+    b, c, n, bound = 14, 5, 400, 0.01
+    q = float(stats.tango_constrained_p01(b, c, n, bound))
+    sd = math.sqrt(n * ((q + bound) + q - bound * bound))        # Var(b - c) under the restricted MLE
+    beyond, within = stats.paired_difference_p_values(b, c, n, bound=bound)
+    cc = stats.TANGO_CORRECTION
+    assert float(beyond) == pytest.approx(sps.norm.sf((b - c - n * bound - cc) / sd), rel=1e-12)
+    assert float(within) == pytest.approx(sps.norm.cdf((b - c - n * bound + cc) / sd), rel=1e-12)
+
+
+def test_tango_interval_inverts_its_tests():
+    rng = np.random.default_rng(4)
+    alpha = 0.025
+    for _ in range(300):
+        n = int(rng.integers(20, 2000))
+        b = int(rng.integers(0, n // 5 + 1))
+        c = int(rng.integers(0, n // 5 + 1))
+        bound = float(rng.uniform(-0.05, 0.08))
+        low, high = stats.paired_difference_interval(b, c, n, confidence=0.95)
+        beyond, within = stats.paired_difference_p_values(b, c, n, bound=bound)
+        if min(abs(float(beyond) - alpha), abs(float(within) - alpha)) < 1e-6:
             continue
-        low, high = stats.wilson_interval(x, n, confidence=confidence)
-        beyond = low > bound if alternative == "greater" else high < bound
-        assert (p < alpha) == beyond, (x, n, bound, p, low, high)
+        assert (float(within) < alpha) == (float(high) < bound), (b, c, n, bound)
+        assert (float(beyond) < alpha) == (float(low) > bound), (b, c, n, bound)
+        assert float(low) <= (b - c) / n <= float(high)
 
 
-def test_proportion_p_value_against_normal_score_test():
-    z = (30 / 200 - 0.1) / math.sqrt(0.1 * 0.9 / 200)
-    assert stats.proportion_p_value(30, 200, bound=0.1, alternative="greater") == pytest.approx(sps.norm.sf(z))
-    assert stats.proportion_p_value(30, 200, bound=0.1, alternative="less") == pytest.approx(sps.norm.cdf(z))
-    assert math.isnan(stats.proportion_p_value(0, 0, bound=0.1, alternative="less"))
+def test_zero_discordance_never_proves_a_small_drop_within():
+    # The percentile bootstrap gave [0, 0] here, a "pass" for any max_drop >= 0.
+    for n in (50, 100, 200):
+        low, high = stats.paired_difference_interval(0, 0, n, confidence=0.95)
+        assert float(high) > 0.02 and float(low) < -0.02
+        _, within = stats.paired_difference_p_values(0, 0, n, bound=0.01)
+        assert float(within) >= 0.025
+
+
+def _tango_error_rates(n: int, *, discordance: float, drop: float, bound: float) -> tuple[float, float]:
+    """Exact P(claim within), P(claim beyond) of `bound`, summed over every (b, c) with its multinomial probability."""
+    b, c = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
+    keep = b + c <= n
+    b, c = b[keep], c[keep]
+    p10, p01 = (discordance + drop) / 2, (discordance - drop) / 2
+    pmf = sps.multinomial.pmf(np.stack([b, c, n - b - c], axis=1), n, [p10, p01, 1 - discordance])
+    beyond, within = stats.paired_difference_p_values(b, c, np.full_like(b, n), bound=bound)
+    return float(pmf[within < 0.025].sum()), float(pmf[beyond < 0.025].sum())
+
+
+@pytest.mark.parametrize("n", [50, 100, 200])
+@pytest.mark.parametrize("discordance", [0.0, 0.01, 0.02, 0.04, 0.1])
+def test_tango_holds_both_error_rates_by_exact_enumeration(n, discordance):
+    """True drop AT the bound: neither "within" nor "beyond" is claimed more than alpha = 2.5% of the time;
+    truly beyond (within) the bound, "within" ("beyond") is claimed even less. Bounds from 0 to 5 points."""
+    worst = 0.0
+    for bound in (0.0, 0.005, 0.01, 0.02, 0.05):
+        if bound > discordance:                      # a drop cannot exceed the discordance
+            continue
+        claim_within, claim_beyond = _tango_error_rates(n, discordance=discordance, drop=bound, bound=bound)
+        worst = max(worst, claim_within, claim_beyond)
+        assert claim_within <= 0.025 and claim_beyond <= 0.025, (bound, claim_within, claim_beyond)
+        if bound + 0.005 <= discordance:             # truly beyond the bound
+            claim_within, _ = _tango_error_rates(n, discordance=discordance, drop=bound + 0.005, bound=bound)
+            assert claim_within <= 0.025
+        if bound >= 0.005:                           # truly within the bound
+            _, claim_beyond = _tango_error_rates(n, discordance=discordance, drop=bound - 0.005, bound=bound)
+            assert claim_beyond <= 0.025
+    assert worst <= 0.025
+
+
+def test_tango_without_its_correction_is_liberal_which_is_why_it_has_one(monkeypatch):
+    monkeypatch.setattr(stats, "TANGO_CORRECTION", 0.0)
+    _, claim_beyond = _tango_error_rates(200, discordance=0.02, drop=0.02, bound=0.02)
+    assert claim_beyond > 0.04
 
 
 # ----------------------------------------------------------------------------------------------- bootstrap
@@ -287,111 +349,6 @@ def test_adjust_dispatch_and_nans():
         stats.holm(np.array([1.2]))
 
 
-# ---------------------------------------------------------------------------------------------- decisions
-
-
-def normal_reps(mean: float, sd: float, size: int = 4000) -> np.ndarray:
-    return np.random.default_rng(0).normal(mean, sd, size)
-
-
-def test_decide_max_drop_non_inferiority_outcomes():
-    within = stats.decide_max_drop(0.0, normal_reps(0.0, 0.002), max_drop=0.01, confidence=0.95,
-                                   mode="non-inferiority")
-    assert within.outcome == "pass" and within.interval[1] <= 0.01
-    beyond = stats.decide_max_drop(0.03, normal_reps(0.03, 0.002), max_drop=0.01, confidence=0.95,
-                                   mode="non-inferiority")
-    assert beyond.outcome == "fail" and beyond.interval[0] > 0.01
-    straddle = stats.decide_max_drop(0.012, normal_reps(0.012, 0.005), max_drop=0.01, confidence=0.95,
-                                     mode="non-inferiority")
-    assert straddle.outcome == "inconclusive"
-    assert straddle.interval[0] < 0.01 < straddle.interval[1]
-    assert "straddles" in straddle.explanation
-    reps = normal_reps(0.012, 0.005)
-    low, high = stats.percentile_interval(reps, confidence=0.95)
-    assert straddle.interval == (float(low), float(high))
-    assert straddle.p_value == pytest.approx(float(stats.bootstrap_p_value(reps, bound=0.01,
-                                                                           alternative="greater")))
-
-
-def test_decide_max_drop_point_uses_the_estimate_only():
-    reps = normal_reps(0.012, 0.005)
-    assert stats.decide_max_drop(0.011, reps, max_drop=0.01, confidence=0.95, mode="point").outcome == "fail"
-    assert stats.decide_max_drop(0.01, reps, max_drop=0.01, confidence=0.95, mode="point").outcome == "pass"
-
-
-def test_a_drop_equal_to_max_drop_up_to_float_rounding_is_within():
-    drop = 0.90 - 0.89                          # 0.010000000000000009 in binary floating point
-    assert drop > 0.01 and stats.at_most(drop, 0.01)
-    assert stats.decide_max_drop(drop, np.full(50, drop), max_drop=0.01, confidence=0.95,
-                                 mode="point").outcome == "pass"
-    reps = np.full(50, drop)                    # every replicate on the lattice point max_drop itself
-    assert stats.decide_max_drop(drop, reps, max_drop=0.01, confidence=0.95,
-                                 mode="non-inferiority").outcome == "pass"
-    assert float(stats.bootstrap_p_value(reps, bound=0.01, alternative="greater")) == 1.0
-    assert not stats.at_most(0.0101, 0.01) and not stats.at_most(float("nan"), 0.01)
-
-
-def test_decide_max_drop_nan():
-    for mode in ("point", "non-inferiority"):
-        d = stats.decide_max_drop(float("nan"), normal_reps(0, 0.001), max_drop=0.01, confidence=0.95, mode=mode)
-        assert d.outcome == "fail" and "never a pass" in d.explanation
-    undefined = stats.decide_max_drop(0.0, np.full(100, np.nan), max_drop=0.01, confidence=0.95,
-                                      mode="non-inferiority")
-    assert undefined.outcome == "inconclusive"
-
-
-def test_decide_max_drop_with_adjusted_p():
-    beyond = normal_reps(0.02, 0.004)        # lower bound ~0.012 > 0.01 unadjusted ...
-    d = stats.decide_max_drop(0.02, beyond, max_drop=0.01, confidence=0.95, mode="non-inferiority",
-                              p_adjusted=0.2)  # ... but not after adjusting over the family
-    assert d.outcome == "inconclusive" and d.p_value == 0.2
-    close = normal_reps(0.014, 0.004)        # lower bound below 0.01, yet a strong adjusted p-value fails it
-    d = stats.decide_max_drop(0.014, close, max_drop=0.01, confidence=0.95, mode="non-inferiority",
-                              p_adjusted=0.001)
-    assert d.outcome == "fail" and "adjusted p" in d.rule
-
-
-def test_decide_max_drop_p_value_rule_agrees_with_interval_rule_when_unadjusted():
-    for mean in (-0.01, 0.0, 0.005, 0.02, 0.03):
-        reps = normal_reps(mean, 0.004)
-        by_interval = stats.decide_max_drop(mean, reps, max_drop=0.01, confidence=0.95, mode="non-inferiority")
-        p = float(stats.bootstrap_p_value(reps, bound=0.01, alternative="greater"))
-        by_p = stats.decide_max_drop(mean, reps, max_drop=0.01, confidence=0.95, mode="non-inferiority",
-                                     p_adjusted=p)
-        assert by_interval.outcome == by_p.outcome
-
-
-def test_decide_floor_outcomes():
-    kw = {"minimum": 0.9, "confidence": 0.95}
-    assert stats.decide_floor(950, 1000, mode="non-inferiority", **kw).outcome == "pass"
-    assert stats.decide_floor(850, 1000, mode="non-inferiority", **kw).outcome == "fail"
-    straddle = stats.decide_floor(905, 1000, mode="non-inferiority", **kw)
-    assert straddle.outcome == "inconclusive"
-    assert straddle.interval == stats.wilson_interval(905, 1000, confidence=0.95)
-    assert stats.decide_floor(899, 1000, mode="point", **kw).outcome == "fail"
-    assert stats.decide_floor(900, 1000, mode="point", **kw).outcome == "pass"
-    for mode in ("point", "non-inferiority"):
-        assert stats.decide_floor(0, 0, mode=mode, **kw).outcome == "fail"
-
-
-def test_decide_ceiling_outcomes():
-    kw = {"maximum": 0.05, "confidence": 0.95}
-    assert stats.decide_ceiling(10, 1000, mode="non-inferiority", **kw).outcome == "pass"
-    assert stats.decide_ceiling(100, 1000, mode="non-inferiority", **kw).outcome == "fail"
-    assert stats.decide_ceiling(52, 1000, mode="non-inferiority", **kw).outcome == "inconclusive"
-    assert stats.decide_ceiling(52, 1000, mode="point", **kw).outcome == "fail"
-    assert stats.decide_ceiling(50, 1000, mode="point", **kw).outcome == "pass"
-    # A small set cannot prove a low rate: 0 flips in 20 samples is still inconclusive against 5%.
-    assert stats.decide_ceiling(0, 20, mode="non-inferiority", **kw).outcome == "inconclusive"
-    adjusted = stats.decide_ceiling(100, 1000, mode="non-inferiority", p_adjusted=0.3, **kw)
-    assert adjusted.outcome == "inconclusive"
-
-
-def test_decisions_reject_bad_mode():
-    with pytest.raises(ValueError, match="mode"):
-        stats.decide_floor(1, 2, minimum=0.5, confidence=0.95, mode="strict")
-
-
 # --------------------------------------------------------------------------------------------------- power
 
 
@@ -402,9 +359,10 @@ def test_min_detectable_drop_and_required_samples_are_inverse(discordance, confi
     previous = math.inf
     for n in (50, 100, 200, 500, 1000, 5000, 10000, 100000):
         d = stats.min_detectable_drop(n, **kw)
-        assert d < previous                          # more samples, smaller detectable drop
+        assert d < previous or d == previous == math.inf  # more samples, smaller detectable drop
         previous = d
-        if d <= discordance:                         # a drop above the discordance is not physical
+        assert d <= discordance or d == math.inf     # a drop above the discordance is not physical
+        if math.isfinite(d):
             assert stats.required_samples(d, **kw) == n
     for drop in (0.005, 0.01, 0.05):
         if drop <= discordance:
@@ -433,6 +391,17 @@ def test_min_detectable_drop_has_about_that_power_for_the_exact_mcnemar_test():
             b_crit = int(b[reject][0])
             power += sps.binom.pmf(discordant, n, psi) * sps.binom.sf(b_crit - 1, discordant, p_negative)
     assert power == pytest.approx(0.8, abs=0.06)
+
+
+def test_min_detectable_drop_never_exceeds_the_discordance():
+    # It returned 0.039 here, and required_samples(0.039) returned 199, not 100.
+    assert stats.min_detectable_drop(100, discordance=0.02, confidence=0.95) == math.inf
+    for n in range(10, 5000, 37):
+        for psi in (0.005, 0.02, 0.04, 0.1):
+            d = stats.min_detectable_drop(n, discordance=psi, confidence=0.95)
+            assert d == math.inf or (d <= psi and stats.required_samples(d, discordance=psi, confidence=0.95) == n)
+    with pytest.raises(ValueError, match="cannot happen"):
+        stats.required_samples(0.05, discordance=0.02, confidence=0.95)
 
 
 def test_power_edge_cases():

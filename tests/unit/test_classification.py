@@ -1,0 +1,170 @@
+"""The classification checks on hand-built paired counts: each rule's evidence against an independent
+computation on the raw samples, the p column's meaning, the power note, and per-class decisions at scale."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from gate import stats
+from gate.checks.base import RunContext
+from gate.checks.classification import AccuracyCheck, FlipsCheck, PerClassCheck, run_replicates
+from gate.config import build_config
+from gate.metrics import PairedCounts, model_metrics
+from gate.verdict import decision_settings
+
+
+def counts_of(y: np.ndarray, pb: np.ndarray, pc: np.ndarray, k: int) -> PairedCounts:
+    counts = PairedCounts(k)
+    counts.update(y, pb, pc)
+    return counts
+
+
+def run(check, y, pb, pc, k, config=None):
+    config = config or build_config({})
+    ctx = RunContext(config=config, models={}, class_names=tuple(f"c{i}" for i in range(k)), device=None,
+                     counts=counts_of(y, pb, pc, k))
+    return check(config.check(check.name), ctx).compute(), ctx
+
+
+def paired_world(n: int, k: int, *, accuracy: float, p10: float, p01: float, seed: int):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    kind = rng.choice(4, size=n, p=[accuracy - p10, p10, p01, 1 - accuracy - p01])
+    base_ok, cand_ok = kind <= 1, (kind == 0) | (kind == 2)
+    pb = np.where(base_ok, y, (y + 1 + rng.integers(0, k - 1, n)) % k)
+    pc = np.where(cand_ok, y, (y + 1 + rng.integers(0, k - 1, n)) % k)
+    return y, pb, pc
+
+
+def holm_by_hand(p: np.ndarray) -> np.ndarray:
+    order = np.argsort(p, kind="stable")
+    m = p.size
+    out = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def test_accuracy_max_drop_uses_tango_on_the_raw_discordant_pairs():
+    y, pb, pc = paired_world(800, 5, accuracy=0.85, p10=0.04, p01=0.015, seed=1)
+    result, _ = run(AccuracyCheck, y, pb, pc, 5)
+    f = next(f for f in result.findings if f.metric == "accuracy" and f.rule == "max_drop")
+    b = int(np.sum((pb == y) & (pc != y)))
+    c = int(np.sum((pb != y) & (pc == y)))
+    beyond, within = stats.paired_difference_p_values(b, c, len(y), bound=0.01)
+    assert f.value == pytest.approx((b - c) / len(y))
+    assert f.p_value == pytest.approx(float(beyond))           # the p column: one-sided, beyond the threshold
+    assert result.details["mcnemar_two_sided_p"] == pytest.approx(sps.binomtest(b, b + c, 0.5).pvalue)
+    assert result.details["worse_at_all_p"] == pytest.approx(
+        sps.binomtest(b, b + c, 0.5, alternative="greater").pvalue)
+
+
+def test_a_much_better_candidate_shows_no_tiny_p_beside_its_pass():
+    # Regression: the p column showed McNemar's two-sided 1.7e-18 next to "pass" for a candidate 6 points better.
+    y, pb, pc = paired_world(2000, 4, accuracy=0.8, p10=0.01, p01=0.07, seed=2)
+    result, _ = run(AccuracyCheck, y, pb, pc, 4)
+    f = next(f for f in result.findings if f.metric == "accuracy" and f.rule == "max_drop")
+    assert f.status == "pass" and f.p_value > 0.999
+    assert result.details["mcnemar_two_sided_p"] < 1e-10      # still there, labelled, in the details
+
+
+def test_identical_models_on_few_samples_are_not_proven_within():
+    # Regression: with no discordant pair the bootstrap interval was [0, 0], a pass for any max_drop.
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 100)
+    pred = np.where(rng.random(100) < 0.9, y, (y + 1) % 3)
+    result, _ = run(AccuracyCheck, y, pred, pred, 3)
+    f = next(f for f in result.findings if f.metric == "accuracy" and f.rule == "max_drop")
+    assert f.status == "warn" and f.inconclusive and f.interval[1] > 0.01
+    f1 = next(f for f in result.findings if f.metric == "macro_f1")
+    assert f1.status == "warn" and f1.inconclusive             # the bootstrap saw no spread: nothing is proven
+    assert result.power and result.power[0].samples == 100 and result.power[0].samples_needed > 100
+
+
+def test_f1_replicates_are_widened_to_tangos_width():
+    from gate.checks.classification import calibrate, tango_calibration
+
+    y, pb, pc = paired_world(300, 4, accuracy=0.85, p10=0.02, p01=0.01, seed=11)
+    result, ctx = run(AccuracyCheck, y, pb, pc, 4)
+    reps = ctx.replicates
+    b = int(np.sum((pb == y) & (pc != y)))
+    c = int(np.sum((pb != y) & (pc == y)))
+    low, high = stats.paired_difference_interval(b, c, 300, confidence=0.95)
+    boot_lo, boot_hi = stats.percentile_interval(reps.baseline["accuracy"] - reps.candidate["accuracy"],
+                                                 confidence=0.95)
+    scale = tango_calibration(reps, {"low": low, "high": high}, confidence=0.95)
+    assert scale == pytest.approx(max(1.0, float(high - low) / float(boot_hi - boot_lo)))
+    widened = calibrate(np.array([0.0, 0.01, 0.03]), 0.01, 2.0)
+    np.testing.assert_allclose(widened, [-0.01, 0.01, 0.05])
+    assert np.isnan(calibrate(np.array([0.0, 0.01]), 0.01, math.inf)).all()
+
+
+def test_no_power_note_on_a_decisive_failure():
+    y, pb, pc = paired_world(300, 3, accuracy=0.9, p10=0.15, p01=0.0, seed=4)
+    result, _ = run(AccuracyCheck, y, pb, pc, 3)
+    acc = next(f for f in result.findings if f.metric == "accuracy" and f.rule == "max_drop")
+    assert acc.status == "fail" and not acc.inconclusive
+    assert result.power == ()
+
+
+def test_per_class_family_adjustment_matches_holm_by_hand():
+    k = 5
+    y, pb, pc = paired_world(1500, k, accuracy=0.8, p10=0.08, p01=0.01, seed=6)
+    config = build_config({"checks": {"per_class": {"precision": {"max_drop": None}}}})
+    result, _ = run(PerClassCheck, y, pb, pc, k, config)
+    raw = []
+    for cls in range(k):
+        m = y == cls
+        b = int(np.sum(m & (pb == y) & (pc != y)))
+        c = int(np.sum(m & (pb != y) & (pc == y)))
+        raw.append(float(stats.paired_difference_p_values(b, c, int(m.sum()), bound=0.1)[0]))
+    expected = holm_by_hand(np.array(raw))
+    got = [next(f for f in result.findings if f.where == f"c{cls}").p_value for cls in range(k)]
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+
+
+@pytest.mark.parametrize("k", [300, 1000])
+def test_a_wholly_broken_class_fails_per_class_itself(k):
+    # Regression: with a bootstrap Holm family, more than ~250 classes could never fail.
+    y, pb, pc = paired_world(40 * k, k, accuracy=0.9, p10=0.02, p01=0.02, seed=7)
+    pc = np.where(y == 3, (y + 1) % k, pc)                    # class c3: the candidate never gets it right
+    result, ctx = run(PerClassCheck, y, pb, pc, k)
+    assert result.status == "fail"
+    failed = {f.metric for f in result.findings if f.status == "fail"}
+    # c3's recall, and c4's precision: the candidate predicts every c3 sample as c4, a real precision drop.
+    assert failed == {"recall[c3]", "precision[c4]"}
+    assert ctx.replicates is None                              # the default per-class rules need no resampling
+
+
+def test_rates_use_exact_binomial_tests():
+    y, pb, pc = paired_world(400, 4, accuracy=0.9, p10=0.06, p01=0.01, seed=8)
+    result, _ = run(FlipsCheck, y, pb, pc, 4)
+    neg = int(np.sum((pb == y) & (pc != y)))
+    f = next(f for f in result.findings if f.metric == "negative_flip_rate")
+    assert f.p_value == pytest.approx(sps.binomtest(neg, 400, 0.05, alternative="greater").pvalue)
+    ci = sps.binomtest(neg, 400).proportion_ci(confidence_level=0.95, method="exact")
+    assert f.interval == pytest.approx((ci.low, ci.high))
+
+
+def test_replicates_belong_to_the_run_and_use_the_configured_count():
+    y, pb, pc = paired_world(500, 3, accuracy=0.85, p10=0.03, p01=0.02, seed=9)
+    config = build_config({"decision": {"bootstrap_resamples": 300}})
+    result, ctx = run(AccuracyCheck, y, pb, pc, 3, config)
+    reps = ctx.replicates
+    assert reps is not None and reps.resamples == 300 and reps.baseline["macro_f1"].shape == (300,)
+    again = run_replicates(ctx, decision_settings(config, {}))
+    assert again is reps                                       # drawn once, shared
+    assert result.details["bootstrap_resamples"] == 300
+
+
+def test_precision_replicates_are_nan_when_a_class_is_never_predicted():
+    counts = counts_of(np.array([0, 1, 1, 2]), np.array([0, 1, 1, 1]), np.array([0, 1, 1, 1]), 3)
+    cells = counts.cells()
+    m = model_metrics(cells, cells.pb, cells.counts[None, :], empty=np.nan)
+    assert math.isnan(m["precision"][0, 2])                    # class 2 is never predicted
+    assert model_metrics(cells, cells.pb, cells.counts[None, :])["precision"][0, 2] == 0.0   # sklearn's point value
