@@ -17,6 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.action_env import open_to_others, runnable_python
 from tests.github_files import parse_github_output
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +60,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     broken = {k: v.clone() for k, v in model.state_dict().items()}
     broken["2.bias"][BROKEN_CLASS] -= 50.0
     torch.save(broken, ws / "models" / "broken.pt")
+    open_to_others(ws)   # started as root, the entrypoint runs the gate as an unprivileged uid
     return ws
 
 
@@ -85,6 +87,7 @@ def run_action(ws: Path, tmp_path: Path, inputs: dict[str, str]) -> ActionRun:
     output.write_text("", encoding="utf-8")
     event.write_text(json.dumps({"ref": "refs/heads/main"}), encoding="utf-8")
     environ = clean_environ()
+    python, environ["PYTHONPATH"] = runnable_python()
     environ.update({
         "GITHUB_ACTIONS": "true", "CI": "true", "GITHUB_WORKSPACE": str(ws), "GITHUB_STEP_SUMMARY": str(summary),
         "GITHUB_OUTPUT": str(output), "GITHUB_EVENT_NAME": "push", "GITHUB_EVENT_PATH": str(event),
@@ -94,7 +97,7 @@ def run_action(ws: Path, tmp_path: Path, inputs: dict[str, str]) -> ActionRun:
                 "github-token": "ghs_not_used", "debug": "false", "verbose": "false"}
     for name, value in {**defaults, **inputs}.items():
         environ["INPUT_" + name.replace(" ", "_").upper()] = value
-    done = subprocess.run([sys.executable, "-m", "gate.action.entrypoint"], cwd=ws, env=environ,
+    done = subprocess.run([python, "-m", "gate.action.entrypoint"], cwd=ws, env=environ,
                           capture_output=True, text=True, timeout=600, check=False)
     return ActionRun(done.returncode, done.stdout, done.stderr, summary.read_text(encoding="utf-8"),
                      parse_github_output(output.read_text(encoding="utf-8")))
@@ -167,7 +170,7 @@ def test_missing_checkpoint_is_could_not_run(workspace: Path, tmp_path: Path):
     error_line = next(line for line in run.stderr.splitlines() if line.startswith("error:"))
     assert "does-not-exist.pt" in error_line
     assert run.outputs == {"verdict": "error", "exit-code": "2", "failed-checks": "", "report-json": "",
-                           "report-markdown": ""}
+                           "report-markdown": "", "power-note": "", "min-detectable-drop": "", "samples-needed": ""}
     assert commands(run.stdout, "error") == [f"::error title=gate could not run::{error_line}"]
     assert "could not run" in run.summary and error_line in run.summary
     assert not (workspace / "gate-report" / "report.json").exists()   # no stale report from the pass case
