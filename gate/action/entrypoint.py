@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -742,8 +743,8 @@ def comment_footer(environ: Mapping[str, str]) -> str:
     run = event.get("workflow_run") if isinstance(event, dict) else None
     if environ.get("GITHUB_EVENT_NAME") == "workflow_run" and isinstance(run, dict):
         url, conclusion = str(run.get("html_url") or ""), str(run.get("conclusion") or "unknown")
-        return (f"<sub>report from [the check run]({md_text(url)}) (concluded: {md_text(conclusion)}) · "
-                "updated on every push</sub>")
+        link = f"[the check run]({url})" if re.fullmatch(r"https://[\w.-]+(/[\w.~%/-]*)?", url) else "the check run"
+        return f"<sub>report from {link} (concluded: {md_text(conclusion)}) · updated on every push</sub>"
     return run_footer(environ)
 
 
