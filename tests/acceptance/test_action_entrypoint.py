@@ -240,29 +240,55 @@ def test_action_yml_matches_githubs_action_schema():
     lint(tool("check-jsonschema"), "--builtin-schema", "vendor.github-actions", "action.yml")
 
 
-def test_example_workflow_passes_actionlint_and_the_workflow_schema():
-    lint(tool("actionlint"), "examples/ci/github-workflow.yml")
-    lint(tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", "examples/ci/github-workflow.yml")
+EXAMPLE_WORKFLOWS = ("github-workflow.yml", "github-workflow-comment.yml")
 
 
-def test_example_workflow_inputs_exist_in_action_yml(tmp_path: Path):
+@pytest.mark.parametrize("name", EXAMPLE_WORKFLOWS)
+def test_example_workflow_passes_actionlint_and_the_workflow_schema(name: str):
+    lint(tool("actionlint"), f"examples/ci/{name}")
+    lint(tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", f"examples/ci/{name}")
+
+
+@pytest.mark.parametrize("name", EXAMPLE_WORKFLOWS)
+def test_example_workflow_inputs_exist_in_action_yml(tmp_path: Path, name: str):
     """actionlint checks a local action's inputs: lint the example with `uses: ./` in a project holding this
     action.yml (actionlint finds the project by its .git and .github/workflows folders)."""
     (tmp_path / ".git").mkdir()
     workflows = tmp_path / ".github" / "workflows"
     workflows.mkdir(parents=True)
-    for name in ("action.yml", "Dockerfile"):
-        shutil.copyfile(ROOT / name, tmp_path / name)
-    text = (ROOT / "examples" / "ci" / "github-workflow.yml").read_text(encoding="utf-8")
+    for source in ("action.yml", "Dockerfile"):
+        shutil.copyfile(ROOT / source, tmp_path / source)
+    text = (ROOT / "examples" / "ci" / name).read_text(encoding="utf-8")
     local, count = re.subn(r"uses: gate-dev/gate@v1\b.*", "uses: ./", text)
     assert count == 1
     (workflows / "gate.yml").write_text(local, encoding="utf-8")
     lint(tool("actionlint"), ".github/workflows/gate.yml", cwd=tmp_path)
     # ... and the check is real: a misspelt input is caught.
-    (workflows / "gate.yml").write_text(local.replace("model-factory:", "model_factory:"), encoding="utf-8")
+    (workflows / "gate.yml").write_text(local.replace("mode:", "mode_:").replace("policy-path:", "policy_path:"),
+                                        encoding="utf-8")
     done = subprocess.run([tool("actionlint"), ".github/workflows/gate.yml"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=300, check=False)
-    assert done.returncode == 1 and 'input "model_factory" is not defined' in done.stdout
+    assert done.returncode == 1 and re.search(r'input "(mode_|policy_path)" is not defined', done.stdout)
+
+
+def test_example_workflow_takes_policy_from_the_base_branch_and_files_from_the_pr():
+    workflow = yaml.safe_load((ROOT / "examples" / "ci" / "github-workflow.yml").read_text(encoding="utf-8"))
+    steps = workflow["jobs"]["gate"]["steps"]
+    checkouts = {s["with"]["path"]: s["with"] for s in steps if str(s.get("uses", "")).startswith("actions/checkout")}
+    assert checkouts["base"]["ref"] == "${{ github.event.pull_request.base.sha }}"
+    assert checkouts["pr"]["ref"] == "${{ github.event.pull_request.head.sha }}"
+    assert all(c["persist-credentials"] is False for c in checkouts.values())
+    [gate_step] = [s for s in steps if s.get("id") == "gate"]
+    inputs = gate_step["with"]
+    assert inputs["policy-path"] == "base" and not inputs["config"].startswith("pr/")
+    assert inputs["candidate"].startswith("pr/") and not inputs["data"].startswith("pr/")
+    assert inputs.get("comment") in (None, False) and "github-token" not in inputs
+    assert workflow["permissions"] == {"contents": "read"}
+    comment = yaml.safe_load((ROOT / "examples" / "ci" / "github-workflow-comment.yml").read_text(encoding="utf-8"))
+    assert list(comment[True]) == ["workflow_run"]   # YAML 1.1 reads the key `on` as true
+    steps = comment["jobs"]["comment"]["steps"]
+    assert not [s for s in steps if str(s.get("uses", "")).startswith("actions/checkout")]   # no PR code here
+    assert [s["with"]["mode"] for s in steps if "gate-dev/gate" in str(s.get("uses"))] == ["comment"]
 
 
 def test_gitlab_example_matches_the_gitlab_ci_schema():
