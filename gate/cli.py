@@ -6,7 +6,9 @@ torch is imported only by `gate check`, so `gate --help` and `gate schema` answe
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,19 @@ from gate.config import CHECK_NAMES
 from gate.errors import GateError
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143      # 128 + SIGINT, 128 + SIGTERM, as shells report them
+
+
+class Terminated(BaseException):
+    """SIGTERM (a cancelled CI job, `docker stop`): a BaseException, so no library `except Exception` swallows it."""
+
+
+_finishing = False      # set while the reports are written: a signal then waits for the run to end
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    if not _finishing:
+        raise Terminated(signum)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -34,8 +49,6 @@ def _overrides(opts: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if opts["model_factory"]:
         out.setdefault("model", {})["factory"] = opts["model_factory"]
-    if opts["trust_checkpoint"]:
-        out.setdefault("model", {})["trust_checkpoint"] = True
     if opts["device"]:
         out["device"] = opts["device"]
     if opts["seed"] is not None:
@@ -67,8 +80,11 @@ def _overrides(opts: dict[str, Any]) -> dict[str, Any]:
                    "(required unless data.factory is set in the config).")
 @click.option("--config", "-c", "config_path", metavar="FILE", help="gate.yaml (or .json) with thresholds and options.")
 @click.option("--model-factory", metavar="MOD:FN", help="Builds the module a state_dict is loaded into (package.module:callable).")
-@click.option("--trust-checkpoint", is_flag=True,
-              help="Allow unpickling whole nn.Module checkpoints. This runs code from the file: never use it on files from a PR.")
+@click.option("--trust-checkpoint", "trust_checkpoint", multiple=True, type=click.Choice(["baseline", "candidate", "all"]),
+              metavar="ROLE",
+              help="Load this role's checkpoint even if it is a program (TorchScript, torch.export) or a pickle that "
+                   "runs code: baseline, candidate or all (repeatable). Only for files you built yourself, never "
+                   "for a pull request's candidate. A config file cannot give trust.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), help="Where both models run (default: cpu).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Evaluation batch size (default 64).")
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N samples.")
@@ -92,10 +108,11 @@ def check(candidate: str, **opts: Any) -> None:
     Example:
       gate check candidate.pt --baseline prod.pt --data eval.jsonl --config gate.yaml --json report.json
     """
-    from gate.config import load_config
+    from gate.config import load_config, trusted_roles
     from gate.report.write import check_writable, remove_stale
 
-    config = load_config(opts["config_path"], overrides=_overrides(opts))
+    config = load_config(opts["config_path"], overrides=_overrides(opts),
+                         trusted=trusted_roles(opts["trust_checkpoint"]))
     data = opts["data"] or config.data.get("factory")
     if not data:
         raise click.UsageError("Missing option '--data' (or data.factory in the config).")
@@ -131,6 +148,7 @@ def _write_reports(report: Any, outputs: dict[str, str]) -> None:
     from gate.report.markdown import render_markdown
     from gate.report.write import write_reports
 
+    global _finishing
     rendered = {}
     if "json_path" in outputs:
         validate_report(report_dict(report))
@@ -139,6 +157,7 @@ def _write_reports(report: Any, outputs: dict[str, str]) -> None:
         rendered["markdown_path"] = render_markdown(report)
     if "junit_path" in outputs:
         rendered["junit_path"] = render_junit(report)
+    _finishing = True       # all or none: a SIGTERM now waits until every report is in place
     write_reports({outputs[key]: text for key, text in rendered.items()})
 
 
@@ -152,18 +171,43 @@ def schema(which: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: every failure to run becomes one `error: ...` line on stderr and exit code 2."""
+    """Entry point: every failure to run becomes one `error: ...` line on stderr and exit code 2.
+
+    SIGINT and SIGTERM end the run with one `error:` line, no report, and 130 / 143. Without --debug, warnings
+    from torch and other libraries stay off stderr (the report carries what matters); with it they show.
+    """
+    global _finishing
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    _finishing = False
+    previous = _install_sigterm()
+    try:
+        with warnings.catch_warnings():
+            if not debug:
+                warnings.simplefilter("ignore")
+            _run(args, debug=debug)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _install_sigterm() -> Any:
+    try:
+        return signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:          # not the main thread (an embedding application): leave its handlers alone
+        return None
+
+
+def _run(args: list[str], *, debug: bool) -> None:
     try:
         cli.main(args=args, prog_name="gate", standalone_mode=False)
     except SystemExit:
         raise
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
-    except click.exceptions.Abort:
-        click.echo("error: aborted", err=True)
-        sys.exit(130)
+    except (click.exceptions.Abort, KeyboardInterrupt):     # click turns KeyboardInterrupt into Abort
+        click.echo("error: interrupted (SIGINT); no report was written", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as err:
         click.echo(f"error: {err.format_message()}", err=True)
         sys.exit(EXIT_ERROR)
@@ -172,9 +216,9 @@ def main(argv: list[str] | None = None) -> None:
             raise
         click.echo(f"error: {_one_line(str(err))}", err=True)
         sys.exit(EXIT_ERROR)
-    except KeyboardInterrupt:
-        click.echo("error: interrupted", err=True)
-        sys.exit(130)
+    except Terminated:
+        click.echo("error: terminated (SIGTERM); no report was written", err=True)
+        sys.exit(EXIT_TERMINATED)
     except Exception as err:  # a bug in gate itself: still one line and exit 2, so CI can tell it from a regression
         if debug:
             raise

@@ -19,6 +19,11 @@ from gate.errors import ConfigError
 # Forward order of the checks in the report; the runner feeds them in this order.
 CHECK_NAMES = ("sanity", "accuracy", "per_class", "flips", "drift", "onnx", "latency")
 
+#: The roles a checkpoint plays. Trust (loading a program or a pickle that runs code) is given per role, and only
+#: on the command line or as an Action input: gate.yaml may come from the pull request it judges.
+ROLES = ("baseline", "candidate")
+TRUST_CHOICES = ("baseline", "candidate", "all")
+
 
 def _read_schema_file(*parts: str) -> dict[str, Any]:
     node = resources.files("gate.schemas")
@@ -67,11 +72,13 @@ class GateConfig:
     seed: int = 0
     threads: int | None = None
     class_names: tuple[str, ...] | None = None
+    class_map: dict[str, str] = field(default_factory=dict)   # candidate class name -> baseline class name
     model: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     decision: dict[str, Any] = field(default_factory=dict)
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str | None = None           # where the config came from, for messages
+    trusted: frozenset[str] = frozenset()  # roles whose checkpoints may run code: from the command line only
 
     def where(self, key_path: str) -> str:
         """'gate.yaml: key.path', for errors found after validation (they need the models or the data)."""
@@ -84,9 +91,10 @@ class GateConfig:
         return [name for name in CHECK_NAMES if self.checks.get(name, {}).get("enabled", False)]
 
     def model_options(self, role: str) -> dict[str, Any]:
-        """factory/kwargs for one role: the role's override wins over the shared `model` section."""
-        merged = {k: v for k, v in self.model.items() if k not in ("baseline", "candidate")}
+        """factory/kwargs/dtype/output for one role: the role's override wins over the shared `model` section."""
+        merged = {k: v for k, v in self.model.items() if k not in ROLES}
         merged.update(self.model.get(role) or {})
+        merged["trust_checkpoint"] = role in self.trusted
         return merged
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,10 +103,12 @@ class GateConfig:
             "seed": self.seed,
             "threads": self.threads,
             "class_names": list(self.class_names) if self.class_names else None,
+            "class_map": dict(self.class_map),
             "model": self.model,
             "data": self.data,
             "decision": self.decision,
             "checks": self.checks,
+            "trusted_roles": sorted(self.trusted),
         }
 
 
@@ -113,12 +123,21 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: Bounds on a config file, which may come from a pull request: its size, and the number of nodes YAML aliases
+#: may expand to (a few hundred bytes of nested aliases otherwise expand to billions: the "billion laughs").
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_NODES = 100_000
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Parse YAML or JSON into a dict, with errors that name the file and line."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found")
     try:
+        size = p.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{p}: the config file has {size} bytes; at most {MAX_CONFIG_BYTES} are read")
         text = p.read_text(encoding="utf-8-sig")  # editors on Windows write a byte-order mark
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{p}: cannot read config file: {err}") from err
@@ -163,8 +182,47 @@ def _strict_yaml_loader() -> type:
             seen.add(key)
         return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
+    def construct_document(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+        _check_expansion(node, yaml)
+        return yaml.SafeLoader.construct_document(loader, node)
+
     StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    StrictLoader.construct_document = construct_document  # type: ignore[method-assign]
     return StrictLoader
+
+
+def _check_expansion(root: Any, yaml: Any) -> None:
+    """Refuse a document whose aliases expand to more than MAX_CONFIG_NODES nodes, or refer to themselves.
+
+    Aliases share one composed node, so the expanded size is counted once per distinct node (memoised): linear in
+    the file, however deep the nesting."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: Any) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise yaml.constructor.ConstructorError(None, None, "an alias refers to a node that contains it",
+                                                    node.start_mark)
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                total += size(key_node) + size(value_node)
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                total += size(item)
+        open_nodes.discard(key)
+        sizes[key] = total
+        if total > MAX_CONFIG_NODES:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"aliases expand to more than {MAX_CONFIG_NODES} values (a config needs far fewer)",
+                node.start_mark)
+        return total
+
+    size(root)
 
 
 def _reject_non_finite(node: Any, *, source: str, path: tuple[Any, ...] = ()) -> None:
@@ -230,10 +288,36 @@ def validate_config(data: dict[str, Any], *, source: str = "config") -> None:
     raise ConfigError(f"{source}: {_describe(best, schema)}")
 
 
-def build_config(raw: dict[str, Any] | None = None, *, source: str | None = None) -> GateConfig:
-    """Validate user settings, then lay them over the defaults."""
+def trusted_roles(choices: Any) -> frozenset[str]:
+    """--trust-checkpoint values (baseline, candidate, all; repeatable) as the set of trusted roles."""
+    out: set[str] = set()
+    for choice in choices or ():
+        if choice not in TRUST_CHOICES:
+            raise ConfigError(f"--trust-checkpoint: expected one of {', '.join(TRUST_CHOICES)}, found {choice!r}")
+        out.update(ROLES if choice == "all" else (choice,))
+    return frozenset(out)
+
+
+def _refuse_trust_from_file(raw: dict[str, Any], *, source: str) -> None:
+    """Trust runs code from a checkpoint; a config file may come from the pull request, so it cannot give it."""
+    model = raw.get("model")
+    if not isinstance(model, dict):
+        return
+    for path, section in (("model", model), *((f"model.{r}", model.get(r)) for r in ROLES)):
+        if isinstance(section, dict) and "trust_checkpoint" in section:
+            raise ConfigError(
+                f"{source}: {path}.trust_checkpoint: trust cannot be given by a config file (it may come from "
+                "the pull request it judges); pass --trust-checkpoint baseline|candidate|all on the command "
+                "line, or the Action's trust-checkpoint input, for checkpoints you built yourself"
+            )
+
+
+def build_config(raw: dict[str, Any] | None = None, *, source: str | None = None,
+                 trusted: frozenset[str] = frozenset()) -> GateConfig:
+    """Validate user settings, then lay them over the defaults. `trusted` comes from the command line only."""
     raw = raw or {}
     _reject_non_finite(raw, source=source or "config")
+    _refuse_trust_from_file(raw, source=source or "config")
     validate_config(raw, source=source or "config")
     schema = config_schema()
     checks = deep_merge(check_defaults(), raw.get("checks", {}))
@@ -243,17 +327,22 @@ def build_config(raw: dict[str, Any] | None = None, *, source: str | None = None
         seed=raw.get("seed", 0),
         threads=raw.get("threads"),
         class_names=tuple(class_names) if class_names else None,
+        class_map=dict(raw.get("class_map") or {}),
         model=deep_merge(_section_defaults(schema, "model"), raw.get("model", {})),
         data=deep_merge(_section_defaults(schema, "data"), raw.get("data", {})),
         decision=deep_merge(_section_defaults(schema, "decision"), raw.get("decision", {})),
         checks=checks,
         source=source,
+        trusted=frozenset(trusted),
     )
 
 
-def load_config(path: str | Path | None, *, overrides: dict[str, Any] | None = None) -> GateConfig:
+def load_config(path: str | Path | None, *, overrides: dict[str, Any] | None = None,
+                trusted: frozenset[str] = frozenset()) -> GateConfig:
     """Read the config file (if any), lay CLI overrides on top, validate, apply defaults."""
     raw = read_config_file(path) if path else {}
+    if path:
+        _refuse_trust_from_file(raw, source=str(path))
     if overrides:
         raw = deep_merge(raw, overrides)
-    return build_config(raw, source=str(path) if path else "options")
+    return build_config(raw, source=str(path) if path else "options", trusted=trusted)

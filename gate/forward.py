@@ -1,6 +1,8 @@
-"""Calling a model the same way everywhere, and turning whatever it returns into (B, K) class scores."""
+"""Calling a model the same way everywhere (floating inputs in its dtype), and turning what it returns into (B, K)
+class scores: its output kind read or detected, its columns in the baseline's class order."""
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
@@ -8,8 +10,42 @@ import torch
 from gate.errors import ModelError
 
 
+# Output kinds a model can be declared with (`output:` in gate.yaml); the first four are classifiers gate compares.
+OUTPUT_KINDS = ("logits", "probabilities", "sigmoid", "binary_logit", "multi_label", "regression")
+SUPPORTED_KINDS = ("logits", "probabilities", "sigmoid", "binary_logit")
+_SINGLE = ("sigmoid", "binary_logit")
+_UNIT_SLACK = 1e-3        # probabilities computed in float16 may land a rounding step outside [0, 1]
+
+# The dtype each loaded module takes its floating inputs in (gate.precision registers a module that does not run
+# in float32). Every caller of call_model (the pass, sanity, latency, ONNX timing) then feeds a float16 model
+# float16 inputs without knowing about dtypes.
+_INPUT_DTYPES: weakref.WeakKeyDictionary[Any, torch.dtype] = weakref.WeakKeyDictionary()
+
+
+def set_input_dtype(module: Any, dtype: torch.dtype | None) -> None:
+    """Floating inputs of `module` are cast to `dtype` by call_model (None: passed as they come)."""
+    if dtype is None or dtype == torch.float32:
+        _INPUT_DTYPES.pop(module, None)
+    else:
+        _INPUT_DTYPES[module] = dtype
+
+
+def cast_floating(inputs: Any, dtype: torch.dtype) -> Any:
+    """Floating tensors cast to `dtype`; integer tensors (token ids, masks) and everything else untouched."""
+    if isinstance(inputs, torch.Tensor):
+        return inputs.to(dtype) if inputs.is_floating_point() and inputs.dtype != dtype else inputs
+    if isinstance(inputs, dict):
+        return {k: cast_floating(v, dtype) for k, v in inputs.items()}
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(cast_floating(v, dtype) for v in inputs)
+    return inputs
+
+
 def call_model(module: Any, inputs: Any, *, input_names: tuple[str, ...] | None = None) -> Any:
     """module(**inputs) for a dict (keeping only the arguments forward() takes), module(*inputs) for a tuple."""
+    dtype = _INPUT_DTYPES.get(module)
+    if dtype is not None:
+        inputs = cast_floating(inputs, dtype)
     if isinstance(inputs, dict):
         if input_names:
             inputs = {k: v for k, v in inputs.items() if k in input_names}
@@ -19,21 +55,26 @@ def call_model(module: Any, inputs: Any, *, input_names: tuple[str, ...] | None 
     return module(inputs)
 
 
-def to_scores(output: Any, *, role: str = "model") -> torch.Tensor:
-    """Normalise a model output to float (B, K) logits.
+def output_tensor(output: Any, *, role: str = "model") -> torch.Tensor:
+    """The tensor of class scores in a model's output (found_scores without the label)."""
+    return found_scores(output, role=role)[0]
 
-    Hugging Face outputs -> `.logits`; tuples/lists -> their first element; dicts -> "logits" or their first tensor;
-    a single-logit binary model ((B,) or (B, 1)) -> stack([0, z]) so softmax gives [1 - sigmoid(z), sigmoid(z)].
+
+def found_scores(output: Any, *, role: str = "model") -> tuple[torch.Tensor, bool]:
+    """The tensor of class scores in a model's output, and whether the output itself calls it `logits`.
+
+    Hugging Face outputs -> `.logits`; tuples/lists -> their first element; dicts -> "logits" or their first tensor.
     """
     out = output
+    named = False
     for _ in range(8):
         if isinstance(out, torch.Tensor):
             break
         if hasattr(out, "logits") and isinstance(getattr(out, "logits"), torch.Tensor):
-            out = out.logits
+            out, named = out.logits, True
         elif isinstance(out, dict):
             if "logits" in out:
-                out = out["logits"]
+                out, named = out["logits"], True
             else:
                 tensors = [v for v in out.values() if isinstance(v, torch.Tensor)]
                 if not tensors:
@@ -50,14 +91,105 @@ def to_scores(output: Any, *, role: str = "model") -> torch.Tensor:
             f"{role}: the model returned {out.dtype} values (class indices?); gate needs class scores (logits or "
             "probabilities) of shape (batch, classes)"
         )
-    if out.ndim == 1 or (out.ndim == 2 and out.shape[1] == 1):
-        z = out.reshape(-1).float()
-        return torch.stack([torch.zeros_like(z), z], dim=1)
-    if out.ndim != 2:
+    if out.ndim not in (1, 2):
         raise ModelError(
             f"{role}: expected class scores of shape (batch, classes), got shape {tuple(out.shape)}"
         )
-    return out.float()
+    return out, named
+
+
+def _is_single(out: torch.Tensor) -> bool:
+    return out.ndim == 1 or out.shape[1] == 1
+
+
+def _ask(role: str, found: str, choices: str) -> ModelError:
+    return ModelError(
+        f"{role}: cannot tell what the model outputs: {found}; say which in gate.yaml with model.output (or "
+        f"model.{role}.output): {choices}"
+    )
+
+
+def detect_output_kind(out: torch.Tensor, *, role: str = "model", named_logits: bool = False) -> str:
+    """The kind of a model's output tensor when its first batch leaves no doubt; ModelError asking otherwise.
+
+    One column: a logit when any value is outside [0, 1], else ambiguous (a probability or a logit). Several columns:
+    probabilities when every row is in [0, 1] and sums to 1, ambiguous when in [0, 1] without summing to 1
+    (independent per-class probabilities: multi-label), logits otherwise. Several columns that the output itself
+    calls `logits` (a Hugging Face output, a {"logits": ...} dict) are logits. Non-finite values are left to the
+    sanity check: they decide nothing here.
+    """
+    if named_logits and not _is_single(out):
+        return "logits"
+    finite = out[torch.isfinite(out)].float()
+    in_unit = finite.numel() > 0 and bool(((finite >= 0) & (finite <= 1)).all())
+    if _is_single(out):
+        if in_unit:
+            raise _ask(role, "one column, every value in [0, 1] on the first batch (a sigmoid probability, or a "
+                             "logit that happens to lie there?)", "sigmoid or binary_logit")
+        return "binary_logit"
+    if not in_unit:
+        return "logits"
+    rows = out[torch.isfinite(out).all(dim=1)].float()
+    tolerance = 1e-3 if out.dtype in (torch.float32, torch.float64) else 2e-2
+    if rows.numel() and bool(((rows.sum(dim=1) - 1).abs() <= tolerance).all()):
+        return "probabilities"
+    raise _ask(role, f"{out.shape[1]} columns, every value in [0, 1] but rows that do not sum to 1 on the first "
+                     "batch (per-class probabilities of a multi-label model, or logits?)", "logits or multi_label")
+
+
+def check_output_kind(out: torch.Tensor, kind: str, *, role: str = "model") -> None:
+    """ModelError when the tensor cannot be what `kind` says (shape, or probabilities outside [0, 1])."""
+    if kind in _SINGLE and not _is_single(out):
+        raise ModelError(f"{role}: output: {kind} expects one column, but the model returned shape {tuple(out.shape)} "
+                         "(set output: logits or probabilities)")
+    if kind in ("logits", "probabilities") and _is_single(out):
+        raise ModelError(f"{role}: output: {kind} expects one column per class, but the model returned shape "
+                         f"{tuple(out.shape)} (set output: sigmoid or binary_logit)")
+    if kind in ("probabilities", "sigmoid"):
+        finite = out[torch.isfinite(out)]
+        if finite.numel() and (float(finite.min()) < -_UNIT_SLACK or float(finite.max()) > 1 + _UNIT_SLACK):
+            other = "binary_logit" if kind == "sigmoid" else "logits"
+            raise ModelError(
+                f"{role}: output: {kind}, but the model returned values outside [0, 1] (min {float(finite.min()):.4g}, "
+                f"max {float(finite.max()):.4g}): are they logits? (output: {other})"
+            )
+
+
+def unsupported_kind(kind: str, *, where: str) -> str | None:
+    """The one-line refusal for an output kind gate cannot compare yet; None for a supported one."""
+    if kind in SUPPORTED_KINDS or kind == "auto":
+        return None
+    task = "multi-label classification" if kind == "multi_label" else "regression"
+    return (f"{where}: {kind}: {task} is not supported yet; gate compares classifiers whose output is one of "
+            f"{', '.join(SUPPORTED_KINDS)}")
+
+
+def to_scores(
+    output: Any, *, role: str = "model", kind: str = "auto", columns: tuple[int, ...] | None = None
+) -> torch.Tensor:
+    """A model output as float (B, K) class scores whose argmax is the prediction, columns in the baseline's order.
+
+    logits and probabilities are kept; a sigmoid probability p becomes [1 - p, p]; a single logit z becomes [0, z]
+    (softmax gives [1 - sigmoid(z), sigmoid(z)]). `kind` "auto" detects it from this output (detect_output_kind).
+    """
+    out, named = found_scores(output, role=role)
+    kind = detect_output_kind(out, role=role, named_logits=named) if kind == "auto" else kind
+    check_output_kind(out, kind, role=role)
+    if kind == "sigmoid":
+        p = out.reshape(-1).float()
+        scores = torch.stack([1 - p, p], dim=1)
+    elif kind == "binary_logit":
+        z = out.reshape(-1).float()
+        scores = torch.stack([torch.zeros_like(z), z], dim=1)
+    elif kind in ("logits", "probabilities"):
+        scores = out.float()
+    else:
+        raise ModelError(unsupported_kind(kind, where=f"{role}: output") or f"{role}: unknown output kind {kind!r}")
+    if columns is not None:
+        if len(columns) != scores.shape[1]:
+            raise ModelError(f"{role}: the model outputs {scores.shape[1]} classes but names {len(columns)}")
+        scores = scores[:, list(columns)]
+    return scores
 
 
 def move_to(inputs: Any, device: torch.device) -> Any:
@@ -93,12 +225,22 @@ def slice_batch(inputs: Any, index: slice | int) -> Any:
     return inputs
 
 
-def run_model(model: Any, inputs: Any) -> torch.Tensor:
-    """One LoadedModel's scores for one batch, under inference mode, with errors that name the role."""
+def forward_output(model: Any, inputs: Any) -> Any:
+    """One LoadedModel's raw output for one batch, under inference mode, with errors that name the role."""
     try:
         with torch.inference_mode():
-            output = call_model(model.module, inputs, input_names=model.input_names)
+            return call_model(model.module, inputs, input_names=model.input_names)
     except Exception as err:  # a model's forward can raise anything; the user needs the role and the message
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"{model.role} ({model.path}): forward pass failed on the evaluation data: {msg}") from err
-    return to_scores(output, role=model.role)
+
+
+def scores_of(model: Any, output: Any) -> torch.Tensor:
+    """A LoadedModel's raw output as (B, K) scores: its output kind, its columns in the baseline's order."""
+    return to_scores(output, role=model.role, kind=getattr(model, "output", "auto"),
+                     columns=getattr(model, "columns", None))
+
+
+def run_model(model: Any, inputs: Any) -> torch.Tensor:
+    """One LoadedModel's scores for one batch (forward_output, then scores_of)."""
+    return scores_of(model, forward_output(model, inputs))

@@ -5,7 +5,7 @@ import platform
 import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -15,10 +15,21 @@ import torch
 import gate
 from gate.checks import check_class
 from gate.checks.base import ROLES, Check, RunContext, Step
+from gate.classes import ClassAlignment, align_classes, role_names
 from gate.config import GateConfig
 from gate.errors import ConfigError, DataError, ModelError
-from gate.forward import batch_len, move_to, run_model
+from gate.forward import (
+    batch_len,
+    check_output_kind,
+    detect_output_kind,
+    forward_output,
+    found_scores,
+    move_to,
+    scores_of,
+    unsupported_kind,
+)
 from gate.metrics import PairedCounts, metrics_report
+from gate.precision import apply_dtype
 from gate.report.model import CheckResult, DataInfo, ModelInfo, Report
 
 
@@ -44,14 +55,45 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_class_names(config: GateConfig, models: dict[str, Any], num_classes: int | None) -> tuple[str, ...] | None:
-    """config.class_names, else the baseline's id2label, else the candidate's; None when nobody names them."""
-    names = config.class_names or models["baseline"].class_names or models["candidate"].class_names
-    if names is not None and num_classes is not None and len(names) != num_classes:
-        raise ConfigError(
-            f"{config.where('class_names')}: {len(names)} names given ({', '.join(names[:5])}...) but the models output {num_classes} classes"
-        )
-    return tuple(names) if names is not None else None
+def align_models(config: GateConfig, models: dict[str, Any]) -> tuple[dict[str, Any], ClassAlignment]:
+    """Match the candidate's classes to the baseline's by name and set each model's declared output kind."""
+    alignment = align_classes(
+        *(role_names(config, models)[role] for role in ROLES),
+        class_map=config.class_map, top_level=config.class_names, where=config.where,
+    )
+    ready = {}
+    for role in ROLES:
+        columns = alignment.columns if role == "candidate" else None
+        kind = config.model_options(role).get("output", "auto")
+        if kind == "auto":
+            kind = _declared_by_model(models[role])
+        ready[role] = replace(models[role], columns=columns, output=kind)
+    return ready, alignment
+
+
+def _declared_by_model(model: Any) -> str:
+    """A Hugging Face config says what its head is for (problem_type; one label is regression in transformers);
+    a task gate does not support yet is refused here, before the pass, in one line."""
+    config = getattr(model.module, "config", None) if model.format == "huggingface" else None
+    problem = getattr(config, "problem_type", None)
+    kind = {"multi_label_classification": "multi_label", "regression": "regression"}.get(problem or "")
+    if kind is None and problem is None and getattr(config, "num_labels", 2) == 1:
+        kind = "regression"
+    if kind is None:
+        return "auto"
+    message = unsupported_kind(kind, where=f"{model.role} {model.path}: config.json problem_type "
+                                           f"{problem or '(unset, one label)'} means output")
+    raise ConfigError(f"{message}; if the model is a classifier, set model.{model.role}.output in gate.yaml")
+
+
+def refuse_unsupported_outputs(config: GateConfig) -> None:
+    """multi_label and regression are refused before anything is loaded: one line naming what is supported."""
+    for role in ROLES:
+        kind = config.model_options(role).get("output", "auto")
+        key = f"model.{role}.output" if "output" in (config.model.get(role) or {}) else "model.output"
+        message = unsupported_kind(kind, where=config.where(key))
+        if message:
+            raise ConfigError(message)
 
 
 class _Capture:
@@ -135,10 +177,13 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check]) -> tuple[PairedCou
             if capture is not None:
                 capture.active = True
             try:
-                scores = {role: run_model(models[role], inputs) for role in ROLES}
+                outputs = {role: forward_output(models[role], inputs) for role in ROLES}
             finally:
                 if capture is not None:
                     capture.active = False
+            if counts is None:
+                _read_first_outputs(ctx, outputs)
+            scores = {role: scores_of(models[role], outputs[role]) for role in ROLES}
             k_b, k_c = scores["baseline"].shape[1], scores["candidate"].shape[1]
             if k_b != k_c:
                 raise ModelError(
@@ -154,12 +199,21 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check]) -> tuple[PairedCou
                     )
                 if not ctx.class_names:
                     ctx.class_names = tuple(str(i) for i in range(k_b))
+            elif k_b != counts.num_classes:
+                raise ModelError(
+                    f"{data.path}: batch {index}: the models output {k_b} classes, but {counts.num_classes} on the "
+                    "first batch; a model's class count cannot change from batch to batch"
+                )
             bad = (labels < 0) | (labels >= k_b)
             if bool(bad.any()):
                 i = int(torch.nonzero(bad)[0])
+                single = [r for r in ROLES if models[r].output in ("sigmoid", "binary_logit")]
+                hint = (f" (the {' and the '.join(single)} output{'s' if len(single) == 1 else ''} one column, read as "
+                        f"a binary classifier: for a regression model, output: regression is not supported yet)"
+                        if single else "")
                 raise DataError(
                     f"{data.path}: label {int(labels[i])} of sample {seen + i} is out of range for models with "
-                    f"{k_b} classes (expected 0..{k_b - 1})"
+                    f"{k_b} classes (expected 0..{k_b - 1}){hint}"
                 )
             preds = {role: s.argmax(dim=1).cpu().numpy() for role, s in scores.items()}
             counts.update(labels.cpu().numpy(), preds["baseline"], preds["candidate"])
@@ -184,6 +238,25 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check]) -> tuple[PairedCou
     return counts, seen, index + 1
 
 
+def _read_first_outputs(ctx: RunContext, outputs: dict[str, Any]) -> None:
+    """On the first batch: each model's output kind (declared, else detected) and its class names against it."""
+    for role in ROLES:
+        model = ctx.models[role]
+        out, named = found_scores(outputs[role], role=role)
+        kind = detect_output_kind(out, role=role, named_logits=named) if model.output == "auto" else model.output
+        check_output_kind(out, kind, role=role)
+        width = 2 if kind in ("sigmoid", "binary_logit") else int(out.shape[1])
+        given = getattr(ctx.classes, role, None) if ctx.classes is not None else None
+        if given is not None and given.names is not None and len(given.names) != width:
+            where = (ctx.config.where(given.source) if (given.source or "").startswith("model.")
+                     else f"{role} {model.path}: {given.source}")
+            raise ConfigError(
+                f"{where}: the {role} names {len(given.names)} classes ({', '.join(given.names[:5])}"
+                f"{', ...' if len(given.names) > 5 else ''}) but outputs {width}"
+            )
+        ctx.models[role] = replace(model, output=kind)
+
+
 def environment(device: torch.device) -> dict[str, Any]:
     env: dict[str, Any] = {
         "python": platform.python_version(),
@@ -202,7 +275,7 @@ def environment(device: torch.device) -> dict[str, Any]:
     return env
 
 
-def model_info(model: Any, num_classes: int) -> ModelInfo:
+def model_info(model: Any, num_classes: int, names: Any = None) -> ModelInfo:
     return ModelInfo(
         role=model.role,
         path=model.path,
@@ -211,7 +284,24 @@ def model_info(model: Any, num_classes: int) -> ModelInfo:
         size_bytes=model.size_bytes,
         parameters=model.parameters,
         num_classes=num_classes,
+        class_names=tuple(names.names) if names is not None and names.names is not None else None,
+        columns=model.columns,
+        output=model.output,
+        dtype=model.dtype,
+        checkpoint_dtype=model.checkpoint_dtype,
+        cast=model.cast,
     )
+
+
+def run_notes(ctx: RunContext) -> tuple[str, ...]:
+    """What the run did so that the models are compared as they ship: reordered classes, casts on load."""
+    notes = []
+    if ctx.classes is not None and (ctx.classes.columns is not None or ctx.classes.renamed or ctx.classes.warnings):
+        notes.append(ctx.classes.describe())
+    for role in ROLES:
+        if ctx.models[role].cast:
+            notes.append(f"{role}: {ctx.models[role].cast}")
+    return tuple(notes)
 
 
 def run_gate(config: GateConfig, sources: Sources) -> Report:
@@ -227,16 +317,19 @@ def run_gate(config: GateConfig, sources: Sources) -> Report:
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
+    refuse_unsupported_outputs(config)
     models = {
         "candidate": load_model(sources.candidate, role="candidate", options=config.model_options("candidate"), device=device),
         "baseline": load_model(sources.baseline, role="baseline", options=config.model_options("baseline"), device=device),
     }
-    models = {role: models[role] for role in ROLES}
-    class_names = resolve_class_names(config, models, None)
+    models = {role: apply_dtype(models[role], config.model_options(role).get("dtype", "auto")) for role in ROLES}
+    models, alignment = align_models(config, models)
+    class_names = alignment.names
     tokenizer = models["candidate"].tokenizer or models["baseline"].tokenizer
     data = open_data(sources.data, options=config.data, class_names=class_names, tokenizer=tokenizer)
     ctx = RunContext(
-        config=config, models=models, class_names=class_names or (), device=device, extras=dict(sources.extras)
+        config=config, models=models, class_names=class_names or (), device=device, extras=dict(sources.extras),
+        classes=alignment,
     )
     checks = build_checks(config, ctx)
     results: list[CheckResult] = []
@@ -258,7 +351,7 @@ def run_gate(config: GateConfig, sources: Sources) -> Report:
         exit_code=exit_code,
         summary=summary,
         checks=tuple(results),
-        models=tuple(model_info(models[r], counts.num_classes) for r in ROLES),
+        models=tuple(model_info(ctx.models[r], counts.num_classes, getattr(alignment, r)) for r in ROLES),
         data=DataInfo(
             path=str(sources.data),
             format=data.format,
@@ -275,10 +368,9 @@ def run_gate(config: GateConfig, sources: Sources) -> Report:
         duration_s=round(time.perf_counter() - started, 3),
         gate_version=gate.__version__,
         schema_version=gate.REPORT_SCHEMA_VERSION,
+        notes=run_notes(ctx),
     )
 
 
 def _with_duration(result: CheckResult, seconds: float) -> CheckResult:
-    from dataclasses import replace
-
     return replace(result, duration_s=round(result.duration_s or seconds, 4))

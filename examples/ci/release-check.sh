@@ -5,8 +5,11 @@
 #   examples/ci/release-check.sh models/model.pt prod/model.pt eval/holdout.jsonl -- ./deploy.sh --env production
 #
 # Exit codes: 0 gate passed (and the deploy command's own status), 1 the candidate regressed, 2 the gate could not
-# run. Never deploy on 2: "could not run" says nothing about the model. GATE_CONFIG (default gate.yaml, if present),
-# GATE_REPORT_DIR (default gate-report) and GATE (the command, default `gate`) can be set in the environment.
+# run. Never deploy on 2: "could not run" says nothing about the model. GATE_CONFIG (default gate.yaml, if present;
+# a GATE_CONFIG that names a missing file is exit 2),
+# GATE_REPORT_DIR (default gate-report), GATE (the command, default `gate`) and GATE_TRUST (baseline, candidate or
+# all: checkpoints this release pipeline built itself that are programs, such as TorchScript) can be set in the
+# environment.
 set -uo pipefail
 
 if [ "$#" -lt 3 ]; then
@@ -18,14 +21,28 @@ shift 3
 if [ "${1:-}" = "--" ]; then shift; fi
 
 report_dir=${GATE_REPORT_DIR:-gate-report}
-config=${GATE_CONFIG:-gate.yaml}
 config_args=()
-if [ -f "$config" ]; then config_args=(--config "$config"); fi
+if [ -n "${GATE_CONFIG:-}" ]; then
+  # A config that was named but is missing must stop the release: deploying with the default thresholds would
+  # gate against rules nobody chose.
+  if [ ! -f "$GATE_CONFIG" ]; then
+    echo "error: GATE_CONFIG=$GATE_CONFIG: config file not found" >&2
+    echo "release-check: the gate could not run; not deploying." >&2
+    exit 2
+  fi
+  config_args=(--config "$GATE_CONFIG")
+elif [ -f gate.yaml ]; then
+  config_args=(--config gate.yaml)
+fi
+trust_args=()
+if [ -n "${GATE_TRUST:-}" ]; then
+  trust_args=(--trust-checkpoint "$GATE_TRUST")
+fi
 mkdir -p "$report_dir"
 
 # shellcheck disable=SC2086  # GATE may be a command with arguments, e.g. "python -m gate"
 ${GATE:-gate} check "$candidate" --baseline "$baseline" --data "$data" ${config_args[@]+"${config_args[@]}"} \
-  --json "$report_dir/report.json" --markdown "$report_dir/report.md" --junit "$report_dir/junit.xml"
+  ${trust_args[@]+"${trust_args[@]}"} --json "$report_dir/report.json" --markdown "$report_dir/report.md" --junit "$report_dir/junit.xml"
 status=$?
 
 case "$status" in

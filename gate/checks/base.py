@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     import torch
 
+    from gate.classes import ClassAlignment
     from gate.config import GateConfig
     from gate.metrics import PairedCounts
     from gate.models import LoadedModel
@@ -33,7 +34,8 @@ class Step:
     offset: int                                 # index of the batch's first sample in the data
     inputs: Any                                 # what the models take: a Tensor, a tuple of Tensors, or a dict of Tensors
     labels: torch.Tensor                        # (B,) int64 class indices
-    scores: dict[str, torch.Tensor]             # role -> (B, K) float class scores (logits), already normalised
+    scores: dict[str, torch.Tensor]             # role -> (B, K) float class scores (logits or probabilities), the
+                                                # candidate's columns in the baseline's class order
     activations: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> module name -> raw output
 
 
@@ -48,6 +50,7 @@ class RunContext:
     counts: PairedCounts | None = None          # the run's joint (label, baseline pred, candidate pred) counts;
                                                 # filled by the runner before compute()
     extras: dict[str, Any] = field(default_factory=dict)  # e.g. data info, onnx path from the CLI
+    classes: ClassAlignment | None = None       # how the candidate's classes were matched to the baseline's
 
 
 class Check(abc.ABC):

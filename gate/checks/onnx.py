@@ -102,15 +102,23 @@ def _max_or_zero(values: np.ndarray) -> float:
     return float(values.max())
 
 
-def normalise_logits(output: np.ndarray) -> np.ndarray:
-    """ONNX output -> (B, K) like gate.forward.to_scores: single-logit (B,) or (B, 1) becomes stack([0, z])."""
+def normalise_logits(output: np.ndarray, model: Any = None) -> np.ndarray:
+    """ONNX output -> (B, K) as the runner reads the PyTorch `model`'s (gate.forward.scores_of): its output kind,
+    its columns in the baseline's class order. Without a model: a single logit (B,) or (B, 1) becomes [0, z]."""
+    import torch
+
+    from gate.errors import ModelError
+    from gate.forward import scores_of, to_scores
+
     arr = np.asarray(output)
-    if arr.ndim == 1 or (arr.ndim == 2 and arr.shape[1] == 1):
-        z = arr.reshape(-1).astype(np.float32)
-        return np.stack([np.zeros_like(z), z], axis=1)
-    if arr.ndim != 2:
-        raise ValueError(f"expected ONNX class scores of shape (batch, classes), got shape {arr.shape}")
-    return arr
+    tensor = torch.from_numpy(np.ascontiguousarray(arr))
+    try:
+        if model is not None:
+            return scores_of(model, tensor).numpy()
+        single = arr.ndim == 1 or (arr.ndim == 2 and arr.shape[1] == 1)
+        return to_scores(tensor, kind="binary_logit" if single else "logits").numpy()
+    except ModelError as err:
+        raise ValueError(f"ONNX class scores: {err}") from err
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -425,7 +433,8 @@ class OnnxCheck(Check):
                 return
         named = self._named(step.inputs)
         try:
-            got = normalise_logits(self._model.run(self._model.feed(named, by_name=isinstance(step.inputs, Mapping))))
+            got = normalise_logits(self._model.run(self._model.feed(named, by_name=isinstance(step.inputs, Mapping))),
+                                   self.ctx.models["candidate"])
         except (OnnxRunError, ValueError) as err:
             self._stopped = _Stopped("fail", f"ONNX Runtime failed on {_samples(step)}: {err}", "run")
             return
@@ -522,10 +531,15 @@ class OnnxCheck(Check):
         """The candidate's tensor inputs by name; dict inputs keep only what forward() takes, like the runner."""
         from gate.onnx_export import named_inputs
 
+        from gate.forward import cast_floating
+        from gate.precision import DTYPES
+
         candidate = self.ctx.models["candidate"]
         declared = getattr(candidate, "input_names", None)
         if isinstance(inputs, Mapping) and declared:
             inputs = {k: v for k, v in inputs.items() if k in declared}
+        if getattr(candidate, "dtype", None) in DTYPES and candidate.dtype != "float32":   # as it runs in torch
+            inputs = cast_floating(inputs, DTYPES[candidate.dtype])
         return named_inputs(inputs, declared=declared, module=candidate.module)
 
     # -- latency ---------------------------------------------------------------------------------------------------

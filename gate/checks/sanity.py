@@ -1,5 +1,6 @@
 """Classic mistakes that make any comparison meaningless: NaN/Inf outputs, non-determinism (a model left in train
-mode, dropout active), outputs that depend on the batch they are in, and two models that name their classes differently.
+mode, dropout active), outputs that depend on the batch they are in, and class names that cannot be matched by name
+(generic LABEL_i names against real ones: a warning; the runner reorders the candidate's columns by name).
 
 Determinism and batch invariance use the first `samples` rows of the first batch only, scored again as a smaller
 batch: one extra forward call per model (two when something is wrong), not a second pass over the data.
@@ -113,7 +114,7 @@ class SanityCheck(Check):
             ("outputs finite", self.options["non_finite"]),
             ("deterministic", bool(self.determinism)),
             ("batch-invariant", bool(self.invariance)),
-            ("class names agree", any(f.metric == "class_names" for f in findings)),
+            ("classes matched by name", any(f.metric == "class_names" and f.status == "pass" for f in findings)),
         ) if done]
         if self.options["batch_invariance"] and not self.invariance:
             checked.append("batch invariance not measured (batches of one sample)")
@@ -136,19 +137,18 @@ class SanityCheck(Check):
         )
 
     def _class_name_findings(self) -> list[Finding]:
-        base = self.ctx.models["baseline"].class_names
-        cand = self.ctx.models["candidate"].class_names
-        if base is None or cand is None:
+        """How the candidate's classes were matched (gate.classes): by name passes, generic against real names warns.
+
+        Names that cannot be matched never get here: the run stops before the pass (exit 2).
+        """
+        alignment = self.ctx.classes
+        if alignment is None:
             return []
-        if tuple(base) == tuple(cand):
-            return [Finding(metric="class_names", rule="equal", status="pass", reason="both models name their classes the same")]
-        diffs = [f"{i}: {b!r} vs {c!r}" for i, (b, c) in enumerate(zip(base, cand)) if b != c]
-        detail = "; ".join(diffs[:5]) if diffs else f"{len(base)} vs {len(cand)} names"
-        return [Finding(
-            metric="class_names", rule="equal", status="fail",
-            reason=f"the models name their classes differently (index: baseline vs candidate: {detail}); "
-                   "a comparison would pair the wrong classes",
-        )]
+        if alignment.warnings:
+            return [Finding(metric="class_names", rule="matched by name", status="warn", reason=alignment.warnings[0])]
+        if not alignment.by_name:
+            return []
+        return [Finding(metric="class_names", rule="matched by name", status="pass", reason=alignment.describe())]
 
 
 def _fmt(x: float | None) -> str:

@@ -73,12 +73,22 @@ def sniff_data_format(path: str) -> str:
 
 
 def _check_file(path: str) -> None:
+    from gate.files import link_escape
+
+    if link_escape(path) is not None:
+        raise DataError(f"{path}: a symbolic link to a file outside its directory; pass the file itself "
+                        "(a link committed in a pull request could point at a secret)")
     if not os.path.exists(path):
         raise DataError(f"{path}: no such data file")
     if os.path.isdir(path):
         raise DataError(f"{path}: is a directory, expected a data file")
     if os.path.getsize(path) == 0:
         raise DataError(f"{path}: the data file is empty (0 bytes)")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the data file: {err.strerror or err}") from err
 
 
 def _format_from_content(path: str) -> str | None:

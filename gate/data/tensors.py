@@ -77,7 +77,11 @@ def _load_npz(path: str) -> dict[str, Any]:
             with archive:
                 arrays = {}
                 for name in archive.files:
-                    arrays[name] = archive[name]
+                    value = archive[name]
+                    if not isinstance(value, np.ndarray):     # numpy hands back other members as raw bytes
+                        raise DataError(f"{path}: member {name!r} is not a .npy array; an .npz archive holds only "
+                                        "named arrays (np.savez)")
+                    arrays[name] = value
     except DataError:
         raise
     except ValueError as err:

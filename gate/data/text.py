@@ -111,7 +111,11 @@ def _check_header(layout: TextLayout, header: list[str]) -> None:
 
 def _decoded_lines(path: str) -> Iterator[str]:
     """The file's lines as text, line endings kept (csv needs them); a decoding error names its exact line."""
-    with open(path, "rb") as fh:
+    try:
+        fh = open(path, "rb")
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the data file: {err.strerror or err}") from err
+    with fh:
         for line, raw in enumerate(fh, start=1):
             if line == 1 and raw.startswith(b"\xef\xbb\xbf"):  # byte-order mark written by Excel / Windows tools
                 raw = raw[3:]

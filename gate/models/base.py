@@ -41,6 +41,12 @@ class LoadedModel:
     tokenizer: Any | None                   # Hugging Face tokenizer of a model directory
     input_names: tuple[str, ...] | None     # forward() argument names without self; None for *args/unknown
     is_eager: bool                          # a plain nn.Module whose submodules run their forward hooks
+    # Filled in by the runner, after loading (gate.precision) and on the first batch (gate.forward):
+    output: str = "auto"                    # what forward() returns: one of gate.forward.OUTPUT_KINDS, or "auto"
+    columns: tuple[int, ...] | None = None  # the candidate's column of each baseline class; None: same positions
+    dtype: str | None = None                # the floating dtype it runs in ("float16"); None: no floating weights
+    checkpoint_dtype: str | None = None     # the dtype its weights were shipped in
+    cast: str | None = None                 # what was cast on load, in words; None when it runs as shipped
 
 
 def weights_digest(files: list[Path]) -> str:
@@ -52,12 +58,23 @@ def weights_digest(files: list[Path]) -> str:
 
 
 def count_parameters(module: Any) -> int | None:
-    """Number of parameter elements (ScriptModules too); None when the object has no .parameters()."""
+    """Number of parameter elements (ScriptModules too); None when the object has no .parameters().
+
+    torch.ao's quantized modules keep their weights in packed parameters, not in .parameters(): those count too
+    (through the modules' weight() / bias() accessors), so an int8 model does not report 0 parameters."""
     params = getattr(module, "parameters", None)
     if not callable(params):
         return None
     try:
-        return int(sum(p.numel() for p in params()))
+        total = int(sum(p.numel() for p in params()))
+        modules = getattr(module, "modules", None)
+        for sub in modules() if callable(modules) else ():
+            if hasattr(sub, "_packed_params"):
+                for accessor in ("weight", "bias"):
+                    tensor = getattr(sub, accessor, None)
+                    tensor = tensor() if callable(tensor) else None
+                    total += int(tensor.numel()) if tensor is not None else 0
+        return total
     except Exception:  # noqa: BLE001 - a foreign module type; the count is informational only
         return None
 

@@ -1,7 +1,7 @@
 """Weights-only checkpoints need code: `--model-factory package.module:callable` builds the nn.Module.
 
 The factory is imported like `python -m` would (the current directory first on sys.path), called with the
-configured kwargs, and the state_dict is loaded into what it returns. Training checkpoints often prefix every
+configured kwargs, and the state_dict is loaded into what it returns, each tensor in the checkpoint's dtype. Training checkpoints often prefix every
 key ("model." from Lightning, "module." from DataParallel, "_orig_mod." from torch.compile); a prefix is
 stripped when the keys then match the module's exactly.
 """
@@ -11,6 +11,7 @@ import importlib
 import inspect
 import os
 import sys
+import warnings
 from collections.abc import Mapping
 from typing import Any, Callable
 
@@ -152,10 +153,10 @@ def load_into(module: Any, state_dict: Mapping[str, Any], *, where: str, spec: A
 
     target = module.state_dict()
     aligned, prefix = align_keys(state_dict, set(target))
+    aligned = _with_metadata(aligned, state_dict, prefix)
     label = _label(spec)
     stripped = f" (after stripping the prefix {prefix!r})" if prefix else ""
-    not_tensors = sorted(k for k, v in aligned.items()
-                         if not isinstance(v, torch.Tensor) and not k.endswith("_extra_state"))
+    not_tensors = sorted(k for k, v in aligned.items() if not is_weight_entry(k, v) and not k.endswith("_extra_state"))
     if not_tensors:
         raise CheckpointError(
             f"{where}: the state_dict has entries that are not tensors{stripped}: {_few(not_tensors)}"
@@ -178,6 +179,15 @@ def load_into(module: Any, state_dict: Mapping[str, Any], *, where: str, spec: A
             f"{where}: none of the state_dict's keys ({_few(sorted(state_dict))}) match the module built by "
             f"--model-factory {label} ({_few(sorted(target))})"
         )
+    packed = [k for k in unexpected if _PACKED in k]
+    if packed:
+        raise CheckpointError(
+            f"{where}: the state_dict holds torch.ao quantized weights ({_few(packed)}) but --model-factory "
+            f"{label} builds a float module: for a quantized checkpoint the factory (per role, e.g. "
+            "model.candidate.factory) must return the quantized module, e.g. "
+            "torch.ao.quantization.quantize_dynamic(build(), {torch.nn.Linear}, dtype=torch.qint8); or quantize "
+            "with torchao's quantize_, whose state_dict loads into the float module"
+        )
     if strict and (missing or unexpected):
         raise CheckpointError(
             f"{where}: the state_dict does not match the module built by --model-factory {label}{stripped}: "
@@ -185,10 +195,78 @@ def load_into(module: Any, state_dict: Mapping[str, Any], *, where: str, spec: A
             f"({_few(unexpected)}); check the factory and its kwargs, or set model.strict: false to load "
             "a partial match"
         )
+    take_checkpoint_dtypes(module, aligned)
+    # Tensor subclasses (torchao's Int8Tensor, ...) are the weights as shipped: assign them instead of copying them
+    # into the factory's float parameters.
+    assign = any(isinstance(v, torch.Tensor) and type(v) not in (torch.Tensor, torch.nn.Parameter)
+                 for v in aligned.values())
     try:
-        module.load_state_dict(aligned, strict=strict)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor", category=UserWarning)
+            module.load_state_dict(aligned, strict=strict, assign=assign)
     except Exception as err:  # noqa: BLE001 - custom _load_from_state_dict hooks can raise anything
         raise CheckpointError(f"{where}: load_state_dict into --model-factory {label} failed: {brief(err)}") from err
+
+
+_PACKED = "_packed_params"
+
+
+def _with_metadata(aligned: dict[str, Any], original: Mapping[str, Any], prefix: str) -> Any:
+    """Keep state_dict._metadata (each module's saved version, prefix stripped like the keys): modules such as
+    torch.ao's quantized Linear read their layout from it, and without it take a v1 checkpoint for granted."""
+    metadata = getattr(original, "_metadata", None)
+    if metadata is None:
+        return aligned
+    from collections import OrderedDict
+
+    out: Any = OrderedDict(aligned)
+    out._metadata = OrderedDict(
+        (key[len(prefix):] if key.startswith(prefix) else ("" if key + "." == prefix else key), value)
+        for key, value in metadata.items()
+        if not prefix or key.startswith(prefix) or key + "." == prefix
+    )
+    return out
+
+
+def is_weight_entry(key: str, value: Any) -> bool:
+    """A tensor (torchao's quantized tensors are tensor subclasses), or the parts torch.ao's quantized modules
+    save: `..._packed_params.dtype` (a torch.dtype) and `..._packed_params._packed_params` (a tuple of tensors)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return True
+    if key.endswith(f"{_PACKED}.dtype"):
+        return isinstance(value, torch.dtype)
+    if key.endswith(f"{_PACKED}.{_PACKED}"):
+        return isinstance(value, tuple) and all(v is None or isinstance(v, torch.Tensor) for v in value)
+    return False
+
+
+def take_checkpoint_dtypes(module: Any, state_dict: Mapping[str, Any]) -> None:
+    """Each floating parameter and buffer takes its checkpoint tensor's dtype, so that load_state_dict casts nothing.
+
+    load_state_dict copies into the module's own tensors: a float16 checkpoint loaded into a factory's float32
+    module would silently run in float32, which is not the model that ships (and a factory's `.half()` module
+    would turn a float32 checkpoint into float16).
+    """
+    import torch
+
+    for name, value in state_dict.items():
+        if not (isinstance(value, torch.Tensor) and value.is_floating_point()):
+            continue
+        owner_name, _, leaf = name.rpartition(".")
+        try:
+            owner = module.get_submodule(owner_name)
+        except AttributeError:
+            continue
+        param = owner._parameters.get(leaf) if leaf in getattr(owner, "_parameters", {}) else None
+        if param is not None:
+            if param.is_floating_point() and param.dtype != value.dtype:
+                param.data = param.data.to(value.dtype)
+            continue
+        buffer = owner._buffers.get(leaf) if leaf in getattr(owner, "_buffers", {}) else None
+        if buffer is not None and buffer.is_floating_point() and buffer.dtype != value.dtype:
+            owner._buffers[leaf] = buffer.to(value.dtype)
 
 
 def _few(items: list[str]) -> str:

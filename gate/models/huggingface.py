@@ -26,17 +26,19 @@ _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "voc
 _GENERIC_LABEL = re.compile(r"LABEL_(\d+)")
 
 
-def load_huggingface(path: Path, *, where: str, options: Mapping[str, Any]) -> Built:
-    """Config, weights and tokenizer of a local model directory; never touches the network."""
+def load_huggingface(path: Path, *, where: str, options: Mapping[str, Any], role: str | None = None) -> Built:
+    """Config, weights and tokenizer of a local model directory; never touches the network, never remote code."""
+    confine_directory(path, where=where)
     weights = weight_files(path, where=where)
-    _refuse_unsafe_bin_weights(weights, where=where, trusted=bool(options.get("trust_checkpoint", False)))
+    _refuse_unsafe_bin_weights(weights, where=where, role=role,
+                               trusted=bool(options.get("trust_checkpoint", False)))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")      # before transformers / huggingface_hub read it
     transformers = require("transformers", extra="text", purpose=f"loading the Hugging Face model directory {path}")
     with _quiet_progress(transformers):
         config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
         model, info = transformers.AutoModelForSequenceClassification.from_pretrained(
-            str(path), config=config, local_files_only=True, output_loading_info=True
-        )
+            str(path), config=config, local_files_only=True, output_loading_info=True, dtype="auto"
+        )   # dtype "auto": the weights' own dtype, as they ship (gate.precision applies model.dtype)
     if options.get("strict", True):
         _refuse_new_weights(info, where=where)
     tokenizer = _load_tokenizer(transformers, path, where=where)
@@ -52,6 +54,10 @@ def weight_files(path: Path, *, where: str) -> list[Path]:
                 shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
             except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
                 raise CheckpointError(f"{where}: {name} is not a valid weight index ({brief(err)})") from err
+            outside = [s for s in shards if not _inside(path / s, _confinement_root(path))]
+            if outside:
+                raise CheckpointError(f"{where}: {name} lists weight shards outside the model directory: "
+                                      f"{', '.join(map(repr, outside[:5]))}")
             missing = [s for s in shards if not (path / s).is_file()]
             if missing:
                 raise CheckpointError(f"{where}: {name} lists weight shards that are missing: {', '.join(missing[:5])}")
@@ -65,7 +71,7 @@ def weight_files(path: Path, *, where: str) -> list[Path]:
     )
 
 
-def _refuse_unsafe_bin_weights(files: list[Path], *, where: str, trusted: bool) -> None:
+def _refuse_unsafe_bin_weights(files: list[Path], *, where: str, role: str | None, trusted: bool) -> None:
     """pytorch_model.bin is a torch.save pickle: apply the same stance as for a single-file checkpoint."""
     if trusted:
         return
@@ -73,7 +79,35 @@ def _refuse_unsafe_bin_weights(files: list[Path], *, where: str, trusted: bool) 
         if file.suffix != ".safetensors":
             found = sniff(file, where=f"{where}/{file.name}")
             if found.unsafe_globals or found.plain_pickle:
-                raise CheckpointError(refusal_message(f"{where}/{file.name}", list(found.unsafe_globals)))
+                raise CheckpointError(refusal_message(f"{where}/{file.name}", list(found.unsafe_globals), role=role))
+
+
+def _confinement_root(path: Path) -> Path:
+    """What a model directory's files may resolve into: the directory itself, or, for a snapshot in the Hugging Face
+    cache (models--org--name/snapshots/REV, whose files link to ../../blobs), that model's cache folder."""
+    real = path.resolve()
+    if real.parent.name == "snapshots" and real.parent.parent.name.startswith("models--"):
+        return real.parent.parent
+    return real
+
+
+def _inside(target: Path, root: Path) -> bool:
+    try:
+        return target.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):        # a symlink loop
+        return False
+
+
+def confine_directory(path: Path, *, where: str) -> None:
+    """Every file in the model directory must resolve inside it: a symlink committed in a pull request must not
+    make the loader read (and report on) a file elsewhere on the machine."""
+    root = _confinement_root(path)
+    for entry in sorted(path.rglob("*")):
+        if entry.is_symlink() and not _inside(entry, root):
+            raise CheckpointError(
+                f"{where}: {entry.relative_to(path)} is a symbolic link to a file outside the model directory; "
+                "a model directory must hold its own files"
+            )
 
 
 @contextmanager

@@ -31,7 +31,8 @@ def load_model(path: str | Path, *, role: str, options: Mapping[str, Any], devic
     """Load one checkpoint as a callable module in eval mode on `device`.
 
     `options` is the model section for this role: factory ("package.module:callable" or None), kwargs,
-    trust_checkpoint (unpickle whole modules: trusted files only) and strict (state_dict keys must match).
+    trust_checkpoint (load programs and whole pickled modules: set by the command line only, for files the user
+    built) and strict (state_dict keys must match).
 
     >>> load_model("cand.pt", role="candidate", options={"factory": "mypkg.nets:build"}, device=torch.device("cpu"))
     """
@@ -42,7 +43,7 @@ def load_model(path: str | Path, *, role: str, options: Mapping[str, Any], devic
     try:
         sniffed = sniff(path, where=where)
         fmt = sniffed.format
-        built = _load_by_format(path, sniffed, where=where, options=options, device=device)
+        built = _load_by_format(path, sniffed, where=where, role=role, options=options, device=device)
         module = _ready(built.module, device, where=where)
         return LoadedModel(
             role=role,
@@ -64,9 +65,12 @@ def load_model(path: str | Path, *, role: str, options: Mapping[str, Any], devic
         raise CheckpointError(f"{where}: could not load it as {label}: {brief(err)}") from err
 
 
-def _load_by_format(path: Path, sniffed: Sniffed, *, where: str, options: Mapping[str, Any], device: Any) -> Built:
+def _load_by_format(path: Path, sniffed: Sniffed, *, where: str, role: str, options: Mapping[str, Any],
+                    device: Any) -> Built:
     from gate.models import torch_formats
 
+    if sniffed.format in ("torchscript", "export"):
+        torch_formats.refuse_untrusted_program(sniffed.format, where=where, role=role, options=options)
     if sniffed.format == "torchscript":
         return torch_formats.load_torchscript(path, device=device)
     if sniffed.format == "export":
@@ -76,8 +80,8 @@ def _load_by_format(path: Path, sniffed: Sniffed, *, where: str, options: Mappin
     if sniffed.format == "huggingface":
         from gate.models.huggingface import load_huggingface
 
-        return load_huggingface(path, where=where, options=options)
-    return torch_formats.load_torch_save(path, sniffed, where=where, options=options)
+        return load_huggingface(path, where=where, role=role, options=options)
+    return torch_formats.load_torch_save(path, sniffed, where=where, role=role, options=options)
 
 
 def _ready(module: Any, device: Any, *, where: str) -> Any:

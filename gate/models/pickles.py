@@ -112,12 +112,45 @@ def weights_only_allowlist() -> frozenset[str] | None:
     return frozenset(_get_allowed_globals()) | frozenset(_get_user_allowed_globals())
 
 
+def register_torchao_safe_globals() -> bool:
+    """Import torchao (the `quant` extra) so that its tensor subclasses join torch's weights_only allowlist.
+
+    Quiet: torchao logs the CUDA kernels it cannot load on a CPU machine. False when torchao is not installed."""
+    import contextlib
+    import importlib.util
+    import logging
+    import os
+    import sys
+    import warnings
+
+    if "torchao" in sys.modules:
+        return True
+    if importlib.util.find_spec("torchao") is None:
+        return False
+    logging.disable(logging.WARNING)      # torchao and torch's pytree log what this CPU lacks while importing
+    try:
+        with warnings.catch_warnings(), open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
+            warnings.simplefilter("ignore")
+            import torchao  # noqa: F401 - registers its safe globals
+    finally:
+        logging.disable(logging.NOTSET)
+    return True
+
+
 _FALLBACK_TORCH_NAMES = ("Size", "device", "float32", "float16", "bfloat16", "float64", "int64", "int32",
                          "int16", "int8", "uint8", "bool", "complex64", "complex128")
 
 
 def unsafe_globals(names: Iterable[str]) -> list[str]:
-    """The names torch's weights_only unpickler would refuse, sorted and de-duplicated."""
+    """The names torch's weights_only unpickler would refuse, sorted and de-duplicated.
+
+    torchao's quantized tensor types (Int8Tensor, its granularity and mapping enums) are allowed when torchao is
+    installed: torchao itself registers exactly those classes with torch.serialization.add_safe_globals on
+    import, so a torchao-quantized state_dict loads as data. Nothing else from torchao, or anywhere, is allowed.
+    """
+    names = list(names)
+    if any(name.startswith("torchao.") for name in names):
+        register_torchao_safe_globals()
     allowed = weights_only_allowlist()
     unsafe = set()
     for name in names:
@@ -139,16 +172,38 @@ def _fallback_is_safe(name: str) -> bool:
     return module == "torch" and (attr.endswith("Storage") or attr in _FALLBACK_TORCH_NAMES)
 
 
-def refusal_message(where: str, names: list[str]) -> str:
+def refusal_message(where: str, names: list[str], *, role: str | None = None) -> str:
     """Why an unsafe pickle is not loaded, and what to do instead. One line (the CLI prints one line)."""
     shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
     found = f" (it references {shown})" if shown else ""
     return (
         f"{where}: refusing to load: the file is a pickle that contains Python objects or code, "
         f"not just tensors{found}. Unpickling it could run arbitrary code from the checkpoint, for example "
-        "code added in a pull request. Save the model in a safe format instead: a state_dict "
-        "(torch.save(model.state_dict(), path), loaded with --model-factory package.module:callable), "
-        "safetensors, TorchScript or torch.export (.pt2); for a training checkpoint, save only its weights, "
-        "e.g. torch.save(ckpt['state_dict'], path). Only if you trust this file, pass --trust-checkpoint "
-        "(model.trust_checkpoint: true) to unpickle it anyway."
+        f"code added in a pull request. {SAFE_FORMATS}; for a training checkpoint, save only its weights, "
+        f"e.g. torch.save(ckpt['state_dict'], path). {trust_hint(role)}"
     )
+
+
+#: What to ship instead of a program or a pickle: the formats gate reads as data.
+SAFE_FORMATS = (
+    "Save the model in a safe format instead: safetensors or a state_dict (torch.save(model.state_dict(), path)), "
+    "loaded with --model-factory package.module:callable, or a Hugging Face directory with safetensors weights"
+)
+
+
+def trust_hint(role: str | None) -> str:
+    """How a user who built the file themselves lets it load: on the command line, never in gate.yaml."""
+    flag = f"--trust-checkpoint {role}" if role else "--trust-checkpoint baseline|candidate|all"
+    return (f"Only for a file you built yourself (never a pull request's), pass {flag} on the command line "
+            "to load it anyway")
+
+
+def program_refusal(where: str, fmt: str, *, role: str | None = None) -> str:
+    """Why a TorchScript archive or a torch.export program is not loaded by default: they are programs."""
+    how = {
+        "torchscript": "a TorchScript archive is a program, not weights: torch.jit.load runs its code "
+                       "(__setstate__ methods, which can create or overwrite files)",
+        "export": "a torch.export program (.pt2) is a program, not weights: torch.export.load unpickles parts of "
+                  "the archive and may load compiled code from it",
+    }[fmt]
+    return f"{where}: refusing to load: {how}. {SAFE_FORMATS}. {trust_hint(role)}"

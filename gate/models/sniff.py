@@ -18,11 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gate.errors import CheckpointError
+from gate.files import link_escape
 from gate.models.base import brief
 from gate.models.pickles import PickleScanError, globals_in_pickle_bytes, scan_pickle_stream, unsafe_globals
 
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
-_MAX_SAFETENSORS_HEADER = 100_000_000        # the safetensors library's own limit
+# Bounds on what the sniffer reads from a file that may come from a pull request: a header or a pickle is
+# metadata, a few MB even for large models; anything bigger is refused before it is parsed or inflated.
+MAX_SAFETENSORS_HEADER = 16 << 20
+MAX_PICKLE_BYTES = 64 << 20
+MAX_INFLATION = 64                          # a torch.save zip stores its members; deflate beyond this is a bomb
 _EXPECTED = ("expected a PyTorch checkpoint (torch.save zip or pickle, TorchScript, torch.export .pt2), "
              "a safetensors file, or a Hugging Face model directory")
 
@@ -48,6 +53,9 @@ def sniff_format(path: str | Path) -> str:
 
 def sniff(path: Path, *, where: str) -> Sniffed:
     """Inspect `path` (a file or a directory); CheckpointError naming `where` if it is not a checkpoint."""
+    if link_escape(path) is not None:
+        raise CheckpointError(f"{where}: a symbolic link to a file outside its directory; pass the file itself "
+                              "(a link committed in a pull request could point at a secret)")
     if not path.exists():
         raise CheckpointError(f"{where}: file not found")
     if path.is_dir():
@@ -64,6 +72,11 @@ def sniff(path: Path, *, where: str) -> Sniffed:
         return _sniff_zip(path, where, size)
     header_len = _safetensors_header_length(head)
     if header_len is not None:
+        if header_len > MAX_SAFETENSORS_HEADER:
+            raise CheckpointError(
+                f"{where}: a safetensors file whose header declares {header_len} bytes; headers of real models "
+                f"are a few MB at most, and more than {MAX_SAFETENSORS_HEADER} bytes are not parsed"
+            )
         return _sniff_safetensors(path, where, size, header_len)
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return _sniff_pickle(path, where)
@@ -92,8 +105,9 @@ def _sniff_zip(path: Path, where: str, size: int) -> Sniffed:
                 return Sniffed("export", "zip")
             if "constants.pkl" in members or any(m.startswith("code/") for m in members):
                 return Sniffed("torchscript", "zip")
+            _refuse_zip_bomb(archive, where, size)
             if "data.pkl" in members:
-                data = archive.read(members["data.pkl"])
+                data = _read_bounded(archive, members["data.pkl"], where)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as err:
         raise CheckpointError(
             f"{where}: a truncated or corrupt zip archive ({size} bytes; {brief(err)}); "
@@ -111,6 +125,29 @@ def _sniff_zip(path: Path, where: str, size: int) -> Sniffed:
     return Sniffed("pickle" if unsafe else "state_dict", "zip", tuple(unsafe))
 
 
+def _refuse_zip_bomb(archive: zipfile.ZipFile, where: str, size: int) -> None:
+    """Members that declare far more bytes than the archive holds are refused before anything is inflated."""
+    declared = sum(info.file_size for info in archive.infolist())
+    if declared > MAX_INFLATION * size + MAX_PICKLE_BYTES:
+        raise CheckpointError(
+            f"{where}: the zip archive's members declare {declared} bytes inflated from a {size}-byte file "
+            f"(more than {MAX_INFLATION}x): refusing to inflate it (a zip bomb, or not a torch.save archive)"
+        )
+
+
+def _read_bounded(archive: zipfile.ZipFile, name: str, where: str) -> bytes:
+    """A member's bytes, at most MAX_PICKLE_BYTES of them, whatever its header claims."""
+    info = archive.getinfo(name)
+    if info.file_size > MAX_PICKLE_BYTES:
+        raise CheckpointError(f"{where}: its {name} declares {info.file_size} bytes; a checkpoint's pickle is "
+                              f"metadata, and at most {MAX_PICKLE_BYTES} bytes of it are read")
+    with archive.open(info) as member:
+        data = member.read(MAX_PICKLE_BYTES + 1)
+    if len(data) > MAX_PICKLE_BYTES:
+        raise CheckpointError(f"{where}: its {name} inflates beyond {MAX_PICKLE_BYTES} bytes; refusing to read it")
+    return data
+
+
 def _without_top_dir(name: str) -> str:
     """torch archives put every member under one folder named after the file: 'model/data.pkl' -> 'data.pkl'."""
     return name.split("/", 1)[1] if "/" in name else name
@@ -121,7 +158,7 @@ def _safetensors_header_length(head: bytes) -> int | None:
     if len(head) < 10 or head[8:9] != b"{":
         return None
     length = int.from_bytes(head[:8], "little")
-    return length if 2 <= length <= _MAX_SAFETENSORS_HEADER else None
+    return length if 2 <= length < (1 << 40) else None
 
 
 def _sniff_safetensors(path: Path, where: str, size: int, header_len: int) -> Sniffed:

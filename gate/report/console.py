@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from gate.report.model import STATUS_ORDER, Finding, Report
+from gate.report.model import STATUS_ORDER, Finding, ModelInfo, Report
 
 ICON = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "skip": "SKIP"}
 
@@ -19,11 +19,28 @@ def finding_label(f: Finding) -> str:
     return f.metric if not f.where or f.where in f.metric else f"{f.metric} @ {f.where}"
 
 
+def model_facts(model: ModelInfo) -> str:
+    """'float16 (as shipped), logits': how a model ran, for the console and Markdown headers."""
+    parts = []
+    if model.dtype:
+        shipped = model.checkpoint_dtype
+        parts.append(model.dtype + (" (as shipped)" if shipped in (None, model.dtype) and not model.cast
+                                    else f" (shipped as {shipped})" if shipped and shipped != model.dtype
+                                    else " (cast on load)"))
+    if model.output:
+        parts.append(f"output read as {model.output}")
+    return ", ".join(parts) or "-"
+
+
 def render_console(report: Report, *, verbose: bool = False) -> str:
     lines: list[str] = []
     base, cand = report.models
     lines.append(f"gate {report.gate_version}: candidate {cand.path} [{cand.format}] vs baseline {base.path} [{base.format}]")
     lines.append(f"data: {report.data.path} [{report.data.format}], {report.data.num_samples} samples, {len(report.class_names)} classes")
+    if any(m.dtype or m.output for m in report.models):
+        lines.append("models: " + "; ".join(f"{m.role} {model_facts(m)}" for m in (base, cand)))
+    for note in report.notes:
+        lines.append(f"note: {note}")
     m = report.metrics
     lines.append(
         f"accuracy: baseline {m['baseline']['accuracy']:.4f}  candidate {m['candidate']['accuracy']:.4f}  "

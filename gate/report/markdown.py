@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gate.report.console import finding_label
+from gate.report.console import finding_label, model_facts
 from gate.report.escape import Markup, md_code, md_text, mermaid_text
 from gate.report.model import STATUS_ORDER, Chart, Report, Table
 
@@ -50,6 +50,9 @@ def render_markdown(report: Report) -> str:
     lines.append("")
     lines.append(f"**{md_text(report.summary)}**")
     lines.append("")
+    for note in report.notes:
+        lines.append(f"> {md_text(note)}")
+        lines.append("")
     base, cand = report.models
     m = report.metrics
     lines += md_table(
@@ -110,4 +113,7 @@ def render_markdown(report: Report) -> str:
         f"data {md_code(report.data.path)}: {report.data.num_samples} samples; "
         f"gate {report.gate_version}, torch {report.environment.get('torch')}</sub>"
     )
+    if any(m.dtype or m.output for m in report.models):
+        lines.append("")
+        lines.append("<sub>" + "; ".join(f"{m.role}: {md_text(model_facts(m))}" for m in (base, cand)) + "</sub>")
     return "\n".join(lines) + "\n"

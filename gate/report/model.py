@@ -76,6 +76,12 @@ class ModelInfo:
     size_bytes: int | None
     parameters: int | None
     num_classes: int | None
+    class_names: tuple[str, ...] | None = None   # as the model names them, in its own column order
+    columns: tuple[int, ...] | None = None       # its column of each of the run's classes; None: same positions
+    output: str | None = None                    # what its output was read as: logits, probabilities, sigmoid, ...
+    dtype: str | None = None                     # the floating dtype it ran in
+    checkpoint_dtype: str | None = None          # the dtype its weights were shipped in
+    cast: str | None = None                      # what was cast on load, in words; None: it ran as shipped
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,8 @@ class Report:
     duration_s: float
     gate_version: str
     schema_version: str
+    notes: tuple[str, ...] = ()             # what the run did to compare the models as they ship (reordered
+                                            # classes, casts on load), and warnings about it
 
 
 def overall_status(statuses: list[str]) -> Status:

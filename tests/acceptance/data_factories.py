@@ -20,3 +20,17 @@ class _Pairs(torch.utils.data.Dataset):
 
 def tiny_dataset() -> torch.utils.data.Dataset:
     return _Pairs()
+
+
+def slow_batches():
+    """Batches that arrive slowly, with a line on stdout once the pass has begun (for the signal tests)."""
+    import sys
+    import time
+
+    x, y = tm.make_data(600, seed=0)
+    for start in range(0, 600, 20):
+        if start == 20:
+            print("pass started", flush=True)
+        time.sleep(0.5)
+        yield torch.from_numpy(x[start:start + 20]), torch.from_numpy(y[start:start + 20])
+    sys.stdout.flush()

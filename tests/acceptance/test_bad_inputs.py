@@ -178,5 +178,5 @@ class ReturnsIndices(torch.nn.Module):
 def test_model_returning_class_indices_is_refused(world, in_repo_root, tmp_path, capsys):
     torch.save(ReturnsIndices(), tmp_path / "idx.pt")
     res = run_cli(capsys, "check", tmp_path / "idx.pt", "--baseline", world.baseline, "--data", world.data,
-                  "--model-factory", FACTORY, "--trust-checkpoint")
+                  "--model-factory", FACTORY, "--trust-checkpoint", "candidate")
     _assert_clean_error(res, [], "class scores")

@@ -131,8 +131,9 @@ def _save_formats(model: torch.nn.Module, directory: Path) -> dict[str, Path]:
 def test_every_checkpoint_format_as_candidate(fmt, world, in_repo_root, tmp_path, capsys):
     files = _save_formats(tm.regressed_candidate(), tmp_path / fmt)
     out = tmp_path / "r.json"
+    trust = ("--trust-checkpoint", "candidate") if fmt in ("torchscript", "export") else ()
     res = run_cli(capsys, "check", files[fmt], "--baseline", world.baseline, "--data", world.data,
-                  "--model-factory", FACTORY, "--json", out)
+                  "--model-factory", FACTORY, "--json", out, *trust)
     assert res.code == 1, res.err
     report = json.loads(out.read_text())
     assert report["models"][1]["format"] in (fmt, "state_dict")
@@ -146,9 +147,24 @@ def test_pickled_module_only_with_trust(world, in_repo_root, tmp_path, capsys):
     torch.save(tm.good_candidate(), path)
     refused = run_cli(capsys, "check", path, "--baseline", world.baseline, "--data", world.data, "--model-factory", FACTORY)
     assert refused.code == 2 and "--trust-checkpoint" in refused.err
+    other_role = run_cli(capsys, "check", path, "--baseline", world.baseline, "--data", world.data,
+                         "--model-factory", FACTORY, "--trust-checkpoint", "baseline")
+    assert other_role.code == 2 and "--trust-checkpoint candidate" in other_role.err
     trusted = run_cli(capsys, "check", path, "--baseline", world.baseline, "--data", world.data,
-                      "--model-factory", FACTORY, "--trust-checkpoint")
+                      "--model-factory", FACTORY, "--trust-checkpoint", "candidate")
     assert trusted.code == 0, trusted.err
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "export"])
+def test_programs_are_refused_without_trust_for_their_role(fmt, world, in_repo_root, tmp_path, capsys):
+    files = _save_formats(tm.good_candidate(), tmp_path / fmt)
+    out = tmp_path / "r.json"
+    for trust in ((), ("--trust-checkpoint", "baseline")):
+        res = run_cli(capsys, "check", files[fmt], "--baseline", world.baseline, "--data", world.data,
+                      "--model-factory", FACTORY, "--json", out, *trust)
+        assert res.code == 2 and not out.exists()
+        assert res.err.startswith("error: candidate checkpoint") and res.err.count("\n") == 1
+        assert "is a program, not weights" in res.err and "--trust-checkpoint candidate" in res.err
 
 
 @pytest.mark.parametrize("fmt", ["npz", "pt", "safetensors", "factory"])

@@ -72,8 +72,10 @@ def test_each_input_reaches_an_existing_gate_check_option(spec: ep.InputOption):
         assert argv[argv.index(spec.option) + 1] == value
     param = click_options().get(spec.option)
     assert param is not None, f"{spec.option} is not an option of `gate check`"
-    if spec.kind == "trust":   # --trust-checkpoint ROLE: a value, whose CLI side changes with the loaders
+    if spec.kind == "trust":   # --trust-checkpoint ROLE, repeatable: baseline, candidate or all
         assert argv[argv.index(spec.option) + 1] == "all"
+        assert not getattr(param, "is_flag", False) and param.multiple
+        assert set(param.type.choices) == {"baseline", "candidate", "all"}
         return
     assert bool(getattr(param, "is_flag", False)) == (spec.kind == "flag")
     assert bool(getattr(param, "multiple", False)) == (spec.kind == "multi")
@@ -94,7 +96,6 @@ def test_every_gate_check_option_has_an_input():
 def test_click_parses_the_argv_built_from_every_input():
     values = {spec.input: sample_value(spec) for spec in ep.GATE_INPUTS}
     values.update(REQUIRED)
-    values["trust-checkpoint"] = "none"   # its CLI form is tested on its own below
     argv = ep.build_gate_argv(values)
     ctx = check_command().make_context("check", argv[1:])
     assert ctx.params["candidate"] == "cand.pt"
@@ -102,7 +103,8 @@ def test_click_parses_the_argv_built_from_every_input():
     assert ctx.params["enable"] == ("accuracy", "flips")
     assert ctx.params["disable"] == ("accuracy", "flips")
     assert ctx.params["batch_size"] == 16 and ctx.params["limit"] == 50
-    assert ctx.params["debug"] is True and ctx.params["verbose"] is True
+    assert ctx.params["trust_checkpoint"] == ("all",) and ctx.params["debug"] is True
+    assert ctx.params["verbose"] is True
     assert ctx.params["model_factory"] == "value-of-model-factory"
 
 
@@ -201,6 +203,7 @@ def test_trust_checkpoint_input_maps_to_the_per_role_option(value: str, argv: li
     built = ep.build_gate_argv({**REQUIRED, "trust-checkpoint": value})
     roles = [built[i + 1] for i, a in enumerate(built) if a == "--trust-checkpoint"]
     assert roles == argv
+    assert check_command().make_context("check", built[1:]).params["trust_checkpoint"] == tuple(argv)
 
 
 @pytest.mark.parametrize("value", ["maybe", "everyone", "baseline,maybe"])

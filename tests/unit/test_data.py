@@ -508,6 +508,14 @@ def _truncated_pt(path: Path) -> Path:
 _X = torch.zeros(4, 2)
 _Y = torch.tensor([0, 1, 0, 1])
 
+def _npz_with_text_member(path: Path) -> None:
+    import zipfile
+
+    _npz(path, x=_X.numpy(), labels=_Y.numpy())
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("notes.txt", b"not an array")
+
+
 BAD_FILES = [
     # (id, file name, writer, options, class_names, expected message pattern)
     ("missing", "absent.jsonl", None, {}, None, r"absent\.jsonl: no such data file"),
@@ -555,6 +563,8 @@ BAD_FILES = [
     ("npz-object-array", "o.npz",
      lambda p: _npz(p, x=np.array([{"a": 1}, None], dtype=object), labels=np.zeros(2, int)),
      {}, None, r"o\.npz: array 'x' holds Python objects"),
+    ("npz-non-npy-member", "m.npz", _npz_with_text_member, {}, None,
+     r"m\.npz: member 'notes\.txt' is not a \.npy array"),
     ("npy-not-npz", "single.npz", _npy, {}, None,
      r"single\.npz: a single \.npy array, expected an \.npz archive"),
     ("safetensors-corrupt", "c.safetensors", lambda p: _bytes(p, b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage"), {},
@@ -678,3 +688,20 @@ def test_importing_gate_data_does_not_import_torch() -> None:
     code = "import sys, gate.data; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
+
+
+def test_an_unreadable_data_file_is_a_data_error(tmp_path: Path, hf_tokenizer: Any, monkeypatch) -> None:
+    """EACCES (which root never sees, so the OS's answer is simulated at open()) names the file, not a traceback."""
+    import builtins
+
+    path = write_jsonl(tmp_path / "eval.jsonl", [{"text": "good", "label": 1}])
+    real_open = builtins.open
+
+    def denied(file, *args, **kwargs):
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", denied)
+    with pytest.raises(DataError, match=r"eval\.jsonl: cannot read the data file: Permission denied"):
+        read_all(open_data(str(path), options=opts(), class_names=None, tokenizer=hf_tokenizer))

@@ -109,7 +109,8 @@ def test_every_single_file_format_loads_with_the_original_outputs(kind, netmod, 
     expected = expected_output(net, x)
     path = write_checkpoint(kind, net, x, tmp_path)
     fmt, needs_factory = SINGLE_FILE_KINDS[kind]
-    options = factory_options(netmod) if needs_factory else {}
+    # Programs (TorchScript, torch.export) load only when the command line trusts the role.
+    options = factory_options(netmod) if needs_factory else {"trust_checkpoint": True}
 
     loaded = load_model(path, role="candidate", options=options, device=CPU)
 
@@ -170,7 +171,9 @@ def test_candidate_and_baseline_may_use_different_formats(netmod, tmp_path, x):
     baseline_path, candidate_path = tmp_path / "prod.pt", tmp_path / "cand.safetensors"
     fx.save_torchscript(baseline_net, baseline_path)
     fx.save_safetensors(candidate_net, candidate_path)
-    baseline = load_model(baseline_path, role="baseline", options=factory_options(netmod), device=CPU)
+    # Trust is per role: a team's own TorchScript baseline loads while the candidate stays a safe format.
+    baseline = load_model(baseline_path, role="baseline", options=factory_options(netmod, trust_checkpoint=True),
+                          device=CPU)
     candidate = load_model(candidate_path, role="candidate", options=factory_options(netmod), device=CPU)
     assert (baseline.format, candidate.format) == ("torchscript", "safetensors")
     torch.testing.assert_close(run(baseline, x), expected_output(baseline_net, x))
@@ -200,7 +203,8 @@ def test_sniff_format_ignores_misleading_extensions(kind, misleading_name, netmo
     path = written.rename(tmp_path / misleading_name)
     fmt = SINGLE_FILE_KINDS[kind][0]
     assert sniff_format(path) == fmt
-    loaded = load_model(path, role="candidate", options=factory_options(netmod), device=CPU)
+    trust = fmt in ("torchscript", "export")          # programs load only when the role is trusted
+    loaded = load_model(path, role="candidate", options=factory_options(netmod, trust_checkpoint=trust), device=CPU)
     assert loaded.format == fmt
     torch.testing.assert_close(run(loaded, x), expected_output(net, x))
 
@@ -404,8 +408,9 @@ def _saved(path, obj):
 def test_bad_files_raise_checkpoint_error_naming_the_file(case, netmod, net, tmp_path):
     make, expected = BAD_FILES[case]
     path = make(tmp_path, net)
+    trust = case == "broken torchscript"               # trusted, so that the loader itself meets the damage
     with pytest.raises(CheckpointError) as info:
-        load_model(path, role="candidate", options=factory_options(netmod), device=CPU)
+        load_model(path, role="candidate", options=factory_options(netmod, trust_checkpoint=trust), device=CPU)
     message = str(info.value)
     assert f"candidate checkpoint {path}" in message
     assert expected in message
@@ -481,3 +486,24 @@ def test_models_land_on_the_requested_device(kind, netmod, net, x, tmp_path):
     assert all(b.device.type == "cuda" for b in loaded.module.buffers())
     with torch.inference_mode():
         torch.testing.assert_close(loaded.module(x.to(cuda)).cpu(), expected_output(net, x), rtol=1e-4, atol=1e-5)
+
+
+def test_a_state_dict_keeps_its_dtypes_tensor_by_tensor(netmod, tmp_path):
+    """load_state_dict into the factory's float32 module would cast; each tensor keeps the checkpoint's dtype."""
+    from gate.precision import apply_dtype
+
+    net = fx.trained_net(netmod).half()
+    net.norm.float()                                          # shipped mixed: a float32 norm in a float16 model
+    path = tmp_path / "mixed.pt"
+    torch.save(net.state_dict(), path)
+    loaded = load_model(path, role="candidate", options={"factory": f"{netmod.__name__}:build"}, device=CPU)
+    assert loaded.module.fc.weight.dtype == torch.float16 and loaded.module.norm.running_mean.dtype == torch.float32
+    for name, tensor in loaded.module.state_dict().items():
+        assert torch.equal(tensor, net.state_dict()[name]), name
+    ready = apply_dtype(loaded, "auto")
+    assert (ready.dtype, ready.checkpoint_dtype) == ("float16", "float16")
+    assert ready.cast is not None and ready.cast.startswith("shipped with mixed dtypes (float16 x")
+    cast = apply_dtype(load_model(path, role="candidate", options={"factory": f"{netmod.__name__}:build"},
+                                  device=CPU), "bfloat16")
+    assert cast.dtype == "bfloat16" and "cast on load from float16 to bfloat16 (dtype: bfloat16)" in cast.cast
+    assert {p.dtype for p in cast.module.parameters()} == {torch.bfloat16}

@@ -7,7 +7,7 @@ from torch import nn
 from gate.checks.base import RunContext
 from gate.config import build_config
 from gate.models import LoadedModel
-from gate.runner import build_checks, evaluate
+from gate.runner import align_models, build_checks, evaluate
 from tests import tiny_models as tm
 
 
@@ -30,9 +30,10 @@ def _loaded(module: nn.Module, role: str, class_names=None) -> LoadedModel:
 
 def _sanity(baseline: nn.Module, candidate: nn.Module, *, names=(None, None)):
     config = build_config({"checks": {k: {"enabled": False} for k in ("accuracy", "per_class", "flips")}})
-    ctx = RunContext(config=config, models={"baseline": _loaded(baseline, "baseline", names[0]),
-                                            "candidate": _loaded(candidate, "candidate", names[1])},
-                     class_names=(), device=torch.device("cpu"))
+    models, alignment = align_models(config, {"baseline": _loaded(baseline, "baseline", names[0]),
+                                              "candidate": _loaded(candidate, "candidate", names[1])})
+    ctx = RunContext(config=config, models=models, class_names=alignment.names or (), device=torch.device("cpu"),
+                     classes=alignment)
     checks = build_checks(config, ctx)
     ctx.counts, _, _ = evaluate(ctx, _Data(), checks)
     (result,) = [c.compute() for c in checks]
@@ -105,7 +106,19 @@ def test_nan_outputs_fail_and_are_counted():
     assert result.details["non_finite"]["candidate"] == expected
 
 
-def test_class_names_that_differ_fail():
+def test_class_names_in_another_order_are_matched_by_name():
     result, found = _sanity(tm.teacher(), tm.teacher(), names=(("a", "b", "c"), ("a", "c", "b")))
-    assert found["class_names"].status == "fail"
-    assert "1: 'b' vs 'c'" in found["class_names"].reason
+    assert found["class_names"].status == "pass"
+    assert "reordered to the baseline's by name" in found["class_names"].reason
+    assert "'c' column 1 -> 2" in found["class_names"].reason
+
+
+def test_generic_names_against_real_names_warn():
+    result, found = _sanity(tm.teacher(), tm.teacher(), names=(("a", "b", "c"), None))
+    assert "class_names" not in found                    # no names on one side: compared by position, silently
+    loaded = {"baseline": _loaded(tm.teacher(), "baseline", ("a", "b", "c")),
+              "candidate": _loaded(tm.teacher(), "candidate")}
+    config = build_config({"model": {"candidate": {"class_names": ["LABEL_0", "LABEL_1", "LABEL_2"]}}})
+    _, alignment = align_models(config, loaded)
+    assert alignment.columns is None and alignment.names == ("a", "b", "c")
+    assert alignment.warnings and "generically ([LABEL_0, LABEL_1, LABEL_2])" in alignment.warnings[0]
