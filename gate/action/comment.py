@@ -1,7 +1,9 @@
 """One sticky pull-request comment holding the gate report, created once and updated on every later run.
 
 The comment carries a hidden marker (`<!-- gate-report:KEY -->`); a run lists the PR's comments (all pages), PATCHes
-the one with its marker, or POSTs a new one. urllib only, so the Action needs no HTTP dependency.
+the one that starts with its marker *and was written by the token's own identity*, or POSTs a new one. Anyone can
+post a comment holding the marker; only the identity check keeps a PR author's comment from being taken over (the
+marker only tells our comments apart). urllib only, so the Action needs no HTTP dependency.
 
 Every problem (no token, not a pull request, 403 from a fork's read-only token, network) raises `CommentError`:
 the entrypoint turns it into a `::warning`, because a missing comment must never hide or change the gate's verdict.
@@ -27,6 +29,28 @@ _REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
 class CommentError(Exception):
     """The PR comment could not be posted; the message says why and what to change."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the token acts as: only comments by this login (and id, when known) are ever edited."""
+
+    login: str
+    id: int | None = None
+
+    def wrote(self, comment: Mapping[str, Any]) -> bool:
+        user = comment.get("user")
+        if not isinstance(user, dict) or str(user.get("login") or "").lower() != self.login.lower():
+            return False
+        return self.id is None or user.get("id") is None or user.get("id") == self.id
+
+
+# What the workflow's own GITHUB_TOKEN acts as (GET /user is refused to an installation token).
+ACTIONS_BOT = Identity("github-actions[bot]", 41898282)
 
 
 @dataclass(frozen=True)
@@ -89,6 +113,39 @@ def pull_request_number(event_path: str | None) -> int | None:
     return None
 
 
+def _load_event(event_path: str | None) -> Any:
+    if not event_path:
+        return None
+    try:
+        return json.loads(Path(event_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def workflow_run_pull_request(api: GitHubApi, *, repository: str, event_path: str | None) -> int | None:
+    """The PR a `workflow_run` event is for, from GitHub's own payload (never from the triggering run's artifacts,
+    which a fork controls): `workflow_run.pull_requests`, which is empty for forks, else the open PR whose head is
+    the run's head branch of the run's head repository at the run's head commit."""
+    event = _load_event(event_path)
+    run = event.get("workflow_run") if isinstance(event, dict) else None
+    if not isinstance(run, dict):
+        return None
+    for pr in run.get("pull_requests") or []:
+        if isinstance(pr, dict) and isinstance(pr.get("number"), int):
+            return pr["number"]
+    head_repo = run.get("head_repository") or {}
+    owner = (head_repo.get("owner") or {}).get("login") if isinstance(head_repo, dict) else None
+    branch, sha = run.get("head_branch"), run.get("head_sha")
+    if not (owner and branch and sha):
+        return None
+    query = urllib.parse.urlencode({"state": "open", "head": f"{owner}:{branch}", "per_page": PER_PAGE})
+    pulls, _ = _request(api, "GET", f"{_repo_url(api, repository)}/pulls?{query}")
+    for pr in pulls if isinstance(pulls, list) else []:
+        if isinstance(pr, dict) and (pr.get("head") or {}).get("sha") == sha and isinstance(pr.get("number"), int):
+            return pr["number"]
+    return None
+
+
 def next_page_url(link_header: str | None) -> str | None:
     """The rel="next" URL of a GitHub `Link` header, or None on the last page.
 
@@ -132,7 +189,8 @@ def _request(api: GitHubApi, method: str, url: str, payload: dict[str, Any] | No
             raw = response.read()
             link = response.headers.get("Link")
     except urllib.error.HTTPError as err:
-        raise CommentError(f"{method} {path}: HTTP {err.code} {err.reason}{_api_message(err)}{_hint(err.code)}") from err
+        raise CommentError(f"{method} {path}: HTTP {err.code} {err.reason}{_api_message(err)}{_hint(err.code)}",
+                           status=err.code) from err
     except (urllib.error.URLError, OSError) as err:
         raise CommentError(f"{method} {path}: cannot reach the GitHub API at {api.url}: {err}") from err
     try:
@@ -167,27 +225,45 @@ def _repo_url(api: GitHubApi, repository: str) -> str:
     return f"{api.url.rstrip('/')}/repos/{repository}"
 
 
-def find_marked_comment(api: GitHubApi, *, repository: str, issue_number: int, marker: str) -> dict[str, Any] | None:
-    """The first comment on the PR whose body contains `marker`, reading every page; None if there is none."""
+def token_identity(api: GitHubApi) -> Identity:
+    """The login the token acts as: GET /user for a user's token; the Actions bot for the job's GITHUB_TOKEN
+    (an installation token, to which GET /user answers 403)."""
+    try:
+        user, _ = _request(api, "GET", f"{api.url.rstrip('/')}/user")
+    except CommentError as err:
+        if err.status in (401, 403, 404):
+            return ACTIONS_BOT
+        raise
+    if not isinstance(user, dict) or not user.get("login"):
+        raise CommentError("GET /user: the API did not say who the token is")
+    return Identity(str(user["login"]), user.get("id") if isinstance(user.get("id"), int) else None)
+
+
+def find_marked_comment(
+    api: GitHubApi, *, repository: str, issue_number: int, marker: str, author: Identity
+) -> dict[str, Any] | None:
+    """The first comment on the PR that starts with `marker` and was written by `author`, reading every page."""
     url: str | None = f"{_repo_url(api, repository)}/issues/{issue_number}/comments?per_page={PER_PAGE}"
     while url:
         page, link = _request(api, "GET", url)
         if not isinstance(page, list):
             raise CommentError(f"listing comments of #{issue_number}: expected a JSON list, got {type(page).__name__}")
         for comment in page:
-            if isinstance(comment, dict) and marker in str(comment.get("body") or ""):
+            if isinstance(comment, dict) and str(comment.get("body") or "").startswith(marker) and author.wrote(comment):
                 return comment
         url = next_page_url(link)
     return None
 
 
 def upsert_comment(
-    api: GitHubApi, *, repository: str, issue_number: int, marker: str, body: str
+    api: GitHubApi, *, repository: str, issue_number: int, marker: str, body: str, author: Identity | None = None
 ) -> CommentResult:
-    """Update the PR's comment carrying `marker`, or create it: one comment per marker, however often the job runs."""
-    if marker not in body:
+    """Update our comment carrying `marker`, or create it: one comment per marker, however often the job runs.
+    A comment with the marker written by anyone else is left alone."""
+    if not body.startswith(marker):
         body = f"{marker}\n{body}"
-    existing = find_marked_comment(api, repository=repository, issue_number=issue_number, marker=marker)
+    who = author or token_identity(api)
+    existing = find_marked_comment(api, repository=repository, issue_number=issue_number, marker=marker, author=who)
     if existing is not None:
         url = f"{_repo_url(api, repository)}/issues/comments/{existing['id']}"
         answer, _ = _request(api, "PATCH", url, {"body": body})
@@ -210,12 +286,14 @@ def comment_on_pull_request(
     """
     if not token:
         raise CommentError("comment: true, but no github-token was given (the default is ${{ github.token }})")
+    repository = environ.get("GITHUB_REPOSITORY", "")
+    api = GitHubApi(url=environ.get("GITHUB_API_URL") or "https://api.github.com", token=token)
     number = pull_request_number(environ.get("GITHUB_EVENT_PATH"))
+    if number is None and environ.get("GITHUB_EVENT_NAME") == "workflow_run":
+        number = workflow_run_pull_request(api, repository=repository, event_path=environ.get("GITHUB_EVENT_PATH"))
     if number is None:
         event = environ.get("GITHUB_EVENT_NAME") or "unknown"
         raise CommentError(f"comment: true, but this run is for a '{event}' event, not a pull request: no comment")
-    repository = environ.get("GITHUB_REPOSITORY", "")
-    api = GitHubApi(url=environ.get("GITHUB_API_URL") or "https://api.github.com", token=token)
     marker = marker_for(key)
     return upsert_comment(
         api,

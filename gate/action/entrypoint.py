@@ -3,28 +3,38 @@
     python -m gate.action.entrypoint              # as the Action: reads INPUT_*, writes $GITHUB_STEP_SUMMARY etc.
     python -m gate.action.entrypoint check ...    # with arguments: plain `gate` CLI (`docker run IMAGE check ...`)
 
-The gate runs as a subprocess of this interpreter, so its exit code passes through unchanged: 0 pass, 1 the gate
-failed (a threshold was breached), 2 the gate could not run (bad input). A failed gate fails the job; a broken setup
-fails it too but reads differently in the summary, the annotations and the `verdict` output ("error").
+Two modes. `mode: check` (the default) runs the gate as a subprocess of this interpreter, so its exit code passes
+through: 0 pass, 1 the gate failed (a threshold was breached), 2 the gate could not run (bad input). `mode: comment`
+loads no PR file and runs no gate: it reads the JSON report a check step wrote (in this job, or in the workflow run
+that triggered this one) and posts it as the sticky pull-request comment; it is the only mode that needs the token.
+
+Trust (see gate/action/trust.py and gate/action/isolation.py): the config and the factories come from the
+`policy-path` checkout (the base branch); the pull request supplies only files, which must stay in the workspace; the
+gate process gets no token, no ACTIONS_* variable and no file-command path, and cannot read this process's memory.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shlex
+import shutil
 import subprocess
 import sys
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence, TextIO
 
+from gate.action import isolation, trust
 from gate.action.comment import CommentError, comment_on_pull_request
 from gate.errors import ConfigError, GateError
+from gate.report.escape import md_code, md_fence, md_text
 
-Kind = Literal["positional", "value", "flag", "multi"]
+Kind = Literal["positional", "value", "flag", "multi", "trust"]
 Verdict = Literal["pass", "warn", "fail", "error"]
+Mode = Literal["check", "comment"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +58,7 @@ GATE_INPUTS: tuple[InputOption, ...] = (
     InputOption("markdown", "--markdown", "value"),
     InputOption("junit", "--junit", "value"),
     InputOption("onnx", "--onnx", "value"),
-    InputOption("trust-checkpoint", "--trust-checkpoint", "flag"),
+    InputOption("trust-checkpoint", "--trust-checkpoint", "trust"),
     InputOption("enable", "--enable", "multi"),
     InputOption("disable", "--disable", "multi"),
     InputOption("batch-size", "--batch-size", "value"),
@@ -59,8 +69,17 @@ GATE_INPUTS: tuple[InputOption, ...] = (
     InputOption("verbose", "--verbose", "flag"),
     InputOption("debug", "--debug", "flag"),
 )
-ACTION_ONLY_INPUTS: tuple[str, ...] = ("extra-args", "comment", "comment-key", "github-token")
+ACTION_ONLY_INPUTS: tuple[str, ...] = (
+    "mode", "policy-path", "allow-pr-policy", "extra-args", "comment", "comment-key", "github-token",
+)
 REQUIRED_INPUTS: tuple[str, ...] = ("candidate", "baseline")   # as `gate check` requires them
+BOOLEAN_INPUTS: tuple[str, ...] = ("verbose", "debug", "comment", "allow-pr-policy")
+MODES: tuple[str, ...] = ("check", "comment")
+ARTIFACT_INPUTS: tuple[str, ...] = ("candidate", "baseline", "data", "onnx")   # files from the pull request
+REPORT_INPUTS: tuple[str, ...] = ("json", "markdown", "junit")
+TRUST_ROLES: tuple[str, ...] = ("baseline", "candidate")
+# Short options of `gate check` that have an input (-b --baseline, -c --config, -d --data, -v --verbose).
+_SHORT_WITH_INPUT = frozenset("bcdv")
 
 # Written even when the user names no report file: the summary, outputs and comment are read from them.
 DEFAULT_JSON = "gate-report/report.json"
@@ -82,10 +101,22 @@ class GateOutcome:
     markdown: str | None = None               # the gate's Markdown report
     error: str | None = None                  # the `error: ...` line, when the gate could not run
     notes: tuple[str, ...] = ()               # problems reading the reports, shown as warnings
+    reports: Mapping[str, Path] = field(default_factory=dict)   # input name -> report path in the workspace
+    echoed: bool = False                      # the gate already printed the error line on stderr
 
     def checks_with(self, status: str) -> list[dict[str, Any]]:
         checks = (self.report or {}).get("checks") or []
         return [c for c in checks if isinstance(c, dict) and c.get("status") == status]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The Action-only inputs, validated before anything runs."""
+
+    mode: Mode = "check"
+    comment: bool = False
+    allow_pr_policy: bool = False
+    trust: tuple[str, ...] = ()     # roles given to --trust-checkpoint: baseline, candidate or all
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -127,6 +158,38 @@ def parse_bool(name: str, value: str) -> bool:
     raise ConfigError(f"action input '{name}': expected true or false, found {value!r}")
 
 
+def parse_trust(value: str) -> tuple[str, ...]:
+    """`trust-checkpoint`: none (default), baseline, candidate, all; false/true are none/all (the old boolean).
+
+    >>> parse_trust("baseline"), parse_trust("true"), parse_trust(""), parse_trust("candidate, baseline")
+    (('baseline',), ('all',), (), ('all',))
+    """
+    words = split_list(value.lower())
+    if not words or words in (["none"], ["false"], ["no"], ["off"], ["0"]):
+        return ()
+    if words in (["all"], ["true"], ["yes"], ["on"], ["1"]):
+        return ("all",)
+    if all(w in TRUST_ROLES for w in words):
+        roles = tuple(r for r in TRUST_ROLES if r in words)
+        return ("all",) if roles == TRUST_ROLES else roles
+    raise ConfigError(f"action input 'trust-checkpoint': expected none, baseline, candidate or all, found {value!r}")
+
+
+def parse_settings(values: Mapping[str, str]) -> Settings:
+    """Every boolean and choice input checked at once, so `comment: maybe` is exit 2 like `verbose: maybe`."""
+    for name in BOOLEAN_INPUTS:
+        parse_bool(name, values.get(name, ""))
+    mode = values.get("mode", "").strip().lower() or "check"
+    if mode not in MODES:
+        raise ConfigError(f"action input 'mode': expected check or comment, found {values.get('mode')!r}")
+    return Settings(
+        mode=mode,  # type: ignore[arg-type]
+        comment=parse_bool("comment", values.get("comment", "")),
+        allow_pr_policy=parse_bool("allow-pr-policy", values.get("allow-pr-policy", "")),
+        trust=parse_trust(values.get("trust-checkpoint", "")),
+    )
+
+
 def split_list(value: str) -> list[str]:
     """`enable: accuracy, flips` or one per line -> ['accuracy', 'flips']."""
     return [item for item in value.replace(",", " ").split() if item]
@@ -138,6 +201,27 @@ def with_report_defaults(values: Mapping[str, str]) -> dict[str, str]:
     filled["json"] = filled.get("json") or DEFAULT_JSON
     filled["markdown"] = filled.get("markdown") or DEFAULT_MARKDOWN
     return filled
+
+
+def split_extra_args(value: str) -> list[str]:
+    """`extra-args` split like a shell; an option that has its own input must be given there, where the Action
+    checks where it comes from (a `--config` here would skip the policy-path rules)."""
+    try:
+        args = shlex.split(value)
+    except ValueError as err:
+        raise ConfigError(f"action input 'extra-args': cannot split {value!r}: {err}") from err
+    with_input = {spec.option: spec.input for spec in GATE_INPUTS if spec.option}
+    for arg in args:
+        if arg == "--":
+            break
+        name = arg.split("=", 1)[0]
+        if name in with_input:
+            raise ConfigError(f"action input 'extra-args': {name} has its own input; set '{with_input[name]}' "
+                              "instead")
+        if arg.startswith("-") and not arg.startswith("--") and _SHORT_WITH_INPUT & set(arg[1:]):
+            raise ConfigError(f"action input 'extra-args': {arg} sets an option that has its own input "
+                              "(-b baseline, -c config, -d data, -v verbose); set the input instead")
+    return args
 
 
 def build_gate_argv(values: Mapping[str, str]) -> list[str]:
@@ -160,25 +244,114 @@ def build_gate_argv(values: Mapping[str, str]) -> list[str]:
         elif spec.kind == "flag":
             if parse_bool(spec.input, value):
                 argv.append(str(spec.option))
+        elif spec.kind == "trust":
+            for role in parse_trust(value):
+                argv += [str(spec.option), role]
         elif spec.kind == "multi":
             for item in split_list(value):
                 argv += [str(spec.option), item]
         elif value:
             argv += [str(spec.option), value]
-    try:
-        argv += shlex.split(values.get("extra-args", ""))
-    except ValueError as err:
-        raise ConfigError(f"action input 'extra-args': cannot split {values.get('extra-args')!r}: {err}") from err
+    argv += split_extra_args(values.get("extra-args", ""))
     return argv
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Planning a check: where each input comes from
+
+
+@dataclass(frozen=True)
+class CheckPlan:
+    """The gate's inputs after the trust rules: paths rewritten, the folder it runs in, where reports go."""
+
+    values: dict[str, str]          # inputs for build_gate_argv (report inputs still to be pointed at the sandbox)
+    cwd: Path | None                # None: an empty private folder (nothing of the PR's importable)
+    reports: dict[str, Path]        # input name -> target in the workspace
+    notes: tuple[str, ...] = ()
+
+
+def plan_check(values: Mapping[str, str], *, workspace: Path, environ: Mapping[str, str],
+               settings: Settings) -> CheckPlan:
+    """Apply the trust rules to the inputs (ConfigError, exit 2, for any that breaks them)."""
+    origin = trust.run_origin(environ)
+    untrusted = origin.untrusted
+    allow = settings.allow_pr_policy
+    policy = trust.policy_root(values.get("policy-path", ""), workspace=workspace, origin=origin,
+                               allow_pr_policy=allow)
+    ws = workspace.resolve()
+    if policy.from_pull_request and allow:
+        cwd: Path | None = ws
+    elif policy.from_pull_request:
+        cwd = None
+    else:
+        cwd = policy.root
+    out = dict(values)
+
+    def as_argument(path: Path) -> str:
+        # Relative to the folder the gate runs in when it is the workspace (reports show the paths as given).
+        if cwd == ws and trust.is_within(path, ws):
+            return str(path.relative_to(ws))
+        return str(path)
+
+    data = values.get("data", "")
+    data_is_code = bool(trust.CALLABLE_SPEC.match(data)) and not (ws / data).exists()
+    for name in ARTIFACT_INPUTS:
+        value = values.get(name, "")
+        if value and not (name == "data" and data_is_code):
+            out[name] = as_argument(trust.artifact_path(name, value, workspace=ws))
+    for name, spec in (("model-factory", values.get("model-factory", "")), ("data", data if data_is_code else "")):
+        if spec:
+            trust.check_policy_module(name, spec, policy, allow_pr_policy=allow, untrusted=untrusted)
+    if values.get("config"):
+        path = trust.config_path(values["config"], policy, allow_pr_policy=allow, untrusted=untrusted)
+        out["config"] = str(path) if cwd != policy.root else values["config"]
+    if untrusted and not allow:
+        foreign = trust.foreign_import_paths(environ.get("PYTHONPATH", ""), workspace=ws, policy=policy)
+        if foreign:
+            raise ConfigError(f"PYTHONPATH {os.pathsep.join(foreign)} makes the pull request's files importable, "
+                              f"and this run is for {untrusted}")
+    if "all" in settings.trust or "candidate" in settings.trust:
+        note = ("trust-checkpoint lets the candidate's file run code" +
+                (f", and this run is for {untrusted}: the gate's promise does not hold" if untrusted else ""))
+        notes: tuple[str, ...] = (note,) if untrusted else ()
+    else:
+        notes = ()
+    filled = with_report_defaults(values)
+    reports = {name: trust.report_path(name, filled[name], workspace=ws) for name in REPORT_INPUTS if filled.get(name)}
+    targets = [str(p) for p in reports.values()]
+    if len(set(targets)) != len(targets):
+        raise ConfigError("action inputs 'json', 'markdown' and 'junit' must name different files")
+    split_extra_args(values.get("extra-args", ""))
+    return CheckPlan(values=out, cwd=cwd, reports=reports, notes=notes)
+
+
+def prepare_report_paths(reports: Mapping[str, Path], *, workspace: Path, owner: tuple[int, int] | None) -> None:
+    """Remove old reports (plain files only: the paths were checked to hold no symlink) and create their folders,
+    so a stale report from an earlier run is never shown."""
+    ws = workspace.resolve()
+    for path in reports.values():
+        try:
+            if path.is_file() and not path.is_symlink():
+                path.unlink()
+            isolation.make_dirs(path.parent, root=ws, owner=owner)
+        except OSError as err:
+            raise ConfigError(
+                f"cannot write the report {path}: {err.strerror or err}; the container user (uid {_uid()}) "
+                "needs write access to the workspace"
+            ) from err
+
+
+def _uid() -> str:
+    return str(os.getuid()) if hasattr(os, "getuid") else "?"
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Running the gate and reading what it wrote
 
 
-def gate_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The gate's environment: ours without the inputs, so the token never reaches code a PR's model factory runs."""
-    return {k: v for k, v in environ.items() if not k.startswith("INPUT_") and k != "GITHUB_TOKEN"}
+def gate_environment(environ: Mapping[str, str], **kwargs: Any) -> dict[str, str]:
+    """The gate's environment: ours without inputs, tokens, ACTIONS_* and file-command paths."""
+    return isolation.gate_environment(environ, **kwargs)
 
 
 def error_line(stderr: str) -> str:
@@ -193,10 +366,14 @@ def error_line(stderr: str) -> str:
 def read_report(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     """The JSON report and None, or None and why it could not be read."""
     try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        raw = isolation.read_private(path)
+    except ConfigError as err:
+        return None, str(err)
+    if raw is None:
         return None, f"the gate wrote no JSON report at {path}"
-    except (OSError, ValueError) as err:
+    try:
+        report = json.loads(raw)
+    except ValueError as err:
         return None, f"the JSON report {path} cannot be read: {err}"
     if not isinstance(report, dict) or report.get("verdict") not in ("pass", "warn", "fail"):
         return None, f"the JSON report {path} has no verdict (pass, warn or fail)"
@@ -204,66 +381,70 @@ def read_report(path: Path) -> tuple[dict[str, Any] | None, str | None]:
 
 
 def interpret(returncode: int, stderr: str, *, json_path: Path, markdown_path: Path) -> GateOutcome:
-    """Map the gate's exit code and reports to an outcome. A gate that 'failed' without writing a report crashed:
-    that is exit 2 (could not run), not a model regression."""
+    """Map the gate's exit code and reports to an outcome. Only a readable report whose verdict agrees with the
+    exit code is a result: a gate that exits 0 or 1 without one (a factory's `raise SystemExit(0)`, a crash) could
+    not run, which is exit 2, never a pass and never a regression."""
+    printed = {line.strip() for line in stderr.splitlines()}
     if returncode not in (0, 1):
-        return GateOutcome(exit_code=2, verdict="error", error=error_line(stderr))
+        line = error_line(stderr)
+        return GateOutcome(exit_code=2, verdict="error", error=line, echoed=line.startswith("error:") and line in printed)
     report, problem = read_report(json_path)
     if report is None:
-        if returncode == 1:
-            return GateOutcome(exit_code=2, verdict="error", error=error_line(stderr), notes=(str(problem),))
-        return GateOutcome(exit_code=0, verdict="pass", notes=(str(problem),))
+        if returncode == 1 and stderr.strip():   # a crash after the gate printed why
+            line = error_line(stderr)
+            return GateOutcome(exit_code=2, verdict="error", error=line, notes=(str(problem),),
+                               echoed=line.startswith("error:") and line in printed)
+        return GateOutcome(exit_code=2, verdict="error", notes=(str(problem),),
+                           error=f"error: the gate exited with code {returncode} but wrote no report ({problem}); "
+                                 "nothing was decided")
+    expected = 1 if report["verdict"] == "fail" else 0
+    if returncode != expected:
+        return GateOutcome(exit_code=2, verdict="error",
+                           error=f"error: the gate exited with code {returncode} but its report says "
+                                 f"{report['verdict']!r}; nothing was decided")
     try:
-        markdown: str | None = markdown_path.read_text(encoding="utf-8")
-    except OSError:
+        raw = isolation.read_private(markdown_path)
+        markdown = raw.decode("utf-8", errors="replace") if raw is not None else None
+    except ConfigError:
         markdown = None
     return GateOutcome(exit_code=returncode, verdict=report["verdict"], report=report, markdown=markdown)
 
 
-def prepare_report_paths(*paths: Path) -> None:
-    """Create the reports' folders and remove old reports, so a stale report from an earlier run is never shown."""
-    for path in paths:
-        try:
-            path.unlink(missing_ok=True)
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise ConfigError(
-                f"cannot write the report {path}: {err.strerror or err}; the container user (uid {_uid()}) "
-                "needs write access to the workspace"
-            ) from err
+def run_gate(argv: Sequence[str], *, cwd: Path, environ: Mapping[str, str], stdout: TextIO,
+             sandbox: isolation.Sandbox | None = None, home: Path | None = None,
+             tmpdir: Path | None = None) -> tuple[int, str]:
+    """Run `python -P -m gate ARGV` (-P: the folder it runs in is not put first on sys.path) in the sandbox; its
+    output goes to the log as it comes, and the end of its stderr is kept for the error line.
 
-
-def _uid() -> str:
-    return str(os.getuid()) if hasattr(os, "getuid") else "?"
-
-
-def run_gate(argv: Sequence[str], *, cwd: Path, environ: Mapping[str, str], stdout: TextIO) -> tuple[int, str]:
-    """Run `python -m gate ARGV`; its output goes to the log as it comes, and the end of its stderr is kept for the
-    error line.
-
-    GitHub workflow commands in the gate's own output are switched off (`::stop-commands::`), so a class name or
-    path from a pull request cannot smuggle one in.
+    GitHub workflow commands are switched off (`::stop-commands::`) for the whole run, so a class name or path
+    from a pull request cannot smuggle one in; the resume token is random and never given to the gate.
     """
-    token = secrets.token_hex(16)
-    print(f"::stop-commands::{token}", file=stdout, flush=True)
-    command = [sys.executable, "-m", "gate", *argv]
-    env = gate_environment(environ)
-    if _has_fileno(stdout):
-        tail: deque[str] = deque(maxlen=200)
-        with subprocess.Popen(command, cwd=cwd, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True) as proc:
+    box = sandbox or isolation.Sandbox()
+    command = [sys.executable, "-P", "-m", "gate", *argv]
+    env = gate_environment(environ, home=home if box.separate else None, tmpdir=tmpdir)
+    captured = not _has_fileno(stdout)
+    out_target: Any = subprocess.PIPE if captured else stdout
+    tail: deque[str] = deque(maxlen=200)
+    proc = isolation.spawn(command, cwd=cwd, env=env, sandbox=box, stdout=out_target, stderr=subprocess.PIPE)
+    try:
+        if captured:   # a captured stream (tests): collect both, then replay
+            out_text, err_text = proc.communicate()
+            stdout.write(out_text)
+            sys.stderr.write(err_text)
+            tail.extend(err_text.splitlines(keepends=True))
+        else:
             assert proc.stderr is not None
             for line in proc.stderr:
                 sys.stderr.write(line)
                 sys.stderr.flush()
                 tail.append(line)
-        returncode, stderr = proc.returncode, "".join(tail)
-    else:  # a captured stream (tests): collect both, then replay
-        done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-        stdout.write(done.stdout)
-        sys.stderr.write(done.stderr)
-        returncode, stderr = done.returncode, done.stderr
-    print(f"::{token}::", file=stdout, flush=True)
-    return returncode, stderr
+            proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        isolation.end_leftovers(proc, box)
+    return proc.returncode, "".join(tail)
 
 
 def _has_fileno(stream: TextIO) -> bool:
@@ -272,6 +453,57 @@ def _has_fileno(stream: TextIO) -> bool:
     except (AttributeError, OSError, ValueError):
         return False
     return True
+
+
+def run_check(values: Mapping[str, str], *, settings: Settings, environ: Mapping[str, str], workspace: Path,
+              stdout: TextIO) -> GateOutcome:
+    """Plan, run the gate in its sandbox, read its reports from its private folder, install them in the workspace."""
+    owner = isolation.workspace_owner(workspace)
+    try:
+        plan = plan_check(values, workspace=workspace, environ=environ, settings=settings)
+        build_gate_argv(plan.values)           # inputs complete and well-formed before anything is removed
+        prepare_report_paths(plan.reports, workspace=workspace, owner=owner)
+        sandbox = isolation.sandbox_for(environ)
+        isolation.check_sandbox_can_run(sandbox, sys.executable, workspace)
+    except GateError as err:
+        return GateOutcome(exit_code=2, verdict="error", error=f"error: {err}")
+    private = isolation.private_dir(sandbox)
+    try:
+        reports_dir = private / "reports"
+        names = {"json": "report.json", "markdown": "report.md", "junit": "junit.xml"}
+        sandboxed = {name: reports_dir / names[name] for name in plan.reports}
+        argv = build_gate_argv({**plan.values, **{k: str(v) for k, v in sandboxed.items()}})
+        token = secrets.token_hex(16)
+        print(f"::stop-commands::{token}", file=stdout, flush=True)
+        print("gate " + shlex.join(argv), file=stdout, flush=True)
+        returncode, stderr = run_gate(argv, cwd=plan.cwd or private / "cwd", environ=environ, stdout=stdout,
+                                      sandbox=sandbox, home=private / "home", tmpdir=private / "home")
+        print(f"::{token}::", file=stdout, flush=True)
+        outcome = interpret(returncode, stderr, json_path=sandboxed["json"], markdown_path=sandboxed["markdown"])
+        if outcome.report is not None:
+            outcome = install_reports(outcome, plan, sandboxed, workspace=workspace, owner=owner)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    return replace(outcome, notes=outcome.notes + plan.notes)
+
+
+def install_reports(outcome: GateOutcome, plan: CheckPlan, sandboxed: Mapping[str, Path], *, workspace: Path,
+                    owner: tuple[int, int] | None) -> GateOutcome:
+    """Copy the gate's reports from its private folder into the workspace (the paths checked again: in a
+    non-root container the gate ran as our uid and could have swapped a folder for a symlink)."""
+    try:
+        files: dict[Path, bytes] = {}
+        for name, target in plan.reports.items():
+            data = isolation.read_private(sandboxed[name])
+            if data is None:
+                continue
+            checked = trust.report_path(name, str(target.relative_to(workspace.resolve())), workspace=workspace)
+            isolation.make_dirs(checked.parent, root=workspace.resolve(), owner=owner)
+            files[checked] = data
+        isolation.install(files, owner=owner)
+    except GateError as err:
+        return GateOutcome(exit_code=2, verdict="error", error=f"error: {err}")
+    return replace(outcome, reports=dict(plan.reports))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -314,7 +546,9 @@ def check_message(check: Mapping[str, Any], *, max_lines: int = 10) -> str:
 def annotations(outcome: GateOutcome) -> list[str]:
     """One `::error` per failed check, one `::warning` per warning check; one `::error` if the gate could not run."""
     if outcome.verdict == "error":
-        return [workflow_command("error", outcome.error or "the gate could not run", title="gate could not run")]
+        out = [workflow_command("error", outcome.error or "the gate could not run", title="gate could not run")]
+        return out + [workflow_command("warning", note, title="gate report") for note in outcome.notes
+                      if note not in (outcome.error or "")]
     out = [
         workflow_command("error", check_message(c), title=f"gate: {c.get('name')}") for c in outcome.checks_with("fail")
     ]
@@ -326,17 +560,43 @@ def annotations(outcome: GateOutcome) -> list[str]:
     return out
 
 
+ICONS = {"pass": ":white_check_mark:", "warn": ":warning:", "fail": ":x:", "skip": ":fast_forward:"}
+
+
 def markdown_from_report(report: Mapping[str, Any]) -> str:
-    """A short Markdown report from the JSON one, for when the gate wrote no Markdown."""
-    icons = {"pass": ":white_check_mark:", "warn": ":warning:", "fail": ":x:", "skip": ":fast_forward:"}
+    """A Markdown report from the JSON one, every string from it escaped: for when the gate wrote no Markdown, and
+    for the PR comment in `mode: comment`, whose report may come from a pull request's own workflow run."""
     verdict = str(report.get("verdict"))
-    lines = [f"## {icons.get(verdict, '')} gate: {verdict}", "", str(report.get("summary", "")), ""]
+    lines = [f"## {ICONS.get(verdict, '')} gate: {md_text(verdict)}", "", md_text(report.get("summary", "")), ""]
     lines += ["| check | status | summary |", "|---|---|---|"]
-    for check in report.get("checks") or []:
-        summary = str(check.get("summary", "")).replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {check.get('name')} | {icons.get(str(check.get('status')), '')} {check.get('status')} "
-                     f"| {summary} |")
+    checks = [c for c in report.get("checks") or [] if isinstance(c, dict)]
+    for check in checks:
+        status = str(check.get("status"))
+        lines.append(f"| {md_text(check.get('name'))} | {ICONS.get(status, '')} {md_text(status)} "
+                     f"| {md_text(check.get('summary', ''))} |")
+    for check in checks:
+        if check.get("status") in ("fail", "warn"):
+            reasons = check_message(check, max_lines=20).splitlines()
+            lines += ["", f"**{md_text(check.get('name'))}**", ""] + [f"- {md_text(r)}" for r in reasons]
     return "\n".join(lines) + "\n"
+
+
+def power_entry(report: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The report's first power entry with a note (the first entry if none has one); {} when there is none."""
+    entries = [e for e in (report or {}).get("power") or [] if isinstance(e, dict)]
+    return next((e for e in entries if e.get("note")), entries[0] if entries else {})
+
+
+def power_markdown(outcome: GateOutcome) -> str:
+    """The power note, first in the summary: how large a drop this data could have detected at all."""
+    note = power_entry(outcome.report).get("note")
+    if not note:
+        return ""
+    shown = md_text(note)
+    head = (outcome.markdown or "")[:4000]
+    if shown in head or str(note) in head:   # the gate's Markdown already leads with it
+        return ""
+    return f"> :information_source: **power:** {shown}\n\n"
 
 
 def summary_markdown(outcome: GateOutcome) -> str:
@@ -346,13 +606,14 @@ def summary_markdown(outcome: GateOutcome) -> str:
             "## :no_entry: gate could not run\n\n"
             "The gate exited with code 2: the setup is broken (an input, the config, a checkpoint or the data), "
             "so nothing was decided about the model.\n\n"
-            f"```text\n{outcome.error or 'no error message'}\n```\n"
+            + md_fence(outcome.error or "no error message")
         )
+    power = power_markdown(outcome)
     if outcome.markdown:
-        return outcome.markdown if outcome.markdown.endswith("\n") else outcome.markdown + "\n"
+        return power + (outcome.markdown if outcome.markdown.endswith("\n") else outcome.markdown + "\n")
     if outcome.report is not None:
-        return markdown_from_report(outcome.report)
-    return f"## gate: {outcome.verdict}\n\nThe gate exited with code {outcome.exit_code} but wrote no report.\n"
+        return power + markdown_from_report(outcome.report)
+    return f"## gate: {md_text(outcome.verdict)}\n\nThe gate exited with code {outcome.exit_code} but wrote no report.\n"
 
 
 def fit_summary(markdown: str) -> str:
@@ -395,13 +656,23 @@ def display_path(path: Path, workspace: Path) -> str:
         return str(path)
 
 
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return ""
+    return str(value) if isinstance(value, int) else f"{value:.6g}"
+
+
 def action_outputs(outcome: GateOutcome, *, json_path: Path, markdown_path: Path, workspace: Path) -> dict[str, str]:
+    power = power_entry(outcome.report)
     return {
         "verdict": outcome.verdict,
         "exit-code": str(outcome.exit_code),
         "failed-checks": ",".join(str(c.get("name")) for c in outcome.checks_with("fail")),
         "report-json": display_path(json_path, workspace) if outcome.report is not None else "",
         "report-markdown": display_path(markdown_path, workspace) if outcome.markdown is not None else "",
+        "power-note": " ".join(str(power.get("note") or "").split()),
+        "min-detectable-drop": _number(power.get("min_detectable")),
+        "samples-needed": _number(power.get("samples_needed")),
     }
 
 
@@ -416,6 +687,18 @@ def default_comment_key(environ: Mapping[str, str]) -> str:
     """Workflow and job name: two gate jobs on the same PR keep separate comments (set comment-key in a matrix)."""
     parts = [environ.get("GITHUB_WORKFLOW", ""), environ.get("GITHUB_JOB", "")]
     return "/".join(p for p in parts if p) or "default"
+
+
+def post_comment(markdown: str, *, values: Mapping[str, str], environ: Mapping[str, str], stdout: TextIO,
+                 footer: str) -> None:
+    token = values.get("github-token") or environ.get("GITHUB_TOKEN", "")
+    key = values.get("comment-key") or default_comment_key(environ)
+    try:
+        result = comment_on_pull_request(environ, token=token, key=key, markdown=markdown, footer=footer)
+    except CommentError as err:
+        print(workflow_command("warning", str(err), title="gate PR comment"), file=stdout)
+    else:
+        print(f"gate: {result.action} the pull-request comment {result.html_url}".rstrip(), file=stdout)
 
 
 def publish(
@@ -434,26 +717,60 @@ def publish(
     outputs = action_outputs(outcome, json_path=json_path, markdown_path=markdown_path, workspace=workspace)
     lines = "".join(format_output(k, v) for k, v in outputs.items())
     if not append_file(environ.get("GITHUB_OUTPUT"), lines, stdout=stdout):
-        print("gate outputs: " + ", ".join(f"{k}={v}" for k, v in outputs.items()), file=stdout)
+        print("gate outputs: " + escape_data(", ".join(f"{k}={v}" for k, v in outputs.items())), file=stdout)
     for line in annotations(outcome):
         print(line, file=stdout)
-    try:
-        wants_comment = parse_bool("comment", values.get("comment", ""))
-    except ConfigError as err:
-        print(workflow_command("warning", str(err), title="gate PR comment"), file=stdout)
-        wants_comment = False
-    if wants_comment:
-        token = values.get("github-token") or environ.get("GITHUB_TOKEN", "")
-        key = values.get("comment-key") or default_comment_key(environ)
-        try:
-            result = comment_on_pull_request(
-                environ, token=token, key=key, markdown=markdown, footer=run_footer(environ)
-            )
-        except CommentError as err:
-            print(workflow_command("warning", str(err), title="gate PR comment"), file=stdout)
-        else:
-            print(f"gate: {result.action} the pull-request comment {result.html_url}".rstrip(), file=stdout)
+    if outcome.error and not outcome.echoed:   # one `error:` line on stderr, whoever found the problem
+        line = " ".join(outcome.error.split())
+        print(line if line.startswith("error:") else f"error: {line}", file=sys.stderr, flush=True)
+    if parse_bool("comment", values.get("comment", "")) and not isolation.token_safe(environ):
+        print(workflow_command("warning", "comment: true, but the gate ran as root without a sandbox uid "
+                               "(GATE_SANDBOX_UID=0), so the token was dropped before it started: post the comment "
+                               "with a later `mode: comment` step", title="gate PR comment"), file=stdout)
+    elif parse_bool("comment", values.get("comment", "")):
+        post_comment(markdown, values=values, environ=environ, stdout=stdout, footer=run_footer(environ))
     stdout.flush()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# mode: comment
+
+
+def comment_footer(environ: Mapping[str, str]) -> str:
+    """Which run the report came from: on workflow_run, the triggering run (its URL and conclusion, from GitHub's
+    own payload, so a report forged inside that run still shows whether the run failed)."""
+    event = trust._read_event(environ.get("GITHUB_EVENT_PATH"))
+    run = event.get("workflow_run") if isinstance(event, dict) else None
+    if environ.get("GITHUB_EVENT_NAME") == "workflow_run" and isinstance(run, dict):
+        url, conclusion = str(run.get("html_url") or ""), str(run.get("conclusion") or "unknown")
+        link = f"[the check run]({url})" if re.fullmatch(r"https://[\w.-]+(/[\w.~%/-]*)?", url) else "the check run"
+        return f"<sub>report from {link} (concluded: {md_text(conclusion)}) · updated on every push</sub>"
+    return run_footer(environ)
+
+
+def run_comment(values: Mapping[str, str], *, environ: Mapping[str, str], workspace: Path, stdout: TextIO) -> int:
+    """Post the JSON report a check step wrote as the PR comment. Loads no checkpoint and runs no gate, so the
+    token can live here; the report is data (parsed as JSON, every string escaped), never the Markdown file."""
+    name = values.get("json") or DEFAULT_JSON
+    path = trust.report_path("json", name, workspace=workspace) if not os.path.isabs(name) else Path(name)
+    try:
+        raw = isolation.read_private(path, limit=isolation.MAX_REPORT_BYTES)
+        report = json.loads(raw) if raw is not None else None
+    except (ConfigError, ValueError) as err:
+        raise ConfigError(f"mode: comment: the report {name} cannot be read: {err}") from err
+    if report is None:
+        markdown = (f"## :no_entry: gate could not run\n\nNo report at {md_code(name)}: the check did not finish "
+                    "(exit 2: a broken setup, not a verdict on the model). See the check run's log.\n")
+    elif not isinstance(report, dict) or report.get("verdict") not in ("pass", "warn", "fail"):
+        raise ConfigError(f"mode: comment: {name} is not a gate report (no verdict pass, warn or fail)")
+    else:
+        power = power_entry(report).get("note")
+        markdown = (f"> :information_source: **power:** {md_text(power)}\n\n" if power else "")
+        markdown += markdown_from_report(report)
+    post_comment(markdown, values={**values, "comment": "true"}, environ=environ, stdout=stdout,
+                 footer=comment_footer(environ))
+    stdout.flush()
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -468,14 +785,16 @@ def run_action(environ: Mapping[str, str], *, stdout: TextIO | None = None) -> i
     json_path = workspace / values["json"]
     markdown_path = workspace / values["markdown"]
     try:
-        argv = build_gate_argv(values)
-        prepare_report_paths(json_path, markdown_path)
+        settings = parse_settings(values)
+        if settings.mode == "comment":
+            return run_comment(values, environ=environ, workspace=workspace, stdout=out)
     except GateError as err:
         outcome = GateOutcome(exit_code=2, verdict="error", error=f"error: {err}")
+        values = {**values, "comment": "false"}
     else:
-        print("gate " + shlex.join(argv), file=out, flush=True)
-        returncode, stderr = run_gate(argv, cwd=workspace, environ=environ, stdout=out)
-        outcome = interpret(returncode, stderr, json_path=json_path, markdown_path=markdown_path)
+        outcome = run_check(values, settings=settings, environ=environ, workspace=workspace, stdout=out)
+        if outcome.reports:
+            json_path, markdown_path = outcome.reports["json"], outcome.reports["markdown"]
     publish(
         outcome,
         values=values,
@@ -488,12 +807,30 @@ def run_action(environ: Mapping[str, str], *, stdout: TextIO | None = None) -> i
     return outcome.exit_code
 
 
+def _needs_token(environ: Mapping[str, str]) -> bool:
+    values = read_inputs(environ)
+    try:
+        settings = parse_settings(values)
+    except GateError:
+        return False
+    return settings.mode == "comment" or (settings.comment and isolation.token_safe(environ))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """With arguments, be the `gate` CLI (the container used by hand or in other CI); without, be the Action."""
+    """With arguments, be the `gate` CLI (the container used by hand or in other CI); without, be the Action.
+
+    As the Action it first makes itself non-dumpable and, when its environment holds secrets it does not use
+    (the token unless it posts the comment, the runner's ACTIONS_* tokens), executes itself again without them, so
+    that not even its own /proc/PID/environ holds them while the gate runs."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args:
         sys.stdout.flush()
         os.execv(sys.executable, [sys.executable, "-m", "gate", *args])
+    isolation.make_non_dumpable()
+    cleaned = isolation.entrypoint_environment(os.environ, keep_token=_needs_token(os.environ))
+    if cleaned != dict(os.environ):
+        sys.stdout.flush()
+        os.execve(sys.executable, [sys.executable, "-m", "gate.action.entrypoint"], cleaned)
     return run_action(os.environ)
 
 

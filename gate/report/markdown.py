@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from gate.report.console import finding_label, model_facts
+from gate.report.escape import Markup, md_code, md_text, mermaid_text
 from gate.report.model import STATUS_ORDER, Chart, Report, Table
 
 EMOJI = {"pass": ":white_check_mark:", "warn": ":warning:", "fail": ":x:", "skip": ":fast_forward:"}
@@ -13,8 +14,8 @@ def _cell(x: Any) -> str:
     if isinstance(x, float):
         text = f"{x:.4g}"
     else:
-        text = "" if x is None else str(x)
-    return text.replace("|", "\\|").replace("\n", " ")
+        text = "" if x is None else x
+    return md_text(text)   # class names, id2label, paths: inert in the table (pipes, HTML, links, @mentions)
 
 
 def md_table(headers: tuple[str, ...] | list[str], rows: Any) -> list[str]:
@@ -24,22 +25,22 @@ def md_table(headers: tuple[str, ...] | list[str], rows: Any) -> list[str]:
 
 
 def mermaid_chart(chart: Chart) -> list[str]:
-    labels = ", ".join('"' + label.replace('"', "'") + '"' for label in chart.labels)
+    labels = ", ".join('"' + mermaid_text(label) + '"' for label in chart.labels)
     values = ", ".join(f"{v:.6g}" for v in chart.values)
     top = max([v for v in chart.values if v == v] + [1e-9])
     return [
         "```mermaid",
         "xychart-beta",
-        f'    title "{chart.title}"',
+        f'    title "{mermaid_text(chart.title)}"',
         f"    x-axis [{labels}]",
-        f'    y-axis "{chart.y_label or "value"}" 0 --> {top * 1.1:.6g}',
+        f'    y-axis "{mermaid_text(chart.y_label or "value")}" 0 --> {top * 1.1:.6g}',
         f"    bar [{values}]",
         "```",
     ]
 
 
 def _table(table: Table) -> list[str]:
-    return [f"**{table.title}**", "", *md_table(table.headers, table.rows), ""]
+    return [f"**{md_text(table.title)}**", "", *md_table(table.headers, table.rows), ""]
 
 
 def render_markdown(report: Report) -> str:
@@ -49,10 +50,10 @@ def render_markdown(report: Report) -> str:
     title = {"pass": "passed", "warn": "passed with warnings", "fail": "FAILED"}[report.verdict]
     lines.append(f"## {EMOJI[report.verdict]} gate {title}")
     lines.append("")
-    lines.append(f"**{report.summary}**")
+    lines.append(f"**{md_text(report.summary)}**")
     lines.append("")
     for note in report.notes:
-        lines.append(f"> {note}")
+        lines.append(f"> {md_text(note)}")
         lines.append("")
     base, cand = report.models
     m = report.metrics
@@ -69,13 +70,13 @@ def render_markdown(report: Report) -> str:
     lines.append("")
     lines += md_table(
         ("check", "status", "why"),
-        [(c.name, f"{EMOJI[c.status]} {c.status}", c.summary) for c in sorted(report.checks, key=lambda c: STATUS_ORDER[c.status])],
+        [(c.name, Markup(f"{EMOJI[c.status]} {c.status}"), c.summary) for c in sorted(report.checks, key=lambda c: STATUS_ORDER[c.status])],
     )
     lines.append("")
     for check in sorted(report.checks, key=lambda c: STATUS_ORDER[c.status]):
         bad = [f for f in check.findings if f.status in ("fail", "warn")]
         open_attr = " open" if check.status in ("fail", "warn") else ""
-        lines.append(f"<details{open_attr}><summary><b>{check.name}</b>: {EMOJI[check.status]} {check.status}</summary>")
+        lines.append(f"<details{open_attr}><summary><b>{md_text(check.name)}</b>: {EMOJI[check.status]} {check.status}</summary>")
         lines.append("")
         if bad:
             lines += md_table(
@@ -91,7 +92,7 @@ def render_markdown(report: Report) -> str:
             )
             lines.append("")
         for note in check.notes:
-            lines.append(f"> {note}")
+            lines.append(f"> {md_text(note)}")
             lines.append("")
         for table in check.tables:
             lines += _table(table)
@@ -110,11 +111,12 @@ def render_markdown(report: Report) -> str:
         )
         lines.append("")
     lines.append(
-        f"<sub>candidate `{cand.path}` ({cand.format}, sha256 {str(cand.sha256)[:12]}) vs baseline `{base.path}` "
-        f"({base.format}, sha256 {str(base.sha256)[:12]}); data `{report.data.path}`: {report.data.num_samples} samples; "
+        f"<sub>candidate {md_code(cand.path)} ({md_text(cand.format)}, sha256 {md_text(str(cand.sha256)[:12])}) vs "
+        f"baseline {md_code(base.path)} ({md_text(base.format)}, sha256 {md_text(str(base.sha256)[:12])}); "
+        f"data {md_code(report.data.path)}: {report.data.num_samples} samples; "
         f"gate {report.gate_version}, torch {report.environment.get('torch')}</sub>"
     )
     if any(m.dtype or m.output for m in report.models):
         lines.append("")
-        lines.append("<sub>" + "; ".join(f"{m.role}: {model_facts(m)}" for m in (base, cand)) + "</sub>")
+        lines.append("<sub>" + "; ".join(f"{m.role}: {md_text(model_facts(m))}" for m in (base, cand)) + "</sub>")
     return "\n".join(lines) + "\n"

@@ -17,6 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.action_env import open_to_others, runnable_python
 from tests.github_files import parse_github_output
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +63,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     broken = {k: v.clone() for k, v in model.state_dict().items()}
     broken["2.bias"][BROKEN_CLASS] -= 50.0
     torch.save(broken, ws / "models" / "broken.pt")
+    open_to_others(ws)   # started as root, the entrypoint runs the gate as an unprivileged uid
     return ws
 
 
@@ -88,6 +90,7 @@ def run_action(ws: Path, tmp_path: Path, inputs: dict[str, str]) -> ActionRun:
     output.write_text("", encoding="utf-8")
     event.write_text(json.dumps({"ref": "refs/heads/main"}), encoding="utf-8")
     environ = clean_environ()
+    python, environ["PYTHONPATH"] = runnable_python()
     environ.update({
         "GITHUB_ACTIONS": "true", "CI": "true", "GITHUB_WORKSPACE": str(ws), "GITHUB_STEP_SUMMARY": str(summary),
         "GITHUB_OUTPUT": str(output), "GITHUB_EVENT_NAME": "push", "GITHUB_EVENT_PATH": str(event),
@@ -97,7 +100,7 @@ def run_action(ws: Path, tmp_path: Path, inputs: dict[str, str]) -> ActionRun:
                 "github-token": "ghs_not_used", "debug": "false", "verbose": "false"}
     for name, value in {**defaults, **inputs}.items():
         environ["INPUT_" + name.replace(" ", "_").upper()] = value
-    done = subprocess.run([sys.executable, "-m", "gate.action.entrypoint"], cwd=ws, env=environ,
+    done = subprocess.run([python, "-m", "gate.action.entrypoint"], cwd=ws, env=environ,
                           capture_output=True, text=True, timeout=600, check=False)
     return ActionRun(done.returncode, done.stdout, done.stderr, summary.read_text(encoding="utf-8"),
                      parse_github_output(output.read_text(encoding="utf-8")))
@@ -170,7 +173,7 @@ def test_missing_checkpoint_is_could_not_run(workspace: Path, tmp_path: Path):
     error_line = next(line for line in run.stderr.splitlines() if line.startswith("error:"))
     assert "does-not-exist.pt" in error_line
     assert run.outputs == {"verdict": "error", "exit-code": "2", "failed-checks": "", "report-json": "",
-                           "report-markdown": ""}
+                           "report-markdown": "", "power-note": "", "min-detectable-drop": "", "samples-needed": ""}
     assert commands(run.stdout, "error") == [f"::error title=gate could not run::{error_line}"]
     assert "could not run" in run.summary and error_line in run.summary
     assert not (workspace / "gate-report" / "report.json").exists()   # no stale report from the pass case
@@ -240,29 +243,55 @@ def test_action_yml_matches_githubs_action_schema():
     lint(tool("check-jsonschema"), "--builtin-schema", "vendor.github-actions", "action.yml")
 
 
-def test_example_workflow_passes_actionlint_and_the_workflow_schema():
-    lint(tool("actionlint"), "examples/ci/github-workflow.yml")
-    lint(tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", "examples/ci/github-workflow.yml")
+EXAMPLE_WORKFLOWS = ("github-workflow.yml", "github-workflow-comment.yml")
 
 
-def test_example_workflow_inputs_exist_in_action_yml(tmp_path: Path):
+@pytest.mark.parametrize("name", EXAMPLE_WORKFLOWS)
+def test_example_workflow_passes_actionlint_and_the_workflow_schema(name: str):
+    lint(tool("actionlint"), f"examples/ci/{name}")
+    lint(tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", f"examples/ci/{name}")
+
+
+@pytest.mark.parametrize("name", EXAMPLE_WORKFLOWS)
+def test_example_workflow_inputs_exist_in_action_yml(tmp_path: Path, name: str):
     """actionlint checks a local action's inputs: lint the example with `uses: ./` in a project holding this
     action.yml (actionlint finds the project by its .git and .github/workflows folders)."""
     (tmp_path / ".git").mkdir()
     workflows = tmp_path / ".github" / "workflows"
     workflows.mkdir(parents=True)
-    for name in ("action.yml", "Dockerfile"):
-        shutil.copyfile(ROOT / name, tmp_path / name)
-    text = (ROOT / "examples" / "ci" / "github-workflow.yml").read_text(encoding="utf-8")
+    for source in ("action.yml", "Dockerfile"):
+        shutil.copyfile(ROOT / source, tmp_path / source)
+    text = (ROOT / "examples" / "ci" / name).read_text(encoding="utf-8")
     local, count = re.subn(r"uses: gate-dev/gate@v1\b.*", "uses: ./", text)
     assert count == 1
     (workflows / "gate.yml").write_text(local, encoding="utf-8")
     lint(tool("actionlint"), ".github/workflows/gate.yml", cwd=tmp_path)
     # ... and the check is real: a misspelt input is caught.
-    (workflows / "gate.yml").write_text(local.replace("model-factory:", "model_factory:"), encoding="utf-8")
+    (workflows / "gate.yml").write_text(local.replace("mode:", "mode_:").replace("policy-path:", "policy_path:"),
+                                        encoding="utf-8")
     done = subprocess.run([tool("actionlint"), ".github/workflows/gate.yml"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=300, check=False)
-    assert done.returncode == 1 and 'input "model_factory" is not defined' in done.stdout
+    assert done.returncode == 1 and re.search(r'input "(mode_|policy_path)" is not defined', done.stdout)
+
+
+def test_example_workflow_takes_policy_from_the_base_branch_and_files_from_the_pr():
+    workflow = yaml.safe_load((ROOT / "examples" / "ci" / "github-workflow.yml").read_text(encoding="utf-8"))
+    steps = workflow["jobs"]["gate"]["steps"]
+    checkouts = {s["with"]["path"]: s["with"] for s in steps if str(s.get("uses", "")).startswith("actions/checkout")}
+    assert checkouts["base"]["ref"] == "${{ github.event.pull_request.base.sha }}"
+    assert checkouts["pr"]["ref"] == "${{ github.event.pull_request.head.sha }}"
+    assert all(c["persist-credentials"] is False for c in checkouts.values())
+    [gate_step] = [s for s in steps if s.get("id") == "gate"]
+    inputs = gate_step["with"]
+    assert inputs["policy-path"] == "base" and not inputs["config"].startswith("pr/")
+    assert inputs["candidate"].startswith("pr/") and not inputs["data"].startswith("pr/")
+    assert inputs.get("comment") in (None, False) and "github-token" not in inputs
+    assert workflow["permissions"] == {"contents": "read"}
+    comment = yaml.safe_load((ROOT / "examples" / "ci" / "github-workflow-comment.yml").read_text(encoding="utf-8"))
+    assert list(comment[True]) == ["workflow_run"]   # YAML 1.1 reads the key `on` as true
+    steps = comment["jobs"]["comment"]["steps"]
+    assert not [s for s in steps if str(s.get("uses", "")).startswith("actions/checkout")]   # no PR code here
+    assert [s["with"]["mode"] for s in steps if "gate-dev/gate" in str(s.get("uses"))] == ["comment"]
 
 
 def test_gitlab_example_matches_the_gitlab_ci_schema():

@@ -12,6 +12,7 @@ import yaml
 
 from gate.action import entrypoint as ep
 from gate.errors import ConfigError
+from tests.action_env import in_process_environ
 from tests.github_files import parse_github_output
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +43,8 @@ def click_options() -> dict[str, object]:
 def sample_value(spec: ep.InputOption) -> str:
     if spec.kind == "flag":
         return "true"
+    if spec.kind == "trust":
+        return "all"
     if spec.kind == "multi":
         return "accuracy, flips"
     return {"device": "cpu", "decision": "point", "batch-size": "16", "limit": "50", "seed": "3", "threads": "2"}.get(
@@ -69,6 +72,11 @@ def test_each_input_reaches_an_existing_gate_check_option(spec: ep.InputOption):
         assert argv[argv.index(spec.option) + 1] == value
     param = click_options().get(spec.option)
     assert param is not None, f"{spec.option} is not an option of `gate check`"
+    if spec.kind == "trust":   # --trust-checkpoint ROLE, repeatable: baseline, candidate or all
+        assert argv[argv.index(spec.option) + 1] == "all"
+        assert not getattr(param, "is_flag", False) and param.multiple
+        assert set(param.type.choices) == {"baseline", "candidate", "all"}
+        return
     assert bool(getattr(param, "is_flag", False)) == (spec.kind == "flag")
     assert bool(getattr(param, "multiple", False)) == (spec.kind == "multi")
 
@@ -95,7 +103,8 @@ def test_click_parses_the_argv_built_from_every_input():
     assert ctx.params["enable"] == ("accuracy", "flips")
     assert ctx.params["disable"] == ("accuracy", "flips")
     assert ctx.params["batch_size"] == 16 and ctx.params["limit"] == 50
-    assert ctx.params["trust_checkpoint"] is True and ctx.params["debug"] is True
+    assert ctx.params["trust_checkpoint"] == ("all",) and ctx.params["debug"] is True
+    assert ctx.params["verbose"] is True
     assert ctx.params["model_factory"] == "value-of-model-factory"
 
 
@@ -106,9 +115,12 @@ def test_action_yml_defaults_give_a_plain_gate_check():
     assert ep.build_gate_argv(values) == ["check", "cand.pt", "--baseline", "base.pt", "--data", "eval.npz"]
 
 
-def test_required_inputs_match_action_yml():
+def test_action_yml_requires_nothing_because_comment_mode_needs_no_checkpoint():
+    # candidate and baseline are required by mode: check, which says so itself (exit 2, one error line).
     declared = {name for name, meta in action_inputs().items() if meta.get("required")}
-    assert declared == set(ep.REQUIRED_INPUTS)
+    assert declared == set()
+    for name in ep.REQUIRED_INPUTS:
+        assert "required for mode: check" in action_inputs()[name]["description"]
 
 
 def test_hyphenated_inputs_have_underscore_aliases_in_runs_env():
@@ -169,10 +181,35 @@ def test_enable_accepts_commas_spaces_and_lines():
 
 
 def test_extra_args_are_split_like_a_shell_and_come_last():
-    argv = ep.build_gate_argv({**REQUIRED, "extra-args": "--seed 3 --config 'my dir/gate.yaml'"})
-    assert argv[-4:] == ["--seed", "3", "--config", "my dir/gate.yaml"]
+    argv = ep.build_gate_argv({**REQUIRED, "extra-args": "--quiet --onnx-atol 'a b'"})
+    assert argv[-3:] == ["--quiet", "--onnx-atol", "a b"]
     with pytest.raises(ConfigError, match="extra-args"):
-        ep.build_gate_argv({**REQUIRED, "extra-args": "--config 'unclosed"})
+        ep.build_gate_argv({**REQUIRED, "extra-args": "--seed 'unclosed"})
+
+
+@pytest.mark.parametrize("extra", ["--config gate.yaml", "--config=gate.yaml", "-c gate.yaml", "-vc gate.yaml",
+                                   "--model-factory os:system", "--data os:system", "-d x", "--trust-checkpoint all",
+                                   "--json /tmp/x.json", "-b other.pt"])
+def test_extra_args_cannot_set_an_option_that_has_its_own_input(extra: str):
+    # The input is where the Action checks where a value comes from (policy-path, the workspace).
+    with pytest.raises(ConfigError, match="extra-args.*(own input|instead)"):
+        ep.build_gate_argv({**REQUIRED, "extra-args": extra})
+
+
+@pytest.mark.parametrize("value,argv", [("none", []), ("", []), ("false", []), ("true", ["all"]), ("all", ["all"]),
+                                        ("baseline", ["baseline"]), ("candidate", ["candidate"]),
+                                        ("Baseline, candidate", ["all"])])
+def test_trust_checkpoint_input_maps_to_the_per_role_option(value: str, argv: list[str]):
+    built = ep.build_gate_argv({**REQUIRED, "trust-checkpoint": value})
+    roles = [built[i + 1] for i, a in enumerate(built) if a == "--trust-checkpoint"]
+    assert roles == argv
+    assert check_command().make_context("check", built[1:]).params["trust_checkpoint"] == tuple(argv)
+
+
+@pytest.mark.parametrize("value", ["maybe", "everyone", "baseline,maybe"])
+def test_trust_checkpoint_rejects_other_values(value: str):
+    with pytest.raises(ConfigError, match="'trust-checkpoint': expected none, baseline, candidate or all"):
+        ep.parse_settings({"trust-checkpoint": value})
 
 
 def test_report_defaults_fill_only_what_is_empty():
@@ -180,9 +217,23 @@ def test_report_defaults_fill_only_what_is_empty():
     assert filled["json"] == ep.DEFAULT_JSON and filled["markdown"] == "out/r.md"
 
 
-def test_gate_environment_drops_inputs_and_token():
-    env = ep.gate_environment({"PATH": "/bin", "INPUT_GITHUB-TOKEN": "t", "GITHUB_TOKEN": "t", "GITHUB_SHA": "abc"})
-    assert env == {"PATH": "/bin", "GITHUB_SHA": "abc"}
+def test_gate_environment_drops_inputs_tokens_and_file_commands():
+    environ = {"PATH": "/bin", "INPUT_GITHUB-TOKEN": "t", "INPUT_CANDIDATE": "c.pt", "GITHUB_TOKEN": "t",
+               "GITHUB_SHA": "abc", "ACTIONS_RUNTIME_TOKEN": "t", "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "t",
+               "ACTIONS_ID_TOKEN_REQUEST_URL": "u", "ACTIONS_CACHE_URL": "u", "HF_TOKEN": "t", "AWS_SECRET_ACCESS_KEY": "t",
+               "GITHUB_ENV": "/f/env", "GITHUB_OUTPUT": "/f/out", "GITHUB_PATH": "/f/path", "GITHUB_STATE": "/f/s",
+               "GITHUB_STEP_SUMMARY": "/f/sum", "GITHUB_EVENT_PATH": "/f/event.json", "LANG": "C.UTF-8"}
+    assert ep.gate_environment(environ) == {"PATH": "/bin", "GITHUB_SHA": "abc", "LANG": "C.UTF-8"}
+
+
+def test_the_entrypoint_keeps_the_token_only_when_it_posts_the_comment():
+    from gate.action.isolation import entrypoint_environment
+
+    environ = {"INPUT_GITHUB-TOKEN": "t", "INPUT_CANDIDATE": "c.pt", "ACTIONS_RUNTIME_TOKEN": "t",
+               "GITHUB_OUTPUT": "/f/out", "GITHUB_TOKEN": "t"}
+    assert entrypoint_environment(environ, keep_token=False) == {"INPUT_CANDIDATE": "c.pt", "GITHUB_OUTPUT": "/f/out"}
+    assert entrypoint_environment(environ, keep_token=True) == {
+        "INPUT_GITHUB-TOKEN": "t", "INPUT_CANDIDATE": "c.pt", "GITHUB_OUTPUT": "/f/out"}
 
 
 # --------------------------------------------------------------------------- exit codes and outcomes
@@ -226,12 +277,31 @@ def test_a_crash_without_a_report_is_could_not_run_not_a_regression(tmp_path: Pa
     assert outcome.error == "KeyError: 'x'"
 
 
-def test_a_pass_without_a_readable_report_stays_a_pass_with_a_note(tmp_path: Path):
-    (tmp_path / "r.json").write_text("{not json", encoding="utf-8")
+@pytest.mark.parametrize("content", [None, "{not json", '{"verdict": "maybe"}', "[]"])
+def test_exit_0_without_a_readable_report_is_could_not_run_never_a_pass(tmp_path: Path, content: str | None):
+    if content is not None:
+        (tmp_path / "r.json").write_text(content, encoding="utf-8")
     outcome = ep.interpret(0, "", json_path=tmp_path / "r.json", markdown_path=tmp_path / "r.md")
-    assert (outcome.exit_code, outcome.verdict) == (0, "pass")
-    assert "cannot be read" in outcome.notes[0]
-    assert any(line.startswith("::warning title=gate report::") for line in ep.annotations(outcome))
+    assert (outcome.exit_code, outcome.verdict) == (2, "error")
+    assert outcome.error.startswith("error: the gate exited with code 0 but wrote no report")
+    assert ep.annotations(outcome)[0].startswith("::error title=gate could not run::error: the gate exited with code 0")
+
+
+@pytest.mark.parametrize("returncode,verdict", [(0, "fail"), (1, "pass"), (1, "warn")])
+def test_an_exit_code_that_disagrees_with_the_report_is_could_not_run(tmp_path: Path, returncode: int, verdict: str):
+    write_report(tmp_path / "r.json", verdict, [])
+    outcome = ep.interpret(returncode, "", json_path=tmp_path / "r.json", markdown_path=tmp_path / "r.md")
+    assert (outcome.exit_code, outcome.verdict) == (2, "error") and "but its report says" in outcome.error
+
+
+def test_a_report_that_is_a_symlink_is_not_read(tmp_path: Path):
+    # The gate's uid could point the (root) entrypoint at a file it may not read itself.
+    secret = tmp_path / "secret.json"
+    write_report(secret, "pass", [])
+    (tmp_path / "r.json").symlink_to(secret)
+    outcome = ep.interpret(0, "", json_path=tmp_path / "r.json", markdown_path=tmp_path / "r.md")
+    assert (outcome.exit_code, outcome.verdict) == (2, "error")
+    assert "report.json cannot be read" in outcome.error or "r.json cannot be read" in outcome.error
 
 
 # --------------------------------------------------------------------------- workflow commands
@@ -313,7 +383,8 @@ def test_a_missing_input_fails_as_could_not_run_without_running_the_gate(tmp_pat
     assert "::error title=gate could not run::error: action input(s) 'baseline' required but empty" in log
     assert "stop-commands" not in log  # the gate was never started
     assert parse_github_output(output.read_text(encoding="utf-8")) == {
-        "verdict": "error", "exit-code": "2", "failed-checks": "", "report-json": "", "report-markdown": ""}
+        "verdict": "error", "exit-code": "2", "failed-checks": "", "report-json": "", "report-markdown": "",
+        "power-note": "", "min-detectable-drop": "", "samples-needed": ""}
     assert "could not run" in summary.read_text(encoding="utf-8")
     assert not (tmp_path / "gate-report").exists()
 
@@ -326,7 +397,8 @@ def test_without_github_files_outputs_go_to_the_log(tmp_path: Path):
 
 def actions_environ(tmp_path: Path, **inputs: str) -> dict[str, str]:
     environ = {"PATH": "/usr/bin:/bin", "GITHUB_WORKSPACE": str(tmp_path),
-               "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"), "GITHUB_OUTPUT": str(tmp_path / "output")}
+               "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"), "GITHUB_OUTPUT": str(tmp_path / "output"),
+               **in_process_environ()}
     environ.update({"INPUT_" + k.replace("_", "-").upper(): v for k, v in inputs.items()})
     return environ
 
@@ -349,7 +421,8 @@ def test_an_unwritable_report_location_is_could_not_run(tmp_path: Path):
     environ = actions_environ(tmp_path, candidate="c.pt", baseline="b.pt", data="d.npz", json="a-file/r.json")
     stdout = io.StringIO()
     assert ep.run_action(environ, stdout=stdout) == 2
-    assert "::error title=gate could not run::error: cannot write the report" in stdout.getvalue()
+    assert "::error title=gate could not run::error: action input 'json': cannot write the report" \
+        in stdout.getvalue()
 
 
 def test_an_unwritable_github_output_is_a_warning_not_a_crash(tmp_path: Path):

@@ -3,130 +3,17 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import threading
-import urllib.parse
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 from gate.action import comment as cm
 from gate.action import entrypoint as ep
-
-TOKEN = "ghs_test_token"
-REPO = "acme/models"
-PR = 7
-
-
-@dataclass
-class FakeGitHub:
-    """In-memory issue comments for one repository, served like api.github.com (per_page capped at 100)."""
-
-    comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
-    requests: list[tuple[str, str]] = field(default_factory=list)    # (method, path?query)
-    forbid_writes: bool = False
-    next_id: int = 1000
-    url: str = ""
-    link_base: str = ""   # where Link headers point; the server's own URL unless a test says otherwise
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, issue: int, body: str) -> dict[str, Any]:
-        with self.lock:
-            self.next_id += 1
-            comment = {"id": self.next_id, "body": body, "html_url": f"https://github.test/{REPO}/pull/{issue}"
-                       f"#issuecomment-{self.next_id}", "user": {"login": "github-actions[bot]"}}
-            self.comments.setdefault(issue, []).append(comment)
-            return comment
-
-    def marked(self, issue: int, marker: str) -> list[dict[str, Any]]:
-        return [c for c in self.comments.get(issue, []) if marker in c["body"]]
-
-
-def make_handler(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:  # keep pytest output clean
-            pass
-
-        def reply(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for key, value in (headers or {}).items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def authorised(self) -> bool:
-            if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                self.reply(401, {"message": "Bad credentials"})
-                return False
-            return True
-
-        def body(self) -> dict[str, Any]:
-            return json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
-
-        def do_GET(self) -> None:
-            fake.requests.append(("GET", self.path))
-            if not self.authorised():
-                return
-            url = urllib.parse.urlsplit(self.path)
-            match = re.fullmatch(rf"/repos/{REPO}/issues/(\d+)/comments", url.path)
-            if not match:
-                return self.reply(404, {"message": "Not Found"})
-            query = urllib.parse.parse_qs(url.query)
-            per_page = min(int(query.get("per_page", ["30"])[0]), 100)
-            page = int(query.get("page", ["1"])[0])
-            items = fake.comments.get(int(match.group(1)), [])
-            last = max(1, -(-len(items) // per_page))
-            headers = {}
-            if page < last:
-                base = f"{fake.link_base or fake.url}{url.path}?per_page={per_page}"
-                headers["Link"] = f'<{base}&page={page + 1}>; rel="next", <{base}&page={last}>; rel="last"'
-            self.reply(200, items[(page - 1) * per_page: page * per_page], headers)
-
-        def do_POST(self) -> None:
-            fake.requests.append(("POST", self.path))
-            if not self.authorised():
-                return
-            match = re.fullmatch(rf"/repos/{REPO}/issues/(\d+)/comments", self.path)
-            if not match:
-                return self.reply(404, {"message": "Not Found"})
-            if fake.forbid_writes:
-                return self.reply(403, {"message": "Resource not accessible by integration"})
-            self.reply(201, fake.add(int(match.group(1)), self.body()["body"]))
-
-        def do_PATCH(self) -> None:
-            fake.requests.append(("PATCH", self.path))
-            if not self.authorised():
-                return
-            match = re.fullmatch(rf"/repos/{REPO}/issues/comments/(\d+)", self.path)
-            if fake.forbid_writes:
-                return self.reply(403, {"message": "Resource not accessible by integration"})
-            for comments in fake.comments.values():
-                for comment in comments:
-                    if match and comment["id"] == int(match.group(1)):
-                        comment["body"] = self.body()["body"]
-                        return self.reply(200, comment)
-            self.reply(404, {"message": "Not Found"})
-
-    return Handler
-
-
-@pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    fake = FakeGitHub()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(fake))
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield fake
-    server.shutdown()
-    server.server_close()
-    thread.join()
+from tests.fake_github import BOT, PAT, PAT_USER, PR, REPO, TOKEN, FakeGitHub, make_handler
+from tests.fake_github import github  # noqa: F401 - the fixture
 
 
 def api(fake: FakeGitHub) -> cm.GitHubApi:
@@ -153,7 +40,9 @@ def test_two_runs_leave_exactly_one_comment_updated_not_duplicated(github: FakeG
     [only] = github.marked(PR, marker)
     assert only["body"] == f"{marker}\nreport two"
     assert [c["body"] for c in github.comments[PR]][0] == "LGTM"
-    assert [m for m, _ in github.requests] == ["GET", "POST", "GET", "PATCH"]
+    assert [(m, p.split("?")[0].rsplit("/", 1)[-1]) for m, p in github.requests] == [
+        ("GET", "user"), ("GET", "comments"), ("POST", "comments"),
+        ("GET", "user"), ("GET", "comments"), ("PATCH", str(first.comment_id))]
 
 
 def test_a_comment_on_the_second_page_is_found_and_updated(github: FakeGitHub):
@@ -167,7 +56,7 @@ def test_a_comment_on_the_second_page_is_found_and_updated(github: FakeGitHub):
     assert (result.action, result.comment_id) == ("updated", mine["id"])
     assert len(github.comments[PR]) == 136
     assert mine["body"] == f"{marker}\nnew report"
-    gets = [path for method, path in github.requests if method == "GET"]
+    gets = [path for method, path in github.requests if method == "GET" and path != "/user"]
     assert len(gets) == 2 and "page=2" in gets[1] and "per_page=100" in gets[0]
 
 
@@ -176,7 +65,7 @@ def test_pagination_reads_every_page_before_creating(github: FakeGitHub):
         github.add(PR, f"chatter {i}")
     result = cm.upsert_comment(api(github), repository=REPO, issue_number=PR, marker=cm.marker_for("x"), body="r")
     assert result.action == "created"
-    assert [m for m, _ in github.requests] == ["GET", "GET", "GET", "POST"]
+    assert [m for m, p in github.requests if p != "/user"] == ["GET", "GET", "GET", "POST"]
     assert len(github.comments[PR]) == 251
 
 
@@ -196,7 +85,7 @@ def test_403_raises_comment_error_with_a_hint(github: FakeGitHub):
 def test_a_bad_token_is_a_comment_error(github: FakeGitHub):
     with pytest.raises(cm.CommentError, match="HTTP 401"):
         cm.find_marked_comment(cm.GitHubApi(url=github.url, token="wrong"), repository=REPO, issue_number=PR,
-                               marker="m")
+                               marker="m", author=cm.ACTIONS_BOT)
 
 
 def test_the_token_is_never_sent_to_another_origin(github: FakeGitHub):
@@ -212,7 +101,7 @@ def test_the_token_is_never_sent_to_another_origin(github: FakeGitHub):
         github.link_base = other
         with pytest.raises(cm.CommentError, match="refusing to send the token"):
             cm.find_marked_comment(api(github), repository=REPO, issue_number=PR,
-                                   marker="absent")
+                                   marker="absent", author=cm.ACTIONS_BOT)
         assert elsewhere.requests == []
     finally:
         server.shutdown()
@@ -223,7 +112,61 @@ def test_the_token_is_never_sent_to_another_origin(github: FakeGitHub):
 def test_an_unreachable_api_is_a_comment_error():
     with pytest.raises(cm.CommentError, match="cannot reach the GitHub API"):
         cm.find_marked_comment(cm.GitHubApi(url="http://127.0.0.1:9", token=TOKEN, timeout_s=5), repository=REPO,
-                               issue_number=PR, marker="m")
+                               issue_number=PR, marker="m", author=cm.ACTIONS_BOT)
+
+
+# --------------------------------------------------------------------------- whose comment is edited
+
+
+MALLORY = {"login": "mallory", "id": 666}
+
+
+@pytest.mark.parametrize("token,ours", [(TOKEN, BOT), (PAT, PAT_USER)], ids=["GITHUB_TOKEN", "user token"])
+def test_a_comment_by_someone_else_with_the_marker_is_never_edited(github: FakeGitHub, token: str, ours: dict):
+    marker = cm.marker_for("model gate/gate")
+    # A PR author copies the marker (it is in every report comment's source) into comments of their own, first.
+    forged = [github.add(PR, f"{marker}\n## gate passed", user=MALLORY),
+              github.add(PR, f"{marker}\nlooks good", user={"login": ours["login"] + "-evil", "id": 1})]
+    gate_api = cm.GitHubApi(url=github.url, token=token, timeout_s=10)
+    first = cm.upsert_comment(gate_api, repository=REPO, issue_number=PR, marker=marker, body="report one")
+    second = cm.upsert_comment(gate_api, repository=REPO, issue_number=PR, marker=marker, body="report two")
+    assert (first.action, second.action) == ("created", "updated") and first.comment_id == second.comment_id
+    assert [c["body"] for c in forged] == [f"{marker}\n## gate passed", f"{marker}\nlooks good"]
+    assert github.edited == [first.comment_id]
+    [mine] = [c for c in github.comments[PR] if c["id"] == first.comment_id]
+    assert mine["user"]["login"] == ours["login"] and mine["body"] == f"{marker}\nreport two"
+
+
+def test_the_marker_must_open_the_comment(github: FakeGitHub):
+    # Our own identity quoting a marker mid-text (a reply that quotes the report) is not the report comment.
+    marker = cm.marker_for("k")
+    quoted = github.add(PR, f"> {marker}\n> old report\n\nreply")
+    result = cm.upsert_comment(api(github), repository=REPO, issue_number=PR, marker=marker, body="r")
+    assert result.action == "created" and quoted["body"].startswith("> ")
+
+
+def test_identity_of_a_user_token_is_read_from_the_api(github: FakeGitHub):
+    assert cm.token_identity(cm.GitHubApi(url=github.url, token=PAT)) == cm.Identity("gate-bot", 77)
+    assert cm.token_identity(api(github)) == cm.ACTIONS_BOT
+    with pytest.raises(cm.CommentError, match="cannot reach"):
+        cm.token_identity(cm.GitHubApi(url="http://127.0.0.1:9", token=TOKEN, timeout_s=5))
+
+
+def test_same_login_with_another_id_is_someone_else():
+    assert cm.Identity("gate-bot", 77).wrote({"user": {"login": "Gate-Bot", "id": 77}})
+    assert not cm.Identity("gate-bot", 77).wrote({"user": {"login": "gate-bot", "id": 78}})
+    assert not cm.ACTIONS_BOT.wrote({"user": None}) and not cm.ACTIONS_BOT.wrote({})
+
+
+def test_workflow_run_finds_a_forks_pull_request_from_githubs_payload(github: FakeGitHub, tmp_path: Path):
+    github.pulls = [{"number": 9, "head": {"ref": "patch-1", "sha": "b" * 40, "repo": {"owner": {"login": "evil"}}}},
+                    {"number": PR, "head": {"ref": "patch-1", "sha": "a" * 40, "repo": {"owner": {"login": "evil"}}}}]
+    event = {"workflow_run": {"pull_requests": [], "head_branch": "patch-1", "head_sha": "a" * 40,
+                              "head_repository": {"full_name": "evil/models", "owner": {"login": "evil"}},
+                              "repository": {"full_name": REPO}}}
+    environ = actions_env(github, tmp_path, event, name="workflow_run")
+    result = cm.comment_on_pull_request(environ, token=TOKEN, key="k", markdown="report")
+    assert result.action == "created" and PR in github.comments and 9 not in github.comments
 
 
 # --------------------------------------------------------------------------- helpers
