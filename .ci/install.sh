@@ -16,7 +16,10 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
 pip=("$venv/bin/python" -m pip --disable-pip-version-check --no-input)
-"${pip[@]}" install -q --upgrade pip
+if ! "${pip[@]}" install -q --upgrade pip; then
+  echo "install.sh: upgrading pip in $venv failed (no index reachable? set PIP_INDEX_URL / PIP_CERT)" >&2
+  exit 1
+fi
 torch_spec="torch==${TORCH_VERSION:-2.13.0}"
 if [ -n "${TORCH_INDEX_URL:-}" ]; then
   "${pip[@]}" install -q "$torch_spec" --index-url "$TORCH_INDEX_URL"

@@ -161,6 +161,28 @@ def _write_reports(report: Any, outputs: dict[str, str]) -> None:
     write_reports({outputs[key]: text for key, text in rendered.items()})
 
 
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def hook(args: tuple[str, ...]) -> None:
+    """`gate check` for the pre-commit hook: arguments from the hook's `args`, after those in the file that
+    GATE_HOOK_ARGS names (one per line), since `pre-commit try-repo` cannot pass any."""
+    import os
+
+    from gate.errors import ConfigError
+
+    listed: list[str] = []
+    source = os.environ.get("GATE_HOOK_ARGS")
+    if source:
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except FileNotFoundError as err:
+            raise ConfigError(f"GATE_HOOK_ARGS={source}: file not found") from err
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"GATE_HOOK_ARGS={source}: cannot read it: {err}") from err
+        listed = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    cli.main(args=["check", *listed, *args], prog_name="gate", standalone_mode=False)
+
+
 @cli.command()
 @click.argument("which", type=click.Choice(["config", "report"]))
 def schema(which: str) -> None:

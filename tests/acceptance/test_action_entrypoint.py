@@ -316,9 +316,31 @@ def test_pre_commit_hook_manifest():
              "additional_dependencies", "args", "always_run", "fail_fast", "pass_filenames", "description",
              "language_version", "log_file", "minimum_pre_commit_version", "require_serial", "stages", "verbose"}
     assert set(hook) <= known
-    assert hook["language"] == "python" and hook["pass_filenames"] is False
+    # system: the repository's own environment and its torch, never a pre-commit environment that resolves
+    # torch>=2.6 to a multi-GB CUDA build.
+    assert hook["language"] == "system" and hook["pass_filenames"] is False
+    assert "additional_dependencies" not in hook
     assert hook["stages"] == ["pre-push", "manual"]
     assert hook["entry"].split()[0] in _console_scripts()
+    assert hook["entry"].split()[1:] == ["hook"]
+
+
+def test_the_hook_command_takes_its_arguments_from_gate_hook_args(world, tmp_path):
+    """`pre-commit try-repo` passes no hook arguments: `gate hook` reads them from the file GATE_HOOK_ARGS names."""
+    args = tmp_path / "gate-args"
+    report = tmp_path / "r.json"
+    args.write_text("\n".join([str(world.regressed), "--baseline", str(world.baseline), "--data", str(world.data),
+                                "--model-factory", "tests.tiny_models:build_mlp", "--json", str(report)]) + "\n",
+                    encoding="utf-8")
+    env = {**clean_environ(), "GATE_HOOK_ARGS": str(args)}
+    done = subprocess.run([sys.executable, "-m", "gate", "hook", "-q"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 1, done.stderr           # the regressed candidate stops the push
+    assert json.loads(report.read_text(encoding="utf-8"))["verdict"] == "fail"
+    env["GATE_HOOK_ARGS"] = str(tmp_path / "missing")
+    done = subprocess.run([sys.executable, "-m", "gate", "hook"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 2 and done.stderr.startswith("error: GATE_HOOK_ARGS=") and "not found" in done.stderr
 
 
 def _console_scripts() -> set[str]:
@@ -339,10 +361,13 @@ def test_dockerfile_layers_install_torch_before_the_code():
     assert deps < code
     assert "--no-deps" in " ".join(instructions[code:])
     assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in instructions
-    user = [line for line in instructions if line.startswith("USER ")]
-    assert user and user[-1] not in ("USER root", "USER 0")
+    # GitHub runs container actions as root and recommends it: the entrypoint drops to an unprivileged uid for the
+    # gate itself. Nothing before the dependency layer may depend on a uid (a uid build-arg rebuilt everything).
+    assert not [line for line in instructions if line.startswith("USER ")]
+    assert not [line for line in instructions[:deps] if "UID" in line]
     entrypoint = [line for line in instructions if line.startswith("ENTRYPOINT")]
-    assert entrypoint and "gate.action.entrypoint" in entrypoint[-1]
+    assert entrypoint and json.loads(entrypoint[-1][len("ENTRYPOINT"):])[:2] == ["/usr/bin/tini", "--"]
+    assert "gate.action.entrypoint" in entrypoint[-1]
 
 
 def test_dockerignore_keeps_what_the_dockerfile_copies():
@@ -357,3 +382,16 @@ def test_dockerignore_keeps_what_the_dockerfile_copies():
     for source in sources:
         assert (ROOT / source).exists(), source
         assert any(source == k or source.startswith(k + "/") for k in kept), f"{source} is not in the build context"
+
+
+def test_release_workflow_lints_and_pins_the_action_to_the_pushed_image():
+    lint(tool("actionlint"), ".github/workflows/release.yml")
+    lint(tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", ".github/workflows/release.yml")
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text(encoding="utf-8"))
+    builds = workflow["jobs"]["image"]["strategy"]["matrix"]["include"]
+    assert {b["variant"] for b in builds} == {"cpu", "cuda"}
+    assert all(b["torch_index"].startswith("https://download.pytorch.org/whl/") for b in builds)
+    # The pin step rewrites exactly the line action.yml has on main.
+    pin = "\n".join(step.get("run", "") for step in workflow["jobs"]["pin-action"]["steps"])
+    assert "s|^  image: Dockerfile$|" in pin
+    assert re.search(r"^  image: Dockerfile$", (ROOT / "action.yml").read_text(encoding="utf-8"), re.M)
