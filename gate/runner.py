@@ -296,8 +296,11 @@ def model_info(model: Any, num_classes: int, names: Any = None) -> ModelInfo:
 def run_notes(ctx: RunContext) -> tuple[str, ...]:
     """What the run did so that the models are compared as they ship: reordered classes, casts on load."""
     notes = []
-    if ctx.classes is not None and (ctx.classes.columns is not None or ctx.classes.renamed or ctx.classes.warnings):
-        notes.append(ctx.classes.describe())
+    classes = ctx.classes
+    if classes is not None:
+        named = [n for n in (classes.baseline, classes.candidate) if n.names is not None and not n.generic]
+        if classes.columns is not None or classes.renamed or classes.warnings or len(named) == 1:
+            notes.append(classes.describe())
     for role in ROLES:
         if ctx.models[role].cast:
             notes.append(f"{role}: {ctx.models[role].cast}")

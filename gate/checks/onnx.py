@@ -691,6 +691,18 @@ class OnnxCheck(Check):
             notes.append(f"the ONNX graph has a fixed batch size of {model.fixed_batch}: batches ran in chunks of it")
         if model is not None and self.ctx.device.type == "cuda" and "CUDAExecutionProvider" not in model.providers:
             notes.append("ONNX Runtime ran on CPU: this onnxruntime has no working CUDAExecutionProvider")
+        dtype = getattr(self.ctx.models["candidate"], "dtype", None)
+        if dtype in ("float16", "bfloat16"):
+            import torch
+
+            step = float(torch.finfo(getattr(torch, dtype)).eps)
+            atol = float(self.options["atol"])
+            if atol < step:
+                notes.append(
+                    f"the candidate runs in {dtype}, whose rounding step near 1.0 is {step:.3g}: atol {atol:g} is "
+                    "below one step, so two correct runtimes that round differently can fail the parity rules on "
+                    "logits of that size (checks.onnx.atol)"
+                )
         return tuple(notes)
 
     def _details(self) -> dict[str, Any]:

@@ -258,15 +258,14 @@ def take_checkpoint_dtypes(module: Any, state_dict: Mapping[str, Any]) -> None:
         try:
             owner = module.get_submodule(owner_name)
         except AttributeError:
+            continue                                # load_into reports keys the module does not have
+        current = getattr(owner, leaf, None)
+        if not (isinstance(current, torch.Tensor) and current.is_floating_point()) or current.dtype == value.dtype:
             continue
-        param = owner._parameters.get(leaf) if leaf in getattr(owner, "_parameters", {}) else None
-        if param is not None:
-            if param.is_floating_point() and param.dtype != value.dtype:
-                param.data = param.data.to(value.dtype)
-            continue
-        buffer = owner._buffers.get(leaf) if leaf in getattr(owner, "_buffers", {}) else None
-        if buffer is not None and buffer.is_floating_point() and buffer.dtype != value.dtype:
-            owner._buffers[leaf] = buffer.to(value.dtype)
+        if isinstance(current, torch.nn.Parameter):
+            current.data = current.data.to(value.dtype)     # the same Parameter object: tied weights stay tied
+        elif leaf in dict(owner.named_buffers(recurse=False)):
+            owner.register_buffer(leaf, current.to(value.dtype))   # in the state_dict, so persistent
 
 
 def _few(items: list[str]) -> str:

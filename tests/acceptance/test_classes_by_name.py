@@ -237,3 +237,17 @@ def test_class_names_that_do_not_fit_the_output_are_exit_2(world, in_repo_root, 
     assert res.code == 2 and not out.exists()
     assert res.err == (f"error: {config}: model.candidate.class_names: the candidate names 2 classes (a, b) "
                        "but outputs 3\n")
+
+
+
+def test_one_model_naming_its_classes_is_compared_by_position_with_a_note(world, in_repo_root, tmp_path, capsys):
+    config = tmp_path / "gate.yaml"
+    config.write_text("model:\n  factory: tests.tiny_models:build_mlp\n  candidate: {class_names: [a, b, c]}\n")
+    out = tmp_path / "r.json"
+    res = run_cli(capsys, "check", world.good, "--baseline", world.baseline, "--data", world.data,
+                  "--config", config, "--json", out)
+    assert res.code == 0, res.out + res.err
+    report = json.loads(out.read_text())
+    assert report["class_names"] == ["a", "b", "c"] and report["models"][1]["columns"] is None
+    assert report["notes"] == ["classes compared by position: only the candidate names its classes"]
+    assert report["models"][0]["class_names"] is None and report["models"][1]["class_names"] == ["a", "b", "c"]

@@ -151,3 +151,14 @@ def test_float16_torchscript_and_hugging_face_models_run_as_shipped(tmp_path, in
     res = run_cli(capsys, "check", tmp_path / "cand", "--baseline", tmp_path / "base", "--data", data, "--json", out)
     report = json.loads(out.read_text())
     assert [m["dtype"] for m in report["models"]] == ["float32", "float16"], res.err
+
+
+def test_the_onnx_check_exports_a_float16_candidate_in_float16_and_says_what_its_tolerance_means(
+    half, in_repo_root, tmp_path, capsys
+):
+    res, report, _ = _run(capsys, half, "half", tmp_path, "--enable", "onnx")
+    assert res.code in (0, 1), res.err
+    onnx = next(c for c in report["checks"] if c["name"] == "onnx")
+    measured = next(f for f in onnx["findings"] if f["metric"] == "logits")   # exported, run and compared
+    assert measured["value"] < 1e-2, measured
+    assert any("runs in float16, whose rounding step near 1.0 is 0.000977" in n for n in onnx["notes"]), onnx

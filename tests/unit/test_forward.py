@@ -65,3 +65,20 @@ def test_only_floating_inputs_are_cast():
     inputs = {"x": torch.ones(2, 3), "ids": torch.ones(2, 3, dtype=torch.int64), "n": 3}
     cast = cast_floating(inputs, torch.float16)
     assert cast["x"].dtype == torch.float16 and cast["ids"].dtype == torch.int64 and cast["n"] == 3
+
+
+def test_onnx_outputs_are_read_like_the_pytorch_candidate():
+    """The ONNX parity check compares ONNX Runtime's output with the candidate's scores: same kind, same columns."""
+    from types import SimpleNamespace
+
+    from gate.checks.onnx import normalise_logits
+    from gate.forward import scores_of
+
+    p = torch.tensor([[0.9], [0.2], [0.6]])
+    sigmoid = SimpleNamespace(role="candidate", output="sigmoid", columns=(1, 0))
+    got = normalise_logits(p.numpy(), sigmoid)
+    assert got.tolist() == scores_of(sigmoid, p).tolist()
+    assert got.argmax(1).tolist() == [0, 1, 0]        # columns (1, 0): the baseline's class 0 is the candidate's 1
+    logits = SimpleNamespace(role="candidate", output="logits", columns=(2, 0, 1))
+    z = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    assert normalise_logits(z.numpy(), logits).tolist() == z[:, [2, 0, 1]].tolist()
