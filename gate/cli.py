@@ -127,7 +127,9 @@ def check(candidate: str, **opts: Any) -> None:
 
     from gate.runner import Sources, run_gate
 
-    extras = {"onnx_path": opts["onnx"]} if opts["onnx"] else {}
+    extras: dict[str, Any] = {"onnx_path": opts["onnx"]} if opts["onnx"] else {}
+    if opts["quiet"]:
+        extras["progress"] = "off"
     report = run_gate(config, Sources(candidate=candidate, baseline=opts["baseline"], data=data, extras=extras))
     _write_reports(report, outputs)
     from gate.report.console import render_console

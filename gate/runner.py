@@ -29,6 +29,7 @@ from gate.forward import (
     unsupported_kind,
 )
 from gate.metrics import PairedCounts, metrics_report
+from gate.progress import Progress
 from gate.precision import apply_dtype
 from gate.report.model import CheckResult, DataInfo, ModelInfo, Report
 
@@ -128,28 +129,6 @@ class _Capture:
             handle.remove()
 
 
-class _Progress:
-    """A one-line progress counter on stderr, only when stderr is a terminal."""
-
-    def __init__(self, total: int | None) -> None:
-        self.enabled = sys.stderr.isatty()
-        self.total = total
-        self.last = 0.0
-
-    def update(self, samples: int) -> None:
-        now = time.monotonic()
-        if self.enabled and now - self.last > 0.2:
-            self.last = now
-            of = f"/{self.total}" if self.total else ""
-            sys.stderr.write(f"\rgate: evaluated {samples}{of} samples")
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
-
-
 def build_checks(config: GateConfig, ctx: RunContext) -> list[Check]:
     return [check_class(name)(config.check(name), ctx) for name in config.enabled_checks()]
 
@@ -166,7 +145,7 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check]) -> tuple[PairedCou
     counts: PairedCounts | None = None
     seen = 0
     index = -1
-    progress = _Progress(getattr(data, "num_samples", None))
+    progress = Progress(getattr(data, "num_samples", None), mode=ctx.extras.get("progress", "auto"))
     try:
         for index, (inputs, labels) in enumerate(data.batches()):
             inputs = move_to(inputs, ctx.device)
