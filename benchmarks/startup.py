@@ -1,0 +1,94 @@
+"""Whole-process cost of `gate check` on the digits example against a bare script doing the same model work.
+
+    python benchmarks/startup.py [--repeats 7]
+
+Both run as fresh processes, interleaved (gate, bare, gate, bare, ...), and are charged their CPU time (user + system,
+from the kernel's rusage of the child), so a busy machine inflates neither side more than the other. The bare script
+imports torch, loads both checkpoints into the factory's module, reads the eval set and runs both forward passes;
+`gate check` does that plus everything the default checks need. With MLflow installed, its evaluate() x2 +
+validate_evaluation_results() on the same models and data is measured the same way.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ART = ROOT / "examples" / "digits" / "artifacts"
+
+BARE = r"""
+import sys
+import numpy as np, torch
+from safetensors.torch import load_file
+sys.path.insert(0, sys.argv[1])
+from examples.digits.model import build_model
+art = sys.argv[2]
+models = []
+for name in ("candidate_good", "baseline"):
+    m = build_model(width=16)
+    m.load_state_dict(load_file(f"{art}/{name}.safetensors"))
+    models.append(m.eval())
+data = np.load(f"{art}/eval.npz")
+x, y = torch.from_numpy(data["images"]), torch.from_numpy(data["labels"])
+with torch.inference_mode():
+    for start in range(0, len(y), 64):
+        for m in models:
+            m(x[start:start + 64]).argmax(1)
+"""
+
+CONFIG = """
+version: 1
+class_names: ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
+model: {factory: "examples.digits.model:build_model", kwargs: {width: 16}}
+data: {inputs: [images], labels: labels, batch_size: 64}
+"""
+
+
+def cpu_seconds(cmd: list[str]) -> float:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"{cmd[:3]} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    if not (ART / "baseline.safetensors").exists():
+        raise SystemExit("run examples/digits/run_example.py first (it trains the checkpoints)")
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "gate.yaml"
+        config.write_text(CONFIG, encoding="utf-8")
+        gate = [sys.executable, "-m", "gate", "check", str(ART / "candidate_good.safetensors"),
+                "--baseline", str(ART / "baseline.safetensors"), "--data", str(ART / "eval.npz"),
+                "--config", str(config), "-q"]
+        bare = [sys.executable, "-c", BARE, str(ROOT), str(ART)]
+        cpu_seconds(gate), cpu_seconds(bare)          # warm the page cache and .pyc files
+        times: dict[str, list[float]] = {"gate": [], "bare": []}
+        for _ in range(args.repeats):
+            times["gate"].append(cpu_seconds(gate))
+            times["bare"].append(cpu_seconds(bare))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"whole process, digits example, default checks, CPU seconds (median of {args.repeats} interleaved pairs)")
+    print(f"  bare script (import torch, load both, forward both): {med['bare']:.2f} s")
+    print(f"  gate check:                                           {med['gate']:.2f} s")
+    ratios = [g / b for g, b in zip(times["gate"], times["bare"])]
+    print(f"  ratio gate / bare: {statistics.median(ratios):.2f}x (median of per-pair ratios; goal <= 1.25x)")
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        print("  MLflow: not installed here, not measured (pip install mlflow to add its evaluate + validate)")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "0")
+    main()
