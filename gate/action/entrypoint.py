@@ -420,7 +420,7 @@ def run_gate(argv: Sequence[str], *, cwd: Path, environ: Mapping[str, str], stdo
     from a pull request cannot smuggle one in; the resume token is random and never given to the gate.
     """
     box = sandbox or isolation.Sandbox()
-    command = [sys.executable, "-P", "-m", "gate", *argv]
+    command = [sys.executable, *safe_path_flags(), "gate", *argv]
     env = gate_environment(environ, home=home if box.separate else None, tmpdir=tmpdir)
     captured = not _has_fileno(stdout)
     out_target: Any = subprocess.PIPE if captured else stdout
@@ -445,6 +445,14 @@ def run_gate(argv: Sequence[str], *, cwd: Path, environ: Mapping[str, str], stdo
             proc.wait()
         isolation.end_leftovers(proc, box)
     return proc.returncode, "".join(tail)
+
+
+def safe_path_flags(version: tuple[int, ...] = tuple(sys.version_info)) -> list[str]:
+    """`-P -m` (3.11+: the working folder is not put first on sys.path); before 3.11 the same by hand."""
+    if version >= (3, 11):
+        return ["-P", "-m"]
+    return ["-c", "import runpy, sys; sys.path.pop(0); sys.argv[0] = 'gate'; "
+                  "runpy.run_module(sys.argv.pop(1), run_name='__main__', alter_sys=True)"]
 
 
 def _has_fileno(stream: TextIO) -> bool:

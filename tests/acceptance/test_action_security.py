@@ -31,7 +31,7 @@ RUNTIME_TOKEN = "actions-runtime-token-6f1d"       # ACTIONS_RUNTIME_TOKEN: cach
 OIDC_TOKEN = "oidc-request-token-93ab"             # ACTIONS_ID_TOKEN_REQUEST_TOKEN: cloud credentials
 SECRETS = (TOKEN, RUNTIME_TOKEN, OIDC_TOKEN)
 BASE_SHA, HEAD_SHA, MERGE_SHA = "1" * 40, "2" * 40, "3" * 40
-SANDBOX_UID = 61000
+from gate.action.isolation import SANDBOX_UIDS  # noqa: E402
 MODES = ["root-sandbox", "root-unsandboxed", "non-root"] if IS_ROOT else ["non-root"]
 DEFAULT_MODE = MODES[0]
 
@@ -265,8 +265,10 @@ def test_no_secret_reaches_the_gate_process(layout: Layout, github: FakeGitHub, 
         env = record["environ"]
         assert not [k for k in env if k.startswith(("INPUT_", "ACTIONS_"))]
         assert not {"GITHUB_TOKEN", "GITHUB_ENV", "GITHUB_OUTPUT", "GITHUB_PATH", "GITHUB_STEP_SUMMARY"} & set(env)
-        assert record["uid"] == {"root-sandbox": SANDBOX_UID, "root-unsandboxed": 0,
-                                 "non-root": NON_ROOT_UID if IS_ROOT else os.getuid()}[mode]
+        if mode == "root-sandbox":
+            assert record["uid"] in SANDBOX_UIDS and record["uid"] == records[0]["uid"]
+        else:
+            assert record["uid"] == (0 if mode == "root-unsandboxed" else NON_ROOT_UID if IS_ROOT else os.getuid())
         parent = record["proc"][next(iter(record["proc"]))]   # the entrypoint's /proc/PID/environ
         if mode != "root-unsandboxed":
             assert parent.startswith("refused"), "the gate could read the entrypoint's environment"

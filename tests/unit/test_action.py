@@ -233,7 +233,7 @@ def test_the_entrypoint_keeps_the_token_only_when_it_posts_the_comment():
                "GITHUB_OUTPUT": "/f/out", "GITHUB_TOKEN": "t"}
     assert entrypoint_environment(environ, keep_token=False) == {"INPUT_CANDIDATE": "c.pt", "GITHUB_OUTPUT": "/f/out"}
     assert entrypoint_environment(environ, keep_token=True) == {
-        "INPUT_GITHUB-TOKEN": "t", "INPUT_CANDIDATE": "c.pt", "GITHUB_OUTPUT": "/f/out"}
+        "INPUT_GITHUB-TOKEN": "t", "INPUT_CANDIDATE": "c.pt", "GITHUB_OUTPUT": "/f/out", "GITHUB_TOKEN": "t"}
 
 
 # --------------------------------------------------------------------------- exit codes and outcomes
@@ -560,3 +560,18 @@ def test_comment_mode_refuses_a_report_path_through_a_symlink(tmp_path: Path):
     stdout = io.StringIO()
     assert ep.run_action(environ, stdout=stdout) == 2
     assert "::error title=gate could not run::error: action input 'json': gate-report is a symlink" in stdout.getvalue()
+
+
+@pytest.mark.parametrize("version", [(3, 10, 0), (3, 11, 0)])
+def test_the_gate_starts_without_its_working_folder_on_sys_path(tmp_path: Path, version: tuple[int, ...]):
+    # A PR's torch.py or gate/ in the folder the gate runs in must not shadow the real ones (both spellings run
+    # here: the pre-3.11 one is plain Python too).
+    (tmp_path / "gate").mkdir()
+    (tmp_path / "gate" / "__init__.py").write_text("raise SystemExit('shadowed')\n", encoding="utf-8")
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", **in_process_environ()}
+    done = subprocess.run([sys.executable, *ep.safe_path_flags(version), "gate", "--version"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0 and done.stdout.startswith("gate"), done.stderr
