@@ -484,10 +484,18 @@ def run_check(values: Mapping[str, str], *, settings: Settings, environ: Mapping
         token = secrets.token_hex(16)
         print(f"::stop-commands::{token}", file=stdout, flush=True)
         print("gate " + shlex.join(argv), file=stdout, flush=True)
-        returncode, stderr = run_gate(argv, cwd=plan.cwd or private / "cwd", environ=environ, stdout=stdout,
-                                      sandbox=sandbox, home=private / "home", tmpdir=private / "home")
+        try:
+            returncode, stderr = run_gate(argv, cwd=plan.cwd or private / "cwd", environ=environ, stdout=stdout,
+                                          sandbox=sandbox, home=private / "home", tmpdir=private / "home")
+        except OSError as err:   # e.g. a container that may not switch to the sandbox uid
+            who = f"uid {sandbox.uid}" if sandbox.separate else "this user"
+            returncode, stderr = 2, (f"error: cannot start the gate as {who}: {err.strerror or err}"
+                                     + ("; set GATE_SANDBOX_UID=0 to run it as root, unisolated" if sandbox.separate
+                                        else "") + "\n")
         print(f"::{token}::", file=stdout, flush=True)
         outcome = interpret(returncode, stderr, json_path=sandboxed["json"], markdown_path=sandboxed["markdown"])
+        if returncode == 2 and stderr.startswith("error: cannot start the gate"):
+            outcome = replace(outcome, echoed=False)
         if outcome.report is not None:
             outcome = install_reports(outcome, plan, sandboxed, workspace=workspace, owner=owner)
     finally:
@@ -839,7 +847,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cleaned != dict(os.environ):
         sys.stdout.flush()
         os.execve(sys.executable, [sys.executable, "-m", "gate.action.entrypoint"], cleaned)
-    return run_action(os.environ)
+    try:
+        return run_action(os.environ)
+    except Exception as err:  # noqa: BLE001 - a bug here must still end in one line and exit 2, never a pass
+        print(f"error: internal error in the Action: {type(err).__name__}: {' '.join(str(err).split())}",
+              file=sys.stderr, flush=True)
+        print(workflow_command("error", f"internal error in the Action: {type(err).__name__}: {err}",
+                               title="gate could not run"), flush=True)
+        return 2
 
 
 if __name__ == "__main__":

@@ -575,3 +575,43 @@ def test_the_gate_starts_without_its_working_folder_on_sys_path(tmp_path: Path, 
     done = subprocess.run([sys.executable, *ep.safe_path_flags(version), "gate", "--version"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0 and done.stdout.startswith("gate"), done.stderr
+
+
+def test_a_gate_that_cannot_be_started_is_one_error_line(tmp_path: Path, capsys, monkeypatch):
+    from gate.action import isolation
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(isolation, "spawn", refuse)
+    environ = actions_environ(tmp_path, candidate="c.pt", baseline="b.pt", data="d.npz")
+    stdout = io.StringIO()
+    assert ep.run_action(environ, stdout=stdout) == 2
+    [error] = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert error.startswith("error: cannot start the gate as ") and "Operation not permitted" in error
+    assert "::error title=gate could not run::error: cannot start the gate" in stdout.getvalue()
+
+
+def fork_environ(tmp_path: Path, **inputs: str) -> dict[str, str]:
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"pull_request": {"number": 7, "head": {"repo": {"full_name": "evil/m"}},
+                                                  "base": {"repo": {"full_name": "acme/m"}}}}), encoding="utf-8")
+    return {**actions_environ(tmp_path, **inputs), "GITHUB_EVENT_NAME": "pull_request",
+            "GITHUB_EVENT_PATH": str(event)}
+
+
+@pytest.mark.parametrize("trust,warned", [("candidate", True), ("all", True), ("baseline", False), ("none", False)])
+def test_trusting_the_candidate_of_a_fork_is_flagged(tmp_path: Path, trust: str, warned: bool):
+    values = ep.with_report_defaults(ep.read_inputs(fork_environ(tmp_path, candidate="c.pt", baseline="b.pt",
+                                                                 data="d.npz", trust_checkpoint=trust)))
+    plan = ep.plan_check(values, workspace=tmp_path, environ=fork_environ(tmp_path),
+                         settings=ep.parse_settings(values))
+    assert bool([n for n in plan.notes if "the gate's promise does not hold" in n]) is warned
+
+
+def test_a_fork_run_without_policy_runs_the_gate_in_an_empty_folder(tmp_path: Path):
+    # No config and no factory: allowed, but nothing of the PR's checkout is importable (cwd None: a fresh folder).
+    values = ep.with_report_defaults(ep.read_inputs(fork_environ(tmp_path, candidate="c.pt", baseline="b.pt",
+                                                                 data="d.npz")))
+    plan = ep.plan_check(values, workspace=tmp_path, environ=fork_environ(tmp_path), settings=ep.parse_settings(values))
+    assert plan.cwd is None and plan.values["candidate"] == str(tmp_path.resolve() / "c.pt")
