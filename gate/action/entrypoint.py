@@ -310,12 +310,10 @@ def plan_check(values: Mapping[str, str], *, workspace: Path, environ: Mapping[s
         if foreign:
             raise ConfigError(f"PYTHONPATH {os.pathsep.join(foreign)} makes the pull request's files importable, "
                               f"and this run is for {untrusted}")
-    if "all" in settings.trust or "candidate" in settings.trust:
-        note = ("trust-checkpoint lets the candidate's file run code" +
-                (f", and this run is for {untrusted}: the gate's promise does not hold" if untrusted else ""))
-        notes: tuple[str, ...] = (note,) if untrusted else ()
-    else:
-        notes = ()
+    notes: tuple[str, ...] = ()
+    if untrusted and ("all" in settings.trust or "candidate" in settings.trust):
+        notes = (f"trust-checkpoint lets the candidate's file run code, and this run is for {untrusted}: "
+                 "the gate's promise does not hold",)
     filled = with_report_defaults(values)
     reports = {name: trust.report_path(name, filled[name], workspace=ws) for name in REPORT_INPUTS if filled.get(name)}
     targets = [str(p) for p in reports.values()]

@@ -300,6 +300,8 @@ PR_POLICY_CASES = {
     "config escapes policy-path": ({"policy-path": "base", "config": "../pr/gate.yaml"}, {}, "outside policy-path"),
     "factory symlinked into the PR": ({"policy-path": "base", "model-factory": "linked:make_model"}, {},
                                       "outside policy-path"),
+    "package symlinked into the PR": ({"policy-path": "base", "model-factory": "pkg.tinymlp:make_model"}, {},
+                                      "outside policy-path"),
     "PYTHONPATH into the PR": ({"policy-path": "base", "model-factory": "evil:make_model"}, {"pythonpath": "pr"},
                                "PYTHONPATH"),
     "config in extra-args": ({"policy-path": "base", "extra-args": "--config ../pr/gate.yaml"}, {}, "own input"),
@@ -328,6 +330,10 @@ def event_for(kind: str | None) -> tuple[Any, str]:
 def test_policy_from_a_forks_checkout_is_exit_2_and_never_runs(layout: Layout, case: str):
     inputs, how, says = PR_POLICY_CASES[case]
     (layout.ws / "base" / "linked.py").symlink_to(layout.ws / "pr" / "evil.py")
+    # A real module whose package's __init__.py is the PR's evil.py: importing pkg.tinymlp runs it first.
+    (layout.ws / "base" / "pkg").mkdir()
+    (layout.ws / "base" / "pkg" / "tinymlp.py").write_text(TINYMLP, encoding="utf-8")
+    (layout.ws / "base" / "pkg" / "__init__.py").symlink_to(layout.ws / "pr" / "evil.py")
     event, name = event_for(how.get("event"))
     extra = {}
     if "pythonpath" in how:
