@@ -20,6 +20,7 @@ import re
 import secrets
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from collections import deque
@@ -424,6 +425,7 @@ def run_gate(argv: Sequence[str], *, cwd: Path, environ: Mapping[str, str], stdo
     out_target: Any = subprocess.PIPE if captured else stdout
     tail: deque[str] = deque(maxlen=200)
     proc = isolation.spawn(command, cwd=cwd, env=env, sandbox=box, stdout=out_target, stderr=subprocess.PIPE)
+    restore = forward_signals(proc)
     try:
         if captured:   # a captured stream (tests): collect both, then replay
             out_text, err_text = proc.communicate()
@@ -438,11 +440,36 @@ def run_gate(argv: Sequence[str], *, cwd: Path, environ: Mapping[str, str], stdo
                 tail.append(line)
             proc.wait()
     finally:
+        restore()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         isolation.end_leftovers(proc, box)
     return proc.returncode, "".join(tail)
+
+
+def forward_signals(proc: subprocess.Popen[str]) -> Any:
+    """SIGTERM (a cancelled job: `docker stop`) and SIGINT go on to the gate, which runs in a session of its own:
+    it ends with its one `error:` line, and this process then reports exit 2. Returns the function that restores
+    the previous handlers."""
+    def forward(signum: int, frame: Any) -> None:
+        try:
+            os.killpg(proc.pid, signum)
+        except OSError:
+            pass
+
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            previous[signum] = signal.signal(signum, forward)
+        except ValueError:   # not the main thread: leave the embedding program's handlers alone
+            break
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    return restore
 
 
 def safe_path_flags(version: tuple[int, ...] = tuple(sys.version_info)) -> list[str]:
@@ -490,7 +517,8 @@ def run_check(values: Mapping[str, str], *, settings: Settings, environ: Mapping
             returncode, stderr = 2, (f"error: cannot start the gate as {who}: {err.strerror or err}"
                                      + ("; set GATE_SANDBOX_UID=0 to run it as root, unisolated" if sandbox.separate
                                         else "") + "\n")
-        print(f"::{token}::", file=stdout, flush=True)
+        finally:   # whatever happened, our own annotations and outputs must be commands again
+            print(f"::{token}::", file=stdout, flush=True)
         outcome = interpret(returncode, stderr, json_path=sandboxed["json"], markdown_path=sandboxed["markdown"])
         if returncode == 2 and stderr.startswith("error: cannot start the gate"):
             outcome = replace(outcome, echoed=False)
