@@ -372,7 +372,7 @@ def read_report(path: Path) -> tuple[dict[str, Any] | None, str | None]:
         return None, f"the gate wrote no JSON report at {path}"
     try:
         report = json.loads(raw)
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:
         return None, f"the JSON report {path} cannot be read: {err}"
     if not isinstance(report, dict) or report.get("verdict") not in ("pass", "warn", "fail"):
         return None, f"the JSON report {path} has no verdict (pass, warn or fail)"
@@ -798,7 +798,7 @@ def run_comment(values: Mapping[str, str], *, environ: Mapping[str, str], worksp
     try:
         raw = isolation.read_private(path, limit=isolation.MAX_REPORT_BYTES)
         report = json.loads(raw) if raw is not None else None
-    except (ConfigError, ValueError) as err:
+    except (ConfigError, ValueError, RecursionError) as err:
         raise ConfigError(f"mode: comment: the report {name} cannot be read: {err}") from err
     if report is None:
         markdown = (f"## :no_entry: gate could not run\n\nNo report at {md_code(name)}: the check did not finish "

@@ -277,7 +277,7 @@ def test_a_crash_without_a_report_is_could_not_run_not_a_regression(tmp_path: Pa
     assert outcome.error == "KeyError: 'x'"
 
 
-@pytest.mark.parametrize("content", [None, "{not json", '{"verdict": "maybe"}', "[]"])
+@pytest.mark.parametrize("content", [None, "{not json", '{"verdict": "maybe"}', "[]", "[" * 100_000])
 def test_exit_0_without_a_readable_report_is_could_not_run_never_a_pass(tmp_path: Path, content: str | None):
     if content is not None:
         (tmp_path / "r.json").write_text(content, encoding="utf-8")
