@@ -20,6 +20,7 @@ import re
 import secrets
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from collections import deque
@@ -310,12 +311,10 @@ def plan_check(values: Mapping[str, str], *, workspace: Path, environ: Mapping[s
         if foreign:
             raise ConfigError(f"PYTHONPATH {os.pathsep.join(foreign)} makes the pull request's files importable, "
                               f"and this run is for {untrusted}")
-    if "all" in settings.trust or "candidate" in settings.trust:
-        note = ("trust-checkpoint lets the candidate's file run code" +
-                (f", and this run is for {untrusted}: the gate's promise does not hold" if untrusted else ""))
-        notes: tuple[str, ...] = (note,) if untrusted else ()
-    else:
-        notes = ()
+    notes: tuple[str, ...] = ()
+    if untrusted and ("all" in settings.trust or "candidate" in settings.trust):
+        notes = (f"trust-checkpoint lets the candidate's file run code, and this run is for {untrusted}: "
+                 "the gate's promise does not hold",)
     filled = with_report_defaults(values)
     reports = {name: trust.report_path(name, filled[name], workspace=ws) for name in REPORT_INPUTS if filled.get(name)}
     targets = [str(p) for p in reports.values()]
@@ -373,7 +372,7 @@ def read_report(path: Path) -> tuple[dict[str, Any] | None, str | None]:
         return None, f"the gate wrote no JSON report at {path}"
     try:
         report = json.loads(raw)
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:
         return None, f"the JSON report {path} cannot be read: {err}"
     if not isinstance(report, dict) or report.get("verdict") not in ("pass", "warn", "fail"):
         return None, f"the JSON report {path} has no verdict (pass, warn or fail)"
@@ -420,12 +419,13 @@ def run_gate(argv: Sequence[str], *, cwd: Path, environ: Mapping[str, str], stdo
     from a pull request cannot smuggle one in; the resume token is random and never given to the gate.
     """
     box = sandbox or isolation.Sandbox()
-    command = [sys.executable, "-P", "-m", "gate", *argv]
+    command = [sys.executable, *safe_path_flags(), "gate", *argv]
     env = gate_environment(environ, home=home if box.separate else None, tmpdir=tmpdir)
     captured = not _has_fileno(stdout)
     out_target: Any = subprocess.PIPE if captured else stdout
     tail: deque[str] = deque(maxlen=200)
     proc = isolation.spawn(command, cwd=cwd, env=env, sandbox=box, stdout=out_target, stderr=subprocess.PIPE)
+    restore = forward_signals(proc)
     try:
         if captured:   # a captured stream (tests): collect both, then replay
             out_text, err_text = proc.communicate()
@@ -440,11 +440,44 @@ def run_gate(argv: Sequence[str], *, cwd: Path, environ: Mapping[str, str], stdo
                 tail.append(line)
             proc.wait()
     finally:
+        restore()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         isolation.end_leftovers(proc, box)
     return proc.returncode, "".join(tail)
+
+
+def forward_signals(proc: subprocess.Popen[str]) -> Any:
+    """SIGTERM (a cancelled job: `docker stop`) and SIGINT go on to the gate, which runs in a session of its own:
+    it ends with its one `error:` line, and this process then reports exit 2. Returns the function that restores
+    the previous handlers."""
+    def forward(signum: int, frame: Any) -> None:
+        try:
+            os.killpg(proc.pid, signum)
+        except OSError:
+            pass
+
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            previous[signum] = signal.signal(signum, forward)
+        except ValueError:   # not the main thread: leave the embedding program's handlers alone
+            break
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    return restore
+
+
+def safe_path_flags(version: tuple[int, ...] = tuple(sys.version_info)) -> list[str]:
+    """`-P -m` (3.11+: the working folder is not put first on sys.path); before 3.11 the same by hand."""
+    if version >= (3, 11):
+        return ["-P", "-m"]
+    return ["-c", "import runpy, sys; sys.path.pop(0); sys.argv[0] = 'gate'; "
+                  "runpy.run_module(sys.argv.pop(1), run_name='__main__', alter_sys=True)"]
 
 
 def _has_fileno(stream: TextIO) -> bool:
@@ -476,10 +509,19 @@ def run_check(values: Mapping[str, str], *, settings: Settings, environ: Mapping
         token = secrets.token_hex(16)
         print(f"::stop-commands::{token}", file=stdout, flush=True)
         print("gate " + shlex.join(argv), file=stdout, flush=True)
-        returncode, stderr = run_gate(argv, cwd=plan.cwd or private / "cwd", environ=environ, stdout=stdout,
-                                      sandbox=sandbox, home=private / "home", tmpdir=private / "home")
-        print(f"::{token}::", file=stdout, flush=True)
+        try:
+            returncode, stderr = run_gate(argv, cwd=plan.cwd or private / "cwd", environ=environ, stdout=stdout,
+                                          sandbox=sandbox, home=private / "home", tmpdir=private / "home")
+        except OSError as err:   # e.g. a container that may not switch to the sandbox uid
+            who = f"uid {sandbox.uid}" if sandbox.separate else "this user"
+            returncode, stderr = 2, (f"error: cannot start the gate as {who}: {err.strerror or err}"
+                                     + ("; set GATE_SANDBOX_UID=0 to run it as root, unisolated" if sandbox.separate
+                                        else "") + "\n")
+        finally:   # whatever happened, our own annotations and outputs must be commands again
+            print(f"::{token}::", file=stdout, flush=True)
         outcome = interpret(returncode, stderr, json_path=sandboxed["json"], markdown_path=sandboxed["markdown"])
+        if returncode == 2 and stderr.startswith("error: cannot start the gate"):
+            outcome = replace(outcome, echoed=False)
         if outcome.report is not None:
             outcome = install_reports(outcome, plan, sandboxed, workspace=workspace, owner=owner)
     finally:
@@ -756,7 +798,7 @@ def run_comment(values: Mapping[str, str], *, environ: Mapping[str, str], worksp
     try:
         raw = isolation.read_private(path, limit=isolation.MAX_REPORT_BYTES)
         report = json.loads(raw) if raw is not None else None
-    except (ConfigError, ValueError) as err:
+    except (ConfigError, ValueError, RecursionError) as err:
         raise ConfigError(f"mode: comment: the report {name} cannot be read: {err}") from err
     if report is None:
         markdown = (f"## :no_entry: gate could not run\n\nNo report at {md_code(name)}: the check did not finish "
@@ -831,7 +873,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cleaned != dict(os.environ):
         sys.stdout.flush()
         os.execve(sys.executable, [sys.executable, "-m", "gate.action.entrypoint"], cleaned)
-    return run_action(os.environ)
+    try:
+        return run_action(os.environ)
+    except Exception as err:  # noqa: BLE001 - a bug here must still end in one line and exit 2, never a pass
+        print(f"error: internal error in the Action: {type(err).__name__}: {' '.join(str(err).split())}",
+              file=sys.stderr, flush=True)
+        print(workflow_command("error", f"internal error in the Action: {type(err).__name__}: {err}",
+                               title="gate could not run"), flush=True)
+        return 2
 
 
 if __name__ == "__main__":

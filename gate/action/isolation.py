@@ -30,7 +30,8 @@ from gate.errors import ConfigError
 FILE_COMMANDS = ("GITHUB_ENV", "GITHUB_OUTPUT", "GITHUB_PATH", "GITHUB_STATE", "GITHUB_STEP_SUMMARY")
 TOKEN_INPUTS = ("INPUT_GITHUB-TOKEN", "INPUT_GITHUB_TOKEN")
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW(OR)?D|CREDENTIAL|API_?KEY|ACCESS_KEY|PRIVATE_KEY|AUTH", re.I)
-DEFAULT_SANDBOX_UID = 61000     # unused by the image and by GitHub's runners: processes of this uid are the gate's
+SANDBOX_UIDS = range(61000, 62000)   # unused by the image and by GitHub's runners; one fresh uid per run, so that
+                                     # "every process of this uid" is this run's gate and nothing else
 MAX_REPORT_BYTES = 64 * 1024 * 1024
 _PR_SET_DUMPABLE = 4
 
@@ -43,8 +44,8 @@ def is_secret(name: str) -> bool:
 
 def entrypoint_environment(environ: Mapping[str, str], *, keep_token: bool) -> dict[str, str]:
     """The entrypoint's own environment, for re-executing itself: its inputs and file commands, no secret it
-    does not use (the token only when it will post the comment)."""
-    kept = set(TOKEN_INPUTS) if keep_token else set()
+    does not use (the token, as input or GITHUB_TOKEN, only when it will post the comment)."""
+    kept = {*TOKEN_INPUTS, "GITHUB_TOKEN"} if keep_token else set()
     return {k: v for k, v in environ.items()
             if k in kept or (not k.startswith("ACTIONS_") and not _SECRET_NAME.search(k))}
 
@@ -87,11 +88,11 @@ class Sandbox:
 
 
 def sandbox_for(environ: Mapping[str, str]) -> Sandbox:
-    """Root -> GATE_SANDBOX_UID (default 61000; 0 runs the gate as root, unisolated); anyone else runs the gate as
-    themselves (the entrypoint is non-dumpable, so the gate cannot read it)."""
+    """Root -> GATE_SANDBOX_UID (default: a uid from 61000-61999, fresh per run; 0 runs the gate as root,
+    unisolated); anyone else runs the gate as themselves (the entrypoint is non-dumpable, so the gate cannot read it)."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         return Sandbox()
-    raw = environ.get("GATE_SANDBOX_UID", "").strip() or str(DEFAULT_SANDBOX_UID)
+    raw = environ.get("GATE_SANDBOX_UID", "").strip() or str(secrets.choice(SANDBOX_UIDS))
     if not raw.isdigit():
         raise ConfigError(f"GATE_SANDBOX_UID: expected a uid, found {raw!r}")
     if int(raw) == 0:
@@ -222,12 +223,14 @@ def install(files: Mapping[Path, bytes], *, owner: tuple[int, int] | None) -> No
                 handle.write(data)
                 if owner:
                     os.fchown(handle.fileno(), *owner)
+        done: list[Path] = []
         for tmp, target in staged:
             os.replace(tmp, target)
+            done.append(target)
     except OSError as err:
-        for tmp, _ in staged:
+        for path in [tmp for tmp, _ in staged] + (done if "done" in locals() else []):   # all or none
             try:
-                tmp.unlink()
+                path.unlink()
             except OSError:
                 pass
         raise ConfigError(f"cannot write the reports into the workspace: {err.strerror or err}") from err

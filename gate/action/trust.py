@@ -260,9 +260,13 @@ def check_policy_module(name: str, spec: str, policy: Policy, *, allow_pr_policy
             f"for {untrusted}: set policy-path to a checkout of the base branch (or allow-pr-policy: true to run "
             "the pull request's code, which defeats the gate's promise)"
         )
-    found = module_file(policy.root, spec.partition(":")[0])
-    if found is not None and untrusted and not allow_pr_policy and not is_within(found.resolve(), policy.root):
-        raise ConfigError(f"action input '{name}': {spec} resolves to {found.resolve()}, outside policy-path")
+    if not untrusted or allow_pr_policy:
+        return
+    parts = spec.partition(":")[0].split(".")
+    for depth in range(1, len(parts) + 1):   # every package on the way is imported too (its __init__.py runs)
+        found = module_file(policy.root, ".".join(parts[:depth]))
+        if found is not None and not is_within(found.resolve(), policy.root):
+            raise ConfigError(f"action input '{name}': {spec} resolves to {found.resolve()}, outside policy-path")
 
 
 def config_path(value: str, policy: Policy, *, allow_pr_policy: bool, untrusted: str | None) -> Path:

@@ -31,7 +31,7 @@ RUNTIME_TOKEN = "actions-runtime-token-6f1d"       # ACTIONS_RUNTIME_TOKEN: cach
 OIDC_TOKEN = "oidc-request-token-93ab"             # ACTIONS_ID_TOKEN_REQUEST_TOKEN: cloud credentials
 SECRETS = (TOKEN, RUNTIME_TOKEN, OIDC_TOKEN)
 BASE_SHA, HEAD_SHA, MERGE_SHA = "1" * 40, "2" * 40, "3" * 40
-SANDBOX_UID = 61000
+from gate.action.isolation import SANDBOX_UIDS  # noqa: E402
 MODES = ["root-sandbox", "root-unsandboxed", "non-root"] if IS_ROOT else ["non-root"]
 DEFAULT_MODE = MODES[0]
 
@@ -81,6 +81,14 @@ def make_model():
     return {ARCHITECTURE}
 '''
 EXITS = "def make_model():\n    raise SystemExit(0)\n"
+SLOW = f"""import os, pathlib, time, torch
+
+
+def make_model():
+    pathlib.Path(os.environ["GATE_TEST_PROBE"], "started").write_text("")
+    time.sleep(60)
+    return {ARCHITECTURE}
+"""
 BASE_CONFIG = "version: 1\nmodel:\n  factory: tinymlp:make_model\n"
 
 
@@ -137,6 +145,7 @@ def layout(tmp_path: Path, checkpoints: Path) -> Layout:
     (base / "tinymlp.py").write_text(TINYMLP, encoding="utf-8")
     (base / "spy.py").write_text(SPY, encoding="utf-8")
     (base / "exits.py").write_text(EXITS, encoding="utf-8")
+    (base / "slow.py").write_text(SLOW, encoding="utf-8")
     # The pull request's own policy: a config pointing at its own factory, which runs code on import.
     evil = f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n\n\n{TINYMLP}\n\ndef load():\n    return []\n"
     (pr / "evil.py").write_text(evil, encoding="utf-8")
@@ -265,8 +274,10 @@ def test_no_secret_reaches_the_gate_process(layout: Layout, github: FakeGitHub, 
         env = record["environ"]
         assert not [k for k in env if k.startswith(("INPUT_", "ACTIONS_"))]
         assert not {"GITHUB_TOKEN", "GITHUB_ENV", "GITHUB_OUTPUT", "GITHUB_PATH", "GITHUB_STEP_SUMMARY"} & set(env)
-        assert record["uid"] == {"root-sandbox": SANDBOX_UID, "root-unsandboxed": 0,
-                                 "non-root": NON_ROOT_UID if IS_ROOT else os.getuid()}[mode]
+        if mode == "root-sandbox":
+            assert record["uid"] in SANDBOX_UIDS and record["uid"] == records[0]["uid"]
+        else:
+            assert record["uid"] == (0 if mode == "root-unsandboxed" else NON_ROOT_UID if IS_ROOT else os.getuid())
         parent = record["proc"][next(iter(record["proc"]))]   # the entrypoint's /proc/PID/environ
         if mode != "root-unsandboxed":
             assert parent.startswith("refused"), "the gate could read the entrypoint's environment"
@@ -298,6 +309,8 @@ PR_POLICY_CASES = {
     "config escapes policy-path": ({"policy-path": "base", "config": "../pr/gate.yaml"}, {}, "outside policy-path"),
     "factory symlinked into the PR": ({"policy-path": "base", "model-factory": "linked:make_model"}, {},
                                       "outside policy-path"),
+    "package symlinked into the PR": ({"policy-path": "base", "model-factory": "pkg.tinymlp:make_model"}, {},
+                                      "outside policy-path"),
     "PYTHONPATH into the PR": ({"policy-path": "base", "model-factory": "evil:make_model"}, {"pythonpath": "pr"},
                                "PYTHONPATH"),
     "config in extra-args": ({"policy-path": "base", "extra-args": "--config ../pr/gate.yaml"}, {}, "own input"),
@@ -326,6 +339,10 @@ def event_for(kind: str | None) -> tuple[Any, str]:
 def test_policy_from_a_forks_checkout_is_exit_2_and_never_runs(layout: Layout, case: str):
     inputs, how, says = PR_POLICY_CASES[case]
     (layout.ws / "base" / "linked.py").symlink_to(layout.ws / "pr" / "evil.py")
+    # A real module whose package's __init__.py is the PR's evil.py: importing pkg.tinymlp runs it first.
+    (layout.ws / "base" / "pkg").mkdir()
+    (layout.ws / "base" / "pkg" / "tinymlp.py").write_text(TINYMLP, encoding="utf-8")
+    (layout.ws / "base" / "pkg" / "__init__.py").symlink_to(layout.ws / "pr" / "evil.py")
     event, name = event_for(how.get("event"))
     extra = {}
     if "pythonpath" in how:
@@ -498,3 +515,41 @@ def test_two_workflows_check_without_a_token_then_comment_from_the_report(layout
     assert "gate: fail" in body and "(concluded: failure)" in body
     assert_inert(body)
     assert "raw markdown" not in body and "&lt;/details&gt;&lt;img src=x&gt;" in body
+
+
+# --------------------------------------------------------------------------- a cancelled job
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_entrypoint_reaches_the_gate(layout: Layout):
+    """`docker stop` signals the entrypoint (PID 1 in the container); the gate, in a session of its own, must hear
+    it: one `error:` line, exit 2, no report, and nothing of it left running."""
+    import signal
+    import time
+
+    python, pythonpath = runnable_python()
+    environ = {"PATH": "/usr/bin:/bin", "HOME": str(layout.probe), "PYTHONPATH": pythonpath,
+               "GITHUB_WORKSPACE": str(layout.ws), "GITHUB_STEP_SUMMARY": str(layout.file("summary.md")),
+               "GITHUB_OUTPUT": str(layout.file("output")), "GATE_TEST_PROBE": str(layout.probe),
+               "INPUT_CANDIDATE": "pr/models/same.pt", "INPUT_BASELINE": "baseline/production.pt",
+               "INPUT_DATA": "pr/eval/holdout.npz", "INPUT_POLICY-PATH": "base", "INPUT_MODEL-FACTORY": "slow:make_model"}
+    proc = subprocess.Popen([python, "-m", "gate.action.entrypoint"], cwd=layout.ws, env=environ, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (layout.probe / "started").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert time.monotonic() - started < 30                      # not the factory's 60 s sleep
+    assert proc.returncode == 2, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "terminated" in errors[0], stderr
+    assert "Traceback" not in stderr and not (layout.ws / "gate-report" / "report.json").exists()
+    assert parse_github_output(layout.file("output").read_text(encoding="utf-8"))["verdict"] == "error"

@@ -233,7 +233,7 @@ def test_the_entrypoint_keeps_the_token_only_when_it_posts_the_comment():
                "GITHUB_OUTPUT": "/f/out", "GITHUB_TOKEN": "t"}
     assert entrypoint_environment(environ, keep_token=False) == {"INPUT_CANDIDATE": "c.pt", "GITHUB_OUTPUT": "/f/out"}
     assert entrypoint_environment(environ, keep_token=True) == {
-        "INPUT_GITHUB-TOKEN": "t", "INPUT_CANDIDATE": "c.pt", "GITHUB_OUTPUT": "/f/out"}
+        "INPUT_GITHUB-TOKEN": "t", "INPUT_CANDIDATE": "c.pt", "GITHUB_OUTPUT": "/f/out", "GITHUB_TOKEN": "t"}
 
 
 # --------------------------------------------------------------------------- exit codes and outcomes
@@ -277,7 +277,7 @@ def test_a_crash_without_a_report_is_could_not_run_not_a_regression(tmp_path: Pa
     assert outcome.error == "KeyError: 'x'"
 
 
-@pytest.mark.parametrize("content", [None, "{not json", '{"verdict": "maybe"}', "[]"])
+@pytest.mark.parametrize("content", [None, "{not json", '{"verdict": "maybe"}', "[]", "[" * 100_000])
 def test_exit_0_without_a_readable_report_is_could_not_run_never_a_pass(tmp_path: Path, content: str | None):
     if content is not None:
         (tmp_path / "r.json").write_text(content, encoding="utf-8")
@@ -441,3 +441,177 @@ def test_docstring_examples_hold():
     for module in (ep, comment):
         result = doctest.testmod(module)
         assert result.failed == 0 and result.attempted > 0, module.__name__
+
+
+# --------------------------------------------------------------------------- boolean and choice inputs
+
+
+@pytest.mark.parametrize("name", [*ep.BOOLEAN_INPUTS, "mode", "trust-checkpoint"])
+def test_a_bad_boolean_or_choice_input_is_exit_2_with_one_error_line(tmp_path: Path, capsys, name: str):
+    environ = actions_environ(tmp_path, candidate="c.pt", baseline="b.pt", data="d.npz")
+    environ[ep.input_env_names(name)[0]] = "maybe"
+    stdout = io.StringIO()
+    assert ep.run_action(environ, stdout=stdout) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith(f"error: action input '{name}': expected ") and "'maybe'" in \
+        errors[0]
+    assert "stop-commands" not in stdout.getvalue()            # the gate never started
+    assert parse_github_output((tmp_path / "output").read_text(encoding="utf-8"))["verdict"] == "error"
+    assert not (tmp_path / "gate-report").exists()
+
+
+def test_comment_maybe_no_longer_just_warns(tmp_path: Path):
+    environ = actions_environ(tmp_path, candidate="c.pt", baseline="b.pt", data="d.npz", comment="maybe")
+    stdout = io.StringIO()
+    assert ep.run_action(environ, stdout=stdout) == 2
+    assert "::error title=gate could not run::error: action input 'comment'" in stdout.getvalue()
+
+
+@pytest.mark.parametrize("value,expected", [("true", True), ("Yes", True), ("off", False), ("", False)])
+def test_every_boolean_input_reads_the_same_spellings(value: str, expected: bool):
+    for name in ep.BOOLEAN_INPUTS:
+        settings = ep.parse_settings({name: value})
+        assert {"comment": settings.comment, "allow-pr-policy": settings.allow_pr_policy}.get(name, expected) \
+            is expected
+        if name in ("verbose", "debug"):
+            assert (f"--{name}" in ep.build_gate_argv({**REQUIRED, name: value})) is expected
+
+
+def test_boolean_inputs_are_declared_with_boolean_defaults():
+    for name in ep.BOOLEAN_INPUTS:
+        assert action_inputs()[name]["default"] == "false"
+    assert action_inputs()["mode"]["default"] == "check" and action_inputs()["trust-checkpoint"]["default"] == "none"
+
+
+# --------------------------------------------------------------------------- power outputs
+
+
+POWER = [{"check": "accuracy", "metric": "accuracy", "threshold": 0.01, "min_detectable": 0.0523, "samples": 300,
+          "samples_needed": 8100, "note": "300 samples detect only drops over 0.052\n(threshold 0.01)"},
+         {"check": "per_class", "metric": "recall[cat]", "threshold": 0.05, "min_detectable": 0.2, "samples": 100,
+          "samples_needed": 1600, "note": "second"}]
+
+
+def test_power_outputs_come_from_the_first_power_entry(tmp_path: Path):
+    outcome = ep.GateOutcome(exit_code=0, verdict="pass", report={"verdict": "pass", "checks": [], "power": POWER})
+    outputs = ep.action_outputs(outcome, json_path=tmp_path / "r.json", markdown_path=tmp_path / "r.md",
+                                workspace=tmp_path)
+    assert outputs["power-note"] == "300 samples detect only drops over 0.052 (threshold 0.01)"
+    assert (outputs["min-detectable-drop"], outputs["samples-needed"]) == ("0.0523", "8100")
+
+
+@pytest.mark.parametrize("report", [{"verdict": "pass", "checks": []}, {"verdict": "pass", "power": []},
+                                    {"verdict": "pass", "power": "not a list"}, None])
+def test_power_outputs_are_empty_without_power(tmp_path: Path, report):
+    outcome = ep.GateOutcome(exit_code=0, verdict="pass", report=report)
+    outputs = ep.action_outputs(outcome, json_path=tmp_path / "r.json", markdown_path=tmp_path / "r.md",
+                                workspace=tmp_path)
+    assert (outputs["power-note"], outputs["min-detectable-drop"], outputs["samples-needed"]) == ("", "", "")
+    assert set(outputs) == set(yaml.safe_load((ROOT / "action.yml").read_text(encoding="utf-8"))["outputs"])
+
+
+def test_the_power_note_comes_first_in_the_summary_once():
+    report = {"verdict": "pass", "checks": [], "power": POWER}
+    text = ep.summary_markdown(ep.GateOutcome(exit_code=0, verdict="pass", report=report,
+                                              markdown="## gate passed\n\nbody\n"))
+    assert text.startswith("> :information_source: **power:** 300 samples detect only drops over 0.052 (threshold "
+                           "0.01)\n\n## gate passed")
+    already = ep.GateOutcome(exit_code=0, verdict="pass", report={**report, "power": POWER[1:]},
+                             markdown="## gate passed\n\n> second\n")
+    assert ep.summary_markdown(already) == "## gate passed\n\n> second\n"
+
+
+def test_power_outputs_from_a_json_report_the_gate_wrote(tmp_path: Path):
+    write_report(tmp_path / "r.json", "pass", [])
+    data = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    (tmp_path / "r.json").write_text(json.dumps({**data, "power": POWER}), encoding="utf-8")
+    outcome = ep.interpret(0, "", json_path=tmp_path / "r.json", markdown_path=tmp_path / "r.md")
+    stdout = io.StringIO()
+    environ = actions_environ(tmp_path)
+    ep.publish(outcome, values={}, environ=environ, workspace=tmp_path, json_path=tmp_path / "r.json",
+               markdown_path=tmp_path / "r.md", stdout=stdout)
+    outputs = parse_github_output((tmp_path / "output").read_text(encoding="utf-8"))
+    assert outputs["samples-needed"] == "8100" and outputs["power-note"].startswith("300 samples")
+    assert (tmp_path / "summary.md").read_text(encoding="utf-8").startswith("> :information_source: **power:**")
+
+
+# --------------------------------------------------------------------------- mode: comment, without a fake API
+
+
+def test_comment_mode_never_runs_the_gate_and_a_bad_report_is_exit_2(tmp_path: Path, capsys):
+    (tmp_path / "gate-report").mkdir()
+    (tmp_path / "gate-report" / "report.json").write_text('{"verdict": "maybe"}', encoding="utf-8")
+    environ = actions_environ(tmp_path, mode="comment")
+    stdout = io.StringIO()
+    assert ep.run_action(environ, stdout=stdout) == 2
+    assert "stop-commands" not in stdout.getvalue()
+    [error] = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert error.startswith("error: mode: comment: gate-report/report.json is not a gate report")
+
+
+def test_comment_mode_refuses_a_report_path_through_a_symlink(tmp_path: Path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "report.json").write_text('{"verdict": "pass"}', encoding="utf-8")
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "gate-report").symlink_to(outside)
+    environ = {**actions_environ(tmp_path, mode="comment"), "GITHUB_WORKSPACE": str(workspace)}
+    stdout = io.StringIO()
+    assert ep.run_action(environ, stdout=stdout) == 2
+    assert "::error title=gate could not run::error: action input 'json': gate-report is a symlink" in stdout.getvalue()
+
+
+@pytest.mark.parametrize("version", [(3, 10, 0), (3, 11, 0)])
+def test_the_gate_starts_without_its_working_folder_on_sys_path(tmp_path: Path, version: tuple[int, ...]):
+    # A PR's torch.py or gate/ in the folder the gate runs in must not shadow the real ones (both spellings run
+    # here: the pre-3.11 one is plain Python too).
+    (tmp_path / "gate").mkdir()
+    (tmp_path / "gate" / "__init__.py").write_text("raise SystemExit('shadowed')\n", encoding="utf-8")
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", **in_process_environ()}
+    done = subprocess.run([sys.executable, *ep.safe_path_flags(version), "gate", "--version"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0 and done.stdout.startswith("gate"), done.stderr
+
+
+def test_a_gate_that_cannot_be_started_is_one_error_line(tmp_path: Path, capsys, monkeypatch):
+    from gate.action import isolation
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(isolation, "spawn", refuse)
+    environ = actions_environ(tmp_path, candidate="c.pt", baseline="b.pt", data="d.npz")
+    stdout = io.StringIO()
+    assert ep.run_action(environ, stdout=stdout) == 2
+    [error] = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert error.startswith("error: cannot start the gate as ") and "Operation not permitted" in error
+    assert "::error title=gate could not run::error: cannot start the gate" in stdout.getvalue()
+
+
+def fork_environ(tmp_path: Path, **inputs: str) -> dict[str, str]:
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"pull_request": {"number": 7, "head": {"repo": {"full_name": "evil/m"}},
+                                                  "base": {"repo": {"full_name": "acme/m"}}}}), encoding="utf-8")
+    return {**actions_environ(tmp_path, **inputs), "GITHUB_EVENT_NAME": "pull_request",
+            "GITHUB_EVENT_PATH": str(event)}
+
+
+@pytest.mark.parametrize("trust,warned", [("candidate", True), ("all", True), ("baseline", False), ("none", False)])
+def test_trusting_the_candidate_of_a_fork_is_flagged(tmp_path: Path, trust: str, warned: bool):
+    values = ep.with_report_defaults(ep.read_inputs(fork_environ(tmp_path, candidate="c.pt", baseline="b.pt",
+                                                                 data="d.npz", trust_checkpoint=trust)))
+    plan = ep.plan_check(values, workspace=tmp_path, environ=fork_environ(tmp_path),
+                         settings=ep.parse_settings(values))
+    assert bool([n for n in plan.notes if "the gate's promise does not hold" in n]) is warned
+
+
+def test_a_fork_run_without_policy_runs_the_gate_in_an_empty_folder(tmp_path: Path):
+    # No config and no factory: allowed, but nothing of the PR's checkout is importable (cwd None: a fresh folder).
+    values = ep.with_report_defaults(ep.read_inputs(fork_environ(tmp_path, candidate="c.pt", baseline="b.pt",
+                                                                 data="d.npz")))
+    plan = ep.plan_check(values, workspace=tmp_path, environ=fork_environ(tmp_path), settings=ep.parse_settings(values))
+    assert plan.cwd is None and plan.values["candidate"] == str(tmp_path.resolve() / "c.pt")

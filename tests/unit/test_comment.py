@@ -279,3 +279,35 @@ def test_entrypoint_does_not_comment_unless_asked(github: FakeGitHub, tmp_path: 
     environ = actions_env(github, tmp_path, {"pull_request": {"number": PR}})
     log = publish(FAILED, environ, {"comment": "false", "github-token": TOKEN}, tmp_path)
     assert github.requests == [] and "PR comment" not in log
+
+
+# --------------------------------------------------------------------------- mode: comment
+
+
+def comment_mode_environ(github: FakeGitHub, tmp_path: Path) -> dict[str, str]:
+    environ = actions_env(github, tmp_path, {"pull_request": {"number": PR}})
+    environ.update({"GITHUB_WORKSPACE": str(tmp_path), "INPUT_MODE": "comment", "INPUT_GITHUB-TOKEN": TOKEN,
+                    "GITHUB_OUTPUT": str(tmp_path / "output"), "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")})
+    return environ
+
+
+def test_comment_mode_posts_the_json_report_escaped(github: FakeGitHub, tmp_path: Path):
+    (tmp_path / "gate-report").mkdir()
+    report = {"verdict": "fail", "summary": "FAIL: <b>x</b>", "checks": [
+        {"name": "per_class", "status": "fail", "summary": "recall[@admins] dropped",
+         "findings": [{"status": "fail", "reason": "recall[</details>] dropped 0.3"}]}]}
+    (tmp_path / "gate-report" / "report.json").write_text(json.dumps(report), encoding="utf-8")
+    stdout = io.StringIO()
+    assert ep.run_action(comment_mode_environ(github, tmp_path), stdout=stdout) == 0
+    [posted] = github.comments[PR]
+    body = posted["body"]
+    assert body.startswith("<!-- gate-report:model-gate/gate -->\n## :x: gate: fail")
+    assert "&lt;b&gt;x&lt;/b&gt;" in body and "@\u200badmins" in body and "&lt;/details&gt;" in body
+    assert "stop-commands" not in stdout.getvalue() and not (tmp_path / "summary.md").exists()
+
+
+def test_comment_mode_without_a_report_says_the_check_could_not_run(github: FakeGitHub, tmp_path: Path):
+    stdout = io.StringIO()
+    assert ep.run_action(comment_mode_environ(github, tmp_path), stdout=stdout) == 0
+    [posted] = github.comments[PR]
+    assert "gate could not run" in posted["body"] and "No report at" in posted["body"]
