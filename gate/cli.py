@@ -98,6 +98,8 @@ def _overrides(opts: dict[str, Any]) -> dict[str, Any]:
 @click.option("--json", "json_path", metavar="PATH", help="Write the JSON report here.")
 @click.option("--markdown", "markdown_path", metavar="PATH", help="Write the Markdown report here.")
 @click.option("--junit", "junit_path", metavar="PATH", help="Write a JUnit XML report here (one test case per check).")
+@click.option("--html", "html_path", metavar="PATH",
+              help="Write a self-contained HTML report here (inline SVG charts, no script, nothing fetched).")
 @click.option("--verbose", "-v", is_flag=True, help="Show every finding and table on the console.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the verdict line.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
@@ -116,10 +118,10 @@ def check(candidate: str, **opts: Any) -> None:
     data = opts["data"] or config.data.get("factory")
     if not data:
         raise click.UsageError("Missing option '--data' (or data.factory in the config).")
-    outputs = {k: opts[k] for k in ("json_path", "markdown_path", "junit_path") if opts[k]}
+    outputs = {k: opts[k] for k in ("json_path", "markdown_path", "junit_path", "html_path") if opts[k]}
     targets = [str(Path(p).resolve()) for p in outputs.values()]
     if len(set(targets)) != len(targets):
-        raise click.UsageError("--json, --markdown and --junit must name different files")
+        raise click.UsageError("--json, --markdown, --junit and --html must name different files")
     for path in outputs.values():
         check_writable(path)
     for path in outputs.values():
@@ -143,6 +145,7 @@ def check(candidate: str, **opts: Any) -> None:
 
 def _write_reports(report: Any, outputs: dict[str, str]) -> None:
     """Render every report first, then write each atomically: an error leaves none half-written."""
+    from gate.report.html import render_html
     from gate.report.json_report import render_json, report_dict, validate_report
     from gate.report.junit import render_junit
     from gate.report.markdown import render_markdown
@@ -157,6 +160,8 @@ def _write_reports(report: Any, outputs: dict[str, str]) -> None:
         rendered["markdown_path"] = render_markdown(report)
     if "junit_path" in outputs:
         rendered["junit_path"] = render_junit(report)
+    if "html_path" in outputs:
+        rendered["html_path"] = render_html(report)
     _finishing = True       # all or none: a SIGTERM now waits until every report is in place
     write_reports({outputs[key]: text for key, text in rendered.items()})
 
