@@ -54,6 +54,15 @@ class Failure:
     reason: str
     finding: Finding | None = None
 
+    @property
+    def label(self) -> str:
+        """The metric with where it happened when its name does not say it ("rel_l2 @ fc.1"), as reports show it."""
+        if self.finding is None:
+            return self.metric or self.check
+        from gate.report.console import finding_label
+
+        return finding_label(self.finding)
+
 
 @dataclass(frozen=True)
 class Report:

@@ -97,6 +97,17 @@ def test_in_memory_modules_and_data_give_the_figures_of_the_files(world, in_repo
     assert digests[0] == digests[1] != gate.check(tm.regressed_candidate(), tm.teacher(), dataset).model.models[1].sha256
 
 
+def test_a_modules_id2label_names_the_classes(world):
+    from types import SimpleNamespace
+
+    x, y = _tensors(world)
+    candidate, baseline = tm.good_candidate(), tm.teacher()
+    baseline.config = SimpleNamespace(id2label={0: "red", 1: "green", 2: "blue"})
+    report = gate.check(candidate, baseline, [(x, y)])
+    assert report.model.class_names == ("red", "green", "blue")
+    assert [c["class"] for c in report.metrics["candidate"]["per_class"]] == ["red", "green", "blue"]
+
+
 def test_report_object(world, in_repo_root, tmp_path):
     report = gate.check(world.regressed, world.baseline, world.data, model_factory=FACTORY)
     assert report.verdict == "fail" and report.exit_code == 1 and not report.passed
@@ -108,6 +119,7 @@ def test_report_object(world, in_repo_root, tmp_path):
     assert all(f.finding is not None and f.finding.status == "fail" and f.reason == f.finding.reason
                for f in report.failures)
     assert not any(f.check == "sanity" for f in report.failures)
+    assert next(f for f in report.failures if f.metric == "recall[1]").label == "recall[1]"
     validate_report(json.loads(report.to_json()))
     assert report.to_markdown().startswith("## :x: gate FAILED")
     assert report.to_html().startswith("<!DOCTYPE html>") and "recall[1]" in report.to_html()
