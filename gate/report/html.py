@@ -53,7 +53,7 @@ svg text{font-family:inherit}
 footer{color:#57606a;font-size:12px;margin-top:32px;border-top:1px solid #d0d7de;padding-top:8px}
 code{font-size:12px;background:#f6f8fa;padding:0 3px;overflow-wrap:anywhere}
 header code{background:rgba(255,255,255,.18);color:inherit}
-td{overflow-wrap:anywhere}
+footer td{overflow-wrap:anywhere}
 """
 
 
@@ -144,24 +144,24 @@ def _header(report: Report) -> str:
 
 
 def _failures(report: Report) -> str:
+    """Every failing finding of every check, then every warning: what to fix first comes first."""
     items = []
-    for check in _ordered(report.checks):
-        if check.status not in ("fail", "warn"):
-            continue
-        bad = sorted((f for f in check.findings if f.status in ("fail", "warn")), key=lambda f: STATUS_ORDER[f.status])
-        if not bad:
-            items.append(f"<li>{_badge(check.status)} <b>{_e(check.name)}</b>: "
-                         f'<span class="reason">{_e(check.summary)}</span></li>')
-        for f in bad[:MAX_FAILURES_PER_CHECK]:
-            figures = _finding_figures(f)
-            items.append(
-                f"<li>{_badge(f.status)} <b>{_e(check.name)}</b> &middot; {_e(finding_label(f))}"
-                f"{' (inconclusive)' if f.inconclusive else ''}<br>"
-                f'<span class="reason">{_e(f.reason)}</span>{figures}</li>'
-            )
-        if len(bad) > MAX_FAILURES_PER_CHECK:
-            items.append(f'<li class="note">{len(bad) - MAX_FAILURES_PER_CHECK} more {_e(check.name)} findings failed '
-                         'or warned: see the check below and the JSON report</li>')
+    for wanted in ("fail", "warn"):
+        for check in _ordered(report.checks):
+            bad = [f for f in check.findings if f.status == wanted]
+            if not bad and check.status == wanted:     # a check that failed as a whole, without a finding
+                items.append(f"<li>{_badge(check.status)} <b>{_e(check.name)}</b>: "
+                             f'<span class="reason">{_e(check.summary)}</span></li>')
+            for f in bad[:MAX_FAILURES_PER_CHECK]:
+                items.append(
+                    f"<li>{_badge(f.status)} <b>{_e(check.name)}</b> &middot; {_e(finding_label(f))}"
+                    f"{' (inconclusive)' if f.inconclusive else ''}<br>"
+                    f'<span class="reason">{_e(f.reason)}</span>{_finding_figures(f)}</li>'
+                )
+            if len(bad) > MAX_FAILURES_PER_CHECK:
+                word = "failures" if wanted == "fail" else "warnings"
+                items.append(f'<li class="note">{len(bad) - MAX_FAILURES_PER_CHECK} more {_e(check.name)} {word}: '
+                             "see the check below and the JSON report</li>")
     if not items:
         return _section("failures", "Failures", '<p class="note">No check failed or warned.</p>')
     return _section("failures", "Failures and warnings", f'<ol class="failures">{"".join(items)}</ol>')

@@ -206,3 +206,19 @@ def test_bad_files_give_the_cli_message(name, world, in_repo_root, tmp_path, cap
     candidate, baseline, data, _ = bad_file_cases(world, tmp_path)[name]
     line = _error_line(capsys, candidate, "--baseline", baseline, "--data", data, "--model-factory", FACTORY)
     assert _api_error(candidate, baseline, data, model_factory=FACTORY) == line
+
+
+def test_cli_writes_the_html_report_with_the_others(world, in_repo_root, tmp_path, capsys):
+    paths = {k: tmp_path / f"r.{k}" for k in ("json", "html")}
+    res = run_cli(capsys, "check", world.regressed, "--baseline", world.baseline, "--data", world.data,
+                  "--model-factory", FACTORY, "--json", paths["json"], "--html", paths["html"])
+    assert res.code == 1, res.err
+    page = paths["html"].read_text()
+    assert page.startswith("<!DOCTYPE html>") and "gate FAILED" in page and "recall[1]" in page
+    report = gate.check(world.regressed, world.baseline, world.data, model_factory=FACTORY)
+    # the same page as the API's, but for the run's own time and durations
+    strip = __import__("re").compile(r"created [^<]* in [^<]* s|\d+\.\d+ s\b")
+    assert strip.sub("", page) == strip.sub("", report.to_html())
+    same = run_cli(capsys, "check", world.good, "--baseline", world.baseline, "--data", world.data,
+                   "--json", tmp_path / "x", "--html", tmp_path / "x")
+    assert same.code == 2 and "--json, --markdown, --junit and --html must name different files" in same.err
