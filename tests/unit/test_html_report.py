@@ -4,6 +4,8 @@ Regenerate the golden file after an intended change: GATE_UPDATE_GOLDEN=1 pytest
 """
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 from html.parser import HTMLParser
@@ -180,3 +182,46 @@ def test_a_thousand_classes_stay_small_and_say_what_they_left_out():
     assert "40 of 1000 classes: the flagged ones (142) first" in chart
     assert "132 more per_class failures" in text
     assert "950 more rows are in the JSON report" in text
+
+
+def test_non_finite_and_missing_figures_render_without_breaking_the_page():
+    from dataclasses import replace
+
+    from gate.report.model import Chart, Finding
+
+    nan, inf = math.nan, math.inf
+    report = html_report()
+    metrics = json.loads(json.dumps(report.metrics))
+    metrics["candidate"]["per_class"][0]["recall"] = nan            # a class without support
+    metrics["candidate"]["per_class"][1]["precision"] = None
+    checks = []
+    for check in report.checks:
+        if check.name == "drift":
+            layers = [dict(f) for f in check.details["layers"]]
+            layers[0]["cosine"] = None                              # widths differ: CKA
+            layers[0]["cka"] = 0.5
+            layers[1]["cosine"] = {"mean": nan, "tail": nan}        # NaN activations
+            layers[2]["cosine"] = None                              # nothing comparable
+            check = replace(check, details={**check.details, "layers": layers},
+                            findings=(Finding(metric="non_finite", rule="max", status="fail", reason="NaN",
+                                              value=inf, threshold=0.0, margin=-inf, where="body.2"),))
+        if check.name == "latency":
+            runs = [dict(r) for r in check.details["runs"]]
+            runs[0]["candidate_ms"] = {"p50": nan, "p90": None, "p95": inf, "p99": 2.0, "mean": 1.0}
+            runs[1]["baseline_ms"] = {}
+            check = replace(check, details={**check.details, "runs": runs})
+        if check.name == "sanity":
+            check = replace(check, charts=(Chart(title="t", labels=("a", "b"), values=(nan, inf)),))
+        checks.append(check)
+    broken = replace(report, metrics=metrics, checks=tuple(checks))
+    text = render_html(broken)
+    page = Page(text)
+    assert page.errors == [] and set(page.tags) <= ALLOWED_TAGS
+    assert "1 \u2212 CKA 0.5" in text and "not comparable" in text
+    assert "recall n/a  precision -0.100" in text and "precision n/a" in text       # cat, dog
+    assert "measured inf" in text and "margin -inf" in text
+    # nothing to chart: the sections go, the page stays
+    empty = replace(report, metrics={}, checks=(report.checks[0],))
+    text = render_html(empty)
+    assert Page(text).errors == []
+    assert 'id="per-class"' not in text and 'id="confusion"' not in text and 'id="metrics"' not in text
