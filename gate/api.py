@@ -142,6 +142,13 @@ class Report:
     def __str__(self) -> str:
         return self.to_console()
 
+    def _repr_html_(self) -> str:
+        """Jupyter shows the HTML report inline, in an iframe, so its styles stay out of the notebook's."""
+        import html
+
+        return (f'<iframe srcdoc="{html.escape(self.to_html(), quote=True)}" title="gate report" '
+                'style="width:100%;height:720px;border:1px solid #d0d7de"></iframe>')
+
     def __repr__(self) -> str:
         return f"<gate.Report {self.model.summary}>"
 

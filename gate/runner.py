@@ -285,7 +285,7 @@ def run_gate(config: GateConfig, sources: Sources) -> Report:
 
 
 def _model(source: Any, *, role: str, config: GateConfig, device: torch.device) -> Any:
-    """A checkpoint path through its loader; an in-memory nn.Module (the Python API) as it is."""
+    """A checkpoint path through its loader; the caller's in-memory nn.Module (the Python API) wrapped as it is."""
     import os
 
     if isinstance(source, (str, os.PathLike)):

@@ -125,6 +125,10 @@ def test_report_object(world, in_repo_root, tmp_path):
     assert report.to_html().startswith("<!DOCTYPE html>") and "recall[1]" in report.to_html()
     assert report.to_junit().startswith('<?xml version="1.0"')
     assert str(report) == report.to_console() and "verdict: FAIL" in str(report)
+    inline = report._repr_html_()         # what Jupyter shows: the page, in an iframe of its own
+    srcdoc = __import__("re").fullmatch(r'<iframe srcdoc="([^"]*)" title="gate report" style="[^"]*"></iframe>',
+                                        inline)
+    assert srcdoc is not None and __import__("html").unescape(srcdoc.group(1)) == report.to_html()
     paths = {k: tmp_path / f"r.{k}" for k in ("json", "markdown", "junit", "html")}
     report.write(**paths)
     assert paths["json"].read_text() == report.to_json()
