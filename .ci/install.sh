@@ -6,11 +6,26 @@
 #
 # TORCH_VERSION (default 2.13.0) and TORCH_INDEX_URL (e.g. https://download.pytorch.org/whl/cpu) pick the torch build.
 # torch is installed first and alone, so nothing that depends on it can pull a multi-GB CUDA build by accident.
+# GATE_INSTALL_BROWSER=1 (the default when CI=true) also installs Debian's chromium for the HTML report's browser
+# test, where apt-get exists and the script runs as root; a failure there only skips that test. The Dockerfile's
+# dependency step (GATE_DEPS_ONLY=1) never installs it.
 set -euo pipefail
 venv="${1:-.venv}"
 extras="${2:-all,examples,test}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${PYTHON:-python3}"
+
+install_browser="${GATE_INSTALL_BROWSER:-$([ "${CI:-}" = "true" ] && echo 1 || echo 0)}"
+if [ "$install_browser" = "1" ] && [ "${GATE_DEPS_ONLY:-0}" != "1" ]; then
+  if command -v chromium >/dev/null 2>&1; then
+    :
+  elif command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } \
+      >/dev/null 2>&1 || echo "install.sh: could not install chromium; the HTML browser test will be skipped" >&2
+  else
+    echo "install.sh: chromium not installed (needs apt-get and root); the HTML browser test will be skipped" >&2
+  fi
+fi
 
 if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"

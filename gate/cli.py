@@ -44,34 +44,6 @@ def cli() -> None:
     """
 
 
-def _overrides(opts: dict[str, Any]) -> dict[str, Any]:
-    """CLI options as a config dict laid over gate.yaml (the command line wins)."""
-    out: dict[str, Any] = {}
-    if opts["model_factory"]:
-        out.setdefault("model", {})["factory"] = opts["model_factory"]
-    if opts["device"]:
-        out["device"] = opts["device"]
-    if opts["seed"] is not None:
-        out["seed"] = opts["seed"]
-    if opts["threads"] is not None:
-        out["threads"] = opts["threads"]
-    for key in ("batch_size", "limit"):
-        if opts[key] is not None:
-            out.setdefault("data", {})[key] = opts[key]
-    if opts["decision"]:
-        out.setdefault("decision", {})["mode"] = opts["decision"]
-    checks: dict[str, Any] = {}
-    for name in opts["enable"]:
-        checks.setdefault(name, {})["enabled"] = True
-    if opts["onnx"]:
-        checks.setdefault("onnx", {})["enabled"] = True
-    for name in opts["disable"]:
-        checks.setdefault(name, {})["enabled"] = False
-    if checks:
-        out["checks"] = checks
-    return out
-
-
 @cli.command()
 @click.argument("candidate", metavar="CANDIDATE")
 @click.option("--baseline", "-b", required=True, metavar="PATH", help="The production checkpoint to compare against.")
@@ -98,6 +70,8 @@ def _overrides(opts: dict[str, Any]) -> dict[str, Any]:
 @click.option("--json", "json_path", metavar="PATH", help="Write the JSON report here.")
 @click.option("--markdown", "markdown_path", metavar="PATH", help="Write the Markdown report here.")
 @click.option("--junit", "junit_path", metavar="PATH", help="Write a JUnit XML report here (one test case per check).")
+@click.option("--html", "html_path", metavar="PATH",
+              help="Write a self-contained HTML report here (inline SVG charts, no script, nothing fetched).")
 @click.option("--verbose", "-v", is_flag=True, help="Show every finding and table on the console.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the verdict line.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
@@ -108,29 +82,27 @@ def check(candidate: str, **opts: Any) -> None:
     Example:
       gate check candidate.pt --baseline prod.pt --data eval.jsonl --config gate.yaml --json report.json
     """
-    from gate.config import load_config, trusted_roles
+    from gate.api import OPTIONS, configure
     from gate.report.write import check_writable, remove_stale
 
-    config = load_config(opts["config_path"], overrides=_overrides(opts),
-                         trusted=trusted_roles(opts["trust_checkpoint"]))
+    # The Python API does the work (gate.api.configure, gate.api.run): the CLI parses, writes and exits.
+    config = configure(opts["config_path"], **{k: opts[k] for k in OPTIONS})
     data = opts["data"] or config.data.get("factory")
     if not data:
         raise click.UsageError("Missing option '--data' (or data.factory in the config).")
-    outputs = {k: opts[k] for k in ("json_path", "markdown_path", "junit_path") if opts[k]}
+    outputs = {k: opts[k] for k in ("json_path", "markdown_path", "junit_path", "html_path") if opts[k]}
     targets = [str(Path(p).resolve()) for p in outputs.values()]
     if len(set(targets)) != len(targets):
-        raise click.UsageError("--json, --markdown and --junit must name different files")
+        raise click.UsageError("--json, --markdown, --junit and --html must name different files")
     for path in outputs.values():
         check_writable(path)
     for path in outputs.values():
         remove_stale(path)
 
-    from gate.runner import Sources, run_gate
+    from gate.api import run
 
-    extras: dict[str, Any] = {"onnx_path": opts["onnx"]} if opts["onnx"] else {}
-    if opts["quiet"]:
-        extras["progress"] = "off"
-    report = run_gate(config, Sources(candidate=candidate, baseline=opts["baseline"], data=data, extras=extras))
+    report = run(config, candidate, opts["baseline"], data, onnx=opts["onnx"],
+                 progress="off" if opts["quiet"] else "auto")
     _write_reports(report, outputs)
     from gate.report.console import render_console
 
@@ -145,22 +117,14 @@ def check(candidate: str, **opts: Any) -> None:
 
 def _write_reports(report: Any, outputs: dict[str, str]) -> None:
     """Render every report first, then write each atomically: an error leaves none half-written."""
-    from gate.report.json_report import render_json, report_dict, validate_report
-    from gate.report.junit import render_junit
-    from gate.report.markdown import render_markdown
+    from gate.api import render
     from gate.report.write import write_reports
 
     global _finishing
-    rendered = {}
-    if "json_path" in outputs:
-        validate_report(report_dict(report))
-        rendered["json_path"] = render_json(report)
-    if "markdown_path" in outputs:
-        rendered["markdown_path"] = render_markdown(report)
-    if "junit_path" in outputs:
-        rendered["junit_path"] = render_junit(report)
+    kinds = {"json_path": "json", "markdown_path": "markdown", "junit_path": "junit", "html_path": "html"}
+    rendered = render(report, [kinds[key] for key in outputs])
     _finishing = True       # all or none: a SIGTERM now waits until every report is in place
-    write_reports({outputs[key]: text for key, text in rendered.items()})
+    write_reports({outputs[key]: rendered[kinds[key]] for key in outputs})
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})

@@ -36,9 +36,11 @@ from gate.report.model import CheckResult, DataInfo, ModelInfo, Report
 
 @dataclass(frozen=True)
 class Sources:
-    candidate: str
-    baseline: str
-    data: str
+    """Checkpoint paths or the caller's in-memory nn.Modules; a data path or spec, or a Dataset/DataLoader/iterable."""
+
+    candidate: Any
+    baseline: Any
+    data: Any
     extras: dict[str, Any]
 
 
@@ -289,7 +291,6 @@ def run_notes(ctx: RunContext) -> tuple[str, ...]:
 def run_gate(config: GateConfig, sources: Sources) -> Report:
     """Load, evaluate once, compute every check, decide. Raises GateError when the gate cannot run."""
     from gate.data import open_data
-    from gate.models import load_model
     from gate.verdict import summarise
 
     started = time.perf_counter()
@@ -301,8 +302,8 @@ def run_gate(config: GateConfig, sources: Sources) -> Report:
     device = resolve_device(config.device)
     refuse_unsupported_outputs(config)
     models = {
-        "candidate": load_model(sources.candidate, role="candidate", options=config.model_options("candidate"), device=device),
-        "baseline": load_model(sources.baseline, role="baseline", options=config.model_options("baseline"), device=device),
+        "candidate": _model(sources.candidate, role="candidate", config=config, device=device),
+        "baseline": _model(sources.baseline, role="baseline", config=config, device=device),
     }
     models = {role: apply_dtype(models[role], config.model_options(role).get("dtype", "auto")) for role in ROLES}
     models, alignment = align_models(config, models)
@@ -335,7 +336,7 @@ def run_gate(config: GateConfig, sources: Sources) -> Report:
         checks=tuple(results),
         models=tuple(model_info(ctx.models[r], counts.num_classes, getattr(alignment, r)) for r in ROLES),
         data=DataInfo(
-            path=str(sources.data),
+            path=str(data.path),
             format=data.format,
             sha256=data.sha256,
             num_samples=num_samples,
@@ -353,6 +354,19 @@ def run_gate(config: GateConfig, sources: Sources) -> Report:
         schema_version=gate.REPORT_SCHEMA_VERSION,
         notes=run_notes(ctx),
     )
+
+
+def _model(source: Any, *, role: str, config: GateConfig, device: torch.device) -> Any:
+    """A checkpoint path through its loader; the caller's in-memory nn.Module (the Python API) wrapped as it is."""
+    import os
+
+    if isinstance(source, (str, os.PathLike)):
+        from gate.models import load_model
+
+        return load_model(source, role=role, options=config.model_options(role), device=device)
+    from gate.models.memory import in_memory_model
+
+    return in_memory_model(source, role=role, device=device)
 
 
 def _with_duration(result: CheckResult, seconds: float) -> CheckResult:

@@ -37,7 +37,7 @@ class EvalData:
     """Opened evaluation data. `batches()` starts a fresh pass each call, always in the same order."""
 
     path: str                                   # the file, or the 'pkg.mod:callable' of a factory
-    format: str                                 # one of FORMATS
+    format: str                                 # one of FORMATS, or "memory" for the caller's own data object
     sha256: str | None                          # of the file; None for a factory
     class_names: tuple[str, ...] | None         # the names string labels were mapped with (as passed in)
     num_samples: int | None                     # known up front for tensor files and Datasets; else counted as read
@@ -122,7 +122,7 @@ def _zip_format(path: str) -> str | None:
 
 
 def open_data(
-    path: str,
+    path: Any,
     *,
     options: dict[str, Any],
     class_names: tuple[str, ...] | None,
@@ -132,10 +132,16 @@ def open_data(
 
     `options` is the `data` section of gate.yaml; `tokenizer` is the model's own (Hugging Face directories),
     used for text data unless data.tokenizer names another. A factory is given as path='pkg.mod:callable'
-    or as data.factory.
+    or as data.factory. `path` may also be the caller's own Dataset, DataLoader or iterable of batches (the Python
+    API), read like a factory's result.
     """
     opts = {**DEFAULT_OPTIONS, **{k: v for k, v in options.items() if v is not None}}
     batch_size, limit = _batching(opts)
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        from gate.data.factory import ObjectReader
+
+        reader = ObjectReader(path, labels=opts["labels"], class_names=class_names, batch_size=batch_size, limit=limit)
+        return EvalData(reader.spec, "memory", None, class_names, reader.num_samples, reader)
     fmt, path = _resolve_format(path, opts)
     if fmt == "factory":
         from gate.data.factory import FactoryReader

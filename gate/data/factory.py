@@ -69,6 +69,7 @@ class FactoryReader:
         limit: int | None,
     ) -> None:
         self.spec = spec
+        self.where = f"data factory {spec!r}"
         self.kwargs = kwargs
         self.labels = labels
         self.class_names = class_names
@@ -85,17 +86,17 @@ class FactoryReader:
             length = len(self.source)
         except TypeError as err:
             raise DataError(
-                f"data factory {self.spec!r}: its Dataset has no __len__; a map-style Dataset needs one "
+                f"{self.where}: its Dataset has no __len__; a map-style Dataset needs one "
                 f"(or return an IterableDataset)"
             ) from err
         if length == 0:
-            raise DataError(f"data factory {self.spec!r}: no samples (its Dataset has length 0)")
+            raise DataError(f"{self.where}: no samples (its Dataset has length 0)")
         return length if self.limit is None else min(length, self.limit)
 
     def batches(self) -> Iterator[tuple[Any, torch.Tensor]]:
         seen = 0
         for index, raw in enumerate(self._raw_batches()):
-            where = f"data factory {self.spec!r}: batch {index} (samples from {seen})"
+            where = f"{self.where}: batch {index} (samples from {seen})"
             inputs, labels = self._split(raw, where=where)
             if self.limit is not None and seen + len(labels) > self.limit:
                 keep = self.limit - seen
@@ -106,7 +107,7 @@ class FactoryReader:
             if self.limit is not None and seen >= self.limit:
                 break
         if seen == 0:
-            raise DataError(f"data factory {self.spec!r}: no samples (it yielded no batches)")
+            raise DataError(f"{self.where}: no samples (it yielded no batches)")
 
     def _fresh_source(self) -> Any:
         # A generator can be read only once: a second pass calls the factory again for a new one.
@@ -130,7 +131,7 @@ class FactoryReader:
                 raise
             except Exception as err:
                 raise DataError(
-                    f"data factory {self.spec!r}: reading batch {index} failed: {type(err).__name__}: {err}"
+                    f"{self.where}: reading batch {index} failed: {type(err).__name__}: {err}"
                 ) from err
             yield raw
             index += 1
@@ -175,3 +176,44 @@ class FactoryReader:
             f"{where}: no label key (tried {', '.join(repr(c) for c in candidates)}; "
             f"found: {names_list(list(raw))}); set data.labels in gate.yaml"
         )
+
+
+def object_label(source: Any) -> str:
+    """How the caller's own data object is named in messages and in the report."""
+    return f"<in-memory {type(source).__name__}>"
+
+
+class ObjectReader(FactoryReader):
+    """The caller's own Dataset, DataLoader or iterable of batches (the Python API), read as a factory's result is."""
+
+    def __init__(
+        self,
+        source: Any,
+        *,
+        labels: str,
+        class_names: tuple[str, ...] | None,
+        batch_size: int,
+        limit: int | None,
+    ) -> None:
+        self.spec = object_label(source)
+        self.where = f"data {self.spec}"
+        self.kwargs = {}
+        self.labels = labels
+        self.class_names = class_names
+        self.batch_size = batch_size
+        self.limit = limit
+        if not _is_map_dataset(source) and not isinstance(source, Iterable):
+            raise DataError(
+                f"{self.where}: expected a path, a torch Dataset, a DataLoader or an iterable of (inputs, labels) "
+                "batches"
+            )
+        self.source = source
+        self.num_samples = self._known_length()
+        self._used = False
+
+    def _fresh_source(self) -> Any:
+        if self._used and iter(self.source) is self.source:
+            raise DataError(f"{self.where}: a one-shot iterator can be read only once; pass a list, a Dataset or "
+                            "a DataLoader")
+        self._used = True
+        return self.source
