@@ -781,7 +781,7 @@ def publish(
 def comment_footer(environ: Mapping[str, str]) -> str:
     """Which run the report came from: on workflow_run, the triggering run (its URL and conclusion, from GitHub's
     own payload, so a report forged inside that run still shows whether the run failed)."""
-    event = trust._read_event(environ.get("GITHUB_EVENT_PATH"))
+    event = trust.read_event(environ.get("GITHUB_EVENT_PATH"))
     run = event.get("workflow_run") if isinstance(event, dict) else None
     if environ.get("GITHUB_EVENT_NAME") == "workflow_run" and isinstance(run, dict):
         url, conclusion = str(run.get("html_url") or ""), str(run.get("conclusion") or "unknown")

@@ -44,7 +44,7 @@ class Policy:
     from_pull_request: bool    # root holds the pull request's files (a fork's, no policy-path given)
 
 
-def _read_event(path: str | None) -> Any:
+def read_event(path: str | None) -> Any:
     if not path:
         return None
     try:
@@ -68,7 +68,7 @@ def run_origin(environ: Mapping[str, str]) -> RunOrigin:
     """Read GITHUB_EVENT_NAME / GITHUB_EVENT_PATH: a PR (or a workflow_run triggered by one) whose head repository
     is not the base repository is untrusted; so is a PR event whose payload cannot be read (fail closed)."""
     event = environ.get("GITHUB_EVENT_NAME", "")
-    payload = _read_event(environ.get("GITHUB_EVENT_PATH"))
+    payload = read_event(environ.get("GITHUB_EVENT_PATH"))
     if event in PULL_REQUEST_EVENTS or (isinstance(payload, dict) and isinstance(payload.get("pull_request"), dict)):
         pr = payload.get("pull_request") if isinstance(payload, dict) else None
         if not isinstance(pr, dict):
