@@ -256,3 +256,29 @@ def test_f1_sensitivity_by_finite_differences():
     for key, moved in worst.items():
         assert moved <= f1_sensitivity(key, figures) * 1.02, (key, moved)      # first order, 2% slack
         assert moved >= 0.5 * f1_sensitivity(key, figures)                     # and not absurdly loose
+
+
+def test_a_bootstrap_family_too_large_for_its_resamples_says_so():
+    k = 300
+    y, pb, pc = paired_world(20 * k, k, accuracy=0.9, p10=0.02, p01=0.02, seed=16)
+    config = build_config({"checks": {"per_class": {"f1": {"max_drop": 0.2}}},
+                           "decision": {"bootstrap_resamples": 500}})
+    result, ctx = run(PerClassCheck, y, pb, pc, k, config)
+    family = 3 * k
+    assert ctx.replicates is not None and ctx.replicates.per_class
+    note = next(n for n in result.notes if n.startswith("resolution cap"))
+    assert f"{k} of {family}" in note
+    assert str(stats.min_resamples(family, confidence=0.95) + 1) in note
+
+
+def test_chunked_sparse_bootstrap_equals_the_dense_metrics_on_the_same_weights():
+    from gate.metrics import bootstrap_replicates
+
+    y, pb, pc = paired_world(700, 6, accuracy=0.8, p10=0.05, p01=0.03, seed=17)
+    cells = counts_of(y, pb, pc, 6).cells()
+    reps = bootstrap_replicates(cells, resamples=130, seed=3, per_class=True, chunk=17)
+    w = stats.bootstrap_weights(cells.counts, resamples=130, seed=3)
+    for role, pred in (("baseline", cells.pb), ("candidate", cells.pc)):
+        dense = model_metrics(cells, pred, w, empty=np.nan)
+        for key in ("accuracy", "macro_f1", "weighted_f1", "precision", "recall", "f1"):
+            np.testing.assert_allclose(reps[role][key], dense[key], rtol=1e-12, equal_nan=True)
