@@ -4,7 +4,8 @@
     python benchmarks/stats_simulation.py --coverage  # exact error rates of the Tango accuracy rule, n 50..10,000
     python benchmarks/stats_simulation.py --gate      # gate-level false-fail rate of the defaults (simulated)
     python benchmarks/stats_simulation.py --f1        # coverage of the macro-F1 bootstrap rule (simulated)
-    python benchmarks/stats_simulation.py             # all four
+    python benchmarks/stats_simulation.py --precision # coverage of the per-class precision delta method
+    python benchmarks/stats_simulation.py             # all five
 
 --oc and --coverage sum over every (negative flips b, positive flips c) outcome with its multinomial probability
 (tails below 1e-12 dropped), deciding each with gate.checks.classification.paired_drop_evidence and
@@ -122,6 +123,39 @@ def main_coverage(args: argparse.Namespace) -> None:
     print(tabulate(rows, headers=["n", "discordance", "bound (= true drop)", "P(claims within)",
                                   "P(claims beyond)"], tablefmt="github"))
     print(f"maximum over the grid: P(claims within) {pct(worst[0])}, P(claims beyond) {pct(worst[1])}")
+    saved, stats.TANGO_CORRECTION = stats.TANGO_CORRECTION, 0.0       # the same grid without the correction
+    try:
+        plain = (0.0, None)
+        for n in (50, 100, 200, 1000, 10000):
+            for psi in (0.01, 0.02, 0.04, 0.1):
+                for bound in (0.0, 0.005, 0.01, 0.02):
+                    if bound > psi:
+                        continue
+                    b, c, pmf = outcome_grid(n, p10=(psi + bound) / 2, p01=(psi - bound) / 2)
+                    beyond, within = stats.paired_difference_p_values(b, c, np.full_like(b, n), bound=bound)
+                    err = max(float(pmf[within < alpha].sum()), float(pmf[beyond < alpha].sum()))
+                    plain = max(plain, (err, (n, psi, bound)))
+    finally:
+        stats.TANGO_CORRECTION = saved
+    print(f"without the continuity correction: worst {pct(plain[0])} at (n, discordance, bound) = {plain[1]}")
+    print("\nRates (single proportions) truly AT their ceiling, n in {50, 100, 200}, rates 1% to 25%: worst exact "
+          "one-sided error of the exact binomial tests (what the gate uses) and of the Wilson interval (what it used)")
+    z = float(sps.norm.isf(alpha))
+    worst_exact, worst_wilson = (0.0, None), (0.0, None)
+    for n in (50, 100, 200):
+        x = np.arange(n + 1)
+        for rate in (0.01, 0.02, 0.04, 0.1, 0.25):
+            pmf = sps.binom.pmf(x, n, rate)
+            greater, less = stats.binomial_p_values(x, np.full_like(x, n), bound=rate)
+            exact = max(float(pmf[less < alpha].sum()), float(pmf[greater < alpha].sum()))
+            p = x / n
+            centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+            half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+            wilson = max(float(pmf[centre + half < rate].sum()), float(pmf[centre - half > rate].sum()))
+            worst_exact = max(worst_exact, (exact, (n, rate)))
+            worst_wilson = max(worst_wilson, (wilson, (n, rate)))
+    print(f"exact binomial: {pct(worst_exact[0])} (n, rate = {worst_exact[1]}); "
+          f"Wilson: {pct(worst_wilson[0])} (n, rate = {worst_wilson[1]})")
 
 
 def draw_counts(rng: np.random.Generator, n: int, classes: int, *, accuracy: float, discordance: float,
@@ -188,11 +222,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--accuracy", type=float, default=0.9)
     parser.add_argument("--reps", type=int, default=300, help="--gate: evaluation sets per n")
     parser.add_argument("--f1", action="store_true", help="coverage of the macro-F1 bootstrap rule (simulated)")
+    parser.add_argument("--precision", action="store_true",
+                        help="coverage of the per-class precision delta method (simulated)")
     parser.add_argument("--f1-reps", type=int, default=400)
     parser.add_argument("--resamples", type=int, default=2000, help="--f1: bootstrap resamples")
+    parser.add_argument("--seed-offset", type=int, default=0, help="--precision: another seed")
     args = parser.parse_args(argv)
-    if not (args.oc or args.coverage or args.gate or args.f1):
-        args.oc = args.coverage = args.gate = args.f1 = True
+    if not (args.oc or args.coverage or args.gate or args.f1 or args.precision):
+        args.oc = args.coverage = args.gate = args.f1 = args.precision = True
     return args
 
 
@@ -207,6 +244,8 @@ def main(argv: list[str] | None = None) -> None:
         main_gate(args)
     if args.f1:
         main_f1(args)
+    if args.precision:
+        main_precision(args)
     print(f"\nelapsed: {time.perf_counter() - started:.1f} s")
 
 
@@ -264,6 +303,56 @@ def main_f1(args: argparse.Namespace) -> None:
             rows.append([n, psi, f"{drop:.4f}", pct(within / args.f1_reps), pct(beyond / args.f1_reps)])
     print(tabulate(rows, headers=["n", "discordance", "accuracy drop giving macro-F1 drop 0.02",
                                   "P(claims within)", "P(claims beyond)"], tablefmt="github"))
+
+
+# --------------------------------------------------------------------------------------- per-class precision
+
+
+def true_precision_drop(classes: int, *, accuracy: float, p10: float, p01: float) -> float:
+    from gate.metrics import Cells, model_metrics
+
+    y, pb, pc, probs = cell_probabilities(classes, accuracy=accuracy, p10=p10, p01=p01)
+    cells = Cells(y=y, pb=pb, pc=pc, counts=probs, num_classes=classes)
+    w = probs[None, :]
+    return float(model_metrics(cells, pb, w)["precision"][0, 0] - model_metrics(cells, pc, w)["precision"][0, 0])
+
+
+def main_precision(args: argparse.Namespace) -> None:
+    """Per-class precision max_drop 0.1 by the delta method, TRUE precision drop of every class exactly 0.1:
+    share of (evaluation set, class) pairs claimed within / beyond, unadjusted (one class at a time)."""
+    from scipy.optimize import brentq
+
+    from gate.metrics import class_counts, point_metrics, precision_correction, precision_drop_se
+
+    bound = 0.1
+    print(f"\nPer-class precision max_drop {bound} (delta method), true precision drop of every class exactly "
+          f"{bound}: K={args.classes}, baseline accuracy {args.accuracy}, {args.f1_reps} sets per cell; each claim "
+          f"nominal 2.5%, share of (set, class) pairs")
+    rows = []
+    for psi in (0.12, 0.2, 0.28):
+        drop = brentq(lambda d: true_precision_drop(args.classes, accuracy=args.accuracy, p10=(psi + d) / 2,
+                                                    p01=(psi - d) / 2) - bound, 0.0, psi)
+        for i, n in enumerate(args.sizes):
+            rng = np.random.default_rng(args.seed_offset + 7000 + i)
+            within = beyond = total = wald = 0
+            for _ in range(args.f1_reps):
+                counts = draw_counts(rng, n, args.classes, accuracy=args.accuracy, discordance=psi, drop=drop)
+                cells = counts.cells()
+                cc = class_counts(cells)
+                pm = point_metrics(counts)
+                est = pm["baseline"]["precision"] - pm["candidate"]["precision"]
+                p_beyond, p_within = stats.ratio_difference_p_values(
+                    est, precision_drop_se(cells, cc, bound=bound), bound=bound, correction=precision_correction(cc))
+                _, wald_within = stats.ratio_difference_p_values(est, precision_drop_se(cells, cc), bound=bound)
+                ok = ~np.isnan(p_beyond)
+                wald += int(np.sum(wald_within[ok] < 0.025))
+                within += int(np.sum(p_within[ok] < 0.025))
+                beyond += int(np.sum(p_beyond[ok] < 0.025))
+                total += int(ok.sum())
+            rows.append([n, n // args.classes, psi, f"{drop:.4f}", pct(within / total), pct(beyond / total),
+                         pct(wald / total)])
+    print(tabulate(rows, headers=["n", "samples per class", "discordance", "accuracy drop", "P(claims within)",
+                                  "P(claims beyond)", "plain Wald: P(claims within)"], tablefmt="github"))
 
 
 if __name__ == "__main__":

@@ -85,9 +85,14 @@ def _fmt(x: float | None) -> str:
     return f"{x:.4g}"
 
 
+def inconclusive_status(settings: DecisionSettings) -> Status:
+    """What an undecided rule becomes: warn by default, fail under `inconclusive: fail`."""
+    return "fail" if settings.inconclusive == "fail" else "warn"
+
+
 def _status(outcome: str, settings: DecisionSettings) -> tuple[Status, bool]:
     if outcome == "inconclusive":
-        return ("fail" if settings.inconclusive == "fail" else "warn"), True
+        return inconclusive_status(settings), True
     return ("pass" if outcome == "pass" else "fail"), False
 
 

@@ -4,7 +4,8 @@ Which statistic backs which rule (docs/statistics.md has the table and the measu
 - accuracy / per-class recall `max_drop`: Tango's score test for the paired difference p10 - p01 (within the class
   for recall); "worse at all" is the one-sided exact McNemar test;
 - rates (`min` on accuracy / recall / precision / agreement, `max` on flip rates): exact binomial tests;
-- per-class precision `max_drop`: delta method with Agresti-Caffo smoothing;
+- per-class precision `max_drop`: delta method with Agresti-Caffo smoothing, variance under the null and a
+  one-prediction continuity correction (simulated coverage in docs/statistics.md);
 - macro / weighted F1, per-class F1 and every `max_relative_drop`: the paired bootstrap, drawn once per run
   (`run_replicates`, typed and owned by the run context) with `decision.bootstrap_resamples` resamples; the
   overall F1 replicates are widened to Tango's width for the accuracy drop (`tango_calibration`).
@@ -21,7 +22,8 @@ from scipy import stats as sps
 
 from gate import stats
 from gate.checks.base import Check
-from gate.metrics import Cells, ClassCounts, bootstrap_replicates, class_counts, point_metrics, precision_drop_se
+from gate.metrics import (Cells, ClassCounts, bootstrap_replicates, class_counts, point_metrics, precision_correction,
+                          precision_drop_se)
 from gate.report.model import CheckResult, Finding, PowerNote, Table
 from gate.verdict import DecisionSettings, Evidence, check_summary, decision_settings, judge
 
@@ -143,6 +145,42 @@ def calibrate(replicates: np.ndarray, estimate: float, scale: float) -> np.ndarr
     return estimate + scale * (np.asarray(replicates, dtype=np.float64) - estimate)
 
 
+def f1_sensitivity(metric: str, point: dict[str, np.ndarray]) -> float:
+    # `point`: one model's point metrics (support, f1) and its predictions per class under "_predicted".
+    """At most how much one flipped sample moves `metric`, in units of 1/n (what it moves accuracy by).
+
+    A sample of class k going from right to wrong (predicted as j instead) changes F1_k = 2TP / (n_k + P_k) by
+    (2 - F1_k) / (n_k + P_k) and F1_j by F1_j / (n_j + P_j), to first order: macro F1 by their sum over K, weighted
+    F1 by their sum weighted n_k / n and n_j / n. Taken at the worst k and j of the baseline's own figures.
+    """
+    support, predicted, f1 = point["support"], point["_predicted"], point["f1"]
+    present = support > 0
+    den = np.where(support + predicted > 0, support + predicted, np.inf)
+    lose, gain = (2.0 - f1) / den, f1 / den
+    n = float(support.sum())
+    if metric == "macro_f1":
+        k = max(int(present.sum()), 1)
+        return n / k * float(np.max(np.where(present, lose, 0.0)) + np.max(gain))
+    return float(np.max(support * lose) + np.max(support * gain))
+
+
+def f1_evidence_without_spread(negative: int, positive: int, n: int, *, f1_drop: float, threshold: float,
+                               sensitivity: float, confidence: float) -> Evidence:
+    """An F1 drop judged through Tango when the bootstrap saw no spread at all (no discordant sample).
+
+    The F1 drop lies within `sensitivity` times the accuracy drop's own uncertainty, so "F1 drop <= threshold"
+    is tested as "accuracy drop <= acc + (threshold - f1_drop) / sensitivity" with Tango's test.
+    """
+    acc = (negative - positive) / n
+    mapped = acc + (threshold - f1_drop) / sensitivity
+    beyond, within = stats.paired_difference_p_values(negative, positive, n, bound=mapped)
+    low, high = stats.paired_difference_interval(negative, positive, n, confidence=confidence)
+    interval = (f1_drop + sensitivity * (float(low) - acc), f1_drop + sensitivity * (float(high) - acc))
+    worse = float(sps.binom.sf(negative - 1, negative + positive, 0.5)) if negative + positive else 1.0
+    return Evidence(p_beyond=float(beyond), p_within=float(within), p_worse=worse, interval=interval,
+                    method="Tango score (no bootstrap spread)")
+
+
 class _PairedCheck(Check):
     """Shared plumbing: settings and point estimates."""
 
@@ -189,6 +227,9 @@ class AccuracyCheck(_PairedCheck):
         findings: list[Finding] = []
         rows = []
         reps = None
+        cells = self.ctx.counts.cells()
+        baseline_figures = {**point["baseline"],
+                            "_predicted": np.bincount(cells.pb, weights=cells.counts, minlength=cells.num_classes)}
         for metric in ("accuracy", "macro_f1", "weighted_f1"):
             base = float(point["baseline"][metric])
             cand = float(point["candidate"][metric])
@@ -217,9 +258,18 @@ class AccuracyCheck(_PairedCheck):
                         col = reps.candidate[metric] if rule == "min" else _drop_reps(  # type: ignore[union-attr]
                             rule, reps.baseline[metric], reps.candidate[metric])       # type: ignore[union-attr]
                         scale = tango_calibration(reps, tango, confidence=settings.confidence)  # type: ignore[arg-type]
-                        col = calibrate(col, float(value) if rule != "min" else cand, scale)
-                        evidence = bootstrap_evidence(col, threshold=threshold, rule=rule,
-                                                      confidence=settings.confidence)
+                        spread = float(np.nanmax(col) - np.nanmin(col)) if np.any(np.isfinite(col)) else 0.0
+                        if math.isinf(scale) and spread > 0.0:
+                            scale = 1.0      # F1 moved without any accuracy discordance: the plain bootstrap
+                        if math.isinf(scale) and rule == "max_drop":
+                            evidence = f1_evidence_without_spread(
+                                neg, pos, n, f1_drop=float(value), threshold=threshold,
+                                sensitivity=f1_sensitivity(metric, baseline_figures),
+                                confidence=settings.confidence)
+                        else:
+                            col = calibrate(col, float(value) if rule != "min" else cand, scale)
+                            evidence = bootstrap_evidence(col, threshold=threshold, rule=rule,
+                                                          confidence=settings.confidence)
                 findings.append(judge(metric=metric, rule=rule, threshold=threshold, value=float(value),
                                       baseline=base, candidate=cand, settings=settings, evidence=evidence))
             ci = ""
@@ -290,7 +340,7 @@ def _class_selection(spec: Any, class_names: tuple[str, ...], *, where: str) -> 
     return out
 
 
-def _class_evidence(metric: str, rule: str, threshold: float, ks: np.ndarray, cc: ClassCounts,
+def _class_evidence(metric: str, rule: str, threshold: float, ks: np.ndarray, cc: ClassCounts, cc_cells: Cells,
                     prec_se: np.ndarray, point: dict[str, dict[str, np.ndarray]], reps: Replicates | None,
                     confidence: float) -> dict[str, np.ndarray]:
     """Raw p-values (beyond, within, worse) and intervals for classes `ks` of one (metric, rule); vectorised."""
@@ -302,9 +352,12 @@ def _class_evidence(metric: str, rule: str, threshold: float, ks: np.ndarray, cc
         return {**ev, "method": "Tango score"}  # type: ignore[dict-item]
     if metric == "precision" and rule == "max_drop":
         est = point["baseline"]["precision"][ks] - point["candidate"]["precision"][ks]
-        se = prec_se[ks]
-        beyond, within = stats.ratio_difference_p_values(est, se, bound=threshold)
-        worse, _ = stats.ratio_difference_p_values(est, se, bound=0.0)
+        se = prec_se[ks]                                        # at the observed precisions: the interval
+        corr = precision_correction(cc)[ks]
+        beyond, within = stats.ratio_difference_p_values(
+            est, precision_drop_se(cc_cells, cc, bound=threshold)[ks], bound=threshold, correction=corr)
+        worse, _ = stats.ratio_difference_p_values(
+            est, precision_drop_se(cc_cells, cc, bound=0.0)[ks], bound=0.0, correction=corr)
         ok = np.isfinite(se)
         return {"beyond": np.where(ok, beyond, np.nan), "within": np.where(ok, within, np.nan),
                 "worse": np.where(ok, worse, np.nan), "low": est - z * se, "high": est + z * se,
@@ -372,7 +425,8 @@ class PerClassCheck(_PairedCheck):
             for k, m, rule, thr in family:
                 groups.setdefault((m, rule, thr), []).append(k)
             for (m, rule, thr), ks in groups.items():
-                ev = _class_evidence(m, rule, thr, np.asarray(ks), cc, prec_se, point, reps, settings.confidence)
+                ev = _class_evidence(m, rule, thr, np.asarray(ks), cc, cells, prec_se, point, reps,
+                                     settings.confidence)
                 for i, k in enumerate(ks):
                     raw[(k, m, rule)] = {key: (val if key == "method" else float(val[i])) for key, val in ev.items()}
             keys = [(k, m, rule) for k, m, rule, _ in family]

@@ -36,7 +36,7 @@ from gate.timing import (
     rounds_needed,
     time_host_call,
 )
-from gate.verdict import DecisionSettings, check_summary, decision_settings, judge
+from gate.verdict import DecisionSettings, check_summary, decision_settings, inconclusive_status, judge
 
 #: Calls per model when measuring peak memory (after timing, so caches and thread pools already exist).
 MEMORY_CALLS = 3
@@ -434,7 +434,7 @@ def _undecidable_finding(run: PairResult, outcome: Outcome, settings: DecisionSe
     return Finding(
         metric=f"{rule.statistic}_ratio" if rule.kind == "ratio" else f"{rule.statistic}_ms",
         rule="max_ratio" if rule.kind == "ratio" else "max",
-        status="fail" if settings.inconclusive == "fail" else "warn",
+        status=inconclusive_status(settings),
         reason=reason,
         threshold=rule.limit if rule.kind == "ratio" else _ms(rule.limit),
         value=comparison.ratio.estimate if rule.kind == "ratio" else _ms(comparison.candidate),

@@ -22,7 +22,7 @@ import math
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -621,24 +621,20 @@ class OnnxCheck(Check):
         limit = 1.0 + float(lat["max_slowdown"])
         low, high = lat["ratio_interval"]
         decision = lat["decision"]
-        settings = decision_settings(self.ctx.config, self.options)
-        if decision == "inconclusive":
-            status: Status = "fail" if settings.inconclusive == "fail" else "warn"
-        else:
-            status = "pass" if decision == "pass" else "fail"
+        # Decided by gate.verdict's interval rule, the one the sampler stopped on; too few rounds decide nothing.
+        settings = replace(decision_settings(self.ctx.config, self.options), mode="non-inferiority")
+        decided = (low, high) if decision != "inconclusive" else (math.nan, math.nan)
         ratio = lat["ratio"]
+        finding = judge(metric="latency_ratio", rule="max", threshold=limit, value=ratio, baseline=lat["pytorch_ms"],
+                        candidate=lat["onnx_ms"], settings=settings, interval=decided)
         reason = (
             f"latency_ratio: ONNX Runtime takes {ratio:.3g}x PyTorch's p50 on a batch of {lat['batch_size']} "
             f"({lat['confidence']:.1%} CI [{low:.3g}, {high:.3g}]); the limit is {limit:.3g}x (max_slowdown "
             f"{lat['max_slowdown']:.3g})"
         )
-        if decision == "inconclusive":
+        if finding.inconclusive:
             reason += ": the timings cannot decide"
-        return Finding(
-            metric="latency_ratio", rule="max", status=status, reason=reason, threshold=limit, value=ratio,
-            baseline=lat["pytorch_ms"], candidate=lat["onnx_ms"], margin=limit - ratio, required=ratio,
-            interval=(low, high), decision="interval", inconclusive=decision == "inconclusive",
-        )
+        return replace(finding, reason=reason, interval=(low, high), decision="interval", required=ratio)
 
     def _passed_summary(self, stats: ParityStats) -> str:
         source = f"shipped file {self._ship.name}" if self._ship else f"export ({self._export.exporter} exporter)"

@@ -136,8 +136,9 @@ def test_a_wholly_broken_class_fails_per_class_itself(k):
     result, ctx = run(PerClassCheck, y, pb, pc, k)
     assert result.status == "fail"
     failed = {f.metric for f in result.findings if f.status == "fail"}
-    # c3's recall, and c4's precision: the candidate predicts every c3 sample as c4, a real precision drop.
-    assert failed == {"recall[c3]", "precision[c4]"}
+    # c3's recall fails; c4's precision may too (the candidate predicts every c3 sample as c4, a real drop);
+    # nothing else, though 2K comparisons are made.
+    assert "recall[c3]" in failed and failed <= {"recall[c3]", "precision[c4]"}
     assert ctx.replicates is None                              # the default per-class rules need no resampling
 
 
@@ -168,3 +169,116 @@ def test_precision_replicates_are_nan_when_a_class_is_never_predicted():
     m = model_metrics(cells, cells.pb, cells.counts[None, :], empty=np.nan)
     assert math.isnan(m["precision"][0, 2])                    # class 2 is never predicted
     assert model_metrics(cells, cells.pb, cells.counts[None, :])["precision"][0, 2] == 0.0   # sklearn's point value
+
+
+def test_precision_test_uses_the_null_variance_and_a_continuity_correction():
+    from gate.metrics import class_counts, precision_correction, precision_drop_se
+
+    y, pb, pc = paired_world(600, 3, accuracy=0.85, p10=0.06, p01=0.02, seed=12)
+    result, _ = run(PerClassCheck, y, pb, pc, 3, build_config({"decision": {"multiple_comparisons": "none"}}))
+    cells = counts_of(y, pb, pc, 3).cells()
+    cc = class_counts(cells)
+    for k in range(3):
+        prec_b = np.sum((pb == k) & (y == k)) / np.sum(pb == k)      # by hand from the raw samples
+        prec_c = np.sum((pc == k) & (y == k)) / np.sum(pc == k)
+        se0 = precision_drop_se(cells, cc, bound=0.1)[k]
+        corr = precision_correction(cc)[k]
+        assert corr == pytest.approx(1 / (min(np.sum(pb == k), np.sum(pc == k)) + 2))
+        f = next(f for f in result.findings if f.metric == f"precision[c{k}]")
+        assert f.value == pytest.approx(prec_b - prec_c)
+        assert f.p_value == pytest.approx(sps.norm.sf((prec_b - prec_c - 0.1 - corr) / se0))
+
+
+def test_precision_drop_se_matches_the_bootstrap_and_the_point_values_match_sklearn():
+    from sklearn.metrics import precision_score
+
+    from gate.metrics import class_counts, precision_drop_se
+
+    y, pb, pc = paired_world(3000, 4, accuracy=0.8, p10=0.05, p01=0.03, seed=13)
+    cells = counts_of(y, pb, pc, 4).cells()
+    se = precision_drop_se(cells, class_counts(cells))
+    rng = np.random.default_rng(0)
+    drops = []
+
+    def precision(yy: np.ndarray, pp: np.ndarray) -> np.ndarray:
+        return np.bincount(pp[yy == pp], minlength=4) / np.bincount(pp, minlength=4)
+
+    for _ in range(2000):                                     # the sample bootstrap, by hand
+        i = rng.integers(0, y.size, y.size)
+        drops.append(precision(y[i], pb[i]) - precision(y[i], pc[i]))
+    np.testing.assert_allclose(se, np.std(drops, axis=0), rtol=0.12)
+    result, _ = run(PerClassCheck, y, pb, pc, 4)
+    want = precision_score(y, pb, average=None, zero_division=0) - precision_score(y, pc, average=None, zero_division=0)
+    got = [next(f for f in result.findings if f.metric == f"precision[c{k}]").value for k in range(4)]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_identical_models_prove_macro_f1_within_only_when_tango_would():
+    # No discordant sample at all: the bootstrap has no spread; the F1 rule is judged through Tango instead.
+    from gate.checks.classification import f1_sensitivity
+
+    rng = np.random.default_rng(14)
+    for n, want in ((900, "pass"), (60, "warn")):
+        y = np.repeat(np.arange(3), n // 3)
+        pred = np.where(rng.random(n) < 0.9, y, (y + 1) % 3)
+        result, _ = run(AccuracyCheck, y, pred, pred, 3)
+        f = next(f for f in result.findings if f.metric == "macro_f1")
+        figures = {"support": np.bincount(y, minlength=3).astype(float), "_predicted": np.bincount(pred, minlength=3),
+                   "f1": np.array([2 * np.sum((y == k) & (pred == k)) / (np.sum(y == k) + np.sum(pred == k))
+                                   for k in range(3)])}
+        s = f1_sensitivity("macro_f1", figures)
+        _, within = stats.paired_difference_p_values(0, 0, n, bound=0.02 / s)
+        assert f.status == want and (float(within) < 0.025) == (want == "pass")
+        assert f.interval[0] < 0 < f.interval[1]
+
+
+def test_f1_sensitivity_by_finite_differences():
+    from gate.checks.classification import f1_sensitivity
+    from gate.metrics import model_metrics
+
+    y, pb, pc = paired_world(2000, 5, accuracy=0.85, p10=0.0, p01=0.0, seed=15)
+    counts = counts_of(y, pb, pb, 5)
+    cells = counts.cells()
+    m = model_metrics(cells, cells.pb, cells.counts[None, :])
+    figures = {key: val[0] for key, val in m.items()}
+    figures["_predicted"] = np.bincount(pb, minlength=5)
+    worst = {"macro_f1": 0.0, "weighted_f1": 0.0}
+    for i in np.flatnonzero(pb == y)[:300]:                    # flip one right sample to each wrong class
+        for j in range(5):
+            if j == y[i]:
+                continue
+            flipped = pb.copy()
+            flipped[i] = j
+            c2 = counts_of(y, flipped, flipped, 5).cells()
+            m2 = model_metrics(c2, c2.pb, c2.counts[None, :])
+            for key in worst:
+                worst[key] = max(worst[key], abs(float(m2[key][0] - m[key][0])) * len(y))
+    for key, moved in worst.items():
+        assert moved <= f1_sensitivity(key, figures) * 1.02, (key, moved)      # first order, 2% slack
+        assert moved >= 0.5 * f1_sensitivity(key, figures)                     # and not absurdly loose
+
+
+def test_a_bootstrap_family_too_large_for_its_resamples_says_so():
+    k = 300
+    y, pb, pc = paired_world(20 * k, k, accuracy=0.9, p10=0.02, p01=0.02, seed=16)
+    config = build_config({"checks": {"per_class": {"f1": {"max_drop": 0.2}}},
+                           "decision": {"bootstrap_resamples": 500}})
+    result, ctx = run(PerClassCheck, y, pb, pc, k, config)
+    family = 3 * k
+    assert ctx.replicates is not None and ctx.replicates.per_class
+    note = next(n for n in result.notes if n.startswith("resolution cap"))
+    assert f"{k} of {family}" in note
+    assert str(stats.min_resamples(family, confidence=0.95) + 1) in note
+
+
+def test_chunked_sparse_bootstrap_equals_the_dense_metrics_on_the_same_weights():
+    from gate.metrics import bootstrap_replicates
+
+    y, pb, pc = paired_world(700, 6, accuracy=0.8, p10=0.05, p01=0.03, seed=17)
+    cells = counts_of(y, pb, pc, 6).cells()
+    reps = bootstrap_replicates(cells, resamples=130, seed=3, per_class=True, chunk=17)
+    w = stats.bootstrap_weights(cells.counts, resamples=130, seed=3)
+    for role, pred in (("baseline", cells.pb), ("candidate", cells.pc)):
+        dense = model_metrics(cells, pred, w, empty=np.nan)
+        for key in ("accuracy", "macro_f1", "weighted_f1", "precision", "recall", "f1"):
+            np.testing.assert_allclose(reps[role][key], dense[key], rtol=1e-12, equal_nan=True)
