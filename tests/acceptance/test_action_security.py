@@ -286,8 +286,11 @@ def test_no_secret_reaches_the_gate_process(layout: Layout, github: FakeGitHub, 
             assert len(record["writes"]) == 4
     assert "forged" not in run.summary and layout.file("env").read_text(encoding="utf-8") == ""
     assert layout.file("path").read_text(encoding="utf-8") == ""
-    assert run.outputs["verdict"] == "pass"
-    assert "::set-output name=verdict::pass" in run.stdout       # printed, but inside the stop-commands fence
+    # The same weights are never failed; on this small set the default rule may only warn that it cannot prove them
+    # within every threshold (exit 0 either way). What matters here is where the verdict line was printed.
+    verdict = run.outputs["verdict"]
+    assert verdict in ("pass", "warn") and run.returncode == 0
+    assert f"::set-output name=verdict::{verdict}" in run.stdout       # printed, but inside the stop-commands fence
     token = run.stdout.split("::stop-commands::", 1)[1].split("\n", 1)[0]
     assert run.stdout.index("::stop-commands::") < run.stdout.index("::set-output") < run.stdout.index(f"::{token}::")
     if comment and mode != "root-unsandboxed":
@@ -368,7 +371,7 @@ def test_a_fork_pr_gated_with_the_base_branchs_policy(layout: Layout):
     same = run_entrypoint(layout, {"candidate": "pr/models/same.pt", "policy-path": "base", "config": "gate.yaml"})
     assert same.returncode == 0, same.stderr
     report = json.loads((layout.ws / same.outputs["report-json"]).read_text(encoding="utf-8"))
-    assert report["verdict"] == "pass" and same.outputs["report-json"] == "gate-report/report.json"
+    assert report["verdict"] in ("pass", "warn") and same.outputs["report-json"] == "gate-report/report.json"
     for name in ("summary.md", "output"):
         layout.file(name).write_text("", encoding="utf-8")
     broken = run_entrypoint(layout, {"candidate": "pr/models/broken.pt", "policy-path": "base",

@@ -18,7 +18,9 @@ def test_the_api_example_tells_the_candidates_apart(tmp_path):
                           timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
-    assert "<gate.Report PASS: all 5 checks passed>" in out
+    # 540 samples cannot prove every class within its threshold: the good candidate passes, perhaps with warnings
+    # (exit 0), never fails.
+    assert out.startswith("<gate.Report PASS")
     assert "per_class  recall[3]" in out and "\nfc.1\n" in out
     assert "error: enable: expected one of" in out and "(did you mean drift?)" in out
     report = json.loads((tmp_path / "regressed.json").read_text())
