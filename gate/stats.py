@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
-from scipy import stats as _sps
+from gate import distributions as _sps
 
 
 #: Floor for the discordant-pair rate in the power formulas: two models that never disagree on the evaluation

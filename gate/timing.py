@@ -28,7 +28,7 @@ from functools import partial
 from typing import Literal
 
 import numpy as np
-from scipy import stats as _sps
+from gate import distributions as _sps
 
 from gate import stats
 from gate.verdict import interval_outcome

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
+from gate import distributions as sps
 
 from gate import stats
 from gate.checks.base import Check
