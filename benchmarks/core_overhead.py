@@ -29,7 +29,7 @@ from gate.config import build_config  # noqa: E402
 from gate.data import open_data  # noqa: E402
 from gate.forward import move_to, run_model  # noqa: E402
 from gate.models import load_model  # noqa: E402
-from gate.runner import build_checks, evaluate, resolve_class_names  # noqa: E402
+from gate.runner import align_models, build_checks, evaluate  # noqa: E402
 
 
 def digits_setup():
@@ -87,7 +87,8 @@ def measure(raw, candidate, baseline, data_path, *, repeats: int) -> dict[str, f
         "baseline": load_model(str(baseline), role="baseline", options=config.model_options("baseline"), device=device),
         "candidate": load_model(str(candidate), role="candidate", options=config.model_options("candidate"), device=device),
     }
-    names = resolve_class_names(config, models, None)
+    models, alignment = align_models(config, models)
+    names = alignment.names
     tok = models["candidate"].tokenizer or models["baseline"].tokenizer
     data = open_data(str(data_path), options=config.data, class_names=names, tokenizer=tok)
     cached = [(move_to(x, device), y) for x, y in data.batches()]  # the same batches for both; I/O excluded
@@ -107,7 +108,7 @@ def measure(raw, candidate, baseline, data_path, *, repeats: int) -> dict[str, f
                 run_model(models[role], x)
 
     def gated() -> None:
-        ctx = RunContext(config=config, models=models, class_names=names or (), device=device)
+        ctx = RunContext(config=config, models=models, class_names=names or (), device=device, classes=alignment)
         checks = build_checks(config, ctx)
         for c in checks:
             c.setup()
