@@ -8,6 +8,11 @@ from gate.report.escape import Markup, md_code, md_text, mermaid_text
 from gate.report.model import STATUS_ORDER, Chart, Report, Table
 
 EMOJI = {"pass": ":white_check_mark:", "warn": ":warning:", "fail": ":x:", "skip": ":fast_forward:"}
+#: GitHub refuses a comment or a job summary over 65,536 characters; stay clear of it with room for the Action's own
+#: lines around the report.
+MAX_CHARS = 60_000
+#: Rows a reviewer reads in a table; the rest is in the JSON and HTML reports.
+MAX_ROWS = 25
 
 
 def _cell(x: Any) -> str:
@@ -39,8 +44,48 @@ def mermaid_chart(chart: Chart) -> list[str]:
     ]
 
 
-def _table(table: Table) -> list[str]:
-    return [f"**{md_text(table.title)}**", "", *md_table(table.headers, table.rows), ""]
+def _delta(value: Any) -> float:
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        return float("inf")
+
+
+def _table(table: Table, *, check: str = "", max_rows: int | None = MAX_ROWS) -> list[str]:
+    """A table, per-class rows worst first (by the recall delta, then F1's), at most `max_rows` rows with a note."""
+    rows = list(table.rows)
+    headers = list(table.headers)
+    worst_first = check == "per_class" and "recall delta" in headers and len(rows) > 1
+    if worst_first:
+        keys = [headers.index(h) for h in ("recall delta", "f1 delta") if h in headers]
+        rows.sort(key=lambda row: tuple(_delta(row[k]) for k in keys))
+    shown = rows if max_rows is None else rows[:max_rows]
+    out = [f"**{md_text(table.title)}**" + (" (worst first)" if worst_first else ""),
+           "", *md_table(table.headers, shown)]
+    if len(shown) < len(rows):
+        out.append(f"<sub>{len(rows) - len(shown)} more rows in the JSON and HTML reports</sub>")
+    return [*out, ""]
+
+
+def fit_github(text: str, *, limit: int = MAX_CHARS) -> str:
+    """`text` cut at a line boundary to fit `limit` characters, open <details> and code fences closed, with a note."""
+    if len(text) <= limit:
+        return text
+    note = (f"\n\n> [!NOTE]\n> The report was cut here to fit GitHub's comment size ({len(text):,} characters in all); "
+            "the JSON and HTML reports have everything.\n")
+    kept: list[str] = []
+    size = 0
+    for line in text.splitlines():
+        if size + len(line) + 1 + len(note) + 200 > limit:
+            break
+        kept.append(line)
+        size += len(line) + 1
+    fences = sum(1 for line in kept if line.lstrip().startswith("```"))
+    if fences % 2:
+        kept.append("```")
+    opened = sum(line.count("<details") for line in kept) - sum(line.count("</details>") for line in kept)
+    kept += ["</details>"] * max(opened, 0)
+    return "\n".join(kept) + note
 
 
 def render_markdown(report: Report) -> str:
@@ -79,6 +124,7 @@ def render_markdown(report: Report) -> str:
         lines.append(f"<details{open_attr}><summary><b>{md_text(check.name)}</b>: {EMOJI[check.status]} {check.status}</summary>")
         lines.append("")
         if bad:
+            shown_bad = sorted(bad, key=lambda f: STATUS_ORDER[f.status])[:MAX_ROWS]
             lines += md_table(
                 ("status", "metric", "rule", "decision", "threshold", "measured", "baseline", "candidate", "margin",
                  "interval", "p beyond"),
@@ -87,15 +133,17 @@ def render_markdown(report: Report) -> str:
                      f.threshold, f.value, f.baseline, f.candidate, f.margin,
                      "" if f.interval is None else f"[{f.interval[0]:.4g}, {f.interval[1]:.4g}]",
                      "" if f.p_value is None else f"{f.p_value:.3g}")
-                    for f in sorted(bad, key=lambda f: STATUS_ORDER[f.status])
+                    for f in shown_bad
                 ],
             )
+            if len(bad) > len(shown_bad):
+                lines.append(f"<sub>{len(bad) - len(shown_bad)} more findings in the JSON and HTML reports</sub>")
             lines.append("")
         for note in check.notes:
             lines.append(f"> {md_text(note)}")
             lines.append("")
         for table in check.tables:
-            lines += _table(table)
+            lines += _table(table, check=check.name)
         for chart in check.charts:
             lines += mermaid_chart(chart)
             lines.append("")
@@ -119,4 +167,4 @@ def render_markdown(report: Report) -> str:
     if any(m.dtype or m.output for m in report.models):
         lines.append("")
         lines.append("<sub>" + "; ".join(f"{m.role}: {md_text(model_facts(m))}" for m in (base, cand)) + "</sub>")
-    return "\n".join(lines) + "\n"
+    return fit_github("\n".join(lines) + "\n")

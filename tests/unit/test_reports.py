@@ -183,3 +183,38 @@ def test_reports_respect_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_markdown_for_reviewers_sorts_classes_worst_first_and_caps_long_tables():
+    from gate.report.markdown import MAX_ROWS, _table, render_markdown
+    from gate.report.model import Table
+    from tests.unit.report_fixtures import wide_report
+
+    text = render_markdown(wide_report(1000))
+    assert len(text) < 65_536                        # GitHub's limit for a comment or a job summary
+    assert "more rows in the JSON and HTML reports" in text
+
+    headers = ("class", "support", "precision b", "precision c", "recall b", "recall c", "recall delta",
+               "f1 b", "f1 c", "f1 delta")                      # gate.checks.classification.PerClassCheck's table
+    rng = __import__("random").Random(0)
+    rows = tuple((f"c{i}", 50, 1.0, 1.0, 1.0, 0.9, f"{rng.uniform(-0.3, 0.1):+.4f}", 1.0, 0.9, f"{-i / 1000:+.4f}")
+                 for i in range(60))
+    lines = _table(Table(title="Per-class metrics", headers=headers, rows=rows), check="per_class")
+    body = [line for line in lines if line.startswith("| c") and not line.startswith("| class")]
+    deltas = [float(line.split("|")[7]) for line in body]
+    assert len(body) == MAX_ROWS and deltas == sorted(float(r[6]) for r in rows)[:MAX_ROWS]
+    assert lines[0] == "**Per-class metrics** (worst first)"
+    assert f"{60 - MAX_ROWS} more rows" in "\n".join(lines)
+
+
+def test_fit_github_cuts_at_a_line_and_closes_what_it_opened():
+    from gate.report.markdown import fit_github
+
+    body = "<details open><summary>x</summary>\n\n```\n" + "\n".join(f"line {i} " + "x" * 80 for i in range(2000))
+    cut = fit_github(body, limit=20_000)
+    assert len(cut) <= 20_000 and "cut here to fit GitHub's comment size" in cut
+    lines = cut.splitlines()
+    assert sum(line.startswith("```") for line in lines) % 2 == 0
+    assert cut.count("<details") == cut.count("</details>")
+    assert all(line == "```" or line.startswith(("line ", "<details", "</details", ">", "")) for line in lines)
+    assert fit_github("short\n") == "short\n"
