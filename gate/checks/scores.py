@@ -1,0 +1,439 @@
+"""Metrics of the class probabilities, paired: log loss, Brier score, calibration error, ROC-AUC, PR-AUC, top-k
+accuracy, and a binary decision threshold. A candidate that keeps every argmax but becomes overconfident, or whose
+ranking collapses while accuracy holds, fails here.
+
+Which statistic backs which rule (docs/checks/scores.md has the measured coverage):
+- ROC-AUC: DeLong's paired test (structural components from midranks, O(n log n)), stratified by true class;
+- log loss, Brier score: the normal interval of the mean paired difference (per-sample terms, exact variance);
+- top-k accuracy and accuracy / recall / specificity at a threshold: Tango's score test for the paired proportion
+  (`max_drop`), exact binomial (`min`); relative rules by the delta method on the same per-sample terms;
+- ECE and PR-AUC: a seeded per-sample paired bootstrap with `decision.bootstrap_resamples` resamples.
+Every rule is decided by gate.verdict.judge from that Evidence.
+
+State: each sample's probabilities of both models (float32) and its label, O(N x K), stated in the report.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats as sps
+
+from gate import score_metrics as sm
+from gate import stats
+from gate.checks.base import ROLES, Check, Step
+from gate.checks.classification import paired_drop_evidence, rate_evidence
+from gate.errors import ConfigError, DataError, ModelError
+from gate.report.model import Chart, CheckResult, Finding, Table
+from gate.verdict import DecisionSettings, Evidence, check_summary, decision_settings, judge
+
+HIGHER_RULES = ("min", "max_drop", "max_relative_drop")
+LOWER_RULES = ("max", "max_increase", "max_relative_increase")
+#: metric key -> (higher is better, how its rules are decided)
+METRICS: dict[str, tuple[bool, str]] = {
+    "log_loss": (False, "normal"),
+    "brier": (False, "normal"),
+    "ece": (False, "bootstrap"),
+    "roc_auc": (True, "DeLong"),
+    "pr_auc": (True, "bootstrap"),
+    "top_k_accuracy": (True, "proportion"),
+}
+THRESHOLD_METRICS = ("accuracy", "recall", "specificity")
+_ROW_SUM_TOLERANCE = 1e-3
+
+
+def probabilities_of(scores: torch.Tensor, kind: str, *, role: str) -> np.ndarray:
+    """(B, K) float32 class probabilities from the runner's scores of a model whose output is `kind`."""
+    s = scores.detach().float()
+    if kind in ("logits", "binary_logit"):
+        return torch.softmax(s, dim=1).cpu().numpy()
+    p = s.cpu().numpy()
+    if kind == "probabilities":
+        finite = np.isfinite(p).all(axis=1)
+        sums = p[finite].sum(axis=1)
+        if sums.size and np.abs(sums - 1.0).max() > _ROW_SUM_TOLERANCE:
+            i = int(np.argmax(np.abs(sums - 1.0)))
+            raise ModelError(
+                f"{role}: output: probabilities, but a row sums to {float(sums[i]):.4g}, not 1: the score metrics "
+                "need a distribution over the classes (are they logits, or per-class sigmoids?)"
+            )
+    return np.clip(p, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class _Measure:
+    """One metric of both models and the per-sample influences its statistics use."""
+
+    baseline: float
+    candidate: float
+    psi_baseline: np.ndarray | None = None
+    psi_candidate: np.ndarray | None = None
+    strata: np.ndarray | None = None
+    hits: tuple[np.ndarray, np.ndarray] | None = None    # proportions: per-sample successes of each model
+    reps: tuple[np.ndarray, np.ndarray] | None = None    # bootstrap metrics: replicates of each model
+    method: str = ""
+
+
+def compared_value(rule: str, base: float, cand: float) -> float:
+    """The quantity a rule compares: the candidate for min/max, a drop or an increase (positive = worse)."""
+    if rule in ("min", "max"):
+        return cand
+    worse = base - cand if rule in ("max_drop", "max_relative_drop") else cand - base
+    if rule in ("max_relative_drop", "max_relative_increase"):
+        return worse / base if base > 0 else (0.0 if worse <= 0 else math.inf)
+    return worse
+
+
+def contrast_influence(rule: str, m: _Measure) -> np.ndarray:
+    """Per-sample influence of `compared_value` (the delta method on the two models' influences)."""
+    b, c, pb, pc = m.baseline, m.candidate, m.psi_baseline, m.psi_candidate
+    if rule in ("min", "max"):
+        return pc
+    sign = 1.0 if rule in ("max_drop", "max_relative_drop") else -1.0    # drop: b - c; increase: c - b
+    if rule in ("max_drop", "max_increase"):
+        return sign * (pb - pc)
+    # (b - c) / b = 1 - c / b: d/db = c / b^2, d/dc = -1 / b (and the negatives for an increase)
+    return sign * ((c / (b * b)) * pb - pc / b) if b > 0 else np.full_like(pb, np.nan)
+
+
+def normal_evidence(value: float, se: float, *, rule: str, threshold: float, confidence: float,
+                    method: str) -> Evidence:
+    """One-sided normal p-values of `value` (standard error `se`) against the threshold, and "worse at all"."""
+    z = float(sps.norm.isf(stats.one_sided_alpha(confidence)))
+    if not math.isfinite(se):
+        return Evidence(p_beyond=float("nan"), p_within=float("nan"), interval=(float("nan"),) * 2, method=method)
+    above, below = (float(x) for x in stats.ratio_difference_p_values(np.array(value), np.array(se), bound=threshold))
+    beyond, within = (below, above) if rule == "min" else (above, below)
+    worse = None
+    if rule not in ("min", "max"):
+        worse = float(stats.ratio_difference_p_values(np.array(value), np.array(se), bound=0.0)[0])
+    return Evidence(p_beyond=beyond, p_within=within, p_worse=worse, interval=(value - z * se, value + z * se),
+                    method=method)
+
+
+def bootstrap_rule_evidence(reps: np.ndarray, *, rule: str, threshold: float, confidence: float) -> Evidence:
+    """Percentile-bootstrap p-values of the replicates of `compared_value` against the threshold."""
+    lo, hi = stats.percentile_interval(reps, confidence=confidence)
+    if rule == "min":
+        beyond = stats.bootstrap_p_value(reps, bound=threshold, alternative="less")
+        within = stats.bootstrap_p_value(reps, bound=threshold, alternative="greater")
+    else:
+        beyond = stats.bootstrap_p_value(reps, bound=threshold, alternative="greater")
+        within = stats.bootstrap_p_value(reps, bound=threshold, alternative="less")
+    worse = None if rule in ("min", "max") else float(stats.bootstrap_p_value(reps, bound=0.0, alternative="greater"))
+    return Evidence(p_beyond=float(beyond), p_within=float(within), p_worse=worse, interval=(float(lo), float(hi)),
+                    method="paired bootstrap")
+
+
+def proportion_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float) -> Evidence:
+    """Tango's score test for a paired proportion's drop, exact binomial for its floor, delta method for relative."""
+    assert m.hits is not None
+    hb, hc = m.hits
+    n = int(hb.size)
+    if rule == "min":
+        return rate_evidence(int(hc.sum()), n, threshold=threshold, rule="min", confidence=confidence)
+    if rule == "max_drop":
+        b, c = int(np.sum(hb & ~hc)), int(np.sum(~hb & hc))
+        ev = paired_drop_evidence(np.array(b), np.array(c), np.array(n), threshold=threshold, confidence=confidence)
+        return Evidence(p_beyond=float(ev["beyond"]), p_within=float(ev["within"]), p_worse=float(ev["worse"]),
+                        interval=(float(ev["low"]), float(ev["high"])), method="Tango score")
+    value = compared_value(rule, m.baseline, m.candidate)
+    se = sm.contrast_se(contrast_influence(rule, m), None)
+    return normal_evidence(value, se, rule=rule, threshold=threshold, confidence=confidence, method="delta method")
+
+
+def rule_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float) -> Evidence:
+    if m.hits is not None:
+        return proportion_evidence(rule, m, threshold=threshold, confidence=confidence)
+    if m.reps is not None:
+        rb, rc = m.reps
+        with np.errstate(divide="ignore", invalid="ignore"):
+            reps = np.array([compared_value(rule, float(b), float(c)) for b, c in zip(rb, rc)])
+        return bootstrap_rule_evidence(reps, rule=rule, threshold=threshold, confidence=confidence)
+    value = compared_value(rule, m.baseline, m.candidate)
+    se = sm.contrast_se(contrast_influence(rule, m), m.strata)
+    return normal_evidence(value, se, rule=rule, threshold=threshold, confidence=confidence, method=m.method)
+
+
+def delta_interval(m: _Measure, *, confidence: float) -> tuple[float, float] | None:
+    """Interval of candidate - baseline for the table, from the same statistic the rules use."""
+    z = float(sps.norm.isf(stats.one_sided_alpha(confidence)))
+    if m.reps is not None:
+        lo, hi = stats.percentile_interval(m.reps[1] - m.reps[0], confidence=confidence)
+        return float(lo), float(hi)
+    if m.hits is not None:
+        hb, hc = m.hits
+        b, c = int(np.sum(hb & ~hc)), int(np.sum(~hb & hc))
+        low, high = stats.paired_difference_interval(b, c, int(hb.size), confidence=confidence)
+        return -float(high), -float(low)
+    if m.psi_baseline is None:
+        return None
+    se = sm.contrast_se(m.psi_candidate - m.psi_baseline, m.strata)
+    d = m.candidate - m.baseline
+    return d - z * se, d + z * se
+
+
+# -------------------------------------------------------------------------------------------- thresholds
+
+
+def choose_threshold(spec: Any, p1: np.ndarray, y: np.ndarray) -> tuple[float, str]:
+    """The decision threshold on class 1's probability (predict 1 when p1 >= t), and how it was chosen."""
+    if isinstance(spec, (int, float)):
+        return float(spec), "fixed"
+    scores = np.unique(p1.astype(np.float64))[::-1]                  # candidate thresholds, high to low
+    order = np.argsort(-p1.astype(np.float64), kind="mergesort")
+    s_sorted, pos_sorted = p1.astype(np.float64)[order], (y[order] == 1)
+    # predictions p1 >= t for t = each distinct score: counts up to the last sample at or above t
+    last = np.searchsorted(-s_sorted, -scores, side="right") - 1
+    tp = np.cumsum(pos_sorted)[last]
+    fp = np.cumsum(~pos_sorted)[last]
+    n1, n0 = int(pos_sorted.sum()), int((~pos_sorted).sum())
+    if spec["choose"] == "best_f1":
+        f1 = 2.0 * tp / np.maximum(tp + fp + n1, 1)
+        i = int(np.argmax(f1))
+        return float(scores[i]), f"best F1 on the baseline ({float(f1[i]):.4f})"
+    target = float(spec.get("fpr", 0.05))
+    ok = fp / max(n0, 1) <= target + stats.tolerance(target)
+    if not ok.any():
+        return math.inf, f"false-positive rate <= {target:g} on the baseline (no threshold reaches it: none)"
+    i = int(np.flatnonzero(ok)[-1])                                  # the lowest threshold still within the rate
+    return float(scores[i]), f"false-positive rate {fp[i] / max(n0, 1):.4f} <= {target:g} on the baseline"
+
+
+def threshold_hits(pred: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-sample successes of each thresholded metric that is a proportion, over its own samples."""
+    return {"accuracy": pred == y, "recall": pred[y == 1] == 1, "specificity": pred[y == 0] == 0}
+
+
+def threshold_point(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    tp = float(np.sum((pred == 1) & (y == 1)))
+    fp = float(np.sum((pred == 1) & (y == 0)))
+    fn = float(np.sum((pred == 0) & (y == 1)))
+    tn = float(np.sum((pred == 0) & (y == 0)))
+    div = lambda a, b: a / b if b > 0 else 0.0  # noqa: E731 - scikit-learn's zero_division=0
+    return {"accuracy": div(tp + tn, tp + tn + fp + fn), "precision": div(tp, tp + fp), "recall": div(tp, tp + fn),
+            "specificity": div(tn, tn + fp), "f1": div(2 * tp, 2 * tp + fp + fn)}
+
+
+# ---------------------------------------------------------------------------------------------- the check
+
+
+def sample_weights(n: int, *, resamples: int, seed: int, chunk_cells: int = 4_000_000):
+    """Blocks of (rows, n) multinomial(n, 1/n) sample counts: a per-sample paired bootstrap, seeded, bounded memory."""
+    rng = np.random.default_rng(seed)
+    rows = max(1, chunk_cells // max(n, 1))
+    even = np.full(n, 1.0 / n)
+    for start in range(0, resamples, rows):
+        yield rng.multinomial(n, even, size=min(rows, resamples - start)).astype(np.float64)
+
+
+class ScoresCheck(Check):
+    name = "scores"
+
+    def __init__(self, options: dict[str, Any], ctx: Any) -> None:
+        super().__init__(options, ctx)
+        self._probs: dict[str, list[np.ndarray]] = {role: [] for role in ROLES}
+        self._labels: list[np.ndarray] = []
+        self._n = 0
+
+    def update(self, step: Step) -> None:
+        probs = {}
+        for role in ROLES:
+            kind = getattr(self.ctx.models.get(role), "output", "logits") if self.ctx.models else "logits"
+            probs[role] = probabilities_of(step.scores[role], kind, role=role)
+        if not self._labels and self.options.get("threshold") is not None and probs["baseline"].shape[1] != 2:
+            raise ConfigError(
+                f"{self.ctx.config.where('checks.scores.threshold')}: a decision threshold needs a binary model, but "
+                f"the models output {probs['baseline'].shape[1]} classes")
+        for role in ROLES:
+            self._probs[role].append(probs[role].astype(np.float32, copy=False))
+        self._labels.append(step.labels.detach().cpu().numpy().astype(np.int32))
+        self._n += len(step.labels)
+
+    # ------------------------------------------------------------------------------------------------ measures
+
+    def _gated(self, metric: str, source: dict[str, Any] | None = None) -> dict[str, float]:
+        section = (source if source is not None else self.options).get(metric) or {}
+        higher = METRICS[metric][0] if metric in METRICS else True
+        return {r: float(section[r]) for r in (HIGHER_RULES if higher else LOWER_RULES) if section.get(r) is not None}
+
+    def _measures(self, p: dict[str, np.ndarray], y: np.ndarray, settings: DecisionSettings) -> dict[str, _Measure]:
+        k = p["baseline"].shape[1]
+        out: dict[str, _Measure] = {}
+        for name, terms in (("log_loss", sm.log_loss_terms), ("brier", sm.brier_terms)):
+            inf = {r: sm.mean_influence(terms(p[r], y)) for r in ROLES}
+            out[name] = _Measure(inf["baseline"].value, inf["candidate"].value, inf["baseline"].psi,
+                                 inf["candidate"].psi, method="normal (paired mean)")
+        auc = {r: sm.roc_auc(p[r], y) for r in ROLES}
+        out["roc_auc"] = _Measure(auc["baseline"].value, auc["candidate"].value, auc["baseline"].psi,
+                                  auc["candidate"].psi, strata=y, method="DeLong")
+        top_k = int(self.options.get("top_k", 5))
+        if k > top_k:
+            hits = {r: sm.top_k_hits(p[r], y, top_k) for r in ROLES}
+            out["top_k_accuracy"] = _Measure(float(hits["baseline"].mean()), float(hits["candidate"].mean()),
+                                             hits["baseline"] - hits["baseline"].mean(),
+                                             hits["candidate"] - hits["candidate"].mean(),
+                                             hits=(hits["baseline"], hits["candidate"]), method="Tango score")
+        bins = int(self.options.get("ece_bins", 15))
+        rel = {r: sm.reliability(p[r], y, bins=bins) for r in ROLES}
+        ap = {r: float(sm.pr_auc(p[r], y)[0]) for r in ROLES}
+        boot = [m for m in ("ece", "pr_auc") if self._gated(m)] if settings.statistical else []
+        reps = self._bootstrap(p, y, boot, bins=bins, settings=settings) if boot else {}
+        out["ece"] = _Measure(rel["baseline"].ece, rel["candidate"].ece, reps=reps.get("ece"), method="paired bootstrap")
+        out["pr_auc"] = _Measure(ap["baseline"], ap["candidate"], reps=reps.get("pr_auc"), method="paired bootstrap")
+        self._reliability = rel
+        return out
+
+    def _bootstrap(self, p: dict[str, np.ndarray], y: np.ndarray, metrics: list[str], *, bins: int,
+                   settings: DecisionSettings) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Replicates of each metric for both models on the same per-sample resamples (paired), in bounded blocks."""
+        reps: dict[str, dict[str, list[np.ndarray]]] = {m: {r: [] for r in ROLES} for m in metrics}
+        for w in sample_weights(len(y), resamples=settings.resamples, seed=settings.seed):
+            for role in ROLES:
+                if "ece" in reps:
+                    reps["ece"][role].append(sm.ece_replicates(p[role], y, w, bins=bins))
+                if "pr_auc" in reps:
+                    reps["pr_auc"][role].append(sm.pr_auc(p[role], y, w))
+        return {m: (np.concatenate(by["baseline"]), np.concatenate(by["candidate"])) for m, by in reps.items()}
+
+    # ------------------------------------------------------------------------------------------------ compute
+
+    def compute(self) -> CheckResult:
+        if self._n == 0:
+            raise DataError("scores: no samples were seen")
+        settings = decision_settings(self.ctx.config, self.options)
+        y = np.concatenate(self._labels).astype(np.int64)
+        p = {r: np.concatenate(self._probs[r]) for r in ROLES}
+        k = p["baseline"].shape[1]
+        top_k = int(self.options.get("top_k", 5))
+        if self._gated("top_k_accuracy") and k <= top_k:
+            raise ConfigError(f"{self.ctx.config.where('checks.scores.top_k_accuracy')}: top-{top_k} accuracy needs "
+                              f"more than {top_k} classes; the models output {k} (lower checks.scores.top_k)")
+        for metric in ("roc_auc", "pr_auc"):
+            if self._gated(metric) and (len(sm.present_classes(y, k)) < (2 if k == 2 else 1)):
+                raise DataError(f"scores: {metric} needs samples of at least two classes in the labels, found only "
+                                f"class {int(y[0])}: the evaluation data cannot rank positives against negatives")
+        measures = self._measures(p, y, settings)
+        findings: list[Finding] = []
+        rows = []
+        for metric, (higher, _) in METRICS.items():
+            m = measures.get(metric)
+            if m is None:
+                continue
+            label = f"top_{top_k}_accuracy" if metric == "top_k_accuracy" else metric
+            for rule, threshold in self._gated(metric).items():
+                findings.append(self._judge(label, rule, threshold, m, settings))
+            ci = delta_interval(m, confidence=settings.confidence) if settings.statistical else None
+            rows.append((label, _round(m.baseline), _round(m.candidate), f"{m.candidate - m.baseline:+.4f}",
+                         _interval_text(ci), ("higher" if higher else "lower") + " is better", m.method))
+        tables = [Table(title="Score metrics (baseline -> candidate)",
+                        headers=("metric", "baseline", "candidate", "delta",
+                                 f"{settings.confidence:.0%} CI of delta" if settings.statistical else "",
+                                 "better", "statistic"),
+                        rows=tuple(rows))]
+        details: dict[str, Any] = {
+            "decision": settings.mode,
+            "confidence": settings.confidence,
+            "num_samples": int(y.size),
+            "metrics": {("top_%d_accuracy" % top_k if k_ == "top_k_accuracy" else k_):
+                        {"baseline": v.baseline, "candidate": v.candidate, "statistic": v.method}
+                        for k_, v in measures.items()},
+        }
+        rel_table, charts, details["reliability"] = self._reliability_outputs()
+        tables.append(rel_table)
+        if self.options.get("threshold") is not None:
+            t_table, t_findings, details["threshold"] = self._threshold(p, y, settings)
+            tables.append(t_table)
+            findings += t_findings
+        kept = 2 * y.size * k * 4 + y.size * 4
+        details["kept_per_sample"] = {"samples": int(y.size), "classes": k, "dtype": "float32",
+                                      "bytes": kept, "approximate": False}
+        notes = (f"kept per sample: both models' probabilities, {y.size} x {k} float32 each, and the labels: "
+                 f"{kept / 2 ** 20:.2f} MiB (O(N)); every metric is exact",)
+        status, summary = check_summary(self.name, findings, passed=self._passed_line(measures, top_k))
+        return CheckResult(name=self.name, status=status, summary=summary, findings=tuple(findings),
+                           tables=tuple(tables), charts=charts, details=details, notes=notes)
+
+    def _judge(self, metric: str, rule: str, threshold: float, m: _Measure, settings: DecisionSettings) -> Finding:
+        value = compared_value(rule, m.baseline, m.candidate)
+        evidence = (rule_evidence(rule, m, threshold=threshold, confidence=settings.confidence)
+                    if settings.statistical else None)
+        return judge(metric=metric, rule=rule, threshold=threshold, value=float(value), baseline=m.baseline,
+                     candidate=m.candidate, settings=settings, evidence=evidence)
+
+    def _passed_line(self, measures: dict[str, _Measure], top_k: int) -> str:
+        parts = []
+        for metric in ("roc_auc", "log_loss", "ece"):
+            m = measures[metric]
+            parts.append(f"{metric} {m.candidate:.4f} vs {m.baseline:.4f}")
+        return "; ".join(parts) + " (candidate vs baseline): within every threshold"
+
+    def _reliability_outputs(self) -> tuple[Table, tuple[Chart, ...], dict[str, Any]]:
+        rel = self._reliability
+        edges = rel["baseline"].edges
+        labels = tuple(f"{edges[i]:.2f}-{edges[i + 1]:.2f}" for i in range(len(edges) - 1))
+        rows = []
+        for i, label in enumerate(labels):
+            b, c = rel["baseline"], rel["candidate"]
+            if b.count[i] == 0 and c.count[i] == 0:
+                continue
+            rows.append((label, int(b.count[i]), _round(b.confidence[i]), _round(b.accuracy[i]),
+                         int(c.count[i]), _round(c.confidence[i]), _round(c.accuracy[i])))
+        table = Table(title=f"Reliability diagram (top-label confidence; ECE baseline {rel['baseline'].ece:.4f}, "
+                            f"candidate {rel['candidate'].ece:.4f})",
+                      headers=("confidence bin", "samples b", "confidence b", "accuracy b", "samples c",
+                               "confidence c", "accuracy c"),
+                      rows=tuple(rows))
+        charts = tuple(
+            Chart(title=f"Reliability, {role}: accuracy per confidence bin (calibrated: accuracy = confidence)",
+                  labels=tuple(labels[i] for i in range(len(labels)) if rel[role].count[i] > 0),
+                  values=tuple(round(float(rel[role].accuracy[i]), 4) for i in range(len(labels))
+                               if rel[role].count[i] > 0),
+                  y_label="accuracy")
+            for role in ROLES)
+        data = {"edges": [float(e) for e in edges], "bins": len(labels)}
+        for role in ROLES:
+            r = rel[role]
+            data[role] = {"ece": r.ece, "count": [int(x) for x in r.count],
+                          "confidence": [None if x != x else float(x) for x in r.confidence],
+                          "accuracy": [None if x != x else float(x) for x in r.accuracy]}
+        return table, charts, data
+
+    def _threshold(self, p: dict[str, np.ndarray], y: np.ndarray,
+                   settings: DecisionSettings) -> tuple[Table, list[Finding], dict[str, Any]]:
+        spec = self.options["threshold"]
+        t, how = choose_threshold(spec, p["baseline"][:, 1], y)
+        preds = {r: (p[r][:, 1].astype(np.float64) >= t).astype(np.int64) for r in ROLES}
+        point = {r: threshold_point(preds[r], y) for r in ROLES}
+        hits = {r: threshold_hits(preds[r], y) for r in ROLES}
+        findings = []
+        rules = self.options.get("at_threshold") or {}
+        for metric in THRESHOLD_METRICS:
+            hb, hc = hits["baseline"][metric], hits["candidate"][metric]
+            m = _Measure(point["baseline"][metric], point["candidate"][metric], hb - hb.mean() if hb.size else hb,
+                         hc - hc.mean() if hc.size else hc, hits=(hb, hc), method="Tango score")
+            for rule, threshold in self._gated(metric, rules).items():
+                if hb.size == 0:
+                    raise DataError(f"scores: {metric} at the threshold needs samples of class "
+                                    f"{1 if metric == 'recall' else 0}, and the labels have none")
+                findings.append(self._judge(f"{metric}@{t:.4g}", rule, threshold, m, settings))
+        rows = tuple((metric, _round(point["baseline"][metric]), _round(point["candidate"][metric]),
+                      f"{point['candidate'][metric] - point['baseline'][metric]:+.4f}")
+                     for metric in ("accuracy", "precision", "recall", "specificity", "f1"))
+        table = Table(title=f"At threshold {t:.4g} on class 1's probability ({how}), both models",
+                      headers=("metric", "baseline", "candidate", "delta"), rows=rows)
+        return table, findings, {"value": t, "chosen_by": how, "spec": spec,
+                                 "baseline": point["baseline"], "candidate": point["candidate"]}
+
+
+def _round(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 4)
+
+
+def _interval_text(ci: tuple[float, float] | None) -> str:
+    if ci is None or not all(math.isfinite(v) for v in ci):
+        return ""
+    return f"[{ci[0]:+.4f}, {ci[1]:+.4f}]"

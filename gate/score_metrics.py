@@ -1,0 +1,225 @@
+"""Metrics of class probabilities (log loss, Brier, ECE, ROC-AUC, PR-AUC, top-k) and their paired statistics.
+
+Pure numpy/scipy functions over per-sample arrays: `p` is (n, K) probabilities whose rows sum to 1, `y` is (n,)
+class indices. Binary (K = 2) metrics read the positive class's column (1), as scikit-learn does.
+
+Every metric that is a mean, or asymptotically one, comes with a per-sample *influence* psi: the metric minus its
+true value is about mean(psi), so the standard error of any paired contrast (candidate - baseline, a relative
+change) is that of the mean of the contrast's influences. For ROC-AUC the influence is built from DeLong's
+structural components (computed in O(n log n) from midranks, Sun & Xu 2014) and its variance is taken within each
+true class (`strata`), which for a binary model is exactly DeLong's variance of the paired AUC difference.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+from scipy.stats import rankdata
+
+#: Probabilities are clipped to [EPS, 1 - EPS] before the log (scikit-learn clips at its input dtype's eps).
+EPS = float(np.finfo(np.float32).eps)
+
+
+@dataclass(frozen=True)
+class Influence:
+    """A metric's value and its per-sample influence (n,); `strata` (n,) groups whose means are not random."""
+
+    value: float
+    psi: np.ndarray
+    strata: np.ndarray | None = None
+
+
+# -------------------------------------------------------------------------------------------- per-sample means
+
+
+def log_loss_terms(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """-log p(true class) per sample, p clipped to [EPS, 1 - EPS] (scikit-learn's log_loss averages these)."""
+    true = np.asarray(p, dtype=np.float64)[np.arange(len(y)), y]
+    return -np.log(np.clip(true, EPS, 1.0 - EPS))
+
+
+def brier_terms(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Squared error of the probabilities per sample: (p1 - y)^2 for K = 2, sum_k (p_k - [y = k])^2 otherwise.
+
+    The same scale as scikit-learn's brier_score_loss (halved to [0, 1] for binary, [0, 2] for multiclass)."""
+    p = np.asarray(p, dtype=np.float64)
+    if p.shape[1] == 2:
+        return (p[:, 1] - (y == 1)) ** 2
+    sq = np.sum(p * p, axis=1)
+    return sq - 2.0 * p[np.arange(len(y)), y] + 1.0
+
+
+def top_k_hits(p: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
+    """Whether the true class is among the k highest scores (fewer than k classes score strictly higher)."""
+    p = np.asarray(p)
+    true = p[np.arange(len(y)), y]
+    return np.sum(p > true[:, None], axis=1) < k
+
+
+def mean_influence(terms: np.ndarray) -> Influence:
+    terms = np.asarray(terms, dtype=np.float64)
+    value = float(terms.mean()) if terms.size else float("nan")
+    return Influence(value=value, psi=terms - value)
+
+
+# ---------------------------------------------------------------------------------------------- calibration
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """Top-label reliability diagram: per equal-width confidence bin, samples, mean confidence, accuracy."""
+
+    edges: np.ndarray        # (B + 1,)
+    count: np.ndarray        # (B,) int
+    confidence: np.ndarray   # (B,) mean top probability (NaN in an empty bin)
+    accuracy: np.ndarray     # (B,) share of correct top-1 predictions (NaN in an empty bin)
+    ece: float
+
+
+def confidence_bins(p: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top probability, its bin (intervals (i/B, (i+1)/B], the first closed at 0) and whether top-1 is right."""
+    p = np.asarray(p)
+    conf = p.max(axis=1).astype(np.float64)
+    idx = np.clip(np.ceil(np.nan_to_num(conf, nan=0.0) * bins).astype(np.int64) - 1, 0, bins - 1)
+    return conf, idx, p.argmax(axis=1)
+
+
+def reliability(p: np.ndarray, y: np.ndarray, *, bins: int = 15) -> Reliability:
+    """Expected calibration error (Guo et al. 2017): sum_b (n_b / n) |accuracy_b - confidence_b|, with its diagram."""
+    conf, idx, pred = confidence_bins(p, bins)
+    correct = (pred == y).astype(np.float64)
+    count = np.bincount(idx, minlength=bins)
+    conf_sum = np.bincount(idx, weights=conf, minlength=bins)
+    acc_sum = np.bincount(idx, weights=correct, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf, acc = conf_sum / count, acc_sum / count
+    n = max(len(y), 1)
+    ece = float(np.sum(np.abs(acc_sum - conf_sum)) / n) if np.isfinite(conf).all() else float("nan")
+    return Reliability(edges=np.linspace(0.0, 1.0, bins + 1), count=count, confidence=mean_conf, accuracy=acc, ece=ece)
+
+
+def ece_replicates(p: np.ndarray, y: np.ndarray, weights: np.ndarray, *, bins: int) -> np.ndarray:
+    """ECE for each row of sample weights (R, n): the bootstrap replicates of `reliability(...).ece`."""
+    conf, idx, pred = confidence_bins(p, bins)
+    gap = (pred == y).astype(np.float64) - conf
+    onehot = sparse.csr_matrix((gap, (np.arange(len(y)), idx)), shape=(len(y), bins))
+    w = np.asarray(weights, dtype=np.float64)
+    return np.abs(np.asarray(onehot.T @ w.T).T).sum(axis=1) / w.sum(axis=1)
+
+
+# -------------------------------------------------------------------------------------------------- ROC-AUC
+
+
+def auc_components(score: np.ndarray, positive: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """AUC and DeLong's structural components V10 (one per positive) and V01 (one per negative), O(n log n).
+
+    V10_i is the share of negatives scored below positive i (ties count half), V01_j the share of positives scored
+    above negative j; both average to the AUC. From midranks (Sun & Xu 2014): V10 = (rank among all - rank among
+    positives) / n0, V01 = 1 - (rank among all - rank among negatives) / n1.
+    """
+    score = np.asarray(score, dtype=np.float64)
+    positive = np.asarray(positive, dtype=bool)
+    n1, n0 = int(positive.sum()), int((~positive).sum())
+    if n1 == 0 or n0 == 0:
+        return float("nan"), np.full(n1, np.nan), np.full(n0, np.nan)
+    ranks = rankdata(score)
+    v10 = (ranks[positive] - rankdata(score[positive])) / n0
+    v01 = 1.0 - (ranks[~positive] - rankdata(score[~positive])) / n1
+    return float(v10.mean()), v10, v01
+
+
+def present_classes(y: np.ndarray, num_classes: int) -> np.ndarray:
+    """Classes with both positives and negatives in `y`: the ones a one-vs-rest average can include."""
+    support = np.bincount(y, minlength=num_classes)
+    return np.flatnonzero((support > 0) & (support < len(y)))
+
+
+def roc_auc(p: np.ndarray, y: np.ndarray) -> Influence:
+    """ROC-AUC (binary: the positive class; multiclass: one-vs-rest macro over the classes present) with its
+    DeLong influence, stratified by the true class."""
+    p = np.asarray(p)
+    n, k = p.shape
+    psi = np.zeros(n)
+    classes = [1] if k == 2 else present_classes(y, k).tolist()
+    if not classes or (k == 2 and len(present_classes(y, 2)) < 2):
+        return Influence(value=float("nan"), psi=np.full(n, np.nan), strata=y)
+    values = []
+    for c in classes:
+        pos = y == c
+        auc, v10, v01 = auc_components(p[:, c], pos)
+        psi[pos] += (n / v10.size) * (v10 - auc)
+        psi[~pos] += (n / v01.size) * (v01 - auc)
+        values.append(auc)
+    return Influence(value=float(np.mean(values)), psi=psi / len(classes), strata=y)
+
+
+# ---------------------------------------------------------------------------------------- average precision
+
+
+def _average_precision_sorted(y_sorted: np.ndarray, last: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """AP for each row of weights (R, n), samples sorted by descending score, `last` the index ending each tie."""
+    w = np.asarray(weights, dtype=np.float64)
+    tp = np.cumsum(w * y_sorted, axis=1)[:, last]
+    fp = np.cumsum(w * (1.0 - y_sorted), axis=1)[:, last]
+    total = tp[:, -1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / np.where(tp + fp > 0, tp + fp, 1.0), 0.0)
+        recall = tp / total
+    d_recall = np.diff(np.concatenate([np.zeros((w.shape[0], 1)), recall], axis=1), axis=1)
+    out = np.sum(d_recall * precision, axis=1)
+    return np.where(total[:, 0] > 0, out, np.nan)
+
+
+def _sorted_for_ap(score: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    order = np.argsort(-np.asarray(score, dtype=np.float64), kind="mergesort")
+    s = np.asarray(score, dtype=np.float64)[order]
+    last = np.flatnonzero(np.r_[s[1:] != s[:-1], True])
+    return order, np.asarray(positive, dtype=np.float64)[order], last
+
+
+def average_precision(score: np.ndarray, positive: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """scikit-learn's average_precision_score: sum_n (R_n - R_{n-1}) P_n over distinct thresholds; per weight row."""
+    order, y_sorted, last = _sorted_for_ap(score, positive)
+    w = np.ones((1, len(order))) if weights is None else np.atleast_2d(weights)[:, order]
+    return _average_precision_sorted(y_sorted, last, w)
+
+
+def pr_auc(p: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """PR-AUC as average precision (binary: class 1; multiclass: one-vs-rest macro over the classes present in y),
+    for each row of sample weights (one row of ones when None)."""
+    p = np.asarray(p)
+    k = p.shape[1]
+    classes = [1] if k == 2 else present_classes(y, k).tolist()
+    rows = 1 if weights is None else np.atleast_2d(weights).shape[0]
+    if not classes or (k == 2 and len(present_classes(y, 2)) < 2):
+        return np.full(rows, np.nan)
+    total = np.zeros(rows)
+    for c in classes:
+        total += average_precision(p[:, c], y == c, weights)
+    return total / len(classes)
+
+
+# ------------------------------------------------------------------------------------------------- contrasts
+
+
+def contrast_se(psi: np.ndarray, strata: np.ndarray | None) -> float:
+    """Standard error of mean(psi): the sample variance within each stratum (all one stratum when None), / n."""
+    psi = np.asarray(psi, dtype=np.float64)
+    n = psi.size
+    if n < 2:
+        return float("nan")
+    if strata is None:
+        return float(np.sqrt(np.var(psi, ddof=1) / n))
+    groups = np.unique(strata, return_inverse=True)[1]
+    sizes = np.bincount(groups).astype(np.float64)
+    means = np.bincount(groups, weights=psi) / sizes
+    ss = np.bincount(groups, weights=(psi - means[groups]) ** 2)
+    scale = np.where(sizes > 1, sizes / np.maximum(sizes - 1, 1), 0.0)
+    return float(np.sqrt(np.sum(scale * ss)) / n)
+
+
+def delong_paired(p_baseline: np.ndarray, p_candidate: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """(AUC baseline, AUC candidate, standard error of their difference) by DeLong's paired method."""
+    b, c = roc_auc(p_baseline, y), roc_auc(p_candidate, y)
+    return b.value, c.value, contrast_se(c.psi - b.psi, y)
