@@ -17,8 +17,9 @@ import numpy as np
 from scipy import sparse
 from scipy.stats import rankdata
 
-#: Probabilities are clipped to [EPS, 1 - EPS] before the log (scikit-learn clips at its input dtype's eps).
-EPS = float(np.finfo(np.float32).eps)
+#: Probabilities are clipped to [EPS, 1 - EPS] in the log loss, as scikit-learn clips float64 input: a confident
+#: mistake costs at most -log(EPS) = 36.0 nats.
+EPS = float(np.finfo(np.float64).eps)
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,18 @@ class Influence:
 # -------------------------------------------------------------------------------------------- per-sample means
 
 
-def log_loss_terms(p: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """-log p(true class) per sample, p clipped to [EPS, 1 - EPS] (scikit-learn's log_loss averages these)."""
-    true = np.asarray(p, dtype=np.float64)[np.arange(len(y)), y]
-    return -np.log(np.clip(true, EPS, 1.0 - EPS))
+def probabilities(odds: np.ndarray) -> np.ndarray:
+    """Class probabilities from per-class log-odds: p = sigmoid(odds), in float64."""
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-np.asarray(odds, dtype=np.float64)))
+
+
+def log_loss_terms(odds: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """-log p(true class) per sample from per-class log-odds (-log p = softplus(-odds), exact where p is near 1),
+    p clipped to [EPS, 1 - EPS] as scikit-learn clips float64 input (its log_loss averages these)."""
+    true = np.asarray(odds, dtype=np.float64)[np.arange(len(y)), y]
+    with np.errstate(invalid="ignore"):     # a NaN score stays NaN, and NaN never passes
+        return np.clip(np.logaddexp(0.0, -true), -np.log1p(-EPS), -np.log(EPS))
 
 
 def brier_terms(p: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -45,11 +45,25 @@ THRESHOLD_METRICS = ("accuracy", "recall", "specificity")
 _ROW_SUM_TOLERANCE = 1e-3
 
 
-def probabilities_of(scores: torch.Tensor, kind: str, *, role: str) -> np.ndarray:
-    """(B, K) float32 class probabilities from the runner's scores of a model whose output is `kind`."""
-    s = scores.detach().float()
+def log_odds_of(scores: torch.Tensor, kind: str, *, role: str) -> np.ndarray:
+    """(B, K) float32 log-odds log(p_k / (1 - p_k)) of each class from the runner's scores of a `kind` output.
+
+    Log-odds, not probabilities: a confident model's probabilities (and its log-probabilities, computed as
+    z - logsumexp(z)) saturate in float32 from a logit margin of about 17, which would tie samples the model ranks
+    apart. z_k - logsumexp of the other logits (in float64, the top class's rest summed without it) keeps every
+    sample's rank, gives p_k = sigmoid and log p_k = -softplus(-odds) to full precision, and is monotone in p_k,
+    so ROC-AUC, PR-AUC and top-k read the model's own ranking.
+    """
+    s = scores.detach().double()
     if kind in ("logits", "binary_logit"):
-        return torch.softmax(s, dim=1).cpu().numpy()
+        top = s.argmax(dim=1)
+        rows = torch.arange(s.shape[0], device=s.device)
+        e = torch.exp(s - s[rows, top][:, None])
+        rest = e.sum(dim=1, keepdim=True) - e
+        without_top = e.clone()
+        without_top[rows, top] = 0.0
+        rest[rows, top] = without_top.sum(dim=1)
+        return (s - s[rows, top][:, None] - torch.log(rest)).float().cpu().numpy()
     p = s.cpu().numpy()
     if kind == "probabilities":
         finite = np.isfinite(p).all(axis=1)
@@ -60,7 +74,9 @@ def probabilities_of(scores: torch.Tensor, kind: str, *, role: str) -> np.ndarra
                 f"{role}: output: probabilities, but a row sums to {float(sums[i]):.4g}, not 1: the score metrics "
                 "need a distribution over the classes (are they logits, or per-class sigmoids?)"
             )
-    return np.clip(p, 0.0, 1.0)
+    p = np.clip(p, 0.0, 1.0)
+    with np.errstate(divide="ignore"):
+        return (np.log(p) - np.log1p(-p)).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -235,7 +251,7 @@ class ScoresCheck(Check):
 
     def __init__(self, options: dict[str, Any], ctx: Any) -> None:
         super().__init__(options, ctx)
-        self._probs: dict[str, list[np.ndarray]] = {role: [] for role in ROLES}
+        self._odds: dict[str, list[np.ndarray]] = {role: [] for role in ROLES}
         self._labels: list[np.ndarray] = []
         self._n = 0
 
@@ -243,13 +259,13 @@ class ScoresCheck(Check):
         probs = {}
         for role in ROLES:
             kind = getattr(self.ctx.models.get(role), "output", "logits") if self.ctx.models else "logits"
-            probs[role] = probabilities_of(step.scores[role], kind, role=role)
+            probs[role] = log_odds_of(step.scores[role], kind, role=role)
         if not self._labels and self.options.get("threshold") is not None and probs["baseline"].shape[1] != 2:
             raise ConfigError(
                 f"{self.ctx.config.where('checks.scores.threshold')}: a decision threshold needs a binary model, but "
                 f"the models output {probs['baseline'].shape[1]} classes")
         for role in ROLES:
-            self._probs[role].append(probs[role].astype(np.float32, copy=False))
+            self._odds[role].append(probs[role].astype(np.float32, copy=False))
         self._labels.append(step.labels.detach().cpu().numpy().astype(np.int32))
         self._n += len(step.labels)
 
@@ -260,34 +276,37 @@ class ScoresCheck(Check):
         higher = METRICS[metric][0] if metric in METRICS else True
         return {r: float(section[r]) for r in (HIGHER_RULES if higher else LOWER_RULES) if section.get(r) is not None}
 
-    def _measures(self, p: dict[str, np.ndarray], y: np.ndarray, settings: DecisionSettings) -> dict[str, _Measure]:
+    def _measures(self, p: dict[str, np.ndarray], odds: dict[str, np.ndarray], y: np.ndarray,
+                  settings: DecisionSettings) -> dict[str, _Measure]:
+        """Every metric of both models; `odds` (log-odds per class) is what the log loss and ranking metrics read."""
         k = p["baseline"].shape[1]
         out: dict[str, _Measure] = {}
-        for name, terms in (("log_loss", sm.log_loss_terms), ("brier", sm.brier_terms)):
-            inf = {r: sm.mean_influence(terms(p[r], y)) for r in ROLES}
-            out[name] = _Measure(inf["baseline"].value, inf["candidate"].value, inf["baseline"].psi,
-                                 inf["candidate"].psi, method="normal (paired mean)")
-        auc = {r: sm.roc_auc(p[r], y) for r in ROLES}
+        for name, tb, tc in (("log_loss", sm.log_loss_terms(odds["baseline"], y), sm.log_loss_terms(odds["candidate"], y)),
+                             ("brier", sm.brier_terms(p["baseline"], y), sm.brier_terms(p["candidate"], y))):
+            ib, ic = sm.mean_influence(tb), sm.mean_influence(tc)
+            out[name] = _Measure(ib.value, ic.value, ib.psi, ic.psi, method="normal (paired mean)")
+        auc = {r: sm.roc_auc(odds[r], y) for r in ROLES}
         out["roc_auc"] = _Measure(auc["baseline"].value, auc["candidate"].value, auc["baseline"].psi,
                                   auc["candidate"].psi, strata=y, method="DeLong")
         top_k = int(self.options.get("top_k", 5))
         if k > top_k:
-            hits = {r: sm.top_k_hits(p[r], y, top_k) for r in ROLES}
+            hits = {r: sm.top_k_hits(odds[r], y, top_k) for r in ROLES}
             out["top_k_accuracy"] = _Measure(float(hits["baseline"].mean()), float(hits["candidate"].mean()),
                                              hits["baseline"] - hits["baseline"].mean(),
                                              hits["candidate"] - hits["candidate"].mean(),
                                              hits=(hits["baseline"], hits["candidate"]), method="Tango score")
         bins = int(self.options.get("ece_bins", 15))
         rel = {r: sm.reliability(p[r], y, bins=bins) for r in ROLES}
-        ap = {r: float(sm.pr_auc(p[r], y)[0]) for r in ROLES}
+        ap = {r: float(sm.pr_auc(odds[r], y)[0]) for r in ROLES}
         boot = [m for m in ("ece", "pr_auc") if self._gated(m)] if settings.statistical else []
-        reps = self._bootstrap(p, y, boot, bins=bins, settings=settings) if boot else {}
+        reps = self._bootstrap(p, odds, y, boot, bins=bins, settings=settings) if boot else {}
         out["ece"] = _Measure(rel["baseline"].ece, rel["candidate"].ece, reps=reps.get("ece"), method="paired bootstrap")
         out["pr_auc"] = _Measure(ap["baseline"], ap["candidate"], reps=reps.get("pr_auc"), method="paired bootstrap")
         self._reliability = rel
         return out
 
-    def _bootstrap(self, p: dict[str, np.ndarray], y: np.ndarray, metrics: list[str], *, bins: int,
+    def _bootstrap(self, p: dict[str, np.ndarray], odds: dict[str, np.ndarray], y: np.ndarray, metrics: list[str],
+                   *, bins: int,
                    settings: DecisionSettings) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Replicates of each metric for both models on the same per-sample resamples (paired), in bounded blocks."""
         reps: dict[str, dict[str, list[np.ndarray]]] = {m: {r: [] for r in ROLES} for m in metrics}
@@ -296,7 +315,7 @@ class ScoresCheck(Check):
                 if "ece" in reps:
                     reps["ece"][role].append(sm.ece_replicates(p[role], y, w, bins=bins))
                 if "pr_auc" in reps:
-                    reps["pr_auc"][role].append(sm.pr_auc(p[role], y, w))
+                    reps["pr_auc"][role].append(sm.pr_auc(odds[role], y, w))
         return {m: (np.concatenate(by["baseline"]), np.concatenate(by["candidate"])) for m, by in reps.items()}
 
     # ------------------------------------------------------------------------------------------------ compute
@@ -306,7 +325,8 @@ class ScoresCheck(Check):
             raise DataError("scores: no samples were seen")
         settings = decision_settings(self.ctx.config, self.options)
         y = np.concatenate(self._labels).astype(np.int64)
-        p = {r: np.concatenate(self._probs[r]) for r in ROLES}
+        odds = {r: np.concatenate(self._odds[r]).astype(np.float64) for r in ROLES}
+        p = {r: sm.probabilities(odds[r]) for r in ROLES}
         k = p["baseline"].shape[1]
         top_k = int(self.options.get("top_k", 5))
         if self._gated("top_k_accuracy") and k <= top_k:
@@ -316,7 +336,8 @@ class ScoresCheck(Check):
             if self._gated(metric) and (len(sm.present_classes(y, k)) < (2 if k == 2 else 1)):
                 raise DataError(f"scores: {metric} needs samples of at least two classes in the labels, found only "
                                 f"class {int(y[0])}: the evaluation data cannot rank positives against negatives")
-        measures = self._measures(p, y, settings)
+        with np.errstate(invalid="ignore"):     # NaN scores give NaN metrics, which fail; no warning on the way
+            measures = self._measures(p, odds, y, settings)
         findings: list[Finding] = []
         rows = []
         for metric, (higher, _) in METRICS.items():
@@ -406,7 +427,7 @@ class ScoresCheck(Check):
                    settings: DecisionSettings) -> tuple[Table, list[Finding], dict[str, Any]]:
         spec = self.options["threshold"]
         t, how = choose_threshold(spec, p["baseline"][:, 1], y)
-        preds = {r: (p[r][:, 1].astype(np.float64) >= t).astype(np.int64) for r in ROLES}
+        preds = {r: (p[r][:, 1] >= t).astype(np.int64) for r in ROLES}
         point = {r: threshold_point(preds[r], y) for r in ROLES}
         hits = {r: threshold_hits(preds[r], y) for r in ROLES}
         findings = []

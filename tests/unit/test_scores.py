@@ -322,3 +322,28 @@ def test_non_finite_scores_never_pass():
     zc[3, 0] = np.nan
     result = run_check(y, zb, zc, options={"log_loss": {"max_increase": 1.0}})
     assert result.findings[0].status == "fail"
+
+
+def test_confident_models_keep_their_ranking_where_float32_probabilities_saturate():
+    y, zb, zc = world(400, 2, seed=46)
+    zc = zc * 40.0            # margins far beyond 17: softmax in float32 is exactly 1.0 for most samples
+    assert np.mean(softmax(zc).max(axis=1) == 1.0) > 0.5
+    got = metrics_of(run_check(y, zb, zc))
+    assert got["roc_auc"][1] == pytest.approx(roc_auc_score(y, zc[:, 1].astype(np.float64) - zc[:, 0]), rel=1e-12)
+    assert got["pr_auc"][1] == pytest.approx(average_precision_score(y, zc[:, 1].astype(np.float64) - zc[:, 0]))
+    # the log loss of confident mistakes is the margin itself, not a clipped 15.9
+    margin = zc[:, 1].astype(np.float64) - zc[:, 0]
+    exact = np.logaddexp(0.0, np.where(y == 1, -margin, margin))
+    assert got["log_loss"][1] == pytest.approx(np.clip(exact, -np.log1p(-sm.EPS), -np.log(sm.EPS)).mean(), rel=1e-6)
+
+
+def test_log_odds_of_multiclass_logits_are_exact_for_the_top_class():
+    from gate.checks.scores import log_odds_of
+
+    z = torch.tensor([[30.0, 0.0, -1.0], [0.5, 0.4, 0.3]])
+    odds = log_odds_of(z, "logits", role="baseline").astype(np.float64)
+    zd = z.double().numpy()
+    for i in range(2):
+        for c in range(3):
+            rest = np.log(np.sum(np.exp(np.delete(zd[i], c))))
+            assert odds[i, c] == pytest.approx(zd[i, c] - rest, rel=1e-6)
