@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
-from scipy.stats import rankdata
 
 #: Probabilities are clipped to [EPS, 1 - EPS] in the log loss, as scikit-learn clips float64 input: a confident
 #: mistake costs at most -log(EPS) = 36.0 nats.
@@ -120,6 +119,21 @@ def ece_replicates(p: np.ndarray, y: np.ndarray, weights: np.ndarray, *, bins: i
 # -------------------------------------------------------------------------------------------------- ROC-AUC
 
 
+def midranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks with ties given their average rank (scipy.stats.rankdata's "average"), without its overhead."""
+    x = np.asarray(x)
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    change = np.empty(xs.size, dtype=bool)
+    change[0] = True
+    np.not_equal(xs[1:], xs[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    ends = np.append(starts[1:], xs.size)
+    ranks = np.empty(x.size, dtype=np.float64)
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return ranks
+
+
 def auc_components(score: np.ndarray, positive: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """AUC and DeLong's structural components V10 (one per positive) and V01 (one per negative), O(n log n).
 
@@ -132,9 +146,11 @@ def auc_components(score: np.ndarray, positive: np.ndarray) -> tuple[float, np.n
     n1, n0 = int(positive.sum()), int((~positive).sum())
     if n1 == 0 or n0 == 0:
         return float("nan"), np.full(n1, np.nan), np.full(n0, np.nan)
-    ranks = rankdata(score)
-    v10 = (ranks[positive] - rankdata(score[positive])) / n0
-    v01 = 1.0 - (ranks[~positive] - rankdata(score[~positive])) / n1
+    if np.isnan(score).any():
+        return float("nan"), np.full(n1, np.nan), np.full(n0, np.nan)
+    ranks = midranks(score)
+    v10 = (ranks[positive] - midranks(score[positive])) / n0
+    v01 = 1.0 - (ranks[~positive] - midranks(score[~positive])) / n1
     return float(v10.mean()), v10, v01
 
 
@@ -166,47 +182,74 @@ def roc_auc(p: np.ndarray, y: np.ndarray) -> Influence:
 # ---------------------------------------------------------------------------------------- average precision
 
 
-def _average_precision_sorted(y_sorted: np.ndarray, last: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """AP for each row of weights (R, n), samples sorted by descending score, `last` the index ending each tie."""
-    w = np.asarray(weights, dtype=np.float64)
-    tp = np.cumsum(w * y_sorted, axis=1)[:, last]
-    fp = np.cumsum(w * (1.0 - y_sorted), axis=1)[:, last]
-    total = tp[:, -1:]
+def _joins(score: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """For average precision: (row, sample) entries of the matrix whose row g sums the positives that first count
+    as predicted positive at the g-th distinct positive score t_g (t_0 > t_1 > ...), row G + g the negatives."""
+    s = np.asarray(score, dtype=np.float64)
+    pos = np.asarray(positive, dtype=bool)
+    thresholds = np.unique(s[pos])[::-1]
+    g = np.searchsorted(-thresholds, -s, side="left")                      # first t_g <= s (G: never)
+    counted = g < thresholds.size
+    return np.where(pos, g, g + thresholds.size)[counted], np.flatnonzero(counted), int(thresholds.size)
+
+
+def _ap_from_sums(sums: np.ndarray, size: int) -> np.ndarray:
+    tp = np.cumsum(sums[:size], axis=0)
+    fp = np.cumsum(sums[size:], axis=0)
+    d_tp = np.diff(tp, axis=0, prepend=0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = np.where(tp + fp > 0, tp / np.where(tp + fp > 0, tp + fp, 1.0), 0.0)
-        recall = tp / total
-    d_recall = np.diff(np.concatenate([np.zeros((w.shape[0], 1)), recall], axis=1), axis=1)
-    out = np.sum(d_recall * precision, axis=1)
-    return np.where(total[:, 0] > 0, out, np.nan)
+        out = np.sum(d_tp * precision, axis=0) / tp[-1]
+    return np.where(tp[-1] > 0, out, np.nan)
 
 
-def _sorted_for_ap(score: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    order = np.argsort(-np.asarray(score, dtype=np.float64), kind="mergesort")
-    s = np.asarray(score, dtype=np.float64)[order]
-    last = np.flatnonzero(np.r_[s[1:] != s[:-1], True])
-    return order, np.asarray(positive, dtype=np.float64)[order], last
+def _average_precision_t(scores: list[np.ndarray], positives: list[np.ndarray], wt: np.ndarray) -> np.ndarray:
+    """Average precision of each (score, positive) pair for every weight column of `wt` (n, R): (pairs, R).
+
+    Recall only moves at thresholds that hold a positive, so precision is needed only there. Each sample first
+    counts as predicted positive at the first positive score t_g <= its own; one sparse matrix with one entry per
+    sample and pair sums the weights that join at each t_g, and cumulative sums over g give TP_g and FP_g for every
+    column at once: O(n R) per pair from one read of the weights (this runs inside the bootstrap). Whole-number
+    weights below 2^24 add exactly in float32.
+    """
+    rows, cols, sizes, offset = [], [], [], 0
+    for score, positive in zip(scores, positives):
+        r, c, size = _joins(score, positive)
+        rows.append(r + offset)
+        cols.append(c)
+        sizes.append(size)
+        offset += 2 * size
+    n = wt.shape[0]
+    joins = sparse.csr_matrix((np.ones(sum(map(len, rows)), dtype=wt.dtype),
+                               (np.concatenate(rows), np.concatenate(cols))), shape=(offset, n))
+    sums = np.asarray(joins @ wt, dtype=np.float64)
+    out, start = [], 0
+    for size in sizes:
+        out.append(_ap_from_sums(sums[start:start + 2 * size], size) if size else np.full(wt.shape[1], np.nan))
+        start += 2 * size
+    return np.vstack(out)
 
 
 def average_precision(score: np.ndarray, positive: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-    """scikit-learn's average_precision_score: sum_n (R_n - R_{n-1}) P_n over distinct thresholds; per weight row."""
-    order, y_sorted, last = _sorted_for_ap(score, positive)
-    w = np.ones((1, len(order))) if weights is None else np.atleast_2d(weights)[:, order]
-    return _average_precision_sorted(y_sorted, last, w)
+    """scikit-learn's average_precision_score, sum over distinct thresholds of (R_n - R_{n-1}) P_n, for each row of
+    sample weights (R, n) (one row of ones when None)."""
+    w = np.ones((1, len(score)), dtype=np.float32) if weights is None else np.atleast_2d(weights)
+    return _average_precision_t([score], [positive], np.ascontiguousarray(w.T))[0]
 
 
 def pr_auc(p: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """PR-AUC as average precision (binary: class 1; multiclass: one-vs-rest macro over the classes present in y),
-    for each row of sample weights (one row of ones when None)."""
+    for each row of sample weights (R, n) (one row of ones when None). `p` may be any per-class score monotone in
+    the probability (log-odds): only its order matters."""
     p = np.asarray(p)
     k = p.shape[1]
     classes = [1] if k == 2 else present_classes(y, k).tolist()
-    rows = 1 if weights is None else np.atleast_2d(weights).shape[0]
+    w = np.ones((1, len(y)), dtype=np.float32) if weights is None else np.atleast_2d(weights)
     if not classes or (k == 2 and len(present_classes(y, 2)) < 2):
-        return np.full(rows, np.nan)
-    total = np.zeros(rows)
-    for c in classes:
-        total += average_precision(p[:, c], y == c, weights)
-    return total / len(classes)
+        return np.full(w.shape[0], np.nan)
+    per_class = _average_precision_t([p[:, c] for c in classes], [y == c for c in classes],
+                                     np.ascontiguousarray(w.T, dtype=np.float32))
+    return per_class.mean(axis=0)
 
 
 # ------------------------------------------------------------------------------------------------- contrasts

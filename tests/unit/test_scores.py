@@ -347,3 +347,18 @@ def test_log_odds_of_multiclass_logits_are_exact_for_the_top_class():
         for c in range(3):
             rest = np.log(np.sum(np.exp(np.delete(zd[i], c))))
             assert odds[i, c] == pytest.approx(zd[i, c] - rest, rel=1e-6)
+
+
+def test_weighted_average_precision_is_scikit_learns_with_sample_weights():
+    y, zb, _ = world(300, 4, seed=47)
+    scores = np.round(softmax(zb).astype(np.float64), 2)           # ties
+    w = np.random.default_rng(3).integers(0, 4, size=(5, 300)).astype(np.float32)
+    got = sm.pr_auc(scores, y, w)
+    for r in range(5):
+        keep = w[r] > 0
+        want = np.mean([average_precision_score(y[keep] == c, scores[keep, c], sample_weight=w[r][keep])
+                        for c in range(4)])
+        assert got[r] == pytest.approx(want, rel=1e-9)
+    binary = sm.pr_auc(np.stack([1 - scores[:, 1], scores[:, 1]], 1), (y == 1).astype(np.int64), w[:1])
+    keep = w[0] > 0
+    assert binary[0] == pytest.approx(average_precision_score(y[keep] == 1, scores[keep, 1], sample_weight=w[0][keep]))
