@@ -275,3 +275,89 @@ def delong_paired(p_baseline: np.ndarray, p_candidate: np.ndarray, y: np.ndarray
     """(AUC baseline, AUC candidate, standard error of their difference) by DeLong's paired method."""
     b, c = roc_auc(p_baseline, y), roc_auc(p_candidate, y)
     return b.value, c.value, contrast_se(c.psi - b.psi, y)
+
+
+# --------------------------------------------------------------------------------------------- streamed state
+
+
+class StreamedScores:
+    """Sufficient statistics of the score metrics for very large N, merged by addition, O(K x bins) memory.
+
+    Exact: the log loss and Brier sums, top-k hits and the paired (b, c) counts, the reliability bins (so the ECE).
+    Approximate: ROC-AUC and PR-AUC from `bins` equal-width bins of each class's probability, positives and
+    negatives counted apart (as torchmetrics' thresholded AUROC does): samples in one bin tie, so the result is the
+    metric of the binned scores, within about one bin's share of the ranking of the exact one.
+    """
+
+    def __init__(self, num_classes: int, *, bins: int, ece_bins: int, top_k: int) -> None:
+        self.k, self.bins, self.ece_bins, self.top_k = num_classes, bins, ece_bins, top_k
+        self.n = 0
+        self.support = np.zeros(num_classes, dtype=np.int64)
+        self.loss = np.zeros(2)
+        self.brier = np.zeros(2)
+        self.hits = np.zeros(2, dtype=np.int64)
+        self.discordant = np.zeros(2, dtype=np.int64)            # (baseline hit only, candidate hit only)
+        self.hist = np.zeros((2, num_classes, 2, bins), dtype=np.int64)
+        self.rel = np.zeros((2, 3, ece_bins))                    # count, confidence sum, correct sum
+
+    def update(self, odds: tuple[np.ndarray, np.ndarray], y: np.ndarray) -> None:
+        y = np.asarray(y, dtype=np.int64)
+        self.n += y.size
+        self.support += np.bincount(y, minlength=self.k)
+        hits = []
+        for m, o in enumerate(odds):
+            o = np.asarray(o, dtype=np.float64)
+            p = probabilities(o)
+            self.loss[m] += log_loss_terms(o, y).sum()
+            self.brier[m] += brier_terms(p, y).sum()
+            if self.k > self.top_k:
+                hits.append(top_k_hits(o, y, self.top_k))
+                self.hits[m] += int(hits[-1].sum())
+            idx = np.minimum((p * self.bins).astype(np.int64), self.bins - 1)
+            is_pos = (y[:, None] == np.arange(self.k)[None, :]).astype(np.int64)
+            cell = ((np.arange(self.k)[None, :] * 2 + is_pos) * self.bins + idx).ravel()
+            self.hist[m] += np.bincount(cell, minlength=self.k * 2 * self.bins).reshape(self.k, 2, self.bins)
+            conf, b, pred = confidence_bins(p, self.ece_bins)
+            self.rel[m, 0] += np.bincount(b, minlength=self.ece_bins)
+            self.rel[m, 1] += np.bincount(b, weights=conf, minlength=self.ece_bins)
+            self.rel[m, 2] += np.bincount(b, weights=(pred == y).astype(np.float64), minlength=self.ece_bins)
+        if hits:
+            self.discordant += [int(np.sum(hits[0] & ~hits[1])), int(np.sum(~hits[0] & hits[1]))]
+
+    def _classes(self) -> list[int]:
+        present = np.flatnonzero((self.support > 0) & (self.support < self.n))
+        return [1] if self.k == 2 else present.tolist()
+
+    def roc_auc(self, m: int) -> float:
+        """Mann-Whitney AUC of the binned scores (ties within a bin count half); macro one-vs-rest."""
+        values = []
+        for c in self._classes():
+            neg, pos = self.hist[m, c, 0].astype(np.float64), self.hist[m, c, 1].astype(np.float64)
+            if pos.sum() == 0 or neg.sum() == 0:
+                return float("nan")
+            below = np.cumsum(neg) - neg
+            values.append(float(np.sum(pos * (below + 0.5 * neg)) / (pos.sum() * neg.sum())))
+        return float(np.mean(values)) if values else float("nan")
+
+    def pr_auc(self, m: int) -> float:
+        """Average precision of the binned scores, thresholds at the bins from the top; macro one-vs-rest."""
+        values = []
+        for c in self._classes():
+            neg, pos = self.hist[m, c, 0][::-1].astype(np.float64), self.hist[m, c, 1][::-1].astype(np.float64)
+            if pos.sum() == 0:
+                return float("nan")
+            tp, fp = np.cumsum(pos), np.cumsum(neg)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                precision = np.where(tp + fp > 0, tp / np.where(tp + fp > 0, tp + fp, 1.0), 0.0)
+            values.append(float(np.sum(pos * precision) / pos.sum()))
+        return float(np.mean(values)) if values else float("nan")
+
+    def reliability(self, m: int) -> Reliability:
+        count, conf_sum, acc_sum = self.rel[m]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_conf, acc = conf_sum / count, acc_sum / count
+        return Reliability(edges=np.linspace(0.0, 1.0, self.ece_bins + 1), count=count.astype(np.int64),
+                           confidence=mean_conf, accuracy=acc, ece=float(np.sum(np.abs(acc_sum - conf_sum)) / self.n))
+
+    def nbytes(self) -> int:
+        return int(self.hist.nbytes + self.rel.nbytes + self.support.nbytes)

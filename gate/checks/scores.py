@@ -15,7 +15,7 @@ State: each sample's probabilities of both models (float32) and its label, O(N x
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import Any
 
@@ -91,6 +91,8 @@ class _Measure:
     hits: tuple[np.ndarray, np.ndarray] | None = None    # proportions: per-sample successes of each model
     reps: tuple[np.ndarray, np.ndarray] | None = None    # bootstrap metrics: replicates of each model
     method: str = ""
+    scale: float = 1.0                                   # streamed: sqrt(kept / N), the kept sample's se -> N's
+    pairs: tuple[int, int, int, int] | None = None       # proportions: (b, c, n, candidate successes), exact
 
 
 def _z(confidence: float) -> float:
@@ -151,19 +153,25 @@ def bootstrap_rule_evidence(reps: np.ndarray, *, rule: str, threshold: float, co
 
 def proportion_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float) -> Evidence:
     """Tango's score test for a paired proportion's drop, exact binomial for its floor, delta method for relative."""
-    assert m.hits is not None
-    hb, hc = m.hits
-    n = int(hb.size)
+    b, c, n, successes = proportion_counts(m)
     if rule == "min":
-        return rate_evidence(int(hc.sum()), n, threshold=threshold, rule="min", confidence=confidence)
+        return rate_evidence(successes, n, threshold=threshold, rule="min", confidence=confidence)
     if rule == "max_drop":
-        b, c = int(np.sum(hb & ~hc)), int(np.sum(~hb & hc))
         ev = paired_drop_evidence(np.array(b), np.array(c), np.array(n), threshold=threshold, confidence=confidence)
         return Evidence(p_beyond=float(ev["beyond"]), p_within=float(ev["within"]), p_worse=float(ev["worse"]),
                         interval=(float(ev["low"]), float(ev["high"])), method="Tango score")
     value = compared_value(rule, m.baseline, m.candidate)
-    se = sm.contrast_se(contrast_influence(rule, m), None)
+    se = sm.contrast_se(contrast_influence(rule, m), None) * m.scale
     return normal_evidence(value, se, rule=rule, threshold=threshold, confidence=confidence, method="delta method")
+
+
+def proportion_counts(m: _Measure) -> tuple[int, int, int, int]:
+    """(baseline-only successes, candidate-only successes, samples, candidate successes) of a paired proportion."""
+    if m.pairs is not None:
+        return m.pairs
+    assert m.hits is not None
+    hb, hc = m.hits
+    return int(np.sum(hb & ~hc)), int(np.sum(~hb & hc)), int(hb.size), int(hc.sum())
 
 
 def rule_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float) -> Evidence:
@@ -175,7 +183,7 @@ def rule_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float
             reps = np.array([compared_value(rule, float(b), float(c)) for b, c in zip(rb, rc)])
         return bootstrap_rule_evidence(reps, rule=rule, threshold=threshold, confidence=confidence)
     value = compared_value(rule, m.baseline, m.candidate)
-    se = sm.contrast_se(contrast_influence(rule, m), m.strata)
+    se = sm.contrast_se(contrast_influence(rule, m), m.strata) * m.scale
     return normal_evidence(value, se, rule=rule, threshold=threshold, confidence=confidence, method=m.method)
 
 
@@ -189,7 +197,7 @@ def delta_interval(m: _Measure, *, confidence: float) -> tuple[float, float] | N
         return float(lo), float(hi)
     if m.psi_baseline is None:
         return None
-    se = sm.contrast_se(m.psi_candidate - m.psi_baseline, m.strata)
+    se = sm.contrast_se(m.psi_candidate - m.psi_baseline, m.strata) * m.scale
     d = m.candidate - m.baseline
     return d - z * se, d + z * se
 
@@ -258,20 +266,75 @@ class ScoresCheck(Check):
         self._odds: dict[str, list[np.ndarray]] = {role: [] for role in ROLES}
         self._labels: list[np.ndarray] = []
         self._n = 0
+        self._max = int(options.get("max_samples") or 2_000_000)
+        self._bins = options.get("bins")
+        self._stream: sm.StreamedScores | None = None
+        self._kept: dict[str, np.ndarray] = {}          # streamed: the uniform sample (reservoir), max_samples rows
+        self._filled = 0
+        self._rng = np.random.default_rng(int(getattr(ctx.config, "seed", 0) or 0))
 
     def update(self, step: Step) -> None:
-        probs = {}
+        odds = {}
         for role in ROLES:
             kind = getattr(self.ctx.models.get(role), "output", "logits") if self.ctx.models else "logits"
-            probs[role] = log_odds_of(step.scores[role], kind, role=role)
-        if not self._labels and self.options.get("threshold") is not None and probs["baseline"].shape[1] != 2:
+            odds[role] = log_odds_of(step.scores[role], kind, role=role)
+        k = odds["baseline"].shape[1]
+        if self._n == 0 and self.options.get("threshold") is not None and k != 2:
             raise ConfigError(
                 f"{self.ctx.config.where('checks.scores.threshold')}: a decision threshold needs a binary model, but "
-                f"the models output {probs['baseline'].shape[1]} classes")
+                f"the models output {k} classes")
+        y = step.labels.detach().cpu().numpy().astype(np.int32)
+        if self._stream is None and (self._bins is not None or self._n + y.size > self._max):
+            self._start_stream(k)
+        if self._stream is None:
+            for role in ROLES:
+                self._odds[role].append(odds[role])
+            self._labels.append(y)
+        else:
+            self._stream.update((odds["baseline"], odds["candidate"]), y)
+            self._keep_sample(odds, y)
+        self._n += y.size
+
+    def _start_stream(self, k: int) -> None:
+        """From here on: exact sums and binned ranks for every sample, per-sample values for a uniform sample."""
+        self._stream = sm.StreamedScores(k, bins=int(self._bins or 1000), ece_bins=int(self.options.get("ece_bins", 15)),
+                                         top_k=int(self.options.get("top_k", 5)))
+        size = self._max
+        self._kept = {role: np.empty((size, k), dtype=np.float32) for role in ROLES}
+        self._kept["labels"] = np.empty(size, dtype=np.int32)
+        if self._labels:
+            y = np.concatenate(self._labels)
+            stored = {role: np.concatenate(self._odds[role]) for role in ROLES}
+            self._stream.update((stored["baseline"], stored["candidate"]), y)
+            for role in ROLES:
+                self._kept[role][: y.size] = stored[role]
+            self._kept["labels"][: y.size] = y
+            self._filled = y.size
+        self._odds, self._labels = {role: [] for role in ROLES}, []
+
+    def _keep_sample(self, odds: dict[str, np.ndarray], y: np.ndarray) -> None:
+        """Reservoir sampling (Vitter's algorithm R, seeded): every sample seen is kept with equal probability."""
+        size = self._max
+        take = min(size - self._filled, y.size)
+        if take:
+            for role in ROLES:
+                self._kept[role][self._filled:self._filled + take] = odds[role][:take]
+            self._kept["labels"][self._filled:self._filled + take] = y[:take]
+            self._filled += take
+        if take == y.size:
+            return
+        seen = self._n + np.arange(take, y.size)                 # global index of each remaining sample
+        slot = self._rng.integers(0, seen + 1)
+        accept = np.flatnonzero(slot < size) + take
+        if accept.size == 0:
+            return
+        slots = slot[accept - take]
+        # one slot drawn twice in a batch: the later sample wins, as in the sequential algorithm
+        last = np.unique(slots[::-1], return_index=True)[1]
+        rows, targets = accept[::-1][last], slots[::-1][last]
         for role in ROLES:
-            self._odds[role].append(probs[role].astype(np.float32, copy=False))
-        self._labels.append(step.labels.detach().cpu().numpy().astype(np.int32))
-        self._n += len(step.labels)
+            self._kept[role][targets] = odds[role][rows]
+        self._kept["labels"][targets] = y[rows]
 
     # ------------------------------------------------------------------------------------------------ measures
 
@@ -328,20 +391,28 @@ class ScoresCheck(Check):
         if self._n == 0:
             raise DataError("scores: no samples were seen")
         settings = decision_settings(self.ctx.config, self.options)
-        y = np.concatenate(self._labels).astype(np.int64)
-        odds = {r: np.concatenate(self._odds[r]).astype(np.float64) for r in ROLES}
+        if self._stream is None:
+            y = np.concatenate(self._labels).astype(np.int64)
+            odds = {r: np.concatenate(self._odds[r]).astype(np.float64) for r in ROLES}
+        else:
+            y = self._kept["labels"][: self._filled].astype(np.int64)
+            odds = {r: self._kept[r][: self._filled].astype(np.float64) for r in ROLES}
         p = {r: sm.probabilities(odds[r]) for r in ROLES}
         k = p["baseline"].shape[1]
         top_k = int(self.options.get("top_k", 5))
         if self._gated("top_k_accuracy") and k <= top_k:
             raise ConfigError(f"{self.ctx.config.where('checks.scores.top_k_accuracy')}: top-{top_k} accuracy needs "
                               f"more than {top_k} classes; the models output {k} (lower checks.scores.top_k)")
+        support = self._stream.support if self._stream is not None else np.bincount(y, minlength=k)
         for metric in ("roc_auc", "pr_auc"):
-            if self._gated(metric) and (len(sm.present_classes(y, k)) < (2 if k == 2 else 1)):
+            if self._gated(metric) and np.count_nonzero(support) < 2:
                 raise DataError(f"scores: {metric} needs samples of at least two classes in the labels, found only "
-                                f"class {int(y[0])}: the evaluation data cannot rank positives against negatives")
+                                f"class {int(np.argmax(support))}: the evaluation data cannot rank positives against "
+                                "negatives")
         with np.errstate(invalid="ignore"):     # NaN scores give NaN metrics, which fail; no warning on the way
             measures = self._measures(p, odds, y, settings)
+            if self._stream is not None:
+                measures = self._streamed(measures)
         findings: list[Finding] = []
         rows = []
         for metric, (higher, _) in METRICS.items():
@@ -374,13 +445,49 @@ class ScoresCheck(Check):
             tables.append(t_table)
             findings += t_findings
         kept = 2 * y.size * k * 4 + y.size * 4
-        details["kept_per_sample"] = {"samples": int(y.size), "classes": k, "dtype": "float32",
-                                      "bytes": kept, "approximate": False}
-        notes = (f"kept per sample: both models' probabilities, {y.size} x {k} float32 each, and the labels: "
-                 f"{kept / 2 ** 20:.2f} MiB (O(N)); every metric is exact",)
+        streamed = self._stream is not None
+        details["kept_per_sample"] = {
+            "samples": int(y.size), "of": self._n, "classes": k, "dtype": "float32", "bytes": kept,
+            "streamed_bytes": self._stream.nbytes() if streamed else 0, "approximate": streamed,
+            "approximate_metrics": ["roc_auc", "pr_auc"] if streamed else [],
+            "bins": self._stream.bins if streamed else None,
+        }
+        if not streamed:
+            notes = (f"kept per sample: both models' log-odds per class, {y.size} x {k} float32 each, and the labels: "
+                     f"{kept / 2 ** 20:.2f} MiB (O(N)); every metric is exact",)
+        else:
+            notes = (f"APPROXIMATE: ROC-AUC and PR-AUC from {self._stream.bins} probability bins per class (streamed, "
+                     f"{self._stream.nbytes() / 2 ** 20:.2f} MiB); log loss, Brier, ECE and top-k exact over all "
+                     f"{self._n} samples; intervals and tests from a uniform sample of {y.size} samples kept per "
+                     f"sample ({kept / 2 ** 20:.2f} MiB), their widths scaled to {self._n} samples"
+                     + ("; the decision threshold and its metrics are on that sample"
+                        if self.options.get("threshold") is not None else ""),)
         status, summary = check_summary(self.name, findings, passed=self._passed_line(measures, top_k))
         return CheckResult(name=self.name, status=status, summary=summary, findings=tuple(findings),
                            tables=tuple(tables), charts=charts, details=details, notes=notes)
+
+    def _streamed(self, measures: dict[str, _Measure]) -> dict[str, _Measure]:
+        """Point values over every sample from the streamed state; spreads from the kept sample, scaled to N."""
+        st = self._stream
+        assert st is not None
+        scale = math.sqrt(self._filled / self._n)
+        full = {"log_loss": (st.loss[0] / st.n, st.loss[1] / st.n), "brier": (st.brier[0] / st.n, st.brier[1] / st.n),
+                "roc_auc": (st.roc_auc(0), st.roc_auc(1)), "pr_auc": (st.pr_auc(0), st.pr_auc(1)),
+                "ece": (st.reliability(0).ece, st.reliability(1).ece)}
+        if "top_k_accuracy" in measures:
+            full["top_k_accuracy"] = (st.hits[0] / st.n, st.hits[1] / st.n)
+        out = {}
+        for name, m in measures.items():
+            b, c = (float(v) for v in full[name])
+            reps = m.reps
+            if reps is not None:
+                reps = (b + scale * (reps[0] - m.baseline), c + scale * (reps[1] - m.candidate))
+            pairs = ((int(st.discordant[0]), int(st.discordant[1]), st.n, int(st.hits[1]))
+                     if name == "top_k_accuracy" else None)
+            method = m.method + (f" (binned, {st.bins} bins: approximate)" if name in ("roc_auc", "pr_auc") else "")
+            out[name] = replace(m, baseline=b, candidate=c, reps=reps, scale=scale, pairs=pairs, method=method)
+        self._reliability = {role: st.reliability(i) for i, role in enumerate(ROLES)}
+        return out
 
     def _judge(self, metric: str, rule: str, threshold: float, m: _Measure, settings: DecisionSettings) -> Finding:
         value = compared_value(rule, m.baseline, m.candidate)

@@ -362,3 +362,73 @@ def test_weighted_average_precision_is_scikit_learns_with_sample_weights():
     binary = sm.pr_auc(np.stack([1 - scores[:, 1], scores[:, 1]], 1), (y == 1).astype(np.int64), w[:1])
     keep = w[0] > 0
     assert binary[0] == pytest.approx(average_precision_score(y[keep] == 1, scores[keep, 1], sample_weight=w[0][keep]))
+
+
+# ------------------------------------------------------------------------------------------------ streamed
+
+
+def binned(p: np.ndarray, bins: int) -> np.ndarray:
+    return np.minimum(np.floor(p * bins), bins - 1)
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_binned_auc_is_the_auc_of_the_binned_scores_and_the_rest_stays_exact(k):
+    y, zb, zc = world(600, k, seed=51, temperature=1.3)
+    exact = metrics_of(run_check(y, zb, zc, options={"top_k": 2}))
+    result = run_check(y, zb, zc, options={"bins": 20, "top_k": 2, "roc_auc": {"max_drop": 0.01}}, batch=50)
+    got = metrics_of(result)
+    for i, z in enumerate((zb, zc)):
+        o = torch.from_numpy(z).double()
+        p = torch.softmax(o, dim=1).numpy()
+        if k == 2:
+            assert got["roc_auc"][i] == pytest.approx(roc_auc_score(y, binned(p[:, 1], 20)), rel=1e-12)
+            assert got["pr_auc"][i] == pytest.approx(average_precision_score(y, binned(p[:, 1], 20)), rel=1e-12)
+        else:
+            assert got["roc_auc"][i] == pytest.approx(np.mean([roc_auc_score(y == c, binned(p[:, c], 20))
+                                                               for c in range(k)]), rel=1e-12)
+            assert got["pr_auc"][i] == pytest.approx(np.mean([average_precision_score(y == c, binned(p[:, c], 20))
+                                                              for c in range(k)]), rel=1e-12)
+        for metric in ("log_loss", "brier", "ece") + (("top_2_accuracy",) if k > 2 else ()):
+            assert got[metric][i] == pytest.approx(exact[metric][i], rel=1e-9)
+    kept = result.details["kept_per_sample"]
+    assert kept["approximate"] is True and kept["approximate_metrics"] == ["roc_auc", "pr_auc"]
+    assert result.notes[0].startswith("APPROXIMATE: ROC-AUC and PR-AUC from 20 probability bins")
+    assert "approximate" in next(r for r in result.tables[0].rows if r[0] == "roc_auc")[-1]
+
+
+def test_beyond_max_samples_the_check_streams_and_keeps_a_uniform_sample():
+    y, zb, zc = world(3000, 3, seed=52, temperature=1.4)
+    options = {"log_loss": {"max_increase": 0.01}, "roc_auc": {"max_drop": 0.01}}
+    exact = run_check(y, zb, zc, options=options)
+    streamed = run_check(y, zb, zc, options={**options, "max_samples": 500}, batch=128)
+    kept = streamed.details["kept_per_sample"]
+    assert kept["samples"] == 500 and kept["of"] == 3000 and kept["bins"] == 1000
+    for fe, fs in zip(exact.findings, streamed.findings):
+        assert fs.metric == fe.metric
+        if fe.metric == "log_loss":
+            assert fs.value == pytest.approx(fe.value, rel=1e-9)          # exact sums over every sample
+        else:
+            assert fs.value == pytest.approx(fe.value, abs=2e-3)          # 1,000 bins
+        width_e, width_s = fe.interval[1] - fe.interval[0], fs.interval[1] - fs.interval[0]
+        assert 0.7 < width_s / width_e < 1.4                              # the kept sample's spread, scaled to N
+
+
+def test_the_reservoir_keeps_every_sample_with_the_same_probability():
+    n, size, runs = 50, 10, 400
+    counts = np.zeros(n)
+    y = np.arange(n) % 2
+    z = np.stack([np.zeros(n), np.arange(n, dtype=np.float64)], axis=1).astype(np.float32)
+    for seed in range(runs):
+        config = build_config({"seed": seed, "checks": {"scores": {"enabled": True, "max_samples": 100}}})
+        ctx = RunContext(config=config, models={}, class_names=("0", "1"), device=None)
+        check = ScoresCheck({**config.check("scores"), "max_samples": size}, ctx)
+        for i, start in enumerate(range(0, n, 7)):
+            sl = slice(start, start + 7)
+            check.update(Step(index=i, offset=start, inputs=None, labels=torch.from_numpy(y[sl]),
+                              scores={"baseline": torch.from_numpy(z[sl]), "candidate": torch.from_numpy(z[sl])}))
+        kept = np.round(check._kept["baseline"][:, 1].astype(np.float64)).astype(int)   # log-odds = the index
+        assert len(set(kept.tolist())) == size
+        counts[kept] += 1
+    share = counts / runs
+    assert np.abs(share - size / n).max() < 0.1          # sd 0.02 per sample at 400 runs
+    assert sps.chisquare(counts).pvalue > 0.001
