@@ -224,7 +224,8 @@ def choose_threshold(spec: Any, p1: np.ndarray, y: np.ndarray) -> tuple[float, s
     target = float(spec.get("fpr", 0.05))
     ok = fp / max(n0, 1) <= target + stats.tolerance(target)
     if not ok.any():
-        return math.inf, f"false-positive rate <= {target:g} on the baseline (no threshold reaches it: none)"
+        return math.inf, (f"false-positive rate <= {target:g} on the baseline: no score reaches it, so every sample "
+                          "is predicted negative")
     i = int(np.flatnonzero(ok)[-1])                                  # the lowest threshold still within the rate
     return float(scores[i]), f"false-positive rate {fp[i] / max(n0, 1):.4f} <= {target:g} on the baseline"
 

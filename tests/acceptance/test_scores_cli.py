@@ -68,6 +68,11 @@ def test_overconfident_candidate_keeps_accuracy_and_fails_on_log_loss(cancer, in
     assert metrics["roc_auc"]["candidate"] == pytest.approx(roc_auc_score(y, zc))
     assert "log_loss: increase" in res.out and "FAIL" in res.out
     assert "Reliability diagram" in (tmp_path / "r.md").read_text()
+    import jsonschema
+
+    del scores["details"]["kept_per_sample"]          # the schema holds renderers to the scores details
+    with pytest.raises(jsonschema.ValidationError, match="kept_per_sample"):
+        validate_report(report)
 
 
 def test_scrambled_ranking_keeps_accuracy_and_fails_on_roc_auc(cancer, in_repo_root, tmp_path, capsys):
