@@ -274,6 +274,17 @@ class ScoresCheck(Check):
         self._filled = 0
         self._rng = np.random.default_rng(int(getattr(ctx.config, "seed", 0) or 0))
 
+    def setup(self) -> None:
+        where = self.ctx.config.where
+        spec = self.options.get("threshold")
+        rules = self.options.get("at_threshold") or {}
+        if spec is None and any(self._gated(m, rules) for m in THRESHOLD_METRICS):
+            raise ConfigError(f"{where('checks.scores.at_threshold')}: rules at a threshold need checks.scores.threshold "
+                              "(a number, {choose: best_f1} or {choose: fpr, fpr: 0.05})")
+        if isinstance(spec, dict) and spec.get("choose") == "fpr" and spec.get("fpr") is None:
+            raise ConfigError(f"{where('checks.scores.threshold')}: choose: fpr needs the false-positive rate to hold, "
+                              "e.g. {choose: fpr, fpr: 0.05}")
+
     def update(self, step: Step) -> None:
         odds = {}
         for role in ROLES:

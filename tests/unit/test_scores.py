@@ -432,3 +432,22 @@ def test_the_reservoir_keeps_every_sample_with_the_same_probability():
     share = counts / runs
     assert np.abs(share - size / n).max() < 0.1          # sd 0.02 per sample at 400 runs
     assert sps.chisquare(counts).pvalue > 0.001
+
+
+def test_point_decisions_compare_the_measured_values_without_resampling():
+    y, zb, zc = world(300, 3, seed=53, temperature=2.0)
+    result = run_check(y, zb, zc, options={"log_loss": {"max_increase": 0.0}, "ece": {"max": 1.0}},
+                       decision={"mode": "point"})
+    by_metric = {f.metric: f for f in result.findings}
+    increase = log_loss(y, softmax(zc), labels=[0, 1, 2]) - log_loss(y, softmax(zb), labels=[0, 1, 2])
+    assert by_metric["log_loss"].value == pytest.approx(increase, rel=1e-4)
+    assert by_metric["log_loss"].status == ("fail" if increase > 0 else "pass")
+    assert by_metric["log_loss"].decision == "point" and by_metric["log_loss"].interval is None
+    assert by_metric["ece"].status == "pass"
+
+
+def test_an_unreachable_false_positive_rate_predicts_every_sample_negative():
+    y = np.array([0, 1, 0, 1])
+    p1 = np.array([0.9, 0.8, 0.2, 0.1])
+    t, how = choose_threshold({"choose": "fpr", "fpr": 0.1}, p1, y)
+    assert t == math.inf and "every sample is predicted negative" in how
