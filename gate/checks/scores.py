@@ -43,6 +43,8 @@ METRICS: dict[str, tuple[bool, str]] = {
 }
 THRESHOLD_METRICS = ("accuracy", "recall", "specificity")
 _ROW_SUM_TOLERANCE = 1e-3
+#: ECE and PR-AUC are resampled on at most this many samples (a seeded uniform subsample), their spread scaled to N.
+BOOTSTRAP_SAMPLES = 20_000
 
 
 def log_odds_of(scores: torch.Tensor, kind: str, *, role: str) -> np.ndarray:
@@ -379,6 +381,8 @@ class ScoresCheck(Check):
         ap = {r: float(sm.pr_auc(odds[r], y)[0]) for r in ROLES}
         boot = [m for m in ("ece", "pr_auc") if self._gated(m)] if settings.statistical else []
         reps = self._bootstrap(p, odds, y, boot, bins=bins, settings=settings) if boot else {}
+        if y.size > BOOTSTRAP_SAMPLES and reps:
+            reps = self._rescaled(reps, p, odds, y, (rel, ap), bins=bins)
         out["ece"] = _Measure(rel["baseline"].ece, rel["candidate"].ece, reps=reps.get("ece"), method="paired bootstrap")
         out["pr_auc"] = _Measure(ap["baseline"], ap["candidate"], reps=reps.get("pr_auc"), method="paired bootstrap")
         self._reliability = rel
@@ -387,7 +391,14 @@ class ScoresCheck(Check):
     def _bootstrap(self, p: dict[str, np.ndarray], odds: dict[str, np.ndarray], y: np.ndarray, metrics: list[str],
                    *, bins: int,
                    settings: DecisionSettings) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Replicates of each metric for both models on the same per-sample resamples (paired), in bounded blocks."""
+        """Replicates of each metric for both models on the same per-sample resamples (paired), in bounded blocks.
+
+        Above BOOTSTRAP_SAMPLES samples the resamples are drawn from a seeded uniform subsample of that size (the
+        bootstrap costs resamples x n x K); `_rescaled` then scales their spread to the whole data."""
+        if y.size > BOOTSTRAP_SAMPLES:
+            keep = np.sort(np.random.default_rng(settings.seed).choice(y.size, BOOTSTRAP_SAMPLES, replace=False))
+            p, odds, y = {r: v[keep] for r, v in p.items()}, {r: v[keep] for r, v in odds.items()}, y[keep]
+            self._subsample = (p, odds, y)
         reps: dict[str, dict[str, list[np.ndarray]]] = {m: {r: [] for r in ROLES} for m in metrics}
         for w in sample_weights(len(y), resamples=settings.resamples, seed=settings.seed):
             for role in ROLES:
@@ -396,6 +407,24 @@ class ScoresCheck(Check):
                 if "pr_auc" in reps:
                     reps["pr_auc"][role].append(sm.pr_auc(odds[role], y, w))
         return {m: (np.concatenate(by["baseline"]), np.concatenate(by["candidate"])) for m, by in reps.items()}
+
+    def _rescaled(self, reps: dict[str, tuple[np.ndarray, np.ndarray]], p: dict[str, np.ndarray],
+                  odds: dict[str, np.ndarray], y: np.ndarray, full: tuple[Any, Any], *,
+                  bins: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Subsample replicates moved to the whole data: centred on its estimates, spread times sqrt(m / n)."""
+        sp, so, sy = self._subsample
+        scale = math.sqrt(sy.size / y.size)
+        rel, ap = full
+        out = {}
+        for metric, (rb, rc) in reps.items():
+            if metric == "ece":
+                sub = tuple(sm.reliability(sp[r], sy, bins=bins).ece for r in ROLES)
+                whole = (rel["baseline"].ece, rel["candidate"].ece)
+            else:
+                sub = tuple(float(sm.pr_auc(so[r], sy)[0]) for r in ROLES)
+                whole = (ap["baseline"], ap["candidate"])
+            out[metric] = (whole[0] + scale * (rb - sub[0]), whole[1] + scale * (rc - sub[1]))
+        return out
 
     # ------------------------------------------------------------------------------------------------ compute
 

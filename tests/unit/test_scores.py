@@ -451,3 +451,17 @@ def test_an_unreachable_false_positive_rate_predicts_every_sample_negative():
     p1 = np.array([0.9, 0.8, 0.2, 0.1])
     t, how = choose_threshold({"choose": "fpr", "fpr": 0.1}, p1, y)
     assert t == math.inf and "every sample is predicted negative" in how
+
+
+def test_large_data_resamples_ece_on_a_subsample_scaled_to_the_whole(monkeypatch):
+    import gate.checks.scores as scores_module
+
+    y, zb, zc = world(4000, 3, seed=54, temperature=2.0)
+    options = {"ece": {"max_increase": 0.05}, "pr_auc": {"max_drop": 0.02}}
+    whole = run_check(y, zb, zc, options=options, decision={"bootstrap_resamples": 400})
+    monkeypatch.setattr(scores_module, "BOOTSTRAP_SAMPLES", 1000)
+    sub = run_check(y, zb, zc, options=options, decision={"bootstrap_resamples": 400})
+    for fw, fs in zip(whole.findings, sub.findings):
+        assert fs.value == fw.value                               # the point values use every sample
+        ww, ws = fw.interval[1] - fw.interval[0], fs.interval[1] - fs.interval[0]
+        assert 0.6 < ws / ww < 1.6
