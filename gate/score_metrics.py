@@ -182,6 +182,9 @@ def roc_auc(p: np.ndarray, y: np.ndarray) -> Influence:
 # ---------------------------------------------------------------------------------------- average precision
 
 
+_AP_CELLS = 4_000_000
+
+
 def _joins(score: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """For average precision: (row, sample) entries of the matrix whose row g sums the positives that first count
     as predicted positive at the g-th distinct positive score t_g (t_0 > t_1 > ...), row G + g the negatives."""
@@ -247,9 +250,13 @@ def pr_auc(p: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> n
     w = np.ones((1, len(y)), dtype=np.float32) if weights is None else np.atleast_2d(weights)
     if not classes or (k == 2 and len(present_classes(y, 2)) < 2):
         return np.full(w.shape[0], np.nan)
-    per_class = _average_precision_t([p[:, c] for c in classes], [y == c for c in classes],
-                                     np.ascontiguousarray(w.T, dtype=np.float32))
-    return per_class.mean(axis=0)
+    wt = np.ascontiguousarray(w.T, dtype=np.float32)
+    step = max(1, _AP_CELLS // max(len(y), 1))          # classes per sparse product: bounded index memory
+    total = np.zeros(w.shape[0])
+    for start in range(0, len(classes), step):
+        chunk = classes[start:start + step]
+        total += _average_precision_t([p[:, c] for c in chunk], [y == c for c in chunk], wt).sum(axis=0)
+    return total / len(classes)
 
 
 # ------------------------------------------------------------------------------------------------- contrasts
