@@ -10,7 +10,8 @@ Which statistic backs which rule (docs/checks/scores.md has the measured coverag
 - ECE and PR-AUC: a seeded per-sample paired bootstrap with `decision.bootstrap_resamples` resamples.
 Every rule is decided by gate.verdict.judge from that Evidence.
 
-State: each sample's probabilities of both models (float32) and its label, O(N x K), stated in the report.
+State: each sample's log-odds per class of both models (float32) and its label, O(N x K), stated in the report;
+beyond `max_samples` (or with `bins`), streamed sums and binned ranks plus a seeded uniform sample of samples.
 """
 from __future__ import annotations
 
@@ -32,14 +33,14 @@ from gate.verdict import DecisionSettings, Evidence, check_summary, decision_set
 
 HIGHER_RULES = ("min", "max_drop", "max_relative_drop")
 LOWER_RULES = ("max", "max_increase", "max_relative_increase")
-#: metric key -> (higher is better, how its rules are decided)
+#: metric key -> (higher is better, how its rules are decided), in the report's order
 METRICS: dict[str, tuple[bool, str]] = {
-    "log_loss": (False, "normal"),
-    "brier": (False, "normal"),
-    "ece": (False, "bootstrap"),
+    "log_loss": (False, "normal, paired mean"),
+    "brier": (False, "normal, paired mean"),
+    "ece": (False, "paired bootstrap"),
     "roc_auc": (True, "DeLong"),
-    "pr_auc": (True, "bootstrap"),
-    "top_k_accuracy": (True, "proportion"),
+    "pr_auc": (True, "paired bootstrap"),
+    "top_k_accuracy": (True, "Tango score"),
 }
 THRESHOLD_METRICS = ("accuracy", "recall", "specificity")
 _ROW_SUM_TOLERANCE = 1e-3
@@ -503,7 +504,7 @@ class ScoresCheck(Check):
                      f"sample ({kept / 2 ** 20:.2f} MiB), their widths scaled to {self._n} samples"
                      + ("; the decision threshold and its metrics are on that sample"
                         if self.options.get("threshold") is not None else ""),)
-        status, summary = check_summary(self.name, findings, passed=self._passed_line(measures, top_k))
+        status, summary = check_summary(self.name, findings, passed=self._passed_line(measures))
         return CheckResult(name=self.name, status=status, summary=summary, findings=tuple(findings),
                            tables=tuple(tables), charts=charts, details=details, notes=notes)
 
@@ -537,7 +538,7 @@ class ScoresCheck(Check):
         return judge(metric=metric, rule=rule, threshold=threshold, value=float(value), baseline=m.baseline,
                      candidate=m.candidate, settings=settings, evidence=evidence)
 
-    def _passed_line(self, measures: dict[str, _Measure], top_k: int) -> str:
+    def _passed_line(self, measures: dict[str, _Measure]) -> str:
         parts = []
         for metric in ("roc_auc", "log_loss", "ece"):
             m = measures[metric]
