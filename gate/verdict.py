@@ -3,7 +3,9 @@
 Sign conventions that nobody can misread:
 - higher-is-better metrics: `min` (floor on the candidate), `max_drop` (baseline - candidate <= max_drop), and
   `max_relative_drop` ((baseline - candidate) / baseline <= max_relative_drop); a drop is positive when worse;
-- lower-is-better rates: `max` (ceiling on the candidate's rate).
+- lower-is-better metrics (flip rates, log loss, Brier score, calibration error): `max` (ceiling on the candidate),
+  `max_increase` (candidate - baseline <= max_increase) and `max_relative_increase` ((candidate - baseline) /
+  baseline <= max_relative_increase); an increase is positive when worse.
 
 Decision modes (`decision.mode`, see docs/statistics.md); alpha = (1 - confidence) / 2 for every one-sided test:
 - `significant-and-beyond` (default): fail when the candidate is significantly worse than the baseline (one-sided
@@ -137,7 +139,8 @@ def judge(
     where: str | None = None,
     unit: str = "",
 ) -> Finding:
-    """Decide one rule. `value` is the compared quantity (a drop for max_drop rules, the metric itself otherwise).
+    """Decide one rule. `value` is the compared quantity (a drop for max_drop rules, an increase for max_increase
+    rules, the metric itself for `min` / `max`).
 
     `max_*` rules fail when value > threshold; `min` fails when value < threshold. Statistical modes decide from
     `evidence` (p-values); a rule that only has an `interval` (latency, ONNX latency) is decided by it: pass when
@@ -145,7 +148,8 @@ def judge(
     """
     worse_above = rule != "min"
     margin = (threshold - value) if worse_above else (value - threshold)
-    what = {"max_drop": "drop", "max_relative_drop": "relative drop", "max": "value", "min": "value"}.get(rule, rule)
+    what = {"max_drop": "drop", "max_relative_drop": "relative drop", "max": "value", "min": "value",
+            "max_increase": "increase", "max_relative_increase": "relative increase"}.get(rule, rule)
     shown_interval = evidence.interval if evidence is not None and evidence.interval is not None else interval
     p_value = evidence.p_beyond if evidence is not None else None
     p_value = None if p_value is None or math.isnan(p_value) else float(p_value)   # undefined: no p to show

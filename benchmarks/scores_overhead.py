@@ -1,0 +1,116 @@
+"""In-process cost of the scores check over the default checks, on the same models and data, side by side.
+
+Goal (issue 13): the default checks plus `scores` take at most 1.05x the default checks alone. Each variant is a
+whole `run_gate` in this process (load, one pass, every check's compute, the verdict); the variants are
+interleaved (default, scores, scores+rules, default, ...) and the median of each is compared, in CPU seconds of
+this process (time.process_time: other processes on a shared machine do not count). Two whole runs still differ
+by more than 5% by noise alone, so the script also times the scores check's own
+work inside the same runs (its update() per batch plus its compute()) and prints the attributable ratio
+(default median + scores' own median) / default median, which is the number to hold against the goal.
+Two scores variants: enabled with no thresholds (metrics, DeLong and normal intervals, the reliability diagram),
+and with a rule on every metric (which adds the per-sample bootstrap of ECE and PR-AUC).
+
+    python benchmarks/scores_overhead.py [--repeats 9] [--workload digits|cancer]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gate.checks.scores import ScoresCheck  # noqa: E402
+from gate.config import build_config  # noqa: E402
+from gate.runner import Sources, run_gate  # noqa: E402
+
+RULES = {"log_loss": {"max_increase": 0.05}, "brier": {"max_increase": 0.02}, "ece": {"max_increase": 0.03},
+         "roc_auc": {"max_drop": 0.01}, "pr_auc": {"max_drop": 0.02}}
+
+
+def digits():
+    import yaml
+
+    art = ROOT / "examples" / "digits" / "artifacts"
+    if not (art / "candidate_good.safetensors").exists():
+        subprocess.run([sys.executable, str(ROOT / "examples/digits/make_models.py"), str(art)], check=True)
+    raw = yaml.safe_load((ROOT / "examples/digits/gate.yaml").read_text())
+    raw["checks"]["drift"] = {"enabled": False}     # the default checks only
+    return raw, art / "candidate_good.safetensors", art / "baseline.safetensors", art / "eval.npz", {"top_k_accuracy": {"max_drop": 0.01}}
+
+
+def cancer():
+    import yaml
+
+    from examples.breast_cancer.make_models import make
+
+    paths = make(Path(tempfile.mkdtemp(prefix="gate-cancer-")))
+    raw = yaml.safe_load((ROOT / "examples/breast_cancer/gate.yaml").read_text())
+    raw["checks"].pop("scores")
+    return raw, paths["candidate_good"], paths["baseline"], paths["data"], {}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--workload", choices=("digits", "cancer"), default="digits")
+    args = parser.parse_args()
+    raw, candidate, baseline, data, extra_rules = digits() if args.workload == "digits" else cancer()
+    variants = {"default checks": copy.deepcopy(raw)}
+    with_scores = copy.deepcopy(raw)
+    with_scores["checks"]["scores"] = {"enabled": True}
+    variants["+ scores, no thresholds"] = with_scores
+    with_rules = copy.deepcopy(raw)
+    with_rules["checks"]["scores"] = {"enabled": True, **RULES, **extra_rules}
+    variants["+ scores, a rule on every metric"] = with_rules
+    configs = {name: build_config(v, source="benchmark") for name, v in variants.items()}
+    sources = Sources(candidate=str(candidate), baseline=str(baseline), data=str(data), extras={})
+    times: dict[str, list[float]] = {name: [] for name in configs}
+    own: dict[str, list[float]] = {name: [] for name in configs}
+    spent = [0.0]
+    update = ScoresCheck.update
+
+    def timed_update(self, step):
+        t0 = time.process_time()
+        update(self, step)
+        spent[0] += time.process_time() - t0
+
+    compute = ScoresCheck.compute
+    compute_spent = [0.0]
+
+    def timed_compute(self):
+        t0 = time.process_time()
+        out = compute(self)
+        compute_spent[0] = time.process_time() - t0
+        return out
+
+    ScoresCheck.update = timed_update
+    ScoresCheck.compute = timed_compute
+    for name, config in configs.items():      # warm-up: imports, first-call costs
+        run_gate(config, sources)
+    for _ in range(args.repeats):
+        for name, config in configs.items():
+            spent[0] = compute_spent[0] = 0.0
+            t0 = time.process_time()
+            report = run_gate(config, sources)
+            times[name].append(time.process_time() - t0)
+            own[name].append(spent[0] + compute_spent[0])
+    base = statistics.median(times["default checks"])
+    n = report.data.num_samples
+    print(f"workload {args.workload}: {n} samples, {report.models[0].num_classes} classes, "
+          f"{args.repeats} interleaved repeats, median of each")
+    print(f"{'variant':36s} {'run median CPU s':>16s} {'run ratio':>9s} {'scores own CPU s':>16s} {'attributable':>12s}")
+    for name in configs:
+        med, mine = statistics.median(times[name]), statistics.median(own[name])
+        print(f"{name:36s} {med:16.4f} {med / base:9.3f} {mine:16.4f} {(base + mine) / base:12.3f}")
+    print("goal: attributable ratio <= 1.05")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,613 @@
+"""Metrics of the class probabilities, paired: log loss, Brier score, calibration error, ROC-AUC, PR-AUC, top-k
+accuracy, and a binary decision threshold. A candidate that keeps every argmax but becomes overconfident, or whose
+ranking collapses while accuracy holds, fails here.
+
+Which statistic backs which rule (docs/checks/scores.md has the measured coverage):
+- ROC-AUC: DeLong's paired test (structural components from midranks, O(n log n)), stratified by true class;
+- log loss, Brier score: the normal interval of the mean paired difference (per-sample terms, exact variance);
+- top-k accuracy and accuracy / recall / specificity at a threshold: Tango's score test for the paired proportion
+  (`max_drop`), exact binomial (`min`); relative rules by the delta method on the same per-sample terms;
+- ECE and PR-AUC: a seeded per-sample paired bootstrap with `decision.bootstrap_resamples` resamples.
+Every rule is decided by gate.verdict.judge from that Evidence.
+
+State: each sample's log-odds per class of both models (float32) and its label, O(N x K), stated in the report;
+beyond `max_samples` (or with `bins`), streamed sums and binned ranks plus a seeded uniform sample of samples.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+import torch
+
+from gate import score_metrics as sm
+from gate import stats
+from gate.checks.base import ROLES, Check, Step
+from gate.checks.classification import paired_drop_evidence, rate_evidence
+from gate.errors import ConfigError, DataError, ModelError
+from gate.report.model import Chart, CheckResult, Finding, Table
+from gate.verdict import DecisionSettings, Evidence, check_summary, decision_settings, judge
+
+HIGHER_RULES = ("min", "max_drop", "max_relative_drop")
+LOWER_RULES = ("max", "max_increase", "max_relative_increase")
+#: metric key -> (higher is better, how its rules are decided), in the report's order
+METRICS: dict[str, tuple[bool, str]] = {
+    "log_loss": (False, "normal, paired mean"),
+    "brier": (False, "normal, paired mean"),
+    "ece": (False, "paired bootstrap"),
+    "roc_auc": (True, "DeLong"),
+    "pr_auc": (True, "paired bootstrap"),
+    "top_k_accuracy": (True, "Tango score"),
+}
+THRESHOLD_METRICS = ("accuracy", "recall", "specificity")
+_ROW_SUM_TOLERANCE = 1e-3
+#: ECE and PR-AUC are resampled on at most this many samples (a seeded uniform subsample), their spread scaled to N.
+BOOTSTRAP_SAMPLES = 20_000
+
+
+def log_odds_of(scores: torch.Tensor, kind: str, *, role: str) -> np.ndarray:
+    """(B, K) float32 log-odds log(p_k / (1 - p_k)) of each class from the runner's scores of a `kind` output.
+
+    Log-odds, not probabilities: a confident model's probabilities (and its log-probabilities, computed as
+    z - logsumexp(z)) saturate in float32 from a logit margin of about 17, which would tie samples the model ranks
+    apart. z_k - logsumexp of the other logits (in float64, the top class's rest summed without it) keeps every
+    sample's rank, gives p_k = sigmoid and log p_k = -softplus(-odds) to full precision, and is monotone in p_k,
+    so ROC-AUC, PR-AUC and top-k read the model's own ranking.
+    """
+    s = scores.detach().cpu().double().numpy()
+    if kind in ("logits", "binary_logit"):
+        rows = np.arange(s.shape[0])
+        top = s.argmax(axis=1)
+        e = np.exp(s - s[rows, top][:, None])
+        rest = e.sum(axis=1, keepdims=True) - e
+        e[rows, top] = 0.0
+        rest[rows, top] = e.sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (s - s[rows, top][:, None] - np.log(rest)).astype(np.float32)
+    p = s
+    if kind == "probabilities":
+        finite = np.isfinite(p).all(axis=1)
+        sums = p[finite].sum(axis=1)
+        if sums.size and np.abs(sums - 1.0).max() > _ROW_SUM_TOLERANCE:
+            i = int(np.argmax(np.abs(sums - 1.0)))
+            raise ModelError(
+                f"{role}: output: probabilities, but a row sums to {float(sums[i]):.4g}, not 1: the score metrics "
+                "need a distribution over the classes (are they logits, or per-class sigmoids?)"
+            )
+    p = np.clip(p, 0.0, 1.0)
+    with np.errstate(divide="ignore"):
+        return (np.log(p) - np.log1p(-p)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class _Measure:
+    """One metric of both models and the per-sample influences its statistics use."""
+
+    baseline: float
+    candidate: float
+    psi_baseline: np.ndarray | None = None
+    psi_candidate: np.ndarray | None = None
+    strata: np.ndarray | None = None
+    hits: tuple[np.ndarray, np.ndarray] | None = None    # proportions: per-sample successes of each model
+    reps: tuple[np.ndarray, np.ndarray] | None = None    # bootstrap metrics: replicates of each model
+    method: str = ""
+    scale: float = 1.0                                   # streamed: sqrt(kept / N), the kept sample's se -> N's
+    pairs: tuple[int, int, int, int] | None = None       # proportions: (b, c, n, candidate successes), exact
+
+
+def _z(confidence: float) -> float:
+    """The normal quantile of the one-sided level (1.96 at 0.95): NormalDist, as scipy's isf costs ~1 ms a call."""
+    return NormalDist().inv_cdf(1.0 - stats.one_sided_alpha(confidence))
+
+
+def compared_value(rule: str, base: float, cand: float) -> float:
+    """The quantity a rule compares: the candidate for min/max, a drop or an increase (positive = worse)."""
+    if rule in ("min", "max"):
+        return cand
+    worse = base - cand if rule in ("max_drop", "max_relative_drop") else cand - base
+    if rule in ("max_relative_drop", "max_relative_increase"):
+        return worse / base if base > 0 else (0.0 if worse <= 0 else math.inf)
+    return worse
+
+
+def contrast_influence(rule: str, m: _Measure) -> np.ndarray:
+    """Per-sample influence of `compared_value` (the delta method on the two models' influences)."""
+    b, c, pb, pc = m.baseline, m.candidate, m.psi_baseline, m.psi_candidate
+    if rule in ("min", "max"):
+        return pc
+    sign = 1.0 if rule in ("max_drop", "max_relative_drop") else -1.0    # drop: b - c; increase: c - b
+    if rule in ("max_drop", "max_increase"):
+        return sign * (pb - pc)
+    # (b - c) / b = 1 - c / b: d/db = c / b^2, d/dc = -1 / b (and the negatives for an increase)
+    return sign * ((c / (b * b)) * pb - pc / b) if b > 0 else np.full_like(pb, np.nan)
+
+
+def normal_evidence(value: float, se: float, *, rule: str, threshold: float, confidence: float,
+                    method: str) -> Evidence:
+    """One-sided normal p-values of `value` (standard error `se`) against the threshold, and "worse at all"."""
+    z = _z(confidence)
+    if not math.isfinite(se):
+        return Evidence(p_beyond=float("nan"), p_within=float("nan"), interval=(float("nan"),) * 2, method=method)
+    above, below = (float(x) for x in stats.ratio_difference_p_values(np.array(value), np.array(se), bound=threshold))
+    beyond, within = (below, above) if rule == "min" else (above, below)
+    worse = None
+    if rule not in ("min", "max"):
+        worse = float(stats.ratio_difference_p_values(np.array(value), np.array(se), bound=0.0)[0])
+    return Evidence(p_beyond=beyond, p_within=within, p_worse=worse, interval=(value - z * se, value + z * se),
+                    method=method)
+
+
+def bootstrap_rule_evidence(reps: np.ndarray, *, rule: str, threshold: float, confidence: float) -> Evidence:
+    """Percentile-bootstrap p-values of the replicates of `compared_value` against the threshold."""
+    lo, hi = stats.percentile_interval(reps, confidence=confidence)
+    if rule == "min":
+        beyond = stats.bootstrap_p_value(reps, bound=threshold, alternative="less")
+        within = stats.bootstrap_p_value(reps, bound=threshold, alternative="greater")
+    else:
+        beyond = stats.bootstrap_p_value(reps, bound=threshold, alternative="greater")
+        within = stats.bootstrap_p_value(reps, bound=threshold, alternative="less")
+    worse = None if rule in ("min", "max") else float(stats.bootstrap_p_value(reps, bound=0.0, alternative="greater"))
+    return Evidence(p_beyond=float(beyond), p_within=float(within), p_worse=worse, interval=(float(lo), float(hi)),
+                    method="paired bootstrap")
+
+
+def proportion_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float) -> Evidence:
+    """Tango's score test for a paired proportion's drop, exact binomial for its floor, delta method for relative."""
+    b, c, n, successes = proportion_counts(m)
+    if rule == "min":
+        return rate_evidence(successes, n, threshold=threshold, rule="min", confidence=confidence)
+    if rule == "max_drop":
+        ev = paired_drop_evidence(np.array(b), np.array(c), np.array(n), threshold=threshold, confidence=confidence)
+        return Evidence(p_beyond=float(ev["beyond"]), p_within=float(ev["within"]), p_worse=float(ev["worse"]),
+                        interval=(float(ev["low"]), float(ev["high"])), method="Tango score")
+    value = compared_value(rule, m.baseline, m.candidate)
+    se = sm.contrast_se(contrast_influence(rule, m), None) * m.scale
+    return normal_evidence(value, se, rule=rule, threshold=threshold, confidence=confidence, method="delta method")
+
+
+def proportion_counts(m: _Measure) -> tuple[int, int, int, int]:
+    """(baseline-only successes, candidate-only successes, samples, candidate successes) of a paired proportion."""
+    if m.pairs is not None:
+        return m.pairs
+    assert m.hits is not None
+    hb, hc = m.hits
+    return int(np.sum(hb & ~hc)), int(np.sum(~hb & hc)), int(hb.size), int(hc.sum())
+
+
+def rule_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float) -> Evidence:
+    if m.hits is not None:
+        return proportion_evidence(rule, m, threshold=threshold, confidence=confidence)
+    if m.reps is not None:
+        rb, rc = m.reps
+        with np.errstate(divide="ignore", invalid="ignore"):
+            reps = np.array([compared_value(rule, float(b), float(c)) for b, c in zip(rb, rc)])
+        return bootstrap_rule_evidence(reps, rule=rule, threshold=threshold, confidence=confidence)
+    value = compared_value(rule, m.baseline, m.candidate)
+    se = sm.contrast_se(contrast_influence(rule, m), m.strata) * m.scale
+    return normal_evidence(value, se, rule=rule, threshold=threshold, confidence=confidence, method=m.method)
+
+
+def delta_interval(m: _Measure, *, confidence: float) -> tuple[float, float] | None:
+    """Interval of candidate - baseline for the table: the normal interval of the paired per-sample influences
+    (DeLong's for ROC-AUC), or the bootstrap's percentiles for a bootstrapped metric (None when not resampled:
+    ECE and PR-AUC are resampled only when a rule needs them). The rules' own intervals are in their findings."""
+    z = _z(confidence)
+    if m.reps is not None:
+        lo, hi = stats.percentile_interval(m.reps[1] - m.reps[0], confidence=confidence)
+        return float(lo), float(hi)
+    if m.psi_baseline is None:
+        return None
+    se = sm.contrast_se(m.psi_candidate - m.psi_baseline, m.strata) * m.scale
+    d = m.candidate - m.baseline
+    return d - z * se, d + z * se
+
+
+# -------------------------------------------------------------------------------------------- thresholds
+
+
+def choose_threshold(spec: Any, p1: np.ndarray, y: np.ndarray) -> tuple[float, str]:
+    """The decision threshold on class 1's probability (predict 1 when p1 >= t), and how it was chosen."""
+    if isinstance(spec, (int, float)):
+        return float(spec), "fixed"
+    scores = np.unique(p1.astype(np.float64))[::-1]                  # candidate thresholds, high to low
+    order = np.argsort(-p1.astype(np.float64), kind="mergesort")
+    s_sorted, pos_sorted = p1.astype(np.float64)[order], (y[order] == 1)
+    # predictions p1 >= t for t = each distinct score: counts up to the last sample at or above t
+    last = np.searchsorted(-s_sorted, -scores, side="right") - 1
+    tp = np.cumsum(pos_sorted)[last]
+    fp = np.cumsum(~pos_sorted)[last]
+    n1, n0 = int(pos_sorted.sum()), int((~pos_sorted).sum())
+    if spec["choose"] == "best_f1":
+        f1 = 2.0 * tp / np.maximum(tp + fp + n1, 1)
+        i = int(np.argmax(f1))
+        return float(scores[i]), f"best F1 on the baseline ({float(f1[i]):.4f})"
+    target = float(spec.get("fpr", 0.05))
+    ok = fp / max(n0, 1) <= target + stats.tolerance(target)
+    if not ok.any():
+        return math.inf, (f"false-positive rate <= {target:g} on the baseline: no score reaches it, so every sample "
+                          "is predicted negative")
+    i = int(np.flatnonzero(ok)[-1])                                  # the lowest threshold still within the rate
+    return float(scores[i]), f"false-positive rate {fp[i] / max(n0, 1):.4f} <= {target:g} on the baseline"
+
+
+def threshold_hits(pred: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-sample successes of each thresholded metric that is a proportion, over its own samples."""
+    return {"accuracy": pred == y, "recall": pred[y == 1] == 1, "specificity": pred[y == 0] == 0}
+
+
+def threshold_point(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    tp = float(np.sum((pred == 1) & (y == 1)))
+    fp = float(np.sum((pred == 1) & (y == 0)))
+    fn = float(np.sum((pred == 0) & (y == 1)))
+    tn = float(np.sum((pred == 0) & (y == 0)))
+    div = lambda a, b: a / b if b > 0 else 0.0  # noqa: E731 - scikit-learn's zero_division=0
+    return {"accuracy": div(tp + tn, tp + tn + fp + fn), "precision": div(tp, tp + fp), "recall": div(tp, tp + fn),
+            "specificity": div(tn, tn + fp), "f1": div(2 * tp, 2 * tp + fp + fn)}
+
+
+# ---------------------------------------------------------------------------------------------- the check
+
+
+def sample_weights(n: int, *, resamples: int, seed: int, chunk_cells: int = 4_000_000):
+    """Blocks of (rows, n) float32 sample counts, each row the multiplicities of n draws with replacement from the
+    n samples: a per-sample paired bootstrap (both models read the same rows), seeded, in bounded memory."""
+    rng = np.random.default_rng(seed)
+    rows = max(1, chunk_cells // max(n, 1))
+    for start in range(0, resamples, rows):
+        r = min(rows, resamples - start)
+        draws = rng.integers(0, n, size=(r, n)) + (np.arange(r) * n)[:, None]
+        yield np.bincount(draws.ravel(), minlength=r * n).reshape(r, n).astype(np.float32)
+
+
+class ScoresCheck(Check):
+    name = "scores"
+
+    def __init__(self, options: dict[str, Any], ctx: Any) -> None:
+        super().__init__(options, ctx)
+        self._odds: dict[str, list[np.ndarray]] = {role: [] for role in ROLES}
+        self._labels: list[np.ndarray] = []
+        self._n = 0
+        self._max = int(options.get("max_samples") or 2_000_000)
+        self._bins = options.get("bins")
+        self._stream: sm.StreamedScores | None = None
+        self._kept: dict[str, np.ndarray] = {}          # streamed: the uniform sample (reservoir), max_samples rows
+        self._filled = 0
+        self._rng = np.random.default_rng(int(getattr(ctx.config, "seed", 0) or 0))
+
+    def setup(self) -> None:
+        where = self.ctx.config.where
+        spec = self.options.get("threshold")
+        rules = self.options.get("at_threshold") or {}
+        if spec is None and any(self._gated(m, rules) for m in THRESHOLD_METRICS):
+            raise ConfigError(f"{where('checks.scores.at_threshold')}: rules at a threshold need checks.scores.threshold "
+                              "(a number, {choose: best_f1} or {choose: fpr, fpr: 0.05})")
+        if isinstance(spec, dict) and spec.get("choose") == "fpr" and spec.get("fpr") is None:
+            raise ConfigError(f"{where('checks.scores.threshold')}: choose: fpr needs the false-positive rate to hold, "
+                              "e.g. {choose: fpr, fpr: 0.05}")
+
+    def update(self, step: Step) -> None:
+        odds = {}
+        for role in ROLES:
+            kind = getattr(self.ctx.models.get(role), "output", "logits") if self.ctx.models else "logits"
+            odds[role] = log_odds_of(step.scores[role], kind, role=role)
+        k = odds["baseline"].shape[1]
+        if self._n == 0 and self.options.get("threshold") is not None and k != 2:
+            raise ConfigError(
+                f"{self.ctx.config.where('checks.scores.threshold')}: a decision threshold needs a binary model, but "
+                f"the models output {k} classes")
+        y = step.labels.detach().cpu().numpy().astype(np.int32)
+        if self._stream is None and (self._bins is not None or self._n + y.size > self._max):
+            self._start_stream(k)
+        if self._stream is None:
+            for role in ROLES:
+                self._odds[role].append(odds[role])
+            self._labels.append(y)
+        else:
+            self._stream.update((odds["baseline"], odds["candidate"]), y)
+            self._keep_sample(odds, y)
+        self._n += y.size
+
+    def _start_stream(self, k: int) -> None:
+        """From here on: exact sums and binned ranks for every sample, per-sample values for a uniform sample."""
+        self._stream = sm.StreamedScores(k, bins=int(self._bins or 1000), ece_bins=int(self.options.get("ece_bins", 15)),
+                                         top_k=int(self.options.get("top_k", 5)))
+        size = self._max
+        self._kept = {role: np.empty((size, k), dtype=np.float32) for role in ROLES}
+        self._kept["labels"] = np.empty(size, dtype=np.int32)
+        if self._labels:
+            y = np.concatenate(self._labels)
+            stored = {role: np.concatenate(self._odds[role]) for role in ROLES}
+            self._stream.update((stored["baseline"], stored["candidate"]), y)
+            for role in ROLES:
+                self._kept[role][: y.size] = stored[role]
+            self._kept["labels"][: y.size] = y
+            self._filled = y.size
+        self._odds, self._labels = {role: [] for role in ROLES}, []
+
+    def _keep_sample(self, odds: dict[str, np.ndarray], y: np.ndarray) -> None:
+        """Reservoir sampling (Vitter's algorithm R, seeded): every sample seen is kept with equal probability."""
+        size = self._max
+        take = min(size - self._filled, y.size)
+        if take:
+            for role in ROLES:
+                self._kept[role][self._filled:self._filled + take] = odds[role][:take]
+            self._kept["labels"][self._filled:self._filled + take] = y[:take]
+            self._filled += take
+        if take == y.size:
+            return
+        seen = self._n + np.arange(take, y.size)                 # global index of each remaining sample
+        slot = self._rng.integers(0, seen + 1)
+        accept = np.flatnonzero(slot < size) + take
+        if accept.size == 0:
+            return
+        slots = slot[accept - take]
+        # one slot drawn twice in a batch: the later sample wins, as in the sequential algorithm
+        last = np.unique(slots[::-1], return_index=True)[1]
+        rows, targets = accept[::-1][last], slots[::-1][last]
+        for role in ROLES:
+            self._kept[role][targets] = odds[role][rows]
+        self._kept["labels"][targets] = y[rows]
+
+    # ------------------------------------------------------------------------------------------------ measures
+
+    def _gated(self, metric: str, source: dict[str, Any] | None = None) -> dict[str, float]:
+        section = (source if source is not None else self.options).get(metric) or {}
+        higher = METRICS[metric][0] if metric in METRICS else True
+        return {r: float(section[r]) for r in (HIGHER_RULES if higher else LOWER_RULES) if section.get(r) is not None}
+
+    def _measures(self, p: dict[str, np.ndarray], odds: dict[str, np.ndarray], y: np.ndarray,
+                  settings: DecisionSettings) -> dict[str, _Measure]:
+        """Every metric of both models; `odds` (log-odds per class) is what the log loss and ranking metrics read."""
+        k = p["baseline"].shape[1]
+        out: dict[str, _Measure] = {}
+        for name, tb, tc in (("log_loss", sm.log_loss_terms(odds["baseline"], y), sm.log_loss_terms(odds["candidate"], y)),
+                             ("brier", sm.brier_terms(p["baseline"], y), sm.brier_terms(p["candidate"], y))):
+            ib, ic = sm.mean_influence(tb), sm.mean_influence(tc)
+            out[name] = _Measure(ib.value, ic.value, ib.psi, ic.psi, method="normal (paired mean)")
+        auc = {r: sm.roc_auc(odds[r], y) for r in ROLES}
+        out["roc_auc"] = _Measure(auc["baseline"].value, auc["candidate"].value, auc["baseline"].psi,
+                                  auc["candidate"].psi, strata=y, method="DeLong")
+        top_k = int(self.options.get("top_k", 5))
+        if k > top_k:
+            hits = {r: sm.top_k_hits(odds[r], y, top_k) for r in ROLES}
+            out["top_k_accuracy"] = _Measure(float(hits["baseline"].mean()), float(hits["candidate"].mean()),
+                                             hits["baseline"] - hits["baseline"].mean(),
+                                             hits["candidate"] - hits["candidate"].mean(),
+                                             hits=(hits["baseline"], hits["candidate"]), method="Tango score")
+        bins = int(self.options.get("ece_bins", 15))
+        rel = {r: sm.reliability(p[r], y, bins=bins) for r in ROLES}
+        ap = {r: float(sm.pr_auc(odds[r], y)[0]) for r in ROLES}
+        boot = [m for m in ("ece", "pr_auc") if self._gated(m)] if settings.statistical else []
+        reps = self._bootstrap(p, odds, y, boot, bins=bins, settings=settings) if boot else {}
+        if y.size > BOOTSTRAP_SAMPLES and reps:
+            reps = self._rescaled(reps, p, odds, y, (rel, ap), bins=bins)
+        out["ece"] = _Measure(rel["baseline"].ece, rel["candidate"].ece, reps=reps.get("ece"), method="paired bootstrap")
+        out["pr_auc"] = _Measure(ap["baseline"], ap["candidate"], reps=reps.get("pr_auc"), method="paired bootstrap")
+        self._reliability = rel
+        return out
+
+    def _bootstrap(self, p: dict[str, np.ndarray], odds: dict[str, np.ndarray], y: np.ndarray, metrics: list[str],
+                   *, bins: int,
+                   settings: DecisionSettings) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Replicates of each metric for both models on the same per-sample resamples (paired), in bounded blocks.
+
+        Above BOOTSTRAP_SAMPLES samples the resamples are drawn from a seeded uniform subsample of that size (the
+        bootstrap costs resamples x n x K); `_rescaled` then scales their spread to the whole data."""
+        if y.size > BOOTSTRAP_SAMPLES:
+            keep = np.sort(np.random.default_rng(settings.seed).choice(y.size, BOOTSTRAP_SAMPLES, replace=False))
+            p, odds, y = {r: v[keep] for r, v in p.items()}, {r: v[keep] for r, v in odds.items()}, y[keep]
+            self._subsample = (p, odds, y)
+        reps: dict[str, dict[str, list[np.ndarray]]] = {m: {r: [] for r in ROLES} for m in metrics}
+        for w in sample_weights(len(y), resamples=settings.resamples, seed=settings.seed):
+            for role in ROLES:
+                if "ece" in reps:
+                    reps["ece"][role].append(sm.ece_replicates(p[role], y, w, bins=bins))
+                if "pr_auc" in reps:
+                    reps["pr_auc"][role].append(sm.pr_auc(odds[role], y, w))
+        return {m: (np.concatenate(by["baseline"]), np.concatenate(by["candidate"])) for m, by in reps.items()}
+
+    def _rescaled(self, reps: dict[str, tuple[np.ndarray, np.ndarray]], p: dict[str, np.ndarray],
+                  odds: dict[str, np.ndarray], y: np.ndarray, full: tuple[Any, Any], *,
+                  bins: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Subsample replicates moved to the whole data: centred on its estimates, spread times sqrt(m / n)."""
+        sp, so, sy = self._subsample
+        scale = math.sqrt(sy.size / y.size)
+        rel, ap = full
+        out = {}
+        for metric, (rb, rc) in reps.items():
+            if metric == "ece":
+                sub = tuple(sm.reliability(sp[r], sy, bins=bins).ece for r in ROLES)
+                whole = (rel["baseline"].ece, rel["candidate"].ece)
+            else:
+                sub = tuple(float(sm.pr_auc(so[r], sy)[0]) for r in ROLES)
+                whole = (ap["baseline"], ap["candidate"])
+            out[metric] = (whole[0] + scale * (rb - sub[0]), whole[1] + scale * (rc - sub[1]))
+        return out
+
+    # ------------------------------------------------------------------------------------------------ compute
+
+    def compute(self) -> CheckResult:
+        if self._n == 0:
+            raise DataError("scores: no samples were seen")
+        settings = decision_settings(self.ctx.config, self.options)
+        if self._stream is None:
+            y = np.concatenate(self._labels).astype(np.int64)
+            odds = {r: np.concatenate(self._odds[r]).astype(np.float64) for r in ROLES}
+        else:
+            y = self._kept["labels"][: self._filled].astype(np.int64)
+            odds = {r: self._kept[r][: self._filled].astype(np.float64) for r in ROLES}
+        p = {r: sm.probabilities(odds[r]) for r in ROLES}
+        k = p["baseline"].shape[1]
+        top_k = int(self.options.get("top_k", 5))
+        if self._gated("top_k_accuracy") and k <= top_k:
+            raise ConfigError(f"{self.ctx.config.where('checks.scores.top_k_accuracy')}: top-{top_k} accuracy needs "
+                              f"more than {top_k} classes; the models output {k} (lower checks.scores.top_k)")
+        support = self._stream.support if self._stream is not None else np.bincount(y, minlength=k)
+        for metric in ("roc_auc", "pr_auc"):
+            if self._gated(metric) and np.count_nonzero(support) < 2:
+                raise DataError(f"scores: {metric} needs samples of at least two classes in the labels, found only "
+                                f"class {int(np.argmax(support))}: the evaluation data cannot rank positives against "
+                                "negatives")
+        with np.errstate(invalid="ignore"):     # NaN scores give NaN metrics, which fail; no warning on the way
+            measures = self._measures(p, odds, y, settings)
+            if self._stream is not None:
+                measures = self._streamed(measures)
+        findings: list[Finding] = []
+        rows = []
+        for metric, (higher, _) in METRICS.items():
+            m = measures.get(metric)
+            if m is None:
+                continue
+            label = f"top_{top_k}_accuracy" if metric == "top_k_accuracy" else metric
+            for rule, threshold in self._gated(metric).items():
+                findings.append(self._judge(label, rule, threshold, m, settings))
+            ci = delta_interval(m, confidence=settings.confidence) if settings.statistical else None
+            rows.append((label, _round(m.baseline), _round(m.candidate), f"{m.candidate - m.baseline:+.4f}",
+                         _interval_text(ci), ("higher" if higher else "lower") + " is better", m.method))
+        tables = [Table(title="Score metrics (baseline -> candidate)",
+                        headers=("metric", "baseline", "candidate", "delta",
+                                 f"{settings.confidence:.0%} CI of delta" if settings.statistical else "",
+                                 "better", "statistic"),
+                        rows=tuple(rows))]
+        details: dict[str, Any] = {
+            "decision": settings.mode,
+            "confidence": settings.confidence,
+            "num_samples": int(y.size),
+            "metrics": {("top_%d_accuracy" % top_k if k_ == "top_k_accuracy" else k_):
+                        {"baseline": v.baseline, "candidate": v.candidate, "statistic": v.method}
+                        for k_, v in measures.items()},
+        }
+        rel_table, charts, details["reliability"] = self._reliability_outputs()
+        tables.append(rel_table)
+        if self.options.get("threshold") is not None:
+            t_table, t_findings, details["threshold"] = self._threshold(p, y, settings)
+            tables.append(t_table)
+            findings += t_findings
+        kept = 2 * y.size * k * 4 + y.size * 4
+        streamed = self._stream is not None
+        details["kept_per_sample"] = {
+            "samples": int(y.size), "of": self._n, "classes": k, "dtype": "float32", "bytes": kept,
+            "streamed_bytes": self._stream.nbytes() if streamed else 0, "approximate": streamed,
+            "approximate_metrics": ["roc_auc", "pr_auc"] if streamed else [],
+            "bins": self._stream.bins if streamed else None,
+        }
+        if not streamed:
+            notes = (f"kept per sample: both models' log-odds per class, {y.size} x {k} float32 each, and the labels: "
+                     f"{kept / 2 ** 20:.2f} MiB (O(N)); every metric is exact",)
+        else:
+            notes = (f"APPROXIMATE: ROC-AUC and PR-AUC from {self._stream.bins} probability bins per class (streamed, "
+                     f"{self._stream.nbytes() / 2 ** 20:.2f} MiB); log loss, Brier, ECE and top-k exact over all "
+                     f"{self._n} samples; intervals and tests from a uniform sample of {y.size} samples kept per "
+                     f"sample ({kept / 2 ** 20:.2f} MiB), their widths scaled to {self._n} samples"
+                     + ("; the decision threshold and its metrics are on that sample"
+                        if self.options.get("threshold") is not None else ""),)
+        status, summary = check_summary(self.name, findings, passed=self._passed_line(measures))
+        return CheckResult(name=self.name, status=status, summary=summary, findings=tuple(findings),
+                           tables=tuple(tables), charts=charts, details=details, notes=notes)
+
+    def _streamed(self, measures: dict[str, _Measure]) -> dict[str, _Measure]:
+        """Point values over every sample from the streamed state; spreads from the kept sample, scaled to N."""
+        st = self._stream
+        assert st is not None
+        scale = math.sqrt(self._filled / self._n)
+        full = {"log_loss": (st.loss[0] / st.n, st.loss[1] / st.n), "brier": (st.brier[0] / st.n, st.brier[1] / st.n),
+                "roc_auc": (st.roc_auc(0), st.roc_auc(1)), "pr_auc": (st.pr_auc(0), st.pr_auc(1)),
+                "ece": (st.reliability(0).ece, st.reliability(1).ece)}
+        if "top_k_accuracy" in measures:
+            full["top_k_accuracy"] = (st.hits[0] / st.n, st.hits[1] / st.n)
+        out = {}
+        for name, m in measures.items():
+            b, c = (float(v) for v in full[name])
+            reps = m.reps
+            if reps is not None:
+                reps = (b + scale * (reps[0] - m.baseline), c + scale * (reps[1] - m.candidate))
+            pairs = ((int(st.discordant[0]), int(st.discordant[1]), st.n, int(st.hits[1]))
+                     if name == "top_k_accuracy" else None)
+            method = m.method + (f" (binned, {st.bins} bins: approximate)" if name in ("roc_auc", "pr_auc") else "")
+            out[name] = replace(m, baseline=b, candidate=c, reps=reps, scale=scale, pairs=pairs, method=method)
+        self._reliability = {role: st.reliability(i) for i, role in enumerate(ROLES)}
+        return out
+
+    def _judge(self, metric: str, rule: str, threshold: float, m: _Measure, settings: DecisionSettings) -> Finding:
+        value = compared_value(rule, m.baseline, m.candidate)
+        evidence = (rule_evidence(rule, m, threshold=threshold, confidence=settings.confidence)
+                    if settings.statistical else None)
+        return judge(metric=metric, rule=rule, threshold=threshold, value=float(value), baseline=m.baseline,
+                     candidate=m.candidate, settings=settings, evidence=evidence)
+
+    def _passed_line(self, measures: dict[str, _Measure]) -> str:
+        parts = []
+        for metric in ("roc_auc", "log_loss", "ece"):
+            m = measures[metric]
+            parts.append(f"{metric} {m.candidate:.4f} vs {m.baseline:.4f}")
+        return "; ".join(parts) + " (candidate vs baseline): within every threshold"
+
+    def _reliability_outputs(self) -> tuple[Table, tuple[Chart, ...], dict[str, Any]]:
+        rel = self._reliability
+        edges = rel["baseline"].edges
+        labels = tuple(f"{edges[i]:.2f}-{edges[i + 1]:.2f}" for i in range(len(edges) - 1))
+        rows = []
+        for i, label in enumerate(labels):
+            b, c = rel["baseline"], rel["candidate"]
+            if b.count[i] == 0 and c.count[i] == 0:
+                continue
+            rows.append((label, int(b.count[i]), _round(b.confidence[i]), _round(b.accuracy[i]),
+                         int(c.count[i]), _round(c.confidence[i]), _round(c.accuracy[i])))
+        table = Table(title=f"Reliability diagram (top-label confidence; ECE baseline {rel['baseline'].ece:.4f}, "
+                            f"candidate {rel['candidate'].ece:.4f})",
+                      headers=("confidence bin", "samples b", "confidence b", "accuracy b", "samples c",
+                               "confidence c", "accuracy c"),
+                      rows=tuple(rows))
+        charts = tuple(
+            Chart(title=f"Reliability, {role}: accuracy per confidence bin (calibrated: accuracy = confidence)",
+                  labels=tuple(labels[i] for i in range(len(labels)) if rel[role].count[i] > 0),
+                  values=tuple(round(float(rel[role].accuracy[i]), 4) for i in range(len(labels))
+                               if rel[role].count[i] > 0),
+                  y_label="accuracy")
+            for role in ROLES)
+        data = {"edges": [float(e) for e in edges], "bins": len(labels)}
+        for role in ROLES:
+            r = rel[role]
+            data[role] = {"ece": r.ece, "count": [int(x) for x in r.count],
+                          "confidence": [None if x != x else float(x) for x in r.confidence],
+                          "accuracy": [None if x != x else float(x) for x in r.accuracy]}
+        return table, charts, data
+
+    def _threshold(self, p: dict[str, np.ndarray], y: np.ndarray,
+                   settings: DecisionSettings) -> tuple[Table, list[Finding], dict[str, Any]]:
+        spec = self.options["threshold"]
+        t, how = choose_threshold(spec, p["baseline"][:, 1], y)
+        preds = {r: (p[r][:, 1] >= t).astype(np.int64) for r in ROLES}
+        point = {r: threshold_point(preds[r], y) for r in ROLES}
+        hits = {r: threshold_hits(preds[r], y) for r in ROLES}
+        findings = []
+        rules = self.options.get("at_threshold") or {}
+        for metric in THRESHOLD_METRICS:
+            hb, hc = hits["baseline"][metric], hits["candidate"][metric]
+            m = _Measure(point["baseline"][metric], point["candidate"][metric], hb - hb.mean() if hb.size else hb,
+                         hc - hc.mean() if hc.size else hc, hits=(hb, hc), method="Tango score")
+            for rule, threshold in self._gated(metric, rules).items():
+                if hb.size == 0:
+                    raise DataError(f"scores: {metric} at the threshold needs samples of class "
+                                    f"{1 if metric == 'recall' else 0}, and the labels have none")
+                findings.append(self._judge(f"{metric}@{t:.4g}", rule, threshold, m, settings))
+        rows = tuple((metric, _round(point["baseline"][metric]), _round(point["candidate"][metric]),
+                      f"{point['candidate'][metric] - point['baseline'][metric]:+.4f}")
+                     for metric in ("accuracy", "precision", "recall", "specificity", "f1"))
+        table = Table(title=f"At threshold {t:.4g} on class 1's probability ({how}), both models",
+                      headers=("metric", "baseline", "candidate", "delta"), rows=rows)
+        return table, findings, {"value": t, "chosen_by": how, "spec": spec,
+                                 "baseline": point["baseline"], "candidate": point["candidate"]}
+
+
+def _round(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 4)
+
+
+def _interval_text(ci: tuple[float, float] | None) -> str:
+    if ci is None or not all(math.isfinite(v) for v in ci):
+        return ""
+    return f"[{ci[0]:+.4f}, {ci[1]:+.4f}]"

@@ -1,0 +1,370 @@
+"""Metrics of class probabilities (log loss, Brier, ECE, ROC-AUC, PR-AUC, top-k) and their paired statistics.
+
+Pure numpy/scipy functions over per-sample arrays: `p` is (n, K) probabilities whose rows sum to 1, `y` is (n,)
+class indices. Binary (K = 2) metrics read the positive class's column (1), as scikit-learn does.
+
+Every metric that is a mean, or asymptotically one, comes with a per-sample *influence* psi: the metric minus its
+true value is about mean(psi), so the standard error of any paired contrast (candidate - baseline, a relative
+change) is that of the mean of the contrast's influences. For ROC-AUC the influence is built from DeLong's
+structural components (computed in O(n log n) from midranks, Sun & Xu 2014) and its variance is taken within each
+true class (`strata`), which for a binary model is exactly DeLong's variance of the paired AUC difference.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+
+#: Probabilities are clipped to [EPS, 1 - EPS] in the log loss, as scikit-learn clips float64 input: a confident
+#: mistake costs at most -log(EPS) = 36.0 nats.
+EPS = float(np.finfo(np.float64).eps)
+
+
+@dataclass(frozen=True)
+class Influence:
+    """A metric's value and its per-sample influence (n,); `strata` (n,) groups whose means are not random."""
+
+    value: float
+    psi: np.ndarray
+    strata: np.ndarray | None = None
+
+
+# -------------------------------------------------------------------------------------------- per-sample means
+
+
+def probabilities(odds: np.ndarray) -> np.ndarray:
+    """Class probabilities from per-class log-odds: p = sigmoid(odds), in float64."""
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-np.asarray(odds, dtype=np.float64)))
+
+
+def log_loss_terms(odds: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """-log p(true class) per sample from per-class log-odds (-log p = softplus(-odds), exact where p is near 1),
+    p clipped to [EPS, 1 - EPS] as scikit-learn clips float64 input (its log_loss averages these)."""
+    true = np.asarray(odds, dtype=np.float64)[np.arange(len(y)), y]
+    with np.errstate(invalid="ignore"):     # a NaN score stays NaN, and NaN never passes
+        return np.clip(np.logaddexp(0.0, -true), -np.log1p(-EPS), -np.log(EPS))
+
+
+def brier_terms(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Squared error of the probabilities per sample: (p1 - y)^2 for K = 2, sum_k (p_k - [y = k])^2 otherwise.
+
+    The same scale as scikit-learn's brier_score_loss (halved to [0, 1] for binary, [0, 2] for multiclass)."""
+    p = np.asarray(p, dtype=np.float64)
+    if p.shape[1] == 2:
+        return (p[:, 1] - (y == 1)) ** 2
+    sq = np.sum(p * p, axis=1)
+    return sq - 2.0 * p[np.arange(len(y)), y] + 1.0
+
+
+def top_k_hits(p: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
+    """Whether the true class is among the k highest scores (fewer than k classes score strictly higher)."""
+    p = np.asarray(p)
+    true = p[np.arange(len(y)), y]
+    return np.sum(p > true[:, None], axis=1) < k
+
+
+def mean_influence(terms: np.ndarray) -> Influence:
+    terms = np.asarray(terms, dtype=np.float64)
+    value = float(terms.mean()) if terms.size else float("nan")
+    return Influence(value=value, psi=terms - value)
+
+
+# ---------------------------------------------------------------------------------------------- calibration
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """Top-label reliability diagram: per equal-width confidence bin, samples, mean confidence, accuracy."""
+
+    edges: np.ndarray        # (B + 1,)
+    count: np.ndarray        # (B,) int
+    confidence: np.ndarray   # (B,) mean top probability (NaN in an empty bin)
+    accuracy: np.ndarray     # (B,) share of correct top-1 predictions (NaN in an empty bin)
+    ece: float
+
+
+def confidence_bins(p: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top probability, its bin (intervals (i/B, (i+1)/B], the first closed at 0) and whether top-1 is right."""
+    p = np.asarray(p)
+    conf = p.max(axis=1).astype(np.float64)
+    idx = np.clip(np.ceil(np.nan_to_num(conf, nan=0.0) * bins).astype(np.int64) - 1, 0, bins - 1)
+    return conf, idx, p.argmax(axis=1)
+
+
+def reliability(p: np.ndarray, y: np.ndarray, *, bins: int = 15) -> Reliability:
+    """Expected calibration error (Guo et al. 2017): sum_b (n_b / n) |accuracy_b - confidence_b|, with its diagram."""
+    conf, idx, pred = confidence_bins(p, bins)
+    correct = (pred == y).astype(np.float64)
+    count = np.bincount(idx, minlength=bins)
+    conf_sum = np.bincount(idx, weights=conf, minlength=bins)
+    acc_sum = np.bincount(idx, weights=correct, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf, acc = conf_sum / count, acc_sum / count
+    n = max(len(y), 1)
+    ece = float(np.sum(np.abs(acc_sum - conf_sum)) / n) if np.isfinite(conf).all() else float("nan")
+    return Reliability(edges=np.linspace(0.0, 1.0, bins + 1), count=count, confidence=mean_conf, accuracy=acc, ece=ece)
+
+
+def ece_replicates(p: np.ndarray, y: np.ndarray, weights: np.ndarray, *, bins: int) -> np.ndarray:
+    """ECE for each row of sample weights (R, n): the bootstrap replicates of `reliability(...).ece`."""
+    conf, idx, pred = confidence_bins(p, bins)
+    gap = (pred == y).astype(np.float64) - conf
+    onehot = sparse.csr_matrix((gap, (np.arange(len(y)), idx)), shape=(len(y), bins))
+    w = np.asarray(weights, dtype=np.float64)
+    return np.abs(np.asarray(onehot.T @ w.T).T).sum(axis=1) / w.sum(axis=1)
+
+
+# -------------------------------------------------------------------------------------------------- ROC-AUC
+
+
+def midranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks with ties given their average rank (scipy.stats.rankdata's "average"), without its overhead."""
+    x = np.asarray(x)
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    change = np.empty(xs.size, dtype=bool)
+    change[0] = True
+    np.not_equal(xs[1:], xs[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    ends = np.append(starts[1:], xs.size)
+    ranks = np.empty(x.size, dtype=np.float64)
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return ranks
+
+
+def auc_components(score: np.ndarray, positive: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """AUC and DeLong's structural components V10 (one per positive) and V01 (one per negative), O(n log n).
+
+    V10_i is the share of negatives scored below positive i (ties count half), V01_j the share of positives scored
+    above negative j; both average to the AUC. From midranks (Sun & Xu 2014): V10 = (rank among all - rank among
+    positives) / n0, V01 = 1 - (rank among all - rank among negatives) / n1.
+    """
+    score = np.asarray(score, dtype=np.float64)
+    positive = np.asarray(positive, dtype=bool)
+    n1, n0 = int(positive.sum()), int((~positive).sum())
+    if n1 == 0 or n0 == 0:
+        return float("nan"), np.full(n1, np.nan), np.full(n0, np.nan)
+    if np.isnan(score).any():
+        return float("nan"), np.full(n1, np.nan), np.full(n0, np.nan)
+    ranks = midranks(score)
+    v10 = (ranks[positive] - midranks(score[positive])) / n0
+    v01 = 1.0 - (ranks[~positive] - midranks(score[~positive])) / n1
+    return float(v10.mean()), v10, v01
+
+
+def present_classes(y: np.ndarray, num_classes: int) -> np.ndarray:
+    """Classes with both positives and negatives in `y`: the ones a one-vs-rest average can include."""
+    support = np.bincount(y, minlength=num_classes)
+    return np.flatnonzero((support > 0) & (support < len(y)))
+
+
+def roc_auc(p: np.ndarray, y: np.ndarray) -> Influence:
+    """ROC-AUC (binary: the positive class; multiclass: one-vs-rest macro over the classes present) with its
+    DeLong influence, stratified by the true class."""
+    p = np.asarray(p)
+    n, k = p.shape
+    psi = np.zeros(n)
+    classes = [1] if k == 2 else present_classes(y, k).tolist()
+    if not classes or (k == 2 and len(present_classes(y, 2)) < 2):
+        return Influence(value=float("nan"), psi=np.full(n, np.nan), strata=y)
+    values = []
+    for c in classes:
+        pos = y == c
+        auc, v10, v01 = auc_components(p[:, c], pos)
+        psi[pos] += (n / v10.size) * (v10 - auc)
+        psi[~pos] += (n / v01.size) * (v01 - auc)
+        values.append(auc)
+    return Influence(value=float(np.mean(values)), psi=psi / len(classes), strata=y)
+
+
+# ---------------------------------------------------------------------------------------- average precision
+
+
+_AP_CELLS = 4_000_000
+
+
+def _joins(score: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """For average precision: (row, sample) entries of the matrix whose row g sums the positives that first count
+    as predicted positive at the g-th distinct positive score t_g (t_0 > t_1 > ...), row G + g the negatives."""
+    s = np.asarray(score, dtype=np.float64)
+    pos = np.asarray(positive, dtype=bool)
+    thresholds = np.unique(s[pos])[::-1]
+    g = np.searchsorted(-thresholds, -s, side="left")                      # first t_g <= s (G: never)
+    counted = g < thresholds.size
+    return np.where(pos, g, g + thresholds.size)[counted], np.flatnonzero(counted), int(thresholds.size)
+
+
+def _ap_from_sums(sums: np.ndarray, size: int) -> np.ndarray:
+    tp = np.cumsum(sums[:size], axis=0)
+    fp = np.cumsum(sums[size:], axis=0)
+    d_tp = np.diff(tp, axis=0, prepend=0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / np.where(tp + fp > 0, tp + fp, 1.0), 0.0)
+        out = np.sum(d_tp * precision, axis=0) / tp[-1]
+    return np.where(tp[-1] > 0, out, np.nan)
+
+
+def _average_precision_t(scores: list[np.ndarray], positives: list[np.ndarray], wt: np.ndarray) -> np.ndarray:
+    """Average precision of each (score, positive) pair for every weight column of `wt` (n, R): (pairs, R).
+
+    Recall only moves at thresholds that hold a positive, so precision is needed only there. Each sample first
+    counts as predicted positive at the first positive score t_g <= its own; one sparse matrix with one entry per
+    sample and pair sums the weights that join at each t_g, and cumulative sums over g give TP_g and FP_g for every
+    column at once: O(n R) per pair from one read of the weights (this runs inside the bootstrap). Whole-number
+    weights below 2^24 add exactly in float32.
+    """
+    rows, cols, sizes, offset = [], [], [], 0
+    for score, positive in zip(scores, positives):
+        r, c, size = _joins(score, positive)
+        rows.append(r + offset)
+        cols.append(c)
+        sizes.append(size)
+        offset += 2 * size
+    n = wt.shape[0]
+    joins = sparse.csr_matrix((np.ones(sum(map(len, rows)), dtype=wt.dtype),
+                               (np.concatenate(rows), np.concatenate(cols))), shape=(offset, n))
+    sums = np.asarray(joins @ wt, dtype=np.float64)
+    out, start = [], 0
+    for size in sizes:
+        out.append(_ap_from_sums(sums[start:start + 2 * size], size) if size else np.full(wt.shape[1], np.nan))
+        start += 2 * size
+    return np.vstack(out)
+
+
+def average_precision(score: np.ndarray, positive: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """scikit-learn's average_precision_score, sum over distinct thresholds of (R_n - R_{n-1}) P_n, for each row of
+    sample weights (R, n) (one row of ones when None)."""
+    w = np.ones((1, len(score)), dtype=np.float32) if weights is None else np.atleast_2d(weights)
+    return _average_precision_t([score], [positive], np.ascontiguousarray(w.T))[0]
+
+
+def pr_auc(p: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """PR-AUC as average precision (binary: class 1; multiclass: one-vs-rest macro over the classes present in y),
+    for each row of sample weights (R, n) (one row of ones when None). `p` may be any per-class score monotone in
+    the probability (log-odds): only its order matters."""
+    p = np.asarray(p)
+    k = p.shape[1]
+    classes = [1] if k == 2 else present_classes(y, k).tolist()
+    w = np.ones((1, len(y)), dtype=np.float32) if weights is None else np.atleast_2d(weights)
+    if not classes or (k == 2 and len(present_classes(y, 2)) < 2):
+        return np.full(w.shape[0], np.nan)
+    wt = np.ascontiguousarray(w.T, dtype=np.float32)
+    step = max(1, _AP_CELLS // max(len(y), 1))          # classes per sparse product: bounded index memory
+    total = np.zeros(w.shape[0])
+    for start in range(0, len(classes), step):
+        chunk = classes[start:start + step]
+        total += _average_precision_t([p[:, c] for c in chunk], [y == c for c in chunk], wt).sum(axis=0)
+    return total / len(classes)
+
+
+# ------------------------------------------------------------------------------------------------- contrasts
+
+
+def contrast_se(psi: np.ndarray, strata: np.ndarray | None) -> float:
+    """Standard error of mean(psi): the sample variance within each stratum (all one stratum when None), / n."""
+    psi = np.asarray(psi, dtype=np.float64)
+    n = psi.size
+    if n < 2:
+        return float("nan")
+    if strata is None:
+        return float(np.sqrt(np.var(psi, ddof=1) / n))
+    groups = np.unique(strata, return_inverse=True)[1]
+    sizes = np.bincount(groups).astype(np.float64)
+    means = np.bincount(groups, weights=psi) / sizes
+    ss = np.bincount(groups, weights=(psi - means[groups]) ** 2)
+    scale = np.where(sizes > 1, sizes / np.maximum(sizes - 1, 1), 0.0)
+    return float(np.sqrt(np.sum(scale * ss)) / n)
+
+
+def delong_paired(p_baseline: np.ndarray, p_candidate: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """(AUC baseline, AUC candidate, standard error of their difference) by DeLong's paired method."""
+    b, c = roc_auc(p_baseline, y), roc_auc(p_candidate, y)
+    return b.value, c.value, contrast_se(c.psi - b.psi, y)
+
+
+# --------------------------------------------------------------------------------------------- streamed state
+
+
+class StreamedScores:
+    """Sufficient statistics of the score metrics for very large N, merged by addition, O(K x bins) memory.
+
+    Exact: the log loss and Brier sums, top-k hits and the paired (b, c) counts, the reliability bins (so the ECE).
+    Approximate: ROC-AUC and PR-AUC from `bins` equal-width bins of each class's probability, positives and
+    negatives counted apart (as torchmetrics' thresholded AUROC does): samples in one bin tie, so the result is the
+    metric of the binned scores, within about one bin's share of the ranking of the exact one.
+    """
+
+    def __init__(self, num_classes: int, *, bins: int, ece_bins: int, top_k: int) -> None:
+        self.k, self.bins, self.ece_bins, self.top_k = num_classes, bins, ece_bins, top_k
+        self.n = 0
+        self.support = np.zeros(num_classes, dtype=np.int64)
+        self.loss = np.zeros(2)
+        self.brier = np.zeros(2)
+        self.hits = np.zeros(2, dtype=np.int64)
+        self.discordant = np.zeros(2, dtype=np.int64)            # (baseline hit only, candidate hit only)
+        self.hist = np.zeros((2, num_classes, 2, bins), dtype=np.int64)
+        self.rel = np.zeros((2, 3, ece_bins))                    # count, confidence sum, correct sum
+
+    def update(self, odds: tuple[np.ndarray, np.ndarray], y: np.ndarray) -> None:
+        y = np.asarray(y, dtype=np.int64)
+        self.n += y.size
+        self.support += np.bincount(y, minlength=self.k)
+        hits = []
+        for m, o in enumerate(odds):
+            o = np.asarray(o, dtype=np.float64)
+            p = probabilities(o)
+            self.loss[m] += log_loss_terms(o, y).sum()
+            self.brier[m] += brier_terms(p, y).sum()
+            if self.k > self.top_k:
+                hits.append(top_k_hits(o, y, self.top_k))
+                self.hits[m] += int(hits[-1].sum())
+            idx = np.minimum((p * self.bins).astype(np.int64), self.bins - 1)
+            is_pos = (y[:, None] == np.arange(self.k)[None, :]).astype(np.int64)
+            cell = ((np.arange(self.k)[None, :] * 2 + is_pos) * self.bins + idx).ravel()
+            self.hist[m] += np.bincount(cell, minlength=self.k * 2 * self.bins).reshape(self.k, 2, self.bins)
+            conf, b, pred = confidence_bins(p, self.ece_bins)
+            self.rel[m, 0] += np.bincount(b, minlength=self.ece_bins)
+            self.rel[m, 1] += np.bincount(b, weights=conf, minlength=self.ece_bins)
+            self.rel[m, 2] += np.bincount(b, weights=(pred == y).astype(np.float64), minlength=self.ece_bins)
+        if hits:
+            self.discordant += [int(np.sum(hits[0] & ~hits[1])), int(np.sum(~hits[0] & hits[1]))]
+
+    def _classes(self) -> list[int]:
+        present = np.flatnonzero((self.support > 0) & (self.support < self.n))
+        return [1] if self.k == 2 else present.tolist()
+
+    def roc_auc(self, m: int) -> float:
+        """Mann-Whitney AUC of the binned scores (ties within a bin count half); macro one-vs-rest."""
+        values = []
+        for c in self._classes():
+            neg, pos = self.hist[m, c, 0].astype(np.float64), self.hist[m, c, 1].astype(np.float64)
+            if pos.sum() == 0 or neg.sum() == 0:
+                return float("nan")
+            below = np.cumsum(neg) - neg
+            values.append(float(np.sum(pos * (below + 0.5 * neg)) / (pos.sum() * neg.sum())))
+        return float(np.mean(values)) if values else float("nan")
+
+    def pr_auc(self, m: int) -> float:
+        """Average precision of the binned scores, thresholds at the bins from the top; macro one-vs-rest."""
+        values = []
+        for c in self._classes():
+            neg, pos = self.hist[m, c, 0][::-1].astype(np.float64), self.hist[m, c, 1][::-1].astype(np.float64)
+            if pos.sum() == 0:
+                return float("nan")
+            tp, fp = np.cumsum(pos), np.cumsum(neg)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                precision = np.where(tp + fp > 0, tp / np.where(tp + fp > 0, tp + fp, 1.0), 0.0)
+            values.append(float(np.sum(pos * precision) / pos.sum()))
+        return float(np.mean(values)) if values else float("nan")
+
+    def reliability(self, m: int) -> Reliability:
+        count, conf_sum, acc_sum = self.rel[m]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_conf, acc = conf_sum / count, acc_sum / count
+        return Reliability(edges=np.linspace(0.0, 1.0, self.ece_bins + 1), count=count.astype(np.int64),
+                           confidence=mean_conf, accuracy=acc, ece=float(np.sum(np.abs(acc_sum - conf_sum)) / self.n))
+
+    def nbytes(self) -> int:
+        return int(self.hist.nbytes + self.rel.nbytes + self.support.nbytes)

@@ -1,0 +1,467 @@
+"""The scores check: every metric against scikit-learn on the same probabilities (one batch vs many), DeLong
+against an O(n^2) Mann-Whitney implementation and a large paired bootstrap, each rule's evidence against an
+independent computation, thresholds against scikit-learn's curves, and bad input refused."""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats as sps
+from sklearn.metrics import (average_precision_score, brier_score_loss, log_loss, precision_recall_curve,
+                             roc_auc_score, roc_curve, top_k_accuracy_score)
+
+from gate import score_metrics as sm
+from gate import stats
+from gate.checks.base import RunContext, Step
+from gate.checks.scores import ScoresCheck, choose_threshold
+from gate.config import build_config
+from gate.errors import ConfigError, DataError, ModelError
+from gate.verdict import DecisionSettings, Evidence, judge
+
+
+def world(n: int, k: int, *, seed: int, signal: float = 1.0, temperature: float = 1.0):
+    """Labels and two models' logits that share most of their noise (a paired design), as float32."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    common = rng.standard_normal((n, k))
+    zb = common + 0.4 * rng.standard_normal((n, k))
+    zc = common + 0.4 * rng.standard_normal((n, k))
+    zb[np.arange(n), y] += signal
+    zc[np.arange(n), y] += signal
+    return y, zb.astype(np.float32), (zc * temperature).astype(np.float32)
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def run_check(y, zb, zc, *, options=None, batch=None, output="logits", decision=None):
+    raw = {"checks": {"scores": {"enabled": True, **(options or {})}}}
+    if decision:
+        raw["decision"] = decision
+    config = build_config(raw)
+    k = zb.shape[1] if zb.ndim == 2 else 2
+    models = {r: SimpleNamespace(output=output) for r in ("baseline", "candidate")}
+    ctx = RunContext(config=config, models=models, class_names=tuple(str(i) for i in range(k)), device=None)
+    check = ScoresCheck(config.check("scores"), ctx)
+    batch = batch or len(y)
+    for i, start in enumerate(range(0, len(y), batch)):
+        sl = slice(start, start + batch)
+        check.update(Step(index=i, offset=start, inputs=None, labels=torch.from_numpy(y[sl]),
+                          scores={"baseline": torch.from_numpy(zb[sl]), "candidate": torch.from_numpy(zc[sl])}))
+    return check.compute()
+
+
+def metrics_of(result) -> dict[str, tuple[float, float]]:
+    return {name: (v["baseline"], v["candidate"]) for name, v in result.details["metrics"].items()}
+
+
+# ------------------------------------------------------------------------------------------ against sklearn
+
+
+@pytest.mark.parametrize("k", [2, 7])
+@pytest.mark.parametrize("batch", [None, 37])
+def test_every_metric_matches_scikit_learn_one_batch_or_many(k, batch):
+    y, zb, zc = world(500, k, seed=k, temperature=1.7)
+    result = run_check(y, zb, zc, batch=batch, options={"top_k": 3})
+    got = metrics_of(result)
+    for role, z in (("baseline", zb), ("candidate", zc)):
+        i = 0 if role == "baseline" else 1
+        p = softmax(z)
+        assert got["log_loss"][i] == pytest.approx(log_loss(y, p, labels=list(range(k))), rel=1e-5)
+        if k == 2:
+            assert got["roc_auc"][i] == pytest.approx(roc_auc_score(y, p[:, 1]), rel=1e-9)
+            assert got["pr_auc"][i] == pytest.approx(average_precision_score(y, p[:, 1]), rel=1e-9)
+            assert got["brier"][i] == pytest.approx(brier_score_loss(y, p[:, 1]), rel=1e-5)
+            assert "top_3_accuracy" not in got
+        else:
+            assert got["roc_auc"][i] == pytest.approx(roc_auc_score(y, p, multi_class="ovr", average="macro"),
+                                                      rel=1e-9)
+            assert got["pr_auc"][i] == pytest.approx(average_precision_score(np.eye(k)[y], p, average="macro"),
+                                                     rel=1e-9)
+            assert got["brier"][i] == pytest.approx(brier_score_loss(y, p, labels=list(range(k))), rel=1e-5)
+            assert got["top_3_accuracy"][i] == pytest.approx(top_k_accuracy_score(y, p, k=3, labels=list(range(k))))
+
+
+def test_one_batch_and_many_batches_give_the_same_report():
+    y, zb, zc = world(400, 5, seed=3)
+    options = {"roc_auc": {"max_drop": 0.01}, "ece": {"max_increase": 0.02}, "log_loss": {"max_relative_increase": 0.1}}
+    one = run_check(y, zb, zc, options=options)
+    many = run_check(y, zb, zc, options=options, batch=23)
+    assert one.details == many.details
+    assert [(f.status, f.value, f.p_value, f.interval) for f in one.findings] == \
+           [(f.status, f.value, f.p_value, f.interval) for f in many.findings]
+
+
+def test_sigmoid_and_probability_outputs_are_read_as_probabilities():
+    y, zb, zc = world(300, 2, seed=5)
+    pb, pc = softmax(zb), softmax(zc)
+    as_probs = metrics_of(run_check(y, pb, pc, output="probabilities"))
+    as_sigmoid = metrics_of(run_check(y, np.stack([1 - pb[:, 1], pb[:, 1]], 1), np.stack([1 - pc[:, 1], pc[:, 1]], 1),
+                                      output="sigmoid"))
+    for got in (as_probs, as_sigmoid):
+        assert got["log_loss"][0] == pytest.approx(log_loss(y, pb), rel=1e-5)
+        assert got["roc_auc"][1] == pytest.approx(roc_auc_score(y, pc[:, 1]))
+
+
+def test_expected_calibration_error_and_its_reliability_diagram_by_hand():
+    y, zb, zc = world(600, 4, seed=8, temperature=3.0)
+    result = run_check(y, zb, zc, options={"ece_bins": 10})
+    rel = result.details["reliability"]
+    for role, z in (("baseline", zb), ("candidate", zc)):
+        p = softmax(z).astype(np.float64)
+        conf, pred = p.max(axis=1), p.argmax(axis=1)
+        ece, counts, accs = 0.0, [], []
+        for b in range(10):
+            lo, hi = b / 10, (b + 1) / 10
+            inside = (conf > lo) & (conf <= hi) if b else (conf >= 0) & (conf <= hi)
+            counts.append(int(inside.sum()))
+            accs.append(float((pred[inside] == y[inside]).mean()) if inside.any() else None)
+            if inside.any():
+                ece += inside.mean() * abs((pred[inside] == y[inside]).mean() - conf[inside].mean())
+        assert rel[role]["ece"] == pytest.approx(ece, abs=1e-6)
+        assert rel[role]["count"] == counts
+        assert rel[role]["accuracy"] == pytest.approx(accs, abs=1e-6) if all(a is not None for a in accs) else True
+    assert rel["candidate"]["ece"] > rel["baseline"]["ece"]      # temperature 3: overconfident
+    assert any(t.title.startswith("Reliability diagram") for t in result.tables)
+    assert {c.y_label for c in result.charts} == {"accuracy"}
+
+
+# ------------------------------------------------------------------------------------------------- DeLong
+
+
+def delong_by_pairs(score_b: np.ndarray, score_c: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """DeLong 1988 with the O(n^2) Mann-Whitney kernel psi(x, z) = 1[x > z] + 1/2 1[x = z]."""
+    pos, neg = y == 1, y == 0
+    comps = []
+    for s in (score_b, score_c):
+        kernel = (s[pos][:, None] > s[neg][None, :]) + 0.5 * (s[pos][:, None] == s[neg][None, :])
+        comps.append((kernel.mean(), kernel.mean(axis=1), kernel.mean(axis=0)))
+    (ab, v10b, v01b), (ac, v10c, v01c) = comps
+    s10 = np.cov(np.vstack([v10b, v10c]))
+    s01 = np.cov(np.vstack([v01b, v01c]))
+    var = (s10[0, 0] + s10[1, 1] - 2 * s10[0, 1]) / pos.sum() + (s01[0, 0] + s01[1, 1] - 2 * s01[0, 1]) / neg.sum()
+    return float(ab), float(ac), float(math.sqrt(var))
+
+
+def test_fast_delong_equals_the_quadratic_mann_whitney_form_with_ties():
+    y, zb, zc = world(700, 2, seed=11)
+    pb, pc = softmax(np.round(zb, 1)), softmax(np.round(zc, 1))     # rounding makes ties
+    ab, ac, se = sm.delong_paired(pb, pc, y)
+    ob, oc, ose = delong_by_pairs(pb[:, 1].astype(np.float64), pc[:, 1].astype(np.float64), y)
+    assert (ab, ac) == pytest.approx((ob, oc), rel=1e-12)
+    assert se == pytest.approx(ose, rel=1e-9)
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_delong_standard_error_agrees_with_a_large_paired_bootstrap(k):
+    y, zb, zc = world(3000, k, seed=13, signal=0.8)
+    pb, pc = softmax(zb), softmax(zc)
+    _, _, se = sm.delong_paired(pb, pc, y)
+    rng = np.random.default_rng(0)
+    diffs = []
+    for _ in range(600):
+        i = rng.integers(0, len(y), len(y))
+        diffs.append(sm.roc_auc(pc[i], y[i]).value - sm.roc_auc(pb[i], y[i]).value)
+    boot = float(np.std(diffs, ddof=1))
+    assert se == pytest.approx(boot, rel=0.12)   # 600 resamples: the bootstrap sd itself is within ~6%
+
+
+def test_roc_auc_rule_is_decided_by_delong_p_values():
+    y, zb, zc = world(800, 2, seed=17)
+    zc = zc + np.random.default_rng(1).standard_normal(zc.shape).astype(np.float32)   # noisier ranking
+    result = run_check(y, zb, zc, options={"roc_auc": {"max_drop": 0.01}})
+    f = next(f for f in result.findings if f.metric == "roc_auc")
+    ab, ac, se = delong_by_pairs(softmax(zb)[:, 1].astype(np.float64), softmax(zc)[:, 1].astype(np.float64), y)
+    assert f.value == pytest.approx(ab - ac)
+    assert f.p_value == pytest.approx(sps.norm.sf((ab - ac - 0.01) / se), rel=1e-6)
+    assert f.interval == pytest.approx((ab - ac - 1.959964 * se, ab - ac + 1.959964 * se), rel=1e-5)
+    assert f.status == ("fail" if sps.norm.sf((ab - ac - 0.01) / se) < 0.025 else f.status)
+
+
+# -------------------------------------------------------------------------------------- the other evidence
+
+
+def test_log_loss_increase_is_a_normal_test_on_the_paired_per_sample_differences():
+    y, zb, zc = world(500, 3, seed=21, temperature=2.5)
+    result = run_check(y, zb, zc, options={"log_loss": {"max_increase": 0.05}})
+    f = result.findings[0]
+    lb = -np.log(np.clip(softmax(zb)[np.arange(500), y].astype(np.float64), sm.EPS, 1))
+    lc = -np.log(np.clip(softmax(zc)[np.arange(500), y].astype(np.float64), sm.EPS, 1))
+    d = lc - lb
+    se = d.std(ddof=1) / math.sqrt(d.size)
+    assert f.value == pytest.approx(d.mean())
+    assert f.p_value == pytest.approx(sps.norm.sf((d.mean() - 0.05) / se), rel=1e-6)
+    assert f.status == "fail" and d.mean() > 0.05
+
+
+def test_relative_increase_uses_the_delta_method():
+    y, zb, zc = world(500, 3, seed=22, temperature=1.5)
+    result = run_check(y, zb, zc, options={"brier": {"max_relative_increase": 0.1}})
+    f = result.findings[0]
+    tb = sm.brier_terms(softmax(zb), y)
+    tc = sm.brier_terms(softmax(zc), y)
+    b, c = tb.mean(), tc.mean()
+    infl = (tc - c) / b - c / b ** 2 * (tb - b)
+    se = infl.std(ddof=1) / math.sqrt(infl.size)
+    assert f.value == pytest.approx((c - b) / b)
+    assert f.p_value == pytest.approx(sps.norm.sf(((c - b) / b - 0.1) / se), rel=1e-6)
+
+
+def test_top_k_drop_is_tangos_test_on_the_discordant_samples():
+    y, zb, zc = world(600, 8, seed=23, signal=0.6)
+    result = run_check(y, zb, zc, options={"top_k": 2, "top_k_accuracy": {"max_drop": 0.02}})
+    f = result.findings[0]
+    hb = top_k_accuracy_score(y, softmax(zb), k=2, normalize=False, labels=list(range(8)))
+    rank_b = (softmax(zb) > softmax(zb)[np.arange(600), y][:, None]).sum(1) < 2
+    rank_c = (softmax(zc) > softmax(zc)[np.arange(600), y][:, None]).sum(1) < 2
+    assert rank_b.sum() == hb
+    b, c = int(np.sum(rank_b & ~rank_c)), int(np.sum(~rank_b & rank_c))
+    beyond, _ = stats.paired_difference_p_values(b, c, 600, bound=0.02)
+    assert f.metric == "top_2_accuracy" and f.p_value == pytest.approx(float(beyond))
+
+
+def test_ece_rule_uses_a_seeded_per_sample_paired_bootstrap():
+    y, zb, zc = world(400, 3, seed=24, temperature=3.0)
+    options = {"ece": {"max_increase": 0.02}}
+    first = run_check(y, zb, zc, options=options, decision={"bootstrap_resamples": 500})
+    again = run_check(y, zb, zc, options=options, decision={"bootstrap_resamples": 500})
+    assert first.findings[0].interval == again.findings[0].interval
+    # the interval from an independent loop over index resamples covers the same ground
+    rng = np.random.default_rng(5)
+    pb, pc = softmax(zb), softmax(zc)
+    reps = []
+    for _ in range(500):
+        i = rng.integers(0, 400, 400)
+        reps.append(sm.reliability(pc[i], y[i]).ece - sm.reliability(pb[i], y[i]).ece)
+    lo, hi = np.quantile(reps, [0.025, 0.975])
+    glo, ghi = first.findings[0].interval
+    assert glo == pytest.approx(lo, abs=0.02) and ghi == pytest.approx(hi, abs=0.02)
+
+
+def test_lower_is_better_rules_in_the_verdict():
+    point = DecisionSettings(mode="point")
+    assert judge(metric="log_loss", rule="max_increase", threshold=0.05, value=0.06, settings=point).status == "fail"
+    assert judge(metric="log_loss", rule="max_increase", threshold=0.05, value=0.05, settings=point).status == "pass"
+    f = judge(metric="ece", rule="max_relative_increase", threshold=0.1, value=0.2, settings=point)
+    assert f.status == "fail" and "relative increase 0.2" in f.reason and f.margin == pytest.approx(-0.1)
+    stat = DecisionSettings()
+    within = judge(metric="brier", rule="max_increase", threshold=0.05, value=0.01, settings=stat,
+                   evidence=Evidence(p_beyond=0.9, p_within=0.001, p_worse=0.3, interval=(-0.01, 0.03)))
+    assert within.status == "pass" and "increase 0.01" in within.reason
+
+
+# --------------------------------------------------------------------------------------------- thresholds
+
+
+def test_fixed_threshold_applies_to_both_models():
+    y, zb, zc = world(400, 2, seed=31)
+    result = run_check(y, zb, zc, options={"threshold": 0.3, "at_threshold": {"recall": {"max_drop": 0.05}}})
+    th = result.details["threshold"]
+    for role, z in (("baseline", zb), ("candidate", zc)):
+        pred = softmax(z)[:, 1] >= 0.3
+        assert th[role]["recall"] == pytest.approx(float(pred[y == 1].mean()))
+        assert th[role]["specificity"] == pytest.approx(float((~pred[y == 0]).mean()))
+    assert th["value"] == 0.3 and th["chosen_by"] == "fixed"
+    assert result.findings[0].metric == "recall@0.3"
+
+
+def test_best_f1_threshold_matches_scikit_learns_precision_recall_curve():
+    y, zb, _ = world(500, 2, seed=32)
+    p1 = softmax(zb)[:, 1]
+    t, how = choose_threshold({"choose": "best_f1"}, p1, y)
+    precision, recall, thresholds = precision_recall_curve(y, p1)
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-300), 0)[:-1]
+    assert t == pytest.approx(float(thresholds[np.argmax(f1)]))
+    assert "best F1" in how
+
+
+def test_fpr_threshold_matches_scikit_learns_roc_curve():
+    y, zb, _ = world(500, 2, seed=33)
+    p1 = softmax(zb)[:, 1]
+    t, _ = choose_threshold({"choose": "fpr", "fpr": 0.1}, p1, y)
+    fpr, tpr, thresholds = roc_curve(y, p1, drop_intermediate=False)
+    best = thresholds[np.flatnonzero(fpr <= 0.1)[-1]]
+    assert t == pytest.approx(float(best))
+    assert np.mean(p1[y == 0] >= t) <= 0.1
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+def test_probabilities_that_do_not_sum_to_one_are_refused():
+    y, zb, zc = world(50, 3, seed=41)
+    with pytest.raises(ModelError, match="sums to"):
+        run_check(y, softmax(zb) * 0.5, softmax(zc), output="probabilities")
+
+
+def test_threshold_on_a_multiclass_model_is_a_config_error():
+    y, zb, zc = world(50, 3, seed=42)
+    with pytest.raises(ConfigError, match="binary model"):
+        run_check(y, zb, zc, options={"threshold": 0.5})
+
+
+def test_top_k_with_too_few_classes_is_a_config_error():
+    y, zb, zc = world(50, 3, seed=43)
+    with pytest.raises(ConfigError, match="more than 5 classes"):
+        run_check(y, zb, zc, options={"top_k_accuracy": {"min": 0.5}})
+
+
+def test_auc_with_one_class_in_the_labels_cannot_run():
+    y, zb, zc = world(50, 2, seed=44)
+    with pytest.raises(DataError, match="two classes"):
+        run_check(np.zeros_like(y), zb, zc, options={"roc_auc": {"min": 0.5}})
+
+
+def test_non_finite_scores_never_pass():
+    y, zb, zc = world(60, 2, seed=45)
+    zc[3, 0] = np.nan
+    result = run_check(y, zb, zc, options={"log_loss": {"max_increase": 1.0}})
+    assert result.findings[0].status == "fail"
+
+
+def test_confident_models_keep_their_ranking_where_float32_probabilities_saturate():
+    y, zb, zc = world(400, 2, seed=46)
+    zc = zc * 40.0            # margins far beyond 17: softmax in float32 is exactly 1.0 for most samples
+    assert np.mean(softmax(zc).max(axis=1) == 1.0) > 0.5
+    got = metrics_of(run_check(y, zb, zc))
+    assert got["roc_auc"][1] == pytest.approx(roc_auc_score(y, zc[:, 1].astype(np.float64) - zc[:, 0]), rel=1e-12)
+    assert got["pr_auc"][1] == pytest.approx(average_precision_score(y, zc[:, 1].astype(np.float64) - zc[:, 0]))
+    # the log loss of confident mistakes is the margin itself, not a clipped 15.9
+    margin = zc[:, 1].astype(np.float64) - zc[:, 0]
+    exact = np.logaddexp(0.0, np.where(y == 1, -margin, margin))
+    assert got["log_loss"][1] == pytest.approx(np.clip(exact, -np.log1p(-sm.EPS), -np.log(sm.EPS)).mean(), rel=1e-6)
+
+
+def test_log_odds_of_multiclass_logits_are_exact_for_the_top_class():
+    from gate.checks.scores import log_odds_of
+
+    z = torch.tensor([[30.0, 0.0, -1.0], [0.5, 0.4, 0.3]])
+    odds = log_odds_of(z, "logits", role="baseline").astype(np.float64)
+    zd = z.double().numpy()
+    for i in range(2):
+        for c in range(3):
+            rest = np.log(np.sum(np.exp(np.delete(zd[i], c))))
+            assert odds[i, c] == pytest.approx(zd[i, c] - rest, rel=1e-6)
+
+
+def test_weighted_average_precision_is_scikit_learns_with_sample_weights():
+    y, zb, _ = world(300, 4, seed=47)
+    scores = np.round(softmax(zb).astype(np.float64), 2)           # ties
+    w = np.random.default_rng(3).integers(0, 4, size=(5, 300)).astype(np.float32)
+    got = sm.pr_auc(scores, y, w)
+    for r in range(5):
+        keep = w[r] > 0
+        want = np.mean([average_precision_score(y[keep] == c, scores[keep, c], sample_weight=w[r][keep])
+                        for c in range(4)])
+        assert got[r] == pytest.approx(want, rel=1e-9)
+    binary = sm.pr_auc(np.stack([1 - scores[:, 1], scores[:, 1]], 1), (y == 1).astype(np.int64), w[:1])
+    keep = w[0] > 0
+    assert binary[0] == pytest.approx(average_precision_score(y[keep] == 1, scores[keep, 1], sample_weight=w[0][keep]))
+
+
+# ------------------------------------------------------------------------------------------------ streamed
+
+
+def binned(p: np.ndarray, bins: int) -> np.ndarray:
+    return np.minimum(np.floor(p * bins), bins - 1)
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_binned_auc_is_the_auc_of_the_binned_scores_and_the_rest_stays_exact(k):
+    y, zb, zc = world(600, k, seed=51, temperature=1.3)
+    exact = metrics_of(run_check(y, zb, zc, options={"top_k": 2}))
+    result = run_check(y, zb, zc, options={"bins": 20, "top_k": 2, "roc_auc": {"max_drop": 0.01}}, batch=50)
+    got = metrics_of(result)
+    for i, z in enumerate((zb, zc)):
+        o = torch.from_numpy(z).double()
+        p = torch.softmax(o, dim=1).numpy()
+        if k == 2:
+            assert got["roc_auc"][i] == pytest.approx(roc_auc_score(y, binned(p[:, 1], 20)), rel=1e-12)
+            assert got["pr_auc"][i] == pytest.approx(average_precision_score(y, binned(p[:, 1], 20)), rel=1e-12)
+        else:
+            assert got["roc_auc"][i] == pytest.approx(np.mean([roc_auc_score(y == c, binned(p[:, c], 20))
+                                                               for c in range(k)]), rel=1e-12)
+            assert got["pr_auc"][i] == pytest.approx(np.mean([average_precision_score(y == c, binned(p[:, c], 20))
+                                                              for c in range(k)]), rel=1e-12)
+        for metric in ("log_loss", "brier", "ece") + (("top_2_accuracy",) if k > 2 else ()):
+            assert got[metric][i] == pytest.approx(exact[metric][i], rel=1e-9)
+    kept = result.details["kept_per_sample"]
+    assert kept["approximate"] is True and kept["approximate_metrics"] == ["roc_auc", "pr_auc"]
+    assert result.notes[0].startswith("APPROXIMATE: ROC-AUC and PR-AUC from 20 probability bins")
+    assert "approximate" in next(r for r in result.tables[0].rows if r[0] == "roc_auc")[-1]
+
+
+def test_beyond_max_samples_the_check_streams_and_keeps_a_uniform_sample():
+    y, zb, zc = world(3000, 3, seed=52, temperature=1.4)
+    options = {"log_loss": {"max_increase": 0.01}, "roc_auc": {"max_drop": 0.01}}
+    exact = run_check(y, zb, zc, options=options)
+    streamed = run_check(y, zb, zc, options={**options, "max_samples": 500}, batch=128)
+    kept = streamed.details["kept_per_sample"]
+    assert kept["samples"] == 500 and kept["of"] == 3000 and kept["bins"] == 1000
+    for fe, fs in zip(exact.findings, streamed.findings):
+        assert fs.metric == fe.metric
+        if fe.metric == "log_loss":
+            assert fs.value == pytest.approx(fe.value, rel=1e-9)          # exact sums over every sample
+        else:
+            assert fs.value == pytest.approx(fe.value, abs=2e-3)          # 1,000 bins
+        width_e, width_s = fe.interval[1] - fe.interval[0], fs.interval[1] - fs.interval[0]
+        assert 0.7 < width_s / width_e < 1.4                              # the kept sample's spread, scaled to N
+
+
+def test_the_reservoir_keeps_every_sample_with_the_same_probability():
+    n, size, runs = 50, 10, 400
+    counts = np.zeros(n)
+    y = np.arange(n) % 2
+    z = np.stack([np.zeros(n), np.arange(n, dtype=np.float64)], axis=1).astype(np.float32)
+    for seed in range(runs):
+        config = build_config({"seed": seed, "checks": {"scores": {"enabled": True, "max_samples": 100}}})
+        ctx = RunContext(config=config, models={}, class_names=("0", "1"), device=None)
+        check = ScoresCheck({**config.check("scores"), "max_samples": size}, ctx)
+        for i, start in enumerate(range(0, n, 7)):
+            sl = slice(start, start + 7)
+            check.update(Step(index=i, offset=start, inputs=None, labels=torch.from_numpy(y[sl]),
+                              scores={"baseline": torch.from_numpy(z[sl]), "candidate": torch.from_numpy(z[sl])}))
+        kept = np.round(check._kept["baseline"][:, 1].astype(np.float64)).astype(int)   # log-odds = the index
+        assert len(set(kept.tolist())) == size
+        counts[kept] += 1
+    share = counts / runs
+    assert np.abs(share - size / n).max() < 0.1          # sd 0.02 per sample at 400 runs
+    assert sps.chisquare(counts).pvalue > 0.001
+
+
+def test_point_decisions_compare_the_measured_values_without_resampling():
+    y, zb, zc = world(300, 3, seed=53, temperature=2.0)
+    result = run_check(y, zb, zc, options={"log_loss": {"max_increase": 0.0}, "ece": {"max": 1.0}},
+                       decision={"mode": "point"})
+    by_metric = {f.metric: f for f in result.findings}
+    increase = log_loss(y, softmax(zc), labels=[0, 1, 2]) - log_loss(y, softmax(zb), labels=[0, 1, 2])
+    assert by_metric["log_loss"].value == pytest.approx(increase, rel=1e-4)
+    assert by_metric["log_loss"].status == ("fail" if increase > 0 else "pass")
+    assert by_metric["log_loss"].decision == "point" and by_metric["log_loss"].interval is None
+    assert by_metric["ece"].status == "pass"
+
+
+def test_an_unreachable_false_positive_rate_predicts_every_sample_negative():
+    y = np.array([0, 1, 0, 1])
+    p1 = np.array([0.9, 0.8, 0.2, 0.1])
+    t, how = choose_threshold({"choose": "fpr", "fpr": 0.1}, p1, y)
+    assert t == math.inf and "every sample is predicted negative" in how
+
+
+def test_large_data_resamples_ece_on_a_subsample_scaled_to_the_whole(monkeypatch):
+    import gate.checks.scores as scores_module
+
+    y, zb, zc = world(4000, 3, seed=54, temperature=2.0)
+    options = {"ece": {"max_increase": 0.05}, "pr_auc": {"max_drop": 0.02}}
+    whole = run_check(y, zb, zc, options=options, decision={"bootstrap_resamples": 400})
+    monkeypatch.setattr(scores_module, "BOOTSTRAP_SAMPLES", 1000)
+    sub = run_check(y, zb, zc, options=options, decision={"bootstrap_resamples": 400})
+    for fw, fs in zip(whole.findings, sub.findings):
+        assert fs.value == fw.value                               # the point values use every sample
+        ww, ws = fw.interval[1] - fw.interval[0], fs.interval[1] - fs.interval[0]
+        assert 0.6 < ws / ww < 1.6
