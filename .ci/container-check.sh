@@ -65,16 +65,20 @@ export CONTAINERS_CONF="$cache/containers.conf"
 
 # --------------------------------------------------------------------------------------------- the base image
 # The official python:3.11-slim-bookworm if it is here or can be pulled; else Debian bookworm (minbase) with its
-# python3.11, python3-venv (what .ci/install.sh's `python3 -m venv` needs) and a `python` link, as a stand-in.
-make_base() {
-  local tarball="$cache/bookworm-python3.11.tar" rootfs
+# python3.11, python3-venv (what .ci/install.sh's `python3 -m venv` needs) and python links in /usr/local/bin, set up
+# as Debian's official slim images are (deb822 sources with updates and security, apt that keeps no caches, no
+# docs), imported under the base image's name. RECIPE names this recipe: a changed recipe re-imports.
+RECIPE=debootstrap-bookworm-python3.11-2
+
+debootstrap_tarball() {   # sets $tarball: the raw debootstrap, made once per machine (about 2 minutes)
+  local rootfs
+  tarball="$cache/debootstrap-bookworm-minbase-python3.11.tar"
   if [ ! -s "$tarball" ]; then
-    command -v debootstrap >/dev/null || {
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null \
-        || skip "no base image can be pulled and debootstrap cannot be installed"; }
+    command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends debootstrap >/dev/null || skip "no base image can be pulled and no debootstrap here"
     if [ -z "$mirror" ]; then   # the mirror apt uses here
-      mirror=$(grep -h -o -m1 -E '(URIs:|^deb) +https?://[^ ]+' /etc/apt/sources.list.d/*.sources \
-                 /etc/apt/sources.list 2>/dev/null | grep -v security | head -n1 | awk '{print $2}')
+      mirror=$(grep -h -o -E '^(URIs:|deb) +https?://[^ ]+' /etc/apt/sources.list.d/*.sources \
+                 /etc/apt/sources.list 2>/dev/null | awk '{print $2}' | grep -v security | head -n1 || true)
       mirror=${mirror:-http://deb.debian.org/debian}
     fi
     rootfs=$(mktemp -d "$cache/rootfs.XXXXXX")
@@ -85,48 +89,64 @@ make_base() {
       rm -rf "$rootfs"
       skip "debootstrap of bookworm failed (log above)"
     fi
-    rm -f "$rootfs/etc/apt/sources.list"   # as the official image: deb822 sources with updates and security
-    cat > "$rootfs/etc/apt/sources.list.d/debian.sources" <<'EOF'
-Types: deb
-URIs: http://deb.debian.org/debian
-Suites: bookworm bookworm-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb
-URIs: http://deb.debian.org/debian-security
-Suites: bookworm-security
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
-    ln -sf /usr/bin/python3.11 "$rootfs/usr/local/bin/python3.11"
-    ln -sf /usr/bin/python3 "$rootfs/usr/local/bin/python3"
-    ln -sf /usr/bin/python3 "$rootfs/usr/local/bin/python"
-    rm -rf "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
-           "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/var/log/*.log "$rootfs"/dev/*
-    tar --numeric-owner -C "$rootfs" -cf "$tarball.tmp" .
+    tar --numeric-owner -C "$rootfs" --exclude=./dev/* -cf "$tarball.tmp" .
     mv "$tarball.tmp" "$tarball"
     rm -rf "$rootfs"
   fi
-  podman import --quiet \
-    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'ENV LANG=C.UTF-8' \
-    --change 'LABEL org.gate.ci.base=debootstrap-bookworm' \
-    --change 'CMD ["python3"]' \
-    "$tarball" "$base_name" >/dev/null
 }
 
-if podman image exists "$base_name"; then
-  :
-elif timeout 120 podman pull --quiet "$base_name" >/dev/null 2>&1; then
-  say "pulled $base_name"
-else
-  make_base
-fi
-if [ "$(podman image inspect --format '{{index .Labels "org.gate.ci.base"}}' "$base_name")" = "" ]; then
+write_file() {   # write_file PATH LINE...: one line per argument
+  printf '%s\n' "${@:2}" > "$1"
+}
+
+make_base() {
+  local rootfs clean
+  debootstrap_tarball
+  rootfs=$(mktemp -d "$cache/rootfs.XXXXXX")
+  # Every path below is inside the fresh rootfs; refuse to go on if it is not one.
+  [ -n "$rootfs" ] && [ -d "$rootfs" ] && [ "$rootfs" != / ] || { echo "container-check: no rootfs" >&2; exit 1; }
+  tar --numeric-owner -C "$rootfs" -xf "$tarball"
+  rm -f "$rootfs/etc/apt/sources.list"
+  write_file "$rootfs/etc/apt/sources.list.d/debian.sources" \
+    "Types: deb" "URIs: http://deb.debian.org/debian" "Suites: bookworm bookworm-updates" "Components: main" \
+    "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" "" \
+    "Types: deb" "URIs: http://deb.debian.org/debian-security" "Suites: bookworm-security" "Components: main" \
+    "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"
+  # What debuerreotype puts in Debian's official images (the slim variant): apt keeps no package caches, no docs.
+  clean='"rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"'
+  write_file "$rootfs/etc/apt/apt.conf.d/docker-clean" "DPkg::Post-Invoke { $clean; };" \
+    "APT::Update::Post-Invoke { $clean; };" 'Dir::Cache::pkgcache "";' 'Dir::Cache::srcpkgcache "";'
+  write_file "$rootfs/etc/apt/apt.conf.d/docker-no-languages" 'Acquire::Languages "none";'
+  write_file "$rootfs/etc/apt/apt.conf.d/docker-gzip-indexes" 'Acquire::GzipIndexes "true";' \
+    'Acquire::CompressionTypes::Order:: "gz";'
+  write_file "$rootfs/etc/apt/apt.conf.d/docker-autoremove-suggests" 'Apt::AutoRemove::SuggestsImportant "false";'
+  write_file "$rootfs/etc/dpkg/dpkg.cfg.d/docker" "path-exclude /usr/share/doc/*" \
+    "path-include /usr/share/doc/*/copyright" "path-exclude /usr/share/groff/*" "path-exclude /usr/share/info/*" \
+    "path-exclude /usr/share/linda/*" "path-exclude /usr/share/lintian/*" "path-exclude /usr/share/locale/*" \
+    "path-include /usr/share/locale/locale.alias" "path-exclude /usr/share/man/*"
+  for name in python3.11 python3 python; do ln -sf /usr/bin/python3.11 "$rootfs/usr/local/bin/$name"; done
+  mkdir -p "$rootfs"/usr/share/{doc,man,info,locale} "$rootfs"/var/lib/apt/lists "$rootfs"/var/cache/apt
+  find "$rootfs/usr/share/doc" -mindepth 2 ! -name copyright ! -type d -delete
+  find "$rootfs/usr/share/man" "$rootfs/usr/share/info" "$rootfs/var/lib/apt/lists" -mindepth 1 -delete
+  find "$rootfs/usr/share/locale" -mindepth 1 -maxdepth 1 -type d -exec rm -r {} +
+  find "$rootfs/var/cache/apt" "$rootfs/var/log" -maxdepth 1 -type f \( -name '*.bin' -o -name '*.log' \) -delete
+  tar --numeric-owner -C "$rootfs" -cf - . | podman import --quiet \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV LANG=C.UTF-8' \
+    --change "LABEL org.gate.ci.base=$RECIPE" \
+    --change 'CMD ["python3"]' \
+    - "$base_name" >/dev/null
+  rm -rf "$rootfs"
+}
+
+base_label() { podman image inspect --format '{{index .Labels "org.gate.ci.base"}}' "$base_name" 2>/dev/null; }
+if podman image exists "$base_name" && [ "$(base_label)" = "" ]; then
   say "base: $base_name (the official image)"
+elif podman image exists "$base_name" || ! timeout 120 podman pull --quiet "$base_name" >/dev/null 2>&1; then
+  [ "$(base_label)" = "$RECIPE" ] || make_base
+  say "base: $base_name is a stand-in ($RECIPE: no registry can be reached here)"
 else
-  say "base: $base_name is a stand-in: Debian bookworm minbase + python3.11 from debootstrap (no registry here)"
+  say "base: pulled $base_name (the official image)"
 fi
 
 # --------------------------------------------------------------------------------------------- the build
@@ -160,7 +180,12 @@ if [ -n "$cert" ] && [ -s "$cert" ]; then
 fi
 
 work=$(mktemp -d /tmp/gate-container-check.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+export GATE_CC_RUN=$$   # the containers' names start gate-cc-$$-: whatever is left of them goes at the end
+cleanup() {
+  podman ps -a -q --filter "name=^gate-cc-$$-" | xargs -r podman rm --force >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
 # The build context: the checkout's files (the .dockerignore decides what the build sees), copied so that the
 # code-only rebuild below can change one file without touching the checkout.
 mkdir "$work/context"
@@ -202,8 +227,9 @@ fi
 echo "# container-check: a code-only change $(date +%s%N)" >> "$work/context/gate/action/__init__.py"
 warm_s=$(build localhost/gate-ci:code-change "$work/build-warm.log")
 say "warm rebuild after a code-only change: ${warm_s}s"
-if ! grep -q -i 'using cache' "$work/build-warm.log"; then
-  echo "container-check: FAILED: the code-only rebuild reused no cached layer (the dependency layer rebuilt)" >&2
+# The step after the dependency layer's RUN line must be buildah's "--> Using cache".
+if ! grep -A1 'GATE_DEPS_ONLY=1' "$work/build-warm.log" | grep -q -i 'using cache'; then
+  echo "container-check: FAILED: the code-only rebuild reinstalled the dependencies (their layer was not reused)" >&2
   exit 1
 fi
 podman rmi --force localhost/gate-ci:code-change >/dev/null

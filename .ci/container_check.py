@@ -34,6 +34,7 @@ from tests.github_files import parse_github_output
 from tests.tiny_models import make_world
 
 ROOT = Path(__file__).resolve().parents[1]
+RUN_ID = os.environ.get("GATE_CC_RUN") or str(os.getpid())   # in every container's name: gate-cc-RUN_ID-...
 RUNTIME_TOKEN = "actions-runtime-token-c0ffee"      # ACTIONS_RUNTIME_TOKEN: caches, artifacts
 OIDC_TOKEN = "oidc-request-token-5eed"              # ACTIONS_ID_TOKEN_REQUEST_TOKEN: cloud credentials
 SECRETS = (TOKEN, RUNTIME_TOKEN, OIDC_TOKEN)
@@ -51,7 +52,7 @@ from tiny_models import build_mlp
 
 
 def build_spy():
-    seen = {"uid": os.getuid(), "environ": dict(os.environ), "proc": {}, "writes": {}}
+    seen = {"uid": os.getuid(), "pid": os.getpid(), "environ": dict(os.environ), "proc": {}, "writes": {}}
     for pid in sorted(p for p in os.listdir("/proc") if p.isdigit()):
         for leaf in ("environ", "cmdline"):
             try:
@@ -188,7 +189,7 @@ class Runner:
             **{key: f"/github/file_commands/{name}" for key, name in names.items()},
             **action_inputs(inputs, token=TOKEN),
         }
-        args = ["run", "--rm", "--name", f"gate-cc-{os.getpid()}-{self.count}", "--workdir", "/github/workspace",
+        args = ["run", "--rm", "--name", f"gate-cc-{RUN_ID}-{self.count}", "--workdir", "/github/workspace",
                 "--network", "host", "-v", f"{ws}:/github/workspace", "-v", f"{home}:/github/home",
                 "-v", f"{workflow}:/github/workflow", "-v", f"{files}:/github/file_commands"]
         if probe is not None:
@@ -370,7 +371,7 @@ def scenario_token(res: Results, runner: Runner, template: Path, github: FakeGit
                         or k in ("GITHUB_TOKEN", "GITHUB_ENV", "GITHUB_OUTPUT", "GITHUB_PATH", "GITHUB_STEP_SUMMARY"))
         res.equal(scenario, "secret or file-command variables in the gate's environment", leaked, [])
         others = {k: v for k, v in record["proc"].items() if k.endswith("/environ") and not v.startswith("refused")
-                  and "GATE_TEST" not in v and "gate-sandbox" not in v}
+                  and k != f"{record['pid']}/environ"}
         res.equal(scenario, "other processes' environments the gate could read", sorted(others), [])
         res.expect(scenario, "every file command refused the write",
                    record["writes"] and set(record["writes"].values()) == {"refused: Permission denied"},
@@ -423,7 +424,7 @@ def scenario_sigterm(res: Results, runner: Runner, template: Path) -> None:
                                                *env, runner.image]
     for label, args in cases.items():
         scenario = f"SIGTERM, {label}"
-        name = f"gate-cc-stop-{os.getpid()}"
+        name = f"gate-cc-{RUN_ID}-stop"
         podman("rm", "--force", name)
         podman("run", "-d", "--name", name, *args, check=True)
         deadline, logs = time.monotonic() + 180, ""
