@@ -68,7 +68,7 @@ export CONTAINERS_CONF="$cache/containers.conf"
 # python3.11, python3-venv (what .ci/install.sh's `python3 -m venv` needs) and python links in /usr/local/bin, set up
 # as Debian's official slim images are (deb822 sources with updates and security, apt that keeps no caches, no
 # docs), imported under the base image's name. RECIPE names this recipe: a changed recipe re-imports.
-RECIPE=debootstrap-bookworm-python3.11-2
+RECIPE=debootstrap-bookworm-python3.11-3
 
 debootstrap_tarball() {   # sets $tarball: the raw debootstrap, made once per machine (about 2 minutes)
   local rootfs
@@ -125,11 +125,12 @@ make_base() {
     "path-exclude /usr/share/linda/*" "path-exclude /usr/share/lintian/*" "path-exclude /usr/share/locale/*" \
     "path-include /usr/share/locale/locale.alias" "path-exclude /usr/share/man/*"
   for name in python3.11 python3 python; do ln -sf /usr/bin/python3.11 "$rootfs/usr/local/bin/$name"; done
-  mkdir -p "$rootfs"/usr/share/{doc,man,info,locale} "$rootfs"/var/lib/apt/lists "$rootfs"/var/cache/apt
+  mkdir -p "$rootfs"/usr/share/{doc,man,info,locale} "$rootfs"/var/lib/apt/lists "$rootfs"/var/cache/apt/archives
   find "$rootfs/usr/share/doc" -mindepth 2 ! -name copyright ! -type d -delete
   find "$rootfs/usr/share/man" "$rootfs/usr/share/info" "$rootfs/var/lib/apt/lists" -mindepth 1 -delete
   find "$rootfs/usr/share/locale" -mindepth 1 -maxdepth 1 -type d -exec rm -r {} +
   find "$rootfs/var/cache/apt" "$rootfs/var/log" -maxdepth 1 -type f \( -name '*.bin' -o -name '*.log' \) -delete
+  find "$rootfs/var/cache/apt/archives" -name '*.deb' -delete   # what debootstrap downloaded
   tar --numeric-owner -C "$rootfs" -cf - . | podman import --quiet \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \
