@@ -13,6 +13,11 @@
 #   GATE_CONTAINER_COLD=1       build without the layer cache (to measure a cold build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Images are built and run as root; GitHub's hosted runners give the runner user passwordless sudo.
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+  exec sudo -n --preserve-env=GATE_CI_PYTHON,GATE_CI_IMAGE,GATE_CONTAINER_CACHE,GATE_CONTAINER_COLD,GATE_CONTAINER_CHECK,GATE_DEBIAN_MIRROR,PIP_INDEX_URL,PIP_CERT \
+    "$PWD/.ci/container-check.sh" "$@"
+fi
 root=$PWD
 python="${GATE_CI_PYTHON:-$root/.venv/bin/python}"
 image="${GATE_CI_IMAGE:-localhost/gate-ci:check}"
@@ -40,6 +45,7 @@ if [ "${#need[@]}" -gt 0 ]; then
            buildah podman runc debootstrap >/dev/null; }; then
     skip "apt-get could not install buildah podman runc debootstrap"
   fi
+  for tool in "${need[@]}"; do command -v "$tool" >/dev/null || skip "$tool is still missing after apt-get"; done
 fi
 if [ "$(id -u)" != 0 ]; then
   skip "the check builds and runs containers as root (rootless podman needs subuid ranges set up here)"
