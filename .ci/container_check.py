@@ -39,7 +39,7 @@ RUNTIME_TOKEN = "actions-runtime-token-c0ffee"      # ACTIONS_RUNTIME_TOKEN: cac
 OIDC_TOKEN = "oidc-request-token-5eed"              # ACTIONS_ID_TOKEN_REQUEST_TOKEN: cloud credentials
 SECRETS = (TOKEN, RUNTIME_TOKEN, OIDC_TOKEN)
 BASE_SHA, HEAD_SHA, MERGE_SHA = "1" * 40, "2" * 40, "3" * 40
-SANDBOX_UID = 61000          # gate/action/isolation.py's DEFAULT_SANDBOX_UID
+SANDBOX_UIDS = range(61000, 62000)   # where gate/action/isolation.py picks the gate's uid
 MARKER = "<!-- gate-report:model-gate/gate -->"     # comment.marker_for("model gate/gate")
 AUTHOR = {"login": "mallory", "id": 666}            # the fork's author, who can post a comment with our marker
 FACTORY = "tiny_models:build_mlp"
@@ -163,8 +163,10 @@ class Runner:
     api_url: str
     count: int = 0
 
-    def run(self, ws: Path, inputs: dict[str, str], *, uid: int, probe: Path | None = None,
-            timeout: float = 300) -> Run:
+    def prepare(self, ws: Path, inputs: dict[str, str], *, uid: int,
+                probe: Path | None = None) -> tuple[list[str], Path, dict[str, str]]:
+        """`podman run` arguments up to the image, as the runner's handler builds its `docker run`; the file-command
+        folder and the file names behind each variable."""
         self.count += 1
         temp = self.work / f"runner-{self.count}"
         home, workflow, files = temp / "_github_home", temp / "_github_workflow", temp / "_runner_file_commands"
@@ -189,22 +191,31 @@ class Runner:
             **{key: f"/github/file_commands/{name}" for key, name in names.items()},
             **action_inputs(inputs, token=TOKEN),
         }
-        args = ["run", "--rm", "--name", f"gate-cc-{RUN_ID}-{self.count}", "--workdir", "/github/workspace",
+        args = ["--name", f"gate-cc-{RUN_ID}-{self.count}", "--workdir", "/github/workspace",
                 "--network", "host", "-v", f"{ws}:/github/workspace", "-v", f"{home}:/github/home",
                 "-v", f"{workflow}:/github/workflow", "-v", f"{files}:/github/file_commands"]
         if probe is not None:
             args += ["-v", f"{probe}:/probe"]
         for key, value in env.items():
             args += ["-e", f"{key}={value}"]
-        t0 = time.monotonic()
-        done = podman(*args, self.image, timeout=timeout)
+        return args, files, names
+
+    @staticmethod
+    def collect(returncode: int, stdout: str, stderr: str, files: Path, names: dict[str, str],
+                seconds: float) -> Run:
         contents = {key: (files / name).read_text(encoding="utf-8") for key, name in names.items()}
         try:
             outputs = parse_github_output(contents["GITHUB_OUTPUT"])
         except ValueError:   # not what the entrypoint writes: shown whole, so every output assertion fails
             outputs = {"(GITHUB_OUTPUT that GitHub cannot read)": contents["GITHUB_OUTPUT"]}
-        return Run(done.returncode, done.stdout, done.stderr, contents["GITHUB_STEP_SUMMARY"], outputs, contents,
-                   time.monotonic() - t0)
+        return Run(returncode, stdout, stderr, contents["GITHUB_STEP_SUMMARY"], outputs, contents, seconds)
+
+    def run(self, ws: Path, inputs: dict[str, str], *, uid: int, probe: Path | None = None,
+            timeout: float = 300) -> Run:
+        args, files, names = self.prepare(ws, inputs, uid=uid, probe=probe)
+        t0 = time.monotonic()
+        done = podman("run", "--rm", *args, self.image, timeout=timeout)
+        return self.collect(done.returncode, done.stdout, done.stderr, files, names, time.monotonic() - t0)
 
 
 def make_template(work: Path) -> Path:
@@ -369,8 +380,10 @@ def scenario_token(res: Results, runner: Runner, template: Path, github: FakeGit
     dumped = json.dumps(records)
     for secret in SECRETS:
         res.expect(scenario, f"{secret} is absent from all the gate process could read", secret not in dumped)
+    res.equal(scenario, "one gate process (one uid) built both models", len({r["uid"] for r in records}), 1)
     for record in records:
-        res.equal(scenario, "the gate's uid", record["uid"], SANDBOX_UID)
+        res.expect(scenario, "the gate runs as a sandbox uid (61000-61999), not root nor the workspace's owner",
+                   record["uid"] in SANDBOX_UIDS, f"uid {record['uid']}")
         leaked = sorted(k for k in record["environ"] if k.startswith(("INPUT_", "ACTIONS_"))
                         or k in ("GITHUB_TOKEN", "GITHUB_ENV", "GITHUB_OUTPUT", "GITHUB_PATH", "GITHUB_STEP_SUMMARY"))
         res.equal(scenario, "secret or file-command variables in the gate's environment", leaked, [])
@@ -408,46 +421,45 @@ def scenario_cli(res: Results, runner: Runner, template: Path) -> None:
     res.expect(scenario, "no traceback", "Traceback" not in done.stderr, done.stderr[-2000:])
 
 
+def stop_when_building(name: str, args: list[str], command: list[str]) -> tuple[
+        str, subprocess.CompletedProcess[str], float, bool]:
+    """Start a container detached, wait until the factory is building, `podman stop` it (SIGTERM to PID 1, SIGKILL
+    after 30 s): its exit code, its logs, how long the stop took, and whether the gate got as far as the factory."""
+    podman("rm", "--force", name)
+    podman("run", "-d", "--name", name, *args, *command, check=True)
+    deadline, logs = time.monotonic() + 180, ""
+    while time.monotonic() < deadline:
+        logs = podman("logs", name).stderr
+        running = podman("inspect", "--format", "{{.State.Running}}", name).stdout.strip()
+        if "sleepy: building" in logs or running == "false":
+            break
+        time.sleep(0.5)
+    t0 = time.monotonic()
+    podman("stop", "--time", "30", name, timeout=120)
+    stopped_in = time.monotonic() - t0
+    code = podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
+    done = podman("logs", name)
+    podman("rm", "--force", name)
+    return code, done, stopped_in, "sleepy: building" in logs
+
+
 def scenario_sigterm(res: Results, runner: Runner, template: Path) -> None:
-    """`podman stop` (a cancelled job): tini forwards SIGTERM; one `error:` line, exit 143."""
+    """`podman stop` (a cancelled job): tini forwards SIGTERM. The CLI ends with its one `error:` line and 143; the
+    Action passes the signal on to the gate, which prints that line, and reports exit 2 (could not run) with the
+    outputs saying error and no report."""
     ws = workspace(template, runner.work, "ws-sigterm", 1000)
-    shutil.copyfile(ws / "base" / "sleepy.py", ws / "sleepy.py")
-    shutil.copyfile(ws / "base" / "tiny_models.py", ws / "tiny_models.py")
-    cases: dict[str, list[str]] = {
-        "CLI (podman run IMAGE check ...)": [
-            "--user", "1000:1000", "-v", f"{ws}:/work", runner.image, "check", "pr/models/good.pt",
-            "--baseline", "baseline/baseline.pt", "--data", "pr/eval/eval.npz", "--model-factory",
-            "sleepy:build_slowly"],
-    }
-    env: list[str] = []
-    for key, value in {"GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": "/github/workspace",
-                       **action_inputs({**CHECK, "candidate": "pr/models/good.pt",
-                                        "model-factory": "sleepy:build_slowly"}, token=TOKEN)}.items():
-        env += ["-e", f"{key}={value}"]
-    cases["Action (INPUT_*, no arguments)"] = ["--workdir", "/github/workspace", "-v", f"{ws}:/github/workspace",
-                                               *env, runner.image]
-    for label, args in cases.items():
-        scenario = f"SIGTERM, {label}"
-        name = f"gate-cc-{RUN_ID}-stop"
-        podman("rm", "--force", name)
-        podman("run", "-d", "--name", name, *args, check=True)
-        deadline, logs = time.monotonic() + 180, ""
-        while time.monotonic() < deadline:
-            logs = podman("logs", name).stderr
-            if "sleepy: building" in logs or podman("inspect", "--format", "{{.State.Running}}", name).stdout.strip() \
-                    == "false":
-                break
-            time.sleep(0.5)
-        started = res.expect(scenario, "the gate reached the factory", "sleepy: building" in logs, logs[-2000:])
-        t0 = time.monotonic()
-        podman("stop", "--time", "30", name, timeout=120)
-        stopped_in = time.monotonic() - t0
-        code = podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
-        logs = podman("logs", name)
-        podman("rm", "--force", name)
-        print(f"{scenario}: exit {code}, stopped in {stopped_in:.1f}s", flush=True)
-        if not started:
-            continue
+    for name in ("sleepy.py", "tiny_models.py"):
+        shutil.copyfile(ws / "base" / name, ws / name)
+        os.lchown(ws / name, 1000, 1000)
+
+    scenario = "SIGTERM, CLI (podman run --user 1000:1000 IMAGE check ...)"
+    code, logs, stopped_in, started = stop_when_building(
+        f"gate-cc-{RUN_ID}-stop-cli",
+        ["--user", "1000:1000", "-v", f"{ws}:/work"],
+        [runner.image, "check", "pr/models/good.pt", "--baseline", "baseline/baseline.pt", "--data",
+         "pr/eval/eval.npz", "--model-factory", "sleepy:build_slowly", "--json", "out/sigterm.json"])
+    print(f"{scenario}: exit {code}, stopped in {stopped_in:.1f}s", flush=True)
+    if res.expect(scenario, "the gate reached the factory", started, logs.stderr[-2000:]):
         errors = [line for line in logs.stderr.splitlines() if line.startswith("error:")]
         res.equal(scenario, "exit code", code, "143")
         res.expect(scenario, "stopped by SIGTERM, not killed after the grace period", stopped_in < 25,
@@ -455,6 +467,26 @@ def scenario_sigterm(res: Results, runner: Runner, template: Path) -> None:
         res.expect(scenario, "exactly one error: line, about SIGTERM",
                    len(errors) == 1 and "SIGTERM" in errors[0], "\n".join(errors) or logs.stderr[-1500:])
         res.expect(scenario, "no traceback", "Traceback" not in logs.stderr, logs.stderr[-1500:])
+        res.expect(scenario, "no report", not (ws / "out" / "sigterm.json").exists())
+
+    scenario = "SIGTERM, Action (as the runner starts it)"
+    args, files, names = runner.prepare(ws, {**CHECK, "candidate": "pr/models/good.pt",
+                                             "model-factory": "sleepy:build_slowly"}, uid=1000)
+    code, logs, stopped_in, started = stop_when_building(f"gate-cc-{RUN_ID}-stop-action", args[2:], [runner.image])
+    run = runner.collect(int(code) if code.lstrip("-").isdigit() else -1, logs.stdout, logs.stderr, files, names,
+                         stopped_in)
+    print(f"{scenario}: exit {code}, stopped in {stopped_in:.1f}s", flush=True)
+    if res.expect(scenario, "the gate reached the factory", started, logs.stderr[-2000:]):
+        res.equal(scenario, "exit code (could not run)", code, "2")
+        res.expect(scenario, "stopped by SIGTERM, not killed after the grace period", stopped_in < 25,
+                   f"{stopped_in:.1f}s")
+        res.expect(scenario, "exactly one error: line, about the signal",
+                   len(run.error_lines) == 1 and "terminated" in run.error_lines[0],
+                   "\n".join(run.error_lines) or logs.stderr[-1500:])
+        res.expect(scenario, "no traceback", "Traceback" not in logs.stderr, logs.stderr[-1500:])
+        res.equal(scenario, "verdict and exit-code outputs",
+                  (run.outputs.get("verdict"), run.outputs.get("exit-code")), ("error", "2"))
+        res.expect(scenario, "no report", not (ws / "gate-report" / "report.json").exists())
 
 
 # ------------------------------------------------------------------------------------------- main
