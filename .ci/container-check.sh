@@ -15,8 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Images are built and run as root; GitHub's hosted runners give the runner user passwordless sudo.
 if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-  exec sudo -n --preserve-env=GATE_CI_PYTHON,GATE_CI_IMAGE,GATE_CONTAINER_CACHE,GATE_CONTAINER_COLD,GATE_CONTAINER_CHECK,GATE_DEBIAN_MIRROR,PIP_INDEX_URL,PIP_CERT \
-    "$PWD/.ci/container-check.sh" "$@"
+  keep=GATE_CI_PYTHON,GATE_CI_IMAGE,GATE_CONTAINER_CACHE,GATE_CONTAINER_COLD,GATE_CONTAINER_CHECK,GATE_DEBIAN_MIRROR
+  exec sudo -n --preserve-env="$keep,PIP_INDEX_URL,PIP_CERT" "$PWD/.ci/container-check.sh" "$@"
 fi
 root=$PWD
 python="${GATE_CI_PYTHON:-$root/.venv/bin/python}"
@@ -206,8 +206,9 @@ build() {   # build TAG LOG [extra buildah args...]
   local tag=$1 log=$2; shift 2
   local t0
   t0=$(date +%s)
-  if ! buildah bud --isolation chroot --format docker --layers --pull=never "${build_args[@]}" "${mounts[@]}" \
-         "$@" -t "$tag" -f "$work/context/Dockerfile" "$work/context" > "$log" 2>&1; then
+  if ! buildah bud --isolation chroot --format docker --layers --force-rm --pull=never \
+         "${build_args[@]}" "${mounts[@]}" "$@" -t "$tag" -f "$work/context/Dockerfile" "$work/context" \
+         > "$log" 2>&1; then
     tail -n 40 "$log" >&2
     echo "container-check: FAILED: the image did not build from the Dockerfile (log above)" >&2
     exit 1
@@ -246,4 +247,5 @@ say "image size: $size bytes ($(( size / 1000000 )) MB)"
 
 # --------------------------------------------------------------------------------------------- the runs
 PYTHONPATH="$root" "$python" "$root/.ci/container_check.py" --image "$image" --work "$work/runs"
-say "done in $(( $(date +%s) - start ))s (image $(( size / 1000000 )) MB, build ${first_s}s, code-only rebuild ${warm_s}s)"
+say "done in $(( $(date +%s) - start ))s" \
+    "(image $(( size / 1000000 )) MB, build ${first_s}s, code-only rebuild ${warm_s}s)"

@@ -145,7 +145,8 @@ def action_inputs(given: dict[str, str], *, token: str) -> dict[str, str]:
 
 def fork_event() -> dict[str, Any]:
     return {"number": PR, "pull_request": {
-        "number": PR, "head": {"sha": HEAD_SHA, "ref": "patch-1", "repo": {"full_name": "mallory/models", "fork": True}},
+        "number": PR,
+        "head": {"sha": HEAD_SHA, "ref": "patch-1", "repo": {"full_name": "mallory/models", "fork": True}},
         "base": {"sha": BASE_SHA, "ref": "main", "repo": {"full_name": REPO}}}}
 
 
@@ -251,7 +252,8 @@ CHECK = {"policy-path": "base", "model-factory": FACTORY, "baseline": "baseline/
 
 
 def show(run: Run) -> str:
-    return f"rc={run.returncode} in {run.seconds:.0f}s\n--- stdout\n{run.stdout[-3000:]}\n--- stderr\n{run.stderr[-3000:]}"
+    return (f"rc={run.returncode} in {run.seconds:.0f}s\n--- stdout\n{run.stdout[-3000:]}\n"
+            f"--- stderr\n{run.stderr[-3000:]}")
 
 
 # ------------------------------------------------------------------------------------------- the scenarios
