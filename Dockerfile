@@ -21,9 +21,10 @@ ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG TORCH_VERSION=2.13.0
 ARG GATE_EXTRAS=all
 # A package index of your own (a mirror, a proxy); the CA bundle that proxy needs goes in as the build secret
-# `pip_ca`, never into a layer.
+# `pip_ca`, never into a layer. PIP_FIND_LINKS: a folder of wheels mounted for the build (an air-gapped builder).
 ARG PIP_INDEX_URL=
 ARG PIP_EXTRA_INDEX_URL=
+ARG PIP_FIND_LINKS=
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -48,6 +49,7 @@ RUN --mount=type=secret,id=pip_ca,required=false \
     if [ -s /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi \
     && if [ -n "${PIP_INDEX_URL}" ]; then export PIP_INDEX_URL; fi \
     && if [ -n "${PIP_EXTRA_INDEX_URL}" ]; then export PIP_EXTRA_INDEX_URL; fi \
+    && if [ -n "${PIP_FIND_LINKS}" ]; then export PIP_FIND_LINKS; fi \
     && GATE_DEPS_ONLY=1 TORCH_INDEX_URL="${TORCH_INDEX_URL}" TORCH_VERSION="${TORCH_VERSION}" \
        .ci/install.sh /opt/venv "${GATE_EXTRAS}"
 
