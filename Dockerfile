@@ -42,7 +42,8 @@ RUN apt-get update \
 
 WORKDIR /opt/gate-src
 
-# 1. torch, then every dependency and extra (ONNX, transformers, torchao), from the project metadata only.
+# 1. torch, then every dependency and extra (ONNX, transformers, torchao), from the project metadata only. torch's
+#    own test suite and C++ headers (about 145 MB) are not needed to run models, and go in the same layer.
 COPY pyproject.toml ./
 COPY .ci/install.sh .ci/install.sh
 RUN --mount=type=secret,id=pip_ca,required=false \
@@ -51,7 +52,8 @@ RUN --mount=type=secret,id=pip_ca,required=false \
     && if [ -n "${PIP_EXTRA_INDEX_URL}" ]; then export PIP_EXTRA_INDEX_URL; fi \
     && if [ -n "${PIP_FIND_LINKS}" ]; then export PIP_FIND_LINKS; fi \
     && GATE_DEPS_ONLY=1 TORCH_INDEX_URL="${TORCH_INDEX_URL}" TORCH_VERSION="${TORCH_VERSION}" \
-       .ci/install.sh /opt/venv "${GATE_EXTRAS}"
+       .ci/install.sh /opt/venv "${GATE_EXTRAS}" \
+    && rm -rf /opt/venv/lib/python3*/site-packages/torch/test /opt/venv/lib/python3*/site-packages/torch/include
 
 # 2. The package itself, without touching the dependencies installed above.
 COPY README.md ./
