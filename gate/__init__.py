@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from gate.errors import CheckpointError, ConfigError, DataError, GateError, MissingExtraError, ModelError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 REPORT_SCHEMA_VERSION = "1.1"
 
 __all__ = [

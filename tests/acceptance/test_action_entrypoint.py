@@ -262,7 +262,7 @@ def test_example_workflow_inputs_exist_in_action_yml(tmp_path: Path, name: str):
     for source in ("action.yml", "Dockerfile"):
         shutil.copyfile(ROOT / source, tmp_path / source)
     text = (ROOT / "examples" / "ci" / name).read_text(encoding="utf-8")
-    local, count = re.subn(r"uses: gate-dev/gate@v1\b.*", "uses: ./", text)
+    local, count = re.subn(r"uses: gate-dev/gate@v0\.2\.0\b.*", "uses: ./", text)
     assert count == 1
     (workflows / "gate.yml").write_text(local, encoding="utf-8")
     lint(tool("actionlint"), ".github/workflows/gate.yml", cwd=tmp_path)
