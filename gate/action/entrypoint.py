@@ -384,6 +384,15 @@ def interpret(returncode: int, stderr: str, *, json_path: Path, markdown_path: P
     exit code is a result: a gate that exits 0 or 1 without one (a factory's `raise SystemExit(0)`, a crash) could
     not run, which is exit 2, never a pass and never a regression."""
     printed = {line.strip() for line in stderr.splitlines()}
+    if returncode < 0 and not any(line.startswith("error:") for line in printed):
+        import signal
+
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return GateOutcome(exit_code=2, verdict="error",
+                           error=f"error: the gate process was killed by {name} before it decided anything")
     if returncode not in (0, 1):
         line = error_line(stderr)
         return GateOutcome(exit_code=2, verdict="error", error=line, echoed=line.startswith("error:") and line in printed)

@@ -618,3 +618,10 @@ def test_a_fork_run_without_policy_runs_the_gate_in_an_empty_folder(tmp_path: Pa
                                                                  data="d.npz")))
     plan = ep.plan_check(values, workspace=tmp_path, environ=fork_environ(tmp_path), settings=ep.parse_settings(values))
     assert plan.cwd is None and plan.values["candidate"] == str(tmp_path.resolve() / "c.pt")
+
+
+def test_interpret_a_gate_killed_by_a_signal_names_the_signal(tmp_path: Path):
+    """A gate killed before it could say why (SIGKILL from the OOM killer, say) is 'could not run', named as such."""
+    outcome = ep.interpret(-9, "", json_path=tmp_path / "none.json", markdown_path=tmp_path / "none.md")
+    assert outcome.exit_code == 2 and outcome.verdict == "error"
+    assert outcome.error == "error: the gate process was killed by SIGKILL before it decided anything"
