@@ -384,7 +384,7 @@ def interpret(returncode: int, stderr: str, *, json_path: Path, markdown_path: P
     exit code is a result: a gate that exits 0 or 1 without one (a factory's `raise SystemExit(0)`, a crash) could
     not run, which is exit 2, never a pass and never a regression."""
     printed = {line.strip() for line in stderr.splitlines()}
-    if returncode < 0 and not any(line.startswith("error:") for line in printed):
+    if returncode < 0 and not stderr.strip():
         import signal
 
         try:
