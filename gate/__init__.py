@@ -2,4 +2,4 @@
 from __future__ import annotations
 
 __version__ = "0.1.0"
-REPORT_SCHEMA_VERSION = "1.1"
+REPORT_SCHEMA_VERSION = "1.2"
