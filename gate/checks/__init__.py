@@ -8,6 +8,7 @@ REGISTRY: dict[str, str] = {
     "accuracy": "gate.checks.classification:AccuracyCheck",
     "per_class": "gate.checks.classification:PerClassCheck",
     "flips": "gate.checks.classification:FlipsCheck",
+    "slices": "gate.checks.slices:SlicesCheck",
     "drift": "gate.checks.drift:DriftCheck",
     "onnx": "gate.checks.onnx:OnnxCheck",
     "latency": "gate.checks.latency:LatencyCheck",
