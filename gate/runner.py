@@ -349,6 +349,8 @@ def run_gate(config: GateConfig, sources: Sources) -> Report:
         config=config, models=models, class_names=class_names or (), device=device, extras=dict(sources.extras),
         classes=alignment,
     )
+    # The text encoder the data is tokenized with: behavioural cases are scored through it after the pass.
+    ctx.extras.setdefault("encoder", getattr(data.source, "encoder", None))
     checks = build_checks(config, ctx)
     results: list[CheckResult] = []
     try:

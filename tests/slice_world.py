@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 CLASS_NAMES = ("negative", "positive")
+CALLS = {"tokenizer": 0, "build": 0}     # how often the run loaded a tokenizer / built a model
 
 
 def features(texts: list[str]) -> dict[str, torch.Tensor]:
@@ -31,6 +32,7 @@ def features(texts: list[str]) -> dict[str, torch.Tensor]:
 
 def tokenizer():
     """data.tokenizer: tests.slice_world:tokenizer (called once, returns texts -> dict of tensors)."""
+    CALLS["tokenizer"] += 1
     return features
 
 
@@ -45,6 +47,7 @@ class KeywordNet(nn.Module):
 
 def build() -> KeywordNet:
     """model.factory: tests.slice_world:build."""
+    CALLS["build"] += 1
     return KeywordNet()
 
 
