@@ -117,3 +117,15 @@ def test_bad_cases_files_are_one_error_line_and_no_report(tmp_path, in_repo_root
     lines = res.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], res.err
     assert "checks.cases.file" in lines[0]
+
+
+def test_a_cases_file_that_tries_to_run_code_runs_nothing(tmp_path, in_repo_root, capsys):
+    marker = tmp_path / "pwned"
+    payload = f"cases:\n  - !!python/object/apply:os.system ['touch {marker}']\n"
+    res, report, _ = gate_run(tmp_path, capsys, cases=payload)
+    assert res.code == 2 and report is None
+    assert not marker.exists()
+    jsonl = json.dumps({"id": "x", "type": "mft", "text": f"__import__('os').system('touch {marker}')",
+                        "expected": "negative"}) + "\n"
+    res, report, _ = gate_run(tmp_path, capsys, cases=jsonl, suffix=".jsonl")
+    assert res.code in (0, 1) and not marker.exists()          # a text is scored, never evaluated

@@ -253,3 +253,22 @@ def test_a_slice_field_missing_in_some_rows_is_one_error_line_and_no_report(tmp_
     assert len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in res.err
     assert "checks.slices.by[0]" in err[0] and "line 201" in err[0] and "'source'" in err[0]
     assert not out.exists()
+
+
+def test_slice_values_from_data_are_inert_in_every_report():
+    import dataclasses
+
+    from gate.report.console import render_console
+    from gate.report.markdown import render_markdown
+    from tests.unit.test_reports import fixed_report
+
+    y, pb, pc, _, texts = world(400, seed=6)
+    evil = np.where(np.arange(400) % 2 == 0, "</details><img src=x> @team [a](http://e.vil) |", "plain\x1b[2J")
+    check = check_for({"by": ["group"], "min_size": 10, "accuracy": {"max_drop": 0.0}}, n_classes=3)
+    feed(check, y, pb, pc, evil, texts, batch=64)
+    result = check.compute()
+    report = dataclasses.replace(fixed_report(), checks=(result,))
+    md = render_markdown(report)
+    assert "<img" not in md and "&lt;img src=x&gt;" in md and "@\u200bteam" in md and "http&#58;//e.vil" in md
+    console = render_console(report, verbose=True)
+    assert "\x1b" not in console and "plain [2J" in console
