@@ -90,9 +90,13 @@ def test_per_slice_figures_match_sklearn_on_the_slice_rows():
     assert "group=east" in result.summary and "accuracy" in result.summary
 
 
-def test_holm_runs_across_every_slice_comparison():
+@pytest.mark.parametrize("method", ["holm", "bh"])
+def test_holm_or_bh_runs_across_every_slice_comparison(method):
     y, pb, pc, group, texts = world(2000, seed=1)
-    check = check_for({"by": ["group"], "min_size": 1, "accuracy": {"max_drop": 0.02}})
+    config = build_config({"decision": {"multiple_comparisons": method},
+                           "checks": {"slices": {"enabled": True, "by": ["group"], "min_size": 1,
+                                                 "accuracy": {"max_drop": 0.02}}}})
+    check = SlicesCheck(config.check("slices"), RunContext(config=config, models={}, class_names=NAMES, device=None))
     feed(check, y, pb, pc, group, texts, batch=128)
     result = check.compute()
     raw = []
@@ -101,7 +105,9 @@ def test_holm_runs_across_every_slice_comparison():
         b = int(np.sum(m & (pb == y) & (pc != y)))
         c = int(np.sum(m & (pb != y) & (pc == y)))
         raw.append(float(stats.paired_difference_p_values(b, c, int(m.sum()), bound=0.02)[0]))
-    assert [f.p_value for f in result.findings] == pytest.approx(list(stats.holm(np.array(raw))))
+    assert len(raw) == 3
+    assert [f.p_value for f in result.findings] == pytest.approx(list(stats.adjust(np.array(raw), method)))
+    assert result.details["multiple_comparisons"] == method
 
 
 def test_one_batch_many_batches_and_merged_shards_agree():
