@@ -278,3 +278,31 @@ def test_slice_values_from_data_are_inert_in_every_report():
     assert "<img" not in md and "&lt;img src=x&gt;" in md and "@\u200bteam" in md and "http&#58;//e.vil" in md
     console = render_console(report, verbose=True)
     assert "\x1b" not in console and "plain [2J" in console
+
+
+def test_slicing_a_tensor_file_by_a_named_key_through_the_cli(tmp_path, in_repo_root, capsys):
+    from tests import tiny_models as tm
+
+    x, y = tm.make_data(600, seed=0)
+    group = np.where(np.arange(600) % 10 == 0, "tail", "head")
+    data = tmp_path / "eval.npz"
+    np.savez(data, x=x, labels=y, group=group)
+    torch.save(tm.teacher(0).state_dict(), tmp_path / "b.pt")
+    torch.save(tm.regressed_candidate(0).state_dict(), tmp_path / "c.pt")
+    config = tmp_path / "gate.yaml"
+    config.write_text("data: {inputs: [x]}\nchecks:\n  slices:\n    enabled: true\n    by: [group, [group, label]]\n"
+                      "    min_size: 30\n")
+    out = tmp_path / "r.json"
+    res = run_cli(capsys, "check", tmp_path / "c.pt", "--baseline", tmp_path / "b.pt", "--data", data,
+                  "--model-factory", "tests.tiny_models:build_mlp", "--config", config, "--json", out)
+    assert res.code == 1, res.err
+    report = json.loads(out.read_text())
+    rows = {s["slice"]: s for s in next(c for c in report["checks"] if c["name"] == "slices")["details"]["slices"]}
+    with torch.no_grad():
+        pb = tm.teacher(0)(torch.from_numpy(x)).argmax(1).numpy()
+        pc = tm.regressed_candidate(0)(torch.from_numpy(x)).argmax(1).numpy()
+    tail = group == "tail"
+    assert rows["group=tail"]["samples"] == 60
+    assert rows["group=tail"]["candidate_accuracy"] == pytest.approx(accuracy_score(y[tail], pc[tail]))
+    assert rows["group=head"]["baseline_accuracy"] == pytest.approx(accuracy_score(y[~tail], pb[~tail]))
+    assert rows["group=tail, label=1"]["samples"] == np.sum(tail & (y == 1))
