@@ -18,6 +18,7 @@ from gate.checks.base import ROLES, Check, RunContext, Step
 from gate.classes import ClassAlignment, align_classes, role_names
 from gate.config import GateConfig
 from gate.errors import ConfigError, DataError, ModelError
+from gate.flipped import FlipCollector
 from gate.forward import (
     batch_len,
     check_output_kind,
@@ -135,8 +136,16 @@ def build_checks(config: GateConfig, ctx: RunContext) -> list[Check]:
     return [check_class(name)(config.check(name), ctx) for name in config.enabled_checks()]
 
 
+def _batches_with_meta(data: Any) -> Any:
+    """(inputs, labels, meta) from gate.data.EvalData, or (inputs, labels, None) from any object with batches()."""
+    if hasattr(data, "batches_with_meta"):
+        return data.batches_with_meta()
+    return ((inputs, labels, None) for inputs, labels in data.batches())
+
+
 def evaluate(ctx: RunContext, data: Any, checks: list[Check]) -> tuple[PairedCounts, int, int]:
-    """The one pass over the data. Returns the paired counts, the number of samples and of batches."""
+    """The one pass over the data. Returns the paired counts, the number of samples and of batches; the flipped
+    examples are left in ctx.extras["flipped"] (a gate.flipped.FlipCollector)."""
     models = ctx.models
     layers: dict[str, list[str]] = {role: [] for role in ROLES}
     for check in checks:
@@ -149,7 +158,7 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check]) -> tuple[PairedCou
     index = -1
     progress = Progress(getattr(data, "num_samples", None), mode=ctx.extras.get("progress", "auto"))
     try:
-        for index, (inputs, labels) in enumerate(data.batches()):
+        for index, (inputs, labels, meta) in enumerate(_batches_with_meta(data)):
             inputs = move_to(inputs, ctx.device)
             labels = torch.as_tensor(labels).reshape(-1).to(torch.int64)
             size = batch_len(inputs)
@@ -180,6 +189,7 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check]) -> tuple[PairedCou
                     )
                 if not ctx.class_names:
                     ctx.class_names = tuple(str(i) for i in range(k_b))
+                flipped = ctx.extras["flipped"] = FlipCollector(tuple(ctx.class_names))
             elif k_b != counts.num_classes:
                 raise ModelError(
                     f"{data.path}: batch {index}: the models output {k_b} classes, but {counts.num_classes} on the "
@@ -197,7 +207,10 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check]) -> tuple[PairedCou
                     f"{k_b} classes (expected 0..{k_b - 1}){hint}"
                 )
             preds = {role: s.argmax(dim=1).cpu().numpy() for role, s in scores.items()}
-            counts.update(labels.cpu().numpy(), preds["baseline"], preds["candidate"])
+            label_values = labels.cpu().numpy()
+            counts.update(label_values, preds["baseline"], preds["candidate"])
+            flipped.update(offset=seen, labels=label_values, preds=preds, scores=scores, meta=meta,
+                           kinds={role: models[role].output for role in ROLES})
             step = Step(
                 index=index,
                 offset=seen,
@@ -205,6 +218,8 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check]) -> tuple[PairedCou
                 labels=labels.to(ctx.device),
                 scores=scores,
                 activations=capture.take() if capture is not None else {},
+                meta=meta,
+                preds=preds,
             )
             for check in checks:
                 check.update(step)
@@ -314,6 +329,8 @@ def run_gate(config: GateConfig, sources: Sources) -> Report:
         config=config, models=models, class_names=class_names or (), device=device, extras=dict(sources.extras),
         classes=alignment,
     )
+    # The text encoder the data is tokenized with: behavioural cases are scored through it after the pass.
+    ctx.extras.setdefault("encoder", getattr(data.source, "encoder", None))
     checks = build_checks(config, ctx)
     results: list[CheckResult] = []
     try:
@@ -353,6 +370,7 @@ def run_gate(config: GateConfig, sources: Sources) -> Report:
         power=tuple(note for r in results for note in r.power),
         schema_version=gate.REPORT_SCHEMA_VERSION,
         notes=run_notes(ctx),
+        examples=ctx.extras["flipped"].result() if "flipped" in ctx.extras else None,
     )
 
 

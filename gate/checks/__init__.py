@@ -9,6 +9,8 @@ REGISTRY: dict[str, str] = {
     "per_class": "gate.checks.classification:PerClassCheck",
     "flips": "gate.checks.classification:FlipsCheck",
     "scores": "gate.checks.scores:ScoresCheck",
+    "slices": "gate.checks.slices:SlicesCheck",
+    "cases": "gate.checks.cases:CasesCheck",
     "drift": "gate.checks.drift:DriftCheck",
     "onnx": "gate.checks.onnx:OnnxCheck",
     "latency": "gate.checks.latency:LatencyCheck",

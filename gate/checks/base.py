@@ -38,6 +38,8 @@ class Step:
     scores: dict[str, torch.Tensor]             # role -> (B, K) float class scores (logits or probabilities), the
                                                 # candidate's columns in the baseline's class order
     activations: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> module name -> raw output
+    meta: Any = None                            # gate.data.BatchMeta: each sample's text and fields (slices), or None
+    preds: dict[str, Any] = field(default_factory=dict)   # role -> (B,) numpy int64 predictions (argmax of scores)
 
 
 @dataclass

@@ -13,14 +13,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gate.data._common import DEFAULT_OPTIONS, FORMATS, BatchSource, is_callable_spec
+from gate.data._common import DEFAULT_OPTIONS, FORMATS, MISSING, BatchMeta, BatchSource, is_callable_spec
 from gate.files import file_sha256
 from gate.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["EvalData", "FORMATS", "open_data", "sniff_data_format"]
+__all__ = ["BatchMeta", "EvalData", "FORMATS", "MISSING", "open_data", "sniff_data_format"]
 
 _EXTENSIONS = {
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".jsonlines": "jsonl", ".json": "jsonl",
@@ -45,13 +45,18 @@ class EvalData:
 
     def batches(self) -> Iterator[tuple[Any, torch.Tensor]]:
         """(inputs, labels) with labels (B,) int64; updates num_samples as it goes when not known up front."""
+        for inputs, labels, _ in self.batches_with_meta():
+            yield inputs, labels
+
+    def batches_with_meta(self) -> Iterator[tuple[Any, torch.Tensor, BatchMeta]]:
+        """(inputs, labels, meta): the same batches with each sample's text and fields (gate.data.BatchMeta)."""
         counting = self.source.num_samples is None
         if counting:
             self.num_samples = 0
-        for inputs, labels in self.source.batches():
+        for inputs, labels, meta in self.source.batches_with_meta():
             if counting:
                 self.num_samples = (self.num_samples or 0) + int(labels.shape[0])
-            yield inputs, labels
+            yield inputs, labels, meta
 
 
 def sniff_data_format(path: str) -> str:

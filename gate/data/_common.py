@@ -9,6 +9,7 @@ import os
 import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gate.errors import DataError
@@ -42,12 +43,51 @@ _INT_TEXT = re.compile(r"^[+-]?\d+$")
 _MAX_NAMES_SHOWN = 20
 
 
+class _Missing:
+    """The value of a field a row does not have (None is a value: JSON null)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+@dataclass(frozen=True)
+class BatchMeta:
+    """What a batch carries besides inputs and labels, for slices and flipped examples; data, never executed.
+
+    `texts`: each sample's raw text (text files; a factory's meta field 'text'), None when the data has none;
+    `fields`: field name -> one value per sample (MISSING where a row lacks the field): the other JSONL keys or CSV
+    columns, the other 1-D tensors of a tensor file, the 'meta' a factory yields; `where`: each sample's place
+    in the data for messages ("eval.jsonl: line 12"), None when only its index is known.
+    """
+
+    texts: tuple[str, ...] | None = None
+    fields: dict[str, list[Any]] = field(default_factory=dict)
+    where: tuple[str, ...] | None = None
+
+
 class BatchSource(Protocol):
     """What a format reader provides: the sample count when known up front, and a fresh pass over the batches."""
 
     num_samples: int | None
 
     def batches(self) -> Iterator[tuple[Any, torch.Tensor]]: ...
+
+    def batches_with_meta(self) -> Iterator[tuple[Any, torch.Tensor, BatchMeta]]: ...
+
+
+def meta_values(value: Any, *, rows: int, where: str) -> list[Any]:
+    """One meta field of a batch as a list of plain values (tensors and arrays via tolist), one per sample."""
+    if hasattr(value, "tolist") and callable(value.tolist):
+        value = value.tolist()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise DataError(f"{where}: expected one value per sample, found a {type(value).__name__}")
+    values = list(value)
+    if len(values) != rows:
+        raise DataError(f"{where}: {len(values)} values for {rows} samples; a meta field needs one value per sample")
+    return values
 
 
 def is_callable_spec(text: str) -> bool:

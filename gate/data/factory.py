@@ -6,6 +6,8 @@ What it may return:
     batched with DataLoader(batch_size=data.batch_size, shuffle=False);
   - a torch IterableDataset of such samples, batched the same way;
   - any other iterable (a list, a generator, a DataLoader) of ready batches: (inputs, labels) pairs or dicts.
+Metadata to slice by (never passed to the model): a dict sample's or batch's 'meta' key, a mapping of field ->
+value (per sample) or values (per batch); a meta field 'text' is the sample's text in the flipped examples.
 """
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from gate.data._common import (
     LABEL_FALLBACKS,
+    BatchMeta,
     batch_rows,
+    meta_values,
     import_callable,
     labels_tensor,
     names_list,
@@ -94,16 +98,22 @@ class FactoryReader:
         return length if self.limit is None else min(length, self.limit)
 
     def batches(self) -> Iterator[tuple[Any, torch.Tensor]]:
+        for inputs, labels, _ in self.batches_with_meta():
+            yield inputs, labels
+
+    def batches_with_meta(self) -> Iterator[tuple[Any, torch.Tensor, BatchMeta]]:
         seen = 0
         for index, raw in enumerate(self._raw_batches()):
             where = f"{self.where}: batch {index} (samples from {seen})"
-            inputs, labels = self._split(raw, where=where)
+            inputs, labels, meta = self._split(raw, where=where)
             if self.limit is not None and seen + len(labels) > self.limit:
                 keep = self.limit - seen
                 inputs, labels = take_first(inputs, keep), labels[:keep]
+                meta = BatchMeta(texts=meta.texts[:keep] if meta.texts is not None else None,
+                                 fields={k: v[:keep] for k, v in meta.fields.items()})
             seen += len(labels)
             if len(labels):
-                yield inputs, labels
+                yield inputs, labels, meta
             if self.limit is not None and seen >= self.limit:
                 break
         if seen == 0:
@@ -143,11 +153,13 @@ class FactoryReader:
             dataset = Subset(dataset, range(self.num_samples))
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=0)
 
-    def _split(self, raw: Any, *, where: str) -> tuple[Any, torch.Tensor]:
+    def _split(self, raw: Any, *, where: str) -> tuple[Any, torch.Tensor, BatchMeta]:
+        raw_meta: Any = None
         if isinstance(raw, Mapping):
             key = self._label_key(raw, where=where)
-            inputs: Any = {k: v for k, v in raw.items() if k != key}
+            inputs: Any = {k: v for k, v in raw.items() if k not in (key, "meta")}
             label_values = raw[key]
+            raw_meta = raw.get("meta")
         elif isinstance(raw, (tuple, list)) and len(raw) == 2:
             inputs, label_values = raw
             if isinstance(inputs, list):
@@ -165,7 +177,18 @@ class FactoryReader:
                 f"{where}: inputs have {sorted(rows)} rows but there are {len(labels)} labels; "
                 f"each batch needs one input row per label"
             )
-        return inputs, labels
+        return inputs, labels, self._meta(raw_meta, rows=len(labels), where=where)
+
+    @staticmethod
+    def _meta(raw_meta: Any, *, rows: int, where: str) -> BatchMeta:
+        if raw_meta is None:
+            return BatchMeta()
+        if not isinstance(raw_meta, Mapping):
+            raise DataError(f"{where}: meta must be a mapping of field -> values, found {type(raw_meta).__name__}")
+        fields = {str(k): meta_values(v, rows=rows, where=f"{where}, meta {k!r}") for k, v in raw_meta.items()}
+        text = fields.get("text")
+        texts = tuple(text) if text is not None and all(isinstance(t, str) for t in text) else None
+        return BatchMeta(texts=texts, fields=fields)
 
     def _label_key(self, raw: Mapping[str, Any], *, where: str) -> str:
         candidates = (self.labels, *LABEL_FALLBACKS) if self.labels == "labels" else (self.labels,)

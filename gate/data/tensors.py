@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from gate.data._common import LABEL_FALLBACKS, labels_tensor, names_list
+from gate.data._common import LABEL_FALLBACKS, BatchMeta, labels_tensor, names_list
 from gate.errors import DataError
 
 if TYPE_CHECKING:
@@ -167,21 +167,37 @@ def checked_input(value: Any, *, path: str, name: str, rows: int) -> torch.Tenso
     return value
 
 
+def meta_tensors(tensors: Mapping[str, Any], *, used: tuple[str, ...], rows: int) -> dict[str, Any]:
+    """The file's other 1-D tensors (or string arrays) with one value per sample: fields to slice by."""
+    return {name: value for name, value in tensors.items()
+            if name not in used and getattr(value, "ndim", None) == 1 and int(value.shape[0]) == rows}
+
+
 class TensorReader:
     """Fixed-order batches sliced from in-memory tensors; the inputs are a Tensor or a tuple of Tensors."""
 
-    def __init__(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor, *, batch_size: int) -> None:
+    def __init__(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor, *, batch_size: int,
+                 meta: dict[str, Any] | None = None, path: str = "") -> None:
         self.inputs = inputs
         self.labels = labels
         self.batch_size = batch_size
         self.num_samples: int | None = int(labels.shape[0])
+        self.meta = meta or {}
+        self.path = path
 
     def batches(self) -> Iterator[tuple[Any, torch.Tensor]]:
+        for inputs, labels, _ in self.batches_with_meta():
+            yield inputs, labels
+
+    def batches_with_meta(self) -> Iterator[tuple[Any, torch.Tensor, BatchMeta]]:
         total = int(self.labels.shape[0])
         for start in range(0, total, self.batch_size):
             stop = start + self.batch_size
             parts = tuple(t[start:stop] for t in self.inputs)
-            yield (parts[0] if len(parts) == 1 else parts), self.labels[start:stop]
+            fields = {name: value[start:stop].tolist() for name, value in self.meta.items()}
+            text = fields.get("text")
+            texts = tuple(text) if text is not None and all(isinstance(t, str) for t in text) else None
+            yield (parts[0] if len(parts) == 1 else parts), self.labels[start:stop], BatchMeta(texts=texts, fields=fields)
 
 
 def open_tensor_file(
@@ -203,7 +219,9 @@ def open_tensor_file(
     if rows == 0:
         raise DataError(f"{path}: no samples (tensor {labels_name!r} is empty)")
     checked = tuple(checked_input(tensors[name], path=path, name=name, rows=rows) for name in input_names)
+    meta = meta_tensors(tensors, used=(labels_name, *input_names), rows=rows)
     if limit is not None:
         label_values = label_values[:limit]
         checked = tuple(t[:limit] for t in checked)
-    return TensorReader(checked, label_values, batch_size=batch_size)
+        meta = {name: value[:limit] for name, value in meta.items()}
+    return TensorReader(checked, label_values, batch_size=batch_size, meta=meta, path=path)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gate.data._common import label_index, names_list
+from gate.data._common import MISSING, BatchMeta, label_index, names_list
 from gate.errors import DataError
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ class TextRecord:
     line: int                       # 1-based line number in the file (for CSV: where the row ends)
     text: str
     label: int
+    row: dict[str, Any] | None = None   # the whole record (other keys / columns: slice fields)
 
 
 def iter_records(layout: TextLayout, *, class_names: tuple[str, ...] | None) -> Iterator[TextRecord]:
@@ -58,7 +59,7 @@ def _record(layout: TextLayout, line: int, row: dict[str, Any], *, class_names: 
     label = label_index(
         row[layout.label_column], class_names=class_names, where=f"{where}, column {layout.label_column!r}"
     )
-    return TextRecord(line=line, text=text, label=label)
+    return TextRecord(line=line, text=text, label=label, row=row)
 
 
 def _iter_jsonl_rows(layout: TextLayout) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -155,6 +156,10 @@ class TextReader:
         self.limit = limit
 
     def batches(self) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+        for inputs, labels, _ in self.batches_with_meta():
+            yield inputs, labels
+
+    def batches_with_meta(self) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, BatchMeta]]:
         pending: list[TextRecord] = []
         seen = 0
         for record in iter_records(self.layout, class_names=self.class_names):
@@ -170,10 +175,19 @@ class TextReader:
         if seen == 0:
             raise DataError(f"{self.layout.path}: no samples (the file has no data lines)")
 
-    def _encode(self, records: list[TextRecord]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def _encode(self, records: list[TextRecord]) -> tuple[dict[str, torch.Tensor], torch.Tensor, BatchMeta]:
         import torch
 
         where = f"{self.layout.path}: lines {records[0].line}-{records[-1].line}"
-        inputs = self.encoder([r.text for r in records], where=where)
+        texts = [r.text for r in records]
+        inputs = self.encoder(texts, where=where)
         labels = torch.tensor([r.label for r in records], dtype=torch.int64)
-        return inputs, labels
+        return inputs, labels, self._meta(records, texts)
+
+    def _meta(self, records: list[TextRecord], texts: list[str]) -> BatchMeta:
+        """Every other key / column of the batch's rows, MISSING where a row lacks it."""
+        skip = (self.layout.text_column, self.layout.label_column)
+        names = dict.fromkeys(k for r in records for k in (r.row or {}) if k not in skip)
+        fields = {name: [(r.row or {}).get(name, MISSING) for r in records] for name in names}
+        return BatchMeta(texts=tuple(texts), fields=fields,
+                         where=tuple(f"{self.layout.path}: line {r.line}" for r in records))

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from gate.report.model import STATUS_ORDER, Finding, ModelInfo, Report
+from gate.report.escape import plain_text
+from gate.report.model import STATUS_ORDER, FlipExample, FlipExamples, Finding, ModelInfo, Report
 
 ICON = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "skip": "SKIP"}
 
@@ -32,6 +33,30 @@ def model_facts(model: ModelInfo) -> str:
     return ", ".join(parts) or "-"
 
 
+#: Flipped examples the console shows per kind (the JSON report carries up to its cap).
+CONSOLE_EXAMPLES = 3
+CONSOLE_TEXT_CHARS = 100
+
+
+def flip_line(e: FlipExample, *, text_chars: int = CONSOLE_TEXT_CHARS) -> str:
+    """'#12 label negative: baseline negative 0.91 -> candidate positive 0.62 "text..."' (text inert: plain_text)."""
+    text = f' "{plain_text(e.text, limit=text_chars)}"' if e.text is not None else ""
+    return (f"#{e.index} label {plain_text(e.label)}: baseline {plain_text(e.baseline)} {e.baseline_confidence:.2f} "
+            f"-> candidate {plain_text(e.candidate)} {e.candidate_confidence:.2f}{text}")
+
+
+def flip_lines(examples: FlipExamples | None, *, shown: int = CONSOLE_EXAMPLES) -> list[str]:
+    if examples is None or not (examples.negative or examples.positive):
+        return []
+    lines = []
+    for kind, kept, total, what in (("negative", examples.negative, examples.negative_total, "baseline right, candidate wrong"),
+                                    ("positive", examples.positive, examples.positive_total, "baseline wrong, candidate right")):
+        if kept[:shown]:
+            lines.append(f"{kind} flips ({what}): {total}; the most confident {len(kept[:shown])}:")
+            lines += ["  " + flip_line(e) for e in kept[:shown]]
+    return lines
+
+
 def render_console(report: Report, *, verbose: bool = False) -> str:
     # The data cannot decide a threshold: say so before anything else, or a warning reads like a pass.
     lines: list[str] = [f"POWER: {p.note}" for p in report.power]
@@ -49,6 +74,7 @@ def render_console(report: Report, *, verbose: bool = False) -> str:
         f"accuracy: baseline {m['baseline']['accuracy']:.4f}  candidate {m['candidate']['accuracy']:.4f}  "
         f"negative flips {m['comparison']['negative_flips']}  agreement {m['comparison']['agreement']:.4f}"
     )
+    lines += flip_lines(report.examples)
     lines.append("")
     rows = [
         (ICON[c.status], c.name, c.summary)

@@ -25,6 +25,24 @@ class Markup(str):
     """Markdown written by gate itself (an emoji, a status), passed through unescaped where text would be."""
 
 
+_PLAIN = {code: " " for code in [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0)]}
+_PLAIN.update({code: "\ufffd" for code in [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]})
+
+
+def plain_text(value: object, *, limit: int | None = None) -> str:
+    """Text from a data or cases file for any report: control characters (terminal escapes, newlines) become
+    spaces, bidi controls a replacement character, and at most `limit` characters are kept ("..." marks a cut).
+    Markdown and HTML renderers escape the result again for their own syntax.
+
+    >>> plain_text("bad\\x1b[31m red\\nline", limit=12)
+    'bad [31m ...'
+    """
+    text = ("" if value is None else str(value)).translate(_PLAIN)
+    if limit is not None and len(text) > limit:
+        text = text[: max(limit - 3, 0)] + "..."
+    return text
+
+
 def md_text(value: object) -> str:
     """One line of inert text for a paragraph or a table cell.
 

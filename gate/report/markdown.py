@@ -5,7 +5,11 @@ from typing import Any
 
 from gate.report.console import finding_label, model_facts
 from gate.report.escape import Markup, md_code, md_text, mermaid_text
-from gate.report.model import STATUS_ORDER, Chart, Report, Table
+from gate.report.model import STATUS_ORDER, Chart, FlipExamples, Report, Table
+
+#: Flipped examples the Markdown shows per kind, and characters of each text (the JSON report carries more).
+MARKDOWN_EXAMPLES = 5
+MARKDOWN_TEXT_CHARS = 200
 
 EMOJI = {"pass": ":white_check_mark:", "warn": ":warning:", "fail": ":x:", "skip": ":fast_forward:"}
 #: GitHub refuses a comment or a job summary over 65,536 characters; stay clear of it with room for the Action's own
@@ -88,6 +92,36 @@ def fit_github(text: str, *, limit: int = MAX_CHARS) -> str:
     return "\n".join(kept) + note
 
 
+def _text_cell(text: str | None) -> str:
+    if text is None:
+        return ""
+    return text if len(text) <= MARKDOWN_TEXT_CHARS else text[: MARKDOWN_TEXT_CHARS - 3] + "..."
+
+
+def flipped_examples(examples: FlipExamples | None) -> list[str]:
+    """A collapsed <details> block with the most confident flips of each kind; every cell escaped (md_text)."""
+    if examples is None or not (examples.negative or examples.positive):
+        return []
+    has_text = any(e.text is not None for e in (*examples.negative, *examples.positive))
+    lines = [f"<details><summary><b>Flipped examples</b>: {examples.negative_total} negative, "
+             f"{examples.positive_total} positive (the most confident first)</summary>", ""]
+    for kind, kept, what in (("Negative flips", examples.negative, "baseline right, candidate wrong"),
+                             ("Positive flips", examples.positive, "baseline wrong, candidate right")):
+        if not kept:
+            continue
+        lines.append(f"**{kind}** ({what})")
+        lines.append("")
+        headers = ("sample", "label", "baseline", "candidate") + (("text",) if has_text else ())
+        lines += md_table(headers, [
+            (e.index, e.label, f"{e.baseline} ({e.baseline_confidence:.2f})",
+             f"{e.candidate} ({e.candidate_confidence:.2f})") + ((_text_cell(e.text),) if has_text else ())
+            for e in kept[:MARKDOWN_EXAMPLES]
+        ])
+        lines.append("")
+    lines += ["</details>", ""]
+    return lines
+
+
 def render_markdown(report: Report) -> str:
     lines: list[str] = []
     for p in report.power:   # first: a warning that reads like a pass is how an under-powered gate misleads
@@ -118,6 +152,7 @@ def render_markdown(report: Report) -> str:
         [(c.name, Markup(f"{EMOJI[c.status]} {c.status}"), c.summary) for c in sorted(report.checks, key=lambda c: STATUS_ORDER[c.status])],
     )
     lines.append("")
+    lines += flipped_examples(report.examples)
     for check in sorted(report.checks, key=lambda c: STATUS_ORDER[c.status]):
         bad = [f for f in check.findings if f.status in ("fail", "warn")]
         open_attr = " open" if check.status in ("fail", "warn") else ""

@@ -113,6 +113,38 @@ class DataInfo:
 
 
 @dataclass(frozen=True)
+class FlipExample:
+    """One sample on which the two models disagree about being right: what a reviewer reads first.
+
+    `kind` negative: the baseline was right and the candidate is wrong; positive: the reverse. Confidences are the
+    softmax probability of each model's own prediction. `text` is the sample's input text when the data has text,
+    cut to the report's limit and with control characters removed (data, never markup: renderers escape it).
+    """
+
+    kind: Literal["negative", "positive"]
+    index: int                       # 0-based position of the sample in the evaluation data
+    label: str
+    baseline: str
+    baseline_confidence: float
+    candidate: str
+    candidate_confidence: float
+    text: str | None = None
+    where: str | None = None         # "eval.jsonl: line 12" when the reader knows it
+
+
+@dataclass(frozen=True)
+class FlipExamples:
+    """The most confident flips of each kind (at most `cap` each, most confident wrong prediction first)."""
+
+    negative: tuple[FlipExample, ...]
+    positive: tuple[FlipExample, ...]
+    negative_total: int              # every negative flip in the data, kept or not
+    positive_total: int
+    cap: int
+    text_chars: int
+
+
+@dataclass(frozen=True)
 class Report:
     verdict: Status
     exit_code: int
@@ -131,6 +163,7 @@ class Report:
     notes: tuple[str, ...] = ()             # what the run did to compare the models as they ship (reordered
                                             # classes, casts on load), and warnings about it
     power: tuple[PowerNote, ...] = ()       # every check's PowerNotes, shown first by every renderer
+    examples: FlipExamples | None = None    # the top flipped samples (gate.flipped), None when none were collected
 
 
 def overall_status(statuses: list[str]) -> Status:
