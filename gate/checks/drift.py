@@ -9,9 +9,11 @@ buffers, whatever the number of samples (see docs/checks/drift.md).
 Feature rule per part (batch dimension first):
 - (B,) -> (B, 1); (B, F) as is;
 - (B, T, H) -> mean over T (masked by the batch's `attention_mask` when its shape is (B, T)), because the sequence
-  length changes between batches and a per-token flatten would not line features up; 1-D convolution-style modules
-  (Conv1d, BatchNorm1d, pooling 1d) are (B, C, L) and are averaged over L instead;
+  length changes between batches and a per-token flatten would not line features up; blocks that end in a
+  channel-mixing module (Conv1d, BatchNorm1d: `part_layout` reads the module tree and the shape) are (B, C, L) or
+  (B, L, C) and are averaged over L instead; `layout:` overrides this per module;
 - (B, C, H, W) and higher -> flattened C*H*W (images have a fixed size; the spatial layout is part of the signal);
+  (B, H, W, C) after a Linear/LayerNorm over the channels is moved channels-first;
 - recurrent states h_n/c_n (L*D, B, H) -> batch moved first, then flattened.
 Linear CKA uses the same features, except image-like parts, which it sees as channel means (B, C).
 """
@@ -47,10 +49,11 @@ THRESHOLD_KEYS = tuple(key for key, _ in METRICS.values())
 _POINT = DecisionSettings(mode="point")
 _PER_DECADE = 20                     # per-sample histogram resolution: bins 10**(1/20) = 1.122x wide
 _PSI_PRIOR = 0.5                     # Jeffreys pseudo-count per PSI bin: an empty bin on one side stays finite
-_PSI_EDGE_SAMPLE = 1_000_000         # at most this many first-batch values fix the PSI bin edges
-_PSI_VALUES_PER_BATCH = 8192         # larger batches are binned on an even stride of their values (cost)
 _FOLD_BYTES = 2 * 2**20              # float64 bytes per model folded in one step (cache-sized)
-_PSI_MIN_PER_BIN = 20                # fewer bins when the first batch has fewer than 20 values per bin
+_PSI_MIN_PER_BIN = 20                # fewer bins when the edge sample has fewer than 20 values per bin
+_POOL_BYTES = 16 * 2**20             # float64 bytes of one block of samples pooled at a time (on the device)
+_PSI_EDGE_SAMPLES = 256              # the baseline's first 256 samples fix the PSI bin edges, however they are batched
+_PSI_VALUES_PER_SAMPLE = 128         # wider parts are binned on an even stride of their values (cost)
 _MAX_PART_DEPTH = 4                  # nested tuples/dicts deeper than this are not searched for tensors
 _CHART_LAYERS = 10
 
@@ -94,11 +97,13 @@ class DriftOptions:
     severity: str = "fail"
     buffer_rows: int = 4096
     buffer_mb: float = 64.0
+    layout: tuple[tuple[str, str], ...] = ()     # (module glob, layout), later entries winning
+    min_coverage: float = 0.5
 
 
 _OPTION_KEYS = frozenset({
     "layers", "max_layers", "thresholds", "rules", "statistic", "percentile", "bins", "cka", "cka_max_features",
-    "severity", "buffer_rows", "buffer_mb",
+    "severity", "buffer_rows", "buffer_mb", "layout", "min_coverage",
 })
 
 
@@ -130,7 +135,18 @@ def drift_options(options: dict[str, Any]) -> DriftOptions:
         severity=merged["severity"],
         buffer_rows=int(merged["buffer_rows"]),
         buffer_mb=float(merged["buffer_mb"]),
+        layout=tuple((str(k), str(v)) for k, v in (merged.get("layout") or {}).items()),
+        min_coverage=float(merged.get("min_coverage", 0.5)),
     )
+
+
+def layout_for(module: str, options: DriftOptions) -> str:
+    """The `layout:` the config gives the module (the last glob that matches it), else auto."""
+    out = "auto"
+    for pattern, layout in options.layout:
+        if glob_match(pattern, module):
+            out = layout
+    return out
 
 
 def glob_regex(pattern: str) -> re.Pattern[str]:
@@ -176,7 +192,35 @@ def _is_stack(module: Any) -> bool:
 
 
 def _owns_state(module: Any) -> bool:
-    return next(module.parameters(), None) is not None or next(module.buffers(), None) is not None
+    """Parameters, buffers, or torch.ao quantized weights (packed parameters are neither: a dynamic int8 Linear
+    would otherwise drop out of the default layers, and its float counterpart with it)."""
+    if next(module.parameters(), None) is not None or next(module.buffers(), None) is not None:
+        return True
+    return is_quantized_module(module)
+
+
+def is_quantized_module(module: Any) -> bool:
+    """A torch.ao quantized module (dynamic or static), or one holding a packed-parameter submodule."""
+    if _is_quantized_type(module):
+        return True
+    return any("PackedParams" in type(m).__name__ for m in module.modules())
+
+
+def _is_quantized_type(module: Any) -> bool:
+    """The module itself is one of torch.ao's quantized modules (its weights packed inside it: one block)."""
+    kind = type(module).__module__
+    return kind.startswith(("torch.ao.nn.quantized", "torch.nn.quantized", "torch.ao.nn.intrinsic.quantized"))
+
+
+def _is_rnn(module: Any) -> bool:
+    """nn.RNN/LSTM/GRU, and their torch.ao dynamic int8 versions (which do not derive from nn.RNNBase)."""
+    import torch.nn as nn
+
+    if isinstance(module, nn.RNNBase):
+        return True
+    return is_quantized_module(module) and all(
+        hasattr(module, a) for a in ("hidden_size", "num_layers", "bidirectional", "batch_first")
+    )
 
 
 def default_layer_names(root: Any) -> list[str]:
@@ -197,7 +241,9 @@ def _blocks(module: Any, prefix: str) -> list[str]:
         return [f"{prefix}{name}" for name, child in children if _owns_state(child)]
     out: list[str] = []
     for name, child in children:
-        if any(_is_stack(m) for m in child.modules()):
+        if _is_quantized_type(child):
+            out.append(f"{prefix}{name}")       # a quantized LSTM keeps its packed weights in a ModuleList
+        elif any(_is_stack(m) for m in child.modules()):
             out.extend(_blocks(child, f"{prefix}{name}."))
         elif _owns_state(child):
             out.append(f"{prefix}{name}")
@@ -223,31 +269,98 @@ def evenly_spaced(names: list[str], limit: int) -> list[str]:
 # --------------------------------------------------------------------------------------- tensors -> features
 
 
+LAYOUTS = ("auto", "sequence", "channels_first", "channels_last", "flat")
+
+
 @dataclass(frozen=True)
 class LayoutHints:
-    """What the module's type says about where the batch dimension is and what to average."""
+    """What the module tree says about where the batch dimension is and which axis holds the features."""
 
     rnn: bool = False                 # nn.RNN/LSTM/GRU: output[0] follows batch_first, states are (L*D, B, H)
     batch_first: bool = True          # False: 3-D outputs are (T, B, H) (nn.LSTM, nn.MultiheadAttention defaults)
-    channels_first_1d: bool = False   # (B, C, L) outputs: average over L, keep channels
+    channels: int | None = None       # the last channel-mixing module (Conv*, BatchNorm*, ...) makes this many channels
+    features: int | None = None       # the last feature-mixing module (Linear, LayerNorm, ...) makes this many features
+    channels_last_feature: bool = False   # the feature-mixing module came after the channel-mixing one
+    layout: str = "auto"              # `layout:` from the config for this module: overrides what the tree says
 
 
-def layout_hints(module: Any) -> LayoutHints:
+def _channel_count(module: Any) -> int | None:
+    """Output channels of a module that works on (B, C, ...) tensors; None for any other module."""
     import torch.nn as nn
 
-    one_d = (
-        nn.Conv1d, nn.ConvTranspose1d, nn.BatchNorm1d, nn.InstanceNorm1d, nn.MaxPool1d, nn.AvgPool1d,
-        nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d, nn.LPPool1d,
-    )
+    if isinstance(module, nn.modules.conv._ConvNd) or (
+        is_quantized_module(module) and isinstance(getattr(module, "out_channels", None), int)
+    ):
+        return int(module.out_channels)
+    if isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)):
+        return int(module.num_features)
+    if isinstance(module, nn.GroupNorm):
+        return int(module.num_channels)
+    return None
+
+
+def _feature_count(module: Any) -> int | None:
+    """Output width of a module that works on the last axis (B, ..., F); None for any other module."""
+    import torch.nn as nn
+
+    if isinstance(module, nn.Linear):
+        return int(module.out_features)
+    if isinstance(module, nn.Embedding):
+        return int(module.embedding_dim)
+    if isinstance(module, nn.LayerNorm) and len(module.normalized_shape) == 1:
+        return int(module.normalized_shape[0])
+    if isinstance(module, nn.MultiheadAttention):
+        return int(module.embed_dim)
+    if _is_rnn(module):
+        return int(module.hidden_size * (2 if module.bidirectional else 1))
+    if is_quantized_module(module) and isinstance(getattr(module, "out_features", None), int):
+        return int(module.out_features)          # torch.ao quantized Linear
+    return None
+
+
+def layout_hints(module: Any, layout: str = "auto") -> LayoutHints:
+    """Hints from the module and its descendants (registration order, which is forward order in nearly all models)."""
     batch_first = True
     for sub in module.modules():    # itself first, then descendants (TransformerEncoderLayer.self_attn)
         flag = getattr(sub, "batch_first", None)
         if isinstance(flag, bool):
             batch_first = flag
             break
+    channels = features = None
+    feature_after = False
+    for sub in module.modules():
+        c, f = _channel_count(sub), _feature_count(sub)
+        if c is not None:
+            channels, feature_after = c, False
+        if f is not None:
+            features, feature_after = f, True
     return LayoutHints(
-        rnn=isinstance(module, nn.RNNBase), batch_first=batch_first, channels_first_1d=isinstance(module, one_d)
+        rnn=_is_rnn(module), batch_first=batch_first, channels=channels, features=features,
+        channels_last_feature=feature_after and channels is not None, layout=layout,
     )
+
+
+def part_layout(shape: tuple[int, ...], hints: LayoutHints) -> str:
+    """The layout of a batch-first tensor part of `shape`: the configured one, else read off the module tree.
+
+    (B, C, L) with C the channels of the block's last Conv/BatchNorm is channels_first (pooled over L); (B, L, C)
+    with C there, or a Linear/LayerNorm after the convolutions making the last axis, is channels_last; anything
+    else 3-D is a (B, T, H) sequence. 4-D and higher are channels_first (NCHW, whatever the memory format) unless
+    the last axis is the width of a feature-mixing module that runs last and dim 1 is not (ConvNeXt-style NHWC).
+    """
+    if hints.layout != "auto":
+        return hints.layout
+    last_is_feature = hints.features is not None and (hints.channels is None or hints.channels_last_feature)
+    if len(shape) == 3:
+        if hints.channels is not None and not last_is_feature:
+            if shape[1] == hints.channels:
+                return "channels_first"
+            if shape[2] == hints.channels:
+                return "channels_last"
+        return "sequence"
+    if len(shape) >= 4 and last_is_feature and shape[-1] == hints.features and shape[1] != hints.features:
+        return "channels_last"
+    return "channels_first"
 
 
 def tensor_parts(output: Any, suffix: str = "", depth: int = 0) -> Iterator[tuple[str, tuple, Any]]:
@@ -327,9 +440,10 @@ class PartFeatures:
 def features(
     t: torch.Tensor, *, dim: int, path: tuple, hints: LayoutHints, mask: torch.Tensor | None
 ) -> PartFeatures:
-    """Per-sample features by the module docstring's rule (no copy where they are a reshape of the output)."""
-    import torch
+    """Per-sample features by the module docstring's rule (no copy where they are a reshape of the output).
 
+    Means are taken where the tensor lives, in float64 (see `pooled_mean`); only the (B, F) result goes to the CPU.
+    """
     x = t.detach()
     if dim:
         x = x.movedim(dim, 0)
@@ -338,23 +452,43 @@ def features(
     if x.ndim == 2:
         return PartFeatures(x)
     is_state = hints.rnn and path[:1] == (1,)
-    if x.ndim == 3 and not is_state:
-        x = x.to(device="cpu", dtype=torch.float64)        # a mean: taken in float64, as the sums are
-        if hints.channels_first_1d:
-            return PartFeatures(x.mean(dim=2))
-        return PartFeatures(_sequence_mean(x, mask))
-    return PartFeatures(x, channels=None if is_state else int(x.shape[1]))
+    if is_state:
+        return PartFeatures(x)
+    layout = part_layout(tuple(x.shape), hints)
+    if layout == "flat":
+        return PartFeatures(x)
+    if x.ndim == 3:
+        if layout == "channels_first":
+            return PartFeatures(pooled_mean(x.transpose(1, 2), None))
+        return PartFeatures(pooled_mean(x, mask if layout == "sequence" else None))
+    if layout == "channels_last":
+        x = x.movedim(-1, 1)
+    return PartFeatures(x, channels=int(x.shape[1]))
 
 
-def _sequence_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean over dim 1 (tokens), counting only positions the attention mask keeps when it fits (B, T)."""
+def pooled_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """(B, T, H) -> (B, H) float64 on the CPU: the mean over T (the positions a (B, T) attention mask keeps).
+
+    Taken on x's device, a block of samples at a time, so the float64 temporary stays under _POOL_BYTES whatever
+    the activation's size (a 64 x 512 x 4096 activation is never copied whole to float64 or to the CPU).
+    """
     import torch
 
-    if mask is None or tuple(mask.shape) != tuple(x.shape[:2]):
-        return x.mean(dim=1)
-    keep = mask.to(device="cpu", dtype=torch.float64).unsqueeze(-1)
-    total = torch.where(keep > 0, x, torch.zeros((), dtype=x.dtype)).sum(dim=1)
-    return total / keep.sum(dim=1).clamp_min(1.0)
+    if mask is not None and tuple(mask.shape) != tuple(x.shape[:2]):
+        mask = None
+    per_sample = max(1, math.prod(x.shape[1:]) * 8)
+    step = max(1, _POOL_BYTES // per_sample)
+    out = []
+    for start in range(0, int(x.shape[0]), step):
+        block = x[start : start + step]
+        if mask is None:
+            out.append(block.sum(dim=1, dtype=torch.float64) / max(1, int(block.shape[1])))
+            continue
+        keep = mask[start : start + step].to(device=block.device) > 0
+        total = torch.where(keep.unsqueeze(-1), block, torch.zeros((), dtype=block.dtype, device=block.device))
+        count = keep.sum(dim=1, dtype=torch.float64).clamp_min(1.0).unsqueeze(-1)
+        out.append(total.sum(dim=1, dtype=torch.float64) / count)
+    return torch.cat(out).to("cpu")
 
 
 def attention_mask(inputs: Any) -> torch.Tensor | None:
@@ -381,11 +515,12 @@ class SideState:
     nan: int = 0
     inf: int = 0
     alive: np.ndarray | None = None          # (F,) bool: unit ever non-zero
-    psi_counts: np.ndarray | None = None     # (len(edges)+1,) int64
+    psi_counts: np.ndarray | None = None     # (len(edges)+1,) int64, once the edges are fixed
     psi_offset: int = 0                      # finite values seen, modulo the PSI stride
+    psi_pending: list[np.ndarray] = field(default_factory=list)    # sampled values waiting for the edges
 
     def arrays(self) -> list[np.ndarray]:
-        return [a for a in (self.alive, self.psi_counts) if a is not None]
+        return [a for a in (self.alive, self.psi_counts, *self.psi_pending) if a is not None]
 
 
 @dataclass
@@ -425,8 +560,9 @@ class LayerState:
 
     name: str                       # display name: module name + part suffix
     module: str
-    psi_edges: np.ndarray           # fixed from the baseline's first batch (quantiles)
-    psi_stride: int                 # every psi_stride-th finite value is binned (fixed from the first batch)
+    psi_edges: np.ndarray | None    # quantiles of the baseline's first _PSI_EDGE_SAMPLES samples; None until then
+    psi_stride: int                 # every psi_stride-th finite value is binned (fixed by the width)
+    psi_bins: int
     base: SideState
     cand: SideState
     elementwise: bool               # same width: cosine, rel L2, SQNR apply
@@ -443,7 +579,8 @@ class LayerState:
     buffer: Buffer | None = None    # not a statistic: rows waiting to be folded in (bounded, see `buffer_mb`)
 
     def arrays(self) -> list[Any]:
-        out: list[Any] = [self.psi_edges, *self.base.arrays(), *self.cand.arrays()]
+        out: list[Any] = [a for a in (self.psi_edges,) if a is not None]
+        out.extend([*self.base.arrays(), *self.cand.arrays()])
         out.extend(a for a in (self.cos_hist, self.rel_hist) if a is not None)
         if self.cka is not None:
             out.extend(self.cka.arrays())
@@ -466,7 +603,7 @@ def psi_edges(values: np.ndarray, bins: int) -> np.ndarray:
     """Interior bin edges at the k/bins quantiles (k = 1..bins-1) of the finite values, duplicates merged.
 
     The bins are (-inf, e1), [e1, e2), ..., [em, inf). A layer with many exact zeros (ReLU) gets fewer bins, and so
-    does a narrow layer on a small first batch (at least 20 values per bin: edges between a handful of values would
+    does a narrow layer on a small data set (at least 20 values per bin: edges between a handful of values would
     read any tiny change as a shift). The quantiles are numpy's default (linear) ones, read off one sort of the
     values, which is several times faster than np.quantile's selection for 19 quantiles.
     """
@@ -475,8 +612,6 @@ def psi_edges(values: np.ndarray, bins: int) -> np.ndarray:
     if not finite.all():
         v = v[finite]
     bins = max(2, min(bins, v.size // _PSI_MIN_PER_BIN))
-    if v.size > _PSI_EDGE_SAMPLE:
-        v = v[:: math.ceil(v.size / _PSI_EDGE_SAMPLE)]
     if v.size == 0:
         return np.zeros(0)
     return np.unique(linear_quantiles(np.sort(v).astype(np.float64), np.arange(1, bins) / bins))
@@ -499,10 +634,19 @@ def linear_quantiles(ordered: np.ndarray, q: np.ndarray) -> np.ndarray:
     return out
 
 
-def _new_side(width: int, edges: np.ndarray) -> SideState:
-    return SideState(
-        width=width, alive=np.zeros(width, dtype=bool), psi_counts=np.zeros(edges.size + 1, dtype=np.int64)
-    )
+def _new_side(width: int) -> SideState:
+    return SideState(width=width, alive=np.zeros(width, dtype=bool))
+
+
+def fix_psi_edges(state: LayerState) -> None:
+    """Edges from the baseline's values sampled so far (its first samples), then every waiting value binned on them."""
+    pool = state.base.psi_pending
+    state.psi_edges = psi_edges(np.concatenate(pool) if pool else np.zeros(0), state.psi_bins)
+    for side in (state.base, state.cand):
+        side.psi_counts = np.zeros(state.psi_edges.size + 1, dtype=np.int64)
+        for values in side.psi_pending:
+            side.psi_counts += bin_counts(values, state.psi_edges)
+        side.psi_pending = []
 
 
 @dataclass(frozen=True)
@@ -528,7 +672,7 @@ def rows_of(x: torch.Tensor) -> Rows:
 _SIGN_MASK = {np.dtype(np.float32): (np.int32, 0x7FFFFFFF), np.dtype(np.float64): (np.int64, 0x7FFFFFFFFFFFFFFF)}
 
 
-def update_side(side: SideState, native: torch.Tensor, x: torch.Tensor, rows: Rows, *, edges: np.ndarray,
+def update_side(side: SideState, native: torch.Tensor, x: torch.Tensor, rows: Rows, *, edges: np.ndarray | None,
                 stride: int) -> None:
     """Counts, sums, extremes, live units and the PSI histogram of one side's rows (finite values only).
 
@@ -562,7 +706,11 @@ def update_side(side: SideState, native: torch.Tensor, x: torch.Tensor, rows: Ro
     side.vmax = max(side.vmax, float(flat.max()))
     start = (-side.psi_offset) % stride
     side.psi_offset = (side.psi_offset + flat.size) % stride
-    side.psi_counts += bin_counts(flat[start::stride], edges)
+    sampled = flat[start::stride]
+    if edges is None:
+        side.psi_pending.append(np.array(sampled, copy=True))
+    else:
+        side.psi_counts += bin_counts(sampled, edges)
 
 
 def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -572,9 +720,12 @@ def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.diff(np.concatenate(([0], below, [ordered.size])))
 
 
-def psi_stride(count: int, width: int) -> int:
-    """An even stride giving at most _PSI_VALUES_PER_BATCH values of a batch, coprime with the width (every unit)."""
-    stride = math.ceil(count / _PSI_VALUES_PER_BATCH)
+def psi_stride(width: int) -> int:
+    """An even stride giving at most _PSI_VALUES_PER_SAMPLE values per sample, coprime with the width (every unit).
+
+    It depends on the width only, so the values binned are the same however the data is batched.
+    """
+    stride = max(1, math.ceil(width / _PSI_VALUES_PER_SAMPLE))
     while math.gcd(stride, width) != 1:
         stride += 1
     return stride
@@ -658,8 +809,15 @@ def fold(state: LayerState, native_b: torch.Tensor, native_c: torch.Tensor) -> N
     than its arithmetic).
     """
     step = max(1, _FOLD_BYTES // (8 * max(1, native_b.shape[1], native_c.shape[1])))
-    for start in range(0, int(native_b.shape[0]), step):
-        _fold_block(state, native_b[start : start + step], native_c[start : start + step])
+    rows = int(native_b.shape[0])
+    cuts = set(range(0, rows, step))
+    if state.psi_edges is None and 0 < _PSI_EDGE_SAMPLES - state.samples < rows:
+        cuts.add(_PSI_EDGE_SAMPLES - state.samples)     # the edges' samples end exactly at a block's end
+    bounds = sorted(cuts) + [rows]
+    for start, end in zip(bounds, bounds[1:]):
+        _fold_block(state, native_b[start:end], native_c[start:end])
+        if state.psi_edges is None and state.samples >= _PSI_EDGE_SAMPLES:
+            fix_psi_edges(state)
 
 
 def _fold_block(state: LayerState, native_b: torch.Tensor, native_c: torch.Tensor) -> None:
@@ -788,7 +946,8 @@ def layer_figures(state: LayerState, *, percentile: float) -> dict[str, Any]:
         "comparison": "elementwise" if state.elementwise else "cka",
         "baseline": side_figures(state.base),
         "candidate": side_figures(state.cand),
-        "psi": psi(state.base.psi_counts, state.cand.psi_counts),
+        # PSI compares the distributions of values of the same units: only between layers of the same width
+        "psi": psi(state.base.psi_counts, state.cand.psi_counts) if state.elementwise else None,
         "psi_bins": int(state.psi_edges.size + 1),
         "cka": linear_cka(state.cka) if state.cka is not None else None,
         "cosine": None,
@@ -927,6 +1086,7 @@ class DriftCheck(Check):
         self._unmatched_parts: dict[str, list[str]] = {role: [] for role in ROLES}
         self._called: set[str] = set()
         self._cka_skipped: dict[str, str] = {}          # part name -> why CKA was not computed
+        self._model_layers = 0                          # layers the selection finds in the larger model
         self._patterns = [
             (glob_regex(mod), glob_regex(part) if part is not None else None)
             for mod, part in map(_split_pattern, self.opts.layers or ())
@@ -962,6 +1122,7 @@ class DriftCheck(Check):
                 f"checks.drift.layers: {list(self.opts.layers)} match no module of either model "
                 f"(the baseline has e.g. {sample})"
             )
+        self._model_layers = max(len(names["baseline"]), len(names["candidate"]))
         in_base, in_cand = set(names["baseline"]), set(names["candidate"])
         matched = [n for n in names["baseline"] if n in in_cand]
         self._unmatched = {
@@ -974,7 +1135,7 @@ class DriftCheck(Check):
             self._skip = "no layer is named the same in both models; unmatched layers are listed in the details"
         for role in ROLES:
             for n in kept:
-                self._hints[role][n] = layout_hints(roots[role].get_submodule(n))
+                self._hints[role][n] = layout_hints(roots[role].get_submodule(n), layout_for(n, self.opts))
             self._selected[role] = list(kept)
         return self._selected
 
@@ -1033,6 +1194,8 @@ class DriftCheck(Check):
         hints = self._hints[role][module]
         out: dict[str, Any] = {}
         for suffix, path, t in tensor_parts(output):
+            if not isinstance(t, str) and t.is_quantized:
+                t = t.dequantize()          # a static int8 layer: compared with its float counterpart as values
             if isinstance(t, str):
                 out[suffix] = t
             elif not t.is_floating_point():
@@ -1085,14 +1248,12 @@ class DriftCheck(Check):
     def _new_layer(
         self, name: str, module: str, f_b: PartFeatures, f_c: PartFeatures, *, parts: int
     ) -> LayerState:
-        first = f_b.matrix()
-        edges = psi_edges(first.numpy(), self.opts.bins)
         wb, wc = f_b.width, f_c.width
         elementwise = wb == wc
         state = LayerState(
-            name=name, module=module, psi_edges=edges, base=_new_side(wb, edges), cand=_new_side(wc, edges),
-            psi_stride=psi_stride(first.numel(), wb) if first.numel() > _PSI_VALUES_PER_BATCH else 1,
-            elementwise=elementwise, channels=(f_b.channels, f_c.channels),
+            name=name, module=module, psi_edges=None, base=_new_side(wb), cand=_new_side(wc),
+            psi_stride=psi_stride(wb), psi_bins=self.opts.bins, elementwise=elementwise,
+            channels=(f_b.channels, f_c.channels),
         )
         if elementwise:
             state.cos_hist = np.zeros(COS_DISTANCE_EDGES.size + 1, dtype=np.int64)
@@ -1139,6 +1300,8 @@ class DriftCheck(Check):
     def compute(self) -> CheckResult:
         for state in self._layers.values():
             self._flush(state)
+            if state.psi_edges is None:
+                fix_psi_edges(state)
         if self._skip:
             return CheckResult(name=self.name, status="skip", summary=self._skip, details=self._listing())
         if not self._layers:
@@ -1162,6 +1325,9 @@ class DriftCheck(Check):
             per_layer.append(found)
         first = next((f for f in figures if f["status"] != "pass"), None)
         findings = reported_findings(per_layer)
+        coverage = self._coverage_finding()
+        if coverage is not None:
+            findings.append(coverage)
         status = _layer_status(findings)
         details = {
             "first_drifting_layer": first["layer"] if first else None,
@@ -1172,19 +1338,72 @@ class DriftCheck(Check):
             "buffer_bytes": self.buffer_nbytes(),
             **self._listing(),
         }
+        summary = self._summary(figures, first, per_layer)
+        if coverage is not None and coverage.status != "pass":
+            summary += f"; {coverage.reason}"
         return CheckResult(
             name=self.name,
             status=status,
-            summary=self._summary(figures, first, per_layer),
+            summary=summary,
             findings=tuple(findings),
             tables=(self._drift_table(figures, first), self._stats_table(figures)),
             charts=self._charts(figures),
             details=details,
         )
 
+    def compared_modules(self) -> list[str]:
+        return list(dict.fromkeys(state.module for state in self._layers.values()))
+
+    def _coverage_finding(self) -> Finding | None:
+        """Layers compared / layers the larger model has: far fewer is a warning (never a silent pass)."""
+        if not self._model_layers or self.opts.min_coverage <= 0:
+            return None
+        compared = len(self.compared_modules())
+        value = compared / self._model_layers
+        f = judge(metric="layer_coverage", rule="min", threshold=self.opts.min_coverage, value=value,
+                  settings=_POINT, where="model")
+        reason = (
+            f"{compared} of {self._model_layers} layers compared ({value:.0%}, min_coverage "
+            f"{self.opts.min_coverage:.0%}); not compared: {', '.join(self._not_compared()[:6]) or 'none'}"
+            f"{', ...' if len(self._not_compared()) > 6 else ''} (details.not_compared says why)"
+        )
+        return dataclasses.replace(f, status="warn" if f.status == "fail" else f.status, reason=reason)
+
+    def _not_compared(self) -> list[str]:
+        compared = set(self.compared_modules())
+        out = [n for role in ROLES for n in self._unmatched[role]]
+        out += [n for n in self._omitted]
+        out += [n for n in (self._selected["baseline"] if self._selected else []) if n not in compared]
+        return list(dict.fromkeys(out))
+
+    def _not_compared_reasons(self) -> dict[str, str]:
+        """Every selected layer left out of the comparison, with why."""
+        compared = set(self.compared_modules())
+        why: dict[str, str] = {}
+        for role, other in (("baseline", "candidate"), ("candidate", "baseline")):
+            for n in self._unmatched[role]:
+                why.setdefault(n, f"only in the {role} (no layer of that name in the {other})")
+        for n in self._omitted:
+            why.setdefault(n, "omitted: beyond max_layers")
+        for n in self._selected["baseline"] if self._selected else []:
+            if n in compared or n in why:
+                continue
+            if n not in self._called:
+                why[n] = "hooked but never called in the forward pass"
+            else:
+                parts = [f"{p}: {r}" for p, r in self._skipped_parts.items() if p.startswith(n or "(model)")]
+                why[n] = "; ".join(parts) or "no part of its output could be compared"
+        return why
+
     def _listing(self) -> dict[str, Any]:
         hooked = self._selected["baseline"] if self._selected else []
+        clones = self.ctx.extras.get("activation_clones") or {}
         return {
+            "model_layers": self._model_layers,
+            "compared_layers": len(self.compared_modules()),
+            "not_compared": self._not_compared_reasons(),
+            "cloned_layers": {role: list((clones.get("cloned") or {}).get(role, [])) for role in ROLES},
+            "overwritten_batches": {role: dict((clones.get("overwritten") or {}).get(role, {})) for role in ROLES},
             "unmatched_layers": {role: list(self._unmatched[role]) for role in ROLES},
             "unmatched_parts": {role: list(self._unmatched_parts[role]) for role in ROLES},
             "omitted_layers": list(self._omitted),
