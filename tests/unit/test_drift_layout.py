@@ -279,7 +279,7 @@ def test_wide_parts_bin_the_same_values_whatever_the_batching() -> None:
 
 
 def test_sequence_pooling_matches_numpy_and_never_makes_a_whole_float64_copy() -> None:
-    from gate.checks import drift as drift_mod
+    from gate.checks.drift import layout as drift_mod
 
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(12, 40, 16, generator=gen)
