@@ -178,8 +178,10 @@ def _clone_tensors(output: Any, depth: int = 0) -> Any:
     if isinstance(output, dict):
         return {k: _clone_tensors(v, depth + 1) for k, v in output.items()}
     if isinstance(output, (tuple, list)):
-        return type(output)(_clone_tensors(v, depth + 1) for v in output) if type(output) in (tuple, list) else \
-            tuple(_clone_tensors(v, depth + 1) for v in output)
+        items = [_clone_tensors(v, depth + 1) for v in output]
+        if hasattr(output, "_make"):            # a namedtuple (PackedSequence, torch.return_types) keeps its type
+            return type(output)._make(items)
+        return type(output)(items) if type(output) in (tuple, list) else tuple(items)
     return output
 
 

@@ -371,3 +371,18 @@ def test_comparing_far_fewer_layers_than_the_model_has_is_a_warning_that_lists_t
     assert "1 of 4 layers compared" in result.summary
     assert set(result.details["not_compared"]) == {"b", "c", "d", "q", "r", "s"}
     assert "only in the baseline" in result.details["not_compared"]["b"]
+
+
+def test_hooked_outputs_are_cloned_keeping_their_container_types() -> None:
+    from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
+
+    from gate.runner import _clone_tensors
+
+    packed = pack_padded_sequence(torch.randn(2, 3, 4), [3, 2], batch_first=True)
+    out = (torch.ones(2), {"h": torch.zeros(3)}, packed, [torch.full((1,), 2.0)])
+    got = _clone_tensors(out)
+    assert type(got) is tuple and isinstance(got[1], dict) and isinstance(got[2], PackedSequence)
+    assert isinstance(got[3], list)
+    out[0].add_(5.0)                       # an in-place op after the hook: the clone keeps what the hook saw
+    assert torch.equal(got[0], torch.ones(2))
+    assert torch.equal(got[2].data, packed.data) and got[2].data.data_ptr() != packed.data.data_ptr()
