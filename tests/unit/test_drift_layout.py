@@ -386,3 +386,44 @@ def test_hooked_outputs_are_cloned_keeping_their_container_types() -> None:
     out[0].add_(5.0)                       # an in-place op after the hook: the clone keeps what the hook saw
     assert torch.equal(got[0], torch.ones(2))
     assert torch.equal(got[2].data, packed.data) and got[2].data.data_ptr() != packed.data.data_ptr()
+
+
+def test_static_int8_outputs_are_dequantized_and_compared_with_their_float_namesakes() -> None:
+    import warnings
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.quant = torch.ao.quantization.QuantStub()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.fc = nn.Linear(4 * 5 * 5, 2)
+            self.dequant = torch.ao.quantization.DeQuantStub()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.conv(self.quant(x))
+            return self.dequant(self.fc(h.reshape(h.shape[0], -1)))
+
+    base = Net().eval()
+    gen = torch.Generator().manual_seed(3)
+    xs = list(torch.randn(48, 3, 5, 5, generator=gen).split(16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # torch.ao.quantization is deprecated in torch 2.13, still shipped
+        prepared = copy.deepcopy(base)
+        prepared.qconfig = torch.ao.quantization.get_default_qconfig("fbgemm")
+        torch.ao.quantization.prepare(prepared, inplace=True)
+        with torch.no_grad():
+            for x in xs:
+                prepared(x)
+        cand = torch.ao.quantization.convert(prepared)
+    check = make_check(base, cand, layers=["conv", "fc"])
+    seen = feed(check, base, cand, xs)
+    result = check.compute()
+    assert seen[0]["candidate"]["conv"].is_quantized
+    fig = layer(result, "conv")
+    b = np.concatenate([s["baseline"]["conv"].double().numpy() for s in seen]).reshape(48, -1)
+    a = np.concatenate([s["candidate"]["conv"].dequantize().double().numpy() for s in seen]).reshape(48, -1)
+    want = np_pair(a, b)
+    assert 0.98 < want["cos_mean"] < 1.0
+    assert fig["cosine"]["mean"] == pytest.approx(want["cos_mean"], rel=1e-9)
+    assert result.details["compared_layers"] == 2
