@@ -225,10 +225,14 @@ def slice_batch(inputs: Any, index: slice | int) -> Any:
     return inputs
 
 
-def forward_output(model: Any, inputs: Any) -> Any:
-    """One LoadedModel's raw output for one batch, under inference mode, with errors that name the role."""
+def forward_output(model: Any, inputs: Any, *, track_versions: bool = False) -> Any:
+    """One LoadedModel's raw output for one batch, under inference mode, with errors that name the role.
+
+    `track_versions`: under no_grad instead, whose tensors keep the version counter that shows an activation
+    overwritten in place after a forward hook saw it (inference tensors have none).
+    """
     try:
-        with torch.inference_mode():
+        with torch.no_grad() if track_versions else torch.inference_mode():
             return call_model(model.module, inputs, input_names=model.input_names)
     except Exception as err:  # a model's forward can raise anything; the user needs the role and the message
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -101,11 +101,22 @@ def refuse_unsupported_outputs(config: GateConfig) -> None:
 
 
 class _Capture:
-    """Forward hooks on the modules checks asked for; records raw outputs only while `active`."""
+    """Forward hooks on the modules checks asked for; records raw outputs only while `active`.
+
+    An output that a later in-place op overwrites (a `ReLU(inplace=True)` after a Linear, torchvision ResNet's
+    `bn1` then `relu`) would reach the checks already modified. So on the first batch every hooked output is
+    cloned and its tensors' version counters noted; `settle()` after the forward keeps cloning, from then on, only
+    the modules whose outputs were modified (`cloned`); one found modified later is cloned from the next batch on
+    and its batches listed (`overwritten`).
+    """
 
     def __init__(self, models: dict[str, Any], layers: dict[str, list[str]]) -> None:
         self.active = False
         self.outputs: dict[str, dict[str, Any]] = {role: {} for role in ROLES}
+        self.cloned: dict[str, list[str]] = {role: [] for role in ROLES}
+        self.overwritten: dict[str, dict[str, list[int]]] = {role: {} for role in ROLES}
+        self._probed = False
+        self._versions: list[tuple[str, str, Any, tuple[int, ...]]] = []
         self._handles = []
         for role, names in layers.items():
             module = models[role].module
@@ -119,9 +130,23 @@ class _Capture:
     def _hook(self, role: str, name: str):
         def record(_module: Any, _inputs: Any, output: Any) -> None:
             if self.active:
-                self.outputs[role][name] = output
+                self._versions.append((role, name, output, _tensor_versions(output)))
+                clone = not self._probed or name in self.cloned[role]
+                self.outputs[role][name] = _clone_tensors(output) if clone else output
 
         return record
+
+    def settle(self, batch: int) -> None:
+        """After a forward: which hooked outputs were modified in place since their hook ran."""
+        for role, name, output, versions in self._versions:
+            if _tensor_versions(output) == versions:
+                continue
+            if name not in self.cloned[role]:
+                self.cloned[role].append(name)
+                if self._probed:
+                    self.overwritten[role].setdefault(name, []).append(batch)
+        self._versions = []
+        self._probed = True
 
     def take(self) -> dict[str, dict[str, Any]]:
         out, self.outputs = self.outputs, {role: {} for role in ROLES}
@@ -130,6 +155,35 @@ class _Capture:
     def close(self) -> None:
         for handle in self._handles:
             handle.remove()
+
+
+def _tensors(output: Any, depth: int = 0) -> list[Any]:
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if depth >= 4:
+        return []
+    items = output.values() if isinstance(output, dict) else output if isinstance(output, (tuple, list)) else ()
+    return [t for item in items for t in _tensors(item, depth + 1)]
+
+
+def _tensor_versions(output: Any) -> tuple[int, ...]:
+    return tuple(t._version for t in _tensors(output) if not t.is_inference())
+
+
+def _clone_tensors(output: Any, depth: int = 0) -> Any:
+    """The output with every tensor cloned (dicts, tuples, lists and ModelOutputs rebuilt as plain containers)."""
+    if isinstance(output, torch.Tensor):
+        return output.clone()
+    if depth >= 4:
+        return output
+    if isinstance(output, dict):
+        return {k: _clone_tensors(v, depth + 1) for k, v in output.items()}
+    if isinstance(output, (tuple, list)):
+        items = [_clone_tensors(v, depth + 1) for v in output]
+        if hasattr(output, "_make"):            # a namedtuple (PackedSequence, torch.return_types) keeps its type
+            return type(output)._make(items)
+        return type(output)(items) if type(output) in (tuple, list) else tuple(items)
+    return output
 
 
 def build_checks(config: GateConfig, ctx: RunContext) -> list[Check]:
@@ -167,10 +221,13 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check]) -> tuple[PairedCou
             if capture is not None:
                 capture.active = True
             try:
-                outputs = {role: forward_output(models[role], inputs) for role in ROLES}
+                outputs = {role: forward_output(models[role], inputs, track_versions=capture is not None)
+                           for role in ROLES}
             finally:
                 if capture is not None:
                     capture.active = False
+            if capture is not None:
+                capture.settle(index)
             if counts is None:
                 _read_first_outputs(ctx, outputs)
             scores = {role: scores_of(models[role], outputs[role]) for role in ROLES}
@@ -229,6 +286,7 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check]) -> tuple[PairedCou
         progress.close()
         if capture is not None:
             capture.close()
+            ctx.extras["activation_clones"] = {"cloned": capture.cloned, "overwritten": capture.overwritten}
     if counts is None or seen == 0:
         raise DataError(f"{data.path}: no samples to evaluate")
     return counts, seen, index + 1

@@ -21,6 +21,7 @@ The method (docs/checks/latency.md has the long version):
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -311,6 +312,132 @@ class Sampled:
     @property
     def rounds(self) -> int:
         return int(self.a.size)
+
+
+# ---------------------------------------------------------------------------------------- a shared machine
+
+#: Default for the largest fraction of the timed calls' wall time lost to other processes (see `Contention`).
+MAX_CPU_LOSS = 0.15
+
+
+def cpus_available() -> int:
+    """CPUs this process may run on (its affinity mask, which containers and taskset narrow), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def default_threads() -> int:
+    """The intra-op thread count timing pins when none is configured: half the CPUs available, 1 to 4.
+
+    Both models then run on the same count whatever torch or ONNX Runtime would pick, and a 2-core runner times on
+    one thread, leaving the other core to the runner's own work (more threads than free cores is what made an int8
+    model read 26x slower there).
+    """
+    return max(1, min(4, cpus_available() // 2))
+
+
+@dataclass
+class CpuAccount:
+    """Wall time and the calling thread's CPU time of one model's timed calls, and involuntary context switches."""
+
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    switches: int = 0
+    calls: int = 0
+
+    @property
+    def lost_fraction(self) -> float:
+        """1 - CPU / wall: the share of the calls' wall time the calling thread was not running (NaN: no calls)."""
+        if self.wall_s <= 0:
+            return math.nan
+        return min(1.0, max(0.0, 1.0 - self.cpu_s / self.wall_s))
+
+
+def _involuntary_switches() -> int:
+    try:
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw)
+    except (ImportError, OSError):
+        return 0
+
+
+def time_accounted_call(fn: Callable[[], object], account: CpuAccount) -> float:
+    """Seconds one call takes (perf_counter), adding its wall and calling-thread CPU time to `account`."""
+    switches = _involuntary_switches()
+    cpu = time.thread_time_ns()
+    start = time.perf_counter_ns()
+    fn()
+    wall = time.perf_counter_ns() - start
+    account.cpu_s += (time.thread_time_ns() - cpu) * 1e-9
+    account.wall_s += wall * 1e-9
+    account.switches += _involuntary_switches() - switches
+    account.calls += 1
+    return wall * 1e-9
+
+
+def cpu_times() -> tuple[int, int] | None:
+    """(steal, total) jiffies of all CPUs from /proc/stat; None where there is none (not Linux)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            fields = handle.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 9:
+        return None
+    values = [int(v) for v in fields[1:]]
+    return values[7], sum(values[:8])       # user nice system idle iowait irq softirq steal (guest is in user)
+
+
+@dataclass(frozen=True)
+class Contention:
+    """Whether other work on the machine disturbed the timed calls, from figures the timing itself collected.
+
+    `lost`: per model, the fraction of its calls' wall time its calling thread was not running (1 - CPU / wall);
+    a busy neighbour on the same cores shows up there. `steal`: the share of all CPUs' time the hypervisor gave to
+    other guests meanwhile (/proc/stat; None off Linux).
+    """
+
+    lost: dict[str, float]
+    switches_per_call: dict[str, float]
+    steal: float | None
+    limit: float
+    threads: int
+
+    @property
+    def detected(self) -> bool:
+        worst = max((v for v in self.lost.values() if math.isfinite(v)), default=0.0)
+        return worst > self.limit or (self.steal is not None and self.steal > self.limit)
+
+    def reason(self) -> str:
+        lost = ", ".join(f"{role} {v:.0%}" for role, v in self.lost.items() if math.isfinite(v))
+        steal = f"; hypervisor steal {self.steal:.0%} of CPU time" if self.steal is not None else ""
+        return (
+            f"the machine was contended while timing: the timing thread was not running for {lost} of the calls' "
+            f"wall time{steal} (limit max_cpu_loss {self.limit:.0%}, {self.threads} thread"
+            f"{'s' if self.threads != 1 else ''}, {cpus_available()} CPUs available)"
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {"detected": self.detected, "lost_fraction": dict(self.lost), "steal_fraction": self.steal,
+                "involuntary_switches_per_call": dict(self.switches_per_call), "max_cpu_loss": self.limit,
+                "threads": self.threads, "cpus_available": cpus_available()}
+
+
+def contention_of(
+    accounts: dict[str, CpuAccount], *, before: tuple[int, int] | None, after: tuple[int, int] | None,
+    limit: float, threads: int,
+) -> Contention:
+    steal = None
+    if before is not None and after is not None and after[1] > before[1]:
+        steal = (after[0] - before[0]) / (after[1] - before[1])
+    return Contention(
+        lost={role: a.lost_fraction for role, a in accounts.items()},
+        switches_per_call={role: a.switches / a.calls if a.calls else 0.0 for role, a in accounts.items()},
+        steal=steal, limit=limit, threads=threads,
+    )
 
 
 def time_host_call(fn: Callable[[], object]) -> float:

@@ -19,6 +19,7 @@ carries is always the one-sided p-value of "beyond the threshold", adjusted over
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -96,6 +97,15 @@ def _status(outcome: str, settings: DecisionSettings) -> tuple[Status, bool]:
     if outcome == "inconclusive":
         return inconclusive_status(settings), True
     return ("pass" if outcome == "pass" else "fail"), False
+
+
+def disturbed(finding: Finding, *, why: str) -> Finding:
+    """A decision taken on timings another process disturbed: never a fail. A fail becomes inconclusive (warn, whatever
+    `inconclusive:` says: the machine, not the model, is in doubt); every status carries the reason."""
+    if finding.status == "fail":
+        return dataclasses.replace(finding, status="warn", inconclusive=True,
+                                   reason=f"{finding.reason}; inconclusive, not a fail: {why}")
+    return dataclasses.replace(finding, reason=f"{finding.reason} ({why})")
 
 
 def interval_outcome(low: float, high: float, *, threshold: float, worse_above: bool = True) -> str:

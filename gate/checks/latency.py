@@ -26,17 +26,24 @@ from gate.errors import ConfigError, ModelError
 from gate.forward import batch_len, call_model, move_to
 from gate.report.model import Chart, CheckResult, Finding, Table
 from gate.timing import (
+    MAX_CPU_LOSS,
     STATISTICS,
+    Contention,
+    CpuAccount,
     Measurement,
     Outcome,
     Rule,
     SamplingPlan,
+    contention_of,
+    cpu_times,
+    cpus_available,
+    default_threads,
     interval_confidence,
     measure,
     rounds_needed,
-    time_host_call,
+    time_accounted_call,
 )
-from gate.verdict import DecisionSettings, check_summary, decision_settings, inconclusive_status, judge
+from gate.verdict import DecisionSettings, check_summary, decision_settings, disturbed, inconclusive_status, judge
 
 #: Calls per model when measuring peak memory (after timing, so caches and thread pools already exist).
 MEMORY_CALLS = 3
@@ -52,7 +59,7 @@ class LatencySettings:
 
     batch_sizes: tuple[int, ...]
     devices: tuple[str, ...] | None         # None: the run's device
-    threads: int | None                     # None: the run's `threads`, else torch's current count
+    threads: int | None                     # None: the run's `threads`, else gate.timing.default_threads()
     warmup: int
     budget_s: float
     min_rounds: int
@@ -60,6 +67,7 @@ class LatencySettings:
     looks: int
     max_slowdown: dict[str, float]          # statistic -> allowed relative slowdown (gated ones only)
     max_ms: dict[str, dict[int, float]]     # statistic -> batch size -> ceiling in ms for the candidate
+    max_cpu_loss: float = MAX_CPU_LOSS      # contention beyond this makes a slowdown inconclusive
 
 
 def _ms_ceilings(value: Any, *, key: str, batch_sizes: tuple[int, ...]) -> dict[int, float]:
@@ -109,6 +117,7 @@ def latency_settings(options: dict[str, Any]) -> LatencySettings:
             for stat in STATISTICS
             if stat != "mean"
         },
+        max_cpu_loss=float(options.get("max_cpu_loss", MAX_CPU_LOSS)),
     )
 
 
@@ -241,7 +250,7 @@ def time_cuda_call(fn: Callable[[], object], *, start: Any, end: Any) -> float:
     return start.elapsed_time(end) * 1e-3
 
 
-def _timer(fn: Callable[[], object], device: str) -> Callable[[], float]:
+def _timer(fn: Callable[[], object], device: str, account: CpuAccount) -> Callable[[], float]:
     if device == "cuda":
         return partial(
             time_cuda_call,
@@ -249,7 +258,7 @@ def _timer(fn: Callable[[], object], device: str) -> Callable[[], float]:
             start=torch.cuda.Event(enable_timing=True),
             end=torch.cuda.Event(enable_timing=True),
         )
-    return partial(time_host_call, fn)
+    return partial(time_accounted_call, fn, account)
 
 
 def _proc_status_kb(field: str) -> int:
@@ -349,6 +358,7 @@ class PairResult:
     measurement: Measurement
     memory: dict[str, dict[str, int | None]]   # role -> peak memory figures
     threads: int
+    contention: Contention | None = None       # CPU timing only: whether other work disturbed the calls
 
 
 def measure_pair(
@@ -362,8 +372,12 @@ def measure_pair(
     resamples: int,
     seed: int,
     input_names: dict[str, tuple[str, ...] | None] | None = None,
-) -> tuple[Measurement, dict[str, dict[str, int | None]]]:
+    max_cpu_loss: float = MAX_CPU_LOSS,
+) -> tuple[Measurement, dict[str, dict[str, int | None]], Contention | None]:
     """Time baseline and candidate on `inputs` (already on `device`), then measure each one's peak memory.
+
+    On the CPU each call's wall time is set against the calling thread's CPU time (and /proc/stat's steal), so
+    the result says whether another process took the cores meanwhile (`Contention`).
 
     `modules` maps role -> callable module. Runs under torch.inference_mode() with the garbage collector paused.
     """
@@ -373,19 +387,25 @@ def measure_pair(
         role: partial(_forward, modules[role], inputs, names.get(role), where=f"{role} on {device}, batch of {rows}")
         for role in ROLES
     }
+    accounts = {role: CpuAccount() for role in ROLES}
+    before = cpu_times()
     with torch.inference_mode():
         with gc_paused():
             result = measure(
-                _timer(calls["baseline"], device),
-                _timer(calls["candidate"], device),
+                _timer(calls["baseline"], device, accounts["baseline"]),
+                _timer(calls["candidate"], device, accounts["candidate"]),
                 rules=rules,
                 plan=plan,
                 confidence=confidence,
                 resamples=resamples,
                 seed=seed,
             )
+        after = cpu_times()
         memory = {role: peak_memory(calls[role], device) for role in ROLES}
-    return result, memory
+    contention = None if device == "cuda" else contention_of(
+        accounts, before=before, after=after, limit=max_cpu_loss, threads=torch.get_num_threads()
+    )
+    return result, memory, contention
 
 
 # --------------------------------------------------------------------------------------------- reporting
@@ -480,7 +500,10 @@ def finding_for(run: PairResult, outcome: Outcome, settings: DecisionSettings) -
     """
     rule, iv = outcome.rule, outcome.interval
     if not outcome.enough_rounds or not (math.isfinite(iv.low) and math.isfinite(iv.high)):
-        return _undecidable_finding(run, outcome, settings)
+        found = _undecidable_finding(run, outcome, settings)
+        if run.contention is not None and run.contention.detected:
+            found = disturbed(found, why=run.contention.reason())
+        return found
     comparison = run.measurement.comparisons[rule.statistic]
     if rule.kind == "ratio":
         finding = judge(
@@ -494,7 +517,21 @@ def finding_for(run: PairResult, outcome: Outcome, settings: DecisionSettings) -
             baseline=_ms(comparison.baseline), candidate=_ms(comparison.candidate), settings=settings,
             interval=(_ms(iv.low), _ms(iv.high)), where=_where(run), unit=" ms",
         )
-    return replace(finding, reason=_reason(run, outcome, finding))
+    finding = replace(finding, reason=_reason(run, outcome, finding))
+    if run.contention is not None and run.contention.detected:
+        finding = disturbed(finding, why=run.contention.reason())
+    return finding
+
+
+def _faster_summary(runs: list[PairResult]) -> str:
+    """"the candidate is faster: p50 0.55x (CI 0.52-0.58) at cpu bs=8", where the whole p50 interval is below 1."""
+    faster = []
+    for run in runs:
+        comparison = run.measurement.comparisons["p50"]
+        iv = comparison.ratio
+        if comparison.enough_rounds and math.isfinite(iv.high) and iv.high < 1.0:
+            faster.append(f"p50 {iv.estimate:.2f}x (CI {iv.low:.2f}-{iv.high:.2f}) at {_where(run)}")
+    return f"the candidate is faster: {', '.join(faster)}" if faster else ""
 
 
 def _detectable(outcome: Outcome) -> float | None:
@@ -590,6 +627,7 @@ def _run_details(run: PairResult) -> dict[str, Any]:
             for o in m.outcomes
         ],
         "memory": run.memory,
+        "contention": run.contention.as_dict() if run.contention is not None else None,
     }
 
 
@@ -633,7 +671,9 @@ class LatencyCheck(Check):
         family = max(1, gated if decision.multiple_comparisons != "none" else 1)
         confidence = interval_confidence(decision.confidence, comparisons=family, looks=self.settings.looks)
         judged = replace(decision, mode="non-inferiority", confidence=confidence)
-        threads_wanted = self.settings.threads or self.ctx.config.threads
+        threads_wanted = self.settings.threads or self.ctx.config.threads or default_threads()
+        thread_source = ("checks.latency.threads" if self.settings.threads else "threads" if self.ctx.config.threads
+                         else f"pinned default: half of the {cpus_available()} CPUs available, 1 to 4")
         runs: list[PairResult] = []
         with torch_threads(threads_wanted) as threads:
             for device in devices:
@@ -641,7 +681,7 @@ class LatencyCheck(Check):
                                              resamples=decision.resamples, seed=decision.seed, notes=notes)
         findings = [finding_for(run, o, judged) for run in runs for o in run.measurement.outcomes]
         return self._result(runs, findings, notes=notes, confidence=confidence, family=family,
-                            nominal=decision.confidence, threads=threads)
+                            nominal=decision.confidence, threads=threads, thread_source=thread_source)
 
     # ------------------------------------------------------------------ helpers of compute()
 
@@ -693,12 +733,12 @@ class LatencyCheck(Check):
                 notes.append(f"batch size {bs}: samples from data batches of different padded lengths were "
                              "right-padded with zeros to the longest")
             rules = rules_for(self.settings, bs)
-            measurement, memory = measure_pair(
+            measurement, memory, contention = measure_pair(
                 modules, move_to(batch, torch.device(device)), device=device, rules=rules,
                 plan=sampling_plan(self.settings, rules), confidence=confidence, resamples=resamples,
-                seed=seed, input_names=names,
+                seed=seed, input_names=names, max_cpu_loss=self.settings.max_cpu_loss,
             )
-            runs.append(PairResult(device, bs, samples, measurement, memory, threads))
+            runs.append(PairResult(device, bs, samples, measurement, memory, threads, contention))
         return runs
 
     def _result(
@@ -711,6 +751,7 @@ class LatencyCheck(Check):
         family: int,
         nominal: float,
         threads: int,
+        thread_source: str = "",
     ) -> CheckResult:
         p50 = [run.measurement.comparisons["p50"].ratio.estimate for run in runs]
         where = ", ".join(_where(run) for run in runs)
@@ -721,6 +762,13 @@ class LatencyCheck(Check):
         else:
             status = "pass"
             summary = f"measured only, no limits configured: p50 ratio {min(p50):.3f}x-{max(p50):.3f}x at {where}"
+        faster = _faster_summary(runs)
+        if faster:
+            summary += f"; {faster}"
+        contended = [run for run in runs if run.contention is not None and run.contention.detected]
+        if contended:
+            summary += f"; contended at {', '.join(_where(run) for run in contended)}: no slowdown can fail there"
+            notes = [*notes, *(f"{_where(run)}: {run.contention.reason()}" for run in contended)]
         decided = [{o.rule.statistic: o for o in run.measurement.outcomes if o.rule.kind == "ratio"} for run in runs]
         models = {role: self.ctx.models[role] for role in ROLES}
         tables = (
@@ -757,6 +805,7 @@ class LatencyCheck(Check):
         )
         details = {
             "threads": threads,
+            "threads_source": thread_source,
             "devices": sorted({run.device for run in runs}),
             "batch_sizes": list(self.settings.batch_sizes),
             "confidence": nominal,

@@ -32,7 +32,7 @@ import numpy as np
 from gate.checks.base import Check, RunContext, Step
 from gate.errors import CheckpointError, ConfigError, MissingExtraError, require
 from gate.report.model import CheckResult, Finding, Status, Table
-from gate.verdict import DecisionSettings, check_summary, decision_settings, judge
+from gate.verdict import DecisionSettings, check_summary, decision_settings, disturbed, judge
 
 if TYPE_CHECKING:
     from gate.onnx_export import ExportResult
@@ -419,7 +419,7 @@ class OnnxCheck(Check):
             try:
                 self._model = OrtModel(
                     self._ship, providers=ort_providers(self.options["provider"], self.ctx.device.type),
-                    threads=self.ctx.config.threads,
+                    threads=self._threads(),
                 )
             except OnnxRunError as err:  # the user's own file is unreadable: the gate cannot run, exit 2
                 raise CheckpointError(f"--onnx {self._ship}: {err}") from err
@@ -504,7 +504,7 @@ class OnnxCheck(Check):
     def _open(self, path: Path, *, stage: str) -> OrtModel | None:
         try:
             providers = ort_providers(self.options["provider"], self.ctx.device.type)
-            return OrtModel(path, providers=providers, threads=self.ctx.config.threads)
+            return OrtModel(path, providers=providers, threads=self._threads())
         except OnnxRunError as err:
             self._stopped = _Stopped("fail", str(err), stage)
             return None
@@ -544,10 +544,20 @@ class OnnxCheck(Check):
 
     # -- latency ---------------------------------------------------------------------------------------------------
 
+    def _threads(self) -> int:
+        """ONNX Runtime's intra-op threads, and torch's while the two are timed: the run's `threads`, else pinned
+        like the latency check's (gate.timing.default_threads), so neither runtime picks its own count."""
+        from gate.timing import default_threads
+
+        return int(self.ctx.config.threads or default_threads())
+
     def _measure_latency(self) -> dict[str, Any] | None:
         """PyTorch (a) and ONNX Runtime (b) on the first batch, interleaved round by round (gate.timing)."""
+        from gate.checks.latency import torch_threads
         from gate.forward import batch_len, move_to
-        from gate.timing import Rule, SamplingPlan, interval_confidence, measure
+        from gate.timing import (
+            MAX_CPU_LOSS, CpuAccount, Rule, SamplingPlan, contention_of, cpu_times, interval_confidence, measure,
+        )
 
         opts = self.options["latency"]
         model = self._model
@@ -556,11 +566,12 @@ class OnnxCheck(Check):
         candidate = self.ctx.models["candidate"]
         inputs = move_to(self._timing_batch, self.ctx.device)
         feed = model.feed(self._named(self._timing_batch), by_name=isinstance(inputs, Mapping))
+        accounts = {"pytorch": CpuAccount(), "onnxruntime": CpuAccount()}
         time_torch = partial(
             _time_torch_call, candidate.module, inputs, getattr(candidate, "input_names", None),
-            cuda=self.ctx.device.type == "cuda",
+            cuda=self.ctx.device.type == "cuda", account=accounts["pytorch"],
         )
-        time_onnx = partial(_time_onnx_call, model, feed)
+        time_onnx = partial(_time_onnx_call, model, feed, account=accounts["onnxruntime"])
         slowdown = self.options.get("max_slowdown")
         rules = [Rule("p50", "ratio", 1.0 + float(slowdown))] if slowdown is not None else []
         settings = decision_settings(self.ctx.config, self.options)
@@ -569,8 +580,15 @@ class OnnxCheck(Check):
             warmup=int(opts["warmup"]),
         )
         confidence = interval_confidence(settings.confidence, comparisons=max(1, len(rules)), looks=plan.looks)
-        result = measure(
-            time_torch, time_onnx, rules=rules, plan=plan, confidence=confidence, resamples=settings.resamples, seed=settings.seed,
+        threads = self._threads()
+        before = cpu_times()
+        with torch_threads(threads):
+            result = measure(
+                time_torch, time_onnx, rules=rules, plan=plan, confidence=confidence, resamples=settings.resamples,
+                seed=settings.seed,
+            )
+        contention = None if self.ctx.device.type == "cuda" else contention_of(
+            accounts, before=before, after=cpu_times(), limit=MAX_CPU_LOSS, threads=threads,
         )
         p50 = result.comparisons["p50"]
         outcome = result.outcomes[0] if result.outcomes else None
@@ -584,6 +602,9 @@ class OnnxCheck(Check):
             "confidence": confidence,
             "decision": outcome.decision if outcome else None,
             "max_slowdown": slowdown,
+            "threads": threads,
+            "contention": contention.as_dict() if contention is not None else None,
+            "contention_reason": contention.reason() if contention is not None and contention.detected else None,
             "method": "interleaved rounds on the first batch, p50 per call, paired bootstrap interval (gate.timing)",
         }
 
@@ -634,7 +655,10 @@ class OnnxCheck(Check):
         )
         if finding.inconclusive:
             reason += ": the timings cannot decide"
-        return replace(finding, reason=reason, interval=(low, high), decision="interval", required=ratio)
+        finding = replace(finding, reason=reason, interval=(low, high), decision="interval", required=ratio)
+        if lat.get("contention_reason"):
+            finding = disturbed(finding, why=lat["contention_reason"])
+        return finding
 
     def _passed_summary(self, stats: ParityStats) -> str:
         source = f"shipped file {self._ship.name}" if self._ship else f"export ({self._export.exporter} exporter)"
@@ -643,7 +667,11 @@ class OnnxCheck(Check):
             f"{stats.atol:g} or rtol {stats.rtol:g}, top-1 agreement {stats.agree / stats.samples:.2%}"
         )
         if self._latency:
-            text += f", ONNX Runtime at {self._latency['ratio']:.2f}x PyTorch's latency"
+            lat = self._latency
+            text += f", ONNX Runtime at {lat['ratio']:.2f}x PyTorch's latency ({lat['threads']} thread"
+            text += f"{'s' if lat['threads'] != 1 else ''} each)"
+            if lat.get("contention_reason"):
+                text += "; timed on a contended machine: " + lat["contention_reason"]
         return text
 
     def _class_names(self, stats: ParityStats) -> tuple[str, ...]:
@@ -726,11 +754,13 @@ class OnnxCheck(Check):
         return details
 
 
-def _time_torch_call(module: Any, inputs: Any, input_names: tuple[str, ...] | None, *, cuda: bool) -> float:
+def _time_torch_call(
+    module: Any, inputs: Any, input_names: tuple[str, ...] | None, *, cuda: bool, account: Any
+) -> float:
     """Seconds of one PyTorch forward, called as the runner calls it (CUDA work waited for)."""
-    from gate.timing import time_host_call
+    from gate.timing import time_accounted_call
 
-    return time_host_call(partial(_torch_forward, module, inputs, input_names, cuda=cuda))
+    return time_accounted_call(partial(_torch_forward, module, inputs, input_names, cuda=cuda), account)
 
 
 def _torch_forward(module: Any, inputs: Any, input_names: tuple[str, ...] | None, *, cuda: bool) -> None:
@@ -744,11 +774,11 @@ def _torch_forward(module: Any, inputs: Any, input_names: tuple[str, ...] | None
         torch.cuda.synchronize()
 
 
-def _time_onnx_call(model: OrtModel, feed: dict[str, np.ndarray]) -> float:
+def _time_onnx_call(model: OrtModel, feed: dict[str, np.ndarray], *, account: Any) -> float:
     """Seconds of one ONNX Runtime run of the same batch."""
-    from gate.timing import time_host_call
+    from gate.timing import time_accounted_call
 
-    return time_host_call(partial(model.run, feed))
+    return time_accounted_call(partial(model.run, feed), account)
 
 
 def _samples(step: Step) -> str:

@@ -25,6 +25,24 @@ def _max_excess(a: torch.Tensor, b: torch.Tensor, *, atol: float, rtol: float) -
     return worst, ok
 
 
+def dynamic_quantization(module: Any) -> str | None:
+    """What in `module` quantizes activations per call ("3 torch.ao dynamic int8 layers"), or None.
+
+    torch.ao's dynamic modules (quantize_dynamic) compute one activation scale per call over the whole batch, so a
+    sample's output depends on the batch it is in, by design; torchao's dynamic-activation weights are counted too.
+    """
+    ao = [m for m in module.modules() if type(m).__module__.startswith(("torch.ao.nn.quantized.dynamic",
+                                                                        "torch.nn.quantized.dynamic"))]
+    torchao = {id(p) for p in module.parameters()
+               if type(p).__module__.startswith("torchao") and getattr(p, "act_quant_kwargs", None) is not None}
+    found = []
+    if ao:
+        found.append(f"{len(ao)} torch.ao dynamic int8 layer{'s' if len(ao) != 1 else ''}")
+    if torchao:
+        found.append(f"{len(torchao)} torchao dynamic-activation int8 weight{'s' if len(torchao) != 1 else ''}")
+    return " and ".join(found) or None
+
+
 def _trim_padding(inputs: Any) -> Any:
     """A single text sample keeps only its real tokens (right padding), so it is scored as it would be alone."""
     if isinstance(inputs, dict) and "attention_mask" in inputs:
@@ -45,6 +63,8 @@ class SanityCheck(Check):
         self.determinism_ok: dict[str, bool] = {}
         self.invariance: dict[str, float] = {}
         self.invariance_ok: dict[str, bool] = {}
+        self.invariance_tol: dict[str, float] = {}        # role -> the dynamic-quantization tolerance applied
+        self.dynamic_quant: dict[str, str] = {}           # role -> what quantizes its activations per batch
 
     def update(self, step: Step) -> None:
         for role in ROLES:
@@ -76,6 +96,15 @@ class SanityCheck(Check):
                 self.determinism[role], self.determinism_ok[role] = rerun
             if self.options["batch_invariance"] and n < size and in_batch is not None:
                 self.invariance[role], self.invariance_ok[role] = in_batch
+                quantized = dynamic_quantization(model.module) if not in_batch[1] else None
+                if quantized is not None:
+                    # per-batch activation scales move every output by about one quantization step of the
+                    # batch's range: judged against the output's own scale, not against float rounding
+                    scale = float(batched.abs().max().item()) if batched.numel() else 0.0
+                    tol = atol + float(self.options["dynamic_quant_rtol"]) * scale
+                    self.dynamic_quant[role] = quantized
+                    self.invariance_tol[role] = tol
+                    self.invariance_ok[role] = bool(in_batch[0] <= tol)
 
     def compute(self) -> CheckResult:
         findings: list[Finding] = []
@@ -100,6 +129,9 @@ class SanityCheck(Check):
                 if role not in worst_map:
                     continue
                 worst, ok = worst_map[role], ok_map[role]
+                if label == "batch_invariance" and role in self.dynamic_quant:
+                    findings.append(self._dynamic_quant_finding(role, worst, ok))
+                    continue
                 # The baseline is what runs in production: its own defect is reported, but it is not the candidate's fault.
                 status = "pass" if ok else ("fail" if role == "candidate" else "warn")
                 findings.append(Finding(
@@ -133,7 +165,29 @@ class SanityCheck(Check):
                 "non_finite": dict(self.non_finite),
                 "determinism_max_abs_diff": dict(self.determinism),
                 "batch_invariance_max_abs_diff": dict(self.invariance),
+                "dynamic_quantization": dict(self.dynamic_quant),
+                "batch_invariance_tolerance": dict(self.invariance_tol),
             },
+        )
+
+    def _dynamic_quant_finding(self, role: str, worst: float, ok: bool) -> Finding:
+        """Batch dependence of a dynamically quantized model: named, and judged on its own tolerance."""
+        tol, what = self.invariance_tol[role], self.dynamic_quant[role]
+        rtol = float(self.options["dynamic_quant_rtol"])
+        cause = (f"dynamic quantization ({what}) computes activation scales per batch, so a sample's outputs "
+                 "depend on the batch it is in")
+        status = "pass" if ok else ("fail" if role == "candidate" else "warn")
+        reason = (
+            f"{role}: max |difference| {worst:.3g} between a sample alone and in its batch is within the "
+            f"dynamic-quantization tolerance {tol:.3g} (atol + dynamic_quant_rtol {rtol:g} x max |output|): {cause}"
+            if ok else
+            f"{role}: max |difference| {worst:.3g} between a sample alone and in its batch is beyond the "
+            f"dynamic-quantization tolerance {tol:.3g} (atol + dynamic_quant_rtol {rtol:g} x max |output|): more "
+            f"than the per-batch activation scales of {what} explain"
+        )
+        return Finding(
+            metric=f"batch_invariance[{role}]", rule="dynamic_quantization", threshold=tol, value=worst, where=role,
+            status=status, required=worst, margin=tol - worst, reason=reason,
         )
 
     def _class_name_findings(self) -> list[Finding]:

@@ -532,3 +532,23 @@ def test_max_slowdown_makes_latency_a_finding() -> None:
     latency = finding(result, "latency_ratio")
     assert latency.threshold == 101.0 and latency.value == pytest.approx(result.details["latency"]["ratio"])
     assert latency.status in ("pass", "warn", "fail")
+
+
+def test_onnx_runtime_and_torch_are_timed_on_the_same_pinned_threads_and_contention_is_recorded() -> None:
+    from gate.timing import default_threads
+
+    options = {"max_slowdown": 100.0, "latency": {"budget_s": 0.2, "warmup": 1, "max_rounds": 40}}
+    check = make_check(seeded(SmallCNN), options=options, num_classes=4)
+    before = torch.get_num_threads()
+    result = run_pass(check, image_batches([8]))
+    assert torch.get_num_threads() == before
+    latency = result.details["latency"]
+    assert latency["threads"] == default_threads()
+    assert check._threads() == default_threads()          # the count ONNX Runtime's session was opened with
+    contention = latency["contention"]
+    assert set(contention["lost_fraction"]) == {"pytorch", "onnxruntime"}
+    assert all(0.0 <= v <= 1.0 for v in contention["lost_fraction"].values())
+    f = finding(result, "latency_ratio")
+    assert f.status != "fail" or not contention["detected"]
+    if contention["detected"]:
+        assert "contended" in f.reason and "contended machine" in result.summary

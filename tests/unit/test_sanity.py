@@ -122,3 +122,51 @@ def test_generic_names_against_real_names_warn():
     _, alignment = align_models(config, loaded)
     assert alignment.columns is None and alignment.names == ("a", "b", "c")
     assert alignment.warnings and "generically ([LABEL_0, LABEL_1, LABEL_2])" in alignment.warnings[0]
+
+
+def _dynamic_int8(net: nn.Module) -> nn.Module:
+    import copy
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # torch.ao.quantization is deprecated in torch 2.13, still shipped
+        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(net).eval(), {nn.Linear}, dtype=torch.qint8)
+
+
+def _alone_vs_batch(model: nn.Module, n: int = 4) -> tuple[float, float]:
+    """Independent oracle: max |first n rows alone - the same rows in the first batch|, and max |batched|."""
+    x = _Data()._batches[0][0]
+    with torch.no_grad():
+        batched, alone = model(x)[:n], model(x[:n])
+    return float((batched - alone).abs().max()), float(batched.abs().max())
+
+
+def test_dynamic_int8_batch_dependence_is_named_and_has_its_own_tolerance():
+    cand = _dynamic_int8(tm.teacher())
+    diff, scale = _alone_vs_batch(cand)
+    assert diff > 1e-4 + 1e-3 * scale          # beyond the float tolerance: per-batch activation scales are real
+    result, found = _sanity(tm.teacher(), cand)
+    f = found["batch_invariance[candidate]"]
+    assert f.status == "pass", f.reason
+    assert f.value == diff
+    assert f.threshold == 1e-4 + 0.1 * scale
+    assert "dynamic quantization" in f.reason and "torch.ao dynamic int8" in f.reason
+    assert "BatchNorm" not in f.reason
+    assert result.details["dynamic_quantization"]["candidate"].startswith("2 torch.ao dynamic int8 layers")
+    assert result.status == "pass", result.summary
+
+
+def test_dynamic_int8_with_a_real_batch_defect_still_fails_and_says_so():
+    torch.manual_seed(0)
+    defect = WithBatchNorm().train()
+    with torch.no_grad():
+        defect.norm.weight.fill_(3.0)
+    cand = _dynamic_int8(defect)
+    cand.train()                        # the BatchNorm keeps using the batch's statistics
+    diff, scale = _alone_vs_batch(cand)
+    assert diff > 1e-4 + 0.1 * scale
+    result, found = _sanity(tm.teacher(), cand)
+    f = found["batch_invariance[candidate]"]
+    assert f.status == "fail"
+    assert "beyond the dynamic-quantization tolerance" in f.reason
+    assert result.status == "fail"
