@@ -58,6 +58,7 @@ GATE_INPUTS: tuple[InputOption, ...] = (
     InputOption("json", "--json", "value"),
     InputOption("markdown", "--markdown", "value"),
     InputOption("junit", "--junit", "value"),
+    InputOption("html", "--html", "value"),
     InputOption("onnx", "--onnx", "value"),
     InputOption("trust-checkpoint", "--trust-checkpoint", "trust"),
     InputOption("enable", "--enable", "multi"),
@@ -77,7 +78,7 @@ REQUIRED_INPUTS: tuple[str, ...] = ("candidate", "baseline")   # as `gate check`
 BOOLEAN_INPUTS: tuple[str, ...] = ("verbose", "debug", "comment", "allow-pr-policy")
 MODES: tuple[str, ...] = ("check", "comment")
 ARTIFACT_INPUTS: tuple[str, ...] = ("candidate", "baseline", "data", "onnx")   # files from the pull request
-REPORT_INPUTS: tuple[str, ...] = ("json", "markdown", "junit")
+REPORT_INPUTS: tuple[str, ...] = ("json", "markdown", "junit", "html")
 TRUST_ROLES: tuple[str, ...] = ("baseline", "candidate")
 # Short options of `gate check` that have an input (-b --baseline, -c --config, -d --data, -v --verbose).
 _SHORT_WITH_INPUT = frozenset("bcdv")
@@ -319,7 +320,7 @@ def plan_check(values: Mapping[str, str], *, workspace: Path, environ: Mapping[s
     reports = {name: trust.report_path(name, filled[name], workspace=ws) for name in REPORT_INPUTS if filled.get(name)}
     targets = [str(p) for p in reports.values()]
     if len(set(targets)) != len(targets):
-        raise ConfigError("action inputs 'json', 'markdown' and 'junit' must name different files")
+        raise ConfigError("action inputs 'json', 'markdown', 'junit' and 'html' must name different files")
     split_extra_args(values.get("extra-args", ""))
     return CheckPlan(values=out, cwd=cwd, reports=reports, notes=notes)
 
@@ -512,7 +513,7 @@ def run_check(values: Mapping[str, str], *, settings: Settings, environ: Mapping
     private = isolation.private_dir(sandbox)
     try:
         reports_dir = private / "reports"
-        names = {"json": "report.json", "markdown": "report.md", "junit": "junit.xml"}
+        names = {"json": "report.json", "markdown": "report.md", "junit": "junit.xml", "html": "report.html"}
         sandboxed = {name: reports_dir / names[name] for name in plan.reports}
         argv = build_gate_argv({**plan.values, **{k: str(v) for k, v in sandboxed.items()}})
         token = secrets.token_hex(16)

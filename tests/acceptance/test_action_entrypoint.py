@@ -124,9 +124,12 @@ def validate_report(path: Path) -> dict:
 @pytest.mark.slow
 def test_pass_case(workspace: Path, tmp_path: Path):
     run = run_action(workspace, tmp_path, {"candidate": "models/same.pt", "baseline": "models/production.pt",
-                                           "data": "eval/holdout.npz", "config": "gate.yaml"})
+                                           "data": "eval/holdout.npz", "config": "gate.yaml",
+                                           "html": "gate-report/report.html"})
     assert run.returncode == 0, run.stderr
     assert run.outputs["verdict"] == "pass" and run.outputs["exit-code"] == "0"
+    html = (workspace / "gate-report" / "report.html").read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and "<script" not in html     # installed from the private folder
     assert run.outputs["failed-checks"] == ""
     assert run.outputs["report-json"] == "gate-report/report.json"
     report = validate_report(workspace / run.outputs["report-json"])

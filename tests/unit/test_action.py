@@ -20,7 +20,6 @@ REQUIRED = {"candidate": "cand.pt", "baseline": "base.pt", "data": "eval.npz"}
 # `gate check` options the Action deliberately has no input for (extra-args still reaches them).
 CLI_OPTIONS_WITHOUT_INPUT = {
     "--quiet",   # the log should show the console report; the summary has it anyway
-    "--html",    # issue 16: the Action's input that uploads the HTML report is the Action's to add; then drop this
 }
 
 
