@@ -596,14 +596,35 @@ def _footer(report: Report) -> str:
     )
 
 
+def _flipped(report: Report) -> str:
+    """The samples the two models disagree on, most confident wrong prediction first: what a reviewer reads."""
+    examples = report.examples
+    if examples is None or not (examples.negative or examples.positive):
+        return ""
+    headers = ("sample", "where", "text", "label", "baseline", "candidate")
+    parts = []
+    for kind, shown, total, what in (
+        ("negative", examples.negative, examples.negative_total, "the baseline right, the candidate wrong"),
+        ("positive", examples.positive, examples.positive_total, "the candidate right, the baseline wrong"),
+    ):
+        if not shown:
+            continue
+        rows = [(e.index, e.where or "", e.text or "", e.label, f"{e.baseline} ({e.baseline_confidence:.2f})",
+                 f"{e.candidate} ({e.candidate_confidence:.2f})") for e in shown]
+        parts.append(f"<h3>{_e(kind)} flips: {_e(what)} ({_e(len(shown))} of {_e(total)} shown)</h3>"
+                     + _table(headers, rows))
+    return _section("flipped", "Flipped examples", "".join(parts))
+
+
 #: Each returns its HTML, or "" when the report has no data for it. Order is reading order: verdict, failures first.
 SECTIONS: tuple[Callable[[Report], str], ...] = (
-    _failures, _checks, _headline, _per_class, _confusion, _latency, _drift, _details,
+    _failures, _checks, _headline, _flipped, _per_class, _confusion, _latency, _drift, _details,
 )
 
 
 def _nav(parts: list[str]) -> str:
-    names = {"failures": "Failures", "checks": "Checks", "metrics": "Metrics", "per-class": "Per class",
+    names = {"failures": "Failures", "checks": "Checks", "metrics": "Metrics", "flipped": "Flipped examples",
+             "per-class": "Per class",
              "confusion": "Confusion", "latency": "Latency", "drift": "Drift", "details": "Every check"}
     links = [f'<a href="#{a}">{t}</a>' for a, t in names.items() if any(p.startswith(f'<section id="{a}"') for p in parts)]
     return f"<nav>{''.join(links)}</nav>"

@@ -225,3 +225,22 @@ def test_non_finite_and_missing_figures_render_without_breaking_the_page():
     text = render_html(empty)
     assert Page(text).errors == []
     assert 'id="per-class"' not in text and 'id="confusion"' not in text and 'id="metrics"' not in text
+
+
+def test_flipped_examples_are_listed_and_their_text_is_inert():
+    import dataclasses
+
+    from gate.report.html import render_html
+    from gate.report.model import FlipExample, FlipExamples
+    from tests.unit.report_fixtures import html_report
+
+    hostile = '</td></table><script>alert(1)</script><img src=x onerror=alert(1)>'
+    examples = FlipExamples(
+        negative=(FlipExample("negative", 7, "positive", "positive", 0.91, "negative", 0.88, text=hostile,
+                              where="eval.jsonl: line 8"),),
+        positive=(), negative_total=3, positive_total=0, cap=20, text_chars=300)
+    page = render_html(dataclasses.replace(html_report(), examples=examples))
+    assert '<section id="flipped">' in page and "1 of 3 shown" in page and "eval.jsonl: line 8" in page
+    assert "positive (0.91)" in page and "negative (0.88)" in page
+    assert "<script" not in page and "<img" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert render_html(html_report()).count('<section id="flipped">') == 0      # no examples: no section
