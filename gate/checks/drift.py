@@ -913,6 +913,10 @@ class DriftCheck(Check):
     name = "drift"
     needs = frozenset({"scores", "activations"})
 
+    # PSI edges and the PSI stride are fixed from the first batch each process sees, so shards would bin on
+    # different edges: refused rather than merged wrongly.
+    sharding = "its PSI bins are fixed from the first batch a process sees, so shards' histograms do not add up"
+
     def __init__(self, options: dict[str, Any], ctx: RunContext) -> None:
         super().__init__(options, ctx)
         self.opts = drift_options(options)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from gate.checks.base import ROLES, Check, Step
@@ -36,6 +37,7 @@ def _trim_padding(inputs: Any) -> Any:
 
 class SanityCheck(Check):
     name = "sanity"
+    sharding = "merge"
 
     def __init__(self, options: dict[str, Any], ctx: Any) -> None:
         super().__init__(options, ctx)
@@ -76,6 +78,36 @@ class SanityCheck(Check):
                 self.determinism[role], self.determinism_ok[role] = rerun
             if self.options["batch_invariance"] and n < size and in_batch is not None:
                 self.invariance[role], self.invariance_ok[role] = in_batch
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Counts per role (baseline, candidate); the first-batch figures come only from the shard that read
+        batch 0, with a `seen` count, so summing the shards keeps them as they are."""
+        out: dict[str, np.ndarray] = {
+            "non_finite": np.array([self.non_finite[r] for r in ROLES], dtype=np.int64),
+            "values": np.array([self.values[r] for r in ROLES], dtype=np.int64),
+        }
+        for label, worst, ok in (("determinism", self.determinism, self.determinism_ok),
+                                 ("invariance", self.invariance, self.invariance_ok)):
+            out[f"{label}.seen"] = np.array([int(r in worst) for r in ROLES], dtype=np.int64)
+            out[f"{label}.ok"] = np.array([int(ok.get(r, False)) for r in ROLES], dtype=np.int64)
+            out[f"{label}.worst"] = np.array([worst.get(r, 0.0) for r in ROLES], dtype=np.float64)
+        return out
+
+    def load_state(self, merged: dict[str, np.ndarray]) -> None:
+        for i, role in enumerate(ROLES):
+            self.non_finite[role] = int(merged["non_finite"][i])
+            self.values[role] = int(merged["values"][i])
+        for label, worst, ok in (("determinism", self.determinism, self.determinism_ok),
+                                 ("invariance", self.invariance, self.invariance_ok)):
+            worst.clear()
+            ok.clear()
+            for i, role in enumerate(ROLES):
+                seen = int(merged[f"{label}.seen"][i])
+                if seen > 1:
+                    raise ValueError(f"sanity: {label} of the {role} measured by {seen} shards; only one reads batch 0")
+                if seen:
+                    worst[role] = float(merged[f"{label}.worst"][i])
+                    ok[role] = bool(merged[f"{label}.ok"][i])
 
     def compute(self) -> CheckResult:
         findings: list[Finding] = []
