@@ -7,7 +7,7 @@ import random
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -137,10 +137,12 @@ def build_checks(config: GateConfig, ctx: RunContext) -> list[Check]:
     return [check_class(name)(config.check(name), ctx) for name in config.enabled_checks()]
 
 
-def evaluate(ctx: RunContext, data: Any, checks: list[Check], *, shard: Any = None) -> tuple[PairedCounts, int, int]:
+def evaluate(ctx: RunContext, data: Any, checks: list[Check], *, shard: Any = None,
+             cache: _Cache | None = None) -> tuple[PairedCounts, int, int]:
     """The one pass over the data. Returns the paired counts, the number of samples and of batches.
 
-    With a `shard` (gate.sharding.Shard), only the batches it owns are scored; indices and offsets stay global."""
+    With a `shard` (gate.sharding.Shard), only the batches it owns are scored; indices and offsets stay global.
+    With a baseline cache hit, the baseline is not run: its scores are read back (gate.baseline_cache)."""
     models = ctx.models
     layers: dict[str, list[str]] = {role: [] for role in ROLES}
     for check in checks:
@@ -152,6 +154,9 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check], *, shard: Any = No
     seen = 0
     index = -1
     scored = 0
+    replay = cache.replay if cache is not None else None
+    recorder = cache.recorder if cache is not None else None
+    live = ("candidate",) if replay is not None else ROLES
     progress = Progress(getattr(data, "num_samples", None), mode=ctx.extras.get("progress", "auto"))
     try:
         for index, (inputs, labels) in enumerate(data.batches()):
@@ -167,13 +172,16 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check], *, shard: Any = No
             if capture is not None:
                 capture.active = True
             try:
-                outputs = {role: forward_output(models[role], inputs) for role in ROLES}
+                outputs = {role: forward_output(models[role], inputs) for role in live}
             finally:
                 if capture is not None:
                     capture.active = False
             if counts is None:
                 _read_first_outputs(ctx, outputs)
-            scores = {role: scores_of(models[role], outputs[role]) for role in ROLES}
+            scores = {role: scores_of(models[role], outputs[role]) if role in outputs
+                      else replay.next(size, device=ctx.device) for role in ROLES}
+            if recorder is not None:
+                recorder.add(scores["baseline"])
             k_b, k_c = scores["baseline"].shape[1], scores["candidate"].shape[1]
             if k_b != k_c:
                 raise ModelError(
@@ -234,8 +242,9 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check], *, shard: Any = No
 
 
 def _read_first_outputs(ctx: RunContext, outputs: dict[str, Any]) -> None:
-    """On the first batch: each model's output kind (declared, else detected) and its class names against it."""
-    for role in ROLES:
+    """On the first batch: each model's output kind (declared, else detected) and its class names against it
+    (the models that ran: a cached baseline's kind comes with its scores)."""
+    for role in outputs:
         model = ctx.models[role]
         out, named = found_scores(outputs[role], role=role)
         kind = detect_output_kind(out, role=role, named_logits=named) if model.output == "auto" else model.output
@@ -311,6 +320,17 @@ class _Run:
     data: Any
     checks: list[Check]
     alignment: ClassAlignment
+    notes: list[str] = field(default_factory=list)      # what this run did beyond the plain pass (the cache)
+
+
+@dataclass
+class _Cache:
+    """The baseline cache for this pass: a replay (hit) or a recorder (miss), and what the report says of it."""
+
+    note: str
+    replay: Any = None
+    recorder: Any = None
+    entry_rows: int = 0
 
 
 def run_gate(config: GateConfig, sources: Sources) -> Report | None:
@@ -321,7 +341,7 @@ def run_gate(config: GateConfig, sources: Sources) -> Report | None:
     started = time.perf_counter()
     if not sources.extras.get("distributed"):
         with _loaded(config, sources, device=resolve_device(config.device)) as run:
-            counts, num_samples, num_batches = evaluate(run.ctx, run.data, run.checks)
+            counts, num_samples, num_batches = _evaluate(run)
             return _decide(run, counts, _data_info(run, num_samples, num_batches), started=started)
     from gate.sharding import distributed_shard, gather_states, init_distributed
 
@@ -338,7 +358,7 @@ def run_gate(config: GateConfig, sources: Sources) -> Report | None:
         try:
             run = stack.enter_context(_loaded(config, sources, device=device))
             refuse_unshardable(run.checks, files=False)
-            counts, num_samples, num_batches = evaluate(run.ctx, run.data, run.checks, shard=shard)
+            counts, num_samples, num_batches = _evaluate(run, shard=shard)
             state = shard_state(run, counts, _data_info(run, num_samples, num_batches), shard=shard)
         except GateError as err:
             state = err
@@ -357,7 +377,7 @@ def run_shard(config: GateConfig, sources: Sources, shard: Any) -> Any:
     """One `--shard I/N` job: its batches scored, its state (gate.sharding.RunState) for `gate merge`."""
     with _loaded(config, sources, device=resolve_device(config.device)) as run:
         refuse_unshardable(run.checks, files=True)
-        counts, num_samples, num_batches = evaluate(run.ctx, run.data, run.checks, shard=shard)
+        counts, num_samples, num_batches = _evaluate(run, shard=shard)
         return shard_state(run, counts, _data_info(run, num_samples, num_batches), shard=shard)
 
 
@@ -406,6 +426,75 @@ def _loaded(config: GateConfig, sources: Sources, *, device: torch.device) -> It
             check.teardown()
 
 
+def _evaluate(run: _Run, *, shard: Any = None) -> tuple[PairedCounts, int, int]:
+    """evaluate() with the baseline cache when one is asked for; what the cache did goes into the notes."""
+    cache = _plan_cache(run, shard)
+    try:
+        result = evaluate(run.ctx, run.data, run.checks, shard=shard, cache=cache)
+        if cache is not None and cache.replay is not None and cache.replay.rows != cache.entry_rows:
+            raise DataError(f"baseline cache: the data has {cache.replay.rows} samples, the entry "
+                            f"{cache.replay.entry.scores.name} {cache.entry_rows}")
+        if cache is not None and cache.recorder is not None:
+            cache.recorder.commit(output=run.ctx.models["baseline"].output,
+                                  records={c.name: c.baseline_record() for c in run.checks})
+    finally:
+        if cache is not None and cache.replay is not None:
+            cache.replay.close()
+        if cache is not None and cache.recorder is not None:
+            cache.recorder.discard()
+    if cache is not None:
+        run.notes.append(cache.note)
+    return result
+
+
+def _plan_cache(run: _Run, shard: Any) -> _Cache | None:
+    """Hit, miss, corrupt (rebuilt) or bypassed, for the baseline cache folder of `--baseline-cache`."""
+    from pathlib import Path
+
+    from gate.baseline_cache import CorruptEntry, Recorder, Replay, entry_facts, entry_key, open_entry
+
+    folder = run.ctx.extras.get("baseline_cache")
+    if not folder:
+        return None
+    live = [c.live_baseline for c in run.checks if c.live_baseline]
+    if live:
+        return _Cache(note=f"baseline cache bypassed: {'; '.join(live)}, so the baseline runs on every batch")
+    ctx, folder = run.ctx, Path(folder)
+    baseline = ctx.models["baseline"]
+    tokenizer = ctx.models["candidate"].tokenizer or baseline.tokenizer
+    facts = entry_facts(config=run.config, baseline=baseline, data=run.data, tokenizer=tokenizer, device=ctx.device,
+                        class_names=ctx.class_names, shard=shard)
+    if facts is None:
+        return _Cache(note="baseline cache not used: the baseline or the data has no file hash to key it on")
+    key = entry_key(facts)
+    timed = (" latency times the live baseline after the pass: timings are never cached."
+             if any(c.name == "latency" for c in run.checks) else "")
+    rebuilt = ""
+    try:
+        entry = open_entry(folder, key, facts)
+        if entry is not None:
+            for check in run.checks:
+                check.baseline_replay(entry.records.get(check.name) or {})
+    except (CorruptEntry, ValueError) as err:
+        entry, rebuilt = None, f"the entry was corrupt ({err}) and is rebuilt; "
+        (folder / f"{key}.json").unlink(missing_ok=True)
+        for check in run.checks:
+            check.teardown()
+        run.checks[:] = build_checks(run.config, ctx)       # nothing replayed from a bad entry stays
+        for check in run.checks:
+            check.setup()
+    if entry is not None:
+        ctx.models["baseline"] = replace(baseline, output=entry.output)
+        return _Cache(note=f"baseline cache hit ({key[:12]}): the baseline's scores were read back, its forward "
+                           f"passes skipped.{timed}", replay=Replay(entry), entry_rows=entry.num_samples)
+    try:
+        recorder = Recorder(folder, key, facts)
+    except OSError as err:
+        raise ConfigError(f"--baseline-cache {folder}: cannot write there: {err.strerror or err}") from err
+    return _Cache(note=f"baseline cache miss ({key[:12]}): {rebuilt}the baseline's scores are kept for the next "
+                       f"run.{timed}", recorder=recorder)
+
+
 def _data_info(run: _Run, num_samples: int, num_batches: int) -> DataInfo:
     data = run.data
     return DataInfo(path=str(data.path), format=data.format, sha256=data.sha256, num_samples=num_samples,
@@ -443,7 +532,7 @@ def _decide(run: _Run, counts: PairedCounts, data: DataInfo, *, started: float, 
         gate_version=gate.__version__,
         power=tuple(note for r in results for note in r.power),
         schema_version=gate.REPORT_SCHEMA_VERSION,
-        notes=(run_notes(ctx) if ctx.models else ()) + notes,
+        notes=(run_notes(ctx) if ctx.models else ()) + tuple(run.notes) + notes,
     )
 
 
@@ -473,7 +562,7 @@ def shard_state(run: _Run, counts: PairedCounts, data: DataInfo, *, shard: Any) 
         "num_samples": data.num_samples, "num_batches": data.num_batches,
         "models": [asdict(model_info(ctx.models[r], counts.num_classes, getattr(run.alignment, r))) for r in ROLES],
         "data": asdict(data), "config": run.config.to_dict(), "source": run.config.source,
-        "classes": asdict(run.alignment), "notes": list(run_notes(ctx)),
+        "classes": asdict(run.alignment), "notes": list(run_notes(ctx)) + run.notes,
         "checks": [c.name for c in run.checks if c.sharding == "merge"], "environment": environment(ctx.device),
     }
     return RunState(meta=meta, arrays=arrays)

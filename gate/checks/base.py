@@ -73,6 +73,18 @@ class Check(abc.ABC):
         self.options = options
         self.ctx = ctx
 
+    #: Why the check needs the live baseline during the pass (its activations): the baseline cache is bypassed
+    #: then. None: the baseline's cached scores (and baseline_record()) serve it.
+    live_baseline: ClassVar[str | None] = None
+
+    def baseline_record(self) -> dict[str, Any]:
+        """What this check measured on the baseline itself beyond its scores (JSON-able), for the baseline cache."""
+        return {}
+
+    def baseline_replay(self, recorded: dict[str, Any]) -> None:
+        """Take baseline_record() from the cache: the baseline is not run, so do not call it (raise ValueError
+        if `recorded` is not what baseline_record() gives)."""
+
     def state(self) -> dict[str, np.ndarray]:
         """The sufficient statistics as int64 / float64 arrays whose sum over shards is the whole run's state."""
         return {}

@@ -916,6 +916,7 @@ class DriftCheck(Check):
     # PSI edges and the PSI stride are fixed from the first batch each process sees, so shards would bin on
     # different edges: refused rather than merged wrongly.
     sharding = "its PSI bins are fixed from the first batch a process sees, so shards' histograms do not add up"
+    live_baseline = "drift reads the baseline's live activations"
 
     def __init__(self, options: dict[str, Any], ctx: RunContext) -> None:
         super().__init__(options, ctx)

@@ -47,6 +47,26 @@ class SanityCheck(Check):
         self.determinism_ok: dict[str, bool] = {}
         self.invariance: dict[str, float] = {}
         self.invariance_ok: dict[str, bool] = {}
+        self._replayed: set[str] = set()       # roles whose first-batch figures came from the baseline cache
+
+    def baseline_record(self) -> dict[str, Any]:
+        return {label: ([worst["baseline"], ok["baseline"]] if "baseline" in worst else None)
+                for label, worst, ok in (("determinism", self.determinism, self.determinism_ok),
+                                         ("invariance", self.invariance, self.invariance_ok))}
+
+    def baseline_replay(self, recorded: dict[str, Any]) -> None:
+        figures = {}
+        for label in ("determinism", "invariance"):
+            value = recorded.get(label)
+            if value is not None and not (isinstance(value, list) and len(value) == 2 and isinstance(value[1], bool)
+                                          and isinstance(value[0], (int, float)) and not isinstance(value[0], bool)):
+                raise ValueError(f"sanity: cached {label} {value!r} is not [max difference, within tolerance]")
+            figures[label] = value
+        for (label, value), worst, ok in zip(figures.items(), (self.determinism, self.invariance),
+                                             (self.determinism_ok, self.invariance_ok)):
+            if value is not None:
+                worst["baseline"], ok["baseline"] = float(value[0]), value[1]
+        self._replayed.add("baseline")
 
     def update(self, step: Step) -> None:
         for role in ROLES:
@@ -60,6 +80,8 @@ class SanityCheck(Check):
         atol, rtol = float(self.options["atol"]), float(self.options["rtol"])
         head = _trim_padding(slice_batch(step.inputs, slice(0, n)))
         for role in ROLES:
+            if role in self._replayed:
+                continue
             model = self.ctx.models[role]
             batched = step.scores[role][:n]
             # One extra call on the first rows as a smaller batch catches both defects (dropout changes every call,
