@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     ModelSource = Union[str, os.PathLike[str], torch.nn.Module]
     DataSource = Union[str, os.PathLike[str], Dataset[Any], DataLoader[Any], Iterable[Any]]
 
-__all__ = ["Failure", "OPTIONS", "Report", "check", "configure", "render", "run"]
+__all__ = ["Failure", "OPTIONS", "Report", "check", "configure", "merge", "render", "run"]
 
 #: The keyword options of gate.check, named as the CLI's options are (--model-factory -> model_factory).
 OPTIONS: tuple[str, ...] = (
@@ -249,11 +249,15 @@ def configure(config: str | os.PathLike[str] | Mapping[str, Any] | None = None, 
 
 
 def run(config: GateConfig, candidate: ModelSource, baseline: ModelSource, data: DataSource | None, *,
-        onnx: str | os.PathLike[str] | None = None, progress: str = "off") -> ReportModel:
+        onnx: str | os.PathLike[str] | None = None, progress: str = "off", distributed: bool = False,
+        shard: Any = None, baseline_cache: str | os.PathLike[str] | None = None) -> Any:
     """One gate run on a built config; the report model. `data` None means data.factory from the config.
 
-    `progress` is gate.progress's mode: "off" from Python (a library prints nothing unasked), "auto" from the CLI."""
-    from gate.runner import Sources, run_gate
+    `progress` is gate.progress's mode: "off" from Python (a library prints nothing unasked), "auto" from the CLI.
+    `distributed`: this process is a torchrun rank (gate.sharding); ranks other than 0 get None.
+    `shard` (gate.sharding.Shard): score only that shard and return its RunState (for `merge`), not a report.
+    `baseline_cache`: a folder keeping the baseline's outputs between runs (gate.baseline_cache)."""
+    from gate.runner import Sources, run_gate, run_shard
 
     if data is None:
         data = config.data.get("factory")
@@ -264,9 +268,22 @@ def run(config: GateConfig, candidate: ModelSource, baseline: ModelSource, data:
         _check_model_source(source, role=role)
     extras: dict[str, Any] = {"onnx_path": os.fspath(onnx)} if onnx else {}
     extras["progress"] = progress
+    extras["distributed"] = distributed
+    if baseline_cache is not None:
+        extras["baseline_cache"] = os.fspath(baseline_cache)
+    sources = Sources(candidate=_path_or_object(candidate), baseline=_path_or_object(baseline),
+                      data=_path_or_object(data), extras=extras)
     with _caller_modules_restored(candidate, baseline):
-        return run_gate(config, Sources(candidate=_path_or_object(candidate), baseline=_path_or_object(baseline),
-                                        data=_path_or_object(data), extras=extras))
+        if shard is not None:
+            return run_shard(config, sources, shard)
+        return run_gate(config, sources)
+
+
+def merge(states: Iterable[str | os.PathLike[str]]) -> ReportModel:
+    """The report of a run sharded into `--shard I/N` state files: merged, computed, decided (no model loaded)."""
+    from gate.runner import merge_report
+
+    return merge_report([os.fspath(p) for p in states])
 
 
 def check(candidate: ModelSource, baseline: ModelSource, data: DataSource | None = None, *,

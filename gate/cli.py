@@ -67,6 +67,13 @@ def cli() -> None:
               help=f"Turn a check on (repeatable): {', '.join(CHECK_NAMES)}.")
 @click.option("--disable", multiple=True, type=click.Choice(CHECK_NAMES), metavar="CHECK", help="Turn a check off (repeatable).")
 @click.option("--onnx", metavar="PATH", help="Cross-check this ONNX file (the one you ship) against the candidate.")
+@click.option("--shard", metavar="I/N",
+              help="Score only shard I of N (every N-th batch from the I-th) and write its state to --state, "
+                   "for `gate merge` (a CI matrix). Under torchrun the ranks shard by themselves.")
+@click.option("--state", "state_path", metavar="PATH", help="Where --shard writes this shard's state file.")
+@click.option("--baseline-cache", metavar="DIR",
+              help="Keep the baseline's outputs here, keyed by everything that changes them; a rerun with the "
+                   "same baseline and data skips the baseline's forward passes.")
 @click.option("--json", "json_path", metavar="PATH", help="Write the JSON report here.")
 @click.option("--markdown", "markdown_path", metavar="PATH", help="Write the Markdown report here.")
 @click.option("--junit", "junit_path", metavar="PATH", help="Write a JUnit XML report here (one test case per check).")
@@ -94,16 +101,68 @@ def check(candidate: str, **opts: Any) -> None:
     targets = [str(Path(p).resolve()) for p in outputs.values()]
     if len(set(targets)) != len(targets):
         raise click.UsageError("--json, --markdown, --junit and --html must name different files")
-    for path in outputs.values():
-        check_writable(path)
-    for path in outputs.values():
-        remove_stale(path)
+    from gate.sharding import distributed_shard
+
+    ranked = distributed_shard()
+    if opts["shard"] or opts["state_path"]:
+        _check_shard_job(candidate, config, data, outputs, ranked=ranked, **opts)
+        return
+    rank = ranked.index if ranked is not None else 0
+    if rank == 0:
+        for path in outputs.values():
+            check_writable(path)
+        for path in outputs.values():
+            remove_stale(path)
 
     from gate.api import run
 
     report = run(config, candidate, opts["baseline"], data, onnx=opts["onnx"],
-                 progress="off" if opts["quiet"] else "auto")
+                 progress="off" if opts["quiet"] or rank != 0 else "auto", distributed=ranked is not None,
+                 baseline_cache=opts["baseline_cache"])
+    if ranked is not None:
+        _finish_rank(report, outputs, **opts)
     _write_reports(report, outputs)
+    _echo_report(report, outputs, **opts)
+    sys.exit(report.exit_code)
+
+
+def _check_shard_job(candidate: str, config: Any, data_source: str, outputs: dict[str, str], *, ranked: Any,
+                     **opts: Any) -> None:
+    """`--shard I/N --state FILE`: score one shard, write its state (the verdict is `gate merge`'s), exit 0."""
+    from gate.api import run
+    from gate.sharding import parse_shard, write_state
+
+    if not (opts["shard"] and opts["state_path"]):
+        raise click.UsageError("--shard I/N and --state FILE go together")
+    if ranked is not None:
+        raise click.UsageError("--shard is for separate jobs; under torchrun the ranks shard by themselves")
+    if outputs:
+        raise click.UsageError("--shard writes a state file, not reports: `gate merge` writes the reports")
+    shard = parse_shard(opts["shard"])
+    state = run(config, candidate, opts["baseline"], data_source, onnx=opts["onnx"], shard=shard,
+                progress="off" if opts["quiet"] else "auto", baseline_cache=opts["baseline_cache"])
+    write_state(state, opts["state_path"])
+    click.echo(f"shard {shard.label}: {state.meta['num_samples']} samples in {state.meta['num_batches']} batches; "
+               f"state written to {opts['state_path']} (decide with: gate merge STATE...)")
+    sys.exit(EXIT_PASS)
+
+
+def _finish_rank(report: Any, outputs: dict[str, str], **opts: Any) -> None:
+    """Under torchrun: rank 0 writes the reports and prints; every rank exits with rank 0's code."""
+    from gate.sharding import broadcast_exit_code
+
+    if report is None:
+        sys.exit(broadcast_exit_code(EXIT_PASS))
+    try:
+        _write_reports(report, outputs)
+        _echo_report(report, outputs, **opts)
+    except BaseException:
+        broadcast_exit_code(EXIT_ERROR)
+        raise
+    sys.exit(broadcast_exit_code(report.exit_code))
+
+
+def _echo_report(report: Any, outputs: dict[str, str], **opts: Any) -> None:
     from gate.report.console import render_console
 
     # A report written to stdout keeps stdout to itself: the console report goes to stderr then.
@@ -112,6 +171,37 @@ def check(candidate: str, **opts: Any) -> None:
         click.echo(f"verdict: {report.summary}", err=to_stderr)
     else:
         click.echo(render_console(report, verbose=opts["verbose"]), nl=False, err=to_stderr)
+
+
+@cli.command()
+@click.argument("states", nargs=-1, required=True, metavar="STATE...")
+@click.option("--json", "json_path", metavar="PATH", help="Write the JSON report here.")
+@click.option("--markdown", "markdown_path", metavar="PATH", help="Write the Markdown report here.")
+@click.option("--junit", "junit_path", metavar="PATH", help="Write a JUnit XML report here.")
+@click.option("--html", "html_path", metavar="PATH", help="Write the HTML report here.")
+@click.option("--verbose", "-v", is_flag=True, help="Show every finding and table on the console.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the verdict line.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+def merge(states: tuple[str, ...], **opts: Any) -> None:
+    """Merge the state files of `gate check --shard I/N` jobs, decide, and write the reports.
+
+    \b
+    Example (a CI matrix of 2, then one last job):
+      gate check cand.pt -b prod.pt -d eval.npz --shard 1/2 --state s1.gstate
+      gate check cand.pt -b prod.pt -d eval.npz --shard 2/2 --state s2.gstate
+      gate merge s1.gstate s2.gstate --json report.json
+    """
+    from gate.api import merge as merge_states
+    from gate.report.write import check_writable, remove_stale
+
+    outputs = {k: opts[k] for k in ("json_path", "markdown_path", "junit_path", "html_path") if opts[k]}
+    for path in outputs.values():
+        check_writable(path)
+    for path in outputs.values():
+        remove_stale(path)
+    report = merge_states(states)
+    _write_reports(report, outputs)
+    _echo_report(report, outputs, **opts)
     sys.exit(report.exit_code)
 
 

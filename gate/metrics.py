@@ -40,6 +40,23 @@ class PairedCounts:
             out._counts[code] = out._counts.get(code, 0) + c
         return out
 
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(codes, counts), both int64 and sorted by code: the state a shard writes (gate.sharding)."""
+        codes = np.array(sorted(self._counts), dtype=np.int64)
+        return codes, np.array([self._counts[c] for c in codes.tolist()], dtype=np.int64)
+
+    @classmethod
+    def from_arrays(cls, num_classes: int, codes: np.ndarray, counts: np.ndarray) -> PairedCounts:
+        """The counts `arrays()` gave, checked: codes within K^3 cells, counts positive, one per code."""
+        codes, counts = np.asarray(codes), np.asarray(counts)
+        k3 = num_classes ** 3
+        if (codes.shape != counts.shape or codes.ndim != 1 or np.unique(codes).size != codes.size
+                or (codes.size and (codes.min() < 0 or codes.max() >= k3 or counts.min() < 1))):
+            raise ValueError(f"paired counts: expected distinct codes in 0..{k3 - 1} with positive counts")
+        out = cls(num_classes)
+        out._counts = dict(zip(codes.tolist(), counts.tolist()))
+        return out
+
     @property
     def total(self) -> int:
         return sum(self._counts.values())

@@ -1,11 +1,13 @@
 """The single pass: both models on the same batch, every enabled check fed from it, then the report."""
 from __future__ import annotations
 
+import contextlib
 import platform
 import random
 import sys
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -17,7 +19,7 @@ from gate.checks import check_class
 from gate.checks.base import ROLES, Check, RunContext, Step
 from gate.classes import ClassAlignment, align_classes, role_names
 from gate.config import GateConfig
-from gate.errors import ConfigError, DataError, ModelError
+from gate.errors import ConfigError, DataError, GateError, ModelError
 from gate.flipped import FlipCollector
 from gate.forward import (
     batch_len,
@@ -197,9 +199,13 @@ def _batches_with_meta(data: Any) -> Any:
     return ((inputs, labels, None) for inputs, labels in data.batches())
 
 
-def evaluate(ctx: RunContext, data: Any, checks: list[Check]) -> tuple[PairedCounts, int, int]:
+def evaluate(ctx: RunContext, data: Any, checks: list[Check], *, shard: Any = None,
+             cache: _Cache | None = None) -> tuple[PairedCounts, int, int]:
     """The one pass over the data. Returns the paired counts, the number of samples and of batches; the flipped
-    examples are left in ctx.extras["flipped"] (a gate.flipped.FlipCollector)."""
+    examples are left in ctx.extras["flipped"] (a gate.flipped.FlipCollector).
+
+    With a `shard` (gate.sharding.Shard), only the batches it owns are scored; indices and offsets stay global.
+    With a baseline cache hit, the baseline is not run: its scores are read back (gate.baseline_cache)."""
     models = ctx.models
     layers: dict[str, list[str]] = {role: [] for role in ROLES}
     for check in checks:
@@ -210,9 +216,17 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check]) -> tuple[PairedCou
     counts: PairedCounts | None = None
     seen = 0
     index = -1
+    scored = 0
+    replay = cache.replay if cache is not None else None
+    recorder = cache.recorder if cache is not None else None
+    live = ("candidate",) if replay is not None else ROLES
     progress = Progress(getattr(data, "num_samples", None), mode=ctx.extras.get("progress", "auto"))
     try:
         for index, (inputs, labels, meta) in enumerate(_batches_with_meta(data)):
+            if shard is not None and not shard.owns(index):
+                seen += batch_len(inputs)       # another shard's batch: counted for offsets, never scored
+                continue
+            scored += 1
             inputs = move_to(inputs, ctx.device)
             labels = torch.as_tensor(labels).reshape(-1).to(torch.int64)
             size = batch_len(inputs)
@@ -222,7 +236,7 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check]) -> tuple[PairedCou
                 capture.active = True
             try:
                 outputs = {role: forward_output(models[role], inputs, track_versions=capture is not None)
-                           for role in ROLES}
+                           for role in live}
             finally:
                 if capture is not None:
                     capture.active = False
@@ -230,7 +244,10 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check]) -> tuple[PairedCou
                 capture.settle(index)
             if counts is None:
                 _read_first_outputs(ctx, outputs)
-            scores = {role: scores_of(models[role], outputs[role]) for role in ROLES}
+            scores = {role: scores_of(models[role], outputs[role]) if role in outputs
+                      else replay.next(size, device=ctx.device) for role in ROLES}
+            if recorder is not None:
+                recorder.add(scores["baseline"])
             k_b, k_c = scores["baseline"].shape[1], scores["candidate"].shape[1]
             if k_b != k_c:
                 raise ModelError(
@@ -288,13 +305,19 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check]) -> tuple[PairedCou
             capture.close()
             ctx.extras["activation_clones"] = {"cloned": capture.cloned, "overwritten": capture.overwritten}
     if counts is None or seen == 0:
+        if shard is not None and seen:
+            raise DataError(f"{data.path}: shard {shard.label} has no batch to evaluate (the data has {index + 1} "
+                            f"batches for {shard.count} shards)")
         raise DataError(f"{data.path}: no samples to evaluate")
+    if shard is not None:
+        return counts, counts.total, scored
     return counts, seen, index + 1
 
 
 def _read_first_outputs(ctx: RunContext, outputs: dict[str, Any]) -> None:
-    """On the first batch: each model's output kind (declared, else detected) and its class names against it."""
-    for role in ROLES:
+    """On the first batch: each model's output kind (declared, else detected) and its class names against it
+    (the models that ran: a cached baseline's kind comes with its scores)."""
+    for role in outputs:
         model = ctx.models[role]
         out, named = found_scores(outputs[role], role=role)
         kind = detect_output_kind(out, role=role, named_logits=named) if model.output == "auto" else model.output
@@ -361,18 +384,97 @@ def run_notes(ctx: RunContext) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def run_gate(config: GateConfig, sources: Sources) -> Report:
-    """Load, evaluate once, compute every check, decide. Raises GateError when the gate cannot run."""
-    from gate.data import open_data
-    from gate.verdict import summarise
+@dataclass
+class _Run:
+    """What a run holds between loading and the report: the context, the data, the checks."""
 
+    config: GateConfig
+    ctx: RunContext
+    data: Any
+    checks: list[Check]
+    alignment: ClassAlignment
+    notes: list[str] = field(default_factory=list)      # what this run did beyond the plain pass (the cache)
+
+
+@dataclass
+class _Cache:
+    """The baseline cache for this pass: a replay (hit) or a recorder (miss), and what the report says of it."""
+
+    note: str
+    replay: Any = None
+    recorder: Any = None
+    entry_rows: int = 0
+
+
+def run_gate(config: GateConfig, sources: Sources) -> Report | None:
+    """Load, evaluate once, compute every check, decide. Raises GateError when the gate cannot run.
+
+    Sharded under torch.distributed (`extras["distributed"]`): every rank scores its batches, the states are
+    gathered and merged, rank 0 computes and gets the Report, the other ranks get None."""
     started = time.perf_counter()
+    if not sources.extras.get("distributed"):
+        with _loaded(config, sources, device=resolve_device(config.device)) as run:
+            counts, num_samples, num_batches = _evaluate(run)
+            return _decide(run, counts, _data_info(run, num_samples, num_batches), started=started)
+    from gate.sharding import distributed_shard, gather_states, init_distributed
+
+    shard = distributed_shard()
+    device = resolve_device(config.device)
+    if device.type == "cuda":
+        import os
+
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    init_distributed(device)
+    state: Any
+    with contextlib.ExitStack() as stack:
+        try:
+            run = stack.enter_context(_loaded(config, sources, device=device))
+            refuse_unshardable(run.checks, files=False)
+            counts, num_samples, num_batches = _evaluate(run, shard=shard)
+            state = shard_state(run, counts, _data_info(run, num_samples, num_batches), shard=shard)
+        except GateError as err:
+            state = err
+        except Exception as err:  # noqa: BLE001 - every rank must reach the gather, or the others wait forever
+            state = GateError(f"internal error: {type(err).__name__}: {err}")
+        merged = gather_states(state, device=device)     # raises on every rank if any rank failed
+        if shard is not None and shard.index != 0:
+            return None
+        _load_merged(run, merged)
+        return _decide(run, run.ctx.counts, DataInfo(**merged.meta["data"]), started=started,
+                       notes=(f"sharded over {shard.count if shard else 1} torch.distributed ranks (strided by "
+                              "batch); their states were merged by addition",))
+
+
+def run_shard(config: GateConfig, sources: Sources, shard: Any) -> Any:
+    """One `--shard I/N` job: its batches scored, its state (gate.sharding.RunState) for `gate merge`."""
+    with _loaded(config, sources, device=resolve_device(config.device)) as run:
+        refuse_unshardable(run.checks, files=True)
+        counts, num_samples, num_batches = _evaluate(run, shard=shard)
+        return shard_state(run, counts, _data_info(run, num_samples, num_batches), shard=shard)
+
+
+def refuse_unshardable(checks: list[Check], *, files: bool) -> None:
+    """Checks whose state does not merge stop a sharded run before the pass, by name (exit 2)."""
+    for check in checks:
+        if check.sharding == "merge" or (check.sharding == "rank0" and not files):
+            continue
+        why = ("it times the models after the pass, which a state file cannot carry (run it unsharded)"
+               if check.sharding == "rank0" else check.sharding)
+        raise ConfigError(f"checks.{check.name}: cannot run sharded: {why}; disable it (--disable {check.name}) "
+                          "or run unsharded")
+
+
+@contextlib.contextmanager
+def _loaded(config: GateConfig, sources: Sources, *, device: torch.device) -> Iterator[_Run]:
+    """Models loaded and aligned, data opened, checks built and set up; teardown always."""
+    from gate.data import open_data
+
     if not config.enabled_checks():
         raise ConfigError(f"{config.where('checks')}: every check is disabled; a gate with nothing to check cannot pass")
     seed_everything(config.seed)
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
     refuse_unsupported_outputs(config)
     models = {
         "candidate": _model(sources.candidate, role="candidate", config=config, device=device),
@@ -390,46 +492,236 @@ def run_gate(config: GateConfig, sources: Sources) -> Report:
     # The text encoder the data is tokenized with: behavioural cases are scored through it after the pass.
     ctx.extras.setdefault("encoder", getattr(data.source, "encoder", None))
     checks = build_checks(config, ctx)
-    results: list[CheckResult] = []
     try:
         for check in checks:
             check.setup()
-        counts, num_samples, num_batches = evaluate(ctx, data, checks)
-        ctx.counts = counts
-        for check in checks:
-            t0 = time.perf_counter()
-            result = check.compute()
-            results.append(_with_duration(result, time.perf_counter() - t0))
+        yield _Run(config=config, ctx=ctx, data=data, checks=checks, alignment=alignment)
     finally:
         for check in checks:
             check.teardown()
+
+
+def _evaluate(run: _Run, *, shard: Any = None) -> tuple[PairedCounts, int, int]:
+    """evaluate() with the baseline cache when one is asked for; what the cache did goes into the notes."""
+    cache = _plan_cache(run, shard)
+    try:
+        result = evaluate(run.ctx, run.data, run.checks, shard=shard, cache=cache)
+        if cache is not None and cache.replay is not None and cache.replay.rows != cache.entry_rows:
+            raise DataError(f"baseline cache: the data has {cache.replay.rows} samples, the entry "
+                            f"{cache.replay.entry.scores.name} {cache.entry_rows}")
+        if cache is not None and cache.recorder is not None:
+            cache.recorder.commit(output=run.ctx.models["baseline"].output,
+                                  records={c.name: c.baseline_record() for c in run.checks})
+    finally:
+        if cache is not None and cache.replay is not None:
+            cache.replay.close()
+        if cache is not None and cache.recorder is not None:
+            cache.recorder.discard()
+    if cache is not None:
+        run.notes.append(cache.note)
+    return result
+
+
+def _plan_cache(run: _Run, shard: Any) -> _Cache | None:
+    """Hit, miss, corrupt (rebuilt) or bypassed, for the baseline cache folder of `--baseline-cache`."""
+    from pathlib import Path
+
+    from gate.baseline_cache import CorruptEntry, Recorder, Replay, entry_facts, entry_key, open_entry
+
+    folder = run.ctx.extras.get("baseline_cache")
+    if not folder:
+        return None
+    live = [c.live_baseline for c in run.checks if c.live_baseline]
+    if live:
+        return _Cache(note=f"baseline cache bypassed: {'; '.join(live)}, so the baseline runs on every batch")
+    ctx, folder = run.ctx, Path(folder)
+    baseline = ctx.models["baseline"]
+    tokenizer = ctx.models["candidate"].tokenizer or baseline.tokenizer
+    facts = entry_facts(config=run.config, baseline=baseline, data=run.data, tokenizer=tokenizer, device=ctx.device,
+                        class_names=ctx.class_names, shard=shard)
+    if facts is None:
+        return _Cache(note="baseline cache not used: the baseline or the data has no file hash to key it on")
+    key = entry_key(facts)
+    timed = (" latency times the live baseline after the pass: timings are never cached."
+             if any(c.name == "latency" for c in run.checks) else "")
+    rebuilt = ""
+    try:
+        entry = open_entry(folder, key, facts)
+        if entry is not None:
+            for check in run.checks:
+                check.baseline_replay(entry.records.get(check.name) or {})
+    except (CorruptEntry, ValueError) as err:
+        entry, rebuilt = None, f"the entry was corrupt ({err}) and is rebuilt; "
+        (folder / f"{key}.json").unlink(missing_ok=True)
+        for check in run.checks:
+            check.teardown()
+        run.checks[:] = build_checks(run.config, ctx)       # nothing replayed from a bad entry stays
+        for check in run.checks:
+            check.setup()
+    if entry is not None:
+        ctx.models["baseline"] = replace(baseline, output=entry.output)
+        return _Cache(note=f"baseline cache hit ({key[:12]}): the baseline's scores were read back, its forward "
+                           f"passes skipped.{timed}", replay=Replay(entry), entry_rows=entry.num_samples)
+    try:
+        recorder = Recorder(folder, key, facts)
+    except OSError as err:
+        raise ConfigError(f"--baseline-cache {folder}: cannot write there: {err.strerror or err}") from err
+    return _Cache(note=f"baseline cache miss ({key[:12]}): {rebuilt}the baseline's scores are kept for the next "
+                       f"run.{timed}", recorder=recorder)
+
+
+def _data_info(run: _Run, num_samples: int, num_batches: int) -> DataInfo:
+    data = run.data
+    return DataInfo(path=str(data.path), format=data.format, sha256=data.sha256, num_samples=num_samples,
+                    num_batches=num_batches, batch_size=int(run.config.data["batch_size"]))
+
+
+def _decide(run: _Run, counts: PairedCounts, data: DataInfo, *, started: float, notes: tuple[str, ...] = (),
+            models: tuple[ModelInfo, ...] | None = None, env: dict[str, Any] | None = None) -> Report:
+    """Every check computed from its (merged) state, the verdict, the report."""
+    from gate.verdict import summarise
+
+    ctx = run.ctx
+    ctx.counts = counts
+    results: list[CheckResult] = []
+    for check in run.checks:
+        t0 = time.perf_counter()
+        result = check.compute()
+        results.append(_with_duration(result, time.perf_counter() - t0))
     verdict, exit_code, summary = summarise(results)
+    if models is None:
+        models = tuple(model_info(ctx.models[r], counts.num_classes, getattr(run.alignment, r)) for r in ROLES)
     return Report(
         verdict=verdict,
         exit_code=exit_code,
         summary=summary,
         checks=tuple(results),
-        models=tuple(model_info(ctx.models[r], counts.num_classes, getattr(alignment, r)) for r in ROLES),
-        data=DataInfo(
-            path=str(data.path),
-            format=data.format,
-            sha256=data.sha256,
-            num_samples=num_samples,
-            num_batches=num_batches,
-            batch_size=int(config.data["batch_size"]),
-        ),
+        models=models,
+        data=data,
         class_names=tuple(ctx.class_names),
         metrics=metrics_report(counts, tuple(ctx.class_names)),
-        config=config.to_dict(),
-        environment=environment(device),
+        config=run.config.to_dict(),
+        environment=env if env is not None else environment(ctx.device),
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         duration_s=round(time.perf_counter() - started, 3),
         gate_version=gate.__version__,
         power=tuple(note for r in results for note in r.power),
         schema_version=gate.REPORT_SCHEMA_VERSION,
-        notes=run_notes(ctx),
+        notes=(run_notes(ctx) if ctx.models else ()) + tuple(run.notes) + notes,
         examples=ctx.extras["flipped"].result() if "flipped" in ctx.extras else None,
     )
+
+
+# ------------------------------------------------------------------------------------ shard states
+
+
+def shard_state(run: _Run, counts: PairedCounts, data: DataInfo, *, shard: Any) -> Any:
+    """This shard's RunState: the paired counts, every check's state(), the facts the merged report shows."""
+    from dataclasses import asdict
+
+    from gate.sharding import STATE_FORMAT, STATE_VERSION, RunState, digest
+
+    codes, n = counts.arrays()
+    arrays: dict[str, np.ndarray] = {"counts.codes": codes, "counts.n": n}
+    for check in run.checks:
+        if check.sharding != "merge":
+            continue
+        for key, value in check.state().items():
+            value = np.asarray(value)
+            arrays[f"{check.name}.{key}"] = value.astype(np.float64 if value.dtype.kind == "f" else np.int64)
+    ctx = run.ctx
+    meta = {
+        "format": STATE_FORMAT, "version": STATE_VERSION, "gate_version": gate.__version__,
+        "config_digest": digest(run.config.to_dict()),
+        "data_digest": data.sha256 or digest({"unhashed": data.path, "format": data.format}),
+        "shard": [shard.index, shard.count], "num_classes": counts.num_classes, "class_names": list(ctx.class_names),
+        "num_samples": data.num_samples, "num_batches": data.num_batches,
+        "models": [asdict(model_info(ctx.models[r], counts.num_classes, getattr(run.alignment, r))) for r in ROLES],
+        "data": asdict(data), "config": run.config.to_dict(), "source": run.config.source,
+        "classes": asdict(run.alignment), "notes": list(run_notes(ctx)) + run.notes,
+        "checks": [c.name for c in run.checks if c.sharding == "merge"], "environment": environment(ctx.device),
+    }
+    return RunState(meta=meta, arrays=arrays)
+
+
+def _load_merged(run: _Run, merged: Any) -> None:
+    """The merged state into the run's checks and context (rank 0 of a torchrun, or `gate merge`)."""
+    from gate.errors import DataError
+
+    arrays = merged.arrays
+    try:
+        run.ctx.counts = PairedCounts.from_arrays(int(merged.meta["num_classes"]), arrays["counts.codes"],
+                                                  arrays["counts.n"])
+        for check in run.checks:
+            if check.sharding != "merge":
+                continue
+            prefix = f"{check.name}."
+            check.load_state({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+    except (KeyError, ValueError, IndexError, TypeError) as err:
+        raise DataError(f"the merged state does not fit this gate's checks: {err}") from err
+    run.ctx.class_names = tuple(str(n) for n in merged.meta["class_names"])
+
+
+def merge_report(paths: list[str]) -> Report:
+    """`gate merge`: the shards' state files merged, every check computed, decided; no model is loaded."""
+    from gate.errors import DataError
+    from gate.sharding import merge_states, read_state
+
+    started = time.perf_counter()
+    names = [str(p) for p in paths]
+    merged = merge_states([read_state(p) for p in paths], names=names)
+    meta = merged.meta
+    try:
+        config = _config_from_state(meta)
+        alignment = _alignment_from_state(meta["classes"])
+        models = tuple(_model_info_from_state(m) for m in meta["models"])
+        data = DataInfo(**meta["data"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise DataError(f"{names[0]}: its run facts cannot be read: {err}") from err
+    if [name for name in config.enabled_checks()] != list(meta["checks"]):
+        raise DataError(f"{names[0]}: its checks ({', '.join(meta['checks'])}) are not its config's")
+    ctx = RunContext(config=config, models={}, class_names=tuple(meta["class_names"]), device=torch.device("cpu"),
+                     classes=alignment)
+    run = _Run(config=config, ctx=ctx, data=None, checks=build_checks(config, ctx), alignment=alignment)
+    _load_merged(run, merged)
+    return _decide(run, run.ctx.counts, data, started=started, models=models, env=dict(meta["environment"]),
+                   notes=tuple(str(n) for n in meta["notes"]) + (
+                       f"merged from {len(paths)} shard state files (strided by batch) by gate merge",))
+
+
+def _config_from_state(meta: dict[str, Any]) -> GateConfig:
+    raw = meta["config"]
+    return GateConfig(
+        device=raw["device"], seed=int(raw["seed"]), threads=raw["threads"],
+        class_names=tuple(raw["class_names"]) if raw["class_names"] else None, class_map=dict(raw["class_map"]),
+        model=dict(raw["model"]), data=dict(raw["data"]), decision=dict(raw["decision"]),
+        checks={k: dict(v) for k, v in raw["checks"].items()}, source=meta.get("source"),
+        trusted=frozenset(raw["trusted_roles"]),
+    )
+
+
+def _alignment_from_state(raw: dict[str, Any]) -> ClassAlignment:
+    from gate.classes import RoleNames
+
+    def tup(value: Any) -> Any:
+        return tuple(value) if value is not None else None
+
+    def role(value: dict[str, Any]) -> RoleNames:
+        return RoleNames(names=tup(value["names"]), source=value["source"], generic=bool(value["generic"]))
+
+    return ClassAlignment(
+        names=tup(raw["names"]), columns=tup(raw["columns"]), baseline=role(raw["baseline"]),
+        candidate=role(raw["candidate"]), renamed=tuple(tuple(p) for p in raw["renamed"]),
+        by_name=bool(raw["by_name"]), warnings=tuple(raw["warnings"]),
+    )
+
+
+def _model_info_from_state(raw: dict[str, Any]) -> ModelInfo:
+    fields = dict(raw)
+    for key in ("class_names", "columns"):
+        if fields.get(key) is not None:
+            fields[key] = tuple(fields[key])
+    return ModelInfo(**fields)
 
 
 def _model(source: Any, *, role: str, config: GateConfig, device: torch.device) -> Any:

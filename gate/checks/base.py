@@ -7,6 +7,10 @@ Lifecycle, driven by gate.runner (one pass over the data, both models on the sam
     for step in batches: check.update(step)
     result = check.compute()             # pure function of the accumulated state
     check.teardown()                     # always called, also after an error
+
+Sharded (gate.sharding: torchrun ranks, or `--shard I/N` jobs merged by `gate merge`), every shard runs update()
+on its own batches, then `state()`; the shards' states are summed key by key and `load_state(merged)` sets the
+state compute() reads. `sharding` says whether a check can run so; a check that does not declare it is refused.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from gate.classes import ClassAlignment
@@ -62,9 +67,32 @@ class Check(abc.ABC):
     name: ClassVar[str]                         # key under `checks:` in gate.yaml and in the report
     needs: ClassVar[frozenset[str]] = frozenset({"scores"})   # "scores", "activations", "inputs"
 
+    #: "merge": state() adds up across shards; "rank0": it measures on rank 0 after the pass (timings) and is
+    #: refused in `--shard` files; any other text: why it cannot be sharded yet (the run stops with exit 2).
+    sharding: ClassVar[str] = "its state is not declared mergeable yet"
+
     def __init__(self, options: dict[str, Any], ctx: RunContext) -> None:
         self.options = options
         self.ctx = ctx
+
+    #: Why the check needs the live baseline during the pass (its activations): the baseline cache is bypassed
+    #: then. None: the baseline's cached scores (and baseline_record()) serve it.
+    live_baseline: ClassVar[str | None] = None
+
+    def baseline_record(self) -> dict[str, Any]:
+        """What this check measured on the baseline itself beyond its scores (JSON-able), for the baseline cache."""
+        return {}
+
+    def baseline_replay(self, recorded: dict[str, Any]) -> None:
+        """Take baseline_record() from the cache: the baseline is not run, so do not call it (raise ValueError
+        if `recorded` is not what baseline_record() gives)."""
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The sufficient statistics as int64 / float64 arrays whose sum over shards is the whole run's state."""
+        return {}
+
+    def load_state(self, merged: dict[str, np.ndarray]) -> None:
+        """Take the shards' summed state() (raise ValueError if it cannot be one)."""
 
     def setup(self) -> None:
         """Once before the pass. Raise GateError for bad setup; return normally otherwise."""

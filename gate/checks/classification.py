@@ -184,6 +184,8 @@ def f1_evidence_without_spread(negative: int, positive: int, n: int, *, f1_drop:
 class _PairedCheck(Check):
     """Shared plumbing: settings and point estimates."""
 
+    sharding = "merge"      # no state of its own: the run's paired counts, which the runner merges
+
     def _settings(self) -> tuple[DecisionSettings, dict[str, dict[str, np.ndarray]]]:
         return decision_settings(self.ctx.config, self.options), point_metrics(self.ctx.counts)
 

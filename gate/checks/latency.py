@@ -639,6 +639,7 @@ class LatencyCheck(Check):
 
     name = "latency"
     needs = frozenset({"inputs"})
+    sharding = "rank0"      # timings are not sums: rank 0 times its kept samples after the pass
 
     def __init__(self, options: dict[str, Any], ctx: RunContext) -> None:
         super().__init__(options, ctx)

@@ -381,6 +381,7 @@ class _Stopped:
 
 class OnnxCheck(Check):
     name = "onnx"
+    sharding = "its worst-sample and flip lists and its ONNX latency are not mergeable state yet"
     needs = frozenset({"scores", "inputs"})
 
     def __init__(self, options: dict[str, Any], ctx: RunContext) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from gate.checks.base import ROLES, Check, Step
@@ -54,6 +55,7 @@ def _trim_padding(inputs: Any) -> Any:
 
 class SanityCheck(Check):
     name = "sanity"
+    sharding = "merge"
 
     def __init__(self, options: dict[str, Any], ctx: Any) -> None:
         super().__init__(options, ctx)
@@ -65,6 +67,26 @@ class SanityCheck(Check):
         self.invariance_ok: dict[str, bool] = {}
         self.invariance_tol: dict[str, float] = {}        # role -> the dynamic-quantization tolerance applied
         self.dynamic_quant: dict[str, str] = {}           # role -> what quantizes its activations per batch
+        self._replayed: set[str] = set()       # roles whose first-batch figures came from the baseline cache
+
+    def baseline_record(self) -> dict[str, Any]:
+        return {label: ([worst["baseline"], ok["baseline"]] if "baseline" in worst else None)
+                for label, worst, ok in (("determinism", self.determinism, self.determinism_ok),
+                                         ("invariance", self.invariance, self.invariance_ok))}
+
+    def baseline_replay(self, recorded: dict[str, Any]) -> None:
+        figures = {}
+        for label in ("determinism", "invariance"):
+            value = recorded.get(label)
+            if value is not None and not (isinstance(value, list) and len(value) == 2 and isinstance(value[1], bool)
+                                          and isinstance(value[0], (int, float)) and not isinstance(value[0], bool)):
+                raise ValueError(f"sanity: cached {label} {value!r} is not [max difference, within tolerance]")
+            figures[label] = value
+        for (label, value), worst, ok in zip(figures.items(), (self.determinism, self.invariance),
+                                             (self.determinism_ok, self.invariance_ok)):
+            if value is not None:
+                worst["baseline"], ok["baseline"] = float(value[0]), value[1]
+        self._replayed.add("baseline")
 
     def update(self, step: Step) -> None:
         for role in ROLES:
@@ -78,6 +100,8 @@ class SanityCheck(Check):
         atol, rtol = float(self.options["atol"]), float(self.options["rtol"])
         head = _trim_padding(slice_batch(step.inputs, slice(0, n)))
         for role in ROLES:
+            if role in self._replayed:
+                continue
             model = self.ctx.models[role]
             batched = step.scores[role][:n]
             # One extra call on the first rows as a smaller batch catches both defects (dropout changes every call,
@@ -105,6 +129,36 @@ class SanityCheck(Check):
                     self.dynamic_quant[role] = quantized
                     self.invariance_tol[role] = tol
                     self.invariance_ok[role] = bool(in_batch[0] <= tol)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Counts per role (baseline, candidate); the first-batch figures come only from the shard that read
+        batch 0, with a `seen` count, so summing the shards keeps them as they are."""
+        out: dict[str, np.ndarray] = {
+            "non_finite": np.array([self.non_finite[r] for r in ROLES], dtype=np.int64),
+            "values": np.array([self.values[r] for r in ROLES], dtype=np.int64),
+        }
+        for label, worst, ok in (("determinism", self.determinism, self.determinism_ok),
+                                 ("invariance", self.invariance, self.invariance_ok)):
+            out[f"{label}.seen"] = np.array([int(r in worst) for r in ROLES], dtype=np.int64)
+            out[f"{label}.ok"] = np.array([int(ok.get(r, False)) for r in ROLES], dtype=np.int64)
+            out[f"{label}.worst"] = np.array([worst.get(r, 0.0) for r in ROLES], dtype=np.float64)
+        return out
+
+    def load_state(self, merged: dict[str, np.ndarray]) -> None:
+        for i, role in enumerate(ROLES):
+            self.non_finite[role] = int(merged["non_finite"][i])
+            self.values[role] = int(merged["values"][i])
+        for label, worst, ok in (("determinism", self.determinism, self.determinism_ok),
+                                 ("invariance", self.invariance, self.invariance_ok)):
+            worst.clear()
+            ok.clear()
+            for i, role in enumerate(ROLES):
+                seen = int(merged[f"{label}.seen"][i])
+                if seen > 1:
+                    raise ValueError(f"sanity: {label} of the {role} measured by {seen} shards; only one reads batch 0")
+                if seen:
+                    worst[role] = float(merged[f"{label}.worst"][i])
+                    ok[role] = bool(merged[f"{label}.ok"][i])
 
     def compute(self) -> CheckResult:
         findings: list[Finding] = []

@@ -32,6 +32,11 @@ class DriftCheck(Check):
     name = "drift"
     needs = frozenset({"scores", "activations"})
 
+    # Drift's PSI bin edges come from the baseline's first samples a process sees, and its sums are per process:
+    # refused under sharding rather than merged wrongly.
+    sharding = "its PSI bins are fixed from the first samples a process sees, so shards' histograms do not add up"
+    live_baseline = "drift reads the baseline's live activations"
+
     def __init__(self, options: dict[str, Any], ctx: RunContext) -> None:
         super().__init__(options, ctx)
         self.opts = drift_options(options)

@@ -1,0 +1,317 @@
+"""Sharded evaluation: which batches a shard reads, a run's mergeable state as a file, and the merge of shards.
+
+One state protocol serves both ways of sharding:
+- torch.distributed (`torchrun ... -m gate check`): every rank evaluates its shard, the states are all-gathered as
+  bytes (gloo on CPU, NCCL on GPU), rank 0 merges them and decides;
+- a CI matrix (`gate check --shard I/N --state FILE` per job, then `gate merge FILE...`).
+
+A state file may come from another job, so it is data: a safetensors file (no pickle), its size bounded, its
+header JSON checked field by field, a SHA-256 of its arrays checked before anything is read from them.
+Every merged array is a sum, so the merge is exact for counts and within float rounding for sums.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import gate
+from gate.errors import ConfigError, DataError, GateError
+
+STATE_FORMAT = "gate-state"
+STATE_VERSION = 1
+MAX_STATE_BYTES = 512 * 1024 * 1024          # a state is sums over classes and layers, never per sample
+_META_KEY = "gate_state"
+_DTYPES = (np.int64, np.float64)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard `index` (0-based) of `count`: it owns every count-th batch from its index (strided by batch), so a
+    given rank and world size always read the same batches, whatever the machine."""
+
+    index: int
+    count: int
+
+    def owns(self, batch_index: int) -> bool:
+        return batch_index % self.count == self.index
+
+    @property
+    def label(self) -> str:
+        return f"{self.index + 1}/{self.count}"
+
+
+def parse_shard(text: str) -> Shard:
+    """'I/N' with 1 <= I <= N, as CI matrices count: `--shard 2/4` is the second of four."""
+    head, sep, tail = str(text).partition("/")
+    try:
+        index, count = int(head), int(tail)
+    except ValueError:
+        index = count = 0
+    if not sep or count < 1 or not 1 <= index <= count:
+        raise ConfigError(f"--shard: expected I/N with 1 <= I <= N (e.g. 1/4), found {text!r}")
+    return Shard(index - 1, count)
+
+
+def distributed_shard() -> Shard | None:
+    """This process's shard under torchrun (RANK / WORLD_SIZE, the standard rendezvous variables); None alone."""
+    world = os.environ.get("WORLD_SIZE")
+    if world is None:
+        return None
+    try:
+        count, index = int(world), int(os.environ.get("RANK", "0"))
+    except ValueError as err:
+        raise ConfigError(f"WORLD_SIZE={world!r} RANK={os.environ.get('RANK')!r}: expected integers") from err
+    if count <= 1:
+        return None
+    if not 0 <= index < count:
+        raise ConfigError(f"RANK={index} is outside WORLD_SIZE={count}")
+    return Shard(index, count)
+
+
+def digest(value: Any) -> str:
+    """SHA-256 of a JSON-able value, keys sorted: the config digest."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+@dataclass
+class RunState:
+    """One shard's mergeable state: facts about the run (JSON) and named arrays that add up across shards."""
+
+    meta: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+
+    def to_bytes(self) -> bytes:
+        from safetensors.numpy import save
+
+        meta = dict(self.meta, arrays_sha256=arrays_digest(self.arrays))
+        return save({k: np.ascontiguousarray(v) for k, v in self.arrays.items()},
+                    metadata={_META_KEY: json.dumps(meta, sort_keys=True)})
+
+
+def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for key in sorted(arrays):
+        a = np.ascontiguousarray(arrays[key])
+        h.update(f"{key}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+_META_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "format": str, "version": int, "gate_version": str, "config_digest": str, "data_digest": str,
+    "shard": list, "num_classes": int, "class_names": list, "num_samples": int, "num_batches": int,
+    "models": list, "data": dict, "config": dict, "classes": dict, "notes": list, "checks": list,
+    "environment": dict, "arrays_sha256": str,
+}
+
+
+def state_from_bytes(payload: bytes, *, where: str) -> RunState:
+    """Parse a state (file contents or a rank's payload) as data: bounded, no pickle, every field checked."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    if len(payload) > MAX_STATE_BYTES:
+        raise DataError(f"{where}: {len(payload)} bytes is larger than a gate state can be ({MAX_STATE_BYTES})")
+    try:
+        arrays = load(payload)
+        header_len = int.from_bytes(payload[:8], "little")
+        header = json.loads(payload[8:8 + header_len])
+        meta = json.loads(header["__metadata__"][_META_KEY])
+    except (SafetensorError, ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise DataError(f"{where}: not a gate state file (safetensors with a gate_state header): {err}") from err
+    if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT:
+        raise DataError(f"{where}: not a gate state file (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+    if meta.get("version") != STATE_VERSION:
+        raise DataError(f"{where}: gate state version {meta.get('version')!r}; this gate reads version {STATE_VERSION}")
+    for key, kind in _META_FIELDS.items():
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            raise DataError(f"{where}: gate state field {key!r} is missing or not a {getattr(kind, '__name__', kind)}")
+    for key, a in arrays.items():
+        if a.dtype not in _DTYPES:
+            raise DataError(f"{where}: array {key!r} has dtype {a.dtype}; a gate state holds int64 and float64 only")
+    if arrays_digest(arrays) != meta["arrays_sha256"]:
+        raise DataError(f"{where}: the arrays do not match the state's SHA-256 (the file is corrupt or was edited)")
+    return RunState(meta=meta, arrays=arrays)
+
+
+def read_state(path: str | os.PathLike[str]) -> RunState:
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if size > MAX_STATE_BYTES:
+            raise DataError(f"{p}: {size} bytes is larger than a gate state can be ({MAX_STATE_BYTES})")
+        payload = p.read_bytes()
+    except FileNotFoundError as err:
+        raise DataError(f"{p}: state file not found") from err
+    except OSError as err:
+        raise DataError(f"{p}: cannot read the state file: {err}") from err
+    return state_from_bytes(payload, where=str(p))
+
+
+def write_state(state: RunState, path: str | os.PathLike[str]) -> None:
+    """Atomically (temp file + rename), as reports are: a cancelled job leaves no half-written state."""
+    write_bytes_atomically(Path(path), state.to_bytes(), what="state file")
+
+
+def write_bytes_atomically(target: Path, payload: bytes, *, what: str) -> None:
+    import tempfile
+
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(payload)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as err:
+        raise ConfigError(f"{target}: cannot write the {what}: {err.strerror or err}") from err
+
+
+_SAME = ("gate_version", "config_digest", "data_digest", "num_classes", "class_names", "checks")
+
+
+def merge_states(states: list[RunState], *, names: list[str]) -> RunState:
+    """The shards' states summed: every shard of one run (same gate, config, data, models), each exactly once."""
+    if not states:
+        raise ConfigError("gate merge: no state files given")
+    first = states[0].meta
+    for state, name in zip(states, names):
+        meta = state.meta
+        if meta["gate_version"] != gate.__version__:
+            raise DataError(f"{name}: written by gate {meta['gate_version']}, this is gate {gate.__version__}; "
+                            "merge states with the gate that wrote them")
+        for key in _SAME:
+            if meta[key] != first[key]:
+                what = {"config_digest": "config", "data_digest": "data"}.get(key, key.replace("_", " "))
+                raise DataError(f"{name}: its {what} differs from {names[0]}'s ({_short(meta[key])} vs "
+                                f"{_short(first[key])}): the shards are not of the same run")
+        if [m.get("sha256") for m in meta["models"]] != [m.get("sha256") for m in first["models"]]:
+            raise DataError(f"{name}: its checkpoints differ from {names[0]}'s: the shards are not of the same run")
+    counts = {int(s.meta["shard"][1]) for s in states}
+    if len(counts) != 1:
+        raise DataError(f"the states are shards of different splits ({', '.join(map(str, sorted(counts)))} shards)")
+    count = counts.pop()
+    seen: dict[int, str] = {}
+    for state, name in zip(states, names):
+        index = int(state.meta["shard"][0])
+        if index in seen:
+            raise DataError(f"{name}: shard {index + 1}/{count} is also in {seen[index]}; each shard must be merged once")
+        seen[index] = name
+    missing = [str(i + 1) for i in range(count) if i not in seen]
+    if missing:
+        raise DataError(f"shard{'s' if len(missing) > 1 else ''} {', '.join(missing)} of {count} missing: a gate "
+                        "decides on the whole data")
+    keys = set(states[0].arrays)
+    arrays: dict[str, np.ndarray] = {}
+    for state, name in zip(states, names):
+        if set(state.arrays) != keys:
+            raise DataError(f"{name}: its arrays differ from {names[0]}'s: the shards are not of the same run")
+    for key in sorted(keys):
+        parts = [s.arrays[key] for s in sorted(states, key=lambda s: s.meta["shard"][0])]
+        if key in ("counts.codes", "counts.n"):      # sparse: summed by code below
+            continue
+        if len({p.shape for p in parts}) != 1 or len({p.dtype for p in parts}) != 1:
+            raise DataError(f"array {key!r} has different shapes across shards: the shards are not of the same run")
+        arrays[key] = np.sum(np.stack(parts), axis=0, dtype=parts[0].dtype)
+    codes = np.concatenate([s.arrays["counts.codes"] for s in states])
+    n = np.concatenate([s.arrays["counts.n"] for s in states])
+    uniq, inverse = np.unique(codes, return_inverse=True)
+    summed = np.zeros(uniq.size, dtype=np.int64)
+    np.add.at(summed, inverse.reshape(-1), n)
+    arrays["counts.codes"], arrays["counts.n"] = uniq.astype(np.int64), summed
+    zero = sorted(states, key=lambda s: s.meta["shard"][0])[0].meta
+    meta = dict(zero, shard=[0, 1], num_samples=sum(s.meta["num_samples"] for s in states),
+                num_batches=sum(s.meta["num_batches"] for s in states))
+    meta["data"] = dict(zero["data"], num_samples=meta["num_samples"], num_batches=meta["num_batches"])
+    return RunState(meta=meta, arrays=arrays)
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text[:12] if len(text) == 64 else text[:60]
+
+
+# ----------------------------------------------------------------------------------------- torch.distributed
+
+
+_comm_device: Any = None      # where collectives run: CPU for gloo, this rank's GPU for NCCL
+
+
+class RankError(GateError):
+    """A rank failed before the merge; raised on every rank alike, so no rank waits for the others."""
+
+
+def init_distributed(device: Any) -> Any:
+    """Join the torchrun process group (env:// rendezvous: MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE)."""
+    import torch.distributed as dist
+
+    global _comm_device
+    device_type = device.type
+    _comm_device = device
+    if not dist.is_available():
+        raise ConfigError("WORLD_SIZE > 1 but this torch has no torch.distributed")
+    if not dist.is_initialized():
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        try:
+            dist.init_process_group(backend=backend, init_method="env://")
+        except (RuntimeError, ValueError) as err:
+            raise ConfigError(f"torch.distributed: cannot join the process group ({backend}): {err}") from err
+    return dist
+
+
+def all_gather_bytes(payload: bytes, *, device: Any) -> list[bytes]:
+    """Every rank's payload on every rank: sizes first, then the padded bytes (works on gloo and NCCL)."""
+    import torch
+    import torch.distributed as dist
+
+    world = dist.get_world_size()
+    data = torch.tensor(list(payload[:0]), dtype=torch.uint8)
+    if payload:
+        data = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
+    size = torch.tensor([data.numel()], dtype=torch.int64, device=device)
+    sizes = [torch.zeros_like(size) for _ in range(world)]
+    dist.all_gather(sizes, size)
+    top = max(1, max(int(s.item()) for s in sizes))
+    padded = torch.zeros(top, dtype=torch.uint8, device=device)
+    padded[: data.numel()] = data.to(device)
+    parts = [torch.zeros_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    return [bytes(p[: int(s.item())].cpu().numpy().tobytes()) for p, s in zip(parts, sizes)]
+
+
+def gather_states(state: RunState | GateError, *, device: Any) -> RunState:
+    """All ranks' states merged, on every rank; a rank that failed makes every rank fail with its message."""
+    if isinstance(state, GateError):
+        payload = b"E" + f"{type(state).__name__}\n{state}".encode("utf-8")
+    else:
+        payload = b"S" + state.to_bytes()
+    parts = all_gather_bytes(payload, device=device)
+    for rank, part in enumerate(parts):
+        if part[:1] == b"E":
+            kind, _, message = part[1:].decode("utf-8", "replace").partition("\n")
+            raise RankError(f"rank {rank}: {message}")
+    names = [f"rank {rank}" for rank in range(len(parts))]
+    try:
+        return merge_states([state_from_bytes(p[1:], where=n) for p, n in zip(parts, names)], names=names)
+    except GateError as err:
+        raise RankError(str(err)) from err
+
+
+def broadcast_exit_code(code: int) -> int:
+    """Rank 0's exit code on every rank, then the process group is left."""
+    import torch
+    import torch.distributed as dist
+
+    value = torch.tensor([code], dtype=torch.int64, device=_comm_device)
+    dist.broadcast(value, src=0)
+    dist.destroy_process_group()
+    return int(value.item())

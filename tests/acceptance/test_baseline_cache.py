@@ -1,0 +1,176 @@
+"""--baseline-cache: a hit skips the baseline's forward passes and gives the miss's report; anything that changes the
+baseline's outputs (data file, dtype, tokenizer) misses; a corrupt entry is rebuilt, never trusted."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gate.runner
+from tests.acceptance.helpers import run_cli
+
+FACTORY = ("--model-factory", "tests.tiny_models:build_mlp")
+
+
+def _comparable(report: dict) -> dict:
+    checks = [{k: v for k, v in c.items() if k != "duration_s"} for c in report["checks"]]
+    return {"verdict": report["verdict"], "exit_code": report["exit_code"], "metrics": report["metrics"],
+            "checks": checks, "models": report["models"], "data": report["data"]}
+
+
+@pytest.fixture
+def forwards(monkeypatch):
+    """The roles the runner's pass runs a forward for, batch after batch."""
+    calls: list[str] = []
+    real = gate.runner.forward_output
+
+    def spy(model, inputs):
+        calls.append(model.role)
+        return real(model, inputs)
+
+    monkeypatch.setattr(gate.runner, "forward_output", spy)
+    return calls
+
+
+def _run(capsys, tmp_path, world, name: str, *extra: object, candidate: Path | None = None, data: Path | None = None):
+    report = tmp_path / f"{name}.json"
+    outcome = run_cli(capsys, "check", candidate or world.regressed, "-b", world.baseline, "-d", data or world.data,
+                      *FACTORY, "--batch-size", 64, "--json", report, *extra)
+    return outcome, (json.loads(report.read_text()) if report.exists() else None)
+
+
+def _cache_note(report: dict) -> str:
+    notes = [n for n in report["notes"] if n.startswith("baseline cache")]
+    assert len(notes) == 1, report["notes"]
+    return notes[0]
+
+
+def test_a_hit_skips_the_baseline_and_gives_the_same_report(world, tmp_path, capsys, forwards):
+    cache = tmp_path / "cache"
+    _, plain = _run(capsys, tmp_path, world, "plain")
+    forwards.clear()
+    miss_out, miss = _run(capsys, tmp_path, world, "miss", "--baseline-cache", cache)
+    assert forwards.count("baseline") == 10 and forwards.count("candidate") == 10
+    forwards.clear()
+    hit_out, hit = _run(capsys, tmp_path, world, "hit", "--baseline-cache", cache)
+    assert forwards == ["candidate"] * 10                     # not one baseline forward in the pass
+    assert miss_out.code == hit_out.code == 1
+    assert _comparable(hit) == _comparable(miss) == _comparable(plain)
+    assert _cache_note(miss).startswith("baseline cache miss")
+    assert _cache_note(hit).startswith("baseline cache hit")
+    assert len(list(cache.glob("*.json"))) == 1 and len(list(cache.glob("*.scores"))) == 1
+
+
+def test_sanity_figures_of_the_baseline_come_back_from_the_cache(world, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    _, miss = _run(capsys, tmp_path, world, "miss", "--baseline-cache", cache)
+    _, hit = _run(capsys, tmp_path, world, "hit", "--baseline-cache", cache)
+    sanity = {c["name"]: c for c in hit["checks"]}["sanity"]
+    assert "baseline" in sanity["details"]["determinism_max_abs_diff"]
+    assert sanity == {c["name"]: c for c in miss["checks"]}["sanity"] | {"duration_s": sanity["duration_s"]}
+
+
+def test_a_changed_data_file_or_dtype_misses(world, tmp_path, capsys, forwards):
+    cache = tmp_path / "cache"
+    _run(capsys, tmp_path, world, "first", "--baseline-cache", cache)
+    other = tmp_path / "other.npz"
+    with np.load(world.data) as z:
+        x = z["x"].copy()
+        x[0, 0] += 1.0                                        # one value of one sample
+        np.savez(other, x=x, labels=z["labels"])
+    forwards.clear()
+    _, changed = _run(capsys, tmp_path, world, "data", "--baseline-cache", cache, data=other)
+    assert _cache_note(changed).startswith("baseline cache miss") and "baseline" in forwards
+    config = tmp_path / "bf16.yaml"
+    config.write_text("model:\n  dtype: bfloat16\n")
+    forwards.clear()
+    _, cast = _run(capsys, tmp_path, world, "dtype", "--baseline-cache", cache, "--config", config)
+    assert _cache_note(cast).startswith("baseline cache miss") and "baseline" in forwards
+    assert len(list(cache.glob("*.json"))) == 3
+    forwards.clear()
+    _, again = _run(capsys, tmp_path, world, "dtype-again", "--baseline-cache", cache, "--config", config)
+    assert _cache_note(again).startswith("baseline cache hit") and "baseline" not in forwards
+    assert _comparable(again) == _comparable(cast)
+
+
+def test_a_changed_tokenizer_misses(tmp_path, capsys, forwards):
+    from tests.unit.model_fixtures import TEXTS, build_hf_dir
+
+    base = tmp_path / "base"
+    build_hf_dir(base, id2label={0: "negative", 1: "positive"}, seed=3)
+    candidate = tmp_path / "candidate"
+    shutil.copytree(base, candidate)
+    data = tmp_path / "eval.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "label": ["negative", "positive"][i % 2]}) + "\n"
+                            for i, t in enumerate(TEXTS * 10)))
+    cache = tmp_path / "cache"
+
+    def run(name: str):
+        out = tmp_path / f"{name}.json"
+        outcome = run_cli(capsys, "check", candidate, "-b", base, "-d", data, "--baseline-cache", cache, "--json", out)
+        assert outcome.code in (0, 1), outcome.err
+        return json.loads(out.read_text())
+
+    assert _cache_note(run("first")).startswith("baseline cache miss")
+    assert _cache_note(run("second")).startswith("baseline cache hit")
+    settings = json.loads((candidate / "tokenizer_config.json").read_text())
+    settings["model_max_length"] = 4                          # the candidate's tokenizer now truncates to 4 tokens
+    (candidate / "tokenizer_config.json").write_text(json.dumps(settings))
+    forwards.clear()
+    assert _cache_note(run("third")).startswith("baseline cache miss")
+    assert "baseline" in forwards
+
+
+@pytest.mark.parametrize("damage", ["scores", "json", "truncate"])
+def test_a_corrupt_entry_is_rebuilt_never_trusted(world, tmp_path, capsys, forwards, damage):
+    cache = tmp_path / "cache"
+    _, first = _run(capsys, tmp_path, world, "first", "--baseline-cache", cache)
+    scores = next(cache.glob("*.scores"))
+    meta = next(cache.glob("*.json"))
+    if damage == "scores":                    # a plausible poisoning: the baseline's scores made to look perfect
+        raw = bytearray(scores.read_bytes())
+        raw[:4] = np.float32(50.0).tobytes()
+        scores.write_bytes(bytes(raw))
+    elif damage == "json":
+        meta.write_text("{not json")
+    else:
+        scores.write_bytes(scores.read_bytes()[:-4])
+    forwards.clear()
+    outcome, rebuilt = _run(capsys, tmp_path, world, "rebuilt", "--baseline-cache", cache)
+    assert outcome.code == 1
+    assert "corrupt" in _cache_note(rebuilt) and "rebuilt" in _cache_note(rebuilt)
+    assert forwards.count("baseline") == 10
+    assert _comparable(rebuilt) == _comparable(first)
+    forwards.clear()
+    _, hit = _run(capsys, tmp_path, world, "hit", "--baseline-cache", cache)
+    assert _cache_note(hit).startswith("baseline cache hit") and "baseline" not in forwards
+
+
+def test_drift_bypasses_the_cache_and_says_so(world, tmp_path, capsys, forwards):
+    cache = tmp_path / "cache"
+    for name in ("one", "two"):
+        forwards.clear()
+        _, report = _run(capsys, tmp_path, world, name, "--baseline-cache", cache, "--enable", "drift")
+        assert "bypassed" in _cache_note(report) and "live activations" in _cache_note(report)
+        assert forwards.count("baseline") == 10
+    assert not cache.exists() or not any(cache.iterdir())
+
+
+def test_latency_says_it_times_the_live_baseline(world, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    config = tmp_path / "lat.yaml"
+    config.write_text("checks:\n  latency:\n    enabled: true\n    budget_s: 1\n")
+    _, report = _run(capsys, tmp_path, world, "lat", "--baseline-cache", cache, "--config", config)
+    assert "latency times the live baseline" in _cache_note(report)
+
+
+def test_a_cache_folder_that_cannot_be_written_is_exit_2(world, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    outcome, report = _run(capsys, tmp_path, world, "r", "--baseline-cache", blocker)
+    assert outcome.code == 2 and report is None
+    lines = outcome.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --baseline-cache"), outcome.err

@@ -1,0 +1,213 @@
+"""Sharded runs end to end: 2 torch.distributed ranks (gloo, loopback) and `--shard` + `gate merge` give the
+single-process run's metrics, verdict and exit code; bad shards end in one `error:` line, exit 2, no report."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.acceptance.helpers import run_cli
+
+ROOT = Path(__file__).resolve().parents[2]
+FACTORY = ("--model-factory", "tests.tiny_models:build_mlp")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env["OMP_NUM_THREADS"] = "1"
+    env.update(extra)
+    return env
+
+
+def run_ranks(args_per_rank: list[list[str]], *, timeout: float = 240) -> list[subprocess.CompletedProcess[str]]:
+    """`python -m gate check` once per rank with the rendezvous variables torchrun sets (env://, 127.0.0.1)."""
+    port = str(_free_port())
+    world = str(len(args_per_rank))
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "gate", "check", *args], cwd=ROOT, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=_env(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=world, LOCAL_WORLD_SIZE=world,
+                                  MASTER_ADDR="127.0.0.1", MASTER_PORT=port))
+        for rank, args in enumerate(args_per_rank)
+    ]
+    done = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=timeout)
+        done.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    return done
+
+
+def _args(world, candidate: Path, *extra: object, data: Path | None = None) -> list[str]:
+    return [str(candidate), "-b", str(world.baseline), "-d", str(data or world.data), *FACTORY, "--batch-size", "64",
+            *map(str, extra)]
+
+
+def _comparable(report: dict) -> dict:
+    """Everything a sharded run must reproduce: verdict, exit code, metrics, every check's findings and details."""
+    checks = [{k: v for k, v in c.items() if k != "duration_s"} for c in report["checks"]]
+    return {"verdict": report["verdict"], "exit_code": report["exit_code"], "metrics": report["metrics"],
+            "checks": checks, "summary": report["summary"], "num_samples": report["data"]["num_samples"],
+            "num_batches": report["data"]["num_batches"]}
+
+
+@pytest.fixture(scope="module")
+def single(world, tmp_path_factory):
+    """The 1-process reports of the regressed (exit 1) and the good (exit 0) candidate."""
+    out = tmp_path_factory.mktemp("single")
+    reports = {}
+    for name, cand in (("regressed", world.regressed), ("good", world.good)):
+        done = subprocess.run([sys.executable, "-m", "gate", "check", *_args(world, cand, "--json", out / f"{name}.json"),
+                               "-q"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=240)
+        assert done.returncode == (1 if name == "regressed" else 0), done.stderr
+        reports[name] = (done.returncode, json.loads((out / f"{name}.json").read_text()))
+    return reports
+
+
+def test_two_gloo_ranks_equal_one_process(world, single, tmp_path):
+    """600 samples in 10 batches of 64 (the last partial), 5 per rank: same metrics, findings, verdict, code."""
+    report = tmp_path / "dist.json"
+    done = run_ranks([_args(world, world.regressed, "--json", report, "-q"), _args(world, world.regressed, "-q")])
+    code, expected = single["regressed"]
+    assert [d.returncode for d in done] == [code, code], [d.stderr for d in done]
+    got = json.loads(report.read_text())
+    assert _comparable(got) == _comparable(expected)
+    assert "FAIL" in done[0].stdout and done[1].stdout == ""       # rank 1 prints and writes nothing
+    assert any("2 torch.distributed ranks" in n for n in got["notes"])
+
+
+def test_shard_files_and_merge_equal_one_process(world, single, tmp_path, capsys):
+    for name in ("regressed", "good"):
+        cand = getattr(world, name)
+        states = []
+        for i in (1, 2, 3):
+            state = tmp_path / f"{name}-{i}.gstate"
+            outcome = run_cli(capsys, "check", *_args(world, cand, "--shard", f"{i}/3", "--state", state))
+            assert outcome.code == 0, outcome.err
+            assert f"shard {i}/3" in outcome.out
+            states.append(state)
+        report = tmp_path / f"{name}.json"
+        outcome = run_cli(capsys, "merge", *reversed(states), "--json", report)     # any order
+        code, expected = single[name]
+        assert outcome.code == code, outcome.err
+        assert _comparable(json.loads(report.read_text())) == _comparable(expected)
+
+
+def test_ranks_that_see_different_data_stop_with_one_error(world, tmp_path):
+    other = tmp_path / "other.npz"
+    with np.load(world.data) as z:
+        np.savez(other, x=z["x"][::-1].copy(), labels=z["labels"][::-1].copy())
+    report = tmp_path / "dist.json"
+    done = run_ranks([_args(world, world.good, "--json", report), _args(world, world.good, data=other)])
+    for d in done:
+        assert d.returncode == 2, d.stderr
+        lines = d.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "data differs" in lines[0], d.stderr
+        assert "Traceback" not in d.stderr
+    assert not report.exists()
+
+
+def test_a_failing_rank_fails_every_rank(world, tmp_path):
+    """Rank 1 gets a label out of range in its batch only: both ranks end with its error, none waits."""
+    bad = tmp_path / "bad.npz"
+    with np.load(world.data) as z:
+        labels = z["labels"].copy()
+        labels[70] = 7                                   # batch 1: rank 1's
+        np.savez(bad, x=z["x"], labels=labels)
+    done = run_ranks([_args(world, world.good, data=bad), _args(world, world.good, data=bad)])
+    for d in done:
+        assert d.returncode == 2
+        assert d.stderr.strip().startswith("error: rank 1:") and "label 7" in d.stderr, d.stderr
+
+
+def _shards(world, capsys, tmp_path, *extra: object, candidate: Path | None = None) -> list[Path]:
+    paths = []
+    for i in (1, 2):
+        state = tmp_path / f"s{i}-{len(extra)}.gstate"
+        outcome = run_cli(capsys, "check", *_args(world, candidate or world.good, "--shard", f"{i}/2", "--state", state,
+                                                  *extra))
+        assert outcome.code == 0, outcome.err
+        paths.append(state)
+    return paths
+
+
+def _assert_error(outcome, *words: str) -> None:
+    assert outcome.code == 2, (outcome.out, outcome.err)
+    lines = outcome.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), outcome.err
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_merge_refuses_states_of_another_config_or_version(world, tmp_path, capsys):
+    one = _shards(world, capsys, tmp_path)
+    other = _shards(world, capsys, tmp_path, "--seed", "3")
+    report = tmp_path / "r.json"
+    _assert_error(run_cli(capsys, "merge", one[0], other[1], "--json", report), "config differs")
+    _assert_error(run_cli(capsys, "merge", one[0], "--json", report), "shard 2 of 2 missing")
+    _assert_error(run_cli(capsys, "merge", one[0], one[0], one[1], "--json", report), "merged once")
+    assert not report.exists()
+
+    # The same file as another gate version wrote it (its header rewritten, its arrays as they were).
+    from safetensors.numpy import load, save
+
+    raw = one[1].read_bytes()
+    header = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])
+    meta = json.loads(header["__metadata__"]["gate_state"])
+    meta["gate_version"] = "0.0.1"
+    forged = tmp_path / "old.gstate"
+    forged.write_bytes(save(load(raw), metadata={"gate_state": json.dumps(meta)}))
+    _assert_error(run_cli(capsys, "merge", one[0], forged, "--json", report), "gate 0.0.1")
+    assert not report.exists()
+
+
+def test_merge_refuses_corrupt_or_foreign_files(world, tmp_path, capsys):
+    one = _shards(world, capsys, tmp_path)
+    report = tmp_path / "r.json"
+    raw = bytearray(one[1].read_bytes())
+    raw[-3] ^= 0xFF                                      # one bit of the arrays
+    corrupt = tmp_path / "corrupt.gstate"
+    corrupt.write_bytes(bytes(raw))
+    _assert_error(run_cli(capsys, "merge", one[0], corrupt, "--json", report), "SHA-256")
+    pickled = tmp_path / "pickle.gstate"
+    import pickle
+
+    pickled.write_bytes(pickle.dumps({"format": "gate-state"}))
+    _assert_error(run_cli(capsys, "merge", one[0], pickled, "--json", report), "not a gate state file")
+    assert not report.exists()
+
+
+@pytest.mark.parametrize("check", ["drift", "onnx"])
+def test_checks_that_cannot_merge_refuse_sharding(world, tmp_path, capsys, check):
+    state = tmp_path / "s.gstate"
+    outcome = run_cli(capsys, "check", *_args(world, world.good, "--shard", "1/2", "--state", state,
+                                              "--enable", check))
+    _assert_error(outcome, f"checks.{check}: cannot run sharded")
+    assert not state.exists()
+
+
+def test_latency_is_refused_in_state_files(world, tmp_path, capsys):
+    state = tmp_path / "s.gstate"
+    outcome = run_cli(capsys, "check", *_args(world, world.good, "--shard", "1/2", "--state", state,
+                                              "--enable", "latency"))
+    _assert_error(outcome, "checks.latency: cannot run sharded", "times the models")
+
+
+def test_shard_usage_errors(world, tmp_path, capsys):
+    _assert_error(run_cli(capsys, "check", *_args(world, world.good, "--shard", "3/2", "--state", tmp_path / "s")),
+                  "--shard")
+    _assert_error(run_cli(capsys, "check", *_args(world, world.good, "--shard", "1/2")), "--state")
+    _assert_error(run_cli(capsys, "check", *_args(world, world.good, "--shard", "1/2", "--state", tmp_path / "s",
+                                                  "--json", tmp_path / "r.json")), "gate merge")

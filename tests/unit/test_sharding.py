@@ -1,0 +1,153 @@
+"""gate.sharding: shard ownership, the state file as data, the merge by addition; the checks' state protocol."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gate
+from gate.checks import REGISTRY, check_class
+from gate.errors import ConfigError, DataError
+from gate.metrics import PairedCounts
+from gate.sharding import MAX_STATE_BYTES, RunState, Shard, merge_states, parse_shard, state_from_bytes
+
+
+def test_parse_shard_is_one_based():
+    assert parse_shard("1/4") == Shard(0, 4)
+    assert parse_shard("4/4") == Shard(3, 4)
+    for bad in ("0/4", "5/4", "1", "a/b", "1/0", "-1/2"):
+        with pytest.raises(ConfigError, match="--shard"):
+            parse_shard(bad)
+
+
+def test_shards_partition_the_batches():
+    owners = [[s for s in range(3) if Shard(s, 3).owns(b)] for b in range(11)]
+    assert owners == [[b % 3] for b in range(11)]
+
+
+def _meta(index: int, count: int, **over):
+    meta = {"format": "gate-state", "version": 1, "gate_version": gate.__version__, "config_digest": "c" * 64,
+            "data_digest": "d" * 64, "shard": [index, count], "num_classes": 3, "class_names": ["0", "1", "2"],
+            "num_samples": 10, "num_batches": 1, "models": [{"sha256": "a"}, {"sha256": "b"}],
+            "data": {"num_samples": 10, "num_batches": 1}, "config": {}, "classes": {}, "notes": [], "checks": [],
+            "environment": {}}
+    meta.update(over)
+    return meta
+
+
+def _state(index: int, count: int, counts: PairedCounts, **arrays) -> RunState:
+    codes, n = counts.arrays()
+    return RunState(meta=_meta(index, count), arrays={"counts.codes": codes, "counts.n": n, **arrays})
+
+
+def test_merged_counts_equal_the_counts_of_all_the_data():
+    rng = np.random.default_rng(0)
+    y, pb, pc = (rng.integers(0, 3, 1000) for _ in range(3))
+    whole = PairedCounts(3)
+    whole.update(y, pb, pc)
+    parts = []
+    for i, sl in enumerate((slice(0, 100), slice(100, 650), slice(650, 1000))):
+        c = PairedCounts(3)
+        c.update(y[sl], pb[sl], pc[sl])
+        parts.append(_state(i, 3, c, **{"sanity.sum": np.array([1.5, 2.0]), "sanity.n": np.array([i], np.int64)}))
+    merged = merge_states([parts[2], parts[0], parts[1]], names=["c", "a", "b"])
+    codes, n = whole.arrays()
+    np.testing.assert_array_equal(merged.arrays["counts.codes"], codes)
+    np.testing.assert_array_equal(merged.arrays["counts.n"], n)
+    np.testing.assert_array_equal(merged.arrays["sanity.sum"], [4.5, 6.0])
+    assert merged.arrays["sanity.n"].dtype == np.int64 and merged.arrays["sanity.n"].tolist() == [3]
+    assert merged.meta["num_samples"] == 30
+
+
+def test_state_round_trips_through_bytes():
+    c = PairedCounts(3)
+    c.update(np.array([0, 1, 2]), np.array([0, 1, 1]), np.array([0, 2, 2]))
+    state = _state(0, 1, c, **{"x.f": np.array([[0.1, 1e-300]])})
+    back = state_from_bytes(state.to_bytes(), where="s")
+    assert back.meta["shard"] == [0, 1]
+    for key, value in state.arrays.items():
+        np.testing.assert_array_equal(back.arrays[key], value)
+        assert back.arrays[key].dtype == value.dtype
+
+
+def test_state_bytes_are_checked_as_data():
+    c = PairedCounts(2)
+    c.update(np.array([0]), np.array([0]), np.array([1]))
+    good = _state(0, 1, c).to_bytes()
+    with pytest.raises(DataError, match="not a gate state file"):
+        state_from_bytes(b"\x00" * 64, where="s")
+    with pytest.raises(DataError, match="larger than a gate state"):
+        state_from_bytes(b"\x00" * (MAX_STATE_BYTES + 1), where="s")
+    from safetensors.numpy import save
+
+    with pytest.raises(DataError, match="dtype"):
+        state = _state(0, 1, c)
+        state.arrays["x"] = np.zeros(2, dtype=np.float32)
+        state_from_bytes(state.to_bytes(), where="s")
+    with pytest.raises(DataError, match="version"):
+        state_from_bytes(save({"a": np.zeros(1)}, metadata={"gate_state": '{"format": "gate-state", "version": 9}'}),
+                         where="s")
+    flipped = bytearray(good)
+    flipped[-1] ^= 1
+    with pytest.raises(DataError, match="SHA-256"):
+        state_from_bytes(bytes(flipped), where="s")
+
+
+def test_merge_refuses_shards_of_other_runs():
+    c = PairedCounts(3)
+    c.update(np.array([0]), np.array([0]), np.array([0]))
+    a, b = _state(0, 2, c), _state(1, 2, c)
+    b.meta["data_digest"] = "e" * 64
+    with pytest.raises(DataError, match="data differs"):
+        merge_states([a, b], names=["a", "b"])
+    b = _state(1, 2, c)
+    b.meta["models"] = [{"sha256": "a"}, {"sha256": "other"}]
+    with pytest.raises(DataError, match="checkpoints differ"):
+        merge_states([a, b], names=["a", "b"])
+    with pytest.raises(DataError, match="different splits"):
+        merge_states([a, _state(1, 3, c)], names=["a", "b"])
+
+
+def test_paired_counts_from_arrays_refuses_impossible_counts():
+    for codes, n in (([0, 0], [1, 1]), ([27], [1]), ([-1], [1]), ([3], [0])):
+        with pytest.raises(ValueError):
+            PairedCounts.from_arrays(3, np.array(codes), np.array(n))
+
+
+def test_every_check_declares_how_it_shards():
+    """A check that keeps streamed state says whether it merges; none merges by accident."""
+    declared = {name: check_class(name).sharding for name in REGISTRY}
+    assert declared["sanity"] == declared["accuracy"] == declared["per_class"] == declared["flips"] == "merge"
+    assert declared["latency"] == "rank0"
+    assert declared["drift"] not in ("merge", "rank0") and declared["onnx"] not in ("merge", "rank0")
+    from gate.checks.base import Check
+
+    class Undeclared(Check):
+        name = "x"
+
+        def compute(self):  # pragma: no cover - never computed
+            raise AssertionError
+
+    assert Undeclared.sharding not in ("merge", "rank0")
+
+
+def test_sanity_state_sums_to_the_first_shards_figures():
+    from gate.checks.sanity import SanityCheck
+
+    opts = {"non_finite": True, "determinism": True, "batch_invariance": True, "samples": 4, "atol": 1e-6,
+            "rtol": 1e-5, "class_names": True}
+    first, other, merged = (SanityCheck(opts, ctx=None) for _ in range(3))
+    first.non_finite.update(baseline=2, candidate=0)
+    first.values.update(baseline=30, candidate=30)
+    first.determinism.update(baseline=0.0, candidate=0.5)
+    first.determinism_ok.update(baseline=True, candidate=False)
+    other.non_finite.update(baseline=1, candidate=3)
+    other.values.update(baseline=12, candidate=12)
+    states = [first.state(), other.state()]
+    merged.load_state({k: states[0][k] + states[1][k] for k in states[0]})
+    assert merged.non_finite == {"baseline": 3, "candidate": 3}
+    assert merged.values == {"baseline": 42, "candidate": 42}
+    assert merged.determinism == {"baseline": 0.0, "candidate": 0.5}
+    assert merged.determinism_ok == {"baseline": True, "candidate": False}
+    assert merged.invariance == {}
+    with pytest.raises(ValueError, match="2 shards"):
+        merged.load_state({k: states[0][k] * 2 for k in states[0]})
