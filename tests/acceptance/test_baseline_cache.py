@@ -27,9 +27,9 @@ def forwards(monkeypatch):
     calls: list[str] = []
     real = gate.runner.forward_output
 
-    def spy(model, inputs):
+    def spy(model, inputs, **kwargs):
         calls.append(model.role)
-        return real(model, inputs)
+        return real(model, inputs, **kwargs)
 
     monkeypatch.setattr(gate.runner, "forward_output", spy)
     return calls
