@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import sparse
 
 from gate import stats
 
@@ -139,8 +138,10 @@ def comparison_metrics(cells: Cells, weights: np.ndarray, *, empty: float = 0.0)
     }
 
 
-def _rowsum(w: np.ndarray, onehot: sparse.csr_matrix) -> np.ndarray:
-    """w @ onehot for dense (R, m) weights and a sparse (m, K) one-hot: (R, K) dense."""
+def _rowsum(w: np.ndarray, onehot: Any) -> np.ndarray:
+    """w @ onehot for dense (R, m) weights and an (m, K) one-hot, dense or sparse: (R, K) dense."""
+    if isinstance(onehot, np.ndarray):
+        return w @ onehot
     return np.asarray(onehot.T.dot(w.T).T)
 
 
@@ -274,12 +275,23 @@ def precision_correction(cc: ClassCounts) -> np.ndarray:
     return 1.0 / (np.minimum(cc.predicted_baseline, cc.predicted_candidate) + 2.0)
 
 
-def _sparse_onehot(idx: np.ndarray, k: int, values: np.ndarray | None = None) -> sparse.csr_matrix:
+#: Up to this many cells x classes a one-hot is a dense array (a few MB); beyond it, a scipy.sparse matrix, imported
+#: only then (it costs 0.14 s to import, a tenth of a small run).
+DENSE_ONEHOT_MAX = 1 << 20
+
+
+def _sparse_onehot(idx: np.ndarray, k: int, values: np.ndarray | None = None) -> Any:
     data = np.ones(idx.size) if values is None else values.astype(np.float64)
+    if idx.size * k <= DENSE_ONEHOT_MAX:
+        out = np.zeros((idx.size, k), dtype=np.float64)
+        out[np.arange(idx.size), idx] = data
+        return out
+    from scipy import sparse
+
     return sparse.csr_matrix((data, (np.arange(idx.size), idx)), shape=(idx.size, k))
 
 
-def _summaries(w: np.ndarray, y1: sparse.csr_matrix, p1: sparse.csr_matrix, tp1: sparse.csr_matrix,
+def _summaries(w: np.ndarray, y1: Any, p1: Any, tp1: Any,
                *, per_class: bool) -> dict[str, np.ndarray]:
     n = w.sum(axis=1)
     support, predicted, tp = _rowsum(w, y1), _rowsum(w, p1), _rowsum(w, tp1)

@@ -85,3 +85,30 @@ def test_state_stays_small():
     counts = _counts(y, pb, pc, 3, batch=1000)
     assert counts.total == 20000
     assert len(counts.cells().counts) <= 27
+
+
+def test_dense_and_sparse_one_hots_give_the_same_metrics(monkeypatch):
+    """Small tables use dense one-hots (no scipy.sparse import); large ones sparse: the figures are the same."""
+    import gate.metrics as gm
+
+    rng = np.random.default_rng(3)
+    counts = PairedCounts(7)
+    y = rng.integers(0, 7, 2000)
+    counts.update(y, np.where(rng.random(2000) < 0.8, y, rng.integers(0, 7, 2000)),
+                  np.where(rng.random(2000) < 0.7, y, rng.integers(0, 7, 2000)))
+    cells = counts.cells()
+    weights = rng.multinomial(int(cells.counts.sum()), cells.counts / cells.counts.sum(), size=50).astype(float)
+
+    def figures():
+        out = {}
+        for name, d in (("b", gm.model_metrics(cells, cells.pb, weights, empty=np.nan)),
+                        ("c", gm.comparison_metrics(cells, weights, empty=np.nan))):
+            out.update({f"{name}.{k}": np.asarray(v) for k, v in d.items()})
+        return out
+
+    dense = figures()
+    monkeypatch.setattr(gm, "DENSE_ONEHOT_MAX", 0)
+    sparse = figures()
+    assert dense.keys() == sparse.keys()
+    for key in dense:
+        np.testing.assert_allclose(dense[key], sparse[key], rtol=1e-12, atol=0, equal_nan=True, err_msg=key)
