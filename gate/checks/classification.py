@@ -107,18 +107,25 @@ def rate_evidence(successes: int, n: int, *, threshold: float, rule: str, confid
                     method="exact binomial")
 
 
-def bootstrap_evidence(reps: np.ndarray, *, threshold: float, rule: str, confidence: float) -> Evidence:
-    """Bootstrap p-values along axis 0 for a drop rule (reps of the drop) or a `min` rule (reps of the value)."""
+def _bootstrap_tails(reps: np.ndarray, *, threshold: float, rule: str,
+                     confidence: float) -> tuple[Any, Any, Any, Any, Any]:
+    """(beyond, within, worse, low, high) along axis 0 for a drop rule (reps of the drop) or a `min` rule (reps of
+    the value); `worse` (the candidate worse at all) is None for `min`. One column or many."""
     lo, hi = stats.percentile_interval(reps, confidence=confidence)
     if rule == "min":
         beyond = stats.bootstrap_p_value(reps, bound=threshold, alternative="less")
         within = stats.bootstrap_p_value(reps, bound=threshold, alternative="greater")
-        worse = None
-    else:
-        beyond = stats.bootstrap_p_value(reps, bound=threshold, alternative="greater")
-        within = stats.bootstrap_p_value(reps, bound=threshold, alternative="less")
-        worse = float(stats.bootstrap_p_value(reps, bound=0.0, alternative="greater"))
-    return Evidence(p_beyond=float(beyond), p_within=float(within), p_worse=worse,
+        return beyond, within, None, lo, hi
+    beyond = stats.bootstrap_p_value(reps, bound=threshold, alternative="greater")
+    within = stats.bootstrap_p_value(reps, bound=threshold, alternative="less")
+    worse = stats.bootstrap_p_value(reps, bound=0.0, alternative="greater")
+    return beyond, within, worse, lo, hi
+
+
+def bootstrap_evidence(reps: np.ndarray, *, threshold: float, rule: str, confidence: float) -> Evidence:
+    """Bootstrap p-values along axis 0 for a drop rule (reps of the drop) or a `min` rule (reps of the value)."""
+    beyond, within, worse, lo, hi = _bootstrap_tails(reps, threshold=threshold, rule=rule, confidence=confidence)
+    return Evidence(p_beyond=float(beyond), p_within=float(within), p_worse=None if worse is None else float(worse),
                     interval=(float(lo), float(hi)), method="paired bootstrap")
 
 
@@ -374,16 +381,8 @@ def _class_evidence(metric: str, rule: str, threshold: float, ks: np.ndarray, cc
     assert reps is not None and reps.per_class
     col = reps.candidate[metric][:, ks] if rule == "min" else _drop_reps(
         rule, reps.baseline[metric][:, ks], reps.candidate[metric][:, ks])
-    lo, hi = stats.percentile_interval(col, confidence=confidence)
-    if rule == "min":
-        beyond = stats.bootstrap_p_value(col, bound=threshold, alternative="less")
-        within = stats.bootstrap_p_value(col, bound=threshold, alternative="greater")
-        worse = nan
-    else:
-        beyond = stats.bootstrap_p_value(col, bound=threshold, alternative="greater")
-        within = stats.bootstrap_p_value(col, bound=threshold, alternative="less")
-        worse = stats.bootstrap_p_value(col, bound=0.0, alternative="greater")
-    return {"beyond": beyond, "within": within, "worse": worse, "low": lo, "high": hi,
+    beyond, within, worse, lo, hi = _bootstrap_tails(col, threshold=threshold, rule=rule, confidence=confidence)
+    return {"beyond": beyond, "within": within, "worse": nan if worse is None else worse, "low": lo, "high": hi,
             "method": "paired bootstrap"}  # type: ignore[dict-item]
 
 
