@@ -629,3 +629,23 @@ def test_interpret_a_gate_killed_by_a_signal_names_the_signal(tmp_path: Path):
     outcome = ep.interpret(-9, "", json_path=tmp_path / "none.json", markdown_path=tmp_path / "none.md")
     assert outcome.exit_code == 2 and outcome.verdict == "error"
     assert outcome.error == "error: the gate process was killed by SIGKILL before it decided anything"
+
+
+def test_token_holder_finds_a_parent_that_keeps_the_runners_tokens(tmp_path):
+    """A process started by one that holds ACTIONS_* names that parent; started by a clean one, it names none of
+    its own ancestors up to that clean parent."""
+    import subprocess
+    import sys as _sys
+
+    probe = ("import os, sys; sys.path.insert(0, os.environ['GATE_ROOT']); "
+             "from gate.action.isolation import token_holder; print(os.getppid(), token_holder())")
+    root = str(Path(__file__).resolve().parents[2])
+    base = {"PATH": "/usr/bin:/bin", "GATE_ROOT": root}
+    for env, holds in (({**base, "ACTIONS_RUNTIME_TOKEN": "t0k3n"}, True), (base, False)):
+        shell = f"{_sys.executable} -c {probe!r}; exit $?"
+        out = subprocess.run(["/bin/sh", "-c", shell], env=env, capture_output=True, text=True, check=True).stdout
+        parent, _, holder = out.strip().partition(" ")
+        if holds:
+            assert holder == f"pid {parent} (/proc/{parent}/environ)"
+        else:
+            assert holder == "None" or not holder.startswith(f"pid {parent} "), holder
