@@ -119,11 +119,14 @@ def bootstrap_figures(y: np.ndarray, preds: tuple[np.ndarray, np.ndarray], *, re
 def acceleration(influence: np.ndarray) -> np.ndarray:
     """BCa's acceleration from the empirical influence values along axis 0: sum U^3 / (6 (sum U^2)^1.5)."""
     u = np.asarray(influence, dtype=np.float64)
-    u = u - np.nanmean(u, axis=0)
-    s2 = np.nansum(u * u, axis=0)
+    ok = np.isfinite(u)
+    count = ok.sum(axis=0)
+    u = np.where(ok, u, 0.0)
+    u = np.where(ok, u - u.sum(axis=0) / np.maximum(count, 1), 0.0)
+    s2 = np.sum(u * u, axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        a = np.nansum(u ** 3, axis=0) / (6.0 * s2 ** 1.5)
-    return np.where(s2 > 0, a, 0.0)
+        a = np.sum(u ** 3, axis=0) / (6.0 * s2 ** 1.5)
+    return np.where(s2 > 0, a, 0.0)     # no finite influence (a NaN metric): no correction; the rule fails anyway
 
 
 def bias_correction(reps: np.ndarray, estimate: np.ndarray) -> np.ndarray:
