@@ -97,7 +97,8 @@ def test_a_good_candidate_passes_with_the_task_agnostic_checks(world_name, task,
     assert report["task"] == task and report["class_names"] == names
     assert [m["output"] for m in report["models"]] == [output, output]
     statuses = {c["name"]: c["status"] for c in report["checks"]}
-    assert set(statuses) == {"sanity", "drift", "onnx", "latency"}, statuses     # no classification check
+    task_checks = {"regression"} if task == "regression" else set()        # the task's own check, once it exists
+    assert set(statuses) == {"sanity", "drift", "onnx", "latency"} | task_checks, statuses   # no classification check
     assert statuses["sanity"] == statuses["drift"] == statuses["onnx"] == "pass"
     assert statuses["latency"] in ("pass", "warn")
     onnx = next(c for c in report["checks"] if c["name"] == "onnx")
@@ -105,7 +106,11 @@ def test_a_good_candidate_passes_with_the_task_agnostic_checks(world_name, task,
     assert onnx["details"]["task"]["compared"] == ("probabilities" if task == "multi_label" else "predictions")
     if task == "multi_label":
         assert onnx["details"]["task"]["sample_agreement"] == 1.0
-    assert report["metrics"] == {}                       # the task check (multilabel / regression) is not enabled
+    if task == "regression":                             # the regression check's metrics() gives the block
+        assert set(report["metrics"]) == {"baseline", "candidate", "comparison"}
+        assert statuses["regression"] == "pass"
+    else:
+        assert report["metrics"] == {}                   # the task check (multilabel) is not there yet
     assert f", task {task}" in res.stdout and f"{len(names)} {'labels' if task == 'multi_label' else 'targets'}" in res.stdout
     assert f"task: **{task}**" in (tmp_path / "r.md").read_text()
     assert f'<property name="task" value="{task}" />' in (tmp_path / "r.xml").read_text()
