@@ -166,6 +166,10 @@ class RegressionCheck(Check):
         order = np.argsort(index, kind="stable")
         if index.size and np.any(np.diff(index[order]) == 0):
             raise ValueError("regression state: a sample index appears twice")
+        if not np.array_equal(index[order], np.arange(index.size)):
+            # a whole run's rows are samples 0..N-1; anything else was summed, not concatenated, or is incomplete
+            raise ValueError("regression state: the rows are not samples 0..N-1 of one run (per-sample rows must be "
+                             "concatenated across shards, not summed)")
         self._rows = {"rows.index": index[order], **{k: v[order] for k, v in arrays.items()}}
         self._index, self._y, self._pred = [], [], {role: [] for role in ROLES}
         self._figures = None
@@ -210,7 +214,6 @@ class RegressionCheck(Check):
             out: dict[str, Any] = {m: float(f.get(m)[0]) for m in ("mae", "rmse", "r2", "bias")}
             out["per_target"] = {name: {m: float(f.get(m)[j + 1]) for m in ("mae", "rmse", "r2", "bias")}
                                  for j, name in enumerate(names)}
-            out["num_samples"] = int(y.shape[0])
             return out
 
         b, c = fig["baseline"], fig["candidate"]
@@ -395,6 +398,10 @@ class RegressionCheck(Check):
         passed = (f"MAE {_fmt(c.mae[0])} vs baseline {_fmt(b.mae[0])}, RMSE {_fmt(c.rmse[0])} vs {_fmt(b.rmse[0])}, "
                   f"R^2 {c.r2[0]:.4f} vs {b.r2[0]:.4f}: within every threshold")
         status, summary = check_summary(self.name, findings, passed=passed)
+        named = list(dict.fromkeys(f.metric for f in findings if f.status == status))
+        if status != "pass" and len(named) > 1:
+            # say every metric that is beyond first: the worst reason alone names one of them
+            summary = f"{status}ing on {', '.join(named)}: {summary}"         # "failing on ..." / "warning on ..."
         return CheckResult(name=self.name, status=status, summary=summary, findings=tuple(findings), tables=tables,
                            details=details, notes=tuple(notes))
 

@@ -420,9 +420,14 @@ def test_load_state_refuses_what_is_not_a_state():
     check = make_check()
     with pytest.raises(ValueError):
         check.load_state({"rows.index": np.arange(3)})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="twice"):
         check.load_state({"rows.index": np.array([0, 0]), "rows.target": np.zeros((2, 1)),
                           "rows.baseline": np.zeros((2, 1)), "rows.candidate": np.zeros((2, 1))})
+    y, pb, pc = world(40, 1, seed=27)
+    shards = [feed(make_check(), y, pb, pc, batch=10, batches={k, k + 2}).state() for k in (0, 1)]
+    summed = {key: shards[0][key] + shards[1][key] for key in shards[0]}     # rows added up, not concatenated
+    with pytest.raises(ValueError, match="not samples 0..N-1"):
+        make_check().load_state(summed)
 
 
 # ------------------------------------------------------------------------------------------------ bad input
