@@ -243,3 +243,110 @@ def test_a_baseline_cache_hit_gives_the_same_multi_label_run(multi_label, tmp_pa
     assert "baseline cache miss" in reports[0]["notes"][-1] and "baseline cache hit" in reports[1]["notes"][-1]
     assert _check_details(reports[0]) == _check_details(reports[1])
     assert [m["output"] for m in reports[1]["models"]] == ["multi_label_logits"] * 2
+
+
+# ------------------------------------------------------------------------- Hugging Face heads and text data
+
+
+def _hf_pair(root: Path, *, problem_type: str | None, id2label: dict[int, str], order: list[int] | None = None
+             ) -> tuple[Path, Path]:
+    """A tiny BERT head saved twice: the baseline, and a candidate with the same weights whose label columns are
+    permuted by `order` (with id2label permuted to match, so by name they are the same model)."""
+    import transformers
+
+    from tests.unit import model_fixtures as fx
+
+    base_dir = root / "base"
+    model, _ = fx.build_hf_dir(base_dir, id2label=id2label)
+    config = json.loads((base_dir / "config.json").read_text())
+    config["problem_type"] = problem_type
+    (base_dir / "config.json").write_text(json.dumps(config))
+    cand_dir = root / "cand"
+    order = order or list(range(len(id2label)))
+    with torch.no_grad():
+        model.classifier.weight.copy_(model.classifier.weight[order].clone())
+        model.classifier.bias.copy_(model.classifier.bias[order].clone())
+    model.config.id2label = {i: id2label[j] for i, j in enumerate(order)}
+    model.config.label2id = {v: k for k, v in model.config.id2label.items()}
+    model.config.problem_type = problem_type
+    model.save_pretrained(str(cand_dir))
+    transformers.AutoTokenizer.from_pretrained(str(base_dir)).save_pretrained(str(cand_dir))
+    return base_dir, cand_dir
+
+
+def test_a_hugging_face_multi_label_head_runs_on_jsonl_label_names(tmp_path, capsys, in_repo_root):
+    from tests.unit.model_fixtures import TEXTS
+
+    names = {0: "plot", 1: "acting", 2: "tone"}
+    base, cand = _hf_pair(tmp_path, problem_type="multi_label_classification", id2label=names, order=[2, 0, 1])
+    data = tmp_path / "eval.jsonl"
+    labels = [["plot"], ["acting", "tone"], [], ["plot", "tone"]]
+    data.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in zip(TEXTS * 3, labels * 3)))
+    out = tmp_path / "r.json"
+    # (drift is left off: it compares the classifier layer's raw columns, which the permutation reorders)
+    res = run_cli(capsys, "check", cand, "--baseline", base, "--data", data, "--json", out)
+    assert res.code == 0, res.out + res.err
+    report = json.loads(out.read_text())
+    validate_report(report)
+    assert report["task"] == "multi_label" and report["class_names"] == ["plot", "acting", "tone"]
+    assert [m["output"] for m in report["models"]] == ["multi_label_logits"] * 2     # a HF output is named logits
+    assert any("reordered to the baseline's by name" in n for n in report["notes"]), report["notes"]
+    statuses = {c["name"]: c["status"] for c in report["checks"]}
+    assert statuses == {"sanity": "pass"}, statuses
+    sanity = next(c for c in report["checks"] if c["name"] == "sanity")
+    assert any(f["metric"] == "class_names" and f["status"] == "pass" for f in sanity["findings"])
+
+
+def test_a_hugging_face_head_with_one_label_is_a_regressor_on_jsonl_numbers(tmp_path, capsys, in_repo_root):
+    from tests.unit.model_fixtures import TEXTS
+
+    base, cand = _hf_pair(tmp_path, problem_type=None, id2label={0: "LABEL_0"})
+    data = tmp_path / "eval.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "label": i * 0.5}) + "\n" for i, t in enumerate(TEXTS * 2)))
+    out = tmp_path / "r.json"
+    res = run_cli(capsys, "check", cand, "--baseline", base, "--data", data, "--enable", "drift", "--json", out)
+    assert res.code == 0, res.out + res.err
+    report = json.loads(out.read_text())
+    validate_report(report)
+    assert report["task"] == "regression" and report["class_names"] == ["target"]
+    assert [c["name"] for c in report["checks"]] == ["sanity", "drift"] and report["data"]["num_samples"] == 8
+    assert [m["output"] for m in report["models"]] == ["regression", "regression"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"text": TEXTS[0], "label": 1}) + "\n" + json.dumps({"text": TEXTS[1], "label": "x"}) + "\n")
+    res = run_cli(capsys, "check", cand, "--baseline", base, "--data", bad, "--json", tmp_path / "bad.json")
+    assert res.code == 2 and not (tmp_path / "bad.json").exists()
+    assert res.err.strip() == f"error: {bad}: line 2, key 'label': target 'x' is not a number (task regression)"
+
+
+def test_a_single_regression_target_can_be_named(tmp_path, capsys, in_repo_root):
+    torch.manual_seed(0)
+    model = tm.build_mlp(num_classes=1).eval()
+    path = _save(model, tmp_path / "m.safetensors")
+    data = tmp_path / "eval.npz"
+    np.savez(data, x=np.ones((5, tm.IN_FEATURES), np.float32), labels=np.arange(5, dtype=np.float32))
+    config = tmp_path / "gate.yaml"
+    config.write_text(f"task: regression\nclass_names: [price]\nmodel:\n  factory: {FACTORY}\n  kwargs: {{num_classes: 1}}\n")
+    out = tmp_path / "r.json"
+    res = run_cli(capsys, "check", path, "--baseline", path, "--data", data, "--config", config, "--json", out)
+    assert res.code == 0, res.out + res.err
+    report = json.loads(out.read_text())
+    assert report["class_names"] == ["price"] and "5 samples, 1 target\n" in res.out
+
+
+def test_the_python_api_takes_the_task_from_a_config_dict_and_a_dataloader():
+    import gate
+
+    torch.manual_seed(1)
+    base = tm.build_mlp(num_classes=3).eval()
+    cand = tm.build_mlp(num_classes=3).eval()
+    cand.load_state_dict(base.state_dict())
+    x = torch.randn(40, tm.IN_FEATURES, generator=torch.Generator().manual_seed(2))
+    y = (torch.rand(40, 3, generator=torch.Generator().manual_seed(3)) < 0.5).long()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    report = gate.check(cand, base, loader, config={"task": "multi_label", "class_names": ["a", "b", "c"]},
+                        enable=["drift"])
+    assert report.verdict == "pass" and report.model.task == "multi_label"
+    assert [c.name for c in report.model.checks] == ["sanity", "drift"]
+    assert report.model.class_names == ("a", "b", "c") and report.model.data.num_samples == 40
+    with pytest.raises(gate.errors.ConfigError, match="the per_class check does not support the task multi_label"):
+        gate.check(cand, base, loader, config={"task": "multi_label"}, enable=["per_class"])
