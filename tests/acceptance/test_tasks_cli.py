@@ -309,7 +309,8 @@ def test_a_hugging_face_head_with_one_label_is_a_regressor_on_jsonl_numbers(tmp_
     report = json.loads(out.read_text())
     validate_report(report)
     assert report["task"] == "regression" and report["class_names"] == ["target"]
-    assert [c["name"] for c in report["checks"]] == ["sanity", "drift"] and report["data"]["num_samples"] == 8
+    assert [c["name"] for c in report["checks"]] == ["sanity", "regression", "drift"]
+    assert report["data"]["num_samples"] == 8
     assert [m["output"] for m in report["models"]] == ["regression", "regression"]
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"text": TEXTS[0], "label": 1}) + "\n" + json.dumps({"text": TEXTS[1], "label": "x"}) + "\n")
