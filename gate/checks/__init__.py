@@ -9,6 +9,7 @@ REGISTRY: dict[str, str] = {
     "per_class": "gate.checks.classification:PerClassCheck",
     "flips": "gate.checks.classification:FlipsCheck",
     "scores": "gate.checks.scores:ScoresCheck",
+    "regression": "gate.checks.regression:RegressionCheck",
     "slices": "gate.checks.slices:SlicesCheck",
     "cases": "gate.checks.cases:CasesCheck",
     "drift": "gate.checks.drift:DriftCheck",

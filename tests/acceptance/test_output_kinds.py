@@ -120,5 +120,6 @@ def test_one_output_declared_regression_makes_both_models_regressors(sigmoid, in
     validate_report(report)
     assert report["task"] == "regression" and report["class_names"] == ["target"]
     assert [m["output"] for m in report["models"]] == ["regression", "regression"]
-    assert [c["name"] for c in report["checks"]] == ["sanity"]       # accuracy & co. are classification checks
-    assert report["metrics"] == {}                                     # no regression check in this run
+    # accuracy & co. are classification checks; the regression task runs sanity and its own check
+    assert [c["name"] for c in report["checks"]] == ["sanity", "regression"]
+    assert set(report["metrics"]) == {"baseline", "candidate", "comparison"}   # from the regression check

@@ -97,7 +97,8 @@ def test_a_good_candidate_passes_with_the_task_agnostic_checks(world_name, task,
     assert report["task"] == task and report["class_names"] == names
     assert [m["output"] for m in report["models"]] == [output, output]
     statuses = {c["name"]: c["status"] for c in report["checks"]}
-    assert set(statuses) == {"sanity", "drift", "onnx", "latency"}, statuses     # no classification check
+    task_checks = {"regression"} if task == "regression" else set()        # the task's own check, once it exists
+    assert set(statuses) == {"sanity", "drift", "onnx", "latency"} | task_checks, statuses   # no classification check
     assert statuses["sanity"] == statuses["drift"] == statuses["onnx"] == "pass"
     assert statuses["latency"] in ("pass", "warn")
     onnx = next(c for c in report["checks"] if c["name"] == "onnx")
@@ -105,7 +106,11 @@ def test_a_good_candidate_passes_with_the_task_agnostic_checks(world_name, task,
     assert onnx["details"]["task"]["compared"] == ("probabilities" if task == "multi_label" else "predictions")
     if task == "multi_label":
         assert onnx["details"]["task"]["sample_agreement"] == 1.0
-    assert report["metrics"] == {}                       # the task check (multilabel / regression) is not enabled
+    if task == "regression":                             # the regression check's metrics() gives the block
+        assert set(report["metrics"]) == {"baseline", "candidate", "comparison"}
+        assert statuses["regression"] == "pass"
+    else:
+        assert report["metrics"] == {}                   # the task check (multilabel) is not there yet
     assert f", task {task}" in res.stdout and f"{len(names)} {'labels' if task == 'multi_label' else 'targets'}" in res.stdout
     assert f"task: **{task}**" in (tmp_path / "r.md").read_text()
     assert f'<property name="task" value="{task}" />' in (tmp_path / "r.xml").read_text()
@@ -207,8 +212,10 @@ def _check_details(report: dict) -> dict:
 
 
 def test_sharded_regression_merges_to_the_unsharded_run(regression, tmp_path, capsys, in_repo_root):
+    # The regression check's per-sample rows merge by concatenation (`rows.` keys: the shard-merge branch);
+    # its own round trip is tests/unit/test_regression_check.py::test_state_round_trip_equals_the_single_run.
     common = ("--baseline", regression["base"], "--data", regression["data"], "--config", regression["config"],
-              "--batch-size", "16")
+              "--batch-size", "16", "--disable", "regression")
     whole = tmp_path / "whole.json"
     assert run_cli(capsys, "check", regression["good"], *common, "--json", whole).code == 0
     states = [tmp_path / f"s{i}.gstate" for i in (1, 2)]
@@ -302,7 +309,8 @@ def test_a_hugging_face_head_with_one_label_is_a_regressor_on_jsonl_numbers(tmp_
     report = json.loads(out.read_text())
     validate_report(report)
     assert report["task"] == "regression" and report["class_names"] == ["target"]
-    assert [c["name"] for c in report["checks"]] == ["sanity", "drift"] and report["data"]["num_samples"] == 8
+    assert [c["name"] for c in report["checks"]] == ["sanity", "regression", "drift"]
+    assert report["data"]["num_samples"] == 8
     assert [m["output"] for m in report["models"]] == ["regression", "regression"]
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"text": TEXTS[0], "label": 1}) + "\n" + json.dumps({"text": TEXTS[1], "label": "x"}) + "\n")

@@ -1,0 +1,470 @@
+"""The regression check: every metric against scikit-learn on the same predictions (one batch vs many), the
+Wilcoxon signed-rank test against scipy.stats.wilcoxon, the BCa bootstrap against a Monte Carlo oracle (the
+estimator's true spread over many independent evaluation sets), state() / load_state() against the single run,
+the worse-rate against the exact binomial test, and bad input refused."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats as sps
+from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+from gate import regression_stats as rs
+from gate import stats
+from gate.checks.base import RunContext, Step
+from gate.checks.regression import RegressionCheck
+from gate.config import build_config, deep_merge
+from gate.errors import ConfigError, DataError, ModelError
+
+
+def world(n: int, t: int = 1, *, seed: int, noise_c: float = 1.0, shift: float = 10.0):
+    """Targets and two models' predictions that share part of their error (a paired design), float32."""
+    rng = np.random.default_rng(seed)
+    y = rng.normal(size=(n, t)) * 3.0 + shift
+    common = rng.standard_t(5, size=(n, t))
+    pb = y + 0.7 * common + 0.5 * rng.normal(size=(n, t))
+    pc = y + 0.7 * common + 0.5 * noise_c * rng.normal(size=(n, t))
+    return y.astype(np.float32), pb.astype(np.float32), pc.astype(np.float32)
+
+
+#: The default rules switched off, so that a test sees only the rules it sets.
+NO_DEFAULT_RULES = {"mae": {"max_relative_increase": None}, "rmse": {"max_relative_increase": None}}
+
+
+def make_check(options=None, *, decision=None, seed=0, names=None, t=1, defaults=False):
+    opts = deep_merge({} if defaults else NO_DEFAULT_RULES, options or {})
+    raw = {"seed": seed, "checks": {"regression": {"enabled": True, **opts}}}
+    if decision:
+        raw["decision"] = decision
+    config = build_config(raw)
+    names = names or (("target",) if t == 1 else tuple(f"target[{i}]" for i in range(t)))
+    ctx = RunContext(config=config, models={}, class_names=tuple(names), device=None)
+    return RegressionCheck(config.check("regression"), ctx)
+
+
+def step(i: int, start: int, y, pb, pc, *, squeeze=False) -> Step:
+    tens = (lambda a: torch.from_numpy(a[:, 0] if squeeze else a))
+    s = Step(index=i, offset=start, inputs=None, labels=tens(y),
+             scores={"baseline": tens(pb), "candidate": tens(pc)},
+             preds={"baseline": pb[:, 0] if squeeze else pb, "candidate": pc[:, 0] if squeeze else pc})
+    s.task = "regression"   # set by the runner on every Step (the task contract)
+    return s
+
+
+def feed(check, y, pb, pc, *, batch=None, squeeze=False, batches=None):
+    batch = batch or len(y)
+    for i, start in enumerate(range(0, len(y), batch)):
+        if batches is not None and i not in batches:
+            continue
+        sl = slice(start, start + batch)
+        check.update(step(i, start, y[sl], pb[sl], pc[sl], squeeze=squeeze))
+    return check
+
+
+def run_check(y, pb, pc, *, options=None, batch=None, decision=None, t=None, names=None, seed=0):
+    check = make_check(options, decision=decision, t=t or y.shape[1], names=names, seed=seed)
+    return feed(check, y, pb, pc, batch=batch).compute()
+
+
+def figures_of(result):
+    return result.details["metrics"]
+
+
+# --------------------------------------------------------------------------------------- metrics vs sklearn
+
+
+@pytest.mark.parametrize("t", [1, 3])
+@pytest.mark.parametrize("batch", [None, 7, 64])
+def test_metrics_match_scikit_learn_one_batch_or_many(t, batch):
+    y, pb, pc = world(301, t, seed=t)
+    m = figures_of(run_check(y, pb, pc, batch=batch, decision={"mode": "point"}))
+    y = y.astype(np.float64)        # the check computes in float64 from the float32 values; so does the oracle
+    for role, pred in (("baseline", pb.astype(np.float64)), ("candidate", pc.astype(np.float64))):
+        got = m[role]
+        assert got["mae"] == pytest.approx(mean_absolute_error(y, pred), rel=1e-12)
+        rmse = np.mean(np.sqrt(mean_squared_error(y, pred, multioutput="raw_values")))
+        assert got["rmse"] == pytest.approx(rmse, rel=1e-12)
+        assert got["r2"] == pytest.approx(r2_score(y, pred), rel=1e-12, abs=1e-12)
+        assert got["bias"] == pytest.approx(float(np.mean(pred.astype(np.float64) - y)), rel=1e-9, abs=1e-12)
+        for j, name in enumerate(got["per_target"]):
+            assert got["per_target"][name]["mae"] == pytest.approx(mean_absolute_error(y[:, j], pred[:, j]), rel=1e-12)
+            assert got["per_target"][name]["rmse"] == pytest.approx(
+                math.sqrt(mean_squared_error(y[:, j], pred[:, j])), rel=1e-12)
+            assert got["per_target"][name]["r2"] == pytest.approx(r2_score(y[:, j], pred[:, j]), rel=1e-12)
+
+
+def test_batching_changes_nothing_in_the_result():
+    y, pb, pc = world(250, 2, seed=4)
+    one = run_check(y, pb, pc, options={"mae": {"max_increase": 0.1}, "r2": {"max_drop": 0.02}})
+    many = run_check(y, pb, pc, batch=9, options={"mae": {"max_increase": 0.1}, "r2": {"max_drop": 0.02}})
+    assert one.findings == many.findings and one.tables == many.tables
+
+
+def test_a_vector_of_predictions_is_one_target():
+    y, pb, pc = world(100, 1, seed=5)
+    check = feed(make_check(decision={"mode": "point"}), y, pb, pc, batch=30, squeeze=True)
+    m = check.compute().details["metrics"]
+    assert m["candidate"]["mae"] == pytest.approx(mean_absolute_error(y.astype(np.float64), pc.astype(np.float64)),
+                                                  rel=1e-12)
+
+
+def test_constant_target_r2_follows_scikit_learn():
+    y = np.full((20, 1), 3.0, dtype=np.float32)
+    pb = y.copy()
+    pc = y + np.float32(0.5)
+    result = run_check(y, pb, pc, decision={"mode": "point"})
+    m = result.details["metrics"]
+    assert m["baseline"]["r2"] == r2_score(y, pb) == 1.0
+    assert m["candidate"]["r2"] == r2_score(y, pc) == 0.0
+    assert any("constant target" in note for note in result.notes)
+
+
+def test_influences_are_the_derivatives_of_the_metrics():
+    """Finite differences of each metric under a small weight on one sample equal its influence value / n."""
+    y, pb, _ = world(40, 2, seed=6)
+    y, p = y.astype(np.float64), pb.astype(np.float64)
+    fig = rs.figures(y, p)
+    infl = rs.influences(y, p, fig)
+    eps = 1e-6
+    for i in (0, 7, 33):
+        w = np.ones(len(y))
+        w[i] += eps
+        w = w / w.sum() * len(y)
+        e = p - y
+        mae = np.average(np.abs(e), axis=0, weights=w)
+        rmse = np.sqrt(np.average(e * e, axis=0, weights=w))
+        ybar = np.average(y, axis=0, weights=w)
+        r2 = 1 - np.average(e * e, axis=0, weights=w) / np.average((y - ybar) ** 2, axis=0, weights=w)
+        for name, moved in (("mae", mae), ("rmse", rmse), ("r2", r2)):
+            base = fig.get(name)[1:]
+            derivative = (moved - base) / eps * len(y)       # d metric / d (weight share) x n
+            np.testing.assert_allclose(derivative, infl[name][i, 1:], rtol=1e-3, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------- Wilcoxon
+
+
+@pytest.mark.parametrize("n", [8, 20, 45])
+def test_wilcoxon_exact_matches_scipy(n):
+    rng = np.random.default_rng(n)
+    d = rng.normal(0.3, 1.0, n)
+    ours = rs.wilcoxon_signed_rank(d)
+    assert ours.method == "exact"
+    for alt, got in (("greater", ours.p_greater), ("less", ours.p_less), ("two-sided", ours.p_two_sided)):
+        ref = sps.wilcoxon(d, alternative=alt, method="exact")
+        assert got == pytest.approx(ref.pvalue, rel=1e-10)
+    assert ours.statistic == pytest.approx(sps.wilcoxon(d, alternative="greater", method="exact").statistic)
+
+
+@pytest.mark.parametrize("zero_method", ["wilcox", "pratt"])
+@pytest.mark.parametrize("correction", [False, True])
+def test_wilcoxon_normal_with_ties_and_zeros_matches_scipy(zero_method, correction):
+    rng = np.random.default_rng(3)
+    d = np.round(rng.normal(0.2, 1.0, 400), 1)          # many ties and some zeros
+    assert np.sum(d == 0) > 0
+    ours = rs.wilcoxon_signed_rank(d, zero_method=zero_method, correction=correction)
+    assert ours.method == "normal approximation"
+    for alt, got in (("greater", ours.p_greater), ("less", ours.p_less), ("two-sided", ours.p_two_sided)):
+        ref = sps.wilcoxon(d, alternative=alt, method="asymptotic", zero_method=zero_method, correction=correction)
+        assert got == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-15)
+
+
+def test_wilcoxon_large_untied_sample_matches_scipy_auto():
+    d = np.random.default_rng(9).normal(-0.05, 1.0, 3000)
+    ours = rs.wilcoxon_signed_rank(d)
+    ref = sps.wilcoxon(d, alternative="greater", correction=False)
+    assert ours.p_greater == pytest.approx(ref.pvalue, rel=1e-9)
+
+
+def test_wilcoxon_without_differences_says_nothing():
+    out = rs.wilcoxon_signed_rank(np.zeros(10))
+    assert out.n == 0 and out.p_greater == 1.0 and out.p_two_sided == 1.0
+
+
+def test_the_check_reports_wilcoxon_of_absolute_errors():
+    y, pb, pc = world(500, 2, seed=8, noise_c=1.6)
+    result = run_check(y, pb, pc)
+    d = (np.abs(pc.astype(np.float64) - y).mean(axis=1) - np.abs(pb.astype(np.float64) - y).mean(axis=1))
+    ref = sps.wilcoxon(d, alternative="greater", correction=False)
+    assert result.details["wilcoxon"]["p_greater"] == pytest.approx(ref.pvalue, rel=1e-9)
+    assert result.details["wilcoxon"]["p_greater"] < 0.01
+
+
+# ---------------------------------------------------------------------------------------------- bootstrap
+
+
+def test_bca_reduces_to_the_percentile_p_value_without_correction():
+    reps = np.random.default_rng(1).normal(size=4001)
+    est = np.median(reps)            # z0 = 0
+    for bound in (-1.5, 0.2, 1.0):
+        ours = rs.bca_p_value(reps, np.asarray(est), np.asarray(0.0), bound=bound, alternative="greater")
+        ref = stats.bootstrap_p_value(reps, bound=bound, alternative="greater")
+        assert float(ours) == pytest.approx(float(ref), rel=1e-9)
+        ours = rs.bca_p_value(reps, np.asarray(est), np.asarray(0.0), bound=bound, alternative="less")
+        ref = stats.bootstrap_p_value(reps, bound=bound, alternative="less")
+        assert float(ours) == pytest.approx(float(ref), rel=1e-9)
+
+
+@pytest.mark.parametrize("a", [0.0, 0.05, -0.08])
+def test_bca_p_values_invert_the_bca_interval(a):
+    """p of "beyond" at the interval's lower end is alpha, p of "within" at its upper end is alpha."""
+    reps = np.random.default_rng(2).gamma(4.0, 1.0, size=20000)
+    est = np.asarray(3.6)
+    lo, hi = rs.bca_interval(reps, est, np.asarray(a), confidence=0.95)
+    p_lo = rs.bca_p_value(reps, est, np.asarray(a), bound=float(lo), alternative="greater")
+    p_hi = rs.bca_p_value(reps, est, np.asarray(a), bound=float(hi), alternative="less")
+    assert float(p_lo) == pytest.approx(0.025, abs=0.002)
+    assert float(p_hi) == pytest.approx(0.025, abs=0.002)
+
+
+def test_bootstrap_spread_matches_the_true_sampling_spread():
+    """Large-sample oracle: the sd of each paired difference over 400 independent evaluation sets drawn from one
+    population, against the width of the BCa interval of one set / (2 x 1.96)."""
+    n = 2000
+    rng = np.random.default_rng(11)
+    diffs = {"mae": [], "rmse": [], "r2": []}
+    for _ in range(400):
+        y, pb, pc = world(n, 1, seed=int(rng.integers(1 << 30)), noise_c=1.3)
+        fb = rs.figures(y.astype(np.float64), pb.astype(np.float64))
+        fc = rs.figures(y.astype(np.float64), pc.astype(np.float64))
+        for m in diffs:
+            diffs[m].append(float(fc.get(m)[0] - fb.get(m)[0]))
+    y, pb, pc = world(n, 1, seed=12345, noise_c=1.3)
+    result = run_check(y, pb, pc)
+    table = result.tables[0]
+    z = float(sps.norm.ppf(0.975))
+    for col, m in ((3, "mae"), (6, "rmse"), (9, "r2")):
+        cell = table.rows[0][col]
+        lo, hi = (float(v) for v in cell[cell.index("[") + 1:-1].split(","))
+        width_sd = (hi - lo) / (2 * z)
+        assert width_sd == pytest.approx(np.std(diffs[m], ddof=1), rel=0.15), m
+
+
+def test_bca_interval_of_a_mean_difference_matches_the_normal_interval_at_large_n():
+    y, pb, pc = world(20000, 1, seed=13, noise_c=1.2)
+    result = run_check(y, pb, pc, options={"mae": {"max_increase": 0.05}})
+    finding = next(f for f in result.findings if f.rule == "max_increase")
+    d = np.abs(pc.astype(np.float64) - y)[:, 0] - np.abs(pb.astype(np.float64) - y)[:, 0]
+    se = d.std(ddof=1) / math.sqrt(d.size)
+    z = float(sps.norm.ppf(0.975))
+    lo, hi = finding.interval
+    assert lo == pytest.approx(d.mean() - z * se, abs=0.1 * se)
+    assert hi == pytest.approx(d.mean() + z * se, abs=0.1 * se)
+
+
+def test_the_bootstrap_is_seeded_by_the_config_seed():
+    y, pb, pc = world(300, 1, seed=14)
+    opts = {"rmse": {"max_relative_increase": 0.05}}
+    a = run_check(y, pb, pc, options=opts, seed=1)
+    b = run_check(y, pb, pc, options=opts, seed=1)
+    c = run_check(y, pb, pc, options=opts, seed=2)
+    assert a.findings == b.findings
+    assert a.findings[0].interval != c.findings[0].interval
+
+
+def test_large_data_resamples_a_subsample_with_its_spread_scaled(monkeypatch):
+    import gate.checks.regression as reg
+
+    y, pb, pc = world(4000, 1, seed=15, noise_c=1.2)
+    opts = {"mae": {"max_increase": 0.05}}
+    full = run_check(y, pb, pc, options=opts).findings[0]
+    monkeypatch.setattr(reg, "BOOTSTRAP_SAMPLES", 1000)
+    result = run_check(y, pb, pc, options=opts)
+    sub = result.findings[0]
+    assert sub.value == full.value
+    width = lambda f: f.interval[1] - f.interval[0]  # noqa: E731
+    assert width(sub) == pytest.approx(width(full), rel=0.15)
+    assert any("subsample of 1000" in note for note in result.notes)
+
+
+# ------------------------------------------------------------------------------------------------- rules
+
+
+def test_a_much_noisier_candidate_fails_on_mae_and_rmse():
+    y, pb, pc = world(400, 1, seed=16, noise_c=4.0)
+    result = run_check(y, pb, pc, options={"mae": {"max_relative_increase": 0.05},
+                                           "rmse": {"max_relative_increase": 0.05}, "r2": {"max_drop": 0.01}})
+    status = {f.metric + " " + f.rule: f.status for f in result.findings}
+    assert status == {"mae max_relative_increase": "fail", "rmse max_relative_increase": "fail",
+                      "r2 max_drop": "fail"}
+    assert result.status == "fail"
+    for f in result.findings:
+        assert f.p_value < 0.025 and f.interval[0] > f.threshold
+
+
+def test_an_identical_candidate_is_proven_within():
+    y, pb, _ = world(400, 1, seed=17)
+    result = run_check(y, pb, pb.copy(), options={"mae": {"max_increase": 0.05}, "r2": {"min": 0.5}},
+                       decision={"mode": "non-inferiority"})
+    assert result.status == "pass"
+    assert [f.status for f in result.findings] == ["pass", "pass"]
+
+
+def test_point_mode_compares_values_only():
+    y, pb, pc = world(200, 1, seed=18, noise_c=1.5)
+    result = run_check(y, pb, pc, options={"mae": {"max": 0.01}}, decision={"mode": "point"})
+    f = result.findings[0]
+    assert f.status == "fail" and f.decision == "point" and f.interval is None and f.p_value is None
+    assert f.value == pytest.approx(mean_absolute_error(y.astype(np.float64), pc.astype(np.float64)), rel=1e-12)
+
+
+def test_sign_conventions_and_the_p_beyond_column():
+    y, pb, pc = world(1000, 1, seed=19, noise_c=0.2)     # the candidate is better
+    result = run_check(y, pb, pc, options={"mae": {"max_increase": 0.0}, "rmse": {"max_relative_increase": 0.0},
+                                           "r2": {"max_drop": 0.0, "min": 0.5}})
+    for f in result.findings:
+        if f.rule != "min":
+            assert f.value < 0          # an improvement is a negative increase / drop
+        assert f.p_value > 0.9          # p of "beyond the threshold": near 1 for a clearly better candidate
+        assert f.status == "pass"
+
+
+def test_a_nan_prediction_never_passes():
+    y, pb, pc = world(100, 1, seed=20)
+    pc[5, 0] = np.nan
+    result = run_check(y, pb, pc, options={"mae": {"max_increase": 10.0}})
+    assert result.findings[0].status == "fail"
+    assert any("NaN" in note for note in result.notes)
+
+
+def test_per_target_rules_are_a_holm_family():
+    y, pb, pc = world(600, 3, seed=21)
+    pc[:, 2] += 2.0                                      # one target broken
+    result = run_check(y, pb, pc, options={"mae": {"max_increase": 0.2}, "per_target": True},
+                       names=("a", "b", "c"))
+    by = {f.metric: f for f in result.findings}
+    assert set(by) == {"mae[mean of 3 targets]", "mae[a]", "mae[b]", "mae[c]"}
+    assert by["mae[c]"].status == "fail" and by["mae[c]"].where == "c"
+    assert by["mae[a]"].status != "fail" and by["mae[b]"].status != "fail"
+    raw = [RegressionCheck._evidence(  # noqa: SLF001 - the unadjusted p-values
+        None, "max_increase", 0.2, j, "mae", _ctx_of(y, pb, pc), 0.95).p_beyond for j in (1, 2, 3)]
+    adjusted = stats.holm(np.array(raw))
+    assert [by[f"mae[{k}]"].p_value for k in "abc"] == pytest.approx(list(adjusted))
+
+
+def _ctx_of(y, pb, pc):
+    y, pb, pc = (a.astype(np.float64) for a in (y, pb, pc))
+    fig = {"baseline": rs.figures(y, pb), "candidate": rs.figures(y, pc)}
+    infl = {r: rs.influences(y, p, fig[r]) for r, p in (("baseline", pb), ("candidate", pc))}
+    return {"fig": fig, "infl": infl, "reps": rs.bootstrap_figures(y, (pb, pc), resamples=2000, seed=0)}
+
+
+def test_worse_rate_is_decided_by_the_exact_binomial_test():
+    y, pb, pc = world(300, 2, seed=22, noise_c=1.5)
+    result = run_check(y, pb, pc, options={"worse_rate": {"max": 0.2}, "worse_by": 0.5})
+    f = next(f for f in result.findings if f.metric == "worse_rate")
+    growth = np.abs(pc.astype(np.float64) - y) - np.abs(pb.astype(np.float64) - y)
+    k = int(np.any(growth > 0.5, axis=1).sum())
+    assert f.value == k / 300
+    ref = sps.binomtest(k, 300, 0.2, alternative="greater").pvalue
+    assert f.p_value == pytest.approx(ref, rel=1e-9)
+    ci = sps.binomtest(k, 300).proportion_ci(0.95, method="exact")
+    assert f.interval == pytest.approx((ci.low, ci.high), rel=1e-9)
+
+
+def test_worse_by_relative_uses_each_targets_standard_deviation():
+    y, pb, pc = world(300, 2, seed=23, noise_c=1.5)
+    y[:, 1] *= 10
+    pb[:, 1] *= 10
+    pc[:, 1] *= 10
+    result = run_check(y, pb, pc, options={"worse_rate": {"max": 0.5}, "worse_by_relative": 0.2})
+    thresholds = result.details["worse"]["thresholds"]
+    sd = y.astype(np.float64).std(axis=0)
+    assert list(thresholds.values()) == pytest.approx(list(0.2 * sd))
+    growth = np.abs(pc.astype(np.float64) - y) - np.abs(pb.astype(np.float64) - y)
+    assert result.details["worse"]["samples"] == int(np.any(growth > 0.2 * sd, axis=1).sum())
+
+
+def test_largest_growths_name_the_samples():
+    y, pb, pc = world(200, 2, seed=24)
+    pc[137, 1] += 50.0
+    result = run_check(y, pb, pc, batch=16)
+    table = result.tables[1]
+    growth = np.abs(pc.astype(np.float64) - y) - np.abs(pb.astype(np.float64) - y)
+    order = np.argsort(-growth.ravel(), kind="stable")[:10]
+    assert [(row[1], row[2]) for row in table.rows] == [(int(p) // 2, f"target[{int(p) % 2}]") for p in order]
+    assert table.rows[0][1] == 137 and table.rows[0][8] == pytest.approx(growth[137, 1], rel=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------- sharding
+
+
+def test_state_round_trip_equals_the_single_run():
+    y, pb, pc = world(333, 2, seed=25, noise_c=1.3)
+    opts = {"mae": {"max_increase": 0.05}, "rmse": {"max_relative_increase": 0.05}, "r2": {"max_drop": 0.01},
+            "worse_rate": {"max": 0.3}, "per_target": True}
+    single = feed(make_check(opts, t=2), y, pb, pc, batch=20).compute()
+    shards = [feed(make_check(opts, t=2), y, pb, pc, batch=20, batches=set(range(k, 17, 3))).state()
+              for k in range(3)]
+    merged = {}
+    for key in shards[0]:
+        if key.startswith("rows."):
+            merged[key] = np.concatenate([s[key] for s in shards])
+        else:
+            merged[key] = sum(s[key] for s in shards)
+    assert all(key.startswith("rows.") for key in merged)
+    assert merged["rows.index"].dtype == np.int64
+    restored = make_check(opts, t=2)
+    restored.load_state(merged)
+    again = restored.compute()
+    assert again.findings == single.findings
+    assert again.tables == single.tables
+    assert again.details == single.details
+
+
+def test_load_state_refuses_what_is_not_a_state():
+    check = make_check()
+    with pytest.raises(ValueError):
+        check.load_state({"rows.index": np.arange(3)})
+    with pytest.raises(ValueError, match="twice"):
+        check.load_state({"rows.index": np.array([0, 0]), "rows.target": np.zeros((2, 1)),
+                          "rows.baseline": np.zeros((2, 1)), "rows.candidate": np.zeros((2, 1))})
+    y, pb, pc = world(40, 1, seed=27)
+    shards = [feed(make_check(), y, pb, pc, batch=10, batches={k, k + 2}).state() for k in (0, 1)]
+    summed = {key: shards[0][key] + shards[1][key] for key in shards[0]}     # rows added up, not concatenated
+    with pytest.raises(ValueError, match="not samples 0..N-1"):
+        make_check().load_state(summed)
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+def test_predictions_of_the_wrong_shape_are_refused():
+    y, pb, pc = world(10, 2, seed=26)
+    check = make_check(t=2)
+    with pytest.raises(ModelError, match="candidate predicts shape"):
+        check.update(step(0, 0, y, pb, pc[:, :1]))
+
+
+def test_no_samples_is_a_data_error():
+    with pytest.raises(DataError, match="no samples"):
+        make_check().compute()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"mae": {"max_increse": 0.1}}, "did you mean max_increase"),
+    ({"rmse": {"max": -1.0}}, "checks.regression.rmse.max"),
+    ({"r2": {"max_drop": -0.1}}, "checks.regression.r2.max_drop"),
+    ({"worse_by": -0.5}, "checks.regression.worse_by"),
+    ({"worse_rate": {"max": 1.5}}, "checks.regression.worse_rate.max"),
+    ({"r2": {"min": 1.2}}, "checks.regression.r2.min"),
+    ({"wrose_rate": {"max": 0.1}}, "did you mean worse_rate"),
+])
+def test_bad_options_are_config_errors(options, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config({"checks": {"regression": options}})
+
+
+def test_r2_floor_may_be_negative():
+    config = build_config({"checks": {"regression": {"r2": {"min": -0.5}}}})
+    assert config.check("regression")["r2"]["min"] == -0.5
+
+
+def test_check_declares_its_task_and_sharding():
+    assert RegressionCheck.tasks == frozenset({"regression"})
+    assert RegressionCheck.sharding == "merge"
+    assert dataclasses.is_dataclass(step(0, 0, *world(2, seed=1)))
