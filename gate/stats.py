@@ -222,11 +222,12 @@ def paired_difference_interval(b: np.ndarray | int, c: np.ndarray | int, n: np.n
             b_ = minus_b_minus_c + slope * mid
             c_ = minus_c * mid * spread
             q = (np.sqrt(np.maximum(b_ * b_ - four_a * c_, 0.0)) - b_) / two_a
-            q = np.where(positive, np.maximum(q, np.maximum(0.0, -mid)), np.nan)
+            q = np.maximum(q, np.maximum(0.0, -mid))      # (NaN where n is 0: those bounds are NaN in the end)
             var = n * (2.0 * q + mid * spread)
             num = b_minus_c - n * mid + shift
-            z = num / np.sqrt(np.where(var > 0, var, 1.0))
-            z = np.where(var > 1e-300, z, np.where(num > 0, np.inf, np.where(num < 0, -np.inf, 0.0)))
+            # A zero sd makes z +-inf by the sign of num; num 0 gives NaN here where _tango_z gives 0, and neither
+            # rejects (the tail at 0 is 0.5, above any alpha).
+            z = np.where(var > 1e-300, num / np.sqrt(var), num * np.inf)
             rejected = _sps.norm.cdf(side * z) < alpha       # lower: sf(z); upper: cdf(z)
             # lower bound: the beyond-test rejects below it; upper bound: the within-test rejects above it
             up = rejected != upper
