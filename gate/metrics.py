@@ -20,8 +20,11 @@ class PairedCounts:
     def __init__(self, num_classes: int) -> None:
         self.num_classes = num_classes
         self._counts: dict[int, int] = {}
+        # cells() and point_metrics() of the counts as they are: several checks read them after the pass
+        self._memo: dict[str, Any] = {}
 
     def update(self, labels: np.ndarray, pred_baseline: np.ndarray, pred_candidate: np.ndarray) -> None:
+        self._memo = {}
         k = self.num_classes
         codes = (np.asarray(labels, dtype=np.int64) * k + np.asarray(pred_baseline, dtype=np.int64)) * k + np.asarray(
             pred_candidate, dtype=np.int64
@@ -61,10 +64,19 @@ class PairedCounts:
         return sum(self._counts.values())
 
     def cells(self) -> Cells:
-        k = self.num_classes
-        codes = np.array(sorted(self._counts), dtype=np.int64)
-        counts = np.array([self._counts[c] for c in codes.tolist()], dtype=np.int64)
-        return Cells(y=codes // (k * k), pb=(codes // k) % k, pc=codes % k, counts=counts, num_classes=k)
+        """The cells, sorted by code; shared by every reader until the next update, so read-only."""
+        if "cells" not in self._memo:
+            k = self.num_classes
+            codes = np.array(sorted(self._counts), dtype=np.int64)
+            counts = np.array([self._counts[c] for c in codes.tolist()], dtype=np.int64)
+            self._memo["cells"] = Cells(y=_read_only(codes // (k * k)), pb=_read_only((codes // k) % k),
+                                        pc=_read_only(codes % k), counts=_read_only(counts), num_classes=k)
+        return self._memo["cells"]
+
+
+def _read_only(arr: np.ndarray) -> np.ndarray:
+    arr.flags.writeable = False
+    return arr
 
 
 @dataclass(frozen=True)
@@ -154,15 +166,20 @@ def confusion_matrix(cells: Cells, pred: np.ndarray) -> np.ndarray:
 
 
 def point_metrics(counts: PairedCounts) -> dict[str, dict[str, np.ndarray]]:
-    """Point estimates (weights = the observed counts) for both models and between them; rows squeezed."""
-    cells = counts.cells()
-    w = cells.counts[None, :]
-    squeeze = lambda d: {key: val[0] for key, val in d.items()}  # noqa: E731
-    return {
-        "baseline": squeeze(model_metrics(cells, cells.pb, w)),
-        "candidate": squeeze(model_metrics(cells, cells.pc, w)),
-        "comparison": squeeze(comparison_metrics(cells, w)),
-    }
+    """Point estimates (weights = the observed counts) for both models and between them; rows squeezed.
+
+    Computed once per state of the counts and shared (accuracy, per_class, flips and the report read them): the
+    arrays are read-only, so a reader that wanted to change one must copy it."""
+    if "point" not in counts._memo:
+        cells = counts.cells()
+        w = cells.counts[None, :]
+        squeeze = lambda d: {key: _read_only(val[0]) if val.ndim > 1 else val[0] for key, val in d.items()}  # noqa: E731
+        counts._memo["point"] = {
+            "baseline": squeeze(model_metrics(cells, cells.pb, w)),
+            "candidate": squeeze(model_metrics(cells, cells.pc, w)),
+            "comparison": squeeze(comparison_metrics(cells, w)),
+        }
+    return counts._memo["point"]
 
 
 def metrics_report(counts: PairedCounts, class_names: tuple[str, ...]) -> dict[str, Any]:
