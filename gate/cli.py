@@ -163,13 +163,13 @@ def _finish_rank(report: Any, outputs: dict[str, str], **opts: Any) -> None:
 
 
 def _echo_report(report: Any, outputs: dict[str, str], **opts: Any) -> None:
-    from gate.report.console import render_console
-
     # A report written to stdout keeps stdout to itself: the console report goes to stderr then.
     to_stderr = any(str(p) == "/dev/stdout" for p in outputs.values())
     if opts["quiet"]:
         click.echo(f"verdict: {report.summary}", err=to_stderr)
     else:
+        from gate.report.console import render_console      # (and tabulate) only when a table is printed
+
         click.echo(render_console(report, verbose=opts["verbose"]), nl=False, err=to_stderr)
 
 

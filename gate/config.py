@@ -288,6 +288,13 @@ def _describe(err: Any, root: dict[str, Any]) -> str:
 
 def validate_config(data: dict[str, Any], *, source: str = "config") -> None:
     """Raise ConfigError naming the key path of the first problem (deepest first, then by path)."""
+    from gate.schema_subset import Unsupported, is_valid
+
+    try:
+        if is_valid(data, _composed_schema()):
+            return                      # valid: jsonschema (0.1 s to import) is needed only to say what is wrong
+    except Unsupported:
+        pass
     import jsonschema
 
     schema = config_schema()

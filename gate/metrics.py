@@ -20,8 +20,11 @@ class PairedCounts:
     def __init__(self, num_classes: int) -> None:
         self.num_classes = num_classes
         self._counts: dict[int, int] = {}
+        # cells() and point_metrics() of the counts as they are: several checks read them after the pass
+        self._memo: dict[str, Any] = {}
 
     def update(self, labels: np.ndarray, pred_baseline: np.ndarray, pred_candidate: np.ndarray) -> None:
+        self._memo = {}
         k = self.num_classes
         codes = (np.asarray(labels, dtype=np.int64) * k + np.asarray(pred_baseline, dtype=np.int64)) * k + np.asarray(
             pred_candidate, dtype=np.int64
@@ -61,10 +64,19 @@ class PairedCounts:
         return sum(self._counts.values())
 
     def cells(self) -> Cells:
-        k = self.num_classes
-        codes = np.array(sorted(self._counts), dtype=np.int64)
-        counts = np.array([self._counts[c] for c in codes.tolist()], dtype=np.int64)
-        return Cells(y=codes // (k * k), pb=(codes // k) % k, pc=codes % k, counts=counts, num_classes=k)
+        """The cells, sorted by code; shared by every reader until the next update, so read-only."""
+        if "cells" not in self._memo:
+            k = self.num_classes
+            codes = np.array(sorted(self._counts), dtype=np.int64)
+            counts = np.array([self._counts[c] for c in codes.tolist()], dtype=np.int64)
+            self._memo["cells"] = Cells(y=_read_only(codes // (k * k)), pb=_read_only((codes // k) % k),
+                                        pc=_read_only(codes % k), counts=_read_only(counts), num_classes=k)
+        return self._memo["cells"]
+
+
+def _read_only(arr: np.ndarray) -> np.ndarray:
+    arr.flags.writeable = False
+    return arr
 
 
 @dataclass(frozen=True)
@@ -154,15 +166,20 @@ def confusion_matrix(cells: Cells, pred: np.ndarray) -> np.ndarray:
 
 
 def point_metrics(counts: PairedCounts) -> dict[str, dict[str, np.ndarray]]:
-    """Point estimates (weights = the observed counts) for both models and between them; rows squeezed."""
-    cells = counts.cells()
-    w = cells.counts[None, :]
-    squeeze = lambda d: {key: val[0] for key, val in d.items()}  # noqa: E731
-    return {
-        "baseline": squeeze(model_metrics(cells, cells.pb, w)),
-        "candidate": squeeze(model_metrics(cells, cells.pc, w)),
-        "comparison": squeeze(comparison_metrics(cells, w)),
-    }
+    """Point estimates (weights = the observed counts) for both models and between them; rows squeezed.
+
+    Computed once per state of the counts and shared (accuracy, per_class, flips and the report read them): the
+    arrays are read-only, so a reader that wanted to change one must copy it."""
+    if "point" not in counts._memo:
+        cells = counts.cells()
+        w = cells.counts[None, :]
+        squeeze = lambda d: {key: _read_only(val[0]) if val.ndim > 1 else val[0] for key, val in d.items()}  # noqa: E731
+        counts._memo["point"] = {
+            "baseline": squeeze(model_metrics(cells, cells.pb, w)),
+            "candidate": squeeze(model_metrics(cells, cells.pc, w)),
+            "comparison": squeeze(comparison_metrics(cells, w)),
+        }
+    return counts._memo["point"]
 
 
 def metrics_report(counts: PairedCounts, class_names: tuple[str, ...]) -> dict[str, Any]:
@@ -291,10 +308,21 @@ def _sparse_onehot(idx: np.ndarray, k: int, values: np.ndarray | None = None) ->
     return sparse.csr_matrix((data, (np.arange(idx.size), idx)), shape=(idx.size, k))
 
 
-def _summaries(w: np.ndarray, y1: Any, p1: Any, tp1: Any,
+#: Resamples x cells drawn at once by the bootstrap (8 MB of int64 weights): the rows per block follow from it.
+BOOTSTRAP_BLOCK = 1 << 20
+
+
+def _class_sums(w: np.ndarray, idx: np.ndarray, k: int, offsets: np.ndarray) -> np.ndarray:
+    """(R, K) sums of each row's weights over the cells of each class `idx` (what w @ one-hot(idx) gives).
+
+    One weighted bincount and no BLAS: the sums are of whole counts, exact in float64 in any order, so they are the
+    product's, bit for bit, without a one-hot or a thread pool."""
+    flat = (offsets + idx[None, :]).ravel()
+    return np.bincount(flat, weights=w.ravel(), minlength=w.shape[0] * k).reshape(w.shape[0], k)
+
+
+def _summaries(n: np.ndarray, support: np.ndarray, predicted: np.ndarray, tp: np.ndarray,
                *, per_class: bool) -> dict[str, np.ndarray]:
-    n = w.sum(axis=1)
-    support, predicted, tp = _rowsum(w, y1), _rowsum(w, p1), _rowsum(w, tp1)
     f1 = _div(2.0 * tp, support + predicted, np.nan)
     present = support > 0
     out = {
@@ -308,19 +336,25 @@ def _summaries(w: np.ndarray, y1: Any, p1: Any, tp1: Any,
 
 
 def bootstrap_replicates(cells: Cells, *, resamples: int, seed: int, per_class: bool,
-                         chunk: int = 64) -> dict[str, dict[str, np.ndarray]]:
+                         chunk: int | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Paired-bootstrap replicates of both models' accuracy, macro F1 and weighted F1 (R,) (and, if `per_class`,
-    per-class precision / recall / F1 (R, K)), drawn in blocks of `chunk` resamples over sparse one-hots, so
-    memory is chunk x cells plus the outputs, never resamples x cells or cells x classes.
+    per-class precision / recall / F1 (R, K)), drawn in blocks of `chunk` resamples (by default as many as keep a
+    block at `BOOTSTRAP_BLOCK` weights), so memory is a block plus the outputs, never resamples x cells or
+    cells x classes. The blocks draw the same rows as one draw of all of them (gate.stats.iter_bootstrap_weights).
     """
     k = cells.num_classes
-    y1 = _sparse_onehot(cells.y, k)
-    onehots = {}
-    for role, pred in (("baseline", cells.pb), ("candidate", cells.pc)):
-        onehots[role] = (_sparse_onehot(pred, k), _sparse_onehot(cells.y, k, (pred == cells.y)))
+    rows = chunk or max(1, min(resamples, BOOTSTRAP_BLOCK // max(cells.counts.size, 1)))
+    preds = {"baseline": cells.pb, "candidate": cells.pc}
+    right = {role: pred == cells.y for role, pred in preds.items()}
     blocks: dict[str, list[dict[str, np.ndarray]]] = {"baseline": [], "candidate": []}
-    for w in stats.iter_bootstrap_weights(cells.counts, resamples=resamples, seed=seed, chunk=chunk):
+    for w in stats.iter_bootstrap_weights(cells.counts, resamples=resamples, seed=seed, chunk=rows):
         wf = w.astype(np.float64)
-        for role, (p1, tp1) in onehots.items():
-            blocks[role].append(_summaries(wf, y1, p1, tp1, per_class=per_class))
+        offsets = np.arange(wf.shape[0])[:, None] * k
+        n = wf.sum(axis=1)
+        support = _class_sums(wf, cells.y, k, offsets)
+        for role, pred in preds.items():
+            ok = right[role]
+            predicted = _class_sums(wf, pred, k, offsets)
+            tp = _class_sums(wf[:, ok], cells.y[ok], k, offsets)
+            blocks[role].append(_summaries(n, support, predicted, tp, per_class=per_class))
     return {role: {key: np.concatenate([b[key] for b in parts]) for key in parts[0]} for role, parts in blocks.items()}

@@ -201,24 +201,38 @@ def paired_difference_interval(b: np.ndarray | int, c: np.ndarray | int, n: np.n
     b = np.asarray(b, dtype=np.float64)
     c = np.asarray(c, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)
-
-    def solve(side: int) -> np.ndarray:
-        lo = np.full(np.broadcast(b, c, n).shape, -1.0)
-        hi = np.full_like(lo, 1.0)
+    shape = np.broadcast(b, c, n).shape
+    # Both bounds are bisected at once: axis 0 is the side (lower: the "beyond" test, shift -TANGO_CORRECTION, upper
+    # tail; upper: the "within" test, +TANGO_CORRECTION, lower tail). Each step is elementwise the arithmetic of
+    # tango_constrained_p01 and _tango_z, with the terms that do not depend on the difference taken out of the loop,
+    # so every midpoint, and the bounds, are those of bisecting each side alone.
+    side = np.array([-1.0, 1.0]).reshape((2,) + (1,) * len(shape))
+    upper = side > 0
+    shift = side * TANGO_CORRECTION
+    two_n = 2.0 * n
+    b_minus_c, minus_b_minus_c, slope, minus_c = b - c, -b - c, two_n - b + c, -c
+    four_a, two_a = 4.0 * two_n, 2.0 * two_n
+    positive = n > 0
+    lo = np.full((2,) + shape, -1.0)
+    hi = np.full_like(lo, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
         for _ in range(60):
             mid = (lo + hi) / 2.0
-            if side < 0:   # lower bound: beyond-test rejects (p < alpha) below it
-                p = _sps.norm.sf(_tango_z(b, c, n, mid, -TANGO_CORRECTION))
-                rejected = p < alpha
-                lo, hi = np.where(rejected, mid, lo), np.where(rejected, hi, mid)
-            else:          # upper bound: within-test rejects above it
-                p = _sps.norm.cdf(_tango_z(b, c, n, mid, +TANGO_CORRECTION))
-                rejected = p < alpha
-                lo, hi = np.where(rejected, lo, mid), np.where(rejected, mid, hi)
-        return hi if side < 0 else lo
-
-    low, high = solve(-1), solve(+1)
-    return np.where(n > 0, low, np.nan), np.where(n > 0, high, np.nan)
+            spread = 1.0 - mid
+            b_ = minus_b_minus_c + slope * mid
+            c_ = minus_c * mid * spread
+            q = (np.sqrt(np.maximum(b_ * b_ - four_a * c_, 0.0)) - b_) / two_a
+            q = np.maximum(q, np.maximum(0.0, -mid))      # (NaN where n is 0: those bounds are NaN in the end)
+            var = n * (2.0 * q + mid * spread)
+            num = b_minus_c - n * mid + shift
+            # A zero sd makes z +-inf by the sign of num; num 0 gives NaN here where _tango_z gives 0, and neither
+            # rejects (the tail at 0 is 0.5, above any alpha).
+            z = np.where(var > 1e-300, num / np.sqrt(var), num * np.inf)
+            rejected = _sps.norm.cdf(side * z) < alpha       # lower: sf(z); upper: cdf(z)
+            # lower bound: the beyond-test rejects below it; upper bound: the within-test rejects above it
+            up = rejected != upper
+            lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
+    return np.where(positive, hi[0], np.nan), np.where(positive, lo[1], np.nan)
 
 
 def ratio_difference_p_values(estimate: np.ndarray, se: np.ndarray, *, bound: float,
@@ -310,6 +324,10 @@ def percentile_interval(replicates: np.ndarray, *, confidence: float) -> tuple[n
     if reps.ndim == 0 or reps.shape[0] == 0:
         raise ValueError(f"replicates must have at least one row along axis 0, got shape {reps.shape}")
     alpha = (1.0 - confidence) / 2.0
+    if not np.isnan(reps).any():
+        # np.nanquantile on NaN-free replicates is np.quantile; one call sorts for both tails
+        low, high = np.quantile(reps, [alpha, 1.0 - alpha], axis=0)
+        return np.asarray(low), np.asarray(high)
     return _nanquantile(reps, alpha), _nanquantile(reps, 1.0 - alpha)
 
 

@@ -60,13 +60,9 @@ def _per_class_needs_bootstrap(config: Any) -> bool:
 def run_replicates(ctx: Any, settings: DecisionSettings) -> Replicates:
     """The run's bootstrap, drawn on first use with the run-wide resample count and seed, then reused."""
     if ctx.replicates is None:
-        from threadpoolctl import threadpool_limits
-
         per_class = _per_class_needs_bootstrap(ctx.config)
         cells: Cells = ctx.counts.cells()
-        # Many small sparse products: a busy multi-threaded BLAS makes them ~50x slower.
-        with threadpool_limits(limits=1, user_api="blas"):
-            reps = bootstrap_replicates(cells, resamples=settings.resamples, seed=settings.seed, per_class=per_class)
+        reps = bootstrap_replicates(cells, resamples=settings.resamples, seed=settings.seed, per_class=per_class)
         ctx.replicates = Replicates(resamples=settings.resamples, seed=settings.seed, baseline=reps["baseline"],
                                     candidate=reps["candidate"], per_class=per_class)
     return ctx.replicates
@@ -236,6 +232,7 @@ class AccuracyCheck(_PairedCheck):
         findings: list[Finding] = []
         rows = []
         reps = None
+        calibration: float | None = None     # tango_calibration of the run's replicates, the same for every F1 rule
         cells = self.ctx.counts.cells()
         baseline_figures = {**point["baseline"],
                             "_predicted": np.bincount(cells.pb, weights=cells.counts, minlength=cells.num_classes)}
@@ -258,15 +255,18 @@ class AccuracyCheck(_PairedCheck):
                         evidence = rate_evidence(int(round(cand * n)), n, threshold=threshold, rule="min",
                                                  confidence=settings.confidence)
                     elif metric == "accuracy" and rule == "max_drop":
-                        ev = paired_drop_evidence(np.array(neg), np.array(pos), np.array(n), threshold=threshold,
-                                                  confidence=settings.confidence)
-                        evidence = Evidence(p_beyond=float(ev["beyond"]), p_within=float(ev["within"]),
-                                            p_worse=float(ev["worse"]), interval=(float(ev["low"]), float(ev["high"])),
-                                            method="Tango score")
+                        # Tango's interval and the worse-at-all test do not depend on the threshold: `tango`'s
+                        beyond, within = stats.paired_difference_p_values(neg, pos, n, bound=threshold)
+                        evidence = Evidence(p_beyond=float(beyond), p_within=float(within),
+                                            p_worse=float(tango["worse"]),
+                                            interval=(float(tango["low"]), float(tango["high"])), method="Tango score")
                     else:
                         col = reps.candidate[metric] if rule == "min" else _drop_reps(  # type: ignore[union-attr]
                             rule, reps.baseline[metric], reps.candidate[metric])       # type: ignore[union-attr]
-                        scale = tango_calibration(reps, tango, confidence=settings.confidence)  # type: ignore[arg-type]
+                        if calibration is None:
+                            calibration = tango_calibration(reps, tango,  # type: ignore[arg-type]
+                                                            confidence=settings.confidence)
+                        scale = calibration
                         spread = float(np.nanmax(col) - np.nanmin(col)) if np.any(np.isfinite(col)) else 0.0
                         if math.isinf(scale) and spread > 0.0:
                             scale = 1.0      # F1 moved without any accuracy discordance: the plain bootstrap
@@ -286,7 +286,9 @@ class AccuracyCheck(_PairedCheck):
                 if metric == "accuracy":
                     ci = f"[{-float(tango['high']):+.4f}, {-float(tango['low']):+.4f}]"
                 elif reps is not None:
-                    scale = tango_calibration(reps, tango, confidence=settings.confidence)
+                    if calibration is None:
+                        calibration = tango_calibration(reps, tango, confidence=settings.confidence)
+                    scale = calibration
                     delta = calibrate(reps.candidate[metric] - reps.baseline[metric], cand - base, scale)
                     lo, hi = stats.percentile_interval(delta, confidence=settings.confidence)
                     ci = f"[{float(lo):+.4f}, {float(hi):+.4f}]"
