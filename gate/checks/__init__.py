@@ -11,6 +11,7 @@ REGISTRY: dict[str, str] = {
     "scores": "gate.checks.scores:ScoresCheck",
     "slices": "gate.checks.slices:SlicesCheck",
     "cases": "gate.checks.cases:CasesCheck",
+    "multilabel": "gate.checks.multilabel:MultiLabelCheck",
     "drift": "gate.checks.drift:DriftCheck",
     "onnx": "gate.checks.onnx:OnnxCheck",
     "latency": "gate.checks.latency:LatencyCheck",
