@@ -149,11 +149,15 @@ def bootstrap(codes: np.ndarray, *, resamples: int, seed: int, chunk: int = 64) 
         onehot = sparse.csr_matrix((np.ones(m * labels), (np.repeat(np.arange(m), labels), flat.ravel())),
                                    shape=(m, 8 * labels))
     cc_blocks, ex_blocks = [], []
-    for w in stats.iter_bootstrap_weights(counts, resamples=resamples, seed=seed, chunk=chunk):
-        wf = w.astype(np.float64)
-        cc_blocks.append((wf @ onehot if isinstance(onehot, np.ndarray) else np.asarray(onehot.T.dot(wf.T).T))
-                         .reshape(-1, labels, 8))
-        ex_blocks.append(wf @ exact)
+    from threadpoolctl import threadpool_limits
+
+    # Many small products: a busy multi-threaded BLAS makes them many times slower (as in run_replicates).
+    with threadpool_limits(limits=1, user_api="blas"):
+        for w in stats.iter_bootstrap_weights(counts, resamples=resamples, seed=seed, chunk=chunk):
+            wf = w.astype(np.float64)
+            cc_blocks.append((wf @ onehot if isinstance(onehot, np.ndarray) else np.asarray(onehot.T.dot(wf.T).T))
+                             .reshape(-1, labels, 8))
+            ex_blocks.append(wf @ exact)
     cc8 = np.concatenate(cc_blocks) if cc_blocks else np.zeros((0, labels, 8))
     ex = np.concatenate(ex_blocks) if ex_blocks else np.zeros((0, 2))
     nn = np.full(cc8.shape[0], float(n))
