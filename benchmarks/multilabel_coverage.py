@@ -12,6 +12,7 @@ cluster within samples (what a per-label test cannot see) and the two models are
 
     python benchmarks/multilabel_coverage.py --oc --reps 200
     python benchmarks/multilabel_coverage.py --coverage --reps 300
+    python benchmarks/multilabel_coverage.py --oc --reps 100 --sizes 5000
 """
 from __future__ import annotations
 
@@ -75,12 +76,12 @@ def outcome(result) -> str:
     return "warn" if result.status == "warn" else "pass"
 
 
-def oc(reps: int, labels: int) -> None:
+def oc(reps: int, labels: int, sizes: list[int]) -> None:
     config = build_config({})
     print(f"default rules, L = {labels}, per-pair error 0.1 x difficulty, {reps} worlds per row\n")
     print("| n | candidate | P(exit 1) | P(warning) | P(clean pass) | fails by rule (share of worlds) |")
     print("|--:|---|--:|--:|--:|---|")
-    for n in (200, 1000, 5000):
+    for n in sizes:
         for name, kind, broken in (("equal, independent", "independent", 0.0), ("equal, close", "close", 0.0),
                                    ("label l0 loses 20% of its positives", "close", 0.2),
                                    ("label l0 loses 50% of its positives", "close", 0.5)):
@@ -101,14 +102,16 @@ def oc(reps: int, labels: int) -> None:
                   f"{counts['pass'] / reps:.1%} | {rules or '-'} |  <!-- {time.perf_counter() - t0:.0f} s -->")
 
 
-def coverage(reps: int, labels: int) -> None:
+def coverage(reps: int, labels: int, sizes: list[int]) -> None:
     print(f"rules at their bound, L = {labels}, {reps} worlds per row; claims within / beyond vs alpha {ALPHA:.1%}\n")
     print("| n | metric, bound | true value (simulated) | P(claims within) | P(claims beyond) |")
     print("|--:|---|--:|--:|--:|")
-    for n in (200, 1000, 5000):
+    for n in sizes:
         for metric, rule, bound in (("hamming_loss", "max_increase", 0.01), ("micro_f1", "max_drop", 0.02)):
-            options = {m: {} for m in ("subset_accuracy", "micro_f1", "macro_f1", "hamming_loss", "recall",
-                                       "precision", "per_label_negative_flip_rate")}
+            options = {"subset_accuracy": {"max_drop": None}, "micro_f1": {"max_drop": None},
+                       "macro_f1": {"max_drop": None}, "hamming_loss": {"max_increase": None},
+                       "recall": {"max_drop": None}, "precision": {"max_drop": None},
+                       "per_label_negative_flip_rate": {"max": None}}
             options[metric] = {rule: bound}
             config = build_config({"decision": {"mode": "non-inferiority"}, "checks": {"multilabel": options}})
             extra = find_extra(metric, bound, labels)
@@ -158,12 +161,14 @@ def main() -> None:
     parser.add_argument("--coverage", action="store_true")
     parser.add_argument("--reps", type=int, default=200)
     parser.add_argument("--labels", type=int, default=8)
+    parser.add_argument("--sizes", default="200,1000,5000", help="evaluation-set sizes, comma-separated")
     args = parser.parse_args()
+    sizes = [int(v) for v in args.sizes.split(",")]
     if args.oc or not args.coverage:
-        oc(args.reps, args.labels)
+        oc(args.reps, args.labels, sizes)
         print()
     if args.coverage:
-        coverage(args.reps, args.labels)
+        coverage(args.reps, args.labels, sizes)
 
 
 if __name__ == "__main__":

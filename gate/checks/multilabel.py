@@ -21,6 +21,7 @@ Which statistic backs which rule (docs/checks/multilabel.md has the measured err
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -486,6 +487,7 @@ class MultiLabelCheck(Check):
             bf = boot.figures
             scale_h = width_scale(bf["candidate"]["hamming_loss"] - bf["baseline"]["hamming_loss"],
                                   float(ham_tango["low"]), float(ham_tango["high"]), confidence=conf)
+        family: list[tuple[str, str, float, float, float, float, Evidence | None]] = []
         for metric in ("subset_accuracy", "micro_f1", "macro_f1", "hamming_loss"):
             base, cand = float(fig["baseline"][metric]), float(fig["candidate"][metric])
             lower = metric == "hamming_loss"
@@ -506,8 +508,7 @@ class MultiLabelCheck(Check):
                     evidence = self._average_evidence(metric, rule, thr, value, base, cand, fig, boot, scale_h,
                                                       subset=(s_neg, s_pos, n), label=(l_neg, l_pos, pairs),
                                                       conf=conf)
-                findings.append(judge(metric=metric, rule=rule, threshold=thr, value=float(value), baseline=base,
-                                      candidate=cand, settings=settings, evidence=evidence))
+                family.append((metric, rule, thr, float(value), base, cand, evidence))
             ci = ""
             if settings.statistical:
                 if metric == "subset_accuracy":
@@ -525,6 +526,23 @@ class MultiLabelCheck(Check):
                     lo, hi = stats.percentile_interval(d, confidence=conf)
                     ci = f"[{float(lo):+.4f}, {float(hi):+.4f}]"
             rows.append((metric, round(base, 4), round(cand, 4), f"{cand - base:+.4f}", ci))
+        # The averaged rules ask one question (is the candidate worse overall?) through correlated statistics:
+        # one family, so that together they fail an equally good candidate at most about alpha of the time.
+        if settings.statistical and family:
+            def _p(x: float | None) -> float:
+                return math.nan if x is None else float(x)
+
+            adj_beyond = stats.adjust(np.array([_p(e[6].p_beyond if e[6] else None) for e in family]),
+                                      settings.multiple_comparisons)
+            adj_worse = stats.adjust(np.array([_p(e[6].p_worse if e[6] else None) for e in family]),
+                                     settings.multiple_comparisons)
+            family = [(m, r, t, v, b, c, None if e is None else dataclasses.replace(
+                e, p_beyond=None if e.p_beyond is None or math.isnan(e.p_beyond) else float(adj_beyond[i]),
+                p_worse=None if e.p_worse is None or math.isnan(e.p_worse) else float(adj_worse[i])))
+                for i, (m, r, t, v, b, c, e) in enumerate(family)]
+        for metric, rule, thr, value, base, cand, evidence in family:
+            findings.append(judge(metric=metric, rule=rule, threshold=thr, value=value, baseline=base,
+                                  candidate=cand, settings=settings, evidence=evidence))
         for metric in ("micro_precision", "micro_recall", "macro_precision", "macro_recall"):
             base, cand = float(fig["baseline"][metric]), float(fig["candidate"][metric])
             rows.append((metric, round(base, 4), round(cand, 4), f"{cand - base:+.4f}", ""))
