@@ -80,6 +80,8 @@ class GateConfig:
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str | None = None           # where the config came from, for messages
     trusted: frozenset[str] = frozenset()  # roles whose checkpoints may run code: from the command line only
+    task: str = "auto"                  # auto | classification | multi_label | regression (gate.tasks resolves auto)
+    explicit_checks: frozenset[str] = frozenset()  # checks enabled by name in gate.yaml or --enable, not by default
 
     def where(self, key_path: str) -> str:
         """'gate.yaml: key.path', for errors found after validation (they need the models or the data)."""
@@ -88,8 +90,14 @@ class GateConfig:
     def check(self, name: str) -> dict[str, Any]:
         return self.checks[name]
 
-    def enabled_checks(self) -> list[str]:
-        return [name for name in CHECK_NAMES if self.checks.get(name, {}).get("enabled", False)]
+    def enabled_checks(self, task: str = "classification") -> list[str]:
+        """The checks that run for `task`: enabled explicitly, or by default and in the task's default list
+        (gate.tasks.DEFAULT_CHECKS). The runner refuses an explicit one that does not support the task."""
+        from gate.tasks import DEFAULT_CHECKS
+
+        defaults = DEFAULT_CHECKS.get(task, ())
+        return [name for name in CHECK_NAMES if self.checks.get(name, {}).get("enabled", False)
+                and (name in self.explicit_checks or name in defaults)]
 
     def model_options(self, role: str) -> dict[str, Any]:
         """factory/kwargs/dtype/output for one role: the role's override wins over the shared `model` section."""
@@ -100,6 +108,7 @@ class GateConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "task": self.task,
             "device": self.device,
             "seed": self.seed,
             "threads": self.threads,
@@ -110,6 +119,7 @@ class GateConfig:
             "decision": self.decision,
             "checks": self.checks,
             "trusted_roles": sorted(self.trusted),
+            "explicit_checks": sorted(self.explicit_checks),
         }
 
 
@@ -335,6 +345,9 @@ def build_config(raw: dict[str, Any] | None = None, *, source: str | None = None
         checks=checks,
         source=source,
         trusted=frozenset(trusted),
+        task=raw.get("task", "auto"),
+        explicit_checks=frozenset(name for name, section in (raw.get("checks") or {}).items()
+                                  if isinstance(section, dict) and section.get("enabled") is True),
     )
 
 

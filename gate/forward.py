@@ -1,7 +1,9 @@
-"""Calling a model the same way everywhere (floating inputs in its dtype), and turning what it returns into (B, K)
-class scores: its output kind read or detected, its columns in the baseline's class order."""
+"""Calling a model the same way everywhere (floating inputs in its dtype), and turning what it returns into the
+task's scores: (B, K) class scores, (B, L) multi-label probabilities or (B, T) regression predictions; its output
+kind read or detected, its columns in the baseline's class order."""
 from __future__ import annotations
 
+import math
 import weakref
 from typing import Any
 
@@ -10,10 +12,12 @@ import torch
 from gate.errors import ModelError
 
 
-# Output kinds a model can be declared with (`output:` in gate.yaml); the first four are classifiers gate compares.
-OUTPUT_KINDS = ("logits", "probabilities", "sigmoid", "binary_logit", "multi_label", "regression")
-SUPPORTED_KINDS = ("logits", "probabilities", "sigmoid", "binary_logit")
+# Output kinds a model can be declared with (`output:` in gate.yaml), per task in gate.tasks.KINDS.
+OUTPUT_KINDS = ("logits", "probabilities", "sigmoid", "binary_logit", "multi_label", "multi_label_logits",
+                "multi_label_probabilities", "regression")
+SUPPORTED_KINDS = OUTPUT_KINDS
 _SINGLE = ("sigmoid", "binary_logit")
+_MULTI_LABEL = ("multi_label", "multi_label_logits", "multi_label_probabilities")
 _UNIT_SLACK = 1e-3        # probabilities computed in float16 may land a rounding step outside [0, 1]
 
 # The dtype each loaded module takes its floating inputs in (gate.precision registers a module that does not run
@@ -109,6 +113,23 @@ def _ask(role: str, found: str, choices: str) -> ModelError:
     )
 
 
+def detect_task_kind(out: torch.Tensor, *, task: str, role: str = "model", named_logits: bool = False) -> str:
+    """detect_output_kind for the run's task: multi_label outputs are logits when a finite value is outside [0, 1]
+    (or the output calls them logits), ambiguous otherwise; regression outputs are what they are."""
+    if task == "regression":
+        return "regression"
+    if task != "multi_label":
+        return detect_output_kind(out, role=role, named_logits=named_logits)
+    if named_logits:
+        return "multi_label_logits"
+    finite = out[torch.isfinite(out)].float()
+    if finite.numel() and not bool(((finite >= 0) & (finite <= 1)).all()):
+        return "multi_label_logits"
+    raise _ask(role, f"{out.shape[-1] if out.ndim == 2 else 1} label columns, every value in [0, 1] on the first "
+                     "batch (probabilities, or logits that happen to lie there?)",
+               "multi_label_probabilities or multi_label_logits")
+
+
 def detect_output_kind(out: torch.Tensor, *, role: str = "model", named_logits: bool = False) -> str:
     """The kind of a model's output tensor when its first batch leaves no doubt; ModelError asking otherwise.
 
@@ -145,37 +166,40 @@ def check_output_kind(out: torch.Tensor, kind: str, *, role: str = "model") -> N
     if kind in ("logits", "probabilities") and _is_single(out):
         raise ModelError(f"{role}: output: {kind} expects one column per class, but the model returned shape "
                          f"{tuple(out.shape)} (set output: sigmoid or binary_logit)")
-    if kind in ("probabilities", "sigmoid"):
+    if kind in ("probabilities", "sigmoid", "multi_label_probabilities"):
         finite = out[torch.isfinite(out)]
         if finite.numel() and (float(finite.min()) < -_UNIT_SLACK or float(finite.max()) > 1 + _UNIT_SLACK):
-            other = "binary_logit" if kind == "sigmoid" else "logits"
+            other = {"sigmoid": "binary_logit", "probabilities": "logits"}.get(kind, "multi_label_logits")
             raise ModelError(
                 f"{role}: output: {kind}, but the model returned values outside [0, 1] (min {float(finite.min()):.4g}, "
                 f"max {float(finite.max()):.4g}): are they logits? (output: {other})"
             )
 
 
-def unsupported_kind(kind: str, *, where: str) -> str | None:
-    """The one-line refusal for an output kind gate cannot compare yet; None for a supported one."""
-    if kind in SUPPORTED_KINDS or kind == "auto":
-        return None
-    task = "multi-label classification" if kind == "multi_label" else "regression"
-    return (f"{where}: {kind}: {task} is not supported yet; gate compares classifiers whose output is one of "
-            f"{', '.join(SUPPORTED_KINDS)}")
-
-
 def to_scores(
     output: Any, *, role: str = "model", kind: str = "auto", columns: tuple[int, ...] | None = None
 ) -> torch.Tensor:
-    """A model output as float (B, K) class scores whose argmax is the prediction, columns in the baseline's order.
+    """A model output as the task's scores, columns in the baseline's order.
 
-    logits and probabilities are kept; a sigmoid probability p becomes [1 - p, p]; a single logit z becomes [0, z]
-    (softmax gives [1 - sigmoid(z), sigmoid(z)]). `kind` "auto" detects it from this output (detect_output_kind).
+    Classification: float (B, K) class scores whose argmax is the prediction: logits and probabilities are kept; a
+    sigmoid probability p becomes [1 - p, p]; a single logit z becomes [0, z] (softmax gives [1 - sigmoid(z),
+    sigmoid(z)]). multi_label: float32 (B, L) probabilities (sigmoid of logits). regression: float32 (B, T).
+    `kind` "auto" detects a classifier's kind from this output (detect_output_kind), "multi_label" a multi-label one.
     """
     out, named = found_scores(output, role=role)
-    kind = detect_output_kind(out, role=role, named_logits=named) if kind == "auto" else kind
+    if kind == "auto":
+        kind = detect_output_kind(out, role=role, named_logits=named)
+    elif kind == "multi_label":
+        kind = detect_task_kind(out, task="multi_label", role=role, named_logits=named)
     check_output_kind(out, kind, role=role)
-    if kind == "sigmoid":
+    if kind == "regression":
+        return (out.reshape(-1, 1) if out.ndim == 1 else out).float()
+    if kind in _MULTI_LABEL:
+        values = (out.reshape(-1, 1) if out.ndim == 1 else out).float()
+        # An infinite logit is a defect the sanity check must see, not a probability of exactly 0 or 1.
+        scores = (torch.where(torch.isfinite(values), torch.sigmoid(values), torch.full_like(values, math.nan))
+                  if kind == "multi_label_logits" else values)
+    elif kind == "sigmoid":
         p = out.reshape(-1).float()
         scores = torch.stack([1 - p, p], dim=1)
     elif kind == "binary_logit":
@@ -184,10 +208,11 @@ def to_scores(
     elif kind in ("logits", "probabilities"):
         scores = out.float()
     else:
-        raise ModelError(unsupported_kind(kind, where=f"{role}: output") or f"{role}: unknown output kind {kind!r}")
+        raise ModelError(f"{role}: unknown output kind {kind!r} (expected one of {', '.join(OUTPUT_KINDS)})")
     if columns is not None:
         if len(columns) != scores.shape[1]:
-            raise ModelError(f"{role}: the model outputs {scores.shape[1]} classes but names {len(columns)}")
+            what = "labels" if kind in _MULTI_LABEL else "classes"
+            raise ModelError(f"{role}: the model outputs {scores.shape[1]} {what} but names {len(columns)}")
         scores = scores[:, list(columns)]
     return scores
 
@@ -239,8 +264,18 @@ def forward_output(model: Any, inputs: Any, *, track_versions: bool = False) -> 
         raise ModelError(f"{model.role} ({model.path}): forward pass failed on the evaluation data: {msg}") from err
 
 
+def predictions(scores: torch.Tensor, task: str) -> Any:
+    """The task's numpy predictions from its scores: argmax (B,) int64, probability >= 0.5 (B, L) bool, or the
+    (B, T) float32 values themselves."""
+    if task == "multi_label":
+        return (scores >= 0.5).cpu().numpy()
+    if task == "regression":
+        return scores.cpu().numpy()
+    return scores.argmax(dim=1).cpu().numpy()
+
+
 def scores_of(model: Any, output: Any) -> torch.Tensor:
-    """A LoadedModel's raw output as (B, K) scores: its output kind, its columns in the baseline's order."""
+    """A LoadedModel's raw output as its task's scores: its output kind, its columns in the baseline's order."""
     return to_scores(output, role=model.role, kind=getattr(model, "output", "auto"),
                      columns=getattr(model, "columns", None))
 

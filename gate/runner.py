@@ -17,24 +17,25 @@ import torch
 import gate
 from gate.checks import check_class
 from gate.checks.base import ROLES, Check, RunContext, Step
-from gate.classes import ClassAlignment, align_classes, role_names
+from gate.classes import ClassAlignment, RoleNames, align_classes, role_names
 from gate.config import GateConfig
 from gate.errors import ConfigError, DataError, GateError, ModelError
 from gate.flipped import FlipCollector
 from gate.forward import (
     batch_len,
     check_output_kind,
-    detect_output_kind,
+    detect_task_kind,
     forward_output,
     found_scores,
     move_to,
+    predictions,
     scores_of,
-    unsupported_kind,
 )
 from gate.metrics import PairedCounts, metrics_report
 from gate.progress import Progress
 from gate.precision import apply_dtype
 from gate.report.model import CheckResult, DataInfo, ModelInfo, Report
+from gate.tasks import TASKS, target_names
 
 
 @dataclass(frozen=True)
@@ -61,45 +62,27 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def align_models(config: GateConfig, models: dict[str, Any]) -> tuple[dict[str, Any], ClassAlignment]:
-    """Match the candidate's classes to the baseline's by name and set each model's declared output kind."""
-    alignment = align_classes(
-        *(role_names(config, models)[role] for role in ROLES),
-        class_map=config.class_map, top_level=config.class_names, where=config.where,
-    )
+def align_models(config: GateConfig, models: dict[str, Any], task: str = "classification"
+                 ) -> tuple[dict[str, Any], ClassAlignment]:
+    """Match the candidate's classes (or labels) to the baseline's by name and set each model's declared output kind.
+
+    Regression targets are not matched by name: they are the columns the models output, named by class_names."""
+    if task == "regression":
+        alignment = ClassAlignment(names=config.class_names, columns=None, baseline=RoleNames(None, None),
+                                   candidate=RoleNames(None, None))
+    else:
+        alignment = align_classes(
+            *(role_names(config, models)[role] for role in ROLES),
+            class_map=config.class_map, top_level=config.class_names, where=config.where,
+        )
     ready = {}
     for role in ROLES:
         columns = alignment.columns if role == "candidate" else None
         kind = config.model_options(role).get("output", "auto")
         if kind == "auto":
-            kind = _declared_by_model(models[role])
+            kind = {"multi_label": "multi_label", "regression": "regression"}.get(task, "auto")
         ready[role] = replace(models[role], columns=columns, output=kind)
     return ready, alignment
-
-
-def _declared_by_model(model: Any) -> str:
-    """A Hugging Face config says what its head is for (problem_type; one label is regression in transformers);
-    a task gate does not support yet is refused here, before the pass, in one line."""
-    config = getattr(model.module, "config", None) if model.format == "huggingface" else None
-    problem = getattr(config, "problem_type", None)
-    kind = {"multi_label_classification": "multi_label", "regression": "regression"}.get(problem or "")
-    if kind is None and problem is None and getattr(config, "num_labels", 2) == 1:
-        kind = "regression"
-    if kind is None:
-        return "auto"
-    message = unsupported_kind(kind, where=f"{model.role} {model.path}: config.json problem_type "
-                                           f"{problem or '(unset, one label)'} means output")
-    raise ConfigError(f"{message}; if the model is a classifier, set model.{model.role}.output in gate.yaml")
-
-
-def refuse_unsupported_outputs(config: GateConfig) -> None:
-    """multi_label and regression are refused before anything is loaded: one line naming what is supported."""
-    for role in ROLES:
-        kind = config.model_options(role).get("output", "auto")
-        key = f"model.{role}.output" if "output" in (config.model.get(role) or {}) else "model.output"
-        message = unsupported_kind(kind, where=config.where(key))
-        if message:
-            raise ConfigError(message)
 
 
 class _Capture:
@@ -189,7 +172,9 @@ def _clone_tensors(output: Any, depth: int = 0) -> Any:
 
 
 def build_checks(config: GateConfig, ctx: RunContext) -> list[Check]:
-    return [check_class(name)(config.check(name), ctx) for name in config.enabled_checks()]
+    """The checks enabled for the run's task (gate.tasks.DEFAULT_CHECKS, or by name), in forward order."""
+    classes = [(name, check_class(name)) for name in config.enabled_checks(ctx.task)]
+    return [cls(config.check(name), ctx) for name, cls in classes if ctx.task in getattr(cls, "tasks", ())]
 
 
 def _batches_with_meta(data: Any) -> Any:
@@ -200,13 +185,15 @@ def _batches_with_meta(data: Any) -> Any:
 
 
 def evaluate(ctx: RunContext, data: Any, checks: list[Check], *, shard: Any = None,
-             cache: _Cache | None = None) -> tuple[PairedCounts, int, int]:
-    """The one pass over the data. Returns the paired counts, the number of samples and of batches; the flipped
-    examples are left in ctx.extras["flipped"] (a gate.flipped.FlipCollector).
+             cache: _Cache | None = None) -> tuple[PairedCounts | None, int, int]:
+    """The one pass over the data. Returns the paired counts (None unless the task is classification), the number
+    of samples and of batches; the flipped examples are left in ctx.extras["flipped"] (a gate.flipped.FlipCollector).
 
     With a `shard` (gate.sharding.Shard), only the batches it owns are scored; indices and offsets stay global.
     With a baseline cache hit, the baseline is not run: its scores are read back (gate.baseline_cache)."""
     models = ctx.models
+    task = ctx.task
+    classify = task == "classification"
     layers: dict[str, list[str]] = {role: [] for role in ROLES}
     for check in checks:
         if "activations" in check.needs:
@@ -214,9 +201,11 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check], *, shard: Any = No
                 layers[role].extend(names)
     capture = _Capture(models, layers) if any(layers.values()) else None
     counts: PairedCounts | None = None
+    width: int | None = None                    # classes, labels or targets, fixed by the first batch
     seen = 0
     index = -1
     scored = 0
+    samples = 0                                 # of the scored batches
     replay = cache.replay if cache is not None else None
     recorder = cache.recorder if cache is not None else None
     live = ("candidate",) if replay is not None else ROLES
@@ -228,10 +217,14 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check], *, shard: Any = No
                 continue
             scored += 1
             inputs = move_to(inputs, ctx.device)
-            labels = torch.as_tensor(labels).reshape(-1).to(torch.int64)
+            if classify:
+                labels = torch.as_tensor(labels).reshape(-1).to(torch.int64)
+                rows = labels.numel()
+            else:
+                rows = len(labels)
             size = batch_len(inputs)
-            if labels.numel() != size:
-                raise DataError(f"{data.path}: batch {index} has {size} inputs but {labels.numel()} labels")
+            if rows != size:
+                raise DataError(f"{data.path}: batch {index} has {size} inputs but {rows} labels")
             if capture is not None:
                 capture.active = True
             try:
@@ -242,49 +235,59 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check], *, shard: Any = No
                     capture.active = False
             if capture is not None:
                 capture.settle(index)
-            if counts is None:
+            if width is None:
                 _read_first_outputs(ctx, outputs)
             scores = {role: scores_of(models[role], outputs[role]) if role in outputs
                       else replay.next(size, device=ctx.device) for role in ROLES}
             if recorder is not None:
                 recorder.add(scores["baseline"])
             k_b, k_c = scores["baseline"].shape[1], scores["candidate"].shape[1]
+            what = _WIDTH_NAMES[task]
             if k_b != k_c:
                 raise ModelError(
-                    f"the baseline outputs {k_b} classes but the candidate outputs {k_c}: "
-                    "a gate compares two models of the same classes"
+                    f"the baseline outputs {k_b} {what} but the candidate outputs {k_c}: "
+                    f"a gate compares two models of the same {what}"
                 )
-            if counts is None:
-                counts = PairedCounts(k_b)
+            if width is None:
+                width = k_b
                 if ctx.class_names and len(ctx.class_names) != k_b:
                     raise ConfigError(
                         f"{ctx.config.where('class_names')}: {len(ctx.class_names)} names but the models output "
-                        f"{k_b} classes"
+                        f"{k_b} {what}"
                     )
                 if not ctx.class_names:
-                    ctx.class_names = tuple(str(i) for i in range(k_b))
-                flipped = ctx.extras["flipped"] = FlipCollector(tuple(ctx.class_names))
-            elif k_b != counts.num_classes:
+                    ctx.class_names = (target_names(k_b) if task == "regression"
+                                       else tuple(str(i) for i in range(k_b)))
+                if classify:
+                    counts = PairedCounts(k_b)
+                    flipped = ctx.extras["flipped"] = FlipCollector(tuple(ctx.class_names))
+            elif k_b != width:
                 raise ModelError(
-                    f"{data.path}: batch {index}: the models output {k_b} classes, but {counts.num_classes} on the "
-                    "first batch; a model's class count cannot change from batch to batch"
+                    f"{data.path}: batch {index}: the models output {k_b} {what}, but {width} on the "
+                    f"first batch; a model's {what} count cannot change from batch to batch"
                 )
-            bad = (labels < 0) | (labels >= k_b)
-            if bool(bad.any()):
-                i = int(torch.nonzero(bad)[0])
-                single = [r for r in ROLES if models[r].output in ("sigmoid", "binary_logit")]
-                hint = (f" (the {' and the '.join(single)} output{'s' if len(single) == 1 else ''} one column, read as "
-                        f"a binary classifier: for a regression model, output: regression is not supported yet)"
-                        if single else "")
-                raise DataError(
-                    f"{data.path}: label {int(labels[i])} of sample {seen + i} is out of range for models with "
-                    f"{k_b} classes (expected 0..{k_b - 1}){hint}"
-                )
-            preds = {role: s.argmax(dim=1).cpu().numpy() for role, s in scores.items()}
-            label_values = labels.cpu().numpy()
-            counts.update(label_values, preds["baseline"], preds["candidate"])
-            flipped.update(offset=seen, labels=label_values, preds=preds, scores=scores, meta=meta,
-                           kinds={role: models[role].output for role in ROLES})
+            if classify:
+                assert counts is not None
+                bad = (labels < 0) | (labels >= k_b)
+                if bool(bad.any()):
+                    i = int(torch.nonzero(bad)[0])
+                    single = [r for r in ROLES if models[r].output in ("sigmoid", "binary_logit")]
+                    hint = (f" (the {' and the '.join(single)} output{'s' if len(single) == 1 else ''} one column, "
+                            f"read as a binary classifier: for a regression model, set task: regression)"
+                            if single else "")
+                    raise DataError(
+                        f"{data.path}: label {int(labels[i])} of sample {seen + i} is out of range for models with "
+                        f"{k_b} classes (expected 0..{k_b - 1}){hint}"
+                    )
+                preds = {role: s.argmax(dim=1).cpu().numpy() for role, s in scores.items()}
+                label_values = labels.cpu().numpy()
+                counts.update(label_values, preds["baseline"], preds["candidate"])
+                flipped.update(offset=seen, labels=label_values, preds=preds, scores=scores, meta=meta,
+                               kinds={role: models[role].output for role in ROLES})
+            else:
+                labels = _task_labels(labels, task=task, width=k_b, offset=seen, meta=meta,
+                                      where=f"{data.path}: batch {index}")
+                preds = {role: predictions(s, task) for role, s in scores.items()}
             step = Step(
                 index=index,
                 offset=seen,
@@ -294,41 +297,57 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check], *, shard: Any = No
                 activations=capture.take() if capture is not None else {},
                 meta=meta,
                 preds=preds,
+                task=task,
             )
             for check in checks:
                 check.update(step)
             seen += size
+            samples += size
             progress.update(seen)
     finally:
         progress.close()
         if capture is not None:
             capture.close()
             ctx.extras["activation_clones"] = {"cloned": capture.cloned, "overwritten": capture.overwritten}
-    if counts is None or seen == 0:
+    if width is None or seen == 0:
         if shard is not None and seen:
             raise DataError(f"{data.path}: shard {shard.label} has no batch to evaluate (the data has {index + 1} "
                             f"batches for {shard.count} shards)")
         raise DataError(f"{data.path}: no samples to evaluate")
     if shard is not None:
-        return counts, counts.total, scored
+        return counts, (counts.total if counts is not None else samples), scored
     return counts, seen, index + 1
 
 
+_WIDTH_NAMES = {"classification": "classes", "multi_label": "labels", "regression": "targets"}
+
+
+def _task_labels(labels: Any, *, task: str, width: int, offset: int, meta: Any, where: str) -> torch.Tensor:
+    """A multi_label / regression batch's labels as the Step holds them, checked against the models' width."""
+    from gate.data import task_batch_labels
+
+    places = getattr(meta, "where", None)
+    return task_batch_labels(labels, task=task, width=width, where=where, offset=offset, places=places)
+
+
 def _read_first_outputs(ctx: RunContext, outputs: dict[str, Any]) -> None:
-    """On the first batch: each model's output kind (declared, else detected) and its class names against it
-    (the models that ran: a cached baseline's kind comes with its scores)."""
+    """On the first batch: each model's output kind (declared, else detected for the run's task) and its class names
+    against it (the models that ran: a cached baseline's kind comes with its scores)."""
     for role in outputs:
         model = ctx.models[role]
         out, named = found_scores(outputs[role], role=role)
-        kind = detect_output_kind(out, role=role, named_logits=named) if model.output == "auto" else model.output
+        kind = model.output
+        if kind in ("auto", "multi_label"):
+            kind = detect_task_kind(out, task=ctx.task, role=role, named_logits=named)
         check_output_kind(out, kind, role=role)
-        width = 2 if kind in ("sigmoid", "binary_logit") else int(out.shape[1])
+        width = 2 if kind in ("sigmoid", "binary_logit") else (1 if out.ndim == 1 else int(out.shape[1]))
         given = getattr(ctx.classes, role, None) if ctx.classes is not None else None
         if given is not None and given.names is not None and len(given.names) != width:
             where = (ctx.config.where(given.source) if (given.source or "").startswith("model.")
                      else f"{role} {model.path}: {given.source}")
+            what = "labels" if ctx.task == "multi_label" else "classes"
             raise ConfigError(
-                f"{where}: the {role} names {len(given.names)} classes ({', '.join(given.names[:5])}"
+                f"{where}: the {role} names {len(given.names)} {what} ({', '.join(given.names[:5])}"
                 f"{', ...' if len(given.names) > 5 else ''}) but outputs {width}"
             )
         ctx.models[role] = replace(model, output=kind)
@@ -467,27 +486,34 @@ def refuse_unshardable(checks: list[Check], *, files: bool) -> None:
 
 @contextlib.contextmanager
 def _loaded(config: GateConfig, sources: Sources, *, device: torch.device) -> Iterator[_Run]:
-    """Models loaded and aligned, data opened, checks built and set up; teardown always."""
+    """Models loaded and aligned, the task resolved, data opened, checks built and set up; teardown always."""
     from gate.data import open_data
+    from gate.tasks import refuse_conflicts, refuse_unsupported_checks, resolve_task
 
-    if not config.enabled_checks():
+    if not any(config.enabled_checks(task) for task in TASKS):
         raise ConfigError(f"{config.where('checks')}: every check is disabled; a gate with nothing to check cannot pass")
     seed_everything(config.seed)
     if config.threads:
         torch.set_num_threads(config.threads)
-    refuse_unsupported_outputs(config)
+    refuse_conflicts(config)
     models = {
         "candidate": _model(sources.candidate, role="candidate", config=config, device=device),
         "baseline": _model(sources.baseline, role="baseline", config=config, device=device),
     }
+    task = resolve_task(config, models)
+    names = config.enabled_checks(task)
+    refuse_unsupported_checks(config, task, names)
+    if not names:
+        raise ConfigError(f"{config.where('checks')}: no enabled check supports the task {task}; a gate with nothing "
+                          "to check cannot pass")
     models = {role: apply_dtype(models[role], config.model_options(role).get("dtype", "auto")) for role in ROLES}
-    models, alignment = align_models(config, models)
+    models, alignment = align_models(config, models, task)
     class_names = alignment.names
     tokenizer = models["candidate"].tokenizer or models["baseline"].tokenizer
-    data = open_data(sources.data, options=config.data, class_names=class_names, tokenizer=tokenizer)
+    data = open_data(sources.data, options=config.data, class_names=class_names, tokenizer=tokenizer, task=task)
     ctx = RunContext(
         config=config, models=models, class_names=class_names or (), device=device, extras=dict(sources.extras),
-        classes=alignment,
+        classes=alignment, task=task,
     )
     # The text encoder the data is tokenized with: behavioural cases are scored through it after the pass.
     ctx.extras.setdefault("encoder", getattr(data.source, "encoder", None))
@@ -576,21 +602,29 @@ def _data_info(run: _Run, num_samples: int, num_batches: int) -> DataInfo:
                     num_batches=num_batches, batch_size=int(run.config.data["batch_size"]))
 
 
-def _decide(run: _Run, counts: PairedCounts, data: DataInfo, *, started: float, notes: tuple[str, ...] = (),
+def _decide(run: _Run, counts: PairedCounts | None, data: DataInfo, *, started: float, notes: tuple[str, ...] = (),
             models: tuple[ModelInfo, ...] | None = None, env: dict[str, Any] | None = None) -> Report:
-    """Every check computed from its (merged) state, the verdict, the report."""
+    """Every check computed from its (merged) state, the verdict, the report.
+
+    Classification: the metrics block from the paired counts; other tasks: from the task check's metrics()."""
     from gate.verdict import summarise
 
     ctx = run.ctx
     ctx.counts = counts
     results: list[CheckResult] = []
+    metrics: dict[str, Any] | None = None
     for check in run.checks:
         t0 = time.perf_counter()
         result = check.compute()
         results.append(_with_duration(result, time.perf_counter() - t0))
+        if counts is None and metrics is None and callable(getattr(check, "metrics", None)):
+            metrics = check.metrics()
+    if counts is not None:
+        metrics = metrics_report(counts, tuple(ctx.class_names))
     verdict, exit_code, summary = summarise(results)
+    width = counts.num_classes if counts is not None else len(ctx.class_names)
     if models is None:
-        models = tuple(model_info(ctx.models[r], counts.num_classes, getattr(run.alignment, r)) for r in ROLES)
+        models = tuple(model_info(ctx.models[r], width, getattr(run.alignment, r)) for r in ROLES)
     return Report(
         verdict=verdict,
         exit_code=exit_code,
@@ -599,7 +633,7 @@ def _decide(run: _Run, counts: PairedCounts, data: DataInfo, *, started: float, 
         models=models,
         data=data,
         class_names=tuple(ctx.class_names),
-        metrics=metrics_report(counts, tuple(ctx.class_names)),
+        metrics=metrics if metrics is not None else {},
         config=run.config.to_dict(),
         environment=env if env is not None else environment(ctx.device),
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -609,6 +643,7 @@ def _decide(run: _Run, counts: PairedCounts, data: DataInfo, *, started: float, 
         schema_version=gate.REPORT_SCHEMA_VERSION,
         notes=(run_notes(ctx) if ctx.models else ()) + tuple(run.notes) + notes,
         examples=ctx.extras["flipped"].result() if "flipped" in ctx.extras else None,
+        task=ctx.task,
     )
 
 
@@ -621,8 +656,10 @@ def shard_state(run: _Run, counts: PairedCounts, data: DataInfo, *, shard: Any) 
 
     from gate.sharding import STATE_FORMAT, STATE_VERSION, RunState, digest
 
-    codes, n = counts.arrays()
+    # Other tasks have no paired counts: empty ones keep the state file's layout (the merge sums nothing).
+    codes, n = counts.arrays() if counts is not None else (np.zeros(0, np.int64), np.zeros(0, np.int64))
     arrays: dict[str, np.ndarray] = {"counts.codes": codes, "counts.n": n}
+    width = counts.num_classes if counts is not None else len(run.ctx.class_names)
     for check in run.checks:
         if check.sharding != "merge":
             continue
@@ -634,9 +671,9 @@ def shard_state(run: _Run, counts: PairedCounts, data: DataInfo, *, shard: Any) 
         "format": STATE_FORMAT, "version": STATE_VERSION, "gate_version": gate.__version__,
         "config_digest": digest(run.config.to_dict()),
         "data_digest": data.sha256 or digest({"unhashed": data.path, "format": data.format}),
-        "shard": [shard.index, shard.count], "num_classes": counts.num_classes, "class_names": list(ctx.class_names),
-        "num_samples": data.num_samples, "num_batches": data.num_batches,
-        "models": [asdict(model_info(ctx.models[r], counts.num_classes, getattr(run.alignment, r))) for r in ROLES],
+        "shard": [shard.index, shard.count], "num_classes": width, "class_names": list(ctx.class_names),
+        "num_samples": data.num_samples, "num_batches": data.num_batches, "task": ctx.task,
+        "models": [asdict(model_info(ctx.models[r], width, getattr(run.alignment, r))) for r in ROLES],
         "data": asdict(data), "config": run.config.to_dict(), "source": run.config.source,
         "classes": asdict(run.alignment), "notes": list(run_notes(ctx)) + run.notes,
         "checks": [c.name for c in run.checks if c.sharding == "merge"], "environment": environment(ctx.device),
@@ -650,8 +687,9 @@ def _load_merged(run: _Run, merged: Any) -> None:
 
     arrays = merged.arrays
     try:
-        run.ctx.counts = PairedCounts.from_arrays(int(merged.meta["num_classes"]), arrays["counts.codes"],
-                                                  arrays["counts.n"])
+        run.ctx.counts = (PairedCounts.from_arrays(int(merged.meta["num_classes"]), arrays["counts.codes"],
+                                                   arrays["counts.n"])
+                          if run.ctx.task == "classification" else None)
         for check in run.checks:
             if check.sharding != "merge":
                 continue
@@ -678,10 +716,13 @@ def merge_report(paths: list[str]) -> Report:
         data = DataInfo(**meta["data"])
     except (KeyError, TypeError, ValueError) as err:
         raise DataError(f"{names[0]}: its run facts cannot be read: {err}") from err
-    if [name for name in config.enabled_checks()] != list(meta["checks"]):
+    task = str(meta.get("task", "classification"))
+    if task not in TASKS:
+        raise DataError(f"{names[0]}: unknown task {task!r}")
+    if [name for name in config.enabled_checks(task)] != list(meta["checks"]):
         raise DataError(f"{names[0]}: its checks ({', '.join(meta['checks'])}) are not its config's")
     ctx = RunContext(config=config, models={}, class_names=tuple(meta["class_names"]), device=torch.device("cpu"),
-                     classes=alignment)
+                     classes=alignment, task=task)
     run = _Run(config=config, ctx=ctx, data=None, checks=build_checks(config, ctx), alignment=alignment)
     _load_merged(run, merged)
     return _decide(run, run.ctx.counts, data, started=started, models=models, env=dict(meta["environment"]),
@@ -696,7 +737,8 @@ def _config_from_state(meta: dict[str, Any]) -> GateConfig:
         class_names=tuple(raw["class_names"]) if raw["class_names"] else None, class_map=dict(raw["class_map"]),
         model=dict(raw["model"]), data=dict(raw["data"]), decision=dict(raw["decision"]),
         checks={k: dict(v) for k, v in raw["checks"].items()}, source=meta.get("source"),
-        trusted=frozenset(raw["trusted_roles"]),
+        trusted=frozenset(raw["trusted_roles"]), task=str(raw.get("task", "auto")),
+        explicit_checks=frozenset(raw.get("explicit_checks", ())),
     )
 
 

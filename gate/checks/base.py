@@ -39,12 +39,18 @@ class Step:
     index: int                                  # batch number, from 0
     offset: int                                 # index of the batch's first sample in the data
     inputs: Any                                 # what the models take: a Tensor, a tuple of Tensors, or a dict of Tensors
-    labels: torch.Tensor                        # (B,) int64 class indices
-    scores: dict[str, torch.Tensor]             # role -> (B, K) float class scores (logits or probabilities), the
-                                                # candidate's columns in the baseline's class order
+    labels: torch.Tensor                        # classification: (B,) int64 class indices; multi_label: (B, L)
+                                                # int64 0/1; regression: (B, T) float32 targets
+    scores: dict[str, torch.Tensor]             # role -> classification: (B, K) float class scores (logits or
+                                                # probabilities); multi_label: (B, L) float32 probabilities;
+                                                # regression: (B, T) float32 predictions; the candidate's columns
+                                                # in the baseline's class / label order
     activations: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> module name -> raw output
     meta: Any = None                            # gate.data.BatchMeta: each sample's text and fields (slices), or None
-    preds: dict[str, Any] = field(default_factory=dict)   # role -> (B,) numpy int64 predictions (argmax of scores)
+    preds: dict[str, Any] = field(default_factory=dict)   # role -> numpy predictions: (B,) int64 argmax
+                                                # (classification), (B, L) bool probability >= 0.5 (multi_label),
+                                                # (B, T) float32 = scores (regression)
+    task: str = "classification"                # the run's task (gate.tasks.TASKS)
 
 
 @dataclass
@@ -53,19 +59,24 @@ class RunContext:
 
     config: GateConfig
     models: dict[str, LoadedModel]              # role -> model
-    class_names: tuple[str, ...]
+    class_names: tuple[str, ...]                # classes, labels (multi_label) or target names (regression)
     device: torch.device
     counts: PairedCounts | None = None          # the run's joint (label, baseline pred, candidate pred) counts;
-                                                # filled by the runner before compute()
+                                                # filled by the runner before compute(); None unless classification
     extras: dict[str, Any] = field(default_factory=dict)  # e.g. data info, onnx path from the CLI
     classes: ClassAlignment | None = None       # how the candidate's classes were matched to the baseline's
     replicates: Replicates | None = None        # the run's paired bootstrap, drawn once on first use
                                                 # (gate.checks.classification.run_replicates)
+    task: str = "classification"                # the run's task, resolved before the pass (gate.tasks)
 
 
 class Check(abc.ABC):
     name: ClassVar[str]                         # key under `checks:` in gate.yaml and in the report
     needs: ClassVar[frozenset[str]] = frozenset({"scores"})   # "scores", "activations", "inputs"
+    #: The tasks (gate.tasks.TASKS) the check can judge; enabling it explicitly for another task is refused.
+    #: A task check of multi_label / regression also gives the report's `metrics` block: a method
+    #: `metrics(self) -> dict` ({"baseline": ..., "candidate": ..., "comparison": ...}) the runner calls after compute().
+    tasks: ClassVar[frozenset[str]] = frozenset({"classification"})
 
     #: "merge": state() adds up across shards; "rank0": it measures on rank 0 after the pass (timings) and is
     #: refused in `--shard` files; any other text: why it cannot be sharded yet (the run stops with exit 2).

@@ -638,6 +638,7 @@ class LatencyCheck(Check):
     """Per-call latency, throughput and peak memory of both models at each batch size; see the module docstring."""
 
     name = "latency"
+    tasks = frozenset({"classification", "multi_label", "regression"})
     needs = frozenset({"inputs"})
     sharding = "rank0"      # timings are not sums: rank 0 times its kept samples after the pass
 

@@ -9,7 +9,9 @@ ONNX Runtime then runs it on every evaluation batch of the same single pass, and
   replaced by 2.22e-16 in the relative error, as Polygraphy does); NaN never passes. The report gives the smallest
   atol (at the configured rtol) and the smallest rtol (at the configured atol) that would have passed;
 - task parity: top-1 agreement, ONNX accuracy next to PyTorch's, per-class precision/recall/F1, and the flips
-  (negative: PyTorch right, ONNX wrong);
+  (negative: PyTorch right, ONNX wrong); for multi_label the numeric rule is on the probabilities and the
+  agreement is of the predictions thresholded at 0.5 (every label of a sample), for regression the numeric rule
+  on the predictions is the comparison;
 - latency of ONNX Runtime next to PyTorch on the first batch, measured after the pass with gate.timing's
   interleaved sampler (informational unless `max_slowdown` is set).
 
@@ -222,6 +224,38 @@ class ParityStats:
         return float(np.trace(confusion) / self.samples) if self.samples else math.nan
 
 
+class OutputParity:
+    """ONNX vs PyTorch for multi_label (probabilities) and regression (predictions): the element-wise rule's
+    sums and maxima, and for multi_label the agreement of the predictions thresholded at 0.5 (per label and per
+    sample: every label the same); memory does not grow with the number of samples."""
+
+    def __init__(self, width: int, *, task: str, atol: float, rtol: float) -> None:
+        self.num_classes = width
+        self.task, self.atol, self.rtol = task, atol, rtol
+        self.samples = self.elements = self.outside = self.non_finite = 0
+        self.sum_abs = self.sum_rel = self.max_abs = self.max_rel = 0.0
+        self.required_atol = self.required_rtol = 0.0
+        self.labels_agree = 0              # (sample, label) pairs where both predict the same (multi_label)
+        self.samples_agree = 0             # samples where every label is predicted the same (multi_label)
+
+    def update(self, ref: np.ndarray, got: np.ndarray) -> None:
+        absdiff, rel = abs_rel_errors(got, ref)
+        self.samples += absdiff.shape[0]
+        self.elements += absdiff.size
+        self.outside += int(_outside(absdiff, rel, atol=self.atol, rtol=self.rtol).sum())
+        self.non_finite += int((~np.isfinite(np.asarray(got, dtype=np.float64))).sum())
+        self.sum_abs += float(absdiff.sum())
+        self.sum_rel += float(rel.sum())
+        self.max_abs = _nanmax(self.max_abs, absdiff)
+        self.max_rel = _nanmax(self.max_rel, rel)
+        self.required_atol = max(self.required_atol, required_atol(absdiff, rel, rtol=self.rtol))
+        self.required_rtol = max(self.required_rtol, required_rtol(absdiff, rel, atol=self.atol))
+        if self.task == "multi_label":
+            same = (np.asarray(ref) >= 0.5) == (np.nan_to_num(np.asarray(got, dtype=np.float64), nan=-1.0) >= 0.5)
+            self.labels_agree += int(same.sum())
+            self.samples_agree += int(same.all(axis=1).sum())
+
+
 def _rowmax(values: np.ndarray) -> np.ndarray:
     """Per-row maximum where NaN counts as +inf (a NaN sample is the worst sample)."""
     return np.nan_to_num(values, nan=np.inf).max(axis=1)
@@ -381,6 +415,7 @@ class _Stopped:
 
 class OnnxCheck(Check):
     name = "onnx"
+    tasks = frozenset({"classification", "multi_label", "regression"})
     sharding = "its worst-sample and flip lists and its ONNX latency are not mergeable state yet"
     needs = frozenset({"scores", "inputs"})
 
@@ -392,6 +427,7 @@ class OnnxCheck(Check):
         self._export: ExportResult | None = None     # set when the candidate was exported here
         self._stopped: _Stopped | None = None
         self._stats: ParityStats | None = None
+        self._outputs: OutputParity | None = None    # multi_label / regression instead of _stats
         self._timing_batch: Any = None               # CPU copy of the first batch, timed after the pass
         self._latency: dict[str, Any] | None = None
 
@@ -447,12 +483,18 @@ class OnnxCheck(Check):
                 "run",
             )
             return
-        if self._stats is None:
-            self._stats = ParityStats(
-                ref.shape[1], atol=float(self.options["atol"]), rtol=float(self.options["rtol"]),
-                top_n=int(self.options["worst_samples"]),
-            )
-        self._stats.update(ref, got, step.labels.detach().cpu().numpy(), offset=step.offset)
+        if step.task != "classification":
+            if self._outputs is None:
+                self._outputs = OutputParity(ref.shape[1], task=step.task, atol=float(self.options["atol"]),
+                                             rtol=float(self.options["rtol"]))
+            self._outputs.update(ref, got)
+        else:
+            if self._stats is None:
+                self._stats = ParityStats(
+                    ref.shape[1], atol=float(self.options["atol"]), rtol=float(self.options["rtol"]),
+                    top_n=int(self.options["worst_samples"]),
+                )
+            self._stats.update(ref, got, step.labels.detach().cpu().numpy(), offset=step.offset)
         if self._timing_batch is None and self.options["latency"]["enabled"]:
             self._timing_batch = _cpu_copy(step.inputs)
 
@@ -463,6 +505,8 @@ class OnnxCheck(Check):
             return CheckResult(
                 self.name, self._stopped.status, self._stopped.summary, details=details, notes=self._notes(),
             )
+        if self._outputs is not None:
+            return self._output_result(self._outputs, details)
         stats = self._stats
         if stats is None or stats.samples == 0:
             return CheckResult(self.name, "fail", "no samples were compared with ONNX Runtime", details=details)
@@ -610,6 +654,54 @@ class OnnxCheck(Check):
         }
 
     # -- findings and report ---------------------------------------------------------------------------------------
+
+    def _output_result(self, stats: OutputParity, details: dict[str, Any]) -> CheckResult:
+        """multi_label / regression: the element-wise rule on probabilities / predictions, for multi_label the
+        share of samples whose thresholded labels all agree (min_top1_agreement), and the latency."""
+        if self._latency is None and self._timing_batch is not None:
+            self._latency = self._measure_latency()
+        what = "probabilities" if stats.task == "multi_label" else "predictions"
+        numeric = _numeric_finding(stats)  # type: ignore[arg-type]  # the same numeric fields as ParityStats
+        findings = [replace(numeric, metric=what, reason=what + numeric.reason[len("logits"):])]
+        rows: list[tuple[Any, ...]] = [("samples", stats.samples)]
+        figures: dict[str, Any] = {}
+        if stats.task == "multi_label":
+            figures = {"sample_agreement": stats.samples_agree / stats.samples,
+                       "label_agreement": stats.labels_agree / stats.elements}
+            rows += [("samples with every label the same (threshold 0.5)", figures["sample_agreement"]),
+                     ("labels the same (threshold 0.5)", figures["label_agreement"])]
+            if self.options.get("min_top1_agreement") is not None:
+                findings.append(judge(
+                    metric="sample_agreement", rule="min", threshold=float(self.options["min_top1_agreement"]),
+                    value=figures["sample_agreement"], settings=DecisionSettings(mode="point"),
+                ))
+        latency = self._latency_finding()
+        if latency is not None:
+            findings.append(latency)
+        rows += [("max abs error", stats.max_abs), ("mean abs error", stats.sum_abs / stats.elements),
+                 ("max rel error", stats.max_rel), ("mean rel error", stats.sum_rel / stats.elements),
+                 (f"values outside atol {stats.atol:g} / rtol {stats.rtol:g}", stats.outside),
+                 (f"atol needed at rtol {stats.rtol:g}", stats.required_atol),
+                 (f"rtol needed at atol {stats.atol:g}", stats.required_rtol)]
+        source = f"shipped file {self._ship.name}" if self._ship else f"export ({self._export.exporter} exporter)"
+        agreed = (f", every label the same on {figures['sample_agreement']:.2%} of samples"
+                  if stats.task == "multi_label" else "")
+        status, summary = check_summary(self.name, findings, passed=(
+            f"ONNX {source} matches PyTorch on {stats.samples} samples: every {what.replace('ies', 'y').rstrip('s')} within atol "
+            f"{stats.atol:g} or rtol {stats.rtol:g}{agreed}"))
+        details.update({
+            "samples": stats.samples,
+            "numeric": {"elements": stats.elements, "outside_tolerance": stats.outside,
+                        "non_finite": stats.non_finite, "max_abs_error": stats.max_abs,
+                        "mean_abs_error": stats.sum_abs / stats.elements, "max_rel_error": stats.max_rel,
+                        "mean_rel_error": stats.sum_rel / stats.elements, "required_atol": stats.required_atol,
+                        "required_rtol": stats.required_rtol},
+            "task": {"task": stats.task, "compared": what, **figures},
+            "latency": self._latency,
+        })
+        tables = [Table(title="ONNX vs PyTorch", headers=("metric", "value"), rows=tuple(rows))]
+        return CheckResult(self.name, status, summary, findings=tuple(findings), tables=tuple(tables),
+                           details=details, notes=self._notes())
 
     def _findings(self, stats: ParityStats) -> list[Finding]:
         point = DecisionSettings(mode="point")

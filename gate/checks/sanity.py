@@ -55,6 +55,7 @@ def _trim_padding(inputs: Any) -> Any:
 
 class SanityCheck(Check):
     name = "sanity"
+    tasks = frozenset({"classification", "multi_label", "regression"})
     sharding = "merge"
 
     def __init__(self, options: dict[str, Any], ctx: Any) -> None:

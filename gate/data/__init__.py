@@ -13,14 +13,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gate.data._common import DEFAULT_OPTIONS, FORMATS, MISSING, BatchMeta, BatchSource, is_callable_spec
+from gate.data._common import (
+    DEFAULT_OPTIONS,
+    FORMATS,
+    MISSING,
+    BatchMeta,
+    BatchSource,
+    LabelSets,
+    is_callable_spec,
+    task_batch_labels,
+)
 from gate.files import file_sha256
 from gate.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["BatchMeta", "EvalData", "FORMATS", "MISSING", "open_data", "sniff_data_format"]
+__all__ = ["BatchMeta", "EvalData", "FORMATS", "LabelSets", "MISSING", "open_data", "sniff_data_format",
+           "task_batch_labels"]
 
 _EXTENSIONS = {
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".jsonlines": "jsonl", ".json": "jsonl",
@@ -44,7 +54,8 @@ class EvalData:
     source: BatchSource = field(repr=False, compare=False)
 
     def batches(self) -> Iterator[tuple[Any, torch.Tensor]]:
-        """(inputs, labels) with labels (B,) int64; updates num_samples as it goes when not known up front."""
+        """(inputs, labels) with labels as the task has them (classification (B,) int64; multi_label (B, L) int64 0/1,
+        or LabelSets from a text file; regression (B, T) float32); updates num_samples as it goes."""
         for inputs, labels, _ in self.batches_with_meta():
             yield inputs, labels
 
@@ -132,20 +143,22 @@ def open_data(
     options: dict[str, Any],
     class_names: tuple[str, ...] | None,
     tokenizer: Any | None,
+    task: str = "classification",
 ) -> EvalData:
     """Open evaluation data and check what can be checked up front (file, format, columns, tensors).
 
     `options` is the `data` section of gate.yaml; `tokenizer` is the model's own (Hugging Face directories),
     used for text data unless data.tokenizer names another. A factory is given as path='pkg.mod:callable'
     or as data.factory. `path` may also be the caller's own Dataset, DataLoader or iterable of batches (the Python
-    API), read like a factory's result.
+    API), read like a factory's result. `task` says what the labels are (gate.tasks; docs/tasks.md).
     """
     opts = {**DEFAULT_OPTIONS, **{k: v for k, v in options.items() if v is not None}}
     batch_size, limit = _batching(opts)
     if path is not None and not isinstance(path, (str, os.PathLike)):
         from gate.data.factory import ObjectReader
 
-        reader = ObjectReader(path, labels=opts["labels"], class_names=class_names, batch_size=batch_size, limit=limit)
+        reader = ObjectReader(path, labels=opts["labels"], class_names=class_names, batch_size=batch_size, limit=limit,
+                              task=task)
         return EvalData(reader.spec, "memory", None, class_names, reader.num_samples, reader)
     fmt, path = _resolve_format(path, opts)
     if fmt == "factory":
@@ -153,18 +166,18 @@ def open_data(
 
         reader: BatchSource = FactoryReader(
             path, kwargs=dict(opts["kwargs"] or {}), labels=opts["labels"], class_names=class_names,
-            batch_size=batch_size, limit=limit,
+            batch_size=batch_size, limit=limit, task=task,
         )
         return EvalData(path, fmt, None, class_names, reader.num_samples, reader)
     if fmt in ("jsonl", "csv"):
         reader = _open_text(path, fmt, opts, class_names=class_names, tokenizer=tokenizer,
-                            batch_size=batch_size, limit=limit)
+                            batch_size=batch_size, limit=limit, task=task)
     else:
         from gate.data.tensors import open_tensor_file
 
         reader = open_tensor_file(
             path, fmt, inputs=opts["inputs"], labels=opts["labels"], class_names=class_names,
-            batch_size=batch_size, limit=limit,
+            batch_size=batch_size, limit=limit, task=task,
         )
     return EvalData(path, fmt, file_sha256(path), class_names, reader.num_samples, reader)
 
@@ -210,12 +223,14 @@ def _open_text(
     tokenizer: Any | None,
     batch_size: int,
     limit: int | None,
+    task: str = "classification",
 ) -> BatchSource:
     from gate.data.text import TextLayout, TextReader, check_text_file
     from gate.data.tokenize import resolve_encoder
 
     delimiter = "\t" if path.lower().endswith(".tsv") else ","
-    layout = TextLayout(path, fmt, opts["text_column"], opts["label_column"], delimiter)
+    layout = TextLayout(path, fmt, opts["text_column"], opts["label_column"], delimiter, task=task,
+                        label_separator=opts["label_separator"])
     check_text_file(layout, class_names=class_names)
     try:
         encoder = resolve_encoder(option=opts["tokenizer"], tokenizer=tokenizer, max_length=opts["max_length"])

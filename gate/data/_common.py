@@ -27,6 +27,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "limit": None,
     "text_column": "text",
     "label_column": "label",
+    "label_separator": "|",
     "inputs": None,
     "labels": "labels",
     "tokenizer": None,
@@ -225,3 +226,133 @@ def batch_rows(inputs: Any) -> set[int]:
     for val in values:
         rows |= batch_rows(val)
     return rows
+
+
+# ------------------------------------------------------------------------------------ labels per task
+
+
+@dataclass(frozen=True)
+class LabelSets:
+    """multi_label labels of a text file: each sample's label indices, made (B, L) multi-hot once the models' label
+    count L is known (the first batch's outputs), with each sample's place for messages."""
+
+    indices: tuple[tuple[int, ...], ...]
+    where: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (len(self.indices),)
+
+    def multi_hot(self, width: int) -> torch.Tensor:
+        import torch
+
+        out = torch.zeros((len(self.indices), width), dtype=torch.int64)
+        for row, (found, where) in enumerate(zip(self.indices, self.where)):
+            for index in found:
+                if index >= width:
+                    raise DataError(f"{where}: label index {index} is out of range for models with {width} labels "
+                                    f"(expected 0..{width - 1})")
+                out[row, index] = 1
+        return out
+
+
+def multi_label_indices(value: Any, *, class_names: tuple[str, ...] | None, where: str,
+                        separator: str | None = None) -> tuple[int, ...]:
+    """One sample's labels (a list of label names or indices; in CSV text separated by `separator`) as indices."""
+    if separator is not None and isinstance(value, str):
+        parts = [p for p in (part.strip() for part in value.split(separator)) if p]
+        return tuple(label_index(p, class_names=class_names, where=where) for p in parts)
+    if not isinstance(value, (list, tuple)):
+        raise DataError(f"{where}: label {value!r} is a {type(value).__name__}; task multi_label expects a list of "
+                        "label names or indices (e.g. [\"sports\", \"politics\"], [0, 3] or [])")
+    return tuple(label_index(v, class_names=class_names, where=where) for v in value)
+
+
+def regression_targets(value: Any, *, where: str) -> tuple[float, ...]:
+    """One sample's regression target: a number, a list of numbers, or (CSV) a number written as text; finite."""
+    import math
+
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not values:
+        raise DataError(f"{where}: an empty list of targets; task regression expects a number or a list of numbers")
+    out = []
+    for v in values:
+        if isinstance(v, str):
+            try:
+                number = float(v.strip())
+            except ValueError:
+                raise DataError(f"{where}: target {v!r} is not a number (task regression)") from None
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            number = float(v)
+        else:
+            raise DataError(f"{where}: target {v!r} ({type(v).__name__}) is not a number (task regression)")
+        if not math.isfinite(number):
+            raise DataError(f"{where}: target {v!r} is not finite (task regression needs finite targets)")
+        out.append(number)
+    return tuple(out)
+
+
+def task_labels_tensor(value: Any, *, task: str, class_names: tuple[str, ...] | None, where: str) -> Any:
+    """A file's or batch's labels for `task`: classification (N,) int64 (labels_tensor); multi_label (N, L) int64
+    0/1 from a 2-D 0/1 tensor or array (bool, integer or float); regression (N, T) float32 from a numeric (N,) or
+    (N, T) tensor, every target finite. DataError naming `where` and the first bad sample otherwise."""
+    if task == "classification":
+        return labels_tensor(value, class_names=class_names, where=where)
+    import numpy as np
+    import torch
+
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            raise DataError(f"{where}: labels of dtype {value.dtype}; task {task} expects numbers")
+        value = torch.from_numpy(value.copy())
+    elif isinstance(value, (list, tuple)):
+        try:
+            value = torch.tensor(value)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise DataError(f"{where}: labels cannot be read as a numeric tensor for task {task}: {err}") from err
+    if not isinstance(value, torch.Tensor):
+        raise DataError(f"{where}: labels must be a tensor for task {task}, found {type(value).__name__}")
+    if value.dtype.is_complex:
+        raise DataError(f"{where}: labels of dtype {str(value.dtype).replace('torch.', '')}; task {task} expects "
+                        "real numbers")
+    if task == "multi_label":
+        if value.ndim != 2:
+            raise DataError(f"{where}: labels of shape {tuple(value.shape)}; task multi_label expects an (N, L) 0/1 "
+                            "multi-hot tensor, one column per label")
+        bad = ~((value == 0) | (value == 1))
+        if bool(bad.any()):
+            row, col = (int(i) for i in torch.nonzero(bad)[0])
+            raise DataError(f"{where}: label {value[row, col].item()!r} at sample {row}, column {col}; task multi_label "
+                            "expects 0/1 (multi-hot) labels")
+        return value.to(torch.int64)
+    if value.dtype == torch.bool:
+        raise DataError(f"{where}: labels of dtype bool; task regression expects numeric targets")
+    if value.ndim not in (1, 2):
+        raise DataError(f"{where}: targets of shape {tuple(value.shape)}; task regression expects (N,) or (N, T)")
+    targets = (value.reshape(-1, 1) if value.ndim == 1 else value).to(torch.float32)
+    bad = ~torch.isfinite(targets)
+    if bool(bad.any()):
+        row = int(torch.nonzero(bad)[0, 0])
+        raise DataError(f"{where}: target {targets[row].tolist()} of sample {row} is not finite (task regression "
+                        "needs finite targets)")
+    return targets
+
+
+def task_batch_labels(labels: Any, *, task: str, width: int, where: str, offset: int = 0,
+                      places: tuple[str, ...] | None = None) -> torch.Tensor:
+    """One batch's labels as the checks see them, checked against the models' width (labels L / targets T)."""
+    if isinstance(labels, LabelSets):
+        return labels.multi_hot(width)
+    labels = task_labels_tensor(labels, task=task, class_names=None, where=where)
+    if task == "classification":
+        return labels
+    columns = int(labels.shape[1])
+    if columns != width:
+        what = "a multi-hot" if task == "multi_label" else "targets"
+        unit = "labels" if task == "multi_label" else "targets"
+        place = places[0] if places else f"{where} (sample {offset})"
+        raise DataError(f"{place}: {what} of width {columns}, but the models output {width} {unit}")
+    return labels

@@ -20,9 +20,9 @@ from gate.data._common import (
     batch_rows,
     meta_values,
     import_callable,
-    labels_tensor,
     names_list,
     take_first,
+    task_labels_tensor,
 )
 from gate.errors import DataError, GateError
 
@@ -71,8 +71,10 @@ class FactoryReader:
         class_names: tuple[str, ...] | None,
         batch_size: int,
         limit: int | None,
+        task: str = "classification",
     ) -> None:
         self.spec = spec
+        self.task = task
         self.where = f"data factory {spec!r}"
         self.kwargs = kwargs
         self.labels = labels
@@ -170,7 +172,7 @@ class FactoryReader:
                 f"{where}: expected (inputs, labels) or a dict with a {self.labels!r} key, found {found}; "
                 f"Dataset samples must be (inputs, label) pairs or dicts"
             )
-        labels = labels_tensor(label_values, class_names=self.class_names, where=f"{where}, labels")
+        labels = task_labels_tensor(label_values, task=self.task, class_names=self.class_names, where=f"{where}, labels")
         rows = batch_rows(inputs)
         if rows and rows != {len(labels)}:
             raise DataError(
@@ -217,8 +219,10 @@ class ObjectReader(FactoryReader):
         class_names: tuple[str, ...] | None,
         batch_size: int,
         limit: int | None,
+        task: str = "classification",
     ) -> None:
         self.spec = object_label(source)
+        self.task = task
         self.where = f"data {self.spec}"
         self.kwargs = {}
         self.labels = labels

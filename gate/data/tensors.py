@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from gate.data._common import LABEL_FALLBACKS, BatchMeta, labels_tensor, names_list
+from gate.data._common import LABEL_FALLBACKS, BatchMeta, names_list, task_labels_tensor
 from gate.errors import DataError
 
 if TYPE_CHECKING:
@@ -209,12 +209,15 @@ def open_tensor_file(
     class_names: tuple[str, ...] | None,
     batch_size: int,
     limit: int | None,
+    task: str = "classification",
 ) -> TensorReader:
-    """Load a tensor file and check it: labels 1-D class indices, every input with one row per label."""
+    """Load a tensor file and check it: labels as the task has them (1-D class indices, an (N, L) 0/1 multi-hot, or
+    (N,) / (N, T) regression targets), every input with one row per label."""
     tensors = load_tensor_file(path, fmt)
     labels_name = choose_labels_name(tensors, path=path, requested=labels)
     input_names = choose_input_names(tensors, path=path, requested=inputs, labels_name=labels_name)
-    label_values = labels_tensor(tensors[labels_name], class_names=class_names, where=f"{path}: tensor {labels_name!r}")
+    label_values = task_labels_tensor(tensors[labels_name], task=task, class_names=class_names,
+                                      where=f"{path}: tensor {labels_name!r}")
     rows = int(label_values.shape[0])
     if rows == 0:
         raise DataError(f"{path}: no samples (tensor {labels_name!r} is empty)")

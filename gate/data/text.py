@@ -7,7 +7,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gate.data._common import MISSING, BatchMeta, label_index, names_list
+from gate.data._common import (
+    MISSING,
+    BatchMeta,
+    LabelSets,
+    label_index,
+    multi_label_indices,
+    names_list,
+    regression_targets,
+)
 from gate.errors import DataError
 
 if TYPE_CHECKING:
@@ -25,13 +33,15 @@ class TextLayout:
     text_column: str
     label_column: str
     delimiter: str = ","            # csv only; "\t" for .tsv
+    task: str = "classification"    # what a label is: a class, a list of labels (multi_label), targets (regression)
+    label_separator: str = "|"      # csv, multi_label: between a row's label names or indices
 
 
 @dataclass(frozen=True)
 class TextRecord:
     line: int                       # 1-based line number in the file (for CSV: where the row ends)
     text: str
-    label: int
+    label: Any                      # int (classification), tuple of label indices (multi_label), of floats (regression)
     row: dict[str, Any] | None = None   # the whole record (other keys / columns: slice fields)
 
 
@@ -56,9 +66,16 @@ def _record(layout: TextLayout, line: int, row: dict[str, Any], *, class_names: 
         raise DataError(
             f"{where}: {layout.text_column!r} is {type(text).__name__}, expected a string of text"
         )
-    label = label_index(
-        row[layout.label_column], class_names=class_names, where=f"{where}, column {layout.label_column!r}"
-    )
+    at = f"{where}, {'key' if layout.kind == 'jsonl' else 'column'} {layout.label_column!r}"
+    value = row[layout.label_column]
+    label: Any
+    if layout.task == "multi_label":
+        label = multi_label_indices(value, class_names=class_names, where=at,
+                                    separator=layout.label_separator if layout.kind == "csv" else None)
+    elif layout.task == "regression":
+        label = regression_targets(value, where=at)
+    else:
+        label = label_index(value, class_names=class_names, where=f"{where}, column {layout.label_column!r}")
     return TextRecord(line=line, text=text, label=label, row=row)
 
 
@@ -181,7 +198,19 @@ class TextReader:
         where = f"{self.layout.path}: lines {records[0].line}-{records[-1].line}"
         texts = [r.text for r in records]
         inputs = self.encoder(texts, where=where)
-        labels = torch.tensor([r.label for r in records], dtype=torch.int64)
+        labels: Any
+        if self.layout.task == "multi_label":
+            labels = LabelSets(tuple(r.label for r in records),
+                               tuple(f"{self.layout.path}: line {r.line}" for r in records))
+        elif self.layout.task == "regression":
+            width = len(records[0].label)
+            for r in records:
+                if len(r.label) != width:
+                    raise DataError(f"{self.layout.path}: line {r.line}: {len(r.label)} targets, but line "
+                                    f"{records[0].line} has {width}; every sample needs the same number of targets")
+            labels = torch.tensor([r.label for r in records], dtype=torch.float32)
+        else:
+            labels = torch.tensor([r.label for r in records], dtype=torch.int64)
         return inputs, labels, self._meta(records, texts)
 
     def _meta(self, records: list[TextRecord], texts: list[str]) -> BatchMeta:

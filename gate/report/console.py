@@ -4,7 +4,17 @@ from __future__ import annotations
 from tabulate import tabulate
 
 from gate.report.escape import plain_text
-from gate.report.model import STATUS_ORDER, FlipExample, FlipExamples, Finding, ModelInfo, Report
+from gate.report.model import (
+    STATUS_ORDER,
+    WIDTH_WORDS,
+    FlipExample,
+    FlipExamples,
+    Finding,
+    ModelInfo,
+    Report,
+    comparison_items,
+    metric_rows,
+)
 
 ICON = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "skip": "SKIP"}
 
@@ -57,23 +67,38 @@ def flip_lines(examples: FlipExamples | None, *, shown: int = CONSOLE_EXAMPLES) 
     return lines
 
 
+def headline_lines(report: Report) -> list[str]:
+    """The metrics block in a line or a few: accuracy and flips (classification), else each figure of the task
+    check's metrics() (baseline, candidate, delta) and its comparison figures."""
+    m = report.metrics
+    if report.task == "classification":
+        return [
+            f"accuracy: baseline {m['baseline']['accuracy']:.4f}  candidate {m['candidate']['accuracy']:.4f}  "
+            f"negative flips {m['comparison']['negative_flips']}  agreement {m['comparison']['agreement']:.4f}"
+        ]
+    lines = [f"{name}: baseline {_num(b)}  candidate {_num(c)}  delta {d:+.4g}" for name, b, c, d in metric_rows(m)]
+    compared = comparison_items(m)
+    if compared:
+        lines.append("comparison: " + "  ".join(f"{name} {_num(v)}" for name, v in compared))
+    return lines
+
+
 def render_console(report: Report, *, verbose: bool = False) -> str:
     # The data cannot decide a threshold: say so before anything else, or a warning reads like a pass.
     lines: list[str] = [f"POWER: {p.note}" for p in report.power]
     if lines:
         lines.append("")
     base, cand = report.models
-    lines.append(f"gate {report.gate_version}: candidate {cand.path} [{cand.format}] vs baseline {base.path} [{base.format}]")
-    lines.append(f"data: {report.data.path} [{report.data.format}], {report.data.num_samples} samples, {len(report.class_names)} classes")
+    task = report.task
+    lines.append(f"gate {report.gate_version}: candidate {cand.path} [{cand.format}] vs baseline {base.path} [{base.format}]"
+                 + ("" if task == "classification" else f", task {task}"))
+    lines.append(f"data: {report.data.path} [{report.data.format}], {report.data.num_samples} samples, "
+                 f"{len(report.class_names)} {WIDTH_WORDS.get(task, 'classes')}")
     if any(m.dtype or m.output for m in report.models):
         lines.append("models: " + "; ".join(f"{m.role} {model_facts(m)}" for m in (base, cand)))
     for note in report.notes:
         lines.append(f"note: {note}")
-    m = report.metrics
-    lines.append(
-        f"accuracy: baseline {m['baseline']['accuracy']:.4f}  candidate {m['candidate']['accuracy']:.4f}  "
-        f"negative flips {m['comparison']['negative_flips']}  agreement {m['comparison']['agreement']:.4f}"
-    )
+    lines += headline_lines(report)
     lines += flip_lines(report.examples)
     lines.append("")
     rows = [

@@ -16,7 +16,17 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gate.report.console import finding_label
-from gate.report.model import STATUS_ORDER, Chart, CheckResult, Finding, Report, Table
+from gate.report.model import (
+    STATUS_ORDER,
+    WIDTH_WORDS,
+    Chart,
+    CheckResult,
+    Finding,
+    Report,
+    Table,
+    comparison_items,
+    metric_rows,
+)
 
 MAX_FAILURES_PER_CHECK = 10  # failing findings listed per check at the top
 MAX_TABLE_ROWS = 50          # rows of a check's table; the JSON report has all of them
@@ -139,7 +149,8 @@ def _header(report: Report) -> str:
         f"<p><strong>{_e(report.summary)}</strong> (exit {_e(report.exit_code)})</p>"
         f"<p>candidate <code>{_e(cand.path)}</code> [{_e(cand.format)}] vs baseline <code>{_e(base.path)}</code> "
         f"[{_e(base.format)}] on <code>{_e(report.data.path)}</code>: {_e(report.data.num_samples)} samples, "
-        f"{len(report.class_names)} classes</p></header>"
+        f"{len(report.class_names)} {WIDTH_WORDS.get(report.task, 'classes')}"
+        + ("" if report.task == "classification" else f"; task {_e(report.task)}") + "</p></header>"
     )
 
 
@@ -190,6 +201,12 @@ def _checks(report: Report) -> str:
 
 def _headline(report: Report) -> str:
     m = report.metrics
+    if report.task != "classification":
+        rows = [(name, b, c, f"{d:+.4g}") for name, b, c, d in metric_rows(m)]
+        rows += [(name, "", v, "") for name, v in comparison_items(m)]
+        if not rows:
+            return ""
+        return _section("metrics", "Headline metrics", _table(("", "baseline", "candidate", "delta"), rows))
     try:
         b, c, comp = m["baseline"], m["candidate"], m["comparison"]
         rows = [
@@ -227,6 +244,8 @@ def _delta(b: dict[str, Any], c: dict[str, Any], key: str) -> float:
 
 
 def _per_class(report: Report) -> str:
+    if report.task != "classification":
+        return ""               # a task check shows its own per-label / per-target tables
     try:
         base = report.metrics["baseline"]["per_class"]
         cand = report.metrics["candidate"]["per_class"]
@@ -311,6 +330,8 @@ def _heatmap_classes(diff: list[list[int]], names: Sequence[str]) -> list[int]:
 
 
 def _confusion(report: Report) -> str:
+    if report.task != "classification":
+        return ""
     try:
         cb = report.metrics["baseline"]["confusion_matrix"]
         cc = report.metrics["candidate"]["confusion_matrix"]

@@ -18,6 +18,9 @@ def render_junit(report: Report) -> str:
         time=f"{report.duration_s:.3f}",
         timestamp=report.created_at,
     )
+    if report.task != "classification":
+        props = ET.SubElement(suite, "properties")
+        ET.SubElement(props, "property", name="task", value=report.task)
     for check in checks:
         case = ET.SubElement(suite, "testcase", classname="gate", name=check.name, time=f"{check.duration_s:.3f}")
         details = "\n".join(f.reason for f in check.findings if f.status in ("fail", "warn"))

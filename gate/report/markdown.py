@@ -5,7 +5,7 @@ from typing import Any
 
 from gate.report.console import finding_label, model_facts
 from gate.report.escape import Markup, md_code, md_text, mermaid_text
-from gate.report.model import STATUS_ORDER, Chart, FlipExamples, Report, Table
+from gate.report.model import STATUS_ORDER, Chart, FlipExamples, Report, Table, comparison_items, metric_rows
 
 #: Flipped examples the Markdown shows per kind, and characters of each text (the JSON report carries more).
 MARKDOWN_EXAMPLES = 5
@@ -122,6 +122,29 @@ def flipped_examples(examples: FlipExamples | None) -> list[str]:
     return lines
 
 
+def _headline(report: Report) -> list[str]:
+    """The metrics table: accuracy, macro F1, flips (classification), else every figure of the task check's
+    metrics() and its comparison figures; the task named for anything but classification."""
+    m = report.metrics
+    if report.task == "classification":
+        return [*md_table(
+            ("", "baseline", "candidate", "delta"),
+            [
+                ("accuracy", m["baseline"]["accuracy"], m["candidate"]["accuracy"],
+                 f"{m['candidate']['accuracy'] - m['baseline']['accuracy']:+.4f}"),
+                ("macro F1", m["baseline"]["macro_f1"], m["candidate"]["macro_f1"],
+                 f"{m['candidate']['macro_f1'] - m['baseline']['macro_f1']:+.4f}"),
+                ("negative flips", "", m["comparison"]["negative_flips"], f"{m['comparison']['negative_flip_rate']:.2%}"),
+            ],
+        ), ""]
+    lines = [f"task: **{md_text(report.task)}**", ""]
+    rows = [(name, b, c, f"{d:+.4g}") for name, b, c, d in metric_rows(m)]
+    rows += [(name, "", v, "") for name, v in comparison_items(m)]
+    if rows:
+        lines += [*md_table(("", "baseline", "candidate", "delta"), rows), ""]
+    return lines
+
+
 def render_markdown(report: Report) -> str:
     lines: list[str] = []
     for p in report.power:   # first: a warning that reads like a pass is how an under-powered gate misleads
@@ -135,18 +158,7 @@ def render_markdown(report: Report) -> str:
         lines.append(f"> {md_text(note)}")
         lines.append("")
     base, cand = report.models
-    m = report.metrics
-    lines += md_table(
-        ("", "baseline", "candidate", "delta"),
-        [
-            ("accuracy", m["baseline"]["accuracy"], m["candidate"]["accuracy"],
-             f"{m['candidate']['accuracy'] - m['baseline']['accuracy']:+.4f}"),
-            ("macro F1", m["baseline"]["macro_f1"], m["candidate"]["macro_f1"],
-             f"{m['candidate']['macro_f1'] - m['baseline']['macro_f1']:+.4f}"),
-            ("negative flips", "", m["comparison"]["negative_flips"], f"{m['comparison']['negative_flip_rate']:.2%}"),
-        ],
-    )
-    lines.append("")
+    lines += _headline(report)
     lines += md_table(
         ("check", "status", "why"),
         [(c.name, Markup(f"{EMOJI[c.status]} {c.status}"), c.summary) for c in sorted(report.checks, key=lambda c: STATUS_ORDER[c.status])],

@@ -164,6 +164,7 @@ class Report:
                                             # classes, casts on load), and warnings about it
     power: tuple[PowerNote, ...] = ()       # every check's PowerNotes, shown first by every renderer
     examples: FlipExamples | None = None    # the top flipped samples (gate.flipped), None when none were collected
+    task: str = "classification"            # what the models do (gate.tasks): classification, multi_label, regression
 
 
 def overall_status(statuses: list[str]) -> Status:
@@ -192,3 +193,29 @@ def to_jsonable(obj: Any) -> Any:
     if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
         return to_jsonable(obj.item())
     return obj
+
+
+#: How each task counts the columns of class_names in report headers.
+WIDTH_WORDS = {"classification": "classes", "multi_label": "labels", "regression": "targets"}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, Any, Any, Any]]:
+    """(figure, baseline, candidate, candidate - baseline) for each number the baseline and candidate blocks both
+    hold (a task check's metrics(): regression, multi_label), in the baseline block's order; nested lists and
+    objects (per label, per target) are left to the check's own tables."""
+    base, cand = metrics.get("baseline") or {}, metrics.get("candidate") or {}
+    rows = []
+    for key, b in base.items():
+        c = cand.get(key)
+        if _is_number(b) and _is_number(c):
+            rows.append((str(key), b, c, c - b))
+    return rows
+
+
+def comparison_items(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(figure, value) for each number in the comparison block, in its order."""
+    return [(str(k), v) for k, v in (metrics.get("comparison") or {}).items() if _is_number(v)]

@@ -1,5 +1,5 @@
 """Output kinds end to end: a sigmoid model is read as a probability (a regression must not pass), an ambiguous
-output stops the gate asking for `output:`, and tasks gate does not compare yet are refused in one line."""
+output stops the gate asking for `output:`, and outputs of another task resolve the run's task or are refused."""
 from __future__ import annotations
 
 import json
@@ -76,15 +76,49 @@ def test_one_probability_column_without_output_is_exit_2_asking(sigmoid, in_repo
     assert "every value in [0, 1]" in lines[0] and "model.output" in lines[0] and "sigmoid or binary_logit" in lines[0]
 
 
-@pytest.mark.parametrize(("kind", "task"), [("multi_label", "multi-label classification"), ("regression", "regression")])
-def test_tasks_not_supported_yet_are_refused_in_one_line(kind, task, sigmoid, in_repo_root, tmp_path, capsys):
+def _one_line_error(res, out: Path) -> str:
+    assert res.code == 2 and not out.exists(), res.out + res.err
+    lines = res.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in res.err, res.err
+    return lines[0]
+
+
+def test_a_multi_label_output_with_class_index_labels_is_refused_naming_the_label_tensor(sigmoid, in_repo_root,
+                                                                                        tmp_path, capsys):
     config = tmp_path / "kind.yaml"
-    config.write_text(f"model:\n  factory: {FACTORY}\n  candidate: {{output: {kind}}}\n")
+    config.write_text(f"model:\n  factory: {FACTORY}\n  candidate: {{output: multi_label}}\n")
     out = tmp_path / "r.json"
     res = run_cli(capsys, "check", sigmoid["good"], "--baseline", sigmoid["base"], "--data", sigmoid["data"],
                   "--config", config, "--json", out)
-    assert res.code == 2 and not out.exists()
-    lines = res.err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in res.err
-    assert lines[0] == (f"error: {config}: model.candidate.output: {kind}: {task} is not supported yet; gate compares "
-                        "classifiers whose output is one of logits, probabilities, sigmoid, binary_logit")
+    line = _one_line_error(res, out)
+    assert line == (f"error: {sigmoid['data']}: tensor 'labels': labels of shape (600,); task multi_label expects an "
+                    "(N, L) 0/1 multi-hot tensor, one column per label")
+
+
+def test_a_declared_task_that_contradicts_a_declared_output_is_refused_before_loading(sigmoid, in_repo_root,
+                                                                                     tmp_path, capsys):
+    config = tmp_path / "kind.yaml"
+    config.write_text(f"task: classification\nmodel:\n  factory: {FACTORY}\n  candidate: {{output: regression}}\n")
+    out = tmp_path / "r.json"
+    res = run_cli(capsys, "check", sigmoid["good"], "--baseline", sigmoid["base"], "--data", sigmoid["data"],
+                  "--config", config, "--json", out)
+    line = _one_line_error(res, out)
+    assert line == (f"error: {config}: model.candidate.output: regression is a regression output, but task is "
+                    "classification (for classification use output logits or probabilities or sigmoid or "
+                    "binary_logit, or auto)")
+
+
+def test_one_output_declared_regression_makes_both_models_regressors(sigmoid, in_repo_root, tmp_path, capsys):
+    """The baseline's auto output follows the task the candidate's declaration gives; 0/1 labels become targets."""
+    config = tmp_path / "kind.yaml"
+    config.write_text(f"model:\n  factory: {FACTORY}\n  candidate: {{output: regression}}\n")
+    out = tmp_path / "r.json"
+    res = run_cli(capsys, "check", sigmoid["good"], "--baseline", sigmoid["base"], "--data", sigmoid["data"],
+                  "--config", config, "--json", out)
+    assert res.code == 0, res.out + res.err
+    report = json.loads(out.read_text())
+    validate_report(report)
+    assert report["task"] == "regression" and report["class_names"] == ["target"]
+    assert [m["output"] for m in report["models"]] == ["regression", "regression"]
+    assert [c["name"] for c in report["checks"]] == ["sanity"]       # accuracy & co. are classification checks
+    assert report["metrics"] == {}                                     # no regression check in this run

@@ -30,6 +30,7 @@ class DriftCheck(Check):
     """Per-layer activation drift between baseline and candidate, streamed from the run's one pass."""
 
     name = "drift"
+    tasks = frozenset({"classification", "multi_label", "regression"})
     needs = frozenset({"scores", "activations"})
 
     # Drift's PSI bin edges come from the baseline's first samples a process sees, and its sums are per process:
