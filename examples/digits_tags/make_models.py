@@ -53,6 +53,7 @@ def train(x: np.ndarray, tags: np.ndarray, *, steps: int = 400, seed: int = SEED
 def make(out: Path) -> dict[str, Path]:
     from safetensors.torch import save_file
 
+    torch.set_num_threads(1)            # tiny matrices: threads only contend
     out.mkdir(parents=True, exist_ok=True)
     x_tr, d_tr, x_ev, d_ev = split()
     tags_tr = np.array(tags_of(d_tr), dtype=np.int64)
