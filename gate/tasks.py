@@ -106,7 +106,7 @@ def resolve_task(config: Any, models: Mapping[str, Any]) -> str:
     if task != "auto":
         for role, (what, why) in said.items():
             if what != task:
-                raise ConfigError(f"{why} means {what}, but {config.where('task')} is {task}; set "
+                raise ConfigError(f"{config.where('task')}: {task}, but {why} means {what}; set "
                                   f"model.{role}.output to say what the model returns")
         return task
     found_tasks = {what for what, _ in said.values()}
