@@ -17,6 +17,7 @@ cluster within samples (what a per-label test cannot see) and the two models are
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -143,6 +144,7 @@ def true_value(metric: str, extra: float, labels: int, n: int = 400_000) -> floa
     return float(micro(pb) - micro(pc))
 
 
+@functools.lru_cache(maxsize=None)
 def find_extra(metric: str, bound: float, labels: int) -> float:
     """The extra error rate whose true value is the bound (bisection on the large world)."""
     lo, hi = 0.0, 0.2
