@@ -333,14 +333,16 @@ class MultiLabelCheck(Check):
         return codes
 
     def state(self) -> dict[str, np.ndarray]:
-        """`rows.index` (N,) and `rows.codes` (N, ceil(L / 8)) int64: each row's uint8 codes packed 8 per word."""
+        """`rows.index` (N,) and `rows.codes` (N, ceil(L / 8)) int64: each row's uint8 codes packed 8 per word;
+        `samples` (summed across shards) lets load_state() tell concatenated rows from rows added up."""
         width = len(self.ctx.class_names)
         codes = np.concatenate(self._codes) if self._codes else np.zeros((0, width), dtype=np.uint8)
         index = np.concatenate(self._index) if self._index else np.zeros(0, dtype=np.int64)
         words = -(-width // 8)
         padded = np.zeros((codes.shape[0], words * 8), dtype=np.uint8)
         padded[:, :width] = codes
-        return {"rows.index": index, "rows.codes": np.ascontiguousarray(padded).view("<i8").reshape(-1, words).copy()}
+        return {"rows.index": index, "rows.codes": np.ascontiguousarray(padded).view("<i8").reshape(-1, words).copy(),
+                "samples": np.array([index.size], dtype=np.int64)}
 
     def load_state(self, merged: dict[str, np.ndarray]) -> None:
         width = len(self.ctx.class_names)
@@ -350,6 +352,9 @@ class MultiLabelCheck(Check):
             raise ValueError(f"multilabel: expected rows.codes of shape (N, {words}) and rows.index (N,), found "
                              f"{packed.shape} and {index.shape}")
         codes = np.ascontiguousarray(packed.astype("<i8")).view(np.uint8).reshape(-1, words * 8)
+        if "samples" in merged and int(np.asarray(merged["samples"]).sum()) != index.size:
+            raise ValueError(f"multilabel: {int(np.asarray(merged['samples']).sum())} samples were evaluated but "
+                             f"{index.size} rows arrived: per-sample rows must be concatenated across shards, not summed")
         if np.any(codes[:, :width] > 7) or np.any(codes[:, width:]):
             raise ValueError("multilabel: rows.codes holds values that are no (label, baseline, candidate) code")
         if np.any(np.diff(index) <= 0):

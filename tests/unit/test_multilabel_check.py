@@ -150,15 +150,25 @@ def test_state_round_trip_of_strided_shards_equals_the_single_run():
     single = feed(make(labels=9), y, sb, sc, batch=32)
     states = [feed(make(labels=9), y, sb, sc, batch=32, batches=set(range(i, 22, 3))).state() for i in range(3)]
     for s in states:
-        assert all(v.dtype == np.int64 for v in s.values()) and set(s) == {"rows.index", "rows.codes"}
+        assert all(v.dtype == np.int64 for v in s.values()) and set(s) == {"rows.index", "rows.codes", "samples"}
     index = np.concatenate([s["rows.index"] for s in states])
     order = np.argsort(index)
-    merged = {key: np.concatenate([s[key] for s in states])[order] for key in states[0]}
+    merged = {key: np.concatenate([s[key] for s in states])[order] for key in ("rows.index", "rows.codes")}
+    merged["samples"] = sum(s["samples"] for s in states)
     loaded = make(labels=9)
     loaded.load_state(merged)
     np.testing.assert_array_equal(loaded.codes(), single.codes())
     assert loaded.compute().findings == single.compute().findings
     assert loaded.metrics() == single.metrics()
+
+
+def test_rows_added_up_instead_of_concatenated_are_refused():
+    # Two shards of equal size summed key by key: the shapes agree, so only the sample count can tell.
+    y, sb, sc = world(256, 3, seed=16)
+    states = [feed(make(labels=3), y, sb, sc, batch=64, batches={i, i + 2}).state() for i in range(2)]
+    summed = {key: states[0][key] + states[1][key] for key in states[0]}
+    with pytest.raises(ValueError, match="256 samples were evaluated but 128 rows arrived"):
+        make(labels=3).load_state(summed)
 
 
 def test_a_state_that_is_no_code_table_is_refused():
