@@ -28,16 +28,15 @@ from typing import Any
 
 import numpy as np
 
+from gate import distributions as sps
 from gate import stats
 from gate.checks.base import Check, Step
 from gate.checks.classification import (HIGHER_RULES, _bootstrap_tails, _drop_reps, _drop_value, bootstrap_evidence,
                                         calibrate, f1_evidence_without_spread, paired_drop_evidence, rate_evidence)
 from gate.errors import ConfigError, DataError
-from gate.metrics import (DENSE_ONEHOT_MAX, PairedCounts, class_counts, point_metrics, precision_correction,
-                          precision_drop_se)
+from gate.metrics import DENSE_ONEHOT_MAX, PairedCounts, class_counts, precision_correction, precision_drop_se
 from gate.report.model import CheckResult, Finding, Table
 from gate.verdict import DecisionSettings, Evidence, check_summary, decision_settings, judge
-from gate import distributions as sps
 
 LABEL_METRICS = ("recall", "precision", "f1")
 AVERAGES = ("micro_f1", "macro_f1")
@@ -354,7 +353,8 @@ class MultiLabelCheck(Check):
         codes = np.ascontiguousarray(packed.astype("<i8")).view(np.uint8).reshape(-1, words * 8)
         if "samples" in merged and int(np.asarray(merged["samples"]).sum()) != index.size:
             raise ValueError(f"multilabel: {int(np.asarray(merged['samples']).sum())} samples were evaluated but "
-                             f"{index.size} rows arrived: per-sample rows must be concatenated across shards, not summed")
+                             f"{index.size} rows arrived: per-sample rows must be concatenated across shards, "
+                             "not summed")
         if np.any(codes[:, :width] > 7) or np.any(codes[:, width:]):
             raise ValueError("multilabel: rows.codes holds values that are no (label, baseline, candidate) code")
         if np.any(np.diff(index) <= 0):
