@@ -567,6 +567,8 @@ def _plan_cache(run: _Run, shard: Any) -> _Cache | None:
                         class_names=ctx.class_names, shard=shard)
     if facts is None:
         return _Cache(note="baseline cache not used: the baseline or the data has no file hash to key it on")
+    if ctx.task != "classification":
+        facts["task"] = ctx.task            # the kept scores are the task's (probabilities, predictions)
     key = entry_key(facts)
     timed = (" latency times the live baseline after the pass: timings are never cached."
              if any(c.name == "latency" for c in run.checks) else "")

@@ -137,5 +137,6 @@ def refuse_unsupported_checks(config: Any, task: str, names: list[str]) -> None:
         tasks = check_tasks(name)
         if task not in tasks:
             raise ConfigError(
-                f"{config.where(f'checks.{name}.enabled')}: the {name} check does not support the task {task} "
-                f"(it supports {', '.join(sorted(tasks))}); disable it for this model")
+                f"{config.where(f'checks.{name}')}: enabled (in the config or by --enable), but the {name} check "
+                f"does not support the task {task} (it supports {', '.join(sorted(tasks))}); leave it off for this "
+                "model")

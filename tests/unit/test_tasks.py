@@ -128,8 +128,9 @@ def test_an_explicitly_enabled_classification_check_is_refused_for_regression():
     config = build_config({"checks": {"accuracy": {"enabled": True}}}, source="gate.yaml")
     with pytest.raises(ConfigError) as err:
         refuse_unsupported_checks(config, "regression", config.enabled_checks("regression"))
-    assert str(err.value) == ("gate.yaml: checks.accuracy.enabled: the accuracy check does not support the task "
-                              "regression (it supports classification); disable it for this model")
+    assert str(err.value) == ("gate.yaml: checks.accuracy: enabled (in the config or by --enable), but the accuracy "
+                              "check does not support the task regression (it supports classification); leave it "
+                              "off for this model")
     refuse_unsupported_checks(config, "classification", config.enabled_checks("classification"))   # no error
 
 
