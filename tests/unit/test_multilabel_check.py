@@ -301,6 +301,28 @@ def test_identical_models_on_few_samples_are_not_proven_within():
         assert f.interval[1] > f.threshold
 
 
+def test_few_flips_widen_the_bootstrap_to_tangos_width():
+    y, sb, _ = world(400, 5, seed=17)
+    sc = sb.copy()
+    for i, k in ((3, 0), (50, 2), (51, 2), (200, 4)):            # 3 negative flips, 1 positive, in 4 samples
+        sc[i, k] = 1.0 - sc[i, k]
+    config = build_config({"checks": {"multilabel": {"hamming_loss": {"max_increase": 0.004}}}})
+    result = feed(make(config, labels=5), y, sb, sc, batch=100).compute()
+    f = next(f for f in result.findings if f.metric == "hamming_loss")
+    t = (sb >= 0.5) == (y == 1)
+    c = (sc >= 0.5) == (y == 1)
+    neg, pos = int(np.sum(t & ~c)), int(np.sum(~t & c))
+    assert f.value == pytest.approx((neg - pos) / 2000)
+    low, high = stats.paired_difference_interval(neg, pos, 2000, confidence=0.95)
+    # the bootstrap's own interval is narrower: it is widened about the estimate to Tango's width over the pairs
+    boot = bootstrap(codes_of(y, sb >= 0.5, sc >= 0.5), resamples=2000, seed=0).figures
+    raw_lo, raw_hi = stats.percentile_interval(boot["candidate"]["hamming_loss"] - boot["baseline"]["hamming_loss"],
+                                               confidence=0.95)
+    assert float(raw_hi - raw_lo) < 0.9 * float(high - low)
+    assert f.interval[1] - f.interval[0] == pytest.approx(float(high - low), rel=0.02)
+    assert f.status == "warn" and f.inconclusive
+
+
 def test_point_mode_compares_values_without_statistics():
     y, sb, sc = world(300, 3, seed=14, broken=0, broken_share=0.5)
     config = build_config({"decision": {"mode": "point"}})
