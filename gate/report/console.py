@@ -6,7 +6,6 @@ from tabulate import tabulate
 from gate.report.escape import plain_text
 from gate.report.model import (
     STATUS_ORDER,
-    WIDTH_WORDS,
     FlipExample,
     FlipExamples,
     Finding,
@@ -14,6 +13,7 @@ from gate.report.model import (
     Report,
     comparison_items,
     metric_rows,
+    width_phrase,
 )
 
 ICON = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "skip": "SKIP"}
@@ -93,7 +93,7 @@ def render_console(report: Report, *, verbose: bool = False) -> str:
     lines.append(f"gate {report.gate_version}: candidate {cand.path} [{cand.format}] vs baseline {base.path} [{base.format}]"
                  + ("" if task == "classification" else f", task {task}"))
     lines.append(f"data: {report.data.path} [{report.data.format}], {report.data.num_samples} samples, "
-                 f"{len(report.class_names)} {WIDTH_WORDS.get(task, 'classes')}")
+                 f"{width_phrase(task, len(report.class_names))}")
     if any(m.dtype or m.output for m in report.models):
         lines.append("models: " + "; ".join(f"{m.role} {model_facts(m)}" for m in (base, cand)))
     for note in report.notes:

@@ -18,7 +18,6 @@ from typing import Any
 from gate.report.console import finding_label
 from gate.report.model import (
     STATUS_ORDER,
-    WIDTH_WORDS,
     Chart,
     CheckResult,
     Finding,
@@ -26,6 +25,7 @@ from gate.report.model import (
     Table,
     comparison_items,
     metric_rows,
+    width_phrase,
 )
 
 MAX_FAILURES_PER_CHECK = 10  # failing findings listed per check at the top
@@ -149,7 +149,7 @@ def _header(report: Report) -> str:
         f"<p><strong>{_e(report.summary)}</strong> (exit {_e(report.exit_code)})</p>"
         f"<p>candidate <code>{_e(cand.path)}</code> [{_e(cand.format)}] vs baseline <code>{_e(base.path)}</code> "
         f"[{_e(base.format)}] on <code>{_e(report.data.path)}</code>: {_e(report.data.num_samples)} samples, "
-        f"{len(report.class_names)} {WIDTH_WORDS.get(report.task, 'classes')}"
+        f"{_e(width_phrase(report.task, len(report.class_names)))}"
         + ("" if report.task == "classification" else f"; task {_e(report.task)}") + "</p></header>"
     )
 

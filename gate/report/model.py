@@ -199,6 +199,12 @@ def to_jsonable(obj: Any) -> Any:
 WIDTH_WORDS = {"classification": "classes", "multi_label": "labels", "regression": "targets"}
 
 
+def width_phrase(task: str, count: int) -> str:
+    """'3 classes', '4 labels', '1 target': how many columns class_names names, in the task's word."""
+    word = WIDTH_WORDS.get(task, "classes")
+    return f"{count} {word[:-1] if count == 1 and task != 'classification' else word}"
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 

@@ -318,3 +318,37 @@ def test_a_hugging_face_head_with_one_label_is_a_regressor_on_jsonl_numbers(tmp_
     res = run_cli(capsys, "check", cand, "--baseline", base, "--data", bad, "--json", tmp_path / "bad.json")
     assert res.code == 2 and not (tmp_path / "bad.json").exists()
     assert res.err.strip() == f"error: {bad}: line 2, key 'label': target 'x' is not a number (task regression)"
+
+
+def test_a_single_regression_target_can_be_named(tmp_path, capsys, in_repo_root):
+    torch.manual_seed(0)
+    model = tm.build_mlp(num_classes=1).eval()
+    path = _save(model, tmp_path / "m.safetensors")
+    data = tmp_path / "eval.npz"
+    np.savez(data, x=np.ones((5, tm.IN_FEATURES), np.float32), labels=np.arange(5, dtype=np.float32))
+    config = tmp_path / "gate.yaml"
+    config.write_text(f"task: regression\nclass_names: [price]\nmodel:\n  factory: {FACTORY}\n  kwargs: {{num_classes: 1}}\n")
+    out = tmp_path / "r.json"
+    res = run_cli(capsys, "check", path, "--baseline", path, "--data", data, "--config", config, "--json", out)
+    assert res.code == 0, res.out + res.err
+    report = json.loads(out.read_text())
+    assert report["class_names"] == ["price"] and "5 samples, 1 target\n" in res.out
+
+
+def test_the_python_api_takes_the_task_from_a_config_dict_and_a_dataloader():
+    import gate
+
+    torch.manual_seed(1)
+    base = tm.build_mlp(num_classes=3).eval()
+    cand = tm.build_mlp(num_classes=3).eval()
+    cand.load_state_dict(base.state_dict())
+    x = torch.randn(40, tm.IN_FEATURES, generator=torch.Generator().manual_seed(2))
+    y = (torch.rand(40, 3, generator=torch.Generator().manual_seed(3)) < 0.5).long()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    report = gate.check(cand, base, loader, config={"task": "multi_label", "class_names": ["a", "b", "c"]},
+                        enable=["drift"])
+    assert report.verdict == "pass" and report.model.task == "multi_label"
+    assert [c.name for c in report.model.checks] == ["sanity", "drift"]
+    assert report.model.class_names == ("a", "b", "c") and report.model.data.num_samples == 40
+    with pytest.raises(gate.errors.ConfigError, match="the per_class check does not support the task multi_label"):
+        gate.check(cand, base, loader, config={"task": "multi_label"}, enable=["per_class"])

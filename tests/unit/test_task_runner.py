@@ -142,3 +142,25 @@ def test_labels_that_do_not_fit_the_models_width_are_refused():
     with pytest.raises(DataError, match="a multi-hot of width 3, but the models output 4 labels"):
         run({"task": "multi_label"}, model, model, [(torch.ones(2, 3), torch.zeros(2, 3, dtype=torch.int64))],
             "multi_label")
+
+
+def test_onnx_output_parity_counts_thresholded_agreement_and_the_tolerance_rule():
+    """gate.checks.onnx.OutputParity against numpy: batches streamed equal the whole arrays at once."""
+    from gate.checks.onnx import OutputParity
+
+    rng = np.random.default_rng(4)
+    ref = rng.random((50, 3)).astype(np.float32)
+    got = ref + rng.normal(scale=1e-3, size=ref.shape).astype(np.float32)
+    got[7, 1] = 0.49 if ref[7, 1] >= 0.5 else 0.51                    # one label flips across the threshold
+    stats = OutputParity(3, task="multi_label", atol=1e-4, rtol=1e-3)
+    for start in range(0, 50, 16):
+        stats.update(ref[start:start + 16], got[start:start + 16])
+    same = (ref >= 0.5) == (got >= 0.5)
+    assert stats.samples == 50 and stats.elements == 150
+    assert stats.labels_agree == int(same.sum()) and stats.samples_agree == int(same.all(axis=1).sum())
+    diff = np.abs(got.astype(np.float64) - ref)
+    outside = ~((diff <= 1e-4) | (diff <= 1e-3 * np.abs(ref.astype(np.float64))))
+    assert stats.outside == int(outside.sum()) and stats.max_abs == pytest.approx(diff.max())
+    regression = OutputParity(3, task="regression", atol=1e-4, rtol=1e-3)
+    regression.update(ref, got)
+    assert regression.outside == stats.outside and regression.samples_agree == 0
