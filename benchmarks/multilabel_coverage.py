@@ -13,6 +13,7 @@ cluster within samples (what a per-label test cannot see) and the two models are
     python benchmarks/multilabel_coverage.py --oc --reps 200
     python benchmarks/multilabel_coverage.py --coverage --reps 300
     python benchmarks/multilabel_coverage.py --oc --reps 100 --sizes 5000
+    python benchmarks/multilabel_coverage.py --scale      # CPU s, state bytes, peak RSS at large N x L
 """
 from __future__ import annotations
 
@@ -157,16 +158,45 @@ def find_extra(metric: str, bound: float, labels: int, kind: str) -> float:
     return (lo + hi) / 2
 
 
+def scale() -> None:
+    import resource
+
+    config = build_config({"checks": {"multilabel": {"f1": {"max_drop": 0.1}}}})   # every bootstrap rule on
+    print("| N x L | state bytes | distinct rows | update CPU s | compute CPU s | peak RSS |")
+    print("|---|--:|--:|--:|--:|--:|")
+    for n, labels in ((10_000, 20), (100_000, 20), (20_000, 100)):
+        y, sb, sc = world(np.random.default_rng(0), n, labels, err=0.1, kind="independent")
+        ctx = RunContext(config=config, models={}, class_names=tuple(f"l{i}" for i in range(labels)), device=None)
+        check = MultiLabelCheck(config.check("multilabel"), ctx)
+        check.setup()
+        t0 = time.process_time()
+        for i, off in enumerate(range(0, n, 512)):
+            step = Step(index=i, offset=off, inputs=None, labels=y[off:off + 512],
+                        scores={"baseline": sb[off:off + 512], "candidate": sc[off:off + 512]})
+            step.task = "multi_label"
+            check.update(step)
+        t1 = time.process_time()
+        result = check.compute()
+        t2 = time.process_time()
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        print(f"| {n:,} x {labels} | {result.details['state_bytes']:,} | {result.details['bootstrap_distinct_rows']:,}"
+              f" | {t1 - t0:.2f} | {t2 - t1:.1f} | {rss:.2f} GiB |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--oc", action="store_true")
     parser.add_argument("--coverage", action="store_true")
+    parser.add_argument("--scale", action="store_true")
     parser.add_argument("--reps", type=int, default=200)
     parser.add_argument("--labels", type=int, default=8)
     parser.add_argument("--worlds", default="close,independent", help="candidate kinds for --coverage")
     parser.add_argument("--sizes", default="200,1000,5000", help="evaluation-set sizes, comma-separated")
     args = parser.parse_args()
     sizes = [int(v) for v in args.sizes.split(",")]
+    if args.scale:
+        scale()
+        return
     if args.oc or not args.coverage:
         oc(args.reps, args.labels, sizes)
         print()
