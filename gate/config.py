@@ -17,8 +17,8 @@ from typing import Any
 from gate.errors import ConfigError
 
 # Forward order of the checks in the report; the runner feeds them in this order.
-CHECK_NAMES = ("sanity", "accuracy", "per_class", "flips", "scores", "regression", "slices", "cases", "drift", "onnx",
-               "latency")
+CHECK_NAMES = ("sanity", "accuracy", "per_class", "flips", "scores", "regression", "multilabel", "slices", "cases",
+               "drift", "onnx", "latency")
 
 #: The roles a checkpoint plays. Trust (loading a program or a pickle that runs code) is given per role, and only
 #: on the command line or as an Action input: gate.yaml may come from the pull request it judges.

@@ -12,6 +12,7 @@ REGISTRY: dict[str, str] = {
     "regression": "gate.checks.regression:RegressionCheck",
     "slices": "gate.checks.slices:SlicesCheck",
     "cases": "gate.checks.cases:CasesCheck",
+    "multilabel": "gate.checks.multilabel:MultiLabelCheck",
     "drift": "gate.checks.drift:DriftCheck",
     "onnx": "gate.checks.onnx:OnnxCheck",
     "latency": "gate.checks.latency:LatencyCheck",
