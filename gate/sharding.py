@@ -7,7 +7,10 @@ One state protocol serves both ways of sharding:
 
 A state file may come from another job, so it is data: a safetensors file (no pickle), its size bounded, its
 header JSON checked field by field, a SHA-256 of its arrays checked before anything is read from them.
-Every merged array is a sum, so the merge is exact for counts and within float rounding for sums.
+Arrays merge key by key: a key whose name (after its check's prefix) starts with `rows.` holds per-sample rows
+(first axis = samples); the rows of every shard are concatenated and put in global sample order by the group's
+int64 `rows.index` (the sample's index in the data). Every other key is summed. So a merged state is the state
+the single-process run would have had: exact for counts and rows, within float rounding for sums.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from gate.errors import ConfigError, DataError, GateError
 
 STATE_FORMAT = "gate-state"
 STATE_VERSION = 1
-MAX_STATE_BYTES = 512 * 1024 * 1024          # a state is sums over classes and layers, never per sample
+MAX_STATE_BYTES = 512 * 1024 * 1024          # sums over classes and layers, and the few per-sample rows
 _META_KEY = "gate_state"
 _DTYPES = (np.int64, np.float64)
 
@@ -211,17 +214,12 @@ def merge_states(states: list[RunState], *, names: list[str]) -> RunState:
         raise DataError(f"shard{'s' if len(missing) > 1 else ''} {', '.join(missing)} of {count} missing: a gate "
                         "decides on the whole data")
     keys = set(states[0].arrays)
-    arrays: dict[str, np.ndarray] = {}
     for state, name in zip(states, names):
         if set(state.arrays) != keys:
             raise DataError(f"{name}: its arrays differ from {names[0]}'s: the shards are not of the same run")
-    for key in sorted(keys):
-        parts = [s.arrays[key] for s in sorted(states, key=lambda s: s.meta["shard"][0])]
-        if key in ("counts.codes", "counts.n"):      # sparse: summed by code below
-            continue
-        if len({p.shape for p in parts}) != 1 or len({p.dtype for p in parts}) != 1:
-            raise DataError(f"array {key!r} has different shapes across shards: the shards are not of the same run")
-        arrays[key] = np.sum(np.stack(parts), axis=0, dtype=parts[0].dtype)
+    ordered = sorted(states, key=lambda s: s.meta["shard"][0])
+    arrays = merge_arrays([{k: v for k, v in s.arrays.items() if k not in ("counts.codes", "counts.n")}
+                           for s in ordered])
     codes = np.concatenate([s.arrays["counts.codes"] for s in states])
     n = np.concatenate([s.arrays["counts.n"] for s in states])
     uniq, inverse = np.unique(codes, return_inverse=True)
@@ -233,6 +231,65 @@ def merge_states(states: list[RunState], *, names: list[str]) -> RunState:
                 num_batches=sum(s.meta["num_batches"] for s in states))
     meta["data"] = dict(zero["data"], num_samples=meta["num_samples"], num_batches=meta["num_batches"])
     return RunState(meta=meta, arrays=arrays)
+
+
+def rows_group(key: str) -> str | None:
+    """The group of a per-sample key (`scores.rows.margin` -> `scores.`, `rows.x` -> ``); None for a summed key."""
+    if key.startswith("rows."):
+        return ""
+    head, sep, _ = key.partition(".rows.")
+    return f"{head}." if sep else None
+
+
+def merge_arrays(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Shards' arrays (each shard the same keys) merged: `rows.` keys concatenated in global sample order (by their
+    group's `rows.index`), every other key summed. Raises DataError for shards that cannot be one run's."""
+    if not parts:
+        return {}
+    merged: dict[str, np.ndarray] = {}
+    groups: dict[str, list[str]] = {}
+    for key in sorted(parts[0]):
+        values = [p[key] for p in parts]
+        if len({v.dtype for v in values}) != 1:
+            raise DataError(f"array {key!r} has different dtypes across shards: the shards are not of the same run")
+        group = rows_group(key)
+        if group is not None:
+            groups.setdefault(group, []).append(key)
+            continue
+        if len({v.shape for v in values}) != 1:
+            raise DataError(f"array {key!r} has different shapes across shards: the shards are not of the same run")
+        merged[key] = np.sum(np.stack(values), axis=0, dtype=values[0].dtype)
+    for group, keys in groups.items():
+        merged.update(_merge_rows(parts, group, keys))
+    return merged
+
+
+def _merge_rows(parts: list[dict[str, np.ndarray]], group: str, keys: list[str]) -> dict[str, np.ndarray]:
+    index_key = f"{group}rows.index"
+    if index_key not in keys:
+        raise DataError(f"arrays {', '.join(map(repr, keys))} are per-sample rows without {index_key!r}: "
+                        "a state's rows must say which samples they are")
+    for part in parts:
+        index = part[index_key]
+        if index.dtype != np.int64 or index.ndim != 1:
+            raise DataError(f"array {index_key!r} must be a 1-D int64 array of sample indices, found "
+                            f"{index.dtype} with shape {index.shape}")
+        for key in keys:
+            value = part[key]
+            if value.ndim == 0 or value.shape[0] != index.shape[0]:
+                raise DataError(f"array {key!r} has {value.shape[0] if value.ndim else 0} rows but {index_key!r} "
+                                f"{index.shape[0]}: one row per sample")
+            if value.shape[1:] != parts[0][key].shape[1:]:
+                raise DataError(f"array {key!r} has rows of different shapes across shards: the shards are not of "
+                                "the same run")
+    index = np.concatenate([p[index_key] for p in parts])
+    order = np.argsort(index, kind="stable")
+    ranked = index[order]
+    if ranked.size and (ranked[0] < 0 or bool(np.any(ranked[1:] == ranked[:-1]))):
+        bad = ranked[0] if ranked[0] < 0 else ranked[1:][ranked[1:] == ranked[:-1]][0]
+        raise DataError(f"array {index_key!r}: sample {int(bad)} is {'negative' if bad < 0 else 'in two shards'}: "
+                        "the shards are not of one run")
+    return {key: np.concatenate([p[key] for p in parts])[order] for key in keys}
 
 
 def _short(value: Any) -> str:
