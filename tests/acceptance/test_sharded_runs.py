@@ -56,11 +56,12 @@ def _args(world, candidate: Path, *extra: object, data: Path | None = None) -> l
 
 
 def _comparable(report: dict) -> dict:
-    """Everything a sharded run must reproduce: verdict, exit code, metrics, every check's findings and details."""
+    """Everything a sharded run must reproduce: verdict, exit code, metrics, every check's findings and details,
+    the flipped examples."""
     checks = [{k: v for k, v in c.items() if k != "duration_s"} for c in report["checks"]]
     return {"verdict": report["verdict"], "exit_code": report["exit_code"], "metrics": report["metrics"],
             "checks": checks, "summary": report["summary"], "num_samples": report["data"]["num_samples"],
-            "num_batches": report["data"]["num_batches"]}
+            "num_batches": report["data"]["num_batches"], "examples": report["examples"]}
 
 
 @pytest.fixture(scope="module")
