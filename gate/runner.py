@@ -19,6 +19,7 @@ from gate.checks import check_class
 from gate.checks.base import ROLES, Check, RunContext, Step
 from gate.classes import ClassAlignment, align_classes, role_names
 from gate.config import GateConfig
+from gate.data._common import Skipped
 from gate.errors import ConfigError, DataError, GateError, ModelError
 from gate.flipped import FlipCollector
 from gate.forward import (
@@ -192,8 +193,13 @@ def build_checks(config: GateConfig, ctx: RunContext) -> list[Check]:
     return [check_class(name)(config.check(name), ctx) for name in config.enabled_checks()]
 
 
-def _batches_with_meta(data: Any) -> Any:
-    """(inputs, labels, meta) from gate.data.EvalData, or (inputs, labels, None) from any object with batches()."""
+def _batches_with_meta(data: Any, shard: Any = None) -> Any:
+    """(inputs, labels, meta) from gate.data.EvalData (which seeks to `shard`'s batches where its reader can: the
+    others' come as gate.data.Skipped), or (inputs, labels, None) from any object with batches()."""
+    from gate.data import EvalData
+
+    if shard is not None and isinstance(data, EvalData):
+        return data.batches_with_meta(owns=shard.owns)
     if hasattr(data, "batches_with_meta"):
         return data.batches_with_meta()
     return ((inputs, labels, None) for inputs, labels in data.batches())
@@ -222,7 +228,10 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check], *, shard: Any = No
     live = ("candidate",) if replay is not None else ROLES
     progress = Progress(getattr(data, "num_samples", None), mode=ctx.extras.get("progress", "auto"))
     try:
-        for index, (inputs, labels, meta) in enumerate(_batches_with_meta(data)):
+        for index, (inputs, labels, meta) in enumerate(_batches_with_meta(data, shard)):
+            if isinstance(inputs, Skipped):
+                seen += inputs.size             # another shard's batch, skipped unread by a reader that seeks
+                continue
             if shard is not None and not shard.owns(index):
                 seen += batch_len(inputs)       # another shard's batch: counted for offsets, never scored
                 continue
