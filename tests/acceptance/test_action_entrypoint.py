@@ -398,3 +398,49 @@ def test_release_workflow_lints_and_pins_the_action_to_the_pushed_image():
     pin = "\n".join(step.get("run", "") for step in workflow["jobs"]["pin-action"]["steps"])
     assert "s|^  image: Dockerfile$|" in pin
     assert re.search(r"^  image: Dockerfile$", (ROOT / "action.yml").read_text(encoding="utf-8"), re.M)
+
+
+# --------------------------------------------------------------------------- a sharded matrix and the cache
+
+
+@pytest.mark.slow
+def test_a_matrix_of_shard_jobs_and_a_merge_job_decide_like_one_check(workspace: Path, tmp_path: Path):
+    """`shard: 1/2` and `shard: 2/2` each write a state (verdict output `shard`, exit 0, no report); `mode: merge`
+    with a glob of them gives the single check's verdict, exit code, metrics and failed checks."""
+    common = {"candidate": "models/broken.pt", "baseline": "models/production.pt", "data": "eval/holdout.npz",
+              "batch-size": "64"}
+    (tmp_path / "single").mkdir()
+    single = run_action(workspace, tmp_path / "single", {**common, "json": "single/report.json"})
+    assert single.returncode == 1, single.stderr
+    expected = validate_report(workspace / "single" / "report.json")
+    for i in (1, 2):
+        (tmp_path / f"s{i}").mkdir()
+        shard = run_action(workspace, tmp_path / f"s{i}", {**common, "shard": f"{i}/2", "state": f"states/s{i}.gstate"})
+        assert shard.returncode == 0, shard.stderr
+        assert shard.outputs["verdict"] == "shard" and shard.outputs["state"] == f"states/s{i}.gstate"
+        assert shard.outputs["report-json"] == "" and f"shard {i}/2" in shard.summary
+        assert (workspace / "states" / f"s{i}.gstate").is_file()
+    (tmp_path / "m").mkdir()
+    merged = run_action(workspace, tmp_path / "m", {"mode": "merge", "states": "states/*.gstate",
+                                                    "json": "merged/report.json", "junit": "merged/junit.xml"})
+    assert merged.returncode == 1, merged.stderr
+    report = validate_report(workspace / "merged" / "report.json")
+    assert (report["verdict"], report["exit_code"], report["metrics"]) == \
+        (expected["verdict"], expected["exit_code"], expected["metrics"])
+    assert merged.outputs["verdict"] == "fail"
+    assert merged.outputs["failed-checks"] == single.outputs["failed-checks"] != ""
+    assert (workspace / "merged" / "junit.xml").is_file() and "FAIL" in merged.summary
+
+
+@pytest.mark.slow
+def test_the_baseline_cache_input_hits_on_the_second_run(workspace: Path, tmp_path: Path):
+    inputs = {"candidate": "models/same.pt", "baseline": "models/production.pt", "data": "eval/holdout.npz",
+              "config": "gate.yaml", "baseline-cache": ".gate-cache", "json": "cache/report.json"}
+    notes = []
+    for run_dir in ("first", "second"):
+        (tmp_path / run_dir).mkdir()
+        run = run_action(workspace, tmp_path / run_dir, inputs)
+        assert run.returncode == 0, run.stderr
+        notes.append(" ".join(validate_report(workspace / "cache" / "report.json")["notes"]))
+    assert "baseline cache miss" in notes[0] and "baseline cache hit" in notes[1]
+    assert any(p.suffix == ".json" for p in (workspace / ".gate-cache").iterdir())
