@@ -158,6 +158,16 @@ def test_merge_refuses_states_of_another_config_or_version(world, tmp_path, caps
     other = _shards(world, capsys, tmp_path, "--seed", "3")
     report = tmp_path / "r.json"
     _assert_error(run_cli(capsys, "merge", one[0], other[1], "--json", report), "config differs")
+    reversed_data = tmp_path / "reversed.npz"
+    with np.load(world.data) as z:
+        np.savez(reversed_data, x=z["x"][::-1].copy(), labels=z["labels"][::-1].copy())
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    state = moved / "s2.gstate"
+    outcome = run_cli(capsys, "check", *_args(world, world.good, "--shard", "2/2", "--state", state,
+                                              data=reversed_data))
+    assert outcome.code == 0, outcome.err
+    _assert_error(run_cli(capsys, "merge", one[0], state, "--json", report), "data differs")
     _assert_error(run_cli(capsys, "merge", one[0], "--json", report), "shard 2 of 2 missing")
     _assert_error(run_cli(capsys, "merge", one[0], one[0], one[1], "--json", report), "merged once")
     assert not report.exists()
