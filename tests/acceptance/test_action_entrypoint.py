@@ -277,6 +277,31 @@ def test_example_workflow_inputs_exist_in_action_yml(tmp_path: Path, name: str):
     assert done.returncode == 1 and re.search(r'input "(mode_|policy_path)" is not defined', done.stdout)
 
 
+def test_sharded_example_workflow_lints_with_this_action_yml(tmp_path: Path):
+    """examples/ci/github-workflow-sharded.yml (a matrix of shard jobs, then a merge job): actionlint and the
+    workflow schema accept it, and with `uses: ./` every input it sets is one of this action.yml's."""
+    name = "examples/ci/github-workflow-sharded.yml"
+    lint(tool("actionlint"), name)
+    lint(tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", name)
+    (tmp_path / ".git").mkdir()
+    workflows = tmp_path / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    for source in ("action.yml", "Dockerfile"):
+        shutil.copyfile(ROOT / source, tmp_path / source)
+    local, count = re.subn(r"uses: gate-dev/gate@v0\.2\.0\b.*", "uses: ./", (ROOT / name).read_text(encoding="utf-8"))
+    assert count == 2
+    (workflows / "gate.yml").write_text(local, encoding="utf-8")
+    lint(tool("actionlint"), ".github/workflows/gate.yml", cwd=tmp_path)
+    (workflows / "gate.yml").write_text(local.replace("states:", "states_:"), encoding="utf-8")
+    done = subprocess.run([tool("actionlint"), ".github/workflows/gate.yml"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 1 and 'input "states_" is not defined' in done.stdout
+    steps = yaml.safe_load(local)["jobs"]
+    shard_inputs = next(s["with"] for s in steps["shard"]["steps"] if s.get("uses") == "./")
+    assert shard_inputs["shard"] == "${{ matrix.shard }}/3" and shard_inputs["baseline-cache"] == ".gate-cache"
+    assert next(s["with"] for s in steps["merge"]["steps"] if s.get("uses") == "./")["mode"] == "merge"
+
+
 def test_example_workflow_takes_policy_from_the_base_branch_and_files_from_the_pr():
     workflow = yaml.safe_load((ROOT / "examples" / "ci" / "github-workflow.yml").read_text(encoding="utf-8"))
     steps = workflow["jobs"]["gate"]["steps"]
