@@ -719,3 +719,23 @@ def test_a_shard_outcome_says_nothing_was_decided(tmp_path: Path):
     (tmp_path / "forged.gstate").write_bytes(b"not a state")
     bad = ep.interpret_shard(0, "", state_path=tmp_path / "forged.gstate", shard="1/2")
     assert bad.exit_code == 2 and "not a gate state file" in bad.error
+
+
+def test_token_holder_finds_a_parent_that_keeps_the_runners_tokens(tmp_path):
+    """A process started by one that holds ACTIONS_* names that parent; started by a clean one, it names none of
+    its own ancestors up to that clean parent."""
+    import subprocess
+    import sys as _sys
+
+    probe = ("import os, sys; sys.path.insert(0, os.environ['GATE_ROOT']); "
+             "from gate.action.isolation import token_holder; print(os.getppid(), token_holder())")
+    root = str(Path(__file__).resolve().parents[2])
+    base = {"PATH": "/usr/bin:/bin", "GATE_ROOT": root}
+    for env, holds in (({**base, "ACTIONS_RUNTIME_TOKEN": "t0k3n"}, True), (base, False)):
+        shell = f"{_sys.executable} -c {probe!r}; exit $?"
+        out = subprocess.run(["/bin/sh", "-c", shell], env=env, capture_output=True, text=True, check=True).stdout
+        parent, _, holder = out.strip().partition(" ")
+        if holds:
+            assert holder == f"pid {parent} (/proc/{parent}/environ)"
+        else:
+            assert holder == "None" or not holder.startswith(f"pid {parent} "), holder
