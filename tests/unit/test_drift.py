@@ -836,10 +836,11 @@ def _approx(got: Any, want: Any, path: str = "") -> None:
         assert got == want, path
 
 
-@pytest.mark.parametrize("count", [2, 3])
-def test_sharded_states_merge_to_the_single_runs_figures(count: int) -> None:
+@pytest.mark.parametrize("count,nan", [(2, False), (3, False), (3, True)])
+def test_sharded_states_merge_to_the_single_runs_figures(count: int, nan: bool) -> None:
     """A CNN whose first conv output (256 wide) is PSI-sampled on a stride of 3: shards prime on the first 256
-    samples (the edges), fold their own batches at their global offsets; merged, every figure is the single run's."""
+    samples (the edges), fold their own batches at their global offsets; merged, every figure is the single run's,
+    also when some samples' activations are NaN (the stride runs over positions, finite or not)."""
     from gate.sharding import Shard, merge_arrays, split_values
 
     torch.manual_seed(0)
@@ -849,7 +850,10 @@ def test_sharded_states_merge_to_the_single_runs_figures(count: int) -> None:
     )
     cand = nudged(base, scale=0.3, only="3")
     gen = torch.Generator().manual_seed(1)
-    batches = list(torch.randn(420, 1, 8, 8, generator=gen).split(40))
+    data = torch.randn(420, 1, 8, 8, generator=gen)
+    if nan:
+        data[[3, 77, 150, 301], 0, 0, 0] = math.nan       # 16 NaN conv outputs each: not a multiple of the stride
+    batches = list(data.split(40))
     single = make_check(base, cand)
     steps = _acts(base, cand, single, batches)
     for step in steps:
@@ -874,6 +878,7 @@ def test_sharded_states_merge_to_the_single_runs_figures(count: int) -> None:
     merged.load_state({**arrays, **texts})
     got = merged.compute()
     assert got.status == want.status and got.summary == want.summary
+    assert (single._layers["0"].base.nan > 0) is nan
     _approx(got.details, want.details)
     for name in ("0", "3"):
         np.testing.assert_array_equal(merged._layers[name].base.psi_counts, single._layers[name].base.psi_counts)

@@ -4,8 +4,9 @@ run's one pass, and assembles the result (see the package docstring).
 Sharded (gate.sharding), every shard first primes on the data's first samples (`prime_samples`: the runner feeds
 them to `prime()`, both models run on them), so each layer's PSI bin edges are the single run's, fixed before the
 shard's own pass; each batch is then folded at once with its PSI sampling offset read off the batch's global
-offset (the single run's offset when the values before it are finite). Counts, sums, histograms, live units and
-CKA cross-products add up; extremes and what the shard knows of the layers are one `shard.rows.` row per shard.
+offset (the stride runs over value positions, finite or not: the single run's offset, always). Counts, sums,
+histograms, live units and CKA cross-products add up; extremes and what the shard knows of the layers are one
+`shard.rows.` row per shard.
 """
 from __future__ import annotations
 
