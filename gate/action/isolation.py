@@ -272,3 +272,32 @@ def install(files: Mapping[Path, bytes], *, owner: tuple[int, int] | None) -> No
             except OSError:
                 pass
         raise ConfigError(f"cannot write the reports into the workspace: {err.strerror or err}") from err
+
+
+def lend_folder(folder: Path, *, root: Path, sandbox: Sandbox, owner: tuple[int, int] | None) -> None:
+    """The baseline-cache folder, created, and writable by the gate's uid for the run (the folder itself: the
+    gate reads the entries in it, writes new ones and removes corrupt ones)."""
+    try:
+        make_dirs(folder, root=root, owner=owner)
+        if sandbox.separate:
+            os.chown(folder, sandbox.uid, sandbox.gid)  # type: ignore[arg-type]
+    except OSError as err:
+        raise ConfigError(f"cannot prepare the baseline-cache folder {folder}: {err.strerror or err}") from err
+
+
+def take_back_folder(folder: Path, *, sandbox: Sandbox, owner: tuple[int, int] | None) -> None:
+    """After the run: the folder and the plain files the gate wrote in it belong to the workspace's owner again,
+    readable by the job's later steps (actions/cache saves them); links the gate made are removed."""
+    if not sandbox.separate or owner is None:
+        return
+    try:
+        for entry in os.scandir(folder):
+            info = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
+                os.chown(entry.path, *owner, follow_symlinks=False)
+                os.chmod(entry.path, 0o644)
+            elif stat.S_ISLNK(info.st_mode):
+                os.unlink(entry.path)
+        os.chown(folder, *owner)
+    except OSError:
+        pass

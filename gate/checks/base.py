@@ -9,8 +9,9 @@ Lifecycle, driven by gate.runner (one pass over the data, both models on the sam
     check.teardown()                     # always called, also after an error
 
 Sharded (gate.sharding: torchrun ranks, or `--shard I/N` jobs merged by `gate merge`), every shard runs update()
-on its own batches, then `state()`; the shards' states are summed key by key and `load_state(merged)` sets the
-state compute() reads. `sharding` says whether a check can run so; a check that does not declare it is refused.
+on its own batches, then `state()`; the shards' states are merged key by key (summed, except keys starting with
+`rows.`: per-sample rows, concatenated in global sample order by the int64 `rows.index` the check includes) and
+`load_state(merged)` sets the state compute() reads. `sharding` says whether a check can run so; a check that does not declare it is refused.
 """
 from __future__ import annotations
 
@@ -98,8 +99,17 @@ class Check(abc.ABC):
         """Take baseline_record() from the cache: the baseline is not run, so do not call it (raise ValueError
         if `recorded` is not what baseline_record() gives)."""
 
+    #: Sharded only: how many of the data's first samples the check must see before its pass (the drift check's
+    #: PSI bin edges come from the baseline's first samples, which most shards do not own). The runner then
+    #: feeds prime(step) those samples' batches first, on every shard; 0: no priming.
+    prime_samples: ClassVar[int] = 0
+
+    def prime(self, step: Step) -> None:
+        """One of the data's first batches, seen before a sharded pass (see `prime_samples`); not its state."""
+
     def state(self) -> dict[str, np.ndarray]:
-        """The sufficient statistics as int64 / float64 arrays whose sum over shards is the whole run's state."""
+        """The sufficient statistics as int64 / float64 arrays whose sum over shards is the whole run's state;
+        per-sample arrays under `rows.` keys (first axis = samples) with `rows.index` (int64, step.offset + row)."""
         return {}
 
     def load_state(self, merged: dict[str, np.ndarray]) -> None:
