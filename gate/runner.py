@@ -19,6 +19,7 @@ from gate.checks import check_class
 from gate.checks.base import ROLES, Check, RunContext, Step
 from gate.classes import ClassAlignment, align_classes, role_names
 from gate.config import GateConfig
+from gate.data._common import Skipped
 from gate.errors import ConfigError, DataError, GateError, ModelError
 from gate.flipped import FlipCollector
 from gate.forward import (
@@ -192,8 +193,13 @@ def build_checks(config: GateConfig, ctx: RunContext) -> list[Check]:
     return [check_class(name)(config.check(name), ctx) for name in config.enabled_checks()]
 
 
-def _batches_with_meta(data: Any) -> Any:
-    """(inputs, labels, meta) from gate.data.EvalData, or (inputs, labels, None) from any object with batches()."""
+def _batches_with_meta(data: Any, shard: Any = None) -> Any:
+    """(inputs, labels, meta) from gate.data.EvalData (which seeks to `shard`'s batches where its reader can: the
+    others' come as gate.data.Skipped), or (inputs, labels, None) from any object with batches()."""
+    from gate.data import EvalData
+
+    if shard is not None and isinstance(data, EvalData):
+        return data.batches_with_meta(owns=shard.owns)
     if hasattr(data, "batches_with_meta"):
         return data.batches_with_meta()
     return ((inputs, labels, None) for inputs, labels in data.batches())
@@ -222,7 +228,10 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check], *, shard: Any = No
     live = ("candidate",) if replay is not None else ROLES
     progress = Progress(getattr(data, "num_samples", None), mode=ctx.extras.get("progress", "auto"))
     try:
-        for index, (inputs, labels, meta) in enumerate(_batches_with_meta(data)):
+        for index, (inputs, labels, meta) in enumerate(_batches_with_meta(data, shard)):
+            if isinstance(inputs, Skipped):
+                seen += inputs.size             # another shard's batch, skipped unread by a reader that seeks
+                continue
             if shard is not None and not shard.owns(index):
                 seen += batch_len(inputs)       # another shard's batch: counted for offsets, never scored
                 continue
@@ -623,13 +632,17 @@ def shard_state(run: _Run, counts: PairedCounts, data: DataInfo, *, shard: Any) 
 
     codes, n = counts.arrays()
     arrays: dict[str, np.ndarray] = {"counts.codes": codes, "counts.n": n}
-    for check in run.checks:
-        if check.sharding != "merge":
-            continue
-        for key, value in check.state().items():
-            value = np.asarray(value)
-            arrays[f"{check.name}.{key}"] = value.astype(np.float64 if value.dtype.kind == "f" else np.int64)
+    texts: dict[str, list[str | None]] = {}
     ctx = run.ctx
+    parts = [(f"{check.name}.", check.state()) for check in run.checks if check.sharding == "merge"]
+    parts.append((_EXAMPLES, ctx.extras["flipped"].state()))
+    for prefix, values in parts:
+        for key, value in values.items():
+            if isinstance(value, list):         # text rows (a flipped sample's text): kept in the header
+                texts[f"{prefix}{key}"] = [None if t is None else str(t) for t in value]
+                continue
+            value = np.asarray(value)
+            arrays[f"{prefix}{key}"] = value.astype(np.float64 if value.dtype.kind == "f" else np.int64)
     meta = {
         "format": STATE_FORMAT, "version": STATE_VERSION, "gate_version": gate.__version__,
         "config_digest": digest(run.config.to_dict()),
@@ -641,25 +654,33 @@ def shard_state(run: _Run, counts: PairedCounts, data: DataInfo, *, shard: Any) 
         "classes": asdict(run.alignment), "notes": list(run_notes(ctx)) + run.notes,
         "checks": [c.name for c in run.checks if c.sharding == "merge"], "environment": environment(ctx.device),
     }
-    return RunState(meta=meta, arrays=arrays)
+    return RunState(meta=meta, arrays=arrays, texts=texts)
+
+
+_EXAMPLES = "examples."       # the flipped examples' state (gate.flipped.FlipCollector), beside the checks'
 
 
 def _load_merged(run: _Run, merged: Any) -> None:
     """The merged state into the run's checks and context (rank 0 of a torchrun, or `gate merge`)."""
     from gate.errors import DataError
 
-    arrays = merged.arrays
+    arrays = merged.values()
+    run.ctx.class_names = tuple(str(n) for n in merged.meta["class_names"])
+
+    def part(prefix: str) -> dict[str, Any]:
+        return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
     try:
         run.ctx.counts = PairedCounts.from_arrays(int(merged.meta["num_classes"]), arrays["counts.codes"],
                                                   arrays["counts.n"])
         for check in run.checks:
             if check.sharding != "merge":
                 continue
-            prefix = f"{check.name}."
-            check.load_state({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
-    except (KeyError, ValueError, IndexError, TypeError) as err:
+            check.load_state(part(f"{check.name}."))
+        flipped = run.ctx.extras["flipped"] = FlipCollector(run.ctx.class_names)
+        flipped.load_state(part(_EXAMPLES))
+    except (KeyError, ValueError, IndexError, TypeError, AttributeError) as err:
         raise DataError(f"the merged state does not fit this gate's checks: {err}") from err
-    run.ctx.class_names = tuple(str(n) for n in merged.meta["class_names"])
 
 
 def merge_report(paths: list[str]) -> Report:

@@ -7,14 +7,17 @@ One state protocol serves both ways of sharding:
 
 A state file may come from another job, so it is data: a safetensors file (no pickle), its size bounded, its
 header JSON checked field by field, a SHA-256 of its arrays checked before anything is read from them.
-Every merged array is a sum, so the merge is exact for counts and within float rounding for sums.
+Arrays merge key by key: a key whose name (after its check's prefix) starts with `rows.` holds per-sample rows
+(first axis = samples); the rows of every shard are concatenated and put in global sample order by the group's
+int64 `rows.index` (the sample's index in the data). Every other key is summed. So a merged state is the state
+the single-process run would have had: exact for counts and rows, within float rounding for sums.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,7 @@ from gate.errors import ConfigError, DataError, GateError
 
 STATE_FORMAT = "gate-state"
 STATE_VERSION = 1
-MAX_STATE_BYTES = 512 * 1024 * 1024          # a state is sums over classes and layers, never per sample
+MAX_STATE_BYTES = 512 * 1024 * 1024          # sums over classes and layers, and the few per-sample rows
 _META_KEY = "gate_state"
 _DTYPES = (np.int64, np.float64)
 
@@ -81,26 +84,40 @@ def digest(value: Any) -> str:
 
 @dataclass
 class RunState:
-    """One shard's mergeable state: facts about the run (JSON) and named arrays that add up across shards."""
+    """One shard's mergeable state: facts about the run (JSON), named arrays that merge across shards, and the
+    per-sample text rows (`rows.` keys whose values are strings: a flipped sample's text) kept in the JSON header."""
 
     meta: dict[str, Any]
     arrays: dict[str, np.ndarray]
+    texts: dict[str, list[str | None]] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         from safetensors.numpy import save
 
-        meta = dict(self.meta, arrays_sha256=arrays_digest(self.arrays))
+        meta = dict(self.meta, rows_text=self.texts, arrays_sha256=arrays_digest(self.arrays, self.texts))
         return save({k: np.ascontiguousarray(v) for k, v in self.arrays.items()},
                     metadata={_META_KEY: json.dumps(meta, sort_keys=True)})
 
+    def values(self) -> dict[str, Any]:
+        """Arrays and text rows in one dict, as a check's state() gives them."""
+        return {**self.arrays, **self.texts}
 
-def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+
+def arrays_digest(arrays: dict[str, np.ndarray], texts: dict[str, list[str | None]] | None = None) -> str:
     h = hashlib.sha256()
     for key in sorted(arrays):
         a = np.ascontiguousarray(arrays[key])
         h.update(f"{key}|{a.dtype.str}|{a.shape}|".encode())
         h.update(a.tobytes())
+    if texts:
+        h.update(json.dumps(texts, sort_keys=True).encode("utf-8"))
     return h.hexdigest()
+
+
+def split_values(values: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, list[str | None]]]:
+    """A merged dict back into arrays and text rows."""
+    arrays = {k: v for k, v in values.items() if isinstance(v, np.ndarray)}
+    return arrays, {k: list(v) for k, v in values.items() if not isinstance(v, np.ndarray)}
 
 
 _META_FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -135,9 +152,14 @@ def state_from_bytes(payload: bytes, *, where: str) -> RunState:
     for key, a in arrays.items():
         if a.dtype not in _DTYPES:
             raise DataError(f"{where}: array {key!r} has dtype {a.dtype}; a gate state holds int64 and float64 only")
-    if arrays_digest(arrays) != meta["arrays_sha256"]:
+    texts = meta.pop("rows_text", {})
+    if not isinstance(texts, dict) or not all(
+            isinstance(k, str) and rows_group(k) is not None and isinstance(v, list)
+            and all(t is None or isinstance(t, str) for t in v) for k, v in texts.items()):
+        raise DataError(f"{where}: gate state field 'rows_text' must map rows keys to lists of strings")
+    if arrays_digest(arrays, texts) != meta["arrays_sha256"]:
         raise DataError(f"{where}: the arrays do not match the state's SHA-256 (the file is corrupt or was edited)")
-    return RunState(meta=meta, arrays=arrays)
+    return RunState(meta=meta, arrays=arrays, texts=texts)
 
 
 def read_state(path: str | os.PathLike[str]) -> RunState:
@@ -210,18 +232,13 @@ def merge_states(states: list[RunState], *, names: list[str]) -> RunState:
     if missing:
         raise DataError(f"shard{'s' if len(missing) > 1 else ''} {', '.join(missing)} of {count} missing: a gate "
                         "decides on the whole data")
-    keys = set(states[0].arrays)
-    arrays: dict[str, np.ndarray] = {}
+    keys = set(states[0].values())
     for state, name in zip(states, names):
-        if set(state.arrays) != keys:
+        if set(state.values()) != keys:
             raise DataError(f"{name}: its arrays differ from {names[0]}'s: the shards are not of the same run")
-    for key in sorted(keys):
-        parts = [s.arrays[key] for s in sorted(states, key=lambda s: s.meta["shard"][0])]
-        if key in ("counts.codes", "counts.n"):      # sparse: summed by code below
-            continue
-        if len({p.shape for p in parts}) != 1 or len({p.dtype for p in parts}) != 1:
-            raise DataError(f"array {key!r} has different shapes across shards: the shards are not of the same run")
-        arrays[key] = np.sum(np.stack(parts), axis=0, dtype=parts[0].dtype)
+    ordered = sorted(states, key=lambda s: s.meta["shard"][0])
+    arrays, texts = split_values(merge_arrays([{k: v for k, v in s.values().items()
+                                                 if k not in ("counts.codes", "counts.n")} for s in ordered]))
     codes = np.concatenate([s.arrays["counts.codes"] for s in states])
     n = np.concatenate([s.arrays["counts.n"] for s in states])
     uniq, inverse = np.unique(codes, return_inverse=True)
@@ -232,7 +249,86 @@ def merge_states(states: list[RunState], *, names: list[str]) -> RunState:
     meta = dict(zero, shard=[0, 1], num_samples=sum(s.meta["num_samples"] for s in states),
                 num_batches=sum(s.meta["num_batches"] for s in states))
     meta["data"] = dict(zero["data"], num_samples=meta["num_samples"], num_batches=meta["num_batches"])
-    return RunState(meta=meta, arrays=arrays)
+    return RunState(meta=meta, arrays=arrays, texts=texts)
+
+
+def rows_group(key: str) -> str | None:
+    """The group of a per-sample key (`scores.rows.margin` -> `scores.`, `rows.x` -> ``); None for a summed key."""
+    if key.startswith("rows."):
+        return ""
+    head, sep, _ = key.partition(".rows.")
+    return f"{head}." if sep else None
+
+
+def merge_arrays(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Shards' arrays (each shard the same keys) merged: `rows.` keys concatenated in global sample order (by their
+    group's `rows.index`), every other key summed. A `rows.` key may hold a list of strings (one per row) instead
+    of an array. Raises DataError for shards that cannot be one run's."""
+    if not parts:
+        return {}
+    merged: dict[str, Any] = {}
+    groups: dict[str, list[str]] = {}
+    for key in sorted(parts[0]):
+        values = [p[key] for p in parts]
+        group = rows_group(key)
+        if group is not None:
+            groups.setdefault(group, []).append(key)
+            continue
+        if not all(isinstance(v, np.ndarray) for v in values):
+            raise DataError(f"state key {key!r} holds text but is not a rows. key")
+        if len({v.dtype for v in values}) != 1:
+            raise DataError(f"array {key!r} has different dtypes across shards: the shards are not of the same run")
+        if len({v.shape for v in values}) != 1:
+            raise DataError(f"array {key!r} has different shapes across shards: the shards are not of the same run")
+        merged[key] = np.sum(np.stack(values), axis=0, dtype=values[0].dtype)
+    for group, keys in groups.items():
+        merged.update(_merge_rows(parts, group, keys))
+    return merged
+
+
+def _merge_rows(parts: list[dict[str, Any]], group: str, keys: list[str]) -> dict[str, Any]:
+    index_key = f"{group}rows.index"
+    if index_key not in keys:
+        raise DataError(f"arrays {', '.join(map(repr, keys))} are per-sample rows without {index_key!r}: "
+                        "a state's rows must say which samples they are")
+    for part in parts:
+        index = part[index_key]
+        if not isinstance(index, np.ndarray) or index.dtype != np.int64 or index.ndim != 1:
+            raise DataError(f"array {index_key!r} must be a 1-D int64 array of sample indices, found "
+                            f"{getattr(index, 'dtype', type(index).__name__)} with shape {np.shape(index)}")
+        for key in keys:
+            value = part[key]
+            if isinstance(value, list) != isinstance(parts[0][key], list):
+                raise DataError(f"state key {key!r} is text on one shard and numbers on another")
+            if isinstance(value, list):
+                if len(value) != index.shape[0]:
+                    raise DataError(f"text rows {key!r} has {len(value)} rows but {index_key!r} "
+                                    f"{index.shape[0]}: one row per sample")
+                continue
+            if value.ndim == 0 or value.shape[0] != index.shape[0]:
+                raise DataError(f"array {key!r} has {value.shape[0] if value.ndim else 0} rows but {index_key!r} "
+                                f"{index.shape[0]}: one row per sample")
+            if value.dtype != parts[0][key].dtype:
+                raise DataError(f"array {key!r} has different dtypes across shards: the shards are not of the "
+                                "same run")
+            if value.shape[1:] != parts[0][key].shape[1:]:
+                raise DataError(f"array {key!r} has rows of different shapes across shards: the shards are not of "
+                                "the same run")
+    index = np.concatenate([p[index_key] for p in parts])
+    order = np.argsort(index, kind="stable")
+    ranked = index[order]
+    if ranked.size and (ranked[0] < 0 or bool(np.any(ranked[1:] == ranked[:-1]))):
+        bad = ranked[0] if ranked[0] < 0 else ranked[1:][ranked[1:] == ranked[:-1]][0]
+        raise DataError(f"array {index_key!r}: sample {int(bad)} is {'negative' if bad < 0 else 'in two shards'}: "
+                        "the shards are not of one run")
+    merged: dict[str, Any] = {}
+    for key in keys:
+        if isinstance(parts[0][key], list):
+            every = [t for p in parts for t in p[key]]
+            merged[key] = [every[i] for i in order.tolist()]
+        else:
+            merged[key] = np.concatenate([p[key] for p in parts])[order]
+    return merged
 
 
 def _short(value: Any) -> str:
@@ -298,12 +394,23 @@ def gather_states(state: RunState | GateError, *, device: Any) -> RunState:
     for rank, part in enumerate(parts):
         if part[:1] == b"E":
             kind, _, message = part[1:].decode("utf-8", "replace").partition("\n")
+            leave_group()
             raise RankError(f"rank {rank}: {message}")
     names = [f"rank {rank}" for rank in range(len(parts))]
     try:
         return merge_states([state_from_bytes(p[1:], where=n) for p, n in zip(parts, names)], names=names)
     except GateError as err:
+        leave_group()
         raise RankError(str(err)) from err
+
+
+def leave_group() -> None:
+    """Leave the process group before an error ends the process: every rank raises alike, so none waits; a group
+    left to the interpreter's exit can abort the process in gloo's destructor ("terminate called ...")."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def broadcast_exit_code(code: int) -> int:

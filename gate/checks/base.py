@@ -9,8 +9,9 @@ Lifecycle, driven by gate.runner (one pass over the data, both models on the sam
     check.teardown()                     # always called, also after an error
 
 Sharded (gate.sharding: torchrun ranks, or `--shard I/N` jobs merged by `gate merge`), every shard runs update()
-on its own batches, then `state()`; the shards' states are summed key by key and `load_state(merged)` sets the
-state compute() reads. `sharding` says whether a check can run so; a check that does not declare it is refused.
+on its own batches, then `state()`; the shards' states are merged key by key (summed, except keys starting with
+`rows.`: per-sample rows, concatenated in global sample order by the int64 `rows.index` the check includes) and
+`load_state(merged)` sets the state compute() reads. `sharding` says whether a check can run so; a check that does not declare it is refused.
 """
 from __future__ import annotations
 
@@ -88,7 +89,8 @@ class Check(abc.ABC):
         if `recorded` is not what baseline_record() gives)."""
 
     def state(self) -> dict[str, np.ndarray]:
-        """The sufficient statistics as int64 / float64 arrays whose sum over shards is the whole run's state."""
+        """The sufficient statistics as int64 / float64 arrays whose sum over shards is the whole run's state;
+        per-sample arrays under `rows.` keys (first axis = samples) with `rows.index` (int64, step.offset + row)."""
         return {}
 
     def load_state(self, merged: dict[str, np.ndarray]) -> None:

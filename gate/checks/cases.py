@@ -12,6 +12,11 @@ a limit (`checks.tags.<tag>.max_fail_rate`), which then decides. The texts are s
 through the same models and the same encoder the data was tokenized with (as latency re-runs kept samples): no
 second model or tokenizer load. The cases file is policy, read as data (YAML safe loader, JSON): nothing in it
 runs, and its text is escaped in every report.
+
+Sharded (gate.sharding), the cases are scored once, by the shard that reads batch 0 (torchrun's rank 0, the job of
+`--shard 1/N`), when its state is taken: it hands on every case and its texts' probabilities as `rows.` state
+(the other shards add no rows), so `gate merge`, which loads no model and needs no cases file, decides from them
+exactly as the single run does.
 """
 from __future__ import annotations
 
@@ -206,11 +211,65 @@ def class_index(label: str, class_names: tuple[str, ...]) -> int | None:
 
 class CasesCheck(Check):
     name = "cases"
+    sharding = "merge"
 
     def __init__(self, options: dict[str, Any], ctx: RunContext) -> None:
         super().__init__(options, ctx)
         self.cases: list[Case] = []
         self.where = ctx.config.where("checks.cases.file")
+        self._reads_batch_0 = False
+        self._scored: tuple[list[str], dict[str, Any]] | None = None   # texts and their probabilities, from state
+
+    def update(self, step: Any) -> None:
+        if step.index == 0:
+            self._reads_batch_0 = True
+
+    def state(self) -> dict[str, Any]:
+        """The shard that read batch 0 scores every case's texts here; the others add no rows."""
+        import numpy as np
+
+        k = len(self.ctx.class_names)
+        texts: list[str] = []
+        cases: list[Case] = []
+        probs = {role: np.zeros((0, k)) for role in ROLES}
+        if self._reads_batch_0:
+            cases = self.cases
+            texts = list(dict.fromkeys(t for c in cases for t in c.texts))
+            probs = self._probabilities(texts)
+        out: dict[str, Any] = {
+            "texts.rows.index": np.arange(len(texts), dtype=np.int64),
+            "texts.rows.text": texts,
+            "cases.rows.index": np.arange(len(cases), dtype=np.int64),
+            "cases.rows.case": [json.dumps(dataclasses.asdict(c), sort_keys=True) for c in cases],
+        }
+        for role in ROLES:
+            out[f"texts.rows.{role}"] = np.asarray(probs[role], dtype=np.float64).reshape(len(texts), k)
+        return out
+
+    def load_state(self, merged: dict[str, Any]) -> None:
+        """The cases and their texts' probabilities from the shard that scored them."""
+        import numpy as np
+
+        texts = merged["texts.rows.text"]
+        k = len(self.ctx.class_names)
+        probs = {role: np.asarray(merged[f"texts.rows.{role}"]) for role in ROLES}
+        if any(p.shape != (len(texts), k) for p in probs.values()) or not all(isinstance(t, str) for t in texts):
+            raise ValueError("cases state: one row of class probabilities per text expected")
+        cases = []
+        for raw in merged["cases.rows.case"]:
+            item = json.loads(raw)
+            if not isinstance(item, dict):
+                raise ValueError("cases state: a case is not an object")
+            item["texts"], item["tags"] = tuple(item["texts"]), tuple(item["tags"])
+            cases.append(Case(**item))
+        if not cases:
+            raise ValueError("cases state: no shard scored the cases (the shard that reads batch 0 does)")
+        missing = {t for c in cases for t in c.texts} - set(texts)
+        if missing:
+            raise ValueError(f"cases state: {len(missing)} case texts have no probabilities")
+        self.cases = cases
+        # float32, as the models' probabilities were: the same figures as the single run's, to the bit
+        self._scored = (list(texts), {role: p.astype(np.float32) for role, p in probs.items()})
 
     def setup(self) -> None:
         option = self.options.get("file")
@@ -265,9 +324,12 @@ class CasesCheck(Check):
     def compute(self) -> CheckResult:
         names = tuple(self.ctx.class_names)
         check_labels(self.cases, names)
-        texts = list(dict.fromkeys(t for c in self.cases for t in c.texts))
+        if self._scored is not None:
+            texts, probs = self._scored
+        else:
+            texts = list(dict.fromkeys(t for c in self.cases for t in c.texts))
+            probs = self._probabilities(texts)
         rows = {t: i for i, t in enumerate(texts)}
-        probs = self._probabilities(texts)
         results = [(c, self._outcome(c, probs["baseline"], rows), self._outcome(c, probs["candidate"], rows))
                    for c in self.cases]
         settings = dataclasses.replace(decision_settings(self.ctx.config, self.options), mode="point")

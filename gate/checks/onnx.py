@@ -14,10 +14,18 @@ ONNX Runtime then runs it on every evaluation batch of the same single pass, and
   interleaved sampler (informational unless `max_slowdown` is set).
 
 State is streamed: sums, maxima, two confusion matrices and two bounded heaps of the worst samples.
+
+Sharded (gate.sharding), counts, sums and confusions add up; each shard's maxima and what it knows of the ONNX model
+(details, notes, a stop and its batch) are one `shard.rows.` row keyed by its first sample; the heaps' samples are
+`worst.rows.` / `flips.rows.`, whose union's top-N is the single run's. The merged report shows the facts of the
+shard that read batch 0 (it exported from batch 0, as the single run does) and the stop of the earliest batch. The
+ONNX latency is the shard-0 figure: measured on rank 0 after the merge under torchrun, and in `--shard 1/N`'s
+state after its pass (a `gate merge` job runs no model).
 """
 from __future__ import annotations
 
 import heapq
+import json
 import math
 import shutil
 import tempfile
@@ -221,6 +229,57 @@ class ParityStats:
     def accuracy(self, confusion: np.ndarray) -> float:
         return float(np.trace(confusion) / self.samples) if self.samples else math.nan
 
+    _COUNTS = ("samples", "elements", "outside", "non_finite", "agree", "negative_flips", "positive_flips")
+    _MAXIMA = ("max_abs", "max_rel", "required_atol", "required_rtol")
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Sums and confusions (added up), maxima (`maxima`, the caller makes them a row), the heaps' samples."""
+        out: dict[str, np.ndarray] = {
+            "counts": np.array([getattr(self, k) for k in self._COUNTS], dtype=np.int64),
+            "sums": np.array([self.sum_abs, self.sum_rel], dtype=np.float64),
+            "confusion_torch": self.confusion_torch, "confusion_onnx": self.confusion_onnx,
+            "maxima": np.array([getattr(self, k) for k in self._MAXIMA], dtype=np.float64),
+        }
+        for name, rows in (("worst", [r for _, r in self._worst]), ("flips", [r for _, r in self._flips])):
+            rows = sorted(rows, key=lambda r: r.index)
+            out[f"{name}.rows.index"] = np.array([r.index for r in rows], dtype=np.int64)
+            out[f"{name}.rows.classes"] = np.array([[r.label, r.torch_pred, r.onnx_pred] for r in rows],
+                                                   dtype=np.int64).reshape(-1, 3)
+            out[f"{name}.rows.errors"] = np.array([[r.max_abs_error, r.max_rel_error] for r in rows],
+                                                  dtype=np.float64).reshape(-1, 2)
+        return out
+
+    def load_state(self, merged: dict[str, np.ndarray], maxima: np.ndarray) -> None:
+        """The shards' merged state(); `maxima` (shards, 4): each shard's, of which the largest is the run's."""
+        counts, sums = merged["counts"], merged["sums"]
+        k = self.num_classes
+        if (counts.shape != (len(self._COUNTS),) or sums.shape != (2,) or merged["confusion_torch"].shape != (k, k)
+                or merged["confusion_onnx"].shape != (k, k) or maxima.ndim != 2 or maxima.shape[1] != 4):
+            raise ValueError("onnx state: counts, sums, confusions or maxima of the wrong shape")
+        for key, value in zip(self._COUNTS, counts.tolist()):
+            setattr(self, key, int(value))
+        self.sum_abs, self.sum_rel = (float(v) for v in sums)
+        self.confusion_torch = merged["confusion_torch"].astype(np.int64)
+        self.confusion_onnx = merged["confusion_onnx"].astype(np.int64)
+        top = maxima.max(axis=0) if maxima.shape[0] else np.zeros(4)
+        for key, value in zip(self._MAXIMA, top.tolist()):
+            setattr(self, key, float(value))
+        self._worst, self._flips = [], []
+        for name in ("worst", "flips"):
+            index, classes, errors = (merged[f"{name}.rows.{k}"] for k in ("index", "classes", "errors"))
+            if classes.shape != (index.size, 3) or errors.shape != (index.size, 2):
+                raise ValueError(f"onnx state: {name} rows of the wrong shape")
+            for i, (label, tp, op), (ea, er) in zip(index.tolist(), classes.tolist(), errors.tolist()):
+                if not all(0 <= c < k for c in (label, tp, op)):
+                    raise ValueError(f"onnx state: a class index outside 0..{k - 1}")
+                row = SampleRow(index=i, label=label, torch_pred=tp, onnx_pred=op, max_abs_error=ea,
+                                max_rel_error=er)
+                if name == "worst":
+                    _push(self._worst, ((row.max_abs_error, -row.index), row), self.top_n)
+                else:
+                    _push(self._flips, ((int(row.kind == "negative"), row.max_abs_error, -row.index), row),
+                          self.top_n)
+
 
 def _rowmax(values: np.ndarray) -> np.ndarray:
     """Per-row maximum where NaN counts as +inf (a NaN sample is the worst sample)."""
@@ -381,7 +440,7 @@ class _Stopped:
 
 class OnnxCheck(Check):
     name = "onnx"
-    sharding = "its worst-sample and flip lists and its ONNX latency are not mergeable state yet"
+    sharding = "merge"
     needs = frozenset({"scores", "inputs"})
 
     def __init__(self, options: dict[str, Any], ctx: RunContext) -> None:
@@ -394,6 +453,10 @@ class OnnxCheck(Check):
         self._stats: ParityStats | None = None
         self._timing_batch: Any = None               # CPU copy of the first batch, timed after the pass
         self._latency: dict[str, Any] | None = None
+        self._first_sample: int | None = None        # sharded: this shard's first sample (its state row's index)
+        self._reads_batch_0 = False
+        self._stop_batch = -1                        # the batch the comparison stopped at (-1: before any)
+        self._facts: dict[str, Any] | None = None    # merged: details, notes, source of the shard that read batch 0
 
     @property
     def onnx_path(self) -> Path | None:
@@ -426,8 +489,12 @@ class OnnxCheck(Check):
                 raise CheckpointError(f"--onnx {self._ship}: {err}") from err
 
     def update(self, step: Step) -> None:
+        if self._first_sample is None:
+            self._first_sample = step.offset
+            self._reads_batch_0 = step.index == 0
         if self._stopped is not None:
             return
+        self._stop_batch = step.index          # where a stop found below happened
         if self._model is None:
             self._model = self._export_and_open(step)
             if self._model is None:
@@ -458,15 +525,14 @@ class OnnxCheck(Check):
 
     def compute(self) -> CheckResult:
         """Findings from the streamed state; the latency sample is taken here, once, after the pass."""
-        details = self._details()
+        details = dict(self._facts["details"]) if self._facts else self._details()
+        notes = tuple(self._facts["notes"]) if self._facts else self._notes()
         if self._stopped is not None:
-            return CheckResult(
-                self.name, self._stopped.status, self._stopped.summary, details=details, notes=self._notes(),
-            )
+            return CheckResult(self.name, self._stopped.status, self._stopped.summary, details=details, notes=notes)
         stats = self._stats
         if stats is None or stats.samples == 0:
             return CheckResult(self.name, "fail", "no samples were compared with ONNX Runtime", details=details)
-        if self._latency is None and self._timing_batch is not None:
+        if self._latency is None and self._timing_batch is not None and self._model is not None:
             self._latency = self._measure_latency()
         findings = self._findings(stats)
         status, summary = check_summary(self.name, findings, passed=self._passed_summary(stats))
@@ -474,8 +540,57 @@ class OnnxCheck(Check):
         details["latency"] = self._latency
         return CheckResult(
             self.name, status, summary, findings=tuple(findings), tables=self._tables(stats), details=details,
-            notes=self._notes(),
+            notes=notes,
         )
+
+    # -- shards ---------------------------------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Parity sums (added up), this shard's maxima and facts as one `shard.rows.` row, the heaps as rows."""
+        k = len(self.ctx.class_names)
+        stats = self._stats or ParityStats(k, atol=float(self.options["atol"]), rtol=float(self.options["rtol"]),
+                                           top_n=int(self.options["worst_samples"]))
+        out: dict[str, Any] = stats.state()
+        maxima = out.pop("maxima")
+        if (self._reads_batch_0 and self._latency is None and self._timing_batch is not None
+                and self._model is not None and self._stopped is None and not self.ctx.extras.get("distributed")):
+            self._latency = self._measure_latency()     # a `--shard 1/N` job: `gate merge` has no model to time
+        stopped = self._stopped
+        facts = {
+            "details": self._details(), "notes": list(self._notes()), "source": self._source(),
+            "latency": self._latency if self._reads_batch_0 else None,
+            "stopped": None if stopped is None else {"status": stopped.status, "summary": stopped.summary,
+                                                     "stage": stopped.stage},
+        }
+        out["shard.rows.index"] = np.array([self._first_sample or 0], dtype=np.int64)
+        out["shard.rows.maxima"] = maxima.reshape(1, -1)
+        out["shard.rows.stop_batch"] = np.array([self._stop_batch if stopped is not None else -1], dtype=np.int64)
+        out["shard.rows.facts"] = [json.dumps(facts, sort_keys=True)]
+        return out
+
+    def load_state(self, merged: dict[str, Any]) -> None:
+        """The merged parity; the facts of the shard that read batch 0, the stop of the earliest batch."""
+        facts = [json.loads(f) for f in merged["shard.rows.facts"]]
+        stop_batch = merged["shard.rows.stop_batch"]
+        if not facts or len(facts) != stop_batch.size or not all(isinstance(f, dict) for f in facts):
+            raise ValueError("onnx state: one facts row per shard expected")
+        first = facts[0]                      # rows are in sample order: the first is the shard of batch 0
+        stats = ParityStats(len(self.ctx.class_names), atol=float(self.options["atol"]),
+                            rtol=float(self.options["rtol"]), top_n=int(self.options["worst_samples"]))
+        stats.load_state(merged, merged["shard.rows.maxima"])
+        self._stats = stats
+        stops = [(int(b), i) for i, (b, f) in enumerate(zip(stop_batch.tolist(), facts)) if f.get("stopped")]
+        self._stopped = _Stopped(**facts[min(stops)[1]]["stopped"]) if stops else None
+        self._facts = {"details": dict(first["details"]), "notes": list(first["notes"]), "source": first["source"]}
+        if self._latency is None:             # rank 0 of a torchrun still has its model: it times after the merge
+            self._latency = first.get("latency")
+
+    def _source(self) -> str:
+        if self._facts:
+            return str(self._facts["source"])
+        if self._ship:
+            return f"shipped file {self._ship.name}"
+        return f"export ({self._export.exporter} exporter)" if self._export is not None else "export"
 
     def teardown(self) -> None:
         self._model = None
@@ -662,7 +777,7 @@ class OnnxCheck(Check):
         return finding
 
     def _passed_summary(self, stats: ParityStats) -> str:
-        source = f"shipped file {self._ship.name}" if self._ship else f"export ({self._export.exporter} exporter)"
+        source = self._source()
         text = (
             f"ONNX {source} matches PyTorch on {stats.samples} samples: every logit within atol "
             f"{stats.atol:g} or rtol {stats.rtol:g}, top-1 agreement {stats.agree / stats.samples:.2%}"

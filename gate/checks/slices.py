@@ -4,7 +4,10 @@ figures (the same statistics and gate.verdict.judge), with Holm/BH across every 
 A slice dimension is one entry of `checks.slices.by`: a data field (a JSONL key, a CSV column, a 1-D tensor of a
 tensor file, a factory's meta key), a computed feature (`label`: the true class; `text_length`: character-count
 buckets), or the cross of two. The state is one PairedCounts per slice value (memory O(slices x cells)); states
-merge by addition (`SliceState.merge`), so sharded evaluation can sum them. Slices smaller than `min_size` are
+merge by addition (`SliceState.merge`). Sharded, the slice values differ between shards, so state() writes each
+dimension's cells as `rows.` (gate.sharding): one row per (slice value, cell) with its count and, as `rows.index`,
+the first sample of that cell on the shard (unique across shards, since shards own disjoint samples); load_state()
+sums the rows of each (value, cell) back into one PairedCounts per slice. Slices smaller than `min_size` are
 reported, not gated. The slice config is policy; the field values are data: read, stringified, never executed.
 """
 from __future__ import annotations
@@ -144,35 +147,86 @@ class SliceFigures:
 class SlicesCheck(Check):
     name = "slices"
     needs = frozenset({"scores"})
+    sharding = "merge"
 
     def __init__(self, options: dict[str, Any], ctx: RunContext) -> None:
         super().__init__(options, ctx)
         self.dims = parse_dimensions(list(options.get("by") or []), where=ctx.config.where)
         self.max_values = int(options.get("max_values") or 100)
         self.min_size = int(options.get("min_size") or 1)
-        self.state: SliceState | None = None
+        self.sliced: SliceState | None = None
         self._ids: dict[str, dict[str, int]] = {d.name: {} for d in self.dims}
+        # dimension -> (slice value, cell code) -> the first sample of that cell: the cell's rows.index when sharded
+        self._first: dict[str, dict[tuple[str, int], int]] = {d.name: {} for d in self.dims}
 
     # ------------------------------------------------------------------------------------------- the pass
 
     def update(self, step: Step) -> None:
         labels = step.labels.cpu().numpy()
         preds = step.preds or {r: s.argmax(dim=1).cpu().numpy() for r, s in step.scores.items()}
-        if self.state is None:
-            self.state = SliceState(int(step.scores["baseline"].shape[1]))
+        if self.sliced is None:
+            self.sliced = SliceState(int(step.scores["baseline"].shape[1]))
         for dim in self.dims:
             values = self.slice_values(dim, step, labels)
             ids_of = self._ids[dim.name]
             ids = np.fromiter((ids_of.setdefault(v, len(ids_of)) for v in values), dtype=np.int64, count=len(values))
             names = dict.fromkeys(values)
+            k = self.sliced.num_classes
+            codes = (labels.astype(np.int64) * k + preds["baseline"].astype(np.int64)) * k + preds["candidate"]
+            first = self._first[dim.name]
             for value in names:
                 mask = ids == ids_of[value]
-                self.state.add(dim.name, value, labels[mask], preds["baseline"][mask], preds["candidate"][mask])
+                self.sliced.add(dim.name, value, labels[mask], preds["baseline"][mask], preds["candidate"][mask])
+                rows = np.flatnonzero(mask)
+                cells, at = np.unique(codes[rows], return_index=True)
+                for code, row in zip(cells.tolist(), rows[at].tolist()):
+                    first.setdefault((value, code), step.offset + row)
             if len(ids_of) > self.max_values:
                 raise DataError(
                     f"{self.ctx.config.where(dim.path)}: {dim.name!r} has more than {self.max_values} distinct "
                     f"values by sample {step.offset + len(values)}; slice by a categorical field (or a text_length "
                     f"bucket), or raise checks.slices.max_values")
+
+    # ------------------------------------------------------------------------------------------- shards
+
+    def state(self) -> dict[str, Any]:
+        """Per dimension `d<i>.`: one row per (slice value, cell) seen on this shard, its count, its first sample."""
+        out: dict[str, Any] = {}
+        for i, dim in enumerate(self.dims):
+            slots = (self.sliced.counts if self.sliced else {}).get(dim.name, {})
+            rows = [(first, value, code, slots[value]._counts[code])
+                    for (value, code), first in self._first[dim.name].items()]
+            rows.sort()
+            out[f"d{i}.rows.index"] = np.array([r[0] for r in rows], dtype=np.int64)
+            out[f"d{i}.rows.code"] = np.array([r[2] for r in rows], dtype=np.int64)
+            out[f"d{i}.rows.n"] = np.array([r[3] for r in rows], dtype=np.int64)
+            out[f"d{i}.rows.value"] = [r[1] for r in rows]
+        return out
+
+    def load_state(self, merged: dict[str, Any]) -> None:
+        """The shards' cells summed per (dimension, slice value): the single run's PairedCounts per slice."""
+        k = len(self.ctx.class_names)
+        self.sliced = SliceState(k)
+        for i, dim in enumerate(self.dims):
+            codes, n, values = merged[f"d{i}.rows.code"], merged[f"d{i}.rows.n"], merged[f"d{i}.rows.value"]
+            if not (codes.shape == n.shape == (len(values),)):
+                raise ValueError(f"slices state d{i}: codes, counts and values of different lengths")
+            cells: dict[str, dict[int, int]] = {}
+            for value, code, count in zip(values, codes.tolist(), n.tolist()):
+                if not isinstance(value, str):
+                    raise ValueError(f"slices state d{i}: a slice value is not text")
+                slot = cells.setdefault(value, {})
+                slot[code] = slot.get(code, 0) + count
+            if len(cells) > self.max_values:
+                raise DataError(
+                    f"{self.ctx.config.where(dim.path)}: {dim.name!r} has more than {self.max_values} distinct "
+                    f"values in the merged shards ({len(cells)}); slice by a categorical field (or a text_length "
+                    f"bucket), or raise checks.slices.max_values")
+            slots = self.sliced.counts.setdefault(dim.name, {})
+            for value, by_code in cells.items():
+                ordered = sorted(by_code)
+                slots[plain_text(value)] = PairedCounts.from_arrays(            # inert, as every slice value is
+                    k, np.array(ordered, dtype=np.int64), np.array([by_code[c] for c in ordered], dtype=np.int64))
 
     def slice_values(self, dim: Dimension, step: Step, labels: np.ndarray) -> list[str]:
         """Each sample's slice name in this dimension ('source=imdb' or 'source=imdb, label=negative')."""
@@ -223,7 +277,7 @@ class SlicesCheck(Check):
     def figures(self) -> list[SliceFigures]:
         out = []
         for dim in self.dims:
-            for value, counts in sorted((self.state.counts if self.state else {}).get(dim.name, {}).items()):
+            for value, counts in sorted((self.sliced.counts if self.sliced else {}).get(dim.name, {}).items()):
                 pm = point_metrics(counts)
                 comp = pm["comparison"]
                 out.append(SliceFigures(
@@ -247,7 +301,7 @@ class SlicesCheck(Check):
         for f in figs:
             if not f.gated:
                 continue
-            counts = self.state.counts[f.dimension][f.value]  # type: ignore[union-attr]
+            counts = self.sliced.counts[f.dimension][f.value]  # type: ignore[union-attr]
             if acc.get("max_drop") is not None:
                 th = float(acc["max_drop"])
                 ev = paired_drop_evidence(np.array(f.negative_flips), np.array(f.positive_flips), np.array(f.n),

@@ -9,18 +9,18 @@ factory 'package.module:callable'. torch is only imported when data is opened.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gate.data._common import DEFAULT_OPTIONS, FORMATS, MISSING, BatchMeta, BatchSource, is_callable_spec
+from gate.data._common import DEFAULT_OPTIONS, FORMATS, MISSING, BatchMeta, BatchSource, Skipped, is_callable_spec
 from gate.files import file_sha256
 from gate.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["BatchMeta", "EvalData", "FORMATS", "MISSING", "open_data", "sniff_data_format"]
+__all__ = ["BatchMeta", "EvalData", "FORMATS", "MISSING", "Skipped", "open_data", "sniff_data_format"]
 
 _EXTENSIONS = {
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".jsonlines": "jsonl", ".json": "jsonl",
@@ -48,14 +48,21 @@ class EvalData:
         for inputs, labels, _ in self.batches_with_meta():
             yield inputs, labels
 
-    def batches_with_meta(self) -> Iterator[tuple[Any, torch.Tensor, BatchMeta]]:
-        """(inputs, labels, meta): the same batches with each sample's text and fields (gate.data.BatchMeta)."""
+    def batches_with_meta(self, *, owns: Callable[[int], bool] | None = None) -> Iterator[Any]:
+        """(inputs, labels, meta): the same batches with each sample's text and fields (gate.data.BatchMeta).
+
+        `owns` (a shard's batch test, gate.sharding.Shard.owns): a reader that seeks (text and tensor files)
+        yields `Skipped(size)` in place of another shard's batch, without reading it into samples; the others
+        (factories, the caller's objects) yield every batch, and the runner skips the ones it does not own."""
         counting = self.source.num_samples is None
         if counting:
             self.num_samples = 0
-        for inputs, labels, meta in self.source.batches_with_meta():
+        seeks = owns is not None and getattr(self.source, "seeks", False)
+        batches = self.source.batches_with_meta(owns=owns) if seeks else self.source.batches_with_meta()
+        for inputs, labels, meta in batches:
             if counting:
-                self.num_samples = (self.num_samples or 0) + int(labels.shape[0])
+                size = inputs.size if isinstance(inputs, Skipped) else int(labels.shape[0])
+                self.num_samples = (self.num_samples or 0) + size
             yield inputs, labels, meta
 
 

@@ -54,6 +54,14 @@ MISSING: Any = _Missing()
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """Another shard's batch, yielded in its place by a reader that seeks (`batches_with_meta(owns=...)`): only its
+    size, so sample offsets stay global; it was neither tokenized nor decoded nor sliced."""
+
+    size: int
+
+
+@dataclass(frozen=True)
 class BatchMeta:
     """What a batch carries besides inputs and labels, for slices and flipped examples; data, never executed.
 

@@ -5,10 +5,10 @@ data.inputs (called as model(*inputs)), so list them in the order of the model's
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from gate.data._common import LABEL_FALLBACKS, BatchMeta, labels_tensor, names_list
+from gate.data._common import LABEL_FALLBACKS, BatchMeta, Skipped, labels_tensor, names_list
 from gate.errors import DataError
 
 if TYPE_CHECKING:
@@ -176,6 +176,8 @@ def meta_tensors(tensors: Mapping[str, Any], *, used: tuple[str, ...], rows: int
 class TensorReader:
     """Fixed-order batches sliced from in-memory tensors; the inputs are a Tensor or a tuple of Tensors."""
 
+    seeks = True                    # batches_with_meta(owns=...) skips other shards' batches unsliced
+
     def __init__(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor, *, batch_size: int,
                  meta: dict[str, Any] | None = None, path: str = "") -> None:
         self.inputs = inputs
@@ -189,10 +191,15 @@ class TensorReader:
         for inputs, labels, _ in self.batches_with_meta():
             yield inputs, labels
 
-    def batches_with_meta(self) -> Iterator[tuple[Any, torch.Tensor, BatchMeta]]:
+    def batches_with_meta(self, *, owns: Callable[[int], bool] | None = None) -> Iterator[Any]:
+        """(inputs, labels, meta) per batch; with `owns` (a shard's batch test), another shard's batch is a
+        `Skipped(size)` in its place, never sliced."""
         total = int(self.labels.shape[0])
-        for start in range(0, total, self.batch_size):
+        for batch, start in enumerate(range(0, total, self.batch_size)):
             stop = start + self.batch_size
+            if owns is not None and not owns(batch):
+                yield Skipped(min(stop, total) - start), None, None
+                continue
             parts = tuple(t[start:stop] for t in self.inputs)
             fields = {name: value[start:stop].tolist() for name, value in self.meta.items()}
             text = fields.get("text")

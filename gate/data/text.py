@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-from gate.data._common import MISSING, BatchMeta, label_index, names_list
+from gate.data._common import MISSING, BatchMeta, Skipped, label_index, names_list
 from gate.errors import DataError
 
 if TYPE_CHECKING:
@@ -135,10 +136,63 @@ def check_text_file(layout: TextLayout, *, class_names: tuple[str, ...] | None) 
     raise DataError(f"{layout.path}: no samples (the file has no data lines)")
 
 
+class _Skimmer:
+    """The file's records, read one of two ways at each step: checked (`next`) or only counted (`skip`)."""
+
+    def __init__(self, layout: TextLayout, *, class_names: tuple[str, ...] | None) -> None:
+        self.layout = layout
+        self.class_names = class_names
+        self._rows = _iter_raw_jsonl(layout.path) if layout.kind == "jsonl" else _iter_csv_rows(layout)
+
+    def __iter__(self) -> _Skimmer:
+        return self
+
+    def __next__(self) -> TextRecord:
+        line, row = next(self._rows)
+        if self.layout.kind == "jsonl":
+            row = _parse_json_line(_decode(row, path=self.layout.path, line=line), path=self.layout.path, line=line)
+        return _record(self.layout, line, row, class_names=self.class_names)
+
+    def skip(self, count: int) -> int:
+        """Pass over up to `count` records without checking them; how many there were."""
+        return sum(1 for _ in islice(self._rows, max(0, count)))
+
+
+def _iter_raw_jsonl(path: str) -> Iterator[tuple[int, Any]]:
+    """(line number, raw bytes) of the non-blank lines: what a shard skips is counted, not decoded or parsed."""
+    try:
+        fh = open(path, "rb")
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the data file: {err.strerror or err}") from err
+    with fh:
+        for line, raw in enumerate(fh, start=1):
+            if line == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            if raw.strip() and (raw.isascii() or _blank_unless_text(raw)):
+                yield line, raw
+
+
+def _blank_unless_text(raw: bytes) -> bool:
+    """Whether a non-ASCII line has text (str.strip's Unicode whitespace, as the checked read sees it); a line
+    that is not UTF-8 counts as a sample (its owner reports it)."""
+    try:
+        return bool(raw.decode("utf-8").strip())
+    except UnicodeDecodeError:
+        return True
+
+
+def _decode(raw: bytes, *, path: str, line: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: line {line}, byte {err.start + 1}: not valid UTF-8 text ({err.reason})") from err
+
+
 class TextReader:
     """Batches of (tokenized inputs, labels) from a JSON Lines or CSV file, in file order."""
 
     num_samples: int | None = None  # unknown until the file has been read: the caller counts
+    seeks = True                    # batches_with_meta(owns=...) skips other shards' batches unread
 
     def __init__(
         self,
@@ -159,10 +213,37 @@ class TextReader:
         for inputs, labels, _ in self.batches_with_meta():
             yield inputs, labels
 
-    def batches_with_meta(self) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, BatchMeta]]:
+    def batches_with_meta(self, *, owns: Callable[[int], bool] | None = None) -> Iterator[Any]:
+        """(inputs, labels, meta) per batch, in file order. With `owns` (a shard's batch test), another shard's
+        batch is a `Skipped(size)` in its place: its lines are counted (JSON Lines: non-blank lines, not even
+        decoded; CSV: records, split but not checked), never parsed into samples or tokenized."""
+        if owns is None:
+            yield from self._batches(iter_records(self.layout, class_names=self.class_names))
+            return
+        records = _Skimmer(self.layout, class_names=self.class_names)
+        batch = seen = 0
+        while self.limit is None or seen < self.limit:
+            want = self.batch_size if self.limit is None else min(self.batch_size, self.limit - seen)
+            if owns(batch):
+                chunk = list(islice(records, want))
+                size = len(chunk)
+                if size:
+                    yield self._encode(chunk)
+            else:
+                size = records.skip(want)
+                if size:
+                    yield Skipped(size), None, None
+            seen += size
+            batch += 1
+            if size < want:
+                break
+        if seen == 0:
+            raise DataError(f"{self.layout.path}: no samples (the file has no data lines)")
+
+    def _batches(self, records: Iterator[TextRecord]) -> Iterator[Any]:
         pending: list[TextRecord] = []
         seen = 0
-        for record in iter_records(self.layout, class_names=self.class_names):
+        for record in records:
             pending.append(record)
             seen += 1
             if len(pending) == self.batch_size:

@@ -56,11 +56,12 @@ def _args(world, candidate: Path, *extra: object, data: Path | None = None) -> l
 
 
 def _comparable(report: dict) -> dict:
-    """Everything a sharded run must reproduce: verdict, exit code, metrics, every check's findings and details."""
+    """Everything a sharded run must reproduce: verdict, exit code, metrics, every check's findings and details,
+    the flipped examples."""
     checks = [{k: v for k, v in c.items() if k != "duration_s"} for c in report["checks"]]
     return {"verdict": report["verdict"], "exit_code": report["exit_code"], "metrics": report["metrics"],
             "checks": checks, "summary": report["summary"], "num_samples": report["data"]["num_samples"],
-            "num_batches": report["data"]["num_batches"]}
+            "num_batches": report["data"]["num_batches"], "examples": report["examples"]}
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +190,7 @@ def test_merge_refuses_corrupt_or_foreign_files(world, tmp_path, capsys):
     assert not report.exists()
 
 
-@pytest.mark.parametrize("check", ["drift", "onnx"])
+@pytest.mark.parametrize("check", ["drift"])
 def test_checks_that_cannot_merge_refuse_sharding(world, tmp_path, capsys, check):
     state = tmp_path / "s.gstate"
     outcome = run_cli(capsys, "check", *_args(world, world.good, "--shard", "1/2", "--state", state,
@@ -211,3 +212,109 @@ def test_shard_usage_errors(world, tmp_path, capsys):
     _assert_error(run_cli(capsys, "check", *_args(world, world.good, "--shard", "1/2")), "--state")
     _assert_error(run_cli(capsys, "check", *_args(world, world.good, "--shard", "1/2", "--state", tmp_path / "s",
                                                   "--json", tmp_path / "r.json")), "gate merge")
+
+
+# ------------------------------------------------------------------- text data: slices, cases, flipped texts
+
+TEXT_CASES = """\
+cases:
+  - {id: neg-plain, type: mft, text: "a bad film", expected: negative, tags: [basic]}
+  - {id: neg-glitch, type: mft, text: "a bad glitch film", expected: negative, tags: [glitch]}
+  - {id: inv-filler, type: inv, texts: ["good film", "good film, glitch"], tags: [filler]}
+  - {id: dir-glitch, type: dir, text: "good film", perturbed: "good glitch film", class: positive, tags: [glitch]}
+"""
+
+
+@pytest.fixture(scope="module")
+def text_world(tmp_path_factory):
+    """The keyword text world (tests/slice_world.py): 600 reviews, a candidate wrong on the 'rare' source's glitch
+    texts; slices by source, source x label and text length; behavioural cases; flips with texts."""
+    from tests.slice_world import make_text_world
+
+    base = tmp_path_factory.mktemp("text")
+    world = make_text_world(base / "w", n=600, rare_share=0.2, glitch_share=0.5)
+    (base / "cases.yaml").write_text(TEXT_CASES)
+    config = base / "gate.yaml"
+    config.write_text(
+        "data: {tokenizer: 'tests.slice_world:tokenizer', batch_size: 32}\nclass_names: [negative, positive]\n"
+        "model: {factory: 'tests.slice_world:build'}\n"
+        "checks:\n"
+        "  slices:\n    enabled: true\n    by: [source, [source, label], {feature: text_length, bins: [20, 40]}]\n"
+        "    min_size: 20\n    accuracy: {max_drop: 0.05}\n"
+        f"  cases:\n    enabled: true\n    file: {base / 'cases.yaml'}\n    batch_size: 2\n")
+    return world, config
+
+
+def _text_args(text_world, *extra: object) -> list[str]:
+    world, config = text_world
+    return [str(world.regressed), "-b", str(world.baseline), "-d", str(world.data), "-c", str(config), "-q",
+            *map(str, extra)]
+
+
+def test_slices_cases_and_flipped_texts_merge_to_the_single_run(text_world, tmp_path, capsys, in_repo_root):
+    """19 batches of 32: `--shard i/3` + `gate merge` and 2 gloo ranks give the single run's report: every slice's
+    figures, the cases (scored by the shard that read batch 0), the flipped examples with their texts."""
+    single = tmp_path / "single.json"
+    outcome = run_cli(capsys, "check", *_text_args(text_world, "--json", single))
+    assert outcome.code == 1, outcome.err
+    expected = json.loads(single.read_text())
+    checks = {c["name"]: c for c in expected["checks"]}
+    assert checks["slices"]["status"] == "fail" and checks["cases"]["details"]["broken"] == 3
+    assert len({s["slice"] for s in checks["slices"]["details"]["slices"]}) >= 7
+    assert expected["examples"]["negative"] and expected["examples"]["negative"][0]["text"]
+
+    states = []
+    for i in (1, 2, 3):
+        state = tmp_path / f"t{i}.gstate"
+        outcome = run_cli(capsys, "check", *_text_args(text_world, "--shard", f"{i}/3", "--state", state))
+        assert outcome.code == 0, outcome.err
+        states.append(state)
+    merged = tmp_path / "merged.json"
+    outcome = run_cli(capsys, "merge", states[2], states[0], states[1], "--json", merged)
+    assert outcome.code == 1, outcome.err
+    assert _comparable(json.loads(merged.read_text())) == _comparable(expected)
+
+    dist = tmp_path / "dist.json"
+    done = run_ranks([_text_args(text_world, "--json", dist), _text_args(text_world)])
+    assert [d.returncode for d in done] == [1, 1], [d.stderr for d in done]
+    assert _comparable(json.loads(dist.read_text())) == _comparable(expected)
+
+
+def _onnx_config(tmp_path: Path, *, latency: bool) -> Path:
+    config = tmp_path / f"onnx-{latency}.yaml"
+    config.write_text("checks:\n  onnx:\n    enabled: true\n    worst_samples: 5\n"
+                      f"    latency: {{enabled: {str(latency).lower()}, budget_s: 0.2, max_rounds: 20}}\n")
+    return config
+
+
+def test_onnx_parity_merges_to_the_single_run(world, tmp_path, capsys):
+    """The candidate exported to ONNX on each shard; numeric and task parity, the worst and flipped samples merged
+    (`--shard` + `gate merge`, and 2 gloo ranks) equal the single run's."""
+    config = _onnx_config(tmp_path, latency=False)
+    single = tmp_path / "single.json"
+    outcome = run_cli(capsys, "check", *_args(world, world.regressed, "-c", config, "--json", single))
+    assert outcome.code == 1, outcome.err
+    expected = json.loads(single.read_text())
+    onnx = next(c for c in expected["checks"] if c["name"] == "onnx")
+    assert onnx["details"]["samples"] == 600 and onnx["details"]["worst_samples"]
+    states = _shards(world, capsys, tmp_path, "-c", config, candidate=world.regressed)
+    merged = tmp_path / "merged.json"
+    outcome = run_cli(capsys, "merge", *states, "--json", merged)
+    assert outcome.code == 1, outcome.err
+    assert _comparable(json.loads(merged.read_text())) == _comparable(expected)
+    dist = tmp_path / "dist.json"
+    done = run_ranks([_args(world, world.regressed, "-c", config, "--json", dist, "-q"),
+                      _args(world, world.regressed, "-c", config, "-q")])
+    assert [d.returncode for d in done] == [1, 1], [d.stderr for d in done]
+    assert _comparable(json.loads(dist.read_text())) == _comparable(expected)
+
+
+def test_onnx_latency_comes_from_the_shard_that_read_batch_0(world, tmp_path, capsys):
+    states = _shards(world, capsys, tmp_path, "-c", _onnx_config(tmp_path, latency=True))
+    merged = tmp_path / "merged.json"
+    outcome = run_cli(capsys, "merge", *states, "--json", merged)
+    assert outcome.code == 0, outcome.err
+    onnx = next(c for c in json.loads(merged.read_text())["checks"] if c["name"] == "onnx")
+    latency = onnx["details"]["latency"]
+    assert latency["batch_size"] == 64 and latency["rounds"] >= 2 and latency["onnx_ms"] > 0
+    assert "latency" in onnx["summary"]

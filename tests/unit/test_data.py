@@ -705,3 +705,89 @@ def test_an_unreadable_data_file_is_a_data_error(tmp_path: Path, hf_tokenizer: A
     monkeypatch.setattr(builtins, "open", denied)
     with pytest.raises(DataError, match=r"eval\.jsonl: cannot read the data file: Permission denied"):
         read_all(open_data(str(path), options=opts(), class_names=None, tokenizer=hf_tokenizer))
+
+
+# ------------------------------------------------------------------------------------ readers seek to a shard
+
+
+def _text_files(tmp_path: Path) -> list[Path]:
+    """103 samples as JSON Lines (blank, whitespace and NBSP-only lines between) and as CSV (multi-line records)."""
+    rows = [{"text": f"t{i} " + "good " * (i % 4), "label": ["a", "b"][i % 2], "src": f"s{i % 3}"} for i in range(103)]
+    lines = []
+    for i, row in enumerate(rows):
+        lines.append(json.dumps(row))
+        if i % 10 == 0:
+            lines.append("   ")
+        if i % 17 == 0:
+            lines.append("\u00a0")
+    jsonl = tmp_path / "e.jsonl"
+    jsonl.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path = tmp_path / "e.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "label", "src"])
+        for i, row in enumerate(rows):
+            writer.writerow([row["text"] + ("\nsecond line" if i % 7 == 0 else ""), row["label"], row["src"]])
+    return [jsonl, path]
+
+
+@pytest.mark.parametrize("limit", [None, 50])
+def test_text_readers_seek_to_their_shard_without_tokenizing_the_others(tmp_path: Path, monkeypatch, limit) -> None:
+    """Every shard's batches are the single read's batches (labels, lines, fields); another shard's batch is a
+    Skipped of the right size, and its texts never reach the tokenizer."""
+    from gate.data import Skipped
+    from gate.sharding import Shard
+    from tests import slice_world
+
+    tokenized: list[str] = []
+
+    def counting():
+        def encode(texts):
+            tokenized.extend(texts)
+            return slice_world.features(texts)
+        return encode
+
+    monkeypatch.setattr(slice_world, "tokenizer", counting)
+    options = {"batch_size": 8, "limit": limit, "tokenizer": "tests.slice_world:tokenizer"}
+    for path in _text_files(tmp_path):
+        def load() -> EvalData:
+            return open_data(str(path), options=options, class_names=("a", "b"), tokenizer=None)
+
+        full = [(lab.tolist(), meta.where, meta.fields["src"], inp["x"].tolist())
+                for inp, lab, meta in load().batches_with_meta()]
+        assert sum(len(b[0]) for b in full) == (limit or 103)
+        for count in (2, 3):
+            got = {}
+            for s in range(count):
+                data = load()
+                tokenized.clear()
+                for i, (inp, lab, meta) in enumerate(data.batches_with_meta(owns=Shard(s, count).owns)):
+                    if isinstance(inp, Skipped):
+                        assert not Shard(s, count).owns(i) and inp.size == len(full[i][0])
+                    else:
+                        got[i] = (lab.tolist(), meta.where, meta.fields["src"], inp["x"].tolist())
+                assert data.num_samples == (limit or 103)
+                mine = sum(len(full[i][0]) for i in range(len(full)) if Shard(s, count).owns(i))
+                assert len(tokenized) == mine                      # only this shard's texts were tokenized
+            assert [got[i] for i in range(len(full))] == full
+
+
+def test_tensor_reader_seeks_to_its_shard(tmp_path: Path) -> None:
+    from gate.data import Skipped
+    from gate.sharding import Shard
+
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.arange(70 * 3, dtype=np.float32).reshape(70, 3), labels=np.arange(70) % 2,
+             group=np.arange(70) % 5)
+    full = [(inp.tolist(), lab.tolist(), meta.fields["group"])
+            for inp, lab, meta in open_data(str(path), options={"batch_size": 16, "inputs": ["x"]}, class_names=None,
+                                            tokenizer=None).batches_with_meta()]
+    got = {}
+    for s in range(2):
+        for i, (inp, lab, meta) in enumerate(open_data(str(path), options={"batch_size": 16, "inputs": ["x"]}, class_names=None,
+                                                       tokenizer=None).batches_with_meta(owns=Shard(s, 2).owns)):
+            if isinstance(inp, Skipped):
+                assert (lab, meta) == (None, None) and inp.size == len(full[i][1])
+            else:
+                got[i] = (inp.tolist(), lab.tolist(), meta.fields["group"])
+    assert [got[i] for i in range(len(full))] == full and len(full) == 5

@@ -135,3 +135,43 @@ def test_flipped_text_is_inert_in_markdown_and_on_the_console():
                          candidate_confidence=0.6, text=None)
     none_text = dataclasses.replace(report, examples=FlipExamples((manual,), (), 1, 0, 20, 300))
     assert "| 3 | a | a (0.90) | b (0.60) |" in render_markdown(none_text)
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_shards_top_flips_merge_to_the_single_runs(count):
+    """Each shard keeps its own top-N; the merge of their `rows.` state gives the single run's top-N, ties (many
+    equal confidences here) broken by the earlier sample as the single run breaks them."""
+    from gate.sharding import Shard, merge_arrays, split_values
+
+    y, scores, preds, texts = fake_run(1500, 3, seed=7)
+    scores = {r: torch.round(s) for r, s in scores.items()}           # integer logits: many exact ties
+    preds = {r: s.argmax(1).numpy() for r, s in scores.items()}
+    single = collect(y, scores, preds, texts, batch=40, cap=9)
+    names = tuple(f"c{i}" for i in range(3))
+    parts = []
+    for s in range(count):
+        col = FlipCollector(names, cap=9)
+        for b, start in enumerate(range(0, len(y), 40)):
+            if not Shard(s, count).owns(b):
+                continue
+            sl = slice(start, start + 40)
+            col.update(offset=start, labels=y[sl], preds={r: p[sl] for r, p in preds.items()},
+                       scores={r: v[sl] for r, v in scores.items()}, kinds={"baseline": "logits", "candidate": "logits"},
+                       meta=BatchMeta(texts=texts[sl], where=tuple(f"line {i + 1}" for i in range(start, start + 40))
+                                      [: len(texts[sl])]))
+        parts.append(col.state())
+    arrays, rows_text = split_values(merge_arrays(parts))
+    merged = FlipCollector(names, cap=9)
+    merged.load_state({**arrays, **rows_text})
+    want = single.result()
+    got = merged.result()
+    assert [e.index for e in got.negative] == [e.index for e in want.negative]
+    assert [e.index for e in got.positive] == [e.index for e in want.positive]
+    assert (got.negative_total, got.positive_total) == (want.negative_total, want.positive_total)
+    strip = lambda examples: [dataclasses.replace(e, where=None) for e in examples]  # noqa: E731
+    import dataclasses
+
+    assert strip(got.negative) == list(want.negative) and strip(got.positive) == list(want.positive)
+    assert all(e.where == f"line {e.index + 1}" for e in got.negative)
+    confs = [e.candidate_confidence for e in want.negative]
+    assert len(set(confs)) < len(confs)                                  # the ties really are there

@@ -269,6 +269,37 @@ def test_stats_merge_over_batches_like_one_batch() -> None:
     assert [r.index for r in whole.worst] == list(np.argsort(-per_sample, kind="stable")[:7])
 
 
+def test_sharded_stats_merge_to_the_single_runs() -> None:
+    """Shards' ParityStats state (sums, per-shard maxima, heap rows) merged equal the stats of all the batches."""
+    from gate.sharding import Shard, merge_arrays
+
+    rng = np.random.default_rng(2)
+    ref = rng.normal(size=(300, 4)).astype(np.float32)
+    got = ref + np.round(rng.normal(scale=0.3, size=ref.shape), 1).astype(np.float32)   # ties in the errors
+    labels = rng.integers(0, 4, size=300)
+    whole = ParityStats(4, atol=1e-3, rtol=1e-3, top_n=6)
+    shards = [ParityStats(4, atol=1e-3, rtol=1e-3, top_n=6) for _ in range(3)]
+    for b, start in enumerate(range(0, 300, 16)):
+        sl = slice(start, start + 16)
+        whole.update(ref[sl], got[sl], labels[sl], offset=start)
+        shards[b % 3].update(ref[sl], got[sl], labels[sl], offset=start)
+        assert Shard(b % 3, 3).owns(b)
+    parts = []
+    for i, stats in enumerate(shards):
+        state = stats.state()
+        maxima = state.pop("maxima")
+        parts.append({**state, "shard.rows.index": np.array([16 * i], np.int64), "shard.rows.maxima": maxima[None]})
+    merged = merge_arrays(parts)
+    back = ParityStats(4, atol=1e-3, rtol=1e-3, top_n=6)
+    back.load_state(merged, merged["shard.rows.maxima"])
+    for attr in ("samples", "elements", "agree", "outside", "non_finite", "negative_flips", "positive_flips",
+                 "max_abs", "max_rel", "required_atol", "required_rtol"):
+        assert getattr(back, attr) == getattr(whole, attr), attr
+    assert back.sum_abs == pytest.approx(whole.sum_abs, rel=1e-12)
+    assert np.array_equal(back.confusion_torch, whole.confusion_torch)
+    assert back.worst == whole.worst and back.flips == whole.flips and len(whole.flips) == 6
+
+
 # ------------------------------------------------------------------------------------------------ exports
 
 

@@ -117,8 +117,9 @@ def test_every_check_declares_how_it_shards():
     """A check that keeps streamed state says whether it merges; none merges by accident."""
     declared = {name: check_class(name).sharding for name in REGISTRY}
     assert declared["sanity"] == declared["accuracy"] == declared["per_class"] == declared["flips"] == "merge"
+    assert declared["slices"] == declared["cases"] == declared["onnx"] == "merge"
     assert declared["latency"] == "rank0"
-    assert declared["drift"] not in ("merge", "rank0") and declared["onnx"] not in ("merge", "rank0")
+    assert declared["drift"] not in ("merge", "rank0")
     from gate.checks.base import Check
 
     class Undeclared(Check):
@@ -151,3 +152,50 @@ def test_sanity_state_sums_to_the_first_shards_figures():
     assert merged.invariance == {}
     with pytest.raises(ValueError, match="2 shards"):
         merged.load_state({k: states[0][k] * 2 for k in states[0]})
+
+
+def test_rows_are_concatenated_in_global_sample_order_and_the_rest_summed():
+    """`rows.` keys: every shard's rows, ordered by rows.index, equal the rows of all the data in one process."""
+    from gate.sharding import Shard as S
+
+    rng = np.random.default_rng(1)
+    n, batch, count = 203, 16, 3
+    margin, label = rng.normal(size=(n, 4)), rng.integers(0, 5, n)
+    c = PairedCounts(3)
+    c.update(np.array([0]), np.array([0]), np.array([0]))
+    states = []
+    for s in range(count):
+        rows = np.concatenate([np.arange(b, min(b + batch, n)) for b in range(0, n, batch)
+                               if S(s, count).owns(b // batch)]).astype(np.int64)
+        states.append(_state(s, count, c, **{"scores.rows.index": rows, "scores.rows.margin": margin[rows],
+                                             "scores.rows.label": label[rows], "scores.n": np.array([rows.size])}))
+    merged = merge_states([states[1], states[2], states[0]], names=["b", "c", "a"])
+    np.testing.assert_array_equal(merged.arrays["scores.rows.index"], np.arange(n))
+    np.testing.assert_array_equal(merged.arrays["scores.rows.margin"], margin)       # exact: rows are not summed
+    np.testing.assert_array_equal(merged.arrays["scores.rows.label"], label)
+    assert merged.arrays["scores.n"].tolist() == [n]
+    back = state_from_bytes(merged.to_bytes(), where="m")       # rows round-trip through the file, empty ones too
+    np.testing.assert_array_equal(back.arrays["scores.rows.margin"], margin)
+    empty = _state(0, 1, c, **{"rows.index": np.zeros(0, np.int64), "rows.x": np.zeros((0, 3))})
+    assert state_from_bytes(empty.to_bytes(), where="e").arrays["rows.x"].shape == (0, 3)
+
+
+def test_rows_that_cannot_be_one_runs_are_refused():
+    from gate.sharding import merge_arrays, rows_group
+
+    assert rows_group("rows.index") == "" and rows_group("a.rows.x") == "a." and rows_group("a.rowsx") is None
+    idx = np.array([0, 1], np.int64)
+    cases = [
+        ([{"a.rows.x": np.zeros(2)}], "without 'a.rows.index'"),
+        ([{"a.rows.index": idx, "a.rows.x": np.zeros(3)}], "one row per sample"),
+        ([{"a.rows.index": idx, "a.rows.x": np.zeros(2)}, {"a.rows.index": idx + 1, "a.rows.x": np.zeros(2)}],
+         "sample 1 is in two shards"),
+        ([{"a.rows.index": idx, "a.rows.x": np.zeros((2, 2))}, {"a.rows.index": idx + 2, "a.rows.x": np.zeros((2, 3))}],
+         "rows of different shapes"),
+        ([{"a.rows.index": idx.astype(np.float64)}], "1-D int64"),
+        ([{"a.rows.index": -idx - 1}], "negative"),
+        ([{"a.sum": np.zeros(2)}, {"a.sum": np.zeros(3)}], "different shapes"),
+    ]
+    for parts, message in cases:
+        with pytest.raises(DataError, match=message):
+            merge_arrays(parts)

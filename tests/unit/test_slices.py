@@ -119,7 +119,7 @@ def test_one_batch_many_batches_and_merged_shards_agree():
     feed(first, y[:700], pb[:700], pc[:700], group[:700], texts[:700], batch=64)
     feed(second, y[700:], pb[700:], pc[700:], group[700:], texts[700:], batch=50, start=700)
     merged = check_for(OPTIONS)
-    merged.state = first.state.merge(second.state)
+    merged.sliced = first.sliced.merge(second.sliced)
     results = [c.compute() for c in (one, many, merged)]
     assert results[0].details == results[1].details == results[2].details
     assert results[0].findings == results[1].findings == results[2].findings
@@ -306,3 +306,33 @@ def test_slicing_a_tensor_file_by_a_named_key_through_the_cli(tmp_path, in_repo_
     assert rows["group=tail"]["candidate_accuracy"] == pytest.approx(accuracy_score(y[tail], pc[tail]))
     assert rows["group=head"]["baseline_accuracy"] == pytest.approx(accuracy_score(y[~tail], pb[~tail]))
     assert rows["group=tail, label=1"]["samples"] == np.sum(tail & (y == 1))
+
+
+def test_sharded_states_merge_to_the_single_runs_result():
+    """Shards see different slice values (east is rare); their `rows.` states merged give the single run's result."""
+    from gate.sharding import Shard, merge_arrays, split_values
+
+    y, pb, pc, group, texts = world(2000, seed=4)
+    single = check_for(OPTIONS)
+    feed(single, y, pb, pc, group, texts, batch=50)
+    parts = []
+    for s in range(3):
+        shard = check_for(OPTIONS)
+        for b, lo in enumerate(range(0, len(y), 50)):
+            if Shard(s, 3).owns(b):
+                sl = slice(lo, lo + 50)
+                feed(shard, y[sl], pb[sl], pc[sl], group[sl], texts[sl], batch=50, start=lo)
+        parts.append(shard.state())
+    merged = check_for(OPTIONS)
+    arrays, rows_text = split_values(merge_arrays(parts))
+    merged.load_state({**arrays, **rows_text})
+    want, got = single.compute(), merged.compute()
+    assert got.details == want.details and got.findings == want.findings and got.status == want.status
+    for dim, slots in single.sliced.counts.items():
+        assert {v: c.arrays()[1].tolist() for v, c in merged.sliced.counts[dim].items()} == \
+               {v: c.arrays()[1].tolist() for v, c in slots.items()}
+    too_few = check_for({**OPTIONS, "max_values": 2})
+    from gate.errors import DataError
+
+    with pytest.raises(DataError, match="more than 2 distinct values in the merged shards"):
+        too_few.load_state({**arrays, **rows_text})
