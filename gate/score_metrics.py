@@ -301,6 +301,63 @@ def pr_auc(p: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> n
     return total / len(classes)
 
 
+def _tie_runs(sorted_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For scores sorted high to low: each position's first and last index within its run of equal scores."""
+    n = sorted_scores.size
+    new = np.empty(n, dtype=bool)
+    new[:1] = True
+    np.not_equal(sorted_scores[1:], sorted_scores[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    lengths = np.diff(np.append(starts, n))
+    return np.repeat(starts, lengths), np.repeat(np.append(starts[1:], n) - 1, lengths)
+
+
+def average_precision_influence(score: np.ndarray, positive: np.ndarray) -> tuple[float, np.ndarray]:
+    """Average precision (scikit-learn's, ties included) and its per-sample influence, O(n log n).
+
+    AP = sum_i y_i h(s_i) / sum_i y_i with h(t) = A(t) / B(t), the precision at threshold t: A(t) the share of all
+    samples that are positive and score >= t, B(t) the share that score >= t. Moving mass onto sample k changes
+    h(t) by [s_k >= t] (y_k - h(t)) / B(t), so the influence of k is
+    (y_k h(s_k) - AP pi + (1/n) sum_{positive i, s_i <= s_k} (y_k - h(s_i)) / B(s_i) - AP (y_k - pi)) / pi,
+    pi the share of positives; suffix sums over the samples sorted by score give every k at once.
+    """
+    s = np.asarray(score, dtype=np.float64)
+    y = np.asarray(positive, dtype=bool)
+    n, n1 = s.size, int(y.sum())
+    if n1 == 0 or np.isnan(s).any():
+        return float("nan"), np.full(n, np.nan)
+    order = np.argsort(-s, kind="mergesort")
+    ys = y[order]
+    first, last = _tie_runs(s[order])
+    above = (last + 1).astype(np.float64)                    # samples scoring >= each one's score
+    h = np.cumsum(ys)[last] / above
+    ap = float(h[ys].sum() / n1)
+    c = np.where(ys, n / above, 0.0)                         # 1 / B(s_i) on the positives
+    tail_c = np.cumsum(c[::-1])[::-1][first]                 # sums over positives scoring <= s_k
+    tail_ch = np.cumsum((c * h)[::-1])[::-1][first]
+    pi = n1 / n
+    psi_sorted = (ys * h - ap * pi + (ys * tail_c - tail_ch) / n - ap * (ys - pi)) / pi
+    psi = np.empty(n)
+    psi[order] = psi_sorted
+    return ap, psi
+
+
+def pr_auc_influence(p: np.ndarray, y: np.ndarray) -> Influence:
+    """PR-AUC (binary: class 1; multiclass: one-vs-rest macro over the classes present) with its influence, the
+    classes' influences averaged per sample. `p` may be any per-class score monotone in the probability."""
+    p = np.asarray(p)
+    n, k = p.shape
+    classes = [1] if k == 2 else present_classes(y, k).tolist()
+    if not classes or (k == 2 and len(present_classes(y, 2)) < 2):
+        return Influence(value=float("nan"), psi=np.full(n, np.nan))
+    values, psi = [], np.zeros(n)
+    for c in classes:
+        ap, part = average_precision_influence(p[:, c], y == c)
+        values.append(ap)
+        psi += part
+    return Influence(value=float(np.mean(values)), psi=psi / len(classes))
+
+
 # ------------------------------------------------------------------------------------------------- contrasts
 
 

@@ -11,7 +11,8 @@ Which statistic backs which rule (docs/checks/scores.md has the measured coverag
   (a binned ECE is biased upwards by noise, more for the better calibrated model);
 - top-k accuracy and accuracy / recall / specificity at a threshold: Tango's score test for the paired proportion
   (`max_drop`), exact binomial (`min`); relative rules by the delta method on the same per-sample terms;
-- PR-AUC: a seeded per-sample paired bootstrap with `decision.bootstrap_resamples` resamples.
+- PR-AUC: the normal interval of the paired difference of average precision's per-sample influences (its exact
+  influence function, O(n log n) from one sort per class), as DeLong's is for ROC-AUC.
 Every rule is decided by gate.verdict.judge from that Evidence.
 
 State: each sample's log-odds per class of both models (float32) and its label, O(N x K), stated in the report;
@@ -43,7 +44,7 @@ METRICS: dict[str, tuple[bool, str]] = {
     "brier": (False, "normal, paired mean"),
     "ece": (False, "delta, bin-noise allowance"),
     "roc_auc": (True, "DeLong"),
-    "pr_auc": (True, "paired bootstrap"),
+    "pr_auc": (True, "delta (influence)"),
     "top_k_accuracy": (True, "Tango score"),
 }
 THRESHOLD_METRICS = ("accuracy", "recall", "specificity")
@@ -96,7 +97,6 @@ class _Measure:
     psi_candidate: np.ndarray | None = None
     strata: np.ndarray | None = None
     hits: tuple[np.ndarray, np.ndarray] | None = None    # proportions: per-sample successes of each model
-    reps: tuple[np.ndarray, np.ndarray] | None = None    # bootstrap metrics: replicates of each model
     method: str = ""
     scale: float = 1.0                                   # streamed: sqrt(kept / N), the kept sample's se -> N's
     pairs: tuple[int, int, int, int] | None = None       # proportions: (b, c, n, candidate successes), exact
@@ -147,7 +147,8 @@ def normal_evidence(value: float, se: float, *, rule: str, threshold: float, con
 
 
 def bootstrap_rule_evidence(reps: np.ndarray, *, rule: str, threshold: float, confidence: float) -> Evidence:
-    """Percentile-bootstrap p-values of the replicates of `compared_value` against the threshold."""
+    """Percentile-bootstrap p-values of replicates of `compared_value` against the threshold (bootstrap-t's
+    value - t* x se are judged so)."""
     lo, hi = stats.percentile_interval(reps, confidence=confidence)
     if rule == "min":
         beyond = stats.bootstrap_p_value(reps, bound=threshold, alternative="less")
@@ -223,11 +224,6 @@ def rule_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float
         return allowance_evidence(rule, m, threshold=threshold, confidence=confidence)
     if m.t_reps is not None and rule in m.t_reps:
         return studentized_evidence(rule, m, m.t_reps[rule], threshold=threshold, confidence=confidence)
-    if m.reps is not None:
-        rb, rc = m.reps
-        with np.errstate(divide="ignore", invalid="ignore"):
-            reps = np.array([compared_value(rule, float(b), float(c)) for b, c in zip(rb, rc)])
-        return bootstrap_rule_evidence(reps, rule=rule, threshold=threshold, confidence=confidence)
     value = compared_value(rule, m.baseline, m.candidate)
     se = sm.contrast_se(contrast_influence(rule, m), m.strata) * m.scale
     return normal_evidence(value, se, rule=rule, threshold=threshold, confidence=confidence, method=m.method)
@@ -235,12 +231,9 @@ def rule_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float
 
 def delta_interval(m: _Measure, *, confidence: float) -> tuple[float, float] | None:
     """Interval of candidate - baseline for the table: the normal interval of the paired per-sample influences
-    (DeLong's for ROC-AUC), or the bootstrap's percentiles for a bootstrapped metric (None when not resampled:
-    ECE and PR-AUC are resampled only when a rule needs them). The rules' own intervals are in their findings."""
+    (DeLong's for ROC-AUC), widened by the bias allowances for ECE, studentized by the bootstrap for the log loss
+    when a rule resampled it. The rules' own intervals are in their findings."""
     z = _z(confidence)
-    if m.reps is not None:
-        lo, hi = stats.percentile_interval(m.reps[1] - m.reps[0], confidence=confidence)
-        return float(lo), float(hi)
     if m.psi_baseline is None:
         return None
     se = sm.contrast_se(m.psi_candidate - m.psi_baseline, m.strata) * m.scale
@@ -299,15 +292,31 @@ def threshold_point(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------- the check
 
 
-def sample_weights(n: int, *, resamples: int, seed: int, chunk_cells: int = 4_000_000):
-    """Blocks of (rows, n) float32 sample counts, each row the multiplicities of n draws with replacement from the
-    n samples: a per-sample paired bootstrap (both models read the same rows), seeded, in bounded memory."""
+def studentized_means(psi: dict[str, np.ndarray], *, resamples: int, seed: int,
+                      chunk_cells: int = 1_000_000) -> dict[str, np.ndarray]:
+    """Bootstrap-t replicates t* = mean*(psi) / se*(psi) of each centred per-sample influence, on the same seeded
+    per-sample resamples for all (paired: both models' terms are in each psi), in blocks of bounded memory.
+
+    Above BOOTSTRAP_SAMPLES samples the resamples are drawn from a seeded uniform subsample of that size: t* is
+    pivotal (its distribution does not scale with n), so the subsample's serves the whole data."""
+    n = next(iter(psi.values())).size
     rng = np.random.default_rng(seed)
+    if n > BOOTSTRAP_SAMPLES:
+        keep = np.sort(rng.choice(n, BOOTSTRAP_SAMPLES, replace=False))
+        psi = {k: v[keep] for k, v in psi.items()}
+        n = BOOTSTRAP_SAMPLES
+    x = np.vstack([v - v.mean() for v in psi.values()])                 # (S, n)
     rows = max(1, chunk_cells // max(n, 1))
+    parts = []
     for start in range(0, resamples, rows):
-        r = min(rows, resamples - start)
-        draws = rng.integers(0, n, size=(r, n)) + (np.arange(r) * n)[:, None]
-        yield np.bincount(draws.ravel(), minlength=r * n).reshape(r, n).astype(np.float32)
+        draws = rng.integers(0, n, size=(min(rows, resamples - start), n))
+        picked = x[:, draws]                                            # (S, r, n)
+        mean = picked.mean(axis=2)
+        sd = picked.std(axis=2, ddof=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            parts.append((mean / (sd / math.sqrt(n))).T)                # (r, S)
+    t = np.concatenate(parts)
+    return {k: t[:, i] for i, k in enumerate(psi)}
 
 
 def sample_priority(index: np.ndarray, seed: int) -> np.ndarray:
@@ -512,63 +521,17 @@ class ScoresCheck(Check):
         out["ece"] = _Measure(ece["baseline"].value, ece["candidate"].value, ece["baseline"].psi,
                               ece["candidate"].psi, bias=(ece["baseline"].bias, ece["candidate"].bias),
                               method="delta, bin-noise allowance")
-        ap = {r: float(sm.pr_auc(odds[r], y)[0]) for r in ROLES}
-        student = {}
+        ap = {r: sm.pr_auc_influence(odds[r], y) for r in ROLES}
+        out["pr_auc"] = _Measure(ap["baseline"].value, ap["candidate"].value, ap["baseline"].psi, ap["candidate"].psi,
+                                 method="delta (influence)")
         if settings.statistical and self._gated("log_loss"):
             ll = out["log_loss"]
             student = {rule: contrast_influence(rule, ll) for rule in self._gated("log_loss")}
             student["delta"] = ll.psi_candidate - ll.psi_baseline
-        boot = ["pr_auc"] if settings.statistical and self._gated("pr_auc") else []
-        reps, t_reps = self._bootstrap(odds, y, boot, student, settings=settings) if boot or student else ({}, {})
-        if y.size > BOOTSTRAP_SAMPLES and reps:
-            reps = self._rescaled(reps, odds, y, ap)
-        if t_reps:
-            out["log_loss"] = replace(out["log_loss"], t_reps=t_reps, method="bootstrap-t (paired mean)")
-        out["pr_auc"] = _Measure(ap["baseline"], ap["candidate"], reps=reps.get("pr_auc"), method="paired bootstrap")
+            out["log_loss"] = replace(ll, t_reps=studentized_means(student, resamples=settings.resamples,
+                                                                    seed=settings.seed),
+                                      method="bootstrap-t (paired mean)")
         self._reliability = rel
-        return out
-
-    def _bootstrap(self, odds: dict[str, np.ndarray], y: np.ndarray, metrics: list[str],
-                   student: dict[str, np.ndarray], *,
-                   settings: DecisionSettings) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, np.ndarray]]:
-        """On the same per-sample resamples (paired), in bounded blocks: replicates of each metric for both models,
-        and the studentized means (mean* / se*) of each per-sample influence in `student` (bootstrap-t).
-
-        Above BOOTSTRAP_SAMPLES samples the resamples are drawn from a seeded uniform subsample of that size (the
-        bootstrap costs resamples x n x K); `_rescaled` then scales the metrics' spread to the whole data (the
-        studentized means need no scaling)."""
-        if y.size > BOOTSTRAP_SAMPLES:
-            keep = np.sort(np.random.default_rng(settings.seed).choice(y.size, BOOTSTRAP_SAMPLES, replace=False))
-            odds, y = {r: v[keep] for r, v in odds.items()}, y[keep]
-            student = {k: v[keep] for k, v in student.items()}
-            self._subsample = (odds, y)
-        n = y.size
-        reps: dict[str, dict[str, list[np.ndarray]]] = {m: {r: [] for r in ROLES} for m in metrics}
-        psi = np.vstack([v - v.mean() for v in student.values()]) if student else None     # (S, n)
-        t_parts: list[np.ndarray] = []
-        for w in sample_weights(n, resamples=settings.resamples, seed=settings.seed):
-            for role in ROLES:
-                if "pr_auc" in reps:
-                    reps["pr_auc"][role].append(sm.pr_auc(odds[role], y, w))
-            if psi is not None:
-                mean = (w @ psi.T) / n                                   # (R, S)
-                var = np.maximum((w @ (psi * psi).T) / n - mean * mean, 0.0) * (n / max(n - 1, 1))
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    t_parts.append(mean / np.sqrt(var / n))
-        t = np.concatenate(t_parts) if t_parts else None
-        t_reps = {k: t[:, i] for i, k in enumerate(student)} if t is not None else {}
-        return {m: (np.concatenate(by["baseline"]), np.concatenate(by["candidate"])) for m, by in reps.items()}, t_reps
-
-    def _rescaled(self, reps: dict[str, tuple[np.ndarray, np.ndarray]], odds: dict[str, np.ndarray], y: np.ndarray,
-                  ap: dict[str, float]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Subsample replicates moved to the whole data: centred on its estimates, spread times sqrt(m / n)."""
-        so, sy = self._subsample
-        scale = math.sqrt(sy.size / y.size)
-        out = {}
-        for metric, (rb, rc) in reps.items():
-            sub = tuple(float(sm.pr_auc(so[r], sy)[0]) for r in ROLES)
-            whole = (ap["baseline"], ap["candidate"])
-            out[metric] = (whole[0] + scale * (rb - sub[0]), whole[1] + scale * (rc - sub[1]))
         return out
 
     # ------------------------------------------------------------------------------------------------ compute
@@ -666,14 +629,11 @@ class ScoresCheck(Check):
         out = {}
         for name, m in measures.items():
             b, c = (float(v) for v in full[name])
-            reps = m.reps
-            if reps is not None:
-                reps = (b + scale * (reps[0] - m.baseline), c + scale * (reps[1] - m.candidate))
             pairs = ((int(st.discordant[0]), int(st.discordant[1]), st.n, int(st.hits[1]))
                      if name == "top_k_accuracy" else None)
             method = m.method + (f" (binned, {st.bins} bins: approximate)" if name in ("roc_auc", "pr_auc") else "")
             bias = (st.ece_bias(0), st.ece_bias(1)) if name == "ece" else m.bias
-            out[name] = replace(m, baseline=b, candidate=c, reps=reps, scale=scale, pairs=pairs, method=method,
+            out[name] = replace(m, baseline=b, candidate=c, scale=scale, pairs=pairs, method=method,
                                 bias=bias)
         self._reliability = {role: st.reliability(i) for i, role in enumerate(ROLES)}
         return out

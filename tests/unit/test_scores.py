@@ -486,18 +486,53 @@ def test_an_unreachable_false_positive_rate_predicts_every_sample_negative():
     assert t == math.inf and "every sample is predicted negative" in how
 
 
-def test_large_data_resamples_pr_auc_on_a_subsample_scaled_to_the_whole(monkeypatch):
+def test_large_data_studentizes_the_log_loss_on_a_subsample(monkeypatch):
     import gate.checks.scores as scores_module
 
     y, zb, zc = world(4000, 3, seed=54, temperature=2.0)
-    options = {"ece": {"max_increase": 0.05}, "pr_auc": {"max_drop": 0.02}}
+    options = {"log_loss": {"max_increase": 0.05}}
     whole = run_check(y, zb, zc, options=options, decision={"bootstrap_resamples": 400})
     monkeypatch.setattr(scores_module, "BOOTSTRAP_SAMPLES", 1000)
     sub = run_check(y, zb, zc, options=options, decision={"bootstrap_resamples": 400})
     for fw, fs in zip(whole.findings, sub.findings):
         assert fs.value == fw.value                               # the point values use every sample
         ww, ws = fw.interval[1] - fw.interval[0], fs.interval[1] - fs.interval[0]
-        assert 0.6 < ws / ww < 1.6
+        assert ws != ww and 0.9 < ws / ww < 1.1             # t* is pivotal: the subsample's serves the whole
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_average_precision_influence_is_the_derivative_of_weighted_average_precision(ties):
+    rng = np.random.default_rng(71)
+    n = 240
+    y = rng.random(n) < 0.3
+    s = rng.standard_normal(n) + y
+    if ties:
+        s = np.round(s, 1)
+    ap, psi = sm.average_precision_influence(s, y)
+    assert ap == pytest.approx(average_precision_score(y, s), rel=1e-12)
+    assert abs(psi.mean()) < 1e-12
+    eps = 1e-6
+    for k in range(0, n, 23):                  # a mass eps moved onto sample k, through scikit-learn's weights
+        w = np.ones(n)
+        w[k] += eps * n
+        moved = average_precision_score(y, s, sample_weight=w)
+        assert (moved - ap) / eps == pytest.approx(psi[k], rel=1e-3, abs=1e-4)
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_pr_auc_standard_error_agrees_with_a_large_paired_bootstrap(k):
+    y, zb, zc = world(1500, k, seed=72, signal=0.8, temperature=1.3)
+    pb, pc = softmax(zb).astype(np.float64), softmax(zc).astype(np.float64)
+    ib, ic = sm.pr_auc_influence(pb, y), sm.pr_auc_influence(pc, y)
+    se = sm.contrast_se(ic.psi - ib.psi, None)
+    rng = np.random.default_rng(9)
+    diffs = []
+    for _ in range(600):
+        i = rng.integers(0, y.size, y.size)
+        cols = [1] if k == 2 else range(k)
+        ap = [np.mean([average_precision_score(y[i] == c, p[i, c]) for c in cols]) for p in (pb, pc)]
+        diffs.append(ap[1] - ap[0])
+    assert se == pytest.approx(np.std(diffs, ddof=1), rel=0.15)
 
 
 # ------------------------------------------------------------------------------------------------ sharding
