@@ -306,15 +306,18 @@ def studentized_means(psi: dict[str, np.ndarray], *, resamples: int, seed: int,
         psi = {k: v[keep] for k, v in psi.items()}
         n = BOOTSTRAP_SAMPLES
     x = np.vstack([v - v.mean() for v in psi.values()])                 # (S, n)
+    moments = np.vstack([x, x * x]).T                                   # (n, 2S): one product gives both
     rows = max(1, chunk_cells // max(n, 1))
     parts = []
     for start in range(0, resamples, rows):
-        draws = rng.integers(0, n, size=(min(rows, resamples - start), n))
-        picked = x[:, draws]                                            # (S, r, n)
-        mean = picked.mean(axis=2)
-        sd = picked.std(axis=2, ddof=1)
+        r = min(rows, resamples - start)
+        draws = rng.integers(0, n, size=(r, n)) + (np.arange(r) * n)[:, None]
+        counts = np.bincount(draws.ravel(), minlength=r * n).reshape(r, n).astype(np.float64)
+        sums = counts @ moments / n                                     # (r, 2S): resampled means of x and x^2
+        mean, square = sums[:, : x.shape[0]], sums[:, x.shape[0]:]
+        var = np.maximum(square - mean * mean, 0.0) * (n / max(n - 1, 1))
         with np.errstate(divide="ignore", invalid="ignore"):
-            parts.append((mean / (sd / math.sqrt(n))).T)                # (r, S)
+            parts.append(mean / np.sqrt(var / n))                       # (r, S)
     t = np.concatenate(parts)
     return {k: t[:, i] for i, k in enumerate(psi)}
 
