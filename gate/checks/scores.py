@@ -458,9 +458,12 @@ class ScoresCheck(Check):
         """rows.*: the per-sample values kept (every sample, or the streamed mode's kept sample, whose union over
         shards holds the whole run's); stream.*: the streamed sums over every sample, built from the rows in exact
         mode, so that shards that did and did not stream merge alike."""
-        if self._n == 0:
-            return {"rows.index": np.zeros(0, dtype=np.int64)}
-        rows = self._rows() if self._stream is None else self.kept_sample()
+        if self._n == 0:          # a shard without batches: empty rows of the run's width, zero sums
+            k = len(self.ctx.class_names)
+            rows = {role: np.zeros((0, k), dtype=np.float32) for role in ROLES}
+            rows["labels"], rows["index"] = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
+        else:
+            rows = self._rows() if self._stream is None else self.kept_sample()
         out = {f"rows.{key}": rows[key] for key in _ROW_KEYS}
         stream = self._stream
         if stream is None:

@@ -612,3 +612,14 @@ def test_a_merged_state_with_rows_missing_is_refused():
     ctx = RunContext(config=config, models={}, class_names=whole.ctx.class_names, device=None)
     with pytest.raises(ValueError, match="rows for 300 samples"):
         ScoresCheck(config.check("scores"), ctx).load_state(state)
+
+
+def test_a_shard_without_batches_adds_nothing():
+    y, zb, zc = world(100, 3, seed=63, temperature=1.5)
+    shards, whole, config = shard_checks(y, zb, zc, options={"roc_auc": {"max_drop": 0.01}}, batch=64, shards=3)
+    states = [c.state() for c in shards]
+    assert states[2]["rows.index"].size == 0 and states[2].keys() == states[0].keys()
+    ctx = RunContext(config=config, models={}, class_names=whole.ctx.class_names, device=None)
+    fresh = ScoresCheck(config.check("scores"), ctx)
+    fresh.load_state(merged(states))
+    assert fresh.compute().details == whole.compute().details
