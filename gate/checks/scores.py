@@ -311,7 +311,8 @@ def studentized_means(psi: dict[str, np.ndarray], *, resamples: int, seed: int,
     parts = []
     for start in range(0, resamples, rows):
         r = min(rows, resamples - start)
-        draws = rng.integers(0, n, size=(r, n)) + (np.arange(r) * n)[:, None]
+        draws = rng.integers(0, n, size=(r, n), dtype=np.int32 if r * n < 2 ** 31 else np.int64)
+        draws += (np.arange(r, dtype=draws.dtype) * n)[:, None]
         counts = np.bincount(draws.ravel(), minlength=r * n).reshape(r, n).astype(np.float64)
         sums = counts @ moments / n                                     # (r, 2S): resampled means of x and x^2
         mean, square = sums[:, : x.shape[0]], sums[:, x.shape[0]:]
