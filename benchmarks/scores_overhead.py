@@ -8,9 +8,12 @@ by more than 5% by noise alone, so the script also times the scores check's own
 work inside the same runs (its update() per batch plus its compute()) and prints the attributable ratio
 (default median + scores' own median) / default median, which is the number to hold against the goal.
 Two scores variants: enabled with no thresholds (metrics, DeLong and normal intervals, the reliability diagram),
-and with a rule on every metric (which adds the per-sample bootstrap of ECE and PR-AUC).
+and with a rule on every metric (which adds the log loss's bootstrap-t, the only resampling left).
 
-    python benchmarks/scores_overhead.py [--repeats 9] [--workload digits|cancer]
+    python benchmarks/scores_overhead.py [--repeats 9] [--workload digits|cancer] [--profile]
+
+`--profile` prints cProfile's top functions (cumulative) inside the scores check's update() and compute() over the
+runs with a rule on every metric, instead of the timings.
 """
 from __future__ import annotations
 
@@ -60,6 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--workload", choices=("digits", "cancer"), default="digits")
+    parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     raw, candidate, baseline, data, extra_rules = digits() if args.workload == "digits" else cancer()
     variants = {"default checks": copy.deepcopy(raw)}
@@ -90,6 +94,30 @@ def main() -> None:
         compute_spent[0] = time.process_time() - t0
         return out
 
+    if args.profile:
+        import cProfile
+        import pstats
+
+        profile = cProfile.Profile()
+
+        def profiled_update(self, step):
+            profile.enable()
+            update(self, step)
+            profile.disable()
+
+        def profiled_compute(self):
+            profile.enable()
+            out = compute(self)
+            profile.disable()
+            return out
+
+        config = configs["+ scores, a rule on every metric"]
+        run_gate(config, sources)
+        ScoresCheck.update, ScoresCheck.compute = profiled_update, profiled_compute
+        for _ in range(args.repeats):
+            run_gate(config, sources)
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(15)
+        return
     ScoresCheck.update = timed_update
     ScoresCheck.compute = timed_compute
     for name, config in configs.items():      # warm-up: imports, first-call costs

@@ -357,8 +357,8 @@ def _prime(ctx: RunContext, data: Any, checks: list[Check], capture: _Capture | 
         if capture is not None:
             capture.active = True
         try:
-            outputs = {role: forward_output(ctx.models[role], inputs, track_versions=capture is not None)
-                       for role in ROLES}
+            for role in ROLES:             # the hooks record what the checks prime on
+                forward_output(ctx.models[role], inputs, track_versions=capture is not None)
         finally:
             if capture is not None:
                 capture.active = False

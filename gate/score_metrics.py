@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
+from scipy.special import ndtr
 
 #: Probabilities are clipped to [EPS, 1 - EPS] in the log loss, as scikit-learn clips float64 input: a confident
 #: mistake costs at most -log(EPS) = 36.0 nats.
@@ -28,6 +29,7 @@ class Influence:
     value: float
     psi: np.ndarray
     strata: np.ndarray | None = None
+    bias: float = 0.0        # how far the estimate may sit above the truth from its own noise (binned ECE)
 
 
 # -------------------------------------------------------------------------------------------- per-sample means
@@ -107,13 +109,53 @@ def reliability(p: np.ndarray, y: np.ndarray, *, bins: int = 15) -> Reliability:
     return Reliability(edges=np.linspace(0.0, 1.0, bins + 1), count=count, confidence=mean_conf, accuracy=acc, ece=ece)
 
 
-def ece_replicates(p: np.ndarray, y: np.ndarray, weights: np.ndarray, *, bins: int) -> np.ndarray:
-    """ECE for each row of sample weights (R, n): the bootstrap replicates of `reliability(...).ece`."""
+def bin_bias(t: np.ndarray) -> np.ndarray:
+    """E|t + Z| - |t| for Z standard normal: the upward bias of |mean| in units of its standard error, at a true
+    |mean| of t standard errors (0.80 at 0, 0.17 at 1, 0.02 at 2)."""
+    t = np.abs(np.asarray(t, dtype=np.float64))
+    return 2.0 * np.exp(-0.5 * t * t) / np.sqrt(2.0 * np.pi) - 2.0 * t * ndtr(-t)
+
+
+#: The bias allowance reads each bin's gap as this many standard errors smaller than measured: the plug-in bias at
+#: the measured gap understates it for bins whose true gap is near 0 (benchmarks/scores_coverage.py chose it).
+ECE_SHRINK = 0.5
+
+
+def ece_allowance(gap_sum: np.ndarray, gap_sq: np.ndarray, n: int) -> float:
+    """How far the binned ECE may sit above the true one from bin noise: sum_b se_b * bin_bias(|gap_b| / se_b - 0.5).
+
+    Per bin b, gap_b = sum of (correct - confidence) over its samples / n and se_b its standard error. |gap_b| is
+    biased upwards (a noisy bin whose true gap is 0 shows |gap| ~ 0.8 se on average), by 0 to 0.8 se; the ECE is
+    their sum, so its bias is between 0 and about this allowance.
+    """
+    if n < 2:
+        return float("nan")
+    s = np.asarray(gap_sum, dtype=np.float64) / n
+    var = np.maximum(np.asarray(gap_sq, dtype=np.float64) / n - s * s, 0.0) / (n - 1)
+    se = np.sqrt(var)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(se > 0, np.abs(s) / np.where(se > 0, se, 1.0), 0.0)
+    return float(np.sum(se * bin_bias(np.maximum(t - ECE_SHRINK, 0.0))))
+
+
+def ece_influence(p: np.ndarray, y: np.ndarray, *, bins: int) -> Influence:
+    """ECE with its delta-method influence and its bias allowance (`bias`).
+
+    ECE = sum_b |gap_b|, gap_b the mean over all samples of (correct - confidence) * [sample in bin b]. Where a
+    bin's gap is away from 0, |.| is linear: the influence of sample i in bin b is sign(gap_b) (correct_i -
+    confidence_i) - ECE. Near 0 it is not: there the estimate is biased upwards (by up to `bias` in all) and the
+    linear variance overstates its spread; an interval widened by the allowance on the side of the bias covers.
+    """
     conf, idx, pred = confidence_bins(p, bins)
-    gap = (pred == y).astype(np.float64) - conf
-    onehot = sparse.csr_matrix((gap, (np.arange(len(y)), idx)), shape=(len(y), bins))
-    w = np.asarray(weights, dtype=np.float64)
-    return np.abs(np.asarray(onehot.T @ w.T).T).sum(axis=1) / w.sum(axis=1)
+    n = len(y)
+    g = (pred == y).astype(np.float64) - conf
+    if n == 0 or not np.isfinite(conf).all():
+        return Influence(value=float("nan"), psi=np.full(n, np.nan), bias=float("nan"))
+    gap_sum = np.bincount(idx, weights=g, minlength=bins)
+    sign = np.sign(gap_sum)
+    ece = float(np.sum(np.abs(gap_sum)) / n)
+    return Influence(value=ece, psi=sign[idx] * g - ece,
+                     bias=ece_allowance(gap_sum, np.bincount(idx, weights=g * g, minlength=bins), n))
 
 
 # -------------------------------------------------------------------------------------------------- ROC-AUC
@@ -259,6 +301,63 @@ def pr_auc(p: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> n
     return total / len(classes)
 
 
+def _tie_runs(sorted_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For scores sorted high to low: each position's first and last index within its run of equal scores."""
+    n = sorted_scores.size
+    new = np.empty(n, dtype=bool)
+    new[:1] = True
+    np.not_equal(sorted_scores[1:], sorted_scores[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    lengths = np.diff(np.append(starts, n))
+    return np.repeat(starts, lengths), np.repeat(np.append(starts[1:], n) - 1, lengths)
+
+
+def average_precision_influence(score: np.ndarray, positive: np.ndarray) -> tuple[float, np.ndarray]:
+    """Average precision (scikit-learn's, ties included) and its per-sample influence, O(n log n).
+
+    AP = sum_i y_i h(s_i) / sum_i y_i with h(t) = A(t) / B(t), the precision at threshold t: A(t) the share of all
+    samples that are positive and score >= t, B(t) the share that score >= t. Moving mass onto sample k changes
+    h(t) by [s_k >= t] (y_k - h(t)) / B(t), so the influence of k is
+    (y_k h(s_k) - AP pi + (1/n) sum_{positive i, s_i <= s_k} (y_k - h(s_i)) / B(s_i) - AP (y_k - pi)) / pi,
+    pi the share of positives; suffix sums over the samples sorted by score give every k at once.
+    """
+    s = np.asarray(score, dtype=np.float64)
+    y = np.asarray(positive, dtype=bool)
+    n, n1 = s.size, int(y.sum())
+    if n1 == 0 or np.isnan(s).any():
+        return float("nan"), np.full(n, np.nan)
+    order = np.argsort(-s, kind="mergesort")
+    ys = y[order]
+    first, last = _tie_runs(s[order])
+    above = (last + 1).astype(np.float64)                    # samples scoring >= each one's score
+    h = np.cumsum(ys)[last] / above
+    ap = float(h[ys].sum() / n1)
+    c = np.where(ys, n / above, 0.0)                         # 1 / B(s_i) on the positives
+    tail_c = np.cumsum(c[::-1])[::-1][first]                 # sums over positives scoring <= s_k
+    tail_ch = np.cumsum((c * h)[::-1])[::-1][first]
+    pi = n1 / n
+    psi_sorted = (ys * h - ap * pi + (ys * tail_c - tail_ch) / n - ap * (ys - pi)) / pi
+    psi = np.empty(n)
+    psi[order] = psi_sorted
+    return ap, psi
+
+
+def pr_auc_influence(p: np.ndarray, y: np.ndarray) -> Influence:
+    """PR-AUC (binary: class 1; multiclass: one-vs-rest macro over the classes present) with its influence, the
+    classes' influences averaged per sample. `p` may be any per-class score monotone in the probability."""
+    p = np.asarray(p)
+    n, k = p.shape
+    classes = [1] if k == 2 else present_classes(y, k).tolist()
+    if not classes or (k == 2 and len(present_classes(y, 2)) < 2):
+        return Influence(value=float("nan"), psi=np.full(n, np.nan))
+    values, psi = [], np.zeros(n)
+    for c in classes:
+        ap, part = average_precision_influence(p[:, c], y == c)
+        values.append(ap)
+        psi += part
+    return Influence(value=float(np.mean(values)), psi=psi / len(classes))
+
+
 # ------------------------------------------------------------------------------------------------- contrasts
 
 
@@ -305,7 +404,7 @@ class StreamedScores:
         self.hits = np.zeros(2, dtype=np.int64)
         self.discordant = np.zeros(2, dtype=np.int64)            # (baseline hit only, candidate hit only)
         self.hist = np.zeros((2, num_classes, 2, bins), dtype=np.int64)
-        self.rel = np.zeros((2, 3, ece_bins))                    # count, confidence sum, correct sum
+        self.rel = np.zeros((2, 4, ece_bins))          # count, confidence sum, correct sum, (correct - confidence)^2 sum
 
     def update(self, odds: tuple[np.ndarray, np.ndarray], y: np.ndarray) -> None:
         y = np.asarray(y, dtype=np.int64)
@@ -327,7 +426,9 @@ class StreamedScores:
             conf, b, pred = confidence_bins(p, self.ece_bins)
             self.rel[m, 0] += np.bincount(b, minlength=self.ece_bins)
             self.rel[m, 1] += np.bincount(b, weights=conf, minlength=self.ece_bins)
-            self.rel[m, 2] += np.bincount(b, weights=(pred == y).astype(np.float64), minlength=self.ece_bins)
+            correct = (pred == y).astype(np.float64)
+            self.rel[m, 2] += np.bincount(b, weights=correct, minlength=self.ece_bins)
+            self.rel[m, 3] += np.bincount(b, weights=(correct - conf) ** 2, minlength=self.ece_bins)
         if hits:
             self.discordant += [int(np.sum(hits[0] & ~hits[1])), int(np.sum(~hits[0] & hits[1]))]
 
@@ -360,11 +461,33 @@ class StreamedScores:
         return float(np.mean(values)) if values else float("nan")
 
     def reliability(self, m: int) -> Reliability:
-        count, conf_sum, acc_sum = self.rel[m]
+        count, conf_sum, acc_sum, _ = self.rel[m]
         with np.errstate(invalid="ignore", divide="ignore"):
             mean_conf, acc = conf_sum / count, acc_sum / count
         return Reliability(edges=np.linspace(0.0, 1.0, self.ece_bins + 1), count=count.astype(np.int64),
                            confidence=mean_conf, accuracy=acc, ece=float(np.sum(np.abs(acc_sum - conf_sum)) / self.n))
+
+    _ARRAYS = ("support", "loss", "brier", "hits", "discordant", "hist", "rel")
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The state as int64 / float64 arrays that add up across shards (gate.sharding)."""
+        out = {key: getattr(self, key).copy() for key in self._ARRAYS}
+        out["n"] = np.array([self.n], dtype=np.int64)
+        return out
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take summed `arrays()` (ValueError when a shape is not this state's)."""
+        for key in self._ARRAYS:
+            own = getattr(self, key)
+            value = np.asarray(arrays[key])
+            if value.shape != own.shape:
+                raise ValueError(f"scores: stream.{key} has shape {value.shape}, expected {own.shape}")
+            setattr(self, key, value.astype(own.dtype))
+        self.n = int(np.asarray(arrays["n"]).sum())
+
+    def ece_bias(self, m: int) -> float:
+        """The ECE's bias allowance (`ece_allowance`) over every sample streamed."""
+        return ece_allowance(self.rel[m, 2] - self.rel[m, 1], self.rel[m, 3], self.n)
 
     def nbytes(self) -> int:
         return int(self.hist.nbytes + self.rel.nbytes + self.support.nbytes)

@@ -4,10 +4,16 @@ ranking collapses while accuracy holds, fails here.
 
 Which statistic backs which rule (docs/checks/scores.md has the measured coverage):
 - ROC-AUC: DeLong's paired test (structural components from midranks, O(n log n)), stratified by true class;
-- log loss, Brier score: the normal interval of the mean paired difference (per-sample terms, exact variance);
+- Brier score: the normal interval of the mean paired difference (per-sample terms, exact variance);
+- log loss: the same mean, each claim made only when both the normal test and the bootstrap-t (the mean
+  studentized by a paired bootstrap) make it: the per-sample differences are skewed by a few confident mistakes,
+  and either interval alone then misses on one side;
+- ECE: the delta method on the bins' gaps, widened on each side by the other model's bin-noise bias allowance
+  (a binned ECE is biased upwards by noise, more for the better calibrated model);
 - top-k accuracy and accuracy / recall / specificity at a threshold: Tango's score test for the paired proportion
   (`max_drop`), exact binomial (`min`); relative rules by the delta method on the same per-sample terms;
-- ECE and PR-AUC: a seeded per-sample paired bootstrap with `decision.bootstrap_resamples` resamples.
+- PR-AUC: the normal interval of the paired difference of average precision's per-sample influences (its exact
+  influence function, O(n log n) from one sort per class), as DeLong's is for ROC-AUC.
 Every rule is decided by gate.verdict.judge from that Evidence.
 
 State: each sample's log-odds per class of both models (float32) and its label, O(N x K), stated in the report;
@@ -35,11 +41,11 @@ HIGHER_RULES = ("min", "max_drop", "max_relative_drop")
 LOWER_RULES = ("max", "max_increase", "max_relative_increase")
 #: metric key -> (higher is better, how its rules are decided), in the report's order
 METRICS: dict[str, tuple[bool, str]] = {
-    "log_loss": (False, "normal, paired mean"),
+    "log_loss": (False, "normal and bootstrap-t, paired mean"),
     "brier": (False, "normal, paired mean"),
-    "ece": (False, "paired bootstrap"),
+    "ece": (False, "delta, bin-noise allowance"),
     "roc_auc": (True, "DeLong"),
-    "pr_auc": (True, "paired bootstrap"),
+    "pr_auc": (True, "delta (influence)"),
     "top_k_accuracy": (True, "Tango score"),
 }
 THRESHOLD_METRICS = ("accuracy", "recall", "specificity")
@@ -92,10 +98,11 @@ class _Measure:
     psi_candidate: np.ndarray | None = None
     strata: np.ndarray | None = None
     hits: tuple[np.ndarray, np.ndarray] | None = None    # proportions: per-sample successes of each model
-    reps: tuple[np.ndarray, np.ndarray] | None = None    # bootstrap metrics: replicates of each model
     method: str = ""
     scale: float = 1.0                                   # streamed: sqrt(kept / N), the kept sample's se -> N's
     pairs: tuple[int, int, int, int] | None = None       # proportions: (b, c, n, candidate successes), exact
+    bias: tuple[float, float] | None = None              # ECE: how far each model's estimate may sit above its truth
+    t_reps: dict[str, np.ndarray] | None = None          # bootstrap-t: rule (or "delta") -> studentized replicates
 
 
 def _z(confidence: float) -> float:
@@ -141,7 +148,8 @@ def normal_evidence(value: float, se: float, *, rule: str, threshold: float, con
 
 
 def bootstrap_rule_evidence(reps: np.ndarray, *, rule: str, threshold: float, confidence: float) -> Evidence:
-    """Percentile-bootstrap p-values of the replicates of `compared_value` against the threshold."""
+    """Percentile-bootstrap p-values of replicates of `compared_value` against the threshold (bootstrap-t's
+    value - t* x se are judged so)."""
     lo, hi = stats.percentile_interval(reps, confidence=confidence)
     if rule == "min":
         beyond = stats.bootstrap_p_value(reps, bound=threshold, alternative="less")
@@ -177,14 +185,58 @@ def proportion_counts(m: _Measure) -> tuple[int, int, int, int]:
     return int(np.sum(hb & ~hc)), int(np.sum(~hb & hc)), int(hb.size), int(hc.sum())
 
 
+def allowance_bounds(rule: str, m: _Measure) -> tuple[float, float]:
+    """The compared quantity at the two ends of the models' bias allowances: (lowest, highest) it may truly be.
+
+    Each model's truth lies between its estimate minus its allowance and its estimate; the compared quantity is
+    monotone in both (worse as the candidate grows, better as the baseline grows), so its ends are there."""
+    assert m.bias is not None
+    ab, ac = m.bias
+    ends = (compared_value(rule, m.baseline, m.candidate - ac), compared_value(rule, m.baseline - ab, m.candidate))
+    return min(ends), max(ends)
+
+
+def allowance_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float) -> Evidence:
+    """Normal evidence whose claims are each made from the end of the allowance least favourable to them: "beyond"
+    from the lowest the quantity may truly be, "within" from the highest."""
+    low, high = allowance_bounds(rule, m)
+    se = sm.contrast_se(contrast_influence(rule, m), m.strata) * m.scale
+    at_low = normal_evidence(low, se, rule=rule, threshold=threshold, confidence=confidence, method=m.method)
+    at_high = normal_evidence(high, se, rule=rule, threshold=threshold, confidence=confidence, method=m.method)
+    z = _z(confidence)
+    return Evidence(p_beyond=at_low.p_beyond, p_within=at_high.p_within, p_worse=at_low.p_worse,
+                    interval=(low - z * se, high + z * se), method=m.method)
+
+
+def studentized_evidence(rule: str, m: _Measure, t: np.ndarray, *, threshold: float,
+                         confidence: float) -> Evidence:
+    """A claim both the normal test and the bootstrap-t make: each p-value the larger of the two, the interval
+    their hull. Bootstrap-t: the compared quantity's replicates value - t* x se, t* the paired bootstrap's
+    studentized means of the rule's per-sample influences, judged as percentile replicates are. Either alone
+    missed the truth on one side 3.5-5.7% of the time at n = 200 on skewed losses (benchmarks/scores_coverage.py)."""
+    value = compared_value(rule, m.baseline, m.candidate)
+    se = sm.contrast_se(contrast_influence(rule, m), None) * m.scale
+    boot = bootstrap_rule_evidence(value - t * se, rule=rule, threshold=threshold, confidence=confidence)
+    normal = normal_evidence(value, se, rule=rule, threshold=threshold, confidence=confidence, method=m.method)
+    return Evidence(p_beyond=_larger(boot.p_beyond, normal.p_beyond), p_within=_larger(boot.p_within, normal.p_within),
+                    p_worse=_larger(boot.p_worse, normal.p_worse),
+                    interval=(min(boot.interval[0], normal.interval[0]), max(boot.interval[1], normal.interval[1])),
+                    method=m.method)
+
+
+def _larger(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None:
+        return None
+    return float("nan") if math.isnan(a) or math.isnan(b) else max(a, b)
+
+
 def rule_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float) -> Evidence:
     if m.hits is not None:
         return proportion_evidence(rule, m, threshold=threshold, confidence=confidence)
-    if m.reps is not None:
-        rb, rc = m.reps
-        with np.errstate(divide="ignore", invalid="ignore"):
-            reps = np.array([compared_value(rule, float(b), float(c)) for b, c in zip(rb, rc)])
-        return bootstrap_rule_evidence(reps, rule=rule, threshold=threshold, confidence=confidence)
+    if m.bias is not None:
+        return allowance_evidence(rule, m, threshold=threshold, confidence=confidence)
+    if m.t_reps is not None and rule in m.t_reps:
+        return studentized_evidence(rule, m, m.t_reps[rule], threshold=threshold, confidence=confidence)
     value = compared_value(rule, m.baseline, m.candidate)
     se = sm.contrast_se(contrast_influence(rule, m), m.strata) * m.scale
     return normal_evidence(value, se, rule=rule, threshold=threshold, confidence=confidence, method=m.method)
@@ -192,16 +244,18 @@ def rule_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float
 
 def delta_interval(m: _Measure, *, confidence: float) -> tuple[float, float] | None:
     """Interval of candidate - baseline for the table: the normal interval of the paired per-sample influences
-    (DeLong's for ROC-AUC), or the bootstrap's percentiles for a bootstrapped metric (None when not resampled:
-    ECE and PR-AUC are resampled only when a rule needs them). The rules' own intervals are in their findings."""
+    (DeLong's for ROC-AUC), widened by the bias allowances for ECE, studentized by the bootstrap for the log loss
+    when a rule resampled it. The rules' own intervals are in their findings."""
     z = _z(confidence)
-    if m.reps is not None:
-        lo, hi = stats.percentile_interval(m.reps[1] - m.reps[0], confidence=confidence)
-        return float(lo), float(hi)
     if m.psi_baseline is None:
         return None
     se = sm.contrast_se(m.psi_candidate - m.psi_baseline, m.strata) * m.scale
     d = m.candidate - m.baseline
+    if m.bias is not None:
+        return d - m.bias[1] - z * se, d + m.bias[0] + z * se
+    if m.t_reps is not None and "delta" in m.t_reps:
+        lo, hi = stats.percentile_interval(d - m.t_reps["delta"] * se, confidence=confidence)
+        return min(float(lo), d - z * se), max(float(hi), d + z * se)
     return d - z * se, d + z * se
 
 
@@ -251,31 +305,70 @@ def threshold_point(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------- the check
 
 
-def sample_weights(n: int, *, resamples: int, seed: int, chunk_cells: int = 4_000_000):
-    """Blocks of (rows, n) float32 sample counts, each row the multiplicities of n draws with replacement from the
-    n samples: a per-sample paired bootstrap (both models read the same rows), seeded, in bounded memory."""
+def studentized_means(psi: dict[str, np.ndarray], *, resamples: int, seed: int,
+                      chunk_cells: int = 1_000_000) -> dict[str, np.ndarray]:
+    """Bootstrap-t replicates t* = mean*(psi) / se*(psi) of each centred per-sample influence, on the same seeded
+    per-sample resamples for all (paired: both models' terms are in each psi), in blocks of bounded memory.
+
+    Above BOOTSTRAP_SAMPLES samples the resamples are drawn from a seeded uniform subsample of that size: t* is
+    pivotal (its distribution does not scale with n), so the subsample's serves the whole data."""
+    n = next(iter(psi.values())).size
     rng = np.random.default_rng(seed)
+    if n > BOOTSTRAP_SAMPLES:
+        keep = np.sort(rng.choice(n, BOOTSTRAP_SAMPLES, replace=False))
+        psi = {k: v[keep] for k, v in psi.items()}
+        n = BOOTSTRAP_SAMPLES
+    x = np.vstack([v - v.mean() for v in psi.values()])                 # (S, n)
+    moments = np.vstack([x, x * x]).T                                   # (n, 2S): one product gives both
     rows = max(1, chunk_cells // max(n, 1))
+    parts = []
     for start in range(0, resamples, rows):
         r = min(rows, resamples - start)
-        draws = rng.integers(0, n, size=(r, n)) + (np.arange(r) * n)[:, None]
-        yield np.bincount(draws.ravel(), minlength=r * n).reshape(r, n).astype(np.float32)
+        draws = rng.integers(0, n, size=(r, n), dtype=np.int32 if r * n < 2 ** 31 else np.int64)
+        draws += (np.arange(r, dtype=draws.dtype) * n)[:, None]
+        counts = np.bincount(draws.ravel(), minlength=r * n).reshape(r, n).astype(np.float64)
+        sums = counts @ moments / n                                     # (r, 2S): resampled means of x and x^2
+        mean, square = sums[:, : x.shape[0]], sums[:, x.shape[0]:]
+        var = np.maximum(square - mean * mean, 0.0) * (n / max(n - 1, 1))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            parts.append(mean / np.sqrt(var / n))                       # (r, S)
+    t = np.concatenate(parts)
+    return {k: t[:, i] for i, k in enumerate(psi)}
+
+
+def sample_priority(index: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded uniform uint64 priority per global sample index (splitmix64 of seed + index): the kept sample is
+    the `max_samples` samples of lowest priority, the same whatever the batches, shards or order they came in."""
+    with np.errstate(over="ignore"):
+        z = np.asarray(index, dtype=np.uint64) + np.uint64(seed % 2 ** 63) * np.uint64(0x9E3779B97F4A7C15)
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+_ROW_KEYS = ("baseline", "candidate", "labels", "index")
 
 
 class ScoresCheck(Check):
     name = "scores"
+    #: rows.* are the kept per-sample values (all samples, or the streamed mode's kept sample), concatenated across
+    #: shards and ordered by rows.index; stream.* are the streamed mode's sums, which add up.
+    sharding = "merge"
 
     def __init__(self, options: dict[str, Any], ctx: Any) -> None:
         super().__init__(options, ctx)
         self._odds: dict[str, list[np.ndarray]] = {role: [] for role in ROLES}
         self._labels: list[np.ndarray] = []
+        self._index: list[np.ndarray] = []
         self._n = 0
         self._max = int(options.get("max_samples") or 2_000_000)
         self._bins = options.get("bins")
         self._stream: sm.StreamedScores | None = None
-        self._kept: dict[str, np.ndarray] = {}          # streamed: the uniform sample (reservoir), max_samples rows
+        self._kept: dict[str, np.ndarray] = {}          # streamed: the kept sample's rows (a buffer, _filled used)
         self._filled = 0
-        self._rng = np.random.default_rng(int(getattr(ctx.config, "seed", 0) or 0))
+        self._cutoff = np.uint64(2 ** 64 - 1)          # streamed: priorities at or above it are never kept again
+        self._seed = int(getattr(ctx.config, "seed", 0) or 0)
 
     def setup(self) -> None:
         where = self.ctx.config.where
@@ -299,57 +392,122 @@ class ScoresCheck(Check):
                 f"{self.ctx.config.where('checks.scores.threshold')}: a decision threshold needs a binary model, but "
                 f"the models output {k} classes")
         y = step.labels.detach().cpu().numpy().astype(np.int32)
+        index = int(step.offset) + np.arange(y.size, dtype=np.int64)
         if self._stream is None and (self._bins is not None or self._n + y.size > self._max):
             self._start_stream(k)
         if self._stream is None:
             for role in ROLES:
                 self._odds[role].append(odds[role])
             self._labels.append(y)
+            self._index.append(index)
         else:
             self._stream.update((odds["baseline"], odds["candidate"]), y)
-            self._keep_sample(odds, y)
+            self._keep_sample({**odds, "labels": y, "index": index})
         self._n += y.size
+
+    def _new_stream(self, k: int) -> sm.StreamedScores:
+        return sm.StreamedScores(k, bins=int(self._bins or 1000), ece_bins=int(self.options.get("ece_bins", 15)),
+                                 top_k=int(self.options.get("top_k", 5)))
 
     def _start_stream(self, k: int) -> None:
         """From here on: exact sums and binned ranks for every sample, per-sample values for a uniform sample."""
-        self._stream = sm.StreamedScores(k, bins=int(self._bins or 1000), ece_bins=int(self.options.get("ece_bins", 15)),
-                                         top_k=int(self.options.get("top_k", 5)))
-        size = self._max
-        self._kept = {role: np.empty((size, k), dtype=np.float32) for role in ROLES}
-        self._kept["labels"] = np.empty(size, dtype=np.int32)
+        self._stream = self._new_stream(k)
+        cap = self._max + max(self._max // 4, 1)        # room to collect candidates before a compaction
+        self._kept = {role: np.empty((cap, k), dtype=np.float32) for role in ROLES}
+        self._kept["labels"] = np.empty(cap, dtype=np.int32)
+        self._kept["index"] = np.empty(cap, dtype=np.int64)
+        self._kept["priority"] = np.empty(cap, dtype=np.uint64)
         if self._labels:
-            y = np.concatenate(self._labels)
-            stored = {role: np.concatenate(self._odds[role]) for role in ROLES}
-            self._stream.update((stored["baseline"], stored["candidate"]), y)
-            for role in ROLES:
-                self._kept[role][: y.size] = stored[role]
-            self._kept["labels"][: y.size] = y
-            self._filled = y.size
-        self._odds, self._labels = {role: [] for role in ROLES}, []
+            rows = self._rows()
+            self._stream.update((rows["baseline"], rows["candidate"]), rows["labels"])
+            self._keep_sample(rows)
+        self._odds, self._labels, self._index = {role: [] for role in ROLES}, [], []
 
-    def _keep_sample(self, odds: dict[str, np.ndarray], y: np.ndarray) -> None:
-        """Reservoir sampling (Vitter's algorithm R, seeded): every sample seen is kept with equal probability."""
+    def _rows(self) -> dict[str, np.ndarray]:
+        """Every sample kept so far (exact mode), in the order seen."""
+        out = {role: np.concatenate(self._odds[role]) for role in ROLES}
+        out["labels"], out["index"] = np.concatenate(self._labels), np.concatenate(self._index)
+        return out
+
+    def _keep_sample(self, rows: dict[str, np.ndarray]) -> None:
+        """Bottom-k sampling: keep the max_samples samples of lowest seeded priority (a uniform sample without
+        replacement), collected in a buffer and compacted when it fills (amortised O(1) a sample)."""
+        priority = sample_priority(rows["index"], self._seed)
+        take = np.flatnonzero(priority < self._cutoff)
+        cap = self._kept["labels"].size
+        while take.size:
+            room = cap - self._filled
+            if room == 0:
+                self._compact()
+                take = take[priority[take] < self._cutoff]
+                continue
+            part, take = take[:room], take[room:]
+            sl = slice(self._filled, self._filled + part.size)
+            for key in _ROW_KEYS:
+                self._kept[key][sl] = rows[key][part]
+            self._kept["priority"][sl] = priority[part]
+            self._filled += part.size
+
+    def _compact(self) -> None:
+        """The buffer down to its max_samples lowest priorities; the highest kept becomes the cutoff."""
         size = self._max
-        take = min(size - self._filled, y.size)
-        if take:
-            for role in ROLES:
-                self._kept[role][self._filled:self._filled + take] = odds[role][:take]
-            self._kept["labels"][self._filled:self._filled + take] = y[:take]
-            self._filled += take
-        if take == y.size:
+        if self._filled <= size:
             return
-        seen = self._n + np.arange(take, y.size)                 # global index of each remaining sample
-        slot = self._rng.integers(0, seen + 1)
-        accept = np.flatnonzero(slot < size) + take
-        if accept.size == 0:
+        pr = self._kept["priority"][: self._filled]
+        keep = np.argpartition(pr, size - 1)[:size]
+        self._cutoff = pr[keep].max()
+        for key in (*_ROW_KEYS, "priority"):
+            self._kept[key][:size] = self._kept[key][keep]
+        self._filled = size
+
+    def kept_sample(self) -> dict[str, np.ndarray]:
+        """Streamed mode: the kept sample's rows (log-odds of both models, labels, global indices), in index order."""
+        self._compact()
+        order = np.argsort(self._kept["index"][: self._filled], kind="stable")
+        return {key: self._kept[key][: self._filled][order] for key in _ROW_KEYS}
+
+    # ------------------------------------------------------------------------------------------------- shards
+
+    def state(self) -> dict[str, np.ndarray]:
+        """rows.*: the per-sample values kept (every sample, or the streamed mode's kept sample, whose union over
+        shards holds the whole run's); stream.*: the streamed sums over every sample, built from the rows in exact
+        mode, so that shards that did and did not stream merge alike."""
+        if self._n == 0:          # a shard without batches: empty rows of the run's width, zero sums
+            k = len(self.ctx.class_names)
+            rows = {role: np.zeros((0, k), dtype=np.float32) for role in ROLES}
+            rows["labels"], rows["index"] = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
+        else:
+            rows = self._rows() if self._stream is None else self.kept_sample()
+        out = {f"rows.{key}": rows[key] for key in _ROW_KEYS}
+        stream = self._stream
+        if stream is None:
+            stream = self._new_stream(rows["baseline"].shape[1])
+            stream.update((rows["baseline"], rows["candidate"]), rows["labels"])
+        out.update({f"stream.{key}": np.asarray(value) for key, value in stream.arrays().items()})
+        return {key: v.astype(np.float64 if v.dtype.kind == "f" else np.int64) for key, v in out.items()}
+
+    def load_state(self, merged: dict[str, np.ndarray]) -> None:
+        """The shards' rows (in global index order) and summed stream: exact mode when every sample is there and
+        within max_samples, the streamed mode's state otherwise (the kept sample re-drawn by priority)."""
+        index = np.asarray(merged["rows.index"], dtype=np.int64)
+        if index.size == 0:
             return
-        slots = slot[accept - take]
-        # one slot drawn twice in a batch: the later sample wins, as in the sequential algorithm
-        last = np.unique(slots[::-1], return_index=True)[1]
-        rows, targets = accept[::-1][last], slots[::-1][last]
-        for role in ROLES:
-            self._kept[role][targets] = odds[role][rows]
-        self._kept["labels"][targets] = y[rows]
+        k = int(np.asarray(merged["rows.baseline"]).shape[1])
+        rows = {role: np.asarray(merged[f"rows.{role}"], dtype=np.float32) for role in ROLES}
+        rows["labels"] = np.asarray(merged["rows.labels"]).astype(np.int32)
+        rows["index"] = index
+        stream = self._new_stream(k)
+        stream.load_arrays({key[len("stream."):]: v for key, v in merged.items() if key.startswith("stream.")})
+        self._n = int(stream.n)
+        if self._bins is None and self._n <= self._max:
+            if index.size != self._n:
+                raise ValueError(f"scores: {index.size} rows for {self._n} samples")
+            self._odds = {role: [rows[role]] for role in ROLES}
+            self._labels, self._index = [rows["labels"]], [index]
+            return
+        self._start_stream(k)
+        self._stream = stream
+        self._keep_sample(rows)
 
     # ------------------------------------------------------------------------------------------------ measures
 
@@ -379,52 +537,21 @@ class ScoresCheck(Check):
                                              hits=(hits["baseline"], hits["candidate"]), method="Tango score")
         bins = int(self.options.get("ece_bins", 15))
         rel = {r: sm.reliability(p[r], y, bins=bins) for r in ROLES}
-        ap = {r: float(sm.pr_auc(odds[r], y)[0]) for r in ROLES}
-        boot = [m for m in ("ece", "pr_auc") if self._gated(m)] if settings.statistical else []
-        reps = self._bootstrap(p, odds, y, boot, bins=bins, settings=settings) if boot else {}
-        if y.size > BOOTSTRAP_SAMPLES and reps:
-            reps = self._rescaled(reps, p, odds, y, (rel, ap), bins=bins)
-        out["ece"] = _Measure(rel["baseline"].ece, rel["candidate"].ece, reps=reps.get("ece"), method="paired bootstrap")
-        out["pr_auc"] = _Measure(ap["baseline"], ap["candidate"], reps=reps.get("pr_auc"), method="paired bootstrap")
+        ece = {r: sm.ece_influence(p[r], y, bins=bins) for r in ROLES}
+        out["ece"] = _Measure(ece["baseline"].value, ece["candidate"].value, ece["baseline"].psi,
+                              ece["candidate"].psi, bias=(ece["baseline"].bias, ece["candidate"].bias),
+                              method="delta, bin-noise allowance")
+        ap = {r: sm.pr_auc_influence(odds[r], y) for r in ROLES}
+        out["pr_auc"] = _Measure(ap["baseline"].value, ap["candidate"].value, ap["baseline"].psi, ap["candidate"].psi,
+                                 method="delta (influence)")
+        if settings.statistical and self._gated("log_loss"):
+            ll = out["log_loss"]
+            student = {rule: contrast_influence(rule, ll) for rule in self._gated("log_loss")}
+            student["delta"] = ll.psi_candidate - ll.psi_baseline
+            out["log_loss"] = replace(ll, t_reps=studentized_means(student, resamples=settings.resamples,
+                                                                    seed=settings.seed),
+                                      method="normal and bootstrap-t (paired mean)")
         self._reliability = rel
-        return out
-
-    def _bootstrap(self, p: dict[str, np.ndarray], odds: dict[str, np.ndarray], y: np.ndarray, metrics: list[str],
-                   *, bins: int,
-                   settings: DecisionSettings) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Replicates of each metric for both models on the same per-sample resamples (paired), in bounded blocks.
-
-        Above BOOTSTRAP_SAMPLES samples the resamples are drawn from a seeded uniform subsample of that size (the
-        bootstrap costs resamples x n x K); `_rescaled` then scales their spread to the whole data."""
-        if y.size > BOOTSTRAP_SAMPLES:
-            keep = np.sort(np.random.default_rng(settings.seed).choice(y.size, BOOTSTRAP_SAMPLES, replace=False))
-            p, odds, y = {r: v[keep] for r, v in p.items()}, {r: v[keep] for r, v in odds.items()}, y[keep]
-            self._subsample = (p, odds, y)
-        reps: dict[str, dict[str, list[np.ndarray]]] = {m: {r: [] for r in ROLES} for m in metrics}
-        for w in sample_weights(len(y), resamples=settings.resamples, seed=settings.seed):
-            for role in ROLES:
-                if "ece" in reps:
-                    reps["ece"][role].append(sm.ece_replicates(p[role], y, w, bins=bins))
-                if "pr_auc" in reps:
-                    reps["pr_auc"][role].append(sm.pr_auc(odds[role], y, w))
-        return {m: (np.concatenate(by["baseline"]), np.concatenate(by["candidate"])) for m, by in reps.items()}
-
-    def _rescaled(self, reps: dict[str, tuple[np.ndarray, np.ndarray]], p: dict[str, np.ndarray],
-                  odds: dict[str, np.ndarray], y: np.ndarray, full: tuple[Any, Any], *,
-                  bins: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Subsample replicates moved to the whole data: centred on its estimates, spread times sqrt(m / n)."""
-        sp, so, sy = self._subsample
-        scale = math.sqrt(sy.size / y.size)
-        rel, ap = full
-        out = {}
-        for metric, (rb, rc) in reps.items():
-            if metric == "ece":
-                sub = tuple(sm.reliability(sp[r], sy, bins=bins).ece for r in ROLES)
-                whole = (rel["baseline"].ece, rel["candidate"].ece)
-            else:
-                sub = tuple(float(sm.pr_auc(so[r], sy)[0]) for r in ROLES)
-                whole = (ap["baseline"], ap["candidate"])
-            out[metric] = (whole[0] + scale * (rb - sub[0]), whole[1] + scale * (rc - sub[1]))
         return out
 
     # ------------------------------------------------------------------------------------------------ compute
@@ -437,8 +564,9 @@ class ScoresCheck(Check):
             y = np.concatenate(self._labels).astype(np.int64)
             odds = {r: np.concatenate(self._odds[r]).astype(np.float64) for r in ROLES}
         else:
-            y = self._kept["labels"][: self._filled].astype(np.int64)
-            odds = {r: self._kept[r][: self._filled].astype(np.float64) for r in ROLES}
+            kept = self.kept_sample()
+            y = kept["labels"].astype(np.int64)
+            odds = {r: kept[r].astype(np.float64) for r in ROLES}
         p = {r: sm.probabilities(odds[r]) for r in ROLES}
         k = p["baseline"].shape[1]
         top_k = int(self.options.get("top_k", 5))
@@ -512,7 +640,7 @@ class ScoresCheck(Check):
         """Point values over every sample from the streamed state; spreads from the kept sample, scaled to N."""
         st = self._stream
         assert st is not None
-        scale = math.sqrt(self._filled / self._n)
+        scale = math.sqrt(min(self._filled, self._max) / self._n)
         full = {"log_loss": (st.loss[0] / st.n, st.loss[1] / st.n), "brier": (st.brier[0] / st.n, st.brier[1] / st.n),
                 "roc_auc": (st.roc_auc(0), st.roc_auc(1)), "pr_auc": (st.pr_auc(0), st.pr_auc(1)),
                 "ece": (st.reliability(0).ece, st.reliability(1).ece)}
@@ -521,13 +649,12 @@ class ScoresCheck(Check):
         out = {}
         for name, m in measures.items():
             b, c = (float(v) for v in full[name])
-            reps = m.reps
-            if reps is not None:
-                reps = (b + scale * (reps[0] - m.baseline), c + scale * (reps[1] - m.candidate))
             pairs = ((int(st.discordant[0]), int(st.discordant[1]), st.n, int(st.hits[1]))
                      if name == "top_k_accuracy" else None)
             method = m.method + (f" (binned, {st.bins} bins: approximate)" if name in ("roc_auc", "pr_auc") else "")
-            out[name] = replace(m, baseline=b, candidate=c, reps=reps, scale=scale, pairs=pairs, method=method)
+            bias = (st.ece_bias(0), st.ece_bias(1)) if name == "ece" else m.bias
+            out[name] = replace(m, baseline=b, candidate=c, scale=scale, pairs=pairs, method=method,
+                                bias=bias)
         self._reliability = {role: st.reliability(i) for i, role in enumerate(ROLES)}
         return out
 

@@ -367,3 +367,22 @@ def test_drift_merges_to_the_single_run(world, tmp_path, capsys):
                       _args(world, world.regressed, "--enable", "drift", "-q")])
     assert [d.returncode for d in done] == [1, 1], [d.stderr for d in done]
     _close(_comparable(json.loads(dist.read_text())), _comparable(expected))
+
+
+def test_scores_merge_to_the_single_run(world, tmp_path, capsys):
+    """The scores check with a rule on every metric (bootstrap-t, DeLong, the ECE allowance, PR-AUC's bootstrap):
+    2 `--shard` files merged by `gate merge` give the single run's metrics, findings, intervals and verdict."""
+    config = tmp_path / "scores.yaml"
+    config.write_text("checks:\n  scores:\n    enabled: true\n    log_loss: {max_increase: 0.05}\n"
+                      "    brier: {max_increase: 0.02}\n    ece: {max_increase: 0.03}\n    roc_auc: {max_drop: 0.01}\n"
+                      "    pr_auc: {max_drop: 0.02}\n")
+    single = tmp_path / "single.json"
+    code = run_cli(capsys, "check", *_args(world, world.regressed, "-c", config, "--json", single)).code
+    expected = json.loads(single.read_text())
+    scores = next(c for c in expected["checks"] if c["name"] == "scores")
+    assert scores["details"]["num_samples"] == 600 and len(scores["findings"]) == 5
+    states = _shards(world, capsys, tmp_path, "-c", config, candidate=world.regressed)
+    merged = tmp_path / "merged.json"
+    outcome = run_cli(capsys, "merge", *reversed(states), "--json", merged)
+    assert outcome.code == code, outcome.err
+    assert _comparable(json.loads(merged.read_text())) == _comparable(expected)
