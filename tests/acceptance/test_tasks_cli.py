@@ -213,10 +213,10 @@ def _check_details(report: dict) -> dict:
 
 
 def test_sharded_regression_merges_to_the_unsharded_run(regression, tmp_path, capsys, in_repo_root):
-    # The regression check's per-sample rows merge by concatenation (`rows.` keys: the shard-merge branch);
-    # its own round trip is tests/unit/test_regression_check.py::test_state_round_trip_equals_the_single_run.
+    """The regression check's per-sample rows merge by concatenation in sample order (`rows.` keys), so two
+    `--shard` files merged by `gate merge` give the single run's metrics, findings and intervals exactly."""
     common = ("--baseline", regression["base"], "--data", regression["data"], "--config", regression["config"],
-              "--batch-size", "16", "--disable", "regression")
+              "--batch-size", "16")
     whole = tmp_path / "whole.json"
     assert run_cli(capsys, "check", regression["good"], *common, "--json", whole).code == 0
     states = [tmp_path / f"s{i}.gstate" for i in (1, 2)]
@@ -228,9 +228,34 @@ def test_sharded_regression_merges_to_the_unsharded_run(regression, tmp_path, ca
     assert res.code == 0, res.out + res.err
     a, b = json.loads(whole.read_text()), json.loads(merged.read_text())
     validate_report(b)
-    assert b["task"] == "regression" and b["class_names"] == a["class_names"] and b["metrics"] == {}
+    assert b["task"] == "regression" and b["class_names"] == a["class_names"]
     assert b["data"]["num_samples"] == a["data"]["num_samples"] == 96
     assert _check_details(a)["sanity"]["non_finite"] == _check_details(b)["sanity"]["non_finite"]
+    assert a["metrics"] and b["metrics"] == a["metrics"]
+    [ra], [rb] = ([c for c in r["checks"] if c["name"] == "regression"] for r in (a, b))
+    assert ra["findings"] and rb["findings"] == ra["findings"] and rb["details"] == ra["details"]
+    assert rb["status"] == ra["status"] and b["exit_code"] == a["exit_code"]
+
+
+def test_sharded_multi_label_merges_to_the_unsharded_run(multi_label, tmp_path, capsys, in_repo_root):
+    """The multilabel check's per-(sample, label) codes are `rows.` state: 3 `--shard` files merged by `gate merge`
+    give the single run's metrics block, findings, intervals (the bootstrap over samples) and exit code."""
+    common = ("--baseline", multi_label["base"], "--data", multi_label["data"], "--config", multi_label["config"],
+              "--batch-size", "16")
+    whole = tmp_path / "whole.json"
+    code = run_cli(capsys, "check", multi_label["good"], *common, "--json", whole).code
+    states = [tmp_path / f"s{i}.gstate" for i in (1, 2, 3)]
+    for i, state in enumerate(states, start=1):
+        res = run_cli(capsys, "check", multi_label["good"], *common, "--shard", f"{i}/3", "--state", state)
+        assert res.code == 0, res.err
+    merged = tmp_path / "merged.json"
+    res = run_cli(capsys, "merge", *states, "--json", merged)
+    assert res.code == code, res.out + res.err
+    a, b = json.loads(whole.read_text()), json.loads(merged.read_text())
+    validate_report(b)
+    assert b["task"] == "multi_label" and a["metrics"] and b["metrics"] == a["metrics"]
+    [ma], [mb] = ([c for c in r["checks"] if c["name"] == "multilabel"] for r in (a, b))
+    assert ma["findings"] and mb["findings"] == ma["findings"] and mb["details"] == ma["details"]
 
 
 def test_a_baseline_cache_hit_gives_the_same_multi_label_run(multi_label, tmp_path, capsys, in_repo_root):
