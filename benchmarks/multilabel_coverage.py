@@ -164,7 +164,7 @@ def scale() -> None:
     config = build_config({"checks": {"multilabel": {"f1": {"max_drop": 0.1}}}})   # every bootstrap rule on
     print("| N x L | state bytes | distinct rows | update CPU s | compute CPU s | peak RSS |")
     print("|---|--:|--:|--:|--:|--:|")
-    for n, labels in ((10_000, 20), (100_000, 20), (20_000, 100)):
+    for n, labels in ((10_000, 20), (100_000, 20), (20_000, 100), (5_000, 1000)):
         y, sb, sc = world(np.random.default_rng(0), n, labels, err=0.1, kind="independent")
         ctx = RunContext(config=config, models={}, class_names=tuple(f"l{i}" for i in range(labels)), device=None)
         check = MultiLabelCheck(config.check("multilabel"), ctx)

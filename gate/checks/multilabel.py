@@ -127,13 +127,21 @@ class Bootstrap:
     """Paired-bootstrap replicates (R, ...) of both models' figures, over samples (their distinct code rows)."""
 
     resamples: int
-    figures: dict[str, dict[str, np.ndarray]]           # figures_from_code_counts over the replicates
-    per_label: dict[str, dict[str, np.ndarray]]         # per-label precision/recall/f1 with NaN for empty
+    figures: dict[str, dict[str, np.ndarray]]           # role -> AVERAGED figure -> (R,)
+    per_label: dict[str, dict[str, np.ndarray]]         # role -> precision/recall/f1 (R, L), NaN for empty; {} if
+                                                        # no per-label rule needs the bootstrap
     distinct_rows: int
 
 
-def bootstrap(codes: np.ndarray, *, resamples: int, seed: int, chunk: int = 64) -> Bootstrap:
-    """Resample the samples (multinomially over the distinct rows of codes), `chunk` replicates at a time."""
+#: The averaged figures a bootstrap keeps per replicate (R,) for each role.
+AVERAGED = ("micro_f1", "macro_f1", "hamming_loss", "subset_accuracy")
+
+
+def bootstrap(codes: np.ndarray, *, resamples: int, seed: int, per_label: bool = True,
+              chunk: int = 64) -> Bootstrap:
+    """Resample the samples (multinomially over the distinct rows of codes), `chunk` replicates at a time; each
+    block is reduced to the figures kept (the averages (R,), and with `per_label` per-label precision / recall /
+    F1 (R, L)), so memory holds chunk x L x 8 counts, not resamples x L x 8."""
     n, labels = codes.shape
     rows, counts = np.unique(codes, axis=0, return_counts=True) if n else (codes[:0], np.zeros(0, np.int64))
     m = rows.shape[0]
@@ -148,23 +156,31 @@ def bootstrap(codes: np.ndarray, *, resamples: int, seed: int, chunk: int = 64) 
 
         onehot = sparse.csr_matrix((np.ones(m * labels), (np.repeat(np.arange(m), labels), flat.ravel())),
                                    shape=(m, 8 * labels))
-    cc_blocks, ex_blocks = [], []
+    roles = ("baseline", "candidate")
+    kept: dict[str, dict[str, list[np.ndarray]]] = {r: {k: [] for k in AVERAGED} for r in roles}
+    kept_labels: dict[str, dict[str, list[np.ndarray]]] = {r: {k: [] for k in LABEL_METRICS} for r in roles}
     from threadpoolctl import threadpool_limits
 
     # Many small products: a busy multi-threaded BLAS makes them many times slower (as in run_replicates).
     with threadpool_limits(limits=1, user_api="blas"):
         for w in stats.iter_bootstrap_weights(counts, resamples=resamples, seed=seed, chunk=chunk):
             wf = w.astype(np.float64)
-            cc_blocks.append((wf @ onehot if isinstance(onehot, np.ndarray) else np.asarray(onehot.T.dot(wf.T).T))
-                             .reshape(-1, labels, 8))
-            ex_blocks.append(wf @ exact)
-    cc8 = np.concatenate(cc_blocks) if cc_blocks else np.zeros((0, labels, 8))
-    ex = np.concatenate(ex_blocks) if ex_blocks else np.zeros((0, 2))
-    nn = np.full(cc8.shape[0], float(n))
-    figs = figures_from_code_counts(cc8, ex, nn)
-    nan = figures_from_code_counts(cc8, ex, nn, empty=np.nan)
-    per_label = {role: {k: nan[role][k] for k in LABEL_METRICS} for role in ("baseline", "candidate")}
-    return Bootstrap(resamples=resamples, figures=figs, per_label=per_label, distinct_rows=m)
+            cc8 = (wf @ onehot if isinstance(onehot, np.ndarray) else np.asarray(onehot.T.dot(wf.T).T))
+            cc8 = cc8.reshape(-1, labels, 8)
+            nn = np.full(cc8.shape[0], float(n))
+            figs = figures_from_code_counts(cc8, wf @ exact, nn)
+            nan = figures_from_code_counts(cc8, wf @ exact, nn, empty=np.nan) if per_label else None
+            for r in roles:
+                for k in AVERAGED:
+                    kept[r][k].append(figs[r][k])
+                for k in LABEL_METRICS if nan is not None else ():
+                    kept_labels[r][k].append(nan[r][k])
+    empty = {k: np.zeros(0) for k in AVERAGED}
+    figures = {r: ({k: np.concatenate(v) for k, v in kept[r].items()} if kept[r]["micro_f1"] else dict(empty))
+               for r in roles}
+    labelled = ({r: {k: np.concatenate(v) for k, v in kept_labels[r].items()} for r in roles}
+                if per_label and kept_labels["baseline"]["f1"] else {})
+    return Bootstrap(resamples=resamples, figures=figures, per_label=labelled, distinct_rows=m)
 
 
 # ------------------------------------------------------------------------------------------------ evidence
@@ -231,7 +247,7 @@ def _label_evidence(metric: str, rule: str, threshold: float, ks: np.ndarray, ta
                   for t, d in zip(tp, den)]
         return {"beyond": less, "within": greater, "worse": nan, "low": np.array([b[0] for b in bounds]),
                 "high": np.array([b[1] for b in bounds]), "method": "exact binomial"}
-    assert boot is not None
+    assert boot is not None and boot.per_label
     base, cand = boot.per_label["baseline"][metric][:, ks], boot.per_label["candidate"][metric][:, ks]
     col = cand if rule == "min" else _drop_reps(rule, base, cand)
     beyond, within, worse, lo, hi = _bootstrap_tails(col, threshold=threshold, rule=rule, confidence=confidence)
@@ -396,6 +412,14 @@ class MultiLabelCheck(Check):
 
     # ------------------------------------------------------------------------------------------- compute
 
+    def _needs_label_bootstrap(self, labels: list[int]) -> bool:
+        """Per-label F1 and per-label relative drops are decided by the bootstrap; the defaults are analytic."""
+        if not labels:
+            return False
+        if any((self.options.get("f1") or {}).get(r) is not None for r in HIGHER_RULES):
+            return True
+        return any((self.options.get(m) or {}).get("max_relative_drop") is not None for m in LABEL_METRICS)
+
     def _needs_bootstrap(self, labels: list[int]) -> bool:
         for metric in AVERAGES:
             if any((self.options.get(metric) or {}).get(r) is not None for r in HIGHER_RULES):
@@ -420,7 +444,8 @@ class MultiLabelCheck(Check):
                                details={"num_samples": 0})
         boot = None
         if settings.statistical and self._needs_bootstrap(labels):
-            boot = bootstrap(codes, resamples=settings.resamples, seed=settings.seed)
+            boot = bootstrap(codes, resamples=settings.resamples, seed=settings.seed,
+                             per_label=self._needs_label_bootstrap(labels))
         findings, avg_rows, notes = self._average_findings(codes, fig, boot, settings)
         label_findings, pvals, label_notes = self._label_findings(labels, fig, cc8, boot, settings)
         findings += label_findings
