@@ -228,6 +228,8 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check], *, shard: Any = No
     live = ("candidate",) if replay is not None else ROLES
     progress = Progress(getattr(data, "num_samples", None), mode=ctx.extras.get("progress", "auto"))
     try:
+        if shard is not None:
+            _prime(ctx, data, checks, capture)
         for index, (inputs, labels, meta) in enumerate(_batches_with_meta(data, shard)):
             if isinstance(inputs, Skipped):
                 seen += inputs.size             # another shard's batch, skipped unread by a reader that seeks
@@ -321,6 +323,38 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check], *, shard: Any = No
     if shard is not None:
         return counts, counts.total, scored
     return counts, seen, index + 1
+
+
+def _prime(ctx: RunContext, data: Any, checks: list[Check], capture: _Capture | None) -> None:
+    """Sharded: the data's first batches, both models on them, to the checks that must see the first samples before
+    their pass (`Check.prime_samples`); nothing here is counted or scored, the shard's own pass follows."""
+    wanted = [c for c in checks if c.prime_samples > 0]
+    if not wanted:
+        return
+    need = max(c.prime_samples for c in wanted)
+    seen = 0
+    for index, (inputs, labels, meta) in enumerate(_batches_with_meta(data)):
+        if seen >= need:
+            break
+        inputs = move_to(inputs, ctx.device)
+        size = batch_len(inputs)
+        if capture is not None:
+            capture.active = True
+        try:
+            outputs = {role: forward_output(ctx.models[role], inputs, track_versions=capture is not None)
+                       for role in ROLES}
+        finally:
+            if capture is not None:
+                capture.active = False
+        if capture is not None:
+            capture.settle(index)
+        step = Step(index=index, offset=seen, inputs=inputs,
+                    labels=torch.as_tensor(labels).reshape(-1).to(torch.int64).to(ctx.device),
+                    scores={}, activations=capture.take() if capture is not None else {}, meta=meta)
+        for check in wanted:
+            if seen < check.prime_samples:
+                check.prime(step)
+        seen += size
 
 
 def _read_first_outputs(ctx: RunContext, outputs: dict[str, Any]) -> None:

@@ -3,10 +3,13 @@
     python -m gate.action.entrypoint              # as the Action: reads INPUT_*, writes $GITHUB_STEP_SUMMARY etc.
     python -m gate.action.entrypoint check ...    # with arguments: plain `gate` CLI (`docker run IMAGE check ...`)
 
-Two modes. `mode: check` (the default) runs the gate as a subprocess of this interpreter, so its exit code passes
-through: 0 pass, 1 the gate failed (a threshold was breached), 2 the gate could not run (bad input). `mode: comment`
-loads no PR file and runs no gate: it reads the JSON report a check step wrote (in this job, or in the workflow run
-that triggered this one) and posts it as the sticky pull-request comment; it is the only mode that needs the token.
+Three modes. `mode: check` (the default) runs the gate as a subprocess of this interpreter, so its exit code passes
+through: 0 pass, 1 the gate failed (a threshold was breached), 2 the gate could not run (bad input); with `shard: I/N`
+it scores one shard of a CI matrix and writes its state file (`state`), exit 0, no verdict. `mode: merge` runs
+`gate merge` on the matrix's state files (`states`), loading no model, and decides like `mode: check`. `mode:
+comment` loads no PR file and runs no gate: it reads the JSON report a check step wrote (in this job, or in the
+workflow run that triggered this one) and posts it as the sticky pull-request comment; it is the only mode that
+needs the token.
 
 Trust (see gate/action/trust.py and gate/action/isolation.py): the config and the factories come from the
 `policy-path` checkout (the base branch); the pull request supplies only files, which must stay in the workspace; the
@@ -34,8 +37,8 @@ from gate.errors import ConfigError, GateError
 from gate.report.escape import md_code, md_fence, md_text
 
 Kind = Literal["positional", "value", "flag", "multi", "trust"]
-Verdict = Literal["pass", "warn", "fail", "error"]
-Mode = Literal["check", "comment"]
+Verdict = Literal["pass", "warn", "fail", "error", "shard"]     # shard: a `shard` job wrote its state, decided nothing
+Mode = Literal["check", "comment", "merge"]
 
 
 @dataclass(frozen=True)
@@ -70,13 +73,16 @@ GATE_INPUTS: tuple[InputOption, ...] = (
     InputOption("decision", "--decision", "value"),
     InputOption("verbose", "--verbose", "flag"),
     InputOption("debug", "--debug", "flag"),
+    InputOption("shard", "--shard", "value"),
+    InputOption("state", "--state", "value"),
+    InputOption("baseline-cache", "--baseline-cache", "value"),
 )
 ACTION_ONLY_INPUTS: tuple[str, ...] = (
-    "mode", "policy-path", "allow-pr-policy", "extra-args", "comment", "comment-key", "github-token",
+    "mode", "policy-path", "allow-pr-policy", "extra-args", "comment", "comment-key", "github-token", "states",
 )
 REQUIRED_INPUTS: tuple[str, ...] = ("candidate", "baseline")   # as `gate check` requires them
 BOOLEAN_INPUTS: tuple[str, ...] = ("verbose", "debug", "comment", "allow-pr-policy")
-MODES: tuple[str, ...] = ("check", "comment")
+MODES: tuple[str, ...] = ("check", "comment", "merge")
 ARTIFACT_INPUTS: tuple[str, ...] = ("candidate", "baseline", "data", "onnx")   # files from the pull request
 REPORT_INPUTS: tuple[str, ...] = ("json", "markdown", "junit", "html")
 TRUST_ROLES: tuple[str, ...] = ("baseline", "candidate")
@@ -86,6 +92,7 @@ _SHORT_WITH_INPUT = frozenset("bcdv")
 # Written even when the user names no report file: the summary, outputs and comment are read from them.
 DEFAULT_JSON = "gate-report/report.json"
 DEFAULT_MARKDOWN = "gate-report/report.md"
+DEFAULT_STATE = "gate-report/shard-{index}-of-{count}.gstate"     # a `shard` job's state file, unless `state` says
 # GitHub's limit on one step's summary is 1 MiB.
 MAX_SUMMARY_BYTES = 1_000_000
 
@@ -105,6 +112,8 @@ class GateOutcome:
     notes: tuple[str, ...] = ()               # problems reading the reports, shown as warnings
     reports: Mapping[str, Path] = field(default_factory=dict)   # input name -> report path in the workspace
     echoed: bool = False                      # the gate already printed the error line on stderr
+    state: Path | None = None                 # a shard job's state file, installed in the workspace
+    shard: str = ""                           # a shard job's I/N, and what its state holds ("600 samples ...")
 
     def checks_with(self, status: str) -> list[dict[str, Any]]:
         checks = (self.report or {}).get("checks") or []
@@ -183,7 +192,7 @@ def parse_settings(values: Mapping[str, str]) -> Settings:
         parse_bool(name, values.get(name, ""))
     mode = values.get("mode", "").strip().lower() or "check"
     if mode not in MODES:
-        raise ConfigError(f"action input 'mode': expected check or comment, found {values.get('mode')!r}")
+        raise ConfigError(f"action input 'mode': expected check, merge or comment, found {values.get('mode')!r}")
     return Settings(
         mode=mode,  # type: ignore[arg-type]
         comment=parse_bool("comment", values.get("comment", "")),
@@ -270,6 +279,41 @@ class CheckPlan:
     cwd: Path | None                # None: an empty private folder (nothing of the PR's importable)
     reports: dict[str, Path]        # input name -> target in the workspace
     notes: tuple[str, ...] = ()
+    state: Path | None = None       # a `shard` job: where its state file goes in the workspace (no reports then)
+    cache: Path | None = None       # `baseline-cache`: the folder the gate reads and writes entries in
+    states: tuple[Path, ...] = ()   # `mode: merge`: the shards' state files
+
+
+def refuse_pull_request_state(name: str, *, untrusted: str | None, allow_pr_policy: bool) -> None:
+    """A baseline-cache entry or a shard's state decides what the gate compares against: on a run for a fork's
+    pull request a file at that path may be the pull request's own (committed where the cache or the artifacts
+    are restored), forged to pass, so the run refuses it unless allow-pr-policy says the PR's files are policy."""
+    if untrusted and not allow_pr_policy:
+        what = ("its entries replace the baseline's scores" if name == "baseline-cache"
+                else "their counts decide the verdict")
+        raise ConfigError(f"action input '{name}': this run is for {untrusted}, whose checkout could hold files "
+                          f"at that path, and {what}; use it on trusted runs (push, pull requests from this "
+                          "repository) or shard with torchrun in one job")
+
+
+def state_files(value: str, *, workspace: Path) -> tuple[Path, ...]:
+    """`states`: files or glob patterns (`states/*.gstate`) in the workspace, separated by commas, spaces or lines."""
+    ws = workspace.resolve()
+    found: list[Path] = []
+    for item in split_list(value):
+        if any(c in item for c in "*?["):
+            if os.path.isabs(item) or ".." in Path(item).parts:
+                raise ConfigError(f"action input 'states': {item}: a pattern is relative to the workspace")
+            matches = sorted(p for p in ws.glob(item) if p.is_file())
+            if not matches:
+                raise ConfigError(f"action input 'states': {item} matches no file in the workspace (were the "
+                                  "shard jobs' artifacts downloaded there?)")
+            found += [trust.artifact_path("states", str(m.relative_to(ws)), workspace=ws) for m in matches]
+        else:
+            found.append(trust.artifact_path("states", item, workspace=ws))
+    if not found:
+        raise ConfigError("action input 'states' is required for mode: merge: the state files of every shard job")
+    return tuple(dict.fromkeys(found))
 
 
 def plan_check(values: Mapping[str, str], *, workspace: Path, environ: Mapping[str, str],
@@ -316,13 +360,63 @@ def plan_check(values: Mapping[str, str], *, workspace: Path, environ: Mapping[s
     if untrusted and ("all" in settings.trust or "candidate" in settings.trust):
         notes = (f"trust-checkpoint lets the candidate's file run code, and this run is for {untrusted}: "
                  "the gate's promise does not hold",)
+    cache = None
+    if values.get("baseline-cache"):
+        refuse_pull_request_state("baseline-cache", untrusted=untrusted, allow_pr_policy=allow)
+        cache = trust.cache_folder(values["baseline-cache"], workspace=ws)
+        out["baseline-cache"] = as_argument(cache)
+    state = None
+    shard = values.get("shard", "")
+    if shard:
+        from gate.sharding import parse_shard
+
+        try:
+            part = parse_shard(shard)
+        except ConfigError as err:
+            raise ConfigError(f"action input 'shard': {err}") from err
+        given = [name for name in ("junit", "html") if values.get(name)]
+        if given:
+            raise ConfigError(f"action input '{given[0]}': a shard job writes its state, not reports; set the "
+                              "reports on the mode: merge job")
+        state = trust.report_path("state", values.get("state") or DEFAULT_STATE.format(
+            index=part.index + 1, count=part.count), workspace=ws)
+        split_extra_args(values.get("extra-args", ""))
+        return CheckPlan(values=out, cwd=cwd, reports={}, notes=notes, state=state, cache=cache)
+    if values.get("state"):
+        raise ConfigError("action input 'state' goes with 'shard' (I/N): only a shard job writes a state file")
     filled = with_report_defaults(values)
     reports = {name: trust.report_path(name, filled[name], workspace=ws) for name in REPORT_INPUTS if filled.get(name)}
     targets = [str(p) for p in reports.values()]
     if len(set(targets)) != len(targets):
         raise ConfigError("action inputs 'json', 'markdown', 'junit' and 'html' must name different files")
     split_extra_args(values.get("extra-args", ""))
-    return CheckPlan(values=out, cwd=cwd, reports=reports, notes=notes)
+    return CheckPlan(values=out, cwd=cwd, reports=reports, notes=notes, cache=cache)
+
+
+def plan_merge(values: Mapping[str, str], *, workspace: Path, environ: Mapping[str, str],
+               settings: Settings) -> CheckPlan:
+    """`mode: merge`: the state files (in the workspace, through no link out of it) and where the reports go."""
+    origin = trust.run_origin(environ)
+    refuse_pull_request_state("states", untrusted=origin.untrusted, allow_pr_policy=settings.allow_pr_policy)
+    ws = workspace.resolve()
+    states = state_files(values.get("states", ""), workspace=ws)
+    filled = with_report_defaults(values)
+    reports = {name: trust.report_path(name, filled[name], workspace=ws) for name in REPORT_INPUTS if filled.get(name)}
+    if len({str(p) for p in reports.values()}) != len(reports):
+        raise ConfigError("action inputs 'json', 'markdown', 'junit' and 'html' must name different files")
+    return CheckPlan(values=dict(values), cwd=None, reports=reports, states=states)
+
+
+def build_merge_argv(plan: CheckPlan, sandboxed: Mapping[str, Path]) -> list[str]:
+    """`gate merge STATE... --json ... --markdown ...` (after `gate`)."""
+    argv = ["merge", *map(str, plan.states)]
+    for name in REPORT_INPUTS:
+        if name in sandboxed:
+            argv += [f"--{name}", str(sandboxed[name])]
+    for name in ("verbose", "debug"):
+        if parse_bool(name, plan.values.get(name, "")):
+            argv.append(f"--{name}")
+    return argv
 
 
 def prepare_report_paths(reports: Mapping[str, Path], *, workspace: Path, owner: tuple[int, int] | None) -> None:
@@ -500,14 +594,25 @@ def _has_fileno(stream: TextIO) -> bool:
 
 def run_check(values: Mapping[str, str], *, settings: Settings, environ: Mapping[str, str], workspace: Path,
               stdout: TextIO) -> GateOutcome:
-    """Plan, run the gate in its sandbox, read its reports from its private folder, install them in the workspace."""
+    """Plan, run the gate in its sandbox, read its reports from its private folder, install them in the workspace.
+
+    `mode: merge` goes the same way with `gate merge` on the state files; a `shard` job installs its state file
+    instead of reports."""
     owner = isolation.workspace_owner(workspace)
+    merging = settings.mode == "merge"
     try:
-        plan = plan_check(values, workspace=workspace, environ=environ, settings=settings)
-        build_gate_argv(plan.values)           # inputs complete and well-formed before anything is removed
+        if merging:
+            plan = plan_merge(values, workspace=workspace, environ=environ, settings=settings)
+        else:
+            plan = plan_check(values, workspace=workspace, environ=environ, settings=settings)
+            build_gate_argv(plan.values)           # inputs complete and well-formed before anything is removed
         prepare_report_paths(plan.reports, workspace=workspace, owner=owner)
+        if plan.state is not None:
+            prepare_report_paths({"state": plan.state}, workspace=workspace, owner=owner)
         sandbox = isolation.sandbox_for(environ)
         isolation.check_sandbox_can_run(sandbox, sys.executable, workspace)
+        if plan.cache is not None:
+            isolation.lend_folder(plan.cache, root=workspace.resolve(), sandbox=sandbox, owner=owner)
     except GateError as err:
         return GateOutcome(exit_code=2, verdict="error", error=f"error: {err}")
     private = isolation.private_dir(sandbox)
@@ -515,7 +620,14 @@ def run_check(values: Mapping[str, str], *, settings: Settings, environ: Mapping
         reports_dir = private / "reports"
         names = {"json": "report.json", "markdown": "report.md", "junit": "junit.xml", "html": "report.html"}
         sandboxed = {name: reports_dir / names[name] for name in plan.reports}
-        argv = build_gate_argv({**plan.values, **{k: str(v) for k, v in sandboxed.items()}})
+        private_state = reports_dir / "state.gstate"
+        if merging:
+            argv = build_merge_argv(plan, sandboxed)
+        elif plan.state is not None:
+            argv = build_gate_argv({**plan.values, **{name: "" for name in REPORT_INPUTS},
+                                    "state": str(private_state)})
+        else:
+            argv = build_gate_argv({**plan.values, **{k: str(v) for k, v in sandboxed.items()}})
         token = secrets.token_hex(16)
         print(f"::stop-commands::{token}", file=stdout, flush=True)
         print("gate " + shlex.join(argv), file=stdout, flush=True)
@@ -529,14 +641,55 @@ def run_check(values: Mapping[str, str], *, settings: Settings, environ: Mapping
                                         else "") + "\n")
         finally:   # whatever happened, our own annotations and outputs must be commands again
             print(f"::{token}::", file=stdout, flush=True)
-        outcome = interpret(returncode, stderr, json_path=sandboxed["json"], markdown_path=sandboxed["markdown"])
+            if plan.cache is not None:
+                isolation.take_back_folder(plan.cache, sandbox=sandbox, owner=owner)
+        if plan.state is not None:
+            outcome = interpret_shard(returncode, stderr, state_path=private_state, shard=plan.values["shard"])
+        else:
+            outcome = interpret(returncode, stderr, json_path=sandboxed["json"], markdown_path=sandboxed["markdown"])
         if returncode == 2 and stderr.startswith("error: cannot start the gate"):
             outcome = replace(outcome, echoed=False)
         if outcome.report is not None:
             outcome = install_reports(outcome, plan, sandboxed, workspace=workspace, owner=owner)
+        if outcome.verdict == "shard" and plan.state is not None:
+            outcome = install_state(outcome, plan.state, private_state, workspace=workspace, owner=owner)
     finally:
         shutil.rmtree(private, ignore_errors=True)
     return replace(outcome, notes=outcome.notes + plan.notes)
+
+
+def interpret_shard(returncode: int, stderr: str, *, state_path: Path, shard: str) -> GateOutcome:
+    """A shard job: exit 0 with a state file that reads back as a gate state is done; anything else could not run."""
+    from gate.sharding import MAX_STATE_BYTES, state_from_bytes
+
+    if returncode != 0:
+        failed = interpret(returncode if returncode != 1 else 2, stderr, json_path=state_path,
+                           markdown_path=state_path)
+        return replace(failed, exit_code=2, verdict="error")
+    try:
+        raw = isolation.read_private(state_path, limit=MAX_STATE_BYTES)
+        if raw is None:
+            raise ConfigError(f"the gate exited with code 0 but wrote no state file for shard {shard}")
+        meta = state_from_bytes(raw, where=f"shard {shard}'s state").meta
+    except GateError as err:
+        return GateOutcome(exit_code=2, verdict="error", error=f"error: {err}")
+    return GateOutcome(exit_code=0, verdict="shard", shard=f"{shard}: {meta['num_samples']} samples in "
+                                                           f"{meta['num_batches']} batches")
+
+
+def install_state(outcome: GateOutcome, target: Path, private_state: Path, *, workspace: Path,
+                  owner: tuple[int, int] | None) -> GateOutcome:
+    """Copy the shard's state file from the gate's private folder into the workspace (checked again, as reports)."""
+    from gate.sharding import MAX_STATE_BYTES
+
+    try:
+        data = isolation.read_private(private_state, limit=MAX_STATE_BYTES)
+        checked = trust.report_path("state", str(target.relative_to(workspace.resolve())), workspace=workspace)
+        isolation.make_dirs(checked.parent, root=workspace.resolve(), owner=owner)
+        isolation.install({checked: data or b""}, owner=owner)
+    except GateError as err:
+        return GateOutcome(exit_code=2, verdict="error", error=f"error: {err}")
+    return replace(outcome, state=checked)
 
 
 def install_reports(outcome: GateOutcome, plan: CheckPlan, sandboxed: Mapping[str, Path], *, workspace: Path,
@@ -653,6 +806,10 @@ def power_markdown(outcome: GateOutcome) -> str:
 
 def summary_markdown(outcome: GateOutcome) -> str:
     """What the job summary (and the PR comment) shows for this outcome."""
+    if outcome.verdict == "shard":
+        where = md_code(outcome.state.name) if outcome.state is not None else "its state file"
+        return (f"## :jigsaw: gate: shard {md_text(outcome.shard)}\n\nThis job scored its shard and wrote "
+                f"{where}; nothing is decided until a `mode: merge` job merges the state files of every shard.\n")
     if outcome.verdict == "error":
         return (
             "## :no_entry: gate could not run\n\n"
@@ -716,6 +873,7 @@ def _number(value: Any) -> str:
 
 def action_outputs(outcome: GateOutcome, *, json_path: Path, markdown_path: Path, workspace: Path) -> dict[str, str]:
     power = power_entry(outcome.report)
+    state = {"state": display_path(outcome.state, workspace)} if outcome.state is not None else {}
     return {
         "verdict": outcome.verdict,
         "exit-code": str(outcome.exit_code),
@@ -725,6 +883,7 @@ def action_outputs(outcome: GateOutcome, *, json_path: Path, markdown_path: Path
         "power-note": " ".join(str(power.get("note") or "").split()),
         "min-detectable-drop": _number(power.get("min_detectable")),
         "samples-needed": _number(power.get("samples_needed")),
+        **state,                              # a shard job's state file (unset, so empty, otherwise)
     }
 
 

@@ -96,8 +96,46 @@ def sandbox_for(environ: Mapping[str, str]) -> Sandbox:
     if not raw.isdigit():
         raise ConfigError(f"GATE_SANDBOX_UID: expected a uid, found {raw!r}")
     if int(raw) == 0:
+        holder = token_holder()
+        if holder is not None:
+            raise ConfigError(
+                f"GATE_SANDBOX_UID=0 would run the gate as root, and root can read the runner's tokens in the "
+                f"environment of {holder}; let the gate run as a sandbox uid (unset GATE_SANDBOX_UID), or start the "
+                "container as a non-root user (container options: --user)"
+            )
         return Sandbox(as_root=True)
     return Sandbox(uid=int(raw), gid=int(raw))
+
+
+def _runner_token(name: str) -> bool:
+    return name.startswith("ACTIONS_") or name in (*TOKEN_INPUTS, "GITHUB_TOKEN")
+
+
+def token_holder(pid: int | None = None) -> str | None:
+    """The first process above us (parent, its parent, ... up to the container's init, pid 1) whose environment
+    holds one of the runner's tokens (ACTIONS_*, the token input, GITHUB_TOKEN) that we can read; None if none.
+
+    The entrypoint re-executes itself without them, but the processes that started it (tini, the runner's shell)
+    keep theirs, and a gate running as root could read their /proc/PID/environ."""
+    proc = Path("/proc")
+    pid = os.getppid() if pid is None else pid
+    for _ in range(64):
+        if pid <= 0:
+            return None
+        try:
+            names = [item.split(b"=", 1)[0].decode("utf-8", "replace")
+                     for item in (proc / str(pid) / "environ").read_bytes().split(b"\0") if item]
+        except OSError:
+            names = []
+        if any(_runner_token(name) for name in names):
+            return f"pid {pid} (/proc/{pid}/environ)"
+        if pid == 1:
+            return None
+        try:
+            pid = int((proc / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+    return None
 
 
 def token_safe(environ: Mapping[str, str]) -> bool:
@@ -234,3 +272,32 @@ def install(files: Mapping[Path, bytes], *, owner: tuple[int, int] | None) -> No
             except OSError:
                 pass
         raise ConfigError(f"cannot write the reports into the workspace: {err.strerror or err}") from err
+
+
+def lend_folder(folder: Path, *, root: Path, sandbox: Sandbox, owner: tuple[int, int] | None) -> None:
+    """The baseline-cache folder, created, and writable by the gate's uid for the run (the folder itself: the
+    gate reads the entries in it, writes new ones and removes corrupt ones)."""
+    try:
+        make_dirs(folder, root=root, owner=owner)
+        if sandbox.separate:
+            os.chown(folder, sandbox.uid, sandbox.gid)  # type: ignore[arg-type]
+    except OSError as err:
+        raise ConfigError(f"cannot prepare the baseline-cache folder {folder}: {err.strerror or err}") from err
+
+
+def take_back_folder(folder: Path, *, sandbox: Sandbox, owner: tuple[int, int] | None) -> None:
+    """After the run: the folder and the plain files the gate wrote in it belong to the workspace's owner again,
+    readable by the job's later steps (actions/cache saves them); links the gate made are removed."""
+    if not sandbox.separate or owner is None:
+        return
+    try:
+        for entry in os.scandir(folder):
+            info = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
+                os.chown(entry.path, *owner, follow_symlinks=False)
+                os.chmod(entry.path, 0o644)
+            elif stat.S_ISLNK(info.st_mode):
+                os.unlink(entry.path)
+        os.chown(folder, *owner)
+    except OSError:
+        pass

@@ -181,6 +181,27 @@ def report_path(name: str, value: str, *, workspace: Path) -> Path:
     return target
 
 
+def cache_folder(value: str, *, workspace: Path) -> Path:
+    """`baseline-cache`: a folder inside the workspace, reached through no symlink and not in a `.git` folder (the
+    gate writes entries there; a committed link must not point those writes elsewhere)."""
+    ws = workspace.resolve()
+    target = _lexical(ws / value)
+    if not is_within(target, ws) or target == ws:
+        raise ConfigError(f"action input 'baseline-cache': {value} is outside the workspace (or is the workspace); "
+                          "name a folder inside it, e.g. .gate-cache, restored by actions/cache")
+    current = ws
+    for part in target.relative_to(ws).parts:
+        current = current / part
+        if current.is_symlink():
+            raise ConfigError(f"action input 'baseline-cache': {current.relative_to(ws)} is a symlink; the cache "
+                              "must be a real folder of the workspace")
+        if current.exists() and not current.is_dir():
+            raise ConfigError(f"action input 'baseline-cache': {current.relative_to(ws)} is not a folder")
+    if _git_component(target, ws):
+        raise ConfigError(f"action input 'baseline-cache': {value} is inside a .git folder")
+    return target
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Policy
 

@@ -88,6 +88,14 @@ class Check(abc.ABC):
         """Take baseline_record() from the cache: the baseline is not run, so do not call it (raise ValueError
         if `recorded` is not what baseline_record() gives)."""
 
+    #: Sharded only: how many of the data's first samples the check must see before its pass (the drift check's
+    #: PSI bin edges come from the baseline's first samples, which most shards do not own). The runner then
+    #: feeds prime(step) those samples' batches first, on every shard; 0: no priming.
+    prime_samples: ClassVar[int] = 0
+
+    def prime(self, step: Step) -> None:
+        """One of the data's first batches, seen before a sharded pass (see `prime_samples`); not its state."""
+
     def state(self) -> dict[str, np.ndarray]:
         """The sufficient statistics as int64 / float64 arrays whose sum over shards is the whole run's state;
         per-sample arrays under `rows.` keys (first axis = samples) with `rows.index` (int64, step.offset + row)."""

@@ -277,6 +277,31 @@ def test_example_workflow_inputs_exist_in_action_yml(tmp_path: Path, name: str):
     assert done.returncode == 1 and re.search(r'input "(mode_|policy_path)" is not defined', done.stdout)
 
 
+def test_sharded_example_workflow_lints_with_this_action_yml(tmp_path: Path):
+    """examples/ci/github-workflow-sharded.yml (a matrix of shard jobs, then a merge job): actionlint and the
+    workflow schema accept it, and with `uses: ./` every input it sets is one of this action.yml's."""
+    name = "examples/ci/github-workflow-sharded.yml"
+    lint(tool("actionlint"), name)
+    lint(tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", name)
+    (tmp_path / ".git").mkdir()
+    workflows = tmp_path / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    for source in ("action.yml", "Dockerfile"):
+        shutil.copyfile(ROOT / source, tmp_path / source)
+    local, count = re.subn(r"uses: gate-dev/gate@v0\.2\.0\b.*", "uses: ./", (ROOT / name).read_text(encoding="utf-8"))
+    assert count == 2
+    (workflows / "gate.yml").write_text(local, encoding="utf-8")
+    lint(tool("actionlint"), ".github/workflows/gate.yml", cwd=tmp_path)
+    (workflows / "gate.yml").write_text(local.replace("states:", "states_:"), encoding="utf-8")
+    done = subprocess.run([tool("actionlint"), ".github/workflows/gate.yml"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 1 and 'input "states_" is not defined' in done.stdout
+    steps = yaml.safe_load(local)["jobs"]
+    shard_inputs = next(s["with"] for s in steps["shard"]["steps"] if s.get("uses") == "./")
+    assert shard_inputs["shard"] == "${{ matrix.shard }}/3" and shard_inputs["baseline-cache"] == ".gate-cache"
+    assert next(s["with"] for s in steps["merge"]["steps"] if s.get("uses") == "./")["mode"] == "merge"
+
+
 def test_example_workflow_takes_policy_from_the_base_branch_and_files_from_the_pr():
     workflow = yaml.safe_load((ROOT / "examples" / "ci" / "github-workflow.yml").read_text(encoding="utf-8"))
     steps = workflow["jobs"]["gate"]["steps"]
@@ -398,3 +423,49 @@ def test_release_workflow_lints_and_pins_the_action_to_the_pushed_image():
     pin = "\n".join(step.get("run", "") for step in workflow["jobs"]["pin-action"]["steps"])
     assert "s|^  image: Dockerfile$|" in pin
     assert re.search(r"^  image: Dockerfile$", (ROOT / "action.yml").read_text(encoding="utf-8"), re.M)
+
+
+# --------------------------------------------------------------------------- a sharded matrix and the cache
+
+
+@pytest.mark.slow
+def test_a_matrix_of_shard_jobs_and_a_merge_job_decide_like_one_check(workspace: Path, tmp_path: Path):
+    """`shard: 1/2` and `shard: 2/2` each write a state (verdict output `shard`, exit 0, no report); `mode: merge`
+    with a glob of them gives the single check's verdict, exit code, metrics and failed checks."""
+    common = {"candidate": "models/broken.pt", "baseline": "models/production.pt", "data": "eval/holdout.npz",
+              "batch-size": "64"}
+    (tmp_path / "single").mkdir()
+    single = run_action(workspace, tmp_path / "single", {**common, "json": "single/report.json"})
+    assert single.returncode == 1, single.stderr
+    expected = validate_report(workspace / "single" / "report.json")
+    for i in (1, 2):
+        (tmp_path / f"s{i}").mkdir()
+        shard = run_action(workspace, tmp_path / f"s{i}", {**common, "shard": f"{i}/2", "state": f"states/s{i}.gstate"})
+        assert shard.returncode == 0, shard.stderr
+        assert shard.outputs["verdict"] == "shard" and shard.outputs["state"] == f"states/s{i}.gstate"
+        assert shard.outputs["report-json"] == "" and f"shard {i}/2" in shard.summary
+        assert (workspace / "states" / f"s{i}.gstate").is_file()
+    (tmp_path / "m").mkdir()
+    merged = run_action(workspace, tmp_path / "m", {"mode": "merge", "states": "states/*.gstate",
+                                                    "json": "merged/report.json", "junit": "merged/junit.xml"})
+    assert merged.returncode == 1, merged.stderr
+    report = validate_report(workspace / "merged" / "report.json")
+    assert (report["verdict"], report["exit_code"], report["metrics"]) == \
+        (expected["verdict"], expected["exit_code"], expected["metrics"])
+    assert merged.outputs["verdict"] == "fail"
+    assert merged.outputs["failed-checks"] == single.outputs["failed-checks"] != ""
+    assert (workspace / "merged" / "junit.xml").is_file() and "FAIL" in merged.summary
+
+
+@pytest.mark.slow
+def test_the_baseline_cache_input_hits_on_the_second_run(workspace: Path, tmp_path: Path):
+    inputs = {"candidate": "models/same.pt", "baseline": "models/production.pt", "data": "eval/holdout.npz",
+              "config": "gate.yaml", "baseline-cache": ".gate-cache", "json": "cache/report.json"}
+    notes = []
+    for run_dir in ("first", "second"):
+        (tmp_path / run_dir).mkdir()
+        run = run_action(workspace, tmp_path / run_dir, inputs)
+        assert run.returncode == 0, run.stderr
+        notes.append(" ".join(validate_report(workspace / "cache" / "report.json")["notes"]))
+    assert "baseline cache miss" in notes[0] and "baseline cache hit" in notes[1]
+    assert any(p.suffix == ".json" for p in (workspace / ".gate-cache").iterdir())

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -183,7 +184,7 @@ class Run:
 
 def run_entrypoint(lay: Layout, inputs: dict[str, str], *, mode: str = DEFAULT_MODE, event: Any = None,
                    event_name: str = "pull_request", extra_env: dict[str, str] | None = None,
-                   api_url: str = "http://127.0.0.1:9") -> Run:
+                   api_url: str = "http://127.0.0.1:9", via_init: bool = False) -> Run:
     """The entrypoint as the runner starts a container action: INPUT_* (dashes kept, and the runs.env underscore
     copies), the ACTIONS_* tokens, file commands, an event payload."""
     python, pythonpath = runnable_python()
@@ -213,7 +214,10 @@ def run_entrypoint(lay: Layout, inputs: dict[str, str], *, mode: str = DEFAULT_M
         kwargs = {"user": NON_ROOT_UID, "group": NON_ROOT_UID, "extra_groups": []}
         for path in [lay.ws, *lay.ws.rglob("*"), lay.files, *lay.files.iterdir()]:
             os.lchown(path, NON_ROOT_UID, NON_ROOT_UID)
-    done = subprocess.run([python, "-m", "gate.action.entrypoint"], cwd=lay.ws, env=environ, capture_output=True,
+    argv = [python, "-m", "gate.action.entrypoint"]
+    if via_init:   # a parent that keeps the runner's environment, as tini (pid 1) does in the Action's container
+        argv = ["/bin/sh", "-c", f"{shlex.join(argv)}; exit $?"]
+    done = subprocess.run(argv, cwd=lay.ws, env=environ, capture_output=True,
                           text=True, timeout=600, check=False, **kwargs)
     return Run(done.returncode, done.stdout, done.stderr, lay.file("summary.md").read_text(encoding="utf-8"),
                parse_github_output(lay.file("output").read_text(encoding="utf-8")))
@@ -250,6 +254,23 @@ def spy_records(lay: Layout) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------- the token never meets PR files
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="GATE_SANDBOX_UID only applies to an entrypoint started as root")
+def test_root_gate_refused_while_a_parent_holds_the_runners_tokens(layout: Layout):
+    """The entrypoint drops the tokens from its own environment, but the process that started it (tini in the
+    container) keeps them: a gate running as root could read them there, so GATE_SANDBOX_UID=0 is refused."""
+    run = run_entrypoint(layout, {"candidate": "pr/models/same.pt", "policy-path": "base", "config": "gate.yaml"},
+                         mode="root-unsandboxed", via_init=True)
+    assert_could_not_run(run, layout, says="GATE_SANDBOX_UID=0 would run the gate as root")
+    assert "/environ" in run.error_lines[0]
+    for secret in SECRETS:
+        assert secret not in run.stderr + run.stdout
+    # The default (a sandbox uid) under the same parent runs: the uid cannot read root's processes.
+    run = run_entrypoint(layout, {"candidate": "pr/models/same.pt", "policy-path": "base", "config": "gate.yaml"},
+                         mode="root-sandbox", via_init=True)
+    assert run.returncode == 0, run.stderr
+
 
 
 @pytest.mark.slow

@@ -20,11 +20,6 @@ REQUIRED = {"candidate": "cand.pt", "baseline": "base.pt", "data": "eval.npz"}
 # `gate check` options the Action deliberately has no input for (extra-args still reaches them).
 CLI_OPTIONS_WITHOUT_INPUT = {
     "--quiet",   # the log should show the console report; the summary has it anyway
-    # issue 15: a sharded CI matrix and a cache folder that outlives the job are the CLI's (docs/scaling.md); the
-    # Action gates in one container job, so inputs for them are the Action's to add when it shards or caches
-    "--shard",
-    "--state",
-    "--baseline-cache",
 }
 
 
@@ -514,7 +509,8 @@ def test_power_outputs_are_empty_without_power(tmp_path: Path, report):
     outputs = ep.action_outputs(outcome, json_path=tmp_path / "r.json", markdown_path=tmp_path / "r.md",
                                 workspace=tmp_path)
     assert (outputs["power-note"], outputs["min-detectable-drop"], outputs["samples-needed"]) == ("", "", "")
-    assert set(outputs) == set(yaml.safe_load((ROOT / "action.yml").read_text(encoding="utf-8"))["outputs"])
+    declared = set(yaml.safe_load((ROOT / "action.yml").read_text(encoding="utf-8"))["outputs"])
+    assert set(outputs) == declared - {"state"}          # only a shard job sets `state`
 
 
 def test_the_power_note_comes_first_in_the_summary_once():
@@ -629,3 +625,117 @@ def test_interpret_a_gate_killed_by_a_signal_names_the_signal(tmp_path: Path):
     outcome = ep.interpret(-9, "", json_path=tmp_path / "none.json", markdown_path=tmp_path / "none.md")
     assert outcome.exit_code == 2 and outcome.verdict == "error"
     assert outcome.error == "error: the gate process was killed by SIGKILL before it decided anything"
+
+
+# --------------------------------------------------------------------------- shard, state, states, baseline-cache
+
+
+def test_a_shard_job_writes_a_state_and_no_report(tmp_path: Path):
+    values = ep.with_report_defaults(ep.read_inputs(actions_environ(tmp_path, candidate="c.pt", baseline="b.pt",
+                                                                    data="d.npz", shard="2/3")))
+    plan = ep.plan_check(values, workspace=tmp_path, environ=actions_environ(tmp_path),
+                         settings=ep.parse_settings(values))
+    assert plan.reports == {} and plan.state == tmp_path.resolve() / "gate-report" / "shard-2-of-3.gstate"
+    argv = ep.build_gate_argv({**plan.values, "json": "", "markdown": "", "state": "/private/s.gstate"})
+    ctx = check_command().make_context("check", argv[1:])
+    assert ctx.params["shard"] == "2/3" and ctx.params["state_path"] == "/private/s.gstate"
+    assert ctx.params["json_path"] is None and ctx.params["markdown_path"] is None
+
+
+@pytest.mark.parametrize("inputs,message", [
+    ({"shard": "4/3"}, "action input 'shard': --shard: expected I/N"),
+    ({"state": "s.gstate"}, "'state' goes with 'shard'"),
+    ({"shard": "1/2", "junit": "j.xml"}, "a shard job writes its state, not reports"),
+    ({"shard": "1/2", "state": "../s.gstate"}, "outside the workspace"),
+    ({"baseline-cache": "../cache"}, "outside the workspace"),
+])
+def test_bad_shard_inputs_are_exit_2_before_the_gate_runs(tmp_path: Path, inputs: dict, message: str):
+    values = ep.with_report_defaults({**ep.read_inputs(actions_environ(tmp_path, candidate="c.pt", baseline="b.pt",
+                                                                       data="d.npz")), **inputs})
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        ep.plan_check(values, workspace=tmp_path, environ=actions_environ(tmp_path), settings=ep.parse_settings(values))
+
+
+def test_baseline_cache_is_a_real_folder_of_the_workspace(tmp_path: Path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    values = ep.with_report_defaults(ep.read_inputs(actions_environ(tmp_path, candidate="c.pt", baseline="b.pt",
+                                                                    data="d.npz")))
+    settings = ep.parse_settings(values)
+    plan = ep.plan_check({**values, "baseline-cache": ".gate-cache"}, workspace=tmp_path,
+                         environ=actions_environ(tmp_path), settings=settings)
+    assert plan.cache == tmp_path.resolve() / ".gate-cache"
+    assert "--baseline-cache" in ep.build_gate_argv(plan.values)
+    with pytest.raises(ConfigError, match="is a symlink"):
+        ep.plan_check({**values, "baseline-cache": "link/cache"}, workspace=tmp_path,
+                      environ=actions_environ(tmp_path), settings=settings)
+
+
+def test_merge_mode_takes_state_files_and_patterns_from_the_workspace(tmp_path: Path):
+    (tmp_path / "states").mkdir()
+    for i in (1, 2):
+        (tmp_path / "states" / f"shard-{i}.gstate").write_bytes(b"x")
+    values = ep.with_report_defaults(ep.read_inputs(actions_environ(tmp_path, mode="merge",
+                                                                    states="states/*.gstate", verbose="true")))
+    settings = ep.parse_settings(values)
+    assert settings.mode == "merge"
+    plan = ep.plan_merge(values, workspace=tmp_path, environ=actions_environ(tmp_path), settings=settings)
+    assert [p.name for p in plan.states] == ["shard-1.gstate", "shard-2.gstate"]
+    argv = ep.build_merge_argv(plan, {"json": Path("/p/r.json"), "markdown": Path("/p/r.md")})
+    assert argv == ["merge", *map(str, plan.states), "--json", "/p/r.json", "--markdown", "/p/r.md", "--verbose"]
+    from gate.cli import merge
+
+    assert merge.make_context("merge", argv[1:]).params["states"] == tuple(map(str, plan.states))
+    (tmp_path / "link.gstate").symlink_to("/etc/hostname")
+    for states, message in (("", "'states' is required"), ("none/*.gstate", "matches no file"),
+                            ("link.gstate", "resolves outside the workspace"), ("/etc/*", "relative to the workspace")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            ep.plan_merge({**values, "states": states}, workspace=tmp_path, environ=actions_environ(tmp_path),
+                          settings=settings)
+
+
+@pytest.mark.parametrize("inputs", [{"mode": "merge", "states": "s.gstate"},
+                                    {"candidate": "c.pt", "baseline": "b.pt", "baseline-cache": ".gate-cache"}])
+def test_states_and_caches_are_refused_on_a_forks_pull_request(tmp_path: Path, capsys, inputs: dict):
+    """Either one decides what the gate compares; a fork's checkout could hold forged ones at that path."""
+    (tmp_path / "s.gstate").write_bytes(b"x")
+    environ = fork_environ(tmp_path, **{k.replace("-", "_"): v for k, v in inputs.items()})
+    assert ep.run_action(environ, stdout=io.StringIO()) == 2
+    [error] = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert error.startswith("error: action input") and "pull request #7 from evil/m" in error
+
+
+def test_a_shard_outcome_says_nothing_was_decided(tmp_path: Path):
+    outcome = ep.GateOutcome(exit_code=0, verdict="shard", shard="1/2: 320 samples in 5 batches",
+                             state=tmp_path / "gate-report" / "s.gstate")
+    text = ep.summary_markdown(outcome)
+    assert "shard 1/2: 320 samples in 5 batches" in text and "mode: merge" in text
+    outputs = ep.action_outputs(outcome, json_path=tmp_path / "r.json", markdown_path=tmp_path / "r.md",
+                                workspace=tmp_path)
+    assert outputs["verdict"] == "shard" and outputs["state"] == "gate-report/s.gstate"
+    assert outputs["report-json"] == "" and ep.annotations(outcome) == []
+    bad = ep.interpret_shard(0, "", state_path=tmp_path / "missing.gstate", shard="1/2")
+    assert bad.exit_code == 2 and "wrote no state file" in bad.error
+    (tmp_path / "forged.gstate").write_bytes(b"not a state")
+    bad = ep.interpret_shard(0, "", state_path=tmp_path / "forged.gstate", shard="1/2")
+    assert bad.exit_code == 2 and "not a gate state file" in bad.error
+
+
+def test_token_holder_finds_a_parent_that_keeps_the_runners_tokens(tmp_path):
+    """A process started by one that holds ACTIONS_* names that parent; started by a clean one, it names none of
+    its own ancestors up to that clean parent."""
+    import subprocess
+    import sys as _sys
+
+    probe = ("import os, sys; sys.path.insert(0, os.environ['GATE_ROOT']); "
+             "from gate.action.isolation import token_holder; print(os.getppid(), token_holder())")
+    root = str(Path(__file__).resolve().parents[2])
+    base = {"PATH": "/usr/bin:/bin", "GATE_ROOT": root}
+    for env, holds in (({**base, "ACTIONS_RUNTIME_TOKEN": "t0k3n"}, True), (base, False)):
+        shell = f"{_sys.executable} -c {probe!r}; exit $?"
+        out = subprocess.run(["/bin/sh", "-c", shell], env=env, capture_output=True, text=True, check=True).stdout
+        parent, _, holder = out.strip().partition(" ")
+        if holds:
+            assert holder == f"pid {parent} (/proc/{parent}/environ)"
+        else:
+            assert holder == "None" or not holder.startswith(f"pid {parent} "), holder

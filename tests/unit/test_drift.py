@@ -795,3 +795,91 @@ def test_the_runner_pass_feeds_the_check() -> None:
     result = check.compute()
     assert result.details["first_drifting_layer"] == "blocks.1"
     assert layer(result, "blocks.0")["samples"] == 96
+
+
+# ------------------------------------------------------------------------------------------------ shards
+
+
+def _acts(base: nn.Module, cand: nn.Module, check: DriftCheck, batches: list[Any]) -> list[Step]:
+    """The runner's Steps for every batch (hooked outputs of both models), offsets global."""
+    models = {"baseline": base, "candidate": cand}
+    captured: dict[str, dict[str, Any]] = {"baseline": {}, "candidate": {}}
+    handles = [models[role].get_submodule(name).register_forward_hook(
+        lambda _m, _i, out, role=role, name=name: captured[role].__setitem__(name, out.clone()))
+        for role, names in check.activation_layers().items() for name in names]
+    steps, offset = [], 0
+    try:
+        for index, x in enumerate(batches):
+            with torch.inference_mode():
+                scores = {role: first_tensor(call(m, x)).float() for role, m in models.items()}
+            steps.append(Step(index=index, offset=offset, inputs=x, labels=torch.zeros(len(x), dtype=torch.int64),
+                              scores=scores, activations={r: dict(c) for r, c in captured.items()}))
+            offset += len(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return steps
+
+
+def _approx(got: Any, want: Any, path: str = "") -> None:
+    if isinstance(want, float) and isinstance(got, float):
+        assert (math.isnan(got) and math.isnan(want)) or got == pytest.approx(want, rel=1e-12, abs=1e-300), path
+    elif isinstance(want, dict):
+        assert set(got) == set(want), path
+        for key in want:
+            _approx(got[key], want[key], f"{path}.{key}")
+    elif isinstance(want, (list, tuple)):
+        assert len(got) == len(want), path
+        for i, (g, w) in enumerate(zip(got, want)):
+            _approx(g, w, f"{path}[{i}]")
+    else:
+        assert got == want, path
+
+
+@pytest.mark.parametrize("count,nan", [(2, False), (3, False), (3, True)])
+def test_sharded_states_merge_to_the_single_runs_figures(count: int, nan: bool) -> None:
+    """A CNN whose first conv output (256 wide) is PSI-sampled on a stride of 3: shards prime on the first 256
+    samples (the edges), fold their own batches at their global offsets; merged, every figure is the single run's,
+    also when some samples' activations are NaN (the stride runs over positions, finite or not)."""
+    from gate.sharding import Shard, merge_arrays, split_values
+
+    torch.manual_seed(0)
+    base = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, 10),
+    )
+    cand = nudged(base, scale=0.3, only="3")
+    gen = torch.Generator().manual_seed(1)
+    data = torch.randn(420, 1, 8, 8, generator=gen)
+    if nan:
+        data[[3, 77, 150, 301], 0, 0, 0] = math.nan       # 16 NaN conv outputs each: not a multiple of the stride
+    batches = list(data.split(40))
+    single = make_check(base, cand)
+    steps = _acts(base, cand, single, batches)
+    for step in steps:
+        single.update(step)
+    want = single.compute()
+    assert single._layers["0"].psi_stride == 3          # 256 values per sample: every 3rd is binned
+    parts = []
+    for s in range(count):
+        shard = make_check(base, cand)
+        seen = 0
+        for step in steps:                    # the runner's prime: the data's first samples, whoever owns them
+            if seen >= shard.prime_samples:
+                break
+            shard.prime(step)
+            seen += len(step.inputs)
+        for step in steps:
+            if Shard(s, count).owns(step.index):
+                shard.update(step)
+        parts.append(shard.state())
+    arrays, texts = split_values(merge_arrays(parts))
+    merged = make_check(base, cand)
+    merged.load_state({**arrays, **texts})
+    got = merged.compute()
+    assert got.status == want.status and got.summary == want.summary
+    assert (single._layers["0"].base.nan > 0) is nan
+    _approx(got.details, want.details)
+    for name in ("0", "3"):
+        np.testing.assert_array_equal(merged._layers[name].base.psi_counts, single._layers[name].base.psi_counts)
+        np.testing.assert_array_equal(merged._layers[name].cand.psi_counts, single._layers[name].cand.psi_counts)

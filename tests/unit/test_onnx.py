@@ -583,3 +583,34 @@ def test_onnx_runtime_and_torch_are_timed_on_the_same_pinned_threads_and_content
     assert f.status != "fail" or not contention["detected"]
     if contention["detected"]:
         assert "contended" in f.reason and "contended machine" in result.summary
+
+
+def test_a_stop_on_any_shard_is_the_merged_result_the_earliest_batch_first() -> None:
+    """A shard whose ONNX Runtime failed hands its stop on; the merge reports the stop of the earliest batch (the
+    single run stops there), and with no stop the facts of the shard that read batch 0."""
+    from gate.checks.onnx import _Stopped
+    from gate.sharding import merge_arrays, split_values
+
+    rng = np.random.default_rng(3)
+
+    def shard(first: int, *, stop: tuple[int, str] | None) -> dict:
+        check = make_check(torch.nn.Linear(4, 3), num_classes=3)
+        check._first_sample, check._reads_batch_0 = first, first == 0
+        check._stats = ParityStats(3, atol=1e-3, rtol=1e-3, top_n=5)
+        ref = rng.normal(size=(8, 3)).astype(np.float32)
+        check._stats.update(ref, ref + 1e-4, rng.integers(0, 3, 8), offset=first)
+        if stop is not None:
+            check._stop_batch, summary = stop
+            check._stopped = _Stopped("fail", summary, "run")
+        return check.state()
+
+    def merged(*parts: dict):
+        arrays, texts = split_values(merge_arrays(list(parts)))
+        check = make_check(torch.nn.Linear(4, 3), num_classes=3)
+        check.load_state({**arrays, **texts})
+        return check.compute()
+
+    result = merged(shard(0, stop=None), shard(8, stop=(5, "failed on batch 5")), shard(16, stop=(2, "failed on batch 2")))
+    assert (result.status, result.summary) == ("fail", "failed on batch 2")
+    result = merged(shard(0, stop=None), shard(8, stop=None))
+    assert result.status == "pass" and result.details["samples"] == 16 and result.details["source"] == "export"

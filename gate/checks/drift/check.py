@@ -1,5 +1,13 @@
 """The drift check: selects and matches layers, streams both models' activations into the layer states during the
-run's one pass, and assembles the result (see the package docstring)."""
+run's one pass, and assembles the result (see the package docstring).
+
+Sharded (gate.sharding), every shard first primes on the data's first samples (`prime_samples`: the runner feeds
+them to `prime()`, both models run on them), so each layer's PSI bin edges are the single run's, fixed before the
+shard's own pass; each batch is then folded at once with its PSI sampling offset read off the batch's global
+offset (the stride runs over value positions, finite or not: the single run's offset, always). Counts, sums,
+histograms, live units and CKA cross-products add up; extremes and what the shard knows of the layers are one
+`shard.rows.` row per shard.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -17,8 +25,8 @@ from gate.checks.drift.rules import (
     _POINT, _layer_status, drift_options, judge_layer, layout_for, reported_findings, thresholds_for,
 )
 from gate.checks.drift.state import (
-    COS_DISTANCE_EDGES, REL_L2_EDGES, Buffer, LayerState, _fits, _new_side, fix_psi_edges, fold, nbytes, new_cka,
-    psi_stride,
+    _PSI_EDGE_SAMPLES, COS_DISTANCE_EDGES, REL_L2_EDGES, Buffer, CkaState, LayerState, _fits, _new_side,
+    fix_psi_edges, fold, nbytes, new_cka, psi_stride,
 )
 from gate.checks.drift.tables import drift_charts, drift_summary, drift_table, stats_table
 from gate.errors import ConfigError
@@ -32,9 +40,8 @@ class DriftCheck(Check):
     name = "drift"
     needs = frozenset({"scores", "activations"})
 
-    # Drift's PSI bin edges come from the baseline's first samples a process sees, and its sums are per process:
-    # refused under sharding rather than merged wrongly.
-    sharding = "its PSI bins are fixed from the first samples a process sees, so shards' histograms do not add up"
+    sharding = "merge"
+    prime_samples = _PSI_EDGE_SAMPLES      # the PSI bin edges' samples, seen by every shard before its pass
     live_baseline = "drift reads the baseline's live activations"
 
     def __init__(self, options: dict[str, Any], ctx: RunContext) -> None:
@@ -56,6 +63,12 @@ class DriftCheck(Check):
             (glob_regex(mod), glob_regex(part) if part is not None else None)
             for mod, part in map(_split_pattern, self.opts.layers or ())
         ]
+        self._primer: DriftCheck | None = None          # sharded: the first samples' layers, for the PSI edges
+        self._edges: dict[str, np.ndarray] | None = None
+        self._sharded = False
+        self._first_sample: int | None = None
+        self._clones: dict[str, Any] | None = None      # merged: every shard's cloned / overwritten layers
+        self._buffer_bytes: int | None = None           # merged: the shard of batch 0's buffers
 
     # -- selection ------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -105,9 +118,30 @@ class DriftCheck(Check):
         return self._selected
 
     # -- streaming ------------------------------------------------------------------------------------------
+    def prime(self, step: Step) -> None:
+        """Sharded: one of the data's first batches, into a primer whose layers fix the single run's PSI edges."""
+        self._sharded = True
+        if self._primer is None:
+            self._primer = DriftCheck(self.options, self.ctx)
+            self._primer.setup()
+        self._primer.update(step)
+
+    def _primed_edges(self) -> dict[str, np.ndarray]:
+        if self._edges is None:
+            self._edges = {}
+            primer, self._primer = self._primer, None
+            for name, state in (primer._layers.items() if primer is not None else ()):
+                primer._flush(state)
+                if state.psi_edges is None:
+                    fix_psi_edges(state)
+                self._edges[name] = state.psi_edges
+        return self._edges
+
     def update(self, step: Step) -> None:
         import torch
 
+        if self._first_sample is None:
+            self._first_sample = step.offset
         if self._skip or self._selected is None:
             return
         acts = {role: step.activations.get(role, {}) for role in ROLES}
@@ -190,6 +224,13 @@ class DriftCheck(Check):
                 )
                 del self._layers[name]
                 return
+        if self._sharded:
+            # Folded at once, on the PSI stride's positions of the batch's place in the data (batches of the
+            # other shards lie between this shard's): the values the single run bins.
+            state.base.psi_offset = (step.offset * f_b.width) % state.psi_stride
+            state.cand.psi_offset = (step.offset * f_c.width) % state.psi_stride
+            fold(state, f_b.matrix(), f_c.matrix())
+            return
         buf = state.buffer
         if buf is None or f_b.batch > buf.capacity or not _fits(f_b, buf.base) or not _fits(f_c, buf.cand):
             # too big for the buffer (or wider than its dtype): folded at once, after what is waiting
@@ -223,6 +264,11 @@ class DriftCheck(Check):
         if elementwise:
             state.cos_hist = np.zeros(COS_DISTANCE_EDGES.size + 1, dtype=np.int64)
             state.rel_hist = np.zeros(REL_L2_EDGES.size + 1, dtype=np.int64)
+        edges = self._primed_edges().get(name) if self._sharded else None
+        if edges is not None:
+            state.psi_edges = edges.copy()
+            for side in (state.base, state.cand):
+                side.psi_counts = np.zeros(edges.size + 1, dtype=np.int64)
         if self.opts.cka == "all" or (self.opts.cka == "auto" and not elementwise):
             dx, dy = f_b.cka_width, f_c.cka_width
             if max(dx, dy) <= self.opts.cka_max_features:
@@ -260,7 +306,131 @@ class DriftCheck(Check):
 
     def buffer_nbytes(self) -> int:
         """Bytes reserved for rows waiting to be folded in: fixed once each layer has seen its first batch."""
+        if self._buffer_bytes is not None:
+            return self._buffer_bytes
         return sum(state.buffer.nbytes() for state in self._layers.values() if state.buffer is not None)
+
+    # -- shards ---------------------------------------------------------------------------------------------
+    _SIDE_INTS = ("count", "nan", "inf")
+    _SIDE_FLOATS = ("total", "total_sq")
+
+    def state(self) -> dict[str, Any]:
+        """Per layer `L<i>.` (forward order): counts, sums, live units, PSI counts, histograms, CKA sums (added up);
+        this shard's extremes and layer facts as one `shard.rows.` row."""
+        import json
+
+        for state in self._layers.values():
+            self._flush(state)
+        names = [n for n in self._order if n in self._layers]
+        out: dict[str, Any] = {}
+        extremes, layers = [], []
+        for i, name in enumerate(names):
+            st = self._layers[name]
+            sides = (st.base, st.cand)
+            out[f"L{i}.ints"] = np.array([getattr(side, k) for side in sides for k in self._SIDE_INTS]
+                                         + [st.samples, st.pairs, st.cka.n if st.cka else 0], dtype=np.int64)
+            out[f"L{i}.floats"] = np.array([getattr(side, k) for side in sides for k in self._SIDE_FLOATS]
+                                           + [st.cos_sum, st.rel_sum, st.signal, st.noise], dtype=np.float64)
+            for role, side in zip(("base", "cand"), sides):
+                out[f"L{i}.{role}.alive"] = side.alive.astype(np.int64)
+                out[f"L{i}.{role}.psi"] = (side.psi_counts if side.psi_counts is not None
+                                           else np.zeros(0, dtype=np.int64))
+            if st.elementwise:
+                out[f"L{i}.cos_hist"], out[f"L{i}.rel_hist"] = st.cos_hist, st.rel_hist
+            if st.cka is not None:
+                for key, value in zip(("sx", "sy", "sxx", "syy", "sxy"), st.cka.arrays()):
+                    out[f"L{i}.cka.{key}"] = value
+            extremes += [st.base.vmin, st.base.vmax, st.cand.vmin, st.cand.vmax]
+            layers.append({"name": name, "module": st.module, "stride": st.psi_stride, "bins": st.psi_bins,
+                           "widths": [st.base.width, st.cand.width], "elementwise": st.elementwise,
+                           "channels": list(st.channels), "cka": st.cka is not None,
+                           "edges": None if st.psi_edges is None else st.psi_edges.tolist()})
+        clones = self.ctx.extras.get("activation_clones") or {}
+        facts = {
+            "layers": layers, "skip": self._skip, "selected": self._selected, "unmatched": self._unmatched,
+            "omitted": self._omitted, "model_layers": self._model_layers, "called": sorted(self._called),
+            "skipped_parts": self._skipped_parts, "unmatched_parts": self._unmatched_parts,
+            "cka_skipped": self._cka_skipped, "order": list(self._order), "buffer_bytes": self.buffer_nbytes(),
+            "clones": {"cloned": clones.get("cloned") or {}, "overwritten": clones.get("overwritten") or {}},
+        }
+        out["shard.rows.index"] = np.array([self._first_sample or 0], dtype=np.int64)
+        out["shard.rows.extremes"] = np.array([extremes], dtype=np.float64).reshape(1, 4 * len(names))
+        out["shard.rows.facts"] = [json.dumps(facts, sort_keys=True)]
+        return out
+
+    def load_state(self, merged: dict[str, Any]) -> None:
+        """The shards' layers summed; the facts of the shard that read batch 0, what the others add to them."""
+        import json
+
+        facts = [json.loads(f) for f in merged["shard.rows.facts"]]
+        if not facts:
+            raise ValueError("drift state: no shard's facts")
+        first = facts[0]
+        for other in facts[1:]:
+            if [(l["name"], l["edges"]) for l in other["layers"]] != [(l["name"], l["edges"]) for l in first["layers"]]:
+                raise ValueError("drift state: the shards compared other layers or PSI bins")
+        extremes = merged["shard.rows.extremes"].reshape(len(facts), -1)
+        self._skip, self._selected = first["skip"], first["selected"]
+        self._unmatched, self._omitted = first["unmatched"], first["omitted"]
+        self._model_layers, self._buffer_bytes = int(first["model_layers"]), int(first["buffer_bytes"])
+        self._called = {c for f in facts for c in f["called"]}
+        self._skipped_parts, self._cka_skipped = {}, {}
+        self._unmatched_parts = {role: [] for role in ROLES}
+        self._clones = {"cloned": {role: [] for role in ROLES}, "overwritten": {role: {} for role in ROLES}}
+        self._order = {}
+        for f in facts:
+            for key, value in f["skipped_parts"].items():
+                self._skipped_parts.setdefault(key, value)
+            for key, value in f["cka_skipped"].items():
+                self._cka_skipped.setdefault(key, value)
+            for name in f["order"]:
+                self._order.setdefault(name)
+            for role in ROLES:
+                for name in f["unmatched_parts"].get(role, []):
+                    if name not in self._unmatched_parts[role]:
+                        self._unmatched_parts[role].append(name)
+                for name in f["clones"]["cloned"].get(role, []):
+                    if name not in self._clones["cloned"][role]:
+                        self._clones["cloned"][role].append(name)
+                for name, batches in f["clones"]["overwritten"].get(role, {}).items():
+                    kept = self._clones["overwritten"][role].setdefault(name, [])
+                    kept[:] = sorted(set(kept) | set(batches))
+        self._layers = {}
+        for i, layer in enumerate(first["layers"]):
+            self._layers[layer["name"]] = self._merged_layer(i, layer, merged, extremes[:, 4 * i:4 * i + 4])
+
+    def _merged_layer(self, i: int, layer: dict[str, Any], merged: dict[str, Any], extremes: np.ndarray) -> LayerState:
+        wb, wc = (int(w) for w in layer["widths"])
+        st = LayerState(
+            name=layer["name"], module=layer["module"],
+            psi_edges=None if layer["edges"] is None else np.array(layer["edges"], dtype=np.float64),
+            psi_stride=int(layer["stride"]), psi_bins=int(layer["bins"]), base=_new_side(wb), cand=_new_side(wc),
+            elementwise=bool(layer["elementwise"]), channels=tuple(layer["channels"]),  # type: ignore[arg-type]
+        )
+        ints, floats = merged[f"L{i}.ints"].tolist(), merged[f"L{i}.floats"].tolist()
+        if len(ints) != 9 or len(floats) != 8:
+            raise ValueError(f"drift state: layer {layer['name']} has the wrong number of sums")
+        for j, side in enumerate((st.base, st.cand)):
+            for k, key in enumerate(self._SIDE_INTS):
+                setattr(side, key, int(ints[3 * j + k]))
+            for k, key in enumerate(self._SIDE_FLOATS):
+                setattr(side, key, float(floats[2 * j + k]))
+            role = ("base", "cand")[j]
+            alive = merged[f"L{i}.{role}.alive"]
+            if alive.shape != (side.width,):
+                raise ValueError(f"drift state: layer {layer['name']}: live units of the wrong width")
+            side.alive = alive > 0
+            psi_counts = merged[f"L{i}.{role}.psi"]
+            side.psi_counts = psi_counts.astype(np.int64) if st.psi_edges is not None else None
+            side.vmin = float(extremes[:, 2 * j].min()) if extremes.size else side.vmin
+            side.vmax = float(extremes[:, 2 * j + 1].max()) if extremes.size else side.vmax
+        st.samples, st.pairs = int(ints[6]), int(ints[7])
+        st.cos_sum, st.rel_sum, st.signal, st.noise = (float(v) for v in floats[4:])
+        if st.elementwise:
+            st.cos_hist, st.rel_hist = merged[f"L{i}.cos_hist"], merged[f"L{i}.rel_hist"]
+        if layer["cka"]:
+            st.cka = CkaState(int(ints[8]), *(merged[f"L{i}.cka.{k}"] for k in ("sx", "sy", "sxx", "syy", "sxy")))
+        return st
     # -- result ---------------------------------------------------------------------------------------------
     def compute(self) -> CheckResult:
         for state in self._layers.values():
@@ -362,7 +532,7 @@ class DriftCheck(Check):
 
     def _listing(self) -> dict[str, Any]:
         hooked = self._selected["baseline"] if self._selected else []
-        clones = self.ctx.extras.get("activation_clones") or {}
+        clones = self._clones if self._clones is not None else (self.ctx.extras.get("activation_clones") or {})
         return {
             "model_layers": self._model_layers,
             "compared_layers": len(self.compared_modules()),

@@ -49,7 +49,7 @@ class SideState:
     inf: int = 0
     alive: np.ndarray | None = None          # (F,) bool: unit ever non-zero
     psi_counts: np.ndarray | None = None     # (len(edges)+1,) int64, once the edges are fixed
-    psi_offset: int = 0                      # finite values seen, modulo the PSI stride
+    psi_offset: int = 0                      # values seen (finite or not), modulo the PSI stride
     psi_pending: list[np.ndarray] = field(default_factory=list)    # sampled values waiting for the edges
 
     def arrays(self) -> list[np.ndarray]:
@@ -214,6 +214,9 @@ def update_side(side: SideState, native: torch.Tensor, x: torch.Tensor, rows: Ro
     """
     import torch
 
+    # The PSI stride runs over value positions, finite or not: whether a value is binned depends on its place in
+    # the data only, so a shard (which never sees the values before its batches) bins the single run's values.
+    start = (-side.psi_offset) % stride
     if rows.finite is None:
         side.total += float(rows.sums.sum())
         side.total_sq += float(rows.squares.sum())
@@ -224,6 +227,8 @@ def update_side(side: SideState, native: torch.Tensor, x: torch.Tensor, rows: Ro
         as_int, magnitude = _SIGN_MASK[vals.dtype]
         side.alive |= (np.bitwise_or.reduce(vals.view(as_int), axis=0) & magnitude) != 0
         flat = vals.reshape(-1)
+        sampled = flat[start::stride]
+        positions = flat.size
     else:
         finite = torch.isfinite(x)
         side.nan += int(torch.isnan(x).sum())
@@ -232,14 +237,16 @@ def update_side(side: SideState, native: torch.Tensor, x: torch.Tensor, rows: Ro
         side.total_sq += float(x[finite].square().sum())
         _update_alive(side, x)
         flat = native[finite].numpy()
-        if flat.size == 0:
-            return
+        every = native.reshape(-1).numpy()
+        picked = every[start::stride]
+        sampled = picked[np.isfinite(picked)]
+        positions = every.size
+    side.psi_offset = (side.psi_offset + positions) % stride
+    if flat.size == 0:
+        return
     side.count += int(flat.size)
     side.vmin = min(side.vmin, float(flat.min()))
     side.vmax = max(side.vmax, float(flat.max()))
-    start = (-side.psi_offset) % stride
-    side.psi_offset = (side.psi_offset + flat.size) % stride
-    sampled = flat[start::stride]
     if edges is None:
         side.psi_pending.append(np.array(sampled, copy=True))
     else:
