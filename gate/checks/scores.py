@@ -213,7 +213,7 @@ def studentized_evidence(rule: str, m: _Measure, t: np.ndarray, *, threshold: fl
     """A claim both the normal test and the bootstrap-t make: each p-value the larger of the two, the interval
     their hull. Bootstrap-t: the compared quantity's replicates value - t* x se, t* the paired bootstrap's
     studentized means of the rule's per-sample influences, judged as percentile replicates are. Either alone
-    missed the truth on one side 3.5-5.7% of the time at n = 200 on skewed losses (benchmarks/scores_coverage.py)."""
+    missed the truth on one side 3.5-4.2% of the time at n = 200 on skewed losses (benchmarks/scores_coverage.py)."""
     value = compared_value(rule, m.baseline, m.candidate)
     se = sm.contrast_se(contrast_influence(rule, m), None) * m.scale
     boot = bootstrap_rule_evidence(value - t * se, rule=rule, threshold=threshold, confidence=confidence)
