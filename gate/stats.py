@@ -202,6 +202,14 @@ def paired_difference_interval(b: np.ndarray | int, c: np.ndarray | int, n: np.n
     c = np.asarray(c, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)
     shape = np.broadcast(b, c, n).shape
+    if shape == () and n > 0:
+        low, high = _scalar_interval(float(b), float(c), float(n), alpha)
+        return np.asarray(low), np.asarray(high)
+    if 0 < np.prod(shape) <= SCALAR_INTERVALS:
+        pairs = [_scalar_interval(float(bi), float(ci), float(ni), alpha) if ni > 0 else (math.nan, math.nan)
+                 for bi, ci, ni in zip(*(np.broadcast_to(x, shape).ravel() for x in (b, c, n)))]
+        return (np.array([p[0] for p in pairs], dtype=np.float64).reshape(shape),
+                np.array([p[1] for p in pairs], dtype=np.float64).reshape(shape))
     # Both bounds are bisected at once: axis 0 is the side (lower: the "beyond" test, shift -TANGO_CORRECTION, upper
     # tail; upper: the "within" test, +TANGO_CORRECTION, lower tail). Each step is elementwise the arithmetic of
     # tango_constrained_p01 and _tango_z, with the terms that do not depend on the difference taken out of the loop,
@@ -233,6 +241,41 @@ def paired_difference_interval(b: np.ndarray | int, c: np.ndarray | int, n: np.n
             up = rejected != upper
             lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
     return np.where(positive, hi[0], np.nan), np.where(positive, lo[1], np.nan)
+
+
+#: Up to this many tables, paired_difference_interval bisects each in Python floats (about 0.1 ms each); beyond,
+#: all at once in numpy arrays (about 1 ms for any small number of tables, a few more for thousands).
+SCALAR_INTERVALS = 10
+
+
+def _scalar_interval(b: float, c: float, n: float, alpha: float) -> tuple[float, float]:
+    """paired_difference_interval for one table with n > 0, in Python floats: the same IEEE operations in the same
+    order as the array version, so the same bounds, without numpy's per-call overhead (the accuracy rule's case)."""
+    two_n = 2.0 * n
+    b_minus_c, minus_b_minus_c, slope, minus_c = b - c, -b - c, two_n - b + c, -c
+    four_a, two_a = 4.0 * two_n, 2.0 * two_n
+    ndtr = _sps.norm.cdf
+    bounds = []
+    for side in (-1.0, 1.0):
+        shift = side * TANGO_CORRECTION
+        lo, hi = -1.0, 1.0
+        for _ in range(60):
+            mid = (lo + hi) / 2.0
+            spread = 1.0 - mid
+            b_ = minus_b_minus_c + slope * mid
+            c_ = minus_c * mid * spread
+            q = (math.sqrt(max(b_ * b_ - four_a * c_, 0.0)) - b_) / two_a
+            q = max(q, max(0.0, -mid))
+            var = n * (2.0 * q + mid * spread)
+            num = b_minus_c - n * mid + shift
+            # a zero sd: z is +-inf by the sign of num, and only -inf (side * num < 0) rejects
+            rejected = bool(ndtr(side * (num / math.sqrt(var))) < alpha) if var > 1e-300 else side * num < 0
+            if rejected != (side > 0):
+                lo = mid
+            else:
+                hi = mid
+        bounds.append(hi if side < 0 else lo)
+    return bounds[0], bounds[1]
 
 
 def ratio_difference_p_values(estimate: np.ndarray, se: np.ndarray, *, bound: float,

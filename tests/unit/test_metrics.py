@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
+import gate.metrics as gm
+from gate import stats
 from gate.metrics import PairedCounts, metrics_report, point_metrics
 
 
@@ -112,3 +114,21 @@ def test_dense_and_sparse_one_hots_give_the_same_metrics(monkeypatch):
     assert dense.keys() == sparse.keys()
     for key in dense:
         np.testing.assert_allclose(dense[key], sparse[key], rtol=1e-12, atol=0, equal_nan=True, err_msg=key)
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 7, 500])
+def test_bootstrap_replicates_are_the_metrics_of_the_bootstrap_weights_exactly(chunk):
+    # Sums of whole counts are exact in float64 in any order, so class sums by bincount give the one-hot products'
+    # figures bit for bit, in blocks of any size.
+    rng = np.random.default_rng(8)
+    counts = PairedCounts(6)
+    y = rng.integers(0, 6, 900)
+    counts.update(y, np.where(rng.random(900) < 0.8, y, rng.integers(0, 6, 900)),
+                  np.where(rng.random(900) < 0.6, y, rng.integers(0, 6, 900)))
+    cells = counts.cells()
+    reps = gm.bootstrap_replicates(cells, resamples=300, seed=2, per_class=True, chunk=chunk)
+    w = stats.bootstrap_weights(cells.counts, resamples=300, seed=2)
+    for role, pred in (("baseline", cells.pb), ("candidate", cells.pc)):
+        dense = gm.model_metrics(cells, pred, w, empty=np.nan)
+        for key in ("accuracy", "macro_f1", "weighted_f1", "precision", "recall", "f1"):
+            np.testing.assert_array_equal(reps[role][key], dense[key], err_msg=f"{role} {key}")

@@ -126,6 +126,29 @@ def test_tango_interval_inverts_its_tests():
         assert float(low) <= (b - c) / n <= float(high)
 
 
+def test_tango_interval_is_the_same_bisection_for_one_table_few_or_many(monkeypatch):
+    # Three code paths (Python floats for one table or a few, numpy arrays for many) run the same IEEE operations in
+    # the same order; each must give the array path's bounds exactly, NaN where n is 0.
+    rng = np.random.default_rng(4)
+    n = rng.integers(0, 3000, 40)
+    b = (rng.random(40) * n * rng.random(40)).astype(int)
+    c = (rng.random(40) * (n - b) * rng.random(40)).astype(int)
+    b[:5], c[:5] = 0, 0
+    b[5:8], c[5:8] = n[5:8], 0
+    for confidence in (0.95, 0.99, 0.8):
+        monkeypatch.setattr(stats, "SCALAR_INTERVALS", 0)
+        low, high = stats.paired_difference_interval(b, c, n, confidence=confidence)
+        monkeypatch.setattr(stats, "SCALAR_INTERVALS", 10)
+        i = int(rng.integers(0, 40))
+        for lo, hi in ((0, 40), (0, 10), (10, 13), (i, i + 1)):
+            few = stats.paired_difference_interval(b[lo:hi], c[lo:hi], n[lo:hi], confidence=confidence)
+            np.testing.assert_array_equal(few[0], low[lo:hi])
+            np.testing.assert_array_equal(few[1], high[lo:hi])
+        for i in range(40):
+            one = stats.paired_difference_interval(int(b[i]), int(c[i]), int(n[i]), confidence=confidence)
+            assert one[0].shape == () and np.array_equal(one, (low[i], high[i]), equal_nan=True)
+
+
 def test_zero_discordance_never_proves_a_small_drop_within():
     # The percentile bootstrap gave [0, 0] here, a "pass" for any max_drop >= 0.
     for n in (50, 100, 200):
