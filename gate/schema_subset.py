@@ -181,6 +181,14 @@ def _one_of(x: Any, value: Any, _s: dict[str, Any], root: dict[str, Any]) -> boo
     return sum(1 for sub in value if _valid(x, sub, root)) == 1
 
 
+def _any_of(x: Any, value: Any, _s: dict[str, Any], root: dict[str, Any]) -> bool:
+    return any(_valid(x, sub, root) for sub in value)
+
+
+def _not(x: Any, value: Any, _s: dict[str, Any], root: dict[str, Any]) -> bool:
+    return not _valid(x, value, root)
+
+
 def _all_of(x: Any, value: Any, _s: dict[str, Any], root: dict[str, Any]) -> bool:
     return all(_valid(x, sub, root) for sub in value)
 
@@ -222,6 +230,8 @@ _KEYWORDS: dict[str, Callable[[Any, Any, dict[str, Any], dict[str, Any]], bool]]
     "propertyNames": _property_names,
     "oneOf": _one_of,
     "allOf": _all_of,
+    "anyOf": _any_of,
+    "not": _not,
     "if": _if,
     "$ref": _ref,
 }
