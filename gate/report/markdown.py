@@ -19,6 +19,16 @@ MAX_CHARS = 60_000
 MAX_ROWS = 25
 
 
+
+# What the rules of each task are decided by, for the footer line.
+_STATISTICS = {
+    "classification": "Tango score tests, exact binomial tests, paired bootstrap for F1",
+    "multi_label": "Tango score tests and exact binomial tests per label, paired bootstrap over samples for the "
+                   "averages",
+    "regression": "paired BCa bootstrap of the error metrics, exact binomial test for the worse-sample rate",
+}
+_FAMILY = {"classification": "classes", "multi_label": "labels", "regression": "targets"}
+
 def _cell(x: Any) -> str:
     if isinstance(x, float):
         text = f"{x:.4g}"
@@ -200,8 +210,9 @@ def render_markdown(report: Report) -> str:
     if decision:
         lines.append(
             f"<sub>decisions: {decision.get('mode')} at {float(decision.get('confidence', 0.95)):.0%} confidence "
-            f"(Tango score tests, exact binomial tests, paired bootstrap for F1; p beyond = one-sided p of "
-            f"\"beyond the threshold\", {decision.get('multiple_comparisons')}-adjusted across classes); "
+            f"({_STATISTICS.get(getattr(report, 'task', 'classification'), _STATISTICS['classification'])}; "
+            f"p beyond = one-sided p of \"beyond the threshold\", {decision.get('multiple_comparisons')}-adjusted "
+            f"across {_FAMILY.get(getattr(report, 'task', 'classification'), 'classes')}); "
             f"inconclusive results {'fail' if decision.get('inconclusive') == 'fail' else 'warn'}</sub>"
         )
         lines.append("")

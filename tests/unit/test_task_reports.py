@@ -123,3 +123,16 @@ def test_the_schema_keeps_classification_metrics_required():
     data["task"] = "ranking"
     with pytest.raises(jsonschema.ValidationError):
         validate_report(data)
+
+
+@pytest.mark.parametrize("task,says,family", [("regression", "BCa bootstrap", "targets"),
+                                              ("multi_label", "per label", "labels")])
+def test_the_markdown_footer_names_the_tasks_own_statistics(task, says, family):
+    from dataclasses import replace
+
+    decision = {"mode": "significant-and-beyond", "confidence": 0.95, "multiple_comparisons": "holm",
+                "inconclusive": "warn"}
+    report = task_report(task)
+    text = render_markdown(replace(report, config={**report.config, "decision": decision}))
+    footer = next(line for line in text.splitlines() if line.startswith("<sub>decisions:"))
+    assert says in footer and f"holm-adjusted across {family}" in footer and "F1;" not in footer
