@@ -873,7 +873,6 @@ def _number(value: Any) -> str:
 
 def action_outputs(outcome: GateOutcome, *, json_path: Path, markdown_path: Path, workspace: Path) -> dict[str, str]:
     power = power_entry(outcome.report)
-    state = {"state": display_path(outcome.state, workspace)} if outcome.state is not None else {}
     return {
         "verdict": outcome.verdict,
         "exit-code": str(outcome.exit_code),
@@ -883,7 +882,7 @@ def action_outputs(outcome: GateOutcome, *, json_path: Path, markdown_path: Path
         "power-note": " ".join(str(power.get("note") or "").split()),
         "min-detectable-drop": _number(power.get("min_detectable")),
         "samples-needed": _number(power.get("samples_needed")),
-        **state,                              # a shard job's state file (unset, so empty, otherwise)
+        "state": display_path(outcome.state, workspace) if outcome.state is not None else "",   # a shard job's
     }
 
 

@@ -176,7 +176,8 @@ def test_missing_checkpoint_is_could_not_run(workspace: Path, tmp_path: Path):
     error_line = next(line for line in run.stderr.splitlines() if line.startswith("error:"))
     assert "does-not-exist.pt" in error_line
     assert run.outputs == {"verdict": "error", "exit-code": "2", "failed-checks": "", "report-json": "",
-                           "report-markdown": "", "power-note": "", "min-detectable-drop": "", "samples-needed": ""}
+                           "report-markdown": "", "power-note": "", "min-detectable-drop": "", "samples-needed": "",
+                           "state": ""}
     assert commands(run.stdout, "error") == [f"::error title=gate could not run::{error_line}"]
     assert "could not run" in run.summary and error_line in run.summary
     assert not (workspace / "gate-report" / "report.json").exists()   # no stale report from the pass case
