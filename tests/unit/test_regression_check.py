@@ -19,6 +19,7 @@ from gate.checks.base import RunContext, Step
 from gate.checks.regression import RegressionCheck
 from gate.config import build_config, deep_merge
 from gate.errors import ConfigError, DataError, ModelError
+from gate.verdict import DecisionSettings
 
 
 def world(n: int, t: int = 1, *, seed: int, noise_c: float = 1.0, shift: float = 10.0):
@@ -63,6 +64,11 @@ def feed(check, y, pb, pc, *, batch=None, squeeze=False, batches=None):
         sl = slice(start, start + batch)
         check.update(step(i, start, y[sl], pb[sl], pc[sl], squeeze=squeeze))
     return check
+
+
+#: the defaults a check's compute() reads (2,000 resamples, seed 0, 95%), for calling its statistics directly
+SETTINGS = DecisionSettings(mode="non-inferiority", confidence=0.95, inconclusive="warn", resamples=2000,
+                            multiple_comparisons="holm", seed=0)
 
 
 def run_check(y, pb, pc, *, options=None, batch=None, decision=None, t=None, names=None, seed=0):
@@ -340,8 +346,9 @@ def test_per_target_rules_are_a_holm_family():
     assert set(by) == {"mae[mean of 3 targets]", "mae[a]", "mae[b]", "mae[c]"}
     assert by["mae[c]"].status == "fail" and by["mae[c]"].where == "c"
     assert by["mae[a]"].status != "fail" and by["mae[b]"].status != "fail"
+    ctx = _ctx_of(y, pb, pc)
     raw = [RegressionCheck._evidence(  # noqa: SLF001 - the unadjusted p-values
-        None, "max_increase", 0.2, j, "mae", _ctx_of(y, pb, pc), 0.95).p_beyond for j in (1, 2, 3)]
+        "max_increase", 0.2, j, "mae", ctx, SETTINGS).p_beyond for j in (1, 2, 3)]
     adjusted = stats.holm(np.array(raw))
     assert [by[f"mae[{k}]"].p_value for k in "abc"] == pytest.approx(list(adjusted))
 
@@ -350,7 +357,8 @@ def _ctx_of(y, pb, pc):
     y, pb, pc = (a.astype(np.float64) for a in (y, pb, pc))
     fig = {"baseline": rs.figures(y, pb), "candidate": rs.figures(y, pc)}
     infl = {r: rs.influences(y, p, fig[r]) for r, p in (("baseline", pb), ("candidate", pc))}
-    return {"fig": fig, "infl": infl, "reps": rs.bootstrap_figures(y, (pb, pc), resamples=2000, seed=0)}
+    boot = RegressionCheck._replicates(y, {"baseline": pb, "candidate": pc}, fig, SETTINGS)  # noqa: SLF001
+    return {"fig": fig, "infl": infl, "boot": boot, "reps": boot["reps"]}
 
 
 def test_worse_rate_is_decided_by_the_exact_binomial_test():
