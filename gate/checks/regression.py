@@ -34,6 +34,8 @@ LABELS = {"mae": "MAE", "rmse": "RMSE", "r2": "R^2"}
 #: Above this many samples the bootstrap resamples a seeded uniform subsample of this size and scales its spread
 #: to the whole data by sqrt(m / N) (the cost is resamples x samples); point values are always over every sample.
 BOOTSTRAP_SAMPLES = 20_000
+#: Which interval decides the MAE / RMSE / R^2 rules: "hull" (BCa and bootstrap-t both), "bootstrap-t", "off" (BCa)
+STUDENTIZED = "hull"
 STATE_KEYS = ("rows.index", "rows.target", "rows.baseline", "rows.candidate")
 
 
@@ -321,15 +323,6 @@ class RegressionCheck(Check):
                                ctx["infl"]["candidate"][metric][:, col])
         beyond_side, within_side = ("less", "greater") if rule == "min" else ("greater", "less")
         pseudo = RegressionCheck._studentized(rule, col, metric, ctx, settings, u)
-        if pseudo is not None:
-            beyond = float(stats.bootstrap_p_value(pseudo, bound=threshold, alternative=beyond_side))
-            within = float(stats.bootstrap_p_value(pseudo, bound=threshold, alternative=within_side))
-            worse = None
-            if rule not in ("min", "max"):
-                worse = float(stats.bootstrap_p_value(pseudo, bound=0.0, alternative="greater"))
-            lo, hi = stats.percentile_interval(pseudo, confidence=settings.confidence)
-            return Evidence(p_beyond=beyond, p_within=within, p_worse=worse, interval=(float(lo), float(hi)),
-                            method="paired bootstrap-t (studentized)")
         reps = compared(rule, ctx["reps"][0][metric][:, col], ctx["reps"][1][metric][:, col])
         est = np.asarray(compared(rule, b, c), dtype=np.float64)
         a = rs.acceleration(u)
@@ -339,9 +332,23 @@ class RegressionCheck(Check):
         worse = None
         if rule not in ("min", "max"):
             worse = float(rs.bca_p_value(reps, est, a, bound=0.0, alternative="greater"))
-        lo, hi = rs.bca_interval(reps, est, a, confidence=settings.confidence)
-        return Evidence(p_beyond=beyond, p_within=within, p_worse=worse, interval=(float(lo), float(hi)),
-                        method="paired bootstrap (BCa)")
+        lo, hi = (float(v) for v in rs.bca_interval(reps, est, a, confidence=settings.confidence))
+        if pseudo is None or STUDENTIZED == "off":
+            return Evidence(p_beyond=beyond, p_within=within, p_worse=worse, interval=(lo, hi),
+                            method="paired bootstrap (BCa)")
+        t_beyond = float(stats.bootstrap_p_value(pseudo, bound=threshold, alternative=beyond_side))
+        t_within = float(stats.bootstrap_p_value(pseudo, bound=threshold, alternative=within_side))
+        t_worse = None
+        if rule not in ("min", "max"):
+            t_worse = float(stats.bootstrap_p_value(pseudo, bound=0.0, alternative="greater"))
+        t_lo, t_hi = (float(v) for v in stats.percentile_interval(pseudo, confidence=settings.confidence))
+        if STUDENTIZED == "bootstrap-t":
+            return Evidence(p_beyond=t_beyond, p_within=t_within, p_worse=t_worse, interval=(t_lo, t_hi),
+                            method="paired bootstrap-t (studentized)")
+        # each claim only when both BCa and the bootstrap-t make it: the larger p-value, the hull of the intervals
+        return Evidence(p_beyond=max(beyond, t_beyond), p_within=max(within, t_within),
+                        p_worse=None if worse is None else max(worse, t_worse),
+                        interval=(min(lo, t_lo), max(hi, t_hi)), method="paired bootstrap, BCa and bootstrap-t")
 
     def _difference_interval(self, metric: str, col: int, ctx: dict[str, Any],
                              settings: DecisionSettings) -> tuple[float, float]:
