@@ -116,10 +116,16 @@ def bootstrap_sums(y: np.ndarray, preds: tuple[np.ndarray, np.ndarray], *, resam
     resamples gives them all (the target centred so that R^2's denominator does not cancel catastrophically).
     """
     n, t = y.shape
-    x = influence_basis(y, preds).transpose(0, 2, 1).reshape(n, 6 * t)          # (n, 6T): basis-major
+    basis = influence_basis(y, preds)                                         # (n, T, 6)
+    x = basis.transpose(0, 2, 1).reshape(n, 6 * t)                            # (n, 6T): basis-major
+    # and the products of each target's basis functions, for each resample's covariance of them (`moment_se`)
+    x = np.concatenate([x, (basis[:, :, :, None] * basis[:, :, None, :]).reshape(n, 36 * t)], axis=1)
     sums = np.concatenate([w @ x for w in sample_weights(n, resamples=resamples, seed=seed)], axis=0) / n
     abs_b, abs_c, sq_b, sq_c, m1, m2 = (sums[:, i * t:(i + 1) * t] for i in range(6))
-    return {"abs_b": abs_b, "abs_c": abs_c, "sq_b": sq_b, "sq_c": sq_c, "m1": m1, "sst": m2 - m1 * m1}
+    means = np.stack([sums[:, i * t:(i + 1) * t] for i in range(6)], axis=-1)            # (R, T, 6)
+    second = sums[:, 6 * t:].reshape(-1, t, 6, 6)                                       # (R, T, 6, 6)
+    return {"abs_b": abs_b, "abs_c": abs_c, "sq_b": sq_b, "sq_c": sq_c, "m1": m1, "sst": m2 - m1 * m1,
+            "cov": second - means[..., :, None] * means[..., None, :], "n": np.asarray(n)}
 
 
 def point_sums(y: np.ndarray, preds: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
@@ -169,6 +175,14 @@ def influence_coefficients(metric: str, model: int, sums: dict[str, np.ndarray])
         else:
             raise ValueError(f"unknown metric {metric!r}")
     return coef
+
+
+def moment_se(sums: dict[str, np.ndarray], coef: np.ndarray, target: int) -> np.ndarray:
+    """(R,): `replicate_se` of one target's statistic from the resamples' weighted covariances of its basis
+    functions (`bootstrap_sums`): sqrt(coef' Cov_w coef / n), no second pass over the weights. `coef` (R, 6)."""
+    cov = sums["cov"][:, target]                                              # (R, 6, 6)
+    var = np.einsum("rk,rkl,rl->r", coef, cov, coef)
+    return np.sqrt(np.maximum(var, 0.0) / float(sums["n"]))
 
 
 def replicate_se(basis: np.ndarray, coef: np.ndarray, *, resamples: int, seed: int) -> np.ndarray:

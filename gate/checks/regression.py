@@ -293,14 +293,16 @@ class RegressionCheck(Check):
             wb, wc = compared_weights(rule, rb[metric][:, col], rc[metric][:, col])
             coef = (wb[:, None, None] * rs.influence_coefficients(metric, 0, boot["sums"])
                     + wc[:, None, None] * rs.influence_coefficients(metric, 1, boot["sums"]))     # (R, T, 6)
-            basis = rs.influence_basis(boot["y"], boot["preds"])                                # (m, T, 6)
-            if col == 0:
-                coef = coef / coef.shape[1]
-                basis = basis.reshape(basis.shape[0], -1)
-                coef = coef.reshape(coef.shape[0], -1)
+            t_count = coef.shape[1]
+            if col == 0 and t_count > 1:
+                # the mean over targets reads every target's basis: a second pass over the same weights
+                basis = rs.influence_basis(boot["y"], boot["preds"])                            # (m, T, 6)
+                se_star = rs.replicate_se(basis.reshape(basis.shape[0], -1),
+                                          (coef / t_count).reshape(coef.shape[0], -1),
+                                          resamples=settings.resamples, seed=settings.seed)
             else:
-                basis, coef = basis[:, col - 1, :], coef[:, col - 1, :]
-            se_star = rs.replicate_se(basis, coef, resamples=settings.resamples, seed=settings.seed)
+                j = max(col, 1) - 1
+                se_star = rs.moment_se(boot["sums"], coef[:, j, :], j)
             with np.errstate(divide="ignore", invalid="ignore"):
                 t = (theta - theta_sub) / se_star
             t = np.where(np.isfinite(t), t, np.nan)
@@ -322,7 +324,8 @@ class RegressionCheck(Check):
         u = compared_influence(rule, b, c, ctx["infl"]["baseline"][metric][:, col],
                                ctx["infl"]["candidate"][metric][:, col])
         beyond_side, within_side = ("less", "greater") if rule == "min" else ("greater", "less")
-        pseudo = RegressionCheck._studentized(rule, col, metric, ctx, settings, u)
+        pseudo = (None if STUDENTIZED == "off"
+                  else RegressionCheck._studentized(rule, col, metric, ctx, settings, u))
         reps = compared(rule, ctx["reps"][0][metric][:, col], ctx["reps"][1][metric][:, col])
         est = np.asarray(compared(rule, b, c), dtype=np.float64)
         a = rs.acceleration(u)
@@ -333,7 +336,7 @@ class RegressionCheck(Check):
         if rule not in ("min", "max"):
             worse = float(rs.bca_p_value(reps, est, a, bound=0.0, alternative="greater"))
         lo, hi = (float(v) for v in rs.bca_interval(reps, est, a, confidence=settings.confidence))
-        if pseudo is None or STUDENTIZED == "off":
+        if pseudo is None:
             return Evidence(p_beyond=beyond, p_within=within, p_worse=worse, interval=(lo, hi),
                             method="paired bootstrap (BCa)")
         t_beyond = float(stats.bootstrap_p_value(pseudo, bound=threshold, alternative=beyond_side))

@@ -502,6 +502,8 @@ def test_replicate_se_is_the_delta_se_recomputed_on_the_resampled_data(metric, r
     else:
         basis, coef = basis[:, col - 1, :], coef[:, col - 1, :]
     got = rs.replicate_se(basis, coef, resamples=resamples, seed=seed)
+    if col > 0:                     # one target: the same from the resamples' covariances, without a second pass
+        assert rs.moment_se(sums, coef, col - 1) == pytest.approx(got, rel=1e-8)
     weights = np.concatenate(list(rs.sample_weights(60, resamples=resamples, seed=seed)))
     for r in range(resamples):
         rows = np.repeat(np.arange(60), weights[r].astype(int))
