@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gate import regression_stats as rs  # noqa: E402
-from gate.checks.base import RunContext, Step  # noqa: E402
 from gate.checks import regression as regression_check  # noqa: E402
+from gate.checks.base import RunContext, Step  # noqa: E402
 from gate.checks.regression import RegressionCheck, compared  # noqa: E402
 from gate.config import build_config  # noqa: E402
 

@@ -4,8 +4,10 @@ and averaged over targets, and the share of samples whose error grew (the regres
 Which statistic backs which rule (docs/checks/regression.md has the formulas and the measured coverage):
 - MAE / RMSE (`max`, `max_increase`, `max_relative_increase`) and R^2 (`min`, `max_drop`, `max_relative_drop`):
   a seeded per-sample paired bootstrap (`decision.bootstrap_resamples` resamples, both models on the same
-  resamples), bootstrap-t (studentized) intervals and p-values: t* = (theta* - theta) / se*, se* each resample's
-  delta-method standard error from the influence values under its own weights (BCa where that is undefined);
+  resamples); each claim only when both the BCa interval (acceleration from the influence values) and the
+  bootstrap-t make it (the larger p-value, the hull of the intervals): t* = (theta* - theta) / se*, se* each
+  resample's delta-method standard error from the influence values under its own weights (BCa alone where se is
+  0 or undefined);
 - `worse_rate` `max`: the exact binomial test (Clopper-Pearson interval), as the flips check's negative flip rate;
 - "the candidate's absolute errors are larger at all": the Wilcoxon signed-rank test of |e_c| - |e_b|, reported
   (details and a note), not a rule.
@@ -316,9 +318,9 @@ class RegressionCheck(Check):
     @staticmethod
     def _evidence(rule: str, threshold: float, col: int, metric: str, ctx: dict[str, Any],
                   settings: DecisionSettings) -> Evidence:
-        """Evidence of one rule on one column (0: mean over targets, j: target j) from the paired replicates: the
-        bootstrap-t (studentized) interval and the percentile p-values of its pseudo-replicates, so that they
-        invert each other; BCa where the studentization is undefined."""
+        """Evidence of one rule on one column (0: mean over targets, j: target j) from the paired replicates: BCa's
+        and the bootstrap-t's (the percentile p-values and interval of its pseudo-replicates), combined as
+        STUDENTIZED says (the hull by default); BCa alone where the studentization is undefined."""
         b = float(ctx["fig"]["baseline"].get(metric)[col])
         c = float(ctx["fig"]["candidate"].get(metric)[col])
         u = compared_influence(rule, b, c, ctx["infl"]["baseline"][metric][:, col],
