@@ -1,5 +1,6 @@
 """Statistics of paired regression errors: MAE, RMSE, R^2 and bias per target, their influence functions, a
-per-sample paired bootstrap with BCa intervals and p-values, and the Wilcoxon signed-rank test.
+per-sample paired bootstrap with BCa and studentized (bootstrap-t) intervals and p-values, and the Wilcoxon
+signed-rank test.
 
 Pure numpy + scipy.special (through gate.distributions); no scipy.stats (0.7 s to import). The regression check
 (gate/checks/regression.py) measures with these; gate.verdict decides. docs/checks/regression.md has the formulas
@@ -95,25 +96,114 @@ def sample_weights(n: int, *, resamples: int, seed: int, chunk_cells: int = 4_00
         yield np.bincount(draws.ravel(), minlength=r * n).reshape(r, n).astype(np.float64)
 
 
-def bootstrap_figures(y: np.ndarray, preds: tuple[np.ndarray, np.ndarray], *, resamples: int,
-                      seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Replicates (R, T + 1) of MAE, RMSE and R^2 for both models on the same resamples.
+#: The per-sample functions every metric's influence is a linear combination of (per target): both models' |e|
+#: and e^2, the centred target yc and yc^2.
+BASIS = ("abs_b", "abs_c", "sq_b", "sq_c", "yc", "yc2")
 
-    Every replicate is a function of weighted sums, so one matrix product per block of resamples gives them all:
-    sum w|e|, sum w e^2 per model, and sum w y, sum w y^2 of the centred target (centred so that R^2's
-    denominator does not cancel catastrophically).
+
+def influence_basis(y: np.ndarray, preds: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """(n, T, 6): the BASIS functions of each sample and target (yc centred on the full-data mean)."""
+    yc = y - y.mean(axis=0)
+    eb, ec = preds[0] - y, preds[1] - y
+    return np.stack([np.abs(eb), np.abs(ec), eb * eb, ec * ec, yc, yc * yc], axis=-1)
+
+
+def bootstrap_sums(y: np.ndarray, preds: tuple[np.ndarray, np.ndarray], *, resamples: int,
+                   seed: int) -> dict[str, np.ndarray]:
+    """Per resample (R, T): the weighted means of |e| and e^2 per model, of yc, and yc's weighted variance sst.
+
+    Every replicate of MAE, RMSE and R^2 is a function of weighted sums, so one matrix product per block of
+    resamples gives them all (the target centred so that R^2's denominator does not cancel catastrophically).
     """
     n, t = y.shape
-    yc = y - y.mean(axis=0)
-    cols = [np.abs(preds[0] - y), np.abs(preds[1] - y), (preds[0] - y) ** 2, (preds[1] - y) ** 2, yc, yc * yc]
-    x = np.concatenate(cols, axis=1)                                  # (n, 6T)
+    basis = influence_basis(y, preds)                                         # (n, T, 6)
+    x = basis.transpose(0, 2, 1).reshape(n, 6 * t)                            # (n, 6T): basis-major
+    # and the products of each target's basis functions, for each resample's covariance of them (`moment_se`)
+    x = np.concatenate([x, (basis[:, :, :, None] * basis[:, :, None, :]).reshape(n, 36 * t)], axis=1)
     sums = np.concatenate([w @ x for w in sample_weights(n, resamples=resamples, seed=seed)], axis=0) / n
     abs_b, abs_c, sq_b, sq_c, m1, m2 = (sums[:, i * t:(i + 1) * t] for i in range(6))
-    sst = m2 - m1 * m1
+    means = np.stack([sums[:, i * t:(i + 1) * t] for i in range(6)], axis=-1)            # (R, T, 6)
+    second = sums[:, 6 * t:].reshape(-1, t, 6, 6)                                       # (R, T, 6, 6)
+    return {"abs_b": abs_b, "abs_c": abs_c, "sq_b": sq_b, "sq_c": sq_c, "m1": m1, "sst": m2 - m1 * m1,
+            "cov": second - means[..., :, None] * means[..., None, :], "n": np.asarray(n)}
+
+
+def point_sums(y: np.ndarray, preds: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+    """`bootstrap_sums` of the data itself (every weight 1), (1, T) each."""
+    x = influence_basis(y, preds).mean(axis=0)                                 # (T, 6)
+    m1 = x[:, 4]
+    return {"abs_b": x[None, :, 0], "abs_c": x[None, :, 1], "sq_b": x[None, :, 2], "sq_c": x[None, :, 3],
+            "m1": m1[None], "sst": (x[:, 5] - m1 * m1)[None]}
+
+
+def figures_from_sums(sums: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """MAE, RMSE and R^2 (R, T + 1) of both models from `bootstrap_sums`."""
     out = []
-    for ab, sq in ((abs_b, sq_b), (abs_c, sq_c)):
-        out.append({"mae": _with_mean(ab), "rmse": _with_mean(np.sqrt(sq)), "r2": _with_mean(r2_from(sq, sst))})
+    for ab, sq in ((sums["abs_b"], sums["sq_b"]), (sums["abs_c"], sums["sq_c"])):
+        out.append({"mae": _with_mean(ab), "rmse": _with_mean(np.sqrt(sq)),
+                    "r2": _with_mean(r2_from(sq, sums["sst"]))})
     return out[0], out[1]
+
+
+def bootstrap_figures(y: np.ndarray, preds: tuple[np.ndarray, np.ndarray], *, resamples: int,
+                      seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Replicates (R, T + 1) of MAE, RMSE and R^2 for both models on the same resamples."""
+    return figures_from_sums(bootstrap_sums(y, preds, resamples=resamples, seed=seed))
+
+
+def influence_coefficients(metric: str, model: int, sums: dict[str, np.ndarray]) -> np.ndarray:
+    """(R, T, 6): each metric's influence (`influences`, up to a constant) as a combination of the BASIS functions,
+    at each resample's own estimates (`bootstrap_sums`; `point_sums` for the data), model 0 the baseline.
+
+    MAE: |e|; RMSE: e^2 / (2 RMSE); R^2: -e^2 / B + A (y - ybar*)^2 / B^2, with ybar* the resample's mean, so
+    (y - ybar*)^2 = yc^2 - 2 m1 yc + const."""
+    tag = "b" if model == 0 else "c"
+    sq = sums[f"sq_{tag}"]
+    coef = np.zeros(sq.shape + (6,))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if metric == "mae":
+            coef[..., model] = 1.0
+        elif metric == "rmse":
+            coef[..., 2 + model] = np.where(sq > 0, 0.5 / np.sqrt(np.where(sq > 0, sq, 1.0)), 0.0)
+        elif metric == "r2":
+            b = sums["sst"]
+            ok = b > 0
+            bb = np.where(ok, b, 1.0)
+            coef[..., 2 + model] = np.where(ok, -1.0 / bb, 0.0)
+            coef[..., 5] = np.where(ok, sq / (bb * bb), 0.0)
+            coef[..., 4] = np.where(ok, -2.0 * sums["m1"] * sq / (bb * bb), 0.0)
+        else:
+            raise ValueError(f"unknown metric {metric!r}")
+    return coef
+
+
+def moment_se(sums: dict[str, np.ndarray], coef: np.ndarray, target: int) -> np.ndarray:
+    """(R,): `replicate_se` of one target's statistic from the resamples' weighted covariances of its basis
+    functions (`bootstrap_sums`): sqrt(coef' Cov_w coef / n), no second pass over the weights. `coef` (R, 6)."""
+    cov = sums["cov"][:, target]                                              # (R, 6, 6)
+    var = np.einsum("rk,rkl,rl->r", coef, cov, coef)
+    return np.sqrt(np.maximum(var, 0.0) / float(sums["n"]))
+
+
+def replicate_se(basis: np.ndarray, coef: np.ndarray, *, resamples: int, seed: int) -> np.ndarray:
+    """(R,): the delta-method standard error of a statistic on each resample, sqrt(var_w(U) / n), where
+    U = basis @ coef[r] is its influence under that resample's estimates and var_w the variance under its weights.
+
+    `basis` (n, K), `coef` (R, K); the resamples are `sample_weights(n, resamples, seed)` again (the same seed gives
+    the same weights as the replicates), block by block, so memory stays O(block)."""
+    n = basis.shape[0]
+    out = []
+    start = 0
+    for w in sample_weights(n, resamples=resamples, seed=seed):
+        r = w.shape[0]
+        u = coef[start:start + r] @ basis.T                                   # (r, n)
+        start += r
+        wu = w * u
+        s1 = wu.sum(axis=1) / n
+        wu *= u
+        s2 = wu.sum(axis=1) / n
+        out.append(np.sqrt(np.maximum(s2 - s1 * s1, 0.0) / n))
+    return np.concatenate(out)
 
 
 def acceleration(influence: np.ndarray) -> np.ndarray:

@@ -4,7 +4,10 @@ and averaged over targets, and the share of samples whose error grew (the regres
 Which statistic backs which rule (docs/checks/regression.md has the formulas and the measured coverage):
 - MAE / RMSE (`max`, `max_increase`, `max_relative_increase`) and R^2 (`min`, `max_drop`, `max_relative_drop`):
   a seeded per-sample paired bootstrap (`decision.bootstrap_resamples` resamples, both models on the same
-  resamples), BCa intervals and p-values with the acceleration from each metric's empirical influence values;
+  resamples); each claim only when both the BCa interval (acceleration from the influence values) and the
+  bootstrap-t make it (the larger p-value, the hull of the intervals): t* = (theta* - theta) / se*, se* each
+  resample's delta-method standard error from the influence values under its own weights (BCa alone where se is
+  0 or undefined);
 - `worse_rate` `max`: the exact binomial test (Clopper-Pearson interval), as the flips check's negative flip rate;
 - "the candidate's absolute errors are larger at all": the Wilcoxon signed-rank test of |e_c| - |e_b|, reported
   (details and a note), not a rule.
@@ -33,6 +36,8 @@ LABELS = {"mae": "MAE", "rmse": "RMSE", "r2": "R^2"}
 #: Above this many samples the bootstrap resamples a seeded uniform subsample of this size and scales its spread
 #: to the whole data by sqrt(m / N) (the cost is resamples x samples); point values are always over every sample.
 BOOTSTRAP_SAMPLES = 20_000
+#: Which interval decides the MAE / RMSE / R^2 rules: "hull" (BCa and bootstrap-t both), "bootstrap-t", "off" (BCa)
+STUDENTIZED = "hull"
 STATE_KEYS = ("rows.index", "rows.target", "rows.baseline", "rows.candidate")
 
 
@@ -57,17 +62,26 @@ def compared(rule: str, base: Any, cand: Any) -> Any:
     return out[()] if out.ndim == 0 else out
 
 
-def compared_influence(rule: str, base: float, cand: float, u_base: np.ndarray, u_cand: np.ndarray) -> np.ndarray:
-    """Per-sample influence of `compared` (the chain rule on the two models' influences)."""
+def compared_weights(rule: str, base: Any, cand: Any) -> tuple[np.ndarray, np.ndarray]:
+    """d compared / d base and d compared / d cand (elementwise over arrays of the two models' values)."""
+    base = np.asarray(base, dtype=np.float64)
+    cand = np.asarray(cand, dtype=np.float64)
+    one = np.ones(np.broadcast(base, cand).shape)
     if rule in ("min", "max"):
-        return u_cand
+        return 0.0 * one, one
     sign = 1.0 if rule in ("max_drop", "max_relative_drop") else -1.0     # drop: b - c; increase: c - b
     if rule in ("max_drop", "max_increase"):
-        return sign * (u_base - u_cand)
-    if base <= 0:
-        return np.zeros_like(u_base)
-    # (b - c) / b = 1 - c / b: d/db = c / b^2, d/dc = -1 / b (the negatives for an increase)
-    return sign * ((cand / (base * base)) * u_base - u_cand / base)
+        return sign * one, -sign * one
+    # (b - c) / b = 1 - c / b: d/db = c / b^2, d/dc = -1 / b (the negatives for an increase); 0 where b <= 0
+    ok = base > 0
+    bb = np.where(ok, base, 1.0)
+    return np.where(ok, sign * cand / (bb * bb), 0.0) * one, np.where(ok, -sign / bb, 0.0) * one
+
+
+def compared_influence(rule: str, base: float, cand: float, u_base: np.ndarray, u_cand: np.ndarray) -> np.ndarray:
+    """Per-sample influence of `compared` (the chain rule on the two models' influences)."""
+    wb, wc = compared_weights(rule, base, cand)
+    return float(wb) * u_base + float(wc) * u_cand
 
 
 def _arr(x: Any, *, what: str) -> np.ndarray:
@@ -229,57 +243,127 @@ class RegressionCheck(Check):
         growth = np.abs(preds["candidate"] - y) - np.abs(preds["baseline"] - y)
         return np.any(growth > thresholds, axis=1)
 
-    def _replicates(self, y: np.ndarray, preds: dict[str, np.ndarray], fig: dict[str, rs.ModelFigures],
-                    settings: DecisionSettings) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int]:
-        """Bootstrap replicates of every metric, both models; on a seeded subsample (spread scaled) for large N."""
+    @staticmethod
+    def _replicates(y: np.ndarray, preds: dict[str, np.ndarray], fig: dict[str, rs.ModelFigures],
+                    settings: DecisionSettings) -> dict[str, Any]:
+        """Bootstrap replicates of every metric, both models; on a seeded subsample (spread scaled) for large N.
+
+        Returns `reps` (baseline, candidate) scaled to the whole data, and for the bootstrap-t the resampled data
+        (`y`, `preds`), their own figures `sub_fig` and the resamples' weighted sums `sums`."""
         n = y.shape[0]
         if n <= BOOTSTRAP_SAMPLES:
-            rb, rc = rs.bootstrap_figures(y, (preds["baseline"], preds["candidate"]), resamples=settings.resamples,
-                                          seed=settings.seed)
-            return rb, rc, n
-        keep = np.sort(np.random.default_rng(settings.seed).choice(n, BOOTSTRAP_SAMPLES, replace=False))
-        ys, pb, pc = y[keep], preds["baseline"][keep], preds["candidate"][keep]
-        rb, rc = rs.bootstrap_figures(ys, (pb, pc), resamples=settings.resamples, seed=settings.seed)
+            ys, pb, pc = y, preds["baseline"], preds["candidate"]
+        else:
+            keep = np.sort(np.random.default_rng(settings.seed).choice(n, BOOTSTRAP_SAMPLES, replace=False))
+            ys, pb, pc = y[keep], preds["baseline"][keep], preds["candidate"][keep]
+        sums = rs.bootstrap_sums(ys, (pb, pc), resamples=settings.resamples, seed=settings.seed)
+        rb, rc = rs.figures_from_sums(sums)
+        boot: dict[str, Any] = {"y": ys, "preds": (pb, pc), "sums": sums, "samples": ys.shape[0],
+                                "raw": (rb, rc)}
+        if n <= BOOTSTRAP_SAMPLES:
+            boot["reps"], boot["sub_fig"] = (rb, rc), fig
+            return boot
         scale = math.sqrt(BOOTSTRAP_SAMPLES / n)
         sub = {"baseline": rs.figures(ys, pb), "candidate": rs.figures(ys, pc)}
         out = []
         for role, reps in (("baseline", rb), ("candidate", rc)):
             out.append({m: fig[role].get(m) + scale * (reps[m] - sub[role].get(m)) for m in rs.METRICS})
-        return out[0], out[1], BOOTSTRAP_SAMPLES
+        boot["reps"], boot["sub_fig"] = (out[0], out[1]), sub
+        return boot
+
+    @staticmethod
+    def _studentized(rule: str, col: int, metric: str, ctx: dict[str, Any], settings: DecisionSettings,
+                     u: np.ndarray) -> np.ndarray | None:
+        """Bootstrap-t pseudo-replicates est - t* se of the compared quantity, t* = (theta* - theta_sub) / se*
+        with se* its delta-method standard error under each resample's weights and estimates (on the resampled
+        data: t* is pivotal, so a subsample's serves the whole data), se from the full data's influences `u`.
+        None when it is undefined (no spread, a NaN metric): the caller falls back to BCa."""
+        key = (rule, col, metric)
+        cache = ctx.setdefault("student", {})
+        if key in cache:
+            return cache[key]
+        fig, boot = ctx["fig"], ctx["boot"]
+        n = u.shape[0]
+        est = float(compared(rule, float(fig["baseline"].get(metric)[col]), float(fig["candidate"].get(metric)[col])))
+        se = math.sqrt(float(np.mean(u * u)) / n) if np.all(np.isfinite(u)) else float("nan")
+        out = None
+        if math.isfinite(est) and math.isfinite(se) and se > 0:
+            rb, rc = boot["raw"]
+            sb, sc = boot["sub_fig"]["baseline"], boot["sub_fig"]["candidate"]
+            theta = compared(rule, rb[metric][:, col], rc[metric][:, col])
+            theta_sub = float(compared(rule, float(sb.get(metric)[col]), float(sc.get(metric)[col])))
+            wb, wc = compared_weights(rule, rb[metric][:, col], rc[metric][:, col])
+            coef = (wb[:, None, None] * rs.influence_coefficients(metric, 0, boot["sums"])
+                    + wc[:, None, None] * rs.influence_coefficients(metric, 1, boot["sums"]))     # (R, T, 6)
+            t_count = coef.shape[1]
+            if col == 0 and t_count > 1:
+                # the mean over targets reads every target's basis: a second pass over the same weights
+                basis = rs.influence_basis(boot["y"], boot["preds"])                            # (m, T, 6)
+                se_star = rs.replicate_se(basis.reshape(basis.shape[0], -1),
+                                          (coef / t_count).reshape(coef.shape[0], -1),
+                                          resamples=settings.resamples, seed=settings.seed)
+            else:
+                j = max(col, 1) - 1
+                se_star = rs.moment_se(boot["sums"], coef[:, j, :], j)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t = (theta - theta_sub) / se_star
+            t = np.where(np.isfinite(t), t, np.nan)
+            if np.any(np.isfinite(t)):
+                out = est - t * se
+        cache[key] = out
+        return out
 
     # ------------------------------------------------------------------------------------------------ rules
 
-    def _evidence(self, rule: str, threshold: float, col: int, metric: str, ctx: dict[str, Any],
-                  confidence: float) -> Evidence:
-        """BCa evidence of one rule on one column (0: mean over targets, j: target j) from the paired replicates."""
+    @staticmethod
+    def _evidence(rule: str, threshold: float, col: int, metric: str, ctx: dict[str, Any],
+                  settings: DecisionSettings) -> Evidence:
+        """Evidence of one rule on one column (0: mean over targets, j: target j) from the paired replicates: BCa's
+        and the bootstrap-t's (the percentile p-values and interval of its pseudo-replicates), combined as
+        STUDENTIZED says (the hull by default); BCa alone where the studentization is undefined."""
         b = float(ctx["fig"]["baseline"].get(metric)[col])
         c = float(ctx["fig"]["candidate"].get(metric)[col])
-        reps = compared(rule, ctx["reps"][0][metric][:, col], ctx["reps"][1][metric][:, col])
         u = compared_influence(rule, b, c, ctx["infl"]["baseline"][metric][:, col],
                                ctx["infl"]["candidate"][metric][:, col])
+        beyond_side, within_side = ("less", "greater") if rule == "min" else ("greater", "less")
+        pseudo = (None if STUDENTIZED == "off"
+                  else RegressionCheck._studentized(rule, col, metric, ctx, settings, u))
+        reps = compared(rule, ctx["reps"][0][metric][:, col], ctx["reps"][1][metric][:, col])
         est = np.asarray(compared(rule, b, c), dtype=np.float64)
         a = rs.acceleration(u)
         reps = np.where(np.isfinite(reps), reps, np.nan)
-        beyond_side, within_side = ("less", "greater") if rule == "min" else ("greater", "less")
         beyond = float(rs.bca_p_value(reps, est, a, bound=threshold, alternative=beyond_side))
         within = float(rs.bca_p_value(reps, est, a, bound=threshold, alternative=within_side))
         worse = None
         if rule not in ("min", "max"):
             worse = float(rs.bca_p_value(reps, est, a, bound=0.0, alternative="greater"))
-        lo, hi = rs.bca_interval(reps, est, a, confidence=confidence)
-        return Evidence(p_beyond=beyond, p_within=within, p_worse=worse, interval=(float(lo), float(hi)),
-                        method="paired bootstrap (BCa)")
+        lo, hi = (float(v) for v in rs.bca_interval(reps, est, a, confidence=settings.confidence))
+        if pseudo is None:
+            return Evidence(p_beyond=beyond, p_within=within, p_worse=worse, interval=(lo, hi),
+                            method="paired bootstrap (BCa)")
+        t_beyond = float(stats.bootstrap_p_value(pseudo, bound=threshold, alternative=beyond_side))
+        t_within = float(stats.bootstrap_p_value(pseudo, bound=threshold, alternative=within_side))
+        t_worse = None
+        if rule not in ("min", "max"):
+            t_worse = float(stats.bootstrap_p_value(pseudo, bound=0.0, alternative="greater"))
+        t_lo, t_hi = (float(v) for v in stats.percentile_interval(pseudo, confidence=settings.confidence))
+        if STUDENTIZED == "bootstrap-t":
+            return Evidence(p_beyond=t_beyond, p_within=t_within, p_worse=t_worse, interval=(t_lo, t_hi),
+                            method="paired bootstrap-t (studentized)")
+        # each claim only when both BCa and the bootstrap-t make it: the larger p-value, the hull of the intervals
+        return Evidence(p_beyond=max(beyond, t_beyond), p_within=max(within, t_within),
+                        p_worse=None if worse is None else max(worse, t_worse),
+                        interval=(min(lo, t_lo), max(hi, t_hi)), method="paired bootstrap, BCa and bootstrap-t")
 
     def _difference_interval(self, metric: str, col: int, ctx: dict[str, Any],
-                             confidence: float) -> tuple[float, float]:
-        """BCa interval of candidate - baseline (the tables' column)."""
-        b = float(ctx["fig"]["baseline"].get(metric)[col])
-        c = float(ctx["fig"]["candidate"].get(metric)[col])
-        reps = ctx["reps"][1][metric][:, col] - ctx["reps"][0][metric][:, col]
-        u = ctx["infl"]["candidate"][metric][:, col] - ctx["infl"]["baseline"][metric][:, col]
-        lo, hi = rs.bca_interval(np.where(np.isfinite(reps), reps, np.nan), np.asarray(c - b), rs.acceleration(u),
-                                 confidence=confidence)
-        return float(lo), float(hi)
+                             settings: DecisionSettings) -> tuple[float, float]:
+        """Interval of candidate - baseline (the tables' column): the same statistic as the rules."""
+        rule = "max_increase"                       # c - b for every metric (for R^2 the negative of its drop)
+        sign = 1.0
+        if metric == "r2":
+            rule, sign = "max_drop", -1.0
+        lo, hi = self._evidence(rule, 0.0, col, metric, ctx, settings).interval
+        return (float(lo), float(hi)) if sign > 0 else (-float(hi), -float(lo))
 
     def _rule_findings(self, settings: DecisionSettings, ctx: dict[str, Any],
                        names: tuple[str, ...]) -> list[Finding]:
@@ -290,7 +374,7 @@ class RegressionCheck(Check):
         for metric in rs.METRICS:
             for rule, threshold in self._gated(metric).items():
                 b, c = float(fig["baseline"].get(metric)[0]), float(fig["candidate"].get(metric)[0])
-                ev = (self._evidence(rule, threshold, 0, metric, ctx, settings.confidence)
+                ev = (self._evidence(rule, threshold, 0, metric, ctx, settings)
                       if settings.statistical else None)
                 label = metric if t == 1 else f"{metric}[mean of {t} targets]"
                 findings.append(judge(metric=label, rule=rule, threshold=threshold, value=float(compared(rule, b, c)),
@@ -301,7 +385,7 @@ class RegressionCheck(Check):
                   for rule, threshold in self._gated(metric).items()]
         evidence: list[Evidence | None] = [None] * len(family)
         if settings.statistical and family:
-            raw = [self._evidence(rule, thr, j, metric, ctx, settings.confidence) for j, metric, rule, thr in family]
+            raw = [self._evidence(rule, thr, j, metric, ctx, settings) for j, metric, rule, thr in family]
             adj_beyond = stats.adjust(np.array([e.p_beyond for e in raw], dtype=np.float64),
                                       settings.multiple_comparisons)
             worse = np.array([np.nan if e.p_worse is None else e.p_worse for e in raw], dtype=np.float64)
@@ -343,8 +427,8 @@ class RegressionCheck(Check):
             finite = all(np.isfinite(preds[r]).all() for r in ROLES) and np.isfinite(y).all()
             if settings.statistical:
                 ctx["infl"] = {r: rs.influences(y, preds[r], fig[r]) for r in ROLES}
-                rb, rc, resampled = self._replicates(y, preds, fig, settings)
-                ctx["reps"] = (rb, rc)
+                boot = self._replicates(y, preds, fig, settings)
+                ctx["boot"], ctx["reps"], resampled = boot, boot["reps"], boot["samples"]
             findings = self._rule_findings(settings, ctx, names)
             thresholds, worse_how = self._worse_thresholds(y)
             worse = self._worse_mask(y, preds, thresholds)
@@ -380,8 +464,9 @@ class RegressionCheck(Check):
             "targets": list(names),
             "bootstrap_resamples": settings.resamples if settings.statistical else 0,
             "bootstrap_samples": resampled,
-            "interval": "BCa: percentile bootstrap with bias correction z0 and acceleration from the empirical "
-                        "influence values (docs/checks/regression.md)",
+            "interval": "bootstrap-t: theta - q(t*) se with t* = (theta* - theta) / se*, se* each resample's "
+                        "standard error from the influence values under its weights; BCa where se is 0 or "
+                        "undefined (docs/checks/regression.md)",
             "metrics": self.metrics(),
             "worse": {"definition": f"a sample whose |error| grows by more than the threshold in any target "
                                     f"({worse_how})",
@@ -419,13 +504,13 @@ class RegressionCheck(Check):
             row: list[Any] = [label]
             for m in rs.METRICS:
                 bv, cv = float(fig["baseline"].get(m)[col]), float(fig["candidate"].get(m)[col])
-                ci = self._difference_interval(m, col, ctx, settings.confidence) if "reps" in ctx else None
+                ci = self._difference_interval(m, col, ctx, settings) if "reps" in ctx else None
                 delta = f"{cv - bv:+.4g}" if math.isfinite(cv - bv) else "NaN"
                 row += [_cell(bv), _cell(cv), (delta + " " + _interval_text(ci)).strip()]
             row += [_cell(float(fig["baseline"].bias[col])), _cell(float(fig["candidate"].bias[col]))]
             rows.append(tuple(row))
         return Table(title="Regression metrics per target (b: baseline, c: candidate; delta = c - b"
-                           + (f", {settings.confidence:.0%} BCa interval" if ci_head else "") + ")",
+                           + (f", {settings.confidence:.0%} bootstrap-t interval" if ci_head else "") + ")",
                      headers=tuple(headers), rows=tuple(rows))
 
     def _growth_table(self, index: np.ndarray, y: np.ndarray, preds: dict[str, np.ndarray], growth: np.ndarray,

@@ -25,7 +25,7 @@ _STATISTICS = {
     "classification": "Tango score tests, exact binomial tests, paired bootstrap for F1",
     "multi_label": "Tango score tests and exact binomial tests per label, paired bootstrap over samples for the "
                    "averages",
-    "regression": "paired BCa bootstrap of the error metrics, exact binomial test for the worse-sample rate",
+    "regression": "paired bootstrap of the error metrics (BCa and bootstrap-t both), exact binomial test for the worse-sample rate",
 }
 _FAMILY = {"classification": "classes", "multi_label": "labels", "regression": "targets"}
 

@@ -125,7 +125,7 @@ def test_the_schema_keeps_classification_metrics_required():
         validate_report(data)
 
 
-@pytest.mark.parametrize("task,says,family", [("regression", "BCa bootstrap", "targets"),
+@pytest.mark.parametrize("task,says,family", [("regression", "BCa and bootstrap-t", "targets"),
                                               ("multi_label", "per label", "labels")])
 def test_the_markdown_footer_names_the_tasks_own_statistics(task, says, family):
     from dataclasses import replace
