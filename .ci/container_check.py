@@ -350,7 +350,7 @@ def scenario_runs_by_owner(res: Results, runner: Runner, template: Path, github:
     res.expect(scenario, "no traceback", "Traceback" not in run.stderr)
     res.equal(scenario, "outputs", run.outputs, {
         "verdict": "error", "exit-code": "2", "failed-checks": "", "report-json": "", "report-markdown": "",
-        "power-note": "", "min-detectable-drop": "", "samples-needed": ""})
+        "power-note": "", "min-detectable-drop": "", "samples-needed": "", "state": ""})
     if run.error_lines:
         res.equal(scenario, "annotations", run.commands("error"),
                   [f"::error title=gate could not run::{run.error_lines[0]}"])
