@@ -156,6 +156,24 @@ class SampleRow:
         return "positive" if self.onnx_pred == self.label else "neutral"
 
 
+
+def _fold_numeric(stats: Any, ref: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The element-wise rule's counts, sums and maxima of one batch into `stats` (ParityStats or OutputParity);
+    the batch's absolute and relative errors back."""
+    absdiff, rel = abs_rel_errors(got, ref)
+    stats.samples += absdiff.shape[0]
+    stats.elements += absdiff.size
+    stats.outside += int(_outside(absdiff, rel, atol=stats.atol, rtol=stats.rtol).sum())
+    stats.non_finite += int((~np.isfinite(np.asarray(got, dtype=np.float64))).sum())
+    stats.sum_abs += float(absdiff.sum())
+    stats.sum_rel += float(rel.sum())
+    stats.max_abs = _nanmax(stats.max_abs, absdiff)
+    stats.max_rel = _nanmax(stats.max_rel, rel)
+    stats.required_atol = max(stats.required_atol, required_atol(absdiff, rel, rtol=stats.rtol))
+    stats.required_rtol = max(stats.required_rtol, required_rtol(absdiff, rel, atol=stats.atol))
+    return absdiff, rel
+
+
 class ParityStats:
     """Sufficient statistics of ONNX vs PyTorch over the pass; memory does not grow with the number of samples."""
 
@@ -182,18 +200,8 @@ class ParityStats:
 
     def update(self, ref: np.ndarray, got: np.ndarray, labels: np.ndarray, *, offset: int) -> None:
         """Add one batch: ref = PyTorch (B, K), got = ONNX (B, K), labels (B,), offset = first sample's index."""
-        absdiff, rel = abs_rel_errors(got, ref)
+        absdiff, rel = _fold_numeric(self, ref, got)
         n, k = absdiff.shape
-        self.samples += n
-        self.elements += absdiff.size
-        self.outside += int(_outside(absdiff, rel, atol=self.atol, rtol=self.rtol).sum())
-        self.non_finite += int((~np.isfinite(np.asarray(got, dtype=np.float64))).sum())
-        self.sum_abs += float(absdiff.sum())
-        self.sum_rel += float(rel.sum())
-        self.max_abs = _nanmax(self.max_abs, absdiff)
-        self.max_rel = _nanmax(self.max_rel, rel)
-        self.required_atol = max(self.required_atol, required_atol(absdiff, rel, rtol=self.rtol))
-        self.required_rtol = max(self.required_rtol, required_rtol(absdiff, rel, atol=self.atol))
         torch_pred = np.argmax(np.asarray(ref, dtype=np.float64), axis=1)
         onnx_pred = np.argmax(np.nan_to_num(np.asarray(got, dtype=np.float64), nan=-np.inf), axis=1)
         labels = np.asarray(labels, dtype=np.int64)
@@ -298,17 +306,7 @@ class OutputParity:
         self.samples_agree = 0             # samples where every label is predicted the same (multi_label)
 
     def update(self, ref: np.ndarray, got: np.ndarray) -> None:
-        absdiff, rel = abs_rel_errors(got, ref)
-        self.samples += absdiff.shape[0]
-        self.elements += absdiff.size
-        self.outside += int(_outside(absdiff, rel, atol=self.atol, rtol=self.rtol).sum())
-        self.non_finite += int((~np.isfinite(np.asarray(got, dtype=np.float64))).sum())
-        self.sum_abs += float(absdiff.sum())
-        self.sum_rel += float(rel.sum())
-        self.max_abs = _nanmax(self.max_abs, absdiff)
-        self.max_rel = _nanmax(self.max_rel, rel)
-        self.required_atol = max(self.required_atol, required_atol(absdiff, rel, rtol=self.rtol))
-        self.required_rtol = max(self.required_rtol, required_rtol(absdiff, rel, atol=self.atol))
+        _fold_numeric(self, ref, got)
         if self.task == "multi_label":
             same = (np.asarray(ref) >= 0.5) == (np.nan_to_num(np.asarray(got, dtype=np.float64), nan=-1.0) >= 0.5)
             self.labels_agree += int(same.sum())
