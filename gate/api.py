@@ -18,7 +18,7 @@ import difflib
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Union
 
@@ -26,6 +26,7 @@ from gate.config import CHECK_NAMES, TRUST_CHOICES, GateConfig, build_config, de
 from gate.errors import ConfigError
 from gate.report.model import CheckResult, Finding
 from gate.report.model import Report as ReportModel
+from gate.tasks import TASK_CHOICES
 
 if TYPE_CHECKING:
     import torch
@@ -39,9 +40,9 @@ __all__ = ["Failure", "OPTIONS", "Report", "check", "configure", "merge", "rende
 #: The keyword options of gate.check, named as the CLI's options are (--model-factory -> model_factory).
 OPTIONS: tuple[str, ...] = (
     "model_factory", "trust_checkpoint", "device", "batch_size", "limit", "seed", "threads", "decision",
-    "enable", "disable", "onnx",
+    "enable", "disable", "onnx", "task",
 )
-_CHOICES = {"device": ("cpu", "cuda", "auto"), "decision": ("point", "non-inferiority")}
+_CHOICES = {"device": ("cpu", "cuda", "auto"), "decision": ("point", "non-inferiority"), "task": TASK_CHOICES}
 REPORT_KINDS = ("json", "markdown", "junit", "html")
 
 
@@ -217,6 +218,8 @@ def config_overrides(options: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("batch_size", "limit"):
         if opts[key] is not None:
             out.setdefault("data", {})[key] = opts[key]
+    if opts["task"]:
+        out["task"] = _choose(opts["task"], _CHOICES["task"], option="task")
     if opts["decision"]:
         out.setdefault("decision", {})["mode"] = _choose(opts["decision"], _CHOICES["decision"], option="decision")
     checks: dict[str, Any] = {}
@@ -235,17 +238,20 @@ def configure(config: str | os.PathLike[str] | Mapping[str, Any] | None = None, 
     """The effective GateConfig: gate.yaml (a path), or the same settings as a dict, with the options on top.
 
     Trust (`trust_checkpoint="baseline"`, `"candidate"`, `"all"` or a list of them) comes only from the options,
-    as it comes only from the command line: a config file or dict cannot give it.
+    as it comes only from the command line: a config file or dict cannot give it. `task` (auto, classification,
+    multi_label, regression) wins over the config's `task:`, as `--task` does; errors about it then name --task.
     """
     overrides = config_overrides(options)
     trusted = trusted_roles([_choose(role, TRUST_CHOICES, option="trust_checkpoint")
                              for role in _names(options.get("trust_checkpoint"), option="trust_checkpoint")])
     if config is None or isinstance(config, (str, os.PathLike)):
-        return load_config(os.fspath(config) if config is not None else None, overrides=overrides, trusted=trusted)
-    if not isinstance(config, Mapping):
+        built = load_config(os.fspath(config) if config is not None else None, overrides=overrides, trusted=trusted)
+    elif not isinstance(config, Mapping):
         raise ConfigError(f"config: expected a path to gate.yaml, a dict of settings or None, found "
                           f"{type(config).__name__}")
-    return build_config(deep_merge(dict(config), overrides), source="config", trusted=trusted)
+    else:
+        built = build_config(deep_merge(dict(config), overrides), source="config", trusted=trusted)
+    return replace(built, task_source="--task") if "task" in overrides else built
 
 
 def run(config: GateConfig, candidate: ModelSource, baseline: ModelSource, data: DataSource | None, *,

@@ -16,6 +16,7 @@ import click
 
 import gate
 from gate.config import CHECK_NAMES
+from gate.tasks import TASK_CHOICES
 from gate.errors import GateError
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
@@ -63,6 +64,9 @@ def cli() -> None:
 @click.option("--seed", type=click.IntRange(min=0), help="Seed for everything random (default 0).")
 @click.option("--threads", type=click.IntRange(min=1), help="torch intra-op threads.")
 @click.option("--decision", type=click.Choice(["significant-and-beyond", "non-inferiority", "point"]), help="How metric deltas are decided.")
+@click.option("--task", type=click.Choice(TASK_CHOICES),
+              help="What the models do: auto (read from the models), classification, multi_label or regression; "
+                   "wins over the config's task (docs/tasks.md).")
 @click.option("--enable", multiple=True, type=click.Choice(CHECK_NAMES), metavar="CHECK",
               help=f"Turn a check on (repeatable): {', '.join(CHECK_NAMES)}.")
 @click.option("--disable", multiple=True, type=click.Choice(CHECK_NAMES), metavar="CHECK", help="Turn a check off (repeatable).")

@@ -82,6 +82,7 @@ class GateConfig:
     trusted: frozenset[str] = frozenset()  # roles whose checkpoints may run code: from the command line only
     task: str = "auto"                  # auto | classification | multi_label | regression (gate.tasks resolves auto)
     explicit_checks: frozenset[str] = frozenset()  # checks enabled by name in gate.yaml or --enable, not by default
+    task_source: str | None = None      # "--task" when the task came from the options (CLI, API), not the config
 
     def where(self, key_path: str) -> str:
         """'gate.yaml: key.path', for errors found after validation (they need the models or the data)."""

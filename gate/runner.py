@@ -284,7 +284,7 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check], *, shard: Any = No
                     i = int(torch.nonzero(bad)[0])
                     single = [r for r in ROLES if models[r].output in ("sigmoid", "binary_logit")]
                     hint = (f" (the {' and the '.join(single)} output{'s' if len(single) == 1 else ''} one column, "
-                            f"read as a binary classifier: for a regression model, set task: regression)"
+                            f"read as a binary classifier: for a regression model, set task: regression or --task regression)"
                             if single else "")
                     raise DataError(
                         f"{data.path}: label {int(labels[i])} of sample {seen + i} is out of range for models with "
@@ -296,8 +296,15 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check], *, shard: Any = No
                 flipped.update(offset=seen, labels=label_values, preds=preds, scores=scores, meta=meta,
                                kinds={role: models[role].output for role in ROLES})
             else:
-                labels = _task_labels(labels, task=task, width=k_b, offset=seen, meta=meta,
-                                      where=f"{data.path}: batch {index}")
+                try:
+                    labels = _task_labels(labels, task=task, width=k_b, offset=seen, meta=meta,
+                                          where=f"{data.path}: batch {index}")
+                except DataError as err:
+                    given = getattr(ctx.config, "task_source", None)
+                    if given is None:
+                        raise
+                    raise DataError(f"{err} (the task {task} was set by {given}; --task auto reads it from the "
+                                    "models)") from err
                 preds = {role: predictions(s, task) for role, s in scores.items()}
             step = Step(
                 index=index,

@@ -1,7 +1,8 @@
 """The task a run compares (classification, multi_label, regression), resolved before the pass in one place.
 
-Resolution: gate.yaml's `task`, else the models' declared `output` (multi_label -> multi_label, regression ->
-regression, a classifier's kind -> classification), else a Hugging Face config's problem_type
+Resolution: the declared task (`--task`, which wins over gate.yaml's `task`; config.task_source says which), else
+the models' declared `output` (multi_label -> multi_label, regression -> regression, a classifier's kind ->
+classification), else a Hugging Face config's problem_type
 (multi_label_classification, regression; num_labels == 1 with problem_type unset -> regression), else
 classification. What the two roles or the declarations say must agree (ConfigError, exit 2, otherwise).
 
@@ -75,8 +76,9 @@ def refuse_conflicts(config: Any) -> None:
     task = getattr(config, "task", "auto")
     for role, (kind, key) in declared.items():
         if task != "auto" and kind_task(kind) != task:
+            given = f" (by {config.task_source})" if getattr(config, "task_source", None) else ""
             raise ConfigError(
-                f"{config.where(key)}: {kind} is a {kind_task(kind)} output, but task is {task} "
+                f"{config.where(key)}: {kind} is a {kind_task(kind)} output, but task is {task}{given} "
                 f"(for {task} use output {' or '.join(KINDS[task])}, or auto)")
     tasks = {role: kind_task(kind) for role, (kind, _) in declared.items()}
     if len(set(tasks.values())) > 1:
@@ -106,7 +108,7 @@ def resolve_task(config: Any, models: Mapping[str, Any]) -> str:
     if task != "auto":
         for role, (what, why) in said.items():
             if what != task:
-                raise ConfigError(f"{config.where('task')}: {task}, but {why} means {what}; set "
+                raise ConfigError(f"{_task_where(config)}: {task}, but {why} means {what}; set "
                                   f"model.{role}.output to say what the model returns")
         return task
     found_tasks = {what for what, _ in said.values()}
@@ -115,6 +117,12 @@ def resolve_task(config: Any, models: Mapping[str, Any]) -> str:
         raise ConfigError(f"the baseline is a {b[0]} model ({b[1]}) and the candidate a {c[0]} model ({c[1]}); "
                           "a gate compares two models of the same task (set task or model.<role>.output)")
     return found_tasks.pop() if found_tasks else "classification"
+
+
+def _task_where(config: Any) -> str:
+    """'--task' when the option set the task, else 'gate.yaml: task'."""
+    source = getattr(config, "task_source", None)
+    return source if source else config.where("task")
 
 
 def target_names(count: int) -> tuple[str, ...]:

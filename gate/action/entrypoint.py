@@ -71,6 +71,7 @@ GATE_INPUTS: tuple[InputOption, ...] = (
     InputOption("seed", "--seed", "value"),
     InputOption("threads", "--threads", "value"),
     InputOption("decision", "--decision", "value"),
+    InputOption("task", "--task", "value"),
     InputOption("verbose", "--verbose", "flag"),
     InputOption("debug", "--debug", "flag"),
     InputOption("shard", "--shard", "value"),

@@ -49,7 +49,8 @@ def sample_value(spec: ep.InputOption) -> str:
         return "all"
     if spec.kind == "multi":
         return "accuracy, flips"
-    return {"device": "cpu", "decision": "point", "batch-size": "16", "limit": "50", "seed": "3", "threads": "2"}.get(
+    return {"device": "cpu", "decision": "point", "batch-size": "16", "limit": "50", "seed": "3", "threads": "2",
+            "task": "regression"}.get(
         spec.input, f"value-of-{spec.input}"
     )
 
@@ -108,6 +109,7 @@ def test_click_parses_the_argv_built_from_every_input():
     assert ctx.params["trust_checkpoint"] == ("all",) and ctx.params["debug"] is True
     assert ctx.params["verbose"] is True
     assert ctx.params["model_factory"] == "value-of-model-factory"
+    assert ctx.params["task"] == "regression"
 
 
 def test_action_yml_defaults_give_a_plain_gate_check():
@@ -175,6 +177,21 @@ def test_required_inputs_are_what_gate_check_requires():
         if param.required:
             required.add("candidate" if param.param_type_name == "argument" else max(param.opts, key=len)[2:])
     assert required == set(ep.REQUIRED_INPUTS)
+
+
+@pytest.mark.parametrize("task", ["auto", "classification", "multi_label", "regression"])
+def test_the_task_input_is_the_task_option(task: str):
+    argv = ep.build_gate_argv({**REQUIRED, "task": task})
+    assert argv[argv.index("--task"):argv.index("--task") + 2] == ["--task", task]
+    assert check_command().make_context("check", argv[1:]).params["task"] == task
+
+
+def test_an_empty_task_input_passes_no_task_so_the_configs_stands():
+    assert "--task" not in ep.build_gate_argv({**REQUIRED, "task": ""})
+    assert "--task" not in ep.build_gate_argv({**REQUIRED, "task": "  "})
+    assert action_inputs()["task"]["default"] == ""
+    with pytest.raises(ConfigError, match="--task has its own input; set 'task' instead"):
+        ep.build_gate_argv({**REQUIRED, "extra-args": "--task regression"})
 
 
 def test_enable_accepts_commas_spaces_and_lines():
