@@ -757,3 +757,24 @@ def test_token_holder_finds_a_parent_that_keeps_the_runners_tokens(tmp_path):
             assert holder == f"pid {parent} (/proc/{parent}/environ)"
         else:
             assert holder == "None" or not holder.startswith(f"pid {parent} "), holder
+
+
+@pytest.mark.parametrize("task_input,task", [("", "regression"), ("multi_label", "multi_label")])
+def test_a_forks_task_comes_from_the_policy_or_the_input_never_from_its_own_config(tmp_path: Path, task_input: str,
+                                                                                  task: str):
+    """The pull request commits a gate.yaml with another task where the config input points: on a fork's run the
+    config is read in policy-path (the base branch's), so the task is the policy's unless the workflow's input says."""
+    from gate.api import OPTIONS, configure
+
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "gate.yaml").write_text("task: regression\n", encoding="utf-8")
+    (tmp_path / "gate.yaml").write_text("task: classification\n", encoding="utf-8")     # the pull request's
+    values = ep.with_report_defaults(ep.read_inputs(fork_environ(
+        tmp_path, candidate="c.pt", baseline="b.pt", data="d.npz", policy_path="base", config="gate.yaml",
+        task=task_input)))
+    plan = ep.plan_check(values, workspace=tmp_path, environ=fork_environ(tmp_path), settings=ep.parse_settings(values))
+    params = check_command().make_context("check", ep.build_gate_argv(plan.values)[1:]).params
+    assert Path(plan.cwd or "", params["config_path"]).resolve() == (tmp_path / "base" / "gate.yaml").resolve()
+    assert params["task"] == (task_input or None)
+    config = configure(Path(plan.cwd or "", params["config_path"]), **{k: params[k] for k in OPTIONS})
+    assert config.task == task and (config.task_source == "--task") is bool(task_input)
