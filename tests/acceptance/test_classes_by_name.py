@@ -129,6 +129,20 @@ def test_a_candidate_whose_id2label_is_reversed_passes(hf, tmp_path, capsys):
     assert [r["recall"] for r in metrics["candidate"]["per_class"]] == pytest.approx(list(recall))
 
 
+def test_drift_matches_the_reversed_classifier_by_name(hf, tmp_path, capsys):
+    """Tiny BERT with its classifier's rows reversed and id2label saying so: the classifier's outputs, compared
+    column for column by name, are the baseline's (cosine 1); every other layer is untouched."""
+    res, report = _check(capsys, hf, "reversed", tmp_path, "--enable", "drift")
+    assert res.code == 0, res.out + res.err
+    drift = next(c for c in report["checks"] if c["name"] == "drift")
+    assert drift["status"] == "pass", drift["summary"]
+    layers = {layer["layer"]: layer for layer in drift["details"]["layers"]}
+    assert layers["classifier"]["class_columns"] == "by_name"
+    assert layers["classifier"]["cosine"]["mean"] == pytest.approx(1.0, abs=1e-12)
+    assert [name for name, layer in layers.items() if layer["class_columns"]] == ["classifier"]
+    assert drift["details"]["class_columns"]["columns"] == [1, 0]
+
+
 @pytest.mark.parametrize("sanity_names", [True, False])
 def test_names_swapped_without_the_weights_fails_on_metrics(hf, tmp_path, capsys, sanity_names):
     """A real labelling bug: the same weights, id2label swapped. Its predictions are wrong by name."""

@@ -369,6 +369,41 @@ def test_drift_merges_to_the_single_run(world, tmp_path, capsys):
     _close(_comparable(json.loads(dist.read_text())), _comparable(expected))
 
 
+def test_drift_by_class_name_merges_to_the_single_run(world, tmp_path, capsys):
+    """The teacher with its output rows permuted and named so per role: the shards map the head's columns by name
+    before folding, and `gate merge` gives the single run's drift (passing, the head matched by name)."""
+    import torch
+
+    from tests import tiny_models as tm
+
+    order, names = [2, 0, 1], ["ant", "bee", "cat"]
+    model = tm.teacher(0)
+    with torch.no_grad():
+        model.head.weight.copy_(model.head.weight[order])
+        model.head.bias.copy_(model.head.bias[order])
+    permuted = tm.save_state_dict(model, tmp_path / "permuted.pt")
+    config = tmp_path / "gate.yaml"
+    config.write_text(f"model:\n  baseline: {{class_names: {names}}}\n"
+                      f"  candidate: {{class_names: {[names[k] for k in order]}}}\n")
+    extra = ("--enable", "drift", "--config", config)
+    single = tmp_path / "single.json"
+    outcome = run_cli(capsys, "check", *_args(world, permuted, *extra, "--json", single))
+    assert outcome.code == 0, outcome.out + outcome.err
+    expected = json.loads(single.read_text())
+    drift = next(c for c in expected["checks"] if c["name"] == "drift")
+    assert drift["status"] == "pass" and drift["details"]["class_columns"]["layers"] == ["head"]
+    states = []
+    for i in (1, 2, 3):
+        state = tmp_path / f"p{i}.gstate"
+        outcome = run_cli(capsys, "check", *_args(world, permuted, *extra, "--shard", f"{i}/3", "--state", state))
+        assert outcome.code == 0, outcome.err
+        states.append(state)
+    merged = tmp_path / "merged.json"
+    outcome = run_cli(capsys, "merge", *states, "--json", merged)
+    assert outcome.code == 0, outcome.err
+    _close(_comparable(json.loads(merged.read_text())), _comparable(expected))
+
+
 def test_scores_merge_to_the_single_run(world, tmp_path, capsys):
     """The scores check with a rule on every metric (bootstrap-t, DeLong, the ECE allowance, PR-AUC's influence):
     2 `--shard` files merged by `gate merge` give the single run's metrics, findings, intervals and verdict."""

@@ -427,3 +427,86 @@ def test_static_int8_outputs_are_dequantized_and_compared_with_their_float_names
     assert 0.98 < want["cos_mean"] < 1.0
     assert fig["cosine"]["mean"] == pytest.approx(want["cos_mean"], rel=1e-9)
     assert result.details["compared_layers"] == 2
+
+
+# ------------------------------------------------------------------------------------ the class axis
+
+
+class _Head(nn.Module):
+    """RobertaClassificationHead's shape: dense, dropout, out_proj; the block's output is out_proj's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dense, self.dropout, self.out_proj = nn.Linear(6, 6), nn.Dropout(0.1), nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out_proj(self.dropout(torch.tanh(self.dense(x))))
+
+
+class _Classifier(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 6))
+        self.classifier = _Head()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.encoder(x))
+
+
+def test_the_output_layer_is_the_last_linear_when_it_has_k_outputs():
+    from gate.checks.drift import class_modules, output_layer
+
+    model = _Classifier()
+    assert output_layer(model, 3) == "classifier.out_proj"
+    assert output_layer(model, 6) is None                    # the last Linear has 3 outputs, not 6
+    names = ["encoder.0", "encoder.2", "classifier", "classifier.dense", "classifier.out_proj"]
+    assert class_modules(model, names, 3) == {"classifier", "classifier.out_proj"}
+    # A binary model's one logit after a 2-unit hidden layer: the hidden layer is not the class axis.
+    binary = nn.Sequential(nn.Linear(4, 2), nn.ReLU(), nn.Linear(2, 1))
+    assert output_layer(binary, 2) is None and class_modules(binary, ["0", "2"], 2) == set()
+    # A bare Linear is its own output layer (the model's output itself, hooked as "").
+    assert class_modules(nn.Linear(4, 3), [""], 3) == {""}
+    # A block whose last mixing module comes after the head (a norm over the logits) is not read as class columns.
+    normed = nn.Sequential(nn.Linear(4, 3), nn.LayerNorm(3))
+    assert class_modules(nn.Sequential(nn.Linear(4, 4), normed), ["1"], 3) == set()
+
+
+def test_a_head_block_is_compared_in_the_baselines_class_order():
+    """The permuted head inside a block (`classifier`): with the run's class map the block's and the Linear's
+    outputs are the baseline's, column for column; the hidden layers are compared by position as before."""
+    from gate.classes import RoleNames, align_classes
+
+    torch.manual_seed(0)
+    base = _Classifier().eval()
+    cand = copy.deepcopy(base)
+    order = [2, 0, 1]
+    with torch.no_grad():
+        cand.classifier.out_proj.weight.copy_(base.classifier.out_proj.weight[order])
+        cand.classifier.out_proj.bias.copy_(base.classifier.out_proj.bias[order])
+    names = ("a", "b", "c")
+    alignment = align_classes(RoleNames(names, "model.baseline.class_names"),
+                              RoleNames(tuple(names[k] for k in order), "model.candidate.class_names"))
+    assert alignment.columns == (1, 2, 0)
+    xs = [torch.randn(32, 4, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    check = make_check(base, cand, layers=["encoder.*", "classifier", "classifier.out_proj"])
+    check.ctx.classes = alignment
+    feed(check, base, cand, xs)
+    result = check.compute()
+    assert result.status == "pass", result.summary
+    for name in ("classifier", "classifier.out_proj"):
+        assert layer(result, name)["class_columns"] == "by_name"
+        assert layer(result, name)["cosine"]["mean"] == pytest.approx(1.0, abs=1e-12)
+    assert layer(result, "encoder.2")["class_columns"] is None
+    assert result.details["class_columns"]["layers"] == ["classifier.out_proj", "classifier"]
+    # The same candidate by position: the two class-indexed layers breach, each with numpy's cosine.
+    unnamed = make_check(base, cand, layers=["encoder.*", "classifier", "classifier.out_proj"])
+    feed(unnamed, base, cand, xs)
+    result = unnamed.compute()
+    x = torch.cat(xs)
+    with torch.no_grad():
+        b, c = base(x).double().numpy(), cand(x).double().numpy()
+    want = np.mean(np.sum(b * c, 1) / (np.linalg.norm(b, axis=1) * np.linalg.norm(c, axis=1)))
+    for name in ("classifier", "classifier.out_proj"):
+        assert layer(result, name)["class_columns"] == "by_position"
+        assert layer(result, name)["cosine"]["mean"] == pytest.approx(want, rel=1e-9)
+    assert result.details["first_drifting_layer"] == "classifier.out_proj"

@@ -17,6 +17,10 @@ Feature rule per part (batch dimension first):
 - recurrent states h_n/c_n (L*D, B, H) -> batch moved first, then flattened.
 Linear CKA uses the same features, except image-like parts, which it sees as channel means (B, C).
 
+The output layer's (B, K) features are class scores (`layout.class_modules`: the model's last Linear when it has K
+outputs, or a block ending in it): the candidate's columns are put in the baseline's class order by the map the
+forward pass uses (RunContext.classes.columns) before they are compared, and the layer says so (`class_columns`).
+
 Files, one idea each: `layout` (which modules are hooked, tensor parts, layouts and per-sample features), `state`
 (the streamed sums and the fold), `figures` (plain floats from a layer's state), `rules` (options, thresholds,
 findings), `tables` (summary, tables, chart), `check` (the Check that ties them to the run's one pass).
@@ -39,6 +43,7 @@ from gate.checks.drift.layout import (
     PartFeatures,
     attention_mask,
     batch_dim,
+    class_modules,
     default_layer_names,
     evenly_spaced,
     features,
@@ -46,6 +51,7 @@ from gate.checks.drift.layout import (
     glob_regex,
     is_quantized_module,
     layout_hints,
+    output_layer,
     part_layout,
     pooled_mean,
     select_layers,
@@ -89,10 +95,10 @@ from gate.checks.drift.state import (
 __all__ = [
     "COS_DISTANCE_EDGES", "LAYOUTS", "METRICS", "REL_L2_EDGES", "THRESHOLD_KEYS", "Buffer", "CkaState", "DriftCheck",
     "DriftOptions", "LayerState", "LayoutHints", "PartFeatures", "Rows", "Rule", "SideState", "attention_mask",
-    "batch_dim", "bin_counts", "cka_features", "db_from_rel_l2", "default_layer_names", "drift_options",
+    "batch_dim", "bin_counts", "cka_features", "class_modules", "db_from_rel_l2", "default_layer_names", "drift_options",
     "evenly_spaced", "features", "fix_psi_edges", "fold", "fold_samples", "glob_match", "glob_regex", "hist_quantile",
     "is_quantized_module", "judge_layer", "layer_figures", "layout_for", "layout_hints", "linear_cka",
-    "linear_quantiles", "nbytes", "new_cka", "pair_figures", "part_layout", "pooled_mean", "psi", "psi_edges",
+    "linear_quantiles", "nbytes", "new_cka", "output_layer", "pair_figures", "part_layout", "pooled_mean", "psi", "psi_edges",
     "psi_stride", "reported_findings", "rows_of", "select_layers", "side_figures", "sqnr_db", "tensor_parts",
     "thresholds_for", "update_cka", "update_side",
 ]

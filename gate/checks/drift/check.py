@@ -18,8 +18,8 @@ import numpy as np
 from gate.checks.base import ROLES, Check, RunContext, Step
 from gate.checks.drift.figures import layer_figures
 from gate.checks.drift.layout import (
-    LayoutHints, PartFeatures, _split_pattern, attention_mask, batch_dim, evenly_spaced, features, glob_regex,
-    layout_hints, select_layers, tensor_parts,
+    LayoutHints, PartFeatures, _split_pattern, attention_mask, batch_dim, class_modules, evenly_spaced, features,
+    glob_regex, layout_hints, select_layers, tensor_parts,
 )
 from gate.checks.drift.rules import (
     _POINT, _layer_status, drift_options, judge_layer, layout_for, reported_findings, thresholds_for,
@@ -70,6 +70,9 @@ class DriftCheck(Check):
         self._first_sample: int | None = None
         self._clones: dict[str, Any] | None = None      # merged: every shard's cloned / overwritten layers
         self._buffer_bytes: int | None = None           # merged: the shard of batch 0's buffers
+        self._class_modules: dict[str, set[str]] | None = None   # role -> hooked modules whose output is K classes
+        self._classes: int | None = None
+        self._class_layers: dict[str, str] = {}         # part name -> "by_name" | "by_position": class columns
 
     # -- selection ------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -153,10 +156,10 @@ class DriftCheck(Check):
                 if module not in self._hints["baseline"] or module not in acts["candidate"]:
                     continue
                 self._called.add(module)
-                parts = {
-                    role: self._module_features(module, role, acts[role][module], size=size, mask=mask, step=step)
-                    for role in ROLES
-                }
+                parts, by_class = {}, {}
+                for role in ROLES:
+                    parts[role], by_class[role] = self._module_features(
+                        module, role, acts[role][module], size=size, mask=mask, step=step)
                 for suffix, x_b in parts["baseline"].items():
                     if not self._part_wanted(module, suffix):
                         continue
@@ -172,6 +175,8 @@ class DriftCheck(Check):
                         continue
                     if name in self._skipped_parts:
                         continue
+                    if suffix in by_class["baseline"] and suffix in by_class["candidate"]:
+                        x_c = self._in_class_order(name, x_c)
                     self._update_layer(name, module, x_b, x_c, step=step, parts=len(parts["baseline"]))
                 for suffix in parts["candidate"]:
                     if not self._part_wanted(module, suffix):
@@ -187,12 +192,53 @@ class DriftCheck(Check):
             return True
         return any(part.fullmatch(suffix) for part in parts if part is not None)
 
+    # -- the class axis -------------------------------------------------------------------------------------
+    def _class_count(self, step: Step) -> int | None:
+        """K: the classes (labels) the forward pass compares, for the output layer; None for regression."""
+        if self.ctx.task == "regression":
+            return None
+        columns = self.ctx.classes.columns if self.ctx.classes is not None else None
+        if columns is not None:
+            return len(columns)
+        scores = step.scores.get("baseline")
+        return int(scores.shape[1]) if scores is not None and scores.ndim == 2 else None
+
+    def _find_class_modules(self, step: Step) -> dict[str, set[str]]:
+        """Per role, the hooked modules whose output is class-indexed (the output layer, once, on the first batch)."""
+        if self._class_modules is None:
+            classes = self._class_count(step)
+            selected = self._selected or {}
+            self._class_modules = {
+                role: (class_modules(self.ctx.models[role].module, selected.get(role, []), classes)
+                       if classes is not None else set())
+                for role in ROLES
+            }
+            self._classes = classes
+        return self._class_modules
+
+    def _in_class_order(self, name: str, f_c: PartFeatures) -> PartFeatures:
+        """The candidate's class-indexed features with its columns in the baseline's class order (the forward pass's
+        map, RunContext.classes.columns), and the layer marked as matched by class name or by position."""
+        alignment = self.ctx.classes
+        self._class_layers.setdefault(name, "by_name" if alignment is not None and alignment.by_name
+                                      else "by_position")
+        columns = alignment.columns if alignment is not None else None
+        if columns is None:
+            return f_c
+        import torch
+
+        index = torch.tensor(columns, dtype=torch.long, device=f_c.values.device)
+        return PartFeatures(f_c.values.index_select(1, index), channels=f_c.channels)
+
     def _module_features(
         self, module: str, role: str, output: Any, *, size: int, mask: Any, step: Step
-    ) -> dict[str, Any]:
-        """suffix -> PartFeatures, or a string saying why the part cannot be compared."""
+    ) -> tuple[dict[str, Any], set[str]]:
+        """suffix -> PartFeatures, or a string saying why the part cannot be compared; and the suffixes whose
+        features are the output layer's class columns: (B, K) parts of a class-indexed module."""
         hints = self._hints[role][module]
         out: dict[str, Any] = {}
+        by_class: set[str] = set()
+        class_module = module in self._find_class_modules(step)[role]
         for suffix, path, t in tensor_parts(output):
             if not isinstance(t, str) and t.is_quantized:
                 t = t.dequantize()          # a static int8 layer: compared with its float counterpart as values
@@ -208,7 +254,9 @@ class DriftCheck(Check):
                     )
                 else:
                     out[suffix] = features(t, dim=dim, path=path, hints=hints, mask=mask)
-        return out
+                    if class_module and t.ndim == 2 and dim == 0 and int(t.shape[1]) == self._classes:
+                        by_class.add(suffix)
+        return out, by_class
 
     def _update_layer(
         self, name: str, module: str, f_b: PartFeatures, f_c: PartFeatures, *, step: Step, parts: int
@@ -260,7 +308,7 @@ class DriftCheck(Check):
         state = LayerState(
             name=name, module=module, psi_edges=None, base=_new_side(wb), cand=_new_side(wc),
             psi_stride=psi_stride(wb), psi_bins=self.opts.bins, elementwise=elementwise,
-            channels=(f_b.channels, f_c.channels),
+            channels=(f_b.channels, f_c.channels), class_columns=self._class_layers.get(name),
         )
         if elementwise:
             state.cos_hist = np.zeros(COS_DISTANCE_EDGES.size + 1, dtype=np.int64)
@@ -345,6 +393,7 @@ class DriftCheck(Check):
             layers.append({"name": name, "module": st.module, "stride": st.psi_stride, "bins": st.psi_bins,
                            "widths": [st.base.width, st.cand.width], "elementwise": st.elementwise,
                            "channels": list(st.channels), "cka": st.cka is not None,
+                           "class_columns": st.class_columns,
                            "edges": None if st.psi_edges is None else st.psi_edges.tolist()})
         clones = self.ctx.extras.get("activation_clones") or {}
         facts = {
@@ -407,6 +456,7 @@ class DriftCheck(Check):
             psi_edges=None if layer["edges"] is None else np.array(layer["edges"], dtype=np.float64),
             psi_stride=int(layer["stride"]), psi_bins=int(layer["bins"]), base=_new_side(wb), cand=_new_side(wc),
             elementwise=bool(layer["elementwise"]), channels=tuple(layer["channels"]),  # type: ignore[arg-type]
+            class_columns=layer.get("class_columns"),
         )
         ints, floats = merged[f"L{i}.ints"].tolist(), merged[f"L{i}.floats"].tolist()
         if len(ints) != 9 or len(floats) != 8:
@@ -472,9 +522,12 @@ class DriftCheck(Check):
             "percentile": self.opts.percentile,
             "state_bytes": self.state_nbytes(),
             "buffer_bytes": self.buffer_nbytes(),
+            "class_columns": self._class_details(figures),
             **self._listing(),
         }
-        summary = drift_summary(figures, first, per_layer)
+        alignment = self.ctx.classes
+        summary = drift_summary(figures, first, per_layer,
+                                classes=alignment.describe() if alignment is not None else None)
         if coverage is not None and coverage.status != "pass":
             summary += f"; {coverage.reason}"
         return CheckResult(
@@ -486,6 +539,20 @@ class DriftCheck(Check):
             charts=drift_charts(figures),
             details=details,
         )
+
+    def _class_details(self, figures: list[dict[str, Any]]) -> dict[str, Any]:
+        """Which compared layers hold the output layer's class columns, and how they were matched to the baseline's
+        (by name: the candidate's columns reordered by RunContext.classes, as the scores are; else by position)."""
+        layers = [f["layer"] for f in figures if f.get("class_columns")]
+        alignment = self.ctx.classes
+        matched = next((f["class_columns"] for f in figures if f.get("class_columns")), None)
+        return {
+            "layers": layers,
+            "matched": matched,
+            "columns": list(alignment.columns) if matched == "by_name" and alignment is not None
+            and alignment.columns is not None else None,
+            "how": alignment.describe() if layers and alignment is not None else None,
+        }
 
     def compared_modules(self) -> list[str]:
         return list(dict.fromkeys(state.module for state in self._layers.values()))

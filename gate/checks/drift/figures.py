@@ -110,6 +110,8 @@ def layer_figures(state: LayerState, *, percentile: float) -> dict[str, Any]:
         "psi": psi(state.base.psi_counts, state.cand.psi_counts) if state.elementwise else None,
         "psi_bins": int(state.psi_edges.size + 1),
         "cka": linear_cka(state.cka) if state.cka is not None else None,
+        # the output layer's columns are classes: matched to the baseline's by name (as the scores are), or by position
+        "class_columns": state.class_columns,
         "cosine": None,
         "rel_l2": None,
         "sqnr_db": None,

@@ -133,6 +133,53 @@ def evenly_spaced(names: list[str], limit: int) -> list[str]:
     return [names[i] for i in idx]
 
 
+def _linear_width(module: Any) -> int | None:
+    """out_features of an nn.Linear or a torch.ao quantized Linear; None for any other module."""
+    import torch.nn as nn
+
+    if isinstance(module, nn.Linear):
+        return int(module.out_features)
+    if _is_quantized_type(module) and isinstance(getattr(module, "out_features", None), int):
+        return int(module.out_features)
+    return None
+
+
+def output_layer(root: Any, classes: int) -> str | None:
+    """The model's output layer: its last Linear (in registration order) when that Linear has `classes` outputs.
+
+    Only the last one: a hidden Linear that happens to have K units (a binary model's 2-unit layer before its one
+    logit) is not the class axis, and a model whose last Linear is something else is compared by position.
+    """
+    last: tuple[str, int] | None = None
+    for name, module in root.named_modules():
+        width = _linear_width(module)
+        if width is not None:
+            last = (name, width)
+    return last[0] if last is not None and last[1] == classes else None
+
+
+def class_modules(root: Any, names: list[str], classes: int) -> set[str]:
+    """The hooked modules whose output's feature axis is the class axis: the output layer itself, or a block
+    (the root included) whose last feature- or channel-mixing module is the output layer (`classifier` of a
+    RobertaClassificationHead: dense, dropout, out_proj)."""
+    head = output_layer(root, classes)
+    if head is None:
+        return set()
+    out = set()
+    for name in names:
+        if name == head:
+            out.add(name)
+        elif name == "" or head.startswith(name + "."):
+            last = None
+            for sub, module in root.get_submodule(name).named_modules(prefix=name):
+                if _linear_width(module) is not None or _feature_count(module) is not None \
+                        or _channel_count(module) is not None:
+                    last = sub
+            if last == head:
+                out.add(name)
+    return out
+
+
 # --------------------------------------------------------------------------------------- tensors -> features
 
 

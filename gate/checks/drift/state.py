@@ -109,6 +109,7 @@ class LayerState:
     cos_hist: np.ndarray | None = None
     rel_hist: np.ndarray | None = None
     cka: CkaState | None = None
+    class_columns: str | None = None   # "by_name" | "by_position": the output layer's class columns; None: not those
     buffer: Buffer | None = None    # not a statistic: rows waiting to be folded in (bounded, see `buffer_mb`)
 
     def arrays(self) -> list[Any]:

@@ -11,21 +11,30 @@ from gate.report.model import Chart, Finding, Table
 _CHART_LAYERS = 10
 
 
+_CLASS_NOTES = {"by_name": "columns matched by class name", "by_position": "class columns by position"}
+
+
 def drift_summary(
-    figures: list[dict[str, Any]], first: dict[str, Any] | None, per_layer: list[list[Finding]]
+    figures: list[dict[str, Any]], first: dict[str, Any] | None, per_layer: list[list[Finding]], *,
+    classes: str | None = None,
 ) -> str:
+    """`classes`: how the run matched the classes (ClassAlignment.describe()), said of the output layer."""
     n = len(figures)
+    by_name = [f["layer"] for f in figures if f.get("class_columns") == "by_name"]
     if first is None:
         worst = min(
             (f for f in figures if f["cosine"] is not None), key=lambda f: f["cosine"]["mean"], default=None
         )
         tail = f"; lowest mean cosine {_fmt(worst['cosine']['mean'])} at {worst['layer']}" if worst else ""
-        return f"{n} layers compared, all within the drift thresholds{tail}"
+        named = f"; {', '.join(by_name)}: {_CLASS_NOTES['by_name']}" if by_name else ""
+        return f"{n} layers compared, all within the drift thresholds{tail}{named}"
     idx = figures.index(first)
     bad = next(f for f in per_layer[idx] if f.status != "pass")
     others = sum(1 for f in figures if f["status"] != "pass") - 1
     more = (f"; {others} later layer{'s also breach' if others != 1 else ' also breaches'}") if others else ""
-    return f"drift starts at {first['layer']} (layer {idx + 1} of {n}): {bad.reason.split(': ', 1)[1]}{more}"
+    how = first.get("class_columns")
+    why = f" ({_CLASS_NOTES[how]}{': ' + classes if how == 'by_position' and classes else ''})" if how else ""
+    return f"drift starts at {first['layer']} (layer {idx + 1} of {n}){why}: {bad.reason.split(': ', 1)[1]}{more}"
 
 def drift_table(figures: list[dict[str, Any]], first: dict[str, Any] | None, *, percentile: float) -> Table:
     p = percentile
@@ -38,7 +47,8 @@ def drift_table(figures: list[dict[str, Any]], first: dict[str, Any] | None, *, 
             _r(cos.get("mean")), _r(cos.get("tail")), _r(rel.get("mean")), _r(rel.get("tail")),
             _r(sq.get("pooled")), _r(f["psi"]), _r(f["cka"]),
             f["baseline"]["nan"] + f["baseline"]["inf"] + f["candidate"]["nan"] + f["candidate"]["inf"],
-            f["status"], "drift starts here" if f is first else "",
+            f["status"], "; ".join(note for note in ("drift starts here" if f is first else "",
+                                                     _CLASS_NOTES.get(f.get("class_columns") or "", "")) if note),
         ))
     headers = (
         "#", "layer", "width", "cosine mean", f"cosine p{_fmt(p)}", "rel L2 mean", f"rel L2 p{_fmt(100 - p)}",
