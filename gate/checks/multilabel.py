@@ -279,8 +279,9 @@ class MultiLabelCheck(Check):
 
     def thresholds(self) -> np.ndarray:
         """(L,) float: the probability at or above which each label counts as predicted."""
-        if self._thresholds is None:
-            names = tuple(self.ctx.class_names)
+        names = tuple(self.ctx.class_names)
+        # Cached for the names it was built for: setup() runs before the first batch, which names unnamed labels.
+        if self._thresholds is None or self._thresholds.size != len(names):
             spec = self.options.get("threshold", 0.5)
             out = np.full(len(names), 0.5)
             if isinstance(spec, dict):
@@ -311,8 +312,9 @@ class MultiLabelCheck(Check):
         return sorted(set(out))
 
     def setup(self) -> None:
-        self.thresholds()
-        self.selected_labels()
+        if self.ctx.class_names:  # else the first batch names the labels ("0", "1", ...) and update() checks them
+            self.thresholds()
+            self.selected_labels()
 
     # ------------------------------------------------------------------------------------------- state
 
@@ -320,6 +322,8 @@ class MultiLabelCheck(Check):
         task = getattr(step, "task", "multi_label")
         if task != "multi_label":
             raise DataError(f"multilabel: batch {step.index} is a {task} batch; this check needs task multi_label")
+        if self._thresholds is None:
+            self.selected_labels()
         thr = self.thresholds()
         y = _numpy(step.labels)
         width = thr.size

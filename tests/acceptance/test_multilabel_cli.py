@@ -122,3 +122,23 @@ def test_enabling_multilabel_for_a_classifier_is_refused(tags, in_repo_root, tmp
                       "checks:\n  multilabel: {enabled: true}\n")
     res, _ = _gate(capsys, tags, "candidate_good", tmp_path, config=config)
     assert res.code == 2 and "multilabel" in res.err and "classification" in res.err, res.err
+
+
+def test_labels_nothing_names_are_named_by_position_from_the_first_batch(tags, in_repo_root, tmp_path, capsys):
+    """No class_names anywhere: the first batch's width names the labels "0".."3" (setup runs before it)."""
+    text = CONFIG.read_text().replace("class_names: [even, prime, greater_than_4, has_loop]\n", "")
+    assert "class_names" not in text
+    config = tmp_path / "unnamed.yaml"
+    config.write_text(text)
+    res, report = _gate(capsys, tags, "candidate_forgets_seven", tmp_path, config=config)
+    assert res.code == 1, res.out + res.err
+    check = _check(report)
+    assert check["details"]["regressed_labels"] == ["1"]            # the prime tag, by its position
+    y = np.load(tags["data"])["labels"]
+    pred = _predictions(tags["candidate_forgets_seven"], tags["data"])
+    assert report["metrics"]["candidate"]["micro_f1"] == pytest.approx(f1_score(y, pred, average="micro"))
+    # A per-label threshold by a name the run does not have is one error line once the labels are known.
+    config.write_text(text.replace("threshold: 0.5", "threshold: {prime: 0.7}"))
+    res, report = _gate(capsys, tags, "candidate_good", tmp_path, config=config)
+    assert res.code == 2 and report is None
+    assert res.err.startswith("error: ") and "unknown label 'prime'" in res.err and res.err.count("\n") == 1
