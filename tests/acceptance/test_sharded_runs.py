@@ -209,7 +209,14 @@ _LATENCY = ("checks:\n  latency:\n    enabled: true\n    batch_sizes: [1, 8]\n  
 def _latency_shards(world, capsys, tmp_path) -> list[Path]:
     config = tmp_path / "latency.yaml"
     config.write_text(_LATENCY)
-    return _shards(world, capsys, tmp_path, "-c", config)
+    paths = []
+    for i in (1, 2):
+        paths.append(tmp_path / f"latency-{i}.gstate")
+        outcome = run_cli(capsys, "check", *_args(world, world.good, "--shard", f"{i}/2", "--state", paths[-1],
+                                                  "-c", config))
+        assert outcome.code == 0, outcome.err
+        assert ("latency timed after the pass" in outcome.out) == (i == 1), outcome.out
+    return paths
 
 
 def test_latency_is_timed_by_shard_1_and_decided_by_merge_on_its_timings(world, tmp_path, capsys):
@@ -223,6 +230,7 @@ def test_latency_is_timed_by_shard_1_and_decided_by_merge_on_its_timings(world, 
     states = _latency_shards(world, capsys, tmp_path)
     first, second = (read_state(p) for p in states)
     assert set(first.measured) == {"latency"} and second.measured == {}
+    assert first.meta["checks"] == second.meta["checks"] == ["sanity", "accuracy", "per_class", "flips", "latency"]
     kept = first.measured["latency"]
     report = tmp_path / "merged.json"
     outcome = run_cli(capsys, "merge", *reversed(states), "--json", report)
