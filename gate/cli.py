@@ -146,8 +146,9 @@ def _check_shard_job(candidate: str, config: Any, data_source: str, outputs: dic
     state = run(config, candidate, opts["baseline"], data_source, onnx=opts["onnx"], shard=shard,
                 progress="off" if opts["quiet"] else "auto", baseline_cache=opts["baseline_cache"])
     write_state(state, opts["state_path"])
-    click.echo(f"shard {shard.label}: {state.meta['num_samples']} samples in {state.meta['num_batches']} batches; "
-               f"state written to {opts['state_path']} (decide with: gate merge STATE...)")
+    timed = "".join(f"; {name} timed after the pass, its timings kept" for name in state.measured)
+    click.echo(f"shard {shard.label}: {state.meta['num_samples']} samples in {state.meta['num_batches']} batches"
+               f"{timed}; state written to {opts['state_path']} (decide with: gate merge STATE...)")
     sys.exit(EXIT_PASS)
 
 

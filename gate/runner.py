@@ -523,18 +523,19 @@ def run_shard(config: GateConfig, sources: Sources, shard: Any) -> Any:
     with _loaded(config, sources, device=resolve_device(config.device)) as run:
         refuse_unshardable(run.checks, files=True)
         counts, num_samples, num_batches = _evaluate(run, shard=shard)
-        return shard_state(run, counts, _data_info(run, num_samples, num_batches), shard=shard)
+        state = shard_state(run, counts, _data_info(run, num_samples, num_batches), shard=shard)
+        if shard.index == 0:        # the job that reads batch 0 measures latency after its pass, as rank 0 would
+            state.measured = {c.name: c.measured_state() for c in run.checks if c.sharding == "rank0"}
+        return state
 
 
 def refuse_unshardable(checks: list[Check], *, files: bool) -> None:
     """Checks whose state does not merge stop a sharded run before the pass, by name (exit 2)."""
     for check in checks:
-        if check.sharding == "merge" or (check.sharding == "rank0" and not files):
+        if check.sharding in ("merge", "rank0"):
             continue
-        why = ("it times the models after the pass, which a state file cannot carry (run it unsharded)"
-               if check.sharding == "rank0" else check.sharding)
-        raise ConfigError(f"checks.{check.name}: cannot run sharded: {why}; disable it (--disable {check.name}) "
-                          "or run unsharded")
+        raise ConfigError(f"checks.{check.name}: cannot run sharded: {check.sharding}; disable it "
+                          f"(--disable {check.name}) or run unsharded")
 
 
 @contextlib.contextmanager
@@ -736,7 +737,8 @@ def shard_state(run: _Run, counts: PairedCounts, data: DataInfo, *, shard: Any) 
         "models": [asdict(model_info(ctx.models[r], width, getattr(run.alignment, r))) for r in ROLES],
         "data": asdict(data), "config": run.config.to_dict(), "source": run.config.source,
         "classes": asdict(run.alignment), "notes": list(run_notes(ctx)) + run.notes,
-        "checks": [c.name for c in run.checks if c.sharding == "merge"], "environment": environment(ctx.device),
+        "checks": [c.name for c in run.checks if c.sharding in ("merge", "rank0")],
+        "environment": environment(ctx.device),
     }
     return RunState(meta=meta, arrays=arrays, texts=texts)
 
@@ -776,7 +778,8 @@ def merge_report(paths: list[str]) -> Report:
 
     started = time.perf_counter()
     names = [str(p) for p in paths]
-    merged = merge_states([read_state(p) for p in paths], names=names)
+    states = [read_state(p) for p in paths]
+    merged = merge_states(states, names=names)
     meta = merged.meta
     try:
         config = _config_from_state(meta)
@@ -794,9 +797,28 @@ def merge_report(paths: list[str]) -> Report:
                      classes=alignment, task=task)
     run = _Run(config=config, ctx=ctx, data=None, checks=build_checks(config, ctx), alignment=alignment)
     _load_merged(run, merged)
+    _load_measured(run, merged, states, names)
     return _decide(run, run.ctx.counts, data, started=started, models=models, env=dict(meta["environment"]),
                    notes=tuple(str(n) for n in meta["notes"]) + (
                        f"merged from {len(paths)} shard state files (strided by batch) by gate merge",))
+
+
+def _load_measured(run: _Run, merged: Any, states: list[Any], names: list[str]) -> None:
+    """`gate merge`: each "rank0" check (latency) takes the timings the shard 1/N job measured after its pass."""
+    from gate.errors import DataError
+
+    first = next(name for state, name in zip(states, names) if int(state.meta["shard"][0]) == 0)
+    for check in run.checks:
+        if check.sharding != "rank0":
+            continue
+        if check.name not in merged.measured:
+            raise DataError(f"checks.{check.name} is enabled but none of the state files ({', '.join(names)}) "
+                            f"carries its timings, which the shard 1/{len(states)} job ({first}) measures after its "
+                            "pass: the shards are not of one run")
+        try:
+            check.load_measured(merged.measured[check.name])
+        except (KeyError, ValueError, IndexError, TypeError, AttributeError) as err:
+            raise DataError(f"{first}: its {check.name} timings cannot be read: {err}") from err
 
 
 def _config_from_state(meta: dict[str, Any]) -> GateConfig:

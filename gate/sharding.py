@@ -11,6 +11,9 @@ Arrays merge key by key: a key whose name (after its check's prefix) starts with
 (first axis = samples); the rows of every shard are concatenated and put in global sample order by the group's
 int64 `rows.index` (the sample's index in the data). Every other key is summed. So a merged state is the state
 the single-process run would have had: exact for counts and rows, within float rounding for sums.
+What a "rank0" check measured after the pass (latency's timings) is not merged: only the `--shard 1/N` file carries
+it (`RunState.measured`: arrays under `measured.<check>.`, facts in the header, both under the SHA-256), and the
+merge hands it on whole.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ STATE_FORMAT = "gate-state"
 STATE_VERSION = 1
 MAX_STATE_BYTES = 512 * 1024 * 1024          # sums over classes and layers, and the few per-sample rows
 _META_KEY = "gate_state"
+_MEASURED = "measured."       # array keys of a check's measured_state(): `measured.<check>.<key>`
 _DTYPES = (np.int64, np.float64)
 
 
@@ -90,12 +94,26 @@ class RunState:
     meta: dict[str, Any]
     arrays: dict[str, np.ndarray]
     texts: dict[str, list[str | None]] = field(default_factory=dict)
+    #: check -> what a "rank0" check measured after the pass (arrays and JSON values), in the `--shard 1/N` file
+    #: only: not merged, handed back whole (Check.measured_state / load_measured)
+    measured: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         from safetensors.numpy import save
 
-        meta = dict(self.meta, rows_text=self.texts, arrays_sha256=arrays_digest(self.arrays, self.texts))
-        return save({k: np.ascontiguousarray(v) for k, v in self.arrays.items()},
+        arrays, facts = dict(self.arrays), {}
+        for check, values in self.measured.items():
+            facts[check] = {}
+            for key, value in values.items():
+                if isinstance(value, np.ndarray):
+                    arrays[f"{_MEASURED}{check}.{key}"] = value.astype(np.float64 if value.dtype.kind == "f"
+                                                                       else np.int64)
+                else:
+                    facts[check][key] = value
+        meta = dict(self.meta, rows_text=self.texts, arrays_sha256=arrays_digest(arrays, self.texts, facts))
+        if facts:
+            meta["measured"] = facts
+        return save({k: np.ascontiguousarray(v) for k, v in arrays.items()},
                     metadata={_META_KEY: json.dumps(meta, sort_keys=True)})
 
     def values(self) -> dict[str, Any]:
@@ -103,7 +121,9 @@ class RunState:
         return {**self.arrays, **self.texts}
 
 
-def arrays_digest(arrays: dict[str, np.ndarray], texts: dict[str, list[str | None]] | None = None) -> str:
+def arrays_digest(arrays: dict[str, np.ndarray], texts: dict[str, list[str | None]] | None = None,
+                  measured: dict[str, Any] | None = None) -> str:
+    """SHA-256 of every array, the text rows and the measured facts (those last two only where there are any)."""
     h = hashlib.sha256()
     for key in sorted(arrays):
         a = np.ascontiguousarray(arrays[key])
@@ -111,6 +131,8 @@ def arrays_digest(arrays: dict[str, np.ndarray], texts: dict[str, list[str | Non
         h.update(a.tobytes())
     if texts:
         h.update(json.dumps(texts, sort_keys=True).encode("utf-8"))
+    if measured:
+        h.update(b"measured|" + json.dumps(measured, sort_keys=True).encode("utf-8"))
     return h.hexdigest()
 
 
@@ -157,9 +179,18 @@ def state_from_bytes(payload: bytes, *, where: str) -> RunState:
             isinstance(k, str) and rows_group(k) is not None and isinstance(v, list)
             and all(t is None or isinstance(t, str) for t in v) for k, v in texts.items()):
         raise DataError(f"{where}: gate state field 'rows_text' must map rows keys to lists of strings")
-    if arrays_digest(arrays, texts) != meta["arrays_sha256"]:
+    facts = meta.pop("measured", {})
+    if not isinstance(facts, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in facts.items()):
+        raise DataError(f"{where}: gate state field 'measured' must map check names to their measured facts")
+    if arrays_digest(arrays, texts, facts) != meta["arrays_sha256"]:
         raise DataError(f"{where}: the arrays do not match the state's SHA-256 (the file is corrupt or was edited)")
-    return RunState(meta=meta, arrays=arrays, texts=texts)
+    measured: dict[str, dict[str, Any]] = {check: dict(values) for check, values in facts.items()}
+    for key in [k for k in arrays if k.startswith(_MEASURED)]:
+        check, _, name = key[len(_MEASURED):].partition(".")
+        if check not in measured or not name:
+            raise DataError(f"{where}: array {key!r} is measured by no check the state names")
+        measured[check][name] = arrays.pop(key)
+    return RunState(meta=meta, arrays=arrays, texts=texts, measured=measured)
 
 
 def read_state(path: str | os.PathLike[str]) -> RunState:
@@ -249,7 +280,24 @@ def merge_states(states: list[RunState], *, names: list[str]) -> RunState:
     meta = dict(zero, shard=[0, 1], num_samples=sum(s.meta["num_samples"] for s in states),
                 num_batches=sum(s.meta["num_batches"] for s in states))
     meta["data"] = dict(zero["data"], num_samples=meta["num_samples"], num_batches=meta["num_batches"])
-    return RunState(meta=meta, arrays=arrays, texts=texts)
+    return RunState(meta=meta, arrays=arrays, texts=texts, measured=_measured_of(states, names, count))
+
+
+def _measured_of(states: list[RunState], names: list[str], count: int) -> dict[str, dict[str, Any]]:
+    """Each "rank0" check's measured_state(), from the one shard that measured it: shard 1/N."""
+    carriers: dict[str, list[str]] = {}
+    measured: dict[str, dict[str, Any]] = {}
+    for state, name in zip(states, names):
+        for check, values in state.measured.items():
+            carriers.setdefault(check, []).append(name)
+            if len(carriers[check]) > 1:
+                raise DataError(f"{carriers[check][0]} and {name} both carry {check}'s timings; only the shard "
+                                f"1/{count} job measures them: the shards are not of one run")
+            if int(state.meta["shard"][0]) != 0:
+                raise DataError(f"{name}: shard {int(state.meta['shard'][0]) + 1}/{count} carries {check}'s "
+                                f"timings, which only the shard 1/{count} job measures: the shards are not of one run")
+            measured[check] = values
+    return measured
 
 
 def rows_group(key: str) -> str | None:

@@ -24,7 +24,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Literal
 
@@ -405,6 +405,7 @@ class Contention:
     steal: float | None
     limit: float
     threads: int
+    cpus: int = field(default_factory=cpus_available)      # where it was measured (a merge may run elsewhere)
 
     @property
     def detected(self) -> bool:
@@ -417,13 +418,13 @@ class Contention:
         return (
             f"the machine was contended while timing: the timing thread was not running for {lost} of the calls' "
             f"wall time{steal} (limit max_cpu_loss {self.limit:.0%}, {self.threads} thread"
-            f"{'s' if self.threads != 1 else ''}, {cpus_available()} CPUs available)"
+            f"{'s' if self.threads != 1 else ''}, {self.cpus} CPUs available)"
         )
 
     def as_dict(self) -> dict[str, object]:
         return {"detected": self.detected, "lost_fraction": dict(self.lost), "steal_fraction": self.steal,
                 "involuntary_switches_per_call": dict(self.switches_per_call), "max_cpu_loss": self.limit,
-                "threads": self.threads, "cpus_available": cpus_available()}
+                "threads": self.threads, "cpus_available": self.cpus}
 
 
 def contention_of(
@@ -534,6 +535,13 @@ def measure(
         partial(_rules_settled, rules=rules, confidence=confidence, resamples=resamples, seed=seed) if rules else None
     )
     sampled = sample_interleaved(time_a, time_b, plan=plan, stop_when=stop_when, clock=clock)
+    return analyse(sampled, rules=rules, confidence=confidence, resamples=resamples, seed=seed)
+
+
+def analyse(sampled: Sampled, *, rules: Sequence[Rule], confidence: float, resamples: int, seed: int) -> Measurement:
+    """The final analysis of sampled rounds: every statistic compared, every rule decided. A pure function of the
+    timings, so timings kept elsewhere (a `--shard 1/N` state file) give the sampling run's figures exactly."""
+    rules = tuple(rules)
     comparisons = compare(sampled.a, sampled.b, STATISTICS, confidence=confidence, resamples=resamples, seed=seed)
     outcomes = tuple(judge_rule(rule, comparisons[rule.statistic]) for rule in rules)
     return Measurement(

@@ -12,6 +12,8 @@ Sharded (gate.sharding: torchrun ranks, or `--shard I/N` jobs merged by `gate me
 on its own batches, then `state()`; the shards' states are merged key by key (summed, except keys starting with
 `rows.`: per-sample rows, concatenated in global sample order by the int64 `rows.index` the check includes) and
 `load_state(merged)` sets the state compute() reads. `sharding` says whether a check can run so; a check that does not declare it is refused.
+A "rank0" check (latency) measures after the pass in one process only; in `--shard` files, the `--shard 1/N` job's
+`measured_state()` travels in its state file and `gate merge` gives it back with `load_measured()`.
 """
 from __future__ import annotations
 
@@ -79,8 +81,9 @@ class Check(abc.ABC):
     #: `metrics(self) -> dict` ({"baseline": ..., "candidate": ..., "comparison": ...}) the runner calls after compute().
     tasks: ClassVar[frozenset[str]] = frozenset({"classification"})
 
-    #: "merge": state() adds up across shards; "rank0": it measures on rank 0 after the pass (timings) and is
-    #: refused in `--shard` files; any other text: why it cannot be sharded yet (the run stops with exit 2).
+    #: "merge": state() adds up across shards; "rank0": it measures after the pass (timings) on one process only:
+    #: rank 0 of a torchrun (after the merge), or the `--shard 1/N` job, whose state file carries measured_state()
+    #: for `gate merge` (load_measured); any other text: why it cannot be sharded yet (the run stops with exit 2).
     sharding: ClassVar[str] = "its state is not declared mergeable yet"
 
     def __init__(self, options: dict[str, Any], ctx: RunContext) -> None:
@@ -114,6 +117,16 @@ class Check(abc.ABC):
 
     def load_state(self, merged: dict[str, np.ndarray]) -> None:
         """Take the shards' summed state() (raise ValueError if it cannot be one)."""
+
+    def measured_state(self) -> dict[str, Any]:
+        """sharding "rank0", in the `--shard 1/N` job after its pass: measure now and return what compute() decides
+        on, as int64 / float64 arrays and JSON-able values (the state file keeps them; no other shard has any)."""
+        raise NotImplementedError(f"{self.name} declares sharding 'rank0' but has no measured_state()")
+
+    def load_measured(self, values: dict[str, Any]) -> None:
+        """measured_state() read back from a state file by `gate merge` (raise ValueError if it cannot be one);
+        compute() then decides on it without the models."""
+        raise NotImplementedError(f"{self.name} declares sharding 'rank0' but has no load_measured()")
 
     def setup(self) -> None:
         """Once before the pass. Raise GateError for bad setup; return normally otherwise."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
 
 from gate.checks.base import ROLES, Check, RunContext, Step
@@ -33,7 +34,9 @@ from gate.timing import (
     Measurement,
     Outcome,
     Rule,
+    Sampled,
     SamplingPlan,
+    analyse,
     contention_of,
     cpu_times,
     cpus_available,
@@ -408,6 +411,102 @@ def measure_pair(
     return result, memory, contention
 
 
+@dataclass(frozen=True)
+class Timed:
+    """What the check measured, before anything is decided: every pairing's timings and facts, or why it skipped.
+    Made by timing (compute(), measured_state()) or read from a `--shard 1/N` state file (timed_from_state)."""
+
+    runs: tuple[PairResult, ...] = ()
+    notes: tuple[str, ...] = ()
+    threads: int = 0
+    thread_source: str = ""
+    devices: tuple[str, ...] = ()
+    models: dict[str, dict[str, int | None]] | None = None      # role -> parameters, size_bytes
+    skip: str | None = None
+
+
+def _field(raw: Any, key: str, kind: type | tuple[type, ...], *, optional: bool = False) -> Any:
+    value = raw.get(key) if isinstance(raw, dict) else None
+    if value is None and optional:
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ValueError(f"latency timings: field {key!r} is missing or not a {getattr(kind, '__name__', kind)}")
+    return value
+
+
+def _number_map(raw: Any, what: str, *, ints: bool = False) -> dict[str, Any]:
+    kinds: tuple[type, ...] = (int,) if ints else (int, float)
+    if not isinstance(raw, dict) or not all(isinstance(k, str) and (v is None and ints or isinstance(v, kinds)
+                                                                     and not isinstance(v, bool))
+                                            for k, v in raw.items()):
+        raise ValueError(f"latency timings: {what} must map names to numbers")
+    return {k: (v if v is None or ints else float(v)) for k, v in raw.items()}
+
+
+def _timings(values: dict[str, Any], key: str, rounds: int | None) -> np.ndarray:
+    a = values.get(key)
+    if not isinstance(a, np.ndarray) or a.ndim != 1 or a.size == 0 or (rounds is not None and a.size != rounds):
+        raise ValueError(f"latency timings: {key!r} must be a 1-D array of one value per round")
+    return a
+
+
+def timed_from_state(values: dict[str, Any], settings: LatencySettings,
+                     decision: Callable[[int], tuple[DecisionSettings, float, int]]) -> Timed:
+    """LatencyCheck.measured_state() back from a state file, checked as data: the pairings must be this config's
+    (devices x batch sizes, in order), the timings finite seconds >= 0, one per round. Each pairing's Measurement
+    is gate.timing.analyse() of its timings at the config's confidence and seed: the sampling run's, exactly."""
+    facts = values.get("facts")
+    if not isinstance(facts, dict):
+        raise ValueError("latency timings: no facts")
+    models = {}
+    for role in ROLES:
+        m = _field(facts.get("models"), role, dict)
+        models[role] = {"parameters": _field(m, "parameters", int, optional=True),
+                        "size_bytes": _field(m, "size_bytes", int, optional=True)}
+    notes = tuple(_field(facts, "notes", list))
+    if not all(isinstance(n, str) for n in notes):
+        raise ValueError("latency timings: notes must be text")
+    skip = _field(facts, "skip", str, optional=True)
+    if skip is not None:
+        return Timed(notes=notes, models=models, skip=skip)
+    devices = tuple(_field(facts, "devices", list))
+    raw_runs = _field(facts, "runs", list)
+    wanted = [(d, bs) for d in devices for bs in settings.batch_sizes]
+    if not devices or not all(isinstance(d, str) for d in devices) or len(raw_runs) != len(wanted):
+        raise ValueError(f"latency timings: {len(raw_runs)} pairings, the config times {len(wanted) or 'some'}")
+    dec, confidence, _ = decision(len(devices))
+    runs = []
+    for i, (raw, (device, bs)) in enumerate(zip(raw_runs, wanted)):
+        if _field(raw, "device", str) != device or _field(raw, "batch_size", int) != bs:
+            raise ValueError(f"latency timings: pairing {i} is not {device} bs={bs}, as the config times it")
+        a = _timings(values, f"runs.{i}.baseline_s", None)
+        b = _timings(values, f"runs.{i}.candidate_s", a.size)
+        order = _timings(values, f"runs.{i}.candidate_first", a.size)
+        if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b)) and a.min() >= 0 and b.min() >= 0):
+            raise ValueError(f"latency timings: pairing {i} has timings that are not finite seconds >= 0")
+        if a.dtype != np.float64 or b.dtype != np.float64 or not np.isin(order, (0, 1)).all():
+            raise ValueError(f"latency timings: pairing {i}'s arrays are not float64 seconds and 0/1 orders")
+        stop = _field(raw, "stop", str)
+        if stop not in ("decided", "budget", "max_rounds"):
+            raise ValueError(f"latency timings: pairing {i} stopped by {stop!r}")
+        sampled = Sampled(a, b, tuple("b" if f else "a" for f in order.tolist()), _field(raw, "looks", int), stop,
+                          float(_field(raw, "elapsed_s", (int, float))))
+        memory = {role: _number_map(_field(raw.get("memory"), role, dict), "memory", ints=True) for role in ROLES}
+        c = raw.get("contention")
+        contention = None if c is None else Contention(
+            lost=_number_map(_field(c, "lost", dict), "lost"),
+            switches_per_call=_number_map(_field(c, "switches_per_call", dict), "switches_per_call"),
+            steal=(None if c.get("steal") is None else float(_field(c, "steal", (int, float)))),
+            limit=float(_field(c, "limit", (int, float))), threads=_field(c, "threads", int),
+            cpus=_field(c, "cpus", int))
+        rules = rules_for(settings, bs)
+        measurement = analyse(sampled, rules=rules, confidence=confidence, resamples=dec.resamples, seed=dec.seed)
+        runs.append(PairResult(device, bs, _field(raw, "samples", int), measurement, memory,
+                               _field(raw, "threads", int), contention))
+    return Timed(runs=tuple(runs), notes=notes, threads=_field(facts, "threads", int),
+                 thread_source=_field(facts, "thread_source", str), devices=devices, models=models)
+
+
 # --------------------------------------------------------------------------------------------- reporting
 
 
@@ -640,13 +739,16 @@ class LatencyCheck(Check):
     name = "latency"
     tasks = frozenset({"classification", "multi_label", "regression"})
     needs = frozenset({"inputs"})
-    sharding = "rank0"      # timings are not sums: rank 0 times its kept samples after the pass
+    #: Timings are not sums: rank 0 (torchrun) or the `--shard 1/N` job times its kept samples after its pass; the
+    #: job's timings travel in its state file (measured_state), from which `gate merge` decides.
+    sharding = "rank0"
 
     def __init__(self, options: dict[str, Any], ctx: RunContext) -> None:
         super().__init__(options, ctx)
         self.settings = latency_settings(options)
         self._chunks: list[tuple[Any, int]] = []
         self._captured = 0
+        self._timed: Timed | None = None        # measured, or loaded from a state file
 
     def update(self, step: Step) -> None:
         """Keep CPU copies of the first max(batch_sizes) samples; nothing after that."""
@@ -661,18 +763,21 @@ class LatencyCheck(Check):
         self._captured += take
 
     def compute(self) -> CheckResult:
+        """Time both models (unless a `--shard 1/N` state file brought the timings: load_measured), then decide."""
+        if self._timed is None:
+            self._timed = self._measure()
+        return self._decide(self._timed)
+
+    def _measure(self) -> Timed:
+        """Every configured (device, batch size) pairing timed on the kept samples, with its facts."""
+        models = {role: {"parameters": self.ctx.models[role].parameters, "size_bytes": self.ctx.models[role].size_bytes}
+                  for role in ROLES}
         if not self._chunks:
-            return CheckResult(name=self.name, status="skip", summary="no input samples reached the latency check")
+            return Timed(skip="no input samples reached the latency check", models=models)
         devices, notes = self._devices()
         if not devices:
-            return CheckResult(name=self.name, status="skip", summary=notes[-1], notes=tuple(notes))
-        decision = decision_settings(self.ctx.config, self.options)
-        if self.options.get("confidence") is not None:
-            decision = replace(decision, confidence=float(self.options["confidence"]))
-        gated = sum(len(rules_for(self.settings, bs)) for bs in self.settings.batch_sizes) * len(devices)
-        family = max(1, gated if decision.multiple_comparisons != "none" else 1)
-        confidence = interval_confidence(decision.confidence, comparisons=family, looks=self.settings.looks)
-        judged = replace(decision, mode="non-inferiority", confidence=confidence)
+            return Timed(skip=notes[-1], notes=tuple(notes), models=models)
+        decision, confidence, _ = self._decision(len(devices))
         threads_wanted = self.settings.threads or self.ctx.config.threads or default_threads()
         thread_source = ("checks.latency.threads" if self.settings.threads else "threads" if self.ctx.config.threads
                          else f"pinned default: half of the {cpus_available()} CPUs available, 1 to 4")
@@ -681,9 +786,65 @@ class LatencyCheck(Check):
             for device in devices:
                 runs += self._measure_device(device, threads=threads, confidence=confidence,
                                              resamples=decision.resamples, seed=decision.seed, notes=notes)
-        findings = [finding_for(run, o, judged) for run in runs for o in run.measurement.outcomes]
-        return self._result(runs, findings, notes=notes, confidence=confidence, family=family,
-                            nominal=decision.confidence, threads=threads, thread_source=thread_source)
+        return Timed(runs=tuple(runs), notes=tuple(notes), threads=threads, thread_source=thread_source,
+                     devices=tuple(devices), models=models)
+
+    def _decision(self, devices: int) -> tuple[DecisionSettings, float, int]:
+        """The run's decision settings, each interval's confidence (Bonferroni over the gated comparisons and the
+        looks) and the number of comparisons: from the config alone, so `gate merge` finds the sampling run's."""
+        decision = decision_settings(self.ctx.config, self.options)
+        if self.options.get("confidence") is not None:
+            decision = replace(decision, confidence=float(self.options["confidence"]))
+        gated = sum(len(rules_for(self.settings, bs)) for bs in self.settings.batch_sizes) * devices
+        family = max(1, gated if decision.multiple_comparisons != "none" else 1)
+        return decision, interval_confidence(decision.confidence, comparisons=family, looks=self.settings.looks), family
+
+    def _decide(self, timed: Timed) -> CheckResult:
+        if timed.skip is not None:
+            return CheckResult(name=self.name, status="skip", summary=timed.skip, notes=timed.notes)
+        decision, confidence, family = self._decision(len(timed.devices))
+        judged = replace(decision, mode="non-inferiority", confidence=confidence)
+        findings = [finding_for(run, o, judged) for run in timed.runs for o in run.measurement.outcomes]
+        return self._result(list(timed.runs), findings, notes=list(timed.notes), confidence=confidence,
+                            family=family, nominal=decision.confidence, threads=timed.threads,
+                            thread_source=timed.thread_source, models=timed.models)
+
+    # ------------------------------------------------------------------ sharded: the timings in a state file
+
+    def measured_state(self) -> dict[str, Any]:
+        """A `--shard 1/N` job, after its pass: time now, as compute() would, and return the timings (arrays: each
+        pairing's per-round seconds of both models and which went first) and the facts compute() decides with
+        (JSON: rounds, looks, stop, memory, contention, notes, threads), for `gate merge`, which has no models."""
+        if self._timed is None:
+            self._timed = self._measure()
+        timed = self._timed
+        runs = []
+        out: dict[str, Any] = {}
+        for i, run in enumerate(timed.runs):
+            sampled = run.measurement.sampled
+            out[f"runs.{i}.baseline_s"] = np.asarray(sampled.a, dtype=np.float64)
+            out[f"runs.{i}.candidate_s"] = np.asarray(sampled.b, dtype=np.float64)
+            out[f"runs.{i}.candidate_first"] = np.array([f == "b" for f in sampled.first], dtype=np.int64)
+            c = run.contention
+            runs.append({
+                "device": run.device, "batch_size": run.batch_size, "samples": run.samples, "threads": run.threads,
+                "looks": sampled.looks, "stop": sampled.stop, "elapsed_s": sampled.elapsed_s, "memory": run.memory,
+                "contention": None if c is None else {
+                    "lost": c.lost, "switches_per_call": c.switches_per_call, "steal": c.steal, "limit": c.limit,
+                    "threads": c.threads, "cpus": c.cpus},
+            })
+        out["facts"] = {"skip": timed.skip, "notes": list(timed.notes), "threads": timed.threads,
+                        "thread_source": timed.thread_source, "devices": list(timed.devices), "models": timed.models,
+                        "runs": runs}
+        return out
+
+    def load_measured(self, values: dict[str, Any]) -> None:
+        """measured_state() from a state file (data: every field checked, ValueError if it is not what
+        measured_state() gives for this config); compute() then decides on these timings without timing."""
+        timed = timed_from_state(values, self.settings, self._decision)
+        self._timed = replace(timed, notes=(*timed.notes, "timed by the shard 1/N job after its pass, on its first "
+                                            "samples (as a torchrun's rank 0 times its own); gate merge decided on "
+                                            "those timings"))
 
     # ------------------------------------------------------------------ helpers of compute()
 
@@ -754,6 +915,7 @@ class LatencyCheck(Check):
         nominal: float,
         threads: int,
         thread_source: str = "",
+        models: dict[str, dict[str, int | None]],
     ) -> CheckResult:
         p50 = [run.measurement.comparisons["p50"].ratio.estimate for run in runs]
         where = ", ".join(_where(run) for run in runs)
@@ -772,7 +934,6 @@ class LatencyCheck(Check):
             summary += f"; contended at {', '.join(_where(run) for run in contended)}: no slowdown can fail there"
             notes = [*notes, *(f"{_where(run)}: {run.contention.reason()}" for run in contended)]
         decided = [{o.rule.statistic: o for o in run.measurement.outcomes if o.rule.kind == "ratio"} for run in runs]
-        models = {role: self.ctx.models[role] for role in ROLES}
         tables = (
             Table(
                 title=f"Latency per call (ms); torch threads: {threads}",
@@ -794,7 +955,7 @@ class LatencyCheck(Check):
                 title="Model size",
                 headers=("model", "parameters", "checkpoint MB"),
                 rows=tuple(
-                    (role, m.parameters, round(m.size_bytes / _MB, 3) if m.size_bytes is not None else None)
+                    (role, m["parameters"], round(m["size_bytes"] / _MB, 3) if m["size_bytes"] is not None else None)
                     for role, m in models.items()
                 ),
             ),
@@ -816,9 +977,7 @@ class LatencyCheck(Check):
             "looks": self.settings.looks,
             "method": "interleaved rounds; paired bootstrap over rounds; normal interval on log(ratio); "
                       "Bonferroni over comparisons and looks",
-            "models": {
-                role: {"parameters": m.parameters, "size_bytes": m.size_bytes} for role, m in models.items()
-            },
+            "models": {role: dict(m) for role, m in models.items()},
             "runs": [_run_details(run) for run in runs],
         }
         return CheckResult(

@@ -63,9 +63,11 @@ class EvalData:
     def batches_with_meta(self, *, owns: Callable[[int], bool] | None = None) -> Iterator[Any]:
         """(inputs, labels, meta): the same batches with each sample's text and fields (gate.data.BatchMeta).
 
-        `owns` (a shard's batch test, gate.sharding.Shard.owns): a reader that seeks (text and tensor files)
-        yields `Skipped(size)` in place of another shard's batch, without reading it into samples; the others
-        (factories, the caller's objects) yield every batch, and the runner skips the ones it does not own."""
+        `owns` (a shard's batch test, gate.sharding.Shard.owns): a reader that seeks (text and tensor files; a
+        factory's or the caller's map-style Dataset, list of batches or plain sequential DataLoader) yields
+        `Skipped(size)` in place of another shard's batch, without reading it into samples; the others (an
+        IterableDataset, a generator, a shuffled DataLoader) yield every batch, and the runner skips the ones it
+        does not own."""
         counting = self.source.num_samples is None
         if counting:
             self.num_samples = 0

@@ -8,15 +8,24 @@ What it may return:
   - any other iterable (a list, a generator, a DataLoader) of ready batches: (inputs, labels) pairs or dicts.
 Metadata to slice by (never passed to the model): a dict sample's or batch's 'meta' key, a mapping of field ->
 value (per sample) or values (per batch); a meta field 'text' is the sample's text in the flipped examples.
+
+Sharded (`batches_with_meta(owns=...)`), a source that can be indexed seeks: a map-style Dataset's other batches
+are never fetched (`__getitem__` is called for the shard's own samples only), a list or tuple of batches yields
+the others' sizes only (their labels' length; nothing converted or checked), and a plain DataLoader over a
+map-style Dataset with the sequential sampler (shuffle=False, no custom sampler) is re-made with a batch sampler
+of the shard's own batches, with its own collate_fn, workers and pinning. What cannot be indexed (an
+IterableDataset, a generator, a DataLoader with another sampler or of another class) is read whole: every batch
+is made, and the runner skips the ones the shard does not own.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from gate.data._common import (
     LABEL_FALLBACKS,
     BatchMeta,
+    Skipped,
     batch_rows,
     meta_values,
     import_callable,
@@ -62,6 +71,8 @@ def _is_sample_stream(source: Any) -> bool:
 class FactoryReader:
     """Batches from a factory's Dataset or iterable, in its own order; labels checked and turned into int64."""
 
+    seeks = True        # batches_with_meta(owns=...): Datasets, lists and plain DataLoaders skip others' batches
+
     def __init__(
         self,
         spec: str,
@@ -103,9 +114,19 @@ class FactoryReader:
         for inputs, labels, _ in self.batches_with_meta():
             yield inputs, labels
 
-    def batches_with_meta(self) -> Iterator[tuple[Any, torch.Tensor, BatchMeta]]:
+    def batches_with_meta(self, *, owns: Callable[[int], bool] | None = None) -> Iterator[Any]:
+        """(inputs, labels, meta) per batch; with `owns` (a shard's batch test), another shard's batch is a
+        `Skipped(size)` in its place where the source can be indexed (the module docstring says which)."""
         seen = 0
-        for index, raw in enumerate(self._raw_batches()):
+        for index, raw in enumerate(self._raw_batches(owns)):
+            if isinstance(raw, Skipped):
+                size = raw.size if self.limit is None else min(raw.size, self.limit - seen)
+                seen += size
+                if size:
+                    yield Skipped(size), None, None
+                if self.limit is not None and seen >= self.limit:
+                    break
+                continue
             where = f"{self.where}: batch {index} (samples from {seen})"
             inputs, labels, meta = self._split(raw, where=where)
             if self.limit is not None and seen + len(labels) > self.limit:
@@ -128,11 +149,13 @@ class FactoryReader:
         self._used = True
         return self.source
 
-    def _raw_batches(self) -> Iterator[Any]:
+    def _raw_batches(self, owns: Callable[[int], bool] | None = None) -> Iterator[Any]:
         source = self._fresh_source()
-        if _is_map_dataset(source) or _is_sample_stream(source):
-            source = self._loader(source)
-        iterator = iter(source)
+        iterator = self._seeking(source, owns) if owns is not None else None
+        if iterator is None:
+            if _is_map_dataset(source) or _is_sample_stream(source):
+                source = self._loader(source)
+            iterator = iter(source)
         index = 0
         while True:
             try:
@@ -147,6 +170,40 @@ class FactoryReader:
                 ) from err
             yield raw
             index += 1
+
+    def _seeking(self, source: Any, owns: Callable[[int], bool]) -> Iterator[Any] | None:
+        """Raw batches with `Skipped(size)` for the batches `owns` refuses, their samples untouched; None where the
+        source cannot be indexed (it is then read whole)."""
+        from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
+
+        if _is_map_dataset(source):
+            n, size = self.num_samples or 0, self.batch_size
+            return _owned_batches(source, [range(s, min(s + size, n)) for s in range(0, n, size)], owns, {})
+        if isinstance(source, (list, tuple)):
+            return (raw if owns(i) else Skipped(self._rows_of(raw, index=i)) for i, raw in enumerate(source))
+        if (type(source) is DataLoader and _is_map_dataset(source.dataset)
+                and type(source.batch_sampler) is BatchSampler and type(source.sampler) is SequentialSampler):
+            options = {"num_workers": source.num_workers, "collate_fn": source.collate_fn,
+                       "pin_memory": source.pin_memory, "timeout": source.timeout,
+                       "worker_init_fn": source.worker_init_fn, "multiprocessing_context": source.multiprocessing_context,
+                       "generator": source.generator, "prefetch_factor": source.prefetch_factor,
+                       "persistent_workers": source.persistent_workers, "pin_memory_device": source.pin_memory_device}
+            if hasattr(source, "in_order"):
+                options["in_order"] = source.in_order
+            return _owned_batches(source.dataset, list(source.batch_sampler), owns, options)
+        return None
+
+    def _rows_of(self, raw: Any, *, index: int) -> int:
+        """Another shard's ready batch: its size from its labels' length, nothing converted (the owner checks it);
+        a batch whose size cannot be read so is split as the owner would split it, raising its error."""
+        try:
+            if isinstance(raw, Mapping):
+                return len(raw[self._label_key(raw, where=f"{self.where}: batch {index}")])
+            if isinstance(raw, (tuple, list)) and len(raw) == 2:
+                return len(raw[1])
+        except TypeError:
+            pass
+        return len(self._split(raw, where=f"{self.where}: batch {index}")[1])
 
     def _loader(self, dataset: Any) -> Any:
         from torch.utils.data import DataLoader, Subset
@@ -201,6 +258,18 @@ class FactoryReader:
             f"{where}: no label key (tried {', '.join(repr(c) for c in candidates)}; "
             f"found: {names_list(list(raw))}); set data.labels in gate.yaml"
         )
+
+
+def _owned_batches(dataset: Any, batches: list[Any], owns: Callable[[int], bool],
+                   options: dict[str, Any]) -> Iterator[Any]:
+    """Batch i of `batches` (lists of sample indices), collated by a DataLoader over the owned ones only, or
+    `Skipped(len)` where `owns(i)` is false: the others' samples are never fetched."""
+    from torch.utils.data import DataLoader
+
+    owned = [list(b) for i, b in enumerate(batches) if owns(i)]
+    loaded = iter(DataLoader(dataset, batch_sampler=owned, **options))
+    for i, indices in enumerate(batches):
+        yield next(loaded) if owns(i) else Skipped(len(indices))
 
 
 def object_label(source: Any) -> str:

@@ -226,3 +226,44 @@ def test_cli_writes_the_html_report_with_the_others(world, in_repo_root, tmp_pat
     same = run_cli(capsys, "check", world.good, "--baseline", world.baseline, "--data", world.data,
                    "--json", tmp_path / "x", "--html", tmp_path / "x")
     assert same.code == 2 and "--json, --markdown, --junit and --html must name different files" in same.err
+
+
+class _CountingDataset(torch.utils.data.Dataset):
+    """The eval data as a map-style Dataset that records every sample fetched."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y, self.touched = x, y, []
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        self.touched.append(int(i))
+        return self.x[i], self.y[i]
+
+
+def test_a_sharded_dataset_fetches_only_its_own_samples_and_merges_to_the_unsharded_report(world, tmp_path):
+    """`run(..., shard=1/2 and 2/2)` on a Dataset: each shard's __getitem__ sees exactly its batches' samples (batch
+    b of 64 is shard b % 2's), and `merge` of the two states gives the unsharded report's metrics and checks."""
+    from gate.report.json_report import report_dict
+    from gate.sharding import parse_shard, write_state
+
+    x, y = _tensors(world)
+    import gate.api
+
+    config = gate.api.configure(batch_size=64)
+    unsharded = gate.api.run(config, tm.regressed_candidate(), tm.teacher(), _CountingDataset(x, y))
+    paths = []
+    for index in (1, 2):
+        data = _CountingDataset(x, y)
+        state = gate.api.run(config, tm.regressed_candidate(), tm.teacher(), data, shard=parse_shard(f"{index}/2"))
+        own = [j for b in range(index - 1, -(-len(y) // 64), 2) for j in range(64 * b, min(64 * b + 64, len(y)))]
+        assert sorted(data.touched) == own and len(data.touched) == len(own)     # each of its own once, no other
+        paths.append(tmp_path / f"s{index}.gstate")
+        write_state(state, paths[-1])
+    merged = masked(report_dict(gate.api.merge(paths)))
+    want = masked(report_dict(unsharded))
+    assert merged["metrics"] == want["metrics"]
+    assert merged["checks"] == want["checks"]
+    assert (merged["verdict"], merged["exit_code"], merged["examples"]) == (want["verdict"], 1, want["examples"])
+    assert merged["data"]["num_samples"] == len(y)

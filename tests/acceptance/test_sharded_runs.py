@@ -201,11 +201,99 @@ def test_merge_refuses_corrupt_or_foreign_files(world, tmp_path, capsys):
     assert not report.exists()
 
 
-def test_latency_is_refused_in_state_files(world, tmp_path, capsys):
-    state = tmp_path / "s.gstate"
-    outcome = run_cli(capsys, "check", *_args(world, world.good, "--shard", "1/2", "--state", state,
-                                              "--enable", "latency"))
-    _assert_error(outcome, "checks.latency: cannot run sharded", "times the models")
+_LATENCY = ("checks:\n  latency:\n    enabled: true\n    batch_sizes: [1, 8]\n    budget_s: 0.3\n"
+            "    min_rounds: 20\n    max_rounds: 40\n    warmup: 1\n    threads: 1\n    max_cpu_loss: 1.0\n"
+            "    max_slowdown: {p50: 0.5, p90: null}\n")
+
+
+def _latency_shards(world, capsys, tmp_path) -> list[Path]:
+    config = tmp_path / "latency.yaml"
+    config.write_text(_LATENCY)
+    paths = []
+    for i in (1, 2):
+        paths.append(tmp_path / f"latency-{i}.gstate")
+        outcome = run_cli(capsys, "check", *_args(world, world.good, "--shard", f"{i}/2", "--state", paths[-1],
+                                                  "-c", config))
+        assert outcome.code == 0, outcome.err
+        assert ("latency timed after the pass" in outcome.out) == (i == 1), outcome.out
+    return paths
+
+
+def test_latency_is_timed_by_shard_1_and_decided_by_merge_on_its_timings(world, tmp_path, capsys):
+    """`--shard 1/2` times both models after its pass and keeps the timings in its state; `--shard 2/2` keeps none;
+    `gate merge` reports exactly those timings (numpy's percentiles of them) and judges them (gate.verdict.judge on
+    the paired bootstrap interval of the stored rounds) as the measuring run would."""
+    from gate import timing
+    from gate.sharding import read_state
+    from gate.verdict import DecisionSettings, judge
+
+    states = _latency_shards(world, capsys, tmp_path)
+    first, second = (read_state(p) for p in states)
+    assert set(first.measured) == {"latency"} and second.measured == {}
+    assert first.meta["checks"] == second.meta["checks"] == ["sanity", "accuracy", "per_class", "flips", "latency"]
+    kept = first.measured["latency"]
+    report = tmp_path / "merged.json"
+    outcome = run_cli(capsys, "merge", *reversed(states), "--json", report)
+    got = json.loads(report.read_text())
+    assert outcome.code == got["exit_code"] in (0, 1), outcome.err
+    (latency,) = [c for c in got["checks"] if c["name"] == "latency"]
+    assert any("shard 1/N job" in n for n in latency["notes"])
+    runs = latency["details"]["runs"]
+    assert [(r["device"], r["batch_size"]) for r in runs] == [("cpu", 1), ("cpu", 8)]
+    confidence = latency["details"]["interval_confidence"]
+    assert confidence == pytest.approx(1 - 0.05 / (2 * 5))        # 2 gated p50 rules, 5 looks
+    findings = {f["where"]: f for f in latency["findings"]}
+    for i, run in enumerate(runs):
+        a, b = kept[f"runs.{i}.baseline_s"], kept[f"runs.{i}.candidate_s"]
+        assert a.dtype == b.dtype == np.float64 and run["rounds"] == a.size == b.size >= 20
+        for stat, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+            assert run["baseline_ms"][stat] == pytest.approx(1000 * np.quantile(a, q), rel=1e-12)
+            assert run["candidate_ms"][stat] == pytest.approx(1000 * np.quantile(b, q), rel=1e-12)
+        assert run["baseline_ms"]["mean"] == pytest.approx(1000 * a.mean(), rel=1e-12)
+        assert run["ratios"]["p50"]["ratio"] == pytest.approx(np.median(b) / np.median(a), rel=1e-12)
+        iv = timing.compare(a, b, ["p50"], confidence=confidence, resamples=2000, seed=0)["p50"].ratio
+        assert (run["ratios"]["p50"]["low"], run["ratios"]["p50"]["high"]) == pytest.approx((iv.low, iv.high))
+        settings = DecisionSettings(mode="non-inferiority", confidence=confidence)
+        want = judge(metric="p50_ratio", rule="max_ratio", threshold=1.5, value=iv.estimate,
+                     baseline=1000 * float(np.median(a)), candidate=1000 * float(np.median(b)), settings=settings,
+                     interval=(iv.low, iv.high), where=f"cpu bs={run['batch_size']}")
+        assert findings[f"cpu bs={run['batch_size']}"]["status"] == want.status
+    assert got["environment"] == first.meta["environment"]                  # where the timings were taken
+
+
+def test_merge_refuses_latency_timings_from_two_shards_or_none(world, tmp_path, capsys):
+    from gate.sharding import read_state, write_state
+
+    states = _latency_shards(world, capsys, tmp_path)
+    first, second = (read_state(p) for p in states)
+    report = tmp_path / "r.json"
+    both = tmp_path / "both.gstate"
+    second.measured = first.measured
+    write_state(second, both)                            # a valid file: its hash covers the copied timings
+    _assert_error(run_cli(capsys, "merge", states[0], both, "--json", report),
+                  str(states[0]), str(both), "both carry latency's timings")
+    _assert_error(run_cli(capsys, "merge", both, states[0], "--json", report), str(both), "shard 2/2 carries")
+    none = tmp_path / "none.gstate"
+    first.measured = {}
+    write_state(first, none)
+    _assert_error(run_cli(capsys, "merge", none, states[1], "--json", report),
+                  "checks.latency is enabled but none of the state files", str(none), str(states[1]))
+    bad = tmp_path / "bad.gstate"
+    first = read_state(states[0])
+    first.measured["latency"]["runs.0.baseline_s"] = np.full(3, np.nan)
+    write_state(first, bad)
+    _assert_error(run_cli(capsys, "merge", bad, states[1], "--json", report), str(bad), "latency timings")
+    # Timings edited in place (the header's hash left as it was) are refused before anything is read.
+    from safetensors.numpy import load, save
+
+    raw = states[0].read_bytes()
+    header = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])
+    arrays = load(raw)
+    arrays["measured.latency.runs.0.candidate_s"] = arrays["measured.latency.runs.0.candidate_s"] * 0.5
+    edited = tmp_path / "edited.gstate"
+    edited.write_bytes(save(arrays, metadata=header["__metadata__"]))
+    _assert_error(run_cli(capsys, "merge", edited, states[1], "--json", report), "SHA-256")
+    assert not report.exists()
 
 
 def test_shard_usage_errors(world, tmp_path, capsys):

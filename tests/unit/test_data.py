@@ -791,3 +791,82 @@ def test_tensor_reader_seeks_to_its_shard(tmp_path: Path) -> None:
             else:
                 got[i] = (inp.tolist(), lab.tolist(), meta.fields["group"])
     assert [got[i] for i in range(len(full))] == full and len(full) == 5
+
+
+class _Counting(torch.utils.data.Dataset):
+    """A map-style Dataset that records which samples were fetched."""
+
+    def __init__(self, n: int) -> None:
+        self.x = torch.arange(n * 3, dtype=torch.float32).reshape(n, 3)
+        self.y = torch.arange(n) % 2
+        self.touched: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        self.touched.append(int(i))
+        return self.x[i], self.y[i]
+
+
+def _owned_samples(n: int, size: int, shard: Any) -> list[int]:
+    return [j for b, start in enumerate(range(0, n, size)) if shard.owns(b) for j in range(start, min(start + size, n))]
+
+
+@pytest.mark.parametrize("kind", ["Dataset", "DataLoader", "list", "Dataset with limit"])
+def test_in_memory_data_seeks_to_its_shard_without_touching_the_others(kind: str) -> None:
+    """A Dataset (and a plain DataLoader over one) fetches only the shard's own samples; a list of batches yields
+    the others' sizes; together the shards' batches are the unsharded ones, in place."""
+    from torch.utils.data import DataLoader
+
+    from gate.data import Skipped
+    from gate.sharding import Shard
+
+    n, size = 70, 16
+    limit = 40 if kind == "Dataset with limit" else None
+
+    def source(data: _Counting) -> Any:
+        if kind == "DataLoader":
+            return DataLoader(data, batch_size=size)
+        if kind == "list":
+            return [(data.x[i:i + size], data.y[i:i + size]) for i in range(0, n, size)]
+        return data
+
+    def reader(data: _Counting) -> Any:
+        return open_data(source(data), options=opts(batch_size=size, limit=limit), class_names=None, tokenizer=None)
+
+    whole = _Counting(n)
+    full = [(inp.tolist(), lab.tolist()) for inp, lab, _ in reader(whole).batches_with_meta()]
+    total = min(n, limit or n)
+    assert sum(len(lab) for _, lab in full) == total
+    got = {}
+    for s in range(2):
+        shard = Shard(s, 2)
+        data = _Counting(n)
+        opened = reader(data)
+        for i, (inp, lab, meta) in enumerate(opened.batches_with_meta(owns=shard.owns)):
+            if isinstance(inp, Skipped):
+                assert not shard.owns(i) and (lab, meta) == (None, None) and inp.size == len(full[i][1])
+            else:
+                assert shard.owns(i)
+                got[i] = (inp.tolist(), lab.tolist())
+        assert opened.num_samples == total
+        if kind != "list":                      # a list's batches exist already: nothing is fetched from data
+            assert sorted(data.touched) == _owned_samples(total, size, shard)
+    assert [got[i] for i in range(len(full))] == full
+
+
+def test_in_memory_data_that_cannot_seek_is_read_whole() -> None:
+    """A shuffled DataLoader and a generator: every batch is made (the runner skips the others'), none Skipped."""
+    from torch.utils.data import DataLoader
+
+    from gate.data import Skipped
+    from gate.sharding import Shard
+
+    data = _Counting(48)
+    torch.manual_seed(0)
+    shuffled = open_data(DataLoader(data, batch_size=16, shuffle=True), options=opts(batch_size=16),
+                         class_names=None, tokenizer=None)
+    batches = list(shuffled.batches_with_meta(owns=Shard(1, 2).owns))
+    assert len(batches) == 3 and not any(isinstance(inp, Skipped) for inp, _, _ in batches)
+    assert sorted(data.touched) == list(range(48))

@@ -549,3 +549,62 @@ def test_repeat_rows_fills_the_batch_cyclically():
     torch.testing.assert_close(batch["x"][3:6], x)
     torch.testing.assert_close(batch["x"][6:8], x[:2])
     assert batch["scale"].ndim == 0
+
+
+def _without_duration(result):
+    from dataclasses import replace
+
+    return replace(result, duration_s=None, notes=())
+
+
+def test_timings_read_back_from_a_state_give_the_measuring_runs_result():
+    """measured_state() -> a state file's bytes -> load_measured() on a check without models: the same findings,
+    tables and details as the check that timed (a `--shard 1/N` job and `gate merge`)."""
+    from gate.sharding import RunState
+
+    timed = make_check(mlp(0), mlp(1), batch_sizes=[2, 4], max_rounds=30, max_cpu_loss=1.0)
+    feed(timed, torch.randn(3, 16), rows=3)
+    kept = timed.measured_state()
+    expected = timed.compute()                      # decided on the timings just taken, not timed again
+    payload = RunState(meta={"format": "gate-state", "version": 1}, arrays={}, measured={"latency": kept}).to_bytes()
+    back = _read_measured(payload)
+    assert back["runs.0.baseline_s"].tobytes() == kept["runs.0.baseline_s"].tobytes()
+    assert [r["batch_size"] for r in back["facts"]["runs"]] == [2, 4]
+    fresh = make_check(mlp(0), mlp(1), batch_sizes=[2, 4], max_rounds=30, max_cpu_loss=1.0)
+    fresh.ctx.models = {}                           # gate merge has no models: nothing may be timed
+    fresh.load_measured(back)
+    got = fresh.compute()
+    assert _without_duration(got) == _without_duration(expected)
+    assert any("shard 1/N job" in n for n in got.notes) and not any("shard 1/N" in n for n in expected.notes)
+
+
+def _read_measured(payload: bytes) -> dict:
+    """What gate.sharding.state_from_bytes gives back for the latency check (its header checks bypassed: the test's
+    meta is not a run's)."""
+    import json
+
+    from safetensors.numpy import load
+
+    arrays = load(payload)
+    facts = json.loads(json.loads(payload[8:8 + int.from_bytes(payload[:8], "little")])["__metadata__"]
+                       ["gate_state"])["measured"]["latency"]
+    return {**facts, **{k[len("measured.latency."):]: v for k, v in arrays.items()}}
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda v: v.update({"runs.1.candidate_s": v["runs.1.candidate_s"][:-1]}), "one value per round"),
+    (lambda v: v.update({"runs.0.baseline_s": -v["runs.0.baseline_s"]}), "finite seconds"),
+    (lambda v: v["facts"]["runs"].pop(), "pairings"),
+    (lambda v: v["facts"]["runs"][0].update(batch_size=3), "not cpu bs=2"),
+    (lambda v: v["facts"]["runs"][0].update(stop="whenever"), "stopped by"),
+    (lambda v: v["facts"].update(notes="x"), "notes"),
+])
+def test_timings_that_are_not_this_configs_are_refused(edit, message):
+    import copy as _copy
+
+    timed = make_check(mlp(0), mlp(0), batch_sizes=[2, 4], max_rounds=20)
+    feed(timed, torch.randn(3, 16), rows=3)
+    values = _copy.deepcopy(timed.measured_state())
+    edit(values)
+    with pytest.raises(ValueError, match=message):
+        make_check(mlp(0), mlp(0), batch_sizes=[2, 4], max_rounds=20).load_measured(values)

@@ -198,3 +198,40 @@ def test_rows_that_cannot_be_one_runs_are_refused():
     for parts, message in cases:
         with pytest.raises(DataError, match=message):
             merge_arrays(parts)
+
+
+def test_measured_values_travel_whole_under_the_hash_and_are_not_merged():
+    """A "rank0" check's measured_state() (arrays and JSON facts) comes back from the bytes as it went in, apart from
+    the summed arrays; the merge hands shard 0's on; timings in two files, or in another shard's, are refused."""
+    counts = PairedCounts(3)
+    counts.update(np.array([0, 1]), np.array([0, 1]), np.array([0, 2]))
+    timings = {"runs.0.baseline_s": np.array([1e-3, 2e-3]), "runs.0.candidate_first": np.array([0, 1], np.int64),
+               "facts": {"runs": [{"stop": "budget", "lost": {"baseline": float("nan")}}], "skip": None}}
+    zero = _state(0, 2, counts)
+    zero.measured = {"latency": timings}
+    back = state_from_bytes(zero.to_bytes(), where="s0")
+    assert set(back.arrays) == {"counts.codes", "counts.n"}
+    got = back.measured["latency"]
+    assert got["runs.0.baseline_s"].tobytes() == timings["runs.0.baseline_s"].tobytes()
+    assert got["runs.0.candidate_first"].dtype == np.int64 and got["facts"]["runs"][0]["stop"] == "budget"
+    one = state_from_bytes(_state(1, 2, counts).to_bytes(), where="s1")
+    assert one.measured == {}
+    merged = merge_states([one, back], names=["s1", "s0"])
+    assert merged.measured == {"latency": got}
+    with pytest.raises(DataError, match="s0 and s1 both carry latency's timings"):
+        merge_states([back, _carrying(one)], names=["s0", "s1"])
+    with pytest.raises(DataError, match="s1: shard 2/2 carries latency's timings"):
+        merge_states([_carrying(one), _state(0, 2, counts)], names=["s1", "s0"])
+    # The facts are under the SHA-256: edited in the header alone, the file is refused.
+    payload = zero.to_bytes()
+    header_len = int.from_bytes(payload[:8], "little")
+    header = payload[8:8 + header_len].decode()
+    edited = header.replace("budget", "decide")
+    assert edited != header and len(edited) == len(header)
+    with pytest.raises(DataError, match="SHA-256"):
+        state_from_bytes(payload[:8] + edited.encode() + payload[8 + header_len:], where="edited")
+
+
+def _carrying(state: RunState) -> RunState:
+    return RunState(meta=state.meta, arrays=state.arrays, texts=state.texts,
+                    measured={"latency": {"facts": {"skip": "x"}}})
