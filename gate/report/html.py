@@ -441,7 +441,7 @@ def _curve_plot(kind: str, entry: dict[str, Any], *, size: int, title: str) -> s
                          f'stroke-width="2" stroke-linejoin="round"{dash}><title>{_e(tip)}</title></polyline>')
         # the legend where the curves rarely are: bottom right of a ROC, bottom left of a PR curve
         lx, ly = (left + size - 150 if kind == "roc" else left + 6), top + size - 26 + r * 15
-        if r == 0:              # over the grid and the chance line, not over a curve's colour
+        if r == 0:              # readable over the grid lines and the chance line
             parts.append(f'<rect x="{lx - 3}" y="{ly - 13}" width="146" height="32" fill="#fff" fill-opacity="0.8"/>')
         parts.append(f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 20}" y2="{ly - 4}" stroke="{colour}" '
                      f'stroke-width="2"{dash}/>')
