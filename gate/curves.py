@@ -1,7 +1,8 @@
 """ROC and precision-recall curves of both models, bounded in size, for the reports (pure numpy).
 
 The vertices are scikit-learn's: `roc_curve` (collinear points dropped, as its `drop_intermediate=True` does) and
-`precision_recall_curve` (every distinct threshold, recall decreasing, ending at recall 0, precision 1). A curve with
+`precision_recall_curve` with `drop_intermediate=True` (recall decreasing, ending at recall 0, precision 1; of a run
+of thresholds with one recall only its ends). A curve with
 more vertices than `max_points` keeps a subset of them, spread evenly along the curve's length, the first and last
 always kept: every point drawn is an exact vertex, only the straight segments between kept ones are new. The area
 (ROC-AUC, average precision) is taken over every vertex before the thinning.
@@ -56,10 +57,14 @@ def roc_vertices(tps: np.ndarray, fps: np.ndarray, thresholds: np.ndarray
         return fps / fps[-1], tps / tps[-1], np.r_[np.inf, thresholds]
 
 
-def pr_vertices(tps: np.ndarray, fps: np.ndarray, thresholds: np.ndarray
+def pr_vertices(tps: np.ndarray, fps: np.ndarray, thresholds: np.ndarray, *, drop_intermediate: bool = False
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(recall, precision, threshold) as sklearn.metrics.precision_recall_curve gives them: recall decreasing, one
-    more point than thresholds (recall 0, precision 1)."""
+    more point than thresholds (recall 0, precision 1); `drop_intermediate` keeps only the first and last threshold
+    of each run of equal true positives (one recall: a vertical segment, drawn the same)."""
+    if drop_intermediate and tps.size > 2:
+        keep = np.flatnonzero(np.r_[True, np.logical_or(np.diff(tps[:-1]), np.diff(tps[1:])), True])
+        tps, fps, thresholds = tps[keep], fps[keep], thresholds[keep]
     predicted = tps + fps
     precision = np.divide(tps, predicted, out=np.zeros(tps.size), where=predicted != 0)
     recall = np.ones(tps.size) if tps[-1] == 0 else tps / tps[-1]
@@ -94,9 +99,10 @@ def role_curves(tps: np.ndarray, fps: np.ndarray, thresholds: np.ndarray, *, max
                 probability: bool) -> dict[str, Any]:
     """One model's ROC and PR curve of one class, thinned, with the area over every vertex."""
     fpr, tpr, roc_t = roc_vertices(tps, fps, thresholds)
-    recall, precision, pr_t = pr_vertices(tps, fps, thresholds)
+    recall, precision, _ = pr_vertices(tps, fps, thresholds)
     auc = float(np.trapezoid(tpr, fpr))
-    ap = float(-np.sum(np.diff(recall) * precision[:-1]))
+    ap = float(-np.sum(np.diff(recall) * precision[:-1]))              # over every threshold, as sklearn's
+    recall, precision, pr_t = pr_vertices(tps, fps, thresholds, drop_intermediate=True)
     keep_roc, keep_pr = thin(fpr, tpr, max_points), thin(recall, precision, max_points)
     pr_thresholds = np.r_[pr_t, np.inf]          # the end point (recall 0, precision 1) has none
     return {

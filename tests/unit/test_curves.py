@@ -79,9 +79,10 @@ def test_roc_and_pr_vertices_are_scikit_learns_with_and_without_ties(n, decimals
     fpr, tpr, t_roc = cv.roc_vertices(*counts)
     sk_fpr, sk_tpr, sk_t = roc_curve(positive, score)
     assert np.array_equal(fpr, sk_fpr) and np.array_equal(tpr, sk_tpr) and np.array_equal(t_roc, sk_t)
-    recall, precision, t_pr = cv.pr_vertices(*counts)
-    sk_p, sk_r, sk_tp = precision_recall_curve(positive, score)
-    assert np.array_equal(recall, sk_r) and np.array_equal(precision, sk_p) and np.array_equal(t_pr, sk_tp)
+    for drop in (False, True):
+        recall, precision, t_pr = cv.pr_vertices(*counts, drop_intermediate=drop)
+        sk_p, sk_r, sk_tp = precision_recall_curve(positive, score, drop_intermediate=drop)
+        assert np.array_equal(recall, sk_r) and np.array_equal(precision, sk_p) and np.array_equal(t_pr, sk_tp)
     out = cv.role_curves(*counts, max_points=10_000, probability=True)
     assert out["roc"]["auc"] == pytest.approx(roc_auc_score(positive, score), abs=1e-6)
     assert out["pr"]["average_precision"] == pytest.approx(average_precision_score(positive, score), abs=1e-6)
@@ -106,7 +107,7 @@ def test_a_thinned_curve_keeps_exact_vertices_its_ends_and_its_shape():
     assert len(roc["fpr"]) == keep.size and roc["vertices"] == sk_fpr.size
     assert np.allclose(roc["fpr"], sk_fpr[keep], atol=5e-6) and np.allclose(roc["tpr"], sk_tpr[keep], atol=5e-6)
     assert roc["auc"] == pytest.approx(roc_auc_score(positive, score), abs=1e-6)     # over every vertex
-    sk_p, sk_r, _ = precision_recall_curve(positive, score)
+    sk_p, sk_r, _ = precision_recall_curve(positive, score, drop_intermediate=True)
     pr = out["pr"]
     assert len(pr["recall"]) <= 300 and (pr["recall"][0], pr["recall"][-1]) == (1.0, 0.0)
     assert near_vertex(pr["recall"], pr["precision"], sk_r, sk_p)
@@ -133,7 +134,7 @@ def test_binary_curves_of_the_check_are_scikit_learns_at_the_kept_vertices():
         for x, yy, t in zip(roc["fpr"][1:], roc["tpr"][1:], roc["threshold"][1:]):
             j = np.flatnonzero((np.abs(sk_fpr - x) <= 6e-6) & (np.abs(sk_tpr - yy) <= 6e-6))
             assert np.any(np.abs(sk_t[j] - t) <= 1e-4 * max(t, 1e-3))
-        sk_p, sk_r, _ = precision_recall_curve(y == 1, p1)
+        sk_p, sk_r, _ = precision_recall_curve(y == 1, p1, drop_intermediate=True)
         assert near_vertex(pr["recall"], pr["precision"], sk_r, sk_p)
         assert roc["auc"] == pytest.approx(roc_auc_score(y == 1, p1), abs=2e-6)
         assert pr["average_precision"] == pytest.approx(average_precision_score(y == 1, p1), abs=2e-6)
@@ -151,7 +152,7 @@ def test_multiclass_curves_are_one_vs_rest_per_class_at_most_ten():
             sk_fpr, sk_tpr, _ = roc_curve(y == c, pc)
             assert len(roc["fpr"]) <= cv.MAX_POINTS_CLASS and near_vertex(roc["fpr"], roc["tpr"], sk_fpr, sk_tpr)
             assert roc["auc"] == pytest.approx(roc_auc_score(y == c, pc), abs=2e-6)
-            sk_p, sk_r, _ = precision_recall_curve(y == c, pc)
+            sk_p, sk_r, _ = precision_recall_curve(y == c, pc, drop_intermediate=True)
             assert near_vertex(entry[role]["pr"]["recall"], entry[role]["pr"]["precision"], sk_r, sk_p)
     # 14 classes: the 10 whose ROC-AUC changed most, in class order
     y, zb, zc = world(1400, 14, seed=13, noise=1.5)
@@ -179,7 +180,7 @@ def test_streamed_curves_are_the_binned_scores_curves_and_say_approximate(k):
             roc = entry[role]["roc"]
             assert np.allclose(roc["fpr"], sk_fpr, atol=5e-6) and np.allclose(roc["tpr"], sk_tpr, atol=5e-6)
             assert roc["threshold"][1:] == pytest.approx(list(sk_t[1:] / 40))      # a bin's lower edge
-            sk_p, sk_r, _ = precision_recall_curve(y == c, score)
+            sk_p, sk_r, _ = precision_recall_curve(y == c, score, drop_intermediate=True)
             pr = entry[role]["pr"]
             assert np.allclose(pr["recall"], sk_r, atol=5e-6) and np.allclose(pr["precision"], sk_p, atol=5e-6)
             assert pr["average_precision"] == pytest.approx(average_precision_score(y == c, score), abs=2e-6)
