@@ -14,12 +14,13 @@ approximate, and labelled so. Binary models: class 1's curve; more classes: one-
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
-MAX_POINTS_BINARY = 300      # points per curve of a binary model
-MAX_POINTS_CLASS = 100       # points per curve of each class of a multi-class model
+MAX_POINTS_BINARY = 200      # points per curve of a binary model
+MAX_POINTS_CLASS = 60        # points per curve of each class of a multi-class model
 MAX_CLASSES = 10             # classes drawn for a multi-class model
 ROLES = ("baseline", "candidate")
 
@@ -28,7 +29,7 @@ def clf_counts(score: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.
     """(true positives, false positives, threshold) at each distinct score, highest first (sklearn's
     `_binary_clf_curve`)."""
     score = np.asarray(score, dtype=np.float64)
-    order = np.argsort(score, kind="mergesort")[::-1]
+    order = np.argsort(score)[::-1]      # the order within a tie does not matter: counts are read at its end
     s, pos = score[order], np.asarray(positive, dtype=bool)[order]
     last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
     tps = np.cumsum(pos, dtype=np.int64)[last]
@@ -87,6 +88,11 @@ def _num(x: float, digits: int = 5) -> float | None:
     return None if not np.isfinite(x) else round(float(x), digits)
 
 
+def _nums(values: np.ndarray, digits: int = 5) -> list[float | None]:
+    """Rounded to `digits` decimals, non-finite as None (JSON has no NaN)."""
+    return [v if math.isfinite(v) else None for v in np.round(values, digits).tolist()]
+
+
 def _threshold(t: float, probability: bool) -> float | None:
     """A threshold as the class's probability (scores are log-odds unless `probability`), 5 significant digits."""
     if not np.isfinite(t) and t > 0:
@@ -107,22 +113,12 @@ def role_curves(tps: np.ndarray, fps: np.ndarray, thresholds: np.ndarray, *, max
     pr_thresholds = np.r_[pr_t, np.inf]          # the end point (recall 0, precision 1) has none
     return {
         "roc": {"auc": _num(auc, 6), "vertices": int(fpr.size),
-                "fpr": [_num(v) for v in fpr[keep_roc]], "tpr": [_num(v) for v in tpr[keep_roc]],
+                "fpr": _nums(fpr[keep_roc]), "tpr": _nums(tpr[keep_roc]),
                 "threshold": [_threshold(t, probability) for t in roc_t[keep_roc]]},
         "pr": {"average_precision": _num(ap, 6), "vertices": int(recall.size),
-               "recall": [_num(v) for v in recall[keep_pr]], "precision": [_num(v) for v in precision[keep_pr]],
+               "recall": _nums(recall[keep_pr]), "precision": _nums(precision[keep_pr]),
                "threshold": [_threshold(t, probability) for t in pr_thresholds[keep_pr]]},
     }
-
-
-def _selected(per_class: list[dict[str, Any]], num_classes: int) -> tuple[list[dict[str, Any]], str]:
-    if num_classes == 2 or len(per_class) <= MAX_CLASSES:
-        return per_class, ("class 1 against class 0" if num_classes == 2
-                           else f"each of {len(per_class)} classes one-vs-rest")
-    change = [abs((c["candidate"]["roc"]["auc"] or 0.0) - (c["baseline"]["roc"]["auc"] or 0.0)) for c in per_class]
-    keep = sorted(np.argsort(-np.asarray(change), kind="stable")[:MAX_CLASSES].tolist())
-    return [per_class[i] for i in keep], (f"{MAX_CLASSES} of {len(per_class)} classes one-vs-rest: those whose ROC-AUC "
-                                          "changed most")
 
 
 def _classes(support: np.ndarray, n: int) -> list[int]:
@@ -137,45 +133,63 @@ def score_curves(odds: dict[str, np.ndarray], y: np.ndarray, class_names: tuple[
     y = np.asarray(y, dtype=np.int64)
     k = odds["baseline"].shape[1]
     support = np.bincount(y, minlength=k)
+    classes = [c for c in _classes(support, y.size)
+               if not any(np.isnan(odds[role][:, c]).any() for role in ROLES)]   # NaN scores rank nothing
+    total = len(_classes(support, y.size))
+    if len(classes) > MAX_CLASSES:
+        # ranked by the ROC-AUC change first, so that only the classes drawn keep their curves
+        change = [abs(_auc(clf_counts(odds["candidate"][:, c], y == c))
+                      - _auc(clf_counts(odds["baseline"][:, c], y == c))) for c in classes]
+        classes = sorted(classes[i] for i in np.argsort(-np.asarray(change), kind="stable")[:MAX_CLASSES])
     max_points = MAX_POINTS_BINARY if k == 2 else MAX_POINTS_CLASS
     per_class = []
-    for c in _classes(support, y.size):
-        positive = y == c
+    for c in classes:
         entry: dict[str, Any] = {"class": _name(class_names, c), "index": c, "positives": int(support[c]),
                                  "negatives": int(y.size - support[c])}
         for role in ROLES:
-            score = np.asarray(odds[role][:, c], dtype=np.float64)
-            if np.isnan(score).any():
-                entry[role] = None            # NaN scores have no ranking; the metrics fail on them already
-                continue
-            entry[role] = role_curves(*clf_counts(score, positive), max_points=max_points, probability=False)
+            entry[role] = role_curves(*clf_counts(odds[role][:, c], y == c), max_points=max_points,
+                                      probability=False)
         per_class.append(entry)
-    return _curves(per_class, k, max_points, approximate=False, source=f"every sample ({y.size})")
+    return _curves(per_class, k, max_points, total=total, approximate=False, source=f"every sample ({y.size})")
 
 
 def binned_curves(hist: np.ndarray, support: np.ndarray, n: int, class_names: tuple[str, ...]) -> dict[str, Any]:
     """Both models' curves from the streamed state's bins: hist[model, class, negative/positive, bin]."""
     hist = np.asarray(hist)
     k, bins = hist.shape[1], hist.shape[3]
+    classes = _classes(np.asarray(support), n)
+    total = len(classes)
+    if len(classes) > MAX_CLASSES:
+        change = [abs(_auc(binned_counts(*hist[1, c])) - _auc(binned_counts(*hist[0, c]))) for c in classes]
+        classes = sorted(classes[i] for i in np.argsort(-np.asarray(change), kind="stable")[:MAX_CLASSES])
     max_points = MAX_POINTS_BINARY if k == 2 else MAX_POINTS_CLASS
     per_class = []
-    for c in _classes(np.asarray(support), n):
+    for c in classes:
         entry: dict[str, Any] = {"class": _name(class_names, c), "index": c, "positives": int(support[c]),
                                  "negatives": int(n - support[c])}
         for m, role in enumerate(ROLES):
             entry[role] = role_curves(*binned_counts(hist[m, c, 0], hist[m, c, 1]), max_points=max_points,
                                       probability=True)
         per_class.append(entry)
-    return _curves(per_class, k, max_points, approximate=True,
+    return _curves(per_class, k, max_points, total=total, approximate=True,
                    source=f"{bins} probability bins per class (streamed, {n} samples): approximate")
 
 
-def _curves(per_class: list[dict[str, Any]], k: int, max_points: int, *, approximate: bool,
+def _auc(counts: tuple[np.ndarray, np.ndarray, np.ndarray]) -> float:
+    fpr, tpr, _ = roc_vertices(*counts)
+    return float(np.trapezoid(tpr, fpr))
+
+
+def _curves(per_class: list[dict[str, Any]], k: int, max_points: int, *, total: int, approximate: bool,
             source: str) -> dict[str, Any]:
-    complete = [c for c in per_class if c["baseline"] is not None and c["candidate"] is not None]
-    shown, selection = _selected(complete, k)
+    if k == 2:
+        selection = "class 1 against class 0"
+    elif len(per_class) < total:
+        selection = f"{len(per_class)} of {total} classes one-vs-rest: those whose ROC-AUC changed most"
+    else:
+        selection = f"each of {total} classes one-vs-rest"
     return {"approximate": approximate, "source": source, "num_classes": k, "max_points": max_points,
-            "selection": selection, "classes_total": len(per_class), "classes": shown}
+            "selection": selection, "classes_total": total, "classes": per_class}
 
 
 def _name(names: tuple[str, ...], c: int) -> str:
