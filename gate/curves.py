@@ -31,7 +31,7 @@ def clf_counts(score: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.
     score = np.asarray(score, dtype=np.float64)
     order = np.argsort(score)[::-1]      # the order within a tie does not matter: counts are read at its end
     s, pos = score[order], np.asarray(positive, dtype=bool)[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
+    last = np.r_[np.flatnonzero(s[1:] != s[:-1]), s.size - 1]    # not np.diff: inf - inf would split a tie at inf
     tps = np.cumsum(pos, dtype=np.int64)[last]
     return tps, 1 + last - tps, s[last]
 

@@ -5,7 +5,8 @@ same offline, in a CI artifact viewer or from an e-mail attachment. Every string
 layer names, paths, reasons) goes through `_e` (html.escape with quotes) before it reaches the page.
 
 Sections are functions of the report model that return "" when their data is absent: a run without latency has no
-latency section. A new section (a reliability diagram, broken cases) is one more function in SECTIONS. Big reports stay small: charts and tables are capped (MAX_*) and say how much they left out.
+latency section. A new section (a reliability diagram, broken cases) is one more function in SECTIONS. Big reports
+stay small: charts and tables are capped (MAX_*) and say how much they left out.
 """
 from __future__ import annotations
 
@@ -791,7 +792,8 @@ SECTIONS: tuple[Callable[[Report], str], ...] = (
 def _nav(parts: list[str]) -> str:
     names = {"failures": "Failures", "checks": "Checks", "metrics": "Metrics", "flipped": "Flipped examples",
              "per-class": "Per class",
-             "confusion": "Confusion", "slices": "Slices", "curves": "ROC / PR", "latency": "Latency", "drift": "Drift", "details": "Every check"}
+             "confusion": "Confusion", "slices": "Slices", "curves": "ROC / PR", "latency": "Latency", "drift": "Drift",
+             "details": "Every check"}
     links = [f'<a href="#{a}">{t}</a>' for a, t in names.items() if any(p.startswith(f'<section id="{a}"') for p in parts)]
     return f"<nav>{''.join(links)}</nav>"
 

@@ -89,6 +89,20 @@ def test_roc_and_pr_vertices_are_scikit_learns_with_and_without_ties(n, decimals
     assert out["roc"]["vertices"] == sk_fpr.size and len(out["roc"]["fpr"]) == sk_fpr.size
 
 
+def test_saturated_scores_tie_at_infinity_as_at_any_value():
+    """Log-odds of probabilities 0 and 1 are -inf and +inf; the samples there tie (sklearn's np.diff would split
+    them: inf - inf is NaN), so the curve is sklearn's on the same ranking with finite stand-ins."""
+    positive = np.array([1, 0, 1, 1, 0, 0, 1, 0], dtype=bool)
+    score = np.array([np.inf, np.inf, 0.5, -1.0, -1.0, -np.inf, -np.inf, 2.0])
+    finite = np.where(np.isposinf(score), 1e300, np.where(np.isneginf(score), -1e300, score))
+    fpr, tpr, _ = cv.roc_vertices(*cv.clf_counts(score, positive))
+    sk_fpr, sk_tpr, _ = roc_curve(positive, finite)
+    assert np.array_equal(fpr, sk_fpr) and np.array_equal(tpr, sk_tpr)
+    recall, precision, _ = cv.pr_vertices(*cv.clf_counts(score, positive), drop_intermediate=True)
+    sk_p, sk_r, _ = precision_recall_curve(positive, finite, drop_intermediate=True)
+    assert np.array_equal(recall, sk_r) and np.array_equal(precision, sk_p)
+
+
 def test_a_thinned_curve_keeps_exact_vertices_its_ends_and_its_shape():
     rng = np.random.default_rng(7)
     positive = rng.random(20_000) < 0.4
