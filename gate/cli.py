@@ -80,7 +80,7 @@ def cli() -> None:
                    "same baseline and data skips the baseline's forward passes.")
 @click.option("--json", "json_path", metavar="PATH", help="Write the JSON report here.")
 @click.option("--markdown", "markdown_path", metavar="PATH", help="Write the Markdown report here.")
-@click.option("--junit", "junit_path", metavar="PATH", help="Write a JUnit XML report here (one test case per check).")
+@click.option("--junit", "junit_path", metavar="PATH", help="Write a JUnit XML report here (one test case per check, and one per slice of the slices check).")
 @click.option("--html", "html_path", metavar="PATH",
               help="Write a self-contained HTML report here (inline SVG charts, no script, nothing fetched).")
 @click.option("--verbose", "-v", is_flag=True, help="Show every finding and table on the console.")

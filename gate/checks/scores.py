@@ -609,6 +609,7 @@ class ScoresCheck(Check):
                         for k_, v in measures.items()},
         }
         rel_table, charts, details["reliability"] = self._reliability_outputs()
+        details["curves"] = self._curve_outputs(odds, y)
         tables.append(rel_table)
         if self.options.get("threshold") is not None:
             t_table, t_findings, details["threshold"] = self._threshold(p, y, settings)
@@ -702,6 +703,15 @@ class ScoresCheck(Check):
                           "confidence": [None if x != x else float(x) for x in r.confidence],
                           "accuracy": [None if x != x else float(x) for x in r.accuracy]}
         return table, charts, data
+
+    def _curve_outputs(self, odds: dict[str, np.ndarray], y: np.ndarray) -> dict[str, Any]:
+        """Both models' ROC and PR curves (gate.curves): from every kept sample, or from the bins when streamed."""
+        from gate import curves
+
+        names = tuple(self.ctx.class_names)
+        if self._stream is not None:
+            return curves.binned_curves(self._stream.hist, self._stream.support, self._stream.n, names)
+        return curves.score_curves(odds, y, names)
 
     def _threshold(self, p: dict[str, np.ndarray], y: np.ndarray,
                    settings: DecisionSettings) -> tuple[Table, list[Finding], dict[str, Any]]:

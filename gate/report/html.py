@@ -5,8 +5,8 @@ same offline, in a CI artifact viewer or from an e-mail attachment. Every string
 layer names, paths, reasons) goes through `_e` (html.escape with quotes) before it reaches the page.
 
 Sections are functions of the report model that return "" when their data is absent: a run without latency has no
-latency section. A new section (a reliability diagram, ROC curves, flipped examples) is one more function in
-SECTIONS. Big reports stay small: charts and tables are capped (MAX_*) and say how much they left out.
+latency section. A new section (a reliability diagram, broken cases) is one more function in SECTIONS. Big reports
+stay small: charts and tables are capped (MAX_*) and say how much they left out.
 """
 from __future__ import annotations
 
@@ -395,6 +395,151 @@ def _confusion(report: Report) -> str:
     return _section("confusion", "Confusion matrix change (candidate \u2212 baseline)", svg + note)
 
 
+def _curve_points(xs: Sequence[Any], ys: Sequence[Any], x0: float, y0: float, size: float) -> str:
+    """'x,y x,y ...' of a curve in [0, 1]^2 drawn in a size x size box whose top left is (x0, y0)."""
+    return " ".join(f"{x0 + float(x) * size:.1f},{y0 + (1.0 - float(y)) * size:.1f}"
+                    for x, y in zip(xs, ys) if _finite(x) and _finite(y))
+
+
+def _curve_plot(kind: str, entry: dict[str, Any], *, size: int, title: str) -> str:
+    """One ROC (kind "roc") or precision-recall ("pr") plot of one class, both models on one pair of axes."""
+    left, top, bottom, right = 46, 34, 34, 12
+    width, height = left + size + right, top + size + bottom
+    x_key, y_key, x_label, y_label, area = (
+        ("fpr", "tpr", "false positive rate", "true positive rate", "auc") if kind == "roc"
+        else ("recall", "precision", "recall", "precision", "average_precision"))
+    parts = [_text(left, 14, title, size=12, weight="bold"),
+             f'<rect x="{left}" y="{top}" width="{size}" height="{size}" fill="#fff" stroke="#8c959f"/>']
+    ticks = (0.0, 0.25, 0.5, 0.75, 1.0)       # shared attributes on a <g>: a 10-class page draws 20 of these
+    grid = "".join(f"M{left + t * size:.1f} {top}V{top + size}M{left} {top + (1 - t) * size:.1f}H{left + size}"
+                   for t in ticks[1:-1])
+    parts.append(f'<path d="{grid}" stroke="#eaeef2"/>')
+    parts.append('<g font-size="10" fill="#57606a" text-anchor="middle">' + "".join(
+        f'<text x="{left + t * size:.1f}" y="{top + size + 13}">{t:g}</text>' for t in ticks) + "</g>")
+    parts.append('<g font-size="10" fill="#57606a" text-anchor="end">' + "".join(
+        f'<text x="{left - 4}" y="{top + (1 - t) * size + 3:.1f}">{t:g}</text>' for t in ticks) + "</g>")
+    parts.append(_text(left + size / 2, top + size + 28, x_label, anchor="middle", size=11))
+    parts.append(f'<text transform="translate(12 {top + size / 2:.1f}) rotate(-90)" font-size="11" '
+                 f'text-anchor="middle" fill="#1f2328">{_e(y_label)}</text>')
+    if kind == "roc":           # chance: the diagonal
+        parts.append(f'<line x1="{left}" y1="{top + size}" x2="{left + size}" y2="{top}" stroke="#8c959f" '
+                     'stroke-dasharray="4 3"/>')
+    else:                       # chance: precision = the share of positives
+        pos, neg = entry.get("positives"), entry.get("negatives")
+        if _finite(pos) and _finite(neg) and pos + neg > 0:
+            y = top + (1 - pos / (pos + neg)) * size
+            parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + size}" y2="{y:.1f}" stroke="#8c959f" '
+                         'stroke-dasharray="4 3"/>')
+    for r, (role, colour) in enumerate((("baseline", BASELINE_COLOUR), ("candidate", CANDIDATE_COLOUR))):
+        curve = (entry.get(role) or {}).get(kind) or {}
+        points = _curve_points(curve.get(x_key) or (), curve.get(y_key) or (), left, top, size)
+        value = curve.get(area)
+        name = "AUC" if kind == "roc" else "AP"
+        tip = (f"{role}, class {entry.get('class')}: {name} {_fmt(value)}; {len(curve.get(x_key) or ())} of "
+               f"{curve.get('vertices')} vertices drawn")
+        dash = ' stroke-dasharray="6 3"' if role == "baseline" else ""    # told apart without colour too
+        if points:
+            parts.append(f'<polyline class="{role}" points="{points}" fill="none" stroke="{colour}" '
+                         f'stroke-width="2" stroke-linejoin="round"{dash}><title>{_e(tip)}</title></polyline>')
+        # the legend where the curves rarely are: bottom right of a ROC, bottom left of a PR curve
+        lx, ly = (left + size - 150 if kind == "roc" else left + 6), top + size - 26 + r * 15
+        if r == 0:              # readable over the grid lines and the chance line
+            parts.append(f'<rect x="{lx - 3}" y="{ly - 13}" width="146" height="32" fill="#fff" fill-opacity="0.8"/>')
+        parts.append(f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 20}" y2="{ly - 4}" stroke="{colour}" '
+                     f'stroke-width="2"{dash}/>')
+        parts.append(_text(lx + 24, ly, f"{role} {name} {_fmt(value, 3)}", size=11, fill=colour))
+    return _svg(width, height, f"{title}: baseline and candidate", "".join(parts))
+
+
+def _score_curves(report: Report) -> str:
+    """ROC and precision-recall curves of both models (the scores check's details.curves, gate.curves)."""
+    check = _check(report, "scores")
+    curves = (check.details.get("curves") if check else None) or {}
+    classes = [c for c in curves.get("classes") or () if isinstance(c, dict)]
+    if not classes:
+        return ""
+    binary = curves.get("num_classes") == 2
+    size = 300 if binary else 190
+    approx = " (approximate)" if curves.get("approximate") else ""
+    blocks = []
+    for entry in classes:
+        label = "" if binary else f"class {_short(str(entry.get('class')))}: "
+        pair = (_curve_plot("roc", entry, size=size, title=f"{label}ROC{approx}")
+                + _curve_plot("pr", entry, size=size, title=f"{label}precision-recall{approx}"))
+        blocks.append(f'<div style="display:flex;gap:6px;margin-right:18px">{pair}</div>')
+    note = (f'<p class="note">From {_e(curves.get("source"))}; {_e(curves.get("selection"))}; each curve at most '
+            f"{_e(curves.get('max_points'))} of its vertices, spread along it (every drawn point is exact); the "
+            "dashed grey line is chance; AUC and AP are over every vertex.</p>")
+    if curves.get("approximate"):
+        note += ('<p class="note">APPROXIMATE: streamed mode, each probability bin is one threshold; the curves are '
+                 "those of the binned scores.</p>")
+    if len(classes) < (curves.get("classes_total") or 0):
+        note += (f'<p class="note">{len(classes)} of {_e(curves.get("classes_total"))} classes drawn; ROC-AUC and '
+                 "PR-AUC of every class are in the scores check's metrics.</p>")
+    body = note + f'<div style="display:flex;flex-wrap:wrap">{"".join(blocks)}</div>'
+    return _section("curves", f"ROC and precision-recall curves ({check.status})", body)
+
+
+def _slice_statuses(check: CheckResult) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """slice value -> (worst status, the rules that failed or warned) of the slices check's findings."""
+    out: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for f in check.findings:
+        if f.where is None:
+            continue
+        status, metrics = out.get(f.where, (f.status, ()))
+        if STATUS_ORDER[f.status] < STATUS_ORDER[status]:
+            status = f.status
+        label = f"{f.metric.removesuffix(f'[{f.where}]')} {f.rule}"
+        out[f.where] = (status, (*metrics, label) if f.status in ("fail", "warn") else metrics)
+    return out
+
+
+def _slices(report: Report) -> str:
+    """One table per slice dimension (`checks.slices.by` entry), largest accuracy drop first."""
+    check = _check(report, "slices")
+    rows = [s for s in ((check.details.get("slices") if check else None) or []) if isinstance(s, dict)]
+    if not rows:
+        return ""
+    statuses = _slice_statuses(check)
+    dims = [str(d) for d in check.details.get("dimensions") or []]
+    dims += [d for d in dict.fromkeys(str(s.get("dimension")) for s in rows) if d not in dims]
+    head = "".join(f"<th>{h}</th>" for h in ("slice", "samples", "accuracy baseline", "accuracy candidate",
+                                             "drop", "interval of drop", "negative flips", "positive flips",
+                                             "status", "failed or warned"))
+    parts = []
+    for dim in dims:
+        mine = [s for s in rows if str(s.get("dimension")) == dim]
+        if not mine:
+            continue
+        body = []
+        for s in mine[:MAX_TABLE_ROWS]:
+            value = str(s.get("slice"))
+            status, metrics = statuses.get(value, (None, ()))
+            ci = s.get("accuracy_drop_interval")
+            interval = (f"[{ci[0]:+.4f}, {ci[1]:+.4f}]" if isinstance(ci, (list, tuple)) and len(ci) == 2
+                        and all(_finite(v) for v in ci) else "")
+            state = (_badge(status) if status else
+                     _e("pass (no rule)" if s.get("gated") else f"not gated (n < {check.details.get('min_size')})"))
+            drop = s.get("accuracy_drop")
+            cells = [f"<td>{_e(value)}</td>"] + [
+                f'<td class="num">{_e(_fmt(v))}</td>' for v in (
+                    s.get("samples"), s.get("baseline_accuracy"), s.get("candidate_accuracy"),
+                    f"{drop:+.4f}" if _finite(drop) else drop)
+            ] + [f'<td class="num" style="white-space:nowrap">{_e(interval)}</td>',
+                 f'<td class="num">{_e(s.get("negative_flips"))}</td>',
+                 f'<td class="num">{_e(s.get("positive_flips"))}</td>',
+                 f"<td>{state}</td>", f"<td>{_e(', '.join(metrics))}</td>"]
+            body.append(f"<tr>{''.join(cells)}</tr>")
+        more = (f'<p class="note">{len(mine) - MAX_TABLE_ROWS} more slices are in the JSON report.</p>'
+                if len(mine) > MAX_TABLE_ROWS else "")
+        parts.append(f'<h3>{_e(dim)}: {len(mine)} slices</h3><table data-dimension="{_e(dim)}"><thead><tr>{head}'
+                     f"</tr></thead><tbody>{''.join(body)}</tbody></table>{more}")
+    note = ('<p class="note">Per slice, largest accuracy drop (baseline \u2212 candidate) first; '
+            f"{_e(check.details.get('decision'))} decisions, {_e(check.details.get('multiple_comparisons'))} across "
+            f"{_e(check.details.get('comparisons'))} comparisons.</p>")
+    return _section("slices", f"Slices ({check.status})", note + "".join(parts))
+
+
 _PERCENTILES = ("p50", "p90", "p95", "p99")
 
 
@@ -639,14 +784,16 @@ def _flipped(report: Report) -> str:
 
 #: Each returns its HTML, or "" when the report has no data for it. Order is reading order: verdict, failures first.
 SECTIONS: tuple[Callable[[Report], str], ...] = (
-    _failures, _checks, _headline, _flipped, _per_class, _confusion, _latency, _drift, _details,
+    _failures, _checks, _headline, _flipped, _per_class, _confusion, _slices, _score_curves, _latency, _drift,
+    _details,
 )
 
 
 def _nav(parts: list[str]) -> str:
     names = {"failures": "Failures", "checks": "Checks", "metrics": "Metrics", "flipped": "Flipped examples",
              "per-class": "Per class",
-             "confusion": "Confusion", "latency": "Latency", "drift": "Drift", "details": "Every check"}
+             "confusion": "Confusion", "slices": "Slices", "curves": "ROC / PR", "latency": "Latency", "drift": "Drift",
+             "details": "Every check"}
     links = [f'<a href="#{a}">{t}</a>' for a, t in names.items() if any(p.startswith(f'<section id="{a}"') for p in parts)]
     return f"<nav>{''.join(links)}</nav>"
 

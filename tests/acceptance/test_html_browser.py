@@ -93,3 +93,40 @@ def test_hostile_names_stay_text_in_the_browser(tmp_path):
     assert "<script" not in dom and "<img" not in dom
     assert "&lt;/svg&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in dom
     assert 0.03 < non_white_fraction(read_png(png)) < 0.6
+
+
+def _colour_pixels(pixels, hex_colour: str, tol: int = 10) -> int:
+    want = [int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]
+    rgb = pixels[..., :3].astype(int)
+    return int((abs(rgb - want).max(axis=-1) <= tol).sum())
+
+
+def test_score_curves_and_slices_draw_in_chromium(tmp_path):
+    """The ROC / precision-recall section draws both models' curves (their colours are on the screen), and the
+    slices tables are in the DOM; nothing on the console."""
+    import dataclasses
+
+    from gate.report.html import BASELINE_COLOUR, CANDIDATE_COLOUR
+    from tests.unit.test_curves import checks, feed, world
+    from tests.unit.test_slices import OPTIONS, check_for
+    from tests.unit.test_slices import feed as feed_slices
+    from tests.unit.test_slices import world as slice_world
+
+    y, zb, zc = world(1500, 2, seed=31)
+    (scores,) = checks({}, 2)
+    feed(scores, y, zb, zc, batch=300)
+    sy, pb, pc, group, texts = slice_world(2000, seed=0)
+    slices = check_for({**OPTIONS, "by": ["group"]})
+    feed_slices(slices, sy, pb, pc, group, texts, batch=500)
+    report = dataclasses.replace(html_report(), checks=(scores.compute(), slices.compute()))
+    page, png = tmp_path / "curves.html", tmp_path / "curves.png"
+    page.write_text(render_html(report))
+    done = _chromium(page, f"--screenshot={png}", "--window-size=1280,2600")
+    assert png.is_file(), done.stderr[-2000:]
+    assert [line for line in done.stderr.splitlines() if CONSOLE.search(line)] == []
+    pixels = read_png(png)
+    # the latency chart (the other user of these colours) is not in this report: they are the curves' own
+    assert _colour_pixels(pixels, BASELINE_COLOUR) > 300 and _colour_pixels(pixels, CANDIDATE_COLOUR) > 300
+    dom = dumped_dom(page)
+    assert 'id="curves"' in dom and 'id="slices"' in dom and 'data-dimension="group"' in dom
+    assert dom.count('<polyline class="baseline"') == 2 and dom.count('<polyline class="candidate"') == 2

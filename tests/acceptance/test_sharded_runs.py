@@ -509,3 +509,30 @@ def test_scores_merge_to_the_single_run(world, tmp_path, capsys):
     outcome = run_cli(capsys, "merge", *reversed(states), "--json", merged)
     assert outcome.code == code, outcome.err
     assert _comparable(json.loads(merged.read_text())) == _comparable(expected)
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["exact", "binned"])
+def test_score_curves_merge_to_the_single_runs_curves_and_page(world, tmp_path, capsys, streamed):
+    """ROC and precision-recall curves (details.curves, the HTML section) of 2 `--shard` files merged by `gate merge`
+    are the single run's, exact or from the streamed bins."""
+    config = tmp_path / "scores.yaml"
+    config.write_text("checks:\n  scores:\n    enabled: true\n" + ("    bins: 50\n" if streamed else ""))
+    single, single_html = tmp_path / "single.json", tmp_path / "single.html"
+    code = run_cli(capsys, "check", *_args(world, world.regressed, "-c", config, "--json", single,
+                                           "--html", single_html)).code
+    curves = next(c for c in json.loads(single.read_text())["checks"] if c["name"] == "scores")["details"]["curves"]
+    assert curves["approximate"] is streamed and curves["classes"]
+    states = _shards(world, capsys, tmp_path, "-c", config, candidate=world.regressed)
+    merged, merged_html = tmp_path / "merged.json", tmp_path / "merged.html"
+    outcome = run_cli(capsys, "merge", *states, "--json", merged, "--html", merged_html)
+    assert outcome.code == code, outcome.err
+    got = next(c for c in json.loads(merged.read_text())["checks"] if c["name"] == "scores")["details"]["curves"]
+    assert got == curves
+
+    def section(path: Path) -> str:
+        text = path.read_text()
+        start = text.index('<section id="curves">')
+        return text[start:text.index("</section>", start)]
+
+    assert section(merged_html) == section(single_html) and section(single_html).count("<polyline") == 4 * len(
+        curves["classes"])

@@ -1,0 +1,233 @@
+"""ROC and precision-recall curves (gate/curves.py, the scores check's details.curves): the vertices are
+scikit-learn's roc_curve / precision_recall_curve, thinned curves keep exact vertices only, the binned (streamed)
+curves are those of the binned scores, and sharded states merge to the same curves."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+from gate import curves as cv
+from gate.checks.base import RunContext, Step
+from gate.checks.scores import ScoresCheck
+from gate.config import build_config
+from gate.report.json_report import report_dict, validate_report
+
+
+def world(n: int, k: int, *, seed: int, noise: float = 0.8):
+    """Labels and two models' float32 logits that share most of their signal."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    common = rng.standard_normal((n, k))
+    zb = common + 0.4 * rng.standard_normal((n, k))
+    zc = common + noise * rng.standard_normal((n, k))
+    zb[np.arange(n), y] += 1.0
+    zc[np.arange(n), y] += 1.0
+    return y, zb.astype(np.float32), zc.astype(np.float32)
+
+
+def checks(options: dict, k: int, count: int = 1) -> list[ScoresCheck]:
+    config = build_config({"checks": {"scores": {"enabled": True, **options}}})
+    models = {r: SimpleNamespace(output="logits") for r in ("baseline", "candidate")}
+    return [ScoresCheck(config.check("scores"), RunContext(config=config, models=models,
+                                                           class_names=tuple(f"c{i}" for i in range(k)), device=None))
+            for _ in range(count)]
+
+
+def feed(check: ScoresCheck, y, zb, zc, *, batch: int, shard: int = 0, shards: int = 1) -> None:
+    for i, start in enumerate(range(0, len(y), batch)):
+        if i % shards != shard:
+            continue
+        sl = slice(start, start + batch)
+        check.update(Step(index=i, offset=start, inputs=None, labels=torch.from_numpy(y[sl]),
+                          scores={"baseline": torch.from_numpy(zb[sl]), "candidate": torch.from_numpy(zc[sl])}))
+
+
+def curves_of(y, zb, zc, *, options: dict | None = None, batch: int = 128) -> dict:
+    (check,) = checks(options or {}, zb.shape[1])
+    feed(check, y, zb, zc, batch=batch)
+    return check.compute().details["curves"]
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    return torch.softmax(torch.from_numpy(z).double(), dim=1).numpy()
+
+
+def near_vertex(xs, ys, ref_x, ref_y, tol: float = 6e-6) -> bool:
+    """Every (x, y) drawn is one of the reference vertices (to the report's 5 decimals), in the reference's order."""
+    j = 0
+    for x, y in zip(xs, ys):
+        while j < len(ref_x) and not (abs(ref_x[j] - x) <= tol and abs(ref_y[j] - y) <= tol):
+            j += 1
+        if j == len(ref_x):
+            return False
+    return True
+
+
+# ------------------------------------------------------------------------------------------- the vertices
+
+
+@pytest.mark.parametrize("n,decimals", [(40, 1), (500, 2), (3000, 6)])
+def test_roc_and_pr_vertices_are_scikit_learns_with_and_without_ties(n, decimals):
+    rng = np.random.default_rng(n)
+    positive = rng.random(n) < 0.3
+    score = np.round(rng.standard_normal(n) + positive, decimals)       # 1 decimal: many ties
+    counts = cv.clf_counts(score, positive)
+    fpr, tpr, t_roc = cv.roc_vertices(*counts)
+    sk_fpr, sk_tpr, sk_t = roc_curve(positive, score)
+    assert np.array_equal(fpr, sk_fpr) and np.array_equal(tpr, sk_tpr) and np.array_equal(t_roc, sk_t)
+    for drop in (False, True):
+        recall, precision, t_pr = cv.pr_vertices(*counts, drop_intermediate=drop)
+        sk_p, sk_r, sk_tp = precision_recall_curve(positive, score, drop_intermediate=drop)
+        assert np.array_equal(recall, sk_r) and np.array_equal(precision, sk_p) and np.array_equal(t_pr, sk_tp)
+    out = cv.role_curves(*counts, max_points=10_000, probability=True)
+    assert out["roc"]["auc"] == pytest.approx(roc_auc_score(positive, score), abs=1e-6)
+    assert out["pr"]["average_precision"] == pytest.approx(average_precision_score(positive, score), abs=1e-6)
+    assert out["roc"]["vertices"] == sk_fpr.size and len(out["roc"]["fpr"]) == sk_fpr.size
+
+
+def test_saturated_scores_tie_at_infinity_as_at_any_value():
+    """Log-odds of probabilities 0 and 1 are -inf and +inf; the samples there tie (sklearn's np.diff would split
+    them: inf - inf is NaN), so the curve is sklearn's on the same ranking with finite stand-ins."""
+    positive = np.array([1, 0, 1, 1, 0, 0, 1, 0], dtype=bool)
+    score = np.array([np.inf, np.inf, 0.5, -1.0, -1.0, -np.inf, -np.inf, 2.0])
+    finite = np.where(np.isposinf(score), 1e300, np.where(np.isneginf(score), -1e300, score))
+    fpr, tpr, _ = cv.roc_vertices(*cv.clf_counts(score, positive))
+    sk_fpr, sk_tpr, _ = roc_curve(positive, finite)
+    assert np.array_equal(fpr, sk_fpr) and np.array_equal(tpr, sk_tpr)
+    recall, precision, _ = cv.pr_vertices(*cv.clf_counts(score, positive), drop_intermediate=True)
+    sk_p, sk_r, _ = precision_recall_curve(positive, finite, drop_intermediate=True)
+    assert np.array_equal(recall, sk_r) and np.array_equal(precision, sk_p)
+
+
+def test_a_thinned_curve_keeps_exact_vertices_its_ends_and_its_shape():
+    rng = np.random.default_rng(7)
+    positive = rng.random(20_000) < 0.4
+    score = rng.standard_normal(20_000) + 0.8 * positive
+    sk_fpr, sk_tpr, _ = roc_curve(positive, score)
+    assert sk_fpr.size > 2000
+    keep = cv.thin(sk_fpr, sk_tpr, 300)
+    assert keep.size <= 300 and keep[0] == 0 and keep[-1] == sk_fpr.size - 1
+    assert np.all(np.diff(keep) > 0)
+    # between two kept vertices the dropped ones stay close to the chord: the drawn curve is the curve
+    for a, b in zip(keep[:-1], keep[1:]):
+        seg = slice(a, b + 1)
+        assert np.hypot(np.diff(sk_fpr[seg]), np.diff(sk_tpr[seg])).sum() < 0.02
+    out = cv.role_curves(*cv.clf_counts(score, positive), max_points=300, probability=True)
+    roc = out["roc"]
+    assert len(roc["fpr"]) == keep.size and roc["vertices"] == sk_fpr.size
+    assert np.allclose(roc["fpr"], sk_fpr[keep], atol=5e-6) and np.allclose(roc["tpr"], sk_tpr[keep], atol=5e-6)
+    assert roc["auc"] == pytest.approx(roc_auc_score(positive, score), abs=1e-6)     # over every vertex
+    sk_p, sk_r, _ = precision_recall_curve(positive, score, drop_intermediate=True)
+    pr = out["pr"]
+    assert len(pr["recall"]) <= 300 and (pr["recall"][0], pr["recall"][-1]) == (1.0, 0.0)
+    assert near_vertex(pr["recall"], pr["precision"], sk_r, sk_p)
+
+
+# ------------------------------------------------------------------------------------------- the scores check
+
+
+def test_binary_curves_of_the_check_are_scikit_learns_at_the_kept_vertices():
+    y, zb, zc = world(4000, 2, seed=11)
+    curves = curves_of(y, zb, zc)
+    assert curves["approximate"] is False and curves["num_classes"] == 2 and len(curves["classes"]) == 1
+    entry = curves["classes"][0]
+    assert entry["class"] == "c1" and entry["positives"] == int(np.sum(y == 1))
+    for role, z in (("baseline", zb), ("candidate", zc)):
+        p1 = softmax(z)[:, 1]
+        roc, pr = entry[role]["roc"], entry[role]["pr"]
+        sk_fpr, sk_tpr, sk_t = roc_curve(y == 1, p1)
+        assert roc["vertices"] == sk_fpr.size > cv.MAX_POINTS_BINARY        # thinned
+        assert len(roc["fpr"]) <= cv.MAX_POINTS_BINARY
+        assert near_vertex(roc["fpr"], roc["tpr"], sk_fpr, sk_tpr)
+        assert (roc["fpr"][0], roc["tpr"][0], roc["fpr"][-1], roc["tpr"][-1]) == (0.0, 0.0, 1.0, 1.0)
+        # each kept vertex's threshold is the probability sklearn's vertex sits at
+        for x, yy, t in zip(roc["fpr"][1:], roc["tpr"][1:], roc["threshold"][1:]):
+            j = np.flatnonzero((np.abs(sk_fpr - x) <= 6e-6) & (np.abs(sk_tpr - yy) <= 6e-6))
+            assert np.any(np.abs(sk_t[j] - t) <= 1e-4 * max(t, 1e-3))
+        sk_p, sk_r, _ = precision_recall_curve(y == 1, p1, drop_intermediate=True)
+        assert near_vertex(pr["recall"], pr["precision"], sk_r, sk_p)
+        assert roc["auc"] == pytest.approx(roc_auc_score(y == 1, p1), abs=2e-6)
+        assert pr["average_precision"] == pytest.approx(average_precision_score(y == 1, p1), abs=2e-6)
+
+
+def test_multiclass_curves_are_one_vs_rest_per_class_at_most_ten():
+    y, zb, zc = world(1500, 4, seed=12)
+    curves = curves_of(y, zb, zc)
+    assert [c["class"] for c in curves["classes"]] == ["c0", "c1", "c2", "c3"]
+    for entry in curves["classes"]:
+        c = entry["index"]
+        for role, z in (("baseline", zb), ("candidate", zc)):
+            pc = softmax(z)[:, c]
+            roc = entry[role]["roc"]
+            sk_fpr, sk_tpr, _ = roc_curve(y == c, pc)
+            assert len(roc["fpr"]) <= cv.MAX_POINTS_CLASS and near_vertex(roc["fpr"], roc["tpr"], sk_fpr, sk_tpr)
+            assert roc["auc"] == pytest.approx(roc_auc_score(y == c, pc), abs=2e-6)
+            sk_p, sk_r, _ = precision_recall_curve(y == c, pc, drop_intermediate=True)
+            assert near_vertex(entry[role]["pr"]["recall"], entry[role]["pr"]["precision"], sk_r, sk_p)
+    # 14 classes: the 10 whose ROC-AUC changed most, in class order
+    y, zb, zc = world(1400, 14, seed=13, noise=1.5)
+    curves = curves_of(y, zb, zc, options={"top_k": 3})
+    pb, pc = softmax(zb), softmax(zc)
+    change = [abs(roc_auc_score(y == c, pc[:, c]) - roc_auc_score(y == c, pb[:, c])) for c in range(14)]
+    assert curves["classes_total"] == 14 and len(curves["classes"]) == cv.MAX_CLASSES
+    assert [e["index"] for e in curves["classes"]] == sorted(np.argsort(change)[::-1][:10].tolist())
+
+
+def binned(p: np.ndarray, bins: int) -> np.ndarray:
+    return np.minimum(np.floor(p * bins), bins - 1)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_streamed_curves_are_the_binned_scores_curves_and_say_approximate(k):
+    y, zb, zc = world(3000, k, seed=14)
+    curves = curves_of(y, zb, zc, options={"bins": 40}, batch=100)
+    assert curves["approximate"] is True and "40 probability bins" in curves["source"]
+    for entry in curves["classes"]:
+        c = entry["index"]
+        for role, z in (("baseline", zb), ("candidate", zc)):
+            score = binned(softmax(z)[:, c], 40)
+            sk_fpr, sk_tpr, sk_t = roc_curve(y == c, score)
+            roc = entry[role]["roc"]
+            assert np.allclose(roc["fpr"], sk_fpr, atol=5e-6) and np.allclose(roc["tpr"], sk_tpr, atol=5e-6)
+            assert roc["threshold"][1:] == pytest.approx(list(sk_t[1:] / 40))      # a bin's lower edge
+            sk_p, sk_r, _ = precision_recall_curve(y == c, score, drop_intermediate=True)
+            pr = entry[role]["pr"]
+            assert np.allclose(pr["recall"], sk_r, atol=5e-6) and np.allclose(pr["precision"], sk_p, atol=5e-6)
+            assert pr["average_precision"] == pytest.approx(average_precision_score(y == c, score), abs=2e-6)
+
+
+def test_nan_scores_draw_no_curve():
+    y, zb, zc = world(300, 2, seed=15)
+    zc[5, 1] = np.nan
+    curves = curves_of(y, zb, zc)
+    assert curves["classes"] == [] and curves["classes_total"] == 1
+
+
+@pytest.mark.parametrize("options", [{}, {"max_samples": 400}], ids=["exact", "streamed"])
+def test_two_shards_merged_give_the_single_runs_curves(options):
+    from gate.sharding import merge_arrays  # what `gate merge` does to the checks' states
+
+    y, zb, zc = world(1200, 3, seed=16)
+    *shards, whole, fresh = checks(options, 3, count=4)
+    for s, shard in enumerate(shards):
+        feed(shard, y, zb, zc, batch=64, shard=s, shards=2)
+    feed(whole, y, zb, zc, batch=64)
+    fresh.load_state(merge_arrays([shard.state() for shard in shards]))
+    got, want = fresh.compute().details["curves"], whole.compute().details["curves"]
+    assert got == want and len(got["classes"]) == 3
+
+
+def test_curves_are_valid_in_the_json_report_schema():
+    from tests.unit.report_fixtures import html_report
+    import dataclasses
+
+    y, zb, zc = world(800, 3, seed=17)
+    (check,) = checks({}, 3)
+    feed(check, y, zb, zc, batch=100)
+    report = html_report()
+    report = dataclasses.replace(report, checks=(*report.checks, check.compute()), schema_version="1.4")
+    validate_report(report_dict(report))
