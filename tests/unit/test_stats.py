@@ -126,7 +126,35 @@ def test_tango_interval_inverts_its_tests():
         assert float(low) <= (b - c) / n <= float(high)
 
 
-def test_tango_interval_is_the_same_bisection_for_one_table_few_or_many(monkeypatch):
+def test_tango_interval_bounds_are_the_roots_scipy_finds_for_its_tests():
+    """Each bound is where its one-sided p-value crosses alpha: scipy's brentq on paired_difference_p_values."""
+    from scipy.optimize import brentq
+
+    rng = np.random.default_rng(7)
+    tables = [(0, 0, 50), (0, 0, 10_000), (3, 2, 540), (1, 46, 47), (0, 36, 50), (50, 0, 50), (0, 50, 50)]
+    for _ in range(60):
+        n = int(rng.integers(5, 20_000))
+        b = int(rng.integers(0, n // 4 + 1))
+        tables.append((b, int(rng.integers(0, (n - b) // 4 + 1)), n))
+    for confidence in (0.95, 0.8):
+        alpha = stats.one_sided_alpha(confidence)
+        for b, c, n in tables:
+            low, high = (float(x) for x in stats.paired_difference_interval(b, c, n, confidence=confidence))
+
+            def beyond(d: float) -> float:
+                return float(stats.paired_difference_p_values(b, c, n, bound=d)[0]) - alpha
+
+            def within(d: float) -> float:
+                return float(stats.paired_difference_p_values(b, c, n, bound=d)[1]) - alpha
+
+            edge = 1.0 - 1e-12
+            want_low = -1.0 if beyond(-edge) >= 0 else brentq(beyond, -edge, (b - c) / n, xtol=1e-15, rtol=1e-15)
+            want_high = 1.0 if within(edge) >= 0 else brentq(within, (b - c) / n, edge, xtol=1e-15, rtol=1e-15)
+            assert low == pytest.approx(want_low, abs=1e-9), (b, c, n, confidence)
+            assert high == pytest.approx(want_high, abs=1e-9), (b, c, n, confidence)
+
+
+def test_tango_interval_is_the_same_root_finder_for_one_table_few_or_many(monkeypatch):
     # Three code paths (Python floats for one table or a few, numpy arrays for many) run the same IEEE operations in
     # the same order; each must give the array path's bounds exactly, NaN where n is 0.
     rng = np.random.default_rng(4)
