@@ -374,10 +374,13 @@ def _class_sums(w: np.ndarray, source: np.ndarray, starts: np.ndarray, columns: 
         run = np.repeat(columns, np.diff(np.append(starts, source.size)))
         flat = (np.arange(rows)[:, None] * width + run[None, :]).ravel()
         return np.bincount(flat, weights=w[:, source].ravel(), minlength=rows * width).reshape(rows, width)
-    gathered = np.ascontiguousarray(w.T, dtype=np.float64)[source]      # (cells gathered, R): rows contiguous
+    by_cell = np.ascontiguousarray(w.T, dtype=np.float64)                 # (cells, R): rows contiguous
     sums = np.zeros((width, rows))
-    for column, a, b in zip(columns.tolist(), starts.tolist(), np.append(starts[1:], source.size).tolist()):
-        np.add.reduce(gathered[a:b], axis=0, out=sums[column])
+    ends = np.append(starts[1:], source.size).tolist()
+    for column, a, b in zip(columns.tolist(), starts.tolist(), ends):
+        row = sums[column]
+        for cell in source[a:b].tolist():
+            np.add(row, by_cell[cell], out=row)
     return np.ascontiguousarray(sums.T)       # row-major, as the summaries sum each row in the same order
 
 
@@ -389,18 +392,22 @@ def _summaries(n: np.ndarray, support: np.ndarray, predicted: np.ndarray, tp: np
     s = support[:, None, :]
     den = s + predicted
     with np.errstate(divide="ignore", invalid="ignore"):
-        f1 = 2.0 * tp / np.where(den > 0, den, 1.0)
+        nan_f1 = den == 0 if per_class else None
+        # in place, to keep a block's temporaries few: den becomes max(den, 1), then f1 * support
+        f1 = np.multiply(tp, 2.0)
+        np.divide(f1, np.maximum(den, 1.0, out=den), out=f1)
         present = (support > 0).sum(axis=1)[:, None]
         total = support.sum(axis=1)[:, None]
         both = {
             "accuracy": np.where(n[:, None] > 0, tp.sum(axis=2) / np.where(n > 0, n, 1.0)[:, None], 0.0),
             "macro_f1": np.where(present > 0, f1.sum(axis=2) / np.where(present > 0, present, 1), 0.0),
-            "weighted_f1": np.where(total > 0, (f1 * s).sum(axis=2) / np.where(total > 0, total, 1.0), 0.0),
+            "weighted_f1": np.where(total > 0, np.multiply(f1, s, out=den).sum(axis=2) / np.where(total > 0, total, 1.0),
+                                    0.0),
         }
         if per_class:
             both.update(precision=np.where(predicted > 0, tp / np.where(predicted > 0, predicted, 1.0), np.nan),
                         recall=np.where(s > 0, tp / np.where(s > 0, s, 1.0), np.nan),
-                        f1=np.where(den > 0, f1, np.nan))
+                        f1=np.where(nan_f1, np.nan, f1))
     return {role: {key: np.ascontiguousarray(val[:, i]) for key, val in both.items()}
             for i, role in enumerate(("baseline", "candidate"))}
 
