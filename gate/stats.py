@@ -180,6 +180,8 @@ def paired_difference_p_values(b: np.ndarray | int, c: np.ndarray | int, n: np.n
     prove a difference below `bound` only when n is large enough for that bound to be implausible, never by a
     zero-width interval. NaN where n == 0.
     """
+    if all(isinstance(x, (int, float, np.integer, np.floating)) for x in (b, c, n, bound)):
+        return _scalar_p_values(float(b), float(c), float(n), float(bound))
     b = np.asarray(b, dtype=np.float64)
     c = np.asarray(c, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)
@@ -188,6 +190,26 @@ def paired_difference_p_values(b: np.ndarray | int, c: np.ndarray | int, n: np.n
     beyond = _sps.norm.sf(_tango_z(b, c, n, bound, -TANGO_CORRECTION))
     within = _sps.norm.cdf(_tango_z(b, c, n, bound, +TANGO_CORRECTION))
     return np.where(n > 0, beyond, np.nan), np.where(n > 0, within, np.nan)
+
+
+def _scalar_p_values(b: float, c: float, n: float, d: float) -> tuple[np.ndarray, np.ndarray]:
+    """paired_difference_p_values for one table, in Python floats: tango_constrained_p01's and _tango_z's IEEE
+    operations in their order, so the same z and p-values, without numpy's per-call cost (0-d arrays out)."""
+    if b < 0 or c < 0 or b + c > n:
+        raise ValueError("need 0 <= b, c and b + c <= n")
+    if not n > 0:
+        return np.asarray(math.nan), np.asarray(math.nan)
+    a_ = 2.0 * n
+    b_ = -b - c + (2.0 * n - b + c) * d
+    c_ = -c * d * (1.0 - d)
+    q = max((math.sqrt(max(b_ * b_ - 4.0 * a_ * c_, 0.0)) - b_) / (2.0 * a_), max(0.0, -d))
+    var = n * (2.0 * q + d * (1.0 - d))
+    tails = []
+    for shift in (-TANGO_CORRECTION, TANGO_CORRECTION):
+        num = b - c - n * d + shift
+        z = num / math.sqrt(var) if var > 1e-300 else (math.inf if num > 0 else -math.inf if num < 0 else 0.0)
+        tails.append(z)
+    return np.asarray(_sps.norm.sf(tails[0])), np.asarray(_sps.norm.cdf(tails[1]))
 
 
 def paired_difference_interval(b: np.ndarray | int, c: np.ndarray | int, n: np.ndarray | int, *,
@@ -422,10 +444,29 @@ def percentile_interval(replicates: np.ndarray, *, confidence: float) -> tuple[n
         raise ValueError(f"replicates must have at least one row along axis 0, got shape {reps.shape}")
     alpha = (1.0 - confidence) / 2.0
     if not np.isnan(reps).any():
-        # np.nanquantile on NaN-free replicates is np.quantile; one call sorts for both tails
-        low, high = np.quantile(reps, [alpha, 1.0 - alpha], axis=0)
+        # np.nanquantile on NaN-free replicates is np.quantile; one partition for both tails
+        low, high = linear_quantiles(reps, (alpha, 1.0 - alpha))
         return np.asarray(low), np.asarray(high)
     return _nanquantile(reps, alpha), _nanquantile(reps, 1.0 - alpha)
+
+
+def linear_quantiles(values: np.ndarray, quantiles: tuple[float, ...]) -> list[np.ndarray]:
+    """np.quantile(values, quantiles, axis=0) of NaN-free values (its default "linear" method), value for value:
+    numpy's own index, partition and interpolation arithmetic, without its per-call overhead (about 60 us)."""
+    n = values.shape[0]
+    virtual = (n - 1) * np.asarray(quantiles, dtype=np.float64)
+    previous = np.floor(virtual)
+    following = previous + 1
+    at_end = virtual >= n - 1
+    previous[at_end], following[at_end] = -1, -1
+    previous, following = previous.astype(np.intp), following.astype(np.intp)
+    part = np.partition(values, np.unique(np.concatenate([previous, following])), axis=0)
+    out = []
+    for i, gamma in enumerate((virtual - previous).tolist()):
+        a, b = part[previous[i]], part[following[i]]
+        diff = b - a
+        out.append(b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma)
+    return out
 
 
 def bootstrap_p_value(replicates: np.ndarray, *, bound: float,
