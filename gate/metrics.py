@@ -340,46 +340,40 @@ def _sparse_onehot(idx: np.ndarray, k: int, values: np.ndarray | None = None) ->
     return sparse.csr_matrix((data, (np.arange(idx.size), idx)), shape=(idx.size, k))
 
 
-#: Resamples x gathered cell weights per bootstrap block (8 MB of int64): the rows per block follow from it.
+#: Resamples x cells drawn at once by the bootstrap (8 MB of int64 weights): the rows per block follow from it.
 BOOTSTRAP_BLOCK = 1 << 20
 
 
-def _class_sum_plan(cells: Cells) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """How to get every class sum a bootstrap row needs from one gather of its cell weights and one reduceat.
-
-    The sums are five blocks of K columns: support (label), predictions of the baseline and of the candidate, true
-    positives of each (label, over the cells that model gets right). Returns the cell of each gathered column, the
-    start of each sum's run of columns, and the output column of each run (runs only for sums with a cell)."""
-    k, m = cells.num_classes, cells.counts.size
-    every = np.arange(m)
+def _class_sum_plan(cells: Cells) -> list[tuple[np.ndarray | None, np.ndarray]]:
+    """The five class sums every bootstrap row needs, each as (the cells it adds, None for all; their classes):
+    support (label), predictions of the baseline and of the candidate, true positives of each (label, over the
+    cells that model gets right)."""
     right_b, right_c = np.flatnonzero(cells.pb == cells.y), np.flatnonzero(cells.pc == cells.y)
-    source = np.concatenate([every, every, every, right_b, right_c])
-    target = np.concatenate([cells.y, k + cells.pb, 2 * k + cells.pc, 3 * k + cells.y[right_b],
-                             4 * k + cells.y[right_c]])
-    order = np.argsort(target, kind="stable")
-    target = target[order]
-    starts = np.flatnonzero(np.concatenate([[True], target[1:] != target[:-1]])) if target.size else target
-    return source[order], starts, target[starts]
+    return [(None, cells.y), (None, cells.pb), (None, cells.pc), (right_b, cells.y[right_b]),
+            (right_c, cells.y[right_c])]
 
 
-#: Up to this many weights per class sum on average, a block's sums are one weighted bincount; above, one numpy
-#: reduction per sum over contiguous rows (about 2 us a call, cheaper than the bincount's scattered adds).
-BINCOUNT_SUM_MAX = 512
+#: From this many resamples per block, a block's class sums are one numpy add per (cell, sum) of the transposed
+#: weights (about 2 us each, over contiguous rows); below, one weighted bincount per sum (scattered adds, no loop).
+LOOP_SUM_ROWS = 256
 
 
-def _class_sums(w: np.ndarray, source: np.ndarray, starts: np.ndarray, columns: np.ndarray, width: int) -> np.ndarray:
-    """(R, width) float64 sums of each row's weights over the runs of `_class_sum_plan`: exact (whole counts)."""
-    rows = w.shape[0]
-    if source.size * rows <= BINCOUNT_SUM_MAX * max(starts.size, 1):
-        run = np.repeat(columns, np.diff(np.append(starts, source.size)))
-        flat = (np.arange(rows)[:, None] * width + run[None, :]).ravel()
-        return np.bincount(flat, weights=w[:, source].ravel(), minlength=rows * width).reshape(rows, width)
+def _class_sums(w: np.ndarray, plan: list[tuple[np.ndarray | None, np.ndarray]], k: int) -> np.ndarray:
+    """(R, 5K) float64 sums of each row's weights over the plan's cells by class: whole counts, so exact and the
+    same in any order (the one-hot products' values, bit for bit)."""
+    rows, m = w.shape
+    if rows < LOOP_SUM_ROWS:
+        wf = w.astype(np.float64)
+        offsets = np.arange(rows)[:, None] * k
+        return np.concatenate([
+            np.bincount((offsets + cls[None, :]).ravel(), weights=(wf if idx is None else wf[:, idx]).ravel(),
+                        minlength=rows * k).reshape(rows, k)
+            for idx, cls in plan], axis=1)
     by_cell = np.ascontiguousarray(w.T, dtype=np.float64)                 # (cells, R): rows contiguous
-    sums = np.zeros((width, rows))
-    ends = np.append(starts[1:], source.size).tolist()
-    for column, a, b in zip(columns.tolist(), starts.tolist(), ends):
-        row = sums[column]
-        for cell in source[a:b].tolist():
+    sums = np.zeros((5 * k, rows))
+    for g, (idx, cls) in enumerate(plan):
+        for cell, column in zip(range(m) if idx is None else idx.tolist(), (g * k + cls).tolist()):
+            row = sums[column]
             np.add(row, by_cell[cell], out=row)
     return np.ascontiguousarray(sums.T)       # row-major, as the summaries sum each row in the same order
 
@@ -416,18 +410,18 @@ def bootstrap_replicates(cells: Cells, *, resamples: int, seed: int, per_class: 
                          chunk: int | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Paired-bootstrap replicates of both models' accuracy, macro F1 and weighted F1 (R,) (and, if `per_class`,
     per-class precision / recall / F1 (R, K)), drawn in blocks of `chunk` resamples (by default as many as keep a
-    block's gathered weights at `BOOTSTRAP_BLOCK`), so memory is a block plus the outputs, never resamples x cells
-    or cells x classes. The blocks draw the same rows as one draw of all of them (gate.stats.iter_bootstrap_weights).
+    block at `BOOTSTRAP_BLOCK` weights), so memory is a block plus the outputs, never resamples x cells or cells x
+    classes. The blocks draw the same rows as one draw of all of them (gate.stats.iter_bootstrap_weights).
 
-    Each block's class sums are one gather of its weight columns and one np.add.reduceat (`_class_sum_plan`): sums
-    of whole counts in int64, exact, without a one-hot, BLAS or its thread pool.
+    A block's class sums (`_class_sums`) are row adds or weighted bincounts of whole counts: exact, without a
+    one-hot, BLAS or its thread pool; both models' figures then come from one pass over (R, 2, K) arrays.
     """
     k = cells.num_classes
-    source, starts, columns = _class_sum_plan(cells)
-    rows = chunk or max(1, min(resamples, BOOTSTRAP_BLOCK // max(source.size, 1)))
+    plan = _class_sum_plan(cells)
+    rows = chunk or max(1, min(resamples, BOOTSTRAP_BLOCK // max(cells.counts.size, 1)))
     blocks: dict[str, list[dict[str, np.ndarray]]] = {"baseline": [], "candidate": []}
     for w in stats.iter_bootstrap_weights(cells.counts, resamples=resamples, seed=seed, chunk=rows):
-        sums = _class_sums(w, source, starts, columns, 5 * k)
+        sums = _class_sums(w, plan, k)
         n = w.sum(axis=1).astype(np.float64)
         rows_k = (w.shape[0], 2, k)
         for role, out in _summaries(n, sums[:, :k], sums[:, k:3 * k].reshape(rows_k), sums[:, 3 * k:].reshape(rows_k),

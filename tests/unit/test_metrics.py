@@ -135,7 +135,7 @@ def test_dense_and_sparse_one_hots_give_the_same_metrics(monkeypatch):
 def test_bootstrap_replicates_are_the_metrics_of_the_bootstrap_weights_exactly(chunk, sums_by, monkeypatch):
     # Sums of whole counts are exact in float64 in any order, so class sums by bincount or by row reductions give
     # the one-hot products' figures bit for bit, in blocks of any size.
-    monkeypatch.setattr(gm, "BINCOUNT_SUM_MAX", 10**9 if sums_by == "bincount" else 0)
+    monkeypatch.setattr(gm, "LOOP_SUM_ROWS", 10**9 if sums_by == "bincount" else 1)
     rng = np.random.default_rng(8)
     counts = PairedCounts(6)
     y = rng.integers(0, 6, 900)
