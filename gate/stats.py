@@ -180,7 +180,7 @@ def paired_difference_p_values(b: np.ndarray | int, c: np.ndarray | int, n: np.n
     prove a difference below `bound` only when n is large enough for that bound to be implausible, never by a
     zero-width interval. NaN where n == 0.
     """
-    if all(isinstance(x, (int, float, np.integer, np.floating)) for x in (b, c, n, bound)):
+    if all(np.ndim(x) == 0 for x in (b, c, n, bound)):
         return _scalar_p_values(float(b), float(c), float(n), float(bound))
     b = np.asarray(b, dtype=np.float64)
     c = np.asarray(c, dtype=np.float64)
