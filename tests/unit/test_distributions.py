@@ -26,6 +26,10 @@ def test_binomial_tails_on_and_off_the_support(n, p):
     np.testing.assert_allclose(d.binom.cdf(k, n, p), stats.binom.cdf(k, n, p), rtol=1e-10, atol=1e-300)
     np.testing.assert_allclose(d.binom.sf(k, n, p), stats.binom.sf(k, n, p), rtol=1e-10, atol=1e-300)
     np.testing.assert_allclose(d.binom.sf(k - 1, n, p), stats.binom.sf(k - 1, n, p), rtol=1e-10, atol=1e-300)
+    for one in (-3, 0, n // 2, n, n + 2):          # a scalar takes a short path: scipy's values all the same
+        for k1 in (one, np.int64(one), float(one) + 0.5):
+            assert d.binom.cdf(k1, n, p) == pytest.approx(stats.binom.cdf(k1, n, p), rel=1e-10, abs=1e-300)
+            assert d.binom.sf(k1, n, p) == pytest.approx(stats.binom.sf(k1, n, p), rel=1e-10, abs=1e-300)
 
 
 def test_binomial_broadcasts_like_scipy():

@@ -75,6 +75,20 @@ def test_one_batch_equals_many_batches_and_merge_adds():
     assert metrics_report(left.merge(right), tuple("abcdef")) == one
 
 
+def test_counts_folded_in_any_batches_are_the_same(monkeypatch):
+    # update() keeps the codes of recent batches and counts them when read, or every PENDING_CODES codes
+    y, pb, pc = _preds(700, 5, 9)
+    want = np.unique((y * 5 + pb) * 5 + pc, return_counts=True)
+    for pending in (1, 13, 64, 10**6):
+        monkeypatch.setattr(gm, "PENDING_CODES", pending)
+        counts = _counts(y, pb, pc, 5, batch=32)
+        assert counts.total == 700
+        np.testing.assert_array_equal(counts.arrays()[0], want[0])
+        np.testing.assert_array_equal(counts.arrays()[1], want[1])
+        counts.update(y[:3], pb[:3], pc[:3])            # an update after a read is counted too
+        assert counts.total == 703 and int(counts.cells().counts.sum()) == 703
+
+
 def test_confusion_matrix_matches_sklearn():
     y, pb, pc = _preds(300, 5, 5)
     rep = metrics_report(_counts(y, pb, pc, 5, batch=32), tuple("vwxyz"))
@@ -116,10 +130,12 @@ def test_dense_and_sparse_one_hots_give_the_same_metrics(monkeypatch):
         np.testing.assert_allclose(dense[key], sparse[key], rtol=1e-12, atol=0, equal_nan=True, err_msg=key)
 
 
+@pytest.mark.parametrize("sums_by", ["bincount", "reduce"])
 @pytest.mark.parametrize("chunk", [None, 1, 7, 500])
-def test_bootstrap_replicates_are_the_metrics_of_the_bootstrap_weights_exactly(chunk):
-    # Sums of whole counts are exact in float64 in any order, so class sums by bincount give the one-hot products'
-    # figures bit for bit, in blocks of any size.
+def test_bootstrap_replicates_are_the_metrics_of_the_bootstrap_weights_exactly(chunk, sums_by, monkeypatch):
+    # Sums of whole counts are exact in float64 in any order, so class sums by bincount or by row reductions give
+    # the one-hot products' figures bit for bit, in blocks of any size.
+    monkeypatch.setattr(gm, "LOOP_SUM_ROWS", 10**9 if sums_by == "bincount" else 1)
     rng = np.random.default_rng(8)
     counts = PairedCounts(6)
     y = rng.integers(0, 6, 900)

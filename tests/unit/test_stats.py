@@ -126,7 +126,35 @@ def test_tango_interval_inverts_its_tests():
         assert float(low) <= (b - c) / n <= float(high)
 
 
-def test_tango_interval_is_the_same_bisection_for_one_table_few_or_many(monkeypatch):
+def test_tango_interval_bounds_are_the_roots_scipy_finds_for_its_tests():
+    """Each bound is where its one-sided p-value crosses alpha: scipy's brentq on paired_difference_p_values."""
+    from scipy.optimize import brentq
+
+    rng = np.random.default_rng(7)
+    tables = [(0, 0, 50), (0, 0, 10_000), (3, 2, 540), (1, 46, 47), (0, 36, 50), (50, 0, 50), (0, 50, 50)]
+    for _ in range(60):
+        n = int(rng.integers(5, 20_000))
+        b = int(rng.integers(0, n // 4 + 1))
+        tables.append((b, int(rng.integers(0, (n - b) // 4 + 1)), n))
+    for confidence in (0.95, 0.8):
+        alpha = stats.one_sided_alpha(confidence)
+        for b, c, n in tables:
+            low, high = (float(x) for x in stats.paired_difference_interval(b, c, n, confidence=confidence))
+
+            def beyond(d: float) -> float:
+                return float(stats.paired_difference_p_values(b, c, n, bound=d)[0]) - alpha
+
+            def within(d: float) -> float:
+                return float(stats.paired_difference_p_values(b, c, n, bound=d)[1]) - alpha
+
+            edge = 1.0 - 1e-12
+            want_low = -1.0 if beyond(-edge) >= 0 else brentq(beyond, -edge, (b - c) / n, xtol=1e-15, rtol=1e-15)
+            want_high = 1.0 if within(edge) >= 0 else brentq(within, (b - c) / n, edge, xtol=1e-15, rtol=1e-15)
+            assert low == pytest.approx(want_low, abs=1e-9), (b, c, n, confidence)
+            assert high == pytest.approx(want_high, abs=1e-9), (b, c, n, confidence)
+
+
+def test_tango_interval_is_the_same_root_finder_for_one_table_few_or_many(monkeypatch):
     # Three code paths (Python floats for one table or a few, numpy arrays for many) run the same IEEE operations in
     # the same order; each must give the array path's bounds exactly, NaN where n is 0.
     rng = np.random.default_rng(4)
@@ -437,3 +465,34 @@ def test_power_edge_cases():
         stats.required_samples(0.01, discordance=0.1, confidence=0.95, power=0.3)
     with pytest.raises(ValueError, match="drop"):
         stats.required_samples(0.0, discordance=0.1, confidence=0.95)
+
+
+def test_linear_quantiles_are_numpys_quantiles_value_for_value():
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        n = int(rng.integers(1, 2500))
+        shape = (n,) if rng.random() < 0.6 else (n, int(rng.integers(1, 4)))
+        values = rng.random(shape) if rng.random() < 0.5 else rng.integers(0, 5, shape) / 5.0   # ties too
+        alpha = float(rng.choice([0.025, 0.005, 0.05, 0.25, 0.0005]))
+        want = np.quantile(values, [alpha, 1.0 - alpha], axis=0)
+        got = stats.linear_quantiles(values, (alpha, 1.0 - alpha))
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_tango_p_values_of_one_table_are_the_array_paths():
+    # Python floats for a scalar table run the array path's IEEE operations: the same p-values, NaN at n 0
+    rng = np.random.default_rng(12)
+    for _ in range(2000):
+        n = int(rng.integers(0, 3000))
+        b = int(rng.integers(0, n + 1)) if n else 0
+        c = int(rng.integers(0, n - b + 1)) if n else 0
+        if rng.random() < 0.3:
+            b, c = min(b, 2), min(c, 2)
+        bound = float(rng.choice([0.0, 0.01, -0.02, 1.0, -1.0, float(rng.uniform(-1, 1))]))
+        one = stats.paired_difference_p_values(b, c, n, bound=bound)
+        many = stats.paired_difference_p_values(np.array([b]), np.array([c]), np.array([n]), bound=bound)
+        for x, y in zip(one, many):
+            assert np.asarray(x).shape == () and np.array_equal(x, y[0], equal_nan=True), (b, c, n, bound)
+    with pytest.raises(ValueError, match="b \\+ c <= n"):
+        stats.paired_difference_p_values(3, 2, 4, bound=0.0)
