@@ -244,8 +244,8 @@ def small_sample_expansion(influence: np.ndarray, *, confidence: float) -> float
     the `effective_df` of the influence values instead of n - 1 (heavy-tailed errors estimate their own spread
     from fewer effective samples, which the resamples of those same samples cannot show).
 
-    1 + O(1/n): 1.0025 at n = 1,000 for normal influence values, about 1.01-1.02 for the heavy-tailed ones of
-    docs/checks/regression.md's simulation."""
+    1 + O(1/n): 1.0017 at n = 1,000 for normal influence values, 1.01-1.04 for the heavy-tailed ones of
+    docs/checks/regression.md's simulation there (1.1-1.2 at n = 50)."""
     from scipy import special       # t quantile: scipy.special's stdtrit is what scipy.stats.t.ppf evaluates
 
     u = np.asarray(influence, dtype=np.float64).ravel()
