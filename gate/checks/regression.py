@@ -7,7 +7,8 @@ Which statistic backs which rule (docs/checks/regression.md has the formulas and
   resamples); each claim only when both the BCa interval (acceleration from the influence values) and the
   bootstrap-t make it (the larger p-value, the hull of the intervals): t* = (theta* - theta) / se*, se* each
   resample's delta-method standard error from the influence values under its own weights (BCa alone where se is
-  0 or undefined);
+  0 or undefined); both widened about the estimate by a small-sample factor (Hesterberg's expanded bootstrap,
+  sqrt(n / (n - 1)) t_nu / z, with nu = 2n / (kurtosis - 1) the influence values' effective degrees of freedom);
 - `worse_rate` `max`: the exact binomial test (Clopper-Pearson interval), as the flips check's negative flip rate;
 - "the candidate's absolute errors are larger at all": the Wilcoxon signed-rank test of |e_c| - |e_b|, reported
   (details and a note), not a rule.
@@ -38,6 +39,9 @@ LABELS = {"mae": "MAE", "rmse": "RMSE", "r2": "R^2"}
 BOOTSTRAP_SAMPLES = 20_000
 #: Which interval decides the MAE / RMSE / R^2 rules: "hull" (BCa and bootstrap-t both), "bootstrap-t", "off" (BCa)
 STUDENTIZED = "hull"
+#: Whether both bootstraps' spread about the estimate is widened by `regression_stats.small_sample_expansion`
+#: (Hesterberg's expanded bootstrap with the influence values' effective degrees of freedom); False: as before
+EXPANDED = True
 STATE_KEYS = ("rows.index", "rows.target", "rows.baseline", "rows.candidate")
 
 
@@ -332,6 +336,11 @@ class RegressionCheck(Check):
         est = np.asarray(compared(rule, b, c), dtype=np.float64)
         a = rs.acceleration(u)
         reps = np.where(np.isfinite(reps), reps, np.nan)
+        k = rs.small_sample_expansion(u, confidence=settings.confidence) if EXPANDED else 1.0
+        if k != 1.0 and np.isfinite(est):
+            # the same widening of both: z0 (the share below the estimate) and a are unchanged by it
+            reps = est + k * (reps - est)
+            pseudo = None if pseudo is None else est + k * (pseudo - est)
         beyond = float(rs.bca_p_value(reps, est, a, bound=threshold, alternative=beyond_side))
         within = float(rs.bca_p_value(reps, est, a, bound=threshold, alternative=within_side))
         worse = None
@@ -464,9 +473,11 @@ class RegressionCheck(Check):
             "targets": list(names),
             "bootstrap_resamples": settings.resamples if settings.statistical else 0,
             "bootstrap_samples": resampled,
-            "interval": "bootstrap-t: theta - q(t*) se with t* = (theta* - theta) / se*, se* each resample's "
-                        "standard error from the influence values under its weights; BCa where se is 0 or "
-                        "undefined (docs/checks/regression.md)",
+            "interval": "the hull of BCa and the bootstrap-t (theta - q(t*) se with t* = (theta* - theta) / se*, "
+                        "se* each resample's standard error from the influence values under its weights; BCa "
+                        "where se is 0 or undefined), both widened about the estimate by the small-sample "
+                        "factor sqrt(n / (n - 1)) t_nu / z, nu = 2n / (kurtosis - 1) of the influence values "
+                        "(docs/checks/regression.md)",
             "metrics": self.metrics(),
             "worse": {"definition": f"a sample whose |error| grows by more than the threshold in any target "
                                     f"({worse_how})",

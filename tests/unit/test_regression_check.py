@@ -571,3 +571,57 @@ def test_intervals_cover_the_true_differences_on_skewed_errors_at_n_100(monkeypa
     for case, (below, above) in misses.items():
         assert below / sets <= 0.042 and above / sets <= 0.042, (case, below / sets, above / sets)
         assert (below + above) / sets >= 0.02, (case, below / sets, above / sets)      # not simply too wide
+
+
+# ------------------------------------------------------------------------------------ small-sample expansion
+
+
+@pytest.mark.parametrize("n,tails", [(30, "normal"), (100, "t4"), (100, "exponential"), (1000, "t4")])
+def test_small_sample_expansion_is_hesterbergs_with_the_kurtosis_degrees_of_freedom(n, tails):
+    """Against scipy.stats: kappa from `kurtosis(fisher=False)`, nu = 2n / (kappa - 1) (at most n - 1), and the
+    factor sqrt(n / (n - 1)) t.ppf(0.975, nu) / norm.ppf(0.975); heavier tails give fewer degrees of freedom."""
+    rng = np.random.default_rng(n)
+    u = {"normal": rng.normal(size=n), "t4": rng.standard_t(4, size=n),
+         "exponential": rng.exponential(size=n)}[tails]
+    kappa = float(sps.kurtosis(u, fisher=False, bias=True))
+    nu = min(2.0 * n / (kappa - 1.0), n - 1.0)
+    assert rs.effective_df(u) == pytest.approx(nu, rel=1e-12)
+    want = math.sqrt(n / (n - 1)) * sps.t.ppf(0.975, nu) / sps.norm.ppf(0.975)
+    assert rs.small_sample_expansion(u, confidence=0.95) == pytest.approx(want, rel=1e-10)
+    assert rs.small_sample_expansion(u, confidence=0.95) > 1.0
+    assert rs.effective_df(u) <= n - 1
+
+
+def test_small_sample_expansion_shrinks_with_n_and_grows_with_the_tails():
+    rng = np.random.default_rng(5)
+    k = {n: rs.small_sample_expansion(rng.normal(size=n), confidence=0.95) for n in (20, 100, 1000)}
+    assert k[20] > k[100] > k[1000] > 1.0
+    assert k[1000] < 1.005
+    heavy = rs.small_sample_expansion(rng.standard_t(3, size=100), confidence=0.95)
+    assert heavy > rs.small_sample_expansion(rng.normal(size=100), confidence=0.95)
+    assert rs.small_sample_expansion(np.full(50, 2.0), confidence=0.95) == 1.0       # no spread: nothing to widen
+    assert rs.small_sample_expansion(np.array([1.0]), confidence=0.95) == 1.0
+
+
+@pytest.mark.parametrize("rule,metric", [("max_increase", "rmse"), ("min", "r2"), ("max_relative_increase", "mae")])
+def test_the_expansion_widens_the_hull_about_the_estimate_by_its_factor(rule, metric, monkeypatch):
+    """Both bootstraps' replicates are widened about the estimate by the factor, so the hull's ends are
+    est + k (end - est) of the unexpanded hull exactly (BCa's z0 and a do not change)."""
+    import gate.checks.regression as regression_check
+    from gate.checks.regression import compared, compared_influence
+
+    y, pb, pc = world(80, 1, seed=41, noise_c=1.4)
+    ctx = _ctx_of(y, pb, pc)
+    monkeypatch.setattr(regression_check, "EXPANDED", False)
+    lo0, hi0 = RegressionCheck._evidence(rule, 0.3, 0, metric, ctx, SETTINGS).interval           # noqa: SLF001
+    monkeypatch.setattr(regression_check, "EXPANDED", True)
+    ctx.pop("student", None)
+    lo, hi = RegressionCheck._evidence(rule, 0.3, 0, metric, ctx, SETTINGS).interval             # noqa: SLF001
+    fig, infl = ctx["fig"], ctx["infl"]
+    b, c = float(fig["baseline"].get(metric)[0]), float(fig["candidate"].get(metric)[0])
+    est = float(compared(rule, b, c))
+    u = compared_influence(rule, b, c, infl["baseline"][metric][:, 0], infl["candidate"][metric][:, 0])
+    k = rs.small_sample_expansion(u, confidence=0.95)
+    assert k > 1.01
+    assert lo == pytest.approx(est + k * (lo0 - est), rel=1e-9)
+    assert hi == pytest.approx(est + k * (hi0 - est), rel=1e-9)
