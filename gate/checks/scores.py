@@ -4,10 +4,10 @@ ranking collapses while accuracy holds, fails here.
 
 Which statistic backs which rule (docs/checks/scores.md has the measured coverage):
 - ROC-AUC: DeLong's paired test (structural components from midranks, O(n log n)), stratified by true class;
-- Brier score: the normal interval of the mean paired difference (per-sample terms, exact variance);
-- log loss: the same mean, each claim made only when the normal test, the log-ratio test (the normal test of
-  log(candidate / baseline), variance-stabilised) and Hall's skewness-corrected test all make it: the per-sample
-  differences are skewed by a few confident mistakes, and any one interval alone then misses on one side;
+- log loss and Brier score: the mean paired difference of the per-sample terms, each claim made only when the
+  normal test, the log-ratio test (the normal test of log(candidate / baseline), variance-stabilised) and Hall's
+  skewness-corrected test all make it: the per-sample differences are skewed by a few confident mistakes, and any
+  one interval alone then misses on one side;
 - ECE: the delta method on the bins' gaps, widened on each side by the other model's bin-noise bias allowance
   (a binned ECE is biased upwards by noise, more for the better calibrated model);
 - top-k accuracy and accuracy / recall / specificity at a threshold: Tango's score test for the paired proportion
@@ -44,7 +44,7 @@ LOWER_RULES = ("max", "max_increase", "max_relative_increase")
 #: metric key -> (higher is better, how its rules are decided), in the report's order
 METRICS: dict[str, tuple[bool, str]] = {
     "log_loss": (False, "normal, log-ratio and skew-corrected, paired mean"),
-    "brier": (False, "normal, paired mean"),
+    "brier": (False, "normal, log-ratio and skew-corrected, paired mean"),
     "ece": (False, "delta, bin-noise allowance"),
     "roc_auc": (True, "DeLong"),
     "pr_auc": (True, "delta (influence), normal and logit"),
@@ -596,9 +596,8 @@ class ScoresCheck(Check):
         for name, tb, tc in (("log_loss", sm.log_loss_terms(odds["baseline"], y), sm.log_loss_terms(odds["candidate"], y)),
                              ("brier", sm.brier_terms(p["baseline"], y), sm.brier_terms(p["candidate"], y))):
             ib, ic = sm.mean_influence(tb), sm.mean_influence(tc)
-            out[name] = _Measure(ib.value, ic.value, ib.psi, ic.psi, method="normal (paired mean)")
-        out["log_loss"] = replace(out["log_loss"], transform="log", skew=True,
-                                  method="normal, log-ratio and skew-corrected (paired mean)")
+            out[name] = _Measure(ib.value, ic.value, ib.psi, ic.psi, transform="log", skew=True,
+                                 method="normal, log-ratio and skew-corrected (paired mean)")
         auc = {r: sm.roc_auc(odds[r], y) for r in ROLES}
         out["roc_auc"] = _Measure(auc["baseline"].value, auc["candidate"].value, auc["baseline"].psi,
                                   auc["candidate"].psi, strata=y, method="DeLong")
