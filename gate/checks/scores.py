@@ -54,8 +54,7 @@ THRESHOLD_METRICS = ("accuracy", "recall", "specificity")
 _ROW_SUM_TOLERANCE = 1e-3
 #: Hall's skewness correction of the log loss reads the per-sample differences' sample skewness times this: a set
 #: that misses the few confident mistakes in the tail understates the skewness, and those are the sets whose
-#: interval misses (benchmarks/scores_coverage.py chose it: 1 left a bad candidate looking within 3.3-3.8% of the
-#: time at n = 200-1,000 on the binary task, 2 within 2.5%).
+#: interval misses (benchmarks/scores_coverage.py chose it; docs/checks/scores.md has the measured rates).
 SKEW_INFLATION = 2.0
 
 
