@@ -672,3 +672,29 @@ def test_a_shard_without_batches_adds_nothing():
     fresh = ScoresCheck(config.check("scores"), ctx)
     fresh.load_state(merged(states))
     assert fresh.compute().details == whole.compute().details
+
+
+@pytest.mark.parametrize("metric,rule", [("log_loss", "max_increase"), ("log_loss", "max_relative_increase"),
+                                         ("log_loss", "max"), ("pr_auc", "max_drop"), ("pr_auc", "min"),
+                                         ("pr_auc", "max_relative_drop")])
+def test_each_hull_claims_exactly_where_its_interval_excludes_the_threshold(metric, rule):
+    from gate.checks.scores import _Measure, compared_value, rule_evidence
+
+    y, zb, zc = world(400, 2, seed=31, signal=0.8, temperature=1.8)
+    pb, pc = softmax(zb).astype(np.float64), softmax(zc).astype(np.float64)
+    if metric == "log_loss":
+        ib, ic = (sm.mean_influence(-np.log(np.clip(p[np.arange(400), y], sm.EPS, 1))) for p in (pb, pc))
+        m = _Measure(ib.value, ic.value, ib.psi, ic.psi, transform="log", skew=True)
+    else:
+        ib, ic = sm.pr_auc_influence(pb, y), sm.pr_auc_influence(pc, y)
+        m = _Measure(ib.value, ic.value, ib.psi, ic.psi, transform="logit")
+    value = compared_value(rule, m.baseline, m.candidate)
+    lo, hi = rule_evidence(rule, m, threshold=value, confidence=0.95).interval
+    assert lo < value < hi
+    for threshold in np.linspace(lo - (hi - lo), hi + (hi - lo), 41):
+        ev = rule_evidence(rule, m, threshold=float(threshold), confidence=0.95)
+        assert ev.interval == pytest.approx((lo, hi))
+        above, below = (ev.p_within, ev.p_beyond) if rule == "min" else (ev.p_beyond, ev.p_within)
+        if abs(threshold - lo) > 1e-9 * (hi - lo) and abs(threshold - hi) > 1e-9 * (hi - lo):
+            assert (above < 0.025) == (threshold < lo)              # "truly above the threshold" claimed
+            assert (below < 0.025) == (threshold > hi)              # "truly below" claimed
