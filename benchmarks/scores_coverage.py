@@ -119,7 +119,7 @@ def main() -> None:
     sizes = (200, 1000) if args.quick else tuple(int(v) for v in args.sizes.split(","))
     top_k = 2
     started = time.process_time()
-    print(f"{sets} evaluation sets per row, {args.resamples} bootstrap resamples, 95% two-sided intervals of the "
+    print(f"{sets} evaluation sets per row, 95% two-sided intervals of the "
           "compared quantity (positive = the candidate worse)")
     print("| task | T | metric (rule) | statistic | n | true value | coverage | interval above truth (good looks "
           "beyond) | interval below truth (bad looks within) |")

@@ -587,8 +587,7 @@ class ScoresCheck(Check):
         higher = METRICS[metric][0] if metric in METRICS else True
         return {r: float(section[r]) for r in (HIGHER_RULES if higher else LOWER_RULES) if section.get(r) is not None}
 
-    def _measures(self, p: dict[str, np.ndarray], odds: dict[str, np.ndarray], y: np.ndarray,
-                  settings: DecisionSettings) -> dict[str, _Measure]:
+    def _measures(self, p: dict[str, np.ndarray], odds: dict[str, np.ndarray], y: np.ndarray) -> dict[str, _Measure]:
         """Every metric of both models; `odds` (log-odds per class) is what the log loss and ranking metrics read."""
         k = p["baseline"].shape[1]
         out: dict[str, _Measure] = {}
@@ -645,7 +644,7 @@ class ScoresCheck(Check):
                                 f"class {int(np.argmax(support))}: the evaluation data cannot rank positives against "
                                 "negatives")
         with np.errstate(invalid="ignore"):     # NaN scores give NaN metrics, which fail; no warning on the way
-            measures = self._measures(p, odds, y, settings)
+            measures = self._measures(p, odds, y)
             if self._stream is not None:
                 measures = self._streamed(measures)
         findings: list[Finding] = []
