@@ -52,7 +52,7 @@ METRICS: dict[str, tuple[bool, str]] = {
 }
 THRESHOLD_METRICS = ("accuracy", "recall", "specificity")
 _ROW_SUM_TOLERANCE = 1e-3
-#: Hall's skewness correction of the log loss reads the per-sample differences' sample skewness times this: a set
+#: Hall's skewness correction (log loss, Brier) reads the per-sample differences' sample skewness times this: a set
 #: that misses the few confident mistakes in the tail understates the skewness, and those are the sets whose
 #: interval misses (benchmarks/scores_coverage.py chose it; docs/checks/scores.md has the measured rates).
 SKEW_INFLATION = 2.0
