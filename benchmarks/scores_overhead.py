@@ -8,7 +8,7 @@ by more than 5% by noise alone, so the script also times the scores check's own
 work inside the same runs (its update() per batch plus its compute()) and prints the attributable ratio
 (default median + scores' own median) / default median, which is the number to hold against the goal.
 Two scores variants: enabled with no thresholds (metrics, DeLong and normal intervals, the reliability diagram),
-and with a rule on every metric (which adds the log loss's bootstrap-t, the only resampling left).
+and with a rule on every metric (which adds each rule's closed-form tests; the check resamples nothing).
 
     python benchmarks/scores_overhead.py [--repeats 9] [--workload digits|cancer] [--profile]
 

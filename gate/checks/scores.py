@@ -4,16 +4,17 @@ ranking collapses while accuracy holds, fails here.
 
 Which statistic backs which rule (docs/checks/scores.md has the measured coverage):
 - ROC-AUC: DeLong's paired test (structural components from midranks, O(n log n)), stratified by true class;
-- Brier score: the normal interval of the mean paired difference (per-sample terms, exact variance);
-- log loss: the same mean, each claim made only when both the normal test and the bootstrap-t (the mean
-  studentized by a paired bootstrap) make it: the per-sample differences are skewed by a few confident mistakes,
-  and either interval alone then misses on one side;
+- log loss and Brier score: the mean paired difference of the per-sample terms, each claim made only when the
+  normal test, the log-ratio test (the normal test of log(candidate / baseline), variance-stabilised) and Hall's
+  skewness-corrected test all make it: the per-sample differences are skewed by a few confident mistakes, and any
+  one interval alone then misses on one side;
 - ECE: the delta method on the bins' gaps, widened on each side by the other model's bin-noise bias allowance
   (a binned ECE is biased upwards by noise, more for the better calibrated model);
 - top-k accuracy and accuracy / recall / specificity at a threshold: Tango's score test for the paired proportion
   (`max_drop`), exact binomial (`min`); relative rules by the delta method on the same per-sample terms;
 - PR-AUC: the normal interval of the paired difference of average precision's per-sample influences (its exact
-  influence function, O(n log n) from one sort per class), as DeLong's is for ROC-AUC.
+  influence function, O(n log n) from one sort per class), as DeLong's is for ROC-AUC, each claim made only when
+  the same test on the logit scale (logit(candidate) - logit(baseline), variance-stabilised) makes it too.
 Every rule is decided by gate.verdict.judge from that Evidence.
 
 State: each sample's log-odds per class of both models (float32) and its label, O(N x K), stated in the report;
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.special import ndtr
 
 from gate import score_metrics as sm
 from gate import stats
@@ -41,17 +43,19 @@ HIGHER_RULES = ("min", "max_drop", "max_relative_drop")
 LOWER_RULES = ("max", "max_increase", "max_relative_increase")
 #: metric key -> (higher is better, how its rules are decided), in the report's order
 METRICS: dict[str, tuple[bool, str]] = {
-    "log_loss": (False, "normal and bootstrap-t, paired mean"),
-    "brier": (False, "normal, paired mean"),
+    "log_loss": (False, "normal, log-ratio and skew-corrected, paired mean"),
+    "brier": (False, "normal, log-ratio and skew-corrected, paired mean"),
     "ece": (False, "delta, bin-noise allowance"),
     "roc_auc": (True, "DeLong"),
-    "pr_auc": (True, "delta (influence)"),
+    "pr_auc": (True, "delta (influence), normal and logit"),
     "top_k_accuracy": (True, "Tango score"),
 }
 THRESHOLD_METRICS = ("accuracy", "recall", "specificity")
 _ROW_SUM_TOLERANCE = 1e-3
-#: ECE and PR-AUC are resampled on at most this many samples (a seeded uniform subsample), their spread scaled to N.
-BOOTSTRAP_SAMPLES = 20_000
+#: Hall's skewness correction (log loss, Brier) reads the per-sample differences' sample skewness times this: a set
+#: that misses the few confident mistakes in the tail understates the skewness, and those are the sets whose
+#: interval misses (benchmarks/scores_coverage.py chose it; docs/checks/scores.md has the measured rates).
+SKEW_INFLATION = 2.0
 
 
 def log_odds_of(scores: torch.Tensor, kind: str, *, role: str) -> np.ndarray:
@@ -102,7 +106,8 @@ class _Measure:
     scale: float = 1.0                                   # streamed: sqrt(kept / N), the kept sample's se -> N's
     pairs: tuple[int, int, int, int] | None = None       # proportions: (b, c, n, candidate successes), exact
     bias: tuple[float, float] | None = None              # ECE: how far each model's estimate may sit above its truth
-    t_reps: dict[str, np.ndarray] | None = None          # bootstrap-t: rule (or "delta") -> studentized replicates
+    transform: str = ""                                  # "log" / "logit": also the variance-stabilised test
+    skew: bool = False                                   # also Hall's skewness-corrected test of the mean
 
 
 def _z(confidence: float) -> float:
@@ -145,21 +150,6 @@ def normal_evidence(value: float, se: float, *, rule: str, threshold: float, con
         worse = float(stats.ratio_difference_p_values(np.array(value), np.array(se), bound=0.0)[0])
     return Evidence(p_beyond=beyond, p_within=within, p_worse=worse, interval=(value - z * se, value + z * se),
                     method=method)
-
-
-def bootstrap_rule_evidence(reps: np.ndarray, *, rule: str, threshold: float, confidence: float) -> Evidence:
-    """Percentile-bootstrap p-values of replicates of `compared_value` against the threshold (bootstrap-t's
-    value - t* x se are judged so)."""
-    lo, hi = stats.percentile_interval(reps, confidence=confidence)
-    if rule == "min":
-        beyond = stats.bootstrap_p_value(reps, bound=threshold, alternative="less")
-        within = stats.bootstrap_p_value(reps, bound=threshold, alternative="greater")
-    else:
-        beyond = stats.bootstrap_p_value(reps, bound=threshold, alternative="greater")
-        within = stats.bootstrap_p_value(reps, bound=threshold, alternative="less")
-    worse = None if rule in ("min", "max") else float(stats.bootstrap_p_value(reps, bound=0.0, alternative="greater"))
-    return Evidence(p_beyond=float(beyond), p_within=float(within), p_worse=worse, interval=(float(lo), float(hi)),
-                    method="paired bootstrap")
 
 
 def proportion_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float) -> Evidence:
@@ -208,20 +198,131 @@ def allowance_evidence(rule: str, m: _Measure, *, threshold: float, confidence: 
                     interval=(low - z * se, high + z * se), method=m.method)
 
 
-def studentized_evidence(rule: str, m: _Measure, t: np.ndarray, *, threshold: float,
-                         confidence: float) -> Evidence:
-    """A claim both the normal test and the bootstrap-t make: each p-value the larger of the two, the interval
-    their hull. Bootstrap-t: the compared quantity's replicates value - t* x se, t* the paired bootstrap's
-    studentized means of the rule's per-sample influences, judged as percentile replicates are. Either alone
-    missed the truth on one side 3.5-4.2% of the time at n = 200 on skewed losses (benchmarks/scores_coverage.py)."""
+def hall_statistic(t: np.ndarray | float, a: float) -> np.ndarray:
+    """Hall's (1992) transformation of a studentized mean, g(t) = t + a t^2 / 3 + a^2 t^3 / 27 + a / 6, a = skewness /
+    sqrt(n): g(t) is standard normal to O(1/n) where t is skewed by O(1/sqrt(n)); monotone, g' = (1 + a t / 3)^2."""
+    t = np.asarray(t, dtype=np.float64)
+    return t + a * t * t / 3.0 + a * a * t ** 3 / 27.0 + a / 6.0
+
+
+def hall_quantile(x: float, a: float) -> float:
+    """The t with hall_statistic(t, a) = x: 3 / a ((1 + a (x - a / 6))^(1/3) - 1), x itself as a -> 0."""
+    if abs(a) < 1e-9:
+        return float(x)
+    return float(3.0 / a * (np.cbrt(1.0 + a * (x - a / 6.0)) - 1.0))
+
+
+def skewness(psi: np.ndarray) -> float:
+    """Sample skewness m3 / m2^(3/2) of per-sample values (0 for constant ones)."""
+    x = np.asarray(psi, dtype=np.float64)
+    x = x - x.mean()
+    m2 = float(np.mean(x * x))
+    return float(np.mean(x ** 3)) / m2 ** 1.5 if m2 > 0 else 0.0
+
+
+def _claims(rule: str, above: Any, below: Any) -> tuple[float, float]:
+    """(p_beyond, p_within) from the p-values of "truly above the bound" and "truly below" (a min rule is beyond
+    below its floor, every other rule above its threshold)."""
+    return (float(below), float(above)) if rule == "min" else (float(above), float(below))
+
+
+def skew_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float) -> Evidence | None:
+    """Hall's skewness-corrected test of the compared quantity, a mean of the rule's per-sample influences: t =
+    (value - bound) / se is read through hall_statistic with a = SKEW_INFLATION x skewness / sqrt(N) (N every sample;
+    in streamed mode the kept sample's skewness). None where se is 0 or undefined (the normal test decides)."""
     value = compared_value(rule, m.baseline, m.candidate)
-    se = sm.contrast_se(contrast_influence(rule, m), None) * m.scale
-    boot = bootstrap_rule_evidence(value - t * se, rule=rule, threshold=threshold, confidence=confidence)
-    normal = normal_evidence(value, se, rule=rule, threshold=threshold, confidence=confidence, method=m.method)
-    return Evidence(p_beyond=_larger(boot.p_beyond, normal.p_beyond), p_within=_larger(boot.p_within, normal.p_within),
-                    p_worse=_larger(boot.p_worse, normal.p_worse),
-                    interval=(min(boot.interval[0], normal.interval[0]), max(boot.interval[1], normal.interval[1])),
-                    method=m.method)
+    psi = contrast_influence(rule, m)
+    se = sm.contrast_se(psi, None) * m.scale
+    if not (math.isfinite(se) and se > 0 and math.isfinite(value)):
+        return None
+    a = SKEW_INFLATION * skewness(psi) * m.scale / math.sqrt(psi.size)
+    z = _z(confidence)
+
+    def p_above(bound: float) -> float:         # the claim "truly above the bound": large g(t) rejects "at or below"
+        return float(ndtr(-hall_statistic((value - bound) / se, a)))
+
+    def p_below(bound: float) -> float:
+        return float(ndtr(hall_statistic((value - bound) / se, a)))
+
+    beyond, within = _claims(rule, p_above(threshold), p_below(threshold))
+    return Evidence(p_beyond=beyond, p_within=within, p_worse=None if rule in ("min", "max") else p_above(0.0),
+                    interval=(value - se * hall_quantile(z, a), value - se * hall_quantile(-z, a)), method=m.method)
+
+
+def _forward(transform: str, x: np.ndarray | float) -> np.ndarray:
+    """log or logit, -inf / +inf beyond the ends of its domain."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if transform == "log":
+            return np.where(x > 0, np.log(np.where(x > 0, x, 1.0)), -np.inf)
+        inside = (x > 0) & (x < 1)
+        safe = np.where(inside, x, 0.5)
+        return np.where(inside, np.log(safe) - np.log1p(-safe), np.where(x <= 0, -np.inf, np.inf))
+
+
+def _backward(transform: str, u: float) -> float:
+    return float(np.exp(u)) if transform == "log" else float(1.0 / (1.0 + np.exp(-u)))
+
+
+def _slope(transform: str, x: float) -> float:
+    return 1.0 / x if transform == "log" else 1.0 / (x * (1.0 - x))
+
+
+def candidate_at(rule: str, baseline: float, bound: float) -> float:
+    """The candidate's value at which `compared_value(rule, baseline, .)` equals `bound`."""
+    return {"min": bound, "max": bound, "max_drop": baseline - bound, "max_increase": baseline + bound,
+            "max_relative_drop": baseline * (1.0 - bound),
+            "max_relative_increase": baseline * (1.0 + bound)}[rule]
+
+
+def transformed_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float) -> Evidence | None:
+    """The normal test on the variance-stabilised scale f = log (a loss) or logit (a share): of f(candidate) -
+    f(baseline), or of f(candidate) for min/max, with the delta method's standard error from the influences times f',
+    mapped back with the baseline held at its estimate. A loss or a precision whose spread grows with its level (a
+    few confident mistakes, a low average precision) keeps its interval from being short exactly where the estimate
+    is. None where f is undefined at an estimate (an average precision of 1): the normal test decides."""
+    f, b, c = m.transform, m.baseline, m.candidate
+    absolute = rule in ("min", "max")
+    fb, fc = (float(v) for v in _forward(f, np.array([b, c])))
+    if not (math.isfinite(fb) and math.isfinite(fc)):
+        return None
+    psi = m.psi_candidate * _slope(f, c) - (0.0 if absolute else m.psi_baseline * _slope(f, b))
+    se = sm.contrast_se(psi, None) * m.scale
+    if not (math.isfinite(se) and se > 0):
+        return None
+    anchor = fc if absolute else fb
+    delta = fc - anchor
+    rising = rule in ("min", "max", "max_increase", "max_relative_increase")   # compared value grows with candidate
+
+    def at(bound: float) -> float:
+        return float(_forward(f, candidate_at(rule, b, bound))) - anchor
+
+    def p_above(bound: float) -> float:          # the compared quantity truly above the bound
+        d = at(bound)
+        return float(ndtr((d - delta) / se)) if rising else float(ndtr((delta - d) / se))
+
+    def p_below(bound: float) -> float:
+        d = at(bound)
+        return float(ndtr((delta - d) / se)) if rising else float(ndtr((d - delta) / se))
+
+    z = _z(confidence)
+    ends = sorted(compared_value(rule, b, _backward(f, anchor + delta + s * z * se)) for s in (-1.0, 1.0))
+    beyond, within = _claims(rule, p_above(threshold), p_below(threshold))
+    return Evidence(p_beyond=beyond, p_within=within, p_worse=None if absolute else p_above(0.0),
+                    interval=(ends[0], ends[1]), method=m.method)
+
+
+def hull_evidence(evidences: list[Evidence | None]) -> Evidence:
+    """A claim every test makes: each p-value the largest, the interval the hull of theirs."""
+    kept = [e for e in evidences if e is not None]
+    first = kept[0]
+    p_beyond, p_within, p_worse = first.p_beyond, first.p_within, first.p_worse
+    lo, hi = first.interval
+    for e in kept[1:]:
+        p_beyond, p_within = _larger(p_beyond, e.p_beyond), _larger(p_within, e.p_within)
+        p_worse = _larger(p_worse, e.p_worse)
+        lo, hi = min(lo, e.interval[0]), max(hi, e.interval[1])
+    return Evidence(p_beyond=p_beyond, p_within=p_within, p_worse=p_worse, interval=(lo, hi), method=first.method)
 
 
 def _larger(a: float | None, b: float | None) -> float | None:
@@ -235,17 +336,19 @@ def rule_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float
         return proportion_evidence(rule, m, threshold=threshold, confidence=confidence)
     if m.bias is not None:
         return allowance_evidence(rule, m, threshold=threshold, confidence=confidence)
-    if m.t_reps is not None and rule in m.t_reps:
-        return studentized_evidence(rule, m, m.t_reps[rule], threshold=threshold, confidence=confidence)
     value = compared_value(rule, m.baseline, m.candidate)
     se = sm.contrast_se(contrast_influence(rule, m), m.strata) * m.scale
-    return normal_evidence(value, se, rule=rule, threshold=threshold, confidence=confidence, method=m.method)
+    normal = normal_evidence(value, se, rule=rule, threshold=threshold, confidence=confidence, method=m.method)
+    if not m.transform or not math.isfinite(se):
+        return normal
+    return hull_evidence([normal, transformed_evidence(rule, m, threshold=threshold, confidence=confidence),
+                          skew_evidence(rule, m, threshold=threshold, confidence=confidence) if m.skew else None])
 
 
 def delta_interval(m: _Measure, *, confidence: float) -> tuple[float, float] | None:
     """Interval of candidate - baseline for the table: the normal interval of the paired per-sample influences
-    (DeLong's for ROC-AUC), widened by the bias allowances for ECE, studentized by the bootstrap for the log loss
-    when a rule resampled it. The rules' own intervals are in their findings."""
+    (DeLong's for ROC-AUC), widened by the bias allowances for ECE, the hull with the log-ratio and skew-corrected
+    intervals for the log loss and with the logit one for PR-AUC. The rules' own intervals are in their findings."""
     z = _z(confidence)
     if m.psi_baseline is None:
         return None
@@ -253,9 +356,8 @@ def delta_interval(m: _Measure, *, confidence: float) -> tuple[float, float] | N
     d = m.candidate - m.baseline
     if m.bias is not None:
         return d - m.bias[1] - z * se, d + m.bias[0] + z * se
-    if m.t_reps is not None and "delta" in m.t_reps:
-        lo, hi = stats.percentile_interval(d - m.t_reps["delta"] * se, confidence=confidence)
-        return min(float(lo), d - z * se), max(float(hi), d + z * se)
+    if m.transform and math.isfinite(se):
+        return rule_evidence("max_increase", m, threshold=0.0, confidence=confidence).interval
     return d - z * se, d + z * se
 
 
@@ -303,37 +405,6 @@ def threshold_point(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------------------- the check
-
-
-def studentized_means(psi: dict[str, np.ndarray], *, resamples: int, seed: int,
-                      chunk_cells: int = 1_000_000) -> dict[str, np.ndarray]:
-    """Bootstrap-t replicates t* = mean*(psi) / se*(psi) of each centred per-sample influence, on the same seeded
-    per-sample resamples for all (paired: both models' terms are in each psi), in blocks of bounded memory.
-
-    Above BOOTSTRAP_SAMPLES samples the resamples are drawn from a seeded uniform subsample of that size: t* is
-    pivotal (its distribution does not scale with n), so the subsample's serves the whole data."""
-    n = next(iter(psi.values())).size
-    rng = np.random.default_rng(seed)
-    if n > BOOTSTRAP_SAMPLES:
-        keep = np.sort(rng.choice(n, BOOTSTRAP_SAMPLES, replace=False))
-        psi = {k: v[keep] for k, v in psi.items()}
-        n = BOOTSTRAP_SAMPLES
-    x = np.vstack([v - v.mean() for v in psi.values()])                 # (S, n)
-    moments = np.vstack([x, x * x]).T                                   # (n, 2S): one product gives both
-    rows = max(1, chunk_cells // max(n, 1))
-    parts = []
-    for start in range(0, resamples, rows):
-        r = min(rows, resamples - start)
-        draws = rng.integers(0, n, size=(r, n), dtype=np.int32 if r * n < 2 ** 31 else np.int64)
-        draws += (np.arange(r, dtype=draws.dtype) * n)[:, None]
-        counts = np.bincount(draws.ravel(), minlength=r * n).reshape(r, n).astype(np.float64)
-        sums = counts @ moments / n                                     # (r, 2S): resampled means of x and x^2
-        mean, square = sums[:, : x.shape[0]], sums[:, x.shape[0]:]
-        var = np.maximum(square - mean * mean, 0.0) * (n / max(n - 1, 1))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            parts.append(mean / np.sqrt(var / n))                       # (r, S)
-    t = np.concatenate(parts)
-    return {k: t[:, i] for i, k in enumerate(psi)}
 
 
 def sample_priority(index: np.ndarray, seed: int) -> np.ndarray:
@@ -516,15 +587,15 @@ class ScoresCheck(Check):
         higher = METRICS[metric][0] if metric in METRICS else True
         return {r: float(section[r]) for r in (HIGHER_RULES if higher else LOWER_RULES) if section.get(r) is not None}
 
-    def _measures(self, p: dict[str, np.ndarray], odds: dict[str, np.ndarray], y: np.ndarray,
-                  settings: DecisionSettings) -> dict[str, _Measure]:
+    def _measures(self, p: dict[str, np.ndarray], odds: dict[str, np.ndarray], y: np.ndarray) -> dict[str, _Measure]:
         """Every metric of both models; `odds` (log-odds per class) is what the log loss and ranking metrics read."""
         k = p["baseline"].shape[1]
         out: dict[str, _Measure] = {}
         for name, tb, tc in (("log_loss", sm.log_loss_terms(odds["baseline"], y), sm.log_loss_terms(odds["candidate"], y)),
                              ("brier", sm.brier_terms(p["baseline"], y), sm.brier_terms(p["candidate"], y))):
             ib, ic = sm.mean_influence(tb), sm.mean_influence(tc)
-            out[name] = _Measure(ib.value, ic.value, ib.psi, ic.psi, method="normal (paired mean)")
+            out[name] = _Measure(ib.value, ic.value, ib.psi, ic.psi, transform="log", skew=True,
+                                 method="normal, log-ratio and skew-corrected (paired mean)")
         auc = {r: sm.roc_auc(odds[r], y) for r in ROLES}
         out["roc_auc"] = _Measure(auc["baseline"].value, auc["candidate"].value, auc["baseline"].psi,
                                   auc["candidate"].psi, strata=y, method="DeLong")
@@ -543,14 +614,7 @@ class ScoresCheck(Check):
                               method="delta, bin-noise allowance")
         ap = {r: sm.pr_auc_influence(odds[r], y) for r in ROLES}
         out["pr_auc"] = _Measure(ap["baseline"].value, ap["candidate"].value, ap["baseline"].psi, ap["candidate"].psi,
-                                 method="delta (influence)")
-        if settings.statistical and self._gated("log_loss"):
-            ll = out["log_loss"]
-            student = {rule: contrast_influence(rule, ll) for rule in self._gated("log_loss")}
-            student["delta"] = ll.psi_candidate - ll.psi_baseline
-            out["log_loss"] = replace(ll, t_reps=studentized_means(student, resamples=settings.resamples,
-                                                                    seed=settings.seed),
-                                      method="normal and bootstrap-t (paired mean)")
+                                 transform="logit", method="delta (influence), normal and logit")
         self._reliability = rel
         return out
 
@@ -580,7 +644,7 @@ class ScoresCheck(Check):
                                 f"class {int(np.argmax(support))}: the evaluation data cannot rank positives against "
                                 "negatives")
         with np.errstate(invalid="ignore"):     # NaN scores give NaN metrics, which fail; no warning on the way
-            measures = self._measures(p, odds, y, settings)
+            measures = self._measures(p, odds, y)
             if self._stream is not None:
                 measures = self._streamed(measures)
         findings: list[Finding] = []

@@ -493,7 +493,7 @@ def test_drift_by_class_name_merges_to_the_single_run(world, tmp_path, capsys):
 
 
 def test_scores_merge_to_the_single_run(world, tmp_path, capsys):
-    """The scores check with a rule on every metric (bootstrap-t, DeLong, the ECE allowance, PR-AUC's influence):
+    """The scores check with a rule on every metric (log-ratio and skew-corrected, DeLong, the ECE allowance, PR-AUC's influence and logit):
     2 `--shard` files merged by `gate merge` give the single run's metrics, findings, intervals and verdict."""
     config = tmp_path / "scores.yaml"
     config.write_text("checks:\n  scores:\n    enabled: true\n    log_loss: {max_increase: 0.05}\n"

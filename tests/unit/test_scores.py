@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats as sps
+from scipy.optimize import brentq
 from sklearn.metrics import (average_precision_score, brier_score_loss, log_loss, precision_recall_curve,
                              roc_auc_score, roc_curve, top_k_accuracy_score)
 
@@ -186,33 +187,89 @@ def test_roc_auc_rule_is_decided_by_delong_p_values():
 # -------------------------------------------------------------------------------------- the other evidence
 
 
-def test_log_loss_increase_is_claimed_when_the_normal_and_the_bootstrap_t_test_both_claim_it():
+def hall_g(t, a):
+    """Hall's (1992) transformation of a studentized mean, written out: t + a t^2/3 + a^2 t^3/27 + a/6."""
+    return t + a * t ** 2 / 3 + a ** 2 * t ** 3 / 27 + a / 6
+
+
+def test_log_loss_increase_is_claimed_when_the_normal_the_log_ratio_and_the_skew_corrected_tests_all_claim_it():
     y, zb, zc = world(500, 3, seed=21, temperature=2.5)
-    result = run_check(y, zb, zc, options={"log_loss": {"max_increase": 0.05}}, decision={"bootstrap_resamples": 2000})
+    result = run_check(y, zb, zc, options={"log_loss": {"max_increase": 0.05}})
     f = result.findings[0]
     lb = -np.log(np.clip(softmax(zb)[np.arange(500), y].astype(np.float64), sm.EPS, 1))
     lc = -np.log(np.clip(softmax(zc)[np.arange(500), y].astype(np.float64), sm.EPS, 1))
+    pb64 = softmax(zb).astype(np.float64)
+    assert lb.mean() == pytest.approx(log_loss(y, pb64 / pb64.sum(axis=1, keepdims=True), labels=range(3)), rel=1e-5)
     d = lc - lb
     se = d.std(ddof=1) / math.sqrt(d.size)
     assert f.value == pytest.approx(d.mean(), rel=1e-5)
-    # an independent bootstrap-t over index resamples: t* = (mean* - mean) / se*
-    rng = np.random.default_rng(3)
-    t = []
-    for _ in range(2000):
-        x = d[rng.integers(0, 500, 500)]
-        t.append((x.mean() - d.mean()) / (x.std(ddof=1) / math.sqrt(500)))
-    q_lo, q_hi = np.quantile(t, [0.025, 0.975])
-    assert abs(q_lo) != pytest.approx(abs(q_hi), rel=0.05)          # skewed: not the normal interval
     z = sps.norm.ppf(0.975)
-    lo, hi = f.interval                                             # the hull of the two intervals
-    assert lo == pytest.approx(min(d.mean() - q_hi * se, d.mean() - z * se), abs=0.25 * se)
-    assert hi == pytest.approx(max(d.mean() - q_lo * se, d.mean() + z * se), abs=0.25 * se)
-    p_boot = (1 + np.sum(np.array(t) >= (d.mean() - 0.05) / se)) / 2001
+    # the log ratio log(mean lc / mean lb), its delta-method se, mapped back with the baseline at its mean
+    mb, mc = lb.mean(), lc.mean()
+    ratio_se = ((lc - mc) / mc - (lb - mb) / mb).std(ddof=1) / math.sqrt(d.size)
+    delta = math.log(mc / mb)
+    log_iv = (mb * math.expm1(delta - z * ratio_se), mb * math.expm1(delta + z * ratio_se))
+    p_log = sps.norm.sf((delta - math.log((mb + 0.05) / mb)) / ratio_se)
+    # Hall's skew-corrected test, the sample skewness doubled (SKEW_INFLATION)
+    a = 2 * sps.skew(d) / math.sqrt(d.size)
+    assert sps.skew(d) > 1                                           # skewed: not the normal interval
+    lo_t = brentq(lambda t: hall_g(t, a) - z, -10, 10)
+    hi_t = brentq(lambda t: hall_g(t, a) + z, -10, 10)
+    hall_iv = (d.mean() - lo_t * se, d.mean() - hi_t * se)
+    p_hall = sps.norm.sf(hall_g((d.mean() - 0.05) / se, a))
     p_normal = sps.norm.sf((d.mean() - 0.05) / se)
-    assert f.p_value == pytest.approx(max(p_boot, p_normal), abs=0.01)   # a claim both tests make
+    lo, hi = f.interval                                              # the hull of the three intervals
+    assert lo == pytest.approx(min(d.mean() - z * se, log_iv[0], hall_iv[0]), rel=1e-4)
+    assert hi == pytest.approx(max(d.mean() + z * se, log_iv[1], hall_iv[1]), rel=1e-4)
+    assert hi > d.mean() + z * se * 1.01                             # the skew moves the upper end out
+    assert f.p_value == pytest.approx(max(p_normal, p_log, p_hall), rel=1e-4)   # a claim all three make
+    assert result.details["metrics"]["log_loss"]["statistic"] == "normal, log-ratio and skew-corrected (paired mean)"
 
 
-def test_relative_increase_uses_the_delta_method():
+def test_hall_corrected_upper_bound_of_a_skewed_mean_misses_less_often_than_the_normal_one():
+    from gate.checks.scores import hall_quantile
+
+    rng = np.random.default_rng(5)
+    x = rng.lognormal(0.0, 1.0, size=(4000, 60))                     # right-skewed, true mean e^0.5
+    m, sd = x.mean(axis=1), x.std(axis=1, ddof=1) / math.sqrt(60)
+    g = sps.skew(x, axis=1)
+    z = sps.norm.ppf(0.975)
+    upper_hall = np.array([mi - si * hall_quantile(-z, gi / math.sqrt(60)) for mi, si, gi in zip(m, sd, g)])
+    truth = math.exp(0.5)
+    below_normal, below_hall = np.mean(m + z * sd < truth), np.mean(upper_hall < truth)
+    assert below_hall < below_normal - 0.02                          # the normal bound is short on the tail side
+    for gi in (-3.0, 0.0, 0.5, 4.0):                                 # the quantile inverts the transformation
+        a = gi / math.sqrt(60)
+        assert hall_g(hall_quantile(1.3, a), a) == pytest.approx(1.3, abs=1e-9)
+
+
+def test_pr_auc_drop_is_claimed_when_the_normal_and_the_logit_tests_both_claim_it():
+    y, zb, zc = world(800, 2, seed=24, signal=0.7, temperature=1.0)
+    zc[:, 1] -= 0.5 * np.abs(np.random.default_rng(3).standard_normal(800)).astype(np.float32) * (y == 1)
+    result = run_check(y, zb, zc, options={"pr_auc": {"max_drop": 0.01}})
+    f = result.findings[0]
+    pb, pc = softmax(zb).astype(np.float64), softmax(zc).astype(np.float64)
+    ab, ac = average_precision_score(y, pb[:, 1]), average_precision_score(y, pc[:, 1])
+    assert f.value == pytest.approx(ab - ac, rel=1e-6)
+    ib, ic = sm.pr_auc_influence(pb, y), sm.pr_auc_influence(pc, y)
+    n = y.size
+    se = (ib.psi - ic.psi).std(ddof=1) / math.sqrt(n)
+    logit = lambda v: math.log(v / (1 - v))  # noqa: E731
+    lse = (ic.psi / (ac * (1 - ac)) - ib.psi / (ab * (1 - ab))).std(ddof=1) / math.sqrt(n)
+    delta = logit(ac) - logit(ab)
+    z = sps.norm.ppf(0.975)
+    expit = lambda u: 1 / (1 + math.exp(-u))  # noqa: E731
+    logit_iv = sorted(ab - expit(logit(ab) + delta + s * z * lse) for s in (-1, 1))
+    lo, hi = f.interval
+    assert lo == pytest.approx(min(ab - ac - z * se, logit_iv[0]), rel=1e-4)
+    assert hi == pytest.approx(max(ab - ac + z * se, logit_iv[1]), rel=1e-4)
+    p_normal = sps.norm.sf((ab - ac - 0.01) / se)                    # beyond: the drop above 0.01
+    p_logit = sps.norm.sf((logit(ab - 0.01) - logit(ac)) / lse)
+    assert f.p_value == pytest.approx(max(p_normal, p_logit), rel=1e-4)
+    assert result.details["metrics"]["pr_auc"]["statistic"] == "delta (influence), normal and logit"
+
+
+def test_relative_increase_uses_the_delta_method_with_the_log_ratio_and_the_skew_correction():
     y, zb, zc = world(500, 3, seed=22, temperature=1.5)
     result = run_check(y, zb, zc, options={"brier": {"max_relative_increase": 0.1}})
     f = result.findings[0]
@@ -222,7 +279,11 @@ def test_relative_increase_uses_the_delta_method():
     infl = (tc - c) / b - c / b ** 2 * (tb - b)
     se = infl.std(ddof=1) / math.sqrt(infl.size)
     assert f.value == pytest.approx((c - b) / b)
-    assert f.p_value == pytest.approx(sps.norm.sf(((c - b) / b - 0.1) / se), rel=1e-6)
+    p_normal = sps.norm.sf(((c - b) / b - 0.1) / se)
+    ratio_se = ((tc - c) / c - (tb - b) / b).std(ddof=1) / math.sqrt(tb.size)
+    p_log = sps.norm.sf((math.log(c / b) - math.log(1.1)) / ratio_se)         # log(c / b) against log(1 + 0.1)
+    p_hall = sps.norm.sf(hall_g(((c - b) / b - 0.1) / se, 2 * sps.skew(infl) / math.sqrt(tb.size)))
+    assert f.p_value == pytest.approx(max(p_normal, p_log, p_hall), rel=1e-6)
 
 
 def test_top_k_drop_is_tangos_test_on_the_discordant_samples():
@@ -488,20 +549,6 @@ def test_an_unreachable_false_positive_rate_predicts_every_sample_negative():
     assert t == math.inf and "every sample is predicted negative" in how
 
 
-def test_large_data_studentizes_the_log_loss_on_a_subsample(monkeypatch):
-    import gate.checks.scores as scores_module
-
-    y, zb, zc = world(4000, 3, seed=54, temperature=2.0)
-    options = {"log_loss": {"max_increase": 0.05}}
-    whole = run_check(y, zb, zc, options=options, decision={"bootstrap_resamples": 400})
-    monkeypatch.setattr(scores_module, "BOOTSTRAP_SAMPLES", 1000)
-    sub = run_check(y, zb, zc, options=options, decision={"bootstrap_resamples": 400})
-    for fw, fs in zip(whole.findings, sub.findings):
-        assert fs.value == fw.value                               # the point values use every sample
-        ww, ws = fw.interval[1] - fw.interval[0], fs.interval[1] - fs.interval[0]
-        assert ws != ww and 0.9 < ws / ww < 1.1             # t* is pivotal: the subsample's serves the whole
-
-
 @pytest.mark.parametrize("ties", [False, True])
 def test_average_precision_influence_is_the_derivative_of_weighted_average_precision(ties):
     rng = np.random.default_rng(71)
@@ -625,3 +672,29 @@ def test_a_shard_without_batches_adds_nothing():
     fresh = ScoresCheck(config.check("scores"), ctx)
     fresh.load_state(merged(states))
     assert fresh.compute().details == whole.compute().details
+
+
+@pytest.mark.parametrize("metric,rule", [("log_loss", "max_increase"), ("log_loss", "max_relative_increase"),
+                                         ("log_loss", "max"), ("pr_auc", "max_drop"), ("pr_auc", "min"),
+                                         ("pr_auc", "max_relative_drop")])
+def test_each_hull_claims_exactly_where_its_interval_excludes_the_threshold(metric, rule):
+    from gate.checks.scores import _Measure, compared_value, rule_evidence
+
+    y, zb, zc = world(400, 2, seed=31, signal=0.8, temperature=1.8)
+    pb, pc = softmax(zb).astype(np.float64), softmax(zc).astype(np.float64)
+    if metric == "log_loss":
+        ib, ic = (sm.mean_influence(-np.log(np.clip(p[np.arange(400), y], sm.EPS, 1))) for p in (pb, pc))
+        m = _Measure(ib.value, ic.value, ib.psi, ic.psi, transform="log", skew=True)
+    else:
+        ib, ic = sm.pr_auc_influence(pb, y), sm.pr_auc_influence(pc, y)
+        m = _Measure(ib.value, ic.value, ib.psi, ic.psi, transform="logit")
+    value = compared_value(rule, m.baseline, m.candidate)
+    lo, hi = rule_evidence(rule, m, threshold=value, confidence=0.95).interval
+    assert lo < value < hi
+    for threshold in np.linspace(lo - (hi - lo), hi + (hi - lo), 41):
+        ev = rule_evidence(rule, m, threshold=float(threshold), confidence=0.95)
+        assert ev.interval == pytest.approx((lo, hi))
+        above, below = (ev.p_within, ev.p_beyond) if rule == "min" else (ev.p_beyond, ev.p_within)
+        if abs(threshold - lo) > 1e-9 * (hi - lo) and abs(threshold - hi) > 1e-9 * (hi - lo):
+            assert (above < 0.025) == (threshold < lo)              # "truly above the threshold" claimed
+            assert (below < 0.025) == (threshold > hi)              # "truly below" claimed
