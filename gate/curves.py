@@ -93,12 +93,13 @@ def _nums(values: np.ndarray, digits: int = 5) -> list[float | None]:
     return [v if math.isfinite(v) else None for v in np.round(values, digits).tolist()]
 
 
-def _threshold(t: float, probability: bool) -> float | None:
-    """A threshold as the class's probability (scores are log-odds unless `probability`), 5 significant digits."""
-    if not np.isfinite(t) and t > 0:
-        return None              # sklearn's +inf: nothing predicted positive
-    p = float(t) if probability else float(1.0 / (1.0 + np.exp(-t)))
-    return float(f"{p:.5g}")
+def _thresholds(t: np.ndarray, probability: bool) -> list[float | None]:
+    """Thresholds as the class's probability (scores are log-odds unless `probability`), 5 significant digits;
+    sklearn's +inf (nothing predicted positive) as None."""
+    t = np.asarray(t, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        p = t if probability else 1.0 / (1.0 + np.exp(-t))
+    return [None if (math.isinf(raw) and raw > 0) else float(f"{q:.5g}") for raw, q in zip(t.tolist(), p.tolist())]
 
 
 def role_curves(tps: np.ndarray, fps: np.ndarray, thresholds: np.ndarray, *, max_points: int,
@@ -114,10 +115,10 @@ def role_curves(tps: np.ndarray, fps: np.ndarray, thresholds: np.ndarray, *, max
     return {
         "roc": {"auc": _num(auc, 6), "vertices": int(fpr.size),
                 "fpr": _nums(fpr[keep_roc]), "tpr": _nums(tpr[keep_roc]),
-                "threshold": [_threshold(t, probability) for t in roc_t[keep_roc]]},
+                "threshold": _thresholds(roc_t[keep_roc], probability)},
         "pr": {"average_precision": _num(ap, 6), "vertices": int(recall.size),
                "recall": _nums(recall[keep_pr]), "precision": _nums(precision[keep_pr]),
-               "threshold": [_threshold(t, probability) for t in pr_thresholds[keep_pr]]},
+               "threshold": _thresholds(pr_thresholds[keep_pr], probability)},
     }
 
 
