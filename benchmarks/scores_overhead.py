@@ -10,7 +10,10 @@ work inside the same runs (its update() per batch plus its compute()) and prints
 Two scores variants: enabled with no thresholds (metrics, DeLong and normal intervals, the reliability diagram),
 and with a rule on every metric (which adds each rule's closed-form tests; the check resamples nothing).
 
-    python benchmarks/scores_overhead.py [--repeats 9] [--workload digits|cancer] [--profile]
+    OMP_NUM_THREADS=1 python benchmarks/scores_overhead.py [--repeats 9] [--workload digits|cancer] [--profile]
+
+With one thread: process time counts the CPU an idle OpenMP thread spins away, which on a loaded machine inflates
+the default run and hides the check's share.
 
 `--profile` prints cProfile's top functions (cumulative) inside the scores check's update() and compute() over the
 runs with a rule on every metric, instead of the timings.
