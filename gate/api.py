@@ -192,6 +192,8 @@ def _names(value: Any, *, option: str) -> list[str]:
 
 def _choose(value: str, choices: Iterable[str], *, option: str) -> str:
     choices = tuple(choices)
+    if not isinstance(value, str):
+        raise ConfigError(f"{option}: expected one of {', '.join(choices)}, found {type(value).__name__} {value!r}")
     if value not in choices:
         close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]}?)" if close else ""

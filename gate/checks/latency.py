@@ -450,6 +450,23 @@ def _timings(values: dict[str, Any], key: str, rounds: int | None) -> np.ndarray
     return a
 
 
+NO_SAMPLES = "no input samples reached the latency check"
+NO_CUDA = "latency on cuda skipped: torch sees no CUDA device on this machine"
+
+
+def _check_devices(devices: tuple[str, ...], settings: LatencySettings) -> None:
+    """A state's timed devices must be what this config times: its `devices` in order, less cuda where the timing
+    job had none (said in a note), or one device (the run's) when the config names none."""
+    if settings.devices is None:
+        if len(devices) != 1 or devices[0] not in ("cpu", "cuda"):
+            raise ValueError(f"latency timings: devices {list(devices)}; the config times the run's device only")
+        return
+    left = [d for d in settings.devices if d in devices]
+    dropped = [d for d in settings.devices if d not in devices]
+    if list(devices) != left or any(d != "cuda" for d in dropped):
+        raise ValueError(f"latency timings: devices {list(devices)}; the config times {list(settings.devices)}")
+
+
 def timed_from_state(values: dict[str, Any], settings: LatencySettings,
                      decision: Callable[[int], tuple[DecisionSettings, float, int]]) -> Timed:
     """LatencyCheck.measured_state() back from a state file, checked as data: the pairings must be this config's
@@ -468,8 +485,13 @@ def timed_from_state(values: dict[str, Any], settings: LatencySettings,
         raise ValueError("latency timings: notes must be text")
     skip = _field(facts, "skip", str, optional=True)
     if skip is not None:
+        if skip not in (NO_SAMPLES, NO_CUDA) or (skip == NO_CUDA and tuple(settings.devices or ()) != ("cuda",)):
+            raise ValueError(f"latency timings: skipped for {skip!r}, not a reason this config can skip for")
         return Timed(notes=notes, models=models, skip=skip)
     devices = tuple(_field(facts, "devices", list))
+    if not all(isinstance(d, str) for d in devices):
+        raise ValueError("latency timings: devices must be names")
+    _check_devices(devices, settings)
     raw_runs = _field(facts, "runs", list)
     wanted = [(d, bs) for d in devices for bs in settings.batch_sizes]
     if not devices or not all(isinstance(d, str) for d in devices) or len(raw_runs) != len(wanted):
@@ -773,7 +795,7 @@ class LatencyCheck(Check):
         models = {role: {"parameters": self.ctx.models[role].parameters, "size_bytes": self.ctx.models[role].size_bytes}
                   for role in ROLES}
         if not self._chunks:
-            return Timed(skip="no input samples reached the latency check", models=models)
+            return Timed(skip=NO_SAMPLES, models=models)
         devices, notes = self._devices()
         if not devices:
             return Timed(skip=notes[-1], notes=tuple(notes), models=models)
@@ -856,7 +878,7 @@ class LatencyCheck(Check):
         devices = []
         for device in wanted:
             if device == "cuda" and not torch.cuda.is_available():
-                notes.append("latency on cuda skipped: torch sees no CUDA device on this machine")
+                notes.append(NO_CUDA)
             else:
                 devices.append(device)
         return devices, notes

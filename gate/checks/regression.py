@@ -321,10 +321,12 @@ class RegressionCheck(Check):
 
     @staticmethod
     def _evidence(rule: str, threshold: float, col: int, metric: str, ctx: dict[str, Any],
-                  settings: DecisionSettings) -> Evidence:
+                  settings: DecisionSettings, family: int = 1) -> Evidence:
         """Evidence of one rule on one column (0: mean over targets, j: target j) from the paired replicates: BCa's
         and the bootstrap-t's (the percentile p-values and interval of its pseudo-replicates), combined as
-        STUDENTIZED says (the hull by default); BCa alone where the studentization is undefined."""
+        STUDENTIZED says (the hull by default); BCa alone where the studentization is undefined. In a family of
+        `family` comparisons (per target, Holm / BH adjusted) the small-sample widening is taken at the strictest
+        level a comparison of the family is judged at (Bonferroni's), since t_nu / z grows as the level shrinks."""
         b = float(ctx["fig"]["baseline"].get(metric)[col])
         c = float(ctx["fig"]["candidate"].get(metric)[col])
         u = compared_influence(rule, b, c, ctx["infl"]["baseline"][metric][:, col],
@@ -336,7 +338,8 @@ class RegressionCheck(Check):
         est = np.asarray(compared(rule, b, c), dtype=np.float64)
         a = rs.acceleration(u)
         reps = np.where(np.isfinite(reps), reps, np.nan)
-        k = rs.small_sample_expansion(u, confidence=settings.confidence) if EXPANDED else 1.0
+        level = 1.0 - (1.0 - settings.confidence) / max(family, 1)
+        k = rs.small_sample_expansion(u, confidence=level) if EXPANDED else 1.0
         if k != 1.0 and np.isfinite(est):
             # the same widening of both: z0 (the share below the estimate) and a are unchanged by it
             reps = est + k * (reps - est)
@@ -394,7 +397,8 @@ class RegressionCheck(Check):
                   for rule, threshold in self._gated(metric).items()]
         evidence: list[Evidence | None] = [None] * len(family)
         if settings.statistical and family:
-            raw = [self._evidence(rule, thr, j, metric, ctx, settings) for j, metric, rule, thr in family]
+            raw = [self._evidence(rule, thr, j, metric, ctx, settings, family=len(family))
+                   for j, metric, rule, thr in family]
             adj_beyond = stats.adjust(np.array([e.p_beyond for e in raw], dtype=np.float64),
                                       settings.multiple_comparisons)
             worse = np.array([np.nan if e.p_worse is None else e.p_worse for e in raw], dtype=np.float64)

@@ -124,3 +124,11 @@ def test_the_python_api_takes_task(diabetes, in_repo_root):
     with pytest.raises(ConfigError, match=r"task: expected one of auto, classification, multi_label, regression, "
                                           r"found 'regresion' \(did you mean regression\?\)"):
         configure(None, task="regresion")
+
+
+@pytest.mark.parametrize("option", ["task", "decision", "device"])
+def test_a_choice_that_is_not_text_is_a_config_error_not_a_traceback(option):
+    from gate.api import configure
+
+    with pytest.raises(ConfigError, match=rf"{option}: expected one of .*found int 5"):
+        configure(None, **{option: 5})

@@ -598,6 +598,12 @@ def _read_measured(payload: bytes) -> dict:
     (lambda v: v["facts"]["runs"][0].update(batch_size=3), "not cpu bs=2"),
     (lambda v: v["facts"]["runs"][0].update(stop="whenever"), "stopped by"),
     (lambda v: v["facts"].update(notes="x"), "notes"),
+    # a forged state cannot choose what latency is judged on, nor skip it
+    (lambda v: v["facts"].update(devices=["cpu", "cuda"]), "devices"),
+    (lambda v: v["facts"].update(devices=["tpu"]), "devices"),
+    (lambda v: v["facts"].update(skip="the weather"), "skipped for"),
+    (lambda v: v["facts"].update(skip="latency on cuda skipped: torch sees no CUDA device on this machine"),
+     "skipped for"),
 ])
 def test_timings_that_are_not_this_configs_are_refused(edit, message):
     import copy as _copy
