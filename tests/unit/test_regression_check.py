@@ -603,24 +603,29 @@ def test_small_sample_expansion_shrinks_with_n_and_grows_with_the_tails():
     assert rs.small_sample_expansion(np.array([1.0]), confidence=0.95) == 1.0
 
 
-@pytest.mark.parametrize("rule,metric", [("max_increase", "rmse"), ("min", "r2"), ("max_relative_increase", "mae")])
-def test_the_expansion_widens_the_hull_about_the_estimate_by_its_factor(rule, metric, monkeypatch):
-    """Both bootstraps' replicates are widened about the estimate by the factor, so the hull's ends are
-    est + k (end - est) of the unexpanded hull exactly (BCa's z0 and a do not change)."""
+def _widened(monkeypatch, rule: str, metric: str, *, family: int = 1):
+    """The hull's interval unexpanded and expanded (in a family of `family`), the estimate and the influences."""
     import gate.checks.regression as regression_check
     from gate.checks.regression import compared, compared_influence
 
     y, pb, pc = world(80, 1, seed=41, noise_c=1.4)
     ctx = _ctx_of(y, pb, pc)
     monkeypatch.setattr(regression_check, "EXPANDED", False)
-    lo0, hi0 = RegressionCheck._evidence(rule, 0.3, 0, metric, ctx, SETTINGS).interval           # noqa: SLF001
+    plain = RegressionCheck._evidence(rule, 0.3, 0, metric, ctx, SETTINGS).interval              # noqa: SLF001
     monkeypatch.setattr(regression_check, "EXPANDED", True)
     ctx.pop("student", None)
-    lo, hi = RegressionCheck._evidence(rule, 0.3, 0, metric, ctx, SETTINGS).interval             # noqa: SLF001
+    wide = RegressionCheck._evidence(rule, 0.3, 0, metric, ctx, SETTINGS, family=family).interval  # noqa: SLF001
     fig, infl = ctx["fig"], ctx["infl"]
     b, c = float(fig["baseline"].get(metric)[0]), float(fig["candidate"].get(metric)[0])
-    est = float(compared(rule, b, c))
     u = compared_influence(rule, b, c, infl["baseline"][metric][:, 0], infl["candidate"][metric][:, 0])
+    return plain, wide, float(compared(rule, b, c)), u
+
+
+@pytest.mark.parametrize("rule,metric", [("max_increase", "rmse"), ("min", "r2"), ("max_relative_increase", "mae")])
+def test_the_expansion_widens_the_hull_about_the_estimate_by_its_factor(rule, metric, monkeypatch):
+    """Both bootstraps' replicates are widened about the estimate by the factor, so the hull's ends are
+    est + k (end - est) of the unexpanded hull exactly (BCa's z0 and a do not change)."""
+    (lo0, hi0), (lo, hi), est, u = _widened(monkeypatch, rule, metric)
     k = rs.small_sample_expansion(u, confidence=0.95)
     assert k > 1.01
     assert lo == pytest.approx(est + k * (lo0 - est), rel=1e-9)
@@ -630,21 +635,7 @@ def test_the_expansion_widens_the_hull_about_the_estimate_by_its_factor(rule, me
 def test_in_a_family_the_expansion_is_taken_at_the_bonferroni_level(monkeypatch):
     """Per-target rules are Holm-adjusted, so some are judged at alpha / m: the widening (t_nu / z, which grows as
     the level shrinks) is taken there, and is wider than the single rule's."""
-    import gate.checks.regression as regression_check
-    from gate.checks.regression import compared, compared_influence
-
-    rule, metric = "max_increase", "rmse"
-    y, pb, pc = world(80, 1, seed=41, noise_c=1.4)
-    ctx = _ctx_of(y, pb, pc)
-    monkeypatch.setattr(regression_check, "EXPANDED", False)
-    lo0, hi0 = RegressionCheck._evidence(rule, 0.3, 0, metric, ctx, SETTINGS).interval           # noqa: SLF001
-    monkeypatch.setattr(regression_check, "EXPANDED", True)
-    ctx.pop("student", None)
-    lo, hi = RegressionCheck._evidence(rule, 0.3, 0, metric, ctx, SETTINGS, family=6).interval   # noqa: SLF001
-    fig, infl = ctx["fig"], ctx["infl"]
-    b, c = float(fig["baseline"].get(metric)[0]), float(fig["candidate"].get(metric)[0])
-    est = float(compared(rule, b, c))
-    u = compared_influence(rule, b, c, infl["baseline"][metric][:, 0], infl["candidate"][metric][:, 0])
+    (lo0, hi0), (lo, hi), est, u = _widened(monkeypatch, "max_increase", "rmse", family=6)
     k6 = rs.small_sample_expansion(u, confidence=1 - 0.05 / 6)
     assert k6 > rs.small_sample_expansion(u, confidence=0.95) > 1.0
     assert hi == pytest.approx(est + k6 * (hi0 - est), rel=1e-9)
