@@ -176,3 +176,61 @@ def test_multi_label_heads_are_matched_by_label_name(in_repo_root, tmp_path, cap
     with torch.no_grad():
         b, c = base.eval()(x).numpy(), model.eval()(x).numpy()
     assert _layer(drift, "head")["cosine"]["mean"] == pytest.approx(_mean_cosine(b, c), rel=1e-9)
+
+
+@pytest.fixture(scope="module")
+def one_logit(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A binary model with one logit (of class 1) and the same model with its classes' names swapped: its logit is
+    the baseline's negated, since its class 1 is the baseline's class 0."""
+    root = tmp_path_factory.mktemp("one_logit")
+    torch.manual_seed(9)
+    base = tm.build_mlp(num_classes=1).eval()
+    x = np.random.default_rng(9).standard_normal((400, tm.IN_FEATURES)).astype(np.float32)
+    with torch.no_grad():
+        z = base(torch.from_numpy(x)).numpy()[:, 0]
+    y = (z > np.median(z)).astype(np.int64)
+    np.savez(root / "eval.npz", x=x, labels=y)
+    torch.save(base.state_dict(), root / "base.pt")
+    swapped = tm.build_mlp(num_classes=1)
+    swapped.load_state_dict(base.state_dict())
+    with torch.no_grad():
+        swapped.head.weight.neg_()
+        swapped.head.bias.neg_()
+    torch.save(swapped.state_dict(), root / "swapped.pt")
+    common = "model:\n  factory: tests.tiny_models:build_mlp\n  kwargs: {num_classes: 1}\n  output: binary_logit\n"
+    named = root / "named.yaml"
+    named.write_text(common + "  baseline: {class_names: [negative, positive]}\n"
+                              "  candidate: {class_names: [positive, negative]}\n")
+    unnamed = root / "unnamed.yaml"
+    unnamed.write_text(common)
+    return {"data": root / "eval.npz", "base": root / "base.pt", "swapped": root / "swapped.pt", "named": named,
+            "unnamed": unnamed, "x": x}
+
+
+def test_a_one_logit_model_with_its_class_names_swapped_passes_drift_its_logit_negated(one_logit, in_repo_root,
+                                                                                      tmp_path, capsys):
+    res, report, md = _gate(capsys, one_logit, "swapped", "named", tmp_path)
+    assert res.code == 0, res.out + res.err
+    assert report["models"][1]["columns"] == [1, 0] and report["metrics"]["comparison"]["agreement"] == 1.0
+    drift = _drift(report)
+    assert drift["status"] == "pass", drift["summary"]
+    head = _layer(drift, "head")
+    assert head["class_columns"] == "by_name" and _layer(drift, "body.0")["class_columns"] is None
+    assert head["cosine"]["mean"] == pytest.approx(1.0, abs=1e-12) and head["psi"] == pytest.approx(0.0, abs=1e-12)
+    # the oracle: the two files' logits, by torch here, are each other's negation, so by position they are opposite
+    logits = []
+    for path in (one_logit["base"], one_logit["swapped"]):
+        model = tm.build_mlp(num_classes=1)
+        model.load_state_dict(torch.load(path, weights_only=True))
+        with torch.no_grad():
+            logits.append(model.eval()(torch.from_numpy(one_logit["x"])).numpy()[:, 0].astype(np.float64))
+    np.testing.assert_allclose(logits[1], -logits[0], rtol=1e-6)
+    assert "head: columns matched by class name" in drift["summary"]
+
+
+def test_a_one_logit_model_negated_without_names_fails_drift_at_its_head(one_logit, in_repo_root, tmp_path, capsys):
+    res, report, _ = _gate(capsys, one_logit, "swapped", "unnamed", tmp_path)
+    assert res.code == 1, res.out + res.err
+    drift = _drift(report)
+    assert drift["status"] == "fail" and drift["details"]["first_drifting_layer"] == "head"
+    assert _layer(drift, "head")["class_columns"] == "by_position"

@@ -72,6 +72,7 @@ class DriftCheck(Check):
         self._buffer_bytes: int | None = None           # merged: the shard of batch 0's buffers
         self._class_modules: dict[str, set[str]] | None = None   # role -> hooked modules whose output is K classes
         self._classes: int | None = None
+        self._class_widths: dict[str, int | None] = {}   # role -> the output layer's class columns (K, or 1 logit)
         self._class_layers: dict[str, str] = {}         # part name -> "by_name" | "by_position": class columns
 
     # -- selection ------------------------------------------------------------------------------------------
@@ -208,13 +209,23 @@ class DriftCheck(Check):
         if self._class_modules is None:
             classes = self._class_count(step)
             selected = self._selected or {}
+            self._class_widths = {role: self._class_width(role, classes) for role in ROLES}
             self._class_modules = {
-                role: (class_modules(self.ctx.models[role].module, selected.get(role, []), classes)
-                       if classes is not None else set())
-                for role in ROLES
+                role: (class_modules(self.ctx.models[role].module, selected.get(role, []), width,
+                                     layer_only=width == 1)
+                       if width is not None else set())
+                for role, width in self._class_widths.items()
             }
             self._classes = classes
         return self._class_modules
+
+    def _class_width(self, role: str, classes: int | None) -> int | None:
+        """The output layer's width for K classes: K, or 1 for a binary model that outputs one logit (or its
+        sigmoid), whose output Linear's one column is the logit of class 1."""
+        if classes == 2 and self.ctx.task == "classification" and \
+                getattr(self.ctx.models[role], "output", None) in ("binary_logit", "sigmoid"):
+            return 1
+        return classes
 
     def _in_class_order(self, name: str, f_c: PartFeatures) -> PartFeatures:
         """The candidate's class-indexed features with its columns in the baseline's class order (the forward pass's
@@ -225,6 +236,10 @@ class DriftCheck(Check):
         columns = alignment.columns if alignment is not None else None
         if columns is None:
             return f_c
+        if f_c.values.shape[1] == 1:
+            # One logit, of class 1: the candidate's class 1 is the baseline's class 0 when the names swap, and
+            # the logit of the other class is its negation (the forward pass maps p to 1 - p the same way).
+            return f_c if tuple(columns) == (0, 1) else PartFeatures(-f_c.values, channels=f_c.channels)
         import torch
 
         index = torch.tensor(columns, dtype=torch.long, device=f_c.values.device)
@@ -254,7 +269,7 @@ class DriftCheck(Check):
                     )
                 else:
                     out[suffix] = features(t, dim=dim, path=path, hints=hints, mask=mask)
-                    if class_module and t.ndim == 2 and dim == 0 and int(t.shape[1]) == self._classes:
+                    if class_module and t.ndim == 2 and dim == 0 and int(t.shape[1]) == self._class_widths[role]:
                         by_class.add(suffix)
         return out, by_class
 

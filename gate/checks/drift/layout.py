@@ -158,10 +158,11 @@ def output_layer(root: Any, classes: int) -> str | None:
     return last[0] if last is not None and last[1] == classes else None
 
 
-def class_modules(root: Any, names: list[str], classes: int) -> set[str]:
+def class_modules(root: Any, names: list[str], classes: int, *, layer_only: bool = False) -> set[str]:
     """The hooked modules whose output's feature axis is the class axis: the output layer itself, or a block
     (the root included) whose last feature- or channel-mixing module is the output layer (`classifier` of a
-    RobertaClassificationHead: dense, dropout, out_proj)."""
+    RobertaClassificationHead: dense, dropout, out_proj). `layer_only`: the output layer itself, no block (a
+    binary model's one logit: a block may end in a sigmoid, whose output is not the logit)."""
     head = output_layer(root, classes)
     if head is None:
         return set()
@@ -169,7 +170,7 @@ def class_modules(root: Any, names: list[str], classes: int) -> set[str]:
     for name in names:
         if name == head:
             out.add(name)
-        elif name == "" or head.startswith(name + "."):
+        elif not layer_only and (name == "" or head.startswith(name + ".")):
             last = None
             for sub, module in root.get_submodule(name).named_modules(prefix=name):
                 if _linear_width(module) is not None or _feature_count(module) is not None \
