@@ -28,11 +28,31 @@ class Terminated(BaseException):
 
 
 _finishing = False      # set while the reports are written: a signal then waits for the run to end
+_signalled: int | None = None   # the SIGINT / SIGTERM that ended the run, kept in case its exception is lost
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
+    global _signalled
     if not _finishing:
+        _signalled = signum
         raise Terminated(signum)
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    """Python's own KeyboardInterrupt, remembered: raised inside a finaliser (a generator closed by the garbage
+    collector, a __del__) it is printed as ignored and the run would go on to write its reports and exit 0."""
+    global _signalled
+    if not _finishing:
+        _signalled = signum
+        raise KeyboardInterrupt
+
+
+def _raise_if_signalled() -> None:
+    """Before any report is written: a signal whose exception something swallowed still ends the run."""
+    if _signalled == signal.SIGINT:
+        raise KeyboardInterrupt
+    if _signalled is not None:
+        raise Terminated(_signalled)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -218,6 +238,7 @@ def _write_reports(report: Any, outputs: dict[str, str]) -> None:
     global _finishing
     kinds = {"json_path": "json", "markdown_path": "markdown", "junit_path": "junit", "html_path": "html"}
     rendered = render(report, [kinds[key] for key in outputs])
+    _raise_if_signalled()
     _finishing = True       # all or none: a SIGTERM now waits until every report is in place
     write_reports({outputs[key]: rendered[kinds[key]] for key in outputs})
 
@@ -259,31 +280,44 @@ def main(argv: list[str] | None = None) -> None:
     SIGINT and SIGTERM end the run with one `error:` line, no report, and 130 / 143. Without --debug, warnings
     from torch and other libraries stay off stderr (the report carries what matters); with it they show.
     """
-    global _finishing
+    global _finishing, _signalled
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
-    _finishing = False
-    previous = _install_sigterm()
+    _finishing, _signalled = False, None
+    previous = _install_handlers()
     try:
         with warnings.catch_warnings():
             if not debug:
                 warnings.simplefilter("ignore")
             _run(args, debug=debug)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
-def _install_sigterm() -> Any:
+def _install_handlers() -> dict[int, Any]:
+    """SIGTERM and SIGINT handlers for this run; the previous ones, to put back after it."""
+    previous = {}
     try:
-        return signal.signal(signal.SIGTERM, _on_sigterm)
+        for signum, handler in ((signal.SIGTERM, _on_sigterm), (signal.SIGINT, _on_sigint)):
+            previous[signum] = signal.signal(signum, handler)
     except ValueError:          # not the main thread (an embedding application): leave its handlers alone
-        return None
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        return {}
+    return previous
 
 
 def _run(args: list[str], *, debug: bool) -> None:
     try:
-        cli.main(args=args, prog_name="gate", standalone_mode=False)
+        try:
+            cli.main(args=args, prog_name="gate", standalone_mode=False)
+        except SystemExit:
+            if not _finishing:          # a signal's exception lost on the way: the run still ends as signalled
+                _raise_if_signalled()
+            raise
+        if not _finishing:
+            _raise_if_signalled()
     except SystemExit:
         raise
     except click.exceptions.Exit as done:

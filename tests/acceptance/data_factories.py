@@ -22,6 +22,24 @@ def tiny_dataset() -> torch.utils.data.Dataset:
     return _Pairs()
 
 
+def swallowing_batches():
+    """slow_batches whose reader swallows the interrupt (as a finaliser run by the garbage collector would: CPython
+    prints such an exception as ignored and goes on), so the pass runs to its end."""
+    import sys
+    import time
+
+    x, y = tm.make_data(120, seed=0)
+    for start in range(0, 120, 20):
+        if start == 20:
+            print("pass started", flush=True)
+        try:
+            time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        yield torch.from_numpy(x[start:start + 20]), torch.from_numpy(y[start:start + 20])
+    sys.stdout.flush()
+
+
 def slow_batches():
     """Batches that arrive slowly, with a line on stdout once the pass has begun (for the signal tests)."""
     import sys

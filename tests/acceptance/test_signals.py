@@ -29,3 +29,22 @@ def test_a_signal_mid_run_leaves_one_error_line_and_no_report(sig, code, name, w
     assert lines == [f"error: terminated ({name}); no report was written" if name == "SIGTERM"
                      else f"error: interrupted ({name}); no report was written"], err
     assert not report.exists() and not list(tmp_path.glob(".r.json*"))
+
+
+@pytest.mark.slow
+def test_an_interrupt_that_something_swallowed_still_ends_the_run_without_a_report(world, tmp_path):
+    """The reader swallows the KeyboardInterrupt and the pass runs to its end: the run still ends as interrupted,
+    130 and no report, since the handler remembered the signal."""
+    report = tmp_path / "r.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gate", "check", str(world.good), "--baseline", str(world.baseline),
+         "--data", "tests.acceptance.data_factories:swallowing_batches", "--model-factory",
+         "tests.tiny_models:build_mlp", "--json", str(report)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "pass started"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert err.strip().splitlines() == ["error: interrupted (SIGINT); no report was written"], err
+    assert not report.exists() and not list(tmp_path.glob(".r.json*"))
