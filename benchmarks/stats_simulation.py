@@ -4,6 +4,7 @@
     python benchmarks/stats_simulation.py --coverage  # exact error rates of the Tango accuracy rule, n 50..10,000
     python benchmarks/stats_simulation.py --gate      # gate-level false-fail rate of the defaults (simulated)
     python benchmarks/stats_simulation.py --f1        # coverage of the macro-F1 bootstrap rule (simulated)
+    python benchmarks/stats_simulation.py --class-f1  # coverage of the per-class F1 bootstrap rule (simulated)
     python benchmarks/stats_simulation.py --precision # coverage of the per-class precision delta method
     python benchmarks/stats_simulation.py             # all five
 
@@ -222,14 +223,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--accuracy", type=float, default=0.9)
     parser.add_argument("--reps", type=int, default=300, help="--gate: evaluation sets per n")
     parser.add_argument("--f1", action="store_true", help="coverage of the macro-F1 bootstrap rule (simulated)")
+    parser.add_argument("--class-f1", action="store_true",
+                        help="coverage of the per-class F1 bootstrap rule (simulated)")
     parser.add_argument("--precision", action="store_true",
                         help="coverage of the per-class precision delta method (simulated)")
     parser.add_argument("--f1-reps", type=int, default=400)
     parser.add_argument("--resamples", type=int, default=2000, help="--f1: bootstrap resamples")
     parser.add_argument("--seed-offset", type=int, default=0, help="--precision: another seed")
     args = parser.parse_args(argv)
-    if not (args.oc or args.coverage or args.gate or args.f1 or args.precision):
-        args.oc = args.coverage = args.gate = args.f1 = args.precision = True
+    if not (args.oc or args.coverage or args.gate or args.f1 or args.precision or args.class_f1):
+        args.oc = args.coverage = args.gate = args.f1 = args.precision = args.class_f1 = True
     return args
 
 
@@ -246,6 +249,8 @@ def main(argv: list[str] | None = None) -> None:
         main_f1(args)
     if args.precision:
         main_precision(args)
+    if args.class_f1:
+        main_class_f1(args)
     print(f"\nelapsed: {time.perf_counter() - started:.1f} s")
 
 
@@ -353,6 +358,56 @@ def main_precision(args: argparse.Namespace) -> None:
                          pct(wald / total)])
     print(tabulate(rows, headers=["n", "samples per class", "discordance", "accuracy drop", "P(claims within)",
                                   "P(claims beyond)", "plain Wald: P(claims within)"], tablefmt="github"))
+
+
+
+# ------------------------------------------------------------------------------------------- per-class F1
+
+
+def true_class_f1_drop(classes: int, *, accuracy: float, p10: float, p01: float) -> float:
+    """The F1 drop of class 0 (every class has the same, by symmetry) on the population."""
+    from gate.metrics import Cells, model_metrics
+
+    y, pb, pc, probs = cell_probabilities(classes, accuracy=accuracy, p10=p10, p01=p01)
+    cells = Cells(y=y, pb=pb, pc=pc, counts=probs, num_classes=classes)
+    w = probs[None, :]
+    return float(model_metrics(cells, pb, w)["f1"][0, 0] - model_metrics(cells, pc, w)["f1"][0, 0])
+
+
+def main_class_f1(args: argparse.Namespace) -> None:
+    """Per-class F1 max_drop 0.1 by the paired bootstrap, TRUE F1 drop of every class exactly 0.1, through
+    PerClassCheck with the default decision: the share of (evaluation set, class) pairs claimed within (the
+    finding passes: a bad class looks fine) and beyond (its Holm-adjusted p below 2.5%)."""
+    from scipy.optimize import brentq
+
+    from gate.checks.classification import PerClassCheck
+
+    bound = 0.1
+    config = build_config({"checks": {"per_class": {"recall": {}, "precision": {}, "f1": {"max_drop": bound}}},
+                           "decision": {"bootstrap_resamples": args.resamples}})
+    print(f"\nPer-class F1 max_drop {bound} by the paired bootstrap ({args.resamples} resamples), true F1 drop of "
+          f"every class exactly {bound}: K={args.classes}, baseline accuracy {args.accuracy}, {args.f1_reps} sets "
+          f"per cell; nominal 2.5% each, share of (set, class) pairs")
+    names = tuple(map(str, range(args.classes)))
+    rows = []
+    for psi in (0.12, 0.2):
+        drop = brentq(lambda d: true_class_f1_drop(args.classes, accuracy=args.accuracy, p10=(psi + d) / 2,
+                                                   p01=(psi - d) / 2) - bound, 0.0, psi)
+        for i, n in enumerate(args.sizes):
+            rng = np.random.default_rng(args.seed_offset + 9000 + i)
+            within = beyond = total = 0
+            for _ in range(args.f1_reps):
+                counts = draw_counts(rng, n, args.classes, accuracy=args.accuracy, discordance=psi, drop=drop)
+                ctx = RunContext(config=config, models={}, class_names=names, device=None, counts=counts)
+                for f in PerClassCheck(config.check("per_class"), ctx).compute().findings:
+                    if not f.metric.startswith("f1["):
+                        continue
+                    total += 1
+                    within += f.status == "pass"
+                    beyond += f.p_value is not None and f.p_value < 0.025
+            rows.append([n, n // args.classes, psi, f"{drop:.4f}", pct(within / total), pct(beyond / total)])
+    print(tabulate(rows, headers=["n", "samples per class", "discordance", "accuracy drop giving F1 drop 0.1",
+                                  "P(claims within)", "P(claims beyond)"], tablefmt="github"))
 
 
 if __name__ == "__main__":
