@@ -271,13 +271,16 @@ def cell_probabilities(classes: int, *, accuracy: float, p10: float, p01: float)
     return np.array(ys), np.array(pbs), np.array(pcs), np.array(probs)
 
 
-def true_macro_f1_drop(classes: int, *, accuracy: float, p10: float, p01: float) -> float:
+def true_drop(metric: str, classes: int, *, accuracy: float, p10: float, p01: float) -> float:
+    """The baseline's figure minus the candidate's on the population: `macro_f1`, or class 0's `precision` / `f1`
+    (every class has the same, by symmetry)."""
     from gate.metrics import Cells, model_metrics
 
     y, pb, pc, probs = cell_probabilities(classes, accuracy=accuracy, p10=p10, p01=p01)
     cells = Cells(y=y, pb=pb, pc=pc, counts=probs, num_classes=classes)
     w = probs[None, :]
-    return float(model_metrics(cells, pb, w)["macro_f1"][0] - model_metrics(cells, pc, w)["macro_f1"][0])
+    base, cand = model_metrics(cells, pb, w)[metric], model_metrics(cells, pc, w)[metric]
+    return float(base[0] - cand[0]) if base.ndim == 1 else float(base[0, 0] - cand[0, 0])
 
 
 def main_f1(args: argparse.Namespace) -> None:
@@ -293,7 +296,7 @@ def main_f1(args: argparse.Namespace) -> None:
           f"per cell; nominal 2.5% each")
     rows = []
     for psi in (0.04, 0.1):
-        drop = brentq(lambda d: true_macro_f1_drop(args.classes, accuracy=args.accuracy, p10=(psi + d) / 2,
+        drop = brentq(lambda d: true_drop("macro_f1", args.classes, accuracy=args.accuracy, p10=(psi + d) / 2,
                                                    p01=(psi - d) / 2) - bound, 0.0, psi)
         for i, n in enumerate(args.sizes):
             rng = np.random.default_rng(5000 + i)
@@ -313,15 +316,6 @@ def main_f1(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------------------- per-class precision
 
 
-def true_precision_drop(classes: int, *, accuracy: float, p10: float, p01: float) -> float:
-    from gate.metrics import Cells, model_metrics
-
-    y, pb, pc, probs = cell_probabilities(classes, accuracy=accuracy, p10=p10, p01=p01)
-    cells = Cells(y=y, pb=pb, pc=pc, counts=probs, num_classes=classes)
-    w = probs[None, :]
-    return float(model_metrics(cells, pb, w)["precision"][0, 0] - model_metrics(cells, pc, w)["precision"][0, 0])
-
-
 def main_precision(args: argparse.Namespace) -> None:
     """Per-class precision max_drop 0.1 by the delta method, TRUE precision drop of every class exactly 0.1:
     share of (evaluation set, class) pairs claimed within / beyond, unadjusted (one class at a time)."""
@@ -335,7 +329,7 @@ def main_precision(args: argparse.Namespace) -> None:
           f"nominal 2.5%, share of (set, class) pairs")
     rows = []
     for psi in (0.12, 0.2, 0.28):
-        drop = brentq(lambda d: true_precision_drop(args.classes, accuracy=args.accuracy, p10=(psi + d) / 2,
+        drop = brentq(lambda d: true_drop("precision", args.classes, accuracy=args.accuracy, p10=(psi + d) / 2,
                                                     p01=(psi - d) / 2) - bound, 0.0, psi)
         for i, n in enumerate(args.sizes):
             rng = np.random.default_rng(args.seed_offset + 7000 + i)
@@ -364,16 +358,6 @@ def main_precision(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------------------- per-class F1
 
 
-def true_class_f1_drop(classes: int, *, accuracy: float, p10: float, p01: float) -> float:
-    """The F1 drop of class 0 (every class has the same, by symmetry) on the population."""
-    from gate.metrics import Cells, model_metrics
-
-    y, pb, pc, probs = cell_probabilities(classes, accuracy=accuracy, p10=p10, p01=p01)
-    cells = Cells(y=y, pb=pb, pc=pc, counts=probs, num_classes=classes)
-    w = probs[None, :]
-    return float(model_metrics(cells, pb, w)["f1"][0, 0] - model_metrics(cells, pc, w)["f1"][0, 0])
-
-
 def main_class_f1(args: argparse.Namespace) -> None:
     """Per-class F1 max_drop 0.1 by the paired bootstrap, TRUE F1 drop of every class exactly 0.1, through
     PerClassCheck with the default decision: the share of (evaluation set, class) pairs claimed within (the
@@ -391,7 +375,7 @@ def main_class_f1(args: argparse.Namespace) -> None:
     names = tuple(map(str, range(args.classes)))
     rows = []
     for psi in (0.12, 0.2):
-        drop = brentq(lambda d: true_class_f1_drop(args.classes, accuracy=args.accuracy, p10=(psi + d) / 2,
+        drop = brentq(lambda d: true_drop("f1", args.classes, accuracy=args.accuracy, p10=(psi + d) / 2,
                                                    p01=(psi - d) / 2) - bound, 0.0, psi)
         for i, n in enumerate(args.sizes):
             rng = np.random.default_rng(args.seed_offset + 9000 + i)
