@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from gate.report.console import finding_label, model_facts
 from gate.report.escape import Markup, md_code, md_text, mermaid_text
 from gate.report.model import STATUS_ORDER, Chart, FlipExamples, Report, Table, comparison_items, metric_rows
@@ -56,6 +58,64 @@ def mermaid_chart(chart: Chart) -> list[str]:
         f"    bar [{values}]",
         "```",
     ]
+
+
+#: Points along each axis a Markdown curve is read at, and multi-class classes drawn (largest ROC-AUC change first).
+CURVE_GRID = 21
+CURVE_CLASSES = 3
+
+
+def curve_at(xs: Any, ys: Any, grid: np.ndarray) -> np.ndarray:
+    """The polyline through the vertices (xs, ys), as the HTML report draws it, read at `grid`: linear between
+    neighbouring vertices, and where a vertical run shares one x, its highest y (the upper envelope)."""
+    x = np.asarray(xs, dtype=np.float64)
+    y = np.asarray(ys, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if x.size == 0:
+        return np.full(grid.shape, np.nan)
+    order = np.lexsort((-y, x))                     # by x, the highest y of a run first
+    x, y = x[order], y[order]
+    first = np.r_[True, x[1:] != x[:-1]]
+    return np.interp(grid, x[first], y[first])
+
+
+def curve_charts(curves: dict[str, Any]) -> list[str]:
+    """Mermaid line charts of the scores check's ROC and precision-recall curves (details.curves): a binary
+    model's, or the `CURVE_CLASSES` classes whose ROC-AUC changed most; each read at `CURVE_GRID` points."""
+    entries = [c for c in curves.get("classes") or () if isinstance(c, dict)]
+    if not entries:
+        return []
+
+    def auc_change(entry: dict[str, Any]) -> float:
+        aucs = [((entry.get(r) or {}).get("roc") or {}).get("auc") for r in ("baseline", "candidate")]
+        return abs(aucs[1] - aucs[0]) if all(isinstance(a, (int, float)) for a in aucs) else 0.0
+
+    shown = sorted(entries, key=auc_change, reverse=True)[:CURVE_CLASSES]
+    grid = np.linspace(0.0, 1.0, CURVE_GRID)
+    approx = " (approximate)" if curves.get("approximate") else ""
+    binary = curves.get("num_classes") == 2
+    lines = [f"<sub>ROC and precision-recall curves{approx}, line 1 baseline, line 2 candidate, read at "
+             f"{CURVE_GRID} points along the drawn vertices ({md_text(curves.get('selection'))}; the HTML report "
+             "draws them)</sub>", ""]
+    for entry in shown:
+        label = "" if binary else f"class {entry.get('class')}: "
+        for kind, (xk, yk), area, (x_name, y_name) in (
+                ("roc", ("fpr", "tpr"), "auc", ("false positive rate", "true positive rate")),
+                ("pr", ("recall", "precision"), "average_precision", ("recall", "precision"))):
+            series, areas = [], []
+            for role in ("baseline", "candidate"):
+                curve = (entry.get(role) or {}).get(kind) or {}
+                series.append(curve_at(curve.get(xk) or (), curve.get(yk) or (), grid))
+                value = curve.get(area)
+                areas.append(f"{role} {value:.4f}" if isinstance(value, (int, float)) else f"{role} -")
+            title = f"{label}{'ROC' if kind == 'roc' else 'precision-recall'}{approx}: {'AUC' if kind == 'roc' else 'AP'} " \
+                    + ", ".join(areas)
+            lines += ["```mermaid", "xychart-beta", f'    title "{mermaid_text(title)}"',
+                      f'    x-axis "{x_name}" 0 --> 1', f'    y-axis "{y_name}" 0 --> 1']
+            lines += ["    line [" + ", ".join(f"{v:.4g}" for v in s) + "]" for s in series if np.isfinite(s).all()]
+            lines += ["```", ""]
+    return lines
 
 
 def _delta(value: Any) -> float:
@@ -204,6 +264,8 @@ def render_markdown(report: Report) -> str:
         for chart in check.charts:
             lines += mermaid_chart(chart)
             lines.append("")
+        if isinstance(check.details.get("curves"), dict):
+            lines += curve_charts(check.details["curves"])
         lines.append("</details>")
         lines.append("")
     decision = report.config.get("decision") or {}

@@ -231,3 +231,82 @@ def test_junit_has_a_case_per_slice_with_its_figures_and_outcome():
     # the check itself is still one case, failing
     check_case = next(c for c in cases if c.get("classname") == "gate" and c.get("name") == "slices")
     assert check_case.find("failure") is not None
+
+
+# ------------------------------------------------------------------------------------------- curves in Markdown
+
+
+def mermaid_blocks(text: str) -> list[dict]:
+    """Each ```mermaid block's title, axes and line series."""
+    out = []
+    for block in text.split("```mermaid\n")[1:]:
+        body = block.split("```", 1)[0].splitlines()
+        entry: dict = {"lines": []}
+        for line in body:
+            line = line.strip()
+            if line.startswith("title "):
+                entry["title"] = line[len("title "):].strip('"')
+            elif line.startswith("x-axis "):
+                entry["x"] = line
+            elif line.startswith("line ["):
+                entry["lines"].append([float(v) for v in line[len("line ["):-1].split(",")])
+        out.append(entry)
+    return out
+
+
+def envelope_at(x: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Test-side reading of a curve at grid points: the highest y at each distinct x, then linear between."""
+    ux = np.unique(x)
+    uy = np.array([y[x == v].max() for v in ux])
+    return np.interp(grid, ux, uy)
+
+
+def test_markdown_draws_a_binary_models_roc_and_pr_curves_as_scikit_learn_does():
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_curve
+
+    from gate.report.markdown import CURVE_GRID, render_markdown
+
+    result, (y, zb, zc) = scores_result(2)
+    charts = [b for b in mermaid_blocks(render_markdown(with_checks(result))) if "ROC" in b.get("title", "")
+              or "precision-recall" in b.get("title", "")]
+    assert [c["title"].split(":")[0] for c in charts] == ["ROC", "precision-recall"]
+    grid = np.linspace(0, 1, CURVE_GRID)
+    for chart in charts:
+        assert len(chart["lines"]) == 2 and all(len(s) == CURVE_GRID for s in chart["lines"])
+    for i, z in enumerate((zb, zc)):
+        p = softmax(z)[:, 1]
+        fpr, tpr, _ = roc_curve(y == 1, p)
+        # thinned to at most 200 vertices: within a few hundredths of the whole curve, exact at its ends
+        assert np.allclose(charts[0]["lines"][i], envelope_at(fpr, tpr, grid), atol=0.015)
+        assert charts[0]["lines"][i][-1] == 1.0
+        precision, recall, _ = precision_recall_curve(y == 1, p)
+        assert np.allclose(charts[1]["lines"][i], envelope_at(recall, precision, grid), atol=0.02)
+        role = ("baseline", "candidate")[i]
+        auc = float(charts[0]["title"].split(f"{role} ")[1].split(",")[0])
+        ap = float(charts[1]["title"].split(f"{role} ")[1].split(",")[0])
+        assert auc == pytest.approx(roc_auc_score(y == 1, p), abs=5e-5)
+        assert ap == pytest.approx(average_precision_score(y == 1, p), abs=5e-5)
+    # a candidate with worse ranking reads lower along its ROC, as its AUC says
+    assert (np.mean(charts[0]["lines"][1]) < np.mean(charts[0]["lines"][0])) == (
+        roc_auc_score(y == 1, softmax(zc)[:, 1]) < roc_auc_score(y == 1, softmax(zb)[:, 1]))
+
+
+def test_markdown_draws_the_classes_whose_auc_changed_most_and_says_approximate_when_streamed():
+    from gate.report.markdown import CURVE_CLASSES, render_markdown
+
+    result, (y, zb, zc) = scores_result(5, names=("a", "b", "c", "d", "e"))
+    charts = [b for b in mermaid_blocks(render_markdown(with_checks(result))) if b.get("title", "").startswith("class ")]
+    change = {c: abs(roc_auc_score(y == c, softmax(zc)[:, c]) - roc_auc_score(y == c, softmax(zb)[:, c])) for c in range(5)}
+    want = ["abcde"[c] for c in sorted(change, key=change.get, reverse=True)[:CURVE_CLASSES]]
+    assert [c["title"].split(":")[0] for c in charts[::2]] == [f"class {w}" for w in want]
+    assert len(charts) == 2 * CURVE_CLASSES
+    streamed, _ = scores_result(2, options={"bins": 30})
+    text = render_markdown(with_checks(streamed))
+    assert "ROC (approximate)" in text and "curves (approximate)" in text
+
+
+def test_markdown_has_no_curves_without_a_scores_check():
+    from gate.report.markdown import render_markdown
+
+    text = render_markdown(html_report())
+    assert "false positive rate" not in text and "precision-recall" not in text
