@@ -11,7 +11,8 @@ true class (`strata`), which for a binary model is exactly DeLong's variance of 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy import sparse
@@ -158,42 +159,154 @@ def ece_influence(p: np.ndarray, y: np.ndarray, *, bins: int) -> Influence:
                      bias=ece_allowance(gap_sum, np.bincount(idx, weights=g * g, minlength=bins), n))
 
 
+# ------------------------------------------------------------------------------------ rankings: one sort per model
+
+#: Cells (classes x samples) ranked at once. Up to it one model's classes are sorted together once and the ranking
+#: is shared by ROC-AUC, PR-AUC and the curves; beyond it they are taken a chunk of classes at a time, so the
+#: working arrays (a few int64 / float64 copies of a chunk) stay bounded whatever the number of classes.
+RANK_CELLS = 2_000_000
+
+
+def ranked_classes(y: np.ndarray, num_classes: int) -> np.ndarray:
+    """The classes the one-vs-rest ranking metrics read: class 1 of a binary model when y holds both classes (else
+    none), otherwise every class with positives and negatives."""
+    support = np.bincount(y, minlength=num_classes)
+    if num_classes == 2:
+        return np.array([1] if 0 < support[1] < len(y) else [], dtype=np.int64)
+    return np.flatnonzero((support > 0) & (support < len(y)))
+
+
+@dataclass(frozen=True)
+class ClassRanking:
+    """One-vs-rest rankings of some classes of one model's scores, row c for `classes[c]`, each row sorted high to
+    low by one stable argsort of the (classes, samples) array (ties in sample order); a run of equal scores is read
+    at its ends, so nothing computed from it depends on the order within a run."""
+
+    classes: np.ndarray       # (C,) the class of each row
+    is_positive: np.ndarray   # (C, n) bool, sample order: the sample is of the row's class
+    order: np.ndarray         # (C, n) the sample at each position
+    score: np.ndarray         # (C, n) float64, the scores in that order
+    positive: np.ndarray      # (C, n) bool, is_positive in that order
+    first: np.ndarray         # (C, n) the first position of each position's run of equal scores
+    last: np.ndarray          # (C, n) its last position
+    tp_above: np.ndarray      # (C, n) positives scored strictly above the run
+    tp_through: np.ndarray    # (C, n) positives scored at or above it
+    nan: np.ndarray           # (C,) bool: the row's scores hold a NaN (it ranks nothing)
+
+    @property
+    def positives(self) -> np.ndarray:
+        return self.tp_through[:, -1] if self.order.shape[1] else np.zeros(self.classes.size, dtype=np.int64)
+
+    def flat(self, position: np.ndarray) -> np.ndarray:
+        """Row-wise positions (C, n) as positions in the flattened (C, n) arrays."""
+        return position + (np.arange(self.classes.size) * self.order.shape[1])[:, None]
+
+    def rows(self, index: np.ndarray) -> ClassRanking:
+        """The rankings of rows `index` only."""
+        return ClassRanking(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+
+def rank_rows(score: np.ndarray, is_positive: np.ndarray, classes: np.ndarray) -> ClassRanking:
+    """Rank each row of `score` (C, n) against its `is_positive` (C, n): one argsort for every row, the runs of
+    equal scores found once in the flattened rows (each row's first position starts a run)."""
+    x = np.ascontiguousarray(score, dtype=np.float64)
+    c, n = x.shape
+    is_positive = np.ascontiguousarray(is_positive, dtype=bool)
+    order = np.argsort(-x, axis=1, kind="stable")
+    base = (np.arange(c) * n)[:, None]
+    at = order + base
+    s = np.take(x, at)
+    positive = np.take(is_positive, at)
+    new = np.empty((c, n), dtype=bool)
+    new[:, :1] = True
+    np.not_equal(s[:, 1:], s[:, :-1], out=new[:, 1:])        # not np.diff: inf - inf would split a tie at inf
+    run = np.cumsum(new.ravel()) - 1
+    starts = np.flatnonzero(new)
+    stops = np.append(starts[1:], c * n) if starts.size else starts
+    tp = np.cumsum(positive, axis=1).ravel()                 # positives at or above each position, per row
+    return ClassRanking(classes=np.asarray(classes, dtype=np.int64), is_positive=is_positive, order=order, score=s,
+                        positive=positive, first=starts[run].reshape(c, n) - base,
+                        last=(stops - 1)[run].reshape(c, n) - base,
+                        tp_above=(tp[starts] - positive.ravel()[starts])[run].reshape(c, n),
+                        tp_through=tp[stops - 1][run].reshape(c, n),
+                        nan=np.isnan(s[:, -1]) if n else np.zeros(c, dtype=bool))   # NaN sorts last
+
+
+def rank_classes(scores: np.ndarray, y: np.ndarray, classes: np.ndarray) -> ClassRanking:
+    """The one-vs-rest rankings of `classes` (columns of `scores` (n, K), positives where y is the class)."""
+    classes = np.asarray(classes, dtype=np.int64)
+    return rank_rows(np.asarray(scores, dtype=np.float64)[:, classes].T, np.asarray(y)[None, :] == classes[:, None],
+                     classes)
+
+
+class Rankings:
+    """One model's one-vs-rest rankings of the classes the ranking metrics read (`ranked_classes`), a chunk of
+    classes at a time. When every class fits one chunk (RANK_CELLS) they are sorted once and kept, and ROC-AUC,
+    PR-AUC and the curves read the same sort; beyond it each reader ranks chunk by chunk again (memory stays one
+    chunk's)."""
+
+    def __init__(self, scores: np.ndarray, y: np.ndarray, *, cells: int = RANK_CELLS) -> None:
+        self.scores, self.y = np.asarray(scores, dtype=np.float64), np.asarray(y)
+        self.classes = ranked_classes(self.y, self.scores.shape[1])
+        self.step = max(1, cells // max(self.y.size, 1))
+        self._kept = rank_classes(self.scores, self.y, self.classes) if self.classes.size <= self.step else None
+
+    def __iter__(self) -> Iterator[ClassRanking]:
+        return self.of(self.classes)
+
+    def of(self, classes: np.ndarray | list[int]) -> Iterator[ClassRanking]:
+        """The rankings of `classes` (some of `self.classes`, ascending), a chunk at a time."""
+        classes = np.asarray(classes, dtype=np.int64)
+        if self._kept is not None:
+            if classes.size == self.classes.size:
+                yield self._kept
+            elif classes.size:
+                yield self._kept.rows(np.searchsorted(self.classes, classes))
+            return
+        for start in range(0, classes.size, self.step):
+            yield rank_classes(self.scores, self.y, classes[start:start + self.step])
+
+
+def segment_sums(values: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The sum of each run of `sizes` consecutive values, each numpy's pairwise sum of its own (as np.sum of that
+    run alone; np.add.reduceat adds in sequence, which rounds differently)."""
+    ends = np.cumsum(sizes).tolist()
+    reduce = np.add.reduce
+    out, start = [], 0
+    for end in ends:
+        out.append(reduce(values[start:end]))
+        start = end
+    return np.array(out, dtype=np.float64)
+
+
+def _add_rows(total: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """total + rows[0] + rows[1] + ..., in that order (a per-class sum, added class by class)."""
+    return np.concatenate([total[None, :], rows]).sum(axis=0)
+
+
 # -------------------------------------------------------------------------------------------------- ROC-AUC
 
 
-def midranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks with ties given their average rank (scipy.stats.rankdata's "average"), without its overhead."""
-    x = np.asarray(x)
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    change = np.empty(xs.size, dtype=bool)
-    change[0] = True
-    np.not_equal(xs[1:], xs[:-1], out=change[1:])
-    starts = np.flatnonzero(change)
-    ends = np.append(starts[1:], xs.size)
-    ranks = np.empty(x.size, dtype=np.float64)
-    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
-    return ranks
+def auc_parts(r: ClassRanking) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's AUC (C,) and its DeLong influence (C, n) in sample order.
 
-
-def auc_components(score: np.ndarray, positive: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """AUC and DeLong's structural components V10 (one per positive) and V01 (one per negative), O(n log n).
-
-    V10_i is the share of negatives scored below positive i (ties count half), V01_j the share of positives scored
-    above negative j; both average to the AUC. From midranks (Sun & Xu 2014): V10 = (rank among all - rank among
-    positives) / n0, V01 = 1 - (rank among all - rank among negatives) / n1.
+    DeLong's structural components: V10 (a positive) the share of negatives scored below it, ties half; V01 (a
+    negative) the share of positives scored above it, ties half; both average to the AUC (Sun & Xu 2014's midrank
+    differences, counted from the run ends: whole and half counts, exact). The influence is (n / n1)(V10 - AUC) for
+    a positive and (n / n0)(V01 - AUC) for a negative.
     """
-    score = np.asarray(score, dtype=np.float64)
-    positive = np.asarray(positive, dtype=bool)
-    n1, n0 = int(positive.sum()), int((~positive).sum())
-    if n1 == 0 or n0 == 0:
-        return float("nan"), np.full(n1, np.nan), np.full(n0, np.nan)
-    if np.isnan(score).any():
-        return float("nan"), np.full(n1, np.nan), np.full(n0, np.nan)
-    ranks = midranks(score)
-    v10 = (ranks[positive] - midranks(score[positive])) / n0
-    v01 = 1.0 - (ranks[~positive] - midranks(score[~positive])) / n1
-    return float(v10.mean()), v10, v01
+    c, n = r.order.shape
+    n1 = r.positives
+    n0 = n - n1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        v10 = (n0[:, None] - 0.5 * ((r.first - r.tp_above) + (r.last + 1 - r.tp_through))) / n0[:, None]
+        v01 = 1.0 - (n1[:, None] - 0.5 * (r.tp_above + r.tp_through)) / n1[:, None]
+        comp = np.empty((c, n))
+        comp.ravel()[r.flat(r.order)] = np.where(r.positive, v10, v01)        # back in sample order
+        auc = segment_sums(comp[r.is_positive], n1) / n1          # the mean of V10 over the positives
+        centred = comp - auc[:, None]
+        psi = np.where(r.is_positive, (n / n1)[:, None] * centred, (n / n0)[:, None] * centred)
+    return auc, psi
 
 
 def present_classes(y: np.ndarray, num_classes: int) -> np.ndarray:
@@ -202,23 +315,22 @@ def present_classes(y: np.ndarray, num_classes: int) -> np.ndarray:
     return np.flatnonzero((support > 0) & (support < len(y)))
 
 
-def roc_auc(p: np.ndarray, y: np.ndarray) -> Influence:
+def roc_auc(p: np.ndarray, y: np.ndarray, *, rankings: Rankings | None = None) -> Influence:
     """ROC-AUC (binary: the positive class; multiclass: one-vs-rest macro over the classes present) with its
-    DeLong influence, stratified by the true class."""
+    DeLong influence, stratified by the true class; `rankings` (of `p`) shares the sort with other readers."""
     p = np.asarray(p)
-    n, k = p.shape
-    psi = np.zeros(n)
-    classes = [1] if k == 2 else present_classes(y, k).tolist()
-    if not classes or (k == 2 and len(present_classes(y, 2)) < 2):
+    n = p.shape[0]
+    rankings = rankings if rankings is not None else Rankings(p, y)
+    if not rankings.classes.size:
         return Influence(value=float("nan"), psi=np.full(n, np.nan), strata=y)
-    values = []
-    for c in classes:
-        pos = y == c
-        auc, v10, v01 = auc_components(p[:, c], pos)
-        psi[pos] += (n / v10.size) * (v10 - auc)
-        psi[~pos] += (n / v01.size) * (v01 - auc)
+    values, psi = [], np.zeros(n)
+    for r in rankings:
+        if r.nan.any():
+            return Influence(value=float("nan"), psi=np.full(n, np.nan), strata=y)
+        auc, part = auc_parts(r)
         values.append(auc)
-    return Influence(value=float(np.mean(values)), psi=psi / len(classes), strata=y)
+        psi = _add_rows(psi, part)
+    return Influence(value=float(np.mean(np.concatenate(values))), psi=psi / rankings.classes.size, strata=y)
 
 
 # ---------------------------------------------------------------------------------------- average precision
@@ -301,61 +413,60 @@ def pr_auc(p: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> n
     return total / len(classes)
 
 
-def _tie_runs(sorted_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For scores sorted high to low: each position's first and last index within its run of equal scores."""
-    n = sorted_scores.size
-    new = np.empty(n, dtype=bool)
-    new[:1] = True
-    np.not_equal(sorted_scores[1:], sorted_scores[:-1], out=new[1:])
-    starts = np.flatnonzero(new)
-    lengths = np.diff(np.append(starts, n))
-    return np.repeat(starts, lengths), np.repeat(np.append(starts[1:], n) - 1, lengths)
-
-
-def average_precision_influence(score: np.ndarray, positive: np.ndarray) -> tuple[float, np.ndarray]:
-    """Average precision (scikit-learn's, ties included) and its per-sample influence, O(n log n).
+def ap_parts(r: ClassRanking) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's average precision (scikit-learn's, ties included) (C,) and its influence (C, n) in sample order.
 
     AP = sum_i y_i h(s_i) / sum_i y_i with h(t) = A(t) / B(t), the precision at threshold t: A(t) the share of all
     samples that are positive and score >= t, B(t) the share that score >= t. Moving mass onto sample k changes
     h(t) by [s_k >= t] (y_k - h(t)) / B(t), so the influence of k is
     (y_k h(s_k) - AP pi + (1/n) sum_{positive i, s_i <= s_k} (y_k - h(s_i)) / B(s_i) - AP (y_k - pi)) / pi,
-    pi the share of positives; suffix sums over the samples sorted by score give every k at once.
+    pi the share of positives; suffix sums over each row's sorted positions give every k at once.
     """
+    c, n = r.order.shape
+    n1 = r.positives
+    ys = r.positive
+    with np.errstate(invalid="ignore", divide="ignore"):
+        above = (r.last + 1).astype(np.float64)                   # samples scoring >= each one's score
+        h = r.tp_through / above
+        ap = (segment_sums(h[ys], n1) / n1)[:, None]
+        w = np.where(ys, n / above, 0.0)                          # 1 / B(s_i) on the positives
+        at_first = r.flat(n - 1 - r.first)                        # in the rows reversed: sums from the bottom
+        tail_c = np.take(np.cumsum(w[:, ::-1], axis=1), at_first)  # over positives scoring <= s_k
+        tail_ch = np.take(np.cumsum((w * h)[:, ::-1], axis=1), at_first)
+        pi = (n1 / n)[:, None]
+        psi_sorted = (ys * h - ap * pi + (ys * tail_c - tail_ch) / n - ap * (ys - pi)) / pi
+    psi = np.empty((c, n))
+    psi.ravel()[r.flat(r.order)] = psi_sorted
+    return ap[:, 0], psi
+
+
+def average_precision_influence(score: np.ndarray, positive: np.ndarray) -> tuple[float, np.ndarray]:
+    """Average precision of one score against its positives and its per-sample influence (`ap_parts`), O(n log n)."""
     s = np.asarray(score, dtype=np.float64)
     y = np.asarray(positive, dtype=bool)
-    n, n1 = s.size, int(y.sum())
-    if n1 == 0 or np.isnan(s).any():
-        return float("nan"), np.full(n, np.nan)
-    order = np.argsort(-s, kind="mergesort")
-    ys = y[order]
-    first, last = _tie_runs(s[order])
-    above = (last + 1).astype(np.float64)                    # samples scoring >= each one's score
-    h = np.cumsum(ys)[last] / above
-    ap = float(h[ys].sum() / n1)
-    c = np.where(ys, n / above, 0.0)                         # 1 / B(s_i) on the positives
-    tail_c = np.cumsum(c[::-1])[::-1][first]                 # sums over positives scoring <= s_k
-    tail_ch = np.cumsum((c * h)[::-1])[::-1][first]
-    pi = n1 / n
-    psi_sorted = (ys * h - ap * pi + (ys * tail_c - tail_ch) / n - ap * (ys - pi)) / pi
-    psi = np.empty(n)
-    psi[order] = psi_sorted
-    return ap, psi
+    if not y.any() or np.isnan(s).any():
+        return float("nan"), np.full(s.size, np.nan)
+    ap, psi = ap_parts(rank_rows(s[None, :], y[None, :], np.array([1])))
+    return float(ap[0]), psi[0]
 
 
-def pr_auc_influence(p: np.ndarray, y: np.ndarray) -> Influence:
+def pr_auc_influence(p: np.ndarray, y: np.ndarray, *, rankings: Rankings | None = None) -> Influence:
     """PR-AUC (binary: class 1; multiclass: one-vs-rest macro over the classes present) with its influence, the
-    classes' influences averaged per sample. `p` may be any per-class score monotone in the probability."""
+    classes' influences averaged per sample. `p` may be any per-class score monotone in the probability; `rankings`
+    (of `p`) shares the sort with other readers."""
     p = np.asarray(p)
-    n, k = p.shape
-    classes = [1] if k == 2 else present_classes(y, k).tolist()
-    if not classes or (k == 2 and len(present_classes(y, 2)) < 2):
+    n = p.shape[0]
+    rankings = rankings if rankings is not None else Rankings(p, y)
+    if not rankings.classes.size:
         return Influence(value=float("nan"), psi=np.full(n, np.nan))
     values, psi = [], np.zeros(n)
-    for c in classes:
-        ap, part = average_precision_influence(p[:, c], y == c)
+    for r in rankings:
+        if r.nan.any():
+            return Influence(value=float("nan"), psi=np.full(n, np.nan))
+        ap, part = ap_parts(r)
         values.append(ap)
-        psi += part
-    return Influence(value=float(np.mean(values)), psi=psi / len(classes))
+        psi = _add_rows(psi, part)
+    return Influence(value=float(np.mean(np.concatenate(values))), psi=psi / rankings.classes.size)
 
 
 # ------------------------------------------------------------------------------------------------- contrasts

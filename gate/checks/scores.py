@@ -56,6 +56,10 @@ _ROW_SUM_TOLERANCE = 1e-3
 #: that misses the few confident mistakes in the tail understates the skewness, and those are the sets whose
 #: interval misses (benchmarks/scores_coverage.py chose it; docs/checks/scores.md has the measured rates).
 SKEW_INFLATION = 2.0
+#: Outputs whose log-odds are computed once over every kept batch (in compute, state or the switch to streaming)
+#: rather than per batch: logits in float32 or narrower, kept as float32 (exact) until then. Row by row, so the
+#: result is the per-batch one; a probability output is checked (rows summing to 1) as its batch arrives.
+DEFERRED_KINDS = ("logits", "binary_logit")
 
 
 def log_odds_of(scores: torch.Tensor, kind: str, *, role: str) -> np.ndarray:
@@ -67,8 +71,12 @@ def log_odds_of(scores: torch.Tensor, kind: str, *, role: str) -> np.ndarray:
     sample's rank, gives p_k = sigmoid and log p_k = -softplus(-odds) to full precision, and is monotone in p_k,
     so ROC-AUC, PR-AUC and top-k read the model's own ranking.
     """
-    s = scores.detach().cpu().double().numpy()
-    if kind in ("logits", "binary_logit"):
+    return log_odds_array(scores.detach().cpu().double().numpy(), kind, role=role)
+
+
+def log_odds_array(s: np.ndarray, kind: str, *, role: str) -> np.ndarray:
+    """`log_odds_of` a float64 (B, K) array of scores (row by row: a batch or all of them at once alike)."""
+    if kind in DEFERRED_KINDS:
         rows = np.arange(s.shape[0])
         top = s.argmax(axis=1)
         e = np.exp(s - s[rows, top][:, None])
@@ -430,6 +438,7 @@ class ScoresCheck(Check):
     def __init__(self, options: dict[str, Any], ctx: Any) -> None:
         super().__init__(options, ctx)
         self._odds: dict[str, list[np.ndarray]] = {role: [] for role in ROLES}
+        self._logits: dict[str, list[np.ndarray]] = {role: [] for role in ROLES}   # not yet in self._odds
         self._labels: list[np.ndarray] = []
         self._index: list[np.ndarray] = []
         self._n = 0
@@ -452,12 +461,20 @@ class ScoresCheck(Check):
             raise ConfigError(f"{where('checks.scores.threshold')}: choose: fpr needs the false-positive rate to hold, "
                               "e.g. {choose: fpr, fpr: 0.05}")
 
+    def _kind(self, role: str) -> str:
+        return getattr(self.ctx.models.get(role), "output", "logits") if self.ctx.models else "logits"
+
     def update(self, step: Step) -> None:
-        odds = {}
+        k = int(step.scores["baseline"].shape[1])
+        streams = self._stream is not None or self._bins is not None or self._n + len(step.labels) > self._max
+        odds: dict[str, np.ndarray] = {}
+        logits: dict[str, np.ndarray] = {}
         for role in ROLES:
-            kind = getattr(self.ctx.models.get(role), "output", "logits") if self.ctx.models else "logits"
-            odds[role] = log_odds_of(step.scores[role], kind, role=role)
-        k = odds["baseline"].shape[1]
+            scores = step.scores[role].detach().cpu()
+            if not streams and self._kind(role) in DEFERRED_KINDS and scores.dtype != torch.float64:
+                logits[role] = scores.float().numpy().copy()
+            else:
+                odds[role] = log_odds_of(scores, self._kind(role), role=role)
         if self._n == 0 and self.options.get("threshold") is not None and k != 2:
             raise ConfigError(
                 f"{self.ctx.config.where('checks.scores.threshold')}: a decision threshold needs a binary model, but "
@@ -468,13 +485,24 @@ class ScoresCheck(Check):
             self._start_stream(k)
         if self._stream is None:
             for role in ROLES:
-                self._odds[role].append(odds[role])
+                if role in logits:
+                    self._logits[role].append(logits[role])
+                else:
+                    self._settle(role)
+                    self._odds[role].append(odds[role])
             self._labels.append(y)
             self._index.append(index)
         else:
             self._stream.update((odds["baseline"], odds["candidate"]), y)
             self._keep_sample({**odds, "labels": y, "index": index})
         self._n += y.size
+
+    def _settle(self, role: str) -> None:
+        """The deferred logits' log-odds, over all of them at once, into the kept log-odds (in batch order)."""
+        if self._logits[role]:
+            raw = np.concatenate(self._logits[role]).astype(np.float64)
+            self._odds[role].append(log_odds_array(raw, self._kind(role), role=role))
+            self._logits[role] = []
 
     def _new_stream(self, k: int) -> sm.StreamedScores:
         return sm.StreamedScores(k, bins=int(self._bins or 1000), ece_bins=int(self.options.get("ece_bins", 15)),
@@ -496,6 +524,8 @@ class ScoresCheck(Check):
 
     def _rows(self) -> dict[str, np.ndarray]:
         """Every sample kept so far (exact mode), in the order seen."""
+        for role in ROLES:
+            self._settle(role)
         out = {role: np.concatenate(self._odds[role]) for role in ROLES}
         out["labels"], out["index"] = np.concatenate(self._labels), np.concatenate(self._index)
         return out
@@ -587,8 +617,10 @@ class ScoresCheck(Check):
         higher = METRICS[metric][0] if metric in METRICS else True
         return {r: float(section[r]) for r in (HIGHER_RULES if higher else LOWER_RULES) if section.get(r) is not None}
 
-    def _measures(self, p: dict[str, np.ndarray], odds: dict[str, np.ndarray], y: np.ndarray) -> dict[str, _Measure]:
-        """Every metric of both models; `odds` (log-odds per class) is what the log loss and ranking metrics read."""
+    def _measures(self, p: dict[str, np.ndarray], odds: dict[str, np.ndarray], y: np.ndarray,
+                  rankings: dict[str, sm.Rankings]) -> dict[str, _Measure]:
+        """Every metric of both models; `odds` (log-odds per class) is what the log loss and ranking metrics read,
+        `rankings` each model's one sort of them (shared with the curves)."""
         k = p["baseline"].shape[1]
         out: dict[str, _Measure] = {}
         for name, tb, tc in (("log_loss", sm.log_loss_terms(odds["baseline"], y), sm.log_loss_terms(odds["candidate"], y)),
@@ -596,7 +628,7 @@ class ScoresCheck(Check):
             ib, ic = sm.mean_influence(tb), sm.mean_influence(tc)
             out[name] = _Measure(ib.value, ic.value, ib.psi, ic.psi, transform="log", skew=True,
                                  method="normal, log-ratio and skew-corrected (paired mean)")
-        auc = {r: sm.roc_auc(odds[r], y) for r in ROLES}
+        auc = {r: sm.roc_auc(odds[r], y, rankings=rankings[r]) for r in ROLES}
         out["roc_auc"] = _Measure(auc["baseline"].value, auc["candidate"].value, auc["baseline"].psi,
                                   auc["candidate"].psi, strata=y, method="DeLong")
         top_k = int(self.options.get("top_k", 5))
@@ -612,7 +644,7 @@ class ScoresCheck(Check):
         out["ece"] = _Measure(ece["baseline"].value, ece["candidate"].value, ece["baseline"].psi,
                               ece["candidate"].psi, bias=(ece["baseline"].bias, ece["candidate"].bias),
                               method="delta, bin-noise allowance")
-        ap = {r: sm.pr_auc_influence(odds[r], y) for r in ROLES}
+        ap = {r: sm.pr_auc_influence(odds[r], y, rankings=rankings[r]) for r in ROLES}
         out["pr_auc"] = _Measure(ap["baseline"].value, ap["candidate"].value, ap["baseline"].psi, ap["candidate"].psi,
                                  transform="logit", method="delta (influence), normal and logit")
         self._reliability = rel
@@ -625,8 +657,9 @@ class ScoresCheck(Check):
             raise DataError("scores: no samples were seen")
         settings = decision_settings(self.ctx.config, self.options)
         if self._stream is None:
-            y = np.concatenate(self._labels).astype(np.int64)
-            odds = {r: np.concatenate(self._odds[r]).astype(np.float64) for r in ROLES}
+            rows = self._rows()
+            y = rows["labels"].astype(np.int64)
+            odds = {r: rows[r].astype(np.float64) for r in ROLES}
         else:
             kept = self.kept_sample()
             y = kept["labels"].astype(np.int64)
@@ -643,8 +676,9 @@ class ScoresCheck(Check):
                 raise DataError(f"scores: {metric} needs samples of at least two classes in the labels, found only "
                                 f"class {int(np.argmax(support))}: the evaluation data cannot rank positives against "
                                 "negatives")
+        rankings = {r: sm.Rankings(odds[r], y) for r in ROLES}
         with np.errstate(invalid="ignore"):     # NaN scores give NaN metrics, which fail; no warning on the way
-            measures = self._measures(p, odds, y)
+            measures = self._measures(p, odds, y, rankings)
             if self._stream is not None:
                 measures = self._streamed(measures)
         findings: list[Finding] = []
@@ -673,7 +707,7 @@ class ScoresCheck(Check):
                         for k_, v in measures.items()},
         }
         rel_table, charts, details["reliability"] = self._reliability_outputs()
-        details["curves"] = self._curve_outputs(odds, y)
+        details["curves"] = self._curve_outputs(odds, y, rankings)
         tables.append(rel_table)
         if self.options.get("threshold") is not None:
             t_table, t_findings, details["threshold"] = self._threshold(p, y, settings)
@@ -768,14 +802,16 @@ class ScoresCheck(Check):
                           "accuracy": [None if x != x else float(x) for x in r.accuracy]}
         return table, charts, data
 
-    def _curve_outputs(self, odds: dict[str, np.ndarray], y: np.ndarray) -> dict[str, Any]:
-        """Both models' ROC and PR curves (gate.curves): from every kept sample, or from the bins when streamed."""
+    def _curve_outputs(self, odds: dict[str, np.ndarray], y: np.ndarray,
+                       rankings: dict[str, sm.Rankings]) -> dict[str, Any]:
+        """Both models' ROC and PR curves (gate.curves): from every kept sample (read off the rankings the ranking
+        metrics sorted), or from the bins when streamed."""
         from gate import curves
 
         names = tuple(self.ctx.class_names)
         if self._stream is not None:
             return curves.binned_curves(self._stream.hist, self._stream.support, self._stream.n, names)
-        return curves.score_curves(odds, y, names)
+        return curves.score_curves(odds, y, names, rankings=rankings)
 
     def _threshold(self, p: dict[str, np.ndarray], y: np.ndarray,
                    settings: DecisionSettings) -> tuple[Table, list[Finding], dict[str, Any]]:

@@ -76,14 +76,15 @@ def test_roc_and_pr_vertices_are_scikit_learns_with_and_without_ties(n, decimals
     positive = rng.random(n) < 0.3
     score = np.round(rng.standard_normal(n) + positive, decimals)       # 1 decimal: many ties
     counts = cv.clf_counts(score, positive)
-    fpr, tpr, t_roc = cv.roc_vertices(*counts)
+    roc = cv.roc_vertices(counts)
     sk_fpr, sk_tpr, sk_t = roc_curve(positive, score)
-    assert np.array_equal(fpr, sk_fpr) and np.array_equal(tpr, sk_tpr) and np.array_equal(t_roc, sk_t)
+    assert np.array_equal(roc.x, sk_fpr) and np.array_equal(roc.y, sk_tpr) and np.array_equal(roc.thresholds, sk_t)
     for drop in (False, True):
-        recall, precision, t_pr = cv.pr_vertices(*counts, drop_intermediate=drop)
+        pr = cv.pr_vertices(counts, drop_intermediate=drop)
         sk_p, sk_r, sk_tp = precision_recall_curve(positive, score, drop_intermediate=drop)
-        assert np.array_equal(recall, sk_r) and np.array_equal(precision, sk_p) and np.array_equal(t_pr, sk_tp)
-    out = cv.role_curves(*counts, max_points=10_000, probability=True)
+        assert np.array_equal(pr.x, sk_r) and np.array_equal(pr.y, sk_p)
+        assert np.array_equal(pr.thresholds[:-1], sk_tp) and pr.thresholds[-1] == np.inf   # the end point's
+    (out,) = cv.role_curves(counts, max_points=10_000, probability=True)
     assert out["roc"]["auc"] == pytest.approx(roc_auc_score(positive, score), abs=1e-6)
     assert out["pr"]["average_precision"] == pytest.approx(average_precision_score(positive, score), abs=1e-6)
     assert out["roc"]["vertices"] == sk_fpr.size and len(out["roc"]["fpr"]) == sk_fpr.size
@@ -95,12 +96,12 @@ def test_saturated_scores_tie_at_infinity_as_at_any_value():
     positive = np.array([1, 0, 1, 1, 0, 0, 1, 0], dtype=bool)
     score = np.array([np.inf, np.inf, 0.5, -1.0, -1.0, -np.inf, -np.inf, 2.0])
     finite = np.where(np.isposinf(score), 1e300, np.where(np.isneginf(score), -1e300, score))
-    fpr, tpr, _ = cv.roc_vertices(*cv.clf_counts(score, positive))
+    roc = cv.roc_vertices(cv.clf_counts(score, positive))
     sk_fpr, sk_tpr, _ = roc_curve(positive, finite)
-    assert np.array_equal(fpr, sk_fpr) and np.array_equal(tpr, sk_tpr)
-    recall, precision, _ = cv.pr_vertices(*cv.clf_counts(score, positive), drop_intermediate=True)
+    assert np.array_equal(roc.x, sk_fpr) and np.array_equal(roc.y, sk_tpr)
+    pr = cv.pr_vertices(cv.clf_counts(score, positive), drop_intermediate=True)
     sk_p, sk_r, _ = precision_recall_curve(positive, finite, drop_intermediate=True)
-    assert np.array_equal(recall, sk_r) and np.array_equal(precision, sk_p)
+    assert np.array_equal(pr.x, sk_r) and np.array_equal(pr.y, sk_p)
 
 
 def test_a_thinned_curve_keeps_exact_vertices_its_ends_and_its_shape():
@@ -116,7 +117,7 @@ def test_a_thinned_curve_keeps_exact_vertices_its_ends_and_its_shape():
     for a, b in zip(keep[:-1], keep[1:]):
         seg = slice(a, b + 1)
         assert np.hypot(np.diff(sk_fpr[seg]), np.diff(sk_tpr[seg])).sum() < 0.02
-    out = cv.role_curves(*cv.clf_counts(score, positive), max_points=300, probability=True)
+    (out,) = cv.role_curves(cv.clf_counts(score, positive), max_points=300, probability=True)
     roc = out["roc"]
     assert len(roc["fpr"]) == keep.size and roc["vertices"] == sk_fpr.size
     assert np.allclose(roc["fpr"], sk_fpr[keep], atol=5e-6) and np.allclose(roc["tpr"], sk_tpr[keep], atol=5e-6)
