@@ -8,7 +8,7 @@ always kept: every point drawn is an exact vertex, only the straight segments be
 (ROC-AUC, average precision) is taken over every vertex before the thinning.
 
 From the kept per-sample scores the curves are exact, read off each model's one-vs-rest rankings
-(`gate.score_metrics.Rankings`: the sort ROC-AUC and PR-AUC use); from the streamed state's probability bins
+(`gate.score_metrics.Rankings`: the sort ROC-AUC and PR-AUC use, both models' classes at once); from the streamed state's probability bins
 (`StreamedScores.hist`) each bin is one threshold (its lower edge), so the curve is that of the binned scores:
 approximate, and labelled so. Binary models: class 1's curve; more classes: one-vs-rest per class, at most
 `MAX_CLASSES` of them (those whose ROC-AUC changed most), small multiples in the HTML report.
@@ -54,6 +54,7 @@ class Vertices:
 
 
 def _ids(sizes: np.ndarray) -> np.ndarray:
+    """The curve of each entry of curves end to end."""
     return np.repeat(np.arange(sizes.size), sizes)
 
 
@@ -64,12 +65,6 @@ def _ends(sizes: np.ndarray) -> np.ndarray:
     mask[stop - sizes] = True
     mask[stop - 1] = True
     return mask
-
-
-def _reversed(sizes: np.ndarray) -> np.ndarray:
-    """Indices that reverse each curve in place."""
-    stop = np.cumsum(sizes)
-    return np.repeat(2 * stop - sizes - 1, sizes) - np.arange(int(stop[-1]) if stop.size else 0)
 
 
 def clf_counts(score: np.ndarray, positive: np.ndarray) -> Counts:
@@ -109,14 +104,17 @@ def roc_vertices(counts: Counts) -> Vertices:
         dt, df = np.diff(tps), np.diff(fps)
         keep[inner] = (dt[inner] != dt[inner - 1]) | (df[inner] != df[inner - 1])
     kept = np.flatnonzero(keep)
-    kept_sizes = np.bincount(_ids(sizes)[kept], minlength=sizes.size)
-    at = np.cumsum(kept_sizes) - kept_sizes
-    t, f = np.insert(tps[kept], at, 0), np.insert(fps[kept], at, 0)
-    out_sizes = kept_sizes + 1
+    ids = _ids(sizes)[kept]
+    out_sizes = np.bincount(ids, minlength=sizes.size) + 1
+    dest = np.arange(kept.size) + ids + 1                   # each curve's vertices after its (0, 0) point
+    t = np.zeros(kept.size + sizes.size, dtype=np.int64)
+    f = np.zeros(kept.size + sizes.size, dtype=np.int64)
+    threshold = np.full(kept.size + sizes.size, np.inf)
+    t[dest], f[dest], threshold[dest] = tps[kept], fps[kept], counts.thresholds[kept]
     last = np.cumsum(out_sizes) - 1
+    out_ids = _ids(out_sizes)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return Vertices(x=f / np.repeat(f[last], out_sizes), y=t / np.repeat(t[last], out_sizes),
-                        thresholds=np.insert(counts.thresholds[kept], at, np.inf), sizes=out_sizes)
+        return Vertices(x=f / f[last][out_ids], y=t / t[last][out_ids], thresholds=threshold, sizes=out_sizes)
 
 
 def pr_vertices(counts: Counts, *, drop_intermediate: bool = False) -> Vertices:
@@ -124,27 +122,35 @@ def pr_vertices(counts: Counts, *, drop_intermediate: bool = False) -> Vertices:
     decreasing, ending at (recall 0, precision 1), whose threshold is +inf here; `drop_intermediate` keeps only the
     first and last threshold of each run of equal true positives (one recall: a vertical segment, drawn the same)."""
     tps, fps, thresholds, sizes = counts.tps, counts.fps, counts.thresholds, counts.sizes
+    ids = _ids(sizes)
     if drop_intermediate:
         keep = _ends(sizes)
         inner = np.flatnonzero(~keep)
         if inner.size:
             keep[inner] = (tps[inner] != tps[inner - 1]) | (tps[inner + 1] != tps[inner])
         kept = np.flatnonzero(keep)
-        tps, fps, thresholds = tps[kept], fps[kept], thresholds[kept]
-        sizes = np.bincount(_ids(counts.sizes)[kept], minlength=sizes.size)
+        tps, fps, thresholds, ids = tps[kept], fps[kept], thresholds[kept], ids[kept]
+        sizes = np.bincount(ids, minlength=sizes.size)
     predicted = tps + fps
     precision = np.divide(tps, predicted, out=np.zeros(tps.size), where=predicted != 0)
-    last = np.repeat(tps[np.cumsum(sizes) - 1], sizes)
-    recall = np.where(last == 0, 1.0, tps / np.where(last == 0, 1, last))
-    back = _reversed(sizes)
     stop = np.cumsum(sizes)
-    return Vertices(x=np.insert(recall[back], stop, 0.0), y=np.insert(precision[back], stop, 1.0),
-                    thresholds=np.insert(thresholds[back], stop, np.inf), sizes=sizes + 1)
+    last = tps[stop - 1][ids] if tps.size else tps
+    recall = np.where(last == 0, 1.0, tps / np.where(last == 0, 1, last))
+    # curve i (entries from a on, L of them) goes, reversed, to a + i ... a + i + L - 1, its end point after it
+    curve = np.arange(sizes.size)
+    dest = (2 * (stop - sizes) + curve + sizes - 1)[ids] - np.arange(tps.size)
+    end = stop + curve
+    x, y, threshold = (np.empty(tps.size + sizes.size) for _ in range(3))
+    x[dest], y[dest], threshold[dest] = recall, precision, thresholds
+    x[end], y[end], threshold[end] = 0.0, 1.0, np.inf
+    return Vertices(x=x, y=y, thresholds=threshold, sizes=sizes + 1)
 
 
 def _within(values: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """Of the values between consecutive vertices of the curves end to end, those within one curve."""
-    return np.delete(values, np.cumsum(sizes)[:-1] - 1)
+    inside = np.ones(values.size, dtype=bool)
+    inside[np.cumsum(sizes)[:-1] - 1] = False
+    return values[inside]
 
 
 def roc_areas(roc: Vertices) -> np.ndarray:
@@ -169,14 +175,48 @@ def thin(x: np.ndarray, y: np.ndarray, max_points: int) -> np.ndarray:
     return np.unique(np.r_[0, np.minimum(at, n - 1), n - 1])
 
 
+def _linspace_rows(stop: np.ndarray, num: int) -> np.ndarray:
+    """np.linspace(0.0, stop[i], num) for each row i, as numpy computes each."""
+    y = np.arange(num, dtype=np.float64)[None, :]
+    div = num - 1
+    step = stop / div
+    rows = np.where((step == 0)[:, None], y / div * stop[:, None], y * step[:, None]) + 0.0
+    rows[:, -1] = stop
+    return rows
+
+
 def _thinned(v: Vertices, max_points: int) -> tuple[np.ndarray, np.ndarray]:
-    """The indices of each curve's vertices kept by `thin`, end to end, and how many each curve keeps."""
+    """The indices of each curve's vertices kept by `thin`, end to end, and how many each curve keeps: the curves
+    longer than `max_points` all at once (their lengths as rows, zero-padded at the end)."""
     keep = np.ones(v.x.size, dtype=bool)
-    stop = np.cumsum(v.sizes)
-    for i in np.flatnonzero(v.sizes > max_points).tolist():
-        a, b = int(stop[i] - v.sizes[i]), int(stop[i])
-        keep[a:b] = False
-        keep[a + thin(v.x[a:b], v.y[a:b], max_points)] = True
+    long = np.flatnonzero(v.sizes > max_points)
+    if long.size:
+        sizes = v.sizes[long]
+        start = (np.cumsum(v.sizes) - v.sizes)[long]
+        width = int(sizes.max())
+        pair = np.arange(width - 1)[None, :]
+        inside = pair < (sizes - 1)[:, None]
+        at = np.where(inside, start[:, None] + pair, 0)
+        steps = np.where(inside, np.hypot(v.x[at + 1] - v.x[at], v.y[at + 1] - v.y[at]), 0.0)
+        length = np.zeros((long.size, width))
+        np.cumsum(steps, axis=1, out=length[:, 1:])         # beyond a curve's end it stays at its total
+        total = length[np.arange(long.size), sizes - 1]
+        regular = np.isfinite(total) & (total > 0)
+        targets = _linspace_rows(np.where(regular, total, 1.0), max_points - 1)
+        found = np.empty((long.size, max_points - 1), dtype=np.int64)
+        for i in range(long.size):
+            found[i] = np.searchsorted(length[i], targets[i], side="left")
+        picks = np.concatenate([np.zeros((long.size, 1), dtype=np.int64), np.minimum(found, (sizes - 1)[:, None]),
+                                (sizes - 1)[:, None]], axis=1)          # sorted in each row: unique = first of each run
+        first = np.ones(picks.shape, dtype=bool)
+        first[:, 1:] = picks[:, 1:] != picks[:, :-1]
+        for i in np.flatnonzero(~regular).tolist():
+            first[i] = False
+            local = thin(v.x[start[i]:start[i] + sizes[i]], v.y[start[i]:start[i] + sizes[i]], max_points)
+            picks[i, :local.size], first[i, :local.size] = local, True
+        for a, b in zip(start.tolist(), (start + sizes).tolist()):
+            keep[a:b] = False
+        keep[(picks + start[:, None])[first]] = True
     kept = np.flatnonzero(keep)
     return kept, np.bincount(_ids(v.sizes)[kept], minlength=v.sizes.size)
 
@@ -283,15 +323,21 @@ def _most_changed(classes: list[int], areas: dict[str, np.ndarray]) -> list[int]
     return sorted(classes[i] for i in np.argsort(-change, kind="stable")[:MAX_CLASSES])
 
 
+def _drawn(counts: Counts, model: np.ndarray, *, max_points: int, probability: bool) -> dict[str, list[dict[str, Any]]]:
+    """Each model's curves (`role_curves` of its rows of `counts`, all rows at once)."""
+    entries = role_curves(counts, max_points=max_points, probability=probability)
+    return {role: [e for e, m in zip(entries, model.tolist()) if m == i] for i, role in enumerate(ROLES)}
+
+
 def score_curves(odds: dict[str, np.ndarray], y: np.ndarray, class_names: tuple[str, ...], *,
-                 rankings: dict[str, sm.Rankings] | None = None) -> dict[str, Any]:
-    """Both models' curves from every kept sample's log-odds per class (exact), read off `rankings` (each model's,
-    as ROC-AUC and PR-AUC read them) or ranked here."""
+                 rankings: sm.Rankings | None = None) -> dict[str, Any]:
+    """Both models' curves from every kept sample's log-odds per class (exact), read off `rankings` (both models',
+    baseline first, as ROC-AUC and PR-AUC read them) or ranked here."""
     y = np.asarray(y, dtype=np.int64)
     k = odds["baseline"].shape[1]
     support = np.bincount(y, minlength=k)
     if rankings is None:
-        rankings = {role: sm.Rankings(odds[role], y) for role in ROLES}
+        rankings = sm.Rankings([odds[role] for role in ROLES], y)
     nan = np.zeros(k, dtype=bool)
     for role in ROLES:
         nan |= np.isnan(odds[role]).any(axis=0)
@@ -299,13 +345,17 @@ def score_curves(odds: dict[str, np.ndarray], y: np.ndarray, class_names: tuple[
     classes = [c for c in _classes(support, y.size) if not nan[c]]     # NaN scores rank nothing
     if len(classes) > MAX_CLASSES:
         # ranked by the ROC-AUC change first, so that only the classes drawn keep their curves
-        areas = {role: np.concatenate([roc_areas(roc_vertices(ranking_counts(r))) for r in rankings[role].of(classes)])
-                 for role in ROLES}
-        classes = _most_changed(classes, areas)
+        areas: dict[str, list[np.ndarray]] = {role: [] for role in ROLES}
+        for r in rankings.of(classes):
+            area = roc_areas(roc_vertices(ranking_counts(r)))
+            for i, role in enumerate(ROLES):
+                areas[role].append(area[r.model == i])
+        classes = _most_changed(classes, {role: np.concatenate(a) for role, a in areas.items()})
     max_points = MAX_POINTS_BINARY if k == 2 else MAX_POINTS_CLASS
-    drawn = {role: [entry for r in rankings[role].of(classes)
-                    for entry in role_curves(ranking_counts(r), max_points=max_points, probability=False)]
-             for role in ROLES}
+    drawn: dict[str, list[dict[str, Any]]] = {role: [] for role in ROLES}
+    for r in rankings.of(classes):
+        for role, entries in _drawn(ranking_counts(r), r.model, max_points=max_points, probability=False).items():
+            drawn[role] += entries
     per_class = [{"class": _name(class_names, c), "index": c, "positives": int(support[c]),
                   "negatives": int(y.size - support[c]), "baseline": drawn["baseline"][i],
                   "candidate": drawn["candidate"][i]} for i, c in enumerate(classes)]
@@ -319,11 +369,15 @@ def binned_curves(hist: np.ndarray, support: np.ndarray, n: int, class_names: tu
     classes = _classes(np.asarray(support), n)
     total = len(classes)
     if len(classes) > MAX_CLASSES:
-        areas = {role: roc_areas(roc_vertices(binned_counts(hist[m, classes]))) for m, role in enumerate(ROLES)}
+        area = roc_areas(roc_vertices(binned_counts(np.concatenate([hist[m, classes] for m in range(len(ROLES))]))))
+        areas = {role: area[m * len(classes):(m + 1) * len(classes)] for m, role in enumerate(ROLES)}
         classes = _most_changed(classes, areas)
     max_points = MAX_POINTS_BINARY if k == 2 else MAX_POINTS_CLASS
-    drawn = {role: role_curves(binned_counts(hist[m, classes]), max_points=max_points, probability=True)
-             if classes else [] for m, role in enumerate(ROLES)}
+    drawn: dict[str, list[dict[str, Any]]] = {role: [] for role in ROLES}
+    if classes:
+        rows = np.concatenate([hist[m, classes] for m in range(len(ROLES))])       # both models' curves at once
+        drawn = _drawn(binned_counts(rows), np.repeat(np.arange(len(ROLES)), len(classes)), max_points=max_points,
+                       probability=True)
     per_class = [{"class": _name(class_names, c), "index": c, "positives": int(support[c]),
                   "negatives": int(n - support[c]), "baseline": drawn["baseline"][i],
                   "candidate": drawn["candidate"][i]} for i, c in enumerate(classes)]

@@ -11,7 +11,7 @@ true class (`strata`), which for a binary model is exactly DeLong's variance of 
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -161,9 +161,10 @@ def ece_influence(p: np.ndarray, y: np.ndarray, *, bins: int) -> Influence:
 
 # ------------------------------------------------------------------------------------ rankings: one sort per model
 
-#: Cells (classes x samples) ranked at once. Up to it one model's classes are sorted together once and the ranking
-#: is shared by ROC-AUC, PR-AUC and the curves; beyond it they are taken a chunk of classes at a time, so the
-#: working arrays (a few int64 / float64 copies of a chunk) stay bounded whatever the number of classes.
+#: Cells (rows x samples, a row one class of one model) ranked at once. Up to it every class of both models is
+#: sorted together once and the ranking is shared by ROC-AUC, PR-AUC and the curves; beyond it the classes are taken
+#: a chunk at a time, so the working arrays (a few int64 / float64 copies of a chunk) stay bounded whatever the
+#: number of classes.
 RANK_CELLS = 2_000_000
 
 
@@ -178,27 +179,29 @@ def ranked_classes(y: np.ndarray, num_classes: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ClassRanking:
-    """One-vs-rest rankings of some classes of one model's scores, row c for `classes[c]`, each row sorted high to
-    low by one stable argsort of the (classes, samples) array (ties in sample order); a run of equal scores is read
-    at its ends, so nothing computed from it depends on the order within a run."""
+    """One-vs-rest rankings, one row per (model, class): `model[r]`'s scores of class `classes[r]`, each row sorted
+    high to low by one argsort of the (rows, samples) array. The order within a run of equal scores is arbitrary:
+    what is computed from it is read at a run's ends or from per-run counts (a sample's own value from its run and
+    its own label; sums over a run add equal values and zeros), so it is the same whatever that order."""
 
-    classes: np.ndarray       # (C,) the class of each row
-    is_positive: np.ndarray   # (C, n) bool, sample order: the sample is of the row's class
-    order: np.ndarray         # (C, n) the sample at each position
-    score: np.ndarray         # (C, n) float64, the scores in that order
-    positive: np.ndarray      # (C, n) bool, is_positive in that order
-    first: np.ndarray         # (C, n) the first position of each position's run of equal scores
-    last: np.ndarray          # (C, n) its last position
-    tp_above: np.ndarray      # (C, n) positives scored strictly above the run
-    tp_through: np.ndarray    # (C, n) positives scored at or above it
-    nan: np.ndarray           # (C,) bool: the row's scores hold a NaN (it ranks nothing)
+    model: np.ndarray         # (R,) the model of each row (its index in the Rankings' scores)
+    classes: np.ndarray       # (R,) the class of each row
+    is_positive: np.ndarray   # (R, n) bool, sample order: the sample is of the row's class
+    order: np.ndarray         # (R, n) the sample at each position
+    score: np.ndarray         # (R, n) float64, the scores in that order
+    positive: np.ndarray      # (R, n) bool, is_positive in that order
+    first: np.ndarray         # (R, n) the first position of each position's run of equal scores
+    last: np.ndarray          # (R, n) its last position
+    tp_above: np.ndarray      # (R, n) positives scored strictly above the run
+    tp_through: np.ndarray    # (R, n) positives scored at or above it
+    nan: np.ndarray           # (R,) bool: the row's scores hold a NaN (it ranks nothing)
 
     @property
     def positives(self) -> np.ndarray:
         return self.tp_through[:, -1] if self.order.shape[1] else np.zeros(self.classes.size, dtype=np.int64)
 
     def flat(self, position: np.ndarray) -> np.ndarray:
-        """Row-wise positions (C, n) as positions in the flattened (C, n) arrays."""
+        """Row-wise positions (R, n) as positions in the flattened (R, n) arrays."""
         return position + (np.arange(self.classes.size) * self.order.shape[1])[:, None]
 
     def rows(self, index: np.ndarray) -> ClassRanking:
@@ -206,13 +209,14 @@ class ClassRanking:
         return ClassRanking(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
 
-def rank_rows(score: np.ndarray, is_positive: np.ndarray, classes: np.ndarray) -> ClassRanking:
-    """Rank each row of `score` (C, n) against its `is_positive` (C, n): one argsort for every row, the runs of
+def rank_rows(score: np.ndarray, is_positive: np.ndarray, classes: np.ndarray,
+              model: np.ndarray | None = None) -> ClassRanking:
+    """Rank each row of `score` (R, n) against its `is_positive` (R, n): one argsort for every row, the runs of
     equal scores found once in the flattened rows (each row's first position starts a run)."""
     x = np.ascontiguousarray(score, dtype=np.float64)
     c, n = x.shape
     is_positive = np.ascontiguousarray(is_positive, dtype=bool)
-    order = np.argsort(-x, axis=1, kind="stable")
+    order = np.argsort(-x, axis=1)            # quicksort (vectorised); no stable sort needed, see ClassRanking
     base = (np.arange(c) * n)[:, None]
     at = order + base
     s = np.take(x, at)
@@ -224,7 +228,8 @@ def rank_rows(score: np.ndarray, is_positive: np.ndarray, classes: np.ndarray) -
     starts = np.flatnonzero(new)
     stops = np.append(starts[1:], c * n) if starts.size else starts
     tp = np.cumsum(positive, axis=1).ravel()                 # positives at or above each position, per row
-    return ClassRanking(classes=np.asarray(classes, dtype=np.int64), is_positive=is_positive, order=order, score=s,
+    return ClassRanking(model=np.zeros(c, dtype=np.int64) if model is None else np.asarray(model, dtype=np.int64),
+                        classes=np.asarray(classes, dtype=np.int64), is_positive=is_positive, order=order, score=s,
                         positive=positive, first=starts[run].reshape(c, n) - base,
                         last=(stops - 1)[run].reshape(c, n) - base,
                         tp_above=(tp[starts] - positive.ravel()[starts])[run].reshape(c, n),
@@ -232,36 +237,47 @@ def rank_rows(score: np.ndarray, is_positive: np.ndarray, classes: np.ndarray) -
                         nan=np.isnan(s[:, -1]) if n else np.zeros(c, dtype=bool))   # NaN sorts last
 
 
-def rank_classes(scores: np.ndarray, y: np.ndarray, classes: np.ndarray) -> ClassRanking:
-    """The one-vs-rest rankings of `classes` (columns of `scores` (n, K), positives where y is the class)."""
+def rank_classes(scores: Sequence[np.ndarray], y: np.ndarray, classes: np.ndarray) -> ClassRanking:
+    """The one-vs-rest rankings of `classes` (columns of each model's `scores` (n, K), positives where y is the
+    class), model by model: rows model 0's classes, then model 1's."""
     classes = np.asarray(classes, dtype=np.int64)
-    return rank_rows(np.asarray(scores, dtype=np.float64)[:, classes].T, np.asarray(y)[None, :] == classes[:, None],
-                     classes)
+    columns = [np.asarray(s, dtype=np.float64)[:, classes].T for s in scores]
+    is_positive = np.asarray(y)[None, :] == classes[:, None]
+    return rank_rows(np.concatenate(columns) if len(columns) > 1 else columns[0],
+                     np.tile(is_positive, (len(columns), 1)) if len(columns) > 1 else is_positive,
+                     np.tile(classes, len(columns)), np.repeat(np.arange(len(columns)), classes.size))
 
 
 class Rankings:
-    """One model's one-vs-rest rankings of the classes the ranking metrics read (`ranked_classes`), a chunk of
-    classes at a time. When every class fits one chunk (RANK_CELLS) they are sorted once and kept, and ROC-AUC,
-    PR-AUC and the curves read the same sort; beyond it each reader ranks chunk by chunk again (memory stays one
-    chunk's)."""
+    """The models' one-vs-rest rankings of the classes the ranking metrics read (`ranked_classes`), a chunk of
+    classes at a time (each chunk every model's rows of its classes). When everything fits one chunk (RANK_CELLS)
+    it is sorted once and kept, and ROC-AUC, PR-AUC and the curves read the same sort; beyond it each reader ranks
+    chunk by chunk again (memory stays one chunk's)."""
 
-    def __init__(self, scores: np.ndarray, y: np.ndarray, *, cells: int = RANK_CELLS) -> None:
-        self.scores, self.y = np.asarray(scores, dtype=np.float64), np.asarray(y)
-        self.classes = ranked_classes(self.y, self.scores.shape[1])
-        self.step = max(1, cells // max(self.y.size, 1))
-        self._kept = rank_classes(self.scores, self.y, self.classes) if self.classes.size <= self.step else None
+    def __init__(self, scores: Sequence[np.ndarray], y: np.ndarray, *, cells: int = RANK_CELLS) -> None:
+        self.scores = [np.asarray(s, dtype=np.float64) for s in scores]
+        self.y = np.asarray(y)
+        self.n = self.y.size
+        self.classes = ranked_classes(self.y, self.scores[0].shape[1])
+        self.step = max(1, cells // max(self.n * len(self.scores), 1))
+        self._kept = (rank_classes(self.scores, self.y, self.classes) if self.classes.size <= self.step else None)
+
+    @property
+    def models(self) -> int:
+        return len(self.scores)
 
     def __iter__(self) -> Iterator[ClassRanking]:
         return self.of(self.classes)
 
     def of(self, classes: np.ndarray | list[int]) -> Iterator[ClassRanking]:
-        """The rankings of `classes` (some of `self.classes`, ascending), a chunk at a time."""
+        """The rankings of `classes` (some of `self.classes`, ascending), a chunk of classes at a time."""
         classes = np.asarray(classes, dtype=np.int64)
         if self._kept is not None:
             if classes.size == self.classes.size:
                 yield self._kept
             elif classes.size:
-                yield self._kept.rows(np.searchsorted(self.classes, classes))
+                pos = np.searchsorted(self.classes, classes)
+                yield self._kept.rows((pos[None, :] + self.classes.size * np.arange(self.models)[:, None]).ravel())
             return
         for start in range(0, classes.size, self.step):
             yield rank_classes(self.scores, self.y, classes[start:start + self.step])
@@ -279,16 +295,34 @@ def segment_sums(values: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     return np.array(out, dtype=np.float64)
 
 
-def _add_rows(total: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """total + rows[0] + rows[1] + ..., in that order (a per-class sum, added class by class)."""
-    return np.concatenate([total[None, :], rows]).sum(axis=0)
+def _per_model(rankings: Rankings, parts: Callable[[ClassRanking], tuple[np.ndarray, np.ndarray]],
+               strata: np.ndarray | None) -> list[Influence]:
+    """Each model's macro average over the ranked classes of `parts` (per row: a value and its influence (R, n)),
+    the classes' influences averaged per sample (added class by class, as a per-class loop adds them)."""
+    n, m = rankings.n, rankings.models
+    if not rankings.classes.size:
+        return [Influence(value=float("nan"), psi=np.full(n, np.nan), strata=strata) for _ in range(m)]
+    values: list[list[np.ndarray]] = [[] for _ in range(m)]
+    psi = [np.zeros(n) for _ in range(m)]
+    broken = np.zeros(m, dtype=bool)
+    for r in rankings:
+        broken[r.model[r.nan]] = True
+        value, part = parts(r)
+        for i in range(m):
+            rows = r.model == i
+            values[i].append(value[rows])
+            psi[i] = np.concatenate([psi[i][None, :], part[rows]]).sum(axis=0)
+    return [Influence(value=float("nan"), psi=np.full(n, np.nan), strata=strata) if broken[i] else
+            Influence(value=float(np.mean(np.concatenate(values[i]))), psi=psi[i] / rankings.classes.size,
+                      strata=strata)
+            for i in range(m)]
 
 
 # -------------------------------------------------------------------------------------------------- ROC-AUC
 
 
 def auc_parts(r: ClassRanking) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's AUC (C,) and its DeLong influence (C, n) in sample order.
+    """Each row's AUC (R,) and its DeLong influence (R, n) in sample order.
 
     DeLong's structural components: V10 (a positive) the share of negatives scored below it, ties half; V01 (a
     negative) the share of positives scored above it, ties half; both average to the AUC (Sun & Xu 2014's midrank
@@ -315,22 +349,15 @@ def present_classes(y: np.ndarray, num_classes: int) -> np.ndarray:
     return np.flatnonzero((support > 0) & (support < len(y)))
 
 
-def roc_auc(p: np.ndarray, y: np.ndarray, *, rankings: Rankings | None = None) -> Influence:
-    """ROC-AUC (binary: the positive class; multiclass: one-vs-rest macro over the classes present) with its
-    DeLong influence, stratified by the true class; `rankings` (of `p`) shares the sort with other readers."""
-    p = np.asarray(p)
-    n = p.shape[0]
-    rankings = rankings if rankings is not None else Rankings(p, y)
-    if not rankings.classes.size:
-        return Influence(value=float("nan"), psi=np.full(n, np.nan), strata=y)
-    values, psi = [], np.zeros(n)
-    for r in rankings:
-        if r.nan.any():
-            return Influence(value=float("nan"), psi=np.full(n, np.nan), strata=y)
-        auc, part = auc_parts(r)
-        values.append(auc)
-        psi = _add_rows(psi, part)
-    return Influence(value=float(np.mean(np.concatenate(values))), psi=psi / rankings.classes.size, strata=y)
+def roc_aucs(rankings: Rankings) -> list[Influence]:
+    """Each ranked model's ROC-AUC (binary: the positive class; multiclass: one-vs-rest macro over the classes
+    present) with its DeLong influence, stratified by the true class."""
+    return _per_model(rankings, auc_parts, rankings.y)
+
+
+def roc_auc(p: np.ndarray, y: np.ndarray) -> Influence:
+    """One model's ROC-AUC with its DeLong influence (`roc_aucs`)."""
+    return roc_aucs(Rankings([p], y))[0]
 
 
 # ---------------------------------------------------------------------------------------- average precision
@@ -450,23 +477,16 @@ def average_precision_influence(score: np.ndarray, positive: np.ndarray) -> tupl
     return float(ap[0]), psi[0]
 
 
-def pr_auc_influence(p: np.ndarray, y: np.ndarray, *, rankings: Rankings | None = None) -> Influence:
-    """PR-AUC (binary: class 1; multiclass: one-vs-rest macro over the classes present) with its influence, the
-    classes' influences averaged per sample. `p` may be any per-class score monotone in the probability; `rankings`
-    (of `p`) shares the sort with other readers."""
-    p = np.asarray(p)
-    n = p.shape[0]
-    rankings = rankings if rankings is not None else Rankings(p, y)
-    if not rankings.classes.size:
-        return Influence(value=float("nan"), psi=np.full(n, np.nan))
-    values, psi = [], np.zeros(n)
-    for r in rankings:
-        if r.nan.any():
-            return Influence(value=float("nan"), psi=np.full(n, np.nan))
-        ap, part = ap_parts(r)
-        values.append(ap)
-        psi = _add_rows(psi, part)
-    return Influence(value=float(np.mean(np.concatenate(values))), psi=psi / rankings.classes.size)
+def pr_aucs(rankings: Rankings) -> list[Influence]:
+    """Each ranked model's PR-AUC (binary: class 1; multiclass: one-vs-rest macro over the classes present) with
+    its influence, the classes' influences averaged per sample."""
+    return _per_model(rankings, ap_parts, None)
+
+
+def pr_auc_influence(p: np.ndarray, y: np.ndarray) -> Influence:
+    """One model's PR-AUC with its influence (`pr_aucs`); `p` may be any per-class score monotone in the
+    probability."""
+    return pr_aucs(Rankings([p], y))[0]
 
 
 # ------------------------------------------------------------------------------------------------- contrasts
@@ -490,7 +510,7 @@ def contrast_se(psi: np.ndarray, strata: np.ndarray | None) -> float:
 
 def delong_paired(p_baseline: np.ndarray, p_candidate: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     """(AUC baseline, AUC candidate, standard error of their difference) by DeLong's paired method."""
-    b, c = roc_auc(p_baseline, y), roc_auc(p_candidate, y)
+    b, c = roc_aucs(Rankings([p_baseline, p_candidate], y))
     return b.value, c.value, contrast_se(c.psi - b.psi, y)
 
 

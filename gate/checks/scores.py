@@ -618,9 +618,9 @@ class ScoresCheck(Check):
         return {r: float(section[r]) for r in (HIGHER_RULES if higher else LOWER_RULES) if section.get(r) is not None}
 
     def _measures(self, p: dict[str, np.ndarray], odds: dict[str, np.ndarray], y: np.ndarray,
-                  rankings: dict[str, sm.Rankings]) -> dict[str, _Measure]:
+                  rankings: sm.Rankings) -> dict[str, _Measure]:
         """Every metric of both models; `odds` (log-odds per class) is what the log loss and ranking metrics read,
-        `rankings` each model's one sort of them (shared with the curves)."""
+        `rankings` both models' one sort of them (shared with the curves)."""
         k = p["baseline"].shape[1]
         out: dict[str, _Measure] = {}
         for name, tb, tc in (("log_loss", sm.log_loss_terms(odds["baseline"], y), sm.log_loss_terms(odds["candidate"], y)),
@@ -628,7 +628,7 @@ class ScoresCheck(Check):
             ib, ic = sm.mean_influence(tb), sm.mean_influence(tc)
             out[name] = _Measure(ib.value, ic.value, ib.psi, ic.psi, transform="log", skew=True,
                                  method="normal, log-ratio and skew-corrected (paired mean)")
-        auc = {r: sm.roc_auc(odds[r], y, rankings=rankings[r]) for r in ROLES}
+        auc = dict(zip(ROLES, sm.roc_aucs(rankings)))
         out["roc_auc"] = _Measure(auc["baseline"].value, auc["candidate"].value, auc["baseline"].psi,
                                   auc["candidate"].psi, strata=y, method="DeLong")
         top_k = int(self.options.get("top_k", 5))
@@ -644,7 +644,7 @@ class ScoresCheck(Check):
         out["ece"] = _Measure(ece["baseline"].value, ece["candidate"].value, ece["baseline"].psi,
                               ece["candidate"].psi, bias=(ece["baseline"].bias, ece["candidate"].bias),
                               method="delta, bin-noise allowance")
-        ap = {r: sm.pr_auc_influence(odds[r], y, rankings=rankings[r]) for r in ROLES}
+        ap = dict(zip(ROLES, sm.pr_aucs(rankings)))
         out["pr_auc"] = _Measure(ap["baseline"].value, ap["candidate"].value, ap["baseline"].psi, ap["candidate"].psi,
                                  transform="logit", method="delta (influence), normal and logit")
         self._reliability = rel
@@ -676,7 +676,7 @@ class ScoresCheck(Check):
                 raise DataError(f"scores: {metric} needs samples of at least two classes in the labels, found only "
                                 f"class {int(np.argmax(support))}: the evaluation data cannot rank positives against "
                                 "negatives")
-        rankings = {r: sm.Rankings(odds[r], y) for r in ROLES}
+        rankings = sm.Rankings([odds[r] for r in ROLES], y)
         with np.errstate(invalid="ignore"):     # NaN scores give NaN metrics, which fail; no warning on the way
             measures = self._measures(p, odds, y, rankings)
             if self._stream is not None:
@@ -803,7 +803,7 @@ class ScoresCheck(Check):
         return table, charts, data
 
     def _curve_outputs(self, odds: dict[str, np.ndarray], y: np.ndarray,
-                       rankings: dict[str, sm.Rankings]) -> dict[str, Any]:
+                       rankings: sm.Rankings) -> dict[str, Any]:
         """Both models' ROC and PR curves (gate.curves): from every kept sample (read off the rankings the ranking
         metrics sorted), or from the bins when streamed."""
         from gate import curves
