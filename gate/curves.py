@@ -158,9 +158,24 @@ def roc_areas(roc: Vertices) -> np.ndarray:
     return sm.segment_sums(_within(np.diff(roc.x) * (roc.y[1:] + roc.y[:-1]) / 2.0, roc.sizes), roc.sizes - 1)
 
 
-def average_precisions(pr: Vertices) -> np.ndarray:
-    """Each PR curve's average precision over every threshold, sum of (R_n - R_{n-1}) P_n, as sklearn's."""
-    return -sm.segment_sums(_within(np.diff(pr.x) * pr.y[:-1], pr.sizes), pr.sizes - 1)
+def average_precisions(counts: Counts) -> np.ndarray:
+    """Each curve's average precision over every threshold as sklearn's, -sum of diff(recall) * precision[:-1] along
+    `pr_vertices(counts)` (recall decreasing to its end point 0): the same terms, in the same order, from the counts
+    directly."""
+    tps, fps, sizes = counts.tps, counts.fps, counts.sizes
+    ids = _ids(sizes)
+    stop = np.cumsum(sizes)
+    start = stop - sizes
+    predicted = tps + fps
+    precision = np.divide(tps, predicted, out=np.zeros(tps.size), where=predicted != 0)
+    last = tps[stop - 1][ids] if tps.size else tps
+    recall = np.where(last == 0, 1.0, tps / np.where(last == 0, 1, last))
+    before = np.empty(tps.size)                  # the next point along the drawn curve: recall one threshold up
+    before[1:] = recall[:-1]
+    before[start[sizes > 0]] = 0.0
+    terms = (before - recall) * precision
+    back = (start + stop - 1)[ids] - np.arange(tps.size)        # each curve from its lowest threshold up
+    return -sm.segment_sums(terms[back], sizes)
 
 
 def thin(x: np.ndarray, y: np.ndarray, max_points: int) -> np.ndarray:
@@ -294,7 +309,7 @@ def role_curves(counts: Counts, *, max_points: int, probability: bool) -> list[d
     """One model's ROC and PR curve of each curve in `counts`, thinned, with the areas over every vertex."""
     roc = roc_vertices(counts)
     aucs = roc_areas(roc).tolist()
-    aps = average_precisions(pr_vertices(counts)).tolist()             # over every threshold, as sklearn's
+    aps = average_precisions(counts).tolist()                          # over every threshold, as sklearn's
     pr = pr_vertices(counts, drop_intermediate=True)
     keep_roc, n_roc = _thinned(roc, max_points)
     keep_pr, n_pr = _thinned(pr, max_points)

@@ -96,9 +96,11 @@ def confidence_bins(p: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, n
     return conf, idx, p.argmax(axis=1)
 
 
-def reliability(p: np.ndarray, y: np.ndarray, *, bins: int = 15) -> Reliability:
-    """Expected calibration error (Guo et al. 2017): sum_b (n_b / n) |accuracy_b - confidence_b|, with its diagram."""
-    conf, idx, pred = confidence_bins(p, bins)
+def reliability(p: np.ndarray, y: np.ndarray, *, bins: int = 15,
+                binned: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Reliability:
+    """Expected calibration error (Guo et al. 2017): sum_b (n_b / n) |accuracy_b - confidence_b|, with its diagram;
+    `binned`: `confidence_bins(p, bins)` when the caller has it."""
+    conf, idx, pred = binned if binned is not None else confidence_bins(p, bins)
     correct = (pred == y).astype(np.float64)
     count = np.bincount(idx, minlength=bins)
     conf_sum = np.bincount(idx, weights=conf, minlength=bins)
@@ -139,7 +141,8 @@ def ece_allowance(gap_sum: np.ndarray, gap_sq: np.ndarray, n: int) -> float:
     return float(np.sum(se * bin_bias(np.maximum(t - ECE_SHRINK, 0.0))))
 
 
-def ece_influence(p: np.ndarray, y: np.ndarray, *, bins: int) -> Influence:
+def ece_influence(p: np.ndarray, y: np.ndarray, *, bins: int,
+                  binned: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Influence:
     """ECE with its delta-method influence and its bias allowance (`bias`).
 
     ECE = sum_b |gap_b|, gap_b the mean over all samples of (correct - confidence) * [sample in bin b]. Where a
@@ -147,7 +150,7 @@ def ece_influence(p: np.ndarray, y: np.ndarray, *, bins: int) -> Influence:
     confidence_i) - ECE. Near 0 it is not: there the estimate is biased upwards (by up to `bias` in all) and the
     linear variance overstates its spread; an interval widened by the allowance on the side of the bias covers.
     """
-    conf, idx, pred = confidence_bins(p, bins)
+    conf, idx, pred = binned if binned is not None else confidence_bins(p, bins)
     n = len(y)
     g = (pred == y).astype(np.float64) - conf
     if n == 0 or not np.isfinite(conf).all():

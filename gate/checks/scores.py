@@ -23,7 +23,8 @@ beyond `max_samples` (or with `bins`), streamed sums and binned ranks plus a see
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from statistics import NormalDist
 from typing import Any
 
@@ -116,11 +117,41 @@ class _Measure:
     bias: tuple[float, float] | None = None              # ECE: how far each model's estimate may sit above its truth
     transform: str = ""                                  # "log" / "logit": also the variance-stabilised test
     skew: bool = False                                   # also Hall's skewness-corrected test of the mean
+    #: spreads of the per-sample influences, computed once per measure (the rules and the table's interval share
+    #: them; a drop's and an increase's influences are each other's negatives, with the same spread)
+    spreads: dict[tuple[Any, ...], float] = field(default_factory=dict, init=False, repr=False, compare=False)
 
 
+def _spread(m: _Measure, key: tuple[Any, ...], influence: Any) -> float:
+    """m.spreads[key], from `influence()` the first time it is asked for."""
+    if key not in m.spreads:
+        m.spreads[key] = influence()
+    return m.spreads[key]
+
+
+def contrast_spread(rule: str, m: _Measure, *, stratified: bool) -> float:
+    """The standard error of the mean of `contrast_influence(rule, m)` (within m.strata if `stratified`), before
+    m.scale."""
+    family = "difference" if rule in ("max_drop", "max_increase") else rule
+    return _spread(m, ("se", family, stratified),
+                   lambda: sm.contrast_se(contrast_influence(rule, m), m.strata if stratified else None))
+
+
+@lru_cache(maxsize=16)
 def _z(confidence: float) -> float:
     """The normal quantile of the one-sided level (1.96 at 0.95): NormalDist, as scipy's isf costs ~1 ms a call."""
     return NormalDist().inv_cdf(1.0 - stats.one_sided_alpha(confidence))
+
+
+def _normal_p(value: float, se: float, bound: float) -> tuple[float, float]:
+    """(above, below): stats.ratio_difference_p_values of one estimate against `bound`, in Python floats (the same
+    arithmetic, without numpy's cost per call)."""
+    num = value - bound
+    if se > 0:
+        z = num / se
+    else:
+        z = math.inf if num > 0 else (-math.inf if num < 0 else 0.0)
+    return float(ndtr(-z)), float(ndtr(z))
 
 
 def compared_value(rule: str, base: float, cand: float) -> float:
@@ -151,11 +182,11 @@ def normal_evidence(value: float, se: float, *, rule: str, threshold: float, con
     z = _z(confidence)
     if not math.isfinite(se):
         return Evidence(p_beyond=float("nan"), p_within=float("nan"), interval=(float("nan"),) * 2, method=method)
-    above, below = (float(x) for x in stats.ratio_difference_p_values(np.array(value), np.array(se), bound=threshold))
+    above, below = _normal_p(value, se, threshold)
     beyond, within = (below, above) if rule == "min" else (above, below)
     worse = None
     if rule not in ("min", "max"):
-        worse = float(stats.ratio_difference_p_values(np.array(value), np.array(se), bound=0.0)[0])
+        worse = _normal_p(value, se, 0.0)[0]
     return Evidence(p_beyond=beyond, p_within=within, p_worse=worse, interval=(value - z * se, value + z * se),
                     method=method)
 
@@ -170,7 +201,7 @@ def proportion_evidence(rule: str, m: _Measure, *, threshold: float, confidence:
         return Evidence(p_beyond=float(ev["beyond"]), p_within=float(ev["within"]), p_worse=float(ev["worse"]),
                         interval=(float(ev["low"]), float(ev["high"])), method="Tango score")
     value = compared_value(rule, m.baseline, m.candidate)
-    se = sm.contrast_se(contrast_influence(rule, m), None) * m.scale
+    se = contrast_spread(rule, m, stratified=False) * m.scale
     return normal_evidence(value, se, rule=rule, threshold=threshold, confidence=confidence, method="delta method")
 
 
@@ -198,7 +229,7 @@ def allowance_evidence(rule: str, m: _Measure, *, threshold: float, confidence: 
     """Normal evidence whose claims are each made from the end of the allowance least favourable to them: "beyond"
     from the lowest the quantity may truly be, "within" from the highest."""
     low, high = allowance_bounds(rule, m)
-    se = sm.contrast_se(contrast_influence(rule, m), m.strata) * m.scale
+    se = contrast_spread(rule, m, stratified=m.strata is not None) * m.scale
     at_low = normal_evidence(low, se, rule=rule, threshold=threshold, confidence=confidence, method=m.method)
     at_high = normal_evidence(high, se, rule=rule, threshold=threshold, confidence=confidence, method=m.method)
     z = _z(confidence)
@@ -239,11 +270,11 @@ def skew_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float
     (value - bound) / se is read through hall_statistic with a = SKEW_INFLATION x skewness / sqrt(N) (N every sample;
     in streamed mode the kept sample's skewness). None where se is 0 or undefined (the normal test decides)."""
     value = compared_value(rule, m.baseline, m.candidate)
-    psi = contrast_influence(rule, m)
-    se = sm.contrast_se(psi, None) * m.scale
+    se = contrast_spread(rule, m, stratified=False) * m.scale
     if not (math.isfinite(se) and se > 0 and math.isfinite(value)):
         return None
-    a = SKEW_INFLATION * skewness(psi) * m.scale / math.sqrt(psi.size)
+    size = m.psi_candidate.size
+    a = SKEW_INFLATION * _spread(m, ("skew", rule), lambda: skewness(contrast_influence(rule, m))) * m.scale / math.sqrt(size)
     z = _z(confidence)
 
     def p_above(bound: float) -> float:         # the claim "truly above the bound": large g(t) rejects "at or below"
@@ -257,15 +288,13 @@ def skew_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float
                     interval=(value - se * hall_quantile(z, a), value - se * hall_quantile(-z, a)), method=m.method)
 
 
-def _forward(transform: str, x: np.ndarray | float) -> np.ndarray:
-    """log or logit, -inf / +inf beyond the ends of its domain."""
-    x = np.asarray(x, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if transform == "log":
-            return np.where(x > 0, np.log(np.where(x > 0, x, 1.0)), -np.inf)
-        inside = (x > 0) & (x < 1)
-        safe = np.where(inside, x, 0.5)
-        return np.where(inside, np.log(safe) - np.log1p(-safe), np.where(x <= 0, -np.inf, np.inf))
+def _forward(transform: str, x: float) -> float:
+    """log or logit (numpy's), -inf / +inf beyond the ends of its domain (NaN: -inf for log, +inf for logit)."""
+    if transform == "log":
+        return float(np.log(x)) if x > 0 else -math.inf
+    if 0 < x < 1:
+        return float(np.log(x)) - float(np.log1p(-x))
+    return -math.inf if x <= 0 else math.inf
 
 
 def _backward(transform: str, u: float) -> float:
@@ -291,11 +320,11 @@ def transformed_evidence(rule: str, m: _Measure, *, threshold: float, confidence
     is. None where f is undefined at an estimate (an average precision of 1): the normal test decides."""
     f, b, c = m.transform, m.baseline, m.candidate
     absolute = rule in ("min", "max")
-    fb, fc = (float(v) for v in _forward(f, np.array([b, c])))
+    fb, fc = _forward(f, b), _forward(f, c)
     if not (math.isfinite(fb) and math.isfinite(fc)):
         return None
-    psi = m.psi_candidate * _slope(f, c) - (0.0 if absolute else m.psi_baseline * _slope(f, b))
-    se = sm.contrast_se(psi, None) * m.scale
+    se = _spread(m, ("transformed", absolute), lambda: sm.contrast_se(
+        m.psi_candidate * _slope(f, c) - (0.0 if absolute else m.psi_baseline * _slope(f, b)), None)) * m.scale
     if not (math.isfinite(se) and se > 0):
         return None
     anchor = fc if absolute else fb
@@ -303,7 +332,7 @@ def transformed_evidence(rule: str, m: _Measure, *, threshold: float, confidence
     rising = rule in ("min", "max", "max_increase", "max_relative_increase")   # compared value grows with candidate
 
     def at(bound: float) -> float:
-        return float(_forward(f, candidate_at(rule, b, bound))) - anchor
+        return _forward(f, candidate_at(rule, b, bound)) - anchor
 
     def p_above(bound: float) -> float:          # the compared quantity truly above the bound
         d = at(bound)
@@ -345,7 +374,7 @@ def rule_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float
     if m.bias is not None:
         return allowance_evidence(rule, m, threshold=threshold, confidence=confidence)
     value = compared_value(rule, m.baseline, m.candidate)
-    se = sm.contrast_se(contrast_influence(rule, m), m.strata) * m.scale
+    se = contrast_spread(rule, m, stratified=m.strata is not None) * m.scale
     normal = normal_evidence(value, se, rule=rule, threshold=threshold, confidence=confidence, method=m.method)
     if not m.transform or not math.isfinite(se):
         return normal
@@ -360,7 +389,7 @@ def delta_interval(m: _Measure, *, confidence: float) -> tuple[float, float] | N
     z = _z(confidence)
     if m.psi_baseline is None:
         return None
-    se = sm.contrast_se(m.psi_candidate - m.psi_baseline, m.strata) * m.scale
+    se = contrast_spread("max_increase", m, stratified=m.strata is not None) * m.scale    # of psi_c - psi_b
     d = m.candidate - m.baseline
     if m.bias is not None:
         return d - m.bias[1] - z * se, d + m.bias[0] + z * se
@@ -639,8 +668,9 @@ class ScoresCheck(Check):
                                              hits["candidate"] - hits["candidate"].mean(),
                                              hits=(hits["baseline"], hits["candidate"]), method="Tango score")
         bins = int(self.options.get("ece_bins", 15))
-        rel = {r: sm.reliability(p[r], y, bins=bins) for r in ROLES}
-        ece = {r: sm.ece_influence(p[r], y, bins=bins) for r in ROLES}
+        binned = {r: sm.confidence_bins(p[r], bins) for r in ROLES}
+        rel = {r: sm.reliability(p[r], y, bins=bins, binned=binned[r]) for r in ROLES}
+        ece = {r: sm.ece_influence(p[r], y, bins=bins, binned=binned[r]) for r in ROLES}
         out["ece"] = _Measure(ece["baseline"].value, ece["candidate"].value, ece["baseline"].psi,
                               ece["candidate"].psi, bias=(ece["baseline"].bias, ece["candidate"].bias),
                               method="delta, bin-noise allowance")
