@@ -6,7 +6,7 @@ class indices. Binary (K = 2) metrics read the positive class's column (1), as s
 Every metric that is a mean, or asymptotically one, comes with a per-sample *influence* psi: the metric minus its
 true value is about mean(psi), so the standard error of any paired contrast (candidate - baseline, a relative
 change) is that of the mean of the contrast's influences. For ROC-AUC the influence is built from DeLong's
-structural components (computed in O(n log n) from midranks, Sun & Xu 2014) and its variance is taken within each
+structural components (in O(n log n) from one sort of every class, Sun & Xu 2014) and its variance is taken within each
 true class (`strata`), which for a binary model is exactly DeLong's variance of the paired AUC difference.
 """
 from __future__ import annotations
@@ -168,7 +168,7 @@ def ece_influence(p: np.ndarray, y: np.ndarray, *, bins: int,
 #: sorted together once and the ranking is shared by ROC-AUC, PR-AUC and the curves; beyond it the classes are taken
 #: a chunk at a time, so the working arrays (a few int64 / float64 copies of a chunk) stay bounded whatever the
 #: number of classes.
-RANK_CELLS = 2_000_000
+RANK_CELLS = 500_000
 
 
 def ranked_classes(y: np.ndarray, num_classes: int) -> np.ndarray:

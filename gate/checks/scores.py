@@ -3,7 +3,7 @@ accuracy, and a binary decision threshold. A candidate that keeps every argmax b
 ranking collapses while accuracy holds, fails here.
 
 Which statistic backs which rule (docs/checks/scores.md has the measured coverage):
-- ROC-AUC: DeLong's paired test (structural components from midranks, O(n log n)), stratified by true class;
+- ROC-AUC: DeLong's paired test (structural components from one sort of every class, O(n log n)), stratified by true class;
 - log loss and Brier score: the mean paired difference of the per-sample terms, each claim made only when the
   normal test, the log-ratio test (the normal test of log(candidate / baseline), variance-stabilised) and Hall's
   skewness-corrected test all make it: the per-sample differences are skewed by a few confident mistakes, and any
