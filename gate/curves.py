@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,19 @@ class Counts:
     fps: np.ndarray          # int64
     thresholds: np.ndarray   # float64
     sizes: np.ndarray        # (curves,) int64
+
+    @cached_property
+    def ids(self) -> np.ndarray:
+        return _ids(self.sizes)
+
+    @cached_property
+    def rates(self) -> tuple[np.ndarray, np.ndarray]:
+        """(precision, recall) at each threshold, as precision_recall_curve computes them (a curve without
+        positives has recall 1 throughout)."""
+        tps, predicted = self.tps, self.tps + self.fps
+        precision = np.divide(tps, predicted, out=np.zeros(tps.size), where=predicted != 0)
+        last = tps[np.cumsum(self.sizes) - 1][self.ids] if tps.size else tps
+        return precision, np.where(last == 0, 1.0, tps / np.where(last == 0, 1, last))
 
 
 @dataclass(frozen=True)
@@ -104,7 +118,7 @@ def roc_vertices(counts: Counts) -> Vertices:
         dt, df = np.diff(tps), np.diff(fps)
         keep[inner] = (dt[inner] != dt[inner - 1]) | (df[inner] != df[inner - 1])
     kept = np.flatnonzero(keep)
-    ids = _ids(sizes)[kept]
+    ids = counts.ids[kept]
     out_sizes = np.bincount(ids, minlength=sizes.size) + 1
     dest = np.arange(kept.size) + ids + 1                   # each curve's vertices after its (0, 0) point
     t = np.zeros(kept.size + sizes.size, dtype=np.int64)
@@ -121,21 +135,17 @@ def pr_vertices(counts: Counts, *, drop_intermediate: bool = False) -> Vertices:
     """(recall, precision, threshold) of each curve as sklearn.metrics.precision_recall_curve gives them: recall
     decreasing, ending at (recall 0, precision 1), whose threshold is +inf here; `drop_intermediate` keeps only the
     first and last threshold of each run of equal true positives (one recall: a vertical segment, drawn the same)."""
-    tps, fps, thresholds, sizes = counts.tps, counts.fps, counts.thresholds, counts.sizes
-    ids = _ids(sizes)
+    tps, thresholds, sizes, ids = counts.tps, counts.thresholds, counts.sizes, counts.ids
+    precision, recall = counts.rates
     if drop_intermediate:
         keep = _ends(sizes)
         inner = np.flatnonzero(~keep)
         if inner.size:
             keep[inner] = (tps[inner] != tps[inner - 1]) | (tps[inner + 1] != tps[inner])
         kept = np.flatnonzero(keep)
-        tps, fps, thresholds, ids = tps[kept], fps[kept], thresholds[kept], ids[kept]
+        tps, thresholds, ids, precision, recall = tps[kept], thresholds[kept], ids[kept], precision[kept], recall[kept]
         sizes = np.bincount(ids, minlength=sizes.size)
-    predicted = tps + fps
-    precision = np.divide(tps, predicted, out=np.zeros(tps.size), where=predicted != 0)
     stop = np.cumsum(sizes)
-    last = tps[stop - 1][ids] if tps.size else tps
-    recall = np.where(last == 0, 1.0, tps / np.where(last == 0, 1, last))
     # curve i (entries from a on, L of them) goes, reversed, to a + i ... a + i + L - 1, its end point after it
     curve = np.arange(sizes.size)
     dest = (2 * (stop - sizes) + curve + sizes - 1)[ids] - np.arange(tps.size)
@@ -162,14 +172,10 @@ def average_precisions(counts: Counts) -> np.ndarray:
     """Each curve's average precision over every threshold as sklearn's, -sum of diff(recall) * precision[:-1] along
     `pr_vertices(counts)` (recall decreasing to its end point 0): the same terms, in the same order, from the counts
     directly."""
-    tps, fps, sizes = counts.tps, counts.fps, counts.sizes
-    ids = _ids(sizes)
+    tps, sizes, ids = counts.tps, counts.sizes, counts.ids
     stop = np.cumsum(sizes)
     start = stop - sizes
-    predicted = tps + fps
-    precision = np.divide(tps, predicted, out=np.zeros(tps.size), where=predicted != 0)
-    last = tps[stop - 1][ids] if tps.size else tps
-    recall = np.where(last == 0, 1.0, tps / np.where(last == 0, 1, last))
+    precision, recall = counts.rates
     before = np.empty(tps.size)                  # the next point along the drawn curve: recall one threshold up
     before[1:] = recall[:-1]
     before[start[sizes > 0]] = 0.0
@@ -313,10 +319,12 @@ def role_curves(counts: Counts, *, max_points: int, probability: bool) -> list[d
     pr = pr_vertices(counts, drop_intermediate=True)
     keep_roc, n_roc = _thinned(roc, max_points)
     keep_pr, n_pr = _thinned(pr, max_points)
-    fpr, tpr = _split(_nums(roc.x[keep_roc]), n_roc), _split(_nums(roc.y[keep_roc]), n_roc)
-    roc_t = _split(_thresholds(roc.thresholds[keep_roc], probability), n_roc)
-    recall, precision = _split(_nums(pr.x[keep_pr]), n_pr), _split(_nums(pr.y[keep_pr]), n_pr)
-    pr_t = _split(_thresholds(pr.thresholds[keep_pr], probability), n_pr)
+    a, b = keep_roc.size, keep_pr.size                  # every list at once, then cut into the curves' own
+    points = _nums(np.concatenate([roc.x[keep_roc], roc.y[keep_roc], pr.x[keep_pr], pr.y[keep_pr]]))
+    fpr, tpr = _split(points[:a], n_roc), _split(points[a:2 * a], n_roc)
+    recall, precision = _split(points[2 * a:2 * a + b], n_pr), _split(points[2 * a + b:], n_pr)
+    thresholds = _thresholds(np.concatenate([roc.thresholds[keep_roc], pr.thresholds[keep_pr]]), probability)
+    roc_t, pr_t = _split(thresholds[:a], n_roc), _split(thresholds[a:], n_pr)
     roc_sizes, pr_sizes = roc.sizes.tolist(), pr.sizes.tolist()
     return [{"roc": {"auc": _num(aucs[i], 6), "vertices": roc_sizes[i], "fpr": fpr[i], "tpr": tpr[i],
                      "threshold": roc_t[i]},
