@@ -526,12 +526,19 @@ class ScoresCheck(Check):
             self._keep_sample({**odds, "labels": y, "index": index})
         self._n += y.size
 
-    def _settle(self, role: str) -> None:
-        """The deferred logits' log-odds, over all of them at once, into the kept log-odds (in batch order)."""
-        if self._logits[role]:
-            raw = np.concatenate(self._logits[role]).astype(np.float64)
-            self._odds[role].append(log_odds_array(raw, self._kind(role), role=role))
+    def _settle(self, *roles: str) -> None:
+        """The deferred logits' log-odds, of every role given in one pass (row by row, so each row's own), into the
+        kept log-odds (in batch order)."""
+        pending = [role for role in roles if self._logits[role]]
+        if not pending:
+            return
+        raws = [np.concatenate(self._logits[role]) for role in pending]
+        odds = log_odds_array(np.concatenate(raws).astype(np.float64), "logits", role=pending[0])
+        start = 0
+        for role, raw in zip(pending, raws):
+            self._odds[role].append(odds[start:start + len(raw)])
             self._logits[role] = []
+            start += len(raw)
 
     def _new_stream(self, k: int) -> sm.StreamedScores:
         return sm.StreamedScores(k, bins=int(self._bins or 1000), ece_bins=int(self.options.get("ece_bins", 15)),
@@ -553,8 +560,7 @@ class ScoresCheck(Check):
 
     def _rows(self) -> dict[str, np.ndarray]:
         """Every sample kept so far (exact mode), in the order seen."""
-        for role in ROLES:
-            self._settle(role)
+        self._settle(*ROLES)
         out = {role: np.concatenate(self._odds[role]) for role in ROLES}
         out["labels"], out["index"] = np.concatenate(self._labels), np.concatenate(self._index)
         return out
