@@ -7,17 +7,25 @@ more vertices than `max_points` keeps a subset of them, spread evenly along the 
 always kept: every point drawn is an exact vertex, only the straight segments between kept ones are new. The area
 (ROC-AUC, average precision) is taken over every vertex before the thinning.
 
-From the kept per-sample scores the curves are exact; from the streamed state's probability bins
+From the kept per-sample scores the curves are exact, read off each model's one-vs-rest rankings
+(`gate.score_metrics.Rankings`: the sort ROC-AUC and PR-AUC use, both models' classes at once); from the streamed state's probability bins
 (`StreamedScores.hist`) each bin is one threshold (its lower edge), so the curve is that of the binned scores:
 approximate, and labelled so. Binary models: class 1's curve; more classes: one-vs-rest per class, at most
 `MAX_CLASSES` of them (those whose ROC-AUC changed most), small multiples in the HTML report.
+
+Every class's curve of one model is computed at once: the curves lie end to end in flat arrays (`Counts`,
+`Vertices`, each with the `sizes` of its curves), so each step is a few numpy calls whatever the number of classes.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
+
+from gate import score_metrics as sm
 
 MAX_POINTS_BINARY = 200      # points per curve of a binary model
 MAX_POINTS_CLASS = 60        # points per curve of each class of a multi-class model
@@ -25,51 +33,155 @@ MAX_CLASSES = 10             # classes drawn for a multi-class model
 ROLES = ("baseline", "candidate")
 
 
-def clf_counts(score: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(true positives, false positives, threshold) at each distinct score, highest first (sklearn's
-    `_binary_clf_curve`)."""
+@dataclass(frozen=True)
+class Counts:
+    """Per curve, at each distinct score from the top: the true and false positives scored at or above it, and the
+    score (sklearn's `_binary_clf_curve`); the curves end to end, `sizes[i]` entries for curve i."""
+
+    tps: np.ndarray          # int64
+    fps: np.ndarray          # int64
+    thresholds: np.ndarray   # float64
+    sizes: np.ndarray        # (curves,) int64
+
+    @cached_property
+    def ids(self) -> np.ndarray:
+        return _ids(self.sizes)
+
+    @cached_property
+    def rates(self) -> tuple[np.ndarray, np.ndarray]:
+        """(precision, recall) at each threshold, as precision_recall_curve computes them (a curve without
+        positives has recall 1 throughout)."""
+        tps, predicted = self.tps, self.tps + self.fps
+        precision = np.divide(tps, predicted, out=np.zeros(tps.size), where=predicted != 0)
+        last = tps[np.cumsum(self.sizes) - 1][self.ids] if tps.size else tps
+        return precision, np.where(last == 0, 1.0, tps / np.where(last == 0, 1, last))
+
+
+@dataclass(frozen=True)
+class Vertices:
+    """Curves' vertices end to end: x, y and the threshold at each, `sizes[i]` for curve i."""
+
+    x: np.ndarray
+    y: np.ndarray
+    thresholds: np.ndarray
+    sizes: np.ndarray
+
+
+def _ids(sizes: np.ndarray) -> np.ndarray:
+    """The curve of each entry of curves end to end."""
+    return np.repeat(np.arange(sizes.size), sizes)
+
+
+def _ends(sizes: np.ndarray) -> np.ndarray:
+    """A mask of each curve's first and last entry."""
+    mask = np.zeros(int(sizes.sum()), dtype=bool)
+    stop = np.cumsum(sizes)
+    mask[stop - sizes] = True
+    mask[stop - 1] = True
+    return mask
+
+
+def clf_counts(score: np.ndarray, positive: np.ndarray) -> Counts:
+    """The counts of one score against its positives."""
     score = np.asarray(score, dtype=np.float64)
-    order = np.argsort(score)[::-1]      # the order within a tie does not matter: counts are read at its end
-    s, pos = score[order], np.asarray(positive, dtype=bool)[order]
-    last = np.r_[np.flatnonzero(s[1:] != s[:-1]), s.size - 1]    # not np.diff: inf - inf would split a tie at inf
-    tps = np.cumsum(pos, dtype=np.int64)[last]
-    return tps, 1 + last - tps, s[last]
+    return ranking_counts(sm.rank_rows(score[None, :], np.asarray(positive, dtype=bool)[None, :], np.array([1])))
 
 
-def binned_counts(negatives: np.ndarray, positives: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The same from per-bin counts of equal-width probability bins: each non-empty bin, from the top, is one
-    threshold (its lower edge)."""
-    neg, pos = np.asarray(negatives, dtype=np.int64)[::-1], np.asarray(positives, dtype=np.int64)[::-1]
-    bins = neg.size
-    full = np.flatnonzero(neg + pos > 0)
-    edges = (bins - 1 - np.arange(bins)) / bins
-    return np.cumsum(pos)[full], np.cumsum(neg)[full], edges[full]
+def ranking_counts(r: sm.ClassRanking) -> Counts:
+    """The counts of every row of a ranking: read at the last position of each run of equal scores."""
+    c, n = r.order.shape
+    end = np.flatnonzero(r.last == np.arange(n))       # row-major: row by row, from the top
+    tps = r.tp_through.ravel()[end]
+    return Counts(tps=tps, fps=end % n + 1 - tps, thresholds=r.score.ravel()[end],
+                  sizes=np.bincount(end // n, minlength=c) if n else np.zeros(c, dtype=np.int64))
 
 
-def roc_vertices(tps: np.ndarray, fps: np.ndarray, thresholds: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(fpr, tpr, threshold) as sklearn.metrics.roc_curve gives them (drop_intermediate=True; the first threshold
-    is +inf, the (0, 0) point)."""
-    if tps.size > 2:
-        keep = np.flatnonzero(np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True])
-        tps, fps, thresholds = tps[keep], fps[keep], thresholds[keep]
-    tps, fps = np.r_[0, tps], np.r_[0, fps]
+def binned_counts(hist: np.ndarray) -> Counts:
+    """The counts from per-bin counts of equal-width probability bins, hist (curves, negative/positive, bins): each
+    non-empty bin, from the top, is one threshold (its lower edge)."""
+    hist = np.asarray(hist, dtype=np.int64)
+    neg, pos = hist[:, 0, ::-1], hist[:, 1, ::-1]
+    bins = hist.shape[2]
+    full = neg + pos > 0
+    edges = np.broadcast_to((bins - 1 - np.arange(bins)) / bins, full.shape)
+    return Counts(tps=np.cumsum(pos, axis=1)[full], fps=np.cumsum(neg, axis=1)[full], thresholds=edges[full],
+                  sizes=full.sum(axis=1))
+
+
+def roc_vertices(counts: Counts) -> Vertices:
+    """(fpr, tpr, threshold) of each curve as sklearn.metrics.roc_curve gives them (drop_intermediate=True: a
+    vertex whose neighbours are collinear with it dropped; the first threshold is +inf, the (0, 0) point)."""
+    tps, fps, sizes = counts.tps, counts.fps, counts.sizes
+    keep = _ends(sizes)
+    inner = np.flatnonzero(~keep)
+    if inner.size:
+        dt, df = np.diff(tps), np.diff(fps)
+        keep[inner] = (dt[inner] != dt[inner - 1]) | (df[inner] != df[inner - 1])
+    kept = np.flatnonzero(keep)
+    ids = counts.ids[kept]
+    out_sizes = np.bincount(ids, minlength=sizes.size) + 1
+    dest = np.arange(kept.size) + ids + 1                   # each curve's vertices after its (0, 0) point
+    t = np.zeros(kept.size + sizes.size, dtype=np.int64)
+    f = np.zeros(kept.size + sizes.size, dtype=np.int64)
+    threshold = np.full(kept.size + sizes.size, np.inf)
+    t[dest], f[dest], threshold[dest] = tps[kept], fps[kept], counts.thresholds[kept]
+    last = np.cumsum(out_sizes) - 1
+    out_ids = _ids(out_sizes)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return fps / fps[-1], tps / tps[-1], np.r_[np.inf, thresholds]
+        return Vertices(x=f / f[last][out_ids], y=t / t[last][out_ids], thresholds=threshold, sizes=out_sizes)
 
 
-def pr_vertices(tps: np.ndarray, fps: np.ndarray, thresholds: np.ndarray, *, drop_intermediate: bool = False
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(recall, precision, threshold) as sklearn.metrics.precision_recall_curve gives them: recall decreasing, one
-    more point than thresholds (recall 0, precision 1); `drop_intermediate` keeps only the first and last threshold
-    of each run of equal true positives (one recall: a vertical segment, drawn the same)."""
-    if drop_intermediate and tps.size > 2:
-        keep = np.flatnonzero(np.r_[True, np.logical_or(np.diff(tps[:-1]), np.diff(tps[1:])), True])
-        tps, fps, thresholds = tps[keep], fps[keep], thresholds[keep]
-    predicted = tps + fps
-    precision = np.divide(tps, predicted, out=np.zeros(tps.size), where=predicted != 0)
-    recall = np.ones(tps.size) if tps[-1] == 0 else tps / tps[-1]
-    return np.r_[recall[::-1], 0.0], np.r_[precision[::-1], 1.0], thresholds[::-1]
+def pr_vertices(counts: Counts, *, drop_intermediate: bool = False) -> Vertices:
+    """(recall, precision, threshold) of each curve as sklearn.metrics.precision_recall_curve gives them: recall
+    decreasing, ending at (recall 0, precision 1), whose threshold is +inf here; `drop_intermediate` keeps only the
+    first and last threshold of each run of equal true positives (one recall: a vertical segment, drawn the same)."""
+    tps, thresholds, sizes, ids = counts.tps, counts.thresholds, counts.sizes, counts.ids
+    precision, recall = counts.rates
+    if drop_intermediate:
+        keep = _ends(sizes)
+        inner = np.flatnonzero(~keep)
+        if inner.size:
+            keep[inner] = (tps[inner] != tps[inner - 1]) | (tps[inner + 1] != tps[inner])
+        kept = np.flatnonzero(keep)
+        tps, thresholds, ids, precision, recall = tps[kept], thresholds[kept], ids[kept], precision[kept], recall[kept]
+        sizes = np.bincount(ids, minlength=sizes.size)
+    stop = np.cumsum(sizes)
+    # curve i (entries from a on, L of them) goes, reversed, to a + i ... a + i + L - 1, its end point after it
+    curve = np.arange(sizes.size)
+    dest = (2 * (stop - sizes) + curve + sizes - 1)[ids] - np.arange(tps.size)
+    end = stop + curve
+    x, y, threshold = (np.empty(tps.size + sizes.size) for _ in range(3))
+    x[dest], y[dest], threshold[dest] = recall, precision, thresholds
+    x[end], y[end], threshold[end] = 0.0, 1.0, np.inf
+    return Vertices(x=x, y=y, thresholds=threshold, sizes=sizes + 1)
+
+
+def _within(values: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Of the values between consecutive vertices of the curves end to end, those within one curve."""
+    inside = np.ones(values.size, dtype=bool)
+    inside[np.cumsum(sizes)[:-1] - 1] = False
+    return values[inside]
+
+
+def roc_areas(roc: Vertices) -> np.ndarray:
+    """Each ROC curve's area by the trapezoidal rule over every vertex (np.trapezoid's terms and sum)."""
+    return sm.segment_sums(_within(np.diff(roc.x) * (roc.y[1:] + roc.y[:-1]) / 2.0, roc.sizes), roc.sizes - 1)
+
+
+def average_precisions(counts: Counts) -> np.ndarray:
+    """Each curve's average precision over every threshold as sklearn's, -sum of diff(recall) * precision[:-1] along
+    `pr_vertices(counts)` (recall decreasing to its end point 0): the same terms, in the same order, from the counts
+    directly."""
+    tps, sizes, ids = counts.tps, counts.sizes, counts.ids
+    stop = np.cumsum(sizes)
+    start = stop - sizes
+    precision, recall = counts.rates
+    before = np.empty(tps.size)                  # the next point along the drawn curve: recall one threshold up
+    before[1:] = recall[:-1]
+    before[start[sizes > 0]] = 0.0
+    terms = (before - recall) * precision
+    back = (start + stop - 1)[ids] - np.arange(tps.size)        # each curve from its lowest threshold up
+    return -sm.segment_sums(terms[back], sizes)
 
 
 def thin(x: np.ndarray, y: np.ndarray, max_points: int) -> np.ndarray:
@@ -84,13 +196,102 @@ def thin(x: np.ndarray, y: np.ndarray, max_points: int) -> np.ndarray:
     return np.unique(np.r_[0, np.minimum(at, n - 1), n - 1])
 
 
+def _linspace_rows(stop: np.ndarray, num: int) -> np.ndarray:
+    """np.linspace(0.0, stop[i], num) for each row i, as numpy computes each."""
+    y = np.arange(num, dtype=np.float64)[None, :]
+    div = num - 1
+    step = stop / div
+    rows = np.where((step == 0)[:, None], y / div * stop[:, None], y * step[:, None]) + 0.0
+    rows[:, -1] = stop
+    return rows
+
+
+def _thinned(v: Vertices, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """The indices of each curve's vertices kept by `thin`, end to end, and how many each curve keeps: the curves
+    longer than `max_points` all at once (their lengths as rows, zero-padded at the end)."""
+    keep = np.ones(v.x.size, dtype=bool)
+    long = np.flatnonzero(v.sizes > max_points)
+    if long.size:
+        sizes = v.sizes[long]
+        start = (np.cumsum(v.sizes) - v.sizes)[long]
+        width = int(sizes.max())
+        pair = np.arange(width - 1)[None, :]
+        inside = pair < (sizes - 1)[:, None]
+        at = np.where(inside, start[:, None] + pair, 0)
+        steps = np.where(inside, np.hypot(v.x[at + 1] - v.x[at], v.y[at + 1] - v.y[at]), 0.0)
+        length = np.zeros((long.size, width))
+        np.cumsum(steps, axis=1, out=length[:, 1:])         # beyond a curve's end it stays at its total
+        total = length[np.arange(long.size), sizes - 1]
+        regular = np.isfinite(total) & (total > 0)
+        targets = _linspace_rows(np.where(regular, total, 1.0), max_points - 1)
+        found = np.empty((long.size, max_points - 1), dtype=np.int64)
+        for i in range(long.size):
+            found[i] = np.searchsorted(length[i], targets[i], side="left")
+        picks = np.concatenate([np.zeros((long.size, 1), dtype=np.int64), np.minimum(found, (sizes - 1)[:, None]),
+                                (sizes - 1)[:, None]], axis=1)          # sorted in each row: unique = first of each run
+        first = np.ones(picks.shape, dtype=bool)
+        first[:, 1:] = picks[:, 1:] != picks[:, :-1]
+        for i in np.flatnonzero(~regular).tolist():
+            first[i] = False
+            local = thin(v.x[start[i]:start[i] + sizes[i]], v.y[start[i]:start[i] + sizes[i]], max_points)
+            picks[i, :local.size], first[i, :local.size] = local, True
+        for a, b in zip(start.tolist(), (start + sizes).tolist()):
+            keep[a:b] = False
+        keep[(picks + start[:, None])[first]] = True
+    kept = np.flatnonzero(keep)
+    return kept, np.bincount(_ids(v.sizes)[kept], minlength=v.sizes.size)
+
+
 def _num(x: float, digits: int = 5) -> float | None:
     return None if not np.isfinite(x) else round(float(x), digits)
 
 
 def _nums(values: np.ndarray, digits: int = 5) -> list[float | None]:
     """Rounded to `digits` decimals, non-finite as None (JSON has no NaN)."""
-    return [v if math.isfinite(v) else None for v in np.round(values, digits).tolist()]
+    rounded = np.round(values, digits)
+    out = rounded.tolist()
+    if not np.isfinite(rounded).all():
+        out = [v if math.isfinite(v) else None for v in out]
+    return out
+
+
+_POW10 = 10.0 ** np.arange(23)          # exact in float64 up to 1e22
+_SPLIT = 134217729.0                    # 2^27 + 1: Veltkamp's split of a double into two halves
+
+
+def _exact_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """a * b as an unevaluated sum p + err, exactly (Dekker's two-product; no fma in numpy)."""
+    p = a * b
+    ca, cb = _SPLIT * a, _SPLIT * b
+    ah, bh = ca - (ca - a), cb - (cb - b)
+    al, bl = a - ah, b - bh
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+def five_significant(q: np.ndarray) -> np.ndarray:
+    """float(f"{v:.5g}") of each value (the double nearest the value rounded to 5 significant digits, half to even
+    on its exact binary value), vectorised for values in [1e-17, 1e5): the mantissa m = round(v * 10^k) from the
+    exact product, then m / 10^k, correctly rounded since both are exact; other values through the string."""
+    q = np.asarray(q, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k = 4 - np.floor(np.log10(q))
+        fast = np.isfinite(q) & (q > 0) & (k >= 0) & (k <= 21)
+        k = np.where(fast, k, 4).astype(np.int64)
+    v = np.where(fast, q, 1.0)
+    for _ in range(3):                  # log10 may be one off next to a power of ten: move k until m has 5 digits
+        p, err = _exact_product(v, _POW10[k])
+        low = fast & ((p < 1e4) | ((p == 1e4) & (err < 0)))
+        high = fast & ((p > 1e5) | ((p == 1e5) & (err >= 0)))
+        if not (low.any() or high.any()):
+            break
+        k = np.clip(k + low - high, 0, 22)
+    m = np.rint(p)                      # half to even where p is a tie; the exact remainder decides the rest
+    d = p - m                           # exact
+    m = m + ((d == 0.5) & (err > 0)) - ((d == -0.5) & (err < 0))
+    out = m / _POW10[k]
+    for i in np.flatnonzero(~fast).tolist():
+        out[i] = float(f"{q[i]:.5g}")
+    return out
 
 
 def _thresholds(t: np.ndarray, probability: bool) -> list[float | None]:
@@ -99,27 +300,37 @@ def _thresholds(t: np.ndarray, probability: bool) -> list[float | None]:
     t = np.asarray(t, dtype=np.float64)
     with np.errstate(over="ignore"):
         p = t if probability else 1.0 / (1.0 + np.exp(-t))
-    return [None if (math.isinf(raw) and raw > 0) else float(f"{q:.5g}") for raw, q in zip(t.tolist(), p.tolist())]
+    out: list[float | None] = five_significant(p).tolist()
+    for i in np.flatnonzero(np.isposinf(t)).tolist():
+        out[i] = None
+    return out
 
 
-def role_curves(tps: np.ndarray, fps: np.ndarray, thresholds: np.ndarray, *, max_points: int,
-                probability: bool) -> dict[str, Any]:
-    """One model's ROC and PR curve of one class, thinned, with the area over every vertex."""
-    fpr, tpr, roc_t = roc_vertices(tps, fps, thresholds)
-    recall, precision, _ = pr_vertices(tps, fps, thresholds)
-    auc = float(np.trapezoid(tpr, fpr))
-    ap = float(-np.sum(np.diff(recall) * precision[:-1]))              # over every threshold, as sklearn's
-    recall, precision, pr_t = pr_vertices(tps, fps, thresholds, drop_intermediate=True)
-    keep_roc, keep_pr = thin(fpr, tpr, max_points), thin(recall, precision, max_points)
-    pr_thresholds = np.r_[pr_t, np.inf]          # the end point (recall 0, precision 1) has none
-    return {
-        "roc": {"auc": _num(auc, 6), "vertices": int(fpr.size),
-                "fpr": _nums(fpr[keep_roc]), "tpr": _nums(tpr[keep_roc]),
-                "threshold": _thresholds(roc_t[keep_roc], probability)},
-        "pr": {"average_precision": _num(ap, 6), "vertices": int(recall.size),
-               "recall": _nums(recall[keep_pr]), "precision": _nums(precision[keep_pr]),
-               "threshold": _thresholds(pr_thresholds[keep_pr], probability)},
-    }
+def _split(values: list[Any], sizes: np.ndarray) -> list[list[Any]]:
+    stop = np.cumsum(sizes).tolist()
+    return [values[a:b] for a, b in zip([0, *stop[:-1]], stop)]
+
+
+def role_curves(counts: Counts, *, max_points: int, probability: bool) -> list[dict[str, Any]]:
+    """One model's ROC and PR curve of each curve in `counts`, thinned, with the areas over every vertex."""
+    roc = roc_vertices(counts)
+    aucs = roc_areas(roc).tolist()
+    aps = average_precisions(counts).tolist()                          # over every threshold, as sklearn's
+    pr = pr_vertices(counts, drop_intermediate=True)
+    keep_roc, n_roc = _thinned(roc, max_points)
+    keep_pr, n_pr = _thinned(pr, max_points)
+    a, b = keep_roc.size, keep_pr.size                  # every list at once, then cut into the curves' own
+    points = _nums(np.concatenate([roc.x[keep_roc], roc.y[keep_roc], pr.x[keep_pr], pr.y[keep_pr]]))
+    fpr, tpr = _split(points[:a], n_roc), _split(points[a:2 * a], n_roc)
+    recall, precision = _split(points[2 * a:2 * a + b], n_pr), _split(points[2 * a + b:], n_pr)
+    thresholds = _thresholds(np.concatenate([roc.thresholds[keep_roc], pr.thresholds[keep_pr]]), probability)
+    roc_t, pr_t = _split(thresholds[:a], n_roc), _split(thresholds[a:], n_pr)
+    roc_sizes, pr_sizes = roc.sizes.tolist(), pr.sizes.tolist()
+    return [{"roc": {"auc": _num(aucs[i], 6), "vertices": roc_sizes[i], "fpr": fpr[i], "tpr": tpr[i],
+                     "threshold": roc_t[i]},
+             "pr": {"average_precision": _num(aps[i], 6), "vertices": pr_sizes[i], "recall": recall[i],
+                    "precision": precision[i], "threshold": pr_t[i]}}
+            for i in range(counts.sizes.size)]
 
 
 def _classes(support: np.ndarray, n: int) -> list[int]:
@@ -129,28 +340,48 @@ def _classes(support: np.ndarray, n: int) -> list[int]:
     return np.flatnonzero((support > 0) & (support < n)).tolist()
 
 
-def score_curves(odds: dict[str, np.ndarray], y: np.ndarray, class_names: tuple[str, ...]) -> dict[str, Any]:
-    """Both models' curves from every kept sample's log-odds per class (exact)."""
+def _most_changed(classes: list[int], areas: dict[str, np.ndarray]) -> list[int]:
+    """The MAX_CLASSES of `classes` whose ROC-AUC changed most between the models, ascending."""
+    change = np.abs(areas["candidate"] - areas["baseline"])
+    return sorted(classes[i] for i in np.argsort(-change, kind="stable")[:MAX_CLASSES])
+
+
+def _drawn(counts: Counts, model: np.ndarray, *, max_points: int, probability: bool) -> dict[str, list[dict[str, Any]]]:
+    """Each model's curves (`role_curves` of its rows of `counts`, all rows at once)."""
+    entries = role_curves(counts, max_points=max_points, probability=probability)
+    return {role: [e for e, m in zip(entries, model.tolist()) if m == i] for i, role in enumerate(ROLES)}
+
+
+def score_curves(odds: dict[str, np.ndarray], y: np.ndarray, class_names: tuple[str, ...], *,
+                 rankings: sm.Rankings | None = None) -> dict[str, Any]:
+    """Both models' curves from every kept sample's log-odds per class (exact), read off `rankings` (both models',
+    baseline first, as ROC-AUC and PR-AUC read them) or ranked here."""
     y = np.asarray(y, dtype=np.int64)
     k = odds["baseline"].shape[1]
     support = np.bincount(y, minlength=k)
-    classes = [c for c in _classes(support, y.size)
-               if not any(np.isnan(odds[role][:, c]).any() for role in ROLES)]   # NaN scores rank nothing
+    if rankings is None:
+        rankings = sm.Rankings([odds[role] for role in ROLES], y)
+    nan = np.zeros(k, dtype=bool)
+    for role in ROLES:
+        nan |= np.isnan(odds[role]).any(axis=0)
     total = len(_classes(support, y.size))
+    classes = [c for c in _classes(support, y.size) if not nan[c]]     # NaN scores rank nothing
     if len(classes) > MAX_CLASSES:
         # ranked by the ROC-AUC change first, so that only the classes drawn keep their curves
-        change = [abs(_auc(clf_counts(odds["candidate"][:, c], y == c))
-                      - _auc(clf_counts(odds["baseline"][:, c], y == c))) for c in classes]
-        classes = sorted(classes[i] for i in np.argsort(-np.asarray(change), kind="stable")[:MAX_CLASSES])
+        areas: dict[str, list[np.ndarray]] = {role: [] for role in ROLES}
+        for r in rankings.of(classes):
+            area = roc_areas(roc_vertices(ranking_counts(r)))
+            for i, role in enumerate(ROLES):
+                areas[role].append(area[r.model == i])
+        classes = _most_changed(classes, {role: np.concatenate(a) for role, a in areas.items()})
     max_points = MAX_POINTS_BINARY if k == 2 else MAX_POINTS_CLASS
-    per_class = []
-    for c in classes:
-        entry: dict[str, Any] = {"class": _name(class_names, c), "index": c, "positives": int(support[c]),
-                                 "negatives": int(y.size - support[c])}
-        for role in ROLES:
-            entry[role] = role_curves(*clf_counts(odds[role][:, c], y == c), max_points=max_points,
-                                      probability=False)
-        per_class.append(entry)
+    drawn: dict[str, list[dict[str, Any]]] = {role: [] for role in ROLES}
+    for r in rankings.of(classes):
+        for role, entries in _drawn(ranking_counts(r), r.model, max_points=max_points, probability=False).items():
+            drawn[role] += entries
+    per_class = [{"class": _name(class_names, c), "index": c, "positives": int(support[c]),
+                  "negatives": int(y.size - support[c]), "baseline": drawn["baseline"][i],
+                  "candidate": drawn["candidate"][i]} for i, c in enumerate(classes)]
     return _curves(per_class, k, max_points, total=total, approximate=False, source=f"every sample ({y.size})")
 
 
@@ -161,24 +392,20 @@ def binned_curves(hist: np.ndarray, support: np.ndarray, n: int, class_names: tu
     classes = _classes(np.asarray(support), n)
     total = len(classes)
     if len(classes) > MAX_CLASSES:
-        change = [abs(_auc(binned_counts(*hist[1, c])) - _auc(binned_counts(*hist[0, c]))) for c in classes]
-        classes = sorted(classes[i] for i in np.argsort(-np.asarray(change), kind="stable")[:MAX_CLASSES])
+        area = roc_areas(roc_vertices(binned_counts(np.concatenate([hist[m, classes] for m in range(len(ROLES))]))))
+        areas = {role: area[m * len(classes):(m + 1) * len(classes)] for m, role in enumerate(ROLES)}
+        classes = _most_changed(classes, areas)
     max_points = MAX_POINTS_BINARY if k == 2 else MAX_POINTS_CLASS
-    per_class = []
-    for c in classes:
-        entry: dict[str, Any] = {"class": _name(class_names, c), "index": c, "positives": int(support[c]),
-                                 "negatives": int(n - support[c])}
-        for m, role in enumerate(ROLES):
-            entry[role] = role_curves(*binned_counts(hist[m, c, 0], hist[m, c, 1]), max_points=max_points,
-                                      probability=True)
-        per_class.append(entry)
+    drawn: dict[str, list[dict[str, Any]]] = {role: [] for role in ROLES}
+    if classes:
+        rows = np.concatenate([hist[m, classes] for m in range(len(ROLES))])       # both models' curves at once
+        drawn = _drawn(binned_counts(rows), np.repeat(np.arange(len(ROLES)), len(classes)), max_points=max_points,
+                       probability=True)
+    per_class = [{"class": _name(class_names, c), "index": c, "positives": int(support[c]),
+                  "negatives": int(n - support[c]), "baseline": drawn["baseline"][i],
+                  "candidate": drawn["candidate"][i]} for i, c in enumerate(classes)]
     return _curves(per_class, k, max_points, total=total, approximate=True,
                    source=f"{bins} probability bins per class (streamed, {n} samples): approximate")
-
-
-def _auc(counts: tuple[np.ndarray, np.ndarray, np.ndarray]) -> float:
-    fpr, tpr, _ = roc_vertices(*counts)
-    return float(np.trapezoid(tpr, fpr))
 
 
 def _curves(per_class: list[dict[str, Any]], k: int, max_points: int, *, total: int, approximate: bool,

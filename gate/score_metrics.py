@@ -6,12 +6,13 @@ class indices. Binary (K = 2) metrics read the positive class's column (1), as s
 Every metric that is a mean, or asymptotically one, comes with a per-sample *influence* psi: the metric minus its
 true value is about mean(psi), so the standard error of any paired contrast (candidate - baseline, a relative
 change) is that of the mean of the contrast's influences. For ROC-AUC the influence is built from DeLong's
-structural components (computed in O(n log n) from midranks, Sun & Xu 2014) and its variance is taken within each
+structural components (in O(n log n) from one sort of every class, Sun & Xu 2014) and its variance is taken within each
 true class (`strata`), which for a binary model is exactly DeLong's variance of the paired AUC difference.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy import sparse
@@ -95,9 +96,11 @@ def confidence_bins(p: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, n
     return conf, idx, p.argmax(axis=1)
 
 
-def reliability(p: np.ndarray, y: np.ndarray, *, bins: int = 15) -> Reliability:
-    """Expected calibration error (Guo et al. 2017): sum_b (n_b / n) |accuracy_b - confidence_b|, with its diagram."""
-    conf, idx, pred = confidence_bins(p, bins)
+def reliability(p: np.ndarray, y: np.ndarray, *, bins: int = 15,
+                binned: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Reliability:
+    """Expected calibration error (Guo et al. 2017): sum_b (n_b / n) |accuracy_b - confidence_b|, with its diagram;
+    `binned`: `confidence_bins(p, bins)` when the caller has it."""
+    conf, idx, pred = binned if binned is not None else confidence_bins(p, bins)
     correct = (pred == y).astype(np.float64)
     count = np.bincount(idx, minlength=bins)
     conf_sum = np.bincount(idx, weights=conf, minlength=bins)
@@ -138,7 +141,8 @@ def ece_allowance(gap_sum: np.ndarray, gap_sq: np.ndarray, n: int) -> float:
     return float(np.sum(se * bin_bias(np.maximum(t - ECE_SHRINK, 0.0))))
 
 
-def ece_influence(p: np.ndarray, y: np.ndarray, *, bins: int) -> Influence:
+def ece_influence(p: np.ndarray, y: np.ndarray, *, bins: int,
+                  binned: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Influence:
     """ECE with its delta-method influence and its bias allowance (`bias`).
 
     ECE = sum_b |gap_b|, gap_b the mean over all samples of (correct - confidence) * [sample in bin b]. Where a
@@ -146,7 +150,7 @@ def ece_influence(p: np.ndarray, y: np.ndarray, *, bins: int) -> Influence:
     confidence_i) - ECE. Near 0 it is not: there the estimate is biased upwards (by up to `bias` in all) and the
     linear variance overstates its spread; an interval widened by the allowance on the side of the bias covers.
     """
-    conf, idx, pred = confidence_bins(p, bins)
+    conf, idx, pred = binned if binned is not None else confidence_bins(p, bins)
     n = len(y)
     g = (pred == y).astype(np.float64) - conf
     if n == 0 or not np.isfinite(conf).all():
@@ -158,42 +162,188 @@ def ece_influence(p: np.ndarray, y: np.ndarray, *, bins: int) -> Influence:
                      bias=ece_allowance(gap_sum, np.bincount(idx, weights=g * g, minlength=bins), n))
 
 
+# ------------------------------------------------------------------------------------ rankings: one sort per model
+
+#: Cells (rows x samples, a row one class of one model) ranked at once. Up to it every class of both models is
+#: sorted together once and the ranking is shared by ROC-AUC, PR-AUC and the curves; beyond it the classes are taken
+#: a chunk at a time, so the working arrays (a few int64 / float64 copies of a chunk) stay bounded whatever the
+#: number of classes.
+RANK_CELLS = 500_000
+
+
+def ranked_classes(y: np.ndarray, num_classes: int) -> np.ndarray:
+    """The classes the one-vs-rest ranking metrics read: class 1 of a binary model when y holds both classes (else
+    none), otherwise every class with positives and negatives."""
+    support = np.bincount(y, minlength=num_classes)
+    if num_classes == 2:
+        return np.array([1] if 0 < support[1] < len(y) else [], dtype=np.int64)
+    return np.flatnonzero((support > 0) & (support < len(y)))
+
+
+@dataclass(frozen=True)
+class ClassRanking:
+    """One-vs-rest rankings, one row per (model, class): `model[r]`'s scores of class `classes[r]`, each row sorted
+    high to low by one argsort of the (rows, samples) array. The order within a run of equal scores is arbitrary:
+    what is computed from it is read at a run's ends or from per-run counts (a sample's own value from its run and
+    its own label; sums over a run add equal values and zeros), so it is the same whatever that order."""
+
+    model: np.ndarray         # (R,) the model of each row (its index in the Rankings' scores)
+    classes: np.ndarray       # (R,) the class of each row
+    is_positive: np.ndarray   # (R, n) bool, sample order: the sample is of the row's class
+    order: np.ndarray         # (R, n) the sample at each position
+    score: np.ndarray         # (R, n) float64, the scores in that order
+    positive: np.ndarray      # (R, n) bool, is_positive in that order
+    first: np.ndarray         # (R, n) the first position of each position's run of equal scores
+    last: np.ndarray          # (R, n) its last position
+    tp_above: np.ndarray      # (R, n) positives scored strictly above the run
+    tp_through: np.ndarray    # (R, n) positives scored at or above it
+    nan: np.ndarray           # (R,) bool: the row's scores hold a NaN (it ranks nothing)
+
+    @property
+    def positives(self) -> np.ndarray:
+        return self.tp_through[:, -1] if self.order.shape[1] else np.zeros(self.classes.size, dtype=np.int64)
+
+    def flat(self, position: np.ndarray) -> np.ndarray:
+        """Row-wise positions (R, n) as positions in the flattened (R, n) arrays."""
+        return position + (np.arange(self.classes.size) * self.order.shape[1])[:, None]
+
+    def rows(self, index: np.ndarray) -> ClassRanking:
+        """The rankings of rows `index` only."""
+        return ClassRanking(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+
+def rank_rows(score: np.ndarray, is_positive: np.ndarray, classes: np.ndarray,
+              model: np.ndarray | None = None) -> ClassRanking:
+    """Rank each row of `score` (R, n) against its `is_positive` (R, n): one argsort for every row, the runs of
+    equal scores found once in the flattened rows (each row's first position starts a run)."""
+    x = np.ascontiguousarray(score, dtype=np.float64)
+    c, n = x.shape
+    is_positive = np.ascontiguousarray(is_positive, dtype=bool)
+    order = np.argsort(-x, axis=1)            # quicksort (vectorised); no stable sort needed, see ClassRanking
+    base = (np.arange(c) * n)[:, None]
+    at = order + base
+    s = np.take(x, at)
+    positive = np.take(is_positive, at)
+    new = np.empty((c, n), dtype=bool)
+    new[:, :1] = True
+    np.not_equal(s[:, 1:], s[:, :-1], out=new[:, 1:])        # not np.diff: inf - inf would split a tie at inf
+    run = np.cumsum(new.ravel()) - 1
+    starts = np.flatnonzero(new)
+    stops = np.append(starts[1:], c * n) if starts.size else starts
+    tp = np.cumsum(positive, axis=1).ravel()                 # positives at or above each position, per row
+    return ClassRanking(model=np.zeros(c, dtype=np.int64) if model is None else np.asarray(model, dtype=np.int64),
+                        classes=np.asarray(classes, dtype=np.int64), is_positive=is_positive, order=order, score=s,
+                        positive=positive, first=starts[run].reshape(c, n) - base,
+                        last=(stops - 1)[run].reshape(c, n) - base,
+                        tp_above=(tp[starts] - positive.ravel()[starts])[run].reshape(c, n),
+                        tp_through=tp[stops - 1][run].reshape(c, n),
+                        nan=np.isnan(s[:, -1]) if n else np.zeros(c, dtype=bool))   # NaN sorts last
+
+
+def rank_classes(scores: Sequence[np.ndarray], y: np.ndarray, classes: np.ndarray) -> ClassRanking:
+    """The one-vs-rest rankings of `classes` (columns of each model's `scores` (n, K), positives where y is the
+    class), model by model: rows model 0's classes, then model 1's."""
+    classes = np.asarray(classes, dtype=np.int64)
+    columns = [np.asarray(s, dtype=np.float64)[:, classes].T for s in scores]
+    is_positive = np.asarray(y)[None, :] == classes[:, None]
+    return rank_rows(np.concatenate(columns) if len(columns) > 1 else columns[0],
+                     np.tile(is_positive, (len(columns), 1)) if len(columns) > 1 else is_positive,
+                     np.tile(classes, len(columns)), np.repeat(np.arange(len(columns)), classes.size))
+
+
+class Rankings:
+    """The models' one-vs-rest rankings of the classes the ranking metrics read (`ranked_classes`), a chunk of
+    classes at a time (each chunk every model's rows of its classes). When everything fits one chunk (RANK_CELLS)
+    it is sorted once and kept, and ROC-AUC, PR-AUC and the curves read the same sort; beyond it each reader ranks
+    chunk by chunk again (memory stays one chunk's)."""
+
+    def __init__(self, scores: Sequence[np.ndarray], y: np.ndarray, *, cells: int = RANK_CELLS) -> None:
+        self.scores = [np.asarray(s, dtype=np.float64) for s in scores]
+        self.y = np.asarray(y)
+        self.n = self.y.size
+        self.classes = ranked_classes(self.y, self.scores[0].shape[1])
+        self.step = max(1, cells // max(self.n * len(self.scores), 1))
+        self._kept = (rank_classes(self.scores, self.y, self.classes) if self.classes.size <= self.step else None)
+
+    @property
+    def models(self) -> int:
+        return len(self.scores)
+
+    def __iter__(self) -> Iterator[ClassRanking]:
+        return self.of(self.classes)
+
+    def of(self, classes: np.ndarray | list[int]) -> Iterator[ClassRanking]:
+        """The rankings of `classes` (some of `self.classes`, ascending), a chunk of classes at a time."""
+        classes = np.asarray(classes, dtype=np.int64)
+        if self._kept is not None:
+            if classes.size == self.classes.size:
+                yield self._kept
+            elif classes.size:
+                pos = np.searchsorted(self.classes, classes)
+                yield self._kept.rows((pos[None, :] + self.classes.size * np.arange(self.models)[:, None]).ravel())
+            return
+        for start in range(0, classes.size, self.step):
+            yield rank_classes(self.scores, self.y, classes[start:start + self.step])
+
+
+def segment_sums(values: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The sum of each run of `sizes` consecutive values, each numpy's pairwise sum of its own (as np.sum of that
+    run alone; np.add.reduceat adds in sequence, which rounds differently)."""
+    ends = np.cumsum(sizes).tolist()
+    reduce = np.add.reduce
+    out, start = [], 0
+    for end in ends:
+        out.append(reduce(values[start:end]))
+        start = end
+    return np.array(out, dtype=np.float64)
+
+
+def _per_model(rankings: Rankings, parts: Callable[[ClassRanking], tuple[np.ndarray, np.ndarray]],
+               strata: np.ndarray | None) -> list[Influence]:
+    """Each model's macro average over the ranked classes of `parts` (per row: a value and its influence (R, n)),
+    the classes' influences averaged per sample (added class by class, as a per-class loop adds them)."""
+    n, m = rankings.n, rankings.models
+    if not rankings.classes.size:
+        return [Influence(value=float("nan"), psi=np.full(n, np.nan), strata=strata) for _ in range(m)]
+    values: list[list[np.ndarray]] = [[] for _ in range(m)]
+    psi = [np.zeros(n) for _ in range(m)]
+    broken = np.zeros(m, dtype=bool)
+    for r in rankings:
+        broken[r.model[r.nan]] = True
+        value, part = parts(r)
+        for i in range(m):
+            rows = r.model == i
+            values[i].append(value[rows])
+            psi[i] = np.concatenate([psi[i][None, :], part[rows]]).sum(axis=0)
+    return [Influence(value=float("nan"), psi=np.full(n, np.nan), strata=strata) if broken[i] else
+            Influence(value=float(np.mean(np.concatenate(values[i]))), psi=psi[i] / rankings.classes.size,
+                      strata=strata)
+            for i in range(m)]
+
+
 # -------------------------------------------------------------------------------------------------- ROC-AUC
 
 
-def midranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks with ties given their average rank (scipy.stats.rankdata's "average"), without its overhead."""
-    x = np.asarray(x)
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    change = np.empty(xs.size, dtype=bool)
-    change[0] = True
-    np.not_equal(xs[1:], xs[:-1], out=change[1:])
-    starts = np.flatnonzero(change)
-    ends = np.append(starts[1:], xs.size)
-    ranks = np.empty(x.size, dtype=np.float64)
-    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
-    return ranks
+def auc_parts(r: ClassRanking) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's AUC (R,) and its DeLong influence (R, n) in sample order.
 
-
-def auc_components(score: np.ndarray, positive: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """AUC and DeLong's structural components V10 (one per positive) and V01 (one per negative), O(n log n).
-
-    V10_i is the share of negatives scored below positive i (ties count half), V01_j the share of positives scored
-    above negative j; both average to the AUC. From midranks (Sun & Xu 2014): V10 = (rank among all - rank among
-    positives) / n0, V01 = 1 - (rank among all - rank among negatives) / n1.
+    DeLong's structural components: V10 (a positive) the share of negatives scored below it, ties half; V01 (a
+    negative) the share of positives scored above it, ties half; both average to the AUC (Sun & Xu 2014's midrank
+    differences, counted from the run ends: whole and half counts, exact). The influence is (n / n1)(V10 - AUC) for
+    a positive and (n / n0)(V01 - AUC) for a negative.
     """
-    score = np.asarray(score, dtype=np.float64)
-    positive = np.asarray(positive, dtype=bool)
-    n1, n0 = int(positive.sum()), int((~positive).sum())
-    if n1 == 0 or n0 == 0:
-        return float("nan"), np.full(n1, np.nan), np.full(n0, np.nan)
-    if np.isnan(score).any():
-        return float("nan"), np.full(n1, np.nan), np.full(n0, np.nan)
-    ranks = midranks(score)
-    v10 = (ranks[positive] - midranks(score[positive])) / n0
-    v01 = 1.0 - (ranks[~positive] - midranks(score[~positive])) / n1
-    return float(v10.mean()), v10, v01
+    c, n = r.order.shape
+    n1 = r.positives
+    n0 = n - n1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        v10 = (n0[:, None] - 0.5 * ((r.first - r.tp_above) + (r.last + 1 - r.tp_through))) / n0[:, None]
+        v01 = 1.0 - (n1[:, None] - 0.5 * (r.tp_above + r.tp_through)) / n1[:, None]
+        comp = np.empty((c, n))
+        comp.ravel()[r.flat(r.order)] = np.where(r.positive, v10, v01)        # back in sample order
+        auc = segment_sums(comp[r.is_positive], n1) / n1          # the mean of V10 over the positives
+        centred = comp - auc[:, None]
+        psi = np.where(r.is_positive, (n / n1)[:, None] * centred, (n / n0)[:, None] * centred)
+    return auc, psi
 
 
 def present_classes(y: np.ndarray, num_classes: int) -> np.ndarray:
@@ -202,23 +352,15 @@ def present_classes(y: np.ndarray, num_classes: int) -> np.ndarray:
     return np.flatnonzero((support > 0) & (support < len(y)))
 
 
+def roc_aucs(rankings: Rankings) -> list[Influence]:
+    """Each ranked model's ROC-AUC (binary: the positive class; multiclass: one-vs-rest macro over the classes
+    present) with its DeLong influence, stratified by the true class."""
+    return _per_model(rankings, auc_parts, rankings.y)
+
+
 def roc_auc(p: np.ndarray, y: np.ndarray) -> Influence:
-    """ROC-AUC (binary: the positive class; multiclass: one-vs-rest macro over the classes present) with its
-    DeLong influence, stratified by the true class."""
-    p = np.asarray(p)
-    n, k = p.shape
-    psi = np.zeros(n)
-    classes = [1] if k == 2 else present_classes(y, k).tolist()
-    if not classes or (k == 2 and len(present_classes(y, 2)) < 2):
-        return Influence(value=float("nan"), psi=np.full(n, np.nan), strata=y)
-    values = []
-    for c in classes:
-        pos = y == c
-        auc, v10, v01 = auc_components(p[:, c], pos)
-        psi[pos] += (n / v10.size) * (v10 - auc)
-        psi[~pos] += (n / v01.size) * (v01 - auc)
-        values.append(auc)
-    return Influence(value=float(np.mean(values)), psi=psi / len(classes), strata=y)
+    """One model's ROC-AUC with its DeLong influence (`roc_aucs`)."""
+    return roc_aucs(Rankings([p], y))[0]
 
 
 # ---------------------------------------------------------------------------------------- average precision
@@ -301,64 +443,63 @@ def pr_auc(p: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> n
     return total / len(classes)
 
 
-def _tie_runs(sorted_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For scores sorted high to low: each position's first and last index within its run of equal scores."""
-    n = sorted_scores.size
-    new = np.empty(n, dtype=bool)
-    new[:1] = True
-    np.not_equal(sorted_scores[1:], sorted_scores[:-1], out=new[1:])
-    starts = np.flatnonzero(new)
-    lengths = np.diff(np.append(starts, n))
-    return np.repeat(starts, lengths), np.repeat(np.append(starts[1:], n) - 1, lengths)
-
-
-def average_precision_influence(score: np.ndarray, positive: np.ndarray) -> tuple[float, np.ndarray]:
-    """Average precision (scikit-learn's, ties included) and its per-sample influence, O(n log n).
+def ap_parts(r: ClassRanking) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's average precision (scikit-learn's, ties included) (C,) and its influence (C, n) in sample order.
 
     AP = sum_i y_i h(s_i) / sum_i y_i with h(t) = A(t) / B(t), the precision at threshold t: A(t) the share of all
     samples that are positive and score >= t, B(t) the share that score >= t. Moving mass onto sample k changes
     h(t) by [s_k >= t] (y_k - h(t)) / B(t), so the influence of k is
     (y_k h(s_k) - AP pi + (1/n) sum_{positive i, s_i <= s_k} (y_k - h(s_i)) / B(s_i) - AP (y_k - pi)) / pi,
-    pi the share of positives; suffix sums over the samples sorted by score give every k at once.
+    pi the share of positives; suffix sums over each row's sorted positions give every k at once.
     """
+    c, n = r.order.shape
+    n1 = r.positives
+    ys = r.positive
+    with np.errstate(invalid="ignore", divide="ignore"):
+        above = (r.last + 1).astype(np.float64)                   # samples scoring >= each one's score
+        h = r.tp_through / above
+        ap = (segment_sums(h[ys], n1) / n1)[:, None]
+        w = np.where(ys, n / above, 0.0)                          # 1 / B(s_i) on the positives
+        at_first = r.flat(n - 1 - r.first)                        # in the rows reversed: sums from the bottom
+        tail_c = np.take(np.cumsum(w[:, ::-1], axis=1), at_first)  # over positives scoring <= s_k
+        tail_ch = np.take(np.cumsum((w * h)[:, ::-1], axis=1), at_first)
+        pi = (n1 / n)[:, None]
+        psi_sorted = (ys * h - ap * pi + (ys * tail_c - tail_ch) / n - ap * (ys - pi)) / pi
+    psi = np.empty((c, n))
+    psi.ravel()[r.flat(r.order)] = psi_sorted
+    return ap[:, 0], psi
+
+
+def average_precision_influence(score: np.ndarray, positive: np.ndarray) -> tuple[float, np.ndarray]:
+    """Average precision of one score against its positives and its per-sample influence (`ap_parts`), O(n log n)."""
     s = np.asarray(score, dtype=np.float64)
     y = np.asarray(positive, dtype=bool)
-    n, n1 = s.size, int(y.sum())
-    if n1 == 0 or np.isnan(s).any():
-        return float("nan"), np.full(n, np.nan)
-    order = np.argsort(-s, kind="mergesort")
-    ys = y[order]
-    first, last = _tie_runs(s[order])
-    above = (last + 1).astype(np.float64)                    # samples scoring >= each one's score
-    h = np.cumsum(ys)[last] / above
-    ap = float(h[ys].sum() / n1)
-    c = np.where(ys, n / above, 0.0)                         # 1 / B(s_i) on the positives
-    tail_c = np.cumsum(c[::-1])[::-1][first]                 # sums over positives scoring <= s_k
-    tail_ch = np.cumsum((c * h)[::-1])[::-1][first]
-    pi = n1 / n
-    psi_sorted = (ys * h - ap * pi + (ys * tail_c - tail_ch) / n - ap * (ys - pi)) / pi
-    psi = np.empty(n)
-    psi[order] = psi_sorted
-    return ap, psi
+    if not y.any() or np.isnan(s).any():
+        return float("nan"), np.full(s.size, np.nan)
+    ap, psi = ap_parts(rank_rows(s[None, :], y[None, :], np.array([1])))
+    return float(ap[0]), psi[0]
+
+
+def pr_aucs(rankings: Rankings) -> list[Influence]:
+    """Each ranked model's PR-AUC (binary: class 1; multiclass: one-vs-rest macro over the classes present) with
+    its influence, the classes' influences averaged per sample."""
+    return _per_model(rankings, ap_parts, None)
 
 
 def pr_auc_influence(p: np.ndarray, y: np.ndarray) -> Influence:
-    """PR-AUC (binary: class 1; multiclass: one-vs-rest macro over the classes present) with its influence, the
-    classes' influences averaged per sample. `p` may be any per-class score monotone in the probability."""
-    p = np.asarray(p)
-    n, k = p.shape
-    classes = [1] if k == 2 else present_classes(y, k).tolist()
-    if not classes or (k == 2 and len(present_classes(y, 2)) < 2):
-        return Influence(value=float("nan"), psi=np.full(n, np.nan))
-    values, psi = [], np.zeros(n)
-    for c in classes:
-        ap, part = average_precision_influence(p[:, c], y == c)
-        values.append(ap)
-        psi += part
-    return Influence(value=float(np.mean(values)), psi=psi / len(classes))
+    """One model's PR-AUC with its influence (`pr_aucs`); `p` may be any per-class score monotone in the
+    probability."""
+    return pr_aucs(Rankings([p], y))[0]
 
 
 # ------------------------------------------------------------------------------------------------- contrasts
+
+
+def sample_variance(x: np.ndarray) -> float:
+    """np.var(x, ddof=1) of a 1-D float64 array, the same operations without its per-call cost: the mean (a pairwise
+    sum / n), the squared deviations' pairwise sum / (n - 1)."""
+    d = x - np.add.reduce(x) / x.size
+    return np.add.reduce(d * d) / (x.size - 1)
 
 
 def contrast_se(psi: np.ndarray, strata: np.ndarray | None) -> float:
@@ -368,7 +509,7 @@ def contrast_se(psi: np.ndarray, strata: np.ndarray | None) -> float:
     if n < 2:
         return float("nan")
     if strata is None:
-        return float(np.sqrt(np.var(psi, ddof=1) / n))
+        return float(np.sqrt(sample_variance(psi) / n))
     groups = np.unique(strata, return_inverse=True)[1]
     sizes = np.bincount(groups).astype(np.float64)
     means = np.bincount(groups, weights=psi) / sizes
@@ -379,7 +520,7 @@ def contrast_se(psi: np.ndarray, strata: np.ndarray | None) -> float:
 
 def delong_paired(p_baseline: np.ndarray, p_candidate: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     """(AUC baseline, AUC candidate, standard error of their difference) by DeLong's paired method."""
-    b, c = roc_auc(p_baseline, y), roc_auc(p_candidate, y)
+    b, c = roc_aucs(Rankings([p_baseline, p_candidate], y))
     return b.value, c.value, contrast_se(c.psi - b.psi, y)
 
 

@@ -3,7 +3,7 @@ accuracy, and a binary decision threshold. A candidate that keeps every argmax b
 ranking collapses while accuracy holds, fails here.
 
 Which statistic backs which rule (docs/checks/scores.md has the measured coverage):
-- ROC-AUC: DeLong's paired test (structural components from midranks, O(n log n)), stratified by true class;
+- ROC-AUC: DeLong's paired test (structural components from one sort of every class, O(n log n)), stratified by true class;
 - log loss and Brier score: the mean paired difference of the per-sample terms, each claim made only when the
   normal test, the log-ratio test (the normal test of log(candidate / baseline), variance-stabilised) and Hall's
   skewness-corrected test all make it: the per-sample differences are skewed by a few confident mistakes, and any
@@ -23,7 +23,8 @@ beyond `max_samples` (or with `bins`), streamed sums and binned ranks plus a see
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from statistics import NormalDist
 from typing import Any
 
@@ -56,6 +57,10 @@ _ROW_SUM_TOLERANCE = 1e-3
 #: that misses the few confident mistakes in the tail understates the skewness, and those are the sets whose
 #: interval misses (benchmarks/scores_coverage.py chose it; docs/checks/scores.md has the measured rates).
 SKEW_INFLATION = 2.0
+#: Outputs whose log-odds are computed once over every kept batch (in compute, state or the switch to streaming)
+#: rather than per batch: logits in float32 or narrower, kept as float32 (exact) until then. Row by row, so the
+#: result is the per-batch one; a probability output is checked (rows summing to 1) as its batch arrives.
+DEFERRED_KINDS = ("logits", "binary_logit")
 
 
 def log_odds_of(scores: torch.Tensor, kind: str, *, role: str) -> np.ndarray:
@@ -67,8 +72,12 @@ def log_odds_of(scores: torch.Tensor, kind: str, *, role: str) -> np.ndarray:
     sample's rank, gives p_k = sigmoid and log p_k = -softplus(-odds) to full precision, and is monotone in p_k,
     so ROC-AUC, PR-AUC and top-k read the model's own ranking.
     """
-    s = scores.detach().cpu().double().numpy()
-    if kind in ("logits", "binary_logit"):
+    return log_odds_array(scores.detach().cpu().double().numpy(), kind, role=role)
+
+
+def log_odds_array(s: np.ndarray, kind: str, *, role: str) -> np.ndarray:
+    """`log_odds_of` a float64 (B, K) array of scores (row by row: a batch or all of them at once alike)."""
+    if kind in DEFERRED_KINDS:
         rows = np.arange(s.shape[0])
         top = s.argmax(axis=1)
         e = np.exp(s - s[rows, top][:, None])
@@ -108,11 +117,41 @@ class _Measure:
     bias: tuple[float, float] | None = None              # ECE: how far each model's estimate may sit above its truth
     transform: str = ""                                  # "log" / "logit": also the variance-stabilised test
     skew: bool = False                                   # also Hall's skewness-corrected test of the mean
+    #: spreads of the per-sample influences, computed once per measure (the rules and the table's interval share
+    #: them; a drop's and an increase's influences are each other's negatives, with the same spread)
+    spreads: dict[tuple[Any, ...], float] = field(default_factory=dict, init=False, repr=False, compare=False)
 
 
+def _spread(m: _Measure, key: tuple[Any, ...], influence: Any) -> float:
+    """m.spreads[key], from `influence()` the first time it is asked for."""
+    if key not in m.spreads:
+        m.spreads[key] = influence()
+    return m.spreads[key]
+
+
+def contrast_spread(rule: str, m: _Measure, *, stratified: bool) -> float:
+    """The standard error of the mean of `contrast_influence(rule, m)` (within m.strata if `stratified`), before
+    m.scale."""
+    family = "difference" if rule in ("max_drop", "max_increase") else rule
+    return _spread(m, ("se", family, stratified),
+                   lambda: sm.contrast_se(contrast_influence(rule, m), m.strata if stratified else None))
+
+
+@lru_cache(maxsize=16)
 def _z(confidence: float) -> float:
     """The normal quantile of the one-sided level (1.96 at 0.95): NormalDist, as scipy's isf costs ~1 ms a call."""
     return NormalDist().inv_cdf(1.0 - stats.one_sided_alpha(confidence))
+
+
+def _normal_p(value: float, se: float, bound: float) -> tuple[float, float]:
+    """(above, below): stats.ratio_difference_p_values of one estimate against `bound`, in Python floats (the same
+    arithmetic, without numpy's cost per call)."""
+    num = value - bound
+    if se > 0:
+        z = num / se
+    else:
+        z = math.inf if num > 0 else (-math.inf if num < 0 else 0.0)
+    return float(ndtr(-z)), float(ndtr(z))
 
 
 def compared_value(rule: str, base: float, cand: float) -> float:
@@ -143,11 +182,11 @@ def normal_evidence(value: float, se: float, *, rule: str, threshold: float, con
     z = _z(confidence)
     if not math.isfinite(se):
         return Evidence(p_beyond=float("nan"), p_within=float("nan"), interval=(float("nan"),) * 2, method=method)
-    above, below = (float(x) for x in stats.ratio_difference_p_values(np.array(value), np.array(se), bound=threshold))
+    above, below = _normal_p(value, se, threshold)
     beyond, within = (below, above) if rule == "min" else (above, below)
     worse = None
     if rule not in ("min", "max"):
-        worse = float(stats.ratio_difference_p_values(np.array(value), np.array(se), bound=0.0)[0])
+        worse = _normal_p(value, se, 0.0)[0]
     return Evidence(p_beyond=beyond, p_within=within, p_worse=worse, interval=(value - z * se, value + z * se),
                     method=method)
 
@@ -162,7 +201,7 @@ def proportion_evidence(rule: str, m: _Measure, *, threshold: float, confidence:
         return Evidence(p_beyond=float(ev["beyond"]), p_within=float(ev["within"]), p_worse=float(ev["worse"]),
                         interval=(float(ev["low"]), float(ev["high"])), method="Tango score")
     value = compared_value(rule, m.baseline, m.candidate)
-    se = sm.contrast_se(contrast_influence(rule, m), None) * m.scale
+    se = contrast_spread(rule, m, stratified=False) * m.scale
     return normal_evidence(value, se, rule=rule, threshold=threshold, confidence=confidence, method="delta method")
 
 
@@ -190,7 +229,7 @@ def allowance_evidence(rule: str, m: _Measure, *, threshold: float, confidence: 
     """Normal evidence whose claims are each made from the end of the allowance least favourable to them: "beyond"
     from the lowest the quantity may truly be, "within" from the highest."""
     low, high = allowance_bounds(rule, m)
-    se = sm.contrast_se(contrast_influence(rule, m), m.strata) * m.scale
+    se = contrast_spread(rule, m, stratified=m.strata is not None) * m.scale
     at_low = normal_evidence(low, se, rule=rule, threshold=threshold, confidence=confidence, method=m.method)
     at_high = normal_evidence(high, se, rule=rule, threshold=threshold, confidence=confidence, method=m.method)
     z = _z(confidence)
@@ -215,9 +254,9 @@ def hall_quantile(x: float, a: float) -> float:
 def skewness(psi: np.ndarray) -> float:
     """Sample skewness m3 / m2^(3/2) of per-sample values (0 for constant ones)."""
     x = np.asarray(psi, dtype=np.float64)
-    x = x - x.mean()
-    m2 = float(np.mean(x * x))
-    return float(np.mean(x ** 3)) / m2 ** 1.5 if m2 > 0 else 0.0
+    x = x - np.add.reduce(x) / x.size                    # np.mean's operations, without its per-call cost
+    m2 = float(np.add.reduce(x * x) / x.size)
+    return float(np.add.reduce(x ** 3) / x.size) / m2 ** 1.5 if m2 > 0 else 0.0
 
 
 def _claims(rule: str, above: Any, below: Any) -> tuple[float, float]:
@@ -231,11 +270,11 @@ def skew_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float
     (value - bound) / se is read through hall_statistic with a = SKEW_INFLATION x skewness / sqrt(N) (N every sample;
     in streamed mode the kept sample's skewness). None where se is 0 or undefined (the normal test decides)."""
     value = compared_value(rule, m.baseline, m.candidate)
-    psi = contrast_influence(rule, m)
-    se = sm.contrast_se(psi, None) * m.scale
+    se = contrast_spread(rule, m, stratified=False) * m.scale
     if not (math.isfinite(se) and se > 0 and math.isfinite(value)):
         return None
-    a = SKEW_INFLATION * skewness(psi) * m.scale / math.sqrt(psi.size)
+    size = m.psi_candidate.size
+    a = SKEW_INFLATION * _spread(m, ("skew", rule), lambda: skewness(contrast_influence(rule, m))) * m.scale / math.sqrt(size)
     z = _z(confidence)
 
     def p_above(bound: float) -> float:         # the claim "truly above the bound": large g(t) rejects "at or below"
@@ -249,15 +288,13 @@ def skew_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float
                     interval=(value - se * hall_quantile(z, a), value - se * hall_quantile(-z, a)), method=m.method)
 
 
-def _forward(transform: str, x: np.ndarray | float) -> np.ndarray:
-    """log or logit, -inf / +inf beyond the ends of its domain."""
-    x = np.asarray(x, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if transform == "log":
-            return np.where(x > 0, np.log(np.where(x > 0, x, 1.0)), -np.inf)
-        inside = (x > 0) & (x < 1)
-        safe = np.where(inside, x, 0.5)
-        return np.where(inside, np.log(safe) - np.log1p(-safe), np.where(x <= 0, -np.inf, np.inf))
+def _forward(transform: str, x: float) -> float:
+    """log or logit (numpy's), -inf / +inf beyond the ends of its domain (NaN: -inf for log, +inf for logit)."""
+    if transform == "log":
+        return float(np.log(x)) if x > 0 else -math.inf
+    if 0 < x < 1:
+        return float(np.log(x)) - float(np.log1p(-x))
+    return -math.inf if x <= 0 else math.inf
 
 
 def _backward(transform: str, u: float) -> float:
@@ -283,11 +320,11 @@ def transformed_evidence(rule: str, m: _Measure, *, threshold: float, confidence
     is. None where f is undefined at an estimate (an average precision of 1): the normal test decides."""
     f, b, c = m.transform, m.baseline, m.candidate
     absolute = rule in ("min", "max")
-    fb, fc = (float(v) for v in _forward(f, np.array([b, c])))
+    fb, fc = _forward(f, b), _forward(f, c)
     if not (math.isfinite(fb) and math.isfinite(fc)):
         return None
-    psi = m.psi_candidate * _slope(f, c) - (0.0 if absolute else m.psi_baseline * _slope(f, b))
-    se = sm.contrast_se(psi, None) * m.scale
+    se = _spread(m, ("transformed", absolute), lambda: sm.contrast_se(
+        m.psi_candidate * _slope(f, c) - (0.0 if absolute else m.psi_baseline * _slope(f, b)), None)) * m.scale
     if not (math.isfinite(se) and se > 0):
         return None
     anchor = fc if absolute else fb
@@ -295,7 +332,7 @@ def transformed_evidence(rule: str, m: _Measure, *, threshold: float, confidence
     rising = rule in ("min", "max", "max_increase", "max_relative_increase")   # compared value grows with candidate
 
     def at(bound: float) -> float:
-        return float(_forward(f, candidate_at(rule, b, bound))) - anchor
+        return _forward(f, candidate_at(rule, b, bound)) - anchor
 
     def p_above(bound: float) -> float:          # the compared quantity truly above the bound
         d = at(bound)
@@ -337,7 +374,7 @@ def rule_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float
     if m.bias is not None:
         return allowance_evidence(rule, m, threshold=threshold, confidence=confidence)
     value = compared_value(rule, m.baseline, m.candidate)
-    se = sm.contrast_se(contrast_influence(rule, m), m.strata) * m.scale
+    se = contrast_spread(rule, m, stratified=m.strata is not None) * m.scale
     normal = normal_evidence(value, se, rule=rule, threshold=threshold, confidence=confidence, method=m.method)
     if not m.transform or not math.isfinite(se):
         return normal
@@ -352,7 +389,7 @@ def delta_interval(m: _Measure, *, confidence: float) -> tuple[float, float] | N
     z = _z(confidence)
     if m.psi_baseline is None:
         return None
-    se = sm.contrast_se(m.psi_candidate - m.psi_baseline, m.strata) * m.scale
+    se = contrast_spread("max_increase", m, stratified=m.strata is not None) * m.scale    # of psi_c - psi_b
     d = m.candidate - m.baseline
     if m.bias is not None:
         return d - m.bias[1] - z * se, d + m.bias[0] + z * se
@@ -430,6 +467,7 @@ class ScoresCheck(Check):
     def __init__(self, options: dict[str, Any], ctx: Any) -> None:
         super().__init__(options, ctx)
         self._odds: dict[str, list[np.ndarray]] = {role: [] for role in ROLES}
+        self._logits: dict[str, list[np.ndarray]] = {role: [] for role in ROLES}   # not yet in self._odds
         self._labels: list[np.ndarray] = []
         self._index: list[np.ndarray] = []
         self._n = 0
@@ -452,12 +490,20 @@ class ScoresCheck(Check):
             raise ConfigError(f"{where('checks.scores.threshold')}: choose: fpr needs the false-positive rate to hold, "
                               "e.g. {choose: fpr, fpr: 0.05}")
 
+    def _kind(self, role: str) -> str:
+        return getattr(self.ctx.models.get(role), "output", "logits") if self.ctx.models else "logits"
+
     def update(self, step: Step) -> None:
-        odds = {}
+        k = int(step.scores["baseline"].shape[1])
+        streams = self._stream is not None or self._bins is not None or self._n + len(step.labels) > self._max
+        odds: dict[str, np.ndarray] = {}
+        logits: dict[str, np.ndarray] = {}
         for role in ROLES:
-            kind = getattr(self.ctx.models.get(role), "output", "logits") if self.ctx.models else "logits"
-            odds[role] = log_odds_of(step.scores[role], kind, role=role)
-        k = odds["baseline"].shape[1]
+            scores = step.scores[role].detach().cpu()
+            if not streams and self._kind(role) in DEFERRED_KINDS and scores.dtype != torch.float64:
+                logits[role] = scores.float().numpy().copy()
+            else:
+                odds[role] = log_odds_of(scores, self._kind(role), role=role)
         if self._n == 0 and self.options.get("threshold") is not None and k != 2:
             raise ConfigError(
                 f"{self.ctx.config.where('checks.scores.threshold')}: a decision threshold needs a binary model, but "
@@ -468,13 +514,31 @@ class ScoresCheck(Check):
             self._start_stream(k)
         if self._stream is None:
             for role in ROLES:
-                self._odds[role].append(odds[role])
+                if role in logits:
+                    self._logits[role].append(logits[role])
+                else:
+                    self._settle(role)
+                    self._odds[role].append(odds[role])
             self._labels.append(y)
             self._index.append(index)
         else:
             self._stream.update((odds["baseline"], odds["candidate"]), y)
             self._keep_sample({**odds, "labels": y, "index": index})
         self._n += y.size
+
+    def _settle(self, *roles: str) -> None:
+        """The deferred logits' log-odds, of every role given in one pass (row by row, so each row's own), into the
+        kept log-odds (in batch order)."""
+        pending = [role for role in roles if self._logits[role]]
+        if not pending:
+            return
+        raws = [np.concatenate(self._logits[role]) for role in pending]
+        odds = log_odds_array(np.concatenate(raws).astype(np.float64), "logits", role=pending[0])
+        start = 0
+        for role, raw in zip(pending, raws):
+            self._odds[role].append(odds[start:start + len(raw)])
+            self._logits[role] = []
+            start += len(raw)
 
     def _new_stream(self, k: int) -> sm.StreamedScores:
         return sm.StreamedScores(k, bins=int(self._bins or 1000), ece_bins=int(self.options.get("ece_bins", 15)),
@@ -496,6 +560,7 @@ class ScoresCheck(Check):
 
     def _rows(self) -> dict[str, np.ndarray]:
         """Every sample kept so far (exact mode), in the order seen."""
+        self._settle(*ROLES)
         out = {role: np.concatenate(self._odds[role]) for role in ROLES}
         out["labels"], out["index"] = np.concatenate(self._labels), np.concatenate(self._index)
         return out
@@ -587,8 +652,10 @@ class ScoresCheck(Check):
         higher = METRICS[metric][0] if metric in METRICS else True
         return {r: float(section[r]) for r in (HIGHER_RULES if higher else LOWER_RULES) if section.get(r) is not None}
 
-    def _measures(self, p: dict[str, np.ndarray], odds: dict[str, np.ndarray], y: np.ndarray) -> dict[str, _Measure]:
-        """Every metric of both models; `odds` (log-odds per class) is what the log loss and ranking metrics read."""
+    def _measures(self, p: dict[str, np.ndarray], odds: dict[str, np.ndarray], y: np.ndarray,
+                  rankings: sm.Rankings) -> dict[str, _Measure]:
+        """Every metric of both models; `odds` (log-odds per class) is what the log loss and ranking metrics read,
+        `rankings` both models' one sort of them (shared with the curves)."""
         k = p["baseline"].shape[1]
         out: dict[str, _Measure] = {}
         for name, tb, tc in (("log_loss", sm.log_loss_terms(odds["baseline"], y), sm.log_loss_terms(odds["candidate"], y)),
@@ -596,7 +663,7 @@ class ScoresCheck(Check):
             ib, ic = sm.mean_influence(tb), sm.mean_influence(tc)
             out[name] = _Measure(ib.value, ic.value, ib.psi, ic.psi, transform="log", skew=True,
                                  method="normal, log-ratio and skew-corrected (paired mean)")
-        auc = {r: sm.roc_auc(odds[r], y) for r in ROLES}
+        auc = dict(zip(ROLES, sm.roc_aucs(rankings)))
         out["roc_auc"] = _Measure(auc["baseline"].value, auc["candidate"].value, auc["baseline"].psi,
                                   auc["candidate"].psi, strata=y, method="DeLong")
         top_k = int(self.options.get("top_k", 5))
@@ -607,12 +674,13 @@ class ScoresCheck(Check):
                                              hits["candidate"] - hits["candidate"].mean(),
                                              hits=(hits["baseline"], hits["candidate"]), method="Tango score")
         bins = int(self.options.get("ece_bins", 15))
-        rel = {r: sm.reliability(p[r], y, bins=bins) for r in ROLES}
-        ece = {r: sm.ece_influence(p[r], y, bins=bins) for r in ROLES}
+        binned = {r: sm.confidence_bins(p[r], bins) for r in ROLES}
+        rel = {r: sm.reliability(p[r], y, bins=bins, binned=binned[r]) for r in ROLES}
+        ece = {r: sm.ece_influence(p[r], y, bins=bins, binned=binned[r]) for r in ROLES}
         out["ece"] = _Measure(ece["baseline"].value, ece["candidate"].value, ece["baseline"].psi,
                               ece["candidate"].psi, bias=(ece["baseline"].bias, ece["candidate"].bias),
                               method="delta, bin-noise allowance")
-        ap = {r: sm.pr_auc_influence(odds[r], y) for r in ROLES}
+        ap = dict(zip(ROLES, sm.pr_aucs(rankings)))
         out["pr_auc"] = _Measure(ap["baseline"].value, ap["candidate"].value, ap["baseline"].psi, ap["candidate"].psi,
                                  transform="logit", method="delta (influence), normal and logit")
         self._reliability = rel
@@ -625,8 +693,9 @@ class ScoresCheck(Check):
             raise DataError("scores: no samples were seen")
         settings = decision_settings(self.ctx.config, self.options)
         if self._stream is None:
-            y = np.concatenate(self._labels).astype(np.int64)
-            odds = {r: np.concatenate(self._odds[r]).astype(np.float64) for r in ROLES}
+            rows = self._rows()
+            y = rows["labels"].astype(np.int64)
+            odds = {r: rows[r].astype(np.float64) for r in ROLES}
         else:
             kept = self.kept_sample()
             y = kept["labels"].astype(np.int64)
@@ -643,8 +712,9 @@ class ScoresCheck(Check):
                 raise DataError(f"scores: {metric} needs samples of at least two classes in the labels, found only "
                                 f"class {int(np.argmax(support))}: the evaluation data cannot rank positives against "
                                 "negatives")
+        rankings = sm.Rankings([odds[r] for r in ROLES], y)
         with np.errstate(invalid="ignore"):     # NaN scores give NaN metrics, which fail; no warning on the way
-            measures = self._measures(p, odds, y)
+            measures = self._measures(p, odds, y, rankings)
             if self._stream is not None:
                 measures = self._streamed(measures)
         findings: list[Finding] = []
@@ -673,7 +743,7 @@ class ScoresCheck(Check):
                         for k_, v in measures.items()},
         }
         rel_table, charts, details["reliability"] = self._reliability_outputs()
-        details["curves"] = self._curve_outputs(odds, y)
+        details["curves"] = self._curve_outputs(odds, y, rankings)
         tables.append(rel_table)
         if self.options.get("threshold") is not None:
             t_table, t_findings, details["threshold"] = self._threshold(p, y, settings)
@@ -768,14 +838,16 @@ class ScoresCheck(Check):
                           "accuracy": [None if x != x else float(x) for x in r.accuracy]}
         return table, charts, data
 
-    def _curve_outputs(self, odds: dict[str, np.ndarray], y: np.ndarray) -> dict[str, Any]:
-        """Both models' ROC and PR curves (gate.curves): from every kept sample, or from the bins when streamed."""
+    def _curve_outputs(self, odds: dict[str, np.ndarray], y: np.ndarray,
+                       rankings: sm.Rankings) -> dict[str, Any]:
+        """Both models' ROC and PR curves (gate.curves): from every kept sample (read off the rankings the ranking
+        metrics sorted), or from the bins when streamed."""
         from gate import curves
 
         names = tuple(self.ctx.class_names)
         if self._stream is not None:
             return curves.binned_curves(self._stream.hist, self._stream.support, self._stream.n, names)
-        return curves.score_curves(odds, y, names)
+        return curves.score_curves(odds, y, names, rankings=rankings)
 
     def _threshold(self, p: dict[str, np.ndarray], y: np.ndarray,
                    settings: DecisionSettings) -> tuple[Table, list[Finding], dict[str, Any]]:

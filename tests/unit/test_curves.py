@@ -76,17 +76,124 @@ def test_roc_and_pr_vertices_are_scikit_learns_with_and_without_ties(n, decimals
     positive = rng.random(n) < 0.3
     score = np.round(rng.standard_normal(n) + positive, decimals)       # 1 decimal: many ties
     counts = cv.clf_counts(score, positive)
-    fpr, tpr, t_roc = cv.roc_vertices(*counts)
+    roc = cv.roc_vertices(counts)
     sk_fpr, sk_tpr, sk_t = roc_curve(positive, score)
-    assert np.array_equal(fpr, sk_fpr) and np.array_equal(tpr, sk_tpr) and np.array_equal(t_roc, sk_t)
+    assert np.array_equal(roc.x, sk_fpr) and np.array_equal(roc.y, sk_tpr) and np.array_equal(roc.thresholds, sk_t)
     for drop in (False, True):
-        recall, precision, t_pr = cv.pr_vertices(*counts, drop_intermediate=drop)
+        pr = cv.pr_vertices(counts, drop_intermediate=drop)
         sk_p, sk_r, sk_tp = precision_recall_curve(positive, score, drop_intermediate=drop)
-        assert np.array_equal(recall, sk_r) and np.array_equal(precision, sk_p) and np.array_equal(t_pr, sk_tp)
-    out = cv.role_curves(*counts, max_points=10_000, probability=True)
+        assert np.array_equal(pr.x, sk_r) and np.array_equal(pr.y, sk_p)
+        assert np.array_equal(pr.thresholds[:-1], sk_tp) and pr.thresholds[-1] == np.inf   # the end point's
+    (out,) = cv.role_curves(counts, max_points=10_000, probability=True)
     assert out["roc"]["auc"] == pytest.approx(roc_auc_score(positive, score), abs=1e-6)
     assert out["pr"]["average_precision"] == pytest.approx(average_precision_score(positive, score), abs=1e-6)
     assert out["roc"]["vertices"] == sk_fpr.size and len(out["roc"]["fpr"]) == sk_fpr.size
+
+
+def test_every_class_of_both_models_at_once_gives_scikit_learns_vertices_and_areas():
+    """The curves lie end to end in flat arrays, computed all at once: each one is sklearn's alone, ties included."""
+    from gate import score_metrics as sm
+
+    rng = np.random.default_rng(21)
+    n, k = 700, 5
+    y = rng.integers(0, k, n)
+    scores = [np.round(rng.standard_normal((n, k)) + 1.5 * (y[:, None] == np.arange(k)), decimals)
+              for decimals in (1, 3)]                        # many ties, few ties
+    ranking = next(iter(sm.Rankings(scores, y)))
+    assert ranking.classes.size == 2 * k and ranking.model.tolist() == [0] * k + [1] * k
+    counts = cv.ranking_counts(ranking)
+    curves = {"roc": cv.roc_vertices(counts), "pr": cv.pr_vertices(counts),
+              "pr_drop": cv.pr_vertices(counts, drop_intermediate=True)}
+    areas, aps = cv.roc_areas(curves["roc"]), cv.average_precisions(counts)
+    at = {key: np.r_[0, np.cumsum(v.sizes)] for key, v in curves.items()}
+
+    def curve(key: str, row: int):
+        v, a, b = curves[key], at[key][row], at[key][row + 1]
+        return v.x[a:b], v.y[a:b], v.thresholds[a:b]
+
+    for row, (m, c) in enumerate(zip(ranking.model.tolist(), ranking.classes.tolist())):
+        score, positive = scores[m][:, c], y == c
+        fpr, tpr, t = curve("roc", row)
+        sk_fpr, sk_tpr, sk_t = roc_curve(positive, score)
+        assert np.array_equal(fpr, sk_fpr) and np.array_equal(tpr, sk_tpr) and np.array_equal(t, sk_t)
+        for key, drop in (("pr", False), ("pr_drop", True)):
+            recall, precision, t = curve(key, row)
+            sk_p, sk_r, sk_t = precision_recall_curve(positive, score, drop_intermediate=drop)
+            assert np.array_equal(recall, sk_r) and np.array_equal(precision, sk_p)
+            assert np.array_equal(t[:-1], sk_t) and t[-1] == np.inf
+        assert areas[row] == pytest.approx(roc_auc_score(positive, score), rel=1e-12)
+        assert aps[row] == pytest.approx(average_precision_score(positive, score), rel=1e-12)
+
+
+def test_binned_counts_of_several_curves_are_each_curves_own():
+    rng = np.random.default_rng(22)
+    hist = rng.integers(0, 4, (3, 2, 30)) * (rng.random((3, 2, 30)) < 0.6)    # empty bins in every curve
+    counts = cv.binned_counts(hist)
+    at = np.r_[0, np.cumsum(counts.sizes)]
+    for i in range(3):
+        neg, pos = hist[i, 0][::-1], hist[i, 1][::-1]
+        full = neg + pos > 0
+        a, b = at[i], at[i + 1]
+        assert np.array_equal(counts.tps[a:b], np.cumsum(pos)[full])
+        assert np.array_equal(counts.fps[a:b], np.cumsum(neg)[full])
+        assert np.array_equal(counts.thresholds[a:b], ((29 - np.arange(30)) / 30)[full])
+
+
+def test_thinning_every_curve_at_once_keeps_what_thin_keeps_of_each():
+    rng = np.random.default_rng(23)
+    sizes = np.array([5, 60, 61, 250, 3, 1000, 2])
+    xs = [np.sort(rng.random(m))[::-1] for m in sizes]
+    ys = [np.sort(rng.random(m)) for m in sizes]
+    xs[4], ys[4] = np.zeros(3), np.zeros(3)                 # a curve of no length: thin's fallback
+    xs.append(np.zeros(70))
+    ys.append(np.zeros(70))
+    sizes = np.append(sizes, 70)
+    v = cv.Vertices(x=np.concatenate(xs), y=np.concatenate(ys), thresholds=np.zeros(int(sizes.sum())), sizes=sizes)
+    kept, counts = cv._thinned(v, 60)
+    start = np.r_[0, np.cumsum(sizes)]
+    expected = [cv.thin(x, yy, 60) + a for x, yy, a in zip(xs, ys, start[:-1])]
+    assert np.array_equal(kept, np.concatenate(expected))
+    assert counts.tolist() == [e.size for e in expected]
+
+
+def test_five_significant_digits_are_pythons_formatting_exactly():
+    """The thresholds' float(f"{p:.5g}"), vectorised: the same double for every value, ties and near-ties too."""
+    rng = np.random.default_rng(24)
+    mantissa = rng.integers(10_000, 100_000, 50_000)
+    scale = 10.0 ** rng.integers(4, 20, 50_000)
+    half = (mantissa + 0.5) / scale                           # next to a rounding tie of the 5th digit
+    values = np.concatenate([
+        rng.random(100_000), 10.0 ** rng.uniform(-19, 0, 100_000), 1.0 / (1.0 + np.exp(-20 * rng.standard_normal(50_000))),
+        half, np.nextafter(half, 0.0), np.nextafter(half, 1.0), mantissa / scale, np.nextafter(mantissa / scale, 0.0),
+        [0.0, 1.0, 0.1, 1e-5, 0.99999, 0.999995, 0.9999949999, 0.34375, 5e-324, 1e-300, 1e-17, 123456.0, np.inf,
+         -0.5, np.nan]])
+    got = cv.five_significant(values)
+    want = np.array([float(f"{v:.5g}") for v in values.tolist()])
+    same = (got == want) | (np.isnan(got) & np.isnan(want))
+    assert same.all(), values[~same][:5]
+
+
+def test_the_order_within_a_tie_changes_nothing():
+    """The rankings sort without a stable order: every tie shuffled anew gives the same values, influences and
+    curves, bit for bit."""
+    import dataclasses
+
+    from gate import score_metrics as sm
+
+    rng = np.random.default_rng(25)
+    n, k = 400, 3
+    y = rng.integers(0, k, n)
+    scores = [np.round(rng.standard_normal((n, k)) + (y[:, None] == np.arange(k)), 0) for _ in range(2)]  # ~7 values
+    ranking = next(iter(sm.Rankings(scores, y)))
+    shuffled = np.stack([np.lexsort((rng.random(n), first)) for first in ranking.first])   # within each run only
+    assert not np.array_equal(shuffled, np.tile(np.arange(n), (ranking.classes.size, 1)))
+    other = dataclasses.replace(ranking, **{name: np.take_along_axis(getattr(ranking, name), shuffled, axis=1)
+                                            for name in ("order", "score", "positive")})
+    for parts in (sm.auc_parts, sm.ap_parts):
+        (value, psi), (value2, psi2) = parts(ranking), parts(other)
+        assert np.array_equal(value, value2) and np.array_equal(psi, psi2)
+    assert cv.role_curves(cv.ranking_counts(ranking), max_points=60, probability=False) == cv.role_curves(
+        cv.ranking_counts(other), max_points=60, probability=False)
 
 
 def test_saturated_scores_tie_at_infinity_as_at_any_value():
@@ -95,12 +202,12 @@ def test_saturated_scores_tie_at_infinity_as_at_any_value():
     positive = np.array([1, 0, 1, 1, 0, 0, 1, 0], dtype=bool)
     score = np.array([np.inf, np.inf, 0.5, -1.0, -1.0, -np.inf, -np.inf, 2.0])
     finite = np.where(np.isposinf(score), 1e300, np.where(np.isneginf(score), -1e300, score))
-    fpr, tpr, _ = cv.roc_vertices(*cv.clf_counts(score, positive))
+    roc = cv.roc_vertices(cv.clf_counts(score, positive))
     sk_fpr, sk_tpr, _ = roc_curve(positive, finite)
-    assert np.array_equal(fpr, sk_fpr) and np.array_equal(tpr, sk_tpr)
-    recall, precision, _ = cv.pr_vertices(*cv.clf_counts(score, positive), drop_intermediate=True)
+    assert np.array_equal(roc.x, sk_fpr) and np.array_equal(roc.y, sk_tpr)
+    pr = cv.pr_vertices(cv.clf_counts(score, positive), drop_intermediate=True)
     sk_p, sk_r, _ = precision_recall_curve(positive, finite, drop_intermediate=True)
-    assert np.array_equal(recall, sk_r) and np.array_equal(precision, sk_p)
+    assert np.array_equal(pr.x, sk_r) and np.array_equal(pr.y, sk_p)
 
 
 def test_a_thinned_curve_keeps_exact_vertices_its_ends_and_its_shape():
@@ -116,7 +223,7 @@ def test_a_thinned_curve_keeps_exact_vertices_its_ends_and_its_shape():
     for a, b in zip(keep[:-1], keep[1:]):
         seg = slice(a, b + 1)
         assert np.hypot(np.diff(sk_fpr[seg]), np.diff(sk_tpr[seg])).sum() < 0.02
-    out = cv.role_curves(*cv.clf_counts(score, positive), max_points=300, probability=True)
+    (out,) = cv.role_curves(cv.clf_counts(score, positive), max_points=300, probability=True)
     roc = out["roc"]
     assert len(roc["fpr"]) == keep.size and roc["vertices"] == sk_fpr.size
     assert np.allclose(roc["fpr"], sk_fpr[keep], atol=5e-6) and np.allclose(roc["tpr"], sk_tpr[keep], atol=5e-6)

@@ -445,6 +445,75 @@ def test_log_odds_of_multiclass_logits_are_exact_for_the_top_class():
             assert odds[i, c] == pytest.approx(zd[i, c] - rest, rel=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_logits_kept_until_compute_are_the_per_batch_log_odds(dtype):
+    """Logits are kept as they come (float32 and narrower) and turned into log-odds once, over every batch: the
+    kept rows are exactly those of log_odds_of batch by batch."""
+    from gate.checks.scores import log_odds_of
+
+    y, zb, zc = world(300, 4, seed=81)
+    config = build_config({"checks": {"scores": {"enabled": True}}})
+    models = {r: SimpleNamespace(output="logits") for r in ("baseline", "candidate")}
+    check = ScoresCheck(config.check("scores"), RunContext(config=config, models=models,
+                                                           class_names=("a", "b", "c", "d"), device=None))
+    want = {"baseline": [], "candidate": []}
+    for i, start in enumerate(range(0, 300, 64)):
+        sl = slice(start, start + 64)
+        scores = {"baseline": torch.from_numpy(zb[sl]).to(dtype), "candidate": torch.from_numpy(zc[sl]).to(dtype)}
+        check.update(Step(index=i, offset=start, inputs=None, labels=torch.from_numpy(y[sl]), scores=scores))
+        for role in want:
+            want[role].append(log_odds_of(scores[role], "logits", role=role))
+    state = check.state()
+    for role in want:
+        assert np.array_equal(state[f"rows.{role}"], np.concatenate(want[role]).astype(np.float64))
+
+
+def _ranking_of(scores, y):
+    return next(iter(sm.Rankings(scores, y)))
+
+
+def test_delong_components_of_every_class_of_both_models_at_once_are_the_quadratic_ones():
+    """auc_parts over all (model, class) rows: each row's AUC and V10 / V01 against the O(n^2) Mann-Whitney kernel
+    with ties, and each row computed alone gives the same bits."""
+    rng = np.random.default_rng(82)
+    n, k = 300, 4
+    y = rng.integers(0, k, n)
+    scores = [np.round(rng.standard_normal((n, k)) + (y[:, None] == np.arange(k)), 1) for _ in range(2)]
+    ranking = _ranking_of(scores, y)
+    auc, psi = sm.auc_parts(ranking)
+    for row, (m, c) in enumerate(zip(ranking.model.tolist(), ranking.classes.tolist())):
+        s, pos = scores[m][:, c], y == c
+        kernel = (s[pos][:, None] > s[~pos][None, :]) + 0.5 * (s[pos][:, None] == s[~pos][None, :])
+        assert auc[row] == pytest.approx(roc_auc_score(pos, s), rel=1e-12)
+        v10, v01 = kernel.mean(axis=1), kernel.mean(axis=0)
+        assert psi[row][pos] == pytest.approx(n / pos.sum() * (v10 - kernel.mean()), rel=1e-12, abs=1e-12)
+        assert psi[row][~pos] == pytest.approx(n / (~pos).sum() * (v01 - kernel.mean()), rel=1e-12, abs=1e-12)
+        alone = sm.rank_rows(s[None, :], pos[None, :], np.array([c]))
+        one_auc, one_psi = sm.auc_parts(alone)
+        assert one_auc[0] == auc[row] and np.array_equal(one_psi[0], psi[row])
+        ap, ap_psi = sm.ap_parts(alone)
+        ap_all, ap_psi_all = sm.ap_parts(ranking)
+        assert ap[0] == ap_all[row] == pytest.approx(average_precision_score(pos, s), rel=1e-12)
+        assert np.array_equal(ap_psi[0], ap_psi_all[row])
+
+
+@pytest.mark.parametrize("k", [3, 13])
+def test_rankings_in_chunks_of_classes_give_what_one_sort_of_every_class_gives(k):
+    """Beyond RANK_CELLS the classes are ranked a chunk at a time (bounded memory): the same bits as one sort."""
+    from gate import curves as cv
+
+    y, zb, zc = world(500, k, seed=83)
+    odds = [zb.astype(np.float64), np.round(zc, 1).astype(np.float64)]
+    whole, chunked = sm.Rankings(odds, y), sm.Rankings(odds, y, cells=2 * 500 * 2)    # two classes a chunk
+    assert whole._kept is not None and chunked._kept is None
+    for metric in (sm.roc_aucs, sm.pr_aucs):
+        for a, b in zip(metric(whole), metric(chunked)):
+            assert a.value == b.value and np.array_equal(a.psi, b.psi)
+    names = tuple(str(i) for i in range(k))
+    pair = dict(zip(cv.ROLES, odds))
+    assert cv.score_curves(pair, y, names, rankings=whole) == cv.score_curves(pair, y, names, rankings=chunked)
+
+
 def test_weighted_average_precision_is_scikit_learns_with_sample_weights():
     y, zb, _ = world(300, 4, seed=47)
     scores = np.round(softmax(zb).astype(np.float64), 2)           # ties
