@@ -385,12 +385,14 @@ def score_curves(odds: dict[str, np.ndarray], y: np.ndarray, class_names: tuple[
     return _curves(per_class, k, max_points, total=total, approximate=False, source=f"every sample ({y.size})")
 
 
-def binned_curves(hist: np.ndarray, support: np.ndarray, n: int, class_names: tuple[str, ...]) -> dict[str, Any]:
-    """Both models' curves from the streamed state's bins: hist[model, class, negative/positive, bin]."""
+def binned_curves(hist: np.ndarray, support: np.ndarray, n: int, class_names: tuple[str, ...], *,
+                  drawable: bool = True) -> dict[str, Any]:
+    """Both models' curves from the streamed state's bins: hist[model, class, negative/positive, bin]; none when
+    not `drawable` (a model scored a sample NaN, which ranks nothing: as `score_curves` draws no class with one)."""
     hist = np.asarray(hist)
     k, bins = hist.shape[1], hist.shape[3]
-    classes = _classes(np.asarray(support), n)
-    total = len(classes)
+    total = len(_classes(np.asarray(support), n))
+    classes = _classes(np.asarray(support), n) if drawable else []
     if len(classes) > MAX_CLASSES:
         area = roc_areas(roc_vertices(binned_counts(np.concatenate([hist[m, classes] for m in range(len(ROLES))]))))
         areas = {role: area[m * len(classes):(m + 1) * len(classes)] for m, role in enumerate(ROLES)}

@@ -560,7 +560,10 @@ class StreamedScores:
             if self.k > self.top_k:
                 hits.append(top_k_hits(o, y, self.top_k))
                 self.hits[m] += int(hits[-1].sum())
-            idx = np.minimum((p * self.bins).astype(np.int64), self.bins - 1)
+            # a NaN score ranks nothing: its row goes to bin 0 here, and the model's Brier sum (NaN from that row on,
+            # through every merge) makes each of its ranking metrics NaN, which fails (`has_nan`)
+            with np.errstate(invalid="ignore"):
+                idx = np.minimum(np.where(np.isnan(p), 0, p * self.bins).astype(np.int64), self.bins - 1)
             is_pos = (y[:, None] == np.arange(self.k)[None, :]).astype(np.int64)
             cell = ((np.arange(self.k)[None, :] * 2 + is_pos) * self.bins + idx).ravel()
             self.hist[m] += np.bincount(cell, minlength=self.k * 2 * self.bins).reshape(self.k, 2, self.bins)
@@ -573,12 +576,18 @@ class StreamedScores:
         if hits:
             self.discordant += [int(np.sum(hits[0] & ~hits[1])), int(np.sum(~hits[0] & hits[1]))]
 
+    def has_nan(self, m: int) -> bool:
+        """Whether model m scored any sample NaN (its Brier sum is NaN then: every class's probability enters it)."""
+        return bool(np.isnan(self.brier[m]))
+
     def _classes(self) -> list[int]:
         present = np.flatnonzero((self.support > 0) & (self.support < self.n))
         return [1] if self.k == 2 else present.tolist()
 
     def roc_auc(self, m: int) -> float:
         """Mann-Whitney AUC of the binned scores (ties within a bin count half); macro one-vs-rest."""
+        if self.has_nan(m):
+            return float("nan")
         values = []
         for c in self._classes():
             neg, pos = self.hist[m, c, 0].astype(np.float64), self.hist[m, c, 1].astype(np.float64)
@@ -590,6 +599,8 @@ class StreamedScores:
 
     def pr_auc(self, m: int) -> float:
         """Average precision of the binned scores, thresholds at the bins from the top; macro one-vs-rest."""
+        if self.has_nan(m):
+            return float("nan")
         values = []
         for c in self._classes():
             neg, pos = self.hist[m, c, 0][::-1].astype(np.float64), self.hist[m, c, 1][::-1].astype(np.float64)

@@ -846,7 +846,9 @@ class ScoresCheck(Check):
 
         names = tuple(self.ctx.class_names)
         if self._stream is not None:
-            return curves.binned_curves(self._stream.hist, self._stream.support, self._stream.n, names)
+            st = self._stream
+            return curves.binned_curves(st.hist, st.support, st.n, names,
+                                        drawable=not any(st.has_nan(m) for m in range(len(ROLES))))
         return curves.score_curves(odds, y, names, rankings=rankings)
 
     def _threshold(self, p: dict[str, np.ndarray], y: np.ndarray,

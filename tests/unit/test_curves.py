@@ -338,3 +338,35 @@ def test_curves_are_valid_in_the_json_report_schema():
     report = html_report()
     report = dataclasses.replace(report, checks=(*report.checks, check.compute()), schema_version="1.4")
     validate_report(report_dict(report))
+
+
+@pytest.mark.parametrize("options", [{"bins": 30}, {"max_samples": 100}, {"sharded": True}],
+                         ids=["binned", "switched-to-streaming", "streamed-shards-merged"])
+def test_a_nan_score_in_streamed_mode_fails_as_in_exact_mode_without_a_traceback(options):
+    """A NaN score used to crash the streamed state's bin count ("'list' argument must have no negative
+    elements"); it now gives the exact mode's outcome: that model's score metrics NaN, which fail; no curves."""
+    from gate.sharding import merge_arrays
+
+    rules = {"roc_auc": {"max_drop": 0.05}, "pr_auc": {"max_drop": 0.05}, "log_loss": {"max_increase": 0.5}}
+    y, zb, zc = world(600, 3, seed=18)
+    zc[5, 1] = np.nan
+    (exact,) = checks(dict(rules), 3)
+    feed(exact, y, zb, zc, batch=64)
+    want = exact.compute()
+    if options.get("sharded"):
+        *shards, check = checks(dict(rules, max_samples=100), 3, count=3)
+        for s, shard in enumerate(shards):
+            feed(shard, y, zb, zc, batch=64, shard=s, shards=2)
+        check.load_state(merge_arrays([shard.state() for shard in shards]))
+    else:
+        (check,) = checks(dict(rules, **options), 3)
+        feed(check, y, zb, zc, batch=64)
+    got = check.compute()
+    assert got.status == want.status == "fail"
+    assert [(f.metric, f.status) for f in got.findings] == [(f.metric, f.status) for f in want.findings]
+    assert all(np.isnan(f.candidate) and np.isfinite(f.baseline) for f in got.findings)
+    assert got.details["curves"]["classes"] == [] and got.details["curves"]["approximate"] is True
+    # the baseline's streamed figures are still its own: scikit-learn's log loss on its probabilities
+    from sklearn.metrics import log_loss
+    base = next(f for f in got.findings if f.metric == "log_loss").baseline
+    assert base == pytest.approx(log_loss(y, softmax(zb)), rel=1e-7)     # float32 logits
