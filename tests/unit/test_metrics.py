@@ -131,10 +131,10 @@ def test_dense_and_sparse_one_hots_give_the_same_metrics(monkeypatch):
 
 
 @pytest.mark.parametrize("sums_by", ["bincount", "reduce"])
-@pytest.mark.parametrize("chunk", [None, 1, 7, 500])
-def test_bootstrap_replicates_are_the_metrics_of_the_bootstrap_weights_exactly(chunk, sums_by, monkeypatch):
+@pytest.mark.parametrize(("chunk", "threads"), [(None, 1), (1, 1), (7, 2), (500, 1), (None, 2), (None, 3)])
+def test_bootstrap_replicates_are_the_metrics_of_the_bootstrap_weights_exactly(chunk, threads, sums_by, monkeypatch):
     # Sums of whole counts are exact in float64 in any order, so class sums by bincount or by row reductions give
-    # the one-hot products' figures bit for bit, in blocks of any size.
+    # the one-hot products' figures bit for bit, in blocks of any size, on any number of threads.
     monkeypatch.setattr(gm, "LOOP_SUM_ROWS", 10**9 if sums_by == "bincount" else 1)
     rng = np.random.default_rng(8)
     counts = PairedCounts(6)
@@ -142,7 +142,7 @@ def test_bootstrap_replicates_are_the_metrics_of_the_bootstrap_weights_exactly(c
     counts.update(y, np.where(rng.random(900) < 0.8, y, rng.integers(0, 6, 900)),
                   np.where(rng.random(900) < 0.6, y, rng.integers(0, 6, 900)))
     cells = counts.cells()
-    reps = gm.bootstrap_replicates(cells, resamples=300, seed=2, per_class=True, chunk=chunk)
+    reps = gm.bootstrap_replicates(cells, resamples=300, seed=2, per_class=True, chunk=chunk, threads=threads)
     w = stats.bootstrap_weights(cells.counts, resamples=300, seed=2)
     for role, pred in (("baseline", cells.pb), ("candidate", cells.pc)):
         dense = gm.model_metrics(cells, pred, w, empty=np.nan)
