@@ -6,6 +6,7 @@ exactly a multinomial resample of its counts, so every metric below is computed 
 """
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -446,13 +447,26 @@ def bootstrap_replicates(cells: Cells, *, resamples: int, seed: int, per_class: 
     work = partial(_stream_replicates, cells, plan=plan, per_class=per_class,
                    chunk=chunk or block_rows(cells.counts.size, cells.num_classes))
     if threads > 1 and len(streams) > 1:
-        with ThreadPoolExecutor(max_workers=min(threads, len(streams))) as pool:
-            parts = list(pool.map(work, streams))
+        parts = list(_bootstrap_pool(min(threads, len(streams))).map(work, streams))
     else:
         parts = [work(stream) for stream in streams]
     blocks = [block for part in parts for block in part]
     return {role: {key: np.concatenate([b[role][key] for b in blocks]) if len(blocks) > 1 else blocks[0][role][key]
                    for key in blocks[0][role]} for role in ("baseline", "candidate")}
+
+
+_POOL: dict[str, Any] = {}
+
+
+def _bootstrap_pool(threads: int) -> ThreadPoolExecutor:
+    """`threads` worker threads for the bootstrap, kept between runs (starting them costs about 0.3 ms a run); made
+    anew for another count, or in a forked child, where the parent's threads do not exist."""
+    if _POOL.get("pid") != os.getpid() or _POOL.get("threads") != threads:
+        if _POOL.get("pid") == os.getpid():
+            _POOL["pool"].shutdown(wait=False)
+        _POOL.update(pid=os.getpid(), threads=threads,
+                     pool=ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gate-bootstrap"))
+    return _POOL["pool"]
 
 
 #: The most resamples a bootstrap block holds: its temporaries ((rows, 5K) sums, (rows, 2, K) figures) then stay
