@@ -1,6 +1,8 @@
 """gate.metrics against scikit-learn on the same predictions; one batch vs many; merge by addition."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
@@ -148,3 +150,33 @@ def test_bootstrap_replicates_are_the_metrics_of_the_bootstrap_weights_exactly(c
         dense = gm.model_metrics(cells, pred, w, empty=np.nan)
         for key in ("accuracy", "macro_f1", "weighted_f1", "precision", "recall", "f1"):
             np.testing.assert_array_equal(reps[role][key], dense[key], err_msg=f"{role} {key}")
+
+
+def _replicates_in_child(queue) -> None:
+    counts = PairedCounts(3)
+    counts.update(np.array([0, 1, 2, 2, 1, 0, 0]), np.array([0, 1, 2, 1, 1, 0, 2]), np.array([0, 2, 2, 2, 1, 1, 0]))
+    reps = gm.bootstrap_replicates(counts.cells(), resamples=64, seed=4, per_class=False, threads=2)
+    queue.put(reps["candidate"]["macro_f1"].tolist())
+
+
+def test_bootstrap_threads_work_in_a_forked_child_of_a_process_that_used_them():
+    # The worker threads are kept between runs; a forked child has none of them, so it must start its own
+    # instead of waiting on threads that do not exist.
+    import multiprocessing
+
+    counts = PairedCounts(3)
+    counts.update(np.array([0, 1, 2, 2, 1, 0, 0]), np.array([0, 1, 2, 1, 1, 0, 2]), np.array([0, 2, 2, 2, 1, 1, 0]))
+    here = gm.bootstrap_replicates(counts.cells(), resamples=64, seed=4, per_class=False, threads=2)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_replicates_in_child, args=(queue,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)   # Python 3.12+: fork of a multi-threaded process
+        child.start()
+    try:
+        assert queue.get(timeout=60) == here["candidate"]["macro_f1"].tolist()
+    finally:
+        child.join(timeout=60)
+        if child.is_alive():
+            child.kill()
+    assert child.exitcode == 0
