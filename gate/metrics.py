@@ -6,10 +6,7 @@ exactly a multinomial resample of its counts, so every metric below is computed 
 """
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -430,66 +427,37 @@ def _summaries(n: np.ndarray, support: np.ndarray, predicted: np.ndarray, tp: np
 
 
 def bootstrap_replicates(cells: Cells, *, resamples: int, seed: int, per_class: bool,
-                         chunk: int | None = None, threads: int = 1) -> dict[str, dict[str, np.ndarray]]:
+                         chunk: int | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Paired-bootstrap replicates of both models' accuracy, macro F1 and weighted F1 (R,) (and, if `per_class`,
-    per-class precision / recall / F1 (R, K)), in the rows' order of gate.stats.bootstrap_weights.
+    per-class precision / recall / F1 (R, K)), drawn in blocks of `chunk` resamples (by default `block_rows`), so
+    memory is a block plus the outputs, never resamples x cells or cells x classes. The blocks draw the same rows as
+    one draw of all of them (gate.stats.iter_bootstrap_weights), so the replicates do not depend on `chunk`.
 
-    Each of gate.stats' fixed streams draws its rows in blocks of `chunk` (by default `block_rows`), so memory is
-    a block per thread plus the outputs, never resamples x cells or cells x classes. With `threads` > 1 the
-    streams are drawn and summed on that many threads at once (numpy's sampler releases the GIL); every stream
-    draws its own rows, so the replicates are the same bit for bit whatever `threads` and `chunk`.
-
-    A block's class sums (`_class_sums`) are reductions or weighted bincounts of whole counts: exact, without a
+    A block's class sums (`_class_sums`) are weighted bincounts or reductions of whole counts: exact, without a
     one-hot, BLAS or its thread pool; both models' figures then come from one pass over (R, 2, K) arrays.
     """
+    k = cells.num_classes
     plan = _class_sum_plan(cells)
-    streams = stats.bootstrap_streams(resamples, seed)
-    work = partial(_stream_replicates, cells, plan=plan, per_class=per_class,
-                   chunk=chunk or block_rows(cells.counts.size, cells.num_classes))
-    if threads > 1 and len(streams) > 1:
-        parts = list(_bootstrap_pool(min(threads, len(streams))).map(work, streams))
-    else:
-        parts = [work(stream) for stream in streams]
-    blocks = [block for part in parts for block in part]
-    return {role: {key: np.concatenate([b[role][key] for b in blocks]) if len(blocks) > 1 else blocks[0][role][key]
-                   for key in blocks[0][role]} for role in ("baseline", "candidate")}
+    rows = chunk or block_rows(cells.counts.size, k)
+    blocks: dict[str, list[dict[str, np.ndarray]]] = {"baseline": [], "candidate": []}
+    for w in stats.iter_bootstrap_weights(cells.counts, resamples=resamples, seed=seed, chunk=rows):
+        sums = _class_sums(w, plan, k)
+        n = w.sum(axis=1).astype(np.float64)
+        rows_k = (w.shape[0], 2, k)
+        for role, out in _summaries(n, sums[:, :k], sums[:, k:3 * k].reshape(rows_k), sums[:, 3 * k:].reshape(rows_k),
+                                    per_class=per_class).items():
+            blocks[role].append(out)
+    return {role: {key: np.concatenate([b[key] for b in parts]) if len(parts) > 1 else parts[0][key]
+                   for key in parts[0]} for role, parts in blocks.items()}
 
 
-_POOL: dict[str, Any] = {}
-
-
-def _bootstrap_pool(threads: int) -> ThreadPoolExecutor:
-    """`threads` worker threads for the bootstrap, kept between runs (starting them costs about 0.3 ms a run); made
-    anew for another count, or in a forked child, where the parent's threads do not exist."""
-    if _POOL.get("pid") != os.getpid() or _POOL.get("threads") != threads:
-        if _POOL.get("pid") == os.getpid():
-            _POOL["pool"].shutdown(wait=False)
-        _POOL.update(pid=os.getpid(), threads=threads,
-                     pool=ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gate-bootstrap"))
-    return _POOL["pool"]
-
-
-#: The most resamples a bootstrap block holds: its temporaries ((rows, 5K) sums, (rows, 2, K) figures) then stay
-#: around 100 KB for ten classes, under malloc's mmap threshold (128 KB): larger fresh arrays are mapped anew
-#: each time and pay a page fault per 4 KB page they touch, which measured more than the arithmetic.
+#: The most resamples a bootstrap block holds: a block's temporaries ((rows, 5K) sums, (rows, 2, K) figures) then
+#: stay around 100 KB for ten classes. Larger ones, several alive at once, come from fresh mappings that pay a page
+#: fault per 4 KB page they touch: 2,000 resamples of the digits example's 20 cells cost 4.9-5.1 ms of CPU in one
+#: block, 4.4-4.5 ms in blocks of 256.
 BLOCK_ROWS = 256
 
 
 def block_rows(cells: int, classes: int) -> int:
     """Resamples per bootstrap block: at most BLOCK_ROWS, and at most BOOTSTRAP_BLOCK weights or sums a block."""
     return max(1, min(BLOCK_ROWS, BOOTSTRAP_BLOCK // max(cells, 5 * classes, 1)))
-
-
-def _stream_replicates(cells: Cells, stream: tuple[int, np.random.Generator], *, plan: _SumPlan, per_class: bool,
-                       chunk: int) -> list[dict[str, dict[str, np.ndarray]]]:
-    """Both models' replicates of one bootstrap stream's rows (gate.stats.bootstrap_streams), block by block."""
-    k = cells.num_classes
-    rows, rng = stream
-    out = []
-    for start in range(0, rows, chunk):
-        w = stats.draw_bootstrap_weights(cells.counts, rng, min(chunk, rows - start))
-        sums = _class_sums(w, plan, k)
-        rows_k = (w.shape[0], 2, k)
-        out.append(_summaries(w.sum(axis=1).astype(np.float64), sums[:, :k], sums[:, k:3 * k].reshape(rows_k),
-                              sums[:, 3 * k:].reshape(rows_k), per_class=per_class))
-    return out

@@ -390,61 +390,40 @@ def _as_counts(counts: np.ndarray) -> np.ndarray:
     return arr
 
 
-#: The paired bootstrap's resamples come from this many independent streams, numpy Generators seeded by
-#: ``SeedSequence(seed).spawn(BOOTSTRAP_STREAMS)``, stream s drawing the s-th contiguous share of the rows. Fixed in
-#: number, so the rows are the same on any machine and with any number of threads; independent, so they can be drawn
-#: at once (numpy's Generator releases the GIL while it samples; gate.metrics.bootstrap_replicates does).
-BOOTSTRAP_STREAMS = 8
-
-
-def bootstrap_streams(resamples: int, seed: int) -> list[tuple[int, np.random.Generator]]:
-    """(rows, generator) of each stream that draws any row, in row order: the first ``resamples % BOOTSTRAP_STREAMS``
-    streams draw one row more than the others."""
-    if resamples < 1:
-        raise ValueError(f"resamples must be at least 1, got {resamples!r}")
-    share, extra = divmod(resamples, BOOTSTRAP_STREAMS)
-    children = np.random.SeedSequence(seed).spawn(BOOTSTRAP_STREAMS)
-    return [(share + (s < extra), np.random.default_rng(child)) for s, child in enumerate(children)
-            if share + (s < extra) > 0]
-
-
-def draw_bootstrap_weights(counts: np.ndarray, rng: np.random.Generator, rows: int) -> np.ndarray:
-    """The next `rows` multinomial(n, counts / n) rows of one stream's generator, (rows, m) int64 (zeros when n is
-    0); a stream's rows are the same however many calls draw them."""
-    arr = _as_counts(counts)
-    n = int(arr.sum())
-    if n == 0 or arr.size == 0:
-        return np.zeros((rows, arr.size), dtype=np.int64)
-    return rng.multinomial(n, arr / n, size=rows).astype(np.int64, copy=False)
-
-
 def iter_bootstrap_weights(counts: np.ndarray, *, resamples: int, seed: int,
                            chunk: int = 256) -> Iterator[np.ndarray]:
-    """Yield the rows of `bootstrap_weights(counts, resamples=..., seed=...)` in blocks of at most `chunk`, stream
-    after stream (`bootstrap_streams`; a block never spans two).
+    """Yield the rows of `bootstrap_weights(counts, resamples=..., seed=...)` in blocks of at most `chunk`.
 
-    The blocks concatenate to exactly the same array whatever `chunk`, so memory stays at chunk x m when the cell
-    table is large.
+    The blocks concatenate to exactly the same array (one generator draws the rows in order), so memory stays
+    at chunk x m when the cell table is large.
     """
     arr = _as_counts(counts)
+    if resamples < 1:
+        raise ValueError(f"resamples must be at least 1, got {resamples!r}")
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, got {chunk!r}")
-    for rows, rng in bootstrap_streams(resamples, seed):
-        for start in range(0, rows, chunk):
-            yield draw_bootstrap_weights(arr, rng, min(chunk, rows - start))
+    n = int(arr.sum())
+    rng = np.random.default_rng(seed)
+    pvals = arr / n if n else None
+    for start in range(0, resamples, chunk):
+        rows = min(chunk, resamples - start)
+        if n == 0 or arr.size == 0:
+            yield np.zeros((rows, arr.size), dtype=np.int64)
+        else:
+            yield rng.multinomial(n, pvals, size=rows).astype(np.int64, copy=False)
 
 
 def bootstrap_weights(counts: np.ndarray, *, resamples: int, seed: int) -> np.ndarray:
     """(resamples, m) int64 multinomial(n, counts / n) draws: a paired bootstrap of the samples behind the cells.
 
-    Row r holds how many copies of each cell resample r drew; every row sums to n. Drawn by
-    `bootstrap_streams(resamples, seed)`, so a rerun gives identical rows whatever the thread count. Example::
+    Row r holds how many copies of each cell resample r drew; every row sums to n. Seeded with
+    ``np.random.default_rng(seed)`` so a rerun gives identical rows. Example::
 
         w = bootstrap_weights(counts, resamples=2000, seed=0)
         acc = (w * correct).sum(axis=1) / n          # bootstrap replicates of the accuracy
     """
     blocks = list(iter_bootstrap_weights(counts, resamples=resamples, seed=seed, chunk=max(1, resamples)))
-    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+    return blocks[0]
 
 
 def _nanquantile(replicates: np.ndarray, q: float) -> np.ndarray:

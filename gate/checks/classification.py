@@ -58,15 +58,11 @@ def _per_class_needs_bootstrap(config: Any) -> bool:
 
 
 def run_replicates(ctx: Any, settings: DecisionSettings) -> Replicates:
-    """The run's bootstrap, drawn on first use with the run-wide resample count and seed, then reused; on as many
-    threads as torch computes on (the pass is over, they are idle), with the same replicates on any number."""
+    """The run's bootstrap, drawn on first use with the run-wide resample count and seed, then reused."""
     if ctx.replicates is None:
-        import torch
-
         per_class = _per_class_needs_bootstrap(ctx.config)
         cells: Cells = ctx.counts.cells()
-        reps = bootstrap_replicates(cells, resamples=settings.resamples, seed=settings.seed, per_class=per_class,
-                                    threads=torch.get_num_threads())
+        reps = bootstrap_replicates(cells, resamples=settings.resamples, seed=settings.seed, per_class=per_class)
         ctx.replicates = Replicates(resamples=settings.resamples, seed=settings.seed, baseline=reps["baseline"],
                                     candidate=reps["candidate"], per_class=per_class)
     return ctx.replicates

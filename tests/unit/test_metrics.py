@@ -1,8 +1,6 @@
 """gate.metrics against scikit-learn on the same predictions; one batch vs many; merge by addition."""
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
@@ -133,10 +131,10 @@ def test_dense_and_sparse_one_hots_give_the_same_metrics(monkeypatch):
 
 
 @pytest.mark.parametrize("sums_by", ["bincount", "reduce"])
-@pytest.mark.parametrize(("chunk", "threads"), [(None, 1), (1, 1), (7, 2), (500, 1), (None, 2), (None, 3)])
-def test_bootstrap_replicates_are_the_metrics_of_the_bootstrap_weights_exactly(chunk, threads, sums_by, monkeypatch):
-    # Sums of whole counts are exact in float64 in any order, so class sums by bincount or by row reductions give
-    # the one-hot products' figures bit for bit, in blocks of any size, on any number of threads.
+@pytest.mark.parametrize("chunk", [None, 1, 7, 500])
+def test_bootstrap_replicates_are_the_metrics_of_the_bootstrap_weights_exactly(chunk, sums_by, monkeypatch):
+    # Sums of whole counts are exact in float64 in any order, so class sums by bincount or by reductions per class
+    # give the one-hot products' figures bit for bit, in blocks of any size.
     monkeypatch.setattr(gm, "LOOP_SUM_ROWS", 10**9 if sums_by == "bincount" else 1)
     rng = np.random.default_rng(8)
     counts = PairedCounts(6)
@@ -144,7 +142,7 @@ def test_bootstrap_replicates_are_the_metrics_of_the_bootstrap_weights_exactly(c
     counts.update(y, np.where(rng.random(900) < 0.8, y, rng.integers(0, 6, 900)),
                   np.where(rng.random(900) < 0.6, y, rng.integers(0, 6, 900)))
     cells = counts.cells()
-    reps = gm.bootstrap_replicates(cells, resamples=300, seed=2, per_class=True, chunk=chunk, threads=threads)
+    reps = gm.bootstrap_replicates(cells, resamples=300, seed=2, per_class=True, chunk=chunk)
     w = stats.bootstrap_weights(cells.counts, resamples=300, seed=2)
     for role, pred in (("baseline", cells.pb), ("candidate", cells.pc)):
         dense = gm.model_metrics(cells, pred, w, empty=np.nan)
@@ -152,31 +150,8 @@ def test_bootstrap_replicates_are_the_metrics_of_the_bootstrap_weights_exactly(c
             np.testing.assert_array_equal(reps[role][key], dense[key], err_msg=f"{role} {key}")
 
 
-def _replicates_in_child(queue) -> None:
-    counts = PairedCounts(3)
-    counts.update(np.array([0, 1, 2, 2, 1, 0, 0]), np.array([0, 1, 2, 1, 1, 0, 2]), np.array([0, 2, 2, 2, 1, 1, 0]))
-    reps = gm.bootstrap_replicates(counts.cells(), resamples=64, seed=4, per_class=False, threads=2)
-    queue.put(reps["candidate"]["macro_f1"].tolist())
-
-
-def test_bootstrap_threads_work_in_a_forked_child_of_a_process_that_used_them():
-    # The worker threads are kept between runs; a forked child has none of them, so it must start its own
-    # instead of waiting on threads that do not exist.
-    import multiprocessing
-
-    counts = PairedCounts(3)
-    counts.update(np.array([0, 1, 2, 2, 1, 0, 0]), np.array([0, 1, 2, 1, 1, 0, 2]), np.array([0, 2, 2, 2, 1, 1, 0]))
-    here = gm.bootstrap_replicates(counts.cells(), resamples=64, seed=4, per_class=False, threads=2)
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    child = ctx.Process(target=_replicates_in_child, args=(queue,))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)   # Python 3.12+: fork of a multi-threaded process
-        child.start()
-    try:
-        assert queue.get(timeout=60) == here["candidate"]["macro_f1"].tolist()
-    finally:
-        child.join(timeout=60)
-        if child.is_alive():
-            child.kill()
-    assert child.exitcode == 0
+def test_bootstrap_blocks_hold_at_most_256_resamples_and_2_20_weights_or_sums():
+    assert gm.block_rows(20, 10) == gm.BLOCK_ROWS == 256            # the digits example: 20 cells, 10 classes
+    assert gm.block_rows(27_030, 1_000) == (1 << 20) // 27_030      # a large table: memory, not the cap, decides
+    assert gm.block_rows(100, 1_000) == (1 << 20) // 5_000          # few cells, many classes: the (rows, 5K) sums
+    assert gm.block_rows(10**7, 2) == 1
