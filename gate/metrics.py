@@ -344,58 +344,38 @@ def _sparse_onehot(idx: np.ndarray, k: int, values: np.ndarray | None = None) ->
 BOOTSTRAP_BLOCK = 1 << 20
 
 
-@dataclass(frozen=True)
-class _SumPlan:
-    """The five class sums every bootstrap row needs: support (label), predictions of the baseline and of the
-    candidate, true positives of each (label, over the cells that model gets right).
-
-    `pairs`: per sum, (the cells it adds, None for all; their classes); `groups`: per output column (sum g, class j
-    at g * K + j) that any cell adds to, (column, its cells)."""
-
-    pairs: list[tuple[np.ndarray | None, np.ndarray]]
-    groups: list[tuple[int, np.ndarray]]
-
-
-def _class_sum_plan(cells: Cells) -> _SumPlan:
-    k = cells.num_classes
+def _class_sum_plan(cells: Cells) -> list[tuple[np.ndarray | None, np.ndarray]]:
+    """The five class sums every bootstrap row needs, each as (the cells it adds, None for all; their classes):
+    support (label), predictions of the baseline and of the candidate, true positives of each (label, over the
+    cells that model gets right)."""
     right_b, right_c = np.flatnonzero(cells.pb == cells.y), np.flatnonzero(cells.pc == cells.y)
-    pairs = [(None, cells.y), (None, cells.pb), (None, cells.pc), (right_b, cells.y[right_b]),
-             (right_c, cells.y[right_c])]
-    groups = []
-    for g, (idx, cls) in enumerate(pairs):
-        members = np.arange(cells.counts.size) if idx is None else idx
-        order = np.argsort(cls, kind="stable")
-        present, starts = np.unique(cls[order], return_index=True)
-        for j, part in zip(present.tolist(), np.split(members[order], starts[1:])):
-            groups.append((g * k + j, part))
-    return _SumPlan(pairs=pairs, groups=groups)
+    return [(None, cells.y), (None, cells.pb), (None, cells.pc), (right_b, cells.y[right_b]),
+            (right_c, cells.y[right_c])]
 
 
-#: From this many resamples per block, a block's class sums are one reduction per output column over its cells'
-#: rows of the transposed weights (a few us each, about 5K of them); below, one weighted bincount per sum
-#: (scattered adds, no loop).
+#: From this many resamples per block, a block's class sums are one numpy add per (cell, sum) of the transposed
+#: weights (about 2 us each, over contiguous rows); below, one weighted bincount per sum (scattered adds, no loop).
 LOOP_SUM_ROWS = 256
 
 
-def _class_sums(w: np.ndarray, plan: _SumPlan, k: int) -> np.ndarray:
+def _class_sums(w: np.ndarray, plan: list[tuple[np.ndarray | None, np.ndarray]], k: int) -> np.ndarray:
     """(R, 5K) float64 sums of each row's weights over the plan's cells by class: whole counts, so exact and the
     same in any order (the one-hot products' values, bit for bit)."""
-    rows = w.shape[0]
+    rows, m = w.shape
     if rows < LOOP_SUM_ROWS:
         wf = w.astype(np.float64)
         offsets = np.arange(rows)[:, None] * k
         return np.concatenate([
             np.bincount((offsets + cls[None, :]).ravel(), weights=(wf if idx is None else wf[:, idx]).ravel(),
                         minlength=rows * k).reshape(rows, k)
-            for idx, cls in plan.pairs], axis=1)
-    by_cell = np.ascontiguousarray(w.T)                 # (cells, R) int64: rows contiguous
-    sums = np.zeros((5 * k, rows), dtype=np.int64)
-    for column, members in plan.groups:
-        if members.size == 1:
-            sums[column] = by_cell[members[0]]
-        else:
-            np.sum(by_cell[members], axis=0, out=sums[column])
-    return np.ascontiguousarray(sums.T, dtype=np.float64)   # row-major, as the summaries sum each row in one order
+            for idx, cls in plan], axis=1)
+    by_cell = np.ascontiguousarray(w.T, dtype=np.float64)                 # (cells, R): rows contiguous
+    sums = np.zeros((5 * k, rows))
+    for g, (idx, cls) in enumerate(plan):
+        for cell, column in zip(range(m) if idx is None else idx.tolist(), (g * k + cls).tolist()):
+            row = sums[column]
+            np.add(row, by_cell[cell], out=row)
+    return np.ascontiguousarray(sums.T)       # row-major, as the summaries sum each row in the same order
 
 
 def _summaries(n: np.ndarray, support: np.ndarray, predicted: np.ndarray, tp: np.ndarray,
@@ -429,16 +409,16 @@ def _summaries(n: np.ndarray, support: np.ndarray, predicted: np.ndarray, tp: np
 def bootstrap_replicates(cells: Cells, *, resamples: int, seed: int, per_class: bool,
                          chunk: int | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Paired-bootstrap replicates of both models' accuracy, macro F1 and weighted F1 (R,) (and, if `per_class`,
-    per-class precision / recall / F1 (R, K)), drawn in blocks of `chunk` resamples (by default `block_rows`), so
-    memory is a block plus the outputs, never resamples x cells or cells x classes. The blocks draw the same rows as
-    one draw of all of them (gate.stats.iter_bootstrap_weights), so the replicates do not depend on `chunk`.
+    per-class precision / recall / F1 (R, K)), drawn in blocks of `chunk` resamples (by default as many as keep a
+    block at `BOOTSTRAP_BLOCK` weights), so memory is a block plus the outputs, never resamples x cells or cells x
+    classes. The blocks draw the same rows as one draw of all of them (gate.stats.iter_bootstrap_weights).
 
-    A block's class sums (`_class_sums`) are weighted bincounts or reductions of whole counts: exact, without a
+    A block's class sums (`_class_sums`) are row adds or weighted bincounts of whole counts: exact, without a
     one-hot, BLAS or its thread pool; both models' figures then come from one pass over (R, 2, K) arrays.
     """
     k = cells.num_classes
     plan = _class_sum_plan(cells)
-    rows = chunk or block_rows(cells.counts.size, k)
+    rows = chunk or max(1, min(resamples, BOOTSTRAP_BLOCK // max(cells.counts.size, 1)))
     blocks: dict[str, list[dict[str, np.ndarray]]] = {"baseline": [], "candidate": []}
     for w in stats.iter_bootstrap_weights(cells.counts, resamples=resamples, seed=seed, chunk=rows):
         sums = _class_sums(w, plan, k)
@@ -449,15 +429,3 @@ def bootstrap_replicates(cells: Cells, *, resamples: int, seed: int, per_class: 
             blocks[role].append(out)
     return {role: {key: np.concatenate([b[key] for b in parts]) if len(parts) > 1 else parts[0][key]
                    for key in parts[0]} for role, parts in blocks.items()}
-
-
-#: The most resamples a bootstrap block holds: a block's temporaries ((rows, 5K) sums, (rows, 2, K) figures) then
-#: stay around 100 KB for ten classes. Larger ones, several alive at once, come from fresh mappings that pay a page
-#: fault per 4 KB page they touch: 2,000 resamples of the digits example's 20 cells cost 4.9-5.1 ms of CPU in one
-#: block, 4.4-4.5 ms in blocks of 256.
-BLOCK_ROWS = 256
-
-
-def block_rows(cells: int, classes: int) -> int:
-    """Resamples per bootstrap block: at most BLOCK_ROWS, and at most BOOTSTRAP_BLOCK weights or sums a block."""
-    return max(1, min(BLOCK_ROWS, BOOTSTRAP_BLOCK // max(cells, 5 * classes, 1)))

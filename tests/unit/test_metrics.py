@@ -133,8 +133,8 @@ def test_dense_and_sparse_one_hots_give_the_same_metrics(monkeypatch):
 @pytest.mark.parametrize("sums_by", ["bincount", "reduce"])
 @pytest.mark.parametrize("chunk", [None, 1, 7, 500])
 def test_bootstrap_replicates_are_the_metrics_of_the_bootstrap_weights_exactly(chunk, sums_by, monkeypatch):
-    # Sums of whole counts are exact in float64 in any order, so class sums by bincount or by reductions per class
-    # give the one-hot products' figures bit for bit, in blocks of any size.
+    # Sums of whole counts are exact in float64 in any order, so class sums by bincount or by row reductions give
+    # the one-hot products' figures bit for bit, in blocks of any size.
     monkeypatch.setattr(gm, "LOOP_SUM_ROWS", 10**9 if sums_by == "bincount" else 1)
     rng = np.random.default_rng(8)
     counts = PairedCounts(6)
@@ -148,10 +148,3 @@ def test_bootstrap_replicates_are_the_metrics_of_the_bootstrap_weights_exactly(c
         dense = gm.model_metrics(cells, pred, w, empty=np.nan)
         for key in ("accuracy", "macro_f1", "weighted_f1", "precision", "recall", "f1"):
             np.testing.assert_array_equal(reps[role][key], dense[key], err_msg=f"{role} {key}")
-
-
-def test_bootstrap_blocks_hold_at_most_256_resamples_and_2_20_weights_or_sums():
-    assert gm.block_rows(20, 10) == gm.BLOCK_ROWS == 256            # the digits example: 20 cells, 10 classes
-    assert gm.block_rows(27_030, 1_000) == (1 << 20) // 27_030      # a large table: memory, not the cap, decides
-    assert gm.block_rows(100, 1_000) == (1 << 20) // 5_000          # few cells, many classes: the (rows, 5K) sums
-    assert gm.block_rows(10**7, 2) == 1
