@@ -279,9 +279,9 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check], *, shard: Any = No
                 )
             if classify:
                 assert counts is not None
-                bad = (labels < 0) | (labels >= k_b)
-                if bool(bad.any()):
-                    i = int(torch.nonzero(bad)[0])
+                label_values = labels.cpu().numpy()
+                if label_values.size and (label_values.min() < 0 or label_values.max() >= k_b):
+                    i = int(np.flatnonzero((label_values < 0) | (label_values >= k_b))[0])
                     single = [r for r in ROLES if models[r].output in ("sigmoid", "binary_logit")]
                     hint = (f" (the {' and the '.join(single)} output{'s' if len(single) == 1 else ''} one column, "
                             f"read as a binary classifier: for a regression model, set task: regression or --task regression)"
@@ -291,7 +291,6 @@ def evaluate(ctx: RunContext, data: Any, checks: list[Check], *, shard: Any = No
                         f"{k_b} classes (expected 0..{k_b - 1}){hint}"
                     )
                 preds = {role: s.argmax(dim=1).cpu().numpy() for role, s in scores.items()}
-                label_values = labels.cpu().numpy()
                 counts.update(label_values, preds["baseline"], preds["candidate"])
                 flipped.update(offset=seen, labels=label_values, preds=preds, scores=scores, meta=meta,
                                kinds={role: models[role].output for role in ROLES})

@@ -92,7 +92,9 @@ class SanityCheck(Check):
     def update(self, step: Step) -> None:
         for role in ROLES:
             s = step.scores[role]
-            self.non_finite[role] += int((~torch.isfinite(s)).sum().item())
+            finite = torch.isfinite(s)
+            if not bool(finite.all()):          # counted only when there is something to count
+                self.non_finite[role] += s.numel() - int(finite.sum().item())
             self.values[role] += s.numel()
         if step.index != 0 or not (self.options["determinism"] or self.options["batch_invariance"]):
             return

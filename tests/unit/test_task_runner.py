@@ -144,6 +144,15 @@ def test_labels_that_do_not_fit_the_models_width_are_refused():
             "multi_label")
 
 
+def test_a_class_label_out_of_range_names_its_first_sample():
+    # (negative labels are refused by the data readers before the pass)
+    model = linear(np.ones((4, 3), np.float32), np.zeros(4, np.float32))
+    batches = [(torch.zeros(3, 3), torch.tensor([0, 1, 2])), (torch.zeros(4, 3), torch.tensor([3, 4, 1, 5]))]
+    with pytest.raises(DataError, match=r"label 4 of sample 4 is out of range for models with 4 classes "
+                                        r"\(expected 0\.\.3\)"):
+        run({"model": {"output": "logits"}}, model, model, batches, "classification")
+
+
 def test_onnx_output_parity_counts_thresholded_agreement_and_the_tolerance_rule():
     """gate.checks.onnx.OutputParity against numpy: batches streamed equal the whole arrays at once."""
     from gate.checks.onnx import OutputParity
