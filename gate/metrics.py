@@ -344,13 +344,20 @@ def _sparse_onehot(idx: np.ndarray, k: int, values: np.ndarray | None = None) ->
 BOOTSTRAP_BLOCK = 1 << 20
 
 
-def _class_sum_plan(cells: Cells) -> list[tuple[np.ndarray | None, np.ndarray]]:
-    """The five class sums every bootstrap row needs, each as (the cells it adds, None for all; their classes):
+def _class_sum_plan(cells: Cells, *, joint: bool = False) -> list[tuple[np.ndarray | None, np.ndarray]]:
+    """The class sums every bootstrap row needs, each as (the cells it adds, None for all; their classes):
     support (label), predictions of the baseline and of the candidate, true positives of each (label, over the
-    cells that model gets right)."""
+    cells that model gets right); with `joint` also the predictions both models share (the cells where they
+    predict the same class) and the true positives both share, which with the five give each class's joint
+    (label, baseline, candidate) pattern counts (`pattern_counts`)."""
     right_b, right_c = np.flatnonzero(cells.pb == cells.y), np.flatnonzero(cells.pc == cells.y)
-    return [(None, cells.y), (None, cells.pb), (None, cells.pc), (right_b, cells.y[right_b]),
+    plan = [(None, cells.y), (None, cells.pb), (None, cells.pc), (right_b, cells.y[right_b]),
             (right_c, cells.y[right_c])]
+    if joint:
+        same = np.flatnonzero(cells.pb == cells.pc)
+        right = np.flatnonzero((cells.pb == cells.y) & (cells.pc == cells.y))
+        plan += [(same, cells.pb[same]), (right, cells.y[right])]
+    return plan
 
 
 #: From this many resamples per block, a block's class sums are one numpy add per (cell, sum) of the transposed
@@ -359,7 +366,7 @@ LOOP_SUM_ROWS = 256
 
 
 def _class_sums(w: np.ndarray, plan: list[tuple[np.ndarray | None, np.ndarray]], k: int) -> np.ndarray:
-    """(R, 5K) float64 sums of each row's weights over the plan's cells by class: whole counts, so exact and the
+    """(R, len(plan) K) float64 sums of each row's weights over the plan's cells by class: whole counts, so exact and the
     same in any order (the one-hot products' values, bit for bit)."""
     rows, m = w.shape
     if rows < LOOP_SUM_ROWS:
@@ -370,7 +377,7 @@ def _class_sums(w: np.ndarray, plan: list[tuple[np.ndarray | None, np.ndarray]],
                         minlength=rows * k).reshape(rows, k)
             for idx, cls in plan], axis=1)
     by_cell = np.ascontiguousarray(w.T, dtype=np.float64)                 # (cells, R): rows contiguous
-    sums = np.zeros((5 * k, rows))
+    sums = np.zeros((len(plan) * k, rows))
     for g, (idx, cls) in enumerate(plan):
         for cell, column in zip(range(m) if idx is None else idx.tolist(), (g * k + cls).tolist()):
             row = sums[column]
@@ -409,23 +416,194 @@ def _summaries(n: np.ndarray, support: np.ndarray, predicted: np.ndarray, tp: np
 def bootstrap_replicates(cells: Cells, *, resamples: int, seed: int, per_class: bool,
                          chunk: int | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Paired-bootstrap replicates of both models' accuracy, macro F1 and weighted F1 (R,) (and, if `per_class`,
-    per-class precision / recall / F1 (R, K)), drawn in blocks of `chunk` resamples (by default as many as keep a
-    block at `BOOTSTRAP_BLOCK` weights), so memory is a block plus the outputs, never resamples x cells or cells x
-    classes. The blocks draw the same rows as one draw of all of them (gate.stats.iter_bootstrap_weights).
+    per-class precision / recall / F1 (R, K), and under "patterns" / "counts" each resample's (7, R, K) int32
+    pattern counts (`pattern_counts`) for the bootstrap-t's standard errors), drawn in blocks of `chunk` resamples
+    (by default as many as keep a block at `BOOTSTRAP_BLOCK` weights), so memory is a block plus the outputs,
+    never resamples x cells or cells x classes. The blocks draw the same rows as one draw of all of them
+    (gate.stats.iter_bootstrap_weights).
 
     A block's class sums (`_class_sums`) are row adds or weighted bincounts of whole counts: exact, without a
     one-hot, BLAS or its thread pool; both models' figures then come from one pass over (R, 2, K) arrays.
     """
     k = cells.num_classes
-    plan = _class_sum_plan(cells)
+    plan = _class_sum_plan(cells, joint=per_class)
     rows = chunk or max(1, min(resamples, BOOTSTRAP_BLOCK // max(cells.counts.size, 1)))
     blocks: dict[str, list[dict[str, np.ndarray]]] = {"baseline": [], "candidate": []}
+    patterns: list[np.ndarray] = []
     for w in stats.iter_bootstrap_weights(cells.counts, resamples=resamples, seed=seed, chunk=rows):
         sums = _class_sums(w, plan, k)
         n = w.sum(axis=1).astype(np.float64)
         rows_k = (w.shape[0], 2, k)
-        for role, out in _summaries(n, sums[:, :k], sums[:, k:3 * k].reshape(rows_k), sums[:, 3 * k:].reshape(rows_k),
-                                    per_class=per_class).items():
+        for role, out in _summaries(n, sums[:, :k], sums[:, k:3 * k].reshape(rows_k),
+                                    sums[:, 3 * k:5 * k].reshape(rows_k), per_class=per_class).items():
             blocks[role].append(out)
-    return {role: {key: np.concatenate([b[key] for b in parts]) if len(parts) > 1 else parts[0][key]
-                   for key in parts[0]} for role, parts in blocks.items()}
+        if per_class:
+            patterns.append(pattern_counts(*(sums[:, g * k:(g + 1) * k] for g in range(7))).astype(np.int32))
+    out = {role: {key: np.concatenate([b[key] for b in parts]) if len(parts) > 1 else parts[0][key]
+                  for key in parts[0]} for role, parts in blocks.items()}
+    if per_class:
+        out["patterns"] = {"counts": np.concatenate(patterns, axis=1) if len(patterns) > 1 else patterns[0]}
+    return out
+
+
+# ------------------------------------------------------------------- delta-method standard errors per class
+
+#: The joint codes 4y + 2b + c of a class's samples (y: of the class; b, c: predicted as it by the baseline /
+#: the candidate) that carry weight in its metrics: every code but 0 (a sample that touches the class not at all).
+PATTERN_CODES = np.arange(1, 8)
+
+
+def class_patterns(cells: Cells) -> np.ndarray:
+    """(7, K) float64 counts of each class's codes 1..7 in the data itself (`pattern_counts`)."""
+    k = cells.num_classes
+    sums = _class_sums(cells.counts[None, :], _class_sum_plan(cells, joint=True), k)[0]
+    return pattern_counts(*(sums[g * k:(g + 1) * k] for g in range(7)))
+
+
+def pattern_counts(support: np.ndarray, predicted_b: np.ndarray, predicted_c: np.ndarray, tp_b: np.ndarray,
+                   tp_c: np.ndarray, predicted_both: np.ndarray, tp_both: np.ndarray) -> np.ndarray:
+    """(7, ...) counts of the codes 1..7 (`PATTERN_CODES`) from a class's seven sums, any shape, by inclusion and
+    exclusion: e.g. code 6 (of the class, predicted as it by the baseline only) = tp_b - tp_both."""
+    n111 = tp_both
+    n110, n101, n011 = tp_b - tp_both, tp_c - tp_both, predicted_both - tp_both
+    n100 = support - tp_b - tp_c + tp_both
+    n010 = predicted_b - tp_b - predicted_both + tp_both
+    n001 = predicted_c - tp_c - predicted_both + tp_both
+    return np.stack([n001, n010, n011, n100, n101, n110, n111])
+
+
+def _code_bits(codes: np.ndarray, ndim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    shape = (codes.size,) + (1,) * ndim
+    return tuple(((codes >> bit) & 1).astype(np.float64).reshape(shape) for bit in (2, 1, 0))  # type: ignore
+
+
+def class_metric_influence(metric: str, patterns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                      np.ndarray]:
+    """Both models' `metric` (precision, recall, F1) and each code's influence on it, from (7, ...) pattern counts:
+    (value_b, value_c, a_b, a_c), values (...) and influences (7, ...) in count units, so that by the delta method
+    Var(value) = sum over codes of count * a^2 (the multinomial covariance of the counts; the influences sum to 0).
+
+    recall T / S: a = (t - R y) / S; precision T / P: a = (t - Pr p) / P; F1 2T / (S + P): a = (2t - F (y + p)) /
+    (S + P), with y, p, t = y p the code's bits (of the class, predicted as it, both). NaN where the metric is
+    undefined (its denominator 0)."""
+    n = np.asarray(patterns, dtype=np.float64)
+    y, b, c = _code_bits(PATTERN_CODES, n.ndim - 1)
+    support = (n * y).sum(axis=0)
+    out = []
+    for p in (b, c):
+        tp, predicted = (n * y * p).sum(axis=0), (n * p).sum(axis=0)
+        if metric == "recall":
+            den, num, load = support, tp, y
+            scale = 1.0
+        elif metric == "precision":
+            den, num, load = predicted, tp, p
+            scale = 1.0
+        elif metric == "f1":
+            den, num, load = support + predicted, 2.0 * tp, y + p
+            scale = 2.0
+        else:
+            raise ValueError(f"no per-class influence for {metric!r}")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+            a = (scale * y * p - value * load) / np.where(den > 0, den, np.nan)
+        out.append((value, a, den))
+    (vb, ab, db), (vc, ac, dc) = out
+    return vb, vc, ab, ac
+
+
+def class_rule_influence(metric: str, rule: str, patterns: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                              np.ndarray]:
+    """(compared value (...), each code's influence on it u (7, ...), the rule's smallest sample move (...)) of a
+    per-class rule from (7, ...) pattern counts: the drop b - c (`max_drop`), the relative drop (b - c) / b
+    (`max_relative_drop`), the candidate's value (`min`); u = d_b a_b + d_c a_c, the rule's gradient times the
+    codes' influences (`class_metric_influence`), and half a sample's move 0.5 max(|d_b| / D_b, |d_c| / D_c) with
+    D the metric's denominators. NaN where the value is undefined."""
+    n = np.asarray(patterns, dtype=np.float64)
+    vb, vc, ab, ac = class_metric_influence(metric, n)
+    y, b, c = _code_bits(PATTERN_CODES, n.ndim - 1)
+    support = (n * y).sum(axis=0)
+    dens = []
+    for p in (b, c):
+        predicted = (n * p).sum(axis=0)
+        dens.append({"recall": support, "precision": predicted, "f1": support + predicted}[metric])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if rule == "max_drop":
+            value, db, dc = vb - vc, np.ones_like(vb), -np.ones_like(vc)
+        elif rule == "max_relative_drop":
+            value = np.where(vb > 0, (vb - vc) / vb, np.nan)
+            db, dc = vc / (vb * vb), -1.0 / vb
+        elif rule == "min":
+            value, db, dc = vc, np.zeros_like(vb), np.ones_like(vc)
+        else:
+            raise ValueError(f"no per-class standard error for rule {rule!r}")
+        u = np.where(db == 0, 0.0, db * ab) + np.where(dc == 0, 0.0, dc * ac)
+        half = 0.5 * np.maximum(np.abs(db) / dens[0], np.abs(dc) / dens[1])
+    return value, u, np.where(np.isfinite(half), half, 0.0)
+
+
+def class_rule_se(metric: str, rule: str, patterns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(compared value, its delta-method standard error), each (...), of a per-class rule (`class_rule_influence`)
+    from (7, ...) pattern counts: Var = sum over codes of count * u^2 (the multinomial covariance of the counts
+    through the gradient; the influences sum to 0 over the samples, so no centring term). Never below half a
+    sample's move, so a resample whose models agree on the class still gets a finite t; NaN where the value is
+    undefined."""
+    n = np.asarray(patterns, dtype=np.float64)
+    value, u, half = class_rule_influence(metric, rule, n)
+    with np.errstate(invalid="ignore"):
+        se = np.maximum(np.sqrt((n * u * u).sum(axis=0)), half)
+    ok = np.isfinite(value) & np.isfinite(se)
+    return np.where(ok, value, np.nan), np.where(ok, se, np.nan)
+
+
+#: Bisection steps for the score test's restricted MLE (`null_variance`): its multiplier's range halves each step.
+SCORE_STEPS = 60
+
+
+def class_score_test(metric: str, rule: str, patterns: np.ndarray, *, bound: float) -> np.ndarray:
+    """z (...) of a per-class rule's compared value against `bound`, with the variance where the null "value =
+    bound" puts the counts, as a score test takes it (Tango's for a paired proportion does the same): the pattern
+    counts as Poisson means at their restricted maximum-likelihood estimate (`null_variance`), the value linear
+    in them through the codes' influences u (`class_rule_influence`). At the observed counts alone (Wald, or
+    the bootstrap-t's se) a class with one or two discordant samples looks precise, because its estimate and its
+    variance are small together; under the null they are not. Never finer than half a sample's move; NaN where
+    the value is undefined.
+
+    Example: one sample of the class that the candidate loses (code 6) and 19 both get right (code 7) give an F1
+    drop of 0.026 with a Wald se of 0.026 (claims "within 0.1", z = -2.9); the null puts about 4 lost samples
+    there, z = -1.5."""
+    n = np.asarray(patterns, dtype=np.float64)
+    value, u, half = class_rule_influence(metric, rule, n)
+    gap = bound - value
+    with np.errstate(invalid="ignore"):
+        z = -gap / np.maximum(np.sqrt(null_variance(n, u, gap)), half)
+    return np.where(np.isfinite(value), z, np.nan)
+
+
+def null_variance(n: np.ndarray, u: np.ndarray, gap: np.ndarray) -> np.ndarray:
+    """Var of sum(count * u) at the Poisson restricted MLE of the code means mu under "sum (mu - n) u = gap", all
+    (7, ...) / (...): maximising sum(n log mu - mu) gives mu_j = n_j / (1 + lam u_j), lam of the sign opposite to
+    the gap and |lam| < 1 / u*, u* the largest move toward the bound over every code, seen or not. When the seen
+    codes cannot carry the gap by |lam| = 1 / u* (the code of u* unseen), the likelihood is flat in that code's
+    mean there, and it carries the rest: Var = sum(mu u^2) + rest u*. lam by bisection, every class at once."""
+    sign = np.where(gap >= 0, 1.0, -1.0)
+    v = np.where(np.isfinite(u), sign * u, 0.0)                          # the moves toward the bound
+    top = np.max(v, axis=0)
+    target = np.abs(np.where(np.isfinite(gap), gap, 0.0))
+    limit = np.where(top > 0, 1.0 / np.where(top > 0, top, 1.0), 0.0)    # |lam| < 1 / u*
+
+    def means(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the gap carried, mu) at |lam| = t."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            den = 1.0 - t * v
+            mu = np.where(n > 0, n / np.where(den > 0, den, np.inf), 0.0)
+        return ((mu - n) * v).sum(axis=0), mu
+
+    lo, hi = np.zeros_like(top), limit
+    for _ in range(SCORE_STEPS):
+        mid = (lo + hi) / 2.0
+        carried, _ = means(mid)
+        over = carried >= target
+        hi, lo = np.where(over, mid, hi), np.where(over, lo, mid)
+    carried, mu = means(lo)
+    rest = np.maximum(target - carried, 0.0)
+    return (mu * v * v).sum(axis=0) + rest * np.maximum(top, 0.0)

@@ -22,12 +22,16 @@ from gate import distributions as sps
 
 from gate import stats
 from gate.checks.base import Check
-from gate.metrics import (Cells, ClassCounts, bootstrap_replicates, class_counts, point_metrics, precision_correction,
-                          precision_drop_se)
+from gate.metrics import (Cells, ClassCounts, bootstrap_replicates, class_counts, class_patterns, class_rule_se,
+                          class_score_test, point_metrics, precision_correction, precision_drop_se)
 from gate.report.model import CheckResult, Finding, PowerNote, Table
 from gate.verdict import DecisionSettings, Evidence, check_summary, decision_settings, judge
 
 HIGHER_RULES = ("min", "max_drop", "max_relative_drop")
+
+#: Which interval decides the per-class bootstrap rules (F1, every `max_relative_drop`): "hull" (a claim only when
+#: both the percentile bootstrap and the bootstrap-t make it), "bootstrap-t", or "off" (the percentile alone).
+STUDENTIZED = "hull"
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class Replicates:
     baseline: dict[str, np.ndarray]       # accuracy, macro_f1, weighted_f1 (R,); precision/recall/f1 (R, K) if per_class
     candidate: dict[str, np.ndarray]
     per_class: bool
+    patterns: np.ndarray | None = None    # (7, R, K) int32 pattern counts per class (gate.metrics.pattern_counts)
 
 
 def _per_class_needs_bootstrap(config: Any) -> bool:
@@ -64,7 +69,8 @@ def run_replicates(ctx: Any, settings: DecisionSettings) -> Replicates:
         cells: Cells = ctx.counts.cells()
         reps = bootstrap_replicates(cells, resamples=settings.resamples, seed=settings.seed, per_class=per_class)
         ctx.replicates = Replicates(resamples=settings.resamples, seed=settings.seed, baseline=reps["baseline"],
-                                    candidate=reps["candidate"], per_class=per_class)
+                                    candidate=reps["candidate"], per_class=per_class,
+                                    patterns=reps["patterns"]["counts"] if per_class else None)
     return ctx.replicates
 
 
@@ -383,9 +389,69 @@ def _class_evidence(metric: str, rule: str, threshold: float, ks: np.ndarray, cc
     assert reps is not None and reps.per_class
     col = reps.candidate[metric][:, ks] if rule == "min" else _drop_reps(
         rule, reps.baseline[metric][:, ks], reps.candidate[metric][:, ks])
+    if STUDENTIZED == "off":
+        return studentized_tails(col, None, threshold=threshold, rule=rule, confidence=confidence)
+    patterns = class_patterns(cc_cells)[:, ks]
+    pseudo = studentized_replicates(metric, rule, patterns, reps.patterns[:, :, ks])  # type: ignore[index]
+    out = studentized_tails(col, pseudo, threshold=threshold, rule=rule, confidence=confidence)
+    if SCORE:
+        score = class_score_p_values(metric, rule, patterns, threshold=threshold)
+        out = {**{key: np.fmax(out[key], score[key]) for key in score}, "low": out["low"], "high": out["high"],
+               "method": out["method"] + " and score test"}
+    return out
+
+
+#: Whether the per-class bootstrap rules' claims also need the score-type test (`class_score_p_values`).
+SCORE = True
+
+
+def class_score_p_values(metric: str, rule: str, patterns: np.ndarray, *, threshold: float) -> dict[str, np.ndarray]:
+    """(beyond, within, worse) p-values (K',) of a per-class rule by the score-type z of gate.metrics.class_score_test
+    (the variance where the null puts the counts)."""
+    z = class_score_test(metric, rule, patterns, bound=threshold)
+    if rule == "min":
+        return {"beyond": sps.norm.cdf(z), "within": sps.norm.sf(z), "worse": np.full(z.shape, np.nan)}
+    z0 = class_score_test(metric, rule, patterns, bound=0.0)
+    return {"beyond": sps.norm.sf(z), "within": sps.norm.cdf(z), "worse": sps.norm.sf(z0)}
+
+
+def studentized_replicates(metric: str, rule: str, patterns: np.ndarray, replicate_patterns: np.ndarray
+                           ) -> np.ndarray:
+    """Bootstrap-t pseudo-replicates est - t* se (R, K') of a per-class rule's compared value: t* = (theta* - est)
+    / se*, each resample's se* the delta method's from its own pattern counts (gate.metrics.class_rule_se), se the
+    data's. NaN where either is undefined (the class absent from the resample, or never predicted)."""
+    est, se = class_rule_se(metric, rule, patterns)                    # (K',)
+    theta, se_star = class_rule_se(metric, rule, replicate_patterns)   # (R, K')
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return est - (theta - est) / se_star * se
+
+
+def studentized_tails(col: np.ndarray, pseudo: np.ndarray | None, *, threshold: float, rule: str,
+                      confidence: float) -> dict[str, Any]:
+    """The percentile bootstrap's (beyond, within, worse, low, high) of the replicates `col` (R, K'), combined with
+    the bootstrap-t's (the same of its pseudo-replicates) as STUDENTIZED says: by default each claim only when both
+    make it (the larger p-value, the hull of the intervals), the percentile's alone where the bootstrap-t is
+    undefined."""
     beyond, within, worse, lo, hi = _bootstrap_tails(col, threshold=threshold, rule=rule, confidence=confidence)
-    return {"beyond": beyond, "within": within, "worse": nan if worse is None else worse, "low": lo, "high": hi,
-            "method": "paired bootstrap"}  # type: ignore[dict-item]
+    nan = np.full(np.shape(beyond), np.nan)
+    out = {"beyond": beyond, "within": within, "worse": nan if worse is None else worse, "low": lo, "high": hi,
+           "method": "paired bootstrap"}
+    if pseudo is None:
+        return out
+    pseudo = np.where(np.isfinite(pseudo), pseudo, np.nan)
+    defined = np.any(np.isfinite(pseudo), axis=0)
+    safe = np.where(defined[None, :], pseudo, 0.0)
+    t_beyond, t_within, t_worse, t_lo, t_hi = _bootstrap_tails(safe, threshold=threshold, rule=rule,
+                                                               confidence=confidence)
+    t = {"beyond": t_beyond, "within": t_within, "worse": nan if t_worse is None else t_worse, "low": t_lo,
+         "high": t_hi}
+    t = {key: np.where(defined, val, np.nan) for key, val in t.items()}
+    if STUDENTIZED == "bootstrap-t":
+        merged = {key: np.where(defined, t[key], out[key]) for key in t}
+        return {**merged, "method": "paired bootstrap-t (studentized)"}
+    merged = {key: np.fmax(out[key], t[key]) for key in ("beyond", "within", "worse", "high")}
+    merged["low"] = np.fmin(out["low"], t["low"])
+    return {**merged, "method": "paired bootstrap, percentile and bootstrap-t"}
 
 
 class PerClassCheck(_PairedCheck):
@@ -441,7 +507,7 @@ class PerClassCheck(_PairedCheck):
                     p_beyond=float(adj_beyond[i]), p_within=r["within"],
                     p_worse=None if math.isnan(r["worse"]) else float(adj_worse[i]),
                     interval=(r["low"], r["high"]), method=r["method"])
-            boot = sum(1 for key in keys if raw[key]["method"] == "paired bootstrap")
+            boot = sum(1 for key in keys if raw[key]["method"].startswith("paired bootstrap"))
             if reps is not None and boot:
                 needed = stats.min_resamples(len(keys), confidence=settings.confidence) + 1
                 if reps.resamples < needed:
