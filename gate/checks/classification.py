@@ -389,10 +389,20 @@ def _class_evidence(metric: str, rule: str, threshold: float, ks: np.ndarray, cc
     assert reps is not None and reps.per_class
     col = reps.candidate[metric][:, ks] if rule == "min" else _drop_reps(
         rule, reps.baseline[metric][:, ks], reps.candidate[metric][:, ks])
+    return class_bootstrap_evidence(metric, rule, threshold, col, class_patterns(cc_cells)[:, ks],
+                                    reps.patterns[:, :, ks], confidence=confidence)  # type: ignore[index]
+
+
+def class_bootstrap_evidence(metric: str, rule: str, threshold: float, col: np.ndarray, patterns: np.ndarray,
+                             replicate_patterns: np.ndarray, *, confidence: float) -> dict[str, Any]:
+    """Raw (beyond, within, worse, low, high) (K',) of a per-class (or per-label) bootstrap rule: the percentile
+    bootstrap of its replicates `col` (R, K'), the bootstrap-t from the data's (7, K') and each resample's
+    (7, R, K') pattern counts, and the score-type test (`class_score_p_values`), each claim only when all of them
+    make it (the largest p-value; the interval the hull of the two bootstrap intervals), as STUDENTIZED and SCORE
+    say."""
     if STUDENTIZED == "off":
         return studentized_tails(col, None, threshold=threshold, rule=rule, confidence=confidence)
-    patterns = class_patterns(cc_cells)[:, ks]
-    pseudo = studentized_replicates(metric, rule, patterns, reps.patterns[:, :, ks])  # type: ignore[index]
+    pseudo = studentized_replicates(metric, rule, patterns, replicate_patterns)
     out = studentized_tails(col, pseudo, threshold=threshold, rule=rule, confidence=confidence)
     if SCORE:
         score = class_score_p_values(metric, rule, patterns, threshold=threshold)
