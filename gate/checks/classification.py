@@ -425,15 +425,27 @@ def class_score_p_values(metric: str, rule: str, patterns: np.ndarray, *, thresh
     return {"beyond": sps.norm.sf(z), "within": sps.norm.cdf(z), "worse": sps.norm.sf(z0)}
 
 
+#: Resamples x classes whose pattern counts the bootstrap-t turns into standard errors at once (a few (7, R, K')
+#: float64 temporaries of 16 MB each): classes are taken in blocks of this many cells.
+STUDENTIZED_BLOCK = 1 << 18
+
+
 def studentized_replicates(metric: str, rule: str, patterns: np.ndarray, replicate_patterns: np.ndarray
                            ) -> np.ndarray:
     """Bootstrap-t pseudo-replicates est - t* se (R, K') of a per-class rule's compared value: t* = (theta* - est)
     / se*, each resample's se* the delta method's from its own pattern counts (gate.metrics.class_rule_se), se the
-    data's. NaN where either is undefined (the class absent from the resample, or never predicted)."""
+    data's. NaN where either is undefined (the class absent from the resample, or never predicted). Classes in
+    blocks of `STUDENTIZED_BLOCK` resamples x classes, so memory stays flat in K'."""
     est, se = class_rule_se(metric, rule, patterns)                    # (K',)
-    theta, se_star = class_rule_se(metric, rule, replicate_patterns)   # (R, K')
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return est - (theta - est) / se_star * se
+    resamples, width = replicate_patterns.shape[1], replicate_patterns.shape[2]
+    step = max(1, STUDENTIZED_BLOCK // max(resamples, 1))
+    out = np.empty((resamples, width))
+    for start in range(0, width, step):
+        cols = slice(start, start + step)
+        theta, se_star = class_rule_se(metric, rule, replicate_patterns[:, :, cols])   # (R, block)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[:, cols] = est[cols] - (theta - est[cols]) / se_star * se[cols]
+    return out
 
 
 def studentized_tails(col: np.ndarray, pseudo: np.ndarray | None, *, threshold: float, rule: str,
