@@ -230,11 +230,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--f1-reps", type=int, default=400)
     parser.add_argument("--resamples", type=int, default=2000, help="--f1: bootstrap resamples")
     parser.add_argument("--seed-offset", type=int, default=0, help="--precision: another seed")
+    parser.add_argument("--class-f1-method", choices=("default", "percentile", "percentile+bootstrap-t"),
+                        default="default", help="--class-f1: decide by the percentile bootstrap alone (the rule before "
+                                                "the bootstrap-t and the score test), or without the score test")
+    parser.add_argument("--class-f1-oracle", action="store_true",
+                        help="the power of the best test on the per-class F1 drop's estimate alone at 2.5%%: its "
+                             "2.5%% quantile at the bound, simulated (1,500 sets), and how often a no-drop class is "
+                             "below it")
     parser.add_argument("--class-f1-drop", type=float, nargs="+", default=[0.1],
                         help="--class-f1: the TRUE per-class F1 drops to simulate (0.1, the bound, by default: its "
                              "'claims within' is the false pass; 0: a class with no drop, its 'claims within' is power)")
     args = parser.parse_args(argv)
-    if not (args.oc or args.coverage or args.gate or args.f1 or args.precision or args.class_f1):
+    if not (args.oc or args.coverage or args.gate or args.f1 or args.precision or args.class_f1
+            or args.class_f1_oracle):
         args.oc = args.coverage = args.gate = args.f1 = args.precision = args.class_f1 = True
     return args
 
@@ -254,6 +262,8 @@ def main(argv: list[str] | None = None) -> None:
         main_precision(args)
     if args.class_f1:
         main_class_f1(args)
+    if args.class_f1_oracle:
+        main_class_f1_oracle(args)
     print(f"\nelapsed: {time.perf_counter() - started:.1f} s")
 
 
@@ -368,13 +378,16 @@ def main_class_f1(args: argparse.Namespace) -> None:
     Holm-adjusted p below 2.5%)."""
     from scipy.optimize import brentq
 
+    from gate.checks import classification
     from gate.checks.classification import PerClassCheck
 
+    classification.STUDENTIZED = "off" if args.class_f1_method == "percentile" else "hull"
+    classification.SCORE = args.class_f1_method == "default"
     bound = 0.1
     config = build_config({"checks": {"per_class": {"recall": {}, "precision": {}, "f1": {"max_drop": bound}}},
                            "decision": {"bootstrap_resamples": args.resamples}})
-    print(f"\nPer-class F1 max_drop {bound} by the paired bootstrap ({args.resamples} resamples), true F1 drop of "
-          f"every class {', '.join(map(str, args.class_f1_drop))}: K={args.classes}, baseline accuracy "
+    print(f"\nPer-class F1 max_drop {bound} by the paired bootstrap ({args.resamples} resamples; "
+          f"{args.class_f1_method}), true F1 drop of every class {', '.join(map(str, args.class_f1_drop))}: K={args.classes}, baseline accuracy "
           f"{args.accuracy}, {args.f1_reps} sets per cell; nominal 2.5% each at the bound, share of (set, class) pairs")
     names = tuple(map(str, range(args.classes)))
     rows = []
@@ -399,6 +412,35 @@ def main_class_f1(args: argparse.Namespace) -> None:
                              pct(beyond / total)])
     print(tabulate(rows, headers=["true F1 drop", "n", "samples per class", "discordance", "accuracy drop",
                                   "P(claims within)", "P(claims beyond)"], tablefmt="github"))
+
+
+def main_class_f1_oracle(args: argparse.Namespace, sets: int = 1500) -> None:
+    """What no test on the per-class F1 drop's estimate can beat: its 2.5% quantile when the true drop is the bound
+    (0.1), simulated, and the share of no-drop classes below it (the power of the test that knew the null)."""
+    from scipy.optimize import brentq
+
+    from gate.metrics import point_metrics
+
+    print(f"\nPer-class F1 max_drop 0.1: power of the oracle test (the estimate below its simulated 2.5% quantile "
+          f"at the bound) for a class with no drop, {sets} sets each, K={args.classes}")
+    rows = []
+    for psi in (0.12, 0.2):
+        at_bound = brentq(lambda d: true_drop("f1", args.classes, accuracy=args.accuracy, p10=(psi + d) / 2,
+                                              p01=(psi - d) / 2) - 0.1, 0.0, psi)
+        for n in args.sizes:
+            est = {}
+            for drop in (at_bound, 0.0):
+                rng = np.random.default_rng(1)
+                parts = []
+                for _ in range(sets):
+                    pm = point_metrics(draw_counts(rng, n, args.classes, accuracy=args.accuracy, discordance=psi,
+                                                   drop=drop))
+                    parts.append(pm["baseline"]["f1"] - pm["candidate"]["f1"])
+                est[drop] = np.concatenate(parts)
+            q = float(np.quantile(est[at_bound], 0.025))
+            rows.append([n, psi, f"{q:.4f}", pct(float(np.mean(est[0.0] < q)))])
+    print(tabulate(rows, headers=["n", "discordance", "2.5% quantile at the bound", "oracle power (no drop)"],
+                   tablefmt="github"))
 
 
 if __name__ == "__main__":
