@@ -8,7 +8,9 @@ Which statistic backs which rule (docs/statistics.md has the table and the measu
   one-prediction continuity correction (simulated coverage in docs/statistics.md);
 - macro / weighted F1, per-class F1 and every `max_relative_drop`: the paired bootstrap, drawn once per run
   (`run_replicates`, typed and owned by the run context) with `decision.bootstrap_resamples` resamples; the
-  overall F1 replicates are widened to Tango's width for the accuracy drop (`tango_calibration`).
+  overall F1 replicates are widened to Tango's width for the accuracy drop (`tango_calibration`); a per-class
+  claim is made only when the percentile bootstrap, the bootstrap-t (each resample studentized by its own
+  delta-method se, from its per-class pattern counts) and a score-type test all make it (`class_bootstrap_evidence`).
 Every rule is decided by gate.verdict.judge from that Evidence.
 """
 from __future__ import annotations
