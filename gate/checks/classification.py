@@ -31,9 +31,12 @@ from gate.verdict import DecisionSettings, Evidence, check_summary, decision_set
 
 HIGHER_RULES = ("min", "max_drop", "max_relative_drop")
 
-#: Which interval decides the per-class bootstrap rules (F1, every `max_relative_drop`): "hull" (a claim only when
-#: both the percentile bootstrap and the bootstrap-t make it), "bootstrap-t", or "off" (the percentile alone).
+#: Which bootstrap decides the per-class bootstrap rules (F1, every `max_relative_drop`): "hull" (a claim only when
+#: both the percentile bootstrap and the bootstrap-t make it), "bootstrap-t", or "off" (the percentile alone, and
+#: no score test).
 STUDENTIZED = "hull"
+#: Whether their claims also need the score-type test (`class_score_p_values`): measured in docs/statistics.md.
+SCORE = True
 
 
 @dataclass(frozen=True)
@@ -407,14 +410,11 @@ def class_bootstrap_evidence(metric: str, rule: str, threshold: float, col: np.n
     pseudo = studentized_replicates(metric, rule, patterns, replicate_patterns)
     out = studentized_tails(col, pseudo, threshold=threshold, rule=rule, confidence=confidence)
     if SCORE:
+        # the score test only ever withholds a claim: where the bootstrap has none (NaN), neither is there one
         score = class_score_p_values(metric, rule, patterns, threshold=threshold)
-        out = {**{key: np.fmax(out[key], score[key]) for key in score}, "low": out["low"], "high": out["high"],
-               "method": out["method"] + " and score test"}
+        out = {**{key: np.where(np.isnan(out[key]), np.nan, np.fmax(out[key], score[key])) for key in score},
+               "low": out["low"], "high": out["high"], "method": out["method"] + " and score test"}
     return out
-
-
-#: Whether the per-class bootstrap rules' claims also need the score-type test (`class_score_p_values`).
-SCORE = True
 
 
 def class_score_p_values(metric: str, rule: str, patterns: np.ndarray, *, threshold: float) -> dict[str, np.ndarray]:
