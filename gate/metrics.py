@@ -539,16 +539,21 @@ def _rule_gradient(rule: str, vb: np.ndarray, vc: np.ndarray) -> tuple[np.ndarra
     raise ValueError(f"no per-class standard error for rule {rule!r}")
 
 
-def class_rule_influence(metric: str, rule: str, patterns: np.ndarray) -> tuple[np.ndarray, np.ndarray,
-                                                                              np.ndarray]:
+def class_rule_influence(metric: str, rule: str, patterns: np.ndarray, *, fieller: float | None = None
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(compared value (...), each code's influence on it u (7, ...), half the rule's sample move (...)) of a
     per-class rule from (7, ...) pattern counts: the drop b - c (`max_drop`), the relative drop (b - c) / b
     (`max_relative_drop`), the candidate's value (`min`); u = d_b a_b + d_c a_c, the rule's gradient times the
     codes' influences (`class_metric_influence`), and half a sample's move 0.5 max(|d_b| / D_b, |d_c| / D_c) with
-    D the metric's denominators. NaN where the value is undefined."""
+    D the metric's denominators. NaN where the value is undefined. With `fieller` = B for `max_relative_drop`,
+    the linear (1 - B) b - c instead, whose sign is the relative drop's side of B (b > 0), as Fieller's test of a
+    ratio takes it: no ratio to linearise."""
     n = np.asarray(patterns, dtype=np.float64)
     (vb, db_den, _), (vc, dc_den, _) = _influence_parts(metric, n)
     value, db, dc = _rule_gradient(rule, vb, vc)
+    if fieller is not None and rule == "max_relative_drop":
+        value = np.where(np.isfinite(value), (1.0 - fieller) * vb - vc, np.nan)
+        db, dc = np.full_like(vb, 1.0 - fieller), -np.ones_like(vc)
     codes = PATTERN_CODES.tolist()
     with np.errstate(divide="ignore", invalid="ignore"):
         u = np.stack([(0.0 if rule == "min" else db * _code_influence(metric, vb, db_den, (j >> 2) & 1, (j >> 1) & 1))
@@ -596,11 +601,20 @@ def class_score_test(metric: str, rule: str, patterns: np.ndarray, *, bound: flo
     drop of 0.026 with a Wald se of 0.026 (claims "within 0.1", z = -2.9); the null puts about 4 lost samples
     there, z = -1.5."""
     n = np.asarray(patterns, dtype=np.float64)
-    value, u, half = class_rule_influence(metric, rule, n)
-    gap = bound - value
+    if rule == "max_relative_drop" and RELATIVE_FIELLER:
+        value, u, half = class_rule_influence(metric, rule, n, fieller=bound)
+        gap = -value                                   # (1 - B) b - c against 0
+    else:
+        value, u, half = class_rule_influence(metric, rule, n)
+        gap = bound - value
     with np.errstate(invalid="ignore"):
         z = -gap / np.maximum(np.sqrt(null_variance(n, u, gap)), half)
     return np.where(np.isfinite(value), z, np.nan)
+
+
+#: Whether the score test of a relative drop tests (1 - B) b - c against 0 (Fieller's form) rather than the
+#: linearised ratio against B.
+RELATIVE_FIELLER = True
 
 
 def null_variance(n: np.ndarray, u: np.ndarray, gap: np.ndarray) -> np.ndarray:

@@ -285,3 +285,15 @@ def test_the_score_test_asks_more_of_a_class_with_one_discordant_sample_than_wal
     # far from the bound it agrees with Wald's sign and claims what the data show
     many = counts * 50
     assert float(gm.class_score_test("f1", "max_drop", many, bound=0.1)[0]) < -10
+
+
+def test_the_relative_drop_score_test_is_fiellers_form_and_agrees_with_the_ratio_on_large_counts(monkeypatch):
+    # (1 - B) b - c = b (r - B): the same side of B as the relative drop r, and asymptotically the same z
+    counts = np.array([3.0, 5.0, 2.0, 4.0, 2.0, 6.0, 30.0])[:, None] * np.array([[1.0, 400.0]])
+    value, _ = gm.class_rule_se("recall", "max_relative_drop", counts)
+    fieller = gm.class_score_test("recall", "max_relative_drop", counts, bound=0.05)
+    assert np.all(np.sign(fieller) == np.sign(value - 0.05))
+    monkeypatch.setattr(gm, "RELATIVE_FIELLER", False)
+    ratio = gm.class_score_test("recall", "max_relative_drop", counts, bound=0.05)
+    assert float(fieller[1]) == pytest.approx(float(ratio[1]), rel=0.03)      # 400x the counts: z about 16
+    assert abs(float(fieller[1])) > 3
