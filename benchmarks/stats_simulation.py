@@ -235,14 +235,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                 "the bootstrap-t and the score test), or without the score test")
     parser.add_argument("--class-rule", choices=("f1", "precision-relative", "recall-relative"), default="f1",
                         help="--class-f1: the per-class bootstrap rule simulated: F1 max_drop 0.1 (default), or "
-                             "precision / recall max_relative_drop 0.1 (--class-f1-drop is then the true relative drop)")
+                             "precision / recall max_relative_drop 0.1 (--class-f1-drop: the true relative drop)")
     parser.add_argument("--class-f1-oracle", action="store_true",
                         help="the power of the best test on the per-class F1 drop's estimate alone at 2.5%%: its "
                              "2.5%% quantile at the bound, simulated (1,500 sets), and how often a no-drop class is "
                              "below it")
     parser.add_argument("--class-f1-drop", type=float, nargs="+", default=[0.1],
                         help="--class-f1: the TRUE per-class F1 drops to simulate (0.1, the bound, by default: its "
-                             "'claims within' is the false pass; 0: a class with no drop, its 'claims within' is power)")
+                             "'claims within' is the false pass; 0: a class with no drop, 'claims within' is power)")
     args = parser.parse_args(argv)
     if not (args.oc or args.coverage or args.gate or args.f1 or args.precision or args.class_f1
             or args.class_f1_oracle):

@@ -366,8 +366,8 @@ LOOP_SUM_ROWS = 256
 
 
 def _class_sums(w: np.ndarray, plan: list[tuple[np.ndarray | None, np.ndarray]], k: int) -> np.ndarray:
-    """(R, len(plan) K) float64 sums of each row's weights over the plan's cells by class: whole counts, so exact and the
-    same in any order (the one-hot products' values, bit for bit)."""
+    """(R, len(plan) K) float64 sums of each row's weights over the plan's cells by class: whole counts, so exact and
+    the same in any order (the one-hot products' values, bit for bit)."""
     rows, m = w.shape
     if rows < LOOP_SUM_ROWS:
         wf = w.astype(np.float64)

@@ -31,8 +31,9 @@ import numpy as np
 from gate import distributions as sps
 from gate import stats
 from gate.checks.base import Check, Step
-from gate.checks.classification import (HIGHER_RULES, _drop_reps, _drop_value, bootstrap_evidence,
-                                        calibrate, class_bootstrap_evidence, f1_evidence_without_spread, paired_drop_evidence, rate_evidence)
+from gate.checks.classification import (HIGHER_RULES, _drop_reps, _drop_value, bootstrap_evidence, calibrate,
+                                        class_bootstrap_evidence, f1_evidence_without_spread, paired_drop_evidence,
+                                        rate_evidence)
 from gate.errors import ConfigError, DataError
 from gate.metrics import (DENSE_ONEHOT_MAX, PairedCounts, class_counts, class_patterns, precision_correction,
                           precision_drop_se)
