@@ -13,7 +13,13 @@ cluster within samples (what a per-label test cannot see) and the two models are
     python benchmarks/multilabel_coverage.py --oc --reps 200
     python benchmarks/multilabel_coverage.py --coverage --reps 300
     python benchmarks/multilabel_coverage.py --oc --reps 100 --sizes 5000
+    python benchmarks/multilabel_coverage.py --label-f1 --reps 400   # per-label F1 max_drop 0.1 on label l0
     python benchmarks/multilabel_coverage.py --scale      # CPU s, state bytes, peak RSS at large N x L
+
+  --label-f1  per-label F1 max_drop 0.1 (a bootstrap rule) on label l0 (prevalence 0.1), the candidate missing a
+              share of l0's positives so that l0's true F1 drop is exactly 0.1 (claims within: a false pass), and
+              none (claims within: power); `--percentile-only` decides it by the percentile bootstrap alone (as
+              before the bootstrap-t and the score test), on the same worlds.
 """
 from __future__ import annotations
 
@@ -158,6 +164,46 @@ def find_extra(metric: str, bound: float, labels: int, kind: str) -> float:
     return (lo + hi) / 2
 
 
+def label_f1_drop(share: float, labels: int, kind: str, n: int = 400_000) -> float:
+    """l0's population F1 drop (baseline - candidate) when the candidate misses `share` of its positives."""
+    y, sb, sc = world(np.random.default_rng(99), n, labels, err=0.1, kind=kind, broken_share=share)
+    yb = y[:, 0] == 1
+
+    def f1(p: np.ndarray) -> float:
+        tp = np.sum(p & yb)
+        return 2 * tp / (2 * tp + np.sum(p & ~yb) + np.sum(~p & yb))
+
+    return f1(sb[:, 0] > 0.5) - f1(sc[:, 0] > 0.5)
+
+
+def label_f1(reps: int, labels: int, sizes: list[int], kinds: list[str]) -> None:
+    from scipy.optimize import brentq
+
+    bound = 0.1
+    options = {"subset_accuracy": {"max_drop": None}, "micro_f1": {"max_drop": None},
+               "macro_f1": {"max_drop": None}, "hamming_loss": {"max_increase": None},
+               "recall": {"max_drop": None}, "precision": {"max_drop": None},
+               "per_label_negative_flip_rate": {"max": None}, "f1": {"max_drop": bound}}
+    config = build_config({"decision": {"mode": "non-inferiority"}, "checks": {"multilabel": options}})
+    print(f"per-label F1 max_drop {bound} on l0 (prevalence 0.1), L = {labels}, {reps} worlds per row; claims "
+          f"within / beyond vs alpha {ALPHA:.1%}\n")
+    print("| n | candidate | l0's true F1 drop | share of l0's positives lost | P(claims within) | P(claims beyond) |")
+    print("|--:|---|--:|--:|--:|--:|")
+    for kind in kinds:
+        at_bound = brentq(lambda s: label_f1_drop(s, labels, kind) - bound, 0.0, 0.6, xtol=1e-6)
+        for share in (at_bound, 0.0):
+            for n in sizes:
+                rng = np.random.default_rng(11 + n)
+                within = beyond = 0
+                for _ in range(reps):
+                    result = run(config, *world(rng, n, labels, err=0.1, kind=kind, broken_share=share))
+                    f = next(f for f in result.findings if f.metric == "f1[l0]")
+                    within += f.status == "pass"
+                    beyond += f.status == "fail"
+                print(f"| {n} | {kind} | {label_f1_drop(share, labels, kind):.4f} | {share:.4f} | "
+                      f"{within / reps:.1%} | {beyond / reps:.1%} |", flush=True)
+
+
 def scale() -> None:
     import resource
 
@@ -188,14 +234,24 @@ def main() -> None:
     parser.add_argument("--oc", action="store_true")
     parser.add_argument("--coverage", action="store_true")
     parser.add_argument("--scale", action="store_true")
+    parser.add_argument("--label-f1", action="store_true")
+    parser.add_argument("--percentile-only", action="store_true",
+                        help="decide the per-label bootstrap rules by the percentile bootstrap alone")
     parser.add_argument("--reps", type=int, default=200)
     parser.add_argument("--labels", type=int, default=8)
     parser.add_argument("--worlds", default="close,independent", help="candidate kinds for --coverage")
     parser.add_argument("--sizes", default="200,1000,5000", help="evaluation-set sizes, comma-separated")
     args = parser.parse_args()
     sizes = [int(v) for v in args.sizes.split(",")]
+    if args.percentile_only:
+        from gate.checks import classification
+
+        classification.STUDENTIZED = "off"
     if args.scale:
         scale()
+        return
+    if args.label_f1:
+        label_f1(args.reps, args.labels, sizes, args.worlds.split(","))
         return
     if args.oc or not args.coverage:
         oc(args.reps, args.labels, sizes)

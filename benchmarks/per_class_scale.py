@@ -3,6 +3,7 @@
     python benchmarks/per_class_scale.py                       # 1,000 classes x 50,000 samples, one broken class
     python benchmarks/per_class_scale.py --classes 300 --samples 15000
     python benchmarks/per_class_scale.py --accuracy 0.5 --uniform-errors    # worst case: ~one cell per error
+    python benchmarks/per_class_scale.py --f1-rule             # + per-class F1 max_drop 0.1: the bootstrap rules
 
 Builds the run's PairedCounts for a baseline at 80% accuracy and a candidate as good except that one class is
 wholly broken (the candidate never gets it right), then runs what `gate check` runs after the pass:
@@ -55,12 +56,14 @@ def main() -> None:
     parser.add_argument("--accuracy", type=float, default=0.8, help="baseline accuracy")
     parser.add_argument("--uniform-errors", action="store_true",
                         help="wrong predictions uniform over all classes (the most cells: the worst case)")
+    parser.add_argument("--f1-rule", action="store_true",
+                        help="add per_class f1 max_drop 0.1 (decided by the paired bootstrap, per_class replicates)")
     args = parser.parse_args()
     broken = 7
     counts = make_counts(args.classes, args.samples, seed=args.seed, broken=broken, accuracy=args.accuracy,
                          uniform_errors=args.uniform_errors)
     names = tuple(f"c{k}" for k in range(args.classes))
-    config = build_config({})
+    config = build_config({"checks": {"per_class": {"f1": {"max_drop": 0.1}}}} if args.f1_rule else {})
     ctx = RunContext(config=config, models={}, class_names=names, device=None, counts=counts)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     results = [cls(config.check(cls.name), ctx).compute() for cls in (AccuracyCheck, PerClassCheck, FlipsCheck)]
@@ -68,7 +71,8 @@ def main() -> None:
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
     print(f"{args.classes} classes x {args.samples} samples, {len(counts.cells().counts)} cells, "
-          f"{config.decision['bootstrap_resamples']} bootstrap resamples, default config "
+          f"{config.decision['bootstrap_resamples']} bootstrap resamples, "
+          f"{'default config + per-class F1 max_drop 0.1' if args.f1_rule else 'default config'} "
           f"(mode {config.decision['mode']})")
     print(f"decide: {cpu:.1f} CPU s ({wall:.1f} s wall), peak RSS of the process {peak_gib:.2f} GiB")
     for r in results:

@@ -165,7 +165,7 @@ def draw_counts(rng: np.random.Generator, n: int, classes: int, *, accuracy: flo
     prediction goes to one of two neighbouring classes, independently for the two models."""
     p10, p01 = (discordance + drop) / 2, (discordance - drop) / 2
     p11 = accuracy - p10
-    probs = np.array([p11, p10, p01, 1 - p11 - p10 - p01])
+    probs = np.maximum(np.array([p11, p10, p01, 1 - p11 - p10 - p01]), 0.0)   # p00 is 0 at the feasible edge
     y = rng.integers(0, classes, n)
     kind = rng.choice(4, size=n, p=probs)
     base_ok = (kind == 0) | (kind == 1)
@@ -230,8 +230,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--f1-reps", type=int, default=400)
     parser.add_argument("--resamples", type=int, default=2000, help="--f1: bootstrap resamples")
     parser.add_argument("--seed-offset", type=int, default=0, help="--precision: another seed")
+    parser.add_argument("--class-f1-method", choices=("default", "percentile", "percentile+bootstrap-t"),
+                        default="default", help="--class-f1: decide by the percentile bootstrap alone (the rule before "
+                                                "the bootstrap-t and the score test), or without the score test")
+    parser.add_argument("--class-rule", choices=("f1", "precision-relative", "recall-relative"), default="f1",
+                        help="--class-f1: the per-class bootstrap rule simulated: F1 max_drop 0.1 (default), or "
+                             "precision / recall max_relative_drop 0.1 (--class-f1-drop: the true relative drop)")
+    parser.add_argument("--class-f1-oracle", action="store_true",
+                        help="the power of the best test on the per-class F1 drop's estimate alone at 2.5%%: its "
+                             "2.5%% quantile at the bound, simulated (1,500 sets), and how often a no-drop class is "
+                             "below it")
+    parser.add_argument("--class-f1-drop", type=float, nargs="+", default=[0.1],
+                        help="--class-f1: the TRUE per-class F1 drops to simulate (0.1, the bound, by default: its "
+                             "'claims within' is the false pass; 0: a class with no drop, 'claims within' is power)")
     args = parser.parse_args(argv)
-    if not (args.oc or args.coverage or args.gate or args.f1 or args.precision or args.class_f1):
+    if not (args.oc or args.coverage or args.gate or args.f1 or args.precision or args.class_f1
+            or args.class_f1_oracle):
         args.oc = args.coverage = args.gate = args.f1 = args.precision = args.class_f1 = True
     return args
 
@@ -251,6 +265,8 @@ def main(argv: list[str] | None = None) -> None:
         main_precision(args)
     if args.class_f1:
         main_class_f1(args)
+    if args.class_f1_oracle:
+        main_class_f1_oracle(args)
     print(f"\nelapsed: {time.perf_counter() - started:.1f} s")
 
 
@@ -358,40 +374,93 @@ def main_precision(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------------------- per-class F1
 
 
+def true_class_value(rule: str, classes: int, *, accuracy: float, p10: float, p01: float) -> float:
+    """Class 0's true compared value of a --class-rule: its F1 drop, or its precision / recall relative drop."""
+    if rule == "f1":
+        return true_drop("f1", classes, accuracy=accuracy, p10=p10, p01=p01)
+    from gate.metrics import Cells, model_metrics
+
+    metric = rule.split("-")[0]
+    y, pb, pc, probs = cell_probabilities(classes, accuracy=accuracy, p10=p10, p01=p01)
+    cells = Cells(y=y, pb=pb, pc=pc, counts=probs, num_classes=classes)
+    base = float(model_metrics(cells, pb, probs[None, :])[metric][0, 0])
+    return true_drop(metric, classes, accuracy=accuracy, p10=p10, p01=p01) / base
+
+
 def main_class_f1(args: argparse.Namespace) -> None:
-    """Per-class F1 max_drop 0.1 by the paired bootstrap, TRUE F1 drop of every class exactly 0.1, through
-    PerClassCheck with the default decision: the share of (evaluation set, class) pairs claimed within (the
-    finding passes: a bad class looks fine) and beyond (its Holm-adjusted p below 2.5%)."""
+    """A per-class bootstrap rule (F1 max_drop 0.1, or with --class-rule precision / recall max_relative_drop 0.1),
+    TRUE value of every class `--class-f1-drop` (0.1, the bound, by default), through PerClassCheck with the
+    default decision: the share of (evaluation set, class) pairs claimed within (the finding passes: a bad class
+    looks fine at the bound, power at drop 0) and beyond (its Holm-adjusted p below 2.5%)."""
     from scipy.optimize import brentq
 
+    from gate.checks import classification
     from gate.checks.classification import PerClassCheck
 
+    classification.STUDENTIZED = "off" if args.class_f1_method == "percentile" else "hull"
+    classification.SCORE = args.class_f1_method == "default"
     bound = 0.1
-    config = build_config({"checks": {"per_class": {"recall": {}, "precision": {}, "f1": {"max_drop": bound}}},
-                           "decision": {"bootstrap_resamples": args.resamples}})
-    print(f"\nPer-class F1 max_drop {bound} by the paired bootstrap ({args.resamples} resamples), true F1 drop of "
-          f"every class exactly {bound}: K={args.classes}, baseline accuracy {args.accuracy}, {args.f1_reps} sets "
-          f"per cell; nominal 2.5% each, share of (set, class) pairs")
+    metric = args.class_rule.split("-")[0]
+    rule = "max_drop" if args.class_rule == "f1" else "max_relative_drop"
+    checks = {"recall": {}, "precision": {}, "f1": {}}
+    checks[metric] = {rule: bound}
+    config = build_config({"checks": {"per_class": checks}, "decision": {"bootstrap_resamples": args.resamples}})
+    print(f"\nPer-class {metric} {rule} {bound} by the paired bootstrap ({args.resamples} resamples; "
+          f"{args.class_f1_method}), true value of every class {', '.join(map(str, args.class_f1_drop))}: "
+          f"K={args.classes}, baseline accuracy {args.accuracy}, {args.f1_reps} sets per cell; nominal 2.5% each at "
+          f"the bound, share of (set, class) pairs")
     names = tuple(map(str, range(args.classes)))
     rows = []
-    for psi in (0.12, 0.2):
-        drop = brentq(lambda d: true_drop("f1", args.classes, accuracy=args.accuracy, p10=(psi + d) / 2,
-                                                   p01=(psi - d) / 2) - bound, 0.0, psi)
-        for i, n in enumerate(args.sizes):
-            rng = np.random.default_rng(args.seed_offset + 9000 + i)
-            within = beyond = total = 0
-            for _ in range(args.f1_reps):
-                counts = draw_counts(rng, n, args.classes, accuracy=args.accuracy, discordance=psi, drop=drop)
-                ctx = RunContext(config=config, models={}, class_names=names, device=None, counts=counts)
-                for f in PerClassCheck(config.check("per_class"), ctx).compute().findings:
-                    if not f.metric.startswith("f1["):
-                        continue
-                    total += 1
-                    within += f.status == "pass"
-                    beyond += f.p_value is not None and f.p_value < 0.025
-            rows.append([n, n // args.classes, psi, f"{drop:.4f}", pct(within / total), pct(beyond / total)])
-    print(tabulate(rows, headers=["n", "samples per class", "discordance", "accuracy drop giving F1 drop 0.1",
+    for f1_drop in args.class_f1_drop:
+        for psi in (0.12, 0.2):
+            drop = 0.0 if f1_drop == 0 else brentq(
+                lambda d: true_class_value(args.class_rule, args.classes, accuracy=args.accuracy, p10=(psi + d) / 2,
+                                           p01=(psi - d) / 2) - f1_drop, 0.0, psi)
+            for i, n in enumerate(args.sizes):
+                rng = np.random.default_rng(args.seed_offset + 9000 + i)
+                within = beyond = total = 0
+                for _ in range(args.f1_reps):
+                    counts = draw_counts(rng, n, args.classes, accuracy=args.accuracy, discordance=psi, drop=drop)
+                    ctx = RunContext(config=config, models={}, class_names=names, device=None, counts=counts)
+                    for f in PerClassCheck(config.check("per_class"), ctx).compute().findings:
+                        if not f.metric.startswith(f"{metric}[") or f.rule != rule:
+                            continue
+                        total += 1
+                        within += f.status == "pass"
+                        beyond += f.p_value is not None and f.p_value < 0.025
+                rows.append([f1_drop, n, n // args.classes, psi, f"{drop:.4f}", pct(within / total),
+                             pct(beyond / total)])
+    print(tabulate(rows, headers=[f"true {metric} {rule}", "n", "samples per class", "discordance", "accuracy drop",
                                   "P(claims within)", "P(claims beyond)"], tablefmt="github"))
+
+
+def main_class_f1_oracle(args: argparse.Namespace, sets: int = 1500) -> None:
+    """What no test on the per-class F1 drop's estimate can beat: its 2.5% quantile when the true drop is the bound
+    (0.1), simulated, and the share of no-drop classes below it (the power of the test that knew the null)."""
+    from scipy.optimize import brentq
+
+    from gate.metrics import point_metrics
+
+    print(f"\nPer-class F1 max_drop 0.1: power of the oracle test (the estimate below its simulated 2.5% quantile "
+          f"at the bound) for a class with no drop, {sets} sets each, K={args.classes}")
+    rows = []
+    for psi in (0.12, 0.2):
+        at_bound = brentq(lambda d: true_drop("f1", args.classes, accuracy=args.accuracy, p10=(psi + d) / 2,
+                                              p01=(psi - d) / 2) - 0.1, 0.0, psi)
+        for n in args.sizes:
+            est = {}
+            for drop in (at_bound, 0.0):
+                rng = np.random.default_rng(1)
+                parts = []
+                for _ in range(sets):
+                    pm = point_metrics(draw_counts(rng, n, args.classes, accuracy=args.accuracy, discordance=psi,
+                                                   drop=drop))
+                    parts.append(pm["baseline"]["f1"] - pm["candidate"]["f1"])
+                est[drop] = np.concatenate(parts)
+            q = float(np.quantile(est[at_bound], 0.025))
+            rows.append([n, psi, f"{q:.4f}", pct(float(np.mean(est[0.0] < q)))])
+    print(tabulate(rows, headers=["n", "discordance", "2.5% quantile at the bound", "oracle power (no drop)"],
+                   tablefmt="github"))
 
 
 if __name__ == "__main__":

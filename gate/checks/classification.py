@@ -8,7 +8,9 @@ Which statistic backs which rule (docs/statistics.md has the table and the measu
   one-prediction continuity correction (simulated coverage in docs/statistics.md);
 - macro / weighted F1, per-class F1 and every `max_relative_drop`: the paired bootstrap, drawn once per run
   (`run_replicates`, typed and owned by the run context) with `decision.bootstrap_resamples` resamples; the
-  overall F1 replicates are widened to Tango's width for the accuracy drop (`tango_calibration`).
+  overall F1 replicates are widened to Tango's width for the accuracy drop (`tango_calibration`); a per-class
+  claim is made only when the percentile bootstrap, the bootstrap-t (each resample studentized by its own
+  delta-method se, from its per-class pattern counts) and a score-type test all make it (`class_bootstrap_evidence`).
 Every rule is decided by gate.verdict.judge from that Evidence.
 """
 from __future__ import annotations
@@ -23,15 +25,18 @@ from gate import distributions as sps
 from gate import stats
 from gate.checks.base import Check
 from gate.metrics import (Cells, ClassCounts, bootstrap_replicates, class_counts, class_patterns, class_rule_se,
-                          point_metrics, precision_correction, precision_drop_se)
+                          class_score_test, point_metrics, precision_correction, precision_drop_se)
 from gate.report.model import CheckResult, Finding, PowerNote, Table
 from gate.verdict import DecisionSettings, Evidence, check_summary, decision_settings, judge
 
 HIGHER_RULES = ("min", "max_drop", "max_relative_drop")
 
-#: Which interval decides the per-class bootstrap rules (F1, every `max_relative_drop`): "hull" (a claim only when
-#: both the percentile bootstrap and the bootstrap-t make it), "bootstrap-t", or "off" (the percentile alone).
+#: Which bootstrap decides the per-class bootstrap rules (F1, every `max_relative_drop`): "hull" (a claim only when
+#: both the percentile bootstrap and the bootstrap-t make it), "bootstrap-t", or "off" (the percentile alone, and
+#: no score test).
 STUDENTIZED = "hull"
+#: Whether their claims also need the score-type test (`class_score_p_values`): measured in docs/statistics.md.
+SCORE = True
 
 
 @dataclass(frozen=True)
@@ -389,20 +394,60 @@ def _class_evidence(metric: str, rule: str, threshold: float, ks: np.ndarray, cc
     assert reps is not None and reps.per_class
     col = reps.candidate[metric][:, ks] if rule == "min" else _drop_reps(
         rule, reps.baseline[metric][:, ks], reps.candidate[metric][:, ks])
-    pseudo = None if STUDENTIZED == "off" else studentized_replicates(
-        metric, rule, class_patterns(cc_cells)[:, ks], reps.patterns[:, :, ks])  # type: ignore[index]
-    return studentized_tails(col, pseudo, threshold=threshold, rule=rule, confidence=confidence)
+    return class_bootstrap_evidence(metric, rule, threshold, col, class_patterns(cc_cells)[:, ks],
+                                    reps.patterns[:, :, ks], confidence=confidence)  # type: ignore[index]
+
+
+def class_bootstrap_evidence(metric: str, rule: str, threshold: float, col: np.ndarray, patterns: np.ndarray,
+                             replicate_patterns: np.ndarray, *, confidence: float) -> dict[str, Any]:
+    """Raw (beyond, within, worse, low, high) (K',) of a per-class (or per-label) bootstrap rule: the percentile
+    bootstrap of its replicates `col` (R, K'), the bootstrap-t from the data's (7, K') and each resample's
+    (7, R, K') pattern counts, and the score-type test (`class_score_p_values`), each claim only when all of them
+    make it (the largest p-value; the interval the hull of the two bootstrap intervals), as STUDENTIZED and SCORE
+    say."""
+    if STUDENTIZED == "off":
+        return studentized_tails(col, None, threshold=threshold, rule=rule, confidence=confidence)
+    pseudo = studentized_replicates(metric, rule, patterns, replicate_patterns)
+    out = studentized_tails(col, pseudo, threshold=threshold, rule=rule, confidence=confidence)
+    if SCORE:
+        # the score test only ever withholds a claim: where the bootstrap has none (NaN), neither is there one
+        score = class_score_p_values(metric, rule, patterns, threshold=threshold)
+        out = {**{key: np.where(np.isnan(out[key]), np.nan, np.fmax(out[key], score[key])) for key in score},
+               "low": out["low"], "high": out["high"], "method": out["method"] + " and score test"}
+    return out
+
+
+def class_score_p_values(metric: str, rule: str, patterns: np.ndarray, *, threshold: float) -> dict[str, np.ndarray]:
+    """(beyond, within, worse) p-values (K',) of a per-class rule by the score-type z of gate.metrics.class_score_test
+    (the variance where the null puts the counts)."""
+    z = class_score_test(metric, rule, patterns, bound=threshold)
+    if rule == "min":
+        return {"beyond": sps.norm.cdf(z), "within": sps.norm.sf(z), "worse": np.full(z.shape, np.nan)}
+    z0 = class_score_test(metric, rule, patterns, bound=0.0)
+    return {"beyond": sps.norm.sf(z), "within": sps.norm.cdf(z), "worse": sps.norm.sf(z0)}
+
+
+#: Resamples x classes whose pattern counts the bootstrap-t turns into standard errors at once (a few (7, R, K')
+#: float64 temporaries of 16 MB each): classes are taken in blocks of this many cells.
+STUDENTIZED_BLOCK = 1 << 18
 
 
 def studentized_replicates(metric: str, rule: str, patterns: np.ndarray, replicate_patterns: np.ndarray
                            ) -> np.ndarray:
     """Bootstrap-t pseudo-replicates est - t* se (R, K') of a per-class rule's compared value: t* = (theta* - est)
     / se*, each resample's se* the delta method's from its own pattern counts (gate.metrics.class_rule_se), se the
-    data's. NaN where either is undefined (the class absent from the resample, or never predicted)."""
+    data's. NaN where either is undefined (the class absent from the resample, or never predicted). Classes in
+    blocks of `STUDENTIZED_BLOCK` resamples x classes, so memory stays flat in K'."""
     est, se = class_rule_se(metric, rule, patterns)                    # (K',)
-    theta, se_star = class_rule_se(metric, rule, replicate_patterns)   # (R, K')
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return est - (theta - est) / se_star * se
+    resamples, width = replicate_patterns.shape[1], replicate_patterns.shape[2]
+    step = max(1, STUDENTIZED_BLOCK // max(resamples, 1))
+    out = np.empty((resamples, width))
+    for start in range(0, width, step):
+        cols = slice(start, start + step)
+        theta, se_star = class_rule_se(metric, rule, replicate_patterns[:, :, cols])   # (R, block)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[:, cols] = est[cols] - (theta - est[cols]) / se_star * se[cols]
+    return out
 
 
 def studentized_tails(col: np.ndarray, pseudo: np.ndarray | None, *, threshold: float, rule: str,

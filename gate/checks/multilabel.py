@@ -31,10 +31,12 @@ import numpy as np
 from gate import distributions as sps
 from gate import stats
 from gate.checks.base import Check, Step
-from gate.checks.classification import (HIGHER_RULES, _bootstrap_tails, _drop_reps, _drop_value, bootstrap_evidence,
-                                        calibrate, f1_evidence_without_spread, paired_drop_evidence, rate_evidence)
+from gate.checks.classification import (HIGHER_RULES, _drop_reps, _drop_value, bootstrap_evidence, calibrate,
+                                        class_bootstrap_evidence, f1_evidence_without_spread, paired_drop_evidence,
+                                        rate_evidence)
 from gate.errors import ConfigError, DataError
-from gate.metrics import DENSE_ONEHOT_MAX, PairedCounts, class_counts, precision_correction, precision_drop_se
+from gate.metrics import (DENSE_ONEHOT_MAX, PairedCounts, class_counts, class_patterns, precision_correction,
+                          precision_drop_se)
 from gate.report.model import CheckResult, Finding, Table
 from gate.verdict import DecisionSettings, Evidence, check_summary, decision_settings, judge
 
@@ -131,6 +133,8 @@ class Bootstrap:
     per_label: dict[str, dict[str, np.ndarray]]         # role -> precision/recall/f1 (R, L), NaN for empty; {} if
                                                         # no per-label rule needs the bootstrap
     distinct_rows: int
+    patterns: np.ndarray | None = None                  # (7, R, L) int32 counts of codes 1..7 per label (for the
+                                                        # bootstrap-t: gate.metrics.pattern_counts), with per_label
 
 
 #: The averaged figures a bootstrap keeps per replicate (R,) for each role.
@@ -159,6 +163,7 @@ def bootstrap(codes: np.ndarray, *, resamples: int, seed: int, per_label: bool =
     roles = ("baseline", "candidate")
     kept: dict[str, dict[str, list[np.ndarray]]] = {r: {k: [] for k in AVERAGED} for r in roles}
     kept_labels: dict[str, dict[str, list[np.ndarray]]] = {r: {k: [] for k in LABEL_METRICS} for r in roles}
+    kept_patterns: list[np.ndarray] = []
     from threadpoolctl import threadpool_limits
 
     # Many small products: a busy multi-threaded BLAS makes them many times slower (as in run_replicates).
@@ -175,12 +180,15 @@ def bootstrap(codes: np.ndarray, *, resamples: int, seed: int, per_label: bool =
                     kept[r][k].append(figs[r][k])
                 for k in LABEL_METRICS if nan is not None else ():
                     kept_labels[r][k].append(nan[r][k])
+            if per_label:
+                kept_patterns.append(np.moveaxis(cc8[..., 1:], -1, 0).astype(np.int32))
     empty = {k: np.zeros(0) for k in AVERAGED}
     figures = {r: ({k: np.concatenate(v) for k, v in kept[r].items()} if kept[r]["micro_f1"] else dict(empty))
                for r in roles}
     labelled = ({r: {k: np.concatenate(v) for k, v in kept_labels[r].items()} for r in roles}
                 if per_label and kept_labels["baseline"]["f1"] else {})
-    return Bootstrap(resamples=resamples, figures=figures, per_label=labelled, distinct_rows=m)
+    patterns = np.concatenate(kept_patterns, axis=1) if labelled else None
+    return Bootstrap(resamples=resamples, figures=figures, per_label=labelled, distinct_rows=m, patterns=patterns)
 
 
 # ------------------------------------------------------------------------------------------------ evidence
@@ -250,9 +258,9 @@ def _label_evidence(metric: str, rule: str, threshold: float, ks: np.ndarray, ta
     assert boot is not None and boot.per_label
     base, cand = boot.per_label["baseline"][metric][:, ks], boot.per_label["candidate"][metric][:, ks]
     col = cand if rule == "min" else _drop_reps(rule, base, cand)
-    beyond, within, worse, lo, hi = _bootstrap_tails(col, threshold=threshold, rule=rule, confidence=confidence)
-    return {"beyond": beyond, "within": within, "worse": nan if worse is None else worse, "low": lo, "high": hi,
-            "method": "paired bootstrap"}
+    patterns = np.stack([class_patterns(c)[:, 1] for c in cells], axis=1)      # label k = class 1 of its table
+    return class_bootstrap_evidence(metric, rule, threshold, col, patterns,
+                                    boot.patterns[:, :, ks], confidence=confidence)  # type: ignore[index]
 
 
 # --------------------------------------------------------------------------------------------------- check
@@ -658,7 +666,7 @@ class MultiLabelCheck(Check):
                 evidence[key] = Evidence(p_beyond=float(adj_beyond[i]), p_within=r["within"],
                                          p_worse=None if math.isnan(r["worse"]) else float(adj_worse[i]),
                                          interval=(r["low"], r["high"]), method=r["method"])
-            n_boot = sum(1 for key in keys if raw[key]["method"] == "paired bootstrap")
+            n_boot = sum(1 for key in keys if raw[key]["method"].startswith("paired bootstrap"))
             needed = stats.min_resamples(len(keys), confidence=conf) + 1
             if n_boot and settings.resamples < needed:
                 notes.append(f"resolution cap: {n_boot} of {len(keys)} per-label comparisons are decided by the "

@@ -282,3 +282,98 @@ def test_chunked_sparse_bootstrap_equals_the_dense_metrics_on_the_same_weights()
         dense = model_metrics(cells, pred, w, empty=np.nan)
         for key in ("accuracy", "macro_f1", "weighted_f1", "precision", "recall", "f1"):
             np.testing.assert_allclose(reps[role][key], dense[key], rtol=1e-12, equal_nan=True)
+
+
+# ------------------------------------------------------------------ per-class bootstrap rules: bootstrap-t, score
+
+
+def _one_lost_sample_world():
+    """4 classes of 20 samples; class 0: the candidate loses one sample (to class 1), both right on the rest."""
+    y = np.repeat(np.arange(4), 20)
+    pb = y.copy()
+    pc = y.copy()
+    pc[0] = 1
+    return y, pb, pc
+
+
+def test_percentile_bootstrap_proves_within_from_one_lost_sample_but_the_per_class_rule_does_not(monkeypatch):
+    # F1 of class 0 drops by 1/39 on one sample: the percentile bootstrap never resamples more than a few copies
+    # of it, so it "proves" the drop within 0.1; the score test's null puts about 4 lost samples there.
+    import gate.checks.classification as cl
+
+    y, pb, pc = _one_lost_sample_world()
+    config = build_config({"checks": {"per_class": {"recall": {}, "precision": {}, "f1": {"max_drop": 0.1}}}})
+    monkeypatch.setattr(cl, "STUDENTIZED", "off")
+    old, _ = run(PerClassCheck, y, pb, pc, 4, config)
+    monkeypatch.undo()
+    new, ctx = run(PerClassCheck, y, pb, pc, 4, config)
+    f_old = next(f for f in old.findings if f.metric == "f1[c0]")
+    f_new = next(f for f in new.findings if f.metric == "f1[c0]")
+    assert f_old.value == pytest.approx(1 / 39) == f_new.value
+    assert f_old.status == "pass"
+    assert f_new.status == "warn"                                # inconclusive: neither within nor beyond
+    # the evidence: each p-value the largest of the percentile's, the bootstrap-t's and the score test's
+    reps = ctx.replicates
+    col = reps.baseline["f1"][:, :1] - reps.candidate["f1"][:, :1]
+    patterns = cl.class_patterns(ctx.counts.cells())[:, :1]
+    ev = cl.class_bootstrap_evidence("f1", "max_drop", 0.1, col, patterns, reps.patterns[:, :, :1], confidence=0.95)
+    assert ev["method"] == "paired bootstrap, percentile and bootstrap-t and score test"
+    percentile = stats.bootstrap_p_value(col, bound=0.1, alternative="less")
+    assert float(percentile[0]) < 0.025                              # what the old rule claimed from
+    z = float(cl.class_score_test("f1", "max_drop", patterns, bound=0.1)[0])
+    assert float(ev["within"][0]) == pytest.approx(float(sps.norm.cdf(z)))  # the score test binds here
+    assert float(ev["within"][0]) > 0.025
+
+
+def test_bootstrap_t_pseudo_replicates_are_the_studentized_resamples_by_hand():
+    import gate.checks.classification as cl
+    from gate.metrics import bootstrap_replicates, class_patterns, class_rule_se
+
+    y, pb, pc = paired_world(600, 4, accuracy=0.85, p10=0.06, p01=0.02, seed=31)
+    cells = counts_of(y, pb, pc, 4).cells()
+    reps = bootstrap_replicates(cells, resamples=50, seed=9, per_class=True)
+    pseudo = cl.studentized_replicates("f1", "max_drop", class_patterns(cells), reps["patterns"]["counts"])
+    w = stats.bootstrap_weights(cells.counts, resamples=50, seed=9)
+    b, c = model_metrics(cells, cells.pb, cells.counts[None, :]), model_metrics(cells, cells.pc, cells.counts[None, :])
+    est = b["f1"][0] - c["f1"][0]
+    _, se = class_rule_se("f1", "max_drop", class_patterns(cells))
+    for r in (0, 17, 49):
+        rows = np.repeat(np.arange(cells.counts.size), w[r])
+        sample = counts_of(cells.y[rows], cells.pb[rows], cells.pc[rows], 4).cells()
+        theta = (model_metrics(sample, sample.pb, sample.counts[None, :])["f1"][0]
+                 - model_metrics(sample, sample.pc, sample.counts[None, :])["f1"][0])
+        _, se_r = class_rule_se("f1", "max_drop", class_patterns(sample))
+        np.testing.assert_allclose(pseudo[r], est - (theta - est) / se_r * se, rtol=1e-10)
+
+
+def test_large_classes_keep_their_power_and_a_broken_class_still_fails():
+    # 400 samples a class, the candidate as good as the baseline except class 2, which loses 40% of its samples
+    # to class 3 (whose F1 then drops too: 160 false positives)
+    y, pb, pc = paired_world(2000, 5, accuracy=0.9, p10=0.03, p01=0.03, seed=32)
+    lose = (y == 2) & (pc == y) & (np.random.default_rng(3).random(y.size) < 0.4)
+    pc = np.where(lose, 3, pc)
+    config = build_config({"checks": {"per_class": {"recall": {}, "precision": {}, "f1": {"max_drop": 0.1}}}})
+    result, _ = run(PerClassCheck, y, pb, pc, 5, config)
+    status = {f.where: f.status for f in result.findings if f.metric.startswith("f1[")}
+    assert status == {"c0": "pass", "c1": "pass", "c2": "fail", "c3": "fail", "c4": "pass"}
+
+
+@pytest.mark.parametrize("metric, rule, threshold", [
+    ("f1", "max_drop", 0.1), ("f1", "max_relative_drop", 0.2), ("f1", "min", 0.5),
+    ("precision", "max_relative_drop", 0.2), ("recall", "max_relative_drop", 0.2)])
+def test_every_per_class_bootstrap_rule_on_tiny_and_absent_classes_gives_finite_or_no_evidence(metric, rule,
+                                                                                               threshold):
+    # class 3 has 2 samples (often absent from a resample), class 4 none: no warning (pytest -W error), p-values
+    # in [0, 1] or the class skipped, intervals ordered
+    rng = np.random.default_rng(33)
+    y = np.concatenate([rng.integers(0, 3, 120), [3, 3]])
+    pb = np.where(rng.random(y.size) < 0.85, y, (y + 1) % 4)
+    pc = np.where(rng.random(y.size) < 0.8, y, (y + 1) % 4)
+    config = build_config({"checks": {"per_class": {"recall": {}, "precision": {}, metric: {rule: threshold}}}})
+    result, _ = run(PerClassCheck, y, pb, pc, 5, config)
+    found = [f for f in result.findings if f.metric.startswith(f"{metric}[")]
+    assert {f.where for f in found} == {"c0", "c1", "c2", "c3"}
+    for f in found:
+        assert f.p_value is None or 0.0 <= f.p_value <= 1.0
+        if f.interval is not None and all(map(math.isfinite, f.interval)):
+            assert f.interval[0] <= f.interval[1]

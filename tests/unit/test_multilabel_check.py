@@ -366,3 +366,50 @@ def test_labels_of_the_wrong_width_are_a_data_error():
 def test_no_samples_is_never_a_pass():
     result = make(labels=3).compute()
     assert result.status == "fail" and math.isfinite(result.details["num_samples"])
+
+
+def test_bootstrap_pattern_counts_are_each_labels_codes_in_each_resample():
+    y, sb, sc = world(300, 4, seed=40, broken=1, broken_share=0.3)
+    codes = codes_of(y, sb >= 0.5, sc >= 0.5)
+    boot = bootstrap(codes, resamples=6, seed=5, chunk=4)
+    rows, counts = np.unique(codes, axis=0, return_counts=True)
+    weights = stats.bootstrap_weights(counts, resamples=6, seed=5)
+    assert boot.patterns.shape == (7, 6, 4)
+    for r in range(6):
+        resampled = np.repeat(rows, weights[r], axis=0)               # (N, L) codes of the resample
+        for label in range(4):
+            by_hand = np.bincount(resampled[:, label], minlength=8)[1:]
+            np.testing.assert_array_equal(boot.patterns[:, r, label], by_hand)
+
+
+def test_per_label_f1_is_not_proven_within_from_one_lost_positive(monkeypatch):
+    # label 0: 20 positives, the candidate loses one, both models otherwise right everywhere; the percentile
+    # bootstrap "proves" the F1 drop (1/39) within 0.1, the per-label rule (bootstrap-t and score test) does not.
+    # Oracle: the same rule on the label's own 2-class table through per_class, which decides it the same way.
+    import gate.checks.classification as cl
+
+    n, labels = 100, 3
+    y = np.zeros((n, labels), dtype=np.int64)
+    y[:20, 0] = 1
+    y[40:80, 1] = 1
+    y[::3, 2] = 1
+    sb = np.where(y == 1, 0.9, 0.1).astype(np.float32)
+    sc = sb.copy()
+    sc[0, 0] = 0.1
+    config = build_config({"checks": {"multilabel": {"f1": {"max_drop": 0.1}}}})
+    monkeypatch.setattr(cl, "STUDENTIZED", "off")
+    old = feed(make(config, labels=labels), y, sb, sc, batch=32).compute()
+    monkeypatch.undo()
+    new = feed(make(config, labels=labels), y, sb, sc, batch=32).compute()
+    f_old = next(f for f in old.findings if f.metric == "f1[l0]")
+    f_new = next(f for f in new.findings if f.metric == "f1[l0]")
+    assert f_old.value == pytest.approx(1 / 39) == f_new.value
+    assert f_old.status == "pass"
+    assert f_new.status == "warn" and f_new.inconclusive
+    per_class_config = build_config({"checks": {"per_class": {"recall": {}, "precision": {}, "f1": {"max_drop": 0.1}}}})
+    counts = PairedCounts(2)
+    counts.update(y[:, 0], (sb[:, 0] >= 0.5).astype(np.int64), (sc[:, 0] >= 0.5).astype(np.int64))
+    ctx = RunContext(config=per_class_config, models={}, class_names=("no", "yes"), device=None, counts=counts)
+    oracle = next(f for f in PerClassCheck(per_class_config.check("per_class"), ctx).compute().findings
+                  if f.metric == "f1[yes]")
+    assert oracle.status == f_new.status
