@@ -366,6 +366,7 @@ def score_curves(odds: dict[str, np.ndarray], y: np.ndarray, class_names: tuple[
         nan |= np.isnan(odds[role]).any(axis=0)
     total = len(_classes(support, y.size))
     classes = [c for c in _classes(support, y.size) if not nan[c]]     # NaN scores rank nothing
+    unranked = total - len(classes)
     if len(classes) > MAX_CLASSES:
         # ranked by the ROC-AUC change first, so that only the classes drawn keep their curves
         areas: dict[str, list[np.ndarray]] = {role: [] for role in ROLES}
@@ -382,7 +383,8 @@ def score_curves(odds: dict[str, np.ndarray], y: np.ndarray, class_names: tuple[
     per_class = [{"class": _name(class_names, c), "index": c, "positives": int(support[c]),
                   "negatives": int(y.size - support[c]), "baseline": drawn["baseline"][i],
                   "candidate": drawn["candidate"][i]} for i, c in enumerate(classes)]
-    return _curves(per_class, k, max_points, total=total, approximate=False, source=f"every sample ({y.size})")
+    return _curves(per_class, k, max_points, total=total, approximate=False, source=f"every sample ({y.size})",
+                   unranked=unranked)
 
 
 def binned_curves(hist: np.ndarray, support: np.ndarray, n: int, class_names: tuple[str, ...], *,
@@ -406,18 +408,24 @@ def binned_curves(hist: np.ndarray, support: np.ndarray, n: int, class_names: tu
     per_class = [{"class": _name(class_names, c), "index": c, "positives": int(support[c]),
                   "negatives": int(n - support[c]), "baseline": drawn["baseline"][i],
                   "candidate": drawn["candidate"][i]} for i, c in enumerate(classes)]
-    return _curves(per_class, k, max_points, total=total, approximate=True,
+    return _curves(per_class, k, max_points, total=total, approximate=True, unranked=0 if drawable else total,
                    source=f"{bins} probability bins per class (streamed, {n} samples): approximate")
 
 
 def _curves(per_class: list[dict[str, Any]], k: int, max_points: int, *, total: int, approximate: bool,
-            source: str) -> dict[str, Any]:
+            source: str, unranked: int = 0) -> dict[str, Any]:
+    """The details.curves block; `unranked`: classes left out because a model scored a sample NaN there."""
     if k == 2:
         selection = "class 1 against class 0"
-    elif len(per_class) < total:
+    elif len(per_class) < total - unranked:
         selection = f"{len(per_class)} of {total} classes one-vs-rest: those whose ROC-AUC changed most"
+    elif len(per_class) < total:
+        selection = f"{len(per_class)} of {total} classes one-vs-rest"
     else:
         selection = f"each of {total} classes one-vs-rest"
+    if unranked:
+        selection += (f"; {unranked} with a NaN score left out (NaN ranks nothing)" if k != 2
+                      else "; not drawn: a NaN score ranks nothing")
     return {"approximate": approximate, "source": source, "num_classes": k, "max_points": max_points,
             "selection": selection, "classes_total": total, "classes": per_class}
 

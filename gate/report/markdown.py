@@ -66,18 +66,29 @@ CURVE_CLASSES = 3
 
 
 def curve_at(xs: Any, ys: Any, grid: np.ndarray) -> np.ndarray:
-    """The polyline through the vertices (xs, ys), as the HTML report draws it, read at `grid`: linear between
-    neighbouring vertices, and where a vertical run shares one x, its highest y (the upper envelope)."""
+    """The polyline through the vertices (xs, ys) in their order, as the HTML report draws it, read at `grid`. The
+    vertices run along x one way (ROC: fpr rising; PR: recall falling); between two neighbouring x the line goes from
+    the y it leaves the left one with to the y it reaches the right one with; at an x with a vertical run, its highest
+    y (the best operating point there)."""
     x = np.asarray(xs, dtype=np.float64)
     y = np.asarray(ys, dtype=np.float64)
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
     if x.size == 0:
         return np.full(grid.shape, np.nan)
-    order = np.lexsort((-y, x))                     # by x, the highest y of a run first
-    x, y = x[order], y[order]
-    first = np.r_[True, x[1:] != x[:-1]]
-    return np.interp(grid, x[first], y[first])
+    if x[0] > x[-1]:
+        x, y = x[::-1], y[::-1]                       # the same path walked the other way
+    starts = np.flatnonzero(np.r_[True, x[1:] != x[:-1]])
+    ends = np.r_[starts[1:] - 1, x.size - 1]
+    ux, arrive, leave, top = x[starts], y[starts], y[ends], np.maximum.reduceat(y, starts)
+    j = np.searchsorted(ux, grid, side="left")
+    at = (j < ux.size) & (ux[np.minimum(j, ux.size - 1)] == grid)
+    i, jj = np.clip(j - 1, 0, ux.size - 1), np.clip(j, 0, ux.size - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(ux[jj] > ux[i], (grid - ux[i]) / (ux[jj] - ux[i]), 0.0)
+    between = leave[i] + frac * (arrive[jj] - leave[i])
+    out = np.where(j == 0, arrive[0], np.where(j >= ux.size, leave[-1], between))
+    return np.where(at, top[jj], out)
 
 
 def curve_charts(curves: dict[str, Any]) -> list[str]:
@@ -111,9 +122,12 @@ def curve_charts(curves: dict[str, Any]) -> list[str]:
                 areas.append(f"{role} {value:.4f}" if isinstance(value, (int, float)) else f"{role} -")
             title = f"{label}{'ROC' if kind == 'roc' else 'precision-recall'}{approx}: {'AUC' if kind == 'roc' else 'AP'} " \
                     + ", ".join(areas)
+            drawn = [(role, line) for role, line in zip(("baseline", "candidate"), series) if np.isfinite(line).all()]
+            if len(drawn) == 1:        # the lines are told apart by their order: say which one there is
+                title += f" ({drawn[0][0]} only)"
             lines += ["```mermaid", "xychart-beta", f'    title "{mermaid_text(title)}"',
                       f'    x-axis "{x_name}" 0 --> 1', f'    y-axis "{y_name}" 0 --> 1']
-            lines += ["    line [" + ", ".join(f"{v:.4g}" for v in s) + "]" for s in series if np.isfinite(s).all()]
+            lines += ["    line [" + ", ".join(f"{v:.4g}" for v in line) + "]" for _, line in drawn]
             lines += ["```", ""]
     return lines
 

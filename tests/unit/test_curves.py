@@ -312,6 +312,12 @@ def test_nan_scores_draw_no_curve():
     zc[5, 1] = np.nan
     curves = curves_of(y, zb, zc)
     assert curves["classes"] == [] and curves["classes_total"] == 1
+    assert curves["selection"] == "class 1 against class 0; not drawn: a NaN score ranks nothing"
+    y, zb, zc = world(300, 4, seed=15)
+    zb[7, 2] = np.nan                 # one logit NaN: every class's log-odds of that row (softmax reads them all)
+    curves = curves_of(y, zb, zc)
+    assert curves["classes"] == [] and curves["classes_total"] == 4
+    assert curves["selection"] == "0 of 4 classes one-vs-rest; 4 with a NaN score left out (NaN ranks nothing)"
 
 
 @pytest.mark.parametrize("options", [{}, {"max_samples": 400}], ids=["exact", "streamed"])

@@ -254,11 +254,41 @@ def mermaid_blocks(text: str) -> list[dict]:
     return out
 
 
+def path_at(x: np.ndarray, y: np.ndarray, g: float) -> float:
+    """Test-side reading of the polyline through (x, y) in path order at x = g, segment by segment: on a segment
+    that crosses g, linear along it; where vertices sit exactly at g, the highest of them."""
+    exact = [yy for xx, yy in zip(x, y) if xx == g]
+    if exact:
+        return max(exact)
+    for (x0, y0), (x1, y1) in zip(zip(x[:-1], y[:-1]), zip(x[1:], y[1:])):
+        if min(x0, x1) < g < max(x0, x1):
+            return y0 + (g - x0) / (x1 - x0) * (y1 - y0)
+    raise AssertionError(f"no segment crosses {g}")
+
+
 def envelope_at(x: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Test-side reading of a curve at grid points: the highest y at each distinct x, then linear between."""
-    ux = np.unique(x)
-    uy = np.array([y[x == v].max() for v in ux])
-    return np.interp(grid, ux, uy)
+    return np.array([path_at(np.asarray(x, float), np.asarray(y, float), g) for g in grid])
+
+
+def test_a_staircase_is_read_along_its_path_not_across_its_corners():
+    from gate.report.markdown import curve_at
+
+    grid = np.linspace(0, 1, 5)
+    fpr, tpr = [0, 0, 0.5, 0.5, 1], [0, 0.5, 0.5, 1, 1]       # up, across, up, across
+    assert curve_at(fpr, tpr, grid).tolist() == [0.5, 0.5, 1.0, 1.0, 1.0] == envelope_at(fpr, tpr, grid).tolist()
+    recall, precision = [1, 0.5, 0.5, 0], [0.5, 0.5, 1, 1]   # a PR curve, recall falling
+    assert curve_at(recall, precision, grid).tolist() == [1.0, 1.0, 1.0, 0.5, 0.5]
+    assert envelope_at(recall, precision, grid).tolist() == [1.0, 1.0, 1.0, 0.5, 0.5]
+    rng = np.random.default_rng(3)
+    for n in (12, 40, 300):                                  # small n: long horizontal and vertical runs
+        from sklearn.metrics import precision_recall_curve, roc_curve
+        y = rng.integers(0, 2, n)
+        s = np.round(rng.normal(size=n) + y, 1)
+        f, t, _ = roc_curve(y, s)
+        p, r, _ = precision_recall_curve(y, s)
+        g = np.linspace(0, 1, 21)
+        assert np.allclose(curve_at(f, t, g), envelope_at(f, t, g), atol=1e-12)
+        assert np.allclose(curve_at(r, p, g), envelope_at(r, p, g), atol=1e-12)
 
 
 def test_markdown_draws_a_binary_models_roc_and_pr_curves_as_scikit_learn_does():
