@@ -77,7 +77,7 @@ def main() -> None:
                         help="compare compute()'s memory with that of git revision(s) REV instead")
     parser.add_argument("--settle-first", action="store_true",
                         help="turn the kept logits into log-odds before measuring compute() (its rise without that)")
-    parser.add_argument("--tree", help=argparse.SUPPRESS)
+    parser.add_argument("--tree", metavar="DIR", help="import gate from DIR instead of this tree")
     args = parser.parse_args()
     n, k = args.samples, args.classes
     if args.before:
