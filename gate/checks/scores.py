@@ -61,6 +61,9 @@ SKEW_INFLATION = 2.0
 #: rather than per batch: logits in float32 or narrower, kept as float32 (exact) until then. Row by row, so the
 #: result is the per-batch one; a probability output is checked (rows summing to 1) as its batch arrives.
 DEFERRED_KINDS = ("logits", "binary_logit")
+#: Values (rows x classes) of kept logits turned into log-odds at a time, whole rows (at least one): one float64
+#: block of 32 MiB and log_odds_array's few temporaries of its size, whatever N (docs/checks/scores.md, "Memory").
+SETTLE_CELLS = 1 << 22
 
 
 def log_odds_of(scores: torch.Tensor, kind: str, *, role: str) -> np.ndarray:
@@ -527,18 +530,33 @@ class ScoresCheck(Check):
         self._n += y.size
 
     def _settle(self, *roles: str) -> None:
-        """The deferred logits' log-odds, of every role given in one pass (row by row, so each row's own), into the
-        kept log-odds (in batch order)."""
-        pending = [role for role in roles if self._logits[role]]
-        if not pending:
-            return
-        raws = [np.concatenate(self._logits[role]) for role in pending]
-        odds = log_odds_array(np.concatenate(raws).astype(np.float64), "logits", role=pending[0])
-        start = 0
-        for role, raw in zip(pending, raws):
-            self._odds[role].append(odds[start:start + len(raw)])
+        """The deferred logits' log-odds of each role given, into the kept log-odds (in batch order): one role at a
+        time, SETTLE_CELLS values at a time, into one float32 array, each batch freed once read (row by row, so each
+        row's own log-odds; alive at once: the role's logits not yet read, its log-odds, one float64 block)."""
+        for role in roles:
+            batches = self._logits[role]
+            if not batches:
+                continue
             self._logits[role] = []
-            start += len(raw)
+            n, k = sum(len(b) for b in batches), batches[0].shape[1]
+            out = np.empty((n, k), dtype=np.float32)
+            block = np.empty((max(1, min(SETTLE_CELLS // max(k, 1), n)), k), dtype=np.float64)
+            batches.reverse()                   # popped from the end: each batch freed as soon as it is read
+            done = filled = 0
+            while batches:
+                batch = batches.pop()
+                start = 0
+                while start < len(batch):
+                    take = min(len(block) - filled, len(batch) - start)
+                    block[filled:filled + take] = batch[start:start + take]
+                    filled, start = filled + take, start + take
+                    if filled == len(block):
+                        out[done:done + filled] = log_odds_array(block, "logits", role=role)
+                        done, filled = done + filled, 0
+                del batch
+            if filled:
+                out[done:done + filled] = log_odds_array(block[:filled], "logits", role=role)
+            self._odds[role].append(out)
 
     def _new_stream(self, k: int) -> sm.StreamedScores:
         return sm.StreamedScores(k, bins=int(self._bins or 1000), ece_bins=int(self.options.get("ece_bins", 15)),
@@ -559,10 +577,14 @@ class ScoresCheck(Check):
         self._odds, self._labels, self._index = {role: [] for role in ROLES}, [], []
 
     def _rows(self) -> dict[str, np.ndarray]:
-        """Every sample kept so far (exact mode), in the order seen."""
+        """Every sample kept so far (exact mode), in the order seen: the kept arrays themselves, each list joined
+        into one array kept in its place (so that no second copy of the log-odds stays alive; callers copy)."""
         self._settle(*ROLES)
-        out = {role: np.concatenate(self._odds[role]) for role in ROLES}
-        out["labels"], out["index"] = np.concatenate(self._labels), np.concatenate(self._index)
+        for parts in (*(self._odds[role] for role in ROLES), self._labels, self._index):
+            if len(parts) != 1:
+                parts[:] = [np.concatenate(parts)]
+        out = {role: self._odds[role][0] for role in ROLES}
+        out["labels"], out["index"] = self._labels[0], self._index[0]
         return out
 
     def _keep_sample(self, rows: dict[str, np.ndarray]) -> None:

@@ -3,6 +3,7 @@ against an O(n^2) Mann-Whitney implementation and a large paired bootstrap, each
 independent computation, thresholds against scikit-learn's curves, and bad input refused."""
 from __future__ import annotations
 
+import itertools
 import math
 from types import SimpleNamespace
 
@@ -466,6 +467,39 @@ def test_logits_kept_until_compute_are_the_per_batch_log_odds(dtype):
     state = check.state()
     for role in want:
         assert np.array_equal(state[f"rows.{role}"], np.concatenate(want[role]).astype(np.float64))
+
+
+@pytest.mark.parametrize("cells", [1, 12, 21, 4 * 64, 1 << 22])
+def test_kept_logits_settled_in_blocks_are_the_per_batch_log_odds_bit_for_bit(monkeypatch, cells):
+    """The kept logits are turned into log-odds SETTLE_CELLS values at a time, one role at a time, in blocks that
+    cross batches of uneven sizes (1 row, 3, 5 or 64 rows a block, or all at once): every kept float32 is the one
+    log_odds_of gives its batch, non-finite logits and a float64 batch (computed as it arrives) in between included."""
+    from gate.checks.scores import log_odds_of
+
+    monkeypatch.setattr("gate.checks.scores.SETTLE_CELLS", cells)
+    y, zb, zc = world(290, 4, seed=83)
+    zb[5, 1], zb[70, 0], zc[71, 2], zc[200, :] = np.inf, -np.inf, np.nan, -np.inf
+    config = build_config({"checks": {"scores": {"enabled": True}}})
+    models = {r: SimpleNamespace(output="logits") for r in ("baseline", "candidate")}
+    check = ScoresCheck(config.check("scores"), RunContext(config=config, models=models,
+                                                           class_names=("a", "b", "c", "d"), device=None))
+    want = {"baseline": [], "candidate": []}
+    edges = [0, 37, 38, 100, 163, 170, 290]
+    with np.errstate(invalid="ignore"):           # inf - inf in the log-odds of the non-finite rows
+        for i, (start, stop) in enumerate(itertools.pairwise(edges)):
+            dtype = torch.float64 if i == 3 else (torch.float16, torch.bfloat16, torch.float32)[i % 3]
+            scores = {"baseline": torch.from_numpy(zb[start:stop]).to(dtype),
+                      "candidate": torch.from_numpy(zc[start:stop]).to(dtype)}
+            check.update(Step(index=i, offset=start, inputs=None, labels=torch.from_numpy(y[start:stop]),
+                              scores=scores))
+            for role, parts in want.items():
+                parts.append(log_odds_of(scores[role], "logits", role=role))
+        rows = check._rows()
+    for role, parts in want.items():
+        expected = np.concatenate(parts)
+        assert rows[role].dtype == np.float32 and rows[role].shape == expected.shape
+        assert rows[role].tobytes() == expected.tobytes()
+        assert not check._logits[role] and len(check._odds[role]) == 1
 
 
 def _ranking_of(scores, y):
