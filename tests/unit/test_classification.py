@@ -468,9 +468,9 @@ def test_the_one_lost_sample_interval_contains_the_threshold_it_cannot_decide():
 
 
 def test_the_score_interval_ends_are_where_the_score_p_is_alpha_by_brentq():
-    import gate.checks.classification as cl
     from scipy.optimize import brentq
 
+    import gate.checks.classification as cl
     from gate.metrics import class_rule_influence, class_score_interval
 
     rng = np.random.default_rng(44)
@@ -486,10 +486,10 @@ def test_the_score_interval_ends_are_where_the_score_p_is_alpha_by_brentq():
             for j in range(patterns.shape[1]):
                 one = patterns[:, j:j + 1]
 
-                def p_upper(b, one=one):      # p of "value < b", as class_score_p_values takes it
+                def p_upper(b, one=one, metric=metric, rule=rule):    # p of "value < b", as class_score_p_values
                     return float(sps.norm.cdf(cl.class_score_test(metric, rule, one, bound=b)[0])) - alpha
 
-                def p_lower(b, one=one):      # p of "value > b"
+                def p_lower(b, one=one, metric=metric, rule=rule):    # p of "value > b"
                     return float(sps.norm.sf(cl.class_score_test(metric, rule, one, bound=b)[0])) - alpha
 
                 v = float(value[j])
