@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from gate import stats
+from gate.distributions import norm
 
 
 #: Codes PairedCounts.update keeps before counting them (512 KB): a batch costs one array append, not a np.unique
@@ -539,7 +540,15 @@ def _rule_gradient(rule: str, vb: np.ndarray, vc: np.ndarray) -> tuple[np.ndarra
     raise ValueError(f"no per-class standard error for rule {rule!r}")
 
 
-def class_rule_influence(metric: str, rule: str, patterns: np.ndarray, *, fieller: float | None = None
+def _half_move(rule: str, db: np.ndarray, db_den: np.ndarray, dc: np.ndarray, dc_den: np.ndarray) -> np.ndarray:
+    """Half a sample's move of the compared value, 0.5 max(|d_b| / D_b, |d_c| / D_c); the candidate's term alone
+    for `min` (d_b = 0 there, and D_b may be 0: 0 / 0 would void the floor)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cand = np.abs(dc) / dc_den
+        return 0.5 * (cand if rule == "min" else np.maximum(np.abs(db) / db_den, cand))
+
+
+def class_rule_influence(metric: str, rule: str, patterns: np.ndarray, *, fieller: float | np.ndarray | None = None
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(compared value (...), each code's influence on it u (7, ...), half the rule's sample move (...)) of a
     per-class rule from (7, ...) pattern counts: the drop b - c (`max_drop`), the relative drop (b - c) / b
@@ -558,7 +567,7 @@ def class_rule_influence(metric: str, rule: str, patterns: np.ndarray, *, fielle
     with np.errstate(divide="ignore", invalid="ignore"):
         u = np.stack([(0.0 if rule == "min" else db * _code_influence(metric, vb, db_den, (j >> 2) & 1, (j >> 1) & 1))
                       + dc * _code_influence(metric, vc, dc_den, (j >> 2) & 1, j & 1) for j in codes])
-        half = 0.5 * np.maximum(np.abs(db) / db_den, np.abs(dc) / dc_den)
+        half = _half_move(rule, db, db_den, dc, dc_den)
     return value, u, np.where(np.isfinite(half), half, 0.0)
 
 
@@ -578,7 +587,7 @@ def class_rule_se(metric: str, rule: str, patterns: np.ndarray) -> tuple[np.ndar
             if rule != "min":
                 u = u + db * _code_influence(metric, vb, db_den, (j >> 2) & 1, (j >> 1) & 1)
             var += n[i] * u * u
-        half = 0.5 * np.maximum(np.abs(db) / db_den, np.abs(dc) / dc_den)
+        half = _half_move(rule, db, db_den, dc, dc_den)
         se = np.maximum(np.sqrt(var), np.where(np.isfinite(half), half, 0.0))
     ok = np.isfinite(value) & np.isfinite(se)
     return np.where(ok, value, np.nan), np.where(ok, se, np.nan)
@@ -588,7 +597,7 @@ def class_rule_se(metric: str, rule: str, patterns: np.ndarray) -> tuple[np.ndar
 SCORE_STEPS = 60
 
 
-def class_score_test(metric: str, rule: str, patterns: np.ndarray, *, bound: float) -> np.ndarray:
+def class_score_test(metric: str, rule: str, patterns: np.ndarray, *, bound: float | np.ndarray) -> np.ndarray:
     """z (...) of a per-class rule's compared value against `bound`, with the variance where the null "value =
     bound" puts the counts, as a score test takes it (Tango's for a paired proportion does the same): the pattern
     counts as Poisson means at their restricted maximum-likelihood estimate (`null_variance`), the value linear
@@ -610,6 +619,69 @@ def class_score_test(metric: str, rule: str, patterns: np.ndarray, *, bound: flo
     with np.errstate(invalid="ignore"):
         z = -gap / np.maximum(np.sqrt(null_variance(n, u, gap)), half)
     return np.where(np.isfinite(value), z, np.nan)
+
+
+#: Bisection steps for each bound of the score test's inverted interval (`class_score_interval`): a bracket of
+#: 2 / 2^50 on a drop's [-1, 1]; and the grid a relative drop's ends are first scanned on (Fieller's z is not
+#: monotone in the bound far out, near 1 and far below 0, for a class of a few samples).
+SCORE_INTERVAL_STEPS = 50
+SCORE_INTERVAL_GRID = 33
+
+
+def class_score_interval(metric: str, rule: str, patterns: np.ndarray, *, alpha: float
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) (...) of a per-class rule's compared value that inverts `class_score_test` at one-sided level
+    `alpha`: the bounds it claims nothing against. z falls as the bound rises (measured for drops and `min`; for a
+    relative drop in Fieller's form too, except far out), so `high` is the outermost bound where "value < bound" is
+    not claimed (p = Phi(z) >= alpha) and `low` the outermost where "value > bound" is not (Phi(-z) >= alpha).
+    Each end by bisection from the value (z = 0) toward the end of the rule's range, every class at once: [-1, 1]
+    for a drop, [0, 1] for `min`, (-inf, 1] for a relative drop (there after a scan of `SCORE_INTERVAL_GRID`
+    points for the outermost crossing; the low end in q = 1 / (1 - bound), down to q = 1e-12, and -inf where even
+    that claims nothing: Fieller's unbounded set). Each end is its bracket's claimed side, so the interval never
+    claims more than the test. NaN where the value is undefined.
+
+    Example: one lost sample of 20 (code 6: 1, code 7: 19), F1 drop 1/39: [-0.075, 0.142] at alpha 0.025, so
+    "within 0.1" is not claimed."""
+    n = np.asarray(patterns, dtype=np.float64)
+    value, _, _ = class_rule_influence(metric, rule, n)
+    ok = np.isfinite(value)
+    v = np.where(ok, value, 0.0)
+
+    def p_at(bound: np.ndarray, *, upper: bool) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = class_score_test(metric, rule, n, bound=bound)
+        return np.where(ok, norm.cdf(z) if upper else norm.sf(z), 1.0)
+
+    relative = rule == "max_relative_drop"
+    grid = SCORE_INTERVAL_GRID if relative else 2
+    high, _ = _outer_end(lambda t: v + t * (1.0 - v), lambda b: p_at(b, upper=True) < alpha, v.shape, grid=grid)
+    if relative:
+        q_v = 1.0 / (1.0 - np.minimum(v, 1.0 - 1e-12))
+        low, edge = _outer_end(lambda t: 1.0 - 1.0 / (q_v * (1e-12 / q_v) ** t),
+                               lambda b: p_at(b, upper=False) < alpha, v.shape, grid=grid)
+        low = np.where(edge, -np.inf, low)
+    else:
+        bottom = 0.0 if rule == "min" else -1.0
+        low, _ = _outer_end(lambda t: v + t * (bottom - v), lambda b: p_at(b, upper=False) < alpha, v.shape,
+                            grid=grid)
+    return np.where(ok, low, np.nan), np.where(ok, high, np.nan)
+
+
+def _outer_end(bound_at: Any, claimed: Any, shape: tuple[int, ...], *, grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the outermost bound not claimed against, up to the claimed side of a bisection bracket; whether it is the
+    range's end) along the path t -> bound_at(t), t in [0, 1] from the value (t = 0, never claimed) outward: the
+    last unclaimed point of a `grid`-point scan, then `SCORE_INTERVAL_STEPS` bisection steps toward the next."""
+    ts = np.linspace(0.0, 1.0, grid)
+    unclaimed = np.stack([~claimed(bound_at(np.full(shape, t))) for t in ts])
+    unclaimed[0] = True
+    last = grid - 1 - np.argmax(unclaimed[::-1], axis=0)
+    edge = last == grid - 1
+    lo, hi = ts[last], ts[np.minimum(last + 1, grid - 1)]
+    for _ in range(SCORE_INTERVAL_STEPS):
+        mid = (lo + hi) / 2.0
+        cl = claimed(bound_at(mid))
+        lo, hi = np.where(cl, lo, mid), np.where(cl, mid, hi)
+    return np.where(edge, bound_at(np.ones(shape)), bound_at(hi)), edge
 
 
 #: Whether the score test of a relative drop tests (1 - B) b - c against 0 (Fieller's form) rather than the

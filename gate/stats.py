@@ -492,6 +492,27 @@ def bootstrap_p_value(replicates: np.ndarray, *, bound: float,
     return np.where(total > 0, p, np.nan)
 
 
+def bootstrap_p_interval(replicates: np.ndarray, *, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) along axis 0 that `bootstrap_p_value` inverts at one-sided level `alpha`: "greater than b" has
+    p < alpha exactly when b + tolerance < low, "less than b" exactly when high < b - tolerance (`at_most`).
+    low is the (c + 1)-th smallest non-NaN replicate and high the (c + 1)-th largest, c the most replicates on the
+    null side that still give p = (1 + c) / (1 + N) < alpha; (-inf, inf) where no c does (too few replicates),
+    NaN where a column has none. The percentile interval's order statistic, not its interpolated quantile."""
+    reps = np.sort(np.asarray(replicates, dtype=np.float64), axis=0)       # NaN last
+    total = np.sum(~np.isnan(reps), axis=0)
+    c = np.ceil(alpha * (1.0 + total) - 1.0) - 1.0
+    c = np.where((2.0 + c) / (1.0 + total) < alpha, c + 1.0, c)            # float rounding, either way
+    c = np.where((1.0 + c) / (1.0 + total) < alpha, c, c - 1.0).astype(np.int64)
+    reachable = (c >= 0) & (total > 0)
+    i_low = np.where(reachable, c, 0)
+    i_high = np.where(reachable, total - 1 - c, 0)
+    low = np.take_along_axis(reps, i_low[None, ...], axis=0)[0]
+    high = np.take_along_axis(reps, i_high[None, ...], axis=0)[0]
+    low = np.where(reachable, low, np.where(total > 0, -np.inf, np.nan))
+    high = np.where(reachable, high, np.where(total > 0, np.inf, np.nan))
+    return low, high
+
+
 def min_resamples(family_size: int, *, confidence: float) -> int:
     """Fewest bootstrap resamples whose smallest p-value, 1 / (R + 1), can still fail a member of a Holm family.
 

@@ -25,7 +25,8 @@ from gate import distributions as sps
 from gate import stats
 from gate.checks.base import Check
 from gate.metrics import (Cells, ClassCounts, bootstrap_replicates, class_counts, class_patterns, class_rule_se,
-                          class_score_test, point_metrics, precision_correction, precision_drop_se)
+                          class_score_interval, class_score_test, point_metrics, precision_correction,
+                          precision_drop_se)
 from gate.report.model import CheckResult, Finding, PowerNote, Table
 from gate.verdict import DecisionSettings, Evidence, check_summary, decision_settings, judge
 
@@ -403,18 +404,37 @@ def class_bootstrap_evidence(metric: str, rule: str, threshold: float, col: np.n
     """Raw (beyond, within, worse, low, high) (K',) of a per-class (or per-label) bootstrap rule: the percentile
     bootstrap of its replicates `col` (R, K'), the bootstrap-t from the data's (7, K') and each resample's
     (7, R, K') pattern counts, and the score-type test (`class_score_p_values`), each claim only when all of them
-    make it (the largest p-value; the interval the hull of the two bootstrap intervals), as STUDENTIZED and SCORE
-    say."""
+    make it (the largest p-value), as STUDENTIZED and SCORE say. The interval is the hull of the three intervals
+    that invert those same tests (`stats.bootstrap_p_interval`, `metrics.class_score_interval`), clipped to the
+    rule's range (`RULE_RANGE`): "within" is claimed exactly when its bad end is inside the threshold, "beyond"
+    (before the family's adjustment) exactly when its good end is past it."""
     if STUDENTIZED == "off":
-        return studentized_tails(col, None, threshold=threshold, rule=rule, confidence=confidence)
-    pseudo = studentized_replicates(metric, rule, patterns, replicate_patterns)
-    out = studentized_tails(col, pseudo, threshold=threshold, rule=rule, confidence=confidence)
-    if SCORE:
+        out = studentized_tails(col, None, threshold=threshold, rule=rule, confidence=confidence)
+    else:
+        pseudo = studentized_replicates(metric, rule, patterns, replicate_patterns)
+        out = studentized_tails(col, pseudo, threshold=threshold, rule=rule, confidence=confidence)
+    low, high = out["low"], out["high"]
+    if SCORE and STUDENTIZED != "off":
         # the score test only ever withholds a claim: where the bootstrap has none (NaN), neither is there one
         score = class_score_p_values(metric, rule, patterns, threshold=threshold)
+        s_low, s_high = class_score_interval(metric, rule, patterns, alpha=_claim_level(confidence))
+        low = np.where(np.isnan(low), np.nan, np.fmin(low, s_low))
+        high = np.where(np.isnan(high), np.nan, np.fmax(high, s_high))
         out = {**{key: np.where(np.isnan(out[key]), np.nan, np.fmax(out[key], score[key])) for key in score},
-               "low": out["low"], "high": out["high"], "method": out["method"] + " and score test"}
-    return out
+               "method": out["method"] + " and score test"}
+    bottom, top = RULE_RANGE[rule]
+    return {**out, "low": np.clip(low, bottom, top), "high": np.clip(high, bottom, top)}
+
+
+#: The range of each per-class rule's compared value, that its interval is clipped to: a rate, a drop of rates,
+#: and a relative drop (b - c) / b <= 1.
+RULE_RANGE = {"min": (0.0, 1.0), "max_drop": (-1.0, 1.0), "max_relative_drop": (-math.inf, 1.0)}
+
+
+def _claim_level(confidence: float) -> float:
+    """The p-value a claim must fall below (`stats.significant`: alpha, less float rounding)."""
+    alpha = stats.one_sided_alpha(confidence)
+    return alpha - stats.tolerance(alpha)
 
 
 def class_score_p_values(metric: str, rule: str, patterns: np.ndarray, *, threshold: float) -> dict[str, np.ndarray]:
@@ -455,8 +475,10 @@ def studentized_tails(col: np.ndarray, pseudo: np.ndarray | None, *, threshold: 
     """The percentile bootstrap's (beyond, within, worse, low, high) of the replicates `col` (R, K'), combined with
     the bootstrap-t's (the same of its pseudo-replicates) as STUDENTIZED says: by default each claim only when both
     make it (the larger p-value, the hull of the intervals), the percentile's alone where the bootstrap-t is
-    undefined."""
-    beyond, within, worse, lo, hi = _bootstrap_tails(col, threshold=threshold, rule=rule, confidence=confidence)
+    undefined. Each interval the one its p-values invert (`stats.bootstrap_p_interval`: order statistics, not
+    interpolated quantiles), so that a claim is made exactly when the threshold lies outside it."""
+    beyond, within, worse, _, _ = _bootstrap_tails(col, threshold=threshold, rule=rule, confidence=confidence)
+    lo, hi = stats.bootstrap_p_interval(col, alpha=_claim_level(confidence))
     nan = np.full(np.shape(beyond), np.nan)
     out = {"beyond": beyond, "within": within, "worse": nan if worse is None else worse, "low": lo, "high": hi,
            "method": "paired bootstrap"}
@@ -465,8 +487,9 @@ def studentized_tails(col: np.ndarray, pseudo: np.ndarray | None, *, threshold: 
     pseudo = np.where(np.isfinite(pseudo), pseudo, np.nan)
     defined = np.any(np.isfinite(pseudo), axis=0)
     safe = np.where(defined[None, :], pseudo, 0.0)
-    t_beyond, t_within, t_worse, t_lo, t_hi = _bootstrap_tails(safe, threshold=threshold, rule=rule,
-                                                               confidence=confidence)
+    t_beyond, t_within, t_worse, _, _ = _bootstrap_tails(safe, threshold=threshold, rule=rule,
+                                                         confidence=confidence)
+    t_lo, t_hi = stats.bootstrap_p_interval(safe, alpha=_claim_level(confidence))
     t = {"beyond": t_beyond, "within": t_within, "worse": nan if t_worse is None else t_worse, "low": t_lo,
          "high": t_hi}
     t = {key: np.where(defined, val, np.nan) for key, val in t.items()}

@@ -364,7 +364,8 @@ def test_large_classes_keep_their_power_and_a_broken_class_still_fails():
 def test_every_per_class_bootstrap_rule_on_tiny_and_absent_classes_gives_finite_or_no_evidence(metric, rule,
                                                                                                threshold):
     # class 3 has 2 samples (often absent from a resample), class 4 none: no warning (pytest -W error), p-values
-    # in [0, 1] or the class skipped, intervals ordered
+    # in [0, 1] or the class skipped, intervals ordered, in the rule's range, and saying what the status says:
+    # a pass exactly when the bad end is inside the threshold, a proven "beyond" only with the good end past it
     rng = np.random.default_rng(33)
     y = np.concatenate([rng.integers(0, 3, 120), [3, 3]])
     pb = np.where(rng.random(y.size) < 0.85, y, (y + 1) % 4)
@@ -377,3 +378,156 @@ def test_every_per_class_bootstrap_rule_on_tiny_and_absent_classes_gives_finite_
         assert f.p_value is None or 0.0 <= f.p_value <= 1.0
         if f.interval is not None and all(map(math.isfinite, f.interval)):
             assert f.interval[0] <= f.interval[1]
+        if f.interval is None or not np.isfinite(f.value) or f.rule != rule:
+            continue
+        low, high = f.interval
+        bottom, top = {"min": (0.0, 1.0), "max_drop": (-1.0, 1.0), "max_relative_drop": (-math.inf, 1.0)}[rule]
+        assert bottom <= low <= high <= top, f
+        proven_beyond = f.status == "fail" and " is beyond " in f.reason
+        assert _interval_agrees(rule, threshold, low, high, within=f.status == "pass",
+                                beyond=proven_beyond) or (not proven_beyond and f.status != "pass"
+                                                          and _interval_agrees(rule, threshold, low, high,
+                                                                               within=False, beyond=True)), f
+
+
+# ------------------------------------------------- per-class bootstrap rules: the interval inverts the claims
+
+
+def _interval_agrees(rule: str, threshold: float, low: float, high: float, *, within: bool, beyond: bool) -> bool:
+    """Whether raw claims at `threshold` are exactly "the threshold lies outside the interval": "within" iff the
+    bad end is inside, "beyond" iff the good end is past it (the tests' float tolerance at the threshold, where a
+    bound equal to it up to rounding may go either way)."""
+    tol = 2 * stats.tolerance(threshold)
+    bad_end, good_end = (low, high) if rule == "min" else (high, low)
+    sign = -1.0 if rule == "min" else 1.0                 # a drop is bad above the threshold, a value below it
+    ok = True
+    for claimed, end, inside in ((within, bad_end, True), (beyond, good_end, False)):
+        gap = sign * (threshold - end) if inside else sign * (end - threshold)
+        if abs(gap) > tol:
+            ok &= claimed == (gap > 0)
+    return ok
+
+
+def _bootstrap_worlds():
+    yield "one lost sample", (*_one_lost_sample_world(), 4)
+    for seed, n, k in ((41, 240, 4), (42, 600, 6), (43, 150, 3)):
+        yield f"seed {seed}", (*paired_world(n, k, accuracy=0.85, p10=0.06, p01=0.03, seed=seed), k)
+
+
+@pytest.mark.parametrize("metric, rule", [("f1", "max_drop"), ("f1", "min"), ("f1", "max_relative_drop"),
+                                          ("precision", "max_relative_drop"), ("recall", "max_relative_drop")])
+def test_per_class_bootstrap_intervals_say_what_their_claims_say_at_every_threshold(metric, rule):
+    # the interval does not depend on the threshold; every threshold on a grid is claimed within exactly when the
+    # interval's bad end is inside it, beyond (unadjusted) exactly when its good end is past it
+    import gate.checks.classification as cl
+
+    alpha = stats.one_sided_alpha(0.95)
+    grid = np.linspace(0.6, 1.0, 9) if rule == "min" else np.linspace(-0.2, 0.3, 11)
+    checked = 0
+    for name, (y, pb, pc, k) in _bootstrap_worlds():
+        config = build_config({"checks": {"per_class": {"recall": {}, "precision": {}, metric: {rule: 0.1}}},
+                               "decision": {"bootstrap_resamples": 400}})
+        _, ctx = run(PerClassCheck, y, pb, pc, k, config)
+        reps = ctx.replicates
+        col = (reps.candidate[metric] if rule == "min"
+               else cl._drop_reps(rule, reps.baseline[metric], reps.candidate[metric]))
+        patterns = cl.class_patterns(ctx.counts.cells())
+        first = None
+        for thr in grid:
+            ev = cl.class_bootstrap_evidence(metric, rule, float(thr), col, patterns, reps.patterns,
+                                             confidence=0.95)
+            if first is None:
+                first = (ev["low"], ev["high"])
+            np.testing.assert_array_equal(ev["low"], first[0])
+            np.testing.assert_array_equal(ev["high"], first[1])
+            for j in range(k):
+                if not np.isfinite(ev["within"][j]):
+                    continue
+                lo, hi = float(ev["low"][j]), float(ev["high"][j])
+                if rule == "min":
+                    assert 0.0 <= lo <= hi <= 1.0, (name, j, lo, hi)
+                assert _interval_agrees(rule, float(thr), lo, hi, within=stats.significant(ev["within"][j], alpha),
+                                        beyond=stats.significant(ev["beyond"][j], alpha)), (name, j, thr, lo, hi, ev)
+                checked += 1
+    assert checked > 50
+
+
+def test_the_one_lost_sample_interval_contains_the_threshold_it_cannot_decide():
+    y, pb, pc = _one_lost_sample_world()
+    for rule, thr in (("max_drop", 0.1), ("min", 0.9)):
+        config = build_config({"checks": {"per_class": {"recall": {}, "precision": {}, "f1": {rule: thr}}}})
+        result, _ = run(PerClassCheck, y, pb, pc, 4, config)
+        f = next(f for f in result.findings if f.metric == "f1[c0]")
+        assert f.status == "warn" and f.inconclusive
+        low, high = f.interval
+        assert low < thr < high                                    # was [-0.0064, 0.091] / [0.909, 1.006]
+        assert -1.0 <= low and high <= 1.0
+        assert f.required == (high if rule == "max_drop" else low)
+        if rule == "min":
+            assert 0.0 <= low and high <= 1.0
+
+
+def test_the_score_interval_ends_are_where_the_score_p_is_alpha_by_brentq():
+    from scipy.optimize import brentq
+
+    import gate.checks.classification as cl
+    from gate.metrics import class_rule_influence, class_score_interval
+
+    rng = np.random.default_rng(44)
+    patterns = np.concatenate([np.array([[0, 0, 0, 0, 0, 1, 19]]).T, rng.integers(3, 40, (7, 12))], axis=1)
+    patterns = patterns.astype(np.float64)
+    alpha = 0.025
+    roots = 0
+    for metric in ("f1", "recall", "precision"):
+        for rule in ("max_drop", "min", "max_relative_drop"):
+            low, high = class_score_interval(metric, rule, patterns, alpha=alpha)
+            value = class_rule_influence(metric, rule, patterns)[0]
+            top, bottom = 1.0, {"min": 0.0, "max_drop": -1.0, "max_relative_drop": -50.0}[rule]
+            for j in range(patterns.shape[1]):
+                one = patterns[:, j:j + 1]
+
+                def p_upper(b, one=one, metric=metric, rule=rule):    # p of "value < b", as class_score_p_values
+                    return float(sps.norm.cdf(cl.class_score_test(metric, rule, one, bound=b)[0])) - alpha
+
+                def p_lower(b, one=one, metric=metric, rule=rule):    # p of "value > b"
+                    return float(sps.norm.sf(cl.class_score_test(metric, rule, one, bound=b)[0])) - alpha
+
+                v = float(value[j])
+                if p_upper(top) < 0:
+                    assert high[j] == pytest.approx(brentq(p_upper, v, top, xtol=1e-13), abs=1e-9)
+                    roots += 1
+                else:
+                    assert high[j] == pytest.approx(top)
+                if p_lower(bottom) < 0:
+                    assert low[j] == pytest.approx(brentq(p_lower, bottom, v, xtol=1e-13), abs=1e-9)
+                    roots += 1
+                else:
+                    assert low[j] <= bottom
+    assert roots > 100
+
+
+def test_z_of_the_score_test_falls_as_the_bound_rises():
+    # the inversion's premise, on classes of a few dozen samples, wherever |z| < 4 (Fieller's form can rise again
+    # far out, and for a class of a few samples: class_score_interval scans for the outermost crossing there)
+    from gate.metrics import class_score_test
+
+    rng = np.random.default_rng(45)
+    patterns = rng.integers(2, 40, (7, 300)).astype(np.float64)
+    for metric in ("f1", "recall", "precision"):
+        for rule, grid in (("max_drop", np.linspace(-1, 1, 201)), ("min", np.linspace(0, 1, 101)),
+                           ("max_relative_drop", np.linspace(-3, 0.9, 201))):
+            z = np.stack([class_score_test(metric, rule, patterns, bound=np.full(300, b)) for b in grid])
+            near = np.minimum(np.abs(z[1:]), np.abs(z[:-1])) < 4.0      # where a claim's level can lie
+            assert np.all((np.diff(z, axis=0) <= 1e-9) | ~near), (metric, rule)
+
+
+def test_min_rules_floor_their_se_at_half_a_candidate_sample_even_when_the_baseline_never_predicts_the_class():
+    from gate.metrics import class_rule_influence, class_rule_se
+
+    # codes 1..7: the candidate alone predicts the class (codes 1, 5), the baseline never (no code 2, 3, 6, 7)
+    patterns = np.array([[3, 0, 0, 5, 4, 0, 0]], dtype=np.float64).T
+    value, se = class_rule_se("precision", "min", patterns)
+    _, _, half = class_rule_influence("precision", "min", patterns)
+    assert float(half[0]) == pytest.approx(0.5 / 7)                  # 7 candidate predictions
+    assert float(se[0]) >= float(half[0])
+    assert float(value[0]) == pytest.approx(4 / 7)

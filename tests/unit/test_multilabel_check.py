@@ -385,7 +385,10 @@ def test_bootstrap_pattern_counts_are_each_labels_codes_in_each_resample():
 def test_per_label_f1_is_not_proven_within_from_one_lost_positive(monkeypatch):
     # label 0: 20 positives, the candidate loses one, both models otherwise right everywhere; the percentile
     # bootstrap "proves" the F1 drop (1/39) within 0.1, the per-label rule (bootstrap-t and score test) does not.
-    # Oracle: the same rule on the label's own 2-class table through per_class, which decides it the same way.
+    # Oracles: the label's pattern counts by hand (code 6, of the label and predicted by the baseline only: 1 sample;
+    # code 7, predicted by both: 19), whose score test decides here and whose inverted interval is the report's
+    # (both ends: the bootstraps' are narrower); and the same rule on the label's own 2-class table through
+    # per_class, drawn by its own bootstrap, which gives the same interval and status.
     import gate.checks.classification as cl
 
     n, labels = 100, 3
@@ -413,3 +416,15 @@ def test_per_label_f1_is_not_proven_within_from_one_lost_positive(monkeypatch):
     oracle = next(f for f in PerClassCheck(per_class_config.check("per_class"), ctx).compute().findings
                   if f.metric == "f1[yes]")
     assert oracle.status == f_new.status
+    from gate.metrics import class_score_interval, class_score_test
+
+    by_hand = np.array([[0, 0, 0, 0, 0, 1, 19]], dtype=np.float64).T
+    alpha = stats.one_sided_alpha(0.95)
+    low, high = class_score_interval("f1", "max_drop", by_hand, alpha=alpha - stats.tolerance(alpha))
+    assert f_new.interval == pytest.approx((float(low[0]), float(high[0])), abs=1e-12)
+    assert oracle.interval == pytest.approx(f_new.interval, abs=1e-12)
+    assert f_new.interval[0] < 0.1 < f_new.interval[1]            # undecided: 0.1 inside
+    z = float(class_score_test("f1", "max_drop", by_hand, bound=0.1)[0])
+    assert sps.norm.cdf(z) > alpha                                   # the score test withholds "within"
+    # "beyond": the largest of the three tests' p, then Holm-adjusted (never below the raw p): at least the score's
+    assert f_new.p_value >= sps.norm.sf(z) - 1e-12 and oracle.p_value >= sps.norm.sf(z) - 1e-12

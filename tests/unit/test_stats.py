@@ -496,3 +496,24 @@ def test_tango_p_values_of_one_table_are_the_array_paths():
             assert np.asarray(x).shape == () and np.array_equal(x, y[0], equal_nan=True), (b, c, n, bound)
     with pytest.raises(ValueError, match="b \\+ c <= n"):
         stats.paired_difference_p_values(3, 2, 4, bound=0.0)
+
+
+@pytest.mark.parametrize("resamples", [19, 40, 100, 1999, 2000])
+def test_bootstrap_p_interval_is_what_bootstrap_p_value_claims_at_every_bound(resamples):
+    # tied replicates (rounded to 0.1) on the bounds themselves and NaN ones: "greater than b" is claimed exactly
+    # when b + tolerance < low, "less than b" exactly when high < b - tolerance; too few replicates: unbounded
+    rng = np.random.default_rng(resamples)
+    reps = np.round(rng.normal(size=(resamples, 30)), 1)
+    reps[rng.random(reps.shape) < 0.05] = np.nan
+    alpha = 0.025 - stats.tolerance(0.025)
+    low, high = stats.bootstrap_p_interval(reps, alpha=alpha)
+    for bound in np.round(np.arange(-4.0, 4.0, 0.05), 2):
+        greater = stats.bootstrap_p_value(reps, bound=float(bound), alternative="greater") < alpha
+        less = stats.bootstrap_p_value(reps, bound=float(bound), alternative="less") < alpha
+        np.testing.assert_array_equal(greater, bound + stats.tolerance(bound) < low)
+        np.testing.assert_array_equal(less, high < bound - stats.tolerance(bound))
+    valid = np.sum(~np.isnan(reps), axis=0)
+    assert np.all(np.isinf(low) == (alpha * (1 + valid) <= 1))            # not even c = 0 gives p < alpha
+    assert np.all((low <= high) | np.isinf(low))
+    lo_nan, hi_nan = stats.bootstrap_p_interval(np.full((50, 2), np.nan), alpha=alpha)
+    assert np.isnan(lo_nan).all() and np.isnan(hi_nan).all()
