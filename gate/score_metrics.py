@@ -164,11 +164,16 @@ def ece_influence(p: np.ndarray, y: np.ndarray, *, bins: int,
 
 # ------------------------------------------------------------------------------------ rankings: one sort per model
 
-#: Cells (rows x samples, a row one class of one model) ranked at once. Up to it every class of both models is
-#: sorted together once and the ranking is shared by ROC-AUC, PR-AUC and the curves; beyond it the classes are taken
-#: a chunk at a time, so the working arrays (a few int64 / float64 copies of a chunk) stay bounded whatever the
-#: number of classes.
+#: Cells (rows x samples, a row one class of one model) ranked at once when the rankings are not kept: the classes
+#: are then taken a chunk at a time, so the working arrays (a few int64 / float64 copies of a chunk) stay bounded
+#: whatever the number of classes.
 RANK_CELLS = 500_000
+#: Up to this many cells every class of both models is sorted together once and the ranking kept, shared by ROC-AUC,
+#: PR-AUC and the curves (about 50 bytes a cell kept, about 90 at the peak of the sort: some 90 MB at 1,000,000,
+#: e.g. 50,000 samples x 10 classes x 2 models); beyond it each reader ranks chunk by chunk again. Not higher: at
+#: 100,000 x 10 one kept sort took more CPU than the chunks sorted three times (1.20 against 0.90 s in
+#: benchmarks/scores_scale.py, and 190 MB more at the peak).
+KEEP_CELLS = 1_000_000
 
 
 def ranked_classes(y: np.ndarray, num_classes: int) -> np.ndarray:
@@ -253,17 +258,20 @@ def rank_classes(scores: Sequence[np.ndarray], y: np.ndarray, classes: np.ndarra
 
 class Rankings:
     """The models' one-vs-rest rankings of the classes the ranking metrics read (`ranked_classes`), a chunk of
-    classes at a time (each chunk every model's rows of its classes). When everything fits one chunk (RANK_CELLS)
+    classes at a time (each chunk every model's rows of its classes). When every row fits `keep` cells (KEEP_CELLS)
     it is sorted once and kept, and ROC-AUC, PR-AUC and the curves read the same sort; beyond it each reader ranks
-    chunk by chunk again (memory stays one chunk's)."""
+    chunk by chunk (`cells`, RANK_CELLS) again (memory stays one chunk's)."""
 
-    def __init__(self, scores: Sequence[np.ndarray], y: np.ndarray, *, cells: int = RANK_CELLS) -> None:
+    def __init__(self, scores: Sequence[np.ndarray], y: np.ndarray, *, cells: int = RANK_CELLS,
+                 keep: int = KEEP_CELLS) -> None:
         self.scores = [np.asarray(s, dtype=np.float64) for s in scores]
         self.y = np.asarray(y)
         self.n = self.y.size
         self.classes = ranked_classes(self.y, self.scores[0].shape[1])
         self.step = max(1, cells // max(self.n * len(self.scores), 1))
-        self._kept = (rank_classes(self.scores, self.y, self.classes) if self.classes.size <= self.step else None)
+        whole = self.classes.size * self.n * len(self.scores)
+        self._kept = (rank_classes(self.scores, self.y, self.classes)
+                      if self.classes.size <= self.step or whole <= keep else None)
 
     @property
     def models(self) -> int:
