@@ -218,10 +218,12 @@ def judge(
 
 
 def _required(value: float, interval: tuple[float, float] | None, *, worse_above: bool) -> float:
-    """The threshold that would just have passed: the interval's far bound, or the point value without one."""
-    if interval is None or not all(map(_finite, interval)):
+    """The threshold that would just have passed: the interval's far (bad) bound, or the point value without a
+    finite one (the good bound may be infinite: a relative drop's Fieller interval unbounded below)."""
+    if interval is None:
         return value
-    return float(interval[1]) if worse_above else float(interval[0])
+    bad = interval[1] if worse_above else interval[0]
+    return float(bad) if _finite(bad) else value
 
 
 def check_status(findings: list[Finding] | tuple[Finding, ...]) -> Status:

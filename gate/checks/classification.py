@@ -406,8 +406,9 @@ def class_bootstrap_evidence(metric: str, rule: str, threshold: float, col: np.n
     (7, R, K') pattern counts, and the score-type test (`class_score_p_values`), each claim only when all of them
     make it (the largest p-value), as STUDENTIZED and SCORE say. The interval is the hull of the three intervals
     that invert those same tests (`stats.bootstrap_p_interval`, `metrics.class_score_interval`), clipped to the
-    rule's range (`RULE_RANGE`): "within" is claimed exactly when its bad end is inside the threshold, "beyond"
-    (before the family's adjustment) exactly when its good end is past it."""
+    rule's range (`RULE_RANGE`): "within" is claimed when its bad end is inside the threshold, "beyond" (before the
+    family's adjustment) when its good end is past it, up to `stats.tolerance` of the threshold (a bootstrap end is a
+    replicate's value: a threshold within about 1e-9 of it above does not make the claim the interval seems to)."""
     if STUDENTIZED == "off":
         out = studentized_tails(col, None, threshold=threshold, rule=rule, confidence=confidence)
     else:

@@ -126,3 +126,16 @@ def test_an_undefined_interval_is_inconclusive_not_a_pass():
 def test_exactly_at_the_threshold_passes_despite_float_rounding():
     f = judge(metric="a", rule="max_drop", threshold=0.01, value=0.90 - 0.89, settings=POINT)
     assert f.status == "pass"
+
+
+@pytest.mark.parametrize("rule,interval,want", [
+    ("max_relative_drop", (-math.inf, 0.8865), 0.8865),   # Fieller's interval unbounded below: the bad end counts
+    ("max_drop", (-math.inf, 0.03), 0.03),
+    ("min", (0.42, math.inf), 0.42),
+    ("max_drop", (0.01, math.inf), -1.0),                 # no finite bad end: the point value
+])
+def test_required_is_the_bad_end_of_the_interval_even_when_the_other_end_is_infinite(rule, interval, want):
+    ev = Evidence(p_beyond=0.5, p_within=0.5, interval=interval)
+    value = -1.0 if want == -1.0 else 0.2
+    f = judge(metric="precision[c3]", rule=rule, threshold=0.1, value=value, settings=NI, evidence=ev)
+    assert f.inconclusive and f.required == want
