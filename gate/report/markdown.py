@@ -123,6 +123,8 @@ def curve_charts(curves: dict[str, Any]) -> list[str]:
             title = f"{label}{'ROC' if kind == 'roc' else 'precision-recall'}{approx}: {'AUC' if kind == 'roc' else 'AP'} " \
                     + ", ".join(areas)
             drawn = [(role, line) for role, line in zip(("baseline", "candidate"), series) if np.isfinite(line).all()]
+            if not drawn:              # nothing to draw: no empty chart (Mermaid may refuse one)
+                continue
             if len(drawn) == 1:        # the lines are told apart by their order: say which one there is
                 title += f" ({drawn[0][0]} only)"
             lines += ["```mermaid", "xychart-beta", f'    title "{mermaid_text(title)}"',

@@ -340,3 +340,15 @@ def test_markdown_has_no_curves_without_a_scores_check():
 
     text = render_markdown(html_report())
     assert "false positive rate" not in text and "precision-recall" not in text
+
+
+def test_a_curve_with_no_vertices_is_not_charted_and_a_lone_line_says_whose_it_is():
+    from gate.report.markdown import curve_charts
+
+    curves = {"num_classes": 2, "selection": "class 1 against class 0", "classes": [
+        {"class": "1", "baseline": {"roc": {"fpr": [], "tpr": []}, "pr": {}},
+         "candidate": {"roc": {"fpr": [0, 0, 1], "tpr": [0, 0.5, 1], "auc": 0.75}, "pr": {}}}]}
+    charts = mermaid_blocks("\n".join(curve_charts(curves)))
+    assert len(charts) == 1 and charts[0]["title"].endswith("(candidate only)")
+    assert charts[0]["lines"] == [envelope_at(np.array([0, 0, 1.0]), np.array([0, 0.5, 1.0]),
+                                              np.linspace(0, 1, 21)).round(4).tolist()]
