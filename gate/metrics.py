@@ -6,6 +6,7 @@ exactly a multinomial resample of its counts, so every metric below is computed 
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -414,34 +415,43 @@ def _summaries(n: np.ndarray, support: np.ndarray, predicted: np.ndarray, tp: np
             for i, role in enumerate(("baseline", "candidate"))}
 
 
+def bootstrap_block_rows(cells: Cells, resamples: int) -> int:
+    """Resamples per block of the bootstrap: as many as keep a block at `BOOTSTRAP_BLOCK` weights."""
+    return max(1, min(resamples, BOOTSTRAP_BLOCK // max(cells.counts.size, 1)))
+
+
 def bootstrap_replicates(cells: Cells, *, resamples: int, seed: int, per_class: bool,
-                         chunk: int | None = None) -> dict[str, dict[str, np.ndarray]]:
+                         chunk: int | None = None,
+                         blocks: Iterable[np.ndarray] | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Paired-bootstrap replicates of both models' accuracy, macro F1 and weighted F1 (R,) (and, if `per_class`,
     per-class precision / recall / F1 (R, K), and under "patterns" / "counts" each resample's (7, R, K) int32
     pattern counts (`pattern_counts`) for the bootstrap-t's standard errors), drawn in blocks of `chunk` resamples
     (by default as many as keep a block at `BOOTSTRAP_BLOCK` weights), so memory is a block plus the outputs,
     never resamples x cells or cells x classes. The blocks draw the same rows as one draw of all of them
-    (gate.stats.iter_bootstrap_weights).
+    (gate.stats.iter_bootstrap_weights); `blocks`, when given, are those blocks already being drawn (on another
+    thread: gate.checks.classification.prefetch_replicates).
 
     A block's class sums (`_class_sums`) are row adds or weighted bincounts of whole counts: exact, without a
     one-hot, BLAS or its thread pool; both models' figures then come from one pass over (R, 2, K) arrays.
     """
     k = cells.num_classes
     plan = _class_sum_plan(cells, joint=per_class)
-    rows = chunk or max(1, min(resamples, BOOTSTRAP_BLOCK // max(cells.counts.size, 1)))
-    blocks: dict[str, list[dict[str, np.ndarray]]] = {"baseline": [], "candidate": []}
+    rows = chunk or bootstrap_block_rows(cells, resamples)
+    if blocks is None:
+        blocks = stats.iter_bootstrap_weights(cells.counts, resamples=resamples, seed=seed, chunk=rows)
+    parts: dict[str, list[dict[str, np.ndarray]]] = {"baseline": [], "candidate": []}
     patterns: list[np.ndarray] = []
-    for w in stats.iter_bootstrap_weights(cells.counts, resamples=resamples, seed=seed, chunk=rows):
+    for w in blocks:
         sums = _class_sums(w, plan, k)
         n = w.sum(axis=1).astype(np.float64)
         rows_k = (w.shape[0], 2, k)
         for role, out in _summaries(n, sums[:, :k], sums[:, k:3 * k].reshape(rows_k),
                                     sums[:, 3 * k:5 * k].reshape(rows_k), per_class=per_class).items():
-            blocks[role].append(out)
+            parts[role].append(out)
         if per_class:
             patterns.append(pattern_counts(*(sums[:, g * k:(g + 1) * k] for g in range(7))).astype(np.int32))
-    out = {role: {key: np.concatenate([b[key] for b in parts]) if len(parts) > 1 else parts[0][key]
-                  for key in parts[0]} for role, parts in blocks.items()}
+    out = {role: {key: np.concatenate([b[key] for b in got]) if len(got) > 1 else got[0][key]
+                  for key in got[0]} for role, got in parts.items()}
     if per_class:
         out["patterns"] = {"counts": np.concatenate(patterns, axis=1) if len(patterns) > 1 else patterns[0]}
     return out

@@ -657,6 +657,27 @@ def _data_info(run: _Run, num_samples: int, num_batches: int) -> DataInfo:
                     num_batches=num_batches, batch_size=int(run.config.data["batch_size"]))
 
 
+def compute_checks(ctx: RunContext, checks: list[Check]) -> list[CheckResult]:
+    """Every check's compute(), results in the checks' order. The run's paired bootstrap is started first on a
+    thread of its own (gate.checks.classification.prefetch_replicates) when a check will draw it, and the checks
+    that do not are computed while it is drawn."""
+    from gate.checks.classification import discard_prefetch, prefetch_replicates
+
+    wanting = {id(c): c.replicate_settings() for c in checks} if ctx.counts is not None else {}
+    settings = next((s for s in wanting.values() if s is not None), None)
+    if settings is not None:
+        prefetch_replicates(ctx, settings)
+    results: dict[int, CheckResult] = {}
+    try:
+        for check in sorted(checks, key=lambda c: wanting.get(id(c)) is not None):   # stable: the order otherwise
+            t0 = time.perf_counter()
+            result = check.compute()
+            results[id(check)] = _with_duration(result, time.perf_counter() - t0)
+    finally:
+        discard_prefetch(ctx)           # drawn but never read (a check raised, or none asked for it)
+    return [results[id(c)] for c in checks]
+
+
 def _decide(run: _Run, counts: PairedCounts | None, data: DataInfo, *, started: float, notes: tuple[str, ...] = (),
             models: tuple[ModelInfo, ...] | None = None, env: dict[str, Any] | None = None) -> Report:
     """Every check computed from its (merged) state, the verdict, the report.
@@ -666,14 +687,10 @@ def _decide(run: _Run, counts: PairedCounts | None, data: DataInfo, *, started: 
 
     ctx = run.ctx
     ctx.counts = counts
-    results: list[CheckResult] = []
+    results = compute_checks(ctx, run.checks)
     metrics: dict[str, Any] | None = None
-    for check in run.checks:
-        t0 = time.perf_counter()
-        result = check.compute()
-        results.append(_with_duration(result, time.perf_counter() - t0))
-        if counts is None and metrics is None and callable(getattr(check, "metrics", None)):
-            metrics = check.metrics()
+    if counts is None:
+        metrics = next((check.metrics() for check in run.checks if callable(getattr(check, "metrics", None))), None)
     if counts is not None:
         metrics = metrics_report(counts, tuple(ctx.class_names))
     verdict, exit_code, summary = summarise(results)

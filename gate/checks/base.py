@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import torch
 
     from gate.classes import ClassAlignment
-    from gate.checks.classification import Replicates
+    from gate.checks.classification import DrawnAhead, Replicates
     from gate.config import GateConfig
     from gate.metrics import PairedCounts
     from gate.models import LoadedModel
@@ -68,8 +68,8 @@ class RunContext:
                                                 # filled by the runner before compute(); None unless classification
     extras: dict[str, Any] = field(default_factory=dict)  # e.g. data info, onnx path from the CLI
     classes: ClassAlignment | None = None       # how the candidate's classes were matched to the baseline's
-    replicates: Replicates | None = None        # the run's paired bootstrap, drawn once on first use
-                                                # (gate.checks.classification.run_replicates)
+    replicates: Replicates | DrawnAhead | None = None   # the run's paired bootstrap, drawn once on first use
+                                                # (gate.checks.classification.run_replicates), or being drawn
     task: str = "classification"                # the run's task, resolved before the pass (gate.tasks)
 
 
@@ -127,6 +127,12 @@ class Check(abc.ABC):
         """measured_state() read back from a state file by `gate merge` (raise ValueError if it cannot be one);
         compute() then decides on it without the models."""
         raise NotImplementedError(f"{self.name} declares sharding 'rank0' but has no load_measured()")
+
+    def replicate_settings(self) -> Any:
+        """The DecisionSettings with which compute() will draw the run's paired bootstrap
+        (gate.checks.classification.run_replicates), or None when it draws none: the runner starts the draw
+        before computing and computes the checks that return None first."""
+        return None
 
     def setup(self) -> None:
         """Once before the pass. Raise GateError for bad setup; return normally otherwise."""

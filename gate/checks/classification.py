@@ -16,6 +16,11 @@ Every rule is decided by gate.verdict.judge from that Evidence.
 from __future__ import annotations
 
 import math
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,9 +29,9 @@ from gate import distributions as sps
 
 from gate import stats
 from gate.checks.base import Check
-from gate.metrics import (Cells, ClassCounts, bootstrap_replicates, class_counts, class_patterns, class_rule_se,
-                          class_score_interval, class_score_test, point_metrics, precision_correction,
-                          precision_drop_se)
+from gate.metrics import (Cells, ClassCounts, bootstrap_block_rows, bootstrap_replicates, class_counts,
+                          class_patterns, class_rule_se, class_score_interval, class_score_test, point_metrics,
+                          precision_correction, precision_drop_se)
 from gate.report.model import CheckResult, Finding, PowerNote, Table
 from gate.verdict import DecisionSettings, Evidence, check_summary, decision_settings, judge
 
@@ -68,16 +73,109 @@ def _per_class_needs_bootstrap(config: Any) -> bool:
     return False
 
 
+def _draw_replicates(cells: Cells, per_class: bool, settings: DecisionSettings,
+                     blocks: Iterable[np.ndarray] | None = None) -> Replicates:
+    reps = bootstrap_replicates(cells, resamples=settings.resamples, seed=settings.seed, per_class=per_class,
+                                blocks=blocks)
+    return Replicates(resamples=settings.resamples, seed=settings.seed, baseline=reps["baseline"],
+                      candidate=reps["candidate"], per_class=per_class,
+                      patterns=reps["patterns"]["counts"] if per_class else None)
+
+
 def run_replicates(ctx: Any, settings: DecisionSettings) -> Replicates:
-    """The run's bootstrap, drawn on first use with the run-wide resample count and seed, then reused."""
+    """The run's bootstrap, drawn on first use with the run-wide resample count and seed, then reused; its
+    resamples read from the thread that `prefetch_replicates` started, when it did."""
+    ahead = ctx.replicates if isinstance(ctx.replicates, DrawnAhead) else None
+    if ahead is not None:
+        ctx.replicates = None
+        if (ahead.resamples, ahead.seed) == (settings.resamples, settings.seed):
+            with ahead:
+                ctx.replicates = _draw_replicates(ahead.cells, _per_class_needs_bootstrap(ctx.config), settings,
+                                                  blocks=ahead.blocks())
     if ctx.replicates is None:
-        per_class = _per_class_needs_bootstrap(ctx.config)
-        cells: Cells = ctx.counts.cells()
-        reps = bootstrap_replicates(cells, resamples=settings.resamples, seed=settings.seed, per_class=per_class)
-        ctx.replicates = Replicates(resamples=settings.resamples, seed=settings.seed, baseline=reps["baseline"],
-                                    candidate=reps["candidate"], per_class=per_class,
-                                    patterns=reps["patterns"]["counts"] if per_class else None)
+        ctx.replicates = _draw_replicates(ctx.counts.cells(), _per_class_needs_bootstrap(ctx.config), settings)
     return ctx.replicates
+
+
+def prefetch_replicates(ctx: Any, settings: DecisionSettings) -> None:
+    """Start drawing the run's bootstrap resamples on a thread of their own (`DrawnAhead`), so that numpy's
+    multinomial sampler, which releases the GIL and is most of the bootstrap's cost, runs while the checks that do
+    not need it compute (the runner computes those first). Only with a second core to run on."""
+    if ctx.replicates is not None or ctx.counts is None or _cores() < 2:
+        return
+    ctx.replicates = DrawnAhead(ctx.counts.cells(), resamples=settings.resamples, seed=settings.seed)
+
+
+def discard_prefetch(ctx: Any) -> None:
+    """Stop a prefetch that no check read (its thread ends, its blocks are dropped)."""
+    if isinstance(ctx.replicates, DrawnAhead):
+        ctx.replicates.close()
+        ctx.replicates = None
+
+
+class DrawnAhead:
+    """The bootstrap's weight blocks (gate.stats.iter_bootstrap_weights: the same generator, the same blocks in the
+    same order as a draw on the reader's thread) drawn on a thread of their own, at most `DEPTH` blocks ahead of
+    their reader, so memory stays a few blocks. The cells are read on the caller's thread (PairedCounts folds its
+    pending codes lazily, which the other checks also do). A reader takes `blocks()` once, inside `with`."""
+
+    DEPTH = 2
+    _END = object()
+
+    def __init__(self, cells: Cells, *, resamples: int, seed: int) -> None:
+        self.cells, self.resamples, self.seed = cells, resamples, seed
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=self.DEPTH)
+        self._stop = threading.Event()
+        rows = bootstrap_block_rows(cells, resamples)
+        source = stats.iter_bootstrap_weights(cells.counts, resamples=resamples, seed=seed, chunk=rows)
+        self._thread = threading.Thread(target=self._draw, args=(source,), name="gate-bootstrap", daemon=True)
+        self._thread.start()
+        time.sleep(0)                       # let it take the GIL now and enter the sampler, which releases it
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _draw(self, source: Iterator[np.ndarray]) -> None:
+        try:
+            for block in source:
+                if not self._put(block):
+                    return
+        except BaseException as err:        # handed to the reader, raised there
+            self._put(err)
+            return
+        self._put(self._END)
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def __enter__(self) -> DrawnAhead:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:                  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _drop_value(rule: str, base: float, cand: float) -> float:
@@ -233,6 +331,10 @@ def power_note(*, n: int, negative: int, positive: int, max_drop: float, confide
 
 class AccuracyCheck(_PairedCheck):
     name = "accuracy"
+
+    def replicate_settings(self) -> DecisionSettings | None:
+        settings = decision_settings(self.ctx.config, self.options)
+        return settings if settings.statistical else None      # macro / weighted F1 are always shown with a CI
 
     def compute(self) -> CheckResult:
         settings, point = self._settings()
@@ -518,6 +620,10 @@ class PerClassCheck(_PairedCheck):
                 for m in self.METRICS:
                     entry[m].update(override.get(m) or {})
         return rules
+
+    def replicate_settings(self) -> DecisionSettings | None:
+        settings = decision_settings(self.ctx.config, self.options)
+        return settings if settings.statistical and _per_class_needs_bootstrap(self.ctx.config) else None
 
     def compute(self) -> CheckResult:
         rules = self._rules_by_class()

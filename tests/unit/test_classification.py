@@ -531,3 +531,103 @@ def test_min_rules_floor_their_se_at_half_a_candidate_sample_even_when_the_basel
     assert float(half[0]) == pytest.approx(0.5 / 7)                  # 7 candidate predictions
     assert float(se[0]) >= float(half[0])
     assert float(value[0]) == pytest.approx(4 / 7)
+
+
+_draw = stats.iter_bootstrap_weights        # the sampler itself, before any test wraps it
+
+
+def _computed(monkeypatch, cores: int, config, y, pb, pc, k,
+              kinds=(AccuracyCheck, PerClassCheck, FlipsCheck)):
+    """compute_checks over accuracy, per_class, flips with `cores` cores seen; the results and the names of the
+    threads that drew the bootstrap."""
+    from gate.checks import classification
+    from gate.runner import compute_checks
+
+    import threading
+
+    monkeypatch.setattr(classification, "_cores", lambda: cores)
+    drawn_on: list[str] = []
+
+    def recording(*args, **kwargs):
+        for block in _draw(*args, **kwargs):
+            drawn_on.append(threading.current_thread().name)
+            yield block
+
+    monkeypatch.setattr(stats, "iter_bootstrap_weights", recording)
+    ctx = RunContext(config=config, models={}, class_names=tuple(f"c{i}" for i in range(k)), device=None,
+                     counts=counts_of(y, pb, pc, k))
+    checks = [cls(config.check(cls.name), ctx) for cls in kinds]
+    return compute_checks(ctx, checks), drawn_on
+
+
+@pytest.mark.parametrize("per_class_f1", [False, True])
+def test_the_bootstrap_drawn_alongside_the_other_checks_gives_the_serial_results(monkeypatch, per_class_f1):
+    raw = {"checks": {"accuracy": {"macro_f1": {"max_drop": 0.02}, "weighted_f1": {"max_drop": 0.02}},
+                      "per_class": {"recall": {"max_drop": 0.1}, **({"f1": {"max_drop": 0.1}} if per_class_f1 else {})},
+                      "flips": {"negative_flip_rate": {"max": 0.05}}}}
+    config = build_config(raw)
+    y, pb, pc = paired_world(700, 4, accuracy=0.8, p10=0.05, p01=0.02, seed=3)
+    serial, serial_threads = _computed(monkeypatch, 1, config, y, pb, pc, 4)
+    overlapped, overlapped_threads = _computed(monkeypatch, 2, config, y, pb, pc, 4)
+    # one draw a run (one block here), on the caller's thread with one core, on the bootstrap's own with two
+    assert len(serial_threads) == len(overlapped_threads) == 1
+    assert not serial_threads[0].startswith("gate-bootstrap")
+    assert overlapped_threads[0].startswith("gate-bootstrap")
+    assert [r.name for r in overlapped] == ["accuracy", "per_class", "flips"]      # the checks' order, kept
+    for a, b in zip(serial, overlapped):
+        assert (a.status, a.summary, a.tables) == (b.status, b.summary, b.tables)
+        assert repr(a.findings) == repr(b.findings)          # every value, interval, p and reason
+    f1 = [f for f in overlapped[0].findings if f.metric == "macro_f1"]
+    assert f1 and f1[0].interval is not None and f1[0].interval[0] < f1[0].interval[1]   # decided by a bootstrap
+
+
+def test_no_bootstrap_is_started_when_no_check_draws_one(monkeypatch):
+    # no accuracy check (it shows F1 intervals), per-class rules that are all analytic
+    config = build_config({"checks": {"accuracy": {"enabled": False}, "per_class": {"recall": {"max_drop": 0.1}}}})
+    y, pb, pc = paired_world(300, 3, accuracy=0.8, p10=0.05, p01=0.02, seed=4)
+    results, threads = _computed(monkeypatch, 2, config, y, pb, pc, 3, kinds=(PerClassCheck, FlipsCheck))
+    assert threads == []
+    assert [r.name for r in results] == ["per_class", "flips"] and results[0].findings
+
+
+def test_blocks_drawn_ahead_are_the_blocks_drawn_in_place_and_a_failure_reaches_the_reader(monkeypatch):
+    from gate import metrics
+    from gate.checks.classification import DrawnAhead, discard_prefetch, prefetch_replicates
+
+    monkeypatch.setattr(metrics, "BOOTSTRAP_BLOCK", 64 * 30)       # 30-odd cells: blocks of ~64 resamples
+    y, pb, pc = paired_world(500, 5, accuracy=0.7, p10=0.08, p01=0.05, seed=5)
+    config = build_config({"checks": {"per_class": {"f1": {"max_drop": 0.1}}}})
+    settings = decision_settings(config, {})
+    ctx = RunContext(config=config, models={}, class_names=tuple("abcde"), device=None,
+                     counts=counts_of(y, pb, pc, 5))
+    cells = ctx.counts.cells()
+    rows = metrics.bootstrap_block_rows(cells, settings.resamples)
+    assert settings.resamples // rows >= 10 > DrawnAhead.DEPTH          # many more blocks than the queue holds
+    in_place = metrics.bootstrap_replicates(cells, resamples=settings.resamples, seed=settings.seed, per_class=True)
+    monkeypatch.setattr("gate.checks.classification._cores", lambda: 2)
+    prefetch_replicates(ctx, settings)
+    ahead = ctx.replicates
+    assert isinstance(ahead, DrawnAhead)
+    reps = run_replicates(ctx, settings)
+    assert not ahead._thread.is_alive()
+    for role in ("baseline", "candidate"):
+        for key, value in in_place[role].items():
+            np.testing.assert_array_equal(getattr(reps, role)[key], value)
+    np.testing.assert_array_equal(reps.patterns, in_place["patterns"]["counts"])
+
+    # drawn but never read: the thread stops although its queue is full
+    ctx.replicates = None
+    prefetch_replicates(ctx, settings)
+    ahead = ctx.replicates
+    discard_prefetch(ctx)
+    assert ctx.replicates is None and not ahead._thread.is_alive()
+
+    # a failure while drawing is raised where the replicates are read
+    def failing(*args, **kwargs):
+        raise MemoryError("no room for the resamples")
+        yield                                   # a generator, as the sampler is
+
+    monkeypatch.setattr(stats, "iter_bootstrap_weights", failing)
+    prefetch_replicates(ctx, settings)
+    with pytest.raises(MemoryError, match="no room"):
+        run_replicates(ctx, settings)
