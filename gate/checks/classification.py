@@ -88,8 +88,8 @@ def run_replicates(ctx: Any, settings: DecisionSettings) -> Replicates:
     ahead = ctx.replicates if isinstance(ctx.replicates, DrawnAhead) else None
     if ahead is not None:
         ctx.replicates = None
-        if (ahead.resamples, ahead.seed) == (settings.resamples, settings.seed):
-            with ahead:
+        with ahead:                         # its thread ends here, read or not
+            if (ahead.resamples, ahead.seed) == (settings.resamples, settings.seed):
                 ctx.replicates = _draw_replicates(ahead.cells, _per_class_needs_bootstrap(ctx.config), settings,
                                                   blocks=ahead.blocks())
     if ctx.replicates is None:
