@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from gate.errors import CheckpointError, ConfigError, DataError, GateError, MissingExtraError, ModelError
 
 __version__ = "0.2.0"
-REPORT_SCHEMA_VERSION = "1.4"
+REPORT_SCHEMA_VERSION = "1.5"
 
 __all__ = [
     "CheckpointError", "ConfigError", "DataError", "Failure", "GateError", "MissingExtraError", "ModelError",

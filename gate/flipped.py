@@ -11,6 +11,7 @@ sample) is total, and every sample of the global top-`cap` is in its own shard's
 from __future__ import annotations
 
 import heapq
+import math
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,12 @@ def confidences(scores: torch.Tensor, kind: str | None) -> torch.Tensor:
     """(B, K) class probabilities from a model's scores: softmax for logits, as they are for probabilities."""
     scores = scores.float()
     return torch.softmax(scores, dim=1) if kind in _SOFTMAX_KINDS or kind is None else scores
+
+
+def _rank(confidence: float) -> float:
+    """A flip's rank key: its wrong model's confidence, or first of all when that is NaN (a model that outputs NaN
+    for the sample), so that the heap's order, and the merge of shards' heaps, stay total."""
+    return math.inf if math.isnan(confidence) else confidence
 
 
 class FlipCollector:
@@ -59,7 +66,7 @@ class FlipCollector:
             heap = self._heaps[kind]
             for j, row in enumerate(rows.tolist()):
                 conf = {role: float(probs[role][j, preds[role][row]]) for role in probs}
-                key = (conf[wrong], -(offset + row))
+                key = (_rank(conf[wrong]), -(offset + row))
                 if len(heap) >= self.cap and key <= heap[0][:2]:
                     continue
                 example = self._example(kind, offset + row, row, labels, preds, conf, meta)
@@ -113,7 +120,7 @@ class FlipCollector:
                 text=plain_text(text, limit=self.text_chars) if text is not None else None,
                 where=plain_text(where) if where is not None else None,
             )
-            self._offer(kind, (float(keys[j]), -int(sample), example, (label, base, cand)))
+            self._offer(kind, (_rank(float(keys[j])), -int(sample), example, (label, base, cand)))
 
     def _example(self, kind: str, index: int, row: int, labels: np.ndarray, preds: dict[str, np.ndarray],
                  conf: dict[str, float], meta: Any) -> FlipExample:

@@ -175,3 +175,41 @@ def test_shards_top_flips_merge_to_the_single_runs(count):
     assert all(e.where == f"line {e.index + 1}" for e in got.negative)
     confs = [e.candidate_confidence for e in want.negative]
     assert len(set(confs)) < len(confs)                                  # the ties really are there
+
+
+def test_a_nan_score_ranks_its_flip_first_merges_as_in_one_run_and_the_json_report_validates():
+    """A candidate that outputs NaN for some samples: those flips come first (in sample order), the shards' merge
+    gives the single run's list, and the JSON report carries the confidence as "nan" and fits its schema."""
+    import dataclasses
+
+    from gate.report.json_report import report_dict
+    from gate.sharding import Shard, merge_arrays, split_values
+    from tests.unit.report_fixtures import html_report
+
+    y, scores, preds, texts = fake_run(600, 3, seed=11)
+    nan_rows = np.flatnonzero((preds["baseline"] == y) & (y != 0))[[5, 40, 41, 90]]   # argmax(NaN) is class 0
+    scores["candidate"][torch.as_tensor(nan_rows)] = float("nan")
+    preds = {r: s.argmax(1).numpy() for r, s in scores.items()}
+    assert all(preds["candidate"][nan_rows] == 0)
+    single = collect(y, scores, preds, texts, batch=50, cap=6).result()
+    assert [e.index for e in single.negative[:4]] == nan_rows.tolist()
+    assert all(np.isnan(e.candidate_confidence) for e in single.negative[:4])
+    assert not any(np.isnan(e.candidate_confidence) for e in single.negative[4:])
+    names = tuple(f"c{i}" for i in range(3))
+    parts = []
+    for s in range(2):
+        col = FlipCollector(names, cap=6)
+        for b, start in enumerate(range(0, len(y), 50)):
+            if Shard(s, 2).owns(b):
+                sl = slice(start, start + 50)
+                col.update(offset=start, labels=y[sl], preds={r: p[sl] for r, p in preds.items()},
+                           scores={r: v[sl] for r, v in scores.items()},
+                           kinds={"baseline": "logits", "candidate": "logits"}, meta=BatchMeta(texts=texts[sl]))
+        parts.append(col.state())
+    arrays, rows_text = split_values(merge_arrays(parts))
+    merged = FlipCollector(names, cap=6)
+    merged.load_state({**arrays, **rows_text})
+    assert [e.index for e in merged.result().negative] == [e.index for e in single.negative]
+    data = report_dict(dataclasses.replace(html_report(class_names=names), examples=single))
+    assert [e["candidate_confidence"] for e in data["examples"]["negative"][:4]] == ["nan"] * 4
+    validate_report(json.loads(json.dumps(data)))
