@@ -29,6 +29,7 @@ def _load_pt(path: str) -> dict[str, Any]:
 
     import torch
 
+    _check_crc(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -49,6 +50,24 @@ def _load_pt(path: str) -> dict[str, Any]:
             f"found {type(obj).__name__}"
         )
     return dict(obj)
+
+
+def _check_crc(path: str) -> None:
+    """A torch.save zip's members against their CRC-32s (torch.load checks none: a flipped byte in a tensor's
+    member would load as other data); a legacy (non-zip) file has none to check."""
+    import zipfile
+
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise DataError(f"{path}: not a readable PyTorch file (corrupt or truncated?): {type(err).__name__}: {err}") \
+            from err
+    if bad is not None:
+        raise DataError(f"{path}: corrupt: the archive's member {bad} does not match its CRC-32 checksum (a damaged "
+                        "copy or download); write or download the file again")
 
 
 def _load_safetensors(path: str) -> dict[str, Any]:

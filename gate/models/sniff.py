@@ -108,6 +108,12 @@ def _sniff_zip(path: Path, where: str, size: int) -> Sniffed:
             _refuse_zip_bomb(archive, where, size)
             if "data.pkl" in members:
                 data = _read_bounded(archive, members["data.pkl"], where)
+                # torch.load checks no CRC: a flipped byte in a tensor's member would load as other weights
+                bad = archive.testzip()
+                if bad is not None:
+                    raise CheckpointError(
+                        f"{where}: corrupt: the archive's member {bad} does not match its CRC-32 checksum (a "
+                        "damaged copy or download); save or download the checkpoint again")
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as err:
         raise CheckpointError(
             f"{where}: a truncated or corrupt zip archive ({size} bytes; {brief(err)}); "

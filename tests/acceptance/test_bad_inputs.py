@@ -65,6 +65,21 @@ def _zip_with_garbage(dst: Path) -> Path:
     return dst
 
 
+def _flipped_byte(src: Path, dst: Path) -> Path:
+    """A copy of a torch.save zip with one byte of its first tensor's data flipped: the archive still opens, and
+    torch.load (which checks no CRC) would read other numbers."""
+    blob = bytearray(src.read_bytes())
+    with zipfile.ZipFile(src) as archive:
+        info = next(i for i in archive.infolist() if "/data/" in i.filename and i.file_size >= 8)
+    name_len, extra_len = int.from_bytes(blob[info.header_offset + 26:info.header_offset + 28], "little"), \
+        int.from_bytes(blob[info.header_offset + 28:info.header_offset + 30], "little")
+    blob[info.header_offset + 30 + name_len + extra_len + info.file_size // 2] ^= 0x40
+    dst.write_bytes(bytes(blob))
+    with zipfile.ZipFile(dst) as archive:
+        assert archive.testzip() == info.filename           # the flip is where it was meant to be
+    return dst
+
+
 class _Evil:
     def __reduce__(self):
         return (os.system, (f"touch {MARKER}",))
@@ -85,6 +100,7 @@ def bad_file_cases(world, tmp: Path):
     np.savez(tmp / "mismatched.npz", x=x, labels=y[:10])
     (tmp / "eval.csv").write_text("a,b\n1,2\n")
     torch.save({"weights": _Evil()}, tmp / "evil.pt")
+    torch.save({"x": torch.from_numpy(x), "labels": torch.from_numpy(y)}, tmp / "eval_data.pt")
     return {
         "missing_candidate": (tmp / "nope.pt", world.baseline, world.data, ["nope.pt"]),
         "missing_baseline": (world.good, tmp / "gone.safetensors", world.data, ["gone.safetensors"]),
@@ -100,13 +116,18 @@ def bad_file_cases(world, tmp: Path):
         "malformed_jsonl": (world.good, world.baseline, tmp / "malformed.jsonl", ["malformed.jsonl"]),
         "inputs_labels_length_mismatch": (world.good, world.baseline, tmp / "mismatched.npz", ["mismatched.npz"]),
         "malicious_pickle": (tmp / "evil.pt", world.baseline, world.data, ["evil.pt"]),
+        "flipped_byte_checkpoint": (_flipped_byte(world.good, tmp / "flipped.pt"), world.baseline, world.data,
+                                    ["flipped.pt", "CRC-32"]),
+        "flipped_byte_data": (world.good, world.baseline, _flipped_byte(tmp / "eval_data.pt", tmp / "flipped_data.pt"),
+                              ["flipped_data.pt", "CRC-32"]),
     }
 
 
 CASE_NAMES = [
     "missing_candidate", "missing_baseline", "missing_data", "truncated_checkpoint", "corrupt_checkpoint",
     "zip_that_is_no_checkpoint", "csv_as_checkpoint", "mismatched_classes", "label_out_of_range", "empty_npz",
-    "empty_jsonl", "malformed_jsonl", "inputs_labels_length_mismatch", "malicious_pickle",
+    "empty_jsonl", "malformed_jsonl", "inputs_labels_length_mismatch", "malicious_pickle", "flipped_byte_checkpoint",
+    "flipped_byte_data",
 ]
 
 
