@@ -120,7 +120,9 @@ def _encoder_from_object(obj: Any, *, max_length: int, name: str) -> HFEncoder |
 
 def load_hf_tokenizer(directory: str) -> Any:
     """AutoTokenizer from a local directory (never the network); DataError naming the directory if it fails."""
-    transformers = require("transformers", extra="text", purpose=f"Loading the tokenizer in {directory}")
+    from gate.models.huggingface import import_transformers
+
+    transformers = import_transformers(purpose=f"Loading the tokenizer in {directory}")
     try:
         return transformers.AutoTokenizer.from_pretrained(directory, local_files_only=True)
     except Exception as err:

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 from gate.errors import CheckpointError, require
 from gate.models.base import brief
-from gate.models.pickles import refusal_message
+from gate.models.pickles import refusal_message, register_torchao_safe_globals
 from gate.models.sniff import sniff
 from gate.models.torch_formats import Built
 
@@ -26,18 +26,27 @@ _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "voc
 _GENERIC_LABEL = re.compile(r"LABEL_(\d+)")
 
 
+def import_transformers(*, purpose: str) -> Any:
+    """transformers (the `text` extra), offline. torchao, which transformers imports when it is installed (the
+    `quant` extra), is imported first and quietly (gate.models.pickles.register_torchao_safe_globals): else its
+    import prints the CUDA kernels a CPU machine cannot load above the gate's own lines."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")      # before transformers / huggingface_hub read it
+    register_torchao_safe_globals()
+    return require("transformers", extra="text", purpose=purpose)
+
+
 def load_huggingface(path: Path, *, where: str, options: Mapping[str, Any], role: str | None = None) -> Built:
     """Config, weights and tokenizer of a local model directory; never touches the network, never remote code."""
     confine_directory(path, where=where)
     weights = weight_files(path, where=where)
     _refuse_unsafe_bin_weights(weights, where=where, role=role,
                                trusted=bool(options.get("trust_checkpoint", False)))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")      # before transformers / huggingface_hub read it
-    transformers = require("transformers", extra="text", purpose=f"loading the Hugging Face model directory {path}")
+    transformers = import_transformers(purpose=f"loading the Hugging Face model directory {path}")
     with _quiet_progress(transformers):
         config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
         model, info = transformers.AutoModelForSequenceClassification.from_pretrained(
-            str(path), config=config, local_files_only=True, output_loading_info=True, dtype="auto"
+            str(path), config=config, local_files_only=True, output_loading_info=True, dtype="auto",
+            ignore_mismatched_sizes=True,   # reported in `info` and refused below by name (strict), not raised
         )   # dtype "auto": the weights' own dtype, as they ship (gate.precision applies model.dtype)
     if options.get("strict", True):
         _refuse_new_weights(info, where=where)
@@ -114,14 +123,21 @@ def confine_directory(path: Path, *, where: str) -> None:
 def _quiet_progress(transformers: Any) -> Iterator[None]:
     """transformers 5 draws a progress bar and prints a load report per load; the gate says what matters itself,
     in one line (a weight that would be newly initialised is an error under strict loading)."""
+    import logging as std_logging
+
     logging = transformers.utils.logging
     was_enabled = logging.is_progress_bar_enabled()
     verbosity = logging.get_verbosity()
     logging.disable_progress_bar()
     logging.set_verbosity_error()
+    # torch's pytree logs a deprecation for each Enum that torchao's modules, imported by the load, register
+    pytree = std_logging.getLogger("torch.utils._pytree")
+    pytree_level = pytree.level
+    pytree.setLevel(std_logging.ERROR)
     try:
         yield
     finally:
+        pytree.setLevel(pytree_level)
         logging.set_verbosity(verbosity)
         if was_enabled:
             logging.enable_progress_bar()
@@ -130,14 +146,24 @@ def _quiet_progress(transformers: Any) -> Iterator[None]:
 def _refuse_new_weights(info: Mapping[str, Any], *, where: str) -> None:
     """Missing weights are randomly initialised by transformers: a classifier head that was never trained."""
     missing = sorted(info.get("missing_keys") or ())
-    mismatched = sorted(str(k) for k in info.get("mismatched_keys") or ())
+    mismatched = sorted(_mismatch_text(k) for k in info.get("mismatched_keys") or ())
     if missing or mismatched:
         shown = ", ".join((missing + mismatched)[:5])
+        hint = (", and does config.json's id2label name as many labels as its classifier has"
+                if any(m.startswith("classifier.") for m in mismatched) else "")
         raise CheckpointError(
             f"{where}: the weights do not cover the sequence-classification model: {len(missing)} missing and "
             f"{len(mismatched)} mismatched tensors ({shown}) would be randomly initialised; is it a "
-            "...ForSequenceClassification checkpoint? Set model.strict: false to load it anyway"
+            f"...ForSequenceClassification checkpoint{hint}? Set model.strict: false to load it anyway"
         )
+
+
+def _mismatch_text(entry: Any) -> str:
+    """transformers' (name, shape in the weights, shape in the model) as 'name: [2] in the weights, [3] in the model'."""
+    if isinstance(entry, (tuple, list)) and len(entry) == 3:
+        name, saved, wanted = entry
+        return f"{name}: {list(saved)} in the weights, {list(wanted)} in the model"
+    return str(entry)
 
 
 def _load_tokenizer(transformers: Any, path: Path, *, where: str) -> Any | None:

@@ -313,6 +313,42 @@ def test_huggingface_base_model_without_classifier_is_refused_when_strict(tmp_pa
     assert loaded.format == "huggingface"
 
 
+def test_huggingface_classifier_of_another_size_than_id2label_is_refused_by_name(tmp_path):
+    """config.json names 3 labels, the weights' classifier has 2 rows: refused with both shapes (transformers
+    raised 'look at the above report', a report the gate silences); loaded, freshly initialised, when not strict."""
+    pytest.importorskip("transformers")
+    directory = tmp_path / "hf-two"
+    fx.build_hf_dir(directory, id2label={0: "negative", 1: "positive"})
+    config_path = directory / "config.json"
+    config = json.loads(config_path.read_text())
+    config.update(id2label={"0": "negative", "1": "positive", "2": "neutral"},
+                  label2id={"negative": 0, "positive": 1, "neutral": 2})
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(CheckpointError) as info:
+        load_model(directory, role="candidate", options={}, device=CPU)
+    message = str(info.value)
+    assert str(directory) in message
+    assert "classifier.weight: [2, " in message and "in the weights, [3, " in message and "id2label" in message
+    loaded = load_model(directory, role="candidate", options={"strict": False}, device=CPU)
+    assert loaded.class_names == ("negative", "positive", "neutral")
+
+
+def test_a_huggingface_run_prints_nothing_but_its_error_line(tmp_path):
+    """transformers imports torchao (the quant extra) when installed; its CUDA-kernel and pytree warnings must not
+    reach stderr above the gate's one line."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("transformers")
+    directory = tmp_path / "hf-model"
+    fx.build_hf_dir(directory, id2label=LABELS)
+    res = subprocess.run([sys.executable, "-m", "gate", "check", str(directory), "--baseline", str(directory),
+                          "--data", str(tmp_path / "missing.jsonl")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "missing.jsonl" in lines[0], res.stderr
+
+
 def test_huggingface_directory_without_weights(tmp_path):
     pytest.importorskip("transformers")
     directory = tmp_path / "hf-empty"
