@@ -108,6 +108,8 @@ def _check_file(path: str) -> None:
         raise DataError(f"{path}: no such data file")
     if os.path.isdir(path):
         raise DataError(f"{path}: is a directory, expected a data file")
+    if not os.path.isfile(path):            # reading a FIFO or a device would block or never end
+        raise DataError(f"{path}: not a regular file (a pipe, socket or device), expected a data file")
     if os.path.getsize(path) == 0:
         raise DataError(f"{path}: the data file is empty (0 bytes)")
     try:

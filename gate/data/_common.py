@@ -201,6 +201,11 @@ def labels_tensor(value: Any, *, class_names: tuple[str, ...] | None, where: str
         raise DataError(
             f"{where}: labels must be 1-D (one class index per sample), found shape {tuple(value.shape)}"
         )
+    if value.dtype == getattr(torch, "uint64", None):        # beyond int64's range it would wrap to negative
+        big = np.flatnonzero(value.numpy() > np.iinfo(np.int64).max)
+        if big.size:
+            raise DataError(f"{where}: label {int(value.numpy()[big[0]])} at sample {int(big[0])} is beyond any "
+                            "class index; labels are 0..K-1")
     labels = value.to(torch.int64)
     negative = (labels < 0).nonzero()
     if len(negative):

@@ -95,6 +95,10 @@ def _parse_json_line(raw: str, *, path: str, line: int) -> dict[str, Any]:
         row = json.loads(raw)
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: line {line}, column {err.colno}: malformed JSON: {err.msg}{hint}") from err
+    except RecursionError as err:
+        raise DataError(f"{path}: line {line}: JSON nested too deeply to read; a row is one flat object") from err
+    except ValueError as err:        # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise DataError(f"{path}: line {line}: unreadable JSON value: {str(err).split(';')[0]}") from err
     if not isinstance(row, dict):
         raise DataError(f"{path}: line {line}: expected a JSON object, found {type(row).__name__}{hint}")
     return row

@@ -89,7 +89,9 @@ def scan_pickle_stream(stream: BinaryIO) -> tuple[list[str], bool]:
         for _ in range(_LEGACY_PICKLES - 1):
             try:
                 found += globals_in_pickle(stream)
-            except PickleScanError:
+            except PickleScanError as err:
+                if not stream.read(1):      # the file ends inside its pickles: cut short, not raw bytes
+                    raise PickleScanError(f"the file ends inside its pickled header ({err})") from err
                 break
     return found, is_legacy
 

@@ -60,6 +60,8 @@ def sniff(path: Path, *, where: str) -> Sniffed:
         raise CheckpointError(f"{where}: file not found")
     if path.is_dir():
         return _sniff_directory(path, where)
+    if not path.is_file():                  # reading a FIFO or a device would block or never end
+        raise CheckpointError(f"{where}: not a regular file (a pipe, socket or device); {_EXPECTED}")
     try:
         size = path.stat().st_size
         with open(path, "rb") as handle:

@@ -140,6 +140,21 @@ def test_bad_files(name, world, in_repo_root, tmp_path, reports, capsys):
     assert not MARKER.exists(), "a checkpoint ran code"
 
 
+@pytest.mark.parametrize("role", ["candidate", "data"])
+def test_a_pipe_given_as_a_file_is_refused_without_reading_it(role, world, tmp_path):
+    """A FIFO blocks its reader until a writer comes: the gate must refuse it, not hang (a subprocess with a
+    timeout, so that a hang fails the test instead of stopping the suite)."""
+    fifo = tmp_path / ("cand.pt" if role == "candidate" else "eval.npz")
+    os.mkfifo(fifo)
+    candidate, data = (fifo, world.data) if role == "candidate" else (world.good, fifo)
+    res = subprocess.run([sys.executable, "-m", "gate", "check", str(candidate), "--baseline", str(world.baseline),
+                          "--data", str(data), "--model-factory", FACTORY], capture_output=True, text=True,
+                         timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not a regular file" in lines[0] and str(fifo) in lines[0], res.stderr
+
+
 def test_usage_errors_are_one_line(capsys, world):
     res = run_cli(capsys, "check", world.good, "--data", world.data)
     _assert_clean_error(res, [], "--baseline")

@@ -410,6 +410,17 @@ def _plain_zip(tmp_path, net):
     return path
 
 
+def _truncated_legacy(tmp_path, net):
+    """torch.save's legacy (non-zip) format cut inside its pickled header, in the middle of a GLOBAL's name."""
+    whole = tmp_path / "legacy_whole.pt"
+    torch.save(net.state_dict(), whole, _use_new_zipfile_serialization=False)
+    blob = whole.read_bytes()
+    cut = blob.index(b"collections\n") + len(b"collections\n") + 3
+    path = tmp_path / "legacy_cut.pt"
+    path.write_bytes(blob[:cut])
+    return path
+
+
 def _write(name: str, content: bytes):
     def make(tmp_path, net):
         path = tmp_path / name
@@ -426,6 +437,7 @@ BAD_FILES = {
     "csv": (_write("eval.pt", b"text,label\nthe movie was good,1\n"), "looks like CSV"),
     "json": (_write("model.safetensors", b'{"weights": [1, 2, 3]}\n'), "looks like JSON"),
     "truncated safetensors": (_truncated_safetensors, "truncated safetensors"),
+    "truncated legacy pickle": (_truncated_legacy, "ends inside its pickled header"),
     "garbage data.pkl": (_zip_with_garbage_pickle, "data.pkl is not a valid pickle"),
     "broken torchscript": (_zip_with_broken_torchscript, "could not load it as a TorchScript archive"),
     "zip of something else": (_plain_zip, "not a PyTorch checkpoint"),
