@@ -113,10 +113,9 @@ def roc_vertices(counts: Counts) -> Vertices:
     vertex whose neighbours are collinear with it dropped; the first threshold is +inf, the (0, 0) point)."""
     tps, fps, sizes = counts.tps, counts.fps, counts.sizes
     keep = _ends(sizes)
-    inner = np.flatnonzero(~keep)
-    if inner.size:
-        dt, df = np.diff(tps), np.diff(fps)
-        keep[inner] = (dt[inner] != dt[inner - 1]) | (df[inner] != df[inner - 1])
+    if keep.size > 2:           # an inner vertex stays where the slope changes (at the ends the test is moot)
+        dt, df = tps[1:] - tps[:-1], fps[1:] - fps[:-1]
+        keep[1:-1] |= (dt[1:] != dt[:-1]) | (df[1:] != df[:-1])
     kept = np.flatnonzero(keep)
     ids = counts.ids[kept]
     out_sizes = np.bincount(ids, minlength=sizes.size) + 1
@@ -139,9 +138,8 @@ def pr_vertices(counts: Counts, *, drop_intermediate: bool = False) -> Vertices:
     precision, recall = counts.rates
     if drop_intermediate:
         keep = _ends(sizes)
-        inner = np.flatnonzero(~keep)
-        if inner.size:
-            keep[inner] = (tps[inner] != tps[inner - 1]) | (tps[inner + 1] != tps[inner])
+        if keep.size > 2:       # an inner threshold stays where the true positives change on either side
+            keep[1:-1] |= (tps[1:-1] != tps[:-2]) | (tps[2:] != tps[1:-1])
         kept = np.flatnonzero(keep)
         tps, thresholds, ids, precision, recall = tps[kept], thresholds[kept], ids[kept], precision[kept], recall[kept]
         sizes = np.bincount(ids, minlength=sizes.size)
