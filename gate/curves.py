@@ -287,8 +287,9 @@ def five_significant(q: np.ndarray) -> np.ndarray:
     d = p - m                           # exact
     m = m + ((d == 0.5) & (err > 0)) - ((d == -0.5) & (err < 0))
     out = m / _POW10[k]
-    for i in np.flatnonzero(~fast).tolist():
-        out[i] = float(f"{q[i]:.5g}")
+    slow = np.flatnonzero(~fast)
+    if slow.size:                       # Python floats format as numpy's do, without a numpy scalar per value
+        out[slow] = [float(f"{v:.5g}") for v in q[slow].tolist()]
     return out
 
 

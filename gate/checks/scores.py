@@ -66,6 +66,14 @@ DEFERRED_KINDS = ("logits", "binary_logit")
 SETTLE_CELLS = 1 << 22
 
 
+def _host(t: torch.Tensor) -> torch.Tensor:
+    """`t.detach().cpu()`, skipping the calls that would return `t` itself (each costs a few microseconds a batch,
+    more right after the models' forward pass has taken the caches)."""
+    if t.requires_grad:
+        t = t.detach()
+    return t if t.is_cpu else t.cpu()
+
+
 def log_odds_of(scores: torch.Tensor, kind: str, *, role: str) -> np.ndarray:
     """(B, K) float32 log-odds log(p_k / (1 - p_k)) of each class from the runner's scores of a `kind` output.
 
@@ -549,20 +557,21 @@ class ScoresCheck(Check):
 
     def update(self, step: Step) -> None:
         k = int(step.scores["baseline"].shape[1])
-        streams = self._stream is not None or self._bins is not None or self._n + len(step.labels) > self._max
+        y = _host(step.labels).numpy().astype(np.int32)
+        streams = self._stream is not None or self._bins is not None or self._n + y.size > self._max
         odds: dict[str, np.ndarray] = {}
         logits: dict[str, np.ndarray] = {}
         for role in ROLES:
-            scores = step.scores[role].detach().cpu()
-            if not streams and self._kind(role) in DEFERRED_KINDS and scores.dtype != torch.float64:
-                logits[role] = scores.float().numpy().copy()
+            scores = _host(step.scores[role])
+            kind = self._kind(role)
+            if not streams and kind in DEFERRED_KINDS and scores.dtype != torch.float64:
+                logits[role] = (scores if scores.dtype == torch.float32 else scores.float()).numpy().copy()
             else:
-                odds[role] = log_odds_of(scores, self._kind(role), role=role)
+                odds[role] = log_odds_of(scores, kind, role=role)
         if self._n == 0 and self.options.get("threshold") is not None and k != 2:
             raise ConfigError(
                 f"{self.ctx.config.where('checks.scores.threshold')}: a decision threshold needs a binary model, but "
                 f"the models output {k} classes")
-        y = step.labels.detach().cpu().numpy().astype(np.int32)
         index = int(step.offset) + np.arange(y.size, dtype=np.int64)
         if self._stream is None and (self._bins is not None or self._n + y.size > self._max):
             self._start_stream(k)
@@ -884,7 +893,7 @@ class ScoresCheck(Check):
     def _reliability_outputs(self) -> tuple[Table, tuple[Chart, ...], dict[str, Any]]:
         rel = self._reliability
         edges = rel["baseline"].edges.tolist()          # Python floats and ints: the values float() / int() give
-        labels = tuple(f"{edges[i]:.2f}-{edges[i + 1]:.2f}" for i in range(len(edges) - 1))
+        labels = _bin_labels(tuple(edges))
         lists = {role: (rel[role].count.tolist(), rel[role].confidence.tolist(), rel[role].accuracy.tolist())
                  for role in ROLES}
         rows = []
@@ -952,6 +961,12 @@ class ScoresCheck(Check):
                       headers=("metric", "baseline", "candidate", "delta"), rows=rows)
         return table, findings, {"value": t, "chosen_by": how, "spec": spec,
                                  "baseline": point["baseline"], "candidate": point["candidate"]}
+
+
+@lru_cache(maxsize=8)
+def _bin_labels(edges: tuple[float, ...]) -> tuple[str, ...]:
+    """The reliability diagram's bin labels, "0.00-0.07" ..."""
+    return tuple(f"{edges[i]:.2f}-{edges[i + 1]:.2f}" for i in range(len(edges) - 1))
 
 
 def _round(x: float) -> float | None:
