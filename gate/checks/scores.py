@@ -93,11 +93,13 @@ def log_odds_array(s: np.ndarray, kind: str, *, role: str) -> np.ndarray:
         top = s.argmax(axis=1)
         # +-inf logits give inf - inf (NaN, which ranks nothing and fails) or log(0): values, not warnings
         with np.errstate(divide="ignore", invalid="ignore"):
-            e = np.exp(s - s[rows, top][:, None])
+            shifted = s - s[rows, top][:, None]
+            e = np.exp(shifted)
             rest = e.sum(axis=1, keepdims=True) - e
             e[rows, top] = 0.0
             rest[rows, top] = e.sum(axis=1)
-            return (s - s[rows, top][:, None] - np.log(rest)).astype(np.float32)
+            shifted -= np.log(rest)
+            return shifted.astype(np.float32)
     p = s
     if kind == "probabilities":
         finite = np.isfinite(p).all(axis=1)
