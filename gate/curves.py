@@ -52,8 +52,13 @@ class Counts:
         """(precision, recall) at each threshold, as precision_recall_curve computes them (a curve without
         positives has recall 1 throughout)."""
         tps, predicted = self.tps, self.tps + self.fps
-        precision = np.divide(tps, predicted, out=np.zeros(tps.size), where=predicted != 0)
+        if predicted.all():             # a ranking's counts: something is predicted at every threshold
+            precision = tps / predicted
+        else:
+            precision = np.divide(tps, predicted, out=np.zeros(tps.size), where=predicted != 0)
         last = tps[np.cumsum(self.sizes) - 1][self.ids] if tps.size else tps
+        if last.all():                  # every curve has positives
+            return precision, tps / last
         return precision, np.where(last == 0, 1.0, tps / np.where(last == 0, 1, last))
 
 

@@ -375,7 +375,7 @@ def auc_parts(r: ClassRanking) -> tuple[np.ndarray, np.ndarray]:
         comp.ravel()[r.flat_order] = np.where(r.positive, v10, v01)        # back in sample order
         auc = segment_sums(comp[r.is_positive], n1) / n1          # the mean of V10 over the positives
         centred = comp - auc[:, None]
-        psi = np.where(r.is_positive, (n / n1)[:, None] * centred, (n / n0)[:, None] * centred)
+        psi = np.where(r.is_positive, (n / n1)[:, None], (n / n0)[:, None]) * centred     # each its own factor
     return auc, psi
 
 
