@@ -266,7 +266,9 @@ def rank_classes(scores: Sequence[np.ndarray], y: np.ndarray, classes: np.ndarra
     """The one-vs-rest rankings of `classes` (columns of each model's `scores` (n, K), positives where y is the
     class), model by model: rows model 0's classes, then model 1's."""
     classes = np.asarray(classes, dtype=np.int64)
-    columns = [np.asarray(s, dtype=np.float64)[:, classes].T for s in scores]
+    every = classes.size == np.shape(scores[0])[1] and bool((classes == np.arange(classes.size)).all())
+    columns = [np.asarray(s, dtype=np.float64).T if every else np.asarray(s, dtype=np.float64)[:, classes].T
+               for s in scores]                 # every column: no copy before the one concatenate makes
     is_positive = np.asarray(y)[None, :] == classes[:, None]
     return rank_rows(np.concatenate(columns) if len(columns) > 1 else columns[0],
                      np.tile(is_positive, (len(columns), 1)) if len(columns) > 1 else is_positive,
