@@ -11,7 +11,7 @@ Two scores variants: enabled with no thresholds (metrics, DeLong and normal inte
 and with a rule on every metric (which adds each rule's closed-form tests; the check resamples nothing).
 
     OMP_NUM_THREADS=1 python benchmarks/scores_overhead.py [--repeats 9] [--workload digits|cancer|reviews]
-        [--profile] [--tile K]
+        [--profile] [--tile K] [--warm N]
 
 `--workload reviews` is the reviews example: a real transformer (MiniLM-L6, 22M parameters) on 400 real movie
 reviews, two classes, the default checks of its gate.yaml (accuracy, per_class, flips; drift, slices and cases off).
@@ -23,7 +23,8 @@ With one thread: process time counts the CPU an idle OpenMP thread spins away, w
 the default run and hides the check's share.
 
 `--profile` prints cProfile's top functions (cumulative) inside the scores check's update() and compute() over the
-runs with a rule on every metric, instead of the timings.
+runs with a rule on every metric, instead of the timings. `--warm N` also times compute() alone, called N times again
+on one run's check (warm caches).
 """
 from __future__ import annotations
 
@@ -110,6 +111,8 @@ def main() -> None:
     parser.add_argument("--workload", choices=tuple(WORKLOADS), default="digits")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--tile", type=int, default=1, help="digits: evaluate this many (noised) copies of the data")
+    parser.add_argument("--warm", type=int, default=0,
+                        help="also time compute() alone, called this many times again on one run's check")
     args = parser.parse_args()
     raw, candidate, baseline, data, extra_rules = digits(args.tile) if args.workload == "digits" else \
         WORKLOADS[args.workload]()
@@ -176,6 +179,8 @@ def main() -> None:
             report = run_gate(config, sources)
             times[name].append(time.process_time() - t0)
             own[name].append(spent[0] + compute_spent[0])
+    if args.warm:
+        warm_compute(configs["+ scores, a rule on every metric"], sources, args.warm, compute)
     base = statistics.median(times["default checks"])
     n = report.data.num_samples
     print(f"workload {args.workload}: {n} samples, {report.models[0].num_classes} classes, "
@@ -185,6 +190,27 @@ def main() -> None:
         med, mine = statistics.median(times[name]), statistics.median(own[name])
         print(f"{name:36s} {med:16.4f} {med / base:9.3f} {mine:16.4f} {(base + mine) / base:12.3f}")
     print("goal: attributable ratio <= 1.05")
+
+
+def warm_compute(config, sources, calls: int, compute) -> None:
+    """compute() of one run's check (a rule on every metric) called `calls` more times in a row: its cost with warm
+    caches, against the in-run figure, which pays for the caches the models' forward pass took."""
+    checks = []
+
+    def grab(self):
+        checks.append(self)
+        return compute(self)
+
+    ScoresCheck.compute = grab
+    run_gate(config, sources)
+    ScoresCheck.compute = compute
+    spent = []
+    for _ in range(calls):
+        t0 = time.process_time()
+        compute(checks[0])
+        spent.append(time.process_time() - t0)
+    print(f"compute() alone, warm, a rule on every metric: median {statistics.median(spent) * 1e3:.2f} ms, "
+          f"min {min(spent) * 1e3:.2f} ms over {calls} calls")
 
 
 if __name__ == "__main__":
