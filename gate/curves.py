@@ -52,8 +52,13 @@ class Counts:
         """(precision, recall) at each threshold, as precision_recall_curve computes them (a curve without
         positives has recall 1 throughout)."""
         tps, predicted = self.tps, self.tps + self.fps
-        precision = np.divide(tps, predicted, out=np.zeros(tps.size), where=predicted != 0)
+        if predicted.all():             # a ranking's counts: something is predicted at every threshold
+            precision = tps / predicted
+        else:
+            precision = np.divide(tps, predicted, out=np.zeros(tps.size), where=predicted != 0)
         last = tps[np.cumsum(self.sizes) - 1][self.ids] if tps.size else tps
+        if last.all():                  # every curve has positives
+            return precision, tps / last
         return precision, np.where(last == 0, 1.0, tps / np.where(last == 0, 1, last))
 
 
@@ -113,10 +118,9 @@ def roc_vertices(counts: Counts) -> Vertices:
     vertex whose neighbours are collinear with it dropped; the first threshold is +inf, the (0, 0) point)."""
     tps, fps, sizes = counts.tps, counts.fps, counts.sizes
     keep = _ends(sizes)
-    inner = np.flatnonzero(~keep)
-    if inner.size:
-        dt, df = np.diff(tps), np.diff(fps)
-        keep[inner] = (dt[inner] != dt[inner - 1]) | (df[inner] != df[inner - 1])
+    if keep.size > 2:           # an inner vertex stays where the slope changes (at the ends the test is moot)
+        dt, df = tps[1:] - tps[:-1], fps[1:] - fps[:-1]
+        keep[1:-1] |= (dt[1:] != dt[:-1]) | (df[1:] != df[:-1])
     kept = np.flatnonzero(keep)
     ids = counts.ids[kept]
     out_sizes = np.bincount(ids, minlength=sizes.size) + 1
@@ -139,9 +143,8 @@ def pr_vertices(counts: Counts, *, drop_intermediate: bool = False) -> Vertices:
     precision, recall = counts.rates
     if drop_intermediate:
         keep = _ends(sizes)
-        inner = np.flatnonzero(~keep)
-        if inner.size:
-            keep[inner] = (tps[inner] != tps[inner - 1]) | (tps[inner + 1] != tps[inner])
+        if keep.size > 2:       # an inner threshold stays where the true positives change on either side
+            keep[1:-1] |= (tps[1:-1] != tps[:-2]) | (tps[2:] != tps[1:-1])
         kept = np.flatnonzero(keep)
         tps, thresholds, ids, precision, recall = tps[kept], thresholds[kept], ids[kept], precision[kept], recall[kept]
         sizes = np.bincount(ids, minlength=sizes.size)
@@ -289,8 +292,9 @@ def five_significant(q: np.ndarray) -> np.ndarray:
     d = p - m                           # exact
     m = m + ((d == 0.5) & (err > 0)) - ((d == -0.5) & (err < 0))
     out = m / _POW10[k]
-    for i in np.flatnonzero(~fast).tolist():
-        out[i] = float(f"{q[i]:.5g}")
+    slow = np.flatnonzero(~fast)
+    if slow.size:                       # Python floats format as numpy's do, without a numpy scalar per value
+        out[slow] = [float(f"{v:.5g}") for v in q[slow].tolist()]
     return out
 
 

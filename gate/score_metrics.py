@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
+from functools import cached_property, lru_cache
 
 import numpy as np
 from scipy import sparse
@@ -70,7 +71,7 @@ def top_k_hits(p: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
 
 def mean_influence(terms: np.ndarray) -> Influence:
     terms = np.asarray(terms, dtype=np.float64)
-    value = float(terms.mean()) if terms.size else float("nan")
+    value = float(np.add.reduce(terms) / terms.size) if terms.size else float("nan")   # np.mean's operations
     return Influence(value=value, psi=terms - value)
 
 
@@ -91,9 +92,11 @@ class Reliability:
 def confidence_bins(p: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top probability, its bin (intervals (i/B, (i+1)/B], the first closed at 0) and whether top-1 is right."""
     p = np.asarray(p)
-    conf = p.max(axis=1).astype(np.float64)
-    idx = np.clip(np.ceil(np.nan_to_num(conf, nan=0.0) * bins).astype(np.int64) - 1, 0, bins - 1)
-    return conf, idx, p.argmax(axis=1)
+    pred = p.argmax(axis=1)
+    conf = p.max(axis=1).astype(np.float64)         # not p[rows, pred]: max's NaN, whose sign bit differs
+    # fmax: NaN to 0 as nan_to_num does; a negative value lands in the first bin either way
+    idx = np.clip(np.ceil(np.fmax(conf, 0.0) * bins).astype(np.int64) - 1, 0, bins - 1)
+    return conf, idx, pred
 
 
 def reliability(p: np.ndarray, y: np.ndarray, *, bins: int = 15,
@@ -108,8 +111,16 @@ def reliability(p: np.ndarray, y: np.ndarray, *, bins: int = 15,
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf, acc = conf_sum / count, acc_sum / count
     n = max(len(y), 1)
-    ece = float(np.sum(np.abs(acc_sum - conf_sum)) / n) if np.isfinite(conf).all() else float("nan")
-    return Reliability(edges=np.linspace(0.0, 1.0, bins + 1), count=count, confidence=mean_conf, accuracy=acc, ece=ece)
+    ece = float(np.add.reduce(np.abs(acc_sum - conf_sum)) / n) if np.isfinite(conf).all() else float("nan")
+    return Reliability(edges=bin_edges(bins), count=count, confidence=mean_conf, accuracy=acc, ece=ece)
+
+
+@lru_cache(maxsize=8)
+def bin_edges(bins: int) -> np.ndarray:
+    """np.linspace(0, 1, bins + 1), read-only (shared by every Reliability of that many bins)."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    edges.setflags(write=False)
+    return edges
 
 
 def bin_bias(t: np.ndarray) -> np.ndarray:
@@ -212,6 +223,12 @@ class ClassRanking:
         """Row-wise positions (R, n) as positions in the flattened (R, n) arrays."""
         return position + (np.arange(self.classes.size) * self.order.shape[1])[:, None]
 
+    @cached_property
+    def flat_order(self) -> np.ndarray:
+        """flat(order): where each sorted position's value goes in the flattened sample-order arrays (ROC-AUC's and
+        PR-AUC's influences both scatter back through it)."""
+        return self.flat(self.order)
+
     def rows(self, index: np.ndarray) -> ClassRanking:
         """The rankings of rows `index` only."""
         return ClassRanking(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
@@ -249,7 +266,9 @@ def rank_classes(scores: Sequence[np.ndarray], y: np.ndarray, classes: np.ndarra
     """The one-vs-rest rankings of `classes` (columns of each model's `scores` (n, K), positives where y is the
     class), model by model: rows model 0's classes, then model 1's."""
     classes = np.asarray(classes, dtype=np.int64)
-    columns = [np.asarray(s, dtype=np.float64)[:, classes].T for s in scores]
+    every = classes.size == np.shape(scores[0])[1] and bool((classes == np.arange(classes.size)).all())
+    columns = [np.asarray(s, dtype=np.float64).T if every else np.asarray(s, dtype=np.float64)[:, classes].T
+               for s in scores]                 # every column: no copy before the one concatenate makes
     is_positive = np.asarray(y)[None, :] == classes[:, None]
     return rank_rows(np.concatenate(columns) if len(columns) > 1 else columns[0],
                      np.tile(is_positive, (len(columns), 1)) if len(columns) > 1 else is_positive,
@@ -314,19 +333,27 @@ def _per_model(rankings: Rankings, parts: Callable[[ClassRanking], tuple[np.ndar
     if not rankings.classes.size:
         return [Influence(value=float("nan"), psi=np.full(n, np.nan), strata=strata) for _ in range(m)]
     values: list[list[np.ndarray]] = [[] for _ in range(m)]
-    psi = [np.zeros(n) for _ in range(m)]
+    psi: list[np.ndarray | None] = [None] * m
     broken = np.zeros(m, dtype=bool)
     for r in rankings:
         broken[r.model[r.nan]] = True
         value, part = parts(r)
+        bounds = np.searchsorted(r.model, np.arange(m + 1)).tolist()      # rows are grouped by model, in order
         for i in range(m):
-            rows = r.model == i
+            rows = slice(bounds[i], bounds[i + 1])
             values[i].append(value[rows])
-            psi[i] = np.concatenate([psi[i][None, :], part[rows]]).sum(axis=0)
-    return [Influence(value=float("nan"), psi=np.full(n, np.nan), strata=strata) if broken[i] else
-            Influence(value=float(np.mean(np.concatenate(values[i]))), psi=psi[i] / rankings.classes.size,
-                      strata=strata)
-            for i in range(m)]
+            # the rows added in sequence onto the running sum (the first chunk's onto zeros), as a loop adds them
+            psi[i] = np.add.reduce(part[rows], axis=0, initial=0.0) if psi[i] is None else \
+                np.concatenate([psi[i][None, :], part[rows]]).sum(axis=0)
+    out = []
+    for i in range(m):
+        if broken[i]:
+            out.append(Influence(value=float("nan"), psi=np.full(n, np.nan), strata=strata))
+        else:
+            v = values[i][0] if len(values[i]) == 1 else np.concatenate(values[i])
+            out.append(Influence(value=float(np.add.reduce(v) / v.size), psi=psi[i] / rankings.classes.size,
+                                 strata=strata))           # np.mean's operations
+    return out
 
 
 # -------------------------------------------------------------------------------------------------- ROC-AUC
@@ -347,10 +374,10 @@ def auc_parts(r: ClassRanking) -> tuple[np.ndarray, np.ndarray]:
         v10 = (n0[:, None] - 0.5 * ((r.first - r.tp_above) + (r.last + 1 - r.tp_through))) / n0[:, None]
         v01 = 1.0 - (n1[:, None] - 0.5 * (r.tp_above + r.tp_through)) / n1[:, None]
         comp = np.empty((c, n))
-        comp.ravel()[r.flat(r.order)] = np.where(r.positive, v10, v01)        # back in sample order
+        comp.ravel()[r.flat_order] = np.where(r.positive, v10, v01)        # back in sample order
         auc = segment_sums(comp[r.is_positive], n1) / n1          # the mean of V10 over the positives
         centred = comp - auc[:, None]
-        psi = np.where(r.is_positive, (n / n1)[:, None] * centred, (n / n0)[:, None] * centred)
+        psi = np.where(r.is_positive, (n / n1)[:, None], (n / n0)[:, None]) * centred     # each its own factor
     return auc, psi
 
 
@@ -474,7 +501,7 @@ def ap_parts(r: ClassRanking) -> tuple[np.ndarray, np.ndarray]:
         pi = (n1 / n)[:, None]
         psi_sorted = (ys * h - ap * pi + (ys * tail_c - tail_ch) / n - ap * (ys - pi)) / pi
     psi = np.empty((c, n))
-    psi.ravel()[r.flat(r.order)] = psi_sorted
+    psi.ravel()[r.flat_order] = psi_sorted
     return ap[:, 0], psi
 
 
@@ -518,12 +545,22 @@ def contrast_se(psi: np.ndarray, strata: np.ndarray | None) -> float:
         return float("nan")
     if strata is None:
         return float(np.sqrt(sample_variance(psi) / n))
-    groups = np.unique(strata, return_inverse=True)[1]
+    groups = stratum_groups(strata)
     sizes = np.bincount(groups).astype(np.float64)
     means = np.bincount(groups, weights=psi) / sizes
     ss = np.bincount(groups, weights=(psi - means[groups]) ** 2)
     scale = np.where(sizes > 1, sizes / np.maximum(sizes - 1, 1), 0.0)
     return float(np.sqrt(np.sum(scale * ss)) / n)
+
+
+def stratum_groups(strata: np.ndarray) -> np.ndarray:
+    """np.unique(strata, return_inverse=True)[1]: each value's place among the distinct values, ascending (for
+    non-negative integers, such as labels, from a bincount: no sort)."""
+    strata = np.asarray(strata)
+    if strata.dtype.kind in "iu" and strata.size and strata.min() >= 0:
+        present = np.bincount(strata) > 0
+        return (np.cumsum(present) - 1)[strata]
+    return np.unique(strata, return_inverse=True)[1]
 
 
 def delong_paired(p_baseline: np.ndarray, p_candidate: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:

@@ -66,6 +66,14 @@ DEFERRED_KINDS = ("logits", "binary_logit")
 SETTLE_CELLS = 1 << 22
 
 
+def _host(t: torch.Tensor) -> torch.Tensor:
+    """`t.detach().cpu()`, skipping the calls that would return `t` itself (each costs a few microseconds a batch,
+    more right after the models' forward pass has taken the caches)."""
+    if t.requires_grad:
+        t = t.detach()
+    return t if t.is_cpu else t.cpu()
+
+
 def log_odds_of(scores: torch.Tensor, kind: str, *, role: str) -> np.ndarray:
     """(B, K) float32 log-odds log(p_k / (1 - p_k)) of each class from the runner's scores of a `kind` output.
 
@@ -85,11 +93,13 @@ def log_odds_array(s: np.ndarray, kind: str, *, role: str) -> np.ndarray:
         top = s.argmax(axis=1)
         # +-inf logits give inf - inf (NaN, which ranks nothing and fails) or log(0): values, not warnings
         with np.errstate(divide="ignore", invalid="ignore"):
-            e = np.exp(s - s[rows, top][:, None])
+            shifted = s - s[rows, top][:, None]
+            e = np.exp(shifted)
             rest = e.sum(axis=1, keepdims=True) - e
             e[rows, top] = 0.0
             rest[rows, top] = e.sum(axis=1)
-            return (s - s[rows, top][:, None] - np.log(rest)).astype(np.float32)
+            shifted -= np.log(rest)
+            return shifted.astype(np.float32)
     p = s
     if kind == "probabilities":
         finite = np.isfinite(p).all(axis=1)
@@ -215,7 +225,7 @@ def proportion_counts(m: _Measure) -> tuple[int, int, int, int]:
         return m.pairs
     assert m.hits is not None
     hb, hc = m.hits
-    return int(np.sum(hb & ~hc)), int(np.sum(~hb & hc)), int(hb.size), int(hc.sum())
+    return int(np.count_nonzero(hb & ~hc)), int(np.count_nonzero(~hb & hc)), int(hb.size), int(np.count_nonzero(hc))
 
 
 def allowance_bounds(rule: str, m: _Measure) -> tuple[float, float]:
@@ -273,12 +283,10 @@ def skew_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float
     """Hall's skewness-corrected test of the compared quantity, a mean of the rule's per-sample influences: t =
     (value - bound) / se is read through hall_statistic with a = SKEW_INFLATION x skewness / sqrt(N) (N every sample;
     in streamed mode the kept sample's skewness). None where se is 0 or undefined (the normal test decides)."""
-    value = compared_value(rule, m.baseline, m.candidate)
-    se = contrast_spread(rule, m, stratified=False) * m.scale
-    if not (math.isfinite(se) and se > 0 and math.isfinite(value)):
+    parts = _skew_parts(rule, m)
+    if parts is None:
         return None
-    size = m.psi_candidate.size
-    a = SKEW_INFLATION * _spread(m, ("skew", rule), lambda: skewness(contrast_influence(rule, m))) * m.scale / math.sqrt(size)
+    value, se, a = parts
     z = _z(confidence)
 
     def p_above(bound: float) -> float:         # the claim "truly above the bound": large g(t) rejects "at or below"
@@ -289,7 +297,22 @@ def skew_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float
 
     beyond, within = _claims(rule, p_above(threshold), p_below(threshold))
     return Evidence(p_beyond=beyond, p_within=within, p_worse=None if rule in ("min", "max") else p_above(0.0),
-                    interval=(value - se * hall_quantile(z, a), value - se * hall_quantile(-z, a)), method=m.method)
+                    interval=_skew_interval(value, se, a, z), method=m.method)
+
+
+def _skew_parts(rule: str, m: _Measure) -> tuple[float, float, float] | None:
+    """(value, se, a) of `skew_evidence`, None where it has no test."""
+    value = compared_value(rule, m.baseline, m.candidate)
+    se = contrast_spread(rule, m, stratified=False) * m.scale
+    if not (math.isfinite(se) and se > 0 and math.isfinite(value)):
+        return None
+    size = m.psi_candidate.size
+    a = SKEW_INFLATION * _spread(m, ("skew", rule), lambda: skewness(contrast_influence(rule, m))) * m.scale / math.sqrt(size)
+    return value, se, a
+
+
+def _skew_interval(value: float, se: float, a: float, z: float) -> tuple[float, float]:
+    return value - se * hall_quantile(z, a), value - se * hall_quantile(-z, a)
 
 
 def _forward(transform: str, x: float) -> float:
@@ -322,17 +345,12 @@ def transformed_evidence(rule: str, m: _Measure, *, threshold: float, confidence
     mapped back with the baseline held at its estimate. A loss or a precision whose spread grows with its level (a
     few confident mistakes, a low average precision) keeps its interval from being short exactly where the estimate
     is. None where f is undefined at an estimate (an average precision of 1): the normal test decides."""
-    f, b, c = m.transform, m.baseline, m.candidate
+    parts = _transformed_parts(rule, m)
+    if parts is None:
+        return None
+    se, anchor, delta = parts
+    f, b = m.transform, m.baseline
     absolute = rule in ("min", "max")
-    fb, fc = _forward(f, b), _forward(f, c)
-    if not (math.isfinite(fb) and math.isfinite(fc)):
-        return None
-    se = _spread(m, ("transformed", absolute), lambda: sm.contrast_se(
-        m.psi_candidate * _slope(f, c) - (0.0 if absolute else m.psi_baseline * _slope(f, b)), None)) * m.scale
-    if not (math.isfinite(se) and se > 0):
-        return None
-    anchor = fc if absolute else fb
-    delta = fc - anchor
     rising = rule in ("min", "max", "max_increase", "max_relative_increase")   # compared value grows with candidate
 
     def at(bound: float) -> float:
@@ -346,11 +364,32 @@ def transformed_evidence(rule: str, m: _Measure, *, threshold: float, confidence
         d = at(bound)
         return float(ndtr((delta - d) / se)) if rising else float(ndtr((d - delta) / se))
 
-    z = _z(confidence)
-    ends = sorted(compared_value(rule, b, _backward(f, anchor + delta + s * z * se)) for s in (-1.0, 1.0))
+    ends = _transformed_interval(rule, m, se, anchor, delta, _z(confidence))
     beyond, within = _claims(rule, p_above(threshold), p_below(threshold))
     return Evidence(p_beyond=beyond, p_within=within, p_worse=None if absolute else p_above(0.0),
-                    interval=(ends[0], ends[1]), method=m.method)
+                    interval=ends, method=m.method)
+
+
+def _transformed_parts(rule: str, m: _Measure) -> tuple[float, float, float] | None:
+    """(se, anchor, delta) of `transformed_evidence` on its scale, None where it has no test."""
+    f, b, c = m.transform, m.baseline, m.candidate
+    absolute = rule in ("min", "max")
+    fb, fc = _forward(f, b), _forward(f, c)
+    if not (math.isfinite(fb) and math.isfinite(fc)):
+        return None
+    se = _spread(m, ("transformed", absolute), lambda: sm.contrast_se(
+        m.psi_candidate * _slope(f, c) - (0.0 if absolute else m.psi_baseline * _slope(f, b)), None)) * m.scale
+    if not (math.isfinite(se) and se > 0):
+        return None
+    anchor = fc if absolute else fb
+    return se, anchor, fc - anchor
+
+
+def _transformed_interval(rule: str, m: _Measure, se: float, anchor: float, delta: float,
+                          z: float) -> tuple[float, float]:
+    ends = sorted(compared_value(rule, m.baseline, _backward(m.transform, anchor + delta + s * z * se))
+                  for s in (-1.0, 1.0))
+    return ends[0], ends[1]
 
 
 def hull_evidence(evidences: list[Evidence | None]) -> Evidence:
@@ -398,8 +437,29 @@ def delta_interval(m: _Measure, *, confidence: float) -> tuple[float, float] | N
     if m.bias is not None:
         return d - m.bias[1] - z * se, d + m.bias[0] + z * se
     if m.transform and math.isfinite(se):
-        return rule_evidence("max_increase", m, threshold=0.0, confidence=confidence).interval
+        return hull_interval("max_increase", m, confidence=confidence)
     return d - z * se, d + z * se
+
+
+def hull_interval(rule: str, m: _Measure, *, confidence: float) -> tuple[float, float]:
+    """`rule_evidence(rule, m, ...).interval` of a measure with a transform and a finite spread, without the
+    p-values (no interval depends on the threshold): the normal one's hull with the transformed and skew-corrected
+    ones, taken in the same order."""
+    z = _z(confidence)
+    value = compared_value(rule, m.baseline, m.candidate)
+    se = contrast_spread(rule, m, stratified=m.strata is not None) * m.scale
+    lo, hi = value - z * se, value + z * se
+    others = []
+    parts = _transformed_parts(rule, m)
+    if parts is not None:
+        others.append(_transformed_interval(rule, m, *parts, z))
+    if m.skew:
+        skew = _skew_parts(rule, m)
+        if skew is not None:
+            others.append(_skew_interval(*skew, z))
+    for a, b in others:
+        lo, hi = min(lo, a), max(hi, b)
+    return lo, hi
 
 
 # -------------------------------------------------------------------------------------------- thresholds
@@ -499,20 +559,21 @@ class ScoresCheck(Check):
 
     def update(self, step: Step) -> None:
         k = int(step.scores["baseline"].shape[1])
-        streams = self._stream is not None or self._bins is not None or self._n + len(step.labels) > self._max
+        y = _host(step.labels).numpy().astype(np.int32)
+        streams = self._stream is not None or self._bins is not None or self._n + y.size > self._max
         odds: dict[str, np.ndarray] = {}
         logits: dict[str, np.ndarray] = {}
         for role in ROLES:
-            scores = step.scores[role].detach().cpu()
-            if not streams and self._kind(role) in DEFERRED_KINDS and scores.dtype != torch.float64:
-                logits[role] = scores.float().numpy().copy()
+            scores = _host(step.scores[role])
+            kind = self._kind(role)
+            if not streams and kind in DEFERRED_KINDS and scores.dtype != torch.float64:
+                logits[role] = (scores if scores.dtype == torch.float32 else scores.float()).numpy().copy()
             else:
-                odds[role] = log_odds_of(scores, self._kind(role), role=role)
+                odds[role] = log_odds_of(scores, kind, role=role)
         if self._n == 0 and self.options.get("threshold") is not None and k != 2:
             raise ConfigError(
                 f"{self.ctx.config.where('checks.scores.threshold')}: a decision threshold needs a binary model, but "
                 f"the models output {k} classes")
-        y = step.labels.detach().cpu().numpy().astype(np.int32)
         index = int(step.offset) + np.arange(y.size, dtype=np.int64)
         if self._stream is None and (self._bins is not None or self._n + y.size > self._max):
             self._start_stream(k)
@@ -692,9 +753,10 @@ class ScoresCheck(Check):
         top_k = int(self.options.get("top_k", 5))
         if k > top_k:
             hits = {r: sm.top_k_hits(odds[r], y, top_k) for r in ROLES}
-            out["top_k_accuracy"] = _Measure(float(hits["baseline"].mean()), float(hits["candidate"].mean()),
-                                             hits["baseline"] - hits["baseline"].mean(),
-                                             hits["candidate"] - hits["candidate"].mean(),
+            rate = {r: hits[r].mean() for r in ROLES}
+            out["top_k_accuracy"] = _Measure(float(rate["baseline"]), float(rate["candidate"]),
+                                             hits["baseline"] - rate["baseline"],
+                                             hits["candidate"] - rate["candidate"],
                                              hits=(hits["baseline"], hits["candidate"]), method="Tango score")
         bins = int(self.options.get("ece_bins", 15))
         binned = {r: sm.confidence_bins(p[r], bins) for r in ROLES}
@@ -832,15 +894,17 @@ class ScoresCheck(Check):
 
     def _reliability_outputs(self) -> tuple[Table, tuple[Chart, ...], dict[str, Any]]:
         rel = self._reliability
-        edges = rel["baseline"].edges
-        labels = tuple(f"{edges[i]:.2f}-{edges[i + 1]:.2f}" for i in range(len(edges) - 1))
+        edges = rel["baseline"].edges.tolist()          # Python floats and ints: the values float() / int() give
+        labels = _bin_labels(tuple(edges))
+        lists = {role: (rel[role].count.tolist(), rel[role].confidence.tolist(), rel[role].accuracy.tolist())
+                 for role in ROLES}
         rows = []
+        (bn, bconf, bacc), (cn, cconf, cacc) = lists["baseline"], lists["candidate"]
         for i, label in enumerate(labels):
-            b, c = rel["baseline"], rel["candidate"]
-            if b.count[i] == 0 and c.count[i] == 0:
+            if bn[i] == 0 and cn[i] == 0:
                 continue
-            rows.append((label, int(b.count[i]), _round(b.confidence[i]), _round(b.accuracy[i]),
-                         int(c.count[i]), _round(c.confidence[i]), _round(c.accuracy[i])))
+            rows.append((label, int(bn[i]), _round(bconf[i]), _round(bacc[i]),
+                         int(cn[i]), _round(cconf[i]), _round(cacc[i])))
         table = Table(title=f"Reliability diagram (top-label confidence; ECE baseline {rel['baseline'].ece:.4f}, "
                             f"candidate {rel['candidate'].ece:.4f})",
                       headers=("confidence bin", "samples b", "confidence b", "accuracy b", "samples c",
@@ -848,17 +912,17 @@ class ScoresCheck(Check):
                       rows=tuple(rows))
         charts = tuple(
             Chart(title=f"Reliability, {role}: accuracy per confidence bin (calibrated: accuracy = confidence)",
-                  labels=tuple(labels[i] for i in range(len(labels)) if rel[role].count[i] > 0),
-                  values=tuple(round(float(rel[role].accuracy[i]), 4) for i in range(len(labels))
-                               if rel[role].count[i] > 0),
+                  labels=tuple(labels[i] for i in range(len(labels)) if lists[role][0][i] > 0),
+                  values=tuple(round(float(lists[role][2][i]), 4) for i in range(len(labels))
+                               if lists[role][0][i] > 0),
                   y_label="accuracy")
             for role in ROLES)
         data = {"edges": [float(e) for e in edges], "bins": len(labels)}
         for role in ROLES:
-            r = rel[role]
-            data[role] = {"ece": r.ece, "count": [int(x) for x in r.count],
-                          "confidence": [None if x != x else float(x) for x in r.confidence],
-                          "accuracy": [None if x != x else float(x) for x in r.accuracy]}
+            count, confidence, accuracy = lists[role]
+            data[role] = {"ece": rel[role].ece, "count": [int(x) for x in count],
+                          "confidence": [None if x != x else float(x) for x in confidence],
+                          "accuracy": [None if x != x else float(x) for x in accuracy]}
         return table, charts, data
 
     def _curve_outputs(self, odds: dict[str, np.ndarray], y: np.ndarray,
@@ -899,6 +963,12 @@ class ScoresCheck(Check):
                       headers=("metric", "baseline", "candidate", "delta"), rows=rows)
         return table, findings, {"value": t, "chosen_by": how, "spec": spec,
                                  "baseline": point["baseline"], "candidate": point["candidate"]}
+
+
+@lru_cache(maxsize=8)
+def _bin_labels(edges: tuple[float, ...]) -> tuple[str, ...]:
+    """The reliability diagram's bin labels, "0.00-0.07" ..."""
+    return tuple(f"{edges[i]:.2f}-{edges[i + 1]:.2f}" for i in range(len(edges) - 1))
 
 
 def _round(x: float) -> float | None:

@@ -376,3 +376,26 @@ def test_a_nan_score_in_streamed_mode_fails_as_in_exact_mode_without_a_traceback
     from sklearn.metrics import log_loss
     base = next(f for f in got.findings if f.metric == "log_loss").baseline
     assert base == pytest.approx(log_loss(y, softmax(zb)), rel=1e-7)     # float32 logits
+
+
+def test_a_curve_without_positives_beside_others_gets_scikit_learns_precision_recall():
+    """Precision and recall take a fast path when every count is non-zero; a curve with no positives (recall 1
+    throughout, as scikit-learn sets it) among others must still be scikit-learn's, and leave the others' alone."""
+    import warnings
+
+    rng = np.random.default_rng(77)
+    n = 120
+    scores = [np.round(rng.standard_normal(n), 1) for _ in range(3)]
+    positives = [rng.random(n) < 0.4, np.zeros(n, dtype=bool), rng.random(n) < 0.2]
+    parts = [cv.clf_counts(s, p) for s, p in zip(scores, positives)]
+    counts = cv.Counts(tps=np.concatenate([c.tps for c in parts]), fps=np.concatenate([c.fps for c in parts]),
+                       thresholds=np.concatenate([c.thresholds for c in parts]),
+                       sizes=np.array([c.sizes[0] for c in parts]))
+    pr = cv.pr_vertices(counts, drop_intermediate=False)
+    stop = np.cumsum(pr.sizes)
+    for i, (s, p) in enumerate(zip(scores, positives)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")               # scikit-learn warns that recall is undefined, set to 1
+            sk_p, sk_r, _ = precision_recall_curve(p, s, drop_intermediate=False)
+        sl = slice(stop[i] - pr.sizes[i], stop[i])
+        assert np.array_equal(pr.x[sl], sk_r) and np.array_equal(pr.y[sl], sk_p)

@@ -801,3 +801,44 @@ def test_each_hull_claims_exactly_where_its_interval_excludes_the_threshold(metr
         if abs(threshold - lo) > 1e-9 * (hi - lo) and abs(threshold - hi) > 1e-9 * (hi - lo):
             assert (above < 0.025) == (threshold < lo)              # "truly above the threshold" claimed
             assert (below < 0.025) == (threshold > hi)              # "truly below" claimed
+
+
+@pytest.mark.parametrize("metric,rule", [("log_loss", "max_increase"), ("log_loss", "max_relative_increase"),
+                                         ("log_loss", "max"), ("pr_auc", "max_drop"), ("pr_auc", "min"),
+                                         ("brier", "max_increase")])
+def test_the_tables_hull_interval_is_the_rules_interval_bit_for_bit(metric, rule):
+    """The table's interval is computed without the p-values (hull_interval); it must be the interval the rule's
+    evidence carries, whatever the threshold (which no interval depends on), exactly."""
+    from gate.checks.scores import _Measure, hull_interval, rule_evidence
+
+    y, zb, zc = world(300, 2, seed=32, signal=0.6, temperature=2.2)
+    pb, pc = softmax(zb).astype(np.float64), softmax(zc).astype(np.float64)
+    if metric == "pr_auc":
+        ib, ic = sm.pr_auc_influence(pb, y), sm.pr_auc_influence(pc, y)
+        m = _Measure(ib.value, ic.value, ib.psi, ic.psi, transform="logit")
+    else:
+        terms = sm.brier_terms if metric == "brier" else (lambda p, y: -np.log(p[np.arange(y.size), y]))
+        ib, ic = sm.mean_influence(terms(pb, y)), sm.mean_influence(terms(pc, y))
+        m = _Measure(ib.value, ic.value, ib.psi, ic.psi, transform="log", skew=True)
+    for confidence in (0.9, 0.95, 0.99):
+        fresh = _Measure(m.baseline, m.candidate, m.psi_baseline, m.psi_candidate, transform=m.transform,
+                         skew=m.skew)                    # no spreads cached from the evidence below
+        interval = hull_interval(rule, fresh, confidence=confidence)
+        for threshold in (-0.05, 0.0, 0.01, 0.3):
+            assert rule_evidence(rule, m, threshold=threshold, confidence=confidence).interval == interval
+
+
+def test_stratum_groups_are_numpys_unique_inverse():
+    rng = np.random.default_rng(40)
+    for labels in (rng.integers(0, 7, 500), rng.choice([0, 3, 9, 40], 300), np.array([5]), np.zeros(10, np.int32),
+                   rng.integers(-3, 3, 200), rng.standard_normal(50).round(1)):
+        want = np.unique(labels, return_inverse=True)[1]
+        got = sm.stratum_groups(labels)
+        assert np.array_equal(got, want) and got.shape == labels.shape
+        psi = rng.standard_normal(labels.size)
+        if labels.size < 2:
+            assert math.isnan(sm.contrast_se(psi, labels))
+            continue
+        assert sm.contrast_se(psi, labels) == pytest.approx(
+            np.sqrt(sum(np.var(psi[labels == v], ddof=1) * (labels == v).sum() for v in np.unique(labels)
+                        if (labels == v).sum() > 1)) / labels.size, rel=1e-12)
