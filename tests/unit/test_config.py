@@ -74,3 +74,53 @@ def test_role_overrides_for_models():
     assert cfg.model_options("baseline")["factory"] == "a.b:c"
     assert cfg.model_options("candidate")["factory"] == "x.y:z"
     assert cfg.model_options("candidate")["kwargs"] == {"width": 2}
+
+
+@pytest.mark.parametrize("raw,key,maximum", [
+    ({"seed": 2**32}, "seed", 2**32 - 1),
+    ({"seed": 2**70}, "seed", 2**32 - 1),
+    ({"threads": 10**9}, "threads", 1024),
+    ({"threads": 2**63 - 1}, "threads", 1024),
+    ({"decision": {"bootstrap_resamples": 10**12}}, "decision.bootstrap_resamples", 1_000_000),
+    ({"data": {"batch_size": 2**21}}, "data.batch_size", 2**20),
+    ({"data": {"limit": 2**64}}, "data.limit", 2**53 - 1),
+    ({"checks": {"latency": {"batch_sizes": [1, 10**6]}}}, "checks.latency.batch_sizes[1]", 65536),
+    ({"checks": {"latency": {"threads": 4096}}}, "checks.latency.threads", 1024),
+    ({"checks": {"latency": {"max_rounds": 10**7}}}, "checks.latency.max_rounds", 1_000_000),
+    ({"checks": {"onnx": {"opset": 1000}}}, "checks.onnx.opset", 99),
+    ({"checks": {"scores": {"max_samples": 10**9}}}, "checks.scores.max_samples", 100_000_000),
+    ({"checks": {"sanity": {"samples": 10**6}}}, "checks.sanity.samples", 100_000),
+])
+def test_integers_that_reach_numpy_or_torch_are_bounded(raw, key, maximum):
+    with pytest.raises(ConfigError) as err:
+        build_config(raw, source="gate.yaml")
+    assert str(err.value).startswith(f"gate.yaml: {key}: ") and f"maximum of {maximum}" in str(err.value)
+    at_most = json.loads(json.dumps(raw).replace(str(_first_int(raw)), str(maximum)))
+    build_config(at_most, source="gate.yaml")      # the bound itself is valid
+
+
+def _first_int(node):
+    if isinstance(node, dict):
+        node = next(iter(node.values()))
+        return _first_int(node)
+    if isinstance(node, list):
+        return _first_int(node[-1])
+    return node
+
+
+def test_every_integer_in_the_schema_has_an_upper_bound():
+    unbounded = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            kind = node.get("type")
+            if (kind == "integer" or (isinstance(kind, list) and "integer" in kind)) and "maximum" not in node:
+                unbounded.append(path)
+            for key, value in node.items():
+                walk(value, f"{path}/{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{path}[{i}]")
+
+    walk(config_schema(), "")
+    assert unbounded == []
