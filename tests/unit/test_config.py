@@ -124,3 +124,72 @@ def test_every_integer_in_the_schema_has_an_upper_bound():
 
     walk(config_schema(), "")
     assert unbounded == []
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("version: 1\n1: x\n", 'gate.yaml: (top level): a key must be a string, found int 1 (quote it: "1")'),
+    ("version: 1\n1: x\nzz: y\n", 'gate.yaml: (top level): a key must be a string, found int 1 (quote it: "1")'),
+    ("checks:\n  accuracy:\n    2: {max_drop: 0.1}\n    accuracy: {max_drop: 0.1}\n",
+     'gate.yaml: checks.accuracy: a key must be a string, found int 2 (quote it: "2")'),
+    ("version: 1\nnull: x\n", 'gate.yaml: (top level): a key must be a string, found null (quote it: "null")'),
+    ("model:\n  kwargs:\n    true: 1\n", 'gate.yaml: model.kwargs: a key must be a string, found bool True (quote it: "true")'),
+    ("version: 1\n? [a, b]\n: 1\n", "gate.yaml:2: (top level): a key must be a string, found a list"),
+    ("checks:\n  accuracy:\n    ? {a: 1}\n    : 2\n", "gate.yaml:3: checks.accuracy: a key must be a string, found a mapping"),
+    ("x: " + "[" * 5000 + "]" * 5000 + "\n", "gate.yaml:1: nested deeper than 64 levels"),
+    ("x: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n", "gate.yaml:1: nested deeper than 64 levels"),
+])
+def test_keys_that_are_not_strings_and_deep_nesting_are_one_config_error(tmp_path, text, expected):
+    (tmp_path / "gate.yaml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "gate.yaml")
+    assert str(err.value) == f"{tmp_path}/{expected}"
+
+
+def test_deep_json_is_a_config_error(tmp_path):
+    for depth in (100, 5000):     # below and beyond what json's decoder recurses into
+        (tmp_path / "gate.json").write_text('{"x": ' + "[" * depth + "]" * depth + "}")
+        with pytest.raises(ConfigError, match=r"gate\.json: .*nested deeper than 64 levels$"):
+            load_config(tmp_path / "gate.json")
+
+
+def test_nesting_up_to_the_limit_is_read(tmp_path):
+    kwargs = "{a: " * 62 + "1" + "}" * 62        # model.kwargs.a.a... : 64 levels below the top
+    (tmp_path / "gate.yaml").write_text(f"model:\n  kwargs: {kwargs}\n")
+    cfg = load_config(tmp_path / "gate.yaml")
+    node, depth = cfg.model["kwargs"], 2
+    while isinstance(node, dict):
+        node, depth = node["a"], depth + 1
+    assert (node, depth) == (1, 64)
+
+
+def test_a_dict_config_with_a_key_that_is_not_a_string_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"^config: model: a key must be a string, found int 3"):
+        build_config({"model": {3: "x"}}, source="config")
+
+
+def test_error_messages_quote_a_long_value_in_part():
+    with pytest.raises(ConfigError) as err:
+        build_config({"class_names": ["a"] * 99_000}, source="gate.yaml")
+    assert str(err.value) == "gate.yaml: class_names: ['a', 'a', 'a', 'a', 'a', ... (99000 entries)] has non-unique elements"
+    with pytest.raises(ConfigError) as err:
+        build_config({"device": "x" * 100_000}, source="gate.yaml")
+    assert len(str(err.value)) < 400 and "(100002 characters)" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        build_config({"seed": list(range(50_000))}, source="gate.yaml")
+    assert len(str(err.value)) < 400 and "(50000 entries)" in str(err.value)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"seed": 2**40}, "options: seed: 1099511627776 is greater than the maximum of 4294967295"),
+    ({"seed": 2**64}, "options: seed: 18446744073709551616 is greater than the maximum of 4294967295"),
+    ({"threads": 10**9}, "options: threads: 1000000000 is greater than the maximum of 1024"),
+    ({"config": {1: "x"}}, 'config: (top level): a key must be a string, found int 1 (quote it: "1")'),
+    ({"config": {"decision": {"bootstrap_resamples": 10**12}}},
+     "config: decision.bootstrap_resamples: 1000000000000 is greater than the maximum of 1000000"),
+])
+def test_the_python_api_raises_config_errors_for_out_of_range_settings(kwargs, message):
+    import gate
+
+    with pytest.raises(gate.GateError) as err:
+        gate.check("cand.safetensors", "prod.safetensors", "eval.npz", **kwargs)
+    assert isinstance(err.value, ConfigError) and str(err.value) == message
