@@ -110,6 +110,23 @@ def output_paths(command: click.Command, ctx: click.Context, args: list[str]) ->
     return found
 
 
+class GateGroup(click.Group):
+    """`gate`: a usage error before `check` is reached (`gate --bogus check ... --json r.json`) still removes the
+    reports that check's arguments name, as CheckCommand would have."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError:
+            if "check" in args and not _other_rank():
+                from gate.report.write import remove_stale
+
+                rest = args[args.index("check") + 1:]
+                for path in output_paths(check, click.Context(check, parent=ctx, info_name="check"), rest):
+                    remove_stale(path)
+            raise
+
+
 def _other_rank() -> bool:
     """A torchrun rank other than 0: rank 0 alone writes (and so removes) the reports."""
     import os
@@ -117,7 +134,7 @@ def _other_rank() -> bool:
     return os.environ.get("WORLD_SIZE", "1") != "1" and os.environ.get("RANK", "0") != "0"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.group(cls=GateGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(gate.__version__, prog_name="gate")
 def cli() -> None:
     """gate: fail the pipeline when a candidate PyTorch checkpoint regresses against the production baseline.

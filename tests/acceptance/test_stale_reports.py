@@ -129,3 +129,10 @@ def test_a_report_on_a_full_device_is_one_error_line(world, in_repo_root, tmp_pa
     assert res.code == 2, res.err
     assert res.err.strip().splitlines() == ["error: cannot write /dev/full: No space left on device"]
     assert not paths[1].exists() and not list(tmp_path.glob(".r.md.*"))
+
+
+def test_a_usage_error_before_check_is_reached_still_removes_its_reports(tmp_path, capsys):
+    paths = _stale_reports(tmp_path)
+    res = run_cli(capsys, "--bogus", "check", "c.pt", "-b", "b.pt", *_report_options(paths))
+    assert res.code == 2 and res.err.count("\n") == 1 and "--bogus" in res.err, res.err
+    assert not any(p.exists() for p in paths)
