@@ -93,7 +93,7 @@ def check_writable(path: str | Path) -> None:
     """Fail before the (long) run if a report could not be written there."""
     target = Path(path)
     if target.is_dir():
-        raise ConfigError(f"{target}: report path is a directory")
+        raise ConfigError(f"cannot write {target}: it is a directory")
     if _is_special(target):
         return
     parent = target.parent if str(target.parent) else Path(".")
@@ -101,7 +101,7 @@ def check_writable(path: str | Path) -> None:
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise ConfigError(f"{target}: cannot write report: {probe} is not a writable directory")
+        raise ConfigError(f"cannot write {target}: {probe} is not a writable directory")
 
 
 def remove_stale(path: str | Path) -> None:

@@ -136,3 +136,13 @@ def test_a_usage_error_before_check_is_reached_still_removes_its_reports(tmp_pat
     res = run_cli(capsys, "--bogus", "check", "c.pt", "-b", "b.pt", *_report_options(paths))
     assert res.code == 2 and res.err.count("\n") == 1 and "--bogus" in res.err, res.err
     assert not any(p.exists() for p in paths)
+
+
+def test_the_pre_commit_hook_removes_stale_reports_too(world, tmp_path, capsys, monkeypatch):
+    paths = _stale_reports(tmp_path)
+    listed = tmp_path / "hook-args"
+    listed.write_text("\n".join(["-b", str(world.baseline), *_report_options(paths), "--enable", "dirft"]) + "\n")
+    monkeypatch.setenv("GATE_HOOK_ARGS", str(listed))
+    res = run_cli(capsys, "hook", str(world.good))
+    assert res.code == 2 and res.err.count("\n") == 1 and "dirft" in res.err, res.err
+    assert not any(p.exists() for p in paths)

@@ -58,3 +58,16 @@ def test_a_failed_write_of_the_temp_file_leaves_no_temp_file(tmp_path, monkeypat
     with pytest.raises(ConfigError, match=r"^cannot write .*r\.json: No space left on device$"):
         write_reports({str(tmp_path / "r.json"): "{}"})
     assert _leftovers(tmp_path) == []
+
+
+def test_check_writable_says_cannot_write_and_why(tmp_path):
+    from gate.report.write import check_writable
+
+    with pytest.raises(ConfigError) as err:
+        check_writable(tmp_path)
+    assert str(err.value) == f"cannot write {tmp_path}: it is a directory"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError) as err:
+        check_writable(tmp_path / "file" / "r.md")
+    assert str(err.value) == f"cannot write {tmp_path}/file/r.md: {tmp_path}/file is not a writable directory"
+    check_writable(tmp_path / "new" / "deeper" / "r.json")      # folders that do not exist yet are made
