@@ -163,11 +163,15 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"{p}:{err.lineno}: invalid JSON: {err.msg}") from err
         except RecursionError as err:
             raise ConfigError(f"{p}: (top level): nested deeper than {MAX_CONFIG_DEPTH} levels") from err
+        except ValueError as err:       # an integer beyond Python's int_max_str_digits, a date like 2020-13-01
+            raise ConfigError(f"{p}: {_unreadable_value(err)}") from err
     else:
         import yaml
 
         try:
             data = yaml.load(text, Loader=_strict_yaml_loader())  # noqa: S506 - a SafeLoader subclass
+        except ValueError as err:       # an integer beyond Python's int_max_str_digits, a date like 2020-13-01
+            raise ConfigError(f"{p}: {_unreadable_value(err)}") from err
         except _TooDeep as err:
             raise ConfigError(f"{p}:{err.mark.line + 1}: nested deeper than {MAX_CONFIG_DEPTH} levels") from err
         except _BadKey as err:
@@ -187,6 +191,14 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     check_shape(data, source=str(p))
     _reject_non_finite(data, source=str(p))
     return data
+
+
+def _unreadable_value(err: ValueError) -> str:
+    import sys
+
+    if "digits" in str(err):
+        return f"a number has more than {sys.get_int_max_str_digits()} digits (no setting needs one)"
+    return f"cannot read a value: {short_repr(str(err))[1:-1]}"
 
 
 def check_shape(data: Any, *, source: str) -> None:

@@ -193,3 +193,15 @@ def test_the_python_api_raises_config_errors_for_out_of_range_settings(kwargs, m
     with pytest.raises(gate.GateError) as err:
         gate.check("cand.safetensors", "prod.safetensors", "eval.npz", **kwargs)
     assert isinstance(err.value, ConfigError) and str(err.value) == message
+
+
+@pytest.mark.parametrize("name,text,expected", [
+    ("gate.yaml", "seed: " + "1" * 5000 + "\n", "a number has more than 4300 digits (no setting needs one)"),
+    ("gate.json", '{"seed": ' + "1" * 5000 + "}", "a number has more than 4300 digits (no setting needs one)"),
+    ("gate.yaml", "seed: 2020-13-45\n", "cannot read a value: month must be in 1..12"),
+])
+def test_values_python_cannot_build_are_one_config_error(tmp_path, name, text, expected):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / name)
+    assert str(err.value) == f"{tmp_path / name}: {expected}"
