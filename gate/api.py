@@ -210,6 +210,8 @@ def config_overrides(options: Mapping[str, Any]) -> dict[str, Any]:
         hint = f" (did you mean {close[0]}?)" if close else f" (options: {', '.join(OPTIONS)})"
         raise ConfigError(f"{unknown[0]}: unknown option{hint}")
     opts = {k: options.get(k) for k in OPTIONS}
+    if opts["onnx"] is not None and not isinstance(opts["onnx"], (str, os.PathLike)):
+        raise ConfigError(f"onnx: expected a path to the .onnx file, found {short_repr(opts['onnx'], kind=True)}")
     out: dict[str, Any] = {}
     if opts["model_factory"]:
         out.setdefault("model", {})["factory"] = opts["model_factory"]

@@ -186,6 +186,10 @@ def test_error_messages_quote_a_long_value_in_part():
     ({"config": {1: "x"}}, 'config: (top level): a key must be a string, found int 1 (quote it: "1")'),
     ({"config": {"decision": {"bootstrap_resamples": 10**12}}},
      "config: decision.bootstrap_resamples: 1000000000000 is greater than the maximum of 1000000"),
+    ({"onnx": 123}, "onnx: expected a path to the .onnx file, found int 123"),
+    ({"enable": ["x"] * 10_000}, "enable: expected one of sanity, accuracy, per_class, flips, scores, regression, "
+     "multilabel, slices, cases, drift, onnx, latency, found 'x'"),
+    ({"enable": 7}, "enable: expected a name or a list of names, found int 7"),
 ])
 def test_the_python_api_raises_config_errors_for_out_of_range_settings(kwargs, message):
     import gate
