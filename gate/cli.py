@@ -405,7 +405,7 @@ def _run(args: list[str], *, debug: bool) -> None:
         click.echo("error: interrupted (SIGINT); no report was written", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as err:
-        click.echo(f"error: {err.format_message()}", err=True)
+        click.echo(f"error: {_one_line(err.format_message())}", err=True)
         sys.exit(EXIT_ERROR)
     except GateError as err:
         if debug:
@@ -426,8 +426,15 @@ def _run(args: list[str], *, debug: bool) -> None:
     sys.exit(EXIT_PASS)
 
 
+#: The longest error line printed: a message that quotes a huge value (a library's, say) is cut, not a CI log flood.
+MAX_ERROR_CHARS = 4000
+
+
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    line = " ".join(text.split())
+    if len(line) > MAX_ERROR_CHARS:
+        line = f"{line[:MAX_ERROR_CHARS]}... ({len(line)} characters in all)"
+    return line
 
 
 if __name__ == "__main__":

@@ -146,3 +146,9 @@ def test_the_pre_commit_hook_removes_stale_reports_too(world, tmp_path, capsys, 
     res = run_cli(capsys, "hook", str(world.good))
     assert res.code == 2 and res.err.count("\n") == 1 and "dirft" in res.err, res.err
     assert not any(p.exists() for p in paths)
+
+
+def test_an_error_line_is_cut_at_4000_characters(tmp_path, capsys):
+    res = run_cli(capsys, "check", "c.pt", "-b", "b.pt", "--enable", "x" * 100_000)
+    assert res.code == 2 and res.err.count("\n") == 1
+    assert len(res.err) < 4100 and res.err.rstrip().endswith("characters in all)")
