@@ -415,23 +415,49 @@ def _describe(err: Any, root: dict[str, Any]) -> str:
 
 
 def validate_config(data: dict[str, Any], *, source: str = "config") -> None:
-    """Raise ConfigError naming the key path of the first problem (deepest first, then by path)."""
+    """Raise ConfigError naming the key path of the first problem (deepest first, then by path).
+
+    An integer setting must be written as one: JSON Schema counts 64.0 as an integer, the code that reads
+    `batch_size` does not, so the error is here, with the file and key path, not later without them."""
     from gate.schema_subset import Unsupported, is_valid
 
     try:
-        if is_valid(data, _composed_schema()):
+        if not _has_integral_float(data) and is_valid(data, _composed_schema()):
             return                      # valid: jsonschema (0.1 s to import) is needed only to say what is wrong
     except Unsupported:
         pass
     import jsonschema
 
     schema = config_schema()
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _strict_validator_class()(schema)
     errors = list(validator.iter_errors(data))
     if not errors:
         return
     best = jsonschema.exceptions.best_match(errors)
     raise ConfigError(f"{source}: {_describe(best, schema)}")
+
+
+def _has_integral_float(data: Any) -> bool:
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, float) and node.is_integer():
+            return True
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+@functools.lru_cache(maxsize=1)
+def _strict_validator_class() -> Any:
+    """Draft 2020-12 with `integer` meaning a Python int (not 64.0, not True)."""
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine("integer", lambda _checker, x: type(x) is int)
+    return jsonschema.validators.extend(base, type_checker=checker)
 
 
 def trusted_roles(choices: Any) -> frozenset[str]:

@@ -209,3 +209,20 @@ def test_values_python_cannot_build_are_one_config_error(tmp_path, name, text, e
     with pytest.raises(ConfigError) as err:
         load_config(tmp_path / name)
     assert str(err.value) == f"{tmp_path / name}: {expected}"
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ({"data": {"batch_size": 64.0}}, "gate.yaml: data.batch_size: expected integer, found float 64.0"),
+    ({"seed": 1.0}, "gate.yaml: seed: expected integer, found float 1.0"),
+    ({"checks": {"latency": {"enabled": True, "batch_sizes": [1, 8.0]}}},
+     "gate.yaml: checks.latency.batch_sizes[1]: expected integer, found float 8.0"),
+])
+def test_an_integer_setting_written_as_a_float_is_refused_with_its_key_path(raw, expected):
+    with pytest.raises(ConfigError) as err:
+        build_config(raw, source="gate.yaml")
+    assert str(err.value) == expected
+
+
+def test_a_float_that_is_a_whole_number_is_fine_where_a_number_is_expected():
+    cfg = build_config({"checks": {"accuracy": {"accuracy": {"max_drop": 1.0}}}, "decision": {"confidence": 0.95}})
+    assert cfg.checks["accuracy"]["accuracy"]["max_drop"] == 1.0
