@@ -188,7 +188,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping of settings at the top level, found {type(data).__name__}")
-    check_shape(data, source=str(p))
+    data = check_shape(data, source=str(p))
     _reject_non_finite(data, source=str(p))
     return data
 
@@ -201,11 +201,12 @@ def _unreadable_value(err: ValueError) -> str:
     return f"cannot read a value: {short_repr(str(err))[1:-1]}"
 
 
-def check_shape(data: Any, *, source: str) -> None:
-    """Every key a string and no deeper than MAX_CONFIG_DEPTH, before anything walks the settings recursively.
+def check_shape(data: Any, *, source: str) -> Any:
+    """`data` with integer keys as strings ({1: 5} is batch size "1"), once every other key is known to be a
+    string and nothing nests deeper than MAX_CONFIG_DEPTH: before anything walks the settings recursively.
 
-    Iterative, so a 5,000-level document is refused here rather than by a RecursionError; the error names the
-    key path: `gate.yaml: checks.accuracy: a key must be a string, found int 2 (quote it: "2")`."""
+    The check is iterative, so a 5,000-level document is refused here rather than by a RecursionError; the error
+    names the key path: `gate.yaml: checks.accuracy: a key must be a string, found null (quote it: "null")`."""
     stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
     while stack:
         node, path = stack.pop()
@@ -213,13 +214,30 @@ def check_shape(data: Any, *, source: str) -> None:
             raise ConfigError(f"{source}: {_key_path(path[:MAX_CONFIG_DEPTH])}: nested deeper than "
                               f"{MAX_CONFIG_DEPTH} levels")
         if isinstance(node, dict):
+            names: set[str] = set()
             for key, value in node.items():
-                if not isinstance(key, str):
+                if not isinstance(key, str) and (type(key) is not int):
                     raise ConfigError(f"{source}: {_key_path(path)}: a key must be a string, found "
                                       f"{short_repr(key, kind=True)}{_quote_hint(key)}")
-                stack.append((value, (*path, key)))
+                if str(key) in names:
+                    raise ConfigError(f"{source}: {_key_path((*path, str(key)))}: key given twice (as a number "
+                                      "and as a string)")
+                names.add(str(key))
+                stack.append((value, (*path, str(key))))
         elif isinstance(node, (list, tuple)):
             stack.extend((value, (*path, i)) for i, value in enumerate(node))
+    return _string_keys(data)
+
+
+def _string_keys(node: Any) -> Any:
+    """Recursive, but only after check_shape bounded the depth."""
+    if isinstance(node, dict):
+        if all(type(key) is str for key in node):
+            return {key: _string_keys(value) for key, value in node.items()}
+        return {str(key): _string_keys(value) for key, value in node.items()}
+    if isinstance(node, (list, tuple)):
+        return type(node)(_string_keys(value) for value in node)
+    return node
 
 
 def _quote_hint(key: Any) -> str:
@@ -488,7 +506,7 @@ def build_config(raw: dict[str, Any] | None = None, *, source: str | None = None
                  trusted: frozenset[str] = frozenset()) -> GateConfig:
     """Validate user settings, then lay them over the defaults. `trusted` comes from the command line only."""
     raw = raw or {}
-    check_shape(raw, source=source or "config")
+    raw = check_shape(raw, source=source or "config")
     _reject_non_finite(raw, source=source or "config")
     _refuse_trust_from_file(raw, source=source or "config")
     validate_config(raw, source=source or "config")
