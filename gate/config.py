@@ -292,6 +292,8 @@ def _strict_yaml_loader() -> type:
         for key_node, _ in node.value:
             if not isinstance(key_node, yaml.ScalarNode):   # a list or mapping as a key: not hashable, never valid
                 raise _BadKey(key_node)
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: its keys may be overridden here
+                continue
             key = loader.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(

@@ -239,3 +239,14 @@ def test_an_integer_setting_written_as_a_float_is_refused_with_its_key_path(raw,
 def test_a_float_that_is_a_whole_number_is_fine_where_a_number_is_expected():
     cfg = build_config({"checks": {"accuracy": {"accuracy": {"max_drop": 1.0}}}, "decision": {"confidence": 0.95}})
     assert cfg.checks["accuracy"]["accuracy"]["max_drop"] == 1.0
+
+
+def test_yaml_merge_keys_lay_a_mapping_under_the_keys_beside_them(tmp_path):
+    (tmp_path / "gate.yaml").write_text(
+        "checks:\n  accuracy:\n    accuracy: &rule {max_drop: 0.02, min: 0.5}\n"
+        "    macro_f1:\n      <<: *rule\n      max_drop: 0.05\n")
+    cfg = load_config(tmp_path / "gate.yaml")
+    assert cfg.checks["accuracy"]["macro_f1"] == {"max_drop": 0.05, "min": 0.5}
+    (tmp_path / "gate.yaml").write_text("seed: 1\n<<: {threads: 2}\nseed: 3\n")
+    with pytest.raises(ConfigError, match="duplicate key 'seed'"):
+        load_config(tmp_path / "gate.yaml")
