@@ -22,7 +22,8 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Union
 
-from gate.config import CHECK_NAMES, TRUST_CHOICES, GateConfig, build_config, deep_merge, load_config, trusted_roles
+from gate.config import (CHECK_NAMES, TRUST_CHOICES, GateConfig, build_config, deep_merge, load_config, short_repr,
+                         trusted_roles)
 from gate.errors import ConfigError
 from gate.report.model import CheckResult, Finding
 from gate.report.model import Report as ReportModel
@@ -186,18 +187,18 @@ def _names(value: Any, *, option: str) -> list[str]:
         return []
     items = [value] if isinstance(value, str) else list(value) if isinstance(value, Iterable) else None
     if items is None or not all(isinstance(v, str) for v in items):
-        raise ConfigError(f"{option}: expected a name or a list of names, found {type(value).__name__} {value!r}")
+        raise ConfigError(f"{option}: expected a name or a list of names, found {short_repr(value, kind=True)}")
     return items
 
 
 def _choose(value: str, choices: Iterable[str], *, option: str) -> str:
     choices = tuple(choices)
     if not isinstance(value, str):
-        raise ConfigError(f"{option}: expected one of {', '.join(choices)}, found {type(value).__name__} {value!r}")
+        raise ConfigError(f"{option}: expected one of {', '.join(choices)}, found {short_repr(value, kind=True)}")
     if value not in choices:
         close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        raise ConfigError(f"{option}: expected one of {', '.join(choices)}, found {value!r}{hint}")
+        raise ConfigError(f"{option}: expected one of {', '.join(choices)}, found {short_repr(value)}{hint}")
     return value
 
 
@@ -209,6 +210,8 @@ def config_overrides(options: Mapping[str, Any]) -> dict[str, Any]:
         hint = f" (did you mean {close[0]}?)" if close else f" (options: {', '.join(OPTIONS)})"
         raise ConfigError(f"{unknown[0]}: unknown option{hint}")
     opts = {k: options.get(k) for k in OPTIONS}
+    if opts["onnx"] is not None and not isinstance(opts["onnx"], (str, os.PathLike)):
+        raise ConfigError(f"onnx: expected a path to the .onnx file, found {short_repr(opts['onnx'], kind=True)}")
     out: dict[str, Any] = {}
     if opts["model_factory"]:
         out.setdefault("model", {})["factory"] = opts["model_factory"]

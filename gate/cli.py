@@ -55,7 +55,86 @@ def _raise_if_signalled() -> None:
         raise Terminated(_signalled)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+#: The options of `gate check` that name a file it writes. What an earlier run left there is removed before
+#: anything can fail (a bad option, a bad config, a missing file), so CI never reads a stale verdict.
+OUTPUT_OPTIONS = ("json_path", "markdown_path", "junit_path", "html_path", "state_path")
+
+
+class CheckCommand(click.Command):
+    """`gate check`: removes the reports its raw arguments name before click parses (and may refuse) them."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not _other_rank():
+            from gate.report.write import remove_stale
+
+            for path in output_paths(self, ctx, args):
+                remove_stale(path)
+        return super().parse_args(ctx, args)
+
+
+def output_paths(command: click.Command, ctx: click.Context, args: list[str]) -> list[str]:
+    """The paths OUTPUT_OPTIONS name in raw `args`, read as click reads them; none when help is asked for.
+
+    >>> output_paths(check, click.Context(check), ["c.pt", "-vb", "--json", "b.pt", "--html=r.html"])
+    ['r.html']
+    """
+    options: dict[str, tuple[bool, str | None]] = {}    # option string -> (takes a value, parameter name)
+    for param in command.get_params(ctx):
+        if isinstance(param, click.Option):
+            for name in (*param.opts, *param.secondary_opts):
+                options[name] = (not param.is_flag and not param.count, param.name)
+    options.update({name: (False, "help") for name in ctx.help_option_names})
+    found: list[str] = []
+    tokens = iter(args)
+    for token in tokens:
+        if token == "--":
+            break
+        if token.startswith("--"):
+            name, eq, value = token.partition("=")
+            takes, dest = options.get(name, (False, None))
+            if dest == "help":
+                return []
+            if takes and not eq:
+                value = next(tokens, "")
+            if dest in OUTPUT_OPTIONS and value:
+                found.append(value)
+        elif token.startswith("-") and len(token) > 1:      # -v, -vq, -bPATH, -b PATH
+            for i, char in enumerate(token[1:], start=2):
+                takes, dest = options.get(f"-{char}", (False, None))
+                if dest == "help":
+                    return []
+                if takes:
+                    if i == len(token):
+                        next(tokens, "")
+                    break
+    return found
+
+
+class GateGroup(click.Group):
+    """`gate`: a usage error before `check` is reached (`gate --bogus check ... --json r.json`) still removes the
+    reports that check's arguments name, as CheckCommand would have."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError:
+            if "check" in args and not _other_rank():
+                from gate.report.write import remove_stale
+
+                rest = args[args.index("check") + 1:]
+                for path in output_paths(check, click.Context(check, parent=ctx, info_name="check"), rest):
+                    remove_stale(path)
+            raise
+
+
+def _other_rank() -> bool:
+    """A torchrun rank other than 0: rank 0 alone writes (and so removes) the reports."""
+    import os
+
+    return os.environ.get("WORLD_SIZE", "1") != "1" and os.environ.get("RANK", "0") != "0"
+
+
+@click.group(cls=GateGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(gate.__version__, prog_name="gate")
 def cli() -> None:
     """gate: fail the pipeline when a candidate PyTorch checkpoint regresses against the production baseline.
@@ -65,7 +144,7 @@ def cli() -> None:
     """
 
 
-@cli.command()
+@cli.command(cls=CheckCommand)
 @click.argument("candidate", metavar="CANDIDATE")
 @click.option("--baseline", "-b", required=True, metavar="PATH", help="The production checkpoint to compare against.")
 @click.option("--data", "-d", metavar="PATH",
@@ -79,10 +158,10 @@ def cli() -> None:
                    "runs code: baseline, candidate or all (repeatable). Only for files you built yourself, never "
                    "for a pull request's candidate. A config file cannot give trust.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), help="Where both models run (default: cpu).")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Evaluation batch size (default 64).")
-@click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N samples.")
-@click.option("--seed", type=click.IntRange(min=0), help="Seed for everything random (default 0).")
-@click.option("--threads", type=click.IntRange(min=1), help="torch intra-op threads.")
+@click.option("--batch-size", type=click.IntRange(min=1, max=2**20), help="Evaluation batch size (default 64; at most 2^20).")
+@click.option("--limit", type=click.IntRange(min=1, max=2**53 - 1), help="Evaluate only the first N samples.")
+@click.option("--seed", type=click.IntRange(min=0, max=2**32 - 1), help="Seed for everything random (default 0; at most 2^32 - 1).")
+@click.option("--threads", type=click.IntRange(min=1, max=1024), help="torch intra-op threads (1 to 1024).")
 @click.option("--decision", type=click.Choice(["significant-and-beyond", "non-inferiority", "point"]), help="How metric deltas are decided.")
 @click.option("--task", type=click.Choice(TASK_CHOICES),
               help="What the models do: auto (read from the models), classification, multi_label or regression; "
@@ -326,7 +405,7 @@ def _run(args: list[str], *, debug: bool) -> None:
         click.echo("error: interrupted (SIGINT); no report was written", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as err:
-        click.echo(f"error: {err.format_message()}", err=True)
+        click.echo(f"error: {_one_line(err.format_message())}", err=True)
         sys.exit(EXIT_ERROR)
     except GateError as err:
         if debug:
@@ -347,8 +426,15 @@ def _run(args: list[str], *, debug: bool) -> None:
     sys.exit(EXIT_PASS)
 
 
+#: The longest error line printed: a message that quotes a huge value (a library's, say) is cut, not a CI log flood.
+MAX_ERROR_CHARS = 4000
+
+
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    line = " ".join(text.split())
+    if len(line) > MAX_ERROR_CHARS:
+        line = f"{line[:MAX_ERROR_CHARS]}... ({len(line)} characters in all)"
+    return line
 
 
 if __name__ == "__main__":

@@ -139,6 +139,9 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 #: may expand to (a few hundred bytes of nested aliases otherwise expand to billions: the "billion laughs").
 MAX_CONFIG_BYTES = 1 << 20
 MAX_CONFIG_NODES = 100_000
+#: How deep a config may nest (the schema's deepest key is 6 levels down; model.kwargs is the user's): deeper is
+#: refused before Python's recursion limit is reached by the YAML composer, json or the validator.
+MAX_CONFIG_DEPTH = 64
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -158,11 +161,24 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             data = json.loads(text)
         except json.JSONDecodeError as err:
             raise ConfigError(f"{p}:{err.lineno}: invalid JSON: {err.msg}") from err
+        except RecursionError as err:
+            raise ConfigError(f"{p}: (top level): nested deeper than {MAX_CONFIG_DEPTH} levels") from err
+        except ValueError as err:       # an integer beyond Python's int_max_str_digits, a date like 2020-13-01
+            raise ConfigError(f"{p}: {_unreadable_value(err)}") from err
     else:
         import yaml
 
         try:
             data = yaml.load(text, Loader=_strict_yaml_loader())  # noqa: S506 - a SafeLoader subclass
+        except ValueError as err:       # an integer beyond Python's int_max_str_digits, a date like 2020-13-01
+            raise ConfigError(f"{p}: {_unreadable_value(err)}") from err
+        except _TooDeep as err:
+            raise ConfigError(f"{p}:{err.mark.line + 1}: nested deeper than {MAX_CONFIG_DEPTH} levels") from err
+        except _BadKey as err:
+            kind = "list" if isinstance(err.node, yaml.SequenceNode) else "mapping"
+            where = f"{_key_path(err.path)}: " if err.path is not None else ""
+            raise ConfigError(f"{p}:{err.node.start_mark.line + 1}: {where}a key must be a string, found a {kind}"
+                              ) from err
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
@@ -172,8 +188,86 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping of settings at the top level, found {type(data).__name__}")
+    data = check_shape(data, source=str(p))
     _reject_non_finite(data, source=str(p))
     return data
+
+
+def _unreadable_value(err: ValueError) -> str:
+    import sys
+
+    if "digits" in str(err):
+        return f"a number has more than {sys.get_int_max_str_digits()} digits (no setting needs one)"
+    return f"cannot read a value: {short_repr(str(err))[1:-1]}"
+
+
+def check_shape(data: Any, *, source: str) -> Any:
+    """`data` with integer keys as strings ({1: 5} is batch size "1"), once every other key is known to be a
+    string and nothing nests deeper than MAX_CONFIG_DEPTH: before anything walks the settings recursively.
+
+    The check is iterative, so a 5,000-level document is refused here rather than by a RecursionError; the error
+    names the key path: `gate.yaml: checks.accuracy: a key must be a string, found null (quote it: "null")`."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
+    while stack:
+        node, path = stack.pop()
+        if len(path) > MAX_CONFIG_DEPTH:
+            raise ConfigError(f"{source}: {_key_path(path[:MAX_CONFIG_DEPTH])}: nested deeper than "
+                              f"{MAX_CONFIG_DEPTH} levels")
+        if isinstance(node, dict):
+            names: set[str] = set()
+            for key, value in node.items():
+                if not isinstance(key, str) and (type(key) is not int):
+                    raise ConfigError(f"{source}: {_key_path(path)}: a key must be a string, found "
+                                      f"{short_repr(key, kind=True)}{_quote_hint(key)}")
+                if str(key) in names:
+                    raise ConfigError(f"{source}: {_key_path((*path, str(key)))}: key given twice (as a number "
+                                      "and as a string)")
+                names.add(str(key))
+                stack.append((value, (*path, str(key))))
+        elif isinstance(node, (list, tuple)):
+            stack.extend((value, (*path, i)) for i, value in enumerate(node))
+    return _string_keys(data)
+
+
+def _string_keys(node: Any) -> Any:
+    """Recursive, but only after check_shape bounded the depth."""
+    if isinstance(node, dict):
+        if all(type(key) is str for key in node):
+            return {key: _string_keys(value) for key, value in node.items()}
+        return {str(key): _string_keys(value) for key, value in node.items()}
+    if isinstance(node, (list, tuple)):
+        return type(node)(_string_keys(value) for value in node)
+    return node
+
+
+def _quote_hint(key: Any) -> str:
+    if key is None or isinstance(key, (bool, int, float)):
+        text = "null" if key is None else str(key).lower() if isinstance(key, bool) else str(key)
+        return f' (quote it: "{text}")'
+    return ""
+
+
+#: How much of a value an error message quotes: a 99,000-entry class_names list is named, not echoed.
+MAX_QUOTED_CHARS = 200
+MAX_QUOTED_ITEMS = 5
+
+
+def short_repr(value: Any, *, kind: bool = False) -> str:
+    """repr(value), cut to the first MAX_QUOTED_ITEMS entries of a list or mapping and MAX_QUOTED_CHARS characters;
+    with `kind`, the type's name first ("int 2", "list ['a', 'b']")."""
+    if isinstance(value, (list, tuple)) and len(value) > MAX_QUOTED_ITEMS:
+        head = ", ".join(short_repr(v) for v in value[:MAX_QUOTED_ITEMS])
+        text = f"[{head}, ... ({len(value)} entries)]"
+    elif isinstance(value, dict) and len(value) > MAX_QUOTED_ITEMS:
+        head = ", ".join(f"{short_repr(k)}: {short_repr(v)}" for k, v in list(value.items())[:MAX_QUOTED_ITEMS])
+        text = f"{{{head}, ... ({len(value)} entries)}}"
+    else:
+        text = repr(value)
+    if len(text) > MAX_QUOTED_CHARS:
+        text = f"{text[:MAX_QUOTED_CHARS]}... ({len(text)} characters)"
+    if value is None:
+        return "null" if kind else text
+    return f"{type(value).__name__} {text}" if kind else text
 
 
 def _strict_yaml_loader() -> type:
@@ -181,11 +275,25 @@ def _strict_yaml_loader() -> type:
     import yaml
 
     class StrictLoader(yaml.SafeLoader):
-        pass
+        depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            """The composer recurses once per level: refuse a document nested deeper than MAX_CONFIG_DEPTH."""
+            self.depth += 1
+            try:
+                if self.depth > MAX_CONFIG_DEPTH + 1:
+                    raise _TooDeep(self.peek_event().start_mark)
+                return yaml.SafeLoader.compose_node(self, parent, index)
+            finally:
+                self.depth -= 1
 
     def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):   # a list or mapping as a key: not hashable, never valid
+                raise _BadKey(key_node)
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: its keys may be overridden here
+                continue
             key = loader.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
@@ -195,12 +303,50 @@ def _strict_yaml_loader() -> type:
         return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
     def construct_document(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+        _check_keys(node, yaml)
         _check_expansion(node, yaml)
         return yaml.SafeLoader.construct_document(loader, node)
 
     StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
     StrictLoader.construct_document = construct_document  # type: ignore[method-assign]
     return StrictLoader
+
+
+class _TooDeep(Exception):
+    """Raised inside the YAML composer; read_config_file turns it into a ConfigError naming the file and line."""
+
+    def __init__(self, mark: Any) -> None:
+        super().__init__(mark)
+        self.mark = mark
+
+
+class _BadKey(Exception):
+    """A mapping key that is a list or a mapping (`? [a, b]`); read_config_file names its key path and line."""
+
+    def __init__(self, node: Any, path: tuple[Any, ...] | None = None) -> None:
+        super().__init__(node)
+        self.node = node
+        self.path = path
+
+
+def _check_keys(root: Any, yaml: Any) -> None:
+    """Before construction hashes them: a list or mapping used as a key, with the key path of the first one.
+
+    Iterative and once per distinct node (aliases share theirs), so neither depth nor aliases make it costly."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(root, ())]
+    seen: set[int] = set()
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise _BadKey(key_node, path)
+                stack.append((value_node, (*path, str(key_node.value))))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, (*path, i)) for i, item in enumerate(node.value))
 
 
 def _check_expansion(root: Any, yaml: Any) -> None:
@@ -279,27 +425,31 @@ def _describe(err: Any, root: dict[str, Any]) -> str:
     if err.validator == "type":
         expected = err.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
-        return f"{where}: expected {expected}, found {type(err.instance).__name__} {err.instance!r}"
+        return f"{where}: expected {expected}, found {short_repr(err.instance, kind=True)}"
     if err.validator == "pattern" and ":" in str(err.validator_value):
-        return f"{where}: expected package.module:callable, found {err.instance!r}"
+        return f"{where}: expected package.module:callable, found {short_repr(err.instance)}"
     if err.validator == "enum":
-        return f"{where}: expected one of {', '.join(map(str, err.validator_value))}, found {err.instance!r}"
-    return f"{where}: {err.message}"
+        return f"{where}: expected one of {', '.join(map(str, err.validator_value))}, found {short_repr(err.instance)}"
+    # jsonschema's messages quote the whole value ("[...] has non-unique elements"): quote the first entries only
+    return f"{where}: {err.message.replace(repr(err.instance), short_repr(err.instance))}"
 
 
 def validate_config(data: dict[str, Any], *, source: str = "config") -> None:
-    """Raise ConfigError naming the key path of the first problem (deepest first, then by path)."""
+    """Raise ConfigError naming the key path of the first problem (deepest first, then by path).
+
+    An integer setting must be written as one: JSON Schema counts 64.0 as an integer, the code that reads
+    `batch_size` does not, so the error is here, with the file and key path, not later without them."""
     from gate.schema_subset import Unsupported, is_valid
 
     try:
-        if is_valid(data, _composed_schema()):
+        if not _has_integral_float(data) and is_valid(data, _composed_schema()):
             return                      # valid: jsonschema (0.1 s to import) is needed only to say what is wrong
     except Unsupported:
         pass
     import jsonschema
 
     schema = config_schema()
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _strict_validator_class()(schema)
     errors = list(validator.iter_errors(data))
     if not errors:
         return
@@ -307,12 +457,35 @@ def validate_config(data: dict[str, Any], *, source: str = "config") -> None:
     raise ConfigError(f"{source}: {_describe(best, schema)}")
 
 
+def _has_integral_float(data: Any) -> bool:
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, float) and node.is_integer():
+            return True
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+@functools.lru_cache(maxsize=1)
+def _strict_validator_class() -> Any:
+    """Draft 2020-12 with `integer` meaning a Python int (not 64.0, not True)."""
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine("integer", lambda _checker, x: type(x) is int)
+    return jsonschema.validators.extend(base, type_checker=checker)
+
+
 def trusted_roles(choices: Any) -> frozenset[str]:
     """--trust-checkpoint values (baseline, candidate, all; repeatable) as the set of trusted roles."""
     out: set[str] = set()
     for choice in choices or ():
         if choice not in TRUST_CHOICES:
-            raise ConfigError(f"--trust-checkpoint: expected one of {', '.join(TRUST_CHOICES)}, found {choice!r}")
+            raise ConfigError(f"--trust-checkpoint: expected one of {', '.join(TRUST_CHOICES)}, found {short_repr(choice)}")
         out.update(ROLES if choice == "all" else (choice,))
     return frozenset(out)
 
@@ -335,6 +508,7 @@ def build_config(raw: dict[str, Any] | None = None, *, source: str | None = None
                  trusted: frozenset[str] = frozenset()) -> GateConfig:
     """Validate user settings, then lay them over the defaults. `trusted` comes from the command line only."""
     raw = raw or {}
+    raw = check_shape(raw, source=source or "config")
     _reject_non_finite(raw, source=source or "config")
     _refuse_trust_from_file(raw, source=source or "config")
     validate_config(raw, source=source or "config")

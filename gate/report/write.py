@@ -34,25 +34,28 @@ def _is_special(path: Path) -> bool:
 
 
 def write_reports(texts: dict[str, str]) -> None:
-    """Write {path: text}: all temp files first, then the renames; on any error nothing new is left behind."""
-    staged: list[tuple[str, Path]] = []
+    """Write {path: text}: all temp files first, then the renames; on any error nothing new is left behind.
+
+    A path that cannot be written (a full disk, /dev/full, a folder made read-only during the run) is a ConfigError
+    `cannot write PATH: reason`, after this run's temp files and renamed reports are removed."""
+    staged: list[tuple[str, str, Path]] = []     # (path as given, temp file or text, target)
     renamed: list[Path] = []
+    current = ""
     try:
         for raw, text in texts.items():
+            current = raw
             if _is_special(Path(raw)):  # /dev/stdout on a pipe, a FIFO: written in place, as given
-                staged.append((text, Path(raw)))
+                staged.append((raw, text, Path(raw)))
                 continue
-            target = Path(raw).resolve()  # through symlinks: the link stays, its target gets the report
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            except OSError as err:
-                raise ConfigError(f"{raw}: cannot write report: {err.strerror or err}") from err
+            target = _resolved(raw)  # through symlinks: the link stays, its target gets the report
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            staged.append((raw, tmp, target))
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text)
             os.chmod(tmp, 0o666 & ~_umask())
-            staged.append((tmp, target))
-        for source, target in staged:
+        for raw, source, target in staged:
+            current = raw
             if str(target) in STREAMS:  # through Python's own stream, so it does not clash with the console
                 stream = STREAMS[str(target)]()
                 stream.write(source)
@@ -63,13 +66,22 @@ def write_reports(texts: dict[str, str]) -> None:
             else:
                 os.replace(source, target)
                 renamed.append(target)
-    except BaseException:
-        for source, target in staged:
+    except BaseException as err:
+        for _, source, target in staged:
             if not _is_special(target):
                 Path(source).unlink(missing_ok=True)
         for target in renamed:  # all of this run's reports or none
             target.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise ConfigError(f"cannot write {current}: {err.strerror or err}") from err
         raise
+
+
+def _resolved(raw: str) -> Path:
+    try:
+        return Path(raw).resolve()
+    except RuntimeError as err:     # a symlink loop (Python < 3.13 raises RuntimeError for it)
+        raise OSError(f"{err}") from err
 
 
 def write_atomic(path: str | Path, text: str) -> None:
@@ -81,7 +93,7 @@ def check_writable(path: str | Path) -> None:
     """Fail before the (long) run if a report could not be written there."""
     target = Path(path)
     if target.is_dir():
-        raise ConfigError(f"{target}: report path is a directory")
+        raise ConfigError(f"cannot write {target}: it is a directory")
     if _is_special(target):
         return
     parent = target.parent if str(target.parent) else Path(".")
@@ -89,7 +101,7 @@ def check_writable(path: str | Path) -> None:
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise ConfigError(f"{target}: cannot write report: {probe} is not a writable directory")
+        raise ConfigError(f"cannot write {target}: {probe} is not a writable directory")
 
 
 def remove_stale(path: str | Path) -> None:
@@ -98,5 +110,11 @@ def remove_stale(path: str | Path) -> None:
     Only a plain file named directly: a symlink, a device or a /dev path (a shell redirection) is left alone.
     """
     target = Path(path)
-    if not _is_special(target) and target.is_file() and not target.is_symlink():
+    if _is_special(target) or target.is_symlink() or not target.is_file():
+        return
+    try:
         target.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot remove the report of an earlier run there: {err.strerror or err}") from err

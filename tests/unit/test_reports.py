@@ -13,6 +13,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from gate.errors import ConfigError
 from gate.report.console import render_console
 from gate.report.json_report import render_json, report_dict, validate_report
 from gate.report.junit import render_junit
@@ -139,7 +140,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", explode)
-    with pytest.raises(OSError):
+    with pytest.raises(ConfigError, match=r"^cannot write .*r\.json: disk full$"):
         write_atomic(target, "second")
     assert target.read_text() == "first"
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
@@ -169,7 +170,7 @@ def test_reports_are_all_or_nothing(tmp_path, monkeypatch):
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", second_fails)
-    with pytest.raises(OSError):
+    with pytest.raises(ConfigError, match=r"^cannot write .*b\.md: disk full$"):
         write.write_reports({str(tmp_path / "a.json"): "a", str(tmp_path / "b.md"): "b"})
     assert list(tmp_path.iterdir()) == []
 

@@ -1,0 +1,154 @@
+"""A report from an earlier run is removed before anything can fail: CI never reads a stale verdict.
+
+Each case is a way the gate cannot run (a bad option that click refuses while parsing, a bad config, a missing
+input); every report path on the command line held an earlier run's pass, and none may be left."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.acceptance.helpers import run_cli
+
+FACTORY = "tests.tiny_models:build_mlp"
+STALE = '{"verdict": "pass"}'
+
+#: name -> (config file name, its text) or None for no config; extra options.
+CASES: dict[str, tuple[tuple[str, str] | None, tuple[str, ...]]] = {
+    "unknown_key": (("gate.yaml", "devcie: cpu\n"), ()),
+    "wrong_type": (("gate.yaml", "seed: many\n"), ()),
+    "nan": (("gate.yaml", "checks: {accuracy: {accuracy: {max_drop: .nan}}}\n"), ()),
+    "alias_bomb": (("gate.yaml", "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+                    + "".join(f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+                              for p, c in zip("abcdef", "bcdefg"))), ()),
+    "duplicate_key": (("gate.yaml", "seed: 1\nseed: 2\n"), ()),
+    "bad_yaml": (("gate.yaml", "checks: {accuracy: [\n"), ()),
+    "bad_json": (("gate.json", '{"seed": 1,'), ()),
+    "trust_from_file": (("gate.yaml", "model: {trust_checkpoint: true}\n"), ()),
+    "int_key": (("gate.yaml", "1: x\n"), ()),
+    "deep": (("gate.yaml", "x: " + "[" * 5000 + "]" * 5000 + "\n"), ()),
+    "seed_too_big": (("gate.yaml", f"seed: {2**64}\n"), ()),
+    "missing_config": (None, ("--config", "{tmp}/nope.yaml")),
+    "config_is_a_symlink_to_a_non_mapping": (None, ("--config", "{tmp}/link.yaml")),
+    "unknown_check_option": (None, ("--enable", "dirft")),
+    "unknown_option": (None, ("--bogus",)),
+    "threads_too_many": (None, ("--threads", "1000000000")),
+    "shard_with_reports": (None, ("--shard", "1/2", "--state", "{tmp}/s.gstate")),
+}
+
+
+def _stale_reports(tmp_path: Path) -> list[Path]:
+    paths = [tmp_path / "r.json", tmp_path / "r.md", tmp_path / "r.xml", tmp_path / "r.html"]
+    for path in paths:
+        path.write_text(STALE)
+    return paths
+
+
+def _report_options(paths: list[Path]) -> list[str]:
+    json_path, md, xml, html = map(str, paths)
+    return ["--json", json_path, "--markdown", md, f"--junit={xml}", "--html", html]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_stale_reports_are_removed_whatever_stops_the_gate(name, world, in_repo_root, tmp_path, capsys):
+    config, extra = CASES[name]
+    paths = _stale_reports(tmp_path)
+    (tmp_path / "link.yaml").symlink_to("/etc/hostname" if Path("/etc/hostname").is_file() else "/etc/passwd")
+    state = tmp_path / "s.gstate"
+    state.write_text("stale state")
+    args = [str(world.good), "-b", str(world.baseline), "-d", str(world.data), "--model-factory", FACTORY]
+    if config is not None:
+        (tmp_path / config[0]).write_text(config[1])
+        args += ["-c", str(tmp_path / config[0])]
+    args += [a.replace("{tmp}", str(tmp_path)) for a in extra]
+    res = run_cli(capsys, "check", *args, *_report_options(paths))
+    assert res.code == 2, (res.code, res.err)
+    lines = res.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.err
+    assert "Traceback" not in res.err + res.out
+    assert [p.name for p in paths if p.exists()] == []
+    if name == "shard_with_reports":
+        assert not state.exists()
+
+
+def test_stale_reports_are_removed_when_data_is_missing(world, in_repo_root, tmp_path, capsys):
+    paths = _stale_reports(tmp_path)
+    res = run_cli(capsys, "check", world.good, "-b", world.baseline, "--model-factory", FACTORY,
+                  *_report_options(paths))
+    assert res.code == 2 and res.err.count("\n") == 1 and "--data" in res.err, res.err
+    assert not any(p.exists() for p in paths)
+
+
+def test_help_removes_nothing(tmp_path, capsys):
+    paths = _stale_reports(tmp_path)
+    res = run_cli(capsys, "check", "c.pt", *_report_options(paths), "--help")
+    assert res.code == 0 and "--json" in res.out
+    assert all(p.read_text() == STALE for p in paths)
+
+
+def test_an_option_value_that_looks_like_a_report_option_is_read_as_click_reads_it(tmp_path, capsys):
+    # "-d --json" gives --data the value "--json": what follows is an argument, not a report path
+    kept = tmp_path / "kept.json"
+    kept.write_text(STALE)
+    gone = tmp_path / "gone.md"
+    gone.write_text(STALE)
+    res = run_cli(capsys, "check", "c.pt", "-b", "b.pt", "-d", "--json", str(kept), f"--markdown={gone}", "--", "x")
+    assert res.code == 2
+    assert kept.exists() and not gone.exists()
+
+
+def test_a_symlinked_report_path_is_left_alone(world, tmp_path, capsys):
+    target = tmp_path / "elsewhere.json"
+    target.write_text(STALE)
+    (tmp_path / "r.json").symlink_to(target)
+    res = run_cli(capsys, "check", world.good, "-b", world.baseline, "--json", tmp_path / "r.json", "--bogus")
+    assert res.code == 2
+    assert target.read_text() == STALE
+
+
+def test_a_stale_report_that_cannot_be_removed_is_one_error_line(world, tmp_path, capsys, monkeypatch):
+    stale = tmp_path / "r.json"
+    stale.write_text(STALE)
+    unlink = Path.unlink
+
+    def refuse(self, *args, **kwargs):     # what a read-only folder does to a user who is not root
+        if self == stale:
+            raise PermissionError(13, "Permission denied")
+        return unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    res = run_cli(capsys, "check", world.good, "-b", world.baseline, "--json", stale)
+    assert res.code == 2 and res.err.count("\n") == 1, res.err
+    assert f"{stale}: cannot remove the report of an earlier run there: Permission denied" in res.err
+
+
+def test_a_report_on_a_full_device_is_one_error_line(world, in_repo_root, tmp_path, capsys):
+    paths = _stale_reports(tmp_path)
+    res = run_cli(capsys, "check", world.good, "-b", world.baseline, "-d", world.data, "--model-factory", FACTORY,
+                  "--json", "/dev/full", "--markdown", paths[1])
+    assert res.code == 2, res.err
+    assert res.err.strip().splitlines() == ["error: cannot write /dev/full: No space left on device"]
+    assert not paths[1].exists() and not list(tmp_path.glob(".r.md.*"))
+
+
+def test_a_usage_error_before_check_is_reached_still_removes_its_reports(tmp_path, capsys):
+    paths = _stale_reports(tmp_path)
+    res = run_cli(capsys, "--bogus", "check", "c.pt", "-b", "b.pt", *_report_options(paths))
+    assert res.code == 2 and res.err.count("\n") == 1 and "--bogus" in res.err, res.err
+    assert not any(p.exists() for p in paths)
+
+
+def test_the_pre_commit_hook_removes_stale_reports_too(world, tmp_path, capsys, monkeypatch):
+    paths = _stale_reports(tmp_path)
+    listed = tmp_path / "hook-args"
+    listed.write_text("\n".join(["-b", str(world.baseline), *_report_options(paths), "--enable", "dirft"]) + "\n")
+    monkeypatch.setenv("GATE_HOOK_ARGS", str(listed))
+    res = run_cli(capsys, "hook", str(world.good))
+    assert res.code == 2 and res.err.count("\n") == 1 and "dirft" in res.err, res.err
+    assert not any(p.exists() for p in paths)
+
+
+def test_an_error_line_is_cut_at_4000_characters(tmp_path, capsys):
+    res = run_cli(capsys, "check", "c.pt", "-b", "b.pt", "--enable", "x" * 100_000)
+    assert res.code == 2 and res.err.count("\n") == 1
+    assert len(res.err) < 4100 and res.err.rstrip().endswith("characters in all)")
