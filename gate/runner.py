@@ -787,26 +787,37 @@ def _load_merged(run: _Run, merged: Any) -> None:
         raise DataError(f"the merged state does not fit this gate's checks: {err}") from err
 
 
-def merge_report(paths: list[str]) -> Report:
-    """`gate merge`: the shards' state files merged, every check computed, decided; no model is loaded."""
+def merge_report(paths: list[str], *, policy: GateConfig | None = None) -> Report:
+    """`gate merge`: the shards' state files merged, every check computed, decided; no model is loaded.
+
+    `policy` (`gate merge --config gate.yaml`, from a trusted source such as the base branch) is what every state's
+    config must agree with on each setting that decides (policy_differences); without it the states' own config
+    decides, checked as gate.yaml is and against its digest, which only catches an edit, not a forgery."""
     from gate.errors import DataError
     from gate.sharding import merge_states, read_state
 
     started = time.perf_counter()
     names = [str(p) for p in paths]
     states = [read_state(p) for p in paths]
+    configs = [_config_from_state(state.meta, where=name) for state, name in zip(states, names)]
+    if policy is not None:
+        for config, name in zip(configs, names):
+            differs = policy_differences(policy, config)
+            if differs:
+                raise DataError(f"{name}: its config differs from {policy.source or 'the --config policy'} at "
+                                f"{differs}: the shard jobs must run with the policy the merge is given")
     merged = merge_states(states, names=names)
     meta = merged.meta
+    config = next(c for c, state in zip(configs, states) if state.meta["shard"][0] == 0)
     try:
-        config = _config_from_state(meta)
         alignment = _alignment_from_state(meta["classes"])
         models = tuple(_model_info_from_state(m) for m in meta["models"])
         data = DataInfo(**meta["data"])
     except (KeyError, TypeError, ValueError) as err:
         raise DataError(f"{names[0]}: its run facts cannot be read: {err}") from err
-    task = str(meta.get("task", "classification"))
-    if task not in TASKS:
-        raise DataError(f"{names[0]}: unknown task {task!r}")
+    task = meta["task"]
+    if config.task not in ("auto", task):
+        raise DataError(f"{names[0]}: its task is {task}, its config's {config.task}")
     if [name for name in config.enabled_checks(task)] != list(meta["checks"]):
         raise DataError(f"{names[0]}: its checks ({', '.join(meta['checks'])}) are not its config's")
     ctx = RunContext(config=config, models={}, class_names=tuple(meta["class_names"]), device=torch.device("cpu"),
@@ -814,9 +825,47 @@ def merge_report(paths: list[str]) -> Report:
     run = _Run(config=config, ctx=ctx, data=None, checks=build_checks(config, ctx), alignment=alignment)
     _load_merged(run, merged)
     _load_measured(run, merged, states, names)
+    where = (f"its policy checked against {policy.source}" if policy is not None
+             else "the policy read from the state files (no --config)")
     return _decide(run, run.ctx.counts, data, started=started, models=models, env=dict(meta["environment"]),
                    notes=tuple(str(n) for n in meta["notes"]) + (
-                       f"merged from {len(paths)} shard state files (strided by batch) by gate merge",))
+                       f"merged from {len(paths)} shard state files (strided by batch) by gate merge, {where}",))
+
+
+#: The settings that decide a verdict: every check's section (thresholds, on/off), the decision rule, the task,
+#: the classes and how they are matched, how much of the data is read and the seed of the resampling. The rest of
+#: a config (device, threads, model factory and options, batch size, data paths) says how a job measured.
+POLICY_KEYS = ("task", "seed", "class_names", "class_map", "decision", "checks", "explicit_checks", "data.limit")
+
+
+def policy_differences(policy: GateConfig, config: GateConfig) -> str | None:
+    """The first decisive setting (POLICY_KEYS) on which `config` differs from `policy`, as 'key.path (a vs b)'."""
+    theirs, ours = config.to_dict(), policy.to_dict()
+    for key in POLICY_KEYS:
+        head, _, tail = key.partition(".")
+        found = _first_difference(ours[head].get(tail) if tail else ours[head],
+                                  theirs[head].get(tail) if tail else theirs[head], key)
+        if found:
+            return found
+    return None
+
+
+def _first_difference(ours: Any, theirs: Any, path: str) -> str | None:
+    import json
+
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        for key in sorted(set(ours) | set(theirs)):
+            found = _first_difference(ours.get(key), theirs.get(key), f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if json.dumps(ours, sort_keys=True, default=str) == json.dumps(theirs, sort_keys=True, default=str):
+        return None
+    def text(value: Any) -> str:
+        shown = json.dumps(value, sort_keys=True, default=str)
+        return shown if len(shown) <= 60 else shown[:57] + "..."
+
+    return f"{path} ({text(theirs)} there, {text(ours)} in the policy)"
 
 
 def _load_measured(run: _Run, merged: Any, states: list[Any], names: list[str]) -> None:
@@ -837,16 +886,29 @@ def _load_measured(run: _Run, merged: Any, states: list[Any], names: list[str]) 
             raise DataError(f"{first}: its {check.name} timings cannot be read: {err}") from err
 
 
-def _config_from_state(meta: dict[str, Any]) -> GateConfig:
-    raw = meta["config"]
-    return GateConfig(
-        device=raw["device"], seed=int(raw["seed"]), threads=raw["threads"],
-        class_names=tuple(raw["class_names"]) if raw["class_names"] else None, class_map=dict(raw["class_map"]),
-        model=dict(raw["model"]), data=dict(raw["data"]), decision=dict(raw["decision"]),
-        checks={k: dict(v) for k, v in raw["checks"].items()}, source=meta.get("source"),
-        trusted=frozenset(raw["trusted_roles"]), task=str(raw.get("task", "auto")),
-        explicit_checks=frozenset(raw.get("explicit_checks", ())),
-    )
+def _config_from_state(meta: dict[str, Any], *, where: str) -> GateConfig:
+    """The header's config, validated exactly as a gate.yaml is (build_config), with the two facts gate.yaml cannot
+    hold (the roles trusted on the command line, the checks enabled by name); its digest must be config_digest."""
+    from gate.config import CHECK_NAMES, build_config
+    from gate.sharding import digest
+
+    raw = dict(meta["config"])
+    trusted, explicit = raw.pop("trusted_roles", None), raw.pop("explicit_checks", None)
+    if not isinstance(trusted, list) or not all(isinstance(r, str) and r in ROLES for r in trusted):
+        raise DataError(f"{where}: gate state field config.trusted_roles: expected a list of "
+                        f"{' and '.join(ROLES)}, found {trusted!r:.60}")
+    if not isinstance(explicit, list) or not all(isinstance(c, str) and c in CHECK_NAMES for c in explicit):
+        raise DataError(f"{where}: gate state field config.explicit_checks: expected a list of check names, "
+                        f"found {explicit!r:.60}")
+    try:
+        built = build_config({k: v for k, v in raw.items() if v is not None}, source=f"{where}: config")
+    except ConfigError as err:
+        raise DataError(str(err)) from err
+    config = replace(built, trusted=frozenset(trusted), explicit_checks=frozenset(explicit), source=meta["source"])
+    if digest(config.to_dict()) != meta["config_digest"]:
+        raise DataError(f"{where}: gate state field config: not the complete config its config_digest names (a "
+                        "setting is missing or was edited)")
+    return config
 
 
 def _alignment_from_state(raw: dict[str, Any]) -> ClassAlignment:

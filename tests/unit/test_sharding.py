@@ -8,7 +8,7 @@ import gate
 from gate.checks import REGISTRY, check_class
 from gate.errors import ConfigError, DataError
 from gate.metrics import PairedCounts
-from gate.sharding import MAX_STATE_BYTES, RunState, Shard, merge_states, parse_shard, state_from_bytes
+from gate.sharding import MAX_STATE_BYTES, RunState, Shard, digest, merge_states, parse_shard, state_from_bytes
 
 
 def test_parse_shard_is_one_based():
@@ -24,12 +24,25 @@ def test_shards_partition_the_batches():
     assert owners == [[b % 3] for b in range(11)]
 
 
+def _model(role: str, sha: str) -> dict:
+    return {"role": role, "path": f"{role}.pt", "format": "state_dict", "sha256": sha, "size_bytes": 10,
+            "parameters": 3, "num_classes": 3, "class_names": None, "columns": None, "output": "logits",
+            "dtype": "float32", "checkpoint_dtype": "float32", "cast": None}
+
+
 def _meta(index: int, count: int, **over):
-    meta = {"format": "gate-state", "version": 1, "gate_version": gate.__version__, "config_digest": "c" * 64,
+    """A complete, valid header (every field check_header asks for); `over` replaces fields."""
+    role = {"names": None, "source": None, "generic": False}
+    meta = {"format": "gate-state", "version": 1, "gate_version": gate.__version__, "config_digest": digest({}),
             "data_digest": "d" * 64, "shard": [index, count], "num_classes": 3, "class_names": ["0", "1", "2"],
-            "num_samples": 10, "num_batches": 1, "models": [{"sha256": "a"}, {"sha256": "b"}],
-            "data": {"num_samples": 10, "num_batches": 1}, "config": {}, "classes": {}, "notes": [], "checks": [],
-            "environment": {}}
+            "num_samples": 10, "num_batches": 1, "task": "classification",
+            "models": [_model("baseline", "a"), _model("candidate", "b")],
+            "data": {"path": "eval.npz", "format": "npz", "sha256": "d" * 64, "num_samples": 10, "num_batches": 1,
+                     "batch_size": 64},
+            "config": {}, "source": None,
+            "classes": {"names": ["0", "1", "2"], "columns": None, "baseline": role, "candidate": role,
+                        "renamed": [], "by_name": False, "warnings": []},
+            "notes": [], "checks": [], "environment": {"python": "3.11", "threads": 2}}
     meta.update(over)
     return meta
 
