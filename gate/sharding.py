@@ -290,6 +290,7 @@ def state_from_bytes(payload: bytes, *, where: str) -> RunState:
         raise DataError(f"{where}: gate state field 'measured' must map check names to their measured facts")
     if arrays_digest(arrays, texts, facts) != meta["arrays_sha256"]:
         raise DataError(f"{where}: the arrays do not match the state's SHA-256 (the file is corrupt or was edited)")
+    _check_counts(arrays, meta, where=where)
     measured: dict[str, dict[str, Any]] = {check: dict(values) for check, values in facts.items()}
     for key in [k for k in arrays if k.startswith(_MEASURED)]:
         check, _, name = key[len(_MEASURED):].partition(".")
@@ -297,6 +298,24 @@ def state_from_bytes(payload: bytes, *, where: str) -> RunState:
             raise DataError(f"{where}: array {key!r} is measured by no check the state names")
         measured[check][name] = arrays.pop(key)
     return RunState(meta=meta, arrays=arrays, texts=texts, measured=measured)
+
+
+def _check_counts(arrays: dict[str, np.ndarray], meta: dict[str, Any], *, where: str) -> None:
+    """The paired counts: codes and counts as two 1-D int64 arrays of one length, every count positive, and (for
+    classification, where every sample is counted once) summing to the state's num_samples."""
+    codes, n = arrays.get("counts.codes"), arrays.get("counts.n")
+    if codes is None or n is None:
+        raise DataError(f"{where}: arrays 'counts.codes' and 'counts.n' are missing")
+    if codes.dtype != np.int64 or n.dtype != np.int64 or codes.ndim != 1 or codes.shape != n.shape:
+        raise DataError(f"{where}: arrays 'counts.codes' and 'counts.n' must be 1-D int64 arrays of one length, "
+                        f"found {codes.dtype} {codes.shape} and {n.dtype} {n.shape}")
+    if not n.size:
+        return
+    total = sum(n.tolist()) if n.size <= meta["num_samples"] else None       # Python ints: no int64 wrap-around
+    if int(n.min()) < 1 or total is None or (meta["task"] == "classification" and total != meta["num_samples"]):
+        raise DataError(f"{where}: array 'counts.n' ({n.size} counts, the smallest {int(n.min())}"
+                        f"{f', {total} in all' if total is not None else ''}) cannot count the state's "
+                        f"{meta['num_samples']} samples: the counts are not this shard's")
 
 
 def read_state(path: str | os.PathLike[str]) -> RunState:
