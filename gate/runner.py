@@ -475,6 +475,12 @@ class _Cache:
     replay: Any = None
     recorder: Any = None
     entry_rows: int = 0
+    folder: Any = None              # the entry's folder, key and facts, and what a rebuild puts back
+    key: str = ""
+    facts: dict[str, Any] = field(default_factory=dict)
+    baseline: Any = None
+    class_names: Any = None
+    timed: str = ""
 
 
 def run_gate(config: GateConfig, sources: Sources) -> Report | None:
@@ -581,13 +587,33 @@ def _loaded(config: GateConfig, sources: Sources, *, device: torch.device) -> It
 
 
 def _evaluate(run: _Run, *, shard: Any = None) -> tuple[PairedCounts, int, int]:
-    """evaluate() with the baseline cache when one is asked for; what the cache did goes into the notes."""
+    """evaluate() with the baseline cache when one is asked for; what the cache did goes into the notes.
+
+    A cache hit whose pass ends in an error (its scores of another width than the candidate's, more or fewer rows
+    than the data) may owe it to the entry: the entry is then distrusted and the pass rerun with the live baseline,
+    whose outcome (an error of the run's own, or none) is the run's."""
+    from gate.baseline_cache import CorruptEntry
+
     cache = _plan_cache(run, shard)
+    try:
+        result = _cached_pass(run, cache, shard=shard)
+    except (GateError, CorruptEntry) as err:
+        if cache is None or cache.replay is None:
+            raise
+        cache = _rebuild(run, cache, reason=f"the entry was corrupt (it did not fit the pass: {err})", shard=shard)
+        result = _cached_pass(run, cache, shard=shard)
+    if cache is not None:
+        run.notes.append(cache.note)
+    return result
+
+
+def _cached_pass(run: _Run, cache: _Cache | None, *, shard: Any) -> tuple[PairedCounts, int, int]:
+    from gate.baseline_cache import CorruptEntry
+
     try:
         result = evaluate(run.ctx, run.data, run.checks, shard=shard, cache=cache)
         if cache is not None and cache.replay is not None and cache.replay.rows != cache.entry_rows:
-            raise DataError(f"baseline cache: the data has {cache.replay.rows} samples, the entry "
-                            f"{cache.replay.entry.scores.name} {cache.entry_rows}")
+            raise CorruptEntry(f"the data has {cache.replay.rows} samples, the entry {cache.entry_rows}")
         if cache is not None and cache.recorder is not None:
             cache.recorder.commit(output=run.ctx.models["baseline"].output,
                                   records={c.name: c.baseline_record() for c in run.checks})
@@ -596,8 +622,6 @@ def _evaluate(run: _Run, *, shard: Any = None) -> tuple[PairedCounts, int, int]:
             cache.replay.close()
         if cache is not None and cache.recorder is not None:
             cache.recorder.discard()
-    if cache is not None:
-        run.notes.append(cache.note)
     return result
 
 
@@ -605,7 +629,7 @@ def _plan_cache(run: _Run, shard: Any) -> _Cache | None:
     """Hit, miss, corrupt (rebuilt) or bypassed, for the baseline cache folder of `--baseline-cache`."""
     from pathlib import Path
 
-    from gate.baseline_cache import CorruptEntry, Recorder, Replay, entry_facts, entry_key, open_entry
+    from gate.baseline_cache import CorruptEntry, Replay, entry_facts, entry_key, open_entry
 
     folder = run.ctx.extras.get("baseline_cache")
     if not folder:
@@ -623,32 +647,58 @@ def _plan_cache(run: _Run, shard: Any) -> _Cache | None:
     if ctx.task != "classification":
         facts["task"] = ctx.task            # the kept scores are the task's (probabilities, predictions)
     key = entry_key(facts)
-    timed = (" latency times the live baseline after the pass: timings are never cached."
-             if any(c.name == "latency" for c in run.checks) else "")
-    rebuilt = ""
+    planned = _Cache(note="", folder=folder, key=key, facts=facts, baseline=baseline, class_names=ctx.class_names,
+                     timed=(" latency times the live baseline after the pass: timings are never cached."
+                            if any(c.name == "latency" for c in run.checks) else ""))
     try:
-        entry = open_entry(folder, key, facts)
+        entry = open_entry(folder, key, facts, task=ctx.task, output=run.config.model_options("baseline").get("output"),
+                           expected_rows=_expected_rows(run.data, shard, batch=int(run.config.data["batch_size"])))
         if entry is not None:
             for check in run.checks:
                 check.baseline_replay(entry.records.get(check.name) or {})
-    except (CorruptEntry, ValueError) as err:
-        entry, rebuilt = None, f"the entry was corrupt ({err}) and is rebuilt; "
-        (folder / f"{key}.json").unlink(missing_ok=True)
+    except (CorruptEntry, ValueError, TypeError, KeyError, AttributeError) as err:
+        return _rebuild(run, planned, reason=f"the entry was corrupt ({err})", shard=shard)
+    if entry is None:
+        return _rebuild(run, planned, reason="", shard=shard)
+    ctx.models["baseline"] = replace(baseline, output=entry.output)
+    return replace(planned, note=f"baseline cache hit ({key[:12]}): the baseline's scores were read back, its "
+                                 f"forward passes skipped.{planned.timed}", replay=Replay(entry),
+                   entry_rows=entry.num_samples)
+
+
+def _rebuild(run: _Run, planned: _Cache, *, reason: str, shard: Any) -> _Cache:
+    """A miss: the live baseline runs and its scores are recorded. With a `reason` (a corrupt entry, or one that
+    did not fit the pass) the entry is removed and the checks rebuilt, so nothing replayed from it stays."""
+    from gate.baseline_cache import Recorder
+
+    ctx = run.ctx
+    if reason:
+        (planned.folder / f"{planned.key}.json").unlink(missing_ok=True)
         for check in run.checks:
             check.teardown()
-        run.checks[:] = build_checks(run.config, ctx)       # nothing replayed from a bad entry stays
+        ctx.models["baseline"], ctx.class_names = planned.baseline, planned.class_names
+        ctx.extras.pop("flipped", None)
+        run.checks[:] = build_checks(run.config, ctx)
         for check in run.checks:
             check.setup()
-    if entry is not None:
-        ctx.models["baseline"] = replace(baseline, output=entry.output)
-        return _Cache(note=f"baseline cache hit ({key[:12]}): the baseline's scores were read back, its forward "
-                           f"passes skipped.{timed}", replay=Replay(entry), entry_rows=entry.num_samples)
     try:
-        recorder = Recorder(folder, key, facts)
+        recorder = Recorder(planned.folder, planned.key, planned.facts)
     except OSError as err:
-        raise ConfigError(f"--baseline-cache {folder}: cannot write there: {err.strerror or err}") from err
-    return _Cache(note=f"baseline cache miss ({key[:12]}): {rebuilt}the baseline's scores are kept for the next "
-                       f"run.{timed}", recorder=recorder)
+        raise ConfigError(f"--baseline-cache {planned.folder}: cannot write there: {err.strerror or err}") from err
+    said = f"{reason} and is rebuilt; " if reason else ""
+    return replace(planned, note=f"baseline cache miss ({planned.key[:12]}): {said}the baseline's scores are kept "
+                                 f"for the next run.{planned.timed}", recorder=recorder, replay=None)
+
+
+def _expected_rows(data: Any, shard: Any, *, batch: int) -> int | None:
+    """The samples the pass scores, where the data says up front how many it has (a shard: its batches')."""
+    total = getattr(data, "num_samples", None)
+    if not isinstance(total, int) or isinstance(total, bool):
+        return None
+    if shard is None:
+        return total
+    starts = range(0, total, batch)
+    return sum(min(batch, total - start) for i, start in enumerate(starts) if shard.owns(i))
 
 
 def _data_info(run: _Run, num_samples: int, num_batches: int) -> DataInfo:
