@@ -354,7 +354,7 @@ def write_bytes_atomically(target: Path, payload: bytes, *, what: str) -> None:
         raise ConfigError(f"{target}: cannot write the {what}: {err.strerror or err}") from err
 
 
-_SAME = ("gate_version", "config_digest", "data_digest", "num_classes", "class_names", "checks")
+_SAME = ("gate_version", "config_digest", "data_digest", "num_classes", "class_names", "checks", "task", "classes")
 
 
 def merge_states(states: list[RunState], *, names: list[str]) -> RunState:
