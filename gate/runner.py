@@ -901,21 +901,26 @@ def policy_differences(policy: GateConfig, config: GateConfig) -> str | None:
 
 
 def _first_difference(ours: Any, theirs: Any, path: str) -> str | None:
-    import json
-
     if isinstance(ours, dict) and isinstance(theirs, dict):
         for key in sorted(set(ours) | set(theirs)):
             found = _first_difference(ours.get(key), theirs.get(key), f"{path}.{key}")
             if found:
                 return found
         return None
-    if json.dumps(ours, sort_keys=True, default=str) == json.dumps(theirs, sort_keys=True, default=str):
+    if _as_json(ours) == _as_json(theirs):
         return None
-    def text(value: Any) -> str:
-        shown = json.dumps(value, sort_keys=True, default=str)
-        return shown if len(shown) <= 60 else shown[:57] + "..."
+    return f"{path} ({_shown(theirs)} there, {_shown(ours)} in the policy)"
 
-    return f"{path} ({text(theirs)} there, {text(ours)} in the policy)"
+
+def _as_json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _shown(value: Any) -> str:
+    text = _as_json(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _load_measured(run: _Run, merged: Any, states: list[Any], names: list[str]) -> None:

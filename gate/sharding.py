@@ -227,12 +227,12 @@ def check_header(meta: dict[str, Any], *, where: str) -> None:
     one model per role, the data's counts the state's); DataError naming the first field that is wrong."""
     for key in meta:
         if key not in _HEADER:
-            raise DataError(f"{where}: gate state field {key!r}: unknown field")
+            raise DataError(f"{where}: gate state field {key}: unknown field")
     for key, spec in _HEADER.items():
         if key not in meta:
             if key in _OPTIONAL:
                 continue
-            raise DataError(f"{where}: gate state field {key!r} is missing")
+            raise DataError(f"{where}: gate state field {key}: missing")
         found = _field_error(meta[key], spec, key)
         if found:
             raise DataError(f"{where}: gate state field {found}")

@@ -229,3 +229,25 @@ def test_a_cache_folder_that_cannot_be_written_is_exit_2(world, tmp_path, capsys
     assert outcome.code == 2 and report is None
     lines = outcome.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --baseline-cache"), outcome.err
+
+
+def test_a_shard_hits_its_own_entry(world, tmp_path, capsys, forwards):
+    """`--shard 2/2` keeps the scores of its own batches: the rerun hits (the entry's rows are the shard's samples,
+    not the data's), and its state is the miss's."""
+    from gate.sharding import read_state
+
+    cache = tmp_path / "cache"
+    states = []
+    for name in ("miss", "hit"):
+        state = tmp_path / f"{name}.gstate"
+        forwards.clear()
+        outcome = run_cli(capsys, "check", world.regressed, "-b", world.baseline, "-d", world.data, *FACTORY,
+                          "--batch-size", 64, "--shard", "2/2", "--state", state, "--baseline-cache", cache)
+        assert outcome.code == 0, outcome.err
+        states.append(read_state(state))
+    assert "baseline" not in forwards and forwards.count("candidate") == 5
+    notes = [[n for n in s.meta["notes"] if n.startswith("baseline cache")] for s in states]
+    assert notes[0][0].startswith("baseline cache miss") and notes[1][0].startswith("baseline cache hit"), notes
+    assert states[0].arrays.keys() == states[1].arrays.keys()
+    for key, value in states[0].arrays.items():
+        np.testing.assert_array_equal(states[1].arrays[key], value)

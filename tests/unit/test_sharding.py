@@ -8,7 +8,15 @@ import gate
 from gate.checks import REGISTRY, check_class
 from gate.errors import ConfigError, DataError
 from gate.metrics import PairedCounts
-from gate.sharding import MAX_STATE_BYTES, RunState, Shard, digest, merge_states, parse_shard, state_from_bytes
+from gate.sharding import (
+    MAX_STATE_BYTES,
+    RunState,
+    Shard,
+    digest,
+    merge_states,
+    parse_shard,
+    state_from_bytes,
+)
 
 
 def test_parse_shard_is_one_based():
@@ -285,7 +293,7 @@ def _set(path: str, value):
     (_set("checks", ["accuracy", "nope"]), "field checks: nope is no check"),
     (_set("config_digest", "x"), "field config_digest: expected a SHA-256"),
     (_set("config", {"seed": 1}), "field config does not match the state's config_digest"),
-    (_set("extra", 1), "field 'extra': unknown field"),
+    (_set("extra", 1), "field extra: unknown field"),
     (_set("class_names", ["a"]), "field class_names: 1 names for num_classes 3"),
 ])
 def test_every_header_field_is_checked_and_named(edit, said):
