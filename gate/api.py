@@ -290,11 +290,16 @@ def run(config: GateConfig, candidate: ModelSource, baseline: ModelSource, data:
         return run_gate(config, sources)
 
 
-def merge(states: Iterable[str | os.PathLike[str]]) -> ReportModel:
-    """The report of a run sharded into `--shard I/N` state files: merged, computed, decided (no model loaded)."""
+def merge(states: Iterable[str | os.PathLike[str]], *,
+          config: str | os.PathLike[str] | Mapping[str, Any] | None = None) -> ReportModel:
+    """The report of a run sharded into `--shard I/N` state files: merged, computed, decided (no model loaded).
+
+    `config` (gate.yaml from a trusted source, as `gate merge --config` takes it) is the policy: a state whose
+    config differs from it on a setting that decides is refused. Without it the states' own config decides."""
     from gate.runner import merge_report
 
-    return merge_report([os.fspath(p) for p in states])
+    policy = configure(config) if config is not None else None
+    return merge_report([os.fspath(p) for p in states], policy=policy)
 
 
 def check(candidate: ModelSource, baseline: ModelSource, data: DataSource | None = None, *,

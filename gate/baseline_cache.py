@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -83,24 +84,35 @@ class CorruptEntry(Exception):
     """Why an entry cannot be trusted; the run rebuilds it."""
 
 
-def open_entry(folder: Path, key: str, facts: dict[str, Any]) -> Entry | None:
-    """The entry for `key`, checked; None when there is none. Raises CorruptEntry when it is there but bad."""
+#: The output kinds a baseline's scores may have been read as, per task (gate.forward.to_scores).
+TASK_OUTPUTS = {"classification": ("logits", "probabilities", "sigmoid", "binary_logit"),
+                "multi_label": ("multi_label_logits", "multi_label_probabilities"), "regression": ("regression",)}
+_DETECTED = ("auto", "multi_label", None)       # a configured output that the first batch resolves
+
+
+def open_entry(folder: Path, key: str, facts: dict[str, Any], *, task: str = "classification",
+               output: str | None = None, expected_rows: int | None = None) -> Entry | None:
+    """The entry for `key`, checked against this run (its task, the baseline's configured `output`, the samples the
+    pass will score when the data says so up front); None when there is none. Raises CorruptEntry when it is
+    there but bad: every field is checked, and any mismatch means the entry is rebuilt, never trusted."""
     meta_path, scores_path = folder / f"{key}.json", folder / f"{key}.scores"
-    if not meta_path.exists():
+    if not os.path.lexists(meta_path):
         return None
     try:
+        for path in (meta_path, scores_path):
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                raise CorruptEntry(f"{path.name} is not a regular file (a link, a device, a pipe)")
         if meta_path.stat().st_size > MAX_ENTRY_JSON:
             raise CorruptEntry(f"{meta_path.name} is larger than {MAX_ENTRY_JSON} bytes")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = json.loads(meta_path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
     except (OSError, ValueError) as err:
         raise CorruptEntry(f"{meta_path.name} is not readable JSON: {err}") from err
     if not isinstance(meta, dict) or meta.get("facts") != json.loads(json.dumps(facts, default=str)):
         raise CorruptEntry(f"{meta_path.name} was keyed on other facts than its name says")
-    dtype, n, k, output = meta.get("dtype"), meta.get("num_samples"), meta.get("num_classes"), meta.get("output")
-    if (dtype not in _DTYPES or not isinstance(n, int) or not isinstance(k, int) or n < 1 or k < 1
-            or not isinstance(output, str) or not isinstance(meta.get("sha256"), str)
-            or not isinstance(meta.get("records"), dict)):
-        raise CorruptEntry(f"{meta_path.name} lacks a field or has one of the wrong type")
+    wrong = _wrong_field(meta, task=task, output=output, expected_rows=expected_rows)
+    if wrong:
+        raise CorruptEntry(f"{meta_path.name}: {wrong}")
+    dtype, n, k = meta["dtype"], meta["num_samples"], meta["num_classes"]
     import torch
 
     itemsize = torch.empty(0, dtype=getattr(torch, dtype)).element_size()
@@ -112,8 +124,44 @@ def open_entry(folder: Path, key: str, facts: dict[str, Any]) -> Entry | None:
             raise CorruptEntry(f"{scores_path.name} does not match its SHA-256")
     except OSError as err:
         raise CorruptEntry(f"{scores_path.name}: {err}") from err
-    return Entry(scores=scores_path, dtype=dtype, num_samples=n, num_classes=k, output=output,
+    return Entry(scores=scores_path, dtype=dtype, num_samples=n, num_classes=k, output=meta["output"],
                  records=dict(meta["records"]))
+
+
+_FIELDS = ("facts", "dtype", "num_samples", "num_classes", "output", "sha256", "records")
+
+
+def _wrong_field(meta: dict[str, Any], *, task: str, output: str | None, expected_rows: int | None) -> str | None:
+    """What in an entry's JSON cannot be this run's (None: every field fits)."""
+    extra = sorted(set(meta) - set(_FIELDS))
+    missing = [f for f in _FIELDS if f not in meta]
+    if extra or missing:
+        return f"{'unknown field ' + extra[0] if extra else 'missing field ' + missing[0]}"
+    n, k = meta["num_samples"], meta["num_classes"]
+    if meta["dtype"] not in _DTYPES:
+        return f"dtype {meta['dtype']!r} is not one of {', '.join(_DTYPES)}"
+    for name, value in (("num_samples", n), ("num_classes", k)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            return f"{name} {value!r} is not a positive integer"
+    if expected_rows is not None and n != expected_rows:
+        return f"num_samples {n}, but this run scores {expected_rows} samples"
+    kinds = TASK_OUTPUTS.get(task, ())
+    if meta["output"] not in kinds:
+        return f"output {meta['output']!r} is not a {task} output ({', '.join(kinds)})"
+    if output not in _DETECTED and meta["output"] != output:
+        return f"output {meta['output']!r}, but the baseline's is set to {output!r}"
+    if meta["output"] in ("sigmoid", "binary_logit") and k != 2:
+        return f"num_classes {k}, but a {meta['output']} output is kept as 2 columns"
+    if not isinstance(meta["sha256"], str) or len(meta["sha256"]) != 64:
+        return "sha256 is not a SHA-256"
+    records = meta["records"]
+    if not isinstance(records, dict) or not all(isinstance(v, dict) for v in records.values()):
+        return "records must map each check's name to what it recorded (an object)"
+    return None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a cache entry holds")
 
 
 def _file_sha256(path: Path) -> str:
@@ -140,17 +188,36 @@ class Replay:
         """The next `size` rows as a (size, K) tensor on `device`."""
         import torch
 
-        from gate.errors import DataError
-
         if self.rows + size > self.entry.num_samples:
-            raise DataError(f"baseline cache: the data has more than the {self.entry.num_samples} samples the "
-                            f"entry {self.entry.scores.name} was written for")
+            raise CorruptEntry(f"the data has more than the {self.entry.num_samples} samples the entry "
+                               f"{self.entry.scores.name} was written for")
         self.rows += size
         raw = bytearray(self._fh.read(size * self._row))
-        return torch.frombuffer(raw, dtype=torch.uint8).view(self._dtype).reshape(size, -1).to(device)
+        if len(raw) != size * self._row:
+            raise CorruptEntry(f"{self.entry.scores.name} ended early (changed after it was checked)")
+        scores = torch.frombuffer(raw, dtype=torch.uint8).view(self._dtype).reshape(size, -1)
+        _check_kind(scores, self.entry.output, where=self.entry.scores.name)
+        return scores.to(device)
 
     def close(self) -> None:
         self._fh.close()
+
+
+def _check_kind(scores: Any, kind: str, *, where: str) -> None:
+    """CorruptEntry when replayed scores cannot be what their output kind makes of a live output (to_scores):
+    probabilities in [0, 1], a binary logit's first column 0; as the live baseline's are checked, batch by batch."""
+    import torch
+
+    from gate.forward import _UNIT_SLACK
+
+    if kind == "binary_logit":
+        if bool((scores[:, 0] != 0).any()):
+            raise CorruptEntry(f"{where}: binary_logit scores with a first column that is not 0")
+    elif kind not in ("logits", "regression"):
+        finite = scores[torch.isfinite(scores)].float()
+        if finite.numel() and (float(finite.min()) < -_UNIT_SLACK or float(finite.max()) > 1 + _UNIT_SLACK):
+            raise CorruptEntry(f"{where}: {kind} scores outside [0, 1] (min {float(finite.min()):.4g}, max "
+                               f"{float(finite.max()):.4g})")
 
 
 class Recorder:

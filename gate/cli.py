@@ -279,6 +279,10 @@ def _echo_report(report: Any, outputs: dict[str, str], **opts: Any) -> None:
 
 @cli.command()
 @click.argument("states", nargs=-1, required=True, metavar="STATE...")
+@click.option("--config", "-c", "config_path", metavar="FILE",
+              help="gate.yaml from a trusted source (the base branch): every state's policy must be this file's. "
+                   "Without it the states' own config decides; give it whenever a state may come from a job the "
+                   "change under test could influence (docs/security.md).")
 @click.option("--json", "json_path", metavar="PATH", help="Write the JSON report here.")
 @click.option("--markdown", "markdown_path", metavar="PATH", help="Write the Markdown report here.")
 @click.option("--junit", "junit_path", metavar="PATH", help="Write a JUnit XML report here.")
@@ -291,9 +295,9 @@ def merge(states: tuple[str, ...], **opts: Any) -> None:
 
     \b
     Example (a CI matrix of 2, then one last job):
-      gate check cand.pt -b prod.pt -d eval.npz --shard 1/2 --state s1.gstate
-      gate check cand.pt -b prod.pt -d eval.npz --shard 2/2 --state s2.gstate
-      gate merge s1.gstate s2.gstate --json report.json
+      gate check cand.pt -b prod.pt -d eval.npz -c gate.yaml --shard 1/2 --state s1.gstate
+      gate check cand.pt -b prod.pt -d eval.npz -c gate.yaml --shard 2/2 --state s2.gstate
+      gate merge s1.gstate s2.gstate --config gate.yaml --json report.json
     """
     from gate.api import merge as merge_states
     from gate.report.write import check_writable, remove_stale
@@ -303,7 +307,7 @@ def merge(states: tuple[str, ...], **opts: Any) -> None:
         check_writable(path)
     for path in outputs.values():
         remove_stale(path)
-    report = merge_states(states)
+    report = merge_states(states, config=opts["config_path"])
     _write_reports(report, outputs)
     _echo_report(report, outputs, **opts)
     sys.exit(report.exit_code)

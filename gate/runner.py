@@ -475,6 +475,12 @@ class _Cache:
     replay: Any = None
     recorder: Any = None
     entry_rows: int = 0
+    folder: Any = None              # the entry's folder, key and facts, and what a rebuild puts back
+    key: str = ""
+    facts: dict[str, Any] = field(default_factory=dict)
+    baseline: Any = None
+    class_names: Any = None
+    timed: str = ""
 
 
 def run_gate(config: GateConfig, sources: Sources) -> Report | None:
@@ -581,13 +587,33 @@ def _loaded(config: GateConfig, sources: Sources, *, device: torch.device) -> It
 
 
 def _evaluate(run: _Run, *, shard: Any = None) -> tuple[PairedCounts, int, int]:
-    """evaluate() with the baseline cache when one is asked for; what the cache did goes into the notes."""
+    """evaluate() with the baseline cache when one is asked for; what the cache did goes into the notes.
+
+    A cache hit whose pass ends in an error (its scores of another width than the candidate's, more or fewer rows
+    than the data) may owe it to the entry: the entry is then distrusted and the pass rerun with the live baseline,
+    whose outcome (an error of the run's own, or none) is the run's."""
+    from gate.baseline_cache import CorruptEntry
+
     cache = _plan_cache(run, shard)
+    try:
+        result = _cached_pass(run, cache, shard=shard)
+    except (GateError, CorruptEntry) as err:
+        if cache is None or cache.replay is None:
+            raise
+        cache = _rebuild(run, cache, reason=f"the entry was corrupt (it did not fit the pass: {err})", shard=shard)
+        result = _cached_pass(run, cache, shard=shard)
+    if cache is not None:
+        run.notes.append(cache.note)
+    return result
+
+
+def _cached_pass(run: _Run, cache: _Cache | None, *, shard: Any) -> tuple[PairedCounts, int, int]:
+    from gate.baseline_cache import CorruptEntry
+
     try:
         result = evaluate(run.ctx, run.data, run.checks, shard=shard, cache=cache)
         if cache is not None and cache.replay is not None and cache.replay.rows != cache.entry_rows:
-            raise DataError(f"baseline cache: the data has {cache.replay.rows} samples, the entry "
-                            f"{cache.replay.entry.scores.name} {cache.entry_rows}")
+            raise CorruptEntry(f"the data has {cache.replay.rows} samples, the entry {cache.entry_rows}")
         if cache is not None and cache.recorder is not None:
             cache.recorder.commit(output=run.ctx.models["baseline"].output,
                                   records={c.name: c.baseline_record() for c in run.checks})
@@ -596,8 +622,6 @@ def _evaluate(run: _Run, *, shard: Any = None) -> tuple[PairedCounts, int, int]:
             cache.replay.close()
         if cache is not None and cache.recorder is not None:
             cache.recorder.discard()
-    if cache is not None:
-        run.notes.append(cache.note)
     return result
 
 
@@ -605,7 +629,7 @@ def _plan_cache(run: _Run, shard: Any) -> _Cache | None:
     """Hit, miss, corrupt (rebuilt) or bypassed, for the baseline cache folder of `--baseline-cache`."""
     from pathlib import Path
 
-    from gate.baseline_cache import CorruptEntry, Recorder, Replay, entry_facts, entry_key, open_entry
+    from gate.baseline_cache import CorruptEntry, Replay, entry_facts, entry_key, open_entry
 
     folder = run.ctx.extras.get("baseline_cache")
     if not folder:
@@ -623,32 +647,58 @@ def _plan_cache(run: _Run, shard: Any) -> _Cache | None:
     if ctx.task != "classification":
         facts["task"] = ctx.task            # the kept scores are the task's (probabilities, predictions)
     key = entry_key(facts)
-    timed = (" latency times the live baseline after the pass: timings are never cached."
-             if any(c.name == "latency" for c in run.checks) else "")
-    rebuilt = ""
+    planned = _Cache(note="", folder=folder, key=key, facts=facts, baseline=baseline, class_names=ctx.class_names,
+                     timed=(" latency times the live baseline after the pass: timings are never cached."
+                            if any(c.name == "latency" for c in run.checks) else ""))
     try:
-        entry = open_entry(folder, key, facts)
+        entry = open_entry(folder, key, facts, task=ctx.task, output=run.config.model_options("baseline").get("output"),
+                           expected_rows=_expected_rows(run.data, shard, batch=int(run.config.data["batch_size"])))
         if entry is not None:
             for check in run.checks:
                 check.baseline_replay(entry.records.get(check.name) or {})
-    except (CorruptEntry, ValueError) as err:
-        entry, rebuilt = None, f"the entry was corrupt ({err}) and is rebuilt; "
-        (folder / f"{key}.json").unlink(missing_ok=True)
+    except (CorruptEntry, ValueError, TypeError, KeyError, AttributeError) as err:
+        return _rebuild(run, planned, reason=f"the entry was corrupt ({err})", shard=shard)
+    if entry is None:
+        return _rebuild(run, planned, reason="", shard=shard)
+    ctx.models["baseline"] = replace(baseline, output=entry.output)
+    return replace(planned, note=f"baseline cache hit ({key[:12]}): the baseline's scores were read back, its "
+                                 f"forward passes skipped.{planned.timed}", replay=Replay(entry),
+                   entry_rows=entry.num_samples)
+
+
+def _rebuild(run: _Run, planned: _Cache, *, reason: str, shard: Any) -> _Cache:
+    """A miss: the live baseline runs and its scores are recorded. With a `reason` (a corrupt entry, or one that
+    did not fit the pass) the entry is removed and the checks rebuilt, so nothing replayed from it stays."""
+    from gate.baseline_cache import Recorder
+
+    ctx = run.ctx
+    if reason:
+        (planned.folder / f"{planned.key}.json").unlink(missing_ok=True)
         for check in run.checks:
             check.teardown()
-        run.checks[:] = build_checks(run.config, ctx)       # nothing replayed from a bad entry stays
+        ctx.models["baseline"], ctx.class_names = planned.baseline, planned.class_names
+        ctx.extras.pop("flipped", None)
+        run.checks[:] = build_checks(run.config, ctx)
         for check in run.checks:
             check.setup()
-    if entry is not None:
-        ctx.models["baseline"] = replace(baseline, output=entry.output)
-        return _Cache(note=f"baseline cache hit ({key[:12]}): the baseline's scores were read back, its forward "
-                           f"passes skipped.{timed}", replay=Replay(entry), entry_rows=entry.num_samples)
     try:
-        recorder = Recorder(folder, key, facts)
+        recorder = Recorder(planned.folder, planned.key, planned.facts)
     except OSError as err:
-        raise ConfigError(f"--baseline-cache {folder}: cannot write there: {err.strerror or err}") from err
-    return _Cache(note=f"baseline cache miss ({key[:12]}): {rebuilt}the baseline's scores are kept for the next "
-                       f"run.{timed}", recorder=recorder)
+        raise ConfigError(f"--baseline-cache {planned.folder}: cannot write there: {err.strerror or err}") from err
+    said = f"{reason} and is rebuilt; " if reason else ""
+    return replace(planned, note=f"baseline cache miss ({planned.key[:12]}): {said}the baseline's scores are kept "
+                                 f"for the next run.{planned.timed}", recorder=recorder, replay=None)
+
+
+def _expected_rows(data: Any, shard: Any, *, batch: int) -> int | None:
+    """The samples the pass scores, where the data says up front how many it has (a shard: its batches')."""
+    total = getattr(data, "num_samples", None)
+    if not isinstance(total, int) or isinstance(total, bool):
+        return None
+    if shard is None:
+        return total
+    starts = range(0, total, batch)
+    return sum(min(batch, total - start) for i, start in enumerate(starts) if shard.owns(i))
 
 
 def _data_info(run: _Run, num_samples: int, num_batches: int) -> DataInfo:
@@ -787,26 +837,37 @@ def _load_merged(run: _Run, merged: Any) -> None:
         raise DataError(f"the merged state does not fit this gate's checks: {err}") from err
 
 
-def merge_report(paths: list[str]) -> Report:
-    """`gate merge`: the shards' state files merged, every check computed, decided; no model is loaded."""
+def merge_report(paths: list[str], *, policy: GateConfig | None = None) -> Report:
+    """`gate merge`: the shards' state files merged, every check computed, decided; no model is loaded.
+
+    `policy` (`gate merge --config gate.yaml`, from a trusted source such as the base branch) is what every state's
+    config must agree with on each setting that decides (policy_differences); without it the states' own config
+    decides, checked as gate.yaml is and against its digest, which only catches an edit, not a forgery."""
     from gate.errors import DataError
     from gate.sharding import merge_states, read_state
 
     started = time.perf_counter()
     names = [str(p) for p in paths]
     states = [read_state(p) for p in paths]
+    configs = [_config_from_state(state.meta, where=name) for state, name in zip(states, names)]
+    if policy is not None:
+        for config, name in zip(configs, names):
+            differs = policy_differences(policy, config)
+            if differs:
+                raise DataError(f"{name}: its config differs from {policy.source or 'the --config policy'} at "
+                                f"{differs}: the shard jobs must run with the policy the merge is given")
     merged = merge_states(states, names=names)
     meta = merged.meta
+    config = next(c for c, state in zip(configs, states) if state.meta["shard"][0] == 0)
     try:
-        config = _config_from_state(meta)
         alignment = _alignment_from_state(meta["classes"])
         models = tuple(_model_info_from_state(m) for m in meta["models"])
         data = DataInfo(**meta["data"])
     except (KeyError, TypeError, ValueError) as err:
         raise DataError(f"{names[0]}: its run facts cannot be read: {err}") from err
-    task = str(meta.get("task", "classification"))
-    if task not in TASKS:
-        raise DataError(f"{names[0]}: unknown task {task!r}")
+    task = meta["task"]
+    if config.task not in ("auto", task):
+        raise DataError(f"{names[0]}: its task is {task}, its config's {config.task}")
     if [name for name in config.enabled_checks(task)] != list(meta["checks"]):
         raise DataError(f"{names[0]}: its checks ({', '.join(meta['checks'])}) are not its config's")
     ctx = RunContext(config=config, models={}, class_names=tuple(meta["class_names"]), device=torch.device("cpu"),
@@ -814,9 +875,52 @@ def merge_report(paths: list[str]) -> Report:
     run = _Run(config=config, ctx=ctx, data=None, checks=build_checks(config, ctx), alignment=alignment)
     _load_merged(run, merged)
     _load_measured(run, merged, states, names)
+    where = (f"its policy checked against {policy.source}" if policy is not None
+             else "the policy read from the state files (no --config)")
     return _decide(run, run.ctx.counts, data, started=started, models=models, env=dict(meta["environment"]),
                    notes=tuple(str(n) for n in meta["notes"]) + (
-                       f"merged from {len(paths)} shard state files (strided by batch) by gate merge",))
+                       f"merged from {len(paths)} shard state files (strided by batch) by gate merge, {where}",))
+
+
+#: The settings that decide a verdict: every check's section (thresholds, on/off), the decision rule, the task,
+#: the classes and how they are matched, how much of the data is read and the seed of the resampling. The rest of
+#: a config (device, threads, model factory and options, batch size, data paths) says how a job measured.
+POLICY_KEYS = ("task", "seed", "class_names", "class_map", "decision", "checks", "explicit_checks", "data.limit")
+
+
+def policy_differences(policy: GateConfig, config: GateConfig) -> str | None:
+    """The first decisive setting (POLICY_KEYS) on which `config` differs from `policy`, as 'key.path (a vs b)'."""
+    theirs, ours = config.to_dict(), policy.to_dict()
+    for key in POLICY_KEYS:
+        head, _, tail = key.partition(".")
+        found = _first_difference(ours[head].get(tail) if tail else ours[head],
+                                  theirs[head].get(tail) if tail else theirs[head], key)
+        if found:
+            return found
+    return None
+
+
+def _first_difference(ours: Any, theirs: Any, path: str) -> str | None:
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        for key in sorted(set(ours) | set(theirs)):
+            found = _first_difference(ours.get(key), theirs.get(key), f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if _as_json(ours) == _as_json(theirs):
+        return None
+    return f"{path} ({_shown(theirs)} there, {_shown(ours)} in the policy)"
+
+
+def _as_json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _shown(value: Any) -> str:
+    text = _as_json(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _load_measured(run: _Run, merged: Any, states: list[Any], names: list[str]) -> None:
@@ -837,16 +941,29 @@ def _load_measured(run: _Run, merged: Any, states: list[Any], names: list[str]) 
             raise DataError(f"{first}: its {check.name} timings cannot be read: {err}") from err
 
 
-def _config_from_state(meta: dict[str, Any]) -> GateConfig:
-    raw = meta["config"]
-    return GateConfig(
-        device=raw["device"], seed=int(raw["seed"]), threads=raw["threads"],
-        class_names=tuple(raw["class_names"]) if raw["class_names"] else None, class_map=dict(raw["class_map"]),
-        model=dict(raw["model"]), data=dict(raw["data"]), decision=dict(raw["decision"]),
-        checks={k: dict(v) for k, v in raw["checks"].items()}, source=meta.get("source"),
-        trusted=frozenset(raw["trusted_roles"]), task=str(raw.get("task", "auto")),
-        explicit_checks=frozenset(raw.get("explicit_checks", ())),
-    )
+def _config_from_state(meta: dict[str, Any], *, where: str) -> GateConfig:
+    """The header's config, validated exactly as a gate.yaml is (build_config), with the two facts gate.yaml cannot
+    hold (the roles trusted on the command line, the checks enabled by name); its digest must be config_digest."""
+    from gate.config import CHECK_NAMES, build_config
+    from gate.sharding import digest
+
+    raw = dict(meta["config"])
+    trusted, explicit = raw.pop("trusted_roles", None), raw.pop("explicit_checks", None)
+    if not isinstance(trusted, list) or not all(isinstance(r, str) and r in ROLES for r in trusted):
+        raise DataError(f"{where}: gate state field config.trusted_roles: expected a list of "
+                        f"{' and '.join(ROLES)}, found {trusted!r:.60}")
+    if not isinstance(explicit, list) or not all(isinstance(c, str) and c in CHECK_NAMES for c in explicit):
+        raise DataError(f"{where}: gate state field config.explicit_checks: expected a list of check names, "
+                        f"found {explicit!r:.60}")
+    try:
+        built = build_config({k: v for k, v in raw.items() if v is not None}, source=f"{where}: config")
+    except ConfigError as err:
+        raise DataError(str(err)) from err
+    config = replace(built, trusted=frozenset(trusted), explicit_checks=frozenset(explicit), source=meta["source"])
+    if digest(config.to_dict()) != meta["config_digest"]:
+        raise DataError(f"{where}: gate state field config: not the complete config its config_digest names (a "
+                        "setting is missing or was edited)")
+    return config
 
 
 def _alignment_from_state(raw: dict[str, Any]) -> ClassAlignment:

@@ -142,12 +142,120 @@ def split_values(values: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[st
     return arrays, {k: list(v) for k, v in values.items() if not isinstance(v, np.ndarray)}
 
 
-_META_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "format": str, "version": int, "gate_version": str, "config_digest": str, "data_digest": str,
-    "shard": list, "num_classes": int, "class_names": list, "num_samples": int, "num_batches": int,
-    "models": list, "data": dict, "config": dict, "classes": dict, "notes": list, "checks": list,
-    "environment": dict, "arrays_sha256": str,
+# The header's schema, field by field (a state may come from another job: every field is checked before use).
+# A spec is a type name ("str", "int" >= 0, "pos" >= 1, "bool", "hex" a SHA-256, "scalar" a JSON scalar, "any"
+# what gate.runner checks itself: the config against gate.yaml's schema, a check's measured facts), a
+# ("?", spec) for spec-or-null, a ("list", spec), a ("map", spec) (string keys), a ("one of", values), or a dict
+# of exactly these keys.
+_ROLE_NAMES = {"names": ("?", ("list", "str")), "source": ("?", "str"), "generic": "bool"}
+_MODEL = {"role": ("one of", ("baseline", "candidate")), "path": "str", "format": "str", "sha256": ("?", "str"),
+          "size_bytes": ("?", "int"), "parameters": ("?", "int"), "num_classes": ("?", "int"),
+          "class_names": ("?", ("list", "str")), "columns": ("?", ("list", "int")), "output": ("?", "str"),
+          "dtype": ("?", "str"), "checkpoint_dtype": ("?", "str"), "cast": ("?", "str")}
+_HEADER: dict[str, Any] = {
+    "format": "str", "version": "int", "gate_version": "str", "config_digest": "hex", "data_digest": "hex",
+    "shard": ("list", "int"), "num_classes": "int", "class_names": ("list", "str"), "num_samples": "int",
+    "num_batches": "int", "task": ("one of", ("classification", "multi_label", "regression")),
+    "models": ("list", _MODEL),
+    "data": {"path": "str", "format": "str", "sha256": ("?", "str"), "num_samples": "int", "num_batches": "int",
+             "batch_size": "pos"},
+    "config": ("map", "any"), "source": ("?", "str"),
+    "classes": {"names": ("?", ("list", "str")), "columns": ("?", ("list", "int")), "baseline": _ROLE_NAMES,
+                "candidate": _ROLE_NAMES, "renamed": ("list", ("list", "str")), "by_name": "bool",
+                "warnings": ("list", "str")},
+    "notes": ("list", "str"), "checks": ("list", "str"), "environment": ("map", ("?", "scalar")),
+    "arrays_sha256": "hex", "rows_text": ("map", ("list", ("?", "str"))), "measured": ("map", ("map", "any")),
 }
+_OPTIONAL = ("measured",)
+
+
+def _field_error(value: Any, spec: Any, path: str) -> str | None:
+    """What is wrong with `value` at `path` against `spec`; None when it fits."""
+    if isinstance(spec, dict):
+        if not isinstance(value, dict):
+            return f"{path}: expected an object, found {_kind(value)}"
+        for key in value:
+            if key not in spec:
+                return f"{path}.{key}: unknown field"
+        for key, sub in spec.items():
+            if key not in value:
+                return f"{path}.{key}: missing"
+            found = _field_error(value[key], sub, f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(spec, tuple):
+        head, sub = spec
+        if head == "?":
+            return None if value is None else _field_error(value, sub, path)
+        if head == "one of":
+            return None if isinstance(value, str) and value in sub else \
+                f"{path}: expected one of {', '.join(sub)}, found {_kind(value)}"
+        if head == "list":
+            if not isinstance(value, list):
+                return f"{path}: expected a list, found {_kind(value)}"
+            return next((e for i, v in enumerate(value) if (e := _field_error(v, sub, f"{path}[{i}]"))), None)
+        if not isinstance(value, dict):                                     # "map"
+            return f"{path}: expected an object, found {_kind(value)}"
+        return next((e for k, v in value.items() if (e := _field_error(v, sub, f"{path}.{k}"))), None)
+    if spec == "any":
+        return None
+    if spec in ("int", "pos"):
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"{path}: expected an integer, found {_kind(value)}"
+        return None if value >= (1 if spec == "pos" else 0) else \
+            f"{path}: expected an integer >= {1 if spec == 'pos' else 0}, found {value}"
+    if spec == "bool":
+        return None if isinstance(value, bool) else f"{path}: expected true or false, found {_kind(value)}"
+    if spec == "scalar":
+        ok = isinstance(value, (bool, int, float, str))
+        return None if ok else f"{path}: expected a string or a number, found {_kind(value)}"
+    if not isinstance(value, str):                                          # "str", "hex"
+        return f"{path}: expected a string, found {_kind(value)}"
+    if spec == "hex" and not (len(value) == 64 and all(c in "0123456789abcdef" for c in value)):
+        return f"{path}: expected a SHA-256 (64 hex digits), found {_kind(value)}"
+    return None
+
+
+def _kind(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def check_header(meta: dict[str, Any], *, where: str) -> None:
+    """Every header field against _HEADER, and the facts that tie fields together (the shard within its count,
+    one model per role, the data's counts the state's); DataError naming the first field that is wrong."""
+    for key in meta:
+        if key not in _HEADER:
+            raise DataError(f"{where}: gate state field {key}: unknown field")
+    for key, spec in _HEADER.items():
+        if key not in meta:
+            if key in _OPTIONAL:
+                continue
+            raise DataError(f"{where}: gate state field {key}: missing")
+        found = _field_error(meta[key], spec, key)
+        if found:
+            raise DataError(f"{where}: gate state field {found}")
+    if len(meta["shard"]) != 2 or not meta["shard"][0] < meta["shard"][1]:
+        raise DataError(f"{where}: gate state field shard: expected [index, count] with 0 <= index < count, "
+                        f"found {meta['shard']}")
+    if [m["role"] for m in meta["models"]] != ["baseline", "candidate"]:
+        raise DataError(f"{where}: gate state field models: expected the baseline's then the candidate's, found "
+                        f"{[m['role'] for m in meta['models']]}")
+    for key in ("num_samples", "num_batches"):
+        if meta["data"][key] != meta[key]:
+            raise DataError(f"{where}: gate state field data.{key}: {meta['data'][key]}, but {key} is {meta[key]}")
+    if len(meta["class_names"]) != meta["num_classes"] and meta["task"] == "classification":
+        raise DataError(f"{where}: gate state field class_names: {len(meta['class_names'])} names for "
+                        f"num_classes {meta['num_classes']}")
+    if digest(meta["config"]) != meta["config_digest"]:
+        raise DataError(f"{where}: gate state field config does not match the state's config_digest (the file was "
+                        "edited)")
+    from gate.config import CHECK_NAMES
+
+    unknown = [c for c in meta["checks"] if c not in CHECK_NAMES]
+    if unknown or len(set(meta["checks"])) != len(meta["checks"]):
+        raise DataError(f"{where}: gate state field checks: {unknown[0] + ' is no check' if unknown else 'a check named twice'}")
 
 
 def state_from_bytes(payload: bytes, *, where: str) -> RunState:
@@ -168,9 +276,7 @@ def state_from_bytes(payload: bytes, *, where: str) -> RunState:
         raise DataError(f"{where}: not a gate state file (format {meta.get('format') if isinstance(meta, dict) else None!r})")
     if meta.get("version") != STATE_VERSION:
         raise DataError(f"{where}: gate state version {meta.get('version')!r}; this gate reads version {STATE_VERSION}")
-    for key, kind in _META_FIELDS.items():
-        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
-            raise DataError(f"{where}: gate state field {key!r} is missing or not a {getattr(kind, '__name__', kind)}")
+    check_header(meta, where=where)
     for key, a in arrays.items():
         if a.dtype not in _DTYPES:
             raise DataError(f"{where}: array {key!r} has dtype {a.dtype}; a gate state holds int64 and float64 only")
@@ -184,6 +290,7 @@ def state_from_bytes(payload: bytes, *, where: str) -> RunState:
         raise DataError(f"{where}: gate state field 'measured' must map check names to their measured facts")
     if arrays_digest(arrays, texts, facts) != meta["arrays_sha256"]:
         raise DataError(f"{where}: the arrays do not match the state's SHA-256 (the file is corrupt or was edited)")
+    _check_counts(arrays, meta, where=where)
     measured: dict[str, dict[str, Any]] = {check: dict(values) for check, values in facts.items()}
     for key in [k for k in arrays if k.startswith(_MEASURED)]:
         check, _, name = key[len(_MEASURED):].partition(".")
@@ -191,6 +298,24 @@ def state_from_bytes(payload: bytes, *, where: str) -> RunState:
             raise DataError(f"{where}: array {key!r} is measured by no check the state names")
         measured[check][name] = arrays.pop(key)
     return RunState(meta=meta, arrays=arrays, texts=texts, measured=measured)
+
+
+def _check_counts(arrays: dict[str, np.ndarray], meta: dict[str, Any], *, where: str) -> None:
+    """The paired counts: codes and counts as two 1-D int64 arrays of one length, every count positive, and (for
+    classification, where every sample is counted once) summing to the state's num_samples."""
+    codes, n = arrays.get("counts.codes"), arrays.get("counts.n")
+    if codes is None or n is None:
+        raise DataError(f"{where}: arrays 'counts.codes' and 'counts.n' are missing")
+    if codes.dtype != np.int64 or n.dtype != np.int64 or codes.ndim != 1 or codes.shape != n.shape:
+        raise DataError(f"{where}: arrays 'counts.codes' and 'counts.n' must be 1-D int64 arrays of one length, "
+                        f"found {codes.dtype} {codes.shape} and {n.dtype} {n.shape}")
+    if not n.size:
+        return
+    total = sum(n.tolist()) if n.size <= meta["num_samples"] else None       # Python ints: no int64 wrap-around
+    if int(n.min()) < 1 or total is None or (meta["task"] == "classification" and total != meta["num_samples"]):
+        raise DataError(f"{where}: array 'counts.n' ({n.size} counts, the smallest {int(n.min())}"
+                        f"{f', {total} in all' if total is not None else ''}) cannot count the state's "
+                        f"{meta['num_samples']} samples: the counts are not this shard's")
 
 
 def read_state(path: str | os.PathLike[str]) -> RunState:
@@ -229,7 +354,7 @@ def write_bytes_atomically(target: Path, payload: bytes, *, what: str) -> None:
         raise ConfigError(f"{target}: cannot write the {what}: {err.strerror or err}") from err
 
 
-_SAME = ("gate_version", "config_digest", "data_digest", "num_classes", "class_names", "checks")
+_SAME = ("gate_version", "config_digest", "data_digest", "num_classes", "class_names", "checks", "task", "classes")
 
 
 def merge_states(states: list[RunState], *, names: list[str]) -> RunState:

@@ -401,16 +401,24 @@ def plan_merge(values: Mapping[str, str], *, workspace: Path, environ: Mapping[s
     refuse_pull_request_state("states", untrusted=origin.untrusted, allow_pr_policy=settings.allow_pr_policy)
     ws = workspace.resolve()
     states = state_files(values.get("states", ""), workspace=ws)
+    out = dict(values)
+    if values.get("config"):        # the policy every state must agree with (`gate merge --config`)
+        policy = trust.policy_root(values.get("policy-path", ""), workspace=ws, origin=origin,
+                                   allow_pr_policy=settings.allow_pr_policy)
+        out["config"] = str(trust.config_path(values["config"], policy, allow_pr_policy=settings.allow_pr_policy,
+                                              untrusted=origin.untrusted))
     filled = with_report_defaults(values)
     reports = {name: trust.report_path(name, filled[name], workspace=ws) for name in REPORT_INPUTS if filled.get(name)}
     if len({str(p) for p in reports.values()}) != len(reports):
         raise ConfigError("action inputs 'json', 'markdown', 'junit' and 'html' must name different files")
-    return CheckPlan(values=dict(values), cwd=None, reports=reports, states=states)
+    return CheckPlan(values=out, cwd=None, reports=reports, states=states)
 
 
 def build_merge_argv(plan: CheckPlan, sandboxed: Mapping[str, Path]) -> list[str]:
-    """`gate merge STATE... --json ... --markdown ...` (after `gate`)."""
+    """`gate merge STATE... [--config FILE] --json ... --markdown ...` (after `gate`)."""
     argv = ["merge", *map(str, plan.states)]
+    if plan.values.get("config"):
+        argv += ["--config", plan.values["config"]]
     for name in REPORT_INPUTS:
         if name in sandboxed:
             argv += [f"--{name}", str(sandboxed[name])]

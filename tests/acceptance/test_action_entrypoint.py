@@ -300,7 +300,8 @@ def test_sharded_example_workflow_lints_with_this_action_yml(tmp_path: Path):
     steps = yaml.safe_load(local)["jobs"]
     shard_inputs = next(s["with"] for s in steps["shard"]["steps"] if s.get("uses") == "./")
     assert shard_inputs["shard"] == "${{ matrix.shard }}/3" and shard_inputs["baseline-cache"] == ".gate-cache"
-    assert next(s["with"] for s in steps["merge"]["steps"] if s.get("uses") == "./")["mode"] == "merge"
+    merge_inputs = next(s["with"] for s in steps["merge"]["steps"] if s.get("uses") == "./")
+    assert merge_inputs["mode"] == "merge" and merge_inputs["config"] == shard_inputs["config"]   # docs/security.md
 
 
 def test_example_workflow_takes_policy_from_the_base_branch_and_files_from_the_pr():

@@ -149,6 +149,61 @@ def test_a_corrupt_entry_is_rebuilt_never_trusted(world, tmp_path, capsys, forwa
     assert _cache_note(hit).startswith("baseline cache hit") and "baseline" not in forwards
 
 
+def _halve_rows(entry: dict) -> None:
+    """num_samples halved and num_classes doubled: the scores' size still fits, their shape does not."""
+    entry["num_samples"] //= 2
+    entry["num_classes"] *= 2
+
+
+def _half_width(entry: dict) -> None:
+    """float16 with twice the classes: the same bytes, the same rows, the wrong width (found on the first batch)."""
+    entry["dtype"] = "float16"
+    entry["num_classes"] *= 2
+
+
+@pytest.mark.parametrize("edit, said", [
+    (lambda e: e.__setitem__("output", "bogus"), "output 'bogus' is not a classification output"),
+    (lambda e: e.__setitem__("output", "regression"), "output 'regression' is not a classification output"),
+    (lambda e: e.__setitem__("output", "probabilities"), "probabilities scores outside [0, 1]"),
+    (lambda e: e.__setitem__("records", {"sanity": [1, 2]}), "records must map each check's name"),
+    (lambda e: e["records"].__setitem__("sanity", {"determinism": float("nan")}), "NaN is not a number"),
+    (lambda e: e.__setitem__("extra", 1), "unknown field extra"),
+    (_halve_rows, "but this run scores"),
+    (_half_width, "did not fit the pass: the baseline outputs"),
+])
+def test_an_entry_that_does_not_fit_this_run_is_rebuilt(world, tmp_path, capsys, forwards, edit, said):
+    cache = tmp_path / "cache"
+    _, first = _run(capsys, tmp_path, world, "first", "--baseline-cache", cache)
+    meta = next(cache.glob("*.json"))
+    entry = json.loads(meta.read_text())
+    edit(entry)
+    meta.write_text(json.dumps(entry))
+    forwards.clear()
+    outcome, rebuilt = _run(capsys, tmp_path, world, "rebuilt", "--baseline-cache", cache)
+    assert outcome.code == 1, outcome.err
+    note = _cache_note(rebuilt)
+    assert note.startswith("baseline cache miss") and "corrupt" in note and "rebuilt" in note and said in note, note
+    assert forwards.count("baseline") == 10
+    assert _comparable(rebuilt) == _comparable(first)
+    forwards.clear()
+    _, hit = _run(capsys, tmp_path, world, "hit", "--baseline-cache", cache)
+    assert _cache_note(hit).startswith("baseline cache hit") and "baseline" not in forwards
+
+
+@pytest.mark.parametrize("which", ["json", "scores"])
+def test_an_entry_file_that_is_a_link_is_rebuilt(world, tmp_path, capsys, which):
+    """A link in the cache folder is never followed: the entry is rebuilt (a link to /dev/zero would read zeros)."""
+    cache = tmp_path / "cache"
+    _run(capsys, tmp_path, world, "first", "--baseline-cache", cache)
+    path = next(cache.glob(f"*.{which}"))
+    kept = tmp_path / f"kept.{which}"
+    shutil.move(path, kept)
+    path.symlink_to(kept)
+    outcome, rebuilt = _run(capsys, tmp_path, world, "rebuilt", "--baseline-cache", cache)
+    assert outcome.code == 1, outcome.err
+    assert "is not a regular file" in _cache_note(rebuilt) and "rebuilt" in _cache_note(rebuilt)
+
+
 def test_drift_bypasses_the_cache_and_says_so(world, tmp_path, capsys, forwards):
     cache = tmp_path / "cache"
     for name in ("one", "two"):
@@ -174,3 +229,25 @@ def test_a_cache_folder_that_cannot_be_written_is_exit_2(world, tmp_path, capsys
     assert outcome.code == 2 and report is None
     lines = outcome.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --baseline-cache"), outcome.err
+
+
+def test_a_shard_hits_its_own_entry(world, tmp_path, capsys, forwards):
+    """`--shard 2/2` keeps the scores of its own batches: the rerun hits (the entry's rows are the shard's samples,
+    not the data's), and its state is the miss's."""
+    from gate.sharding import read_state
+
+    cache = tmp_path / "cache"
+    states = []
+    for name in ("miss", "hit"):
+        state = tmp_path / f"{name}.gstate"
+        forwards.clear()
+        outcome = run_cli(capsys, "check", world.regressed, "-b", world.baseline, "-d", world.data, *FACTORY,
+                          "--batch-size", 64, "--shard", "2/2", "--state", state, "--baseline-cache", cache)
+        assert outcome.code == 0, outcome.err
+        states.append(read_state(state))
+    assert "baseline" not in forwards and forwards.count("candidate") == 5
+    notes = [[n for n in s.meta["notes"] if n.startswith("baseline cache")] for s in states]
+    assert notes[0][0].startswith("baseline cache miss") and notes[1][0].startswith("baseline cache hit"), notes
+    assert states[0].arrays.keys() == states[1].arrays.keys()
+    for key, value in states[0].arrays.items():
+        np.testing.assert_array_equal(states[1].arrays[key], value)

@@ -704,6 +704,12 @@ def test_merge_mode_takes_state_files_and_patterns_from_the_workspace(tmp_path: 
     from gate.cli import merge
 
     assert merge.make_context("merge", argv[1:]).params["states"] == tuple(map(str, plan.states))
+    (tmp_path / "gate.yaml").write_text("seed: 0\n")
+    plan = ep.plan_merge({**values, "config": "gate.yaml"}, workspace=tmp_path, environ=actions_environ(tmp_path),
+                         settings=settings)
+    argv = ep.build_merge_argv(plan, {})
+    assert argv[len(plan.states) + 1:len(plan.states) + 3] == ["--config", str(tmp_path.resolve() / "gate.yaml")]
+    assert merge.make_context("merge", argv[1:]).params["config_path"] == str(tmp_path.resolve() / "gate.yaml")
     (tmp_path / "link.gstate").symlink_to("/etc/hostname")
     for states, message in (("", "'states' is required"), ("none/*.gstate", "matches no file"),
                             ("link.gstate", "resolves outside the workspace"), ("/etc/*", "relative to the workspace")):

@@ -8,7 +8,15 @@ import gate
 from gate.checks import REGISTRY, check_class
 from gate.errors import ConfigError, DataError
 from gate.metrics import PairedCounts
-from gate.sharding import MAX_STATE_BYTES, RunState, Shard, merge_states, parse_shard, state_from_bytes
+from gate.sharding import (
+    MAX_STATE_BYTES,
+    RunState,
+    Shard,
+    digest,
+    merge_states,
+    parse_shard,
+    state_from_bytes,
+)
 
 
 def test_parse_shard_is_one_based():
@@ -24,19 +32,35 @@ def test_shards_partition_the_batches():
     assert owners == [[b % 3] for b in range(11)]
 
 
+def _model(role: str, sha: str) -> dict:
+    return {"role": role, "path": f"{role}.pt", "format": "state_dict", "sha256": sha, "size_bytes": 10,
+            "parameters": 3, "num_classes": 3, "class_names": None, "columns": None, "output": "logits",
+            "dtype": "float32", "checkpoint_dtype": "float32", "cast": None}
+
+
 def _meta(index: int, count: int, **over):
-    meta = {"format": "gate-state", "version": 1, "gate_version": gate.__version__, "config_digest": "c" * 64,
+    """A complete, valid header (every field check_header asks for); `over` replaces fields."""
+    role = {"names": None, "source": None, "generic": False}
+    meta = {"format": "gate-state", "version": 1, "gate_version": gate.__version__, "config_digest": digest({}),
             "data_digest": "d" * 64, "shard": [index, count], "num_classes": 3, "class_names": ["0", "1", "2"],
-            "num_samples": 10, "num_batches": 1, "models": [{"sha256": "a"}, {"sha256": "b"}],
-            "data": {"num_samples": 10, "num_batches": 1}, "config": {}, "classes": {}, "notes": [], "checks": [],
-            "environment": {}}
+            "num_samples": 10, "num_batches": 1, "task": "classification",
+            "models": [_model("baseline", "a"), _model("candidate", "b")],
+            "data": {"path": "eval.npz", "format": "npz", "sha256": "d" * 64, "num_samples": 10, "num_batches": 1,
+                     "batch_size": 64},
+            "config": {}, "source": None,
+            "classes": {"names": ["0", "1", "2"], "columns": None, "baseline": role, "candidate": role,
+                        "renamed": [], "by_name": False, "warnings": []},
+            "notes": [], "checks": [], "environment": {"python": "3.11", "threads": 2}}
     meta.update(over)
     return meta
 
 
 def _state(index: int, count: int, counts: PairedCounts, **arrays) -> RunState:
     codes, n = counts.arrays()
-    return RunState(meta=_meta(index, count), arrays={"counts.codes": codes, "counts.n": n, **arrays})
+    total = int(n.sum())
+    meta = _meta(index, count, num_samples=total)
+    meta["data"]["num_samples"] = total
+    return RunState(meta=meta, arrays={"counts.codes": codes, "counts.n": n, **arrays})
 
 
 def test_merged_counts_equal_the_counts_of_all_the_data():
@@ -55,7 +79,7 @@ def test_merged_counts_equal_the_counts_of_all_the_data():
     np.testing.assert_array_equal(merged.arrays["counts.n"], n)
     np.testing.assert_array_equal(merged.arrays["sanity.sum"], [4.5, 6.0])
     assert merged.arrays["sanity.n"].dtype == np.int64 and merged.arrays["sanity.n"].tolist() == [3]
-    assert merged.meta["num_samples"] == 30
+    assert merged.meta["num_samples"] == 1000
 
 
 def test_state_round_trips_through_bytes():
@@ -235,3 +259,64 @@ def test_measured_values_travel_whole_under_the_hash_and_are_not_merged():
 def _carrying(state: RunState) -> RunState:
     return RunState(meta=state.meta, arrays=state.arrays, texts=state.texts,
                     measured={"latency": {"facts": {"skip": "x"}}})
+
+
+def _set(path: str, value):
+    """A header edit: `path` (dots, [i] for a list item) set to `value`."""
+    def edit(meta):
+        *heads, last = path.replace("[", ".").replace("]", "").split(".")
+        node = meta
+        for head in heads:
+            node = node[int(head)] if head.isdigit() else node[head]
+        node[int(last) if last.isdigit() else last] = value
+    return edit
+
+
+@pytest.mark.parametrize("edit, said", [
+    (_set("shard", ["a", "b"]), "field shard[0]: expected an integer, found str"),
+    (_set("shard", [5, 2]), "field shard: expected [index, count] with 0 <= index < count, found [5, 2]"),
+    (_set("shard", [0]), "field shard: expected [index, count]"),
+    (_set("num_samples", -100), "field num_samples: expected an integer >= 0, found -100"),
+    (_set("num_classes", True), "field num_classes: expected an integer, found bool"),
+    (_set("models", [1, 2]), "field models[0]: expected an object, found int 1"),
+    (_set("models[1].sha256", 5), "field models[1].sha256: expected a string, found int 5"),
+    (_set("models[0].role", "candidate"), "field models: expected the baseline's then the candidate's"),
+    (_set("models[0].extra", 1), "field models[0].extra: unknown field"),
+    (_set("environment", {"a": {"b": [1]}}), "field environment.a: expected a string or a number, found dict"),
+    (_set("notes", [{"x": 1}]), "field notes[0]: expected a string, found dict"),
+    (_set("classes", {"x": 1}), "field classes.x: unknown field"),
+    (_set("classes.baseline.generic", "no"), "field classes.baseline.generic: expected true or false"),
+    (_set("data.bogus", 1), "field data.bogus: unknown field"),
+    (_set("data.batch_size", 0), "field data.batch_size: expected an integer >= 1, found 0"),
+    (_set("data.num_samples", 9), "field data.num_samples: 9, but num_samples is"),
+    (_set("task", "ranking"), "field task: expected one of classification, multi_label, regression"),
+    (_set("checks", ["accuracy", "nope"]), "field checks: nope is no check"),
+    (_set("config_digest", "x"), "field config_digest: expected a SHA-256"),
+    (_set("config", {"seed": 1}), "field config does not match the state's config_digest"),
+    (_set("extra", 1), "field extra: unknown field"),
+    (_set("class_names", ["a"]), "field class_names: 1 names for num_classes 3"),
+])
+def test_every_header_field_is_checked_and_named(edit, said):
+    c = PairedCounts(3)
+    c.update(np.array([0, 1, 2]), np.array([0, 1, 1]), np.array([0, 2, 2]))
+    state = _state(0, 1, c)
+    edit(state.meta)
+    with pytest.raises(DataError) as caught:
+        state_from_bytes(state.to_bytes(), where="s.gstate")
+    assert str(caught.value).startswith("s.gstate: gate state ") and said in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize("arrays, said", [
+    ({"counts.n": np.array([3.0])}, "must be 1-D int64 arrays of one length"),
+    ({"counts.n": np.array([3, 1], np.int64)}, "must be 1-D int64 arrays of one length"),
+    ({"counts.n": np.array([-50], np.int64)}, "the smallest -50"),
+    ({"counts.n": np.array([2**62], np.int64)}, "cannot count the state's 3 samples"),
+])
+def test_the_paired_counts_must_count_the_shards_samples(arrays, said):
+    c = PairedCounts(3)
+    c.update(np.array([0, 0, 0]), np.array([0, 0, 0]), np.array([0, 0, 0]))       # one code, counted 3 times
+    state = _state(0, 1, c)
+    state.arrays.update(arrays)                 # the SHA-256 is recomputed by to_bytes(), as a forger would
+    with pytest.raises(DataError, match="counts") as caught:
+        state_from_bytes(state.to_bytes(), where="s")
+    assert said in str(caught.value)
