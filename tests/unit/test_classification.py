@@ -531,3 +531,41 @@ def test_min_rules_floor_their_se_at_half_a_candidate_sample_even_when_the_basel
     assert float(half[0]) == pytest.approx(0.5 / 7)                  # 7 candidate predictions
     assert float(se[0]) >= float(half[0])
     assert float(value[0]) == pytest.approx(4 / 7)
+
+
+def _counted_score_interval(monkeypatch, module):
+    """Wrap `module.class_score_interval` to record the (metric, rule, classes) of every call."""
+    calls: list[tuple[str, str, int]] = []
+    real = module.class_score_interval
+
+    def counted(metric, rule, patterns, *, alpha):
+        calls.append((metric, rule, patterns.shape[-1]))
+        return real(metric, rule, patterns, alpha=alpha)
+
+    monkeypatch.setattr(module, "class_score_interval", counted)
+    return calls
+
+
+def test_per_class_score_intervals_are_computed_once_per_metric_and_rule_across_override_thresholds(monkeypatch):
+    # the score interval does not depend on the threshold: override sections with other thresholds look it up
+    # rather than recompute it, and the report is the same as when every threshold group computes its own
+    import gate.checks.classification as cl
+
+    y, pb, pc = paired_world(900, 9, accuracy=0.85, p10=0.06, p01=0.03, seed=7)
+    config = build_config({"checks": {"per_class": {
+        "recall": {}, "precision": {"max_relative_drop": 0.3}, "f1": {"max_drop": 0.1, "min": 0.5},
+        "overrides": [{"classes": ["c0", "c1"], "f1": {"max_drop": 0.2, "min": 0.6}},
+                      {"classes": ["c2"], "f1": {"max_drop": 0.05}, "precision": {"max_relative_drop": 0.1}}]}},
+        "decision": {"bootstrap_resamples": 400}})
+    calls = _counted_score_interval(monkeypatch, cl)
+    cached, _ = run(PerClassCheck, y, pb, pc, 9, config)
+    assert sorted(calls) == [("f1", "max_drop", 9), ("f1", "min", 9), ("precision", "max_relative_drop", 9)]
+    calls.clear()
+    monkeypatch.setattr(cl, "score_intervals_for", lambda groups, patterns_of, *, confidence: cl.ScoreIntervals(
+        members={}, patterns={}, confidence=confidence))             # no cache: each group computes its own
+    uncached, _ = run(PerClassCheck, y, pb, pc, 9, config)
+    assert sorted(calls) == [("f1", "max_drop", 1), ("f1", "max_drop", 2), ("f1", "max_drop", 6),
+                             ("f1", "min", 2), ("f1", "min", 7),
+                             ("precision", "max_relative_drop", 1), ("precision", "max_relative_drop", 8)]
+    assert repr(cached.findings) == repr(uncached.findings)
+    assert len(cached.findings) == 9 * 5 and any(f.metric.startswith("f1[") and f.interval for f in cached.findings)
