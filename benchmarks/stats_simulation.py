@@ -6,6 +6,7 @@
     python benchmarks/stats_simulation.py --f1        # coverage of the macro-F1 bootstrap rule (simulated)
     python benchmarks/stats_simulation.py --class-f1  # coverage of the per-class F1 bootstrap rule (simulated)
     python benchmarks/stats_simulation.py --precision # coverage of the per-class precision delta method
+    python benchmarks/stats_simulation.py --score-crossings   # double crossings of Fieller's score test (tiny classes)
     python benchmarks/stats_simulation.py             # all five
 
 --oc and --coverage sum over every (negative flips b, positive flips c) outcome with its multinomial probability
@@ -243,12 +244,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the power of the best test on the per-class F1 drop's estimate alone at 2.5%%: its "
                              "2.5%% quantile at the bound, simulated (1,500 sets), and how often a no-drop class is "
                              "below it")
+    parser.add_argument("--score-crossings", action="store_true",
+                        help="how often a relative drop's score test crosses its level twice on classes of a few "
+                             "samples, and whether class_score_interval misses an unclaimed bound (about 15 minutes)")
     parser.add_argument("--class-f1-drop", type=float, nargs="+", default=[0.1],
                         help="--class-f1: the TRUE per-class F1 drops to simulate (0.1, the bound, by default: its "
                              "'claims within' is the false pass; 0: a class with no drop, 'claims within' is power)")
     args = parser.parse_args(argv)
     if not (args.oc or args.coverage or args.gate or args.f1 or args.precision or args.class_f1
-            or args.class_f1_oracle):
+            or args.class_f1_oracle or args.score_crossings):
         args.oc = args.coverage = args.gate = args.f1 = args.precision = args.class_f1 = True
     return args
 
@@ -270,6 +274,8 @@ def main(argv: list[str] | None = None) -> None:
         main_class_f1(args)
     if args.class_f1_oracle:
         main_class_f1_oracle(args)
+    if args.score_crossings:
+        main_score_crossings(args)
     print(f"\nelapsed: {time.perf_counter() - started:.1f} s")
 
 
@@ -489,6 +495,44 @@ def main_class_f1_min(args: argparse.Namespace) -> None:
                 print(rows[-1], flush=True)
     print(tabulate(rows, headers=["accuracy drop", "n", "samples per class", "discordance", "threshold (true F1)",
                                   "P(claims within)", "P(claims beyond)", "s"], tablefmt="github"))
+
+
+def main_score_crossings(args: argparse.Namespace, *, seeds: int = 3, classes: int = 6000, points: int = 1025) -> None:
+    """How often the score test of a relative drop crosses its level more than once, and whether
+    metrics.class_score_interval misses an unclaimed bound: random classes of a few samples (Poisson pattern counts
+    of mean 0.1-3, plus 0-2 of code 7), each end's path scanned at `points` points, against the interval."""
+    from gate import metrics
+
+    alpha = 0.025 - stats.tolerance(0.025)
+    rows = []
+    for seed in range(seeds):
+        rng = np.random.default_rng(10 + seed)
+        patterns = rng.poisson(rng.choice([0.1, 0.3, 0.7, 1.5, 3.0], size=(7, classes))).astype(np.float64)
+        patterns[6] += rng.integers(0, 3, classes)
+        for metric in ("precision", "recall", "f1"):
+            rule = "max_relative_drop"
+            value = metrics.class_rule_influence(metric, rule, patterns)[0]
+            ok = np.isfinite(value)
+            v = np.where(ok, value, 0.0)
+            low, high = metrics.class_score_interval(metric, rule, patterns, alpha=alpha)
+            q_v = 1.0 / (1.0 - np.minimum(v, 1.0 - 1e-12))
+            for side in ("high", "low"):
+                ts = np.linspace(0.0, 1.0, points)
+                bounds = [v + t * (1.0 - v) if side == "high" else 1.0 - 1.0 / (q_v * (1e-12 / q_v) ** t) for t in ts]
+                tail = sps.norm.cdf if side == "high" else sps.norm.sf
+                unclaimed = np.stack([~(tail(metrics.class_score_test(metric, rule, patterns, bound=b)) < alpha)
+                                      for b in bounds])
+                unclaimed[0] = True
+                changes = np.sum(unclaimed[1:] != unclaimed[:-1], axis=0)
+                outermost = np.stack(bounds)[points - 1 - np.argmax(unclaimed[::-1], axis=0), np.arange(classes)]
+                got = high if side == "high" else low
+                missed = (ok & (outermost > got + 1e-9) if side == "high" else
+                          ok & np.isfinite(got) & (outermost < got - 1e-9 * (1 + np.abs(got))))
+                rows.append([seed, metric, side, int(ok.sum()), int(changes[ok].max()), int((ok & (changes > 1)).sum()),
+                             int((ok & (changes > 2)).sum()), int(missed.sum())])
+                print(rows[-1], flush=True)
+    print(tabulate(rows, headers=["seed", "metric", "end", "classes", "most crossings", "classes crossing twice",
+                                  "more than twice", "unclaimed beyond the interval"], tablefmt="github"))
 
 
 def main_class_f1_oracle(args: argparse.Namespace, sets: int = 1500) -> None:
