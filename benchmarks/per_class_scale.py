@@ -4,6 +4,7 @@
     python benchmarks/per_class_scale.py --classes 300 --samples 15000
     python benchmarks/per_class_scale.py --accuracy 0.5 --uniform-errors    # worst case: ~one cell per error
     python benchmarks/per_class_scale.py --f1-rule             # + per-class F1 max_drop 0.1: the bootstrap rules
+    python benchmarks/per_class_scale.py --f1-rule --overrides 4   # + 4 override sections, other F1 thresholds
 
 Builds the run's PairedCounts for a baseline at 80% accuracy and a candidate as good except that one class is
 wholly broken (the candidate never gets it right), then runs what `gate check` runs after the pass:
@@ -23,6 +24,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
+from gate.checks import classification  # noqa: E402
 from gate.checks.base import RunContext  # noqa: E402
 from gate.checks.classification import AccuracyCheck, FlipsCheck, PerClassCheck  # noqa: E402
 from gate.config import build_config  # noqa: E402
@@ -48,6 +50,23 @@ def make_counts(classes: int, samples: int, *, seed: int, broken: int, accuracy:
     return counts
 
 
+#: [calls, CPU s] of the score test's interval inversion (metrics.class_score_interval) during the decision.
+SCORE_INTERVAL = [0, 0.0]
+
+
+def timed_score_interval(metric: str, rule: str, patterns: np.ndarray, *, alpha: float):
+    start = time.process_time()
+    try:
+        return REAL_SCORE_INTERVAL(metric, rule, patterns, alpha=alpha)
+    finally:
+        SCORE_INTERVAL[0] += 1
+        SCORE_INTERVAL[1] += time.process_time() - start
+
+
+REAL_SCORE_INTERVAL = classification.class_score_interval
+classification.class_score_interval = timed_score_interval
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--classes", type=int, default=1000)
@@ -58,12 +77,19 @@ def main() -> None:
                         help="wrong predictions uniform over all classes (the most cells: the worst case)")
     parser.add_argument("--f1-rule", action="store_true",
                         help="add per_class f1 max_drop 0.1 (decided by the paired bootstrap, per_class replicates)")
+    parser.add_argument("--overrides", type=int, default=0,
+                        help="with --f1-rule: this many per-class override sections, each giving 10 classes "
+                             "another F1 max_drop (a threshold group of its own)")
     args = parser.parse_args()
     broken = 7
     counts = make_counts(args.classes, args.samples, seed=args.seed, broken=broken, accuracy=args.accuracy,
                          uniform_errors=args.uniform_errors)
     names = tuple(f"c{k}" for k in range(args.classes))
-    config = build_config({"checks": {"per_class": {"f1": {"max_drop": 0.1}}}} if args.f1_rule else {})
+    per_class: dict = {"f1": {"max_drop": 0.1}} if args.f1_rule else {}
+    if args.f1_rule and args.overrides:
+        per_class["overrides"] = [{"classes": [f"c{k}" for k in range(10 * i, 10 * i + 10)],
+                                   "f1": {"max_drop": 0.1 + 0.01 * (i + 1)}} for i in range(args.overrides)]
+    config = build_config({"checks": {"per_class": per_class}} if per_class else {})
     ctx = RunContext(config=config, models={}, class_names=names, device=None, counts=counts)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     results = [cls(config.check(cls.name), ctx).compute() for cls in (AccuracyCheck, PerClassCheck, FlipsCheck)]
@@ -72,9 +98,11 @@ def main() -> None:
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
     print(f"{args.classes} classes x {args.samples} samples, {len(counts.cells().counts)} cells, "
           f"{config.decision['bootstrap_resamples']} bootstrap resamples, "
-          f"{'default config + per-class F1 max_drop 0.1' if args.f1_rule else 'default config'} "
+          f"{'default config + per-class F1 max_drop 0.1' if args.f1_rule else 'default config'}"
+          f"{f' + {args.overrides} override sections' if args.overrides else ''} "
           f"(mode {config.decision['mode']})")
-    print(f"decide: {cpu:.1f} CPU s ({wall:.1f} s wall), peak RSS of the process {peak_gib:.2f} GiB")
+    print(f"decide: {cpu:.1f} CPU s ({wall:.1f} s wall), peak RSS of the process {peak_gib:.2f} GiB; "
+          f"score interval: {SCORE_INTERVAL[0]} calls, {SCORE_INTERVAL[1]:.2f} CPU s")
     for r in results:
         failed = [f.metric for f in r.findings if f.status == "fail"]
         print(f"  {r.name:9s} {r.status:4s} fails: {', '.join(failed[:4]) or '-'}"

@@ -636,6 +636,10 @@ def class_score_test(metric: str, rule: str, patterns: np.ndarray, *, bound: flo
 #: monotone in the bound far out, near 1 and far below 0, for a class of a few samples).
 SCORE_INTERVAL_STEPS = 50
 SCORE_INTERVAL_GRID = 33
+#: Points of the finer scan of the scan cell where the sign pattern changes (its two ends included), before the
+#: bisection: several crossings inside that cell (z can cross the level twice there, for a relative drop of a
+#: class of a few samples) then give the outermost one, not whichever the bisection happens to reach.
+SCORE_INTERVAL_SUBGRID = 9
 
 
 def class_score_interval(metric: str, rule: str, patterns: np.ndarray, *, alpha: float
@@ -646,7 +650,7 @@ def class_score_interval(metric: str, rule: str, patterns: np.ndarray, *, alpha:
     not claimed (p = Phi(z) >= alpha) and `low` the outermost where "value > bound" is not (Phi(-z) >= alpha).
     Each end by bisection from the value (z = 0) toward the end of the rule's range, every class at once: [-1, 1]
     for a drop, [0, 1] for `min`, (-inf, 1] for a relative drop (there after a scan of `SCORE_INTERVAL_GRID`
-    points for the outermost crossing; the low end in q = 1 / (1 - bound), down to q = 1e-12, and -inf where even
+    points for the outermost crossing, and a finer one of `SCORE_INTERVAL_SUBGRID` points in its cell; the low end in q = 1 / (1 - bound), down to q = 1e-12, and -inf where even
     that claims nothing: Fieller's unbounded set). Each end is its bracket's claimed side, so the interval never
     claims more than the test. NaN where the value is undefined.
 
@@ -680,13 +684,23 @@ def class_score_interval(metric: str, rule: str, patterns: np.ndarray, *, alpha:
 def _outer_end(bound_at: Any, claimed: Any, shape: tuple[int, ...], *, grid: int) -> tuple[np.ndarray, np.ndarray]:
     """(the outermost bound not claimed against, up to the claimed side of a bisection bracket; whether it is the
     range's end) along the path t -> bound_at(t), t in [0, 1] from the value (t = 0, never claimed) outward: the
-    last unclaimed point of a `grid`-point scan, then `SCORE_INTERVAL_STEPS` bisection steps toward the next."""
+    last unclaimed point of a `grid`-point scan; with grid > 2, the last unclaimed point of a finer
+    `SCORE_INTERVAL_SUBGRID`-point scan of the cell after it (where the sign pattern changes); then
+    `SCORE_INTERVAL_STEPS` bisection steps toward the next point."""
     ts = np.linspace(0.0, 1.0, grid)
     unclaimed = np.stack([~claimed(bound_at(np.full(shape, t))) for t in ts])
     unclaimed[0] = True
     last = grid - 1 - np.argmax(unclaimed[::-1], axis=0)
     edge = last == grid - 1
     lo, hi = ts[last], ts[np.minimum(last + 1, grid - 1)]
+    if grid > 2:
+        fractions = np.linspace(0.0, 1.0, SCORE_INTERVAL_SUBGRID)
+        width = hi - lo
+        inner = np.stack([~claimed(bound_at(lo + f * width)) for f in fractions[1:-1]])   # (SUBGRID - 2, ...)
+        found = inner.any(axis=0)
+        j = inner.shape[0] - 1 - np.argmax(inner[::-1], axis=0)                          # last unclaimed inside
+        lo, hi = (np.where(found, lo + fractions[1:-1][j] * width, lo),
+                  np.where(found, lo + fractions[1:][j + 1] * width, hi))
     for _ in range(SCORE_INTERVAL_STEPS):
         mid = (lo + hi) / 2.0
         cl = claimed(bound_at(mid))

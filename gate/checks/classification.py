@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -467,7 +467,7 @@ def _class_selection(spec: Any, class_names: tuple[str, ...], *, where: str) -> 
 
 def _class_evidence(metric: str, rule: str, threshold: float, ks: np.ndarray, cc: ClassCounts, cc_cells: Cells,
                     prec_se: np.ndarray, point: dict[str, dict[str, np.ndarray]], reps: Replicates | None,
-                    confidence: float) -> dict[str, np.ndarray]:
+                    confidence: float, score_intervals: ScoreIntervals | None = None) -> dict[str, np.ndarray]:
     """Raw p-values (beyond, within, worse) and intervals for classes `ks` of one (metric, rule); vectorised."""
     z = float(sps.norm.isf(stats.one_sided_alpha(confidence)))
     nan = np.full(ks.size, np.nan)
@@ -498,11 +498,62 @@ def _class_evidence(metric: str, rule: str, threshold: float, ks: np.ndarray, cc
     col = reps.candidate[metric][:, ks] if rule == "min" else _drop_reps(
         rule, reps.baseline[metric][:, ks], reps.candidate[metric][:, ks])
     return class_bootstrap_evidence(metric, rule, threshold, col, class_patterns(cc_cells)[:, ks],
-                                    reps.patterns[:, :, ks], confidence=confidence)  # type: ignore[index]
+                                    reps.patterns[:, :, ks], confidence=confidence,  # type: ignore[index]
+                                    score_intervals=score_intervals, members=ks)
+
+
+def is_class_bootstrap_rule(metric: str, rule: str) -> bool:
+    """Whether a per-class (or per-label) rule is decided by `class_bootstrap_evidence`: F1's, and every
+    `max_relative_drop` (recall / precision `max_drop` and `min` are analytic)."""
+    return metric == "f1" or rule == "max_relative_drop"
+
+
+@dataclass
+class ScoreIntervals:
+    """`metrics.class_score_interval` of each (metric, rule), computed once for every class (or label) of
+    `members[(metric, rule)]` and looked up by each threshold group of a check's family: it does not depend on
+    the threshold, and costs about half a second per (metric, rule) at 1,000 classes, so an override section with
+    another threshold would otherwise recompute it. A mutable cache that lives for one `compute`."""
+
+    members: dict[tuple[str, str], np.ndarray]    # the classes the family judges by each (metric, rule), sorted
+    patterns: dict[tuple[str, str], np.ndarray]   # (7, members) their pattern counts (metrics.class_patterns)
+    confidence: float
+    computed: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    def interval(self, metric: str, rule: str, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) (K',) of classes `ks` (among the members): what class_score_interval gives on their own
+        patterns, since it treats every class apart."""
+        key = (metric, rule)
+        if key not in self.computed:
+            self.computed[key] = class_score_interval(metric, rule, self.patterns[key],
+                                                      alpha=_claim_level(self.confidence))
+        pos = np.searchsorted(self.members[key], ks)
+        low, high = self.computed[key]
+        return low[pos], high[pos]
+
+
+def score_intervals_for(groups: dict[tuple[str, str, float], list[int]], patterns_of: Any, *,
+                        confidence: float) -> ScoreIntervals:
+    """The score-interval cache of a family's threshold groups (metric, rule, threshold) -> classes: each bootstrap
+    rule's members are the union of its groups' classes; `patterns_of(classes)` gives their (7, K') pattern
+    counts, called once (not at all when no group is a bootstrap rule)."""
+    sets: dict[tuple[str, str], set[int]] = {}
+    for (metric, rule, _), ks in groups.items():
+        if is_class_bootstrap_rule(metric, rule):
+            sets.setdefault((metric, rule), set()).update(ks)
+    members = {key: np.array(sorted(v), dtype=np.int64) for key, v in sets.items()}
+    patterns: dict[tuple[str, str], np.ndarray] = {}
+    if members:
+        union = np.array(sorted(set().union(*sets.values())), dtype=np.int64)
+        every = patterns_of(union)
+        patterns = {key: every[:, np.searchsorted(union, ks)] for key, ks in members.items()}
+    return ScoreIntervals(members=members, patterns=patterns, confidence=confidence)
 
 
 def class_bootstrap_evidence(metric: str, rule: str, threshold: float, col: np.ndarray, patterns: np.ndarray,
-                             replicate_patterns: np.ndarray, *, confidence: float) -> dict[str, Any]:
+                             replicate_patterns: np.ndarray, *, confidence: float,
+                             score_intervals: ScoreIntervals | None = None, members: np.ndarray | None = None
+                             ) -> dict[str, Any]:
     """Raw (beyond, within, worse, low, high) (K',) of a per-class (or per-label) bootstrap rule: the percentile
     bootstrap of its replicates `col` (R, K'), the bootstrap-t from the data's (7, K') and each resample's
     (7, R, K') pattern counts, and the score-type test (`class_score_p_values`), each claim only when all of them
@@ -510,7 +561,9 @@ def class_bootstrap_evidence(metric: str, rule: str, threshold: float, col: np.n
     that invert those same tests (`stats.bootstrap_p_interval`, `metrics.class_score_interval`), clipped to the
     rule's range (`RULE_RANGE`): "within" is claimed when its bad end is inside the threshold, "beyond" (before the
     family's adjustment) when its good end is past it, up to `stats.tolerance` of the threshold (a bootstrap end is a
-    replicate's value: a threshold within about 1e-9 of it above does not make the claim the interval seems to)."""
+    replicate's value: a threshold within about 1e-9 of it above does not make the claim the interval seems to).
+    With `score_intervals` (and `members`, the classes' indices in it) the score interval is looked up there
+    rather than recomputed: the same numbers, once per (metric, rule) for every threshold group."""
     if STUDENTIZED == "off":
         out = studentized_tails(col, None, threshold=threshold, rule=rule, confidence=confidence)
     else:
@@ -520,7 +573,10 @@ def class_bootstrap_evidence(metric: str, rule: str, threshold: float, col: np.n
     if SCORE and STUDENTIZED != "off":
         # the score test only ever withholds a claim: where the bootstrap has none (NaN), neither is there one
         score = class_score_p_values(metric, rule, patterns, threshold=threshold)
-        s_low, s_high = class_score_interval(metric, rule, patterns, alpha=_claim_level(confidence))
+        if score_intervals is not None and members is not None and (metric, rule) in score_intervals.members:
+            s_low, s_high = score_intervals.interval(metric, rule, members)
+        else:
+            s_low, s_high = class_score_interval(metric, rule, patterns, alpha=_claim_level(confidence))
         low = np.where(np.isnan(low), np.nan, np.fmin(low, s_low))
         high = np.where(np.isnan(high), np.nan, np.fmax(high, s_high))
         out = {**{key: np.where(np.isnan(out[key]), np.nan, np.fmax(out[key], score[key])) for key in score},
@@ -647,9 +703,11 @@ class PerClassCheck(_PairedCheck):
             groups: dict[tuple[str, str, float], list[int]] = {}
             for k, m, rule, thr in family:
                 groups.setdefault((m, rule, thr), []).append(k)
+            intervals = score_intervals_for(groups, lambda ks: class_patterns(cells)[:, ks],
+                                            confidence=settings.confidence)
             for (m, rule, thr), ks in groups.items():
                 ev = _class_evidence(m, rule, thr, np.asarray(ks), cc, cells, prec_se, point, reps,
-                                     settings.confidence)
+                                     settings.confidence, intervals)
                 for i, k in enumerate(ks):
                     raw[(k, m, rule)] = {key: (val if key == "method" else float(val[i])) for key, val in ev.items()}
             keys = [(k, m, rule) for k, m, rule, _ in family]

@@ -32,8 +32,8 @@ from gate import distributions as sps
 from gate import stats
 from gate.checks.base import Check, Step
 from gate.checks.classification import (HIGHER_RULES, _drop_reps, _drop_value, bootstrap_evidence, calibrate,
-                                        class_bootstrap_evidence, f1_evidence_without_spread, paired_drop_evidence,
-                                        rate_evidence)
+                                        ScoreIntervals, class_bootstrap_evidence, f1_evidence_without_spread,
+                                        paired_drop_evidence, rate_evidence, score_intervals_for)
 from gate.errors import ConfigError, DataError
 from gate.metrics import (DENSE_ONEHOT_MAX, PairedCounts, class_counts, class_patterns, precision_correction,
                           precision_drop_se)
@@ -223,9 +223,14 @@ def average_sensitivity(metric: str, fig: dict[str, np.ndarray], n_pairs: int) -
     return n_pairs * float(per.max()) / support.size
 
 
+def label_patterns(tables: list[PairedCounts]) -> np.ndarray:
+    """(7, L') pattern counts of labels' 2-class paired tables: label k is class 1 of its table."""
+    return np.stack([class_patterns(t.cells())[:, 1] for t in tables], axis=1)
+
+
 def _label_evidence(metric: str, rule: str, threshold: float, ks: np.ndarray, tables: list[PairedCounts],
                     point: dict[str, dict[str, np.ndarray]], boot: Bootstrap | None,
-                    confidence: float) -> dict[str, Any]:
+                    confidence: float, score_intervals: ScoreIntervals | None = None) -> dict[str, Any]:
     """Raw (unadjusted) p-values and intervals of labels `ks` for one (metric, rule); as per_class decides."""
     z = float(sps.norm.isf(stats.one_sided_alpha(confidence)))
     nan = np.full(ks.size, np.nan)
@@ -258,9 +263,9 @@ def _label_evidence(metric: str, rule: str, threshold: float, ks: np.ndarray, ta
     assert boot is not None and boot.per_label
     base, cand = boot.per_label["baseline"][metric][:, ks], boot.per_label["candidate"][metric][:, ks]
     col = cand if rule == "min" else _drop_reps(rule, base, cand)
-    patterns = np.stack([class_patterns(c)[:, 1] for c in cells], axis=1)      # label k = class 1 of its table
-    return class_bootstrap_evidence(metric, rule, threshold, col, patterns,
-                                    boot.patterns[:, :, ks], confidence=confidence)  # type: ignore[index]
+    patterns = label_patterns([tables[k] for k in ks])
+    return class_bootstrap_evidence(metric, rule, threshold, col, patterns, boot.patterns[:, :, ks],  # type: ignore[index]
+                                    confidence=confidence, score_intervals=score_intervals, members=ks)
 
 
 # --------------------------------------------------------------------------------------------------- check
@@ -654,8 +659,10 @@ class MultiLabelCheck(Check):
             groups: dict[tuple[str, str, float], list[int]] = {}
             for k, m, rule, thr in family:
                 groups.setdefault((m, rule, thr), []).append(k)
+            intervals = score_intervals_for(groups, lambda ks: label_patterns([tables[k] for k in ks]),
+                                            confidence=conf)
             for (m, rule, thr), ks in groups.items():
-                ev = _label_evidence(m, rule, thr, np.asarray(ks), tables, fig, boot, conf)
+                ev = _label_evidence(m, rule, thr, np.asarray(ks), tables, fig, boot, conf, intervals)
                 for i, k in enumerate(ks):
                     raw[(k, m, rule)] = {key: (val if key == "method" else float(val[i])) for key, val in ev.items()}
             keys = [(k, m, rule) for k, m, rule, _ in family]

@@ -631,3 +631,92 @@ def test_blocks_drawn_ahead_are_the_blocks_drawn_in_place_and_a_failure_reaches_
     prefetch_replicates(ctx, settings)
     with pytest.raises(MemoryError, match="no room"):
         run_replicates(ctx, settings)
+
+
+def _counted_score_interval(monkeypatch, module):
+    """Wrap `module.class_score_interval` to record the (metric, rule, classes) of every call."""
+    calls: list[tuple[str, str, int]] = []
+    real = module.class_score_interval
+
+    def counted(metric, rule, patterns, *, alpha):
+        calls.append((metric, rule, patterns.shape[-1]))
+        return real(metric, rule, patterns, alpha=alpha)
+
+    monkeypatch.setattr(module, "class_score_interval", counted)
+    return calls
+
+
+def test_per_class_score_intervals_are_computed_once_per_metric_and_rule_across_override_thresholds(monkeypatch):
+    # the score interval does not depend on the threshold: override sections with other thresholds look it up
+    # rather than recompute it, and the report is the same as when every threshold group computes its own
+    import gate.checks.classification as cl
+
+    y, pb, pc = paired_world(900, 9, accuracy=0.85, p10=0.06, p01=0.03, seed=7)
+    config = build_config({"checks": {"per_class": {
+        "recall": {}, "precision": {"max_relative_drop": 0.3}, "f1": {"max_drop": 0.1, "min": 0.5},
+        "overrides": [{"classes": ["c0", "c1"], "f1": {"max_drop": 0.2, "min": 0.6}},
+                      {"classes": ["c2"], "f1": {"max_drop": 0.05}, "precision": {"max_relative_drop": 0.1}}]}},
+        "decision": {"bootstrap_resamples": 400}})
+    calls = _counted_score_interval(monkeypatch, cl)
+    cached, _ = run(PerClassCheck, y, pb, pc, 9, config)
+    assert sorted(calls) == [("f1", "max_drop", 9), ("f1", "min", 9), ("precision", "max_relative_drop", 9)]
+    calls.clear()
+    monkeypatch.setattr(cl, "score_intervals_for", lambda groups, patterns_of, *, confidence: cl.ScoreIntervals(
+        members={}, patterns={}, confidence=confidence))             # no cache: each group computes its own
+    uncached, _ = run(PerClassCheck, y, pb, pc, 9, config)
+    assert sorted(calls) == [("f1", "max_drop", 1), ("f1", "max_drop", 2), ("f1", "max_drop", 6),
+                             ("f1", "min", 2), ("f1", "min", 7),
+                             ("precision", "max_relative_drop", 1), ("precision", "max_relative_drop", 8)]
+    assert repr(cached.findings) == repr(uncached.findings)
+    assert len(cached.findings) == 9 * 5 and any(f.metric.startswith("f1[") and f.interval for f in cached.findings)
+
+
+def test_the_score_interval_scan_finds_the_outermost_of_several_crossings_inside_one_scan_cell():
+    # a path unclaimed on [0, 0.38] and [0.3975, 0.399], claimed elsewhere: three crossings inside the 33-point
+    # scan's cell [0.375, 0.40625]. Bisection from that cell alone reaches 0.38 (its midpoint 0.3906 is claimed);
+    # the finer scan of the cell finds the unclaimed 0.3984 and so the outermost crossing, 0.399
+    from gate import metrics
+
+    def claimed(t):
+        t = np.asarray(t)
+        return ~((t <= 0.38) | ((t >= 0.3975) & (t <= 0.399)))
+
+    end, edge = metrics._outer_end(lambda t: t, claimed, (1,), grid=metrics.SCORE_INTERVAL_GRID)
+    assert not edge[0]
+    assert end[0] == pytest.approx(0.399, abs=1e-12)
+    assert claimed(end)[0]                       # the bracket's claimed side: never claims more than the test
+
+
+def test_relative_drop_score_intervals_of_tiny_classes_are_the_outermost_unclaimed_bound_of_a_dense_scan():
+    # classes of a few samples, where Fieller's z is not monotone in the bound: each end of the interval is the
+    # outermost bound a 513-point scan of the same path leaves unclaimed (to within the scan's step), never inside
+    from gate.metrics import class_rule_influence, class_score_interval, class_score_test
+
+    rng = np.random.default_rng(46)
+    patterns = rng.poisson(rng.choice([0.2, 0.5, 1.0, 2.0, 4.0], size=(7, 400))).astype(np.float64)
+    patterns[6] += rng.integers(0, 4, 400)
+    patterns = np.concatenate([patterns, np.array([[0, 0, 3, 7, 1, 2, 1], [0, 0, 3, 3, 1, 0, 2]],
+                                                  dtype=np.float64).T], axis=1)   # z crosses twice (searched)
+    alpha = 0.025
+    for metric in ("precision", "recall", "f1"):
+        low, high = class_score_interval(metric, "max_relative_drop", patterns, alpha=alpha)
+        value = class_rule_influence(metric, "max_relative_drop", patterns)[0]
+        ok = np.isfinite(value)
+        v = np.where(ok, value, 0.0)
+        q_v = 1.0 / (1.0 - np.minimum(v, 1.0 - 1e-12))
+        ts = np.linspace(0.0, 1.0, 513)
+        highest, lowest = v.copy(), v.copy()
+        for t in ts:
+            up = v + t * (1.0 - v)
+            down = 1.0 - 1.0 / (q_v * (1e-12 / q_v) ** t)
+            z_up = class_score_test(metric, "max_relative_drop", patterns, bound=up)
+            z_down = class_score_test(metric, "max_relative_drop", patterns, bound=down)
+            highest = np.where(sps.norm.cdf(z_up) >= alpha, up, highest)
+            lowest = np.where(sps.norm.sf(z_down) >= alpha, down, lowest)
+        step_up = (1.0 - v) / 512
+        assert np.all(high[ok] >= highest[ok] - 1e-12), metric
+        assert np.all(high[ok] <= highest[ok] + step_up[ok] + 1e-12), metric
+        edge = ok & ~np.isfinite(low)
+        assert np.all(lowest[edge] <= -1e11), metric                  # -inf only where the scan's end is unclaimed
+        fin = ok & np.isfinite(low)
+        assert np.all(low[fin] <= lowest[fin] + 1e-9 * (1.0 + np.abs(lowest[fin]))), metric

@@ -428,3 +428,45 @@ def test_per_label_f1_is_not_proven_within_from_one_lost_positive(monkeypatch):
     assert sps.norm.cdf(z) > alpha                                   # the score test withholds "within"
     # "beyond": the largest of the three tests' p, then Holm-adjusted (never below the raw p): at least the score's
     assert f_new.p_value >= sps.norm.sf(z) - 1e-12 and oracle.p_value >= sps.norm.sf(z) - 1e-12
+
+
+def test_per_label_score_intervals_are_computed_once_per_metric_and_rule_and_change_nothing(monkeypatch):
+    import gate.checks.classification as cl
+
+    y, sb, sc = world(600, 5, seed=3, broken=0, broken_share=0.3)
+    config = build_config({"checks": {"multilabel": {"f1": {"max_drop": 0.1, "min": 0.5},
+                                                     "recall": {"max_relative_drop": 0.2}}},
+                           "decision": {"bootstrap_resamples": 400}})
+    calls: list[tuple[str, str, int]] = []
+    real = cl.class_score_interval
+
+    def counted(metric, rule, patterns, *, alpha):
+        calls.append((metric, rule, patterns.shape[-1]))
+        return real(metric, rule, patterns, alpha=alpha)
+
+    monkeypatch.setattr(cl, "class_score_interval", counted)
+    cached = feed(make(config, labels=5), y, sb, sc, batch=64).compute()
+    assert sorted(calls) == [("f1", "max_drop", 5), ("f1", "min", 5), ("recall", "max_relative_drop", 5)]
+    import gate.checks.multilabel as ml
+
+    monkeypatch.setattr(ml, "score_intervals_for", lambda groups, patterns_of, *, confidence: cl.ScoreIntervals(
+        members={}, patterns={}, confidence=confidence))
+    calls.clear()
+    uncached = feed(make(config, labels=5), y, sb, sc, batch=64).compute()
+    assert sorted(calls) == [("f1", "max_drop", 5), ("f1", "min", 5), ("recall", "max_relative_drop", 5)]
+    assert repr(cached.findings) == repr(uncached.findings)
+    # a label's looked-up interval is, to the bit, what class_score_interval gives on its own patterns
+    tables = []
+    for k in range(5):
+        table = PairedCounts(2)
+        table.update(y[:, k], (sb[:, k] >= 0.5).astype(np.int64), (sc[:, k] >= 0.5).astype(np.int64))
+        tables.append(table)
+    patterns = ml.label_patterns(tables)
+    calls.clear()
+    intervals = cl.score_intervals_for({("f1", "min", 0.5): [0, 2, 4], ("f1", "min", 0.6): [1, 2]},
+                                       lambda ks: patterns[:, ks], confidence=0.95)
+    low, high = intervals.interval("f1", "min", np.array([1, 2]))
+    alone = real("f1", "min", patterns[:, [1, 2]], alpha=cl._claim_level(0.95))
+    np.testing.assert_array_equal(low, alone[0])
+    np.testing.assert_array_equal(high, alone[1])
+    assert calls == [("f1", "min", 4)]                          # once, for the union of both groups
