@@ -105,6 +105,8 @@ def open_entry(folder: Path, key: str, facts: dict[str, Any], *, task: str = "cl
         if meta_path.stat().st_size > MAX_ENTRY_JSON:
             raise CorruptEntry(f"{meta_path.name} is larger than {MAX_ENTRY_JSON} bytes")
         meta = json.loads(meta_path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
+    except RecursionError as err:
+        raise CorruptEntry(f"{meta_path.name} is JSON nested too deeply to read") from err
     except (OSError, ValueError) as err:
         raise CorruptEntry(f"{meta_path.name} is not readable JSON: {err}") from err
     if not isinstance(meta, dict) or meta.get("facts") != json.loads(json.dumps(facts, default=str)):

@@ -6,6 +6,7 @@ torch is imported only by `gate check`, so `gate --help` and `gate schema` answe
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import warnings
@@ -60,6 +61,11 @@ def _raise_if_signalled() -> None:
 OUTPUT_OPTIONS = ("json_path", "markdown_path", "junit_path", "html_path", "state_path")
 
 
+#: The options (and the CANDIDATE argument) of `gate check` that name a file it reads: a report path that is one of
+#: them is never removed, and the run refuses it.
+INPUT_OPTIONS = ("baseline", "data", "config_path", "onnx")
+
+
 class CheckCommand(click.Command):
     """`gate check`: removes the reports its raw arguments name before click parses (and may refuse) them."""
 
@@ -67,9 +73,31 @@ class CheckCommand(click.Command):
         if not _other_rank():
             from gate.report.write import remove_stale
 
+            values = option_values(self, ctx, args)
+            inputs = values.get("<positional>", []) + [v for d in INPUT_OPTIONS for v in values.get(d, [])]
             for path in output_paths(self, ctx, args):
-                remove_stale(path)
+                if not any(same_file(path, other) for other in inputs):
+                    remove_stale(path)
         return super().parse_args(ctx, args)
+
+
+def same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file (the same inode when both exist, else the same resolved path)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def _refuse_outputs_over_inputs(outputs: dict[str, str | None], inputs: dict[str, str | None]) -> None:
+    """A report or state path that is one of the run's inputs would overwrite it: refused (it was not removed)."""
+    for out_name, out in outputs.items():
+        for in_name, given in inputs.items():
+            if out and given and same_file(out, given):
+                option = "--" + out_name.removesuffix("_path")
+                what = in_name if in_name == "CANDIDATE" else "--" + in_name.removesuffix("_path").replace("_", "-")
+                raise click.UsageError(f"{option} {out} is the file given as {what}: a report must not overwrite an "
+                                       "input")
 
 
 def output_paths(command: click.Command, ctx: click.Context, args: list[str]) -> list[str]:
@@ -78,35 +106,48 @@ def output_paths(command: click.Command, ctx: click.Context, args: list[str]) ->
     >>> output_paths(check, click.Context(check), ["c.pt", "-vb", "--json", "b.pt", "--html=r.html"])
     ['r.html']
     """
+    values = option_values(command, ctx, args)
+    if "help" in values:
+        return []
+    return [v for dest in OUTPUT_OPTIONS for v in values.get(dest, [])]
+
+
+def option_values(command: click.Command, ctx: click.Context, args: list[str]) -> dict[str, list[str]]:
+    """Raw `args` read as click reads them: each option's values by parameter name, the positional arguments under
+    "<positional>", and "help" when help is asked for (then nothing after it is read)."""
     options: dict[str, tuple[bool, str | None]] = {}    # option string -> (takes a value, parameter name)
     for param in command.get_params(ctx):
         if isinstance(param, click.Option):
             for name in (*param.opts, *param.secondary_opts):
                 options[name] = (not param.is_flag and not param.count, param.name)
     options.update({name: (False, "help") for name in ctx.help_option_names})
-    found: list[str] = []
+    found: dict[str, list[str]] = {}
     tokens = iter(args)
     for token in tokens:
         if token == "--":
+            found.setdefault("<positional>", []).extend(tokens)
             break
         if token.startswith("--"):
             name, eq, value = token.partition("=")
             takes, dest = options.get(name, (False, None))
             if dest == "help":
-                return []
+                return {"help": []}
             if takes and not eq:
                 value = next(tokens, "")
-            if dest in OUTPUT_OPTIONS and value:
-                found.append(value)
+            if dest and takes and value:
+                found.setdefault(dest, []).append(value)
         elif token.startswith("-") and len(token) > 1:      # -v, -vq, -bPATH, -b PATH
             for i, char in enumerate(token[1:], start=2):
                 takes, dest = options.get(f"-{char}", (False, None))
                 if dest == "help":
-                    return []
+                    return {"help": []}
                 if takes:
-                    if i == len(token):
-                        next(tokens, "")
+                    value = token[i:] if i < len(token) else next(tokens, "")
+                    if dest and value:
+                        found.setdefault(dest, []).append(value)
                     break
+        else:
+            found.setdefault("<positional>", []).append(token)
     return found
 
 
@@ -204,6 +245,8 @@ def check(candidate: str, **opts: Any) -> None:
     targets = [str(Path(p).resolve()) for p in outputs.values()]
     if len(set(targets)) != len(targets):
         raise click.UsageError("--json, --markdown, --junit and --html must name different files")
+    _refuse_outputs_over_inputs({**outputs, "state_path": opts["state_path"]},
+                                {"CANDIDATE": candidate, **{k: opts[k] for k in INPUT_OPTIONS}})
     from gate.sharding import distributed_shard
 
     ranked = distributed_shard()

@@ -201,6 +201,10 @@ def _unreadable_value(err: ValueError) -> str:
     return f"cannot read a value: {short_repr(str(err))[1:-1]}"
 
 
+#: The tags YAML resolves a plain scalar to besides str: as a mapping key each is read as the text written.
+_RESOLVED_KEY_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("int", "float", "bool", "null", "timestamp"))
+
+
 def check_shape(data: Any, *, source: str) -> Any:
     """`data` with integer keys as strings ({1: 5} is batch size "1"), once every other key is known to be a
     string and nothing nests deeper than MAX_CONFIG_DEPTH: before anything walks the settings recursively.
@@ -294,6 +298,9 @@ def _strict_yaml_loader() -> type:
                 raise _BadKey(key_node)
             if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: its keys may be overridden here
                 continue
+            if key_node.style is None and key_node.tag in _RESOLVED_KEY_TAGS:
+                # a plain key is the text written: `01:` stays "01" (YAML 1.1 would read octal 1), `yes:` stays "yes"
+                key_node.tag = "tag:yaml.org,2002:str"
             key = loader.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(

@@ -883,9 +883,14 @@ def merge_report(paths: list[str], *, policy: GateConfig | None = None) -> Repor
 
 
 #: The settings that decide a verdict: every check's section (thresholds, on/off), the decision rule, the task,
-#: the classes and how they are matched, how much of the data is read and the seed of the resampling. The rest of
-#: a config (device, threads, model factory and options, batch size, data paths) says how a job measured.
-POLICY_KEYS = ("task", "seed", "class_names", "class_map", "decision", "checks", "explicit_checks", "data.limit")
+#: the classes and how they are matched, the seed of the resampling, what the data is (every `data` option but
+#: the batch size: which column is the label, the inputs, the tokenizer, max_length, the format, a data factory,
+#: how much is read) and how a model's outputs are read (model.output, dtype, strict). The rest of a config
+#: (device, threads, the model factory and its kwargs, the batch size) says how a job measured.
+POLICY_KEYS = ("task", "seed", "class_names", "class_map", "decision", "checks", "explicit_checks", "data",
+               "model.output", "model.dtype", "model.strict")
+#: Under a POLICY_KEYS section, how a job measured.
+MEASUREMENT_KEYS = frozenset({"data.batch_size"})
 
 
 def policy_differences(policy: GateConfig, config: GateConfig) -> str | None:
@@ -893,14 +898,16 @@ def policy_differences(policy: GateConfig, config: GateConfig) -> str | None:
     theirs, ours = config.to_dict(), policy.to_dict()
     for key in POLICY_KEYS:
         head, _, tail = key.partition(".")
-        found = _first_difference(ours[head].get(tail) if tail else ours[head],
-                                  theirs[head].get(tail) if tail else theirs[head], key)
+        found = _first_difference((ours.get(head) or {}).get(tail) if tail else ours.get(head),
+                                  (theirs.get(head) or {}).get(tail) if tail else theirs.get(head), key)
         if found:
             return found
     return None
 
 
 def _first_difference(ours: Any, theirs: Any, path: str) -> str | None:
+    if path in MEASUREMENT_KEYS:
+        return None
     if isinstance(ours, dict) and isinstance(theirs, dict):
         for key in sorted(set(ours) | set(theirs)):
             found = _first_difference(ours.get(key), theirs.get(key), f"{path}.{key}")

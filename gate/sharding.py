@@ -53,15 +53,20 @@ class Shard:
         return f"{self.index + 1}/{self.count}"
 
 
+#: The most shards a run may be split into (a CI matrix or torchrun world far beyond any real one): a state file's
+#: shard count is bounded by it before the merge lists the shards.
+MAX_SHARDS = 65536
+
+
 def parse_shard(text: str) -> Shard:
-    """'I/N' with 1 <= I <= N, as CI matrices count: `--shard 2/4` is the second of four."""
+    """'I/N' with 1 <= I <= N <= MAX_SHARDS, as CI matrices count: `--shard 2/4` is the second of four."""
     head, sep, tail = str(text).partition("/")
     try:
         index, count = int(head), int(tail)
     except ValueError:
         index = count = 0
-    if not sep or count < 1 or not 1 <= index <= count:
-        raise ConfigError(f"--shard: expected I/N with 1 <= I <= N (e.g. 1/4), found {text!r}")
+    if not sep or count < 1 or not 1 <= index <= count or count > MAX_SHARDS:
+        raise ConfigError(f"--shard: expected I/N with 1 <= I <= N <= {MAX_SHARDS} (e.g. 1/4), found {text!r}")
     return Shard(index - 1, count)
 
 
@@ -236,9 +241,9 @@ def check_header(meta: dict[str, Any], *, where: str) -> None:
         found = _field_error(meta[key], spec, key)
         if found:
             raise DataError(f"{where}: gate state field {found}")
-    if len(meta["shard"]) != 2 or not meta["shard"][0] < meta["shard"][1]:
-        raise DataError(f"{where}: gate state field shard: expected [index, count] with 0 <= index < count, "
-                        f"found {meta['shard']}")
+    if len(meta["shard"]) != 2 or not meta["shard"][0] < meta["shard"][1] <= MAX_SHARDS:
+        raise DataError(f"{where}: gate state field shard: expected [index, count] with 0 <= index < count <= "
+                        f"{MAX_SHARDS}, found {meta['shard']}")
     if [m["role"] for m in meta["models"]] != ["baseline", "candidate"]:
         raise DataError(f"{where}: gate state field models: expected the baseline's then the candidate's, found "
                         f"{[m['role'] for m in meta['models']]}")
@@ -270,6 +275,8 @@ def state_from_bytes(payload: bytes, *, where: str) -> RunState:
         header_len = int.from_bytes(payload[:8], "little")
         header = json.loads(payload[8:8 + header_len])
         meta = json.loads(header["__metadata__"][_META_KEY])
+    except RecursionError as err:
+        raise DataError(f"{where}: not a gate state file: its header is nested too deeply to read") from err
     except (SafetensorError, ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
         raise DataError(f"{where}: not a gate state file (safetensors with a gate_state header): {err}") from err
     if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT:
@@ -384,9 +391,11 @@ def merge_states(states: list[RunState], *, names: list[str]) -> RunState:
         if index in seen:
             raise DataError(f"{name}: shard {index + 1}/{count} is also in {seen[index]}; each shard must be merged once")
         seen[index] = name
-    missing = [str(i + 1) for i in range(count) if i not in seen]
-    if missing:
-        raise DataError(f"shard{'s' if len(missing) > 1 else ''} {', '.join(missing)} of {count} missing: a gate "
+    absent = count - len(seen)
+    if absent:
+        shown = [str(i + 1) for i in range(count) if i not in seen][:10]
+        more = f" and {absent - len(shown)} more" if absent > len(shown) else ""
+        raise DataError(f"shard{'s' if absent > 1 else ''} {', '.join(shown)}{more} of {count} missing: a gate "
                         "decides on the whole data")
     keys = set(states[0].values())
     for state, name in zip(states, names):

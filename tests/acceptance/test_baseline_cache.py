@@ -251,3 +251,15 @@ def test_a_shard_hits_its_own_entry(world, tmp_path, capsys, forwards):
     assert states[0].arrays.keys() == states[1].arrays.keys()
     for key, value in states[0].arrays.items():
         np.testing.assert_array_equal(states[1].arrays[key], value)
+
+
+def test_an_entry_nested_too_deeply_is_corrupt_not_a_crash(tmp_path):
+    """200,000 nested brackets as the entry's JSON: CorruptEntry (so the runner rebuilds it), not a RecursionError."""
+    from gate.baseline_cache import CorruptEntry, entry_key, open_entry
+
+    facts = {"baseline": "x"}
+    key = entry_key(facts)
+    (tmp_path / f"{key}.json").write_text("[" * 200_000 + "]" * 200_000)
+    (tmp_path / f"{key}.scores").write_bytes(b"")
+    with pytest.raises(CorruptEntry, match="nested too deeply"):
+        open_entry(tmp_path, key, facts)

@@ -152,3 +152,28 @@ def test_an_error_line_is_cut_at_4000_characters(tmp_path, capsys):
     res = run_cli(capsys, "check", "c.pt", "-b", "b.pt", "--enable", "x" * 100_000)
     assert res.code == 2 and res.err.count("\n") == 1
     assert len(res.err) < 4100 and res.err.rstrip().endswith("characters in all)")
+
+
+@pytest.mark.parametrize("option, role", [("--state", "baseline"), ("--json", "data"), ("--markdown", "candidate"),
+                                          ("--html", "config")])
+def test_a_report_path_that_names_an_input_is_refused_and_the_input_kept(option, role, world, in_repo_root,
+                                                                         tmp_path, capsys):
+    """`--state b.pt` with b.pt the baseline (no --shard: a usage error), `--json eval.npz` and the like: the
+    input is not removed, whatever else is wrong, and the run says why in one line."""
+    import shutil
+
+    inputs = {"candidate": tmp_path / "cand.pt", "baseline": tmp_path / "base.pt", "data": tmp_path / "eval.npz",
+              "config": tmp_path / "gate.yaml"}
+    shutil.copy(world.good, inputs["candidate"])
+    shutil.copy(world.baseline, inputs["baseline"])
+    shutil.copy(world.data, inputs["data"])
+    inputs["config"].write_text("seed: 1\n")
+    before = {k: p.read_bytes() for k, p in inputs.items()}
+    res = run_cli(capsys, "check", inputs["candidate"], "-b", inputs["baseline"], "-d", inputs["data"],
+                  "-c", inputs["config"], "--model-factory", FACTORY, option, inputs[role])
+    assert res.code == 2, res.err
+    assert {k: p.read_bytes() for k, p in inputs.items()} == before
+    lines = res.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.err
+    if option != "--state":                     # --state without --shard is refused first, as a usage error
+        assert "must not overwrite an input" in lines[0] and str(inputs[role]) in lines[0], lines[0]

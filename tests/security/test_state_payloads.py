@@ -175,3 +175,34 @@ def test_a_policy_setting_given_only_to_the_shard_jobs_is_refused(world, shards,
     report = tmp_path / "r.json"
     _refused(run_cli(capsys, "merge", *states, "--config", policy, "--json", report), report,
              "checks.per_class.enabled (false there, true in the policy)")
+
+
+def _relabel(meta: dict[str, Any]) -> None:
+    meta["config"]["data"]["labels"] = "cand"        # another column of the same (hashed) file as ground truth
+
+
+def _outputs(meta: dict[str, Any]) -> None:
+    meta["config"]["model"]["output"] = "probabilities"
+
+
+def _batch(meta: dict[str, Any]) -> None:
+    meta["config"]["data"]["batch_size"] = 7
+
+
+@pytest.mark.parametrize("edit, field", [(_relabel, "data.labels"), (_outputs, "model.output")])
+def test_what_the_data_and_the_outputs_are_is_policy_too(shards, tmp_path, capsys, edit, field):
+    """Every shard forged alike, digests recomputed: the data's label column or the models' output kind differs
+    from the policy given to the merge, so it refuses, naming the setting."""
+    policy, (s1, s2) = shards
+    report = tmp_path / "r.json"
+    one = _forge(s1, tmp_path / "one.gstate", edit, redigest=True)
+    two = _forge(s2, tmp_path / "two.gstate", edit, redigest=True)
+    _refused(run_cli(capsys, "merge", one, two, "--config", policy, "--json", report), report, "differs from", field)
+
+
+def test_how_a_job_measured_is_not_policy(shards, tmp_path, capsys):
+    """The batch size says how the shard jobs measured: a merge under the policy still decides (exit 1)."""
+    policy, (s1, s2) = shards
+    one = _forge(s1, tmp_path / "one.gstate", _batch, redigest=True)
+    two = _forge(s2, tmp_path / "two.gstate", _batch, redigest=True)
+    assert run_cli(capsys, "merge", one, two, "--config", policy).code == 1

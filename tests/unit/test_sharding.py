@@ -274,7 +274,8 @@ def _set(path: str, value):
 
 @pytest.mark.parametrize("edit, said", [
     (_set("shard", ["a", "b"]), "field shard[0]: expected an integer, found str"),
-    (_set("shard", [5, 2]), "field shard: expected [index, count] with 0 <= index < count, found [5, 2]"),
+    (_set("shard", [5, 2]), "field shard: expected [index, count] with 0 <= index < count <= 65536, found [5, 2]"),
+    (_set("shard", [0, 10**9]), "field shard: expected [index, count] with 0 <= index < count <= 65536, found [0, 1000000000]"),
     (_set("shard", [0]), "field shard: expected [index, count]"),
     (_set("num_samples", -100), "field num_samples: expected an integer >= 0, found -100"),
     (_set("num_classes", True), "field num_classes: expected an integer, found bool"),
@@ -320,3 +321,15 @@ def test_the_paired_counts_must_count_the_shards_samples(arrays, said):
     with pytest.raises(DataError, match="counts") as caught:
         state_from_bytes(state.to_bytes(), where="s")
     assert said in str(caught.value)
+
+
+def test_a_state_header_nested_too_deeply_is_one_error():
+    """200,000 nested brackets in the gate_state header: one DataError naming the file, not a RecursionError."""
+    import json
+
+    from safetensors.numpy import save
+
+    payload = save({"counts.n": np.ones(1, dtype=np.int64)}, metadata={"gate_state": "[" * 200_000 + "]" * 200_000})
+    with pytest.raises(DataError, match="deep.gstate: not a gate state file: its header is nested too deeply"):
+        state_from_bytes(payload, where="deep.gstate")
+    assert json.loads(payload[8:8 + int.from_bytes(payload[:8], "little")])        # the outer header is fine
