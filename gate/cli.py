@@ -67,7 +67,8 @@ INPUT_OPTIONS = ("baseline", "data", "config_path", "onnx")
 
 
 class CheckCommand(click.Command):
-    """`gate check`: removes the reports its raw arguments name before click parses (and may refuse) them."""
+    """`gate check` and `gate merge`: remove the reports their raw arguments name before click parses (and may
+    refuse) them; never a file also named as an input (CANDIDATE / STATE..., INPUT_OPTIONS)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if not _other_rank():
@@ -95,7 +96,8 @@ def _refuse_outputs_over_inputs(outputs: dict[str, str | None], inputs: dict[str
         for in_name, given in inputs.items():
             if out and given and same_file(out, given):
                 option = "--" + out_name.removesuffix("_path")
-                what = in_name if in_name == "CANDIDATE" else "--" + in_name.removesuffix("_path").replace("_", "-")
+                what = in_name if in_name.isupper() or in_name.startswith("STATE") else \
+                    "--" + in_name.removesuffix("_path").replace("_", "-")
                 raise click.UsageError(f"{option} {out} is the file given as {what}: a report must not overwrite an "
                                        "input")
 
@@ -320,7 +322,7 @@ def _echo_report(report: Any, outputs: dict[str, str], **opts: Any) -> None:
         click.echo(render_console(report, verbose=opts["verbose"]), nl=False, err=to_stderr)
 
 
-@cli.command()
+@cli.command(cls=CheckCommand)
 @click.argument("states", nargs=-1, required=True, metavar="STATE...")
 @click.option("--config", "-c", "config_path", metavar="FILE",
               help="gate.yaml from a trusted source (the base branch): every state's policy must be this file's. "
@@ -346,6 +348,7 @@ def merge(states: tuple[str, ...], **opts: Any) -> None:
     from gate.report.write import check_writable, remove_stale
 
     outputs = {k: opts[k] for k in ("json_path", "markdown_path", "junit_path", "html_path") if opts[k]}
+    _refuse_outputs_over_inputs(outputs, {**{f"STATE {s}": s for s in states}, "config_path": opts["config_path"]})
     for path in outputs.values():
         check_writable(path)
     for path in outputs.values():

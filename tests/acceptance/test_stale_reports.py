@@ -177,3 +177,16 @@ def test_a_report_path_that_names_an_input_is_refused_and_the_input_kept(option,
     assert len(lines) == 1 and lines[0].startswith("error: "), res.err
     if option != "--state":                     # --state without --shard is refused first, as a usage error
         assert "must not overwrite an input" in lines[0] and str(inputs[role]) in lines[0], lines[0]
+
+
+def test_merge_removes_stale_reports_on_a_usage_error_and_never_a_state(tmp_path, capsys):
+    """`gate merge` with an option click refuses: its stale reports are gone; `--json` naming one of the states
+    is refused and the state kept."""
+    reports = _stale_reports(tmp_path)
+    state = tmp_path / "s1.gstate"
+    state.write_bytes(b"not yet read")
+    res = run_cli(capsys, "merge", state, *_report_options(reports), "--bogus")
+    assert res.code == 2 and not any(p.exists() for p in reports), res.err
+    res = run_cli(capsys, "merge", state, "--json", state)
+    assert res.code == 2 and state.read_bytes() == b"not yet read", res.err
+    assert "must not overwrite an input" in res.err and res.err.count("\n") == 1, res.err
