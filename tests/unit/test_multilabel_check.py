@@ -437,14 +437,9 @@ def test_per_label_score_intervals_are_computed_once_per_metric_and_rule_and_cha
     config = build_config({"checks": {"multilabel": {"f1": {"max_drop": 0.1, "min": 0.5},
                                                      "recall": {"max_relative_drop": 0.2}}},
                            "decision": {"bootstrap_resamples": 400}})
-    calls: list[tuple[str, str, int]] = []
-    real = cl.class_score_interval
+    from tests.unit.test_classification import _counted_score_interval
 
-    def counted(metric, rule, patterns, *, alpha):
-        calls.append((metric, rule, patterns.shape[-1]))
-        return real(metric, rule, patterns, alpha=alpha)
-
-    monkeypatch.setattr(cl, "class_score_interval", counted)
+    calls = _counted_score_interval(monkeypatch, cl)
     cached = feed(make(config, labels=5), y, sb, sc, batch=64).compute()
     assert sorted(calls) == [("f1", "max_drop", 5), ("f1", "min", 5), ("recall", "max_relative_drop", 5)]
     import gate.checks.multilabel as ml
