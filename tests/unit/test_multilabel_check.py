@@ -439,6 +439,7 @@ def test_per_label_score_intervals_are_computed_once_per_metric_and_rule_and_cha
                            "decision": {"bootstrap_resamples": 400}})
     from tests.unit.test_classification import _counted_score_interval
 
+    real = cl.class_score_interval
     calls = _counted_score_interval(monkeypatch, cl)
     cached = feed(make(config, labels=5), y, sb, sc, batch=64).compute()
     assert sorted(calls) == [("f1", "max_drop", 5), ("f1", "min", 5), ("recall", "max_relative_drop", 5)]
