@@ -155,19 +155,38 @@ def option_values(command: click.Command, ctx: click.Context, args: list[str]) -
 
 class GateGroup(click.Group):
     """`gate`: a usage error before `check` is reached (`gate --bogus check ... --json r.json`) still removes the
-    reports that check's arguments name, as CheckCommand would have."""
+    reports that check's arguments name, as CheckCommand would have; so does a misspelled subcommand (`gate chek
+    ... --json r.json`, `gate mrege ...`), its arguments read as check's."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
             return super().parse_args(ctx, args)
         except click.UsageError:
-            if "check" in args and not _other_rank():
-                from gate.report.write import remove_stale
-
-                rest = args[args.index("check") + 1:]
-                for path in output_paths(check, click.Context(check, parent=ctx, info_name="check"), rest):
-                    remove_stale(path)
+            if "check" in args:
+                _remove_reports_named(ctx, args[args.index("check") + 1:])
             raise
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError:
+            _remove_reports_named(ctx, args[1:])
+            raise
+
+
+def _remove_reports_named(ctx: click.Context, rest: list[str]) -> None:
+    """The reports `rest` names when read as `gate check`'s arguments, removed; never a file also named as an
+    input there (CheckCommand's rule)."""
+    if _other_rank():
+        return
+    from gate.report.write import remove_stale
+
+    sub = click.Context(check, parent=ctx, info_name="check")
+    values = option_values(check, sub, rest)
+    inputs = values.get("<positional>", []) + [v for d in INPUT_OPTIONS for v in values.get(d, [])]
+    for path in output_paths(check, sub, rest):
+        if not any(same_file(path, other) for other in inputs):
+            remove_stale(path)
 
 
 def _other_rank() -> bool:

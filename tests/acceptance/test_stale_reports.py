@@ -138,6 +138,18 @@ def test_a_usage_error_before_check_is_reached_still_removes_its_reports(tmp_pat
     assert not any(p.exists() for p in paths)
 
 
+@pytest.mark.parametrize("command", ["chek", "mrege"])
+def test_a_misspelled_subcommand_still_removes_its_reports_and_never_an_input(command, tmp_path, capsys):
+    paths = _stale_reports(tmp_path)
+    inputs = [tmp_path / "c.pt", tmp_path / "b.pt"]
+    for path in inputs:
+        path.write_bytes(b"an input")
+    res = run_cli(capsys, command, inputs[0], "-b", inputs[1], *_report_options(paths), "--html", inputs[0])
+    assert res.code == 2 and res.err.count("\n") == 1 and command in res.err, res.err
+    assert not any(p.exists() for p in paths)
+    assert all(p.read_bytes() == b"an input" for p in inputs)
+
+
 def test_the_pre_commit_hook_removes_stale_reports_too(world, tmp_path, capsys, monkeypatch):
     paths = _stale_reports(tmp_path)
     listed = tmp_path / "hook-args"
