@@ -95,6 +95,10 @@ def clf_counts(score: np.ndarray, positive: np.ndarray) -> Counts:
 def ranking_counts(r: sm.ClassRanking) -> Counts:
     """The counts of every row of a ranking: read at the last position of each run of equal scores."""
     c, n = r.order.shape
+    if not r.tied.any():                               # every position ends its run
+        tps = r.tp_through.ravel()
+        return Counts(tps=tps, fps=np.tile(np.arange(1, n + 1), c) - tps, thresholds=r.score.ravel(),
+                      sizes=np.full(c, n, dtype=np.int64))
     end = np.flatnonzero(r.last == np.arange(n))       # row-major: row by row, from the top
     tps = r.tp_through.ravel()[end]
     return Counts(tps=tps, fps=end % n + 1 - tps, thresholds=r.score.ravel()[end],
@@ -315,11 +319,18 @@ def _split(values: list[Any], sizes: np.ndarray) -> list[list[Any]]:
     return [values[a:b] for a, b in zip([0, *stop[:-1]], stop)]
 
 
-def role_curves(counts: Counts, *, max_points: int, probability: bool) -> list[dict[str, Any]]:
-    """One model's ROC and PR curve of each curve in `counts`, thinned, with the areas over every vertex."""
+def role_curves(counts: Counts, *, max_points: int, probability: bool,
+                areas: tuple[np.ndarray, np.ndarray] | None = None) -> list[dict[str, Any]]:
+    """One model's ROC and PR curve of each curve in `counts`, thinned, with the areas over every vertex: computed
+    here, or `areas` (each curve's ROC-AUC and average precision) where the ranking metrics have them (the same
+    areas: the Mann-Whitney AUC is the trapezoids' area, sklearn's average precision a sum over the same
+    thresholds)."""
     roc = roc_vertices(counts)
-    aucs = roc_areas(roc).tolist()
-    aps = average_precisions(counts).tolist()                          # over every threshold, as sklearn's
+    if areas is None:
+        aucs = roc_areas(roc).tolist()
+        aps = average_precisions(counts).tolist()                      # over every threshold, as sklearn's
+    else:
+        aucs, aps = areas[0].tolist(), areas[1].tolist()
     pr = pr_vertices(counts, drop_intermediate=True)
     keep_roc, n_roc = _thinned(roc, max_points)
     keep_pr, n_pr = _thinned(pr, max_points)
@@ -350,16 +361,19 @@ def _most_changed(classes: list[int], areas: dict[str, np.ndarray]) -> list[int]
     return sorted(classes[i] for i in np.argsort(-change, kind="stable")[:MAX_CLASSES])
 
 
-def _drawn(counts: Counts, model: np.ndarray, *, max_points: int, probability: bool) -> dict[str, list[dict[str, Any]]]:
+def _drawn(counts: Counts, model: np.ndarray, *, max_points: int, probability: bool,
+           areas: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, list[dict[str, Any]]]:
     """Each model's curves (`role_curves` of its rows of `counts`, all rows at once)."""
-    entries = role_curves(counts, max_points=max_points, probability=probability)
+    entries = role_curves(counts, max_points=max_points, probability=probability, areas=areas)
     return {role: [e for e, m in zip(entries, model.tolist()) if m == i] for i, role in enumerate(ROLES)}
 
 
 def score_curves(odds: dict[str, np.ndarray], y: np.ndarray, class_names: tuple[str, ...], *,
-                 rankings: sm.Rankings | None = None) -> dict[str, Any]:
+                 rankings: sm.Rankings | None = None,
+                 areas: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """Both models' curves from every kept sample's log-odds per class (exact), read off `rankings` (both models',
-    baseline first, as ROC-AUC and PR-AUC read them) or ranked here."""
+    baseline first, as ROC-AUC and PR-AUC read them) or ranked here; `areas`: the rankings' ROC-AUC and average
+    precision of each (model, ranked class), (models, classes) each (`Influence.parts`), when the metrics have them."""
     y = np.asarray(y, dtype=np.int64)
     k = odds["baseline"].shape[1]
     support = np.bincount(y, minlength=k)
@@ -373,16 +387,21 @@ def score_curves(odds: dict[str, np.ndarray], y: np.ndarray, class_names: tuple[
     unranked = total - len(classes)
     if len(classes) > MAX_CLASSES:
         # ranked by the ROC-AUC change first, so that only the classes drawn keep their curves
-        areas: dict[str, list[np.ndarray]] = {role: [] for role in ROLES}
+        by_role: dict[str, list[np.ndarray]] = {role: [] for role in ROLES}
         for r in rankings.of(classes):
             area = roc_areas(roc_vertices(ranking_counts(r)))
             for i, role in enumerate(ROLES):
-                areas[role].append(area[r.model == i])
-        classes = _most_changed(classes, {role: np.concatenate(a) for role, a in areas.items()})
+                by_role[role].append(area[r.model == i])
+        classes = _most_changed(classes, {role: np.concatenate(a) for role, a in by_role.items()})
     max_points = MAX_POINTS_BINARY if k == 2 else MAX_POINTS_CLASS
     drawn: dict[str, list[dict[str, Any]]] = {role: [] for role in ROLES}
     for r in rankings.of(classes):
-        for role, entries in _drawn(ranking_counts(r), r.model, max_points=max_points, probability=False).items():
+        known = None
+        if areas is not None:
+            at = np.searchsorted(rankings.classes, r.classes)
+            known = (areas[0][r.model, at], areas[1][r.model, at])
+        for role, entries in _drawn(ranking_counts(r), r.model, max_points=max_points, probability=False,
+                                    areas=known).items():
             drawn[role] += entries
     per_class = [{"class": _name(class_names, c), "index": c, "positives": int(support[c]),
                   "negatives": int(y.size - support[c]), "baseline": drawn["baseline"][i],

@@ -131,6 +131,7 @@ class _Measure:
     bias: tuple[float, float] | None = None              # ECE: how far each model's estimate may sit above its truth
     transform: str = ""                                  # "log" / "logit": also the variance-stabilised test
     skew: bool = False                                   # also Hall's skewness-corrected test of the mean
+    parts: dict[str, np.ndarray] | None = None           # ROC-AUC, PR-AUC: each model's per-class values (curves)
     #: spreads of the per-sample influences, computed once per measure (the rules and the table's interval share
     #: them; a drop's and an increase's influences are each other's negatives, with the same spread)
     spreads: dict[tuple[Any, ...], float] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -255,7 +256,7 @@ def hall_statistic(t: np.ndarray | float, a: float) -> np.ndarray:
     """Hall's (1992) transformation of a studentized mean, g(t) = t + a t^2 / 3 + a^2 t^3 / 27 + a / 6, a = skewness /
     sqrt(n): g(t) is standard normal to O(1/n) where t is skewed by O(1/sqrt(n)); monotone, g' = (1 + a t / 3)^2."""
     t = np.asarray(t, dtype=np.float64)
-    return t + a * t * t / 3.0 + a * a * t ** 3 / 27.0 + a / 6.0
+    return t + a * t * t / 3.0 + a * a * (t * t * t) / 27.0 + a / 6.0
 
 
 def hall_quantile(x: float, a: float) -> float:
@@ -270,7 +271,7 @@ def skewness(psi: np.ndarray) -> float:
     x = np.asarray(psi, dtype=np.float64)
     x = x - np.add.reduce(x) / x.size                    # np.mean's operations, without its per-call cost
     m2 = float(np.add.reduce(x * x) / x.size)
-    return float(np.add.reduce(x ** 3) / x.size) / m2 ** 1.5 if m2 > 0 else 0.0
+    return float(np.add.reduce(x * x * x) / x.size) / m2 ** 1.5 if m2 > 0 else 0.0   # not x ** 3: a slow pow
 
 
 def _claims(rule: str, above: Any, below: Any) -> tuple[float, float]:
@@ -601,6 +602,12 @@ class ScoresCheck(Check):
                 continue
             self._logits[role] = []
             n, k = sum(len(b) for b in batches), batches[0].shape[1]
+            if n * k <= SETTLE_CELLS:           # one block: the batches joined into it at once
+                block = batches[0].astype(np.float64) if len(batches) == 1 else \
+                    np.concatenate(batches, dtype=np.float64)
+                del batches
+                self._odds[role].append(log_odds_array(block, "logits", role=role))
+                continue
             out = np.empty((n, k), dtype=np.float32)
             block = np.empty((max(1, min(SETTLE_CELLS // max(k, 1), n)), k), dtype=np.float64)
             batches.reverse()                   # popped from the end: each batch freed as soon as it is read
@@ -747,9 +754,11 @@ class ScoresCheck(Check):
             ib, ic = sm.mean_influence(tb), sm.mean_influence(tc)
             out[name] = _Measure(ib.value, ic.value, ib.psi, ic.psi, transform="log", skew=True,
                                  method="normal, log-ratio and skew-corrected (paired mean)")
-        auc = dict(zip(ROLES, sm.roc_aucs(rankings)))
+        roc, pr = sm.ranking_influences(rankings)
+        auc = dict(zip(ROLES, roc))
         out["roc_auc"] = _Measure(auc["baseline"].value, auc["candidate"].value, auc["baseline"].psi,
-                                  auc["candidate"].psi, strata=y, method="DeLong")
+                                  auc["candidate"].psi, strata=y, method="DeLong",
+                                  parts={r: auc[r].parts for r in ROLES})
         top_k = int(self.options.get("top_k", 5))
         if k > top_k:
             hits = {r: sm.top_k_hits(odds[r], y, top_k) for r in ROLES}
@@ -765,9 +774,10 @@ class ScoresCheck(Check):
         out["ece"] = _Measure(ece["baseline"].value, ece["candidate"].value, ece["baseline"].psi,
                               ece["candidate"].psi, bias=(ece["baseline"].bias, ece["candidate"].bias),
                               method="delta, bin-noise allowance")
-        ap = dict(zip(ROLES, sm.pr_aucs(rankings)))
+        ap = dict(zip(ROLES, pr))
         out["pr_auc"] = _Measure(ap["baseline"].value, ap["candidate"].value, ap["baseline"].psi, ap["candidate"].psi,
-                                 transform="logit", method="delta (influence), normal and logit")
+                                 transform="logit", method="delta (influence), normal and logit",
+                                 parts={r: ap[r].parts for r in ROLES})
         self._reliability = rel
         return out
 
@@ -828,7 +838,7 @@ class ScoresCheck(Check):
                         for k_, v in measures.items()},
         }
         rel_table, charts, details["reliability"] = self._reliability_outputs()
-        details["curves"] = self._curve_outputs(odds, y, rankings)
+        details["curves"] = self._curve_outputs(odds, y, rankings, measures)
         tables.append(rel_table)
         if self.options.get("threshold") is not None:
             t_table, t_findings, details["threshold"] = self._threshold(p, y, settings)
@@ -925,10 +935,10 @@ class ScoresCheck(Check):
                           "accuracy": [None if x != x else float(x) for x in accuracy]}
         return table, charts, data
 
-    def _curve_outputs(self, odds: dict[str, np.ndarray], y: np.ndarray,
-                       rankings: sm.Rankings) -> dict[str, Any]:
+    def _curve_outputs(self, odds: dict[str, np.ndarray], y: np.ndarray, rankings: sm.Rankings,
+                       measures: dict[str, _Measure]) -> dict[str, Any]:
         """Both models' ROC and PR curves (gate.curves): from every kept sample (read off the rankings the ranking
-        metrics sorted), or from the bins when streamed."""
+        metrics sorted, with the areas they computed), or from the bins when streamed."""
         from gate import curves
 
         names = tuple(self.ctx.class_names)
@@ -936,7 +946,8 @@ class ScoresCheck(Check):
             st = self._stream
             return curves.binned_curves(st.hist, st.support, st.n, names,
                                         drawable=not any(st.has_nan(m) for m in range(len(ROLES))))
-        return curves.score_curves(odds, y, names, rankings=rankings)
+        areas = tuple(np.stack([measures[metric].parts[role] for role in ROLES]) for metric in ("roc_auc", "pr_auc"))
+        return curves.score_curves(odds, y, names, rankings=rankings, areas=areas)
 
     def _threshold(self, p: dict[str, np.ndarray], y: np.ndarray,
                    settings: DecisionSettings) -> tuple[Table, list[Finding], dict[str, Any]]:
