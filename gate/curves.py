@@ -250,7 +250,8 @@ def _thinned(v: Vertices, max_points: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _num(x: float, digits: int = 5) -> float | None:
-    return None if not np.isfinite(x) else round(float(x), digits)
+    x = float(x)
+    return round(x, digits) if math.isfinite(x) else None
 
 
 def _nums(values: np.ndarray, digits: int = 5) -> list[float | None]:
@@ -314,11 +315,6 @@ def _thresholds(t: np.ndarray, probability: bool) -> list[float | None]:
     return out
 
 
-def _split(values: list[Any], sizes: np.ndarray) -> list[list[Any]]:
-    stop = np.cumsum(sizes).tolist()
-    return [values[a:b] for a, b in zip([0, *stop[:-1]], stop)]
-
-
 def role_curves(counts: Counts, *, max_points: int, probability: bool,
                 areas: tuple[np.ndarray, np.ndarray] | None = None) -> list[dict[str, Any]]:
     """One model's ROC and PR curve of each curve in `counts`, thinned, with the areas over every vertex: computed
@@ -334,18 +330,21 @@ def role_curves(counts: Counts, *, max_points: int, probability: bool,
     pr = pr_vertices(counts, drop_intermediate=True)
     keep_roc, n_roc = _thinned(roc, max_points)
     keep_pr, n_pr = _thinned(pr, max_points)
-    a, b = keep_roc.size, keep_pr.size                  # every list at once, then cut into the curves' own
+    a, b = keep_roc.size, keep_pr.size                  # every list at once, then each curve's cut out of it
     points = _nums(np.concatenate([roc.x[keep_roc], roc.y[keep_roc], pr.x[keep_pr], pr.y[keep_pr]]))
-    fpr, tpr = _split(points[:a], n_roc), _split(points[a:2 * a], n_roc)
-    recall, precision = _split(points[2 * a:2 * a + b], n_pr), _split(points[2 * a + b:], n_pr)
     thresholds = _thresholds(np.concatenate([roc.thresholds[keep_roc], pr.thresholds[keep_pr]]), probability)
-    roc_t, pr_t = _split(thresholds[:a], n_roc), _split(thresholds[a:], n_pr)
     roc_sizes, pr_sizes = roc.sizes.tolist(), pr.sizes.tolist()
-    return [{"roc": {"auc": _num(aucs[i], 6), "vertices": roc_sizes[i], "fpr": fpr[i], "tpr": tpr[i],
-                     "threshold": roc_t[i]},
-             "pr": {"average_precision": _num(aps[i], 6), "vertices": pr_sizes[i], "recall": recall[i],
-                    "precision": precision[i], "threshold": pr_t[i]}}
-            for i in range(counts.sizes.size)]
+    roc_stop, pr_stop = np.cumsum(n_roc).tolist(), np.cumsum(n_pr).tolist()
+    out, r0, p0 = [], 0, 0
+    for i in range(counts.sizes.size):
+        r1, p1 = roc_stop[i], pr_stop[i]
+        out.append({"roc": {"auc": _num(aucs[i], 6), "vertices": roc_sizes[i], "fpr": points[r0:r1],
+                            "tpr": points[a + r0:a + r1], "threshold": thresholds[r0:r1]},
+                    "pr": {"average_precision": _num(aps[i], 6), "vertices": pr_sizes[i],
+                           "recall": points[2 * a + p0:2 * a + p1], "precision": points[2 * a + b + p0:2 * a + b + p1],
+                           "threshold": thresholds[a + p0:a + p1]}})
+        r0, p0 = r1, p1
+    return out
 
 
 def _classes(support: np.ndarray, n: int) -> list[int]:
@@ -403,8 +402,9 @@ def score_curves(odds: dict[str, np.ndarray], y: np.ndarray, class_names: tuple[
         for role, entries in _drawn(ranking_counts(r), r.model, max_points=max_points, probability=False,
                                     areas=known).items():
             drawn[role] += entries
-    per_class = [{"class": _name(class_names, c), "index": c, "positives": int(support[c]),
-                  "negatives": int(y.size - support[c]), "baseline": drawn["baseline"][i],
+    counted = support.tolist()
+    per_class = [{"class": _name(class_names, c), "index": c, "positives": counted[c],
+                  "negatives": y.size - counted[c], "baseline": drawn["baseline"][i],
                   "candidate": drawn["candidate"][i]} for i, c in enumerate(classes)]
     return _curves(per_class, k, max_points, total=total, approximate=False, source=f"every sample ({y.size})",
                    unranked=unranked)

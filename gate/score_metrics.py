@@ -95,7 +95,7 @@ def confidence_bins(p: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, n
     """Top probability, its bin (intervals (i/B, (i+1)/B], the first closed at 0) and whether top-1 is right."""
     p = np.asarray(p)
     pred = p.argmax(axis=1)
-    conf = p.max(axis=1).astype(np.float64)         # not p[rows, pred]: max's NaN, whose sign bit differs
+    conf = np.asarray(p.max(axis=1), dtype=np.float64)   # not p[rows, pred]: max's NaN, whose sign bit differs
     # fmax: NaN to 0 as nan_to_num does; a negative value lands in the first bin either way
     idx = np.clip(np.ceil(np.fmax(conf, 0.0) * bins).astype(np.int64) - 1, 0, bins - 1)
     return conf, idx, pred
