@@ -5,7 +5,8 @@ The vertices are scikit-learn's: `roc_curve` (collinear points dropped, as its `
 of thresholds with one recall only its ends). A curve with
 more vertices than `max_points` keeps a subset of them, spread evenly along the curve's length, the first and last
 always kept: every point drawn is an exact vertex, only the straight segments between kept ones are new. The area
-(ROC-AUC, average precision) is taken over every vertex before the thinning.
+(ROC-AUC, average precision) is taken over every vertex before the thinning (from the kept scores it is the ranking
+metrics' own per-class value when the caller passes it: the same area).
 
 From the kept per-sample scores the curves are exact, read off each model's one-vs-rest rankings
 (`gate.score_metrics.Rankings`: the sort ROC-AUC and PR-AUC use, both models' classes at once); from the streamed state's probability bins
