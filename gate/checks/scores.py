@@ -595,7 +595,21 @@ class ScoresCheck(Check):
     def _settle(self, *roles: str) -> None:
         """The deferred logits' log-odds of each role given, into the kept log-odds (in batch order): one role at a
         time, SETTLE_CELLS values at a time, into one float32 array, each batch freed once read (row by row, so each
-        row's own log-odds; alive at once: the role's logits not yet read, its log-odds, one float64 block)."""
+        row's own log-odds; alive at once: the role's logits not yet read, its log-odds, one float64 block). Both
+        roles' in one block when they fit one (the same rows, so the same values: half the numpy calls)."""
+        pending = [role for role in roles if self._logits[role]]
+        if len(pending) == 2:
+            sizes = [sum(len(b) for b in self._logits[role]) for role in pending]
+            k = self._logits[pending[0]][0].shape[1]
+            if sum(sizes) * k <= SETTLE_CELLS and self._logits[pending[1]][0].shape[1] == k:
+                block = np.concatenate(self._logits[pending[0]] + self._logits[pending[1]], dtype=np.float64)
+                for role in pending:
+                    self._logits[role] = []
+                both = log_odds_array(block, "logits", role=pending[0])
+                del block
+                self._odds[pending[0]].append(both[:sizes[0]])
+                self._odds[pending[1]].append(both[sizes[0]:])
+                return
         for role in roles:
             batches = self._logits[role]
             if not batches:
@@ -744,14 +758,19 @@ class ScoresCheck(Check):
         return {r: float(section[r]) for r in (HIGHER_RULES if higher else LOWER_RULES) if section.get(r) is not None}
 
     def _measures(self, p: dict[str, np.ndarray], odds: dict[str, np.ndarray], y: np.ndarray,
-                  rankings: sm.Rankings) -> dict[str, _Measure]:
+                  rankings: sm.Rankings, both: tuple[np.ndarray, np.ndarray]) -> dict[str, _Measure]:
         """Every metric of both models; `odds` (log-odds per class) is what the log loss and ranking metrics read,
-        `rankings` both models' one sort of them (shared with the curves)."""
+        `rankings` both models' one sort of them (shared with the curves), `both` the (2n, K) log-odds and
+        probabilities whose halves `odds` and `p` are."""
         k = p["baseline"].shape[1]
+        n = y.size
         out: dict[str, _Measure] = {}
-        for name, tb, tc in (("log_loss", sm.log_loss_terms(odds["baseline"], y), sm.log_loss_terms(odds["candidate"], y)),
-                             ("brier", sm.brier_terms(p["baseline"], y), sm.brier_terms(p["candidate"], y))):
-            ib, ic = sm.mean_influence(tb), sm.mean_influence(tc)
+        # the per-sample terms of both models at once, over their log-odds / probabilities joined row-wise (the
+        # `both` arrays compute() made; each row its own values), each model's half then averaged on its own
+        y2 = np.concatenate([y, y])
+        both_odds, both_p = both
+        for name, terms in (("log_loss", sm.log_loss_terms(both_odds, y2)), ("brier", sm.brier_terms(both_p, y2))):
+            ib, ic = sm.mean_influence(terms[:n]), sm.mean_influence(terms[n:])
             out[name] = _Measure(ib.value, ic.value, ib.psi, ic.psi, transform="log", skew=True,
                                  method="normal, log-ratio and skew-corrected (paired mean)")
         roc, pr = sm.ranking_influences(rankings)
@@ -761,14 +780,16 @@ class ScoresCheck(Check):
                                   parts={r: auc[r].parts for r in ROLES})
         top_k = int(self.options.get("top_k", 5))
         if k > top_k:
-            hits = {r: sm.top_k_hits(odds[r], y, top_k) for r in ROLES}
+            hit = sm.top_k_hits(both_odds, y2, top_k)
+            hits = {"baseline": hit[:n], "candidate": hit[n:]}
             rate = {r: hits[r].mean() for r in ROLES}
             out["top_k_accuracy"] = _Measure(float(rate["baseline"]), float(rate["candidate"]),
                                              hits["baseline"] - rate["baseline"],
                                              hits["candidate"] - rate["candidate"],
                                              hits=(hits["baseline"], hits["candidate"]), method="Tango score")
         bins = int(self.options.get("ece_bins", 15))
-        binned = {r: sm.confidence_bins(p[r], bins) for r in ROLES}
+        binned_both = sm.confidence_bins(both_p, bins)
+        binned = {r: tuple(a[i * n:(i + 1) * n] for a in binned_both) for i, r in enumerate(ROLES)}
         rel = {r: sm.reliability(p[r], y, bins=bins, binned=binned[r]) for r in ROLES}
         ece = {r: sm.ece_influence(p[r], y, bins=bins, binned=binned[r]) for r in ROLES}
         out["ece"] = _Measure(ece["baseline"].value, ece["candidate"].value, ece["baseline"].psi,
@@ -787,15 +808,13 @@ class ScoresCheck(Check):
         if self._n == 0:
             raise DataError("scores: no samples were seen")
         settings = decision_settings(self.ctx.config, self.options)
-        if self._stream is None:
-            rows = self._rows()
-            y = rows["labels"].astype(np.int64)
-            odds = {r: rows[r].astype(np.float64) for r in ROLES}
-        else:
-            kept = self.kept_sample()
-            y = kept["labels"].astype(np.int64)
-            odds = {r: kept[r].astype(np.float64) for r in ROLES}
-        p = {r: sm.probabilities(odds[r]) for r in ROLES}
+        rows = self._rows() if self._stream is None else self.kept_sample()
+        y = rows["labels"].astype(np.int64)
+        # both models' float64 log-odds and probabilities each in one array (element by element: the same values)
+        both = np.concatenate([rows[r] for r in ROLES], dtype=np.float64)
+        both_p = sm.probabilities(both)
+        odds = {r: both[i * y.size:(i + 1) * y.size] for i, r in enumerate(ROLES)}
+        p = {r: both_p[i * y.size:(i + 1) * y.size] for i, r in enumerate(ROLES)}
         k = p["baseline"].shape[1]
         top_k = int(self.options.get("top_k", 5))
         if self._gated("top_k_accuracy") and k <= top_k:
@@ -809,7 +828,7 @@ class ScoresCheck(Check):
                                 "negatives")
         rankings = sm.Rankings([odds[r] for r in ROLES], y)
         with np.errstate(invalid="ignore"):     # NaN scores give NaN metrics, which fail; no warning on the way
-            measures = self._measures(p, odds, y, rankings)
+            measures = self._measures(p, odds, y, rankings, (both, both_p))
             if self._stream is not None:
                 measures = self._streamed(measures)
         findings: list[Finding] = []
