@@ -228,8 +228,8 @@ class ClassRanking:
 
     @cached_property
     def flat_order(self) -> np.ndarray:
-        """flat(order): where each sorted position's value goes in the flattened sample-order arrays (ROC-AUC's and
-        PR-AUC's influences both scatter back through it)."""
+        """flat(order): where each sorted position's value goes in the flattened sample-order arrays (`auc_parts`'
+        and `ap_parts`' per-row influences scatter back through it; the macro averages bincount instead)."""
         return self.flat(self.order)
 
     def rows(self, index: np.ndarray) -> ClassRanking:
