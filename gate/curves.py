@@ -5,7 +5,8 @@ The vertices are scikit-learn's: `roc_curve` (collinear points dropped, as its `
 of thresholds with one recall only its ends). A curve with
 more vertices than `max_points` keeps a subset of them, spread evenly along the curve's length, the first and last
 always kept: every point drawn is an exact vertex, only the straight segments between kept ones are new. The area
-(ROC-AUC, average precision) is taken over every vertex before the thinning.
+(ROC-AUC, average precision) is taken over every vertex before the thinning (from the kept scores it is the ranking
+metrics' own per-class value when the caller passes it: the same area).
 
 From the kept per-sample scores the curves are exact, read off each model's one-vs-rest rankings
 (`gate.score_metrics.Rankings`: the sort ROC-AUC and PR-AUC use, both models' classes at once); from the streamed state's probability bins
@@ -95,6 +96,10 @@ def clf_counts(score: np.ndarray, positive: np.ndarray) -> Counts:
 def ranking_counts(r: sm.ClassRanking) -> Counts:
     """The counts of every row of a ranking: read at the last position of each run of equal scores."""
     c, n = r.order.shape
+    if not r.tied.any():                               # every position ends its run
+        tps = r.tp_through.ravel()
+        return Counts(tps=tps, fps=np.tile(np.arange(1, n + 1), c) - tps, thresholds=r.score.ravel(),
+                      sizes=np.full(c, n, dtype=np.int64))
     end = np.flatnonzero(r.last == np.arange(n))       # row-major: row by row, from the top
     tps = r.tp_through.ravel()[end]
     return Counts(tps=tps, fps=end % n + 1 - tps, thresholds=r.score.ravel()[end],
@@ -246,7 +251,8 @@ def _thinned(v: Vertices, max_points: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _num(x: float, digits: int = 5) -> float | None:
-    return None if not np.isfinite(x) else round(float(x), digits)
+    x = float(x)
+    return round(x, digits) if math.isfinite(x) else None
 
 
 def _nums(values: np.ndarray, digits: int = 5) -> list[float | None]:
@@ -310,31 +316,36 @@ def _thresholds(t: np.ndarray, probability: bool) -> list[float | None]:
     return out
 
 
-def _split(values: list[Any], sizes: np.ndarray) -> list[list[Any]]:
-    stop = np.cumsum(sizes).tolist()
-    return [values[a:b] for a, b in zip([0, *stop[:-1]], stop)]
-
-
-def role_curves(counts: Counts, *, max_points: int, probability: bool) -> list[dict[str, Any]]:
-    """One model's ROC and PR curve of each curve in `counts`, thinned, with the areas over every vertex."""
+def role_curves(counts: Counts, *, max_points: int, probability: bool,
+                areas: tuple[np.ndarray, np.ndarray] | None = None) -> list[dict[str, Any]]:
+    """One model's ROC and PR curve of each curve in `counts`, thinned, with the areas over every vertex: computed
+    here, or `areas` (each curve's ROC-AUC and average precision) where the ranking metrics have them (the same
+    areas: the Mann-Whitney AUC is the trapezoids' area, sklearn's average precision a sum over the same
+    thresholds)."""
     roc = roc_vertices(counts)
-    aucs = roc_areas(roc).tolist()
-    aps = average_precisions(counts).tolist()                          # over every threshold, as sklearn's
+    if areas is None:
+        aucs = roc_areas(roc).tolist()
+        aps = average_precisions(counts).tolist()                      # over every threshold, as sklearn's
+    else:
+        aucs, aps = areas[0].tolist(), areas[1].tolist()
     pr = pr_vertices(counts, drop_intermediate=True)
     keep_roc, n_roc = _thinned(roc, max_points)
     keep_pr, n_pr = _thinned(pr, max_points)
-    a, b = keep_roc.size, keep_pr.size                  # every list at once, then cut into the curves' own
+    a, b = keep_roc.size, keep_pr.size                  # every list at once, then each curve's cut out of it
     points = _nums(np.concatenate([roc.x[keep_roc], roc.y[keep_roc], pr.x[keep_pr], pr.y[keep_pr]]))
-    fpr, tpr = _split(points[:a], n_roc), _split(points[a:2 * a], n_roc)
-    recall, precision = _split(points[2 * a:2 * a + b], n_pr), _split(points[2 * a + b:], n_pr)
     thresholds = _thresholds(np.concatenate([roc.thresholds[keep_roc], pr.thresholds[keep_pr]]), probability)
-    roc_t, pr_t = _split(thresholds[:a], n_roc), _split(thresholds[a:], n_pr)
     roc_sizes, pr_sizes = roc.sizes.tolist(), pr.sizes.tolist()
-    return [{"roc": {"auc": _num(aucs[i], 6), "vertices": roc_sizes[i], "fpr": fpr[i], "tpr": tpr[i],
-                     "threshold": roc_t[i]},
-             "pr": {"average_precision": _num(aps[i], 6), "vertices": pr_sizes[i], "recall": recall[i],
-                    "precision": precision[i], "threshold": pr_t[i]}}
-            for i in range(counts.sizes.size)]
+    roc_stop, pr_stop = np.cumsum(n_roc).tolist(), np.cumsum(n_pr).tolist()
+    out, r0, p0 = [], 0, 0
+    for i in range(counts.sizes.size):
+        r1, p1 = roc_stop[i], pr_stop[i]
+        out.append({"roc": {"auc": _num(aucs[i], 6), "vertices": roc_sizes[i], "fpr": points[r0:r1],
+                            "tpr": points[a + r0:a + r1], "threshold": thresholds[r0:r1]},
+                    "pr": {"average_precision": _num(aps[i], 6), "vertices": pr_sizes[i],
+                           "recall": points[2 * a + p0:2 * a + p1], "precision": points[2 * a + b + p0:2 * a + b + p1],
+                           "threshold": thresholds[a + p0:a + p1]}})
+        r0, p0 = r1, p1
+    return out
 
 
 def _classes(support: np.ndarray, n: int) -> list[int]:
@@ -350,16 +361,19 @@ def _most_changed(classes: list[int], areas: dict[str, np.ndarray]) -> list[int]
     return sorted(classes[i] for i in np.argsort(-change, kind="stable")[:MAX_CLASSES])
 
 
-def _drawn(counts: Counts, model: np.ndarray, *, max_points: int, probability: bool) -> dict[str, list[dict[str, Any]]]:
+def _drawn(counts: Counts, model: np.ndarray, *, max_points: int, probability: bool,
+           areas: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, list[dict[str, Any]]]:
     """Each model's curves (`role_curves` of its rows of `counts`, all rows at once)."""
-    entries = role_curves(counts, max_points=max_points, probability=probability)
+    entries = role_curves(counts, max_points=max_points, probability=probability, areas=areas)
     return {role: [e for e, m in zip(entries, model.tolist()) if m == i] for i, role in enumerate(ROLES)}
 
 
 def score_curves(odds: dict[str, np.ndarray], y: np.ndarray, class_names: tuple[str, ...], *,
-                 rankings: sm.Rankings | None = None) -> dict[str, Any]:
+                 rankings: sm.Rankings | None = None,
+                 areas: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """Both models' curves from every kept sample's log-odds per class (exact), read off `rankings` (both models',
-    baseline first, as ROC-AUC and PR-AUC read them) or ranked here."""
+    baseline first, as ROC-AUC and PR-AUC read them) or ranked here; `areas`: the rankings' ROC-AUC and average
+    precision of each (model, ranked class), (models, classes) each (`Influence.parts`), when the metrics have them."""
     y = np.asarray(y, dtype=np.int64)
     k = odds["baseline"].shape[1]
     support = np.bincount(y, minlength=k)
@@ -373,19 +387,25 @@ def score_curves(odds: dict[str, np.ndarray], y: np.ndarray, class_names: tuple[
     unranked = total - len(classes)
     if len(classes) > MAX_CLASSES:
         # ranked by the ROC-AUC change first, so that only the classes drawn keep their curves
-        areas: dict[str, list[np.ndarray]] = {role: [] for role in ROLES}
+        by_role: dict[str, list[np.ndarray]] = {role: [] for role in ROLES}
         for r in rankings.of(classes):
             area = roc_areas(roc_vertices(ranking_counts(r)))
             for i, role in enumerate(ROLES):
-                areas[role].append(area[r.model == i])
-        classes = _most_changed(classes, {role: np.concatenate(a) for role, a in areas.items()})
+                by_role[role].append(area[r.model == i])
+        classes = _most_changed(classes, {role: np.concatenate(a) for role, a in by_role.items()})
     max_points = MAX_POINTS_BINARY if k == 2 else MAX_POINTS_CLASS
     drawn: dict[str, list[dict[str, Any]]] = {role: [] for role in ROLES}
     for r in rankings.of(classes):
-        for role, entries in _drawn(ranking_counts(r), r.model, max_points=max_points, probability=False).items():
+        known = None
+        if areas is not None:
+            at = np.searchsorted(rankings.classes, r.classes)
+            known = (areas[0][r.model, at], areas[1][r.model, at])
+        for role, entries in _drawn(ranking_counts(r), r.model, max_points=max_points, probability=False,
+                                    areas=known).items():
             drawn[role] += entries
-    per_class = [{"class": _name(class_names, c), "index": c, "positives": int(support[c]),
-                  "negatives": int(y.size - support[c]), "baseline": drawn["baseline"][i],
+    counted = support.tolist()
+    per_class = [{"class": _name(class_names, c), "index": c, "positives": counted[c],
+                  "negatives": y.size - counted[c], "baseline": drawn["baseline"][i],
                   "candidate": drawn["candidate"][i]} for i, c in enumerate(classes)]
     return _curves(per_class, k, max_points, total=total, approximate=False, source=f"every sample ({y.size})",
                    unranked=unranked)

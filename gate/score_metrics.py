@@ -32,6 +32,8 @@ class Influence:
     psi: np.ndarray
     strata: np.ndarray | None = None
     bias: float = 0.0        # how far the estimate may sit above the truth from its own noise (binned ECE)
+    #: a macro average's terms: each ranked class's own value (`Rankings.classes`), NaN rows included
+    parts: np.ndarray | None = None
 
 
 # -------------------------------------------------------------------------------------------- per-sample means
@@ -93,7 +95,7 @@ def confidence_bins(p: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, n
     """Top probability, its bin (intervals (i/B, (i+1)/B], the first closed at 0) and whether top-1 is right."""
     p = np.asarray(p)
     pred = p.argmax(axis=1)
-    conf = p.max(axis=1).astype(np.float64)         # not p[rows, pred]: max's NaN, whose sign bit differs
+    conf = np.asarray(p.max(axis=1), dtype=np.float64)   # not p[rows, pred]: max's NaN, whose sign bit differs
     # fmax: NaN to 0 as nan_to_num does; a negative value lands in the first bin either way
     idx = np.clip(np.ceil(np.fmax(conf, 0.0) * bins).astype(np.int64) - 1, 0, bins - 1)
     return conf, idx, pred
@@ -214,6 +216,7 @@ class ClassRanking:
     tp_above: np.ndarray      # (R, n) positives scored strictly above the run
     tp_through: np.ndarray    # (R, n) positives scored at or above it
     nan: np.ndarray           # (R,) bool: the row's scores hold a NaN (it ranks nothing)
+    tied: np.ndarray          # (R,) bool: two of the row's scores are equal (else every run is one position)
 
     @property
     def positives(self) -> np.ndarray:
@@ -225,8 +228,8 @@ class ClassRanking:
 
     @cached_property
     def flat_order(self) -> np.ndarray:
-        """flat(order): where each sorted position's value goes in the flattened sample-order arrays (ROC-AUC's and
-        PR-AUC's influences both scatter back through it)."""
+        """flat(order): where each sorted position's value goes in the flattened sample-order arrays (`auc_parts`'
+        and `ap_parts`' per-row influences scatter back through it; the macro averages bincount instead)."""
         return self.flat(self.order)
 
     def rows(self, index: np.ndarray) -> ClassRanking:
@@ -237,7 +240,8 @@ class ClassRanking:
 def rank_rows(score: np.ndarray, is_positive: np.ndarray, classes: np.ndarray,
               model: np.ndarray | None = None) -> ClassRanking:
     """Rank each row of `score` (R, n) against its `is_positive` (R, n): one argsort for every row, the runs of
-    equal scores found once in the flattened rows (each row's first position starts a run)."""
+    equal scores found once in the flattened rows (each row's first position starts a run); where no row has two
+    equal scores (continuous scores, the usual case) every run is one position and nothing is looked up."""
     x = np.ascontiguousarray(score, dtype=np.float64)
     c, n = x.shape
     is_positive = np.ascontiguousarray(is_positive, dtype=bool)
@@ -249,17 +253,25 @@ def rank_rows(score: np.ndarray, is_positive: np.ndarray, classes: np.ndarray,
     new = np.empty((c, n), dtype=bool)
     new[:, :1] = True
     np.not_equal(s[:, 1:], s[:, :-1], out=new[:, 1:])        # not np.diff: inf - inf would split a tie at inf
+    tp = np.cumsum(positive, axis=1)                         # positives at or above each position, per row
+    model = np.zeros(c, dtype=np.int64) if model is None else np.asarray(model, dtype=np.int64)
+    classes = np.asarray(classes, dtype=np.int64)
+    nan = np.isnan(s[:, -1]) if n else np.zeros(c, dtype=bool)   # NaN sorts last
+    tied = ~new.all(axis=1)
+    if not tied.any():                                       # every run one position: first = last = itself
+        position = np.broadcast_to(np.arange(n), (c, n))
+        return ClassRanking(model=model, classes=classes, is_positive=is_positive, order=order, score=s,
+                            positive=positive, first=position, last=position, tp_above=tp - positive,
+                            tp_through=tp, nan=nan, tied=tied)
     run = np.cumsum(new.ravel()) - 1
     starts = np.flatnonzero(new)
     stops = np.append(starts[1:], c * n) if starts.size else starts
-    tp = np.cumsum(positive, axis=1).ravel()                 # positives at or above each position, per row
-    return ClassRanking(model=np.zeros(c, dtype=np.int64) if model is None else np.asarray(model, dtype=np.int64),
-                        classes=np.asarray(classes, dtype=np.int64), is_positive=is_positive, order=order, score=s,
+    tp = tp.ravel()
+    return ClassRanking(model=model, classes=classes, is_positive=is_positive, order=order, score=s,
                         positive=positive, first=starts[run].reshape(c, n) - base,
                         last=(stops - 1)[run].reshape(c, n) - base,
                         tp_above=(tp[starts] - positive.ravel()[starts])[run].reshape(c, n),
-                        tp_through=tp[stops - 1][run].reshape(c, n),
-                        nan=np.isnan(s[:, -1]) if n else np.zeros(c, dtype=bool))   # NaN sorts last
+                        tp_through=tp[stops - 1][run].reshape(c, n), nan=nan, tied=tied)
 
 
 def rank_classes(scores: Sequence[np.ndarray], y: np.ndarray, classes: np.ndarray) -> ClassRanking:
@@ -325,38 +337,85 @@ def segment_sums(values: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     return np.array(out, dtype=np.float64)
 
 
-def _per_model(rankings: Rankings, parts: Callable[[ClassRanking], tuple[np.ndarray, np.ndarray]],
-               strata: np.ndarray | None) -> list[Influence]:
-    """Each model's macro average over the ranked classes of `parts` (per row: a value and its influence (R, n)),
-    the classes' influences averaged per sample (added class by class, as a per-class loop adds them)."""
+def _per_model(rankings: Rankings, parts: dict[str, Callable[[ClassRanking], tuple[np.ndarray, np.ndarray]]],
+               strata: dict[str, np.ndarray | None]) -> dict[str, list[Influence]]:
+    """Each model's macro average over the ranked classes of each of `parts` (per row: a value and its influence
+    (R, n) in the sorted order), the classes' influences averaged per sample: one weighted bincount per part and
+    chunk scatters the rows back to sample order and adds them, row after row (as a per-class loop adds them; a
+    chunk's onto the running sums of the ones before)."""
     n, m = rankings.n, rankings.models
     if not rankings.classes.size:
-        return [Influence(value=float("nan"), psi=np.full(n, np.nan), strata=strata) for _ in range(m)]
-    values: list[list[np.ndarray]] = [[] for _ in range(m)]
-    psi: list[np.ndarray | None] = [None] * m
+        return {name: [Influence(value=float("nan"), psi=np.full(n, np.nan), strata=strata[name]) for _ in range(m)]
+                for name in parts}
+    values: dict[str, list[list[np.ndarray]]] = {name: [[] for _ in range(m)] for name in parts}
+    sums: dict[str, np.ndarray | None] = dict.fromkeys(parts)
     broken = np.zeros(m, dtype=bool)
     for r in rankings:
         broken[r.model[r.nan]] = True
-        value, part = parts(r)
+        bins = (r.order + (r.model * n)[:, None]).ravel()         # the (model, sample) each sorted position is
         bounds = np.searchsorted(r.model, np.arange(m + 1)).tolist()      # rows are grouped by model, in order
+        for name, part in parts.items():
+            value, sorted_psi = part(r)
+            for i in range(m):
+                values[name][i].append(value[bounds[i]:bounds[i + 1]])
+            before = sums[name]
+            if before is None:
+                sums[name] = np.bincount(bins, weights=sorted_psi.ravel(), minlength=m * n)
+            else:
+                sums[name] = np.bincount(np.concatenate([np.arange(m * n), bins]),
+                                         weights=np.concatenate([before, sorted_psi.ravel()]), minlength=m * n)
+    out: dict[str, list[Influence]] = {}
+    for name in parts:
+        out[name] = []
+        total = sums[name]
+        assert total is not None
         for i in range(m):
-            rows = slice(bounds[i], bounds[i + 1])
-            values[i].append(value[rows])
-            # the rows added in sequence onto the running sum (the first chunk's onto zeros), as a loop adds them
-            psi[i] = np.add.reduce(part[rows], axis=0, initial=0.0) if psi[i] is None else \
-                np.concatenate([psi[i][None, :], part[rows]]).sum(axis=0)
-    out = []
-    for i in range(m):
-        if broken[i]:
-            out.append(Influence(value=float("nan"), psi=np.full(n, np.nan), strata=strata))
-        else:
-            v = values[i][0] if len(values[i]) == 1 else np.concatenate(values[i])
-            out.append(Influence(value=float(np.add.reduce(v) / v.size), psi=psi[i] / rankings.classes.size,
-                                 strata=strata))           # np.mean's operations
+            v = values[name][i][0] if len(values[name][i]) == 1 else np.concatenate(values[name][i])
+            if broken[i]:
+                out[name].append(Influence(value=float("nan"), psi=np.full(n, np.nan), strata=strata[name], parts=v))
+                continue
+            out[name].append(Influence(value=float(np.add.reduce(v) / v.size),       # np.mean's operations
+                                       psi=total[i * n:(i + 1) * n] / rankings.classes.size, strata=strata[name],
+                                       parts=v))
     return out
 
 
+def ranking_influences(rankings: Rankings) -> tuple[list[Influence], list[Influence]]:
+    """(ROC-AUC, PR-AUC) of each ranked model with their influences (`roc_aucs`, `pr_aucs`), from one pass over the
+    rankings."""
+    out = _per_model(rankings, {"roc_auc": _auc_sorted, "pr_auc": _ap_sorted},
+                     {"roc_auc": rankings.y, "pr_auc": None})
+    return out["roc_auc"], out["pr_auc"]
+
+
 # -------------------------------------------------------------------------------------------------- ROC-AUC
+
+
+def _in_sample_order(r: ClassRanking, sorted_values: np.ndarray) -> np.ndarray:
+    out = np.empty(r.order.shape)
+    out.ravel()[r.flat_order] = sorted_values
+    return out
+
+
+def _auc_sorted(r: ClassRanking) -> tuple[np.ndarray, np.ndarray]:
+    """`auc_parts` with the influences in each row's sorted order."""
+    c, n = r.order.shape
+    n1 = r.positives
+    n0 = n - n1
+    pos = r.positive
+    if r.tied.any():            # twice the counts: a tie counts half
+        count = np.where(pos, 2 * n0[:, None] - (r.first - r.tp_above) - (r.last + 1 - r.tp_through),
+                         r.tp_above + r.tp_through)
+        unit = 0.5
+    else:                       # a positive: negatives below it, n0 - (p + 1 - tp); a negative: positives above, tp
+        count = np.where(pos, (n0[:, None] - 1 - np.arange(n)) + r.tp_through, r.tp_through)
+        unit = 1.0
+    pairs = n0 * n1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (np.add.reduce(np.where(pos, count, 0), axis=1) * unit) / pairs     # exact counts, one division
+        scale = (unit * n) / pairs
+        psi = count * scale[:, None] - np.where(pos, (n / n1 * auc)[:, None], (n / n0 * auc)[:, None])
+    return auc, psi
 
 
 def auc_parts(r: ClassRanking) -> tuple[np.ndarray, np.ndarray]:
@@ -365,20 +424,12 @@ def auc_parts(r: ClassRanking) -> tuple[np.ndarray, np.ndarray]:
     DeLong's structural components: V10 (a positive) the share of negatives scored below it, ties half; V01 (a
     negative) the share of positives scored above it, ties half; both average to the AUC (Sun & Xu 2014's midrank
     differences, counted from the run ends: whole and half counts, exact). The influence is (n / n1)(V10 - AUC) for
-    a positive and (n / n0)(V01 - AUC) for a negative.
+    a positive and (n / n0)(V01 - AUC) for a negative, computed as count * n / (n0 n1) - (n / n1 or n / n0) AUC from
+    the exact counts (V10 = count / n0, V01 = count / n1); the AUC is the positives' counts summed exactly (integers),
+    over n0 n1.
     """
-    c, n = r.order.shape
-    n1 = r.positives
-    n0 = n - n1
-    with np.errstate(invalid="ignore", divide="ignore"):
-        v10 = (n0[:, None] - 0.5 * ((r.first - r.tp_above) + (r.last + 1 - r.tp_through))) / n0[:, None]
-        v01 = 1.0 - (n1[:, None] - 0.5 * (r.tp_above + r.tp_through)) / n1[:, None]
-        comp = np.empty((c, n))
-        comp.ravel()[r.flat_order] = np.where(r.positive, v10, v01)        # back in sample order
-        auc = segment_sums(comp[r.is_positive], n1) / n1          # the mean of V10 over the positives
-        centred = comp - auc[:, None]
-        psi = np.where(r.is_positive, (n / n1)[:, None], (n / n0)[:, None]) * centred     # each its own factor
-    return auc, psi
+    auc, psi = _auc_sorted(r)
+    return auc, _in_sample_order(r, psi)
 
 
 def present_classes(y: np.ndarray, num_classes: int) -> np.ndarray:
@@ -390,7 +441,7 @@ def present_classes(y: np.ndarray, num_classes: int) -> np.ndarray:
 def roc_aucs(rankings: Rankings) -> list[Influence]:
     """Each ranked model's ROC-AUC (binary: the positive class; multiclass: one-vs-rest macro over the classes
     present) with its DeLong influence, stratified by the true class."""
-    return _per_model(rankings, auc_parts, rankings.y)
+    return _per_model(rankings, {"roc_auc": _auc_sorted}, {"roc_auc": rankings.y})["roc_auc"]
 
 
 def roc_auc(p: np.ndarray, y: np.ndarray) -> Influence:
@@ -487,22 +538,32 @@ def ap_parts(r: ClassRanking) -> tuple[np.ndarray, np.ndarray]:
     (y_k h(s_k) - AP pi + (1/n) sum_{positive i, s_i <= s_k} (y_k - h(s_i)) / B(s_i) - AP (y_k - pi)) / pi,
     pi the share of positives; suffix sums over each row's sorted positions give every k at once.
     """
+    ap, psi = _ap_sorted(r)
+    return ap, _in_sample_order(r, psi)
+
+
+def _ap_sorted(r: ClassRanking) -> tuple[np.ndarray, np.ndarray]:
+    """`ap_parts` with the influences in each row's sorted order."""
     c, n = r.order.shape
     n1 = r.positives
     ys = r.positive
+    tied = bool(r.tied.any())
     with np.errstate(invalid="ignore", divide="ignore"):
-        above = (r.last + 1).astype(np.float64)                   # samples scoring >= each one's score
+        above = (r.last + 1).astype(np.float64) if tied else np.arange(1.0, n + 1.0)   # samples scoring >= each
         h = r.tp_through / above
-        ap = (segment_sums(h[ys], n1) / n1)[:, None]
+        ap = segment_sums(h[ys], n1) / n1
         w = np.where(ys, n / above, 0.0)                          # 1 / B(s_i) on the positives
-        at_first = r.flat(n - 1 - r.first)                        # in the rows reversed: sums from the bottom
-        tail_c = np.take(np.cumsum(w[:, ::-1], axis=1), at_first)  # over positives scoring <= s_k
-        tail_ch = np.take(np.cumsum((w * h)[:, ::-1], axis=1), at_first)
-        pi = (n1 / n)[:, None]
-        psi_sorted = (ys * h - ap * pi + (ys * tail_c - tail_ch) / n - ap * (ys - pi)) / pi
-    psi = np.empty((c, n))
-    psi.ravel()[r.flat_order] = psi_sorted
-    return ap[:, 0], psi
+        wh = w * h
+        if tied:                                                  # in the rows reversed: sums from the bottom
+            at_first = r.flat(n - 1 - r.first)
+            tail_c = np.take(np.cumsum(w[:, ::-1], axis=1), at_first)  # over positives scoring <= s_k
+            tail_ch = np.take(np.cumsum(wh[:, ::-1], axis=1), at_first)
+        else:                                                     # each its own run: from itself down
+            tail_c = np.cumsum(w[:, ::-1], axis=1)[:, ::-1]
+            tail_ch = np.cumsum(wh[:, ::-1], axis=1)[:, ::-1]
+        # (y_k h - AP pi + (y_k tail_c - tail_ch) / n - AP (y_k - pi)) / pi, its AP pi terms cancelled
+        psi = (ys * (h + tail_c / n - ap[:, None]) - tail_ch / n) / (n1 / n)[:, None]
+    return ap, psi
 
 
 def average_precision_influence(score: np.ndarray, positive: np.ndarray) -> tuple[float, np.ndarray]:
@@ -518,7 +579,7 @@ def average_precision_influence(score: np.ndarray, positive: np.ndarray) -> tupl
 def pr_aucs(rankings: Rankings) -> list[Influence]:
     """Each ranked model's PR-AUC (binary: class 1; multiclass: one-vs-rest macro over the classes present) with
     its influence, the classes' influences averaged per sample."""
-    return _per_model(rankings, ap_parts, None)
+    return _per_model(rankings, {"pr_auc": _ap_sorted}, {"pr_auc": None})["pr_auc"]
 
 
 def pr_auc_influence(p: np.ndarray, y: np.ndarray) -> Influence:

@@ -131,6 +131,7 @@ class _Measure:
     bias: tuple[float, float] | None = None              # ECE: how far each model's estimate may sit above its truth
     transform: str = ""                                  # "log" / "logit": also the variance-stabilised test
     skew: bool = False                                   # also Hall's skewness-corrected test of the mean
+    parts: dict[str, np.ndarray] | None = None           # ROC-AUC, PR-AUC: each model's per-class values (curves)
     #: spreads of the per-sample influences, computed once per measure (the rules and the table's interval share
     #: them; a drop's and an increase's influences are each other's negatives, with the same spread)
     spreads: dict[tuple[Any, ...], float] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -255,7 +256,7 @@ def hall_statistic(t: np.ndarray | float, a: float) -> np.ndarray:
     """Hall's (1992) transformation of a studentized mean, g(t) = t + a t^2 / 3 + a^2 t^3 / 27 + a / 6, a = skewness /
     sqrt(n): g(t) is standard normal to O(1/n) where t is skewed by O(1/sqrt(n)); monotone, g' = (1 + a t / 3)^2."""
     t = np.asarray(t, dtype=np.float64)
-    return t + a * t * t / 3.0 + a * a * t ** 3 / 27.0 + a / 6.0
+    return t + a * t * t / 3.0 + a * a * (t * t * t) / 27.0 + a / 6.0
 
 
 def hall_quantile(x: float, a: float) -> float:
@@ -270,7 +271,7 @@ def skewness(psi: np.ndarray) -> float:
     x = np.asarray(psi, dtype=np.float64)
     x = x - np.add.reduce(x) / x.size                    # np.mean's operations, without its per-call cost
     m2 = float(np.add.reduce(x * x) / x.size)
-    return float(np.add.reduce(x ** 3) / x.size) / m2 ** 1.5 if m2 > 0 else 0.0
+    return float(np.add.reduce(x * x * x) / x.size) / m2 ** 1.5 if m2 > 0 else 0.0   # not x ** 3: a slow pow
 
 
 def _claims(rule: str, above: Any, below: Any) -> tuple[float, float]:
@@ -594,13 +595,33 @@ class ScoresCheck(Check):
     def _settle(self, *roles: str) -> None:
         """The deferred logits' log-odds of each role given, into the kept log-odds (in batch order): one role at a
         time, SETTLE_CELLS values at a time, into one float32 array, each batch freed once read (row by row, so each
-        row's own log-odds; alive at once: the role's logits not yet read, its log-odds, one float64 block)."""
+        row's own log-odds; alive at once: the role's logits not yet read, its log-odds, one float64 block). Both
+        roles' in one block when they fit one (the same rows, so the same values: half the numpy calls)."""
+        pending = [role for role in roles if self._logits[role]]
+        if len(pending) == 2:
+            sizes = [sum(len(b) for b in self._logits[role]) for role in pending]
+            k = self._logits[pending[0]][0].shape[1]
+            if sum(sizes) * k <= SETTLE_CELLS and self._logits[pending[1]][0].shape[1] == k:
+                block = np.concatenate(self._logits[pending[0]] + self._logits[pending[1]], dtype=np.float64)
+                for role in pending:
+                    self._logits[role] = []
+                both = log_odds_array(block, "logits", role=pending[0])
+                del block
+                self._odds[pending[0]].append(both[:sizes[0]])
+                self._odds[pending[1]].append(both[sizes[0]:])
+                return
         for role in roles:
             batches = self._logits[role]
             if not batches:
                 continue
             self._logits[role] = []
             n, k = sum(len(b) for b in batches), batches[0].shape[1]
+            if n * k <= SETTLE_CELLS:           # one block: the batches joined into it at once
+                block = batches[0].astype(np.float64) if len(batches) == 1 else \
+                    np.concatenate(batches, dtype=np.float64)
+                del batches
+                self._odds[role].append(log_odds_array(block, "logits", role=role))
+                continue
             out = np.empty((n, k), dtype=np.float32)
             block = np.empty((max(1, min(SETTLE_CELLS // max(k, 1), n)), k), dtype=np.float64)
             batches.reverse()                   # popped from the end: each batch freed as soon as it is read
@@ -737,37 +758,47 @@ class ScoresCheck(Check):
         return {r: float(section[r]) for r in (HIGHER_RULES if higher else LOWER_RULES) if section.get(r) is not None}
 
     def _measures(self, p: dict[str, np.ndarray], odds: dict[str, np.ndarray], y: np.ndarray,
-                  rankings: sm.Rankings) -> dict[str, _Measure]:
+                  rankings: sm.Rankings, both: tuple[np.ndarray, np.ndarray]) -> dict[str, _Measure]:
         """Every metric of both models; `odds` (log-odds per class) is what the log loss and ranking metrics read,
-        `rankings` both models' one sort of them (shared with the curves)."""
+        `rankings` both models' one sort of them (shared with the curves), `both` the (2n, K) log-odds and
+        probabilities whose halves `odds` and `p` are."""
         k = p["baseline"].shape[1]
+        n = y.size
         out: dict[str, _Measure] = {}
-        for name, tb, tc in (("log_loss", sm.log_loss_terms(odds["baseline"], y), sm.log_loss_terms(odds["candidate"], y)),
-                             ("brier", sm.brier_terms(p["baseline"], y), sm.brier_terms(p["candidate"], y))):
-            ib, ic = sm.mean_influence(tb), sm.mean_influence(tc)
+        # the per-sample terms of both models at once, over their log-odds / probabilities joined row-wise (the
+        # `both` arrays compute() made; each row its own values), each model's half then averaged on its own
+        y2 = np.concatenate([y, y])
+        both_odds, both_p = both
+        for name, terms in (("log_loss", sm.log_loss_terms(both_odds, y2)), ("brier", sm.brier_terms(both_p, y2))):
+            ib, ic = sm.mean_influence(terms[:n]), sm.mean_influence(terms[n:])
             out[name] = _Measure(ib.value, ic.value, ib.psi, ic.psi, transform="log", skew=True,
                                  method="normal, log-ratio and skew-corrected (paired mean)")
-        auc = dict(zip(ROLES, sm.roc_aucs(rankings)))
+        roc, pr = sm.ranking_influences(rankings)
+        auc = dict(zip(ROLES, roc))
         out["roc_auc"] = _Measure(auc["baseline"].value, auc["candidate"].value, auc["baseline"].psi,
-                                  auc["candidate"].psi, strata=y, method="DeLong")
+                                  auc["candidate"].psi, strata=y, method="DeLong",
+                                  parts={r: auc[r].parts for r in ROLES})
         top_k = int(self.options.get("top_k", 5))
         if k > top_k:
-            hits = {r: sm.top_k_hits(odds[r], y, top_k) for r in ROLES}
+            hit = sm.top_k_hits(both_odds, y2, top_k)
+            hits = {"baseline": hit[:n], "candidate": hit[n:]}
             rate = {r: hits[r].mean() for r in ROLES}
             out["top_k_accuracy"] = _Measure(float(rate["baseline"]), float(rate["candidate"]),
                                              hits["baseline"] - rate["baseline"],
                                              hits["candidate"] - rate["candidate"],
                                              hits=(hits["baseline"], hits["candidate"]), method="Tango score")
         bins = int(self.options.get("ece_bins", 15))
-        binned = {r: sm.confidence_bins(p[r], bins) for r in ROLES}
+        binned_both = sm.confidence_bins(both_p, bins)
+        binned = {r: tuple(a[i * n:(i + 1) * n] for a in binned_both) for i, r in enumerate(ROLES)}
         rel = {r: sm.reliability(p[r], y, bins=bins, binned=binned[r]) for r in ROLES}
         ece = {r: sm.ece_influence(p[r], y, bins=bins, binned=binned[r]) for r in ROLES}
         out["ece"] = _Measure(ece["baseline"].value, ece["candidate"].value, ece["baseline"].psi,
                               ece["candidate"].psi, bias=(ece["baseline"].bias, ece["candidate"].bias),
                               method="delta, bin-noise allowance")
-        ap = dict(zip(ROLES, sm.pr_aucs(rankings)))
+        ap = dict(zip(ROLES, pr))
         out["pr_auc"] = _Measure(ap["baseline"].value, ap["candidate"].value, ap["baseline"].psi, ap["candidate"].psi,
-                                 transform="logit", method="delta (influence), normal and logit")
+                                 transform="logit", method="delta (influence), normal and logit",
+                                 parts={r: ap[r].parts for r in ROLES})
         self._reliability = rel
         return out
 
@@ -777,15 +808,13 @@ class ScoresCheck(Check):
         if self._n == 0:
             raise DataError("scores: no samples were seen")
         settings = decision_settings(self.ctx.config, self.options)
-        if self._stream is None:
-            rows = self._rows()
-            y = rows["labels"].astype(np.int64)
-            odds = {r: rows[r].astype(np.float64) for r in ROLES}
-        else:
-            kept = self.kept_sample()
-            y = kept["labels"].astype(np.int64)
-            odds = {r: kept[r].astype(np.float64) for r in ROLES}
-        p = {r: sm.probabilities(odds[r]) for r in ROLES}
+        rows = self._rows() if self._stream is None else self.kept_sample()
+        y = rows["labels"].astype(np.int64)
+        # both models' float64 log-odds and probabilities each in one array (element by element: the same values)
+        both = np.concatenate([rows[r] for r in ROLES], dtype=np.float64)
+        both_p = sm.probabilities(both)
+        odds = {r: both[i * y.size:(i + 1) * y.size] for i, r in enumerate(ROLES)}
+        p = {r: both_p[i * y.size:(i + 1) * y.size] for i, r in enumerate(ROLES)}
         k = p["baseline"].shape[1]
         top_k = int(self.options.get("top_k", 5))
         if self._gated("top_k_accuracy") and k <= top_k:
@@ -799,7 +828,7 @@ class ScoresCheck(Check):
                                 "negatives")
         rankings = sm.Rankings([odds[r] for r in ROLES], y)
         with np.errstate(invalid="ignore"):     # NaN scores give NaN metrics, which fail; no warning on the way
-            measures = self._measures(p, odds, y, rankings)
+            measures = self._measures(p, odds, y, rankings, (both, both_p))
             if self._stream is not None:
                 measures = self._streamed(measures)
         findings: list[Finding] = []
@@ -828,7 +857,7 @@ class ScoresCheck(Check):
                         for k_, v in measures.items()},
         }
         rel_table, charts, details["reliability"] = self._reliability_outputs()
-        details["curves"] = self._curve_outputs(odds, y, rankings)
+        details["curves"] = self._curve_outputs(odds, y, rankings, measures)
         tables.append(rel_table)
         if self.options.get("threshold") is not None:
             t_table, t_findings, details["threshold"] = self._threshold(p, y, settings)
@@ -925,10 +954,10 @@ class ScoresCheck(Check):
                           "accuracy": [None if x != x else float(x) for x in accuracy]}
         return table, charts, data
 
-    def _curve_outputs(self, odds: dict[str, np.ndarray], y: np.ndarray,
-                       rankings: sm.Rankings) -> dict[str, Any]:
+    def _curve_outputs(self, odds: dict[str, np.ndarray], y: np.ndarray, rankings: sm.Rankings,
+                       measures: dict[str, _Measure]) -> dict[str, Any]:
         """Both models' ROC and PR curves (gate.curves): from every kept sample (read off the rankings the ranking
-        metrics sorted), or from the bins when streamed."""
+        metrics sorted, with the areas they computed), or from the bins when streamed."""
         from gate import curves
 
         names = tuple(self.ctx.class_names)
@@ -936,7 +965,8 @@ class ScoresCheck(Check):
             st = self._stream
             return curves.binned_curves(st.hist, st.support, st.n, names,
                                         drawable=not any(st.has_nan(m) for m in range(len(ROLES))))
-        return curves.score_curves(odds, y, names, rankings=rankings)
+        areas = tuple(np.stack([measures[metric].parts[role] for role in ROLES]) for metric in ("roc_auc", "pr_auc"))
+        return curves.score_curves(odds, y, names, rankings=rankings, areas=areas)
 
     def _threshold(self, p: dict[str, np.ndarray], y: np.ndarray,
                    settings: DecisionSettings) -> tuple[Table, list[Finding], dict[str, Any]]:
