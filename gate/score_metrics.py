@@ -345,8 +345,8 @@ def _per_model(rankings: Rankings, parts: dict[str, Callable[[ClassRanking], tup
     chunk's onto the running sums of the ones before)."""
     n, m = rankings.n, rankings.models
     if not rankings.classes.size:
-        return {name: [Influence(value=float("nan"), psi=np.full(n, np.nan), strata=strata[name]) for _ in range(m)]
-                for name in parts}
+        return {name: [Influence(value=float("nan"), psi=np.full(n, np.nan), strata=strata[name], parts=np.zeros(0))
+                       for _ in range(m)] for name in parts}
     values: dict[str, list[list[np.ndarray]]] = {name: [[] for _ in range(m)] for name in parts}
     sums: dict[str, np.ndarray | None] = dict.fromkeys(parts)
     broken = np.zeros(m, dtype=bool)

@@ -228,3 +228,25 @@ def test_streamed_and_sharded_runs_agree_with_the_single_exact_computation(optio
     assert got.details == whole.details and got.tables == whole.tables
     assert [(f.value, f.interval, f.p_value, f.status) for f in got.findings] == \
            [(f.value, f.interval, f.p_value, f.status) for f in whole.findings]
+
+
+@pytest.mark.parametrize("k", [2, 3, 12])
+@pytest.mark.parametrize("options", [{}, {"log_loss": {"max_increase": 0.05}}, {"bins": 200}])
+def test_data_of_one_class_ranks_nothing_and_the_other_metrics_still_judge(k, options):
+    """Every label the same: no class has both positives and negatives, so ROC-AUC and PR-AUC are NaN and no curve
+    is drawn, while log loss and Brier are still scikit-learn's and an ungated or log-loss-gated check decides."""
+    rng = np.random.default_rng(k)
+    y = np.zeros(50, dtype=np.int64)
+    zb, zc = (rng.standard_normal((50, k)).astype(np.float32) for _ in ROLES)
+    _, result = run(y, zb, zc, options=options, batch=16)
+    metrics = result.details["metrics"]
+    assert all(math.isnan(metrics[m][r]) for m in ("roc_auc", "pr_auc") for r in ROLES)
+    assert result.details["curves"]["classes"] == []
+    for role, z in zip(ROLES, (zb, zc)):
+        soft = np.exp(z.astype(np.float64) - logsumexp(z.astype(np.float64), axis=1, keepdims=True))
+        assert metrics["log_loss"][role] == pytest.approx(log_loss(y, soft, labels=list(range(k))), rel=1e-5)
+    if "log_loss" in options:       # the rule is judged on the paired difference of the two log losses
+        finding = next(f for f in result.findings if f.metric == "log_loss")
+        assert finding.value == pytest.approx(metrics["log_loss"]["candidate"] - metrics["log_loss"]["baseline"],
+                                              rel=1e-9)
+        assert finding.status in ("pass", "warn", "fail")
