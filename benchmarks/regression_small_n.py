@@ -38,7 +38,8 @@ from gate.checks import regression as regression_check  # noqa: E402
 from gate.checks.regression import RegressionCheck  # noqa: E402
 from gate.verdict import DecisionSettings  # noqa: E402
 
-RULES = [rule for rule in cov.RULES if rule[0] != "worse_rate"]
+#: benchmarks/regression_coverage.py's rules (less the worse rate, an exact test) and R^2's relative drop
+RULES = [rule for rule in cov.RULES if rule[0] != "worse_rate"] + [("r2", "max_relative_drop")]
 ALPHA = cov.ALPHA
 
 
@@ -88,6 +89,9 @@ def main() -> None:
     started = time.process_time()
     y, pb, pc = cov.population(df=args.df)
     truth = {k: v for k, v in cov.truth(y, pb, pc).items() if k in RULES}
+    y64, pb64, pc64 = (a.astype(np.float64) for a in (y, pb, pc))
+    r2_b, r2_c = float(rs.figures(y64, pb64).r2[0]), float(rs.figures(y64, pc64).r2[0])
+    truth[("r2", "max_relative_drop")] = float(regression_check.compared("max_relative_drop", r2_b, r2_c))
     print(f"{args.sets} sets per row; errors' shared part t({args.df:g}); seed {args.seed}; alpha {ALPHA:.1%} per "
           f"claim; each cell before ({args.before}) -> now")
     print("| rule | n | at the truth: claims beyond | at the truth: claims within | truly within (+2.5 sd): "
