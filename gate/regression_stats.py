@@ -248,8 +248,8 @@ def fieller_pseudo(parts: FiellerParts, weight_b: float, weight_t: float, *,
     se* the delta-method se of each resample at its own A_c*, M* (`moment_se`), the pseudo-replicates
     g - k t* se, se from the full data, k the `small_sample_expansion` at `confidence` of g's influence values
     (e_c^2 - A_c) / A_c - (weight_b (e_b^2 - A_b) + weight_t (yc^2 - B)) / M (1 with confidence None: not
-    widened). None where g is undefined
-    (A_c = 0, M <= 0, or no spread): the claim is then left to the other statistics."""
+    widened). None where g is undefined (A_c = 0, M <= 0, or no spread): the claim is then left to the other
+    statistics."""
     a_b, a_c, b = (float(v) for v in parts.means)
     m = weight_b * a_b + weight_t * b
     if not (a_c > 0 and m > 0):
