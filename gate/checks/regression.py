@@ -9,6 +9,8 @@ Which statistic backs which rule (docs/checks/regression.md has the formulas and
   resample's delta-method standard error from the influence values under its own weights (BCa alone where se is
   0 or undefined); both widened about the estimate by a small-sample factor (Hesterberg's expanded bootstrap,
   sqrt(n / (n - 1)) t_nu / z, with nu = 2n / (kurtosis - 1) the influence values' effective degrees of freedom);
+  an R^2 drop (`max_drop`, `max_relative_drop`, one target) also only when the bootstrap-t of its Fieller form
+  log(A_c / (w_b A_b + w_t B)) makes it (`fieller_form`, `regression_stats.fieller_pseudo`);
 - `worse_rate` `max`: the exact binomial test (Clopper-Pearson interval), as the flips check's negative flip rate;
 - "the candidate's absolute errors are larger at all": the Wilcoxon signed-rank test of |e_c| - |e_b|, reported
   (details and a note), not a rule.
@@ -593,8 +595,9 @@ class RegressionCheck(Check):
             "interval": "the hull of BCa and the bootstrap-t (theta - q(t*) se with t* = (theta* - theta) / se*, "
                         "se* each resample's standard error from the influence values under its weights; BCa "
                         "where se is 0 or undefined), both widened about the estimate by the small-sample "
-                        "factor sqrt(n / (n - 1)) t_nu / z, nu = 2n / (kurtosis - 1) of the influence values "
-                        "(docs/checks/regression.md)",
+                        "factor sqrt(n / (n - 1)) t_nu / z, nu = 2n / (kurtosis - 1) of the influence values; "
+                        "an R^2 drop of one target also the bootstrap-t of its Fieller log-ratio "
+                        "log(A_c / (w_b A_b + w_t B)) (docs/checks/regression.md)",
             "metrics": self.metrics(),
             "worse": {"definition": f"a sample whose |error| grows by more than the threshold in any target "
                                     f"({worse_how})",
