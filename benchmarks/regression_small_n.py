@@ -1,17 +1,20 @@
-"""The regression check's wrong claims at the truth, per side, with and without its small-sample expansion, on the
-same evaluation sets (a paired before / after).
+"""The regression check's wrong claims at the truth, per side, before and after a change of its method, on the
+same evaluation sets (a paired before / after): by default without and with the R^2 rules' Fieller log-ratio
+member (`--before no-fieller`), or without and with the small-sample expansion (`--before unexpanded`).
 
 The population, the truth and the rules are benchmarks/regression_coverage.py's (a skewed target, both models'
 errors sharing a heavy-tailed t part, the candidate noisier). Each set of n samples is bootstrapped once by the
 real check (`RegressionCheck._replicates`, 2,000 resamples, seeded by the set's number), and every rule's evidence
-at the true value (`RegressionCheck._evidence`, the check's own code) is read twice: with the expansion
-(`regression.EXPANDED = True`, the check now) and without (the check before). At the truth both claims are errors:
+at the true value (`RegressionCheck._evidence`, the check's own code) is read twice: as the check is now and as it
+was (`regression.FIELLER = False`: the hull of BCa and the bootstrap-t alone; or `regression.EXPANDED = False`
+as well, the check before the expansion, with `--before unexpanded`). At the truth both claims are errors:
 "beyond" (p beyond < alpha) and "within" (p within < alpha), each at most alpha = 2.5% if the claim holds at its
 confidence. The thresholds 2.5 sd of the estimate either side of the truth give the power (the right claim) and
 the wrong claim there, as in benchmarks/regression_coverage.py; one bootstrap serves all of them, before and after.
 The as-good candidate's fail rate needs benchmarks/regression_coverage.py.
 
     python benchmarks/regression_small_n.py [--sets 1000] [--sizes 50 100 200] [--df 5] [--seed 0]
+        [--before no-fieller|unexpanded]
 
 Monte Carlo standard error of a 2.5% rate: 0.5 points at 1,000 sets, 0.35 at 2,000.
 """
@@ -35,7 +38,8 @@ from gate.checks import regression as regression_check  # noqa: E402
 from gate.checks.regression import RegressionCheck  # noqa: E402
 from gate.verdict import DecisionSettings  # noqa: E402
 
-RULES = [rule for rule in cov.RULES if rule[0] != "worse_rate"]
+#: benchmarks/regression_coverage.py's rules (less the worse rate, an exact test) and R^2's relative drop
+RULES = [rule for rule in cov.RULES if rule[0] != "worse_rate"] + [("r2", "max_relative_drop")]
 ALPHA = cov.ALPHA
 
 
@@ -50,9 +54,10 @@ def context(y, pb, pc, settings: DecisionSettings) -> dict:
     return ctx
 
 
-def claims(ctx: dict, thresholds: dict, settings: DecisionSettings, *, expanded: bool) -> dict:
-    """(claims beyond, claims within) of every rule at the given thresholds."""
-    regression_check.EXPANDED = expanded
+def claims(ctx: dict, thresholds: dict, settings: DecisionSettings, *, now: bool, before: str) -> dict:
+    """(claims beyond, claims within) of every rule at the given thresholds, as the check is now or was before."""
+    regression_check.EXPANDED = now or before != "unexpanded"
+    regression_check.FIELLER = now
     out = {}
     for metric, rule in RULES:
         ev = RegressionCheck._evidence(rule, thresholds[(metric, rule)], 0, metric, ctx, settings)  # noqa: SLF001
@@ -76,12 +81,19 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 200])
     ap.add_argument("--df", type=float, default=5.0, help="the errors' shared t part (4: infinite fourth moment)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the evaluation-set draws")
+    ap.add_argument("--before", choices=("no-fieller", "unexpanded"), default="no-fieller",
+                    help="the check before: without the R^2 Fieller member, or also without the expansion")
     args = ap.parse_args()
+    # only the claims are read here: the Fieller member's interval (a bisection for the report) is not needed
+    RegressionCheck._fieller_interval = staticmethod(lambda *a, **k: (-np.inf, np.inf))  # noqa: SLF001
     started = time.process_time()
     y, pb, pc = cov.population(df=args.df)
     truth = {k: v for k, v in cov.truth(y, pb, pc).items() if k in RULES}
+    y64, pb64, pc64 = (a.astype(np.float64) for a in (y, pb, pc))
+    r2_b, r2_c = float(rs.figures(y64, pb64).r2[0]), float(rs.figures(y64, pc64).r2[0])
+    truth[("r2", "max_relative_drop")] = float(regression_check.compared("max_relative_drop", r2_b, r2_c))
     print(f"{args.sets} sets per row; errors' shared part t({args.df:g}); seed {args.seed}; alpha {ALPHA:.1%} per "
-          "claim; each cell not expanded (before) -> expanded (now)")
+          f"claim; each cell before ({args.before}) -> now")
     print("| rule | n | at the truth: claims beyond | at the truth: claims within | truly within (+2.5 sd): "
           "called within | truly beyond (-2.5 sd): called beyond | wrong claim 2.5 sd away | mean factor |")
     print("|---|--:|--:|--:|--:|--:|--:|--:|")
@@ -98,7 +110,7 @@ def main() -> None:
             ctx = context(y[idx], pb[idx], pc[idx], settings)
             for case, th in cases.items():
                 for exp in (False, True):
-                    for key, v in claims(ctx, th, settings, expanded=exp).items():
+                    for key, v in claims(ctx, th, settings, now=exp, before=args.before).items():
                         tally[(case, exp)][key].append(v)
             for metric, rule in RULES:
                 b = float(ctx["fig"]["baseline"].get(metric)[0])
@@ -113,7 +125,7 @@ def main() -> None:
                     f"{r[('within', True)][0] + r[('beyond', True)][1]:.1%}"
             print(f"| {key[0]} {key[1]} | {n} | {cell('at', 0)} | {cell('at', 1)} | {cell('within', 1)} | "
                   f"{cell('beyond', 0)} | {wrong} | {np.mean(factor[key]):.3f} |", flush=True)
-    regression_check.EXPANDED = True
+    regression_check.EXPANDED, regression_check.FIELLER = True, True
     print(f"CPU {time.process_time() - started:.0f} s")
 
 

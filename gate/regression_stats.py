@@ -206,6 +206,85 @@ def replicate_se(basis: np.ndarray, coef: np.ndarray, *, resamples: int, seed: i
     return np.concatenate(out)
 
 
+@dataclass(frozen=True)
+class FiellerParts:
+    """One target's pieces of R^2's Fieller log-ratio statistic (`fieller_pseudo`): the full data's means of
+    e_b^2, e_c^2 and (y - ybar)^2 and their 3 x 3 covariance (the delta-method se), the resampled data's rows of
+    those three (its influence values give the expansion's kurtosis; the full data's up to BOOTSTRAP_SAMPLES) and
+    means, and the resamples' own (R,) means A_b*, A_c*, B* and mean target m1* with their weighted covariances
+    (`bootstrap_sums`)."""
+
+    means: np.ndarray          # (3,) A_b, A_c, B over every sample
+    cov: np.ndarray            # (3, 3) their per-sample covariance (ddof 0)
+    n: int                     # every sample
+    rows: np.ndarray           # (m, 3) the resampled data's e_b^2, e_c^2, yc^2
+    sub: np.ndarray            # (3,) the resampled data's A_b, A_c, B
+    sums: dict[str, np.ndarray]
+    target: int
+
+
+def fieller_parts(y: np.ndarray, preds: tuple[np.ndarray, np.ndarray], sub_y: np.ndarray,
+                  sub_preds: tuple[np.ndarray, np.ndarray], sums: dict[str, np.ndarray], target: int) -> FiellerParts:
+    """`FiellerParts` of target `target` from the full data (y, preds), the resampled data and its resamples'
+    `bootstrap_sums`."""
+    def rows_of(yy: np.ndarray, pp: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        yc = yy[:, target] - yy[:, target].mean()
+        eb, ec = pp[0][:, target] - yy[:, target], pp[1][:, target] - yy[:, target]
+        return np.stack([eb * eb, ec * ec, yc * yc], axis=1)
+
+    full = rows_of(y, preds)
+    sub = full if sub_y is y else rows_of(sub_y, sub_preds)
+    means = full.mean(axis=0)
+    centred = full - means
+    return FiellerParts(means=means, cov=centred.T @ centred / full.shape[0], n=full.shape[0], rows=sub,
+                        sub=sub.mean(axis=0), sums=sums, target=target)
+
+
+def fieller_pseudo(parts: FiellerParts, weight_b: float, weight_t: float, *,
+                   confidence: float | None) -> tuple[float, np.ndarray] | None:
+    """(g, pseudo-replicates (R,)) of g = log(A_c / M), M = weight_b A_b + weight_t B: the bootstrap-t of the
+    log-ratio to which Fieller's argument turns an R^2 claim (the claim "R^2 rule within its threshold" is exactly
+    "A_c < M", i.e. g < 0, for the threshold's weights; `regression.fieller_form`). t* = (g* - g_sub) / se* with
+    se* the delta-method se of each resample at its own A_c*, M* (`moment_se`), the pseudo-replicates
+    g - k t* se, se from the full data, k the `small_sample_expansion` at `confidence` of g's influence values
+    (e_c^2 - A_c) / A_c - (weight_b (e_b^2 - A_b) + weight_t (yc^2 - B)) / M (1 with confidence None: not
+    widened). None where g is undefined (A_c = 0, M <= 0, or no spread): the claim is then left to the other
+    statistics."""
+    a_b, a_c, b = (float(v) for v in parts.means)
+    m = weight_b * a_b + weight_t * b
+    if not (a_c > 0 and m > 0):
+        return None
+    grad = np.array([-weight_b / m, 1.0 / a_c, -weight_t / m])
+    se = math.sqrt(max(float(grad @ parts.cov @ grad), 0.0) / parts.n)
+    s_b, s_c, s_t = (float(v) for v in parts.sub)
+    m_sub = weight_b * s_b + weight_t * s_t
+    if not (se > 0 and s_c > 0 and m_sub > 0):
+        return None
+    g = math.log(a_c / m)
+    rows = parts.rows
+    u = (rows[:, 1] - s_c) / s_c - (weight_b * (rows[:, 0] - s_b) + weight_t * (rows[:, 2] - s_t)) / m_sub
+    k = 1.0 if confidence is None else small_sample_expansion(u, confidence=confidence)
+    j = parts.target
+    sums = parts.sums
+    ab, ac, bb, m1 = sums["sq_b"][:, j], sums["sq_c"][:, j], sums["sst"][:, j], sums["m1"][:, j]
+    ms = weight_b * ab + weight_t * bb
+    ok = (ac > 0) & (ms > 0)
+    ms_safe, ac_safe = np.where(ok, ms, 1.0), np.where(ok, ac, 1.0)
+    coef = np.zeros((ab.size, 6))
+    # the BASIS: (y - ybar*)^2 = yc^2 - 2 m1 yc + const, as in `influence_coefficients`
+    coef[:, 2] = -weight_b / ms_safe
+    coef[:, 3] = 1.0 / ac_safe
+    coef[:, 4] = 2.0 * weight_t * m1 / ms_safe
+    coef[:, 5] = -weight_t / ms_safe
+    se_star = moment_se(sums, coef, j)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (np.log(ac_safe / ms_safe) - math.log(s_c / m_sub)) / se_star
+    t = np.where(ok & np.isfinite(t), t, np.nan)
+    if not np.any(np.isfinite(t)):
+        return None
+    return g, g - k * t * se
+
+
 def acceleration(influence: np.ndarray) -> np.ndarray:
     """BCa's acceleration from the empirical influence values along axis 0: sum U^3 / (6 (sum U^2)^1.5)."""
     u = np.asarray(influence, dtype=np.float64)

@@ -9,6 +9,8 @@ Which statistic backs which rule (docs/checks/regression.md has the formulas and
   resample's delta-method standard error from the influence values under its own weights (BCa alone where se is
   0 or undefined); both widened about the estimate by a small-sample factor (Hesterberg's expanded bootstrap,
   sqrt(n / (n - 1)) t_nu / z, with nu = 2n / (kurtosis - 1) the influence values' effective degrees of freedom);
+  an R^2 drop (`max_drop`, `max_relative_drop`, one target) also only when the bootstrap-t of its Fieller form
+  log(A_c / (w_b A_b + w_t B)) makes it (`fieller_form`, `regression_stats.fieller_pseudo`);
 - `worse_rate` `max`: the exact binomial test (Clopper-Pearson interval), as the flips check's negative flip rate;
 - "the candidate's absolute errors are larger at all": the Wilcoxon signed-rank test of |e_c| - |e_b|, reported
   (details and a note), not a rule.
@@ -42,6 +44,14 @@ STUDENTIZED = "hull"
 #: Whether both bootstraps' spread about the estimate is widened by `regression_stats.small_sample_expansion`
 #: (Hesterberg's expanded bootstrap with the influence values' effective degrees of freedom); False: as before
 EXPANDED = True
+#: Whether the R^2 rules (one target at a time) take a third member, the bootstrap-t of the Fieller log-ratio
+#: log(A_c / M) (`fieller_form`, `regression_stats.fieller_pseudo`); False: the hull of BCa and the bootstrap-t alone
+FIELLER = True
+#: The R^2 rules that take it: the two models' drops, whose denominator B mixes with both models' errors
+#: (for `min`, A_c < (1 - r) B is a log-scale studentization of 1 - R^2_c only, measured to cost power for nothing)
+FIELLER_RULES = ("max_drop", "max_relative_drop")
+#: Steps of the bisection that inverts the Fieller member's test into the ends of its interval
+FIELLER_STEPS = 30
 STATE_KEYS = ("rows.index", "rows.target", "rows.baseline", "rows.candidate")
 
 
@@ -86,6 +96,21 @@ def compared_influence(rule: str, base: float, cand: float, u_base: np.ndarray, 
     """Per-sample influence of `compared` (the chain rule on the two models' influences)."""
     wb, wc = compared_weights(rule, base, cand)
     return float(wb) * u_base + float(wc) * u_cand
+
+
+def fieller_form(rule: str, bound: float, r2_base: float) -> tuple[float, float] | None:
+    """(w_b, w_t) with which an R^2 rule is within `bound` exactly when A_c < w_b A_b + w_t B (A = mean e^2,
+    B = mean (y - ybar)^2, B > 0; R^2 = 1 - A / B), Fieller's way of testing a ratio without linearising it:
+    `max_drop` d: (A_c - A_b) / B < d, so (1, d); `min` r: A_c / B < 1 - r, so (0, 1 - r); `max_relative_drop` d
+    (R^2_b > 0): R^2_b - R^2_c < d R^2_b, so (1 - d, d). None for other rules, or a relative drop with R^2_b <= 0
+    (compared() reads it as 0 or inf there)."""
+    if rule == "max_drop":
+        return 1.0, float(bound)
+    if rule == "min":
+        return 0.0, 1.0 - float(bound)
+    if rule == "max_relative_drop" and r2_base > 0:
+        return 1.0 - float(bound), float(bound)
+    return None
 
 
 def _arr(x: Any, *, what: str) -> np.ndarray:
@@ -263,7 +288,7 @@ class RegressionCheck(Check):
         sums = rs.bootstrap_sums(ys, (pb, pc), resamples=settings.resamples, seed=settings.seed)
         rb, rc = rs.figures_from_sums(sums)
         boot: dict[str, Any] = {"y": ys, "preds": (pb, pc), "sums": sums, "samples": ys.shape[0],
-                                "raw": (rb, rc)}
+                                "raw": (rb, rc), "data": (y, (preds["baseline"], preds["candidate"]))}
         if n <= BOOTSTRAP_SAMPLES:
             boot["reps"], boot["sub_fig"] = (rb, rc), fig
             return boot
@@ -363,9 +388,99 @@ class RegressionCheck(Check):
             return Evidence(p_beyond=t_beyond, p_within=t_within, p_worse=t_worse, interval=(t_lo, t_hi),
                             method="paired bootstrap-t (studentized)")
         # each claim only when both BCa and the bootstrap-t make it: the larger p-value, the hull of the intervals
-        return Evidence(p_beyond=max(beyond, t_beyond), p_within=max(within, t_within),
-                        p_worse=None if worse is None else max(worse, t_worse),
-                        interval=(min(lo, t_lo), max(hi, t_hi)), method="paired bootstrap, BCa and bootstrap-t")
+        p_beyond, p_within = max(beyond, t_beyond), max(within, t_within)
+        p_worse = None if worse is None else max(worse, t_worse)
+        lo, hi = min(lo, t_lo), max(hi, t_hi)
+        member = RegressionCheck._fieller_member(rule, col, metric, ctx, level, b)
+        if member is None:
+            return Evidence(p_beyond=p_beyond, p_within=p_within, p_worse=p_worse, interval=(lo, hi),
+                            method="paired bootstrap, BCa and bootstrap-t")
+        # R^2: and only when the Fieller log-ratio's bootstrap-t makes it too (a third member of the hull)
+        at = member(threshold)
+        if at is not None:
+            p_beyond, p_within = max(p_beyond, at[0]), max(p_within, at[1])
+        if p_worse is not None:
+            at0 = member(0.0)
+            p_worse = p_worse if at0 is None else max(p_worse, at0[0])
+        step = math.sqrt(float(np.mean(u * u)) / u.shape[0]) if np.all(np.isfinite(u)) else float("nan")
+        f_lo, f_hi = RegressionCheck._fieller_interval(member, float(est), step, (1.0 - settings.confidence) / 2.0,
+                                                       beyond_above=rule == "min")
+        return Evidence(p_beyond=p_beyond, p_within=p_within, p_worse=p_worse,
+                        interval=(min(lo, f_lo), max(hi, f_hi)),
+                        method="paired bootstrap, BCa, bootstrap-t and Fieller log-ratio bootstrap-t")
+
+    @staticmethod
+    def _fieller_member(rule: str, col: int, metric: str, ctx: dict[str, Any], level: float,
+                        base: float) -> Any:
+        """The Fieller member of an R^2 rule's hull: bound -> (p beyond, p within) of the bootstrap-t of
+        g = log(A_c / M) against 0 (`fieller_form`, `regression_stats.fieller_pseudo`; beyond is g > 0, within
+        g < 0), or None at a bound where g is undefined. None (no member) unless FIELLER, the hull decides
+        (STUDENTIZED "hull"), the rule is one of FIELLER_RULES and it reads one target (R^2 averaged over several
+        targets is no one ratio)."""
+        if not (FIELLER and STUDENTIZED == "hull" and metric == "r2" and rule in FIELLER_RULES and "boot" in ctx):
+            return None
+        boot = ctx["boot"]
+        targets = boot["sums"]["sq_b"].shape[1]
+        if col == 0 and targets > 1:
+            return None
+        j = max(col, 1) - 1
+        cache = ctx.setdefault("fieller", {})
+        if j not in cache:
+            y, preds = boot["data"]
+            cache[j] = rs.fieller_parts(y, preds, boot["y"], boot["preds"], boot["sums"], j)
+        parts = cache[j]
+        if fieller_form(rule, 0.0, base) is None:
+            return None
+
+        def member(bound: float) -> tuple[float, float] | None:
+            form = fieller_form(rule, bound, base)
+            got = None if form is None else rs.fieller_pseudo(parts, *form, confidence=level if EXPANDED else None)
+            if got is None:
+                return None
+            pseudo = got[1]
+            return (float(stats.bootstrap_p_value(pseudo, bound=0.0, alternative="greater")),
+                    float(stats.bootstrap_p_value(pseudo, bound=0.0, alternative="less")))
+
+        return member
+
+    @staticmethod
+    def _fieller_interval(member: Any, est: float, step: float, alpha: float, *,
+                          beyond_above: bool) -> tuple[float, float]:
+        """The bounds at which the Fieller member claims neither side at one-sided level `alpha`: from the
+        estimate outward in steps doubling from `step` (the compared value's delta-method se) to the first bound
+        where the claim of that side is made (or the member is undefined, where it withholds nothing), then
+        FIELLER_STEPS bisection steps; each end the claimed side of its bracket. -inf / inf where no claim is
+        ever made. `beyond_above`: "beyond" is claimed above the interval (`min`), else below it (the drops)."""
+        if not (math.isfinite(est) and math.isfinite(step) and step > 0):
+            step = 0.01 * max(abs(est), 1.0) if math.isfinite(est) else 0.0
+        if not (math.isfinite(est) and step > 0):
+            return -math.inf, math.inf
+
+        def claimed(bound: float, side: int) -> bool:
+            got = member(bound)
+            return got is None or got[side] < alpha
+
+        ends = []
+        for direction in (-1.0, 1.0):
+            side = 0 if (direction > 0) == beyond_above else 1          # 0: beyond, 1: within
+            inner, outer = est, None
+            for k in range(64):
+                b = est + direction * step * 2.0 ** k
+                if claimed(b, side):
+                    outer = b
+                    break
+                inner = b
+            if outer is None:
+                ends.append(direction * math.inf)
+                continue
+            for _ in range(FIELLER_STEPS):
+                mid = 0.5 * (inner + outer)
+                if claimed(mid, side):
+                    outer = mid
+                else:
+                    inner = mid
+            ends.append(outer)
+        return ends[0], ends[1]
 
     def _difference_interval(self, metric: str, col: int, ctx: dict[str, Any],
                              settings: DecisionSettings) -> tuple[float, float]:
@@ -480,8 +595,9 @@ class RegressionCheck(Check):
             "interval": "the hull of BCa and the bootstrap-t (theta - q(t*) se with t* = (theta* - theta) / se*, "
                         "se* each resample's standard error from the influence values under its weights; BCa "
                         "where se is 0 or undefined), both widened about the estimate by the small-sample "
-                        "factor sqrt(n / (n - 1)) t_nu / z, nu = 2n / (kurtosis - 1) of the influence values "
-                        "(docs/checks/regression.md)",
+                        "factor sqrt(n / (n - 1)) t_nu / z, nu = 2n / (kurtosis - 1) of the influence values; "
+                        "an R^2 drop of one target also the bootstrap-t of its Fieller log-ratio "
+                        "log(A_c / (w_b A_b + w_t B)) (docs/checks/regression.md)",
             "metrics": self.metrics(),
             "worse": {"definition": f"a sample whose |error| grows by more than the threshold in any target "
                                     f"({worse_how})",

@@ -516,14 +516,16 @@ def test_replicate_se_is_the_delta_se_recomputed_on_the_resampled_data(metric, r
         assert got[r] == pytest.approx(math.sqrt(np.mean((u - u.mean()) ** 2) / 60), rel=1e-9)
 
 
-@pytest.mark.parametrize("rule,metric", [("max_increase", "rmse"), ("min", "r2"), ("max_relative_drop", "r2")])
+@pytest.mark.parametrize("rule,metric", [("max_increase", "rmse"), ("min", "r2"), ("max_relative_drop", "r2"),
+                                         ("max_drop", "r2")])
 def test_hull_p_values_invert_its_interval(rule, metric):
     """p beyond (within) at the interval's good (bad) end is alpha (to 0.002, as BCa's own inversion), and a
     threshold 2% of the width either side of each end gives the claim on one side and not on the other."""
     y, pb, pc = world(120, 1, seed=32, noise_c=1.5)
     ctx = _ctx_of(y, pb, pc)
     ev = RegressionCheck._evidence(rule, 0.0, 1, metric, ctx, SETTINGS)          # noqa: SLF001
-    assert ev.method == "paired bootstrap, BCa and bootstrap-t"
+    assert ev.method == ("paired bootstrap, BCa, bootstrap-t and Fieller log-ratio bootstrap-t"
+                         if metric == "r2" and rule != "min" else "paired bootstrap, BCa and bootstrap-t")
     lo, hi = ev.interval
     eps = 0.02 * (hi - lo)
     alpha = 0.025
@@ -610,6 +612,7 @@ def _widened(monkeypatch, rule: str, metric: str, *, family: int = 1):
 
     y, pb, pc = world(80, 1, seed=41, noise_c=1.4)
     ctx = _ctx_of(y, pb, pc)
+    monkeypatch.setattr(regression_check, "FIELLER", False)     # the two members' widening (R^2's third: its own k)
     monkeypatch.setattr(regression_check, "EXPANDED", False)
     plain = RegressionCheck._evidence(rule, 0.3, 0, metric, ctx, SETTINGS).interval              # noqa: SLF001
     monkeypatch.setattr(regression_check, "EXPANDED", True)
@@ -640,3 +643,116 @@ def test_in_a_family_the_expansion_is_taken_at_the_bonferroni_level(monkeypatch)
     assert k6 > rs.small_sample_expansion(u, confidence=0.95) > 1.0
     assert hi == pytest.approx(est + k6 * (hi0 - est), rel=1e-9)
     assert lo == pytest.approx(est + k6 * (lo0 - est), rel=1e-9)
+
+
+# ------------------------------------------------------------------------------ R^2: the Fieller log-ratio member
+
+
+@pytest.mark.parametrize("rule", ["max_drop", "max_relative_drop", "min"])
+def test_fieller_form_is_the_rules_claim_exactly(rule):
+    """For any means A_b, A_c, B > 0 and bound: the rule's compared value (compared(), on R^2 = 1 - A / B) is below
+    the bound exactly when A_c < w_b A_b + w_t B, and above it exactly when A_c > that (the Fieller form)."""
+    from gate.checks.regression import compared, fieller_form
+
+    rng = np.random.default_rng(61)
+    checked = 0
+    for _ in range(4000):
+        a_b, a_c, b = rng.uniform(0.05, 2.0, 3)
+        r2_b, r2_c = 1.0 - a_b / b, 1.0 - a_c / b
+        bound = float(rng.uniform(-0.5, 0.95))
+        form = fieller_form(rule, bound, r2_b)
+        if rule == "max_relative_drop" and r2_b <= 0:
+            assert form is None
+            continue
+        value = float(compared(rule, r2_b, r2_c))
+        w_b, w_t = form
+        m = w_b * a_b + w_t * b
+        if abs(value - bound) < 1e-9:
+            continue
+        # "within" for the drops is value < bound; for min (a floor) value > bound, i.e. 1 - A_c / B > r
+        within = value < bound if rule != "min" else value > bound
+        assert within == (a_c < m), (rule, a_b, a_c, b, bound)
+        checked += 1
+    assert checked > 1000
+
+
+def test_fieller_pseudo_is_the_log_ratio_bootstrap_t_recomputed_on_the_resampled_rows():
+    """g = log(A_c / M) of the data, and each pseudo-replicate g - t* se with t* = (g* - g) / se*, where g* and se*
+    (the delta-method se of log(A_c / M) from its influence values) are recomputed from scratch on the resample's
+    rows (rows repeated by weight), unexpanded (confidence None)."""
+    y, pb, pc = (a.astype(np.float64) for a in world(70, 2, seed=62, noise_c=1.4))
+    resamples, seed, j = 6, 4, 1
+    sums = rs.bootstrap_sums(y, (pb, pc), resamples=resamples, seed=seed)
+    parts = rs.fieller_parts(y, (pb, pc), y, (pb, pc), sums, j)
+    w_b, w_t = 0.9, 0.05
+
+    def g_and_se(yy, bb, cc):
+        eb2, ec2 = (bb[:, j] - yy[:, j]) ** 2, (cc[:, j] - yy[:, j]) ** 2
+        v = (yy[:, j] - yy[:, j].mean()) ** 2
+        a_b, a_c, b = eb2.mean(), ec2.mean(), v.mean()
+        m = w_b * a_b + w_t * b
+        u = (ec2 - a_c) / a_c - (w_b * (eb2 - a_b) + w_t * (v - b)) / m
+        return math.log(a_c / m), math.sqrt(np.mean(u * u) / yy.shape[0])
+
+    g, pseudo = rs.fieller_pseudo(parts, w_b, w_t, confidence=None)
+    g0, se0 = g_and_se(y, pb, pc)
+    assert g == pytest.approx(g0, rel=1e-12)
+    weights = np.concatenate(list(rs.sample_weights(70, resamples=resamples, seed=seed)))
+    for r in range(resamples):
+        rows = np.repeat(np.arange(70), weights[r].astype(int))
+        g_r, se_r = g_and_se(y[rows], pb[rows], pc[rows])
+        assert pseudo[r] == pytest.approx(g0 - (g_r - g0) / se_r * se0, rel=1e-8)
+    # the expansion widens the pseudo-replicates about g by the factor of g's influence values
+    _, wide = rs.fieller_pseudo(parts, w_b, w_t, confidence=0.95)
+    ratio = (wide - g) / (pseudo - g)
+    assert np.allclose(ratio, ratio[0]) and ratio[0] > 1.0
+    # M <= 0 (the bound below what any data could be within): undefined, the claim left to the other members
+    assert rs.fieller_pseudo(parts, 1.0, -10.0, confidence=0.95) is None
+
+
+def _drop_evidence(monkeypatch, fieller: bool, ctx, threshold, col=0):
+    import gate.checks.regression as regression_check
+
+    monkeypatch.setattr(regression_check, "FIELLER", fieller)
+    return RegressionCheck._evidence("max_drop", threshold, col, "r2", ctx, SETTINGS)          # noqa: SLF001
+
+
+def test_an_r2_drop_is_claimed_only_when_the_fieller_member_claims_it_too(monkeypatch):
+    """Each p-value of an R^2 drop is the larger of the two-member hull's and the Fieller log-ratio bootstrap-t's,
+    and its interval the hull of both intervals: on right-skewed heavy-tailed errors (n = 60) the member's upper
+    end lies above the old hull's, so a threshold just above the old upper end, which the old hull called within,
+    is no longer called within."""
+    import gate.checks.regression as regression_check
+
+    found = 0
+    for seed in range(12):
+        y, pb, pc = world(60, 1, seed=200 + seed, noise_c=1.6)
+        ctx = _ctx_of(y, pb, pc)
+        old = _drop_evidence(monkeypatch, False, ctx, 0.0)
+        new = _drop_evidence(monkeypatch, True, ctx, 0.0)
+        assert new.interval[0] <= old.interval[0] and new.interval[1] >= old.interval[1]
+        member = RegressionCheck._fieller_member("max_drop", 0, "r2", ctx, 0.95,     # noqa: SLF001
+                                                 float(ctx["fig"]["baseline"].r2[0]))
+        for th in (0.0, old.interval[1]):
+            o, w = _drop_evidence(monkeypatch, False, ctx, th), _drop_evidence(monkeypatch, True, ctx, th)
+            fb, fw = member(th)
+            assert w.p_within == pytest.approx(max(o.p_within, fw), abs=1e-15)
+            assert w.p_beyond == pytest.approx(max(o.p_beyond, fb), abs=1e-15)
+        th = 0.5 * (old.interval[1] + new.interval[1])
+        if new.interval[1] > old.interval[1] + 1e-6 and _drop_evidence(monkeypatch, False, ctx, th).p_within < 0.025:
+            # (BCa's own inversion is good to about 0.002 in p: hence a threshold well inside the gap)
+            assert _drop_evidence(monkeypatch, True, ctx, th).p_within >= 0.025
+            found += 1
+    assert found >= 3
+    monkeypatch.setattr(regression_check, "FIELLER", True)
+
+
+def test_the_fieller_member_reads_one_target_only(monkeypatch):
+    """R^2 averaged over several targets is no one ratio: the mean column keeps the two-member hull, each
+    target's column takes the member; `min` never does."""
+    y, pb, pc = world(80, 2, seed=63, noise_c=1.5)
+    ctx = _ctx_of(y, pb, pc)
+    assert _drop_evidence(monkeypatch, True, ctx, 0.05, col=0).method == "paired bootstrap, BCa and bootstrap-t"
+    assert "Fieller" in _drop_evidence(monkeypatch, True, ctx, 0.05, col=2).method
+    ev = RegressionCheck._evidence("min", 0.5, 1, "r2", ctx, SETTINGS)                      # noqa: SLF001
+    assert ev.method == "paired bootstrap, BCa and bootstrap-t"
