@@ -396,15 +396,15 @@ class RegressionCheck(Check):
             return Evidence(p_beyond=p_beyond, p_within=p_within, p_worse=p_worse, interval=(lo, hi),
                             method="paired bootstrap, BCa and bootstrap-t")
         # R^2: and only when the Fieller log-ratio's bootstrap-t makes it too (a third member of the hull)
-        at = member(threshold)
+        step = math.sqrt(float(np.mean(u * u)) / u.shape[0]) if np.all(np.isfinite(u)) else float("nan")
+        f_lo, f_hi = RegressionCheck._fieller_interval(member, float(est), step, (1.0 - settings.confidence) / 2.0,
+                                                       beyond_above=rule == "min")
+        at = RegressionCheck._fieller_claims(member, threshold, (f_lo, f_hi), beyond_above=rule == "min")
         if at is not None:
             p_beyond, p_within = max(p_beyond, at[0]), max(p_within, at[1])
         if p_worse is not None:
             at0 = member(0.0)
             p_worse = p_worse if at0 is None else max(p_worse, at0[0])
-        step = math.sqrt(float(np.mean(u * u)) / u.shape[0]) if np.all(np.isfinite(u)) else float("nan")
-        f_lo, f_hi = RegressionCheck._fieller_interval(member, float(est), step, (1.0 - settings.confidence) / 2.0,
-                                                       beyond_above=rule == "min")
         return Evidence(p_beyond=p_beyond, p_within=p_within, p_worse=p_worse,
                         interval=(min(lo, f_lo), max(hi, f_hi)),
                         method="paired bootstrap, BCa, bootstrap-t and Fieller log-ratio bootstrap-t")
@@ -442,6 +442,33 @@ class RegressionCheck(Check):
                     float(stats.bootstrap_p_value(pseudo, bound=0.0, alternative="less")))
 
         return member
+
+    @staticmethod
+    def _fieller_claims(member: Any, bound: float, interval: tuple[float, float], *,
+                        beyond_above: bool) -> tuple[float, float] | None:
+        """The Fieller member's (p beyond, p within) at `bound`, made monotone in the bound by its own interval: a
+        bound past the end where the member first claims a side is claimed on that side too (a claim against a
+        tighter bound implies it against a looser one: drop < 0.02 means drop < 0.11), with the smaller of the two
+        p-values. At small n (about n <= 10) the member's p-value at the bound alone can rise again as the bound
+        loosens (its weights move with the bound), which made a looser threshold turn a pass into a warn and the
+        interval disagree with the verdict."""
+        at = member(bound)
+        lo, hi = interval
+        beyond_end, within_end = (hi, lo) if beyond_above else (lo, hi)
+        past_beyond = bound >= beyond_end if beyond_above else bound <= beyond_end
+        past_within = bound <= within_end if beyond_above else bound >= within_end
+        if not (past_beyond or past_within):
+            return at
+        p_beyond, p_within = at if at is not None else (0.0, 0.0)
+        end = member(beyond_end if past_beyond else within_end) if math.isfinite(
+            beyond_end if past_beyond else within_end) else None
+        side = 0 if past_beyond else 1
+        claimed = 0.0 if end is None else end[side]     # an end where the member is undefined withholds nothing
+        if past_beyond:
+            p_beyond = min(p_beyond, claimed)
+        else:
+            p_within = min(p_within, claimed)
+        return p_beyond, p_within
 
     @staticmethod
     def _fieller_interval(member: Any, est: float, step: float, alpha: float, *,
