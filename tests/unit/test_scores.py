@@ -42,6 +42,11 @@ def softmax(z: np.ndarray) -> np.ndarray:
 
 
 def run_check(y, zb, zc, *, options=None, batch=None, output="logits", decision=None):
+    return fed_check(y, zb, zc, options=options, batch=batch, output=output, decision=decision).compute()
+
+
+def fed_check(y, zb, zc, *, options=None, batch=None, output="logits", decision=None) -> ScoresCheck:
+    """A scores check fed labels `y` and both models' scores in batches of `batch` (all at once by default)."""
     raw = {"checks": {"scores": {"enabled": True, **(options or {})}}}
     if decision:
         raw["decision"] = decision
@@ -55,7 +60,7 @@ def run_check(y, zb, zc, *, options=None, batch=None, output="logits", decision=
         sl = slice(start, start + batch)
         check.update(Step(index=i, offset=start, inputs=None, labels=torch.from_numpy(y[sl]),
                           scores={"baseline": torch.from_numpy(zb[sl]), "candidate": torch.from_numpy(zc[sl])}))
-    return check.compute()
+    return check
 
 
 def metrics_of(result) -> dict[str, tuple[float, float]]:

@@ -19,6 +19,7 @@ from gate import score_metrics as sm
 from gate.checks.base import RunContext, Step
 from gate.checks.scores import ScoresCheck
 from gate.config import build_config
+from tests.unit.test_scores import fed_check
 
 ROLES = ("baseline", "candidate")
 
@@ -50,16 +51,7 @@ def kept_log_odds(z: np.ndarray) -> np.ndarray:
 
 
 def run(y, zb, zc, *, options=None, batch=None):
-    config = build_config({"checks": {"scores": {"enabled": True, **(options or {})}}})
-    k = zb.shape[1]
-    models = {r: SimpleNamespace(output="logits") for r in ROLES}
-    ctx = RunContext(config=config, models=models, class_names=tuple(str(i) for i in range(k)), device=None)
-    check = ScoresCheck(config.check("scores"), ctx)
-    batch = batch or len(y)
-    for i, start in enumerate(range(0, len(y), batch)):
-        sl = slice(start, start + batch)
-        check.update(Step(index=i, offset=start, inputs=None, labels=torch.from_numpy(y[sl]),
-                          scores={"baseline": torch.from_numpy(zb[sl]), "candidate": torch.from_numpy(zc[sl])}))
+    check = fed_check(y, zb, zc, options=options, batch=batch)
     return check, check.compute()
 
 
