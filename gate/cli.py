@@ -71,15 +71,22 @@ class CheckCommand(click.Command):
     refuse) them; never a file also named as an input (CANDIDATE / STATE..., INPUT_OPTIONS)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if not _other_rank():
-            from gate.report.write import remove_stale
-
-            values = option_values(self, ctx, args)
-            inputs = values.get("<positional>", []) + [v for d in INPUT_OPTIONS for v in values.get(d, [])]
-            for path in output_paths(self, ctx, args):
-                if not any(same_file(path, other) for other in inputs):
-                    remove_stale(path)
+        remove_named_reports(self, ctx, args)
         return super().parse_args(ctx, args)
+
+
+def remove_named_reports(command: click.Command, ctx: click.Context, args: list[str]) -> None:
+    """The reports raw `args` name when read as `command`'s, removed (on rank 0 only); never a file also named as
+    an input there (CANDIDATE / STATE..., INPUT_OPTIONS)."""
+    if _other_rank():
+        return
+    from gate.report.write import remove_stale
+
+    values = option_values(command, ctx, args)
+    inputs = values.get("<positional>", []) + [v for d in INPUT_OPTIONS for v in values.get(d, [])]
+    for path in output_paths(command, ctx, args):
+        if not any(same_file(path, other) for other in inputs):
+            remove_stale(path)
 
 
 def same_file(a: str, b: str) -> bool:
@@ -175,18 +182,8 @@ class GateGroup(click.Group):
 
 
 def _remove_reports_named(ctx: click.Context, rest: list[str]) -> None:
-    """The reports `rest` names when read as `gate check`'s arguments, removed; never a file also named as an
-    input there (CheckCommand's rule)."""
-    if _other_rank():
-        return
-    from gate.report.write import remove_stale
-
-    sub = click.Context(check, parent=ctx, info_name="check")
-    values = option_values(check, sub, rest)
-    inputs = values.get("<positional>", []) + [v for d in INPUT_OPTIONS for v in values.get(d, [])]
-    for path in output_paths(check, sub, rest):
-        if not any(same_file(path, other) for other in inputs):
-            remove_stale(path)
+    """The reports `rest` names when read as `gate check`'s arguments, removed (CheckCommand's rule)."""
+    remove_named_reports(check, click.Context(check, parent=ctx, info_name="check"), rest)
 
 
 def _other_rank() -> bool:

@@ -459,16 +459,11 @@ class RegressionCheck(Check):
         past_within = bound <= within_end if beyond_above else bound >= within_end
         if not (past_beyond or past_within):
             return at
-        p_beyond, p_within = at if at is not None else (0.0, 0.0)
-        end = member(beyond_end if past_beyond else within_end) if math.isfinite(
-            beyond_end if past_beyond else within_end) else None
-        side = 0 if past_beyond else 1
-        claimed = 0.0 if end is None else end[side]     # an end where the member is undefined withholds nothing
-        if past_beyond:
-            p_beyond = min(p_beyond, claimed)
-        else:
-            p_within = min(p_within, claimed)
-        return p_beyond, p_within
+        side = 0 if past_beyond else 1               # a finite end: no bound is past an infinite one
+        end = member(beyond_end if past_beyond else within_end)
+        p = list(at) if at is not None else [0.0, 0.0]
+        p[side] = min(p[side], 0.0 if end is None else end[side])   # an undefined member withholds nothing
+        return p[0], p[1]
 
     @staticmethod
     def _fieller_interval(member: Any, est: float, step: float, alpha: float, *,
