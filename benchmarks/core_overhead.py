@@ -180,14 +180,28 @@ def measure(raw, candidate, baseline, data_path, *, repeats: int, clock=time.per
         finally:
             classification._cores = cores
 
-    t_bare, t_gate, t_serial = [], [], []
+    from gate import cpu_threads
+
+    release = cpu_threads.release_idle_workers
+
+    def gated_spinning() -> None:
+        """The gated pass without putting the pass's idle OpenMP workers to sleep before the checks."""
+        cpu_threads.release_idle_workers = lambda: False
+        try:
+            gated()
+        finally:
+            cpu_threads.release_idle_workers = release
+
+    t_bare, t_gate, t_serial, t_spin = [], [], [], []
     for _ in range(repeats):
-        for fn, sink in ((bare, t_bare), (gated, t_gate), (gated_serial, t_serial)):
+        for fn, sink in ((bare, t_bare), (gated, t_gate), (gated_serial, t_serial), (gated_spinning, t_spin)):
+            release()       # every variant starts as a fresh process does: no OpenMP workers yet
             t0 = clock()
             fn()
             sink.append(clock() - t0)
     out = {"bare_s": statistics.median(t_bare), "gate_s": statistics.median(t_gate),
-           "serial_s": statistics.median(t_serial), "samples": Cached.num_samples}
+           "serial_s": statistics.median(t_serial), "spin_s": statistics.median(t_spin),
+           "samples": Cached.num_samples}
     if profile:
         spent: dict[str, float] = {}
         _profiled(spent)
@@ -213,7 +227,8 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, repeats {args.repeats} (medians, "
           f"{'CPU time' if args.clock == 'cpu' else 'wall clock'})")
-    print(f"{'workload':<28}{'samples':>8}{'bare s':>10}{'gate s':>10}{'ratio':>8}   {'bootstrap on the main thread':>28}")
+    print(f"{'workload':<28}{'samples':>8}{'bare s':>10}{'gate s':>10}{'ratio':>8}   {'bootstrap on the main thread':>28}"
+          f"   {'workers left spinning':>24}")
     work = [("digits CNN (example)", digits_setup)]
     if args.text:
         work.append(("MiniLM-L6 + head (reviews)", None))
@@ -222,7 +237,8 @@ def main() -> None:
             raw, cand, base, data = setup() if setup else text_setup(Path(tmp))
             r = measure(raw, cand, base, data, repeats=args.repeats, clock=clock, profile=args.profile)
             print(f"{name:<28}{r['samples']:>8}{r['bare_s']:>10.4f}{r['gate_s']:>10.4f}{r['gate_s'] / r['bare_s']:>8.3f}"
-                  f"   {r['serial_s']:>10.4f} s, ratio {r['serial_s'] / r['bare_s']:.3f}")
+                  f"   {r['serial_s']:>10.4f} s, ratio {r['serial_s'] / r['bare_s']:.3f}"
+                  f"   {r['spin_s']:>10.4f} s, ratio {r['spin_s'] / r['bare_s']:.3f}")
             for label, per_run in sorted(r.get("profile", {}).items(), key=lambda kv: -kv[1]):
                 print(f"    {per_run * 1e3:8.3f} ms/run  {label}")
 

@@ -710,9 +710,12 @@ def _data_info(run: _Run, num_samples: int, num_batches: int) -> DataInfo:
 def compute_checks(ctx: RunContext, checks: list[Check]) -> list[CheckResult]:
     """Every check's compute(), results in the checks' order. The run's paired bootstrap is started first on a
     thread of its own (gate.checks.classification.prefetch_replicates) when a check will draw it, and the checks
-    that do not are computed while it is drawn."""
+    that do not are computed while it is drawn. The pass's idle OpenMP workers are put to sleep first
+    (gate.cpu_threads), so that they do not spin on a core these checks and the bootstrap's thread need."""
     from gate.checks.classification import discard_prefetch, prefetch_replicates
+    from gate.cpu_threads import release_idle_workers
 
+    release_idle_workers()
     wanting = {id(c): c.replicate_settings() for c in checks} if ctx.counts is not None else {}
     settings = next((s for s in wanting.values() if s is not None), None)
     if settings is not None:
