@@ -708,24 +708,31 @@ def _data_info(run: _Run, num_samples: int, num_batches: int) -> DataInfo:
 
 
 def compute_checks(ctx: RunContext, checks: list[Check]) -> list[CheckResult]:
-    """Every check's compute(), results in the checks' order. The run's paired bootstrap is started first on a
-    thread of its own (gate.checks.classification.prefetch_replicates) when a check will draw it, and the checks
-    that do not are computed while it is drawn. The pass's idle OpenMP workers are put to sleep first
-    (gate.cpu_threads), so that they do not spin on a core these checks and the bootstrap's thread need."""
+    """Every check's compute(), results in the checks' order. The pass's idle OpenMP workers are put to sleep first
+    (gate.cpu_threads), so that they do not spin on a core the checks need. The checks that time the models
+    (`times_models`: latency, ONNX) come first, with nothing else of the gate's running; then the run's paired
+    bootstrap is started on a thread of its own (gate.checks.classification.prefetch_replicates) when a check will
+    draw it, and the checks that do not are computed while it is drawn, then the ones that read it."""
     from gate.checks.classification import discard_prefetch, prefetch_replicates
     from gate.cpu_threads import release_idle_workers
 
+    def computed(check: Check) -> CheckResult:
+        t0 = time.perf_counter()
+        result = check.compute()
+        return _with_duration(result, time.perf_counter() - t0)
+
     release_idle_workers()
-    wanting = {id(c): c.replicate_settings() for c in checks} if ctx.counts is not None else {}
+    results = {id(check): computed(check) for check in checks if check.times_models}
+    if results:
+        release_idle_workers()          # the timed calls' workers, spinning again
+    rest = [check for check in checks if id(check) not in results]
+    wanting = {id(c): c.replicate_settings() for c in rest} if ctx.counts is not None else {}
     settings = next((s for s in wanting.values() if s is not None), None)
     if settings is not None:
         prefetch_replicates(ctx, settings)
-    results: dict[int, CheckResult] = {}
     try:
-        for check in sorted(checks, key=lambda c: wanting.get(id(c)) is not None):   # stable: the order otherwise
-            t0 = time.perf_counter()
-            result = check.compute()
-            results[id(check)] = _with_duration(result, time.perf_counter() - t0)
+        for check in sorted(rest, key=lambda c: wanting.get(id(c)) is not None):   # stable: the order otherwise
+            results[id(check)] = computed(check)
     finally:
         discard_prefetch(ctx)           # drawn but never read (a check raised, or none asked for it)
     return [results[id(c)] for c in checks]

@@ -85,6 +85,9 @@ class Check(abc.ABC):
     #: rank 0 of a torchrun (after the merge), or the `--shard 1/N` job, whose state file carries measured_state()
     #: for `gate merge` (load_measured); any other text: why it cannot be sharded yet (the run stops with exit 2).
     sharding: ClassVar[str] = "its state is not declared mergeable yet"
+    #: compute() times the models (latency; ONNX Runtime against PyTorch): the runner computes such checks first,
+    #: before it starts the bootstrap's thread, so that no work of the gate's own shares the cores with the timings.
+    times_models: ClassVar[bool] = False
 
     def __init__(self, options: dict[str, Any], ctx: RunContext) -> None:
         self.options = options

@@ -764,6 +764,7 @@ class LatencyCheck(Check):
     #: Timings are not sums: rank 0 (torchrun) or the `--shard 1/N` job times its kept samples after its pass; the
     #: job's timings travel in its state file (measured_state), from which `gate merge` decides.
     sharding = "rank0"
+    times_models = True
 
     def __init__(self, options: dict[str, Any], ctx: RunContext) -> None:
         super().__init__(options, ctx)

@@ -495,6 +495,7 @@ class OnnxCheck(Check):
     tasks = frozenset({"classification", "multi_label", "regression"})
     sharding = "merge"
     needs = frozenset({"scores", "inputs"})
+    times_models = True      # ONNX Runtime against PyTorch on the first batch, after the pass
 
     def __init__(self, options: dict[str, Any], ctx: RunContext) -> None:
         super().__init__(options, ctx)

@@ -581,6 +581,37 @@ def test_the_bootstrap_drawn_alongside_the_other_checks_gives_the_serial_results
     assert f1 and f1[0].interval is not None and f1[0].interval[0] < f1[0].interval[1]   # decided by a bootstrap
 
 
+def test_the_checks_that_time_the_models_come_first_with_no_bootstrap_thread_beside_them(monkeypatch):
+    import threading
+
+    from gate.checks.base import Check
+    from gate.checks.latency import LatencyCheck
+    from gate.checks.onnx import OnnxCheck
+    from gate.report.model import CheckResult
+
+    assert LatencyCheck.times_models and OnnxCheck.times_models
+    alive: list[list[str]] = []
+
+    class Timing(Check):
+        """Stands where the latency check times the models: which threads run beside it."""
+
+        name = "latency"
+        times_models = True
+
+        def compute(self) -> CheckResult:
+            alive.append([t.name for t in threading.enumerate()])
+            return CheckResult(name=self.name, status="pass", summary="timed")
+
+    config = build_config({"checks": {"accuracy": {"macro_f1": {"max_drop": 0.02}},
+                                      "per_class": {"recall": {"max_drop": 0.1}}}})
+    y, pb, pc = paired_world(700, 4, accuracy=0.8, p10=0.05, p01=0.02, seed=5)
+    results, drawn_on = _computed(monkeypatch, 2, config, y, pb, pc, 4,
+                                  kinds=(AccuracyCheck, PerClassCheck, Timing, FlipsCheck))
+    assert [r.name for r in results] == ["accuracy", "per_class", "latency", "flips"]     # the checks' order, kept
+    assert len(alive) == 1 and not any(name.startswith("gate-bootstrap") for name in alive[0])
+    assert drawn_on and drawn_on[0].startswith("gate-bootstrap")        # still drawn on its own thread, afterwards
+
+
 def test_no_bootstrap_is_started_when_no_check_draws_one(monkeypatch):
     # no accuracy check (it shows F1 intervals), per-class rules that are all analytic
     config = build_config({"checks": {"accuracy": {"enabled": False}, "per_class": {"recall": {"max_drop": 0.1}}}})
