@@ -17,7 +17,7 @@ import torch
 import gate
 from gate.checks import check_class
 from gate.checks.base import ROLES, Check, RunContext, Step
-from gate.classes import ClassAlignment, RoleNames, align_classes, role_names
+from gate.classes import ClassAlignment, RoleNames, align_classes, refuse_unprintable_names, role_names
 from gate.config import GateConfig
 from gate.data._common import Skipped
 from gate.errors import ConfigError, DataError, GateError, ModelError
@@ -69,6 +69,7 @@ def align_models(config: GateConfig, models: dict[str, Any], task: str = "classi
 
     Regression targets are not matched by name: they are the columns the models output, named by class_names."""
     if task == "regression":
+        refuse_unprintable_names(config.class_names, where=config.where("class_names"))
         alignment = ClassAlignment(names=config.class_names, columns=None, baseline=RoleNames(None, None),
                                    candidate=RoleNames(None, None))
     else:

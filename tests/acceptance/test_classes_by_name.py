@@ -201,10 +201,10 @@ def test_a_class_map_naming_an_unknown_class_is_exit_2(hf, tmp_path, capsys):
 # ------------------------------------------------------------------ state_dicts named in gate.yaml, labels as names
 
 
-def test_per_role_class_names_realign_a_permuted_state_dict(tmp_path, in_repo_root, capsys):
-    """The teacher with its output rows permuted and named accordingly in gate.yaml; data labels are names."""
+def _unnamed_baseline_world(tmp_path: Path, order: list[int]):
+    """A baseline state_dict (it names no classes of its own), a candidate with the same weights but its output
+    rows put in `order` (its column j is the baseline's class order[j]), and data labelled by name."""
     names = ["ant", "bee", "cat"]
-    order = [2, 0, 1]                                            # candidate column j is baseline class order[j]
     x, y = tm.make_data(400, seed=4)
     np.savez(tmp_path / "eval.npz", x=x, labels=np.array([names[k] for k in y]))
     baseline, candidate = tm.regressed_candidate(seed=4, push=1.0), tm.regressed_candidate(seed=4, push=1.0)
@@ -213,6 +213,13 @@ def test_per_role_class_names_realign_a_permuted_state_dict(tmp_path, in_repo_ro
         candidate.head.bias.copy_(baseline.head.bias[order])
     torch.save(baseline.state_dict(), tmp_path / "base.pt")
     torch.save(candidate.state_dict(), tmp_path / "cand.pt")
+    return names, x, y, candidate
+
+
+def test_per_role_class_names_realign_a_permuted_state_dict(tmp_path, in_repo_root, capsys):
+    """The teacher with its output rows permuted and named accordingly in gate.yaml; data labels are names."""
+    order = [2, 0, 1]                                            # candidate column j is baseline class order[j]
+    names, x, y, candidate = _unnamed_baseline_world(tmp_path, order)
     config = tmp_path / "gate.yaml"
     config.write_text(
         "model:\n  factory: tests.tiny_models:build_mlp\n"
@@ -231,6 +238,49 @@ def test_per_role_class_names_realign_a_permuted_state_dict(tmp_path, in_repo_ro
     assert [r["recall"] for r in report["metrics"]["candidate"]["per_class"]] == pytest.approx(list(recall))
     assert report["metrics"]["comparison"]["agreement"] == 1.0
     assert report["models"][1]["columns"] == [1, 2, 0]
+
+
+@pytest.mark.parametrize("permuted", [True, False])
+def test_the_policys_class_names_name_an_unnamed_baseline_and_the_candidates_names_are_matched_to_them(
+        tmp_path, in_repo_root, capsys, permuted):
+    """The candidate declares its classes in the order [cat, ant, bee]. With its rows permuted that way it is the
+    baseline, and passes; with the baseline's rows unchanged its names are a lie (it would label every sample
+    wrongly under them) and it fails. Before, the candidate's names named the run's classes and the columns were
+    compared by position, so the lie passed with agreement 1.0."""
+    order = [2, 0, 1]
+    names, x, y, candidate = _unnamed_baseline_world(tmp_path, order if permuted else [0, 1, 2])
+    config = tmp_path / "gate.yaml"
+    config.write_text(f"class_names: {names}\nmodel:\n  factory: tests.tiny_models:build_mlp\n"
+                      f"  candidate: {{class_names: {[names[k] for k in order]}}}\n")
+    out = tmp_path / "r.json"
+    res = run_cli(capsys, "check", tmp_path / "cand.pt", "--baseline", tmp_path / "base.pt", "--data",
+                  tmp_path / "eval.npz", "--config", config, "--json", out)
+    report = json.loads(out.read_text())
+    validate_report(report)
+    with torch.no_grad():           # the oracle: each candidate prediction is the name it declares for the column
+        pred = [names[order[c]] for c in candidate(torch.from_numpy(x)).argmax(1).tolist()]
+    truth = [names[k] for k in y]
+    assert report["class_names"] == names
+    assert report["metrics"]["candidate"]["accuracy"] == pytest.approx(accuracy_score(truth, pred))
+    assert report["models"][1]["columns"] == [1, 2, 0]
+    if permuted:
+        assert res.code == 0, res.out + res.err
+        assert report["metrics"]["comparison"]["agreement"] == 1.0
+    else:
+        assert res.code == 1 and report["verdict"] == "fail"
+        assert report["metrics"]["comparison"]["agreement"] < 0.5
+
+
+def test_labels_given_as_names_need_names_the_candidate_alone_cannot_give(tmp_path, in_repo_root, capsys):
+    names, *_ = _unnamed_baseline_world(tmp_path, [0, 1, 2])
+    config = tmp_path / "gate.yaml"
+    config.write_text(f"model:\n  factory: tests.tiny_models:build_mlp\n  candidate: {{class_names: {names}}}\n")
+    out = tmp_path / "r.json"
+    res = run_cli(capsys, "check", tmp_path / "cand.pt", "--baseline", tmp_path / "base.pt", "--data",
+                  tmp_path / "eval.npz", "--config", config, "--json", out)
+    assert res.code == 2 and not out.exists()
+    assert res.err.count("\n") == 1 and res.err.startswith("error: ")
+    assert "'ant' is not an integer, and no class names are known to map it" in res.err
 
 
 def test_top_level_class_names_that_are_not_the_models_classes_is_exit_2(hf, tmp_path, capsys):
@@ -262,6 +312,20 @@ def test_one_model_naming_its_classes_is_compared_by_position_with_a_note(world,
                   "--config", config, "--json", out)
     assert res.code == 0, res.out + res.err
     report = json.loads(out.read_text())
-    assert report["class_names"] == ["a", "b", "c"] and report["models"][1]["columns"] is None
-    assert report["notes"] == ["classes compared by position: only the candidate names its classes"]
+    # the run's classes are the baseline's columns: the candidate's names do not name them
+    assert report["class_names"] == ["0", "1", "2"] and report["models"][1]["columns"] is None
+    assert report["notes"] == ["classes compared by position: only the candidate names its classes; its names do "
+                               "not name the run's classes, the baseline's columns 0..K-1 (name those with "
+                               "model.baseline.class_names or class_names to compare by name)"]
     assert report["models"][0]["class_names"] is None and report["models"][1]["class_names"] == ["a", "b", "c"]
+
+
+def test_an_id2label_with_a_newline_is_exit_2_before_it_reaches_a_log(hf, tmp_path, capsys):
+    """A class name that would print `::error ...` at the start of a CI log line (a GitHub workflow command)."""
+    forged = save_variant(hf["base"], tmp_path / "forged", reverse_head=False,
+                          id2label={0: "negative\n::error title=forged::gate passed", 1: "positive"})
+    out = tmp_path / "r.json"
+    res = run_cli(capsys, "check", forged, "--baseline", hf["base"], "--data", hf["data"], "--json", out, "-v")
+    assert res.code == 2 and not out.exists()
+    assert res.err.count("\n") == 1 and res.err.startswith(f"error: {forged}: id2label: class 0 ")
+    assert "::error" not in res.out and not any(line.startswith("::") for line in res.err.splitlines())
