@@ -896,10 +896,12 @@ def merge_report(paths: list[str], *, policy: GateConfig | None = None) -> Repor
 #: The settings that decide a verdict: every check's section (thresholds, on/off), the decision rule, the task,
 #: the classes and how they are matched, the seed of the resampling, what the data is (every `data` option but
 #: the batch size: which column is the label, the inputs, the tokenizer, max_length, the format, a data factory,
-#: how much is read) and how a model's outputs are read (model.output, dtype, strict). The rest of a config
-#: (device, threads, the model factory and its kwargs, the batch size) says how a job measured.
+#: how much is read) and how a model's outputs are read and its classes named (model.output, dtype, strict, and
+#: per role model.<role>.output, dtype, class_names). The rest of a config (device, threads, the model factories
+#: and their kwargs, the batch size) says how a job measured.
 POLICY_KEYS = ("task", "seed", "class_names", "class_map", "decision", "checks", "explicit_checks", "data",
-               "model.output", "model.dtype", "model.strict")
+               "model.output", "model.dtype", "model.strict",
+               *(f"model.{role}.{key}" for role in ROLES for key in ("output", "dtype", "class_names")))
 #: Under a POLICY_KEYS section, how a job measured.
 MEASUREMENT_KEYS = frozenset({"data.batch_size"})
 
@@ -908,12 +910,18 @@ def policy_differences(policy: GateConfig, config: GateConfig) -> str | None:
     """The first decisive setting (POLICY_KEYS) on which `config` differs from `policy`, as 'key.path (a vs b)'."""
     theirs, ours = config.to_dict(), policy.to_dict()
     for key in POLICY_KEYS:
-        head, _, tail = key.partition(".")
-        found = _first_difference((ours.get(head) or {}).get(tail) if tail else ours.get(head),
-                                  (theirs.get(head) or {}).get(tail) if tail else theirs.get(head), key)
+        found = _first_difference(_at(ours, key), _at(theirs, key), key)
         if found:
             return found
     return None
+
+
+def _at(tree: dict[str, Any], path: str) -> Any:
+    """The value at a dotted key path of a config's dict, None where a section is absent."""
+    value: Any = tree
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def _first_difference(ours: Any, theirs: Any, path: str) -> str | None:

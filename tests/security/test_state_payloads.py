@@ -185,11 +185,21 @@ def _outputs(meta: dict[str, Any]) -> None:
     meta["config"]["model"]["output"] = "probabilities"
 
 
+def _role_dtype(meta: dict[str, Any]) -> None:
+    meta["config"]["model"].setdefault("candidate", {})["dtype"] = "bfloat16"
+
+
+def _role_names(meta: dict[str, Any]) -> None:
+    meta["config"]["model"].setdefault("baseline", {})["class_names"] = ["2", "1", "0"]
+
+
 def _batch(meta: dict[str, Any]) -> None:
     meta["config"]["data"]["batch_size"] = 7
 
 
-@pytest.mark.parametrize("edit, field", [(_relabel, "data.labels"), (_outputs, "model.output")])
+@pytest.mark.parametrize("edit, field", [(_relabel, "data.labels"), (_outputs, "model.output"),
+                                         (_role_dtype, "model.candidate.dtype"),
+                                         (_role_names, "model.baseline.class_names")])
 def test_what_the_data_and_the_outputs_are_is_policy_too(shards, tmp_path, capsys, edit, field):
     """Every shard forged alike, digests recomputed: the data's label column or the models' output kind differs
     from the policy given to the merge, so it refuses, naming the setting."""
