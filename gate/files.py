@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 
@@ -14,13 +15,48 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def link_escape(path: str | Path) -> str | None:
-    """Where `path` leads when it is a symbolic link out of its own directory, else None.
+#: What a reader says when `link_escape` finds a link out (after the path; the target is not quoted).
+LINK_OUT = ("a symbolic link leads out of its directory (the file, or a directory on its way inside the working "
+            "directory); pass the file itself (a link committed in a pull request could point at a secret)")
 
-    A file from a pull request may be a committed symlink to a secret (an SSH key, /proc/self/environ); the readers
-    then refuse it rather than parse it and quote its first bytes in an error message."""
+
+def link_escape(path: str | Path) -> str | None:
+    """Where `path` leads when a symbolic link on its way leaves where it may lead, else None: the file itself a
+    link out of its own directory, or a directory on its way, inside the working directory (the checkout a CI job
+    runs in), a link to outside the working directory.
+
+    A file from a pull request may be a committed symlink to a secret (an SSH key, /proc/self/environ), or sit in
+    a committed directory link (`models -> ~/.ssh`); the readers then refuse it rather than parse it and quote its
+    first bytes in an error message. Links above the working directory are the machine's own (a mounted data disk)
+    and are followed."""
     p = Path(path)
+    out = _directory_link_out(p)
+    if out is not None:
+        return out
     if not p.is_symlink():
         return None
     target = p.resolve()
     return None if target.is_relative_to(p.parent.resolve()) else str(target)
+
+
+def _directory_link_out(path: Path) -> str | None:
+    """The target of the first directory link on the way to `path` that lies inside the working directory and
+    leads out of it; the way walked as the kernel walks it (a link followed before a `..` after it)."""
+    cwd = Path(os.getcwd())
+    parts = path.parts[:-1]
+    if not parts:
+        return None
+    current = Path(parts[0]) if path.is_absolute() else cwd
+    for part in parts[1:] if path.is_absolute() else parts:
+        if part == "..":
+            current = current.parent
+            continue
+        current = current / part
+        if not current.is_symlink():
+            continue
+        inside = current.is_relative_to(cwd)
+        target = current.resolve()
+        if inside and not target.is_relative_to(cwd):
+            return str(target)
+        current = target
+    return None

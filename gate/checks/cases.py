@@ -83,6 +83,10 @@ def cases_path(option: str, *, config_source: str | None) -> Path:
 
 def load_cases(path: Path, *, where: str) -> list[Case]:
     """Parse and check a cases file: ConfigError naming the file and the case for anything wrong."""
+    from gate.files import LINK_OUT, link_escape
+
+    if link_escape(path) is not None:       # never parsed, so no error quotes what the link points at
+        raise ConfigError(f"{where}: {path}: {LINK_OUT}")
     if not path.is_file():
         raise ConfigError(f"{where}: {path}: no such cases file")
     if path.stat().st_size > MAX_CASES_BYTES:

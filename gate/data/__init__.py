@@ -99,11 +99,10 @@ def sniff_data_format(path: str) -> str:
 
 
 def _check_file(path: str) -> None:
-    from gate.files import link_escape
+    from gate.files import LINK_OUT, link_escape
 
     if link_escape(path) is not None:
-        raise DataError(f"{path}: a symbolic link to a file outside its directory; pass the file itself "
-                        "(a link committed in a pull request could point at a secret)")
+        raise DataError(f"{path}: {LINK_OUT}")
     if not os.path.exists(path):
         raise DataError(f"{path}: no such data file")
     if os.path.isdir(path):

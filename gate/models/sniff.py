@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gate.errors import CheckpointError
-from gate.files import link_escape
+from gate.files import LINK_OUT, link_escape
 from gate.models.base import brief
 from gate.models.pickles import PickleScanError, globals_in_pickle_bytes, scan_pickle_stream, unsafe_globals
 
@@ -54,8 +54,7 @@ def sniff_format(path: str | Path) -> str:
 def sniff(path: Path, *, where: str) -> Sniffed:
     """Inspect `path` (a file or a directory); CheckpointError naming `where` if it is not a checkpoint."""
     if link_escape(path) is not None:
-        raise CheckpointError(f"{where}: a symbolic link to a file outside its directory; pass the file itself "
-                              "(a link committed in a pull request could point at a secret)")
+        raise CheckpointError(f"{where}: {LINK_OUT}")
     if not path.exists():
         raise CheckpointError(f"{where}: file not found")
     if path.is_dir():
