@@ -20,15 +20,15 @@ _SINGLE = ("sigmoid", "binary_logit")
 _MULTI_LABEL = ("multi_label", "multi_label_logits", "multi_label_probabilities")
 _UNIT_SLACK = 1e-3        # probabilities computed in float16 may land a rounding step outside [0, 1]
 
-# The dtype each loaded module takes its floating inputs in (gate.precision registers a module that does not run
-# in float32). Every caller of call_model (the pass, sanity, latency, ONNX timing) then feeds a float16 model
-# float16 inputs without knowing about dtypes.
+# The dtype each loaded module takes its floating inputs in (gate.precision registers every module with floating
+# parameters). Every caller of call_model (the pass, sanity, latency, ONNX timing) then feeds a float16 model
+# float16 inputs, and a float32 model float32 ones from a float16 data file, without knowing about dtypes.
 _INPUT_DTYPES: weakref.WeakKeyDictionary[Any, torch.dtype] = weakref.WeakKeyDictionary()
 
 
 def set_input_dtype(module: Any, dtype: torch.dtype | None) -> None:
     """Floating inputs of `module` are cast to `dtype` by call_model (None: passed as they come)."""
-    if dtype is None or dtype == torch.float32:
+    if dtype is None:
         _INPUT_DTYPES.pop(module, None)
     else:
         _INPUT_DTYPES[module] = dtype

@@ -162,3 +162,24 @@ def test_the_onnx_check_exports_a_float16_candidate_in_float16_and_says_what_its
     measured = next(f for f in onnx["findings"] if f["metric"] == "logits")   # exported, run and compared
     assert measured["value"] < 1e-2, measured
     assert any("runs in float16, whose rounding step near 1.0 is 0.000977" in n for n in onnx["notes"]), onnx
+
+
+@pytest.mark.parametrize("data_dtype", [np.float16, np.float64])
+def test_a_float32_model_gets_its_inputs_in_float32_from_data_of_another_dtype(half, data_dtype, in_repo_root,
+                                                                                 tmp_path, capsys):
+    """Floating inputs are cast to each model's dtype, float32 included: a float16 (or float64) data file for a
+    float32 baseline and a float16 candidate. The oracle: torch on the same values, each model in its dtype."""
+    x = half["x"].astype(data_dtype)
+    data = tmp_path / "eval.npz"
+    np.savez(data, x=x, labels=half["y"])
+    out = tmp_path / "r.json"
+    res = run_cli(capsys, "check", half["half"], "--baseline", half["base"], "--data", data,
+                  "--model-factory", FACTORY, "--json", out)
+    assert res.code in (0, 1), res.err
+    report = json.loads(out.read_text())
+    inputs = x.astype(np.float32) if data_dtype == np.float64 else x        # the reader narrows float64 itself
+    base = _preds(tm.teacher(0), inputs.astype(np.float32), torch.float32)
+    cand = _preds(tm.teacher(0), inputs, torch.float16)
+    assert report["metrics"]["baseline"]["accuracy"] == pytest.approx(accuracy_score(half["y"], base))
+    assert report["metrics"]["candidate"]["accuracy"] == pytest.approx(accuracy_score(half["y"], cand))
+    assert [m["dtype"] for m in report["models"]] == ["float32", "float16"]
