@@ -354,6 +354,10 @@ class RegressionCheck(Check):
         level a comparison of the family is judged at (Bonferroni's), since t_nu / z grows as the level shrinks."""
         b = float(ctx["fig"]["baseline"].get(metric)[col])
         c = float(ctx["fig"]["candidate"].get(metric)[col])
+        if ctx["infl"]["baseline"][metric].shape[0] < 2:
+            # the bootstrap of one sample is that sample: no spread, so no claim either way at any confidence
+            return Evidence(p_beyond=1.0, p_within=1.0, p_worse=None if rule == "min" else 1.0, interval=None,
+                            method="none: one sample cannot be resampled")
         u = compared_influence(rule, b, c, ctx["infl"]["baseline"][metric][:, col],
                                ctx["infl"]["candidate"][metric][:, col])
         beyond_side, within_side = ("less", "greater") if rule == "min" else ("greater", "less")
@@ -505,13 +509,16 @@ class RegressionCheck(Check):
         return ends[0], ends[1]
 
     def _difference_interval(self, metric: str, col: int, ctx: dict[str, Any],
-                             settings: DecisionSettings) -> tuple[float, float]:
-        """Interval of candidate - baseline (the tables' column): the same statistic as the rules."""
+                             settings: DecisionSettings) -> tuple[float, float] | None:
+        """Interval of candidate - baseline (the tables' column): the same statistic as the rules (None: none)."""
         rule = "max_increase"                       # c - b for every metric (for R^2 the negative of its drop)
         sign = 1.0
         if metric == "r2":
             rule, sign = "max_drop", -1.0
-        lo, hi = self._evidence(rule, 0.0, col, metric, ctx, settings).interval
+        interval = self._evidence(rule, 0.0, col, metric, ctx, settings).interval
+        if interval is None:
+            return None
+        lo, hi = interval
         return (float(lo), float(hi)) if sign > 0 else (-float(hi), -float(lo))
 
     def _rule_findings(self, settings: DecisionSettings, ctx: dict[str, Any],

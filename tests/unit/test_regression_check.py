@@ -779,3 +779,22 @@ def test_an_r2_drop_claim_is_monotone_in_the_threshold_and_agrees_with_its_inter
         inside = hi - 0.02 * (hi - lo)
         assert RegressionCheck._evidence(rule, inside, 1, "r2", ctx, SETTINGS).p_within >= 0.025  # noqa: SLF001
     assert scanned >= 8
+
+
+@pytest.mark.parametrize("t", [1, 2])
+def test_one_sample_claims_nothing_either_way(t):
+    """The bootstrap of one sample is that sample: every resample the same, no spread. A claim "beyond" (a 95%
+    interval [1.3, 1.3]) or "within" from it would hold at no confidence, so every resampled rule is inconclusive
+    with no interval; the worse-sample rate (an exact binomial interval) still has its own."""
+    y, pb, pc = world(1, t, seed=5, noise_c=3.0)
+    options = {"mae": {"max_relative_increase": 0.05, "max_increase": 10.0}, "rmse": {"max": 100.0},
+               "r2": {"max_drop": 0.05}, "worse_rate": {"max": 0.2}, "per_target": t > 1}
+    result = run_check(y, pb, pc, options=options)
+    resampled = [f for f in result.findings if not f.metric.startswith("worse_rate")]
+    assert len(resampled) == 4 * (1 + (t if t > 1 else 0))
+    for f in resampled:
+        assert f.status == "warn" and f.inconclusive and f.interval is None, f
+    worse = [f for f in result.findings if f.metric.startswith("worse_rate")]
+    assert len(worse) == 1 and worse[0].interval is not None and worse[0].inconclusive
+    two = run_check(*world(2, t, seed=5, noise_c=3.0), options=options)      # two samples: resampled as usual
+    assert all(f.interval is not None for f in two.findings)
