@@ -51,7 +51,8 @@ class ClassAlignment:
         by_config = self.baseline.names is None or self.baseline.generic     # class_names named the baseline's
         if self.columns is None:
             if by_config:
-                return f"the candidate names its classes as class_names names the baseline's, in the same order{renamed}"
+                return ("the candidate names its classes as class_names names the baseline's, in the same order"
+                        f"{renamed}")
             return f"both models name their classes the same, in the same order{renamed}"
         assert self.names is not None and self.candidate.names is not None
         moved = [f"{self.candidate.names[c]!r} column {c} -> {i}" for i, c in enumerate(self.columns) if c != i]

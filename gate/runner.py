@@ -49,11 +49,13 @@ class Sources:
     extras: dict[str, Any]
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, where: Any = None) -> torch.device:
+    """The run's torch device; `where(key)` names the setting ('gate.yaml: device', or the command line's)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: cuda was requested but torch sees no CUDA device (use --device cpu or auto)")
+        at = where("device") if where is not None else "device"
+        raise ConfigError(f"{at}: cuda was requested but torch sees no CUDA device (use --device cpu or auto)")
     return torch.device(name)
 
 
@@ -491,13 +493,13 @@ def run_gate(config: GateConfig, sources: Sources) -> Report | None:
     gathered and merged, rank 0 computes and gets the Report, the other ranks get None."""
     started = time.perf_counter()
     if not sources.extras.get("distributed"):
-        with _loaded(config, sources, device=resolve_device(config.device)) as run:
+        with _loaded(config, sources, device=resolve_device(config.device, config.where)) as run:
             counts, num_samples, num_batches = _evaluate(run)
             return _decide(run, counts, _data_info(run, num_samples, num_batches), started=started)
     from gate.sharding import distributed_shard, gather_states, init_distributed
 
     shard = distributed_shard()
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, config.where)
     if device.type == "cuda":
         import os
 
@@ -526,7 +528,7 @@ def run_gate(config: GateConfig, sources: Sources) -> Report | None:
 
 def run_shard(config: GateConfig, sources: Sources, shard: Any) -> Any:
     """One `--shard I/N` job: its batches scored, its state (gate.sharding.RunState) for `gate merge`."""
-    with _loaded(config, sources, device=resolve_device(config.device)) as run:
+    with _loaded(config, sources, device=resolve_device(config.device, config.where)) as run:
         refuse_unshardable(run.checks, files=True)
         counts, num_samples, num_batches = _evaluate(run, shard=shard)
         state = shard_state(run, counts, _data_info(run, num_samples, num_batches), shard=shard)

@@ -102,7 +102,8 @@ class DriftCheck(Check):
         if self.opts.layers is not None and not (names["baseline"] or names["candidate"]):
             sample = ", ".join(n for n, _ in list(roots["baseline"].named_modules())[1:9])
             raise ConfigError(
-                f"checks.drift.layers: {list(self.opts.layers)} match no module of either model "
+                f"{self.ctx.config.where('checks.drift.layers')}: {list(self.opts.layers)} match no module of "
+                "either model "
                 f"(the baseline has e.g. {sample})"
             )
         self._model_layers = max(len(names["baseline"]), len(names["candidate"]))
