@@ -89,6 +89,52 @@ def align_models(config: GateConfig, models: dict[str, Any], task: str = "classi
     return ready, alignment
 
 
+def run_tokenizer(models: dict[str, Any]) -> Any | None:
+    """The model tokenizer a run's text data is encoded with (unless data.tokenizer names one): the baseline's,
+    else the candidate's; both models read the same token ids. `refuse_candidate_tokenizer` says when the
+    candidate's may not serve."""
+    return models["baseline"].tokenizer if models["baseline"].tokenizer is not None else models["candidate"].tokenizer
+
+
+def refuse_candidate_tokenizer(config: GateConfig, models: dict[str, Any], data_format: str) -> None:
+    """ConfigError when text data would be encoded by the candidate's tokenizer for the baseline too: the candidate
+    ships one the baseline does not (and the config names none), or one that differs from the baseline's. A
+    candidate's tokenizer is part of the change under test: if it decided the baseline's inputs, a pull request
+    could make the production model look worse than it is."""
+    if data_format not in ("jsonl", "csv") or config.data.get("tokenizer"):
+        return
+    base, cand = models["baseline"].tokenizer, models["candidate"].tokenizer
+    if cand is None:
+        return
+    where = config.where("data.tokenizer")
+    if base is None:
+        raise ConfigError(
+            f"{where}: only the candidate ({models['candidate'].path}) ships a tokenizer, and the text data would be "
+            "encoded by it for the baseline too; name the tokenizer both models read with data.tokenizer (a "
+            "directory or package.module:callable) in the policy")
+    if tokenizer_fingerprint(base) != tokenizer_fingerprint(cand):
+        raise ConfigError(
+            f"{where}: the candidate's tokenizer ({models['candidate'].path}) differs from the baseline's "
+            f"({models['baseline'].path}); both models read one encoding of the text data, so name the tokenizer "
+            "to use with data.tokenizer in the policy")
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> Any:
+    """What decides a tokenizer's output: a fast tokenizer's whole serialised pipeline (normaliser, pre-tokeniser,
+    vocabulary, post-processor, added tokens) with its wrapper's special tokens, sides and length; a slow one's
+    class, vocabulary and special tokens; anything else is itself (the same object or not)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    special = sorted((str(k), str(v)) for k, v in (getattr(tokenizer, "special_tokens_map", None) or {}).items())
+    sides = (getattr(tokenizer, "padding_side", None), getattr(tokenizer, "truncation_side", None),
+             getattr(tokenizer, "model_max_length", None))
+    if backend is not None and hasattr(backend, "to_str"):
+        return ("fast", type(tokenizer).__name__, backend.to_str(), special, sides)
+    vocab = getattr(tokenizer, "get_vocab", None)
+    if callable(vocab):
+        return ("slow", type(tokenizer).__name__, sorted(vocab().items()), special, sides)
+    return ("object", id(tokenizer))
+
+
 class _Capture:
     """Forward hooks on the modules checks asked for; records raw outputs only while `active`.
 
@@ -571,8 +617,9 @@ def _loaded(config: GateConfig, sources: Sources, *, device: torch.device) -> It
     models = {role: apply_dtype(models[role], config.model_options(role).get("dtype", "auto")) for role in ROLES}
     models, alignment = align_models(config, models, task)
     class_names = alignment.names
-    tokenizer = models["candidate"].tokenizer or models["baseline"].tokenizer
-    data = open_data(sources.data, options=config.data, class_names=class_names, tokenizer=tokenizer, task=task)
+    data = open_data(sources.data, options=config.data, class_names=class_names, tokenizer=run_tokenizer(models),
+                     task=task)
+    refuse_candidate_tokenizer(config, models, data.format)
     ctx = RunContext(
         config=config, models=models, class_names=class_names or (), device=device, extras=dict(sources.extras),
         classes=alignment, task=task,
@@ -642,8 +689,8 @@ def _plan_cache(run: _Run, shard: Any) -> _Cache | None:
         return _Cache(note=f"baseline cache bypassed: {'; '.join(live)}, so the baseline runs on every batch")
     ctx, folder = run.ctx, Path(folder)
     baseline = ctx.models["baseline"]
-    tokenizer = ctx.models["candidate"].tokenizer or baseline.tokenizer
-    facts = entry_facts(config=run.config, baseline=baseline, data=run.data, tokenizer=tokenizer, device=ctx.device,
+    facts = entry_facts(config=run.config, baseline=baseline, data=run.data, tokenizer=run_tokenizer(ctx.models),
+                        device=ctx.device,
                         class_names=ctx.class_names, shard=shard)
     if facts is None:
         return _Cache(note="baseline cache not used: the baseline or the data has no file hash to key it on")

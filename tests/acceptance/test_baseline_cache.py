@@ -116,9 +116,10 @@ def test_a_changed_tokenizer_misses(tmp_path, capsys, forwards):
 
     assert _cache_note(run("first")).startswith("baseline cache miss")
     assert _cache_note(run("second")).startswith("baseline cache hit")
-    settings = json.loads((candidate / "tokenizer_config.json").read_text())
-    settings["model_max_length"] = 4                          # the candidate's tokenizer now truncates to 4 tokens
-    (candidate / "tokenizer_config.json").write_text(json.dumps(settings))
+    for model in (base, candidate):         # the one tokenizer both read (the baseline's) now truncates to 4 tokens
+        settings = json.loads((model / "tokenizer_config.json").read_text())
+        settings["model_max_length"] = 4
+        (model / "tokenizer_config.json").write_text(json.dumps(settings))
     forwards.clear()
     assert _cache_note(run("third")).startswith("baseline cache miss")
     assert "baseline" in forwards
@@ -263,3 +264,30 @@ def test_an_entry_nested_too_deeply_is_corrupt_not_a_crash(tmp_path):
     (tmp_path / f"{key}.scores").write_bytes(b"")
     with pytest.raises(CorruptEntry, match="nested too deeply"):
         open_entry(tmp_path, key, facts)
+
+
+def test_the_candidates_tokenizer_never_encodes_the_baselines_text_unless_the_policy_says_so(tmp_path, capsys):
+    """Both models read one encoding of the text data. A candidate whose tokenizer differs from the baseline's (it
+    truncates to 4 tokens here), or the only one with a tokenizer, would decide the baseline's inputs: exit 2,
+    naming data.tokenizer; with data.tokenizer in the config the run goes on with that tokenizer for both."""
+    from tests.unit.model_fixtures import TEXTS, build_hf_dir
+
+    base = tmp_path / "base"
+    build_hf_dir(base, id2label={0: "negative", 1: "positive"}, seed=3)
+    candidate = tmp_path / "candidate"
+    shutil.copytree(base, candidate)
+    settings = json.loads((candidate / "tokenizer_config.json").read_text())
+    settings["model_max_length"] = 4
+    (candidate / "tokenizer_config.json").write_text(json.dumps(settings))
+    data = tmp_path / "eval.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "label": ["negative", "positive"][i % 2]}) + "\n"
+                            for i, t in enumerate(TEXTS * 10)))
+    out = tmp_path / "r.json"
+    refused = run_cli(capsys, "check", candidate, "-b", base, "-d", data, "--json", out)
+    assert refused.code == 2 and not out.exists() and refused.err.count("\n") == 1
+    assert refused.err.startswith("error: data.tokenizer: the candidate's tokenizer") and "differs" in refused.err
+    config = tmp_path / "gate.yaml"
+    config.write_text(f"data: {{tokenizer: {json.dumps(str(base))}}}\n")
+    chosen = run_cli(capsys, "check", candidate, "-b", base, "-d", data, "--json", out, "--config", config)
+    assert chosen.code in (0, 1), chosen.err
+    assert json.loads(out.read_text())["metrics"]["comparison"]["agreement"] == 1.0    # the same model, one encoding
