@@ -105,16 +105,40 @@ def reliability(p: np.ndarray, y: np.ndarray, *, bins: int = 15,
                 binned: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Reliability:
     """Expected calibration error (Guo et al. 2017): sum_b (n_b / n) |accuracy_b - confidence_b|, with its diagram;
     `binned`: `confidence_bins(p, bins)` when the caller has it."""
-    conf, idx, pred = binned if binned is not None else confidence_bins(p, bins)
-    correct = (pred == y).astype(np.float64)
-    count = np.bincount(idx, minlength=bins)
-    conf_sum = np.bincount(idx, weights=conf, minlength=bins)
-    acc_sum = np.bincount(idx, weights=correct, minlength=bins)
+    return calibration(binned if binned is not None else confidence_bins(p, bins), y, bins=bins)[0][0]
+
+
+def calibration(binned: tuple[np.ndarray, np.ndarray, np.ndarray], labels: np.ndarray, *, bins: int,
+                models: int = 1) -> tuple[list[Reliability], list[Influence]]:
+    """Each model's `reliability` and `ece_influence` from `confidence_bins` of its rows, the models' rows one
+    after the other (`models` blocks of len(labels) / models rows, `labels` each row's): one bincount per sum for
+    every model and bin at once (each (model, bin) adds the same values in the same order as the model alone)."""
+    conf, idx, pred = binned
+    n = len(labels) // models
+    total = models * bins
+    cell = idx + np.repeat(np.arange(0, total, bins), n) if models > 1 else idx
+    correct = (pred == labels).astype(np.float64)
+    g = correct - conf
+    count = np.bincount(cell, minlength=total).reshape(models, bins)
+    conf_sum = np.bincount(cell, weights=conf, minlength=total).reshape(models, bins)
+    acc_sum = np.bincount(cell, weights=correct, minlength=total).reshape(models, bins)
+    gap_sum = np.bincount(cell, weights=g, minlength=total).reshape(models, bins)
+    finite = np.isfinite(conf).reshape(models, n).all(axis=1).tolist() if n else [True] * models
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf, acc = conf_sum / count, acc_sum / count
-    n = max(len(y), 1)
-    ece = float(np.add.reduce(np.abs(acc_sum - conf_sum)) / n) if np.isfinite(conf).all() else float("nan")
-    return Reliability(edges=bin_edges(bins), count=count, confidence=mean_conf, accuracy=acc, ece=ece)
+    shown = (np.add.reduce(np.abs(acc_sum - conf_sum), axis=1) / max(n, 1)).tolist()
+    edges = bin_edges(bins)
+    diagrams = [Reliability(edges=edges, count=count[m], confidence=mean_conf[m], accuracy=acc[m],
+                            ece=shown[m] if finite[m] else float("nan")) for m in range(models)]
+    if n == 0:
+        return diagrams, [Influence(value=float("nan"), psi=np.full(0, np.nan), bias=float("nan"))] * models
+    ece = np.add.reduce(np.abs(gap_sum), axis=1) / n
+    psi = np.sign(gap_sum).ravel()[cell] * g - (np.repeat(ece, n) if models > 1 else ece)
+    bias = ece_allowances(gap_sum, np.bincount(cell, weights=g * g, minlength=total).reshape(models, bins), n)
+    values, biases = ece.tolist(), bias.tolist()
+    influences = [Influence(value=values[m], psi=psi[m * n:(m + 1) * n], bias=biases[m]) if finite[m] else
+                  Influence(value=float("nan"), psi=np.full(n, np.nan), bias=float("nan")) for m in range(models)]
+    return diagrams, influences
 
 
 @lru_cache(maxsize=8)
@@ -144,14 +168,19 @@ def ece_allowance(gap_sum: np.ndarray, gap_sq: np.ndarray, n: int) -> float:
     biased upwards (a noisy bin whose true gap is 0 shows |gap| ~ 0.8 se on average), by 0 to 0.8 se; the ECE is
     their sum, so its bias is between 0 and about this allowance.
     """
+    return float(ece_allowances(np.asarray(gap_sum)[None, :], np.asarray(gap_sq)[None, :], n)[0])
+
+
+def ece_allowances(gap_sum: np.ndarray, gap_sq: np.ndarray, n: int) -> np.ndarray:
+    """`ece_allowance` of each row of (models, bins) sums."""
     if n < 2:
-        return float("nan")
+        return np.full(len(gap_sum), np.nan)
     s = np.asarray(gap_sum, dtype=np.float64) / n
     var = np.maximum(np.asarray(gap_sq, dtype=np.float64) / n - s * s, 0.0) / (n - 1)
     se = np.sqrt(var)
     with np.errstate(invalid="ignore", divide="ignore"):
         t = np.where(se > 0, np.abs(s) / np.where(se > 0, se, 1.0), 0.0)
-    return float(np.sum(se * bin_bias(np.maximum(t - ECE_SHRINK, 0.0))))
+    return np.sum(se * bin_bias(np.maximum(t - ECE_SHRINK, 0.0)), axis=1)
 
 
 def ece_influence(p: np.ndarray, y: np.ndarray, *, bins: int,
@@ -163,16 +192,7 @@ def ece_influence(p: np.ndarray, y: np.ndarray, *, bins: int,
     confidence_i) - ECE. Near 0 it is not: there the estimate is biased upwards (by up to `bias` in all) and the
     linear variance overstates its spread; an interval widened by the allowance on the side of the bias covers.
     """
-    conf, idx, pred = binned if binned is not None else confidence_bins(p, bins)
-    n = len(y)
-    g = (pred == y).astype(np.float64) - conf
-    if n == 0 or not np.isfinite(conf).all():
-        return Influence(value=float("nan"), psi=np.full(n, np.nan), bias=float("nan"))
-    gap_sum = np.bincount(idx, weights=g, minlength=bins)
-    sign = np.sign(gap_sum)
-    ece = float(np.sum(np.abs(gap_sum)) / n)
-    return Influence(value=ece, psi=sign[idx] * g - ece,
-                     bias=ece_allowance(gap_sum, np.bincount(idx, weights=g * g, minlength=bins), n))
+    return calibration(binned if binned is not None else confidence_bins(p, bins), y, bins=bins)[1][0]
 
 
 # ------------------------------------------------------------------------------------ rankings: one sort per model

@@ -788,10 +788,8 @@ class ScoresCheck(Check):
                                              hits["candidate"] - rate["candidate"],
                                              hits=(hits["baseline"], hits["candidate"]), method="Tango score")
         bins = int(self.options.get("ece_bins", 15))
-        binned_both = sm.confidence_bins(both_p, bins)
-        binned = {r: tuple(a[i * n:(i + 1) * n] for a in binned_both) for i, r in enumerate(ROLES)}
-        rel = {r: sm.reliability(p[r], y, bins=bins, binned=binned[r]) for r in ROLES}
-        ece = {r: sm.ece_influence(p[r], y, bins=bins, binned=binned[r]) for r in ROLES}
+        diagrams, influences = sm.calibration(sm.confidence_bins(both_p, bins), y2, bins=bins, models=len(ROLES))
+        rel, ece = dict(zip(ROLES, diagrams)), dict(zip(ROLES, influences))
         out["ece"] = _Measure(ece["baseline"].value, ece["candidate"].value, ece["baseline"].psi,
                               ece["candidate"].psi, bias=(ece["baseline"].bias, ece["candidate"].bias),
                               method="delta, bin-noise allowance")
