@@ -329,22 +329,27 @@ def role_curves(counts: Counts, *, max_points: int, probability: bool,
     else:
         aucs, aps = areas[0].tolist(), areas[1].tolist()
     pr = pr_vertices(counts, drop_intermediate=True)
-    keep_roc, n_roc = _thinned(roc, max_points)
-    keep_pr, n_pr = _thinned(pr, max_points)
-    a, b = keep_roc.size, keep_pr.size                  # every list at once, then each curve's cut out of it
-    points = _nums(np.concatenate([roc.x[keep_roc], roc.y[keep_roc], pr.x[keep_pr], pr.y[keep_pr]]))
-    thresholds = _thresholds(np.concatenate([roc.thresholds[keep_roc], pr.thresholds[keep_pr]]), probability)
-    roc_sizes, pr_sizes = roc.sizes.tolist(), pr.sizes.tolist()
-    roc_stop, pr_stop = np.cumsum(n_roc).tolist(), np.cumsum(n_pr).tolist()
-    out, r0, p0 = [], 0, 0
-    for i in range(counts.sizes.size):
-        r1, p1 = roc_stop[i], pr_stop[i]
-        out.append({"roc": {"auc": _num(aucs[i], 6), "vertices": roc_sizes[i], "fpr": points[r0:r1],
-                            "tpr": points[a + r0:a + r1], "threshold": thresholds[r0:r1]},
-                    "pr": {"average_precision": _num(aps[i], 6), "vertices": pr_sizes[i],
-                           "recall": points[2 * a + p0:2 * a + p1], "precision": points[2 * a + b + p0:2 * a + b + p1],
-                           "threshold": thresholds[a + p0:a + p1]}})
-        r0, p0 = r1, p1
+    # the ROC curves and then the PR curves end to end, thinned at once (each curve on its own, as alone); every
+    # list made at once, then each curve's cut out of it
+    both = Vertices(x=np.concatenate([roc.x, pr.x]), y=np.concatenate([roc.y, pr.y]),
+                    thresholds=np.concatenate([roc.thresholds, pr.thresholds]),
+                    sizes=np.concatenate([roc.sizes, pr.sizes]))
+    keep, kept = _thinned(both, max_points)
+    total = keep.size
+    points = _nums(np.concatenate([both.x[keep], both.y[keep]]))
+    thresholds = _thresholds(both.thresholds[keep], probability)
+    sizes = both.sizes.tolist()
+    stops = np.cumsum(kept).tolist()
+    curves = counts.sizes.size
+    out = []
+    for i in range(curves):
+        r0, r1 = stops[i - 1] if i else 0, stops[i]
+        p0, p1 = stops[curves + i - 1], stops[curves + i]
+        out.append({"roc": {"auc": _num(aucs[i], 6), "vertices": sizes[i], "fpr": points[r0:r1],
+                            "tpr": points[total + r0:total + r1], "threshold": thresholds[r0:r1]},
+                    "pr": {"average_precision": _num(aps[i], 6), "vertices": sizes[curves + i],
+                           "recall": points[p0:p1], "precision": points[total + p0:total + p1],
+                           "threshold": thresholds[p0:p1]}})
     return out
 
 

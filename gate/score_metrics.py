@@ -11,6 +11,7 @@ true class (`strata`), which for a binary model is exactly DeLong's variance of 
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from functools import cached_property, lru_cache
@@ -72,9 +73,18 @@ def top_k_hits(p: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
 
 
 def mean_influence(terms: np.ndarray) -> Influence:
-    terms = np.asarray(terms, dtype=np.float64)
-    value = float(np.add.reduce(terms) / terms.size) if terms.size else float("nan")   # np.mean's operations
-    return Influence(value=value, psi=terms - value)
+    return mean_influences(terms)[0]
+
+
+def mean_influences(terms: np.ndarray, models: int = 1) -> list[Influence]:
+    """Each model's mean of its per-sample terms and their influence, the models' terms one block after the other:
+    one row-wise reduce (each row numpy's pairwise sum of its own, as np.mean's operations on that block alone)."""
+    rows = np.asarray(terms, dtype=np.float64).reshape(models, -1)
+    if not rows.shape[1]:
+        return [Influence(value=float("nan"), psi=rows[m] - math.nan) for m in range(models)]
+    values = np.add.reduce(rows, axis=1) / rows.shape[1]
+    psi = rows - values[:, None]
+    return [Influence(value=v, psi=psi[m]) for m, v in enumerate(values.tolist())]
 
 
 # ---------------------------------------------------------------------------------------------- calibration

@@ -152,6 +152,46 @@ def contrast_spread(rule: str, m: _Measure, *, stratified: bool) -> float:
                    lambda: sm.contrast_se(contrast_influence(rule, m), m.strata if stratified else None))
 
 
+def prime_spreads(measures: list[_Measure]) -> None:
+    """The spreads every statistical run asks for, of every measure at once: the unstratified standard error of
+    the paired difference (`contrast_spread`'s "difference" family), the transformed test's (`_transformed_parts`,
+    the paired form) and the skewness of the increase (`_skew_parts`), each a row of one (rows, n) array whose
+    row-wise reduces are numpy's pairwise sums of each row alone: the values the lazy path computes, in a few
+    numpy calls for all of them. Stratified spreads (ROC-AUC's) stay lazy."""
+    rows: list[tuple[_Measure, str, np.ndarray, np.ndarray | None]] = []
+    for m in measures:
+        if m.psi_baseline is None or m.strata is not None or m.psi_candidate.size < 2:
+            continue
+        pb, pc = m.psi_baseline, m.psi_candidate
+        rows.append((m, "difference", pb, pc))
+        if m.transform:
+            b, c = m.baseline, m.candidate
+            if math.isfinite(_forward(m.transform, b)) and math.isfinite(_forward(m.transform, c)):
+                rows.append((m, "transformed", pb * _slope(m.transform, b), pc * _slope(m.transform, c)))
+    if not rows:
+        return
+    n = rows[0][0].psi_candidate.size
+    if any(m.psi_candidate.size != n for m, *_ in rows):
+        return
+    x = np.empty((len(rows), n))
+    for i, (m, kind, pb, pc) in enumerate(rows):
+        if kind == "difference":
+            np.multiply(-1.0, np.subtract(pb, pc, out=x[i]), out=x[i])     # contrast_influence("max_increase")
+        else:
+            np.subtract(pc, pb, out=x[i])
+    d = x - (np.add.reduce(x, axis=1) / n)[:, None]             # sample_variance's and skewness' operations
+    d2 = d * d
+    ss = np.add.reduce(d2, axis=1)
+    se = np.sqrt(ss / (n - 1) / n).tolist()
+    skewed = [i for i, (m, kind, *_) in enumerate(rows) if kind == "difference" and m.skew]
+    cubes = np.add.reduce(d2[skewed] * d[skewed], axis=1).tolist() if skewed else []
+    for i, (m, kind, *_) in enumerate(rows):
+        m.spreads.setdefault(("se", "difference", False) if kind == "difference" else ("transformed", False), se[i])
+    for i, cube in zip(skewed, cubes):
+        m2 = float(ss[i] / n)
+        m.spreads.setdefault(("skew", "max_increase"), cube / n / m2 ** 1.5 if m2 > 0 else 0.0)
+
+
 @lru_cache(maxsize=16)
 def _z(confidence: float) -> float:
     """The normal quantile of the one-sided level (1.96 at 0.95): NormalDist, as scipy's isf costs ~1 ms a call."""
@@ -252,10 +292,13 @@ def allowance_evidence(rule: str, m: _Measure, *, threshold: float, confidence: 
                     interval=(low - z * se, high + z * se), method=m.method)
 
 
-def hall_statistic(t: np.ndarray | float, a: float) -> np.ndarray:
+def hall_statistic(t: np.ndarray | float, a: float) -> np.ndarray | float:
     """Hall's (1992) transformation of a studentized mean, g(t) = t + a t^2 / 3 + a^2 t^3 / 27 + a / 6, a = skewness /
     sqrt(n): g(t) is standard normal to O(1/n) where t is skewed by O(1/sqrt(n)); monotone, g' = (1 + a t / 3)^2."""
-    t = np.asarray(t, dtype=np.float64)
+    if not isinstance(t, float):
+        t = np.asarray(t, dtype=np.float64)
+    # a Python float (a rule's test) is computed in Python floats: the same IEEE operations in the same order,
+    # without numpy's cost per operation on a scalar
     return t + a * t * t / 3.0 + a * a * (t * t * t) / 27.0 + a / 6.0
 
 
@@ -335,9 +378,17 @@ def _slope(transform: str, x: float) -> float:
 
 def candidate_at(rule: str, baseline: float, bound: float) -> float:
     """The candidate's value at which `compared_value(rule, baseline, .)` equals `bound`."""
-    return {"min": bound, "max": bound, "max_drop": baseline - bound, "max_increase": baseline + bound,
-            "max_relative_drop": baseline * (1.0 - bound),
-            "max_relative_increase": baseline * (1.0 + bound)}[rule]
+    if rule in ("min", "max"):
+        return bound
+    if rule == "max_drop":
+        return baseline - bound
+    if rule == "max_increase":
+        return baseline + bound
+    if rule == "max_relative_drop":
+        return baseline * (1.0 - bound)
+    if rule == "max_relative_increase":
+        return baseline * (1.0 + bound)
+    raise KeyError(rule)
 
 
 def transformed_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float) -> Evidence | None:
@@ -422,8 +473,10 @@ def rule_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float
     normal = normal_evidence(value, se, rule=rule, threshold=threshold, confidence=confidence, method=m.method)
     if not m.transform or not math.isfinite(se):
         return normal
-    return hull_evidence([normal, transformed_evidence(rule, m, threshold=threshold, confidence=confidence),
+    hull = hull_evidence([normal, transformed_evidence(rule, m, threshold=threshold, confidence=confidence),
                           skew_evidence(rule, m, threshold=threshold, confidence=confidence) if m.skew else None])
+    m.spreads[("hull", rule, confidence)] = hull.interval    # = hull_interval(rule, m, ...): the table's, if asked
+    return hull
 
 
 def delta_interval(m: _Measure, *, confidence: float) -> tuple[float, float] | None:
@@ -446,6 +499,9 @@ def hull_interval(rule: str, m: _Measure, *, confidence: float) -> tuple[float, 
     """`rule_evidence(rule, m, ...).interval` of a measure with a transform and a finite spread, without the
     p-values (no interval depends on the threshold): the normal one's hull with the transformed and skew-corrected
     ones, taken in the same order."""
+    known = m.spreads.get(("hull", rule, confidence))
+    if known is not None:           # the rule's own evidence made it
+        return known
     z = _z(confidence)
     value = compared_value(rule, m.baseline, m.candidate)
     se = contrast_spread(rule, m, stratified=m.strata is not None) * m.scale
@@ -770,7 +826,7 @@ class ScoresCheck(Check):
         y2 = np.concatenate([y, y])
         both_odds, both_p = both
         for name, terms in (("log_loss", sm.log_loss_terms(both_odds, y2)), ("brier", sm.brier_terms(both_p, y2))):
-            ib, ic = sm.mean_influence(terms[:n]), sm.mean_influence(terms[n:])
+            ib, ic = sm.mean_influences(terms, len(ROLES))
             out[name] = _Measure(ib.value, ic.value, ib.psi, ic.psi, transform="log", skew=True,
                                  method="normal, log-ratio and skew-corrected (paired mean)")
         roc, pr = sm.ranking_influences(rankings)
@@ -782,9 +838,9 @@ class ScoresCheck(Check):
         if k > top_k:
             hit = sm.top_k_hits(both_odds, y2, top_k)
             hits = {"baseline": hit[:n], "candidate": hit[n:]}
-            rate = {r: hits[r].mean() for r in ROLES}
-            out["top_k_accuracy"] = _Measure(float(rate["baseline"]), float(rate["candidate"]),
-                                             hits["baseline"] - rate["baseline"],
+            # a mean of 0 / 1 values is its exact count over n: one division, as np.mean's
+            rate = {r: np.count_nonzero(hits[r]) / n for r in ROLES}
+            out["top_k_accuracy"] = _Measure(rate["baseline"], rate["candidate"], hits["baseline"] - rate["baseline"],
                                              hits["candidate"] - rate["candidate"],
                                              hits=(hits["baseline"], hits["candidate"]), method="Tango score")
         bins = int(self.options.get("ece_bins", 15))
@@ -829,6 +885,8 @@ class ScoresCheck(Check):
             measures = self._measures(p, odds, y, rankings, (both, both_p))
             if self._stream is not None:
                 measures = self._streamed(measures)
+            if settings.statistical:
+                prime_spreads(list(measures.values()))
         findings: list[Finding] = []
         rows = []
         for metric, (higher, _) in METRICS.items():
