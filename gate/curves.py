@@ -52,12 +52,20 @@ class Counts:
     def rates(self) -> tuple[np.ndarray, np.ndarray]:
         """(precision, recall) at each threshold, as precision_recall_curve computes them (a curve without
         positives has recall 1 throughout)."""
-        tps, predicted = self.tps, self.tps + self.fps
+        return self.rates_at(None)
+
+    def rates_at(self, index: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """`rates` at the entries `index` only (every entry when None): the same values, computed for those."""
+        tps, fps, ids = self.tps, self.fps, self.ids
+        last = tps[np.cumsum(self.sizes) - 1] if tps.size else tps        # each curve's positives
+        if index is not None:
+            tps, fps, ids = tps[index], fps[index], ids[index]
+        predicted = tps + fps
         if predicted.all():             # a ranking's counts: something is predicted at every threshold
             precision = tps / predicted
         else:
             precision = np.divide(tps, predicted, out=np.zeros(tps.size), where=predicted != 0)
-        last = tps[np.cumsum(self.sizes) - 1][self.ids] if tps.size else tps
+        last = last[ids] if tps.size else tps
         if last.all():                  # every curve has positives
             return precision, tps / last
         return precision, np.where(last == 0, 1.0, tps / np.where(last == 0, 1, last))
@@ -145,14 +153,16 @@ def pr_vertices(counts: Counts, *, drop_intermediate: bool = False) -> Vertices:
     decreasing, ending at (recall 0, precision 1), whose threshold is +inf here; `drop_intermediate` keeps only the
     first and last threshold of each run of equal true positives (one recall: a vertical segment, drawn the same)."""
     tps, thresholds, sizes, ids = counts.tps, counts.thresholds, counts.sizes, counts.ids
-    precision, recall = counts.rates
     if drop_intermediate:
         keep = _ends(sizes)
         if keep.size > 2:       # an inner threshold stays where the true positives change on either side
             keep[1:-1] |= (tps[1:-1] != tps[:-2]) | (tps[2:] != tps[1:-1])
         kept = np.flatnonzero(keep)
-        tps, thresholds, ids, precision, recall = tps[kept], thresholds[kept], ids[kept], precision[kept], recall[kept]
+        precision, recall = counts.rates_at(kept)           # only where a vertex is kept
+        tps, thresholds, ids = tps[kept], thresholds[kept], ids[kept]
         sizes = np.bincount(ids, minlength=sizes.size)
+    else:
+        precision, recall = counts.rates
     stop = np.cumsum(sizes)
     # curve i (entries from a on, L of them) goes, reversed, to a + i ... a + i + L - 1, its end point after it
     curve = np.arange(sizes.size)
@@ -265,39 +275,26 @@ def _nums(values: np.ndarray, digits: int = 5) -> list[float | None]:
 
 
 _POW10 = 10.0 ** np.arange(23)          # exact in float64 up to 1e22
-_SPLIT = 134217729.0                    # 2^27 + 1: Veltkamp's split of a double into two halves
-
-
-def _exact_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """a * b as an unevaluated sum p + err, exactly (Dekker's two-product; no fma in numpy)."""
-    p = a * b
-    ca, cb = _SPLIT * a, _SPLIT * b
-    ah, bh = ca - (ca - a), cb - (cb - b)
-    al, bl = a - ah, b - bh
-    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+#: A product p = fl(v * 10^k) below 1e5 is within 2^-37 of the exact one: where p's fraction is this far from a half,
+#: rint(p) is the exact product's rounding (else the value goes through the string)
+_HALF_MARGIN = 1e-9
 
 
 def five_significant(q: np.ndarray) -> np.ndarray:
     """float(f"{v:.5g}") of each value (the double nearest the value rounded to 5 significant digits, half to even
-    on its exact binary value), vectorised for values in [1e-17, 1e5): the mantissa m = round(v * 10^k) from the
-    exact product, then m / 10^k, correctly rounded since both are exact; other values through the string."""
+    on its exact binary value), vectorised for values in [1e-18, 1e5): k = 4 - floor(log10(v)) so that
+    v * 10^k lies in [1e4, 1e5), the mantissa m = rint(fl(v * 10^k)) (the exact product's rounding wherever the
+    rounded product is not within _HALF_MARGIN of a half), then m / 10^k, correctly rounded since both are exact;
+    other values (a half or near it, log10 one off next to a power of ten, outside the range) through the string."""
     q = np.asarray(q, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        k = 4 - np.floor(np.log10(q))
-        fast = np.isfinite(q) & (q > 0) & (k >= 0) & (k <= 21)
-        k = np.where(fast, k, 4).astype(np.int64)
-    v = np.where(fast, q, 1.0)
-    for _ in range(3):                  # log10 may be one off next to a power of ten: move k until m has 5 digits
-        p, err = _exact_product(v, _POW10[k])
-        low = fast & ((p < 1e4) | ((p == 1e4) & (err < 0)))
-        high = fast & ((p > 1e5) | ((p == 1e5) & (err >= 0)))
-        if not (low.any() or high.any()):
-            break
-        k = np.clip(k + low - high, 0, 22)
-    m = np.rint(p)                      # half to even where p is a tie; the exact remainder decides the rest
-    d = p - m                           # exact
-    m = m + ((d == 0.5) & (err > 0)) - ((d == -0.5) & (err < 0))
-    out = m / _POW10[k]
+        k = 4.0 - np.floor(np.log10(q))     # NaN, +-inf, 0 and negative values give NaN or +-inf: not in range
+        fast = (k >= 0.0) & (k <= 22.0)
+        scale = _POW10[np.where(fast, k, 4.0).astype(np.int64)]
+        p = q * scale
+        m = np.rint(p)                      # half to even, as the string's rounding of the exact value
+        fast &= (p >= 1e4) & (p < 1e5) & (np.abs(p - m) < 0.5 - _HALF_MARGIN)
+    out = m / scale
     slow = np.flatnonzero(~fast)
     if slow.size:                       # Python floats format as numpy's do, without a numpy scalar per value
         out[slow] = [float(f"{v:.5g}") for v in q[slow].tolist()]
