@@ -365,9 +365,11 @@ def _most_changed(classes: list[int], areas: dict[str, np.ndarray]) -> list[int]
 
 def _drawn(counts: Counts, model: np.ndarray, *, max_points: int, probability: bool,
            areas: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, list[dict[str, Any]]]:
-    """Each model's curves (`role_curves` of its rows of `counts`, all rows at once)."""
+    """Each model's curves (`role_curves` of its rows of `counts`, all rows at once; `model` the model of each row,
+    grouped by model in order, as the rankings and the bins give them)."""
     entries = role_curves(counts, max_points=max_points, probability=probability, areas=areas)
-    return {role: [e for e, m in zip(entries, model.tolist()) if m == i] for i, role in enumerate(ROLES)}
+    bounds = np.searchsorted(model, np.arange(len(ROLES) + 1)).tolist()    # rows are grouped by model, in order
+    return {role: entries[bounds[i]:bounds[i + 1]] for i, role in enumerate(ROLES)}
 
 
 def score_curves(odds: dict[str, np.ndarray], y: np.ndarray, class_names: tuple[str, ...], *,
@@ -382,8 +384,12 @@ def score_curves(odds: dict[str, np.ndarray], y: np.ndarray, class_names: tuple[
     if rankings is None:
         rankings = sm.Rankings([odds[role] for role in ROLES], y)
     nan = np.zeros(k, dtype=bool)
-    for role in ROLES:
-        nan |= np.isnan(odds[role]).any(axis=0)
+    kept = rankings.kept
+    if kept is not None and kept.classes.size:       # the ranked classes (the only ones drawn): a row's NaN flag
+        nan[rankings.classes] = kept.nan.reshape(rankings.models, -1).any(axis=0)
+    elif kept is None:
+        for role in ROLES:
+            nan |= np.isnan(odds[role]).any(axis=0)
     total = len(_classes(support, y.size))
     classes = [c for c in _classes(support, y.size) if not nan[c]]     # NaN scores rank nothing
     unranked = total - len(classes)

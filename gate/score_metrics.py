@@ -338,6 +338,11 @@ class Rankings:
     def models(self) -> int:
         return len(self.scores)
 
+    @property
+    def kept(self) -> ClassRanking | None:
+        """The one ranking of every row, when it is kept (else None: the readers rank chunk by chunk)."""
+        return self._kept
+
     def __iter__(self) -> Iterator[ClassRanking]:
         return self.of(self.classes)
 

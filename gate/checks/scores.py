@@ -988,26 +988,26 @@ class ScoresCheck(Check):
         for i, label in enumerate(labels):
             if bn[i] == 0 and cn[i] == 0:
                 continue
-            rows.append((label, int(bn[i]), _round(bconf[i]), _round(bacc[i]),
-                         int(cn[i]), _round(cconf[i]), _round(cacc[i])))
+            rows.append((label, bn[i], _round(bconf[i]), _round(bacc[i]), cn[i], _round(cconf[i]), _round(cacc[i])))
         table = Table(title=f"Reliability diagram (top-label confidence; ECE baseline {rel['baseline'].ece:.4f}, "
                             f"candidate {rel['candidate'].ece:.4f})",
                       headers=("confidence bin", "samples b", "confidence b", "accuracy b", "samples c",
                                "confidence c", "accuracy c"),
                       rows=tuple(rows))
-        charts = tuple(
-            Chart(title=f"Reliability, {role}: accuracy per confidence bin (calibrated: accuracy = confidence)",
-                  labels=tuple(labels[i] for i in range(len(labels)) if lists[role][0][i] > 0),
-                  values=tuple(round(float(lists[role][2][i]), 4) for i in range(len(labels))
-                               if lists[role][0][i] > 0),
-                  y_label="accuracy")
-            for role in ROLES)
-        data = {"edges": [float(e) for e in edges], "bins": len(labels)}
+        charts = []
+        for role in ROLES:
+            count, _, accuracy = lists[role]
+            shown = [i for i, c in enumerate(count) if c > 0]
+            charts.append(Chart(title=f"Reliability, {role}: accuracy per confidence bin (calibrated: accuracy = "
+                                      "confidence)", labels=tuple(labels[i] for i in shown),
+                                values=tuple(round(accuracy[i], 4) for i in shown), y_label="accuracy"))
+        data = {"edges": edges, "bins": len(labels)}
         for role in ROLES:
             count, confidence, accuracy = lists[role]
-            data[role] = {"ece": rel[role].ece, "count": [int(x) for x in count],
-                          "confidence": [None if x != x else float(x) for x in confidence],
-                          "accuracy": [None if x != x else float(x) for x in accuracy]}
+            data[role] = {"ece": rel[role].ece, "count": count,
+                          "confidence": [None if x != x else x for x in confidence],
+                          "accuracy": [None if x != x else x for x in accuracy]}
+        charts = tuple(charts)
         return table, charts, data
 
     def _curve_outputs(self, odds: dict[str, np.ndarray], y: np.ndarray, rankings: sm.Rankings,
