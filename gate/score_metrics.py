@@ -23,6 +23,7 @@ from scipy.special import ndtr
 #: Probabilities are clipped to [EPS, 1 - EPS] in the log loss, as scikit-learn clips float64 input: a confident
 #: mistake costs at most -log(EPS) = 36.0 nats.
 EPS = float(np.finfo(np.float64).eps)
+_LOSS_FLOOR, _LOSS_CAP = float(-np.log1p(-EPS)), float(-np.log(EPS))      # -log(1 - EPS), -log(EPS)
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def log_loss_terms(odds: np.ndarray, y: np.ndarray) -> np.ndarray:
     p clipped to [EPS, 1 - EPS] as scikit-learn clips float64 input (its log_loss averages these)."""
     true = np.asarray(odds, dtype=np.float64)[np.arange(len(y)), y]
     with np.errstate(invalid="ignore"):     # a NaN score stays NaN, and NaN never passes
-        return np.clip(np.logaddexp(0.0, -true), -np.log1p(-EPS), -np.log(EPS))
+        return np.minimum(np.maximum(np.logaddexp(0.0, -true), _LOSS_FLOOR), _LOSS_CAP)   # np.clip's values
 
 
 def brier_terms(p: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -105,7 +106,12 @@ def confidence_bins(p: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, n
     """Top probability, its bin (intervals (i/B, (i+1)/B], the first closed at 0) and whether top-1 is right."""
     p = np.asarray(p)
     pred = p.argmax(axis=1)
-    conf = np.asarray(p.max(axis=1), dtype=np.float64)   # not p[rows, pred]: max's NaN, whose sign bit differs
+    # the top probability read at the argmax (a row-wise max over a few classes costs several times more); a row
+    # with a NaN takes max's NaN, whose sign bit may differ from the one read there
+    conf = np.asarray(p[np.arange(len(p)), pred], dtype=np.float64)
+    nan = np.isnan(conf)
+    if nan.any():
+        conf[nan] = p[nan].max(axis=1)
     # fmax: NaN to 0 as nan_to_num does; a negative value lands in the first bin either way
     idx = np.clip(np.ceil(np.fmax(conf, 0.0) * bins).astype(np.int64) - 1, 0, bins - 1)
     return conf, idx, pred
