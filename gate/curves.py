@@ -43,10 +43,17 @@ class Counts:
     fps: np.ndarray          # int64
     thresholds: np.ndarray   # float64
     sizes: np.ndarray        # (curves,) int64
+    #: where every threshold holds one sample (a ranking without ties): whether that sample is a positive (each
+    #: step of the counts then adds one to tps or to fps), else None
+    unit: np.ndarray | None = None
 
     @cached_property
     def ids(self) -> np.ndarray:
         return _ids(self.sizes)
+
+    def ids_at(self, index: np.ndarray) -> np.ndarray:
+        """`ids[index]`, found by a search of the curves' ends rather than from every entry's."""
+        return np.searchsorted(np.cumsum(self.sizes), index, side="right")
 
     @cached_property
     def rates(self) -> tuple[np.ndarray, np.ndarray]:
@@ -56,10 +63,12 @@ class Counts:
 
     def rates_at(self, index: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """`rates` at the entries `index` only (every entry when None): the same values, computed for those."""
-        tps, fps, ids = self.tps, self.fps, self.ids
+        tps, fps = self.tps, self.fps
         last = tps[np.cumsum(self.sizes) - 1] if tps.size else tps        # each curve's positives
         if index is not None:
-            tps, fps, ids = tps[index], fps[index], ids[index]
+            tps, fps, ids = tps[index], fps[index], self.ids_at(index)
+        else:
+            ids = self.ids
         predicted = tps + fps
         if predicted.all():             # a ranking's counts: something is predicted at every threshold
             precision = tps / predicted
@@ -107,7 +116,7 @@ def ranking_counts(r: sm.ClassRanking) -> Counts:
     if not r.tied.any():                               # every position ends its run
         tps = r.tp_through.ravel()
         return Counts(tps=tps, fps=np.tile(np.arange(1, n + 1), c) - tps, thresholds=r.score.ravel(),
-                      sizes=np.full(c, n, dtype=np.int64))
+                      sizes=np.full(c, n, dtype=np.int64), unit=r.positive.ravel())
     end = np.flatnonzero(r.last == np.arange(n))       # row-major: row by row, from the top
     tps = r.tp_through.ravel()[end]
     return Counts(tps=tps, fps=end % n + 1 - tps, thresholds=r.score.ravel()[end],
@@ -131,11 +140,14 @@ def roc_vertices(counts: Counts) -> Vertices:
     vertex whose neighbours are collinear with it dropped; the first threshold is +inf, the (0, 0) point)."""
     tps, fps, sizes = counts.tps, counts.fps, counts.sizes
     keep = _ends(sizes)
-    if keep.size > 2:           # an inner vertex stays where the slope changes (at the ends the test is moot)
+    if keep.size > 2 and counts.unit is not None:    # steps of one sample: the slope changes with the sample's class
+        u = counts.unit
+        keep[1:-1] |= u[2:] != u[1:-1]
+    elif keep.size > 2:         # an inner vertex stays where the slope changes (at the ends the test is moot)
         dt, df = tps[1:] - tps[:-1], fps[1:] - fps[:-1]
         keep[1:-1] |= (dt[1:] != dt[:-1]) | (df[1:] != df[:-1])
     kept = np.flatnonzero(keep)
-    ids = counts.ids[kept]
+    ids = counts.ids_at(kept)
     out_sizes = np.bincount(ids, minlength=sizes.size) + 1
     dest = np.arange(kept.size) + ids + 1                   # each curve's vertices after its (0, 0) point
     t = np.zeros(kept.size + sizes.size, dtype=np.int64)
@@ -152,17 +164,21 @@ def pr_vertices(counts: Counts, *, drop_intermediate: bool = False) -> Vertices:
     """(recall, precision, threshold) of each curve as sklearn.metrics.precision_recall_curve gives them: recall
     decreasing, ending at (recall 0, precision 1), whose threshold is +inf here; `drop_intermediate` keeps only the
     first and last threshold of each run of equal true positives (one recall: a vertical segment, drawn the same)."""
-    tps, thresholds, sizes, ids = counts.tps, counts.thresholds, counts.sizes, counts.ids
+    tps, thresholds, sizes = counts.tps, counts.thresholds, counts.sizes
     if drop_intermediate:
         keep = _ends(sizes)
-        if keep.size > 2:       # an inner threshold stays where the true positives change on either side
+        if keep.size > 2 and counts.unit is not None:    # steps of one sample: tps changes at each positive
+            u = counts.unit
+            keep[1:-1] |= u[1:-1] | u[2:]
+        elif keep.size > 2:     # an inner threshold stays where the true positives change on either side
             keep[1:-1] |= (tps[1:-1] != tps[:-2]) | (tps[2:] != tps[1:-1])
         kept = np.flatnonzero(keep)
         precision, recall = counts.rates_at(kept)           # only where a vertex is kept
-        tps, thresholds, ids = tps[kept], thresholds[kept], ids[kept]
+        tps, thresholds, ids = tps[kept], thresholds[kept], counts.ids_at(kept)
         sizes = np.bincount(ids, minlength=sizes.size)
     else:
         precision, recall = counts.rates
+        ids = counts.ids
     stop = np.cumsum(sizes)
     # curve i (entries from a on, L of them) goes, reversed, to a + i ... a + i + L - 1, its end point after it
     curve = np.arange(sizes.size)
