@@ -579,6 +579,19 @@ def sample_priority(index: np.ndarray, seed: int) -> np.ndarray:
 _ROW_KEYS = ("baseline", "candidate", "labels", "index")
 
 
+def _global_index(parts: list[np.ndarray | tuple[int, int]]) -> np.ndarray:
+    """The global sample indices of the kept batches, in order: each an int64 array, or a batch's (offset, size) for
+    offset ... offset + size - 1; one arange when the batches follow each other."""
+    if len(parts) == 1 and not isinstance(parts[0], tuple):
+        return parts[0]
+    if parts and all(isinstance(p, tuple) for p in parts):
+        ends = [o + n for o, n in parts]
+        if all(parts[i][0] == ends[i - 1] for i in range(1, len(parts))):
+            return np.arange(parts[0][0], ends[-1], dtype=np.int64)
+    return np.concatenate([np.arange(p[0], p[0] + p[1], dtype=np.int64) if isinstance(p, tuple) else p
+                           for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+
+
 class ScoresCheck(Check):
     name = "scores"
     #: rows.* are the kept per-sample values (all samples, or the streamed mode's kept sample), concatenated across
@@ -590,7 +603,7 @@ class ScoresCheck(Check):
         self._odds: dict[str, list[np.ndarray]] = {role: [] for role in ROLES}
         self._logits: dict[str, list[np.ndarray]] = {role: [] for role in ROLES}   # not yet in self._odds
         self._labels: list[np.ndarray] = []
-        self._index: list[np.ndarray] = []
+        self._index: list[np.ndarray | tuple[int, int]] = []     # arrays, or a batch's (offset, size)
         self._n = 0
         self._max = int(options.get("max_samples") or 2_000_000)
         self._bins = options.get("bins")
@@ -631,7 +644,6 @@ class ScoresCheck(Check):
             raise ConfigError(
                 f"{self.ctx.config.where('checks.scores.threshold')}: a decision threshold needs a binary model, but "
                 f"the models output {k} classes")
-        index = int(step.offset) + np.arange(y.size, dtype=np.int64)
         if self._stream is None and (self._bins is not None or self._n + y.size > self._max):
             self._start_stream(k)
         if self._stream is None:
@@ -642,9 +654,10 @@ class ScoresCheck(Check):
                     self._settle(role)
                     self._odds[role].append(odds[role])
             self._labels.append(y)
-            self._index.append(index)
+            self._index.append((int(step.offset), int(y.size)))     # the batch's global indices, made in _rows
         else:
             self._stream.update((odds["baseline"], odds["candidate"]), y)
+            index = int(step.offset) + np.arange(y.size, dtype=np.int64)
             self._keep_sample({**odds, "labels": y, "index": index})
         self._n += y.size
 
@@ -719,7 +732,8 @@ class ScoresCheck(Check):
         """Every sample kept so far (exact mode), in the order seen: the kept arrays themselves, each list joined
         into one array kept in its place (so that no second copy of the log-odds stays alive; callers copy)."""
         self._settle(*ROLES)
-        for parts in (*(self._odds[role] for role in ROLES), self._labels, self._index):
+        self._index[:] = [_global_index(self._index)]
+        for parts in (*(self._odds[role] for role in ROLES), self._labels):
             if len(parts) != 1:
                 parts[:] = [np.concatenate(parts)]
         out = {role: self._odds[role][0] for role in ROLES}
