@@ -234,16 +234,28 @@ def contrast_influence(rule: str, m: _Measure) -> np.ndarray:
 def normal_evidence(value: float, se: float, *, rule: str, threshold: float, confidence: float,
                     method: str) -> Evidence:
     """One-sided normal p-values of `value` (standard error `se`) against the threshold, and "worse at all"."""
-    z = _z(confidence)
     if not math.isfinite(se):
         return Evidence(p_beyond=float("nan"), p_within=float("nan"), interval=(float("nan"),) * 2, method=method)
+    return _evidence(_normal_claims(value, se, rule=rule, threshold=threshold, z=_z(confidence)), method)
+
+
+#: A test's claims: (p_beyond, p_within, p_worse, interval low, interval high), an Evidence's numbers
+Claims = tuple[float, float, "float | None", float, float]
+
+
+def _evidence(claims: Claims, method: str) -> Evidence:
+    beyond, within, worse, low, high = claims
+    return Evidence(p_beyond=beyond, p_within=within, p_worse=worse, interval=(low, high), method=method)
+
+
+def _normal_claims(value: float, se: float, *, rule: str, threshold: float, z: float) -> Claims:
+    """`normal_evidence`'s numbers, for a finite se."""
     above, below = _normal_p(value, se, threshold)
     beyond, within = (below, above) if rule == "min" else (above, below)
     worse = None
     if rule not in ("min", "max"):
         worse = _normal_p(value, se, 0.0)[0]
-    return Evidence(p_beyond=beyond, p_within=within, p_worse=worse, interval=(value - z * se, value + z * se),
-                    method=method)
+    return beyond, within, worse, value - z * se, value + z * se
 
 
 def proportion_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float) -> Evidence:
@@ -327,21 +339,21 @@ def skew_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float
     """Hall's skewness-corrected test of the compared quantity, a mean of the rule's per-sample influences: t =
     (value - bound) / se is read through hall_statistic with a = SKEW_INFLATION x skewness / sqrt(N) (N every sample;
     in streamed mode the kept sample's skewness). None where se is 0 or undefined (the normal test decides)."""
+    claims = _skew_claims(rule, m, threshold=threshold, z=_z(confidence))
+    return None if claims is None else _evidence(claims, m.method)
+
+
+def _skew_claims(rule: str, m: _Measure, *, threshold: float, z: float) -> Claims | None:
+    """`skew_evidence`'s numbers: the claim "truly above the bound" where g(t) is large (it rejects "at or
+    below"), "truly below" where it is small."""
     parts = _skew_parts(rule, m)
     if parts is None:
         return None
     value, se, a = parts
-    z = _z(confidence)
-
-    def p_above(bound: float) -> float:         # the claim "truly above the bound": large g(t) rejects "at or below"
-        return float(ndtr(-hall_statistic((value - bound) / se, a)))
-
-    def p_below(bound: float) -> float:
-        return float(ndtr(hall_statistic((value - bound) / se, a)))
-
-    beyond, within = _claims(rule, p_above(threshold), p_below(threshold))
-    return Evidence(p_beyond=beyond, p_within=within, p_worse=None if rule in ("min", "max") else p_above(0.0),
-                    interval=_skew_interval(value, se, a, z), method=m.method)
+    g = hall_statistic((value - threshold) / se, a)
+    beyond, within = _claims(rule, float(ndtr(-g)), float(ndtr(g)))
+    worse = None if rule in ("min", "max") else float(ndtr(-hall_statistic((value - 0.0) / se, a)))
+    return (beyond, within, worse, *_skew_interval(value, se, a, z))
 
 
 def _skew_parts(rule: str, m: _Measure) -> tuple[float, float, float] | None:
@@ -397,29 +409,29 @@ def transformed_evidence(rule: str, m: _Measure, *, threshold: float, confidence
     mapped back with the baseline held at its estimate. A loss or a precision whose spread grows with its level (a
     few confident mistakes, a low average precision) keeps its interval from being short exactly where the estimate
     is. None where f is undefined at an estimate (an average precision of 1): the normal test decides."""
+    claims = _transformed_claims(rule, m, threshold=threshold, z=_z(confidence))
+    return None if claims is None else _evidence(claims, m.method)
+
+
+def _transformed_claims(rule: str, m: _Measure, *, threshold: float, z: float) -> Claims | None:
+    """`transformed_evidence`'s numbers: at a bound, d = f(the candidate's value there) - anchor on the scale, and
+    the compared quantity is truly above the bound where the estimate delta is beyond d in the direction the
+    quantity grows (with the candidate for min/max and increases, against it for drops)."""
     parts = _transformed_parts(rule, m)
     if parts is None:
         return None
     se, anchor, delta = parts
     f, b = m.transform, m.baseline
-    absolute = rule in ("min", "max")
     rising = rule in ("min", "max", "max_increase", "max_relative_increase")   # compared value grows with candidate
 
-    def at(bound: float) -> float:
-        return _forward(f, candidate_at(rule, b, bound)) - anchor
+    def above_below(bound: float) -> tuple[float, float]:
+        d = _forward(f, candidate_at(rule, b, bound)) - anchor
+        up, down = float(ndtr((d - delta) / se)), float(ndtr((delta - d) / se))
+        return (up, down) if rising else (down, up)
 
-    def p_above(bound: float) -> float:          # the compared quantity truly above the bound
-        d = at(bound)
-        return float(ndtr((d - delta) / se)) if rising else float(ndtr((delta - d) / se))
-
-    def p_below(bound: float) -> float:
-        d = at(bound)
-        return float(ndtr((delta - d) / se)) if rising else float(ndtr((d - delta) / se))
-
-    ends = _transformed_interval(rule, m, se, anchor, delta, _z(confidence))
-    beyond, within = _claims(rule, p_above(threshold), p_below(threshold))
-    return Evidence(p_beyond=beyond, p_within=within, p_worse=None if absolute else p_above(0.0),
-                    interval=ends, method=m.method)
+    low, high = _transformed_interval(rule, m, se, anchor, delta, z)
+    beyond, within = _claims(rule, *above_below(threshold))
+    return beyond, within, None if rule in ("min", "max") else above_below(0.0)[0], low, high
 
 
 def _transformed_parts(rule: str, m: _Measure) -> tuple[float, float, float] | None:
@@ -444,19 +456,6 @@ def _transformed_interval(rule: str, m: _Measure, se: float, anchor: float, delt
     return ends[0], ends[1]
 
 
-def hull_evidence(evidences: list[Evidence | None]) -> Evidence:
-    """A claim every test makes: each p-value the largest, the interval the hull of theirs."""
-    kept = [e for e in evidences if e is not None]
-    first = kept[0]
-    p_beyond, p_within, p_worse = first.p_beyond, first.p_within, first.p_worse
-    lo, hi = first.interval
-    for e in kept[1:]:
-        p_beyond, p_within = _larger(p_beyond, e.p_beyond), _larger(p_within, e.p_within)
-        p_worse = _larger(p_worse, e.p_worse)
-        lo, hi = min(lo, e.interval[0]), max(hi, e.interval[1])
-    return Evidence(p_beyond=p_beyond, p_within=p_within, p_worse=p_worse, interval=(lo, hi), method=first.method)
-
-
 def _larger(a: float | None, b: float | None) -> float | None:
     if a is None or b is None:
         return None
@@ -470,13 +469,19 @@ def rule_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float
         return allowance_evidence(rule, m, threshold=threshold, confidence=confidence)
     value = compared_value(rule, m.baseline, m.candidate)
     se = contrast_spread(rule, m, stratified=m.strata is not None) * m.scale
-    normal = normal_evidence(value, se, rule=rule, threshold=threshold, confidence=confidence, method=m.method)
     if not m.transform or not math.isfinite(se):
-        return normal
-    hull = hull_evidence([normal, transformed_evidence(rule, m, threshold=threshold, confidence=confidence),
-                          skew_evidence(rule, m, threshold=threshold, confidence=confidence) if m.skew else None])
-    m.spreads[("hull", rule, confidence)] = hull.interval    # = hull_interval(rule, m, ...): the table's, if asked
-    return hull
+        return normal_evidence(value, se, rule=rule, threshold=threshold, confidence=confidence, method=m.method)
+    # a claim every test makes: each p-value the largest of the normal, transformed and skew-corrected tests', the
+    # interval the hull of theirs
+    z = _z(confidence)
+    beyond, within, worse, low, high = _normal_claims(value, se, rule=rule, threshold=threshold, z=z)
+    for claims in (_transformed_claims(rule, m, threshold=threshold, z=z),
+                   _skew_claims(rule, m, threshold=threshold, z=z) if m.skew else None):
+        if claims is not None:
+            beyond, within, worse = _larger(beyond, claims[0]), _larger(within, claims[1]), _larger(worse, claims[2])
+            low, high = min(low, claims[3]), max(high, claims[4])
+    m.spreads[("hull", rule, confidence)] = (low, high)    # = hull_interval(rule, m, ...): the table's, if asked
+    return Evidence(p_beyond=beyond, p_within=within, p_worse=worse, interval=(low, high), method=m.method)
 
 
 def delta_interval(m: _Measure, *, confidence: float) -> tuple[float, float] | None:
