@@ -189,7 +189,7 @@ def prime_spreads(measures: list[_Measure]) -> None:
         m.spreads.setdefault(("se", "difference", False) if kind == "difference" else ("transformed", False), se[i])
     for i, cube in zip(skewed, cubes):
         m2 = float(ss[i] / n)
-        m.spreads.setdefault(("skew", "max_increase"), cube / n / m2 ** 1.5 if m2 > 0 else 0.0)
+        rows[i][0].spreads.setdefault(("skew", "max_increase"), cube / n / m2 ** 1.5 if m2 > 0 else 0.0)
 
 
 @lru_cache(maxsize=16)
