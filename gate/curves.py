@@ -53,7 +53,7 @@ class Counts:
 
     def ids_at(self, index: np.ndarray) -> np.ndarray:
         """`ids[index]`, found by a search of the curves' ends rather than from every entry's."""
-        return np.searchsorted(np.cumsum(self.sizes), index, side="right")
+        return self.sizes.cumsum().searchsorted(index, side="right")
 
     @cached_property
     def rates(self) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +64,7 @@ class Counts:
     def rates_at(self, index: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """`rates` at the entries `index` only (every entry when None): the same values, computed for those."""
         tps, fps = self.tps, self.fps
-        last = tps[np.cumsum(self.sizes) - 1] if tps.size else tps        # each curve's positives
+        last = tps[self.sizes.cumsum() - 1] if tps.size else tps        # each curve's positives
         if index is not None:
             tps, fps, ids = tps[index], fps[index], self.ids_at(index)
         else:
@@ -115,7 +115,8 @@ def ranking_counts(r: sm.ClassRanking) -> Counts:
     c, n = r.order.shape
     if not r.tied.any():                               # every position ends its run
         tps = r.tp_through.ravel()
-        return Counts(tps=tps, fps=np.tile(np.arange(1, n + 1), c) - tps, thresholds=r.score.ravel(),
+        steps = np.concatenate([np.arange(1, n + 1)] * c) if c else np.zeros(0, dtype=np.int64)   # samples >= each
+        return Counts(tps=tps, fps=steps - tps, thresholds=r.score.ravel(),
                       sizes=np.full(c, n, dtype=np.int64), unit=r.positive.ravel())
     end = np.flatnonzero(r.last == np.arange(n))       # row-major: row by row, from the top
     tps = r.tp_through.ravel()[end]
@@ -154,7 +155,7 @@ def roc_vertices(counts: Counts) -> Vertices:
     f = np.zeros(kept.size + sizes.size, dtype=np.int64)
     threshold = np.full(kept.size + sizes.size, np.inf)
     t[dest], f[dest], threshold[dest] = tps[kept], fps[kept], counts.thresholds[kept]
-    last = np.cumsum(out_sizes) - 1
+    last = out_sizes.cumsum() - 1
     out_ids = _ids(out_sizes)
     with np.errstate(invalid="ignore", divide="ignore"):
         return Vertices(x=f / f[last][out_ids], y=t / t[last][out_ids], thresholds=threshold, sizes=out_sizes)
@@ -352,7 +353,7 @@ def role_curves(counts: Counts, *, max_points: int, probability: bool,
     points = _nums(np.concatenate([both.x[keep], both.y[keep]]))
     thresholds = _thresholds(both.thresholds[keep], probability)
     sizes = both.sizes.tolist()
-    stops = np.cumsum(kept).tolist()
+    stops = kept.cumsum().tolist()
     curves = counts.sizes.size
     out = []
     for i in range(curves):
@@ -384,7 +385,7 @@ def _drawn(counts: Counts, model: np.ndarray, *, max_points: int, probability: b
     """Each model's curves (`role_curves` of its rows of `counts`, all rows at once; `model` the model of each row,
     grouped by model in order, as the rankings and the bins give them)."""
     entries = role_curves(counts, max_points=max_points, probability=probability, areas=areas)
-    bounds = np.searchsorted(model, np.arange(len(ROLES) + 1)).tolist()    # rows are grouped by model, in order
+    bounds = np.asarray(model).searchsorted(np.arange(len(ROLES) + 1)).tolist()    # rows are grouped by model, in order
     return {role: entries[bounds[i]:bounds[i + 1]] for i, role in enumerate(ROLES)}
 
 
@@ -422,7 +423,7 @@ def score_curves(odds: dict[str, np.ndarray], y: np.ndarray, class_names: tuple[
     for r in rankings.of(classes):
         known = None
         if areas is not None:
-            at = np.searchsorted(rankings.classes, r.classes)
+            at = rankings.classes.searchsorted(r.classes)
             known = (areas[0][r.model, at], areas[1][r.model, at])
         for role, entries in _drawn(ranking_counts(r), r.model, max_points=max_points, probability=False,
                                     areas=known).items():

@@ -62,7 +62,7 @@ def brier_terms(p: np.ndarray, y: np.ndarray) -> np.ndarray:
     p = np.asarray(p, dtype=np.float64)
     if p.shape[1] == 2:
         return (p[:, 1] - (y == 1)) ** 2
-    sq = np.sum(p * p, axis=1)
+    sq = (p * p).sum(axis=1)
     return sq - 2.0 * p[np.arange(len(y)), y] + 1.0
 
 
@@ -70,7 +70,7 @@ def top_k_hits(p: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
     """Whether the true class is among the k highest scores (fewer than k classes score strictly higher)."""
     p = np.asarray(p)
     true = p[np.arange(len(y)), y]
-    return np.sum(p > true[:, None], axis=1) < k
+    return (p > true[:, None]).sum(axis=1) < k
 
 
 def mean_influence(terms: np.ndarray) -> Influence:
@@ -196,7 +196,7 @@ def ece_allowances(gap_sum: np.ndarray, gap_sq: np.ndarray, n: int) -> np.ndarra
     se = np.sqrt(var)
     with np.errstate(invalid="ignore", divide="ignore"):
         t = np.where(se > 0, np.abs(s) / np.where(se > 0, se, 1.0), 0.0)
-    return np.sum(se * bin_bias(np.maximum(t - ECE_SHRINK, 0.0)), axis=1)
+    return (se * bin_bias(np.maximum(t - ECE_SHRINK, 0.0))).sum(axis=1)
 
 
 def ece_influence(p: np.ndarray, y: np.ndarray, *, bins: int,
@@ -284,12 +284,12 @@ def rank_rows(score: np.ndarray, is_positive: np.ndarray, classes: np.ndarray,
     order = np.argsort(-x, axis=1)            # quicksort (vectorised); no stable sort needed, see ClassRanking
     base = (np.arange(c) * n)[:, None]
     at = order + base
-    s = np.take(x, at)
-    positive = np.take(is_positive, at)
+    s = x.take(at)
+    positive = is_positive.take(at)
     new = np.empty((c, n), dtype=bool)
     new[:, :1] = True
     np.not_equal(s[:, 1:], s[:, :-1], out=new[:, 1:])        # not np.diff: inf - inf would split a tie at inf
-    tp = np.cumsum(positive, axis=1)                         # positives at or above each position, per row
+    tp = positive.cumsum(axis=1)                         # positives at or above each position, per row
     model = np.zeros(c, dtype=np.int64) if model is None else np.asarray(model, dtype=np.int64)
     classes = np.asarray(classes, dtype=np.int64)
     nan = np.isnan(s[:, -1]) if n else np.zeros(c, dtype=bool)   # NaN sorts last
@@ -299,7 +299,7 @@ def rank_rows(score: np.ndarray, is_positive: np.ndarray, classes: np.ndarray,
         return ClassRanking(model=model, classes=classes, is_positive=is_positive, order=order, score=s,
                             positive=positive, first=position, last=position, tp_above=tp - positive,
                             tp_through=tp, nan=nan, tied=tied)
-    run = np.cumsum(new.ravel()) - 1
+    run = new.ravel().cumsum() - 1
     starts = np.flatnonzero(new)
     stops = np.append(starts[1:], c * n) if starts.size else starts
     tp = tp.ravel()
@@ -319,8 +319,8 @@ def rank_classes(scores: Sequence[np.ndarray], y: np.ndarray, classes: np.ndarra
                for s in scores]                 # every column: no copy before the one concatenate makes
     is_positive = np.asarray(y)[None, :] == classes[:, None]
     return rank_rows(np.concatenate(columns) if len(columns) > 1 else columns[0],
-                     np.tile(is_positive, (len(columns), 1)) if len(columns) > 1 else is_positive,
-                     np.tile(classes, len(columns)), np.repeat(np.arange(len(columns)), classes.size))
+                     np.concatenate([is_positive] * len(columns)) if len(columns) > 1 else is_positive,
+                     np.concatenate([classes] * len(columns)), np.repeat(np.arange(len(columns)), classes.size))
 
 
 class Rankings:
@@ -369,7 +369,7 @@ class Rankings:
 def segment_sums(values: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """The sum of each run of `sizes` consecutive values, each numpy's pairwise sum of its own (as np.sum of that
     run alone; np.add.reduceat adds in sequence, which rounds differently)."""
-    ends = np.cumsum(sizes).tolist()
+    ends = np.asarray(sizes).cumsum().tolist()
     reduce = np.add.reduce
     out, start = [], 0
     for end in ends:
@@ -394,7 +394,7 @@ def _per_model(rankings: Rankings, parts: dict[str, Callable[[ClassRanking], tup
     for r in rankings:
         broken[r.model[r.nan]] = True
         bins = (r.order + (r.model * n)[:, None]).ravel()         # the (model, sample) each sorted position is
-        bounds = np.searchsorted(r.model, np.arange(m + 1)).tolist()      # rows are grouped by model, in order
+        bounds = r.model.searchsorted(np.arange(m + 1)).tolist()      # rows are grouped by model, in order
         for name, part in parts.items():
             value, sorted_psi = part(r)
             for i in range(m):
@@ -597,11 +597,11 @@ def _ap_sorted(r: ClassRanking) -> tuple[np.ndarray, np.ndarray]:
         wh = w * h
         if tied:                                                  # in the rows reversed: sums from the bottom
             at_first = r.flat(n - 1 - r.first)
-            tail_c = np.take(np.cumsum(w[:, ::-1], axis=1), at_first)  # over positives scoring <= s_k
-            tail_ch = np.take(np.cumsum(wh[:, ::-1], axis=1), at_first)
+            tail_c = w[:, ::-1].cumsum(axis=1).take(at_first)  # over positives scoring <= s_k
+            tail_ch = wh[:, ::-1].cumsum(axis=1).take(at_first)
         else:                                                     # each its own run: from itself down
-            tail_c = np.cumsum(w[:, ::-1], axis=1)[:, ::-1]
-            tail_ch = np.cumsum(wh[:, ::-1], axis=1)[:, ::-1]
+            tail_c = w[:, ::-1].cumsum(axis=1)[:, ::-1]
+            tail_ch = wh[:, ::-1].cumsum(axis=1)[:, ::-1]
         # (y_k h - AP pi + (y_k tail_c - tail_ch) / n - AP (y_k - pi)) / pi, its AP pi terms cancelled
         psi = (ys * (h + tail_c / n - ap[:, None]) - tail_ch / n) / (n1 / n)[:, None]
     return ap, psi
@@ -661,7 +661,7 @@ def stratum_groups(strata: np.ndarray) -> np.ndarray:
     strata = np.asarray(strata)
     if strata.dtype.kind in "iu" and strata.size and strata.min() >= 0:
         present = np.bincount(strata) > 0
-        return (np.cumsum(present) - 1)[strata]
+        return (present.cumsum() - 1)[strata]
     return np.unique(strata, return_inverse=True)[1]
 
 

@@ -1040,7 +1040,8 @@ class ScoresCheck(Check):
             st = self._stream
             return curves.binned_curves(st.hist, st.support, st.n, names,
                                         drawable=not any(st.has_nan(m) for m in range(len(ROLES))))
-        areas = tuple(np.stack([measures[metric].parts[role] for role in ROLES]) for metric in ("roc_auc", "pr_auc"))
+        areas = tuple(np.concatenate([measures[metric].parts[role] for role in ROLES]).reshape(len(ROLES), -1)
+                      for metric in ("roc_auc", "pr_auc"))
         return curves.score_curves(odds, y, names, rankings=rankings, areas=areas)
 
     def _threshold(self, p: dict[str, np.ndarray], y: np.ndarray,
