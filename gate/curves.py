@@ -92,7 +92,7 @@ class Vertices:
 
 def _ids(sizes: np.ndarray) -> np.ndarray:
     """The curve of each entry of curves end to end."""
-    return np.repeat(np.arange(sizes.size), sizes)
+    return np.arange(sizes.size).repeat(sizes)
 
 
 def _ends(sizes: np.ndarray) -> np.ndarray:
@@ -118,7 +118,7 @@ def ranking_counts(r: sm.ClassRanking) -> Counts:
         steps = np.concatenate([np.arange(1, n + 1)] * c) if c else np.zeros(0, dtype=np.int64)   # samples >= each
         return Counts(tps=tps, fps=steps - tps, thresholds=r.score.ravel(),
                       sizes=np.full(c, n, dtype=np.int64), unit=r.positive.ravel())
-    end = np.flatnonzero(r.last == np.arange(n))       # row-major: row by row, from the top
+    end = (r.last == np.arange(n)).ravel().nonzero()[0]       # row-major: row by row, from the top
     tps = r.tp_through.ravel()[end]
     return Counts(tps=tps, fps=end % n + 1 - tps, thresholds=r.score.ravel()[end],
                   sizes=np.bincount(end // n, minlength=c) if n else np.zeros(c, dtype=np.int64))
@@ -147,7 +147,7 @@ def roc_vertices(counts: Counts) -> Vertices:
     elif keep.size > 2:         # an inner vertex stays where the slope changes (at the ends the test is moot)
         dt, df = tps[1:] - tps[:-1], fps[1:] - fps[:-1]
         keep[1:-1] |= (dt[1:] != dt[:-1]) | (df[1:] != df[:-1])
-    kept = np.flatnonzero(keep)
+    kept = keep.nonzero()[0]
     ids = counts.ids_at(kept)
     out_sizes = np.bincount(ids, minlength=sizes.size) + 1
     dest = np.arange(kept.size) + ids + 1                   # each curve's vertices after its (0, 0) point
@@ -173,7 +173,7 @@ def pr_vertices(counts: Counts, *, drop_intermediate: bool = False) -> Vertices:
             keep[1:-1] |= u[1:-1] | u[2:]
         elif keep.size > 2:     # an inner threshold stays where the true positives change on either side
             keep[1:-1] |= (tps[1:-1] != tps[:-2]) | (tps[2:] != tps[1:-1])
-        kept = np.flatnonzero(keep)
+        kept = keep.nonzero()[0]
         precision, recall = counts.rates_at(kept)           # only where a vertex is kept
         tps, thresholds, ids = tps[kept], thresholds[kept], counts.ids_at(kept)
         sizes = np.bincount(ids, minlength=sizes.size)
@@ -245,7 +245,7 @@ def _thinned(v: Vertices, max_points: int) -> tuple[np.ndarray, np.ndarray]:
     """The indices of each curve's vertices kept by `thin`, end to end, and how many each curve keeps: the curves
     longer than `max_points` all at once (their lengths as rows, zero-padded at the end)."""
     keep = np.ones(v.x.size, dtype=bool)
-    long = np.flatnonzero(v.sizes > max_points)
+    long = (v.sizes > max_points).nonzero()[0]
     if long.size:
         sizes = v.sizes[long]
         start = (np.cumsum(v.sizes) - v.sizes)[long]
@@ -273,7 +273,7 @@ def _thinned(v: Vertices, max_points: int) -> tuple[np.ndarray, np.ndarray]:
         for a, b in zip(start.tolist(), (start + sizes).tolist()):
             keep[a:b] = False
         keep[(picks + start[:, None])[first]] = True
-    kept = np.flatnonzero(keep)
+    kept = keep.nonzero()[0]
     return kept, np.bincount(_ids(v.sizes)[kept], minlength=v.sizes.size)
 
 
@@ -284,7 +284,7 @@ def _num(x: float, digits: int = 5) -> float | None:
 
 def _nums(values: np.ndarray, digits: int = 5) -> list[float | None]:
     """Rounded to `digits` decimals, non-finite as None (JSON has no NaN)."""
-    rounded = np.round(values, digits)
+    rounded = np.asarray(values, dtype=np.float64).round(digits)
     out = rounded.tolist()
     if not np.isfinite(rounded).all():
         out = [v if math.isfinite(v) else None for v in out]
@@ -312,7 +312,7 @@ def five_significant(q: np.ndarray) -> np.ndarray:
         m = np.rint(p)                      # half to even, as the string's rounding of the exact value
         fast &= (p >= 1e4) & (p < 1e5) & (np.abs(p - m) < 0.5 - _HALF_MARGIN)
     out = m / scale
-    slow = np.flatnonzero(~fast)
+    slow = (~fast).nonzero()[0]
     if slow.size:                       # Python floats format as numpy's do, without a numpy scalar per value
         out[slow] = [float(f"{v:.5g}") for v in q[slow].tolist()]
     return out
@@ -325,7 +325,7 @@ def _thresholds(t: np.ndarray, probability: bool) -> list[float | None]:
     with np.errstate(over="ignore"):
         p = t if probability else 1.0 / (1.0 + np.exp(-t))
     out: list[float | None] = five_significant(p).tolist()
-    for i in np.flatnonzero(np.isposinf(t)).tolist():
+    for i in np.isposinf(t).nonzero()[0].tolist():
         out[i] = None
     return out
 
@@ -371,7 +371,7 @@ def _classes(support: np.ndarray, n: int) -> list[int]:
     """Class 1 of a binary model; else every class with positives and negatives."""
     if support.size == 2:
         return [1] if 0 < support[1] < n else []
-    return np.flatnonzero((support > 0) & (support < n)).tolist()
+    return ((support > 0) & (support < n)).nonzero()[0].tolist()
 
 
 def _most_changed(classes: list[int], areas: dict[str, np.ndarray]) -> list[int]:

@@ -113,7 +113,7 @@ def confidence_bins(p: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, n
     if nan.any():
         conf[nan] = p[nan].max(axis=1)
     # fmax: NaN to 0 as nan_to_num does; a negative value lands in the first bin either way
-    idx = np.clip(np.ceil(np.fmax(conf, 0.0) * bins).astype(np.int64) - 1, 0, bins - 1)
+    idx = (np.ceil(np.fmax(conf, 0.0) * bins).astype(np.int64) - 1).clip(0, bins - 1)
     return conf, idx, pred
 
 
@@ -132,7 +132,7 @@ def calibration(binned: tuple[np.ndarray, np.ndarray, np.ndarray], labels: np.nd
     conf, idx, pred = binned
     n = len(labels) // models
     total = models * bins
-    cell = idx + np.repeat(np.arange(0, total, bins), n) if models > 1 else idx
+    cell = idx + np.arange(0, total, bins).repeat(n) if models > 1 else idx
     correct = (pred == labels).astype(np.float64)
     g = correct - conf
     count = np.bincount(cell, minlength=total).reshape(models, bins)
@@ -149,7 +149,7 @@ def calibration(binned: tuple[np.ndarray, np.ndarray, np.ndarray], labels: np.nd
     if n == 0:
         return diagrams, [Influence(value=float("nan"), psi=np.full(0, np.nan), bias=float("nan"))] * models
     ece = np.add.reduce(np.abs(gap_sum), axis=1) / n
-    psi = np.sign(gap_sum).ravel()[cell] * g - (np.repeat(ece, n) if models > 1 else ece)
+    psi = np.sign(gap_sum).ravel()[cell] * g - (ece.repeat(n) if models > 1 else ece)
     bias = ece_allowances(gap_sum, np.bincount(cell, weights=g * g, minlength=total).reshape(models, bins), n)
     values, biases = ece.tolist(), bias.tolist()
     influences = [Influence(value=values[m], psi=psi[m * n:(m + 1) * n], bias=biases[m]) if finite[m] else
@@ -231,7 +231,7 @@ def ranked_classes(y: np.ndarray, num_classes: int) -> np.ndarray:
     support = np.bincount(y, minlength=num_classes)
     if num_classes == 2:
         return np.array([1] if 0 < support[1] < len(y) else [], dtype=np.int64)
-    return np.flatnonzero((support > 0) & (support < len(y)))
+    return ((support > 0) & (support < len(y))).nonzero()[0]
 
 
 @dataclass(frozen=True)
@@ -281,7 +281,7 @@ def rank_rows(score: np.ndarray, is_positive: np.ndarray, classes: np.ndarray,
     x = np.ascontiguousarray(score, dtype=np.float64)
     c, n = x.shape
     is_positive = np.ascontiguousarray(is_positive, dtype=bool)
-    order = np.argsort(-x, axis=1)            # quicksort (vectorised); no stable sort needed, see ClassRanking
+    order = (-x).argsort(axis=1)            # quicksort (vectorised); no stable sort needed, see ClassRanking
     base = (np.arange(c) * n)[:, None]
     at = order + base
     s = x.take(at)
@@ -300,7 +300,7 @@ def rank_rows(score: np.ndarray, is_positive: np.ndarray, classes: np.ndarray,
                             positive=positive, first=position, last=position, tp_above=tp - positive,
                             tp_through=tp, nan=nan, tied=tied)
     run = new.ravel().cumsum() - 1
-    starts = np.flatnonzero(new)
+    starts = new.ravel().nonzero()[0]
     stops = np.append(starts[1:], c * n) if starts.size else starts
     tp = tp.ravel()
     return ClassRanking(model=model, classes=classes, is_positive=is_positive, order=order, score=s,
