@@ -7,11 +7,15 @@ this process (time.process_time: other processes on a shared machine do not coun
 by more than 5% by noise alone, so the script also times the scores check's own
 work inside the same runs (its update() per batch plus its compute()) and prints the attributable ratio
 (default median + scores' own median) / default median, which is the number to hold against the goal.
+The check's own time is the CPU time of the thread that runs it (time.thread_time), not the process's: the runner
+computes the checks that read no bootstrap (scores among them) while the default checks' paired bootstrap is drawn
+on another thread (gate.checks.classification.prefetch_replicates, with two cores or more), and process time in
+that window would count that bootstrap, which the default run pays too, as the check's own.
 Two scores variants: enabled with no thresholds (metrics, DeLong and normal intervals, the reliability diagram),
 and with a rule on every metric (which adds each rule's closed-form tests; the check resamples nothing).
 
     OMP_NUM_THREADS=1 python benchmarks/scores_overhead.py [--repeats 9] [--workload digits|cancer|reviews]
-        [--profile] [--tile K] [--warm N]
+        [--profile] [--tile K] [--warm N] [--versus CHECKOUT]
 
 `--workload reviews` is the reviews example: a real transformer (MiniLM-L6, 22M parameters) on 400 real movie
 reviews, two classes, the default checks of its gate.yaml (accuracy, per_class, flips; drift, slices and cases off).
@@ -24,7 +28,9 @@ the default run and hides the check's share.
 
 `--profile` prints cProfile's top functions (cumulative) inside the scores check's update() and compute() over the
 runs with a rule on every metric, instead of the timings. `--warm N` also times compute() alone, called N times again
-on one run's check (warm caches).
+on one run's check (warm caches). `--versus CHECKOUT` instead times this tree's scores check and CHECKOUT's (another
+checkout of gate, e.g. main's) on the same batches of one run, interleaved, each after a write that evicts the caches:
+a paired comparison of two versions of the check that a loaded machine moves alike (`--repeats` pairs).
 """
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -113,6 +120,8 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=1, help="digits: evaluate this many (noised) copies of the data")
     parser.add_argument("--warm", type=int, default=0,
                         help="also time compute() alone, called this many times again on one run's check")
+    parser.add_argument("--versus", metavar="CHECKOUT",
+                        help="instead: this tree's scores check against CHECKOUT's, on one run's batches, interleaved")
     args = parser.parse_args()
     raw, candidate, baseline, data, extra_rules = digits(args.tile) if args.workload == "digits" else \
         WORKLOADS[args.workload]()
@@ -132,19 +141,22 @@ def main() -> None:
     update = ScoresCheck.update
 
     def timed_update(self, step):
-        t0 = time.process_time()
+        t0 = time.thread_time()
         update(self, step)
-        spent[0] += time.process_time() - t0
+        spent[0] += time.thread_time() - t0
 
     compute = ScoresCheck.compute
     compute_spent = [0.0]
 
     def timed_compute(self):
-        t0 = time.process_time()
+        t0 = time.thread_time()
         out = compute(self)
-        compute_spent[0] = time.process_time() - t0
+        compute_spent[0] = time.thread_time() - t0
         return out
 
+    if args.versus:
+        versus(configs["+ scores, a rule on every metric"], sources, Path(args.versus), args.repeats)
+        return
     if args.profile:
         import cProfile
         import pstats
@@ -198,6 +210,72 @@ def main() -> None:
     print("goal: attributable ratio <= 1.05")
 
 
+def _scores_check_of(checkout: Path) -> tuple[type, Any]:
+    """The ScoresCheck class of another checkout's gate package, imported beside this tree's (its modules under
+    their own names for the import, then this tree's put back; a function-level `from gate import ...` inside it
+    resolves through sys.modules["gate"], which `versus` points at the package of the check it is timing)."""
+    import importlib
+
+    ours = {name: mod for name, mod in sys.modules.items() if name == "gate" or name.startswith("gate.")}
+    for name in ours:
+        del sys.modules[name]
+    sys.path.insert(0, str(checkout))
+    try:
+        theirs = importlib.import_module("gate.checks.scores")
+        importlib.import_module("gate.curves")
+        package = sys.modules["gate"]
+    finally:
+        sys.path.remove(str(checkout))
+        for name in [name for name in sys.modules if name == "gate" or name.startswith("gate.")]:
+            del sys.modules[name]
+        sys.modules.update(ours)
+    return theirs.ScoresCheck, package
+
+
+def versus(config, sources, checkout: Path, repeats: int) -> None:
+    """The scores check's own CPU (update() of every batch, then compute(); thread time) of this tree and of
+    `checkout`'s, on the batches of one run (a rule on every metric), alternating which goes first, a 32 MB write
+    before each to evict the caches as a run's forward pass does: a paired comparison that the machine's load
+    moves alike for both, where two whole runs differ by more than the change."""
+    import numpy as np
+
+    theirs, their_package = _scores_check_of(checkout)
+    ours, our_package = ScoresCheck, sys.modules["gate"]
+    steps, ctxs = [], []
+
+    def keep(self, step):
+        steps.append(step)
+        ctxs.append(self.ctx)
+        update(self, step)
+
+    update = ScoresCheck.update
+    ScoresCheck.update = keep
+    run_gate(config, sources)
+    ScoresCheck.update = update
+    options, ctx = config.check("scores"), ctxs[0]
+    junk = np.ones(4_000_000)
+    spent: dict[str, list[float]] = {"this tree": [], str(checkout): []}
+    sides = (("this tree", ours, our_package), (str(checkout), theirs, their_package))
+    for i in range(repeats + 3):
+        for name, cls, package in sides if i % 2 else sides[::-1]:
+            sys.modules["gate"] = package
+            check = cls(options, ctx)
+            junk += 1.0
+            t0 = time.thread_time()
+            for step in steps:
+                check.update(step)
+            check.compute()
+            if i >= 3:                      # the first calls pay for imports and first-call costs
+                spent[name].append(time.thread_time() - t0)
+    sys.modules["gate"] = our_package
+    mine, other = spent["this tree"], spent[str(checkout)]
+    print(f"scores check's own CPU (update + compute, a rule on every metric), {repeats} interleaved pairs:")
+    for name, values in spent.items():
+        print(f"  {name:30s} median {statistics.median(values) * 1e3:.2f} ms, min {min(values) * 1e3:.2f} ms")
+    print(f"  paired median difference (theirs - this tree): "
+          f"{statistics.median([b - a for a, b in zip(mine, other)]) * 1e3:+.2f} ms")
+
+
 def warm_compute(config, sources, calls: int, compute) -> None:
     """compute() of one run's check (a rule on every metric) called `calls` more times in a row: its cost with warm
     caches, against the in-run figure, which pays for the caches the models' forward pass took."""
@@ -212,9 +290,9 @@ def warm_compute(config, sources, calls: int, compute) -> None:
     ScoresCheck.compute = compute
     spent = []
     for _ in range(calls):
-        t0 = time.process_time()
+        t0 = time.thread_time()
         compute(checks[0])
-        spent.append(time.process_time() - t0)
+        spent.append(time.thread_time() - t0)
     print(f"compute() alone, warm, a rule on every metric: median {statistics.median(spent) * 1e3:.2f} ms, "
           f"min {min(spent) * 1e3:.2f} ms over {calls} calls")
 

@@ -43,21 +43,38 @@ class Counts:
     fps: np.ndarray          # int64
     thresholds: np.ndarray   # float64
     sizes: np.ndarray        # (curves,) int64
+    #: where every threshold holds one sample (a ranking without ties): whether that sample is a positive (each
+    #: step of the counts then adds one to tps or to fps), else None
+    unit: np.ndarray | None = None
 
     @cached_property
     def ids(self) -> np.ndarray:
         return _ids(self.sizes)
 
+    def ids_at(self, index: np.ndarray) -> np.ndarray:
+        """`ids[index]`, found by a search of the curves' ends rather than from every entry's."""
+        return self.sizes.cumsum().searchsorted(index, side="right")
+
     @cached_property
     def rates(self) -> tuple[np.ndarray, np.ndarray]:
         """(precision, recall) at each threshold, as precision_recall_curve computes them (a curve without
         positives has recall 1 throughout)."""
-        tps, predicted = self.tps, self.tps + self.fps
+        return self.rates_at(None)
+
+    def rates_at(self, index: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """`rates` at the entries `index` only (every entry when None): the same values, computed for those."""
+        tps, fps = self.tps, self.fps
+        last = tps[self.sizes.cumsum() - 1] if tps.size else tps        # each curve's positives
+        if index is not None:
+            tps, fps, ids = tps[index], fps[index], self.ids_at(index)
+        else:
+            ids = self.ids
+        predicted = tps + fps
         if predicted.all():             # a ranking's counts: something is predicted at every threshold
             precision = tps / predicted
         else:
             precision = np.divide(tps, predicted, out=np.zeros(tps.size), where=predicted != 0)
-        last = tps[np.cumsum(self.sizes) - 1][self.ids] if tps.size else tps
+        last = last[ids] if tps.size else tps
         if last.all():                  # every curve has positives
             return precision, tps / last
         return precision, np.where(last == 0, 1.0, tps / np.where(last == 0, 1, last))
@@ -75,7 +92,7 @@ class Vertices:
 
 def _ids(sizes: np.ndarray) -> np.ndarray:
     """The curve of each entry of curves end to end."""
-    return np.repeat(np.arange(sizes.size), sizes)
+    return np.arange(sizes.size).repeat(sizes)
 
 
 def _ends(sizes: np.ndarray) -> np.ndarray:
@@ -98,9 +115,10 @@ def ranking_counts(r: sm.ClassRanking) -> Counts:
     c, n = r.order.shape
     if not r.tied.any():                               # every position ends its run
         tps = r.tp_through.ravel()
-        return Counts(tps=tps, fps=np.tile(np.arange(1, n + 1), c) - tps, thresholds=r.score.ravel(),
-                      sizes=np.full(c, n, dtype=np.int64))
-    end = np.flatnonzero(r.last == np.arange(n))       # row-major: row by row, from the top
+        steps = np.concatenate([np.arange(1, n + 1)] * c) if c else np.zeros(0, dtype=np.int64)   # samples >= each
+        return Counts(tps=tps, fps=steps - tps, thresholds=r.score.ravel(),
+                      sizes=np.full(c, n, dtype=np.int64), unit=r.positive.ravel())
+    end = (r.last == np.arange(n)).ravel().nonzero()[0]       # row-major: row by row, from the top
     tps = r.tp_through.ravel()[end]
     return Counts(tps=tps, fps=end % n + 1 - tps, thresholds=r.score.ravel()[end],
                   sizes=np.bincount(end // n, minlength=c) if n else np.zeros(c, dtype=np.int64))
@@ -123,18 +141,21 @@ def roc_vertices(counts: Counts) -> Vertices:
     vertex whose neighbours are collinear with it dropped; the first threshold is +inf, the (0, 0) point)."""
     tps, fps, sizes = counts.tps, counts.fps, counts.sizes
     keep = _ends(sizes)
-    if keep.size > 2:           # an inner vertex stays where the slope changes (at the ends the test is moot)
+    if keep.size > 2 and counts.unit is not None:    # steps of one sample: the slope changes with the sample's class
+        u = counts.unit
+        keep[1:-1] |= u[2:] != u[1:-1]
+    elif keep.size > 2:         # an inner vertex stays where the slope changes (at the ends the test is moot)
         dt, df = tps[1:] - tps[:-1], fps[1:] - fps[:-1]
         keep[1:-1] |= (dt[1:] != dt[:-1]) | (df[1:] != df[:-1])
-    kept = np.flatnonzero(keep)
-    ids = counts.ids[kept]
+    kept = keep.nonzero()[0]
+    ids = counts.ids_at(kept)
     out_sizes = np.bincount(ids, minlength=sizes.size) + 1
     dest = np.arange(kept.size) + ids + 1                   # each curve's vertices after its (0, 0) point
     t = np.zeros(kept.size + sizes.size, dtype=np.int64)
     f = np.zeros(kept.size + sizes.size, dtype=np.int64)
     threshold = np.full(kept.size + sizes.size, np.inf)
     t[dest], f[dest], threshold[dest] = tps[kept], fps[kept], counts.thresholds[kept]
-    last = np.cumsum(out_sizes) - 1
+    last = out_sizes.cumsum() - 1
     out_ids = _ids(out_sizes)
     with np.errstate(invalid="ignore", divide="ignore"):
         return Vertices(x=f / f[last][out_ids], y=t / t[last][out_ids], thresholds=threshold, sizes=out_sizes)
@@ -144,15 +165,21 @@ def pr_vertices(counts: Counts, *, drop_intermediate: bool = False) -> Vertices:
     """(recall, precision, threshold) of each curve as sklearn.metrics.precision_recall_curve gives them: recall
     decreasing, ending at (recall 0, precision 1), whose threshold is +inf here; `drop_intermediate` keeps only the
     first and last threshold of each run of equal true positives (one recall: a vertical segment, drawn the same)."""
-    tps, thresholds, sizes, ids = counts.tps, counts.thresholds, counts.sizes, counts.ids
-    precision, recall = counts.rates
+    tps, thresholds, sizes = counts.tps, counts.thresholds, counts.sizes
     if drop_intermediate:
         keep = _ends(sizes)
-        if keep.size > 2:       # an inner threshold stays where the true positives change on either side
+        if keep.size > 2 and counts.unit is not None:    # steps of one sample: tps changes at each positive
+            u = counts.unit
+            keep[1:-1] |= u[1:-1] | u[2:]
+        elif keep.size > 2:     # an inner threshold stays where the true positives change on either side
             keep[1:-1] |= (tps[1:-1] != tps[:-2]) | (tps[2:] != tps[1:-1])
-        kept = np.flatnonzero(keep)
-        tps, thresholds, ids, precision, recall = tps[kept], thresholds[kept], ids[kept], precision[kept], recall[kept]
+        kept = keep.nonzero()[0]
+        precision, recall = counts.rates_at(kept)           # only where a vertex is kept
+        tps, thresholds, ids = tps[kept], thresholds[kept], counts.ids_at(kept)
         sizes = np.bincount(ids, minlength=sizes.size)
+    else:
+        precision, recall = counts.rates
+        ids = counts.ids
     stop = np.cumsum(sizes)
     # curve i (entries from a on, L of them) goes, reversed, to a + i ... a + i + L - 1, its end point after it
     curve = np.arange(sizes.size)
@@ -218,7 +245,7 @@ def _thinned(v: Vertices, max_points: int) -> tuple[np.ndarray, np.ndarray]:
     """The indices of each curve's vertices kept by `thin`, end to end, and how many each curve keeps: the curves
     longer than `max_points` all at once (their lengths as rows, zero-padded at the end)."""
     keep = np.ones(v.x.size, dtype=bool)
-    long = np.flatnonzero(v.sizes > max_points)
+    long = (v.sizes > max_points).nonzero()[0]
     if long.size:
         sizes = v.sizes[long]
         start = (np.cumsum(v.sizes) - v.sizes)[long]
@@ -246,7 +273,7 @@ def _thinned(v: Vertices, max_points: int) -> tuple[np.ndarray, np.ndarray]:
         for a, b in zip(start.tolist(), (start + sizes).tolist()):
             keep[a:b] = False
         keep[(picks + start[:, None])[first]] = True
-    kept = np.flatnonzero(keep)
+    kept = keep.nonzero()[0]
     return kept, np.bincount(_ids(v.sizes)[kept], minlength=v.sizes.size)
 
 
@@ -257,7 +284,7 @@ def _num(x: float, digits: int = 5) -> float | None:
 
 def _nums(values: np.ndarray, digits: int = 5) -> list[float | None]:
     """Rounded to `digits` decimals, non-finite as None (JSON has no NaN)."""
-    rounded = np.round(values, digits)
+    rounded = np.asarray(values, dtype=np.float64).round(digits)
     out = rounded.tolist()
     if not np.isfinite(rounded).all():
         out = [v if math.isfinite(v) else None for v in out]
@@ -265,40 +292,27 @@ def _nums(values: np.ndarray, digits: int = 5) -> list[float | None]:
 
 
 _POW10 = 10.0 ** np.arange(23)          # exact in float64 up to 1e22
-_SPLIT = 134217729.0                    # 2^27 + 1: Veltkamp's split of a double into two halves
-
-
-def _exact_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """a * b as an unevaluated sum p + err, exactly (Dekker's two-product; no fma in numpy)."""
-    p = a * b
-    ca, cb = _SPLIT * a, _SPLIT * b
-    ah, bh = ca - (ca - a), cb - (cb - b)
-    al, bl = a - ah, b - bh
-    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+#: A product p = fl(v * 10^k) below 1e5 is within 2^-37 of the exact one: where p's fraction is this far from a half,
+#: rint(p) is the exact product's rounding (else the value goes through the string)
+_HALF_MARGIN = 1e-9
 
 
 def five_significant(q: np.ndarray) -> np.ndarray:
     """float(f"{v:.5g}") of each value (the double nearest the value rounded to 5 significant digits, half to even
-    on its exact binary value), vectorised for values in [1e-17, 1e5): the mantissa m = round(v * 10^k) from the
-    exact product, then m / 10^k, correctly rounded since both are exact; other values through the string."""
+    on its exact binary value), vectorised for values in [1e-18, 1e5): k = 4 - floor(log10(v)) so that
+    v * 10^k lies in [1e4, 1e5), the mantissa m = rint(fl(v * 10^k)) (the exact product's rounding wherever the
+    rounded product is not within _HALF_MARGIN of a half), then m / 10^k, correctly rounded since both are exact;
+    other values (a half or near it, log10 one off next to a power of ten, outside the range) through the string."""
     q = np.asarray(q, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        k = 4 - np.floor(np.log10(q))
-        fast = np.isfinite(q) & (q > 0) & (k >= 0) & (k <= 21)
-        k = np.where(fast, k, 4).astype(np.int64)
-    v = np.where(fast, q, 1.0)
-    for _ in range(3):                  # log10 may be one off next to a power of ten: move k until m has 5 digits
-        p, err = _exact_product(v, _POW10[k])
-        low = fast & ((p < 1e4) | ((p == 1e4) & (err < 0)))
-        high = fast & ((p > 1e5) | ((p == 1e5) & (err >= 0)))
-        if not (low.any() or high.any()):
-            break
-        k = np.clip(k + low - high, 0, 22)
-    m = np.rint(p)                      # half to even where p is a tie; the exact remainder decides the rest
-    d = p - m                           # exact
-    m = m + ((d == 0.5) & (err > 0)) - ((d == -0.5) & (err < 0))
-    out = m / _POW10[k]
-    slow = np.flatnonzero(~fast)
+        k = 4.0 - np.floor(np.log10(q))     # NaN, +-inf, 0 and negative values give NaN or +-inf: not in range
+        fast = (k >= 0.0) & (k <= 22.0)
+        scale = _POW10[np.where(fast, k, 4.0).astype(np.int64)]
+        p = q * scale
+        m = np.rint(p)                      # half to even, as the string's rounding of the exact value
+        fast &= (p >= 1e4) & (p < 1e5) & (np.abs(p - m) < 0.5 - _HALF_MARGIN)
+    out = m / scale
+    slow = (~fast).nonzero()[0]
     if slow.size:                       # Python floats format as numpy's do, without a numpy scalar per value
         out[slow] = [float(f"{v:.5g}") for v in q[slow].tolist()]
     return out
@@ -311,7 +325,7 @@ def _thresholds(t: np.ndarray, probability: bool) -> list[float | None]:
     with np.errstate(over="ignore"):
         p = t if probability else 1.0 / (1.0 + np.exp(-t))
     out: list[float | None] = five_significant(p).tolist()
-    for i in np.flatnonzero(np.isposinf(t)).tolist():
+    for i in np.isposinf(t).nonzero()[0].tolist():
         out[i] = None
     return out
 
@@ -329,22 +343,27 @@ def role_curves(counts: Counts, *, max_points: int, probability: bool,
     else:
         aucs, aps = areas[0].tolist(), areas[1].tolist()
     pr = pr_vertices(counts, drop_intermediate=True)
-    keep_roc, n_roc = _thinned(roc, max_points)
-    keep_pr, n_pr = _thinned(pr, max_points)
-    a, b = keep_roc.size, keep_pr.size                  # every list at once, then each curve's cut out of it
-    points = _nums(np.concatenate([roc.x[keep_roc], roc.y[keep_roc], pr.x[keep_pr], pr.y[keep_pr]]))
-    thresholds = _thresholds(np.concatenate([roc.thresholds[keep_roc], pr.thresholds[keep_pr]]), probability)
-    roc_sizes, pr_sizes = roc.sizes.tolist(), pr.sizes.tolist()
-    roc_stop, pr_stop = np.cumsum(n_roc).tolist(), np.cumsum(n_pr).tolist()
-    out, r0, p0 = [], 0, 0
-    for i in range(counts.sizes.size):
-        r1, p1 = roc_stop[i], pr_stop[i]
-        out.append({"roc": {"auc": _num(aucs[i], 6), "vertices": roc_sizes[i], "fpr": points[r0:r1],
-                            "tpr": points[a + r0:a + r1], "threshold": thresholds[r0:r1]},
-                    "pr": {"average_precision": _num(aps[i], 6), "vertices": pr_sizes[i],
-                           "recall": points[2 * a + p0:2 * a + p1], "precision": points[2 * a + b + p0:2 * a + b + p1],
-                           "threshold": thresholds[a + p0:a + p1]}})
-        r0, p0 = r1, p1
+    # the ROC curves and then the PR curves end to end, thinned at once (each curve on its own, as alone); every
+    # list made at once, then each curve's cut out of it
+    both = Vertices(x=np.concatenate([roc.x, pr.x]), y=np.concatenate([roc.y, pr.y]),
+                    thresholds=np.concatenate([roc.thresholds, pr.thresholds]),
+                    sizes=np.concatenate([roc.sizes, pr.sizes]))
+    keep, kept = _thinned(both, max_points)
+    total = keep.size
+    points = _nums(np.concatenate([both.x[keep], both.y[keep]]))
+    thresholds = _thresholds(both.thresholds[keep], probability)
+    sizes = both.sizes.tolist()
+    stops = kept.cumsum().tolist()
+    curves = counts.sizes.size
+    out = []
+    for i in range(curves):
+        r0, r1 = stops[i - 1] if i else 0, stops[i]
+        p0, p1 = stops[curves + i - 1], stops[curves + i]
+        out.append({"roc": {"auc": _num(aucs[i], 6), "vertices": sizes[i], "fpr": points[r0:r1],
+                            "tpr": points[total + r0:total + r1], "threshold": thresholds[r0:r1]},
+                    "pr": {"average_precision": _num(aps[i], 6), "vertices": sizes[curves + i],
+                           "recall": points[p0:p1], "precision": points[total + p0:total + p1],
+                           "threshold": thresholds[p0:p1]}})
     return out
 
 
@@ -352,7 +371,7 @@ def _classes(support: np.ndarray, n: int) -> list[int]:
     """Class 1 of a binary model; else every class with positives and negatives."""
     if support.size == 2:
         return [1] if 0 < support[1] < n else []
-    return np.flatnonzero((support > 0) & (support < n)).tolist()
+    return ((support > 0) & (support < n)).nonzero()[0].tolist()
 
 
 def _most_changed(classes: list[int], areas: dict[str, np.ndarray]) -> list[int]:
@@ -363,9 +382,11 @@ def _most_changed(classes: list[int], areas: dict[str, np.ndarray]) -> list[int]
 
 def _drawn(counts: Counts, model: np.ndarray, *, max_points: int, probability: bool,
            areas: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, list[dict[str, Any]]]:
-    """Each model's curves (`role_curves` of its rows of `counts`, all rows at once)."""
+    """Each model's curves (`role_curves` of its rows of `counts`, all rows at once; `model` the model of each row,
+    grouped by model in order, as the rankings and the bins give them)."""
     entries = role_curves(counts, max_points=max_points, probability=probability, areas=areas)
-    return {role: [e for e, m in zip(entries, model.tolist()) if m == i] for i, role in enumerate(ROLES)}
+    bounds = np.asarray(model).searchsorted(np.arange(len(ROLES) + 1)).tolist()    # rows are grouped by model, in order
+    return {role: entries[bounds[i]:bounds[i + 1]] for i, role in enumerate(ROLES)}
 
 
 def score_curves(odds: dict[str, np.ndarray], y: np.ndarray, class_names: tuple[str, ...], *,
@@ -380,8 +401,12 @@ def score_curves(odds: dict[str, np.ndarray], y: np.ndarray, class_names: tuple[
     if rankings is None:
         rankings = sm.Rankings([odds[role] for role in ROLES], y)
     nan = np.zeros(k, dtype=bool)
-    for role in ROLES:
-        nan |= np.isnan(odds[role]).any(axis=0)
+    kept = rankings.kept
+    if kept is not None and kept.classes.size:       # the ranked classes (the only ones drawn): a row's NaN flag
+        nan[rankings.classes] = kept.nan.reshape(rankings.models, -1).any(axis=0)
+    elif kept is None:
+        for role in ROLES:
+            nan |= np.isnan(odds[role]).any(axis=0)
     total = len(_classes(support, y.size))
     classes = [c for c in _classes(support, y.size) if not nan[c]]     # NaN scores rank nothing
     unranked = total - len(classes)
@@ -398,7 +423,7 @@ def score_curves(odds: dict[str, np.ndarray], y: np.ndarray, class_names: tuple[
     for r in rankings.of(classes):
         known = None
         if areas is not None:
-            at = np.searchsorted(rankings.classes, r.classes)
+            at = rankings.classes.searchsorted(r.classes)
             known = (areas[0][r.model, at], areas[1][r.model, at])
         for role, entries in _drawn(ranking_counts(r), r.model, max_points=max_points, probability=False,
                                     areas=known).items():

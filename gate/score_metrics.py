@@ -11,6 +11,7 @@ true class (`strata`), which for a binary model is exactly DeLong's variance of 
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from functools import cached_property, lru_cache
@@ -22,6 +23,7 @@ from scipy.special import ndtr
 #: Probabilities are clipped to [EPS, 1 - EPS] in the log loss, as scikit-learn clips float64 input: a confident
 #: mistake costs at most -log(EPS) = 36.0 nats.
 EPS = float(np.finfo(np.float64).eps)
+_LOSS_FLOOR, _LOSS_CAP = float(-np.log1p(-EPS)), float(-np.log(EPS))      # -log(1 - EPS), -log(EPS)
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ def log_loss_terms(odds: np.ndarray, y: np.ndarray) -> np.ndarray:
     p clipped to [EPS, 1 - EPS] as scikit-learn clips float64 input (its log_loss averages these)."""
     true = np.asarray(odds, dtype=np.float64)[np.arange(len(y)), y]
     with np.errstate(invalid="ignore"):     # a NaN score stays NaN, and NaN never passes
-        return np.clip(np.logaddexp(0.0, -true), -np.log1p(-EPS), -np.log(EPS))
+        return np.minimum(np.maximum(np.logaddexp(0.0, -true), _LOSS_FLOOR), _LOSS_CAP)   # np.clip's values
 
 
 def brier_terms(p: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -60,7 +62,7 @@ def brier_terms(p: np.ndarray, y: np.ndarray) -> np.ndarray:
     p = np.asarray(p, dtype=np.float64)
     if p.shape[1] == 2:
         return (p[:, 1] - (y == 1)) ** 2
-    sq = np.sum(p * p, axis=1)
+    sq = (p * p).sum(axis=1)
     return sq - 2.0 * p[np.arange(len(y)), y] + 1.0
 
 
@@ -68,13 +70,22 @@ def top_k_hits(p: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
     """Whether the true class is among the k highest scores (fewer than k classes score strictly higher)."""
     p = np.asarray(p)
     true = p[np.arange(len(y)), y]
-    return np.sum(p > true[:, None], axis=1) < k
+    return (p > true[:, None]).sum(axis=1) < k
 
 
 def mean_influence(terms: np.ndarray) -> Influence:
-    terms = np.asarray(terms, dtype=np.float64)
-    value = float(np.add.reduce(terms) / terms.size) if terms.size else float("nan")   # np.mean's operations
-    return Influence(value=value, psi=terms - value)
+    return mean_influences(terms)[0]
+
+
+def mean_influences(terms: np.ndarray, models: int = 1) -> list[Influence]:
+    """Each model's mean of its per-sample terms and their influence, the models' terms one block after the other:
+    one row-wise reduce (each row numpy's pairwise sum of its own, as np.mean's operations on that block alone)."""
+    rows = np.asarray(terms, dtype=np.float64).reshape(models, -1)
+    if not rows.shape[1]:
+        return [Influence(value=float("nan"), psi=rows[m] - math.nan) for m in range(models)]
+    values = np.add.reduce(rows, axis=1) / rows.shape[1]
+    psi = rows - values[:, None]
+    return [Influence(value=v, psi=psi[m]) for m, v in enumerate(values.tolist())]
 
 
 # ---------------------------------------------------------------------------------------------- calibration
@@ -95,9 +106,14 @@ def confidence_bins(p: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, n
     """Top probability, its bin (intervals (i/B, (i+1)/B], the first closed at 0) and whether top-1 is right."""
     p = np.asarray(p)
     pred = p.argmax(axis=1)
-    conf = np.asarray(p.max(axis=1), dtype=np.float64)   # not p[rows, pred]: max's NaN, whose sign bit differs
+    # the top probability read at the argmax (a row-wise max over a few classes costs several times more); a row
+    # with a NaN takes max's NaN, whose sign bit may differ from the one read there
+    conf = np.asarray(p[np.arange(len(p)), pred], dtype=np.float64)
+    nan = np.isnan(conf)
+    if nan.any():
+        conf[nan] = p[nan].max(axis=1)
     # fmax: NaN to 0 as nan_to_num does; a negative value lands in the first bin either way
-    idx = np.clip(np.ceil(np.fmax(conf, 0.0) * bins).astype(np.int64) - 1, 0, bins - 1)
+    idx = (np.ceil(np.fmax(conf, 0.0) * bins).astype(np.int64) - 1).clip(0, bins - 1)
     return conf, idx, pred
 
 
@@ -105,16 +121,40 @@ def reliability(p: np.ndarray, y: np.ndarray, *, bins: int = 15,
                 binned: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Reliability:
     """Expected calibration error (Guo et al. 2017): sum_b (n_b / n) |accuracy_b - confidence_b|, with its diagram;
     `binned`: `confidence_bins(p, bins)` when the caller has it."""
-    conf, idx, pred = binned if binned is not None else confidence_bins(p, bins)
-    correct = (pred == y).astype(np.float64)
-    count = np.bincount(idx, minlength=bins)
-    conf_sum = np.bincount(idx, weights=conf, minlength=bins)
-    acc_sum = np.bincount(idx, weights=correct, minlength=bins)
+    return calibration(binned if binned is not None else confidence_bins(p, bins), y, bins=bins)[0][0]
+
+
+def calibration(binned: tuple[np.ndarray, np.ndarray, np.ndarray], labels: np.ndarray, *, bins: int,
+                models: int = 1) -> tuple[list[Reliability], list[Influence]]:
+    """Each model's `reliability` and `ece_influence` from `confidence_bins` of its rows, the models' rows one
+    after the other (`models` blocks of len(labels) / models rows, `labels` each row's): one bincount per sum for
+    every model and bin at once (each (model, bin) adds the same values in the same order as the model alone)."""
+    conf, idx, pred = binned
+    n = len(labels) // models
+    total = models * bins
+    cell = idx + np.arange(0, total, bins).repeat(n) if models > 1 else idx
+    correct = (pred == labels).astype(np.float64)
+    g = correct - conf
+    count = np.bincount(cell, minlength=total).reshape(models, bins)
+    conf_sum = np.bincount(cell, weights=conf, minlength=total).reshape(models, bins)
+    acc_sum = np.bincount(cell, weights=correct, minlength=total).reshape(models, bins)
+    gap_sum = np.bincount(cell, weights=g, minlength=total).reshape(models, bins)
+    finite = np.isfinite(conf).reshape(models, n).all(axis=1).tolist() if n else [True] * models
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf, acc = conf_sum / count, acc_sum / count
-    n = max(len(y), 1)
-    ece = float(np.add.reduce(np.abs(acc_sum - conf_sum)) / n) if np.isfinite(conf).all() else float("nan")
-    return Reliability(edges=bin_edges(bins), count=count, confidence=mean_conf, accuracy=acc, ece=ece)
+    shown = (np.add.reduce(np.abs(acc_sum - conf_sum), axis=1) / max(n, 1)).tolist()
+    edges = bin_edges(bins)
+    diagrams = [Reliability(edges=edges, count=count[m], confidence=mean_conf[m], accuracy=acc[m],
+                            ece=shown[m] if finite[m] else float("nan")) for m in range(models)]
+    if n == 0:
+        return diagrams, [Influence(value=float("nan"), psi=np.full(0, np.nan), bias=float("nan"))] * models
+    ece = np.add.reduce(np.abs(gap_sum), axis=1) / n
+    psi = np.sign(gap_sum).ravel()[cell] * g - (ece.repeat(n) if models > 1 else ece)
+    bias = ece_allowances(gap_sum, np.bincount(cell, weights=g * g, minlength=total).reshape(models, bins), n)
+    values, biases = ece.tolist(), bias.tolist()
+    influences = [Influence(value=values[m], psi=psi[m * n:(m + 1) * n], bias=biases[m]) if finite[m] else
+                  Influence(value=float("nan"), psi=np.full(n, np.nan), bias=float("nan")) for m in range(models)]
+    return diagrams, influences
 
 
 @lru_cache(maxsize=8)
@@ -144,14 +184,19 @@ def ece_allowance(gap_sum: np.ndarray, gap_sq: np.ndarray, n: int) -> float:
     biased upwards (a noisy bin whose true gap is 0 shows |gap| ~ 0.8 se on average), by 0 to 0.8 se; the ECE is
     their sum, so its bias is between 0 and about this allowance.
     """
+    return float(ece_allowances(np.asarray(gap_sum)[None, :], np.asarray(gap_sq)[None, :], n)[0])
+
+
+def ece_allowances(gap_sum: np.ndarray, gap_sq: np.ndarray, n: int) -> np.ndarray:
+    """`ece_allowance` of each row of (models, bins) sums."""
     if n < 2:
-        return float("nan")
+        return np.full(len(gap_sum), np.nan)
     s = np.asarray(gap_sum, dtype=np.float64) / n
     var = np.maximum(np.asarray(gap_sq, dtype=np.float64) / n - s * s, 0.0) / (n - 1)
     se = np.sqrt(var)
     with np.errstate(invalid="ignore", divide="ignore"):
         t = np.where(se > 0, np.abs(s) / np.where(se > 0, se, 1.0), 0.0)
-    return float(np.sum(se * bin_bias(np.maximum(t - ECE_SHRINK, 0.0))))
+    return (se * bin_bias(np.maximum(t - ECE_SHRINK, 0.0))).sum(axis=1)
 
 
 def ece_influence(p: np.ndarray, y: np.ndarray, *, bins: int,
@@ -163,16 +208,7 @@ def ece_influence(p: np.ndarray, y: np.ndarray, *, bins: int,
     confidence_i) - ECE. Near 0 it is not: there the estimate is biased upwards (by up to `bias` in all) and the
     linear variance overstates its spread; an interval widened by the allowance on the side of the bias covers.
     """
-    conf, idx, pred = binned if binned is not None else confidence_bins(p, bins)
-    n = len(y)
-    g = (pred == y).astype(np.float64) - conf
-    if n == 0 or not np.isfinite(conf).all():
-        return Influence(value=float("nan"), psi=np.full(n, np.nan), bias=float("nan"))
-    gap_sum = np.bincount(idx, weights=g, minlength=bins)
-    sign = np.sign(gap_sum)
-    ece = float(np.sum(np.abs(gap_sum)) / n)
-    return Influence(value=ece, psi=sign[idx] * g - ece,
-                     bias=ece_allowance(gap_sum, np.bincount(idx, weights=g * g, minlength=bins), n))
+    return calibration(binned if binned is not None else confidence_bins(p, bins), y, bins=bins)[1][0]
 
 
 # ------------------------------------------------------------------------------------ rankings: one sort per model
@@ -195,7 +231,7 @@ def ranked_classes(y: np.ndarray, num_classes: int) -> np.ndarray:
     support = np.bincount(y, minlength=num_classes)
     if num_classes == 2:
         return np.array([1] if 0 < support[1] < len(y) else [], dtype=np.int64)
-    return np.flatnonzero((support > 0) & (support < len(y)))
+    return ((support > 0) & (support < len(y))).nonzero()[0]
 
 
 @dataclass(frozen=True)
@@ -245,15 +281,15 @@ def rank_rows(score: np.ndarray, is_positive: np.ndarray, classes: np.ndarray,
     x = np.ascontiguousarray(score, dtype=np.float64)
     c, n = x.shape
     is_positive = np.ascontiguousarray(is_positive, dtype=bool)
-    order = np.argsort(-x, axis=1)            # quicksort (vectorised); no stable sort needed, see ClassRanking
+    order = (-x).argsort(axis=1)            # quicksort (vectorised); no stable sort needed, see ClassRanking
     base = (np.arange(c) * n)[:, None]
     at = order + base
-    s = np.take(x, at)
-    positive = np.take(is_positive, at)
+    s = x.take(at)
+    positive = is_positive.take(at)
     new = np.empty((c, n), dtype=bool)
     new[:, :1] = True
     np.not_equal(s[:, 1:], s[:, :-1], out=new[:, 1:])        # not np.diff: inf - inf would split a tie at inf
-    tp = np.cumsum(positive, axis=1)                         # positives at or above each position, per row
+    tp = positive.cumsum(axis=1)                         # positives at or above each position, per row
     model = np.zeros(c, dtype=np.int64) if model is None else np.asarray(model, dtype=np.int64)
     classes = np.asarray(classes, dtype=np.int64)
     nan = np.isnan(s[:, -1]) if n else np.zeros(c, dtype=bool)   # NaN sorts last
@@ -263,8 +299,8 @@ def rank_rows(score: np.ndarray, is_positive: np.ndarray, classes: np.ndarray,
         return ClassRanking(model=model, classes=classes, is_positive=is_positive, order=order, score=s,
                             positive=positive, first=position, last=position, tp_above=tp - positive,
                             tp_through=tp, nan=nan, tied=tied)
-    run = np.cumsum(new.ravel()) - 1
-    starts = np.flatnonzero(new)
+    run = new.ravel().cumsum() - 1
+    starts = new.ravel().nonzero()[0]
     stops = np.append(starts[1:], c * n) if starts.size else starts
     tp = tp.ravel()
     return ClassRanking(model=model, classes=classes, is_positive=is_positive, order=order, score=s,
@@ -283,8 +319,8 @@ def rank_classes(scores: Sequence[np.ndarray], y: np.ndarray, classes: np.ndarra
                for s in scores]                 # every column: no copy before the one concatenate makes
     is_positive = np.asarray(y)[None, :] == classes[:, None]
     return rank_rows(np.concatenate(columns) if len(columns) > 1 else columns[0],
-                     np.tile(is_positive, (len(columns), 1)) if len(columns) > 1 else is_positive,
-                     np.tile(classes, len(columns)), np.repeat(np.arange(len(columns)), classes.size))
+                     np.concatenate([is_positive] * len(columns)) if len(columns) > 1 else is_positive,
+                     np.concatenate([classes] * len(columns)), np.repeat(np.arange(len(columns)), classes.size))
 
 
 class Rankings:
@@ -308,6 +344,11 @@ class Rankings:
     def models(self) -> int:
         return len(self.scores)
 
+    @property
+    def kept(self) -> ClassRanking | None:
+        """The one ranking of every row, when it is kept (else None: the readers rank chunk by chunk)."""
+        return self._kept
+
     def __iter__(self) -> Iterator[ClassRanking]:
         return self.of(self.classes)
 
@@ -328,7 +369,7 @@ class Rankings:
 def segment_sums(values: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """The sum of each run of `sizes` consecutive values, each numpy's pairwise sum of its own (as np.sum of that
     run alone; np.add.reduceat adds in sequence, which rounds differently)."""
-    ends = np.cumsum(sizes).tolist()
+    ends = np.asarray(sizes).cumsum().tolist()
     reduce = np.add.reduce
     out, start = [], 0
     for end in ends:
@@ -353,7 +394,7 @@ def _per_model(rankings: Rankings, parts: dict[str, Callable[[ClassRanking], tup
     for r in rankings:
         broken[r.model[r.nan]] = True
         bins = (r.order + (r.model * n)[:, None]).ravel()         # the (model, sample) each sorted position is
-        bounds = np.searchsorted(r.model, np.arange(m + 1)).tolist()      # rows are grouped by model, in order
+        bounds = r.model.searchsorted(np.arange(m + 1)).tolist()      # rows are grouped by model, in order
         for name, part in parts.items():
             value, sorted_psi = part(r)
             for i in range(m):
@@ -556,11 +597,11 @@ def _ap_sorted(r: ClassRanking) -> tuple[np.ndarray, np.ndarray]:
         wh = w * h
         if tied:                                                  # in the rows reversed: sums from the bottom
             at_first = r.flat(n - 1 - r.first)
-            tail_c = np.take(np.cumsum(w[:, ::-1], axis=1), at_first)  # over positives scoring <= s_k
-            tail_ch = np.take(np.cumsum(wh[:, ::-1], axis=1), at_first)
+            tail_c = w[:, ::-1].cumsum(axis=1).take(at_first)  # over positives scoring <= s_k
+            tail_ch = wh[:, ::-1].cumsum(axis=1).take(at_first)
         else:                                                     # each its own run: from itself down
-            tail_c = np.cumsum(w[:, ::-1], axis=1)[:, ::-1]
-            tail_ch = np.cumsum(wh[:, ::-1], axis=1)[:, ::-1]
+            tail_c = w[:, ::-1].cumsum(axis=1)[:, ::-1]
+            tail_ch = wh[:, ::-1].cumsum(axis=1)[:, ::-1]
         # (y_k h - AP pi + (y_k tail_c - tail_ch) / n - AP (y_k - pi)) / pi, its AP pi terms cancelled
         psi = (ys * (h + tail_c / n - ap[:, None]) - tail_ch / n) / (n1 / n)[:, None]
     return ap, psi
@@ -620,7 +661,7 @@ def stratum_groups(strata: np.ndarray) -> np.ndarray:
     strata = np.asarray(strata)
     if strata.dtype.kind in "iu" and strata.size and strata.min() >= 0:
         present = np.bincount(strata) > 0
-        return (np.cumsum(present) - 1)[strata]
+        return (present.cumsum() - 1)[strata]
     return np.unique(strata, return_inverse=True)[1]
 
 

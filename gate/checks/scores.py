@@ -152,6 +152,46 @@ def contrast_spread(rule: str, m: _Measure, *, stratified: bool) -> float:
                    lambda: sm.contrast_se(contrast_influence(rule, m), m.strata if stratified else None))
 
 
+def prime_spreads(measures: list[_Measure]) -> None:
+    """The spreads every statistical run asks for, of every measure at once: the unstratified standard error of
+    the paired difference (`contrast_spread`'s "difference" family), the transformed test's (`_transformed_parts`,
+    the paired form) and the skewness of the increase (`_skew_parts`), each a row of one (rows, n) array whose
+    row-wise reduces are numpy's pairwise sums of each row alone: the values the lazy path computes, in a few
+    numpy calls for all of them. Stratified spreads (ROC-AUC's) stay lazy."""
+    rows: list[tuple[_Measure, str, np.ndarray, np.ndarray | None]] = []
+    for m in measures:
+        if m.psi_baseline is None or m.strata is not None or m.psi_candidate.size < 2:
+            continue
+        pb, pc = m.psi_baseline, m.psi_candidate
+        rows.append((m, "difference", pb, pc))
+        if m.transform:
+            b, c = m.baseline, m.candidate
+            if math.isfinite(_forward(m.transform, b)) and math.isfinite(_forward(m.transform, c)):
+                rows.append((m, "transformed", pb * _slope(m.transform, b), pc * _slope(m.transform, c)))
+    if not rows:
+        return
+    n = rows[0][0].psi_candidate.size
+    if any(m.psi_candidate.size != n for m, *_ in rows):
+        return
+    x = np.empty((len(rows), n))
+    for i, (m, kind, pb, pc) in enumerate(rows):
+        if kind == "difference":
+            np.multiply(-1.0, np.subtract(pb, pc, out=x[i]), out=x[i])     # contrast_influence("max_increase")
+        else:
+            np.subtract(pc, pb, out=x[i])
+    d = x - (np.add.reduce(x, axis=1) / n)[:, None]             # sample_variance's and skewness' operations
+    d2 = d * d
+    ss = np.add.reduce(d2, axis=1)
+    se = np.sqrt(ss / (n - 1) / n).tolist()
+    skewed = [i for i, (m, kind, *_) in enumerate(rows) if kind == "difference" and m.skew]
+    cubes = np.add.reduce(d2[skewed] * d[skewed], axis=1).tolist() if skewed else []
+    for i, (m, kind, *_) in enumerate(rows):
+        m.spreads.setdefault(("se", "difference", False) if kind == "difference" else ("transformed", False), se[i])
+    for i, cube in zip(skewed, cubes):
+        m2 = float(ss[i] / n)
+        rows[i][0].spreads.setdefault(("skew", "max_increase"), cube / n / m2 ** 1.5 if m2 > 0 else 0.0)
+
+
 @lru_cache(maxsize=16)
 def _z(confidence: float) -> float:
     """The normal quantile of the one-sided level (1.96 at 0.95): NormalDist, as scipy's isf costs ~1 ms a call."""
@@ -194,16 +234,28 @@ def contrast_influence(rule: str, m: _Measure) -> np.ndarray:
 def normal_evidence(value: float, se: float, *, rule: str, threshold: float, confidence: float,
                     method: str) -> Evidence:
     """One-sided normal p-values of `value` (standard error `se`) against the threshold, and "worse at all"."""
-    z = _z(confidence)
     if not math.isfinite(se):
         return Evidence(p_beyond=float("nan"), p_within=float("nan"), interval=(float("nan"),) * 2, method=method)
+    return _evidence(_normal_claims(value, se, rule=rule, threshold=threshold, z=_z(confidence)), method)
+
+
+#: A test's claims: (p_beyond, p_within, p_worse, interval low, interval high), an Evidence's numbers
+Claims = tuple[float, float, "float | None", float, float]
+
+
+def _evidence(claims: Claims, method: str) -> Evidence:
+    beyond, within, worse, low, high = claims
+    return Evidence(p_beyond=beyond, p_within=within, p_worse=worse, interval=(low, high), method=method)
+
+
+def _normal_claims(value: float, se: float, *, rule: str, threshold: float, z: float) -> Claims:
+    """`normal_evidence`'s numbers, for a finite se."""
     above, below = _normal_p(value, se, threshold)
     beyond, within = (below, above) if rule == "min" else (above, below)
     worse = None
     if rule not in ("min", "max"):
         worse = _normal_p(value, se, 0.0)[0]
-    return Evidence(p_beyond=beyond, p_within=within, p_worse=worse, interval=(value - z * se, value + z * se),
-                    method=method)
+    return beyond, within, worse, value - z * se, value + z * se
 
 
 def proportion_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float) -> Evidence:
@@ -252,10 +304,13 @@ def allowance_evidence(rule: str, m: _Measure, *, threshold: float, confidence: 
                     interval=(low - z * se, high + z * se), method=m.method)
 
 
-def hall_statistic(t: np.ndarray | float, a: float) -> np.ndarray:
+def hall_statistic(t: np.ndarray | float, a: float) -> np.ndarray | float:
     """Hall's (1992) transformation of a studentized mean, g(t) = t + a t^2 / 3 + a^2 t^3 / 27 + a / 6, a = skewness /
     sqrt(n): g(t) is standard normal to O(1/n) where t is skewed by O(1/sqrt(n)); monotone, g' = (1 + a t / 3)^2."""
-    t = np.asarray(t, dtype=np.float64)
+    if not isinstance(t, float):
+        t = np.asarray(t, dtype=np.float64)
+    # a Python float (a rule's test) is computed in Python floats: the same IEEE operations in the same order,
+    # without numpy's cost per operation on a scalar
     return t + a * t * t / 3.0 + a * a * (t * t * t) / 27.0 + a / 6.0
 
 
@@ -284,21 +339,21 @@ def skew_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float
     """Hall's skewness-corrected test of the compared quantity, a mean of the rule's per-sample influences: t =
     (value - bound) / se is read through hall_statistic with a = SKEW_INFLATION x skewness / sqrt(N) (N every sample;
     in streamed mode the kept sample's skewness). None where se is 0 or undefined (the normal test decides)."""
+    claims = _skew_claims(rule, m, threshold=threshold, z=_z(confidence))
+    return None if claims is None else _evidence(claims, m.method)
+
+
+def _skew_claims(rule: str, m: _Measure, *, threshold: float, z: float) -> Claims | None:
+    """`skew_evidence`'s numbers: the claim "truly above the bound" where g(t) is large (it rejects "at or
+    below"), "truly below" where it is small."""
     parts = _skew_parts(rule, m)
     if parts is None:
         return None
     value, se, a = parts
-    z = _z(confidence)
-
-    def p_above(bound: float) -> float:         # the claim "truly above the bound": large g(t) rejects "at or below"
-        return float(ndtr(-hall_statistic((value - bound) / se, a)))
-
-    def p_below(bound: float) -> float:
-        return float(ndtr(hall_statistic((value - bound) / se, a)))
-
-    beyond, within = _claims(rule, p_above(threshold), p_below(threshold))
-    return Evidence(p_beyond=beyond, p_within=within, p_worse=None if rule in ("min", "max") else p_above(0.0),
-                    interval=_skew_interval(value, se, a, z), method=m.method)
+    g = hall_statistic((value - threshold) / se, a)
+    beyond, within = _claims(rule, float(ndtr(-g)), float(ndtr(g)))
+    worse = None if rule in ("min", "max") else float(ndtr(-hall_statistic((value - 0.0) / se, a)))
+    return (beyond, within, worse, *_skew_interval(value, se, a, z))
 
 
 def _skew_parts(rule: str, m: _Measure) -> tuple[float, float, float] | None:
@@ -335,9 +390,17 @@ def _slope(transform: str, x: float) -> float:
 
 def candidate_at(rule: str, baseline: float, bound: float) -> float:
     """The candidate's value at which `compared_value(rule, baseline, .)` equals `bound`."""
-    return {"min": bound, "max": bound, "max_drop": baseline - bound, "max_increase": baseline + bound,
-            "max_relative_drop": baseline * (1.0 - bound),
-            "max_relative_increase": baseline * (1.0 + bound)}[rule]
+    if rule in ("min", "max"):
+        return bound
+    if rule == "max_drop":
+        return baseline - bound
+    if rule == "max_increase":
+        return baseline + bound
+    if rule == "max_relative_drop":
+        return baseline * (1.0 - bound)
+    if rule == "max_relative_increase":
+        return baseline * (1.0 + bound)
+    raise KeyError(rule)
 
 
 def transformed_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float) -> Evidence | None:
@@ -346,29 +409,29 @@ def transformed_evidence(rule: str, m: _Measure, *, threshold: float, confidence
     mapped back with the baseline held at its estimate. A loss or a precision whose spread grows with its level (a
     few confident mistakes, a low average precision) keeps its interval from being short exactly where the estimate
     is. None where f is undefined at an estimate (an average precision of 1): the normal test decides."""
+    claims = _transformed_claims(rule, m, threshold=threshold, z=_z(confidence))
+    return None if claims is None else _evidence(claims, m.method)
+
+
+def _transformed_claims(rule: str, m: _Measure, *, threshold: float, z: float) -> Claims | None:
+    """`transformed_evidence`'s numbers: at a bound, d = f(the candidate's value there) - anchor on the scale, and
+    the compared quantity is truly above the bound where the estimate delta is beyond d in the direction the
+    quantity grows (with the candidate for min/max and increases, against it for drops)."""
     parts = _transformed_parts(rule, m)
     if parts is None:
         return None
     se, anchor, delta = parts
     f, b = m.transform, m.baseline
-    absolute = rule in ("min", "max")
     rising = rule in ("min", "max", "max_increase", "max_relative_increase")   # compared value grows with candidate
 
-    def at(bound: float) -> float:
-        return _forward(f, candidate_at(rule, b, bound)) - anchor
+    def above_below(bound: float) -> tuple[float, float]:
+        d = _forward(f, candidate_at(rule, b, bound)) - anchor
+        up, down = float(ndtr((d - delta) / se)), float(ndtr((delta - d) / se))
+        return (up, down) if rising else (down, up)
 
-    def p_above(bound: float) -> float:          # the compared quantity truly above the bound
-        d = at(bound)
-        return float(ndtr((d - delta) / se)) if rising else float(ndtr((delta - d) / se))
-
-    def p_below(bound: float) -> float:
-        d = at(bound)
-        return float(ndtr((delta - d) / se)) if rising else float(ndtr((d - delta) / se))
-
-    ends = _transformed_interval(rule, m, se, anchor, delta, _z(confidence))
-    beyond, within = _claims(rule, p_above(threshold), p_below(threshold))
-    return Evidence(p_beyond=beyond, p_within=within, p_worse=None if absolute else p_above(0.0),
-                    interval=ends, method=m.method)
+    low, high = _transformed_interval(rule, m, se, anchor, delta, z)
+    beyond, within = _claims(rule, *above_below(threshold))
+    return beyond, within, None if rule in ("min", "max") else above_below(0.0)[0], low, high
 
 
 def _transformed_parts(rule: str, m: _Measure) -> tuple[float, float, float] | None:
@@ -393,19 +456,6 @@ def _transformed_interval(rule: str, m: _Measure, se: float, anchor: float, delt
     return ends[0], ends[1]
 
 
-def hull_evidence(evidences: list[Evidence | None]) -> Evidence:
-    """A claim every test makes: each p-value the largest, the interval the hull of theirs."""
-    kept = [e for e in evidences if e is not None]
-    first = kept[0]
-    p_beyond, p_within, p_worse = first.p_beyond, first.p_within, first.p_worse
-    lo, hi = first.interval
-    for e in kept[1:]:
-        p_beyond, p_within = _larger(p_beyond, e.p_beyond), _larger(p_within, e.p_within)
-        p_worse = _larger(p_worse, e.p_worse)
-        lo, hi = min(lo, e.interval[0]), max(hi, e.interval[1])
-    return Evidence(p_beyond=p_beyond, p_within=p_within, p_worse=p_worse, interval=(lo, hi), method=first.method)
-
-
 def _larger(a: float | None, b: float | None) -> float | None:
     if a is None or b is None:
         return None
@@ -419,11 +469,19 @@ def rule_evidence(rule: str, m: _Measure, *, threshold: float, confidence: float
         return allowance_evidence(rule, m, threshold=threshold, confidence=confidence)
     value = compared_value(rule, m.baseline, m.candidate)
     se = contrast_spread(rule, m, stratified=m.strata is not None) * m.scale
-    normal = normal_evidence(value, se, rule=rule, threshold=threshold, confidence=confidence, method=m.method)
     if not m.transform or not math.isfinite(se):
-        return normal
-    return hull_evidence([normal, transformed_evidence(rule, m, threshold=threshold, confidence=confidence),
-                          skew_evidence(rule, m, threshold=threshold, confidence=confidence) if m.skew else None])
+        return normal_evidence(value, se, rule=rule, threshold=threshold, confidence=confidence, method=m.method)
+    # a claim every test makes: each p-value the largest of the normal, transformed and skew-corrected tests', the
+    # interval the hull of theirs
+    z = _z(confidence)
+    beyond, within, worse, low, high = _normal_claims(value, se, rule=rule, threshold=threshold, z=z)
+    for claims in (_transformed_claims(rule, m, threshold=threshold, z=z),
+                   _skew_claims(rule, m, threshold=threshold, z=z) if m.skew else None):
+        if claims is not None:
+            beyond, within, worse = _larger(beyond, claims[0]), _larger(within, claims[1]), _larger(worse, claims[2])
+            low, high = min(low, claims[3]), max(high, claims[4])
+    m.spreads[("hull", rule, confidence)] = (low, high)    # = hull_interval(rule, m, ...): the table's, if asked
+    return Evidence(p_beyond=beyond, p_within=within, p_worse=worse, interval=(low, high), method=m.method)
 
 
 def delta_interval(m: _Measure, *, confidence: float) -> tuple[float, float] | None:
@@ -446,6 +504,9 @@ def hull_interval(rule: str, m: _Measure, *, confidence: float) -> tuple[float, 
     """`rule_evidence(rule, m, ...).interval` of a measure with a transform and a finite spread, without the
     p-values (no interval depends on the threshold): the normal one's hull with the transformed and skew-corrected
     ones, taken in the same order."""
+    known = m.spreads.get(("hull", rule, confidence))
+    if known is not None:           # the rule's own evidence made it
+        return known
     z = _z(confidence)
     value = compared_value(rule, m.baseline, m.candidate)
     se = contrast_spread(rule, m, stratified=m.strata is not None) * m.scale
@@ -523,6 +584,19 @@ def sample_priority(index: np.ndarray, seed: int) -> np.ndarray:
 _ROW_KEYS = ("baseline", "candidate", "labels", "index")
 
 
+def _global_index(parts: list[np.ndarray | tuple[int, int]]) -> np.ndarray:
+    """The global sample indices of the kept batches, in order: each an int64 array, or a batch's (offset, size) for
+    offset ... offset + size - 1; one arange when the batches follow each other."""
+    if len(parts) == 1 and not isinstance(parts[0], tuple):
+        return parts[0]
+    if parts and all(isinstance(p, tuple) for p in parts):
+        ends = [o + n for o, n in parts]
+        if all(parts[i][0] == ends[i - 1] for i in range(1, len(parts))):
+            return np.arange(parts[0][0], ends[-1], dtype=np.int64)
+    return np.concatenate([np.arange(p[0], p[0] + p[1], dtype=np.int64) if isinstance(p, tuple) else p
+                           for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+
+
 class ScoresCheck(Check):
     name = "scores"
     #: rows.* are the kept per-sample values (all samples, or the streamed mode's kept sample), concatenated across
@@ -534,7 +608,7 @@ class ScoresCheck(Check):
         self._odds: dict[str, list[np.ndarray]] = {role: [] for role in ROLES}
         self._logits: dict[str, list[np.ndarray]] = {role: [] for role in ROLES}   # not yet in self._odds
         self._labels: list[np.ndarray] = []
-        self._index: list[np.ndarray] = []
+        self._index: list[np.ndarray | tuple[int, int]] = []     # arrays, or a batch's (offset, size)
         self._n = 0
         self._max = int(options.get("max_samples") or 2_000_000)
         self._bins = options.get("bins")
@@ -575,7 +649,6 @@ class ScoresCheck(Check):
             raise ConfigError(
                 f"{self.ctx.config.where('checks.scores.threshold')}: a decision threshold needs a binary model, but "
                 f"the models output {k} classes")
-        index = int(step.offset) + np.arange(y.size, dtype=np.int64)
         if self._stream is None and (self._bins is not None or self._n + y.size > self._max):
             self._start_stream(k)
         if self._stream is None:
@@ -586,9 +659,10 @@ class ScoresCheck(Check):
                     self._settle(role)
                     self._odds[role].append(odds[role])
             self._labels.append(y)
-            self._index.append(index)
+            self._index.append((int(step.offset), int(y.size)))     # the batch's global indices, made in _rows
         else:
             self._stream.update((odds["baseline"], odds["candidate"]), y)
+            index = int(step.offset) + np.arange(y.size, dtype=np.int64)
             self._keep_sample({**odds, "labels": y, "index": index})
         self._n += y.size
 
@@ -663,7 +737,8 @@ class ScoresCheck(Check):
         """Every sample kept so far (exact mode), in the order seen: the kept arrays themselves, each list joined
         into one array kept in its place (so that no second copy of the log-odds stays alive; callers copy)."""
         self._settle(*ROLES)
-        for parts in (*(self._odds[role] for role in ROLES), self._labels, self._index):
+        self._index[:] = [_global_index(self._index)]
+        for parts in (*(self._odds[role] for role in ROLES), self._labels):
             if len(parts) != 1:
                 parts[:] = [np.concatenate(parts)]
         out = {role: self._odds[role][0] for role in ROLES}
@@ -770,7 +845,7 @@ class ScoresCheck(Check):
         y2 = np.concatenate([y, y])
         both_odds, both_p = both
         for name, terms in (("log_loss", sm.log_loss_terms(both_odds, y2)), ("brier", sm.brier_terms(both_p, y2))):
-            ib, ic = sm.mean_influence(terms[:n]), sm.mean_influence(terms[n:])
+            ib, ic = sm.mean_influences(terms, len(ROLES))
             out[name] = _Measure(ib.value, ic.value, ib.psi, ic.psi, transform="log", skew=True,
                                  method="normal, log-ratio and skew-corrected (paired mean)")
         roc, pr = sm.ranking_influences(rankings)
@@ -782,16 +857,14 @@ class ScoresCheck(Check):
         if k > top_k:
             hit = sm.top_k_hits(both_odds, y2, top_k)
             hits = {"baseline": hit[:n], "candidate": hit[n:]}
-            rate = {r: hits[r].mean() for r in ROLES}
-            out["top_k_accuracy"] = _Measure(float(rate["baseline"]), float(rate["candidate"]),
-                                             hits["baseline"] - rate["baseline"],
+            # a mean of 0 / 1 values is its exact count over n: one division, as np.mean's
+            rate = {r: np.count_nonzero(hits[r]) / n for r in ROLES}
+            out["top_k_accuracy"] = _Measure(rate["baseline"], rate["candidate"], hits["baseline"] - rate["baseline"],
                                              hits["candidate"] - rate["candidate"],
                                              hits=(hits["baseline"], hits["candidate"]), method="Tango score")
         bins = int(self.options.get("ece_bins", 15))
-        binned_both = sm.confidence_bins(both_p, bins)
-        binned = {r: tuple(a[i * n:(i + 1) * n] for a in binned_both) for i, r in enumerate(ROLES)}
-        rel = {r: sm.reliability(p[r], y, bins=bins, binned=binned[r]) for r in ROLES}
-        ece = {r: sm.ece_influence(p[r], y, bins=bins, binned=binned[r]) for r in ROLES}
+        diagrams, influences = sm.calibration(sm.confidence_bins(both_p, bins), y2, bins=bins, models=len(ROLES))
+        rel, ece = dict(zip(ROLES, diagrams)), dict(zip(ROLES, influences))
         out["ece"] = _Measure(ece["baseline"].value, ece["candidate"].value, ece["baseline"].psi,
                               ece["candidate"].psi, bias=(ece["baseline"].bias, ece["candidate"].bias),
                               method="delta, bin-noise allowance")
@@ -831,6 +904,8 @@ class ScoresCheck(Check):
             measures = self._measures(p, odds, y, rankings, (both, both_p))
             if self._stream is not None:
                 measures = self._streamed(measures)
+            if settings.statistical:
+                prime_spreads(list(measures.values()))
         findings: list[Finding] = []
         rows = []
         for metric, (higher, _) in METRICS.items():
@@ -932,26 +1007,26 @@ class ScoresCheck(Check):
         for i, label in enumerate(labels):
             if bn[i] == 0 and cn[i] == 0:
                 continue
-            rows.append((label, int(bn[i]), _round(bconf[i]), _round(bacc[i]),
-                         int(cn[i]), _round(cconf[i]), _round(cacc[i])))
+            rows.append((label, bn[i], _round(bconf[i]), _round(bacc[i]), cn[i], _round(cconf[i]), _round(cacc[i])))
         table = Table(title=f"Reliability diagram (top-label confidence; ECE baseline {rel['baseline'].ece:.4f}, "
                             f"candidate {rel['candidate'].ece:.4f})",
                       headers=("confidence bin", "samples b", "confidence b", "accuracy b", "samples c",
                                "confidence c", "accuracy c"),
                       rows=tuple(rows))
-        charts = tuple(
-            Chart(title=f"Reliability, {role}: accuracy per confidence bin (calibrated: accuracy = confidence)",
-                  labels=tuple(labels[i] for i in range(len(labels)) if lists[role][0][i] > 0),
-                  values=tuple(round(float(lists[role][2][i]), 4) for i in range(len(labels))
-                               if lists[role][0][i] > 0),
-                  y_label="accuracy")
-            for role in ROLES)
-        data = {"edges": [float(e) for e in edges], "bins": len(labels)}
+        charts = []
+        for role in ROLES:
+            count, _, accuracy = lists[role]
+            shown = [i for i, c in enumerate(count) if c > 0]
+            charts.append(Chart(title=f"Reliability, {role}: accuracy per confidence bin (calibrated: accuracy = "
+                                      "confidence)", labels=tuple(labels[i] for i in shown),
+                                values=tuple(round(accuracy[i], 4) for i in shown), y_label="accuracy"))
+        data = {"edges": edges, "bins": len(labels)}
         for role in ROLES:
             count, confidence, accuracy = lists[role]
-            data[role] = {"ece": rel[role].ece, "count": [int(x) for x in count],
-                          "confidence": [None if x != x else float(x) for x in confidence],
-                          "accuracy": [None if x != x else float(x) for x in accuracy]}
+            data[role] = {"ece": rel[role].ece, "count": count,
+                          "confidence": [None if x != x else x for x in confidence],
+                          "accuracy": [None if x != x else x for x in accuracy]}
+        charts = tuple(charts)
         return table, charts, data
 
     def _curve_outputs(self, odds: dict[str, np.ndarray], y: np.ndarray, rankings: sm.Rankings,
@@ -965,7 +1040,8 @@ class ScoresCheck(Check):
             st = self._stream
             return curves.binned_curves(st.hist, st.support, st.n, names,
                                         drawable=not any(st.has_nan(m) for m in range(len(ROLES))))
-        areas = tuple(np.stack([measures[metric].parts[role] for role in ROLES]) for metric in ("roc_auc", "pr_auc"))
+        areas = tuple(np.concatenate([measures[metric].parts[role] for role in ROLES]).reshape(len(ROLES), -1)
+                      for metric in ("roc_auc", "pr_auc"))
         return curves.score_curves(odds, y, names, rankings=rankings, areas=areas)
 
     def _threshold(self, p: dict[str, np.ndarray], y: np.ndarray,

@@ -125,6 +125,39 @@ def test_every_class_of_both_models_at_once_gives_scikit_learns_vertices_and_are
         assert aps[row] == pytest.approx(average_precision_score(positive, score), rel=1e-12)
 
 
+def test_rankings_without_ties_step_one_sample_at_a_time_and_give_scikit_learns_vertices():
+    """Continuous scores (no two equal in a row): the counts step one sample at a time (`Counts.unit`), the
+    vertices are kept from the samples' classes, and every curve is still sklearn's alone, thinned or not."""
+    from gate import score_metrics as sm
+
+    rng = np.random.default_rng(23)
+    n, k = 400, 4
+    y = rng.integers(0, k, n)
+    scores = [rng.standard_normal((n, k)) + s * (y[:, None] == np.arange(k)) for s in (1.0, 3.0)]
+    ranking = next(iter(sm.Rankings(scores, y)))
+    assert not ranking.tied.any()
+    counts = cv.ranking_counts(ranking)
+    assert counts.unit is not None
+    roc, pr = cv.roc_vertices(counts), cv.pr_vertices(counts, drop_intermediate=True)
+    assert np.array_equal(counts.ids_at(np.arange(counts.tps.size)), counts.ids)
+    start_roc, start_pr = np.r_[0, np.cumsum(roc.sizes)], np.r_[0, np.cumsum(pr.sizes)]
+    for row, (m, c) in enumerate(zip(ranking.model.tolist(), ranking.classes.tolist())):
+        score, positive = scores[m][:, c], y == c
+        a, b = start_roc[row], start_roc[row + 1]
+        sk_fpr, sk_tpr, sk_t = roc_curve(positive, score)
+        assert np.array_equal(roc.x[a:b], sk_fpr) and np.array_equal(roc.y[a:b], sk_tpr)
+        assert np.array_equal(roc.thresholds[a:b], sk_t)
+        a, b = start_pr[row], start_pr[row + 1]
+        sk_p, sk_r, sk_tp = precision_recall_curve(positive, score, drop_intermediate=True)
+        assert np.array_equal(pr.x[a:b], sk_r) and np.array_equal(pr.y[a:b], sk_p)
+        assert np.array_equal(pr.thresholds[a:b - 1], sk_tp)
+    drawn = cv.role_curves(counts, max_points=30, probability=False)        # thinned: exact vertices only
+    for row, entry in enumerate(drawn):
+        a, b = start_roc[row], start_roc[row + 1]
+        assert set(zip(entry["roc"]["fpr"], entry["roc"]["tpr"])) <= set(
+            zip(cv._nums(roc.x[a:b]), cv._nums(roc.y[a:b])))
+
+
 def test_binned_counts_of_several_curves_are_each_curves_own():
     rng = np.random.default_rng(22)
     hist = rng.integers(0, 4, (3, 2, 30)) * (rng.random((3, 2, 30)) < 0.6)    # empty bins in every curve

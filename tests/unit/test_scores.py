@@ -847,3 +847,44 @@ def test_stratum_groups_are_numpys_unique_inverse():
         assert sm.contrast_se(psi, labels) == pytest.approx(
             np.sqrt(sum(np.var(psi[labels == v], ddof=1) * (labels == v).sum() for v in np.unique(labels)
                         if (labels == v).sum() > 1)) / labels.size, rel=1e-12)
+
+
+def test_spreads_primed_at_once_are_each_measures_own_standard_errors_and_skewness():
+    """prime_spreads computes every measure's spreads in one (rows, n) array: each measure gets its own paired
+    difference's standard error and skewness and its log-ratio test's standard error (scipy / numpy's ddof=1 as the
+    oracle), exactly the values the rules would compute one by one."""
+    from gate.checks import scores as sc
+
+    rng = np.random.default_rng(71)
+    n = 333
+
+    def measures():
+        out = []
+        for scale, skew in ((1.0, 2.0), (0.3, -1.0), (2.0, 0.0)):
+            base = rng.standard_normal(n) * scale
+            pb, pc = base + 0.1 * rng.standard_normal(n), base + 0.2 * rng.gamma(1.0 + abs(skew), size=n) * np.sign(skew or 1)
+            out.append(sc._Measure(0.4 * scale, 0.5 * scale, pb - pb.mean(), pc - pc.mean(), transform="log", skew=True))
+        out.append(sc._Measure(0.7, 0.6, rng.standard_normal(n), rng.standard_normal(n), transform="logit"))
+        return out
+
+    state = rng.bit_generator.state
+    primed = measures()
+    rng.bit_generator.state = state
+    lazy = measures()
+    sc.prime_spreads(primed)
+    for m, other in zip(primed, lazy):
+        d = m.psi_candidate - m.psi_baseline
+        assert m.spreads[("se", "difference", False)] == pytest.approx(np.std(d, ddof=1) / math.sqrt(n), rel=1e-12)
+        f = 1.0 / np.array([m.baseline, m.candidate]) if m.transform == "log" else \
+            1.0 / (np.array([m.baseline, m.candidate]) * (1.0 - np.array([m.baseline, m.candidate])))
+        t = m.psi_candidate * f[1] - m.psi_baseline * f[0]
+        assert m.spreads[("transformed", False)] == pytest.approx(np.std(t, ddof=1) / math.sqrt(n), rel=1e-12)
+        if m.skew:
+            assert m.spreads[("skew", "max_increase")] == pytest.approx(sps.skew(d), rel=1e-10)
+        else:
+            assert ("skew", "max_increase") not in m.spreads
+        # the rules' own one-by-one computations give the same numbers
+        assert sc.contrast_spread("max_increase", other, stratified=False) == m.spreads[("se", "difference", False)]
+        assert sc._transformed_parts("max_increase", other)[0] == m.spreads[("transformed", False)] * m.scale
+        if m.skew:
+            assert sc._skew_parts("max_increase", other)[2] == sc._skew_parts("max_increase", m)[2]
