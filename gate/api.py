@@ -138,6 +138,7 @@ class Report:
 
         paths = {k: os.fspath(v) for k, v in (("json", json), ("markdown", markdown), ("junit", junit),
                                                 ("html", html)) if v is not None}
+        _refuse_empty(paths)
         texts = render(self.model, tuple(paths))
         write_reports({paths[k]: texts[k] for k in paths})
 
@@ -202,6 +203,14 @@ def _choose(value: str, choices: Iterable[str], *, option: str) -> str:
     return value
 
 
+def _refuse_empty(values: Mapping[str, Any]) -> None:
+    """An empty path or name is a mistake (an unset variable), never "not given": ConfigError naming the option."""
+    for name, value in values.items():
+        if isinstance(value, str) and value == "":
+            what = "value" if name in ("model_factory", "device", "decision", "task") else "path"
+            raise ConfigError(f"{name}: an empty {what}")
+
+
 def config_overrides(options: Mapping[str, Any]) -> dict[str, Any]:
     """CLI-style options as a config dict laid over gate.yaml (the options win). Unset options are None/empty."""
     unknown = sorted(set(options) - set(OPTIONS))
@@ -210,6 +219,7 @@ def config_overrides(options: Mapping[str, Any]) -> dict[str, Any]:
         hint = f" (did you mean {close[0]}?)" if close else f" (options: {', '.join(OPTIONS)})"
         raise ConfigError(f"{unknown[0]}: unknown option{hint}")
     opts = {k: options.get(k) for k in OPTIONS}
+    _refuse_empty(opts)
     if opts["onnx"] is not None and not isinstance(opts["onnx"], (str, os.PathLike)):
         raise ConfigError(f"onnx: expected a path to the .onnx file, found {short_repr(opts['onnx'], kind=True)}")
     out: dict[str, Any] = {}
@@ -246,6 +256,7 @@ def configure(config: str | os.PathLike[str] | Mapping[str, Any] | None = None, 
     as it comes only from the command line: a config file or dict cannot give it. `task` (auto, classification,
     multi_label, regression) wins over the config's `task:`, as `--task` does; errors about it then name --task.
     """
+    _refuse_empty({"config": config})
     overrides = config_overrides(options)
     trusted = trusted_roles([_choose(role, TRUST_CHOICES, option="trust_checkpoint")
                              for role in _names(options.get("trust_checkpoint"), option="trust_checkpoint")])
@@ -275,6 +286,8 @@ def run(config: GateConfig, candidate: ModelSource, baseline: ModelSource, data:
     if data is None:
         raise ConfigError("no evaluation data given: pass data (a path, package.module:callable, a Dataset, a "
                           "DataLoader or an iterable of (inputs, labels) batches) or set data.factory in the config")
+    _refuse_empty({"candidate": candidate, "baseline": baseline, "data": data, "onnx": onnx,
+                   "baseline_cache": baseline_cache})
     for role, source in (("candidate", candidate), ("baseline", baseline)):
         _check_model_source(source, role=role)
     extras: dict[str, Any] = {"onnx_path": os.fspath(onnx)} if onnx else {}
@@ -298,6 +311,8 @@ def merge(states: Iterable[str | os.PathLike[str]], *,
     config differs from it on a setting that decides is refused. Without it the states' own config decides."""
     from gate.runner import merge_report
 
+    states = list(states)
+    _refuse_empty({"states": next((s for s in states if s == ""), None), "config": config})
     policy = configure(config) if config is not None else None
     return merge_report([os.fspath(p) for p in states], policy=policy)
 

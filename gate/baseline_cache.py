@@ -11,6 +11,7 @@ before one row is used. An entry that fails any of these is rebuilt by this run,
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -223,7 +224,12 @@ def _check_kind(scores: Any, kind: str, *, where: str) -> None:
 
 
 class Recorder:
-    """The live baseline's scores written as they come, to a temp file renamed into place only after the pass."""
+    """The live baseline's scores written as they come, to a temp file renamed into place only after the pass.
+
+    The entry it replaces is cleared safely: its files (a link: the link itself, never what it points to) are
+    replaced by the rename, an empty folder in their place is removed, and anything that cannot be removed so (a
+    folder with files in it, a name it may not remove) is left alone: the entry is then not written, commit() says
+    why, and the run goes on (its verdict never depends on the cache)."""
 
     def __init__(self, folder: Path, key: str, facts: dict[str, Any]) -> None:
         import tempfile
@@ -237,6 +243,7 @@ class Recorder:
         self.rows = 0
         self.dtype: str | None = None
         self.num_classes: int | None = None
+        _clear(folder / f"{key}.json")      # the old entry's commit mark goes first (commit() says if it could not)
 
     def add(self, scores: Any) -> None:
         import torch
@@ -249,21 +256,55 @@ class Recorder:
         self._sha.update(raw)
         self.rows += int(cpu.shape[0])
 
-    def commit(self, *, output: str, records: dict[str, Any]) -> None:
-        """Scores renamed into place, then the JSON (the mark that the entry is complete)."""
+    def commit(self, *, output: str, records: dict[str, Any]) -> str | None:
+        """Scores renamed into place, then the JSON (the mark that the entry is complete). None when the entry was
+        written, else why it was not (the run goes on without it)."""
         self._fh.close()
         if self.dtype not in _DTYPES or not self.rows:
             self.discard()
-            return
-        os.replace(self._tmp, self.folder / f"{self.key}.scores")
+            return None
+        meta_path, scores_path = self.folder / f"{self.key}.json", self.folder / f"{self.key}.scores"
+        blocked = _clear(meta_path) or _clear(scores_path, keep_file=True)
+        if blocked:
+            self.discard()
+            return blocked
         meta = {"facts": self.facts, "dtype": self.dtype, "num_samples": self.rows, "num_classes": self.num_classes,
                 "output": output, "sha256": self._sha.hexdigest(), "records": records}
+        from gate.errors import ConfigError
         from gate.sharding import write_bytes_atomically
 
-        write_bytes_atomically(self.folder / f"{self.key}.json", json.dumps(meta, sort_keys=True).encode("utf-8"),
-                               what="baseline cache entry")
+        try:                        # without its JSON the entry is a miss next time, never a hit
+            os.replace(self._tmp, scores_path)
+            write_bytes_atomically(meta_path, json.dumps(meta, sort_keys=True).encode("utf-8"),
+                                   what="baseline cache entry")
+        except OSError as err:
+            self.discard()
+            return f"cannot write {scores_path.name}: {err.strerror or err}"
+        except ConfigError as err:  # the JSON's (write_bytes_atomically says which file and why)
+            return str(err)
+        return None
 
     def discard(self) -> None:
         if not self._fh.closed:
             self._fh.close()
         self._tmp.unlink(missing_ok=True)
+
+
+def _clear(path: Path, *, keep_file: bool = False) -> str | None:
+    """Make room for an entry file at `path`; None when there is room, else why not. A file or a link there is
+    removed (a link itself, never followed), or with `keep_file` left for the rename to replace atomically; an empty
+    folder is removed; a folder with anything in it is left alone, never emptied."""
+    try:
+        mode = os.lstat(path).st_mode
+        if stat.S_ISDIR(mode):
+            os.rmdir(path)
+        elif not keep_file:
+            path.unlink()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        if err.errno == errno.ENOTEMPTY:
+            return f"{path.name} is a folder with files in it, left alone"
+        return f"cannot remove {path.name}: {err.strerror or err}"
+    return None
+

@@ -61,6 +61,25 @@ def _raise_if_signalled() -> None:
 OUTPUT_OPTIONS = ("json_path", "markdown_path", "junit_path", "html_path", "state_path")
 
 
+def option_flag(dest: str) -> str:
+    """The option a parameter name stands for in messages: json_path -> --json, baseline_cache -> --baseline-cache."""
+    return "--" + dest.removesuffix("_path").replace("_", "-")
+
+
+def not_empty(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """An empty value is always a mistake (an unset CI variable in `-c "$GATE_CONFIG"`), never "not given": one
+    callback for every path and text option, so the gate never runs without the policy or report it was named."""
+    values = value if isinstance(value, tuple) else (value,)
+    if any(v == "" for v in values):
+        if isinstance(param, click.Option):
+            name = next((o for o in param.opts if o.startswith("--")), param.opts[0])
+        else:
+            name = param.human_readable_name.rstrip(".")
+        what = "value" if param.metavar in ("MOD:FN", "I/N") else "path"
+        raise click.UsageError(f"{name}: an empty {what}")
+    return value
+
+
 #: The options (and the CANDIDATE argument) of `gate check` that name a file it reads: a report path that is one of
 #: them is never removed, and the run refuses it.
 INPUT_OPTIONS = ("baseline", "data", "config_path", "onnx")
@@ -84,17 +103,30 @@ def remove_named_reports(command: click.Command, ctx: click.Context, args: list[
 
     values = option_values(command, ctx, args)
     inputs = values.get("<positional>", []) + [v for d in INPUT_OPTIONS for v in values.get(d, [])]
-    for path in output_paths(command, ctx, args):
+    first: GateError | None = None
+    for dest, path in named_outputs(command, ctx, args):
         if not any(same_file(path, other) for other in inputs):
-            remove_stale(path)
+            try:
+                remove_stale(path, option=option_flag(dest))
+            except GateError as err:    # the other stale reports still go; then the first error is the run's
+                first = first or err
+    if first is not None:
+        raise first
 
 
 def same_file(a: str, b: str) -> bool:
     """Whether two paths name one file (the same inode when both exist, else the same resolved path)."""
     try:
         return os.path.samefile(a, b)
-    except OSError:
-        return Path(a).resolve() == Path(b).resolve()
+    except OSError:         # realpath, unlike Path.resolve, does not raise on a link loop
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def entry_path(path: str) -> str:
+    """Where a report written to `path` goes: its folder resolved, its own name as given (a link there is replaced,
+    not followed: gate.report.write)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(os.path.realpath(folder), name)
 
 
 def _refuse_outputs_over_inputs(outputs: dict[str, str | None], inputs: dict[str, str | None]) -> None:
@@ -115,10 +147,15 @@ def output_paths(command: click.Command, ctx: click.Context, args: list[str]) ->
     >>> output_paths(check, click.Context(check), ["c.pt", "-vb", "--json", "b.pt", "--html=r.html"])
     ['r.html']
     """
+    return [path for _, path in named_outputs(command, ctx, args)]
+
+
+def named_outputs(command: click.Command, ctx: click.Context, args: list[str]) -> list[tuple[str, str]]:
+    """(parameter name, path) for each path OUTPUT_OPTIONS name in raw `args`; none when help is asked for."""
     values = option_values(command, ctx, args)
     if "help" in values:
         return []
-    return [v for dest in OUTPUT_OPTIONS for v in values.get(dest, [])]
+    return [(dest, v) for dest in OUTPUT_OPTIONS for v in values.get(dest, [])]
 
 
 def option_values(command: click.Command, ctx: click.Context, args: list[str]) -> dict[str, list[str]]:
@@ -204,13 +241,16 @@ def cli() -> None:
 
 
 @cli.command(cls=CheckCommand)
-@click.argument("candidate", metavar="CANDIDATE")
-@click.option("--baseline", "-b", required=True, metavar="PATH", help="The production checkpoint to compare against.")
-@click.option("--data", "-d", metavar="PATH",
+@click.argument("candidate", metavar="CANDIDATE", callback=not_empty)
+@click.option("--baseline", "-b", required=True, metavar="PATH", callback=not_empty,
+              help="The production checkpoint to compare against.")
+@click.option("--data", "-d", metavar="PATH", callback=not_empty,
               help="Evaluation data: .jsonl/.csv (text), .pt/.safetensors/.npz (tensors) or package.module:callable "
                    "(required unless data.factory is set in the config).")
-@click.option("--config", "-c", "config_path", metavar="FILE", help="gate.yaml (or .json) with thresholds and options.")
-@click.option("--model-factory", metavar="MOD:FN", help="Builds the module a state_dict is loaded into (package.module:callable).")
+@click.option("--config", "-c", "config_path", metavar="FILE", callback=not_empty,
+              help="gate.yaml (or .json) with thresholds and options.")
+@click.option("--model-factory", metavar="MOD:FN", callback=not_empty,
+              help="Builds the module a state_dict is loaded into (package.module:callable).")
 @click.option("--trust-checkpoint", "trust_checkpoint", multiple=True, type=click.Choice(["baseline", "candidate", "all"]),
               metavar="ROLE",
               help="Load this role's checkpoint even if it is a program (TorchScript, torch.export) or a pickle that "
@@ -228,18 +268,21 @@ def cli() -> None:
 @click.option("--enable", multiple=True, type=click.Choice(CHECK_NAMES), metavar="CHECK",
               help=f"Turn a check on (repeatable): {', '.join(CHECK_NAMES)}.")
 @click.option("--disable", multiple=True, type=click.Choice(CHECK_NAMES), metavar="CHECK", help="Turn a check off (repeatable).")
-@click.option("--onnx", metavar="PATH", help="Cross-check this ONNX file (the one you ship) against the candidate.")
-@click.option("--shard", metavar="I/N",
+@click.option("--onnx", metavar="PATH", callback=not_empty,
+              help="Cross-check this ONNX file (the one you ship) against the candidate.")
+@click.option("--shard", metavar="I/N", callback=not_empty,
               help="Score only shard I of N (every N-th batch from the I-th) and write its state to --state, "
                    "for `gate merge` (a CI matrix). Under torchrun the ranks shard by themselves.")
-@click.option("--state", "state_path", metavar="PATH", help="Where --shard writes this shard's state file.")
-@click.option("--baseline-cache", metavar="DIR",
+@click.option("--state", "state_path", metavar="PATH", callback=not_empty,
+              help="Where --shard writes this shard's state file.")
+@click.option("--baseline-cache", metavar="DIR", callback=not_empty,
               help="Keep the baseline's outputs here, keyed by everything that changes them; a rerun with the "
                    "same baseline and data skips the baseline's forward passes.")
-@click.option("--json", "json_path", metavar="PATH", help="Write the JSON report here.")
-@click.option("--markdown", "markdown_path", metavar="PATH", help="Write the Markdown report here.")
-@click.option("--junit", "junit_path", metavar="PATH", help="Write a JUnit XML report here (one test case per check, and one per slice of the slices check).")
-@click.option("--html", "html_path", metavar="PATH",
+@click.option("--json", "json_path", metavar="PATH", callback=not_empty, help="Write the JSON report here.")
+@click.option("--markdown", "markdown_path", metavar="PATH", callback=not_empty, help="Write the Markdown report here.")
+@click.option("--junit", "junit_path", metavar="PATH", callback=not_empty,
+              help="Write a JUnit XML report here (one test case per check, and one per slice of the slices check).")
+@click.option("--html", "html_path", metavar="PATH", callback=not_empty,
               help="Write a self-contained HTML report here (inline SVG charts, no script, nothing fetched).")
 @click.option("--verbose", "-v", is_flag=True, help="Show every finding and table on the console.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the verdict line.")
@@ -260,7 +303,7 @@ def check(candidate: str, **opts: Any) -> None:
     if not data:
         raise click.UsageError("Missing option '--data' (or data.factory in the config).")
     outputs = {k: opts[k] for k in ("json_path", "markdown_path", "junit_path", "html_path") if opts[k]}
-    targets = [str(Path(p).resolve()) for p in outputs.values()]
+    targets = [entry_path(p) for p in outputs.values()]
     if len(set(targets)) != len(targets):
         raise click.UsageError("--json, --markdown, --junit and --html must name different files")
     _refuse_outputs_over_inputs({**outputs, "state_path": opts["state_path"]},
@@ -273,10 +316,10 @@ def check(candidate: str, **opts: Any) -> None:
         return
     rank = ranked.index if ranked is not None else 0
     if rank == 0:
-        for path in outputs.values():
-            check_writable(path)
-        for path in outputs.values():
-            remove_stale(path)
+        for dest, path in outputs.items():
+            check_writable(path, option=option_flag(dest))
+        for dest, path in outputs.items():
+            remove_stale(path, option=option_flag(dest))
 
     from gate.api import run
 
@@ -339,15 +382,15 @@ def _echo_report(report: Any, outputs: dict[str, str], **opts: Any) -> None:
 
 
 @cli.command(cls=CheckCommand)
-@click.argument("states", nargs=-1, required=True, metavar="STATE...")
-@click.option("--config", "-c", "config_path", metavar="FILE",
+@click.argument("states", nargs=-1, required=True, metavar="STATE...", callback=not_empty)
+@click.option("--config", "-c", "config_path", metavar="FILE", callback=not_empty,
               help="gate.yaml from a trusted source (the base branch): every state's policy must be this file's. "
                    "Without it the states' own config decides; give it whenever a state may come from a job the "
                    "change under test could influence (docs/security.md).")
-@click.option("--json", "json_path", metavar="PATH", help="Write the JSON report here.")
-@click.option("--markdown", "markdown_path", metavar="PATH", help="Write the Markdown report here.")
-@click.option("--junit", "junit_path", metavar="PATH", help="Write a JUnit XML report here.")
-@click.option("--html", "html_path", metavar="PATH", help="Write the HTML report here.")
+@click.option("--json", "json_path", metavar="PATH", callback=not_empty, help="Write the JSON report here.")
+@click.option("--markdown", "markdown_path", metavar="PATH", callback=not_empty, help="Write the Markdown report here.")
+@click.option("--junit", "junit_path", metavar="PATH", callback=not_empty, help="Write a JUnit XML report here.")
+@click.option("--html", "html_path", metavar="PATH", callback=not_empty, help="Write the HTML report here.")
 @click.option("--verbose", "-v", is_flag=True, help="Show every finding and table on the console.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the verdict line.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
@@ -365,10 +408,10 @@ def merge(states: tuple[str, ...], **opts: Any) -> None:
 
     outputs = {k: opts[k] for k in ("json_path", "markdown_path", "junit_path", "html_path") if opts[k]}
     _refuse_outputs_over_inputs(outputs, {**{f"STATE {s}": s for s in states}, "config_path": opts["config_path"]})
-    for path in outputs.values():
-        check_writable(path)
-    for path in outputs.values():
-        remove_stale(path)
+    for dest, path in outputs.items():
+        check_writable(path, option=option_flag(dest))
+    for dest, path in outputs.items():
+        remove_stale(path, option=option_flag(dest))
     report = merge_states(states, config=opts["config_path"])
     _write_reports(report, outputs)
     _echo_report(report, outputs, **opts)
@@ -385,7 +428,8 @@ def _write_reports(report: Any, outputs: dict[str, str]) -> None:
     rendered = render(report, [kinds[key] for key in outputs])
     _raise_if_signalled()
     _finishing = True       # all or none: a SIGTERM now waits until every report is in place
-    write_reports({outputs[key]: rendered[kinds[key]] for key in outputs})
+    write_reports({outputs[key]: rendered[kinds[key]] for key in outputs},
+                  options={outputs[key]: option_flag(key) for key in outputs})
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})

@@ -665,8 +665,10 @@ def _cached_pass(run: _Run, cache: _Cache | None, *, shard: Any) -> tuple[Paired
         if cache is not None and cache.replay is not None and cache.replay.rows != cache.entry_rows:
             raise CorruptEntry(f"the data has {cache.replay.rows} samples, the entry {cache.entry_rows}")
         if cache is not None and cache.recorder is not None:
-            cache.recorder.commit(output=run.ctx.models["baseline"].output,
-                                  records={c.name: c.baseline_record() for c in run.checks})
+            unkept = cache.recorder.commit(output=run.ctx.models["baseline"].output,
+                                           records={c.name: c.baseline_record() for c in run.checks})
+            if unkept:      # the run goes on without the entry: its verdict never depends on the cache
+                cache.note = cache.note.replace(_KEPT, f"the baseline's scores could not be kept ({unkept})")
     finally:
         if cache is not None and cache.replay is not None:
             cache.replay.close()
@@ -722,8 +724,7 @@ def _rebuild(run: _Run, planned: _Cache, *, reason: str, shard: Any) -> _Cache:
     from gate.baseline_cache import Recorder
 
     ctx = run.ctx
-    if reason:
-        (planned.folder / f"{planned.key}.json").unlink(missing_ok=True)
+    if reason:      # the Recorder removes the entry's files (safely: gate.baseline_cache._clear)
         for check in run.checks:
             check.teardown()
         ctx.models["baseline"], ctx.class_names = planned.baseline, planned.class_names
@@ -736,8 +737,11 @@ def _rebuild(run: _Run, planned: _Cache, *, reason: str, shard: Any) -> _Cache:
     except OSError as err:
         raise ConfigError(f"--baseline-cache {planned.folder}: cannot write there: {err.strerror or err}") from err
     said = f"{reason} and is rebuilt; " if reason else ""
-    return replace(planned, note=f"baseline cache miss ({planned.key[:12]}): {said}the baseline's scores are kept "
-                                 f"for the next run.{planned.timed}", recorder=recorder, replay=None)
+    return replace(planned, note=f"baseline cache miss ({planned.key[:12]}): {said}{_KEPT}.{planned.timed}",
+                   recorder=recorder, replay=None)
+
+
+_KEPT = "the baseline's scores are kept for the next run"
 
 
 def _expected_rows(data: Any, shard: Any, *, batch: int) -> int | None:

@@ -173,6 +173,14 @@ def test_trust_comes_from_the_options_only(world, in_repo_root, tmp_path, capsys
     ({"batch_size": 0}, "data.batch_size"),
     ({"config": ["not", "a", "mapping"]}, "config: expected a path to gate.yaml, a dict of settings or None"),
     ({"config": {"checks": {"accuracy": {"max_drp": 1}}}}, "config: checks.accuracy.max_drp: unknown key"),
+    # an empty string (an unset variable) is a mistake, never "not given": the policy or the check is not dropped
+    ({"config": ""}, "config: an empty path"),
+    ({"model_factory": ""}, "model_factory: an empty value"),
+    ({"onnx": ""}, "onnx: an empty path"),
+    ({"device": ""}, "device: an empty value"),
+    ({"candidate": ""}, "candidate: an empty path"),
+    ({"baseline": ""}, "baseline: an empty path"),
+    ({"data": ""}, "data: an empty path"),
 ])
 def test_bad_arguments_raise_gate_errors_that_say_what_to_do(kwargs, needle, world):
     args = {"candidate": tm.good_candidate(), "baseline": tm.teacher(), "data": [_tensors(world)]} | kwargs
@@ -267,3 +275,14 @@ def test_a_sharded_dataset_fetches_only_its_own_samples_and_merges_to_the_unshar
     assert merged["checks"] == want["checks"]
     assert (merged["verdict"], merged["exit_code"], merged["examples"]) == (want["verdict"], 1, want["examples"])
     assert merged["data"]["num_samples"] == len(y)
+
+
+def test_empty_report_and_state_paths_are_refused_naming_the_argument(world, tmp_path):
+    report = gate.check(tm.good_candidate(), tm.teacher(), [_tensors(world)])
+    with pytest.raises(gate.ConfigError, match=r"^html: an empty path$"):
+        report.write(json=tmp_path / "r.json", html="")
+    assert not (tmp_path / "r.json").exists()
+    with pytest.raises(gate.ConfigError, match=r"^states: an empty path$"):
+        gate.api.merge([tmp_path / "s1.gstate", ""])
+    with pytest.raises(gate.ConfigError, match=r"^baseline_cache: an empty path$"):
+        gate.api.run(gate.api.configure(), tm.good_candidate(), tm.teacher(), [_tensors(world)], baseline_cache="")

@@ -205,6 +205,57 @@ def test_an_entry_file_that_is_a_link_is_rebuilt(world, tmp_path, capsys, which)
     assert "is not a regular file" in _cache_note(rebuilt) and "rebuilt" in _cache_note(rebuilt)
 
 
+@pytest.mark.parametrize("which", ["json", "scores"])
+@pytest.mark.parametrize("thing", ["empty_folder", "link_to_a_folder"])
+def test_an_entry_file_that_is_a_folder_is_rebuilt(world, tmp_path, capsys, forwards, which, thing):
+    """An empty folder in an entry file's place is removed, a link to a folder replaced (the folder behind it left as
+    it was, never emptied): the entry is rebuilt, the report the honest one's, the next run a hit."""
+    cache = tmp_path / "cache"
+    _, first = _run(capsys, tmp_path, world, "first", "--baseline-cache", cache)
+    path = next(cache.glob(f"*.{which}"))
+    path.unlink()
+    behind = tmp_path / "behind"
+    behind.mkdir()
+    (behind / "keep").write_text("keep")
+    if thing == "empty_folder":
+        path.mkdir()
+    else:
+        path.symlink_to(behind)
+    forwards.clear()
+    outcome, rebuilt = _run(capsys, tmp_path, world, "rebuilt", "--baseline-cache", cache)
+    assert outcome.code == 1, outcome.err
+    note = _cache_note(rebuilt)
+    assert "is not a regular file" in note and "rebuilt" in note and "kept for the next run" in note, note
+    assert forwards.count("baseline") == 10
+    assert _comparable(rebuilt) == _comparable(first)
+    assert [p.name for p in behind.iterdir()] == ["keep"] and (behind / "keep").read_text() == "keep"
+    forwards.clear()
+    _, hit = _run(capsys, tmp_path, world, "hit", "--baseline-cache", cache)
+    assert _cache_note(hit).startswith("baseline cache hit") and "baseline" not in forwards
+
+
+@pytest.mark.parametrize("which", ["json", "scores"])
+def test_an_entry_file_that_is_a_folder_with_files_is_left_alone_and_the_run_goes_on(world, tmp_path, capsys,
+                                                                                     which):
+    """What cannot be removed without emptying a folder is left alone: the run's verdict and report are the
+    honest ones, the note says the scores could not be kept, and the next run is a miss again, not a crash."""
+    cache = tmp_path / "cache"
+    _, first = _run(capsys, tmp_path, world, "first", "--baseline-cache", cache)
+    path = next(cache.glob(f"*.{which}"))
+    path.unlink()
+    path.mkdir()
+    (path / "someone's").write_text("keep")
+    for name in ("second", "third"):
+        outcome, report = _run(capsys, tmp_path, world, name, "--baseline-cache", cache)
+        assert outcome.code == 1 and outcome.err == "", outcome.err
+        assert _comparable(report) == _comparable(first)
+        note = _cache_note(report)
+        assert note.startswith("baseline cache miss") and "is a folder with files in it, left alone" in note, note
+        assert "could not be kept" in note and "kept for the next run" not in note, note
+        assert (path / "someone's").read_text() == "keep"
+    assert not list(cache.glob(".*.tmp"))
+
+
 def test_drift_bypasses_the_cache_and_says_so(world, tmp_path, capsys, forwards):
     cache = tmp_path / "cache"
     for name in ("one", "two"):

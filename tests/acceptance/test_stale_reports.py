@@ -4,6 +4,8 @@ Each case is a way the gate cannot run (a bad option that click refuses while pa
 input); every report path on the command line held an earlier run's pass, and none may be left."""
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -97,13 +99,14 @@ def test_an_option_value_that_looks_like_a_report_option_is_read_as_click_reads_
     assert kept.exists() and not gone.exists()
 
 
-def test_a_symlinked_report_path_is_left_alone(world, tmp_path, capsys):
+def test_a_symlinked_report_path_loses_the_link_never_its_target(world, tmp_path, capsys):
     target = tmp_path / "elsewhere.json"
     target.write_text(STALE)
     (tmp_path / "r.json").symlink_to(target)
     res = run_cli(capsys, "check", world.good, "-b", world.baseline, "--json", tmp_path / "r.json", "--bogus")
     assert res.code == 2
-    assert target.read_text() == STALE
+    assert not os.path.lexists(tmp_path / "r.json")       # the path names no report
+    assert target.read_text() == STALE                    # and nothing outside it was touched
 
 
 def test_a_stale_report_that_cannot_be_removed_is_one_error_line(world, tmp_path, capsys, monkeypatch):
@@ -119,7 +122,7 @@ def test_a_stale_report_that_cannot_be_removed_is_one_error_line(world, tmp_path
     monkeypatch.setattr(Path, "unlink", refuse)
     res = run_cli(capsys, "check", world.good, "-b", world.baseline, "--json", stale)
     assert res.code == 2 and res.err.count("\n") == 1, res.err
-    assert f"{stale}: cannot remove the report of an earlier run there: Permission denied" in res.err
+    assert res.err == f"error: --json: cannot remove the report of an earlier run at {stale}: Permission denied\n"
 
 
 def test_a_report_on_a_full_device_is_one_error_line(world, in_repo_root, tmp_path, capsys):
@@ -127,7 +130,7 @@ def test_a_report_on_a_full_device_is_one_error_line(world, in_repo_root, tmp_pa
     res = run_cli(capsys, "check", world.good, "-b", world.baseline, "-d", world.data, "--model-factory", FACTORY,
                   "--json", "/dev/full", "--markdown", paths[1])
     assert res.code == 2, res.err
-    assert res.err.strip().splitlines() == ["error: cannot write /dev/full: No space left on device"]
+    assert res.err.strip().splitlines() == ["error: --json: cannot write /dev/full: No space left on device"]
     assert not paths[1].exists() and not list(tmp_path.glob(".r.md.*"))
 
 
@@ -202,3 +205,114 @@ def test_merge_removes_stale_reports_on_a_usage_error_and_never_a_state(tmp_path
     res = run_cli(capsys, "merge", state, "--json", state)
     assert res.code == 2 and state.read_bytes() == b"not yet read", res.err
     assert "must not overwrite an input" in res.err and res.err.count("\n") == 1, res.err
+
+
+def _one_error_line(res, *, says: str) -> str:
+    assert res.code == 2, (res.code, res.err)
+    lines = res.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], res.err
+    assert "Traceback" not in res.err + res.out and "internal error" not in res.err
+    return lines[0]
+
+
+@pytest.mark.parametrize("option", ["--json", "--markdown", "--junit", "--html", "--state"])
+def test_a_report_or_state_path_that_is_a_link_holds_no_report_after_a_failed_run(option, world, in_repo_root,
+                                                                                  tmp_path, capsys):
+    """The link at the named path is removed (the earlier run's verdict is not read through it), the file it points
+    to is left as it was; with --state, a later `gate merge` of that path finds nothing."""
+    earlier = tmp_path / "earlier.out"
+    earlier.write_text(STALE)
+    link = tmp_path / "named.out"
+    link.symlink_to(earlier)
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a checkpoint")
+    shard = ("--shard", "1/2") if option == "--state" else ()
+    res = run_cli(capsys, "check", broken, "-b", world.baseline, "-d", world.data, "--model-factory", FACTORY,
+                  *shard, option, link)
+    _one_error_line(res, says="candidate")
+    assert not os.path.lexists(link)
+    assert earlier.read_text() == STALE
+
+
+def test_a_report_path_that_is_a_link_is_replaced_by_the_report_not_written_through(world, in_repo_root, tmp_path,
+                                                                                    capsys):
+    """Success treats the link as failure does: the named path becomes the report, the link's target is untouched."""
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text(STALE)
+    link = tmp_path / "r.json"
+    link.symlink_to(elsewhere)
+    res = run_cli(capsys, "check", world.good, "-b", world.baseline, "-d", world.data, "--model-factory", FACTORY,
+                  "--json", link)
+    assert res.code in (0, 1), res.err
+    assert not link.is_symlink() and json.loads(link.read_text())["verdict"] in ("pass", "warn", "fail")
+    assert elsewhere.read_text() == STALE
+
+
+REPORT_OPTIONS = ("--json", "--markdown", "--junit", "--html")     # in _stale_reports' order
+
+#: The options of `gate check` that take a path or a name: each given as "" is exit 2, never "not given".
+EMPTY = ["--config", "--onnx", "--json", "--markdown", "--junit", "--html", "--baseline-cache", "--model-factory",
+         "--baseline", "--data", "--state", "--shard", "CANDIDATE"]
+
+
+@pytest.mark.parametrize("option", EMPTY)
+def test_an_empty_option_value_is_an_error_naming_the_option(option, world, in_repo_root, tmp_path, capsys):
+    """`-c "$GATE_CONFIG"` with the variable unset: exit 2 naming the option, never a run without the policy or
+    the report it was named; the stale reports named by the other options are gone."""
+    paths = _stale_reports(tmp_path)
+    given = {"--baseline": world.baseline, "--data": world.data, "--model-factory": FACTORY,
+             **dict(zip(REPORT_OPTIONS, paths))}
+    given[option] = ""
+    res = run_cli(capsys, "check", "" if option == "CANDIDATE" else world.good,
+                  *[str(v) for pair in given.items() if pair[0] != "CANDIDATE" for v in pair])
+    what = "value" if option in ("--model-factory", "--shard") else "path"
+    assert _one_error_line(res, says=option) == f"error: {option}: an empty {what}"
+    assert [p for p in paths if p.exists()] == [p for o, p in zip(REPORT_OPTIONS, paths) if o == option]
+
+
+@pytest.mark.parametrize("option", ["--config", "--json", "--markdown", "--junit", "--html", "STATE"])
+def test_an_empty_option_value_of_merge_is_an_error_naming_it(option, tmp_path, capsys):
+    paths = _stale_reports(tmp_path)
+    state = tmp_path / "s1.gstate"
+    state.write_bytes(b"not read")
+    given = dict(zip(REPORT_OPTIONS, map(str, paths)))
+    given[option] = ""
+    states = ["", str(state)] if option == "STATE" else [str(state)]
+    res = run_cli(capsys, "merge", *states, *[v for pair in given.items() if pair[0] != "STATE" for v in pair])
+    assert _one_error_line(res, says=option) == f"error: {option}: an empty path"
+    assert [p for p in paths if p.exists()] == [p for o, p in zip(REPORT_OPTIONS, paths) if o == option]
+    assert state.read_bytes() == b"not read"
+
+
+LONG = "a" * 300 + ".json"
+
+
+@pytest.mark.parametrize("case", ["name_too_long", "link_loop_on_the_way", "file_on_the_way", "no_search_permission"])
+def test_a_report_path_that_cannot_be_looked_at_is_one_error_naming_the_option(case, world, in_repo_root, tmp_path,
+                                                                               capsys, monkeypatch):
+    """ENAMETOOLONG, ELOOP, ENOTDIR, EACCES on the way to a report path: `error: --json: cannot write PATH: why`,
+    exit 2, before the run; the other stale reports are gone all the same."""
+    paths = _stale_reports(tmp_path)
+    (tmp_path / "loop_a").symlink_to(tmp_path / "loop_b")
+    (tmp_path / "loop_b").symlink_to(tmp_path / "loop_a")
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "locked").mkdir()
+    bad = {"name_too_long": tmp_path / LONG, "link_loop_on_the_way": tmp_path / "loop_a" / "r.json",
+           "file_on_the_way": tmp_path / "file" / "r.json", "no_search_permission": tmp_path / "locked" / "r.json"}[case]
+    said = {"name_too_long": "File name too long", "link_loop_on_the_way": "Too many levels of symbolic links",
+            "file_on_the_way": f"{tmp_path / 'file'} is not a writable directory",
+            "no_search_permission": "Permission denied"}[case]
+    if case == "no_search_permission":      # what a folder without x permission does (root ignores the bits)
+        real_lstat = os.lstat
+
+        def refuse(path, *args, **kwargs):
+            if str(path).startswith(str(tmp_path / "locked") + "/"):
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_lstat(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "lstat", refuse)
+    _, md, xml, html = map(str, paths)
+    res = run_cli(capsys, "check", world.good, "-b", world.baseline, "-d", world.data, "--model-factory", FACTORY,
+                  "--markdown", md, f"--junit={xml}", "--html", html, "--json", bad)
+    assert _one_error_line(res, says=said) == f"error: --json: cannot write {bad}: {said}"
+    assert not any(p.exists() for p in paths[1:])

@@ -146,14 +146,20 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
 
 
-def test_reports_follow_symlinks_and_write_devices_in_place(tmp_path):
+def test_reports_replace_a_symlink_never_write_through_it_and_write_devices_in_place(tmp_path):
+    """A link at a report path is replaced by the report, as a failed run removes the link: the file it points to
+    (outside the checkout, say) is never written. Folders on the way are followed."""
     from gate.report.write import write_reports
 
     real = tmp_path / "real.json"
+    real.write_text("theirs")
     link = tmp_path / "link.json"
     link.symlink_to(real)
-    write_reports({str(link): "{}", "/dev/null": "ignored"})
-    assert link.is_symlink() and real.read_text() == "{}"
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "via").symlink_to(tmp_path / "folder")
+    write_reports({str(link): "{}", str(tmp_path / "via" / "r.md"): "# r", "/dev/null": "ignored"})
+    assert not link.is_symlink() and link.read_text() == "{}" and real.read_text() == "theirs"
+    assert (tmp_path / "folder" / "r.md").read_text() == "# r"
     assert Path("/dev/null").is_char_device()
 
 
