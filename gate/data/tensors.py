@@ -5,9 +5,13 @@ data.inputs (called as model(*inputs)), so list them in the order of the model's
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import math
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from gate.archives import inflation_refusal
 from gate.data._common import LABEL_FALLBACKS, BatchMeta, Skipped, names_list, task_labels_tensor
 from gate.errors import DataError
 
@@ -15,23 +19,59 @@ if TYPE_CHECKING:
     import torch
 
 
-def load_tensor_file(path: str, fmt: str) -> dict[str, Any]:
-    """name -> tensor (numpy string arrays are kept as arrays, for labels written as class names)."""
-    loaders = {"pt": _load_pt, "safetensors": _load_safetensors, "npz": _load_npz}
-    tensors = loaders[fmt](path)
-    if not tensors:
+# A data archive may inflate to MAX_INFLATION x its size plus this much. Real evaluation data compresses well
+# (np.savez_compressed of sparse images or one-hot arrays: 50-100x and more), and up to this much of it loads whatever
+# its ratio; beyond, a small file that would fill the runner's memory (a gigabyte of zeros in 2 MB) is refused
+# from the zip directory, before anything is inflated.
+DATA_INFLATION_ALLOWANCE = 512 << 20
+_MAX_NPY_HEADER = 10_000                # numpy's own default bound on a .npy header (np.load's max_header_size)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A tensor as the file describes it before its data is read: its shape, and whether it can be an input."""
+
+    shape: tuple[int, ...]
+    is_tensor: bool = True               # False for string arrays (class names, texts) and non-tensor values
+
+
+def tensor_file_layout(path: str, fmt: str) -> dict[str, Layout]:
+    """name -> Layout from the file's headers (safetensors header, .npy headers, a .pt's pickle with its storages
+    on the meta device): nothing is inflated or read beyond them."""
+    layouts = {"pt": _pt_layout, "safetensors": _safetensors_layout, "npz": _npz_layout}
+    layout = layouts[fmt](path)
+    if not layout:
         raise DataError(f"{path}: contains no tensors, expected input tensors and a label tensor")
-    return tensors
+    return layout
 
 
-def _load_pt(path: str) -> dict[str, Any]:
+def load_tensor_file(path: str, fmt: str, *, names: Collection[str]) -> dict[str, Any]:
+    """name -> tensor for `names` (numpy string arrays are kept as arrays, for labels written as class names)."""
+    loaders = {"pt": _load_pt, "safetensors": _load_safetensors, "npz": _load_npz}
+    return loaders[fmt](path, names)
+
+
+def _pt_layout(path: str) -> dict[str, Layout]:
+    import torch
+
+    _refuse_inflation(path, what="PyTorch")
+    return {name: Layout(tuple(value.shape)) if isinstance(value, torch.Tensor) else Layout((), is_tensor=False)
+            for name, value in _torch_load(path, map_location="meta").items()}
+
+
+def _load_pt(path: str, names: Collection[str]) -> dict[str, Any]:
+    _check_crc(path)
+    return {name: value for name, value in _torch_load(path, map_location="cpu").items() if name in names}
+
+
+def _torch_load(path: str, *, map_location: str) -> dict[str, Any]:
+    """The file's dict, torch.load(weights_only=True); on the meta device its storages are not read."""
     import pickle
 
     import torch
 
-    _check_crc(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         if "weights_only" in str(err) or "Weights only" in str(err):
             raise DataError(
@@ -52,6 +92,25 @@ def _load_pt(path: str) -> dict[str, Any]:
     return dict(obj)
 
 
+def _refuse_inflation(path: str, *, what: str) -> None:
+    """A zip (a torch.save file, an .npz) whose members declare more than the data bound, refused unread; a legacy
+    (non-zip) torch.save file holds its bytes as they are."""
+    import os
+    import zipfile
+
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as archive:
+            refusal = inflation_refusal(archive, size=os.path.getsize(path), allowance=DATA_INFLATION_ALLOWANCE)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as err:
+        raise DataError(f"{path}: not a readable {what} file (corrupt or truncated?): {type(err).__name__}: "
+                        f"{err}") from err
+    if refusal is not None:
+        raise DataError(f"{path}: {refusal}; evaluation data that really is this compressible loads when saved "
+                        "uncompressed (np.savez, torch.save)")
+
+
 def _check_crc(path: str) -> None:
     """A torch.save zip's members against their CRC-32s (torch.load checks none: a flipped byte in a tensor's
     member would load as other data); a legacy (non-zip) file has none to check."""
@@ -70,37 +129,113 @@ def _check_crc(path: str) -> None:
                         "copy or download); write or download the file again")
 
 
-def _load_safetensors(path: str) -> dict[str, Any]:
-    from safetensors.torch import load_file
+def _safetensors_layout(path: str) -> dict[str, Layout]:
+    from safetensors import safe_open
 
     try:
-        return load_file(path, device="cpu")
+        with safe_open(path, framework="pt", device="cpu") as handle:
+            return {name: Layout(tuple(handle.get_slice(name).get_shape())) for name in handle.keys()}
     except Exception as err:
         raise DataError(
             f"{path}: not a readable safetensors file (corrupt or truncated?): {type(err).__name__}: {err}"
         ) from err
 
 
-def _load_npz(path: str) -> dict[str, Any]:
+def _load_safetensors(path: str, names: Collection[str]) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt", device="cpu") as handle:
+            return {name: handle.get_tensor(name) for name in handle.keys() if name in names}
+    except Exception as err:
+        raise DataError(
+            f"{path}: not a readable safetensors file (corrupt or truncated?): {type(err).__name__}: {err}"
+        ) from err
+
+
+@dataclass(frozen=True)
+class _Npy:
+    """One .npz member as its .npy header declares it."""
+
+    member: str
+    shape: tuple[int, ...]
+    dtype: Any
+
+
+def _npz_layout(path: str) -> dict[str, Layout]:
+    return {name: Layout(npy.shape, is_tensor=npy.dtype.kind not in "US") for name, npy in _npz_members(path).items()}
+
+
+def _npz_members(path: str) -> dict[str, _Npy]:
+    """name -> the member's .npy header, each checked against the member's declared size, after the archive's
+    inflation bound: only headers are inflated."""
     import zipfile
 
-    import numpy as np
+    _refuse_inflation(path, what=".npz")
+    with _npz_errors(path, name=None), zipfile.ZipFile(path) as archive:
+        return {_npz_name(info.filename): _npy_header(archive, info, path=path) for info in archive.infolist()}
 
-    name = None
+
+def _npz_name(member: str) -> str:
+    """numpy's key for a member: 'x.npy' -> 'x' (np.savez's names); other members keep theirs."""
+    return member[:-4] if member.endswith(".npy") else member
+
+
+def _npy_header(archive: Any, info: Any, *, path: str) -> _Npy:
+    from numpy.lib import format as npy_format
+
+    name = _npz_name(info.filename)
+    with _npz_errors(path, name=name), archive.open(info) as member:
+        if member.read(len(npy_format.MAGIC_PREFIX)) != npy_format.MAGIC_PREFIX:
+            raise DataError(f"{path}: member {name!r} is not a .npy array; an .npz archive holds only named arrays "
+                            "(np.savez)")
+        member.seek(0)
+        version = npy_format.read_magic(member)
+        if version == (1, 0):
+            shape, _, dtype = npy_format.read_array_header_1_0(member, max_header_size=_MAX_NPY_HEADER)
+        elif version == (2, 0):
+            shape, _, dtype = npy_format.read_array_header_2_0(member, max_header_size=_MAX_NPY_HEADER)
+        else:       # 3.0 (utf-8 field names) has no public reader
+            shape, _, dtype = npy_format._read_array_header(member, version, max_header_size=_MAX_NPY_HEADER)
+        held = info.file_size - member.tell()
+    if dtype.hasobject:
+        raise DataError(f"{path}: array {name!r} holds Python objects, which would need unsafe unpickling; "
+                        "save numeric arrays (and labels as integers or strings)")
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > held:
+        raise DataError(f"{path}: array {name!r}: its .npy header declares shape {tuple(shape)} of {dtype} "
+                        f"({declared} bytes) but the archive's member {info.filename!r} holds {held} bytes; the file is "
+                        "corrupt or truncated: write it again")
+    return _Npy(info.filename, tuple(int(n) for n in shape), dtype)
+
+
+def _load_npz(path: str, names: Collection[str]) -> dict[str, Any]:
+    import zipfile
+
+    from numpy.lib import format as npy_format
+
+    members = _npz_members(path)
+    arrays = {}
+    with _npz_errors(path, name=None), zipfile.ZipFile(path) as archive:
+        for name, npy in members.items():
+            if name in names:
+                # zipfile stops at the member's declared size (then fails its CRC-32), and read_array fills an array
+                # of the header's shape in chunks: no member yields more than the bytes checked above
+                with _npz_errors(path, name=name), archive.open(npy.member) as member:
+                    arrays[name] = npy_format.read_array(member, allow_pickle=False,
+                                                         max_header_size=_MAX_NPY_HEADER)
+    return {key: _from_numpy(val, path=path, name=key) for key, val in arrays.items()}
+
+
+@contextmanager
+def _npz_errors(path: str, *, name: str | None) -> Iterator[None]:
+    """numpy's and zipfile's errors reading an .npz (or the member `name`) as one DataError naming the file."""
+    import zipfile
+
+    from numpy.lib import format as npy_format
+
     try:
-        # Our own file handle: numpy leaks the one it opens when the zip turns out to be corrupt.
-        with open(path, "rb") as fh:
-            archive = np.load(fh, allow_pickle=False)
-            if not isinstance(archive, Mapping):
-                raise DataError(f"{path}: a single .npy array, expected an .npz archive of named arrays")
-            with archive:
-                arrays = {}
-                for name in archive.files:
-                    value = archive[name]
-                    if not isinstance(value, np.ndarray):     # numpy hands back other members as raw bytes
-                        raise DataError(f"{path}: member {name!r} is not a .npy array; an .npz archive holds only "
-                                        "named arrays (np.savez)")
-                    arrays[name] = value
+        yield
     except DataError:
         raise
     except ValueError as err:
@@ -111,11 +246,21 @@ def _load_npz(path: str) -> dict[str, Any]:
                 f"save numeric arrays (and labels as integers or strings)"
             ) from err
         raise DataError(f"{path}: not a readable .npz file (corrupt or truncated?): {err}") from err
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as err:
+    except zipfile.BadZipFile as err:
+        if name is None and _starts_with(path, npy_format.MAGIC_PREFIX):
+            raise DataError(f"{path}: a single .npy array, expected an .npz archive of named arrays") from err
         raise DataError(
             f"{path}: not a readable .npz file (corrupt or truncated?): {type(err).__name__}: {err}"
         ) from err
-    return {key: _from_numpy(val, path=path, name=key) for key, val in arrays.items()}
+    except (zipfile.LargeZipFile, OSError, EOFError, KeyError) as err:
+        raise DataError(
+            f"{path}: not a readable .npz file (corrupt or truncated?): {type(err).__name__}: {err}"
+        ) from err
+
+
+def _starts_with(path: str, prefix: bytes) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(len(prefix)) == prefix
 
 
 def _from_numpy(array: Any, *, path: str, name: str) -> Any:
@@ -146,19 +291,17 @@ def choose_labels_name(tensors: Mapping[str, Any], *, path: str, requested: str)
 
 
 def choose_input_names(
-    tensors: Mapping[str, Any], *, path: str, requested: list[str] | None, labels_name: str
+    layout: Mapping[str, Layout], *, path: str, requested: list[str] | None, labels_name: str
 ) -> tuple[str, ...]:
     """The input tensors' names: data.inputs as given, or the one tensor that is not the labels."""
     if requested:
         for name in requested:
-            if name not in tensors:
-                raise DataError(f"{path}: no tensor {name!r} (data.inputs); found: {names_list(list(tensors))}")
+            if name not in layout:
+                raise DataError(f"{path}: no tensor {name!r} (data.inputs); found: {names_list(list(layout))}")
             if name == labels_name:
                 raise DataError(f"{path}: tensor {name!r} is both an input (data.inputs) and the labels")
         return tuple(requested)
-    import torch
-
-    others = [key for key, val in tensors.items() if key != labels_name and isinstance(val, torch.Tensor)]
+    others = [key for key, val in layout.items() if key != labels_name and val.is_tensor]
     if len(others) != 1:
         found = names_list(others) if others else "none"
         raise DataError(
@@ -166,6 +309,23 @@ def choose_input_names(
             f"set data.inputs in gate.yaml to the input tensor names, in the order the model takes them"
         )
     return (others[0],)
+
+
+def refuse_row_mismatch(layout: Mapping[str, Layout], *, path: str, inputs: tuple[str, ...], labels_name: str) -> None:
+    """An input whose declared rows differ from the labels' is refused from the headers, before either is read (a
+    small file must not make the gate inflate millions of rows only to find them unmatched)."""
+    labels = layout[labels_name]
+    if not labels.is_tensor or not labels.shape:
+        return                                  # labels as a list, or a scalar: checked once read
+    for name in inputs:
+        shape = layout[name].shape
+        if layout[name].is_tensor and shape and shape[0] != labels.shape[0]:
+            raise _row_mismatch(path, name=name, found=shape[0], rows=labels.shape[0])
+
+
+def _row_mismatch(path: str, *, name: str, found: int, rows: int) -> DataError:
+    return DataError(f"{path}: tensor {name!r} has {found} rows but the labels have {rows}; inputs and labels must "
+                     "have one row per sample")
 
 
 def checked_input(value: Any, *, path: str, name: str, rows: int) -> torch.Tensor:
@@ -177,13 +337,18 @@ def checked_input(value: Any, *, path: str, name: str, rows: int) -> torch.Tenso
     if value.ndim == 0:
         raise DataError(f"{path}: tensor {name!r} is a scalar, expected one row per sample")
     if value.shape[0] != rows:
-        raise DataError(
-            f"{path}: tensor {name!r} has {value.shape[0]} rows but the labels have {rows}; "
-            f"inputs and labels must have one row per sample"
-        )
+        raise _row_mismatch(path, name=name, found=int(value.shape[0]), rows=rows)
     if value.dtype == torch.float64:
         value = value.to(torch.float32)
     return value
+
+
+def _names_to_read(layout: Mapping[str, Layout], *, inputs: tuple[str, ...], labels_name: str) -> set[str]:
+    """The labels, the inputs, and what may be a field to slice by (1-D, one value per label): the rest stays unread."""
+    labels = layout[labels_name]
+    rows = labels.shape[0] if labels.is_tensor and labels.shape else None
+    fields = {name for name, value in layout.items() if len(value.shape) == 1 and rows in (None, value.shape[0])}
+    return {labels_name, *inputs, *fields}
 
 
 def meta_tensors(tensors: Mapping[str, Any], *, used: tuple[str, ...], rows: int) -> dict[str, Any]:
@@ -239,9 +404,11 @@ def open_tensor_file(
 ) -> TensorReader:
     """Load a tensor file and check it: labels as the task has them (1-D class indices, an (N, L) 0/1 multi-hot, or
     (N,) / (N, T) regression targets), every input with one row per label."""
-    tensors = load_tensor_file(path, fmt)
-    labels_name = choose_labels_name(tensors, path=path, requested=labels)
-    input_names = choose_input_names(tensors, path=path, requested=inputs, labels_name=labels_name)
+    layout = tensor_file_layout(path, fmt)
+    labels_name = choose_labels_name(layout, path=path, requested=labels)
+    input_names = choose_input_names(layout, path=path, requested=inputs, labels_name=labels_name)
+    refuse_row_mismatch(layout, path=path, inputs=input_names, labels_name=labels_name)
+    tensors = load_tensor_file(path, fmt, names=_names_to_read(layout, inputs=input_names, labels_name=labels_name))
     label_values = task_labels_tensor(tensors[labels_name], task=task, class_names=class_names,
                                       where=f"{path}: tensor {labels_name!r}")
     rows = int(label_values.shape[0])

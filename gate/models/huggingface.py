@@ -6,6 +6,7 @@ class names come from config.id2label unless they are the generic LABEL_0, LABEL
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -44,6 +45,8 @@ def load_huggingface(path: Path, *, where: str, options: Mapping[str, Any], role
     transformers = import_transformers(purpose=f"loading the Hugging Face model directory {path}")
     with _quiet_progress(transformers):
         config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
+        _refuse_before_allocating(transformers, config, weights, where=where,
+                                  strict=bool(options.get("strict", True)))
         model, info = transformers.AutoModelForSequenceClassification.from_pretrained(
             str(path), config=config, local_files_only=True, output_loading_info=True, dtype="auto",
             ignore_mismatched_sizes=True,   # reported in `info` and refused below by name (strict), not raised
@@ -156,6 +159,75 @@ def _refuse_new_weights(info: Mapping[str, Any], *, where: str) -> None:
             f"{len(mismatched)} mismatched tensors ({shown}) would be randomly initialised; is it a "
             f"...ForSequenceClassification checkpoint{hint}? Set model.strict: false to load it anyway"
         )
+
+
+# What config.json may add to the weights: the model it describes may hold this many elements more than its weight
+# files (a new classifier head, a pooler: hidden_size^2 is 16M at 4096) before a single tensor is allocated.
+_NEW_ELEMENTS_ALLOWANCE = 1 << 24
+_PACKED_FACTOR = 8          # a quantized checkpoint packs several weights per stored element (int4: 2, int2: 4)
+
+
+def _refuse_before_allocating(transformers: Any, config: Any, weights: list[Path], *, where: str, strict: bool) -> None:
+    """config.json against the safetensors headers, on a model skeleton on the meta device (nothing allocated):
+    under strict loading a tensor whose shape differs from the weights' is refused here, as _refuse_new_weights
+    would after loading; and whatever `strict`, a config whose model holds far more elements than the weights (a
+    vocab_size of 50,000,000 next to 60 saved rows) is refused before transformers allocates and initialises it.
+    pytorch_model.bin weights (pickles) are left to the post-load check."""
+    import torch
+
+    saved = _saved_shapes(weights)
+    if saved is None:
+        return
+    try:
+        with torch.device("meta"):
+            skeleton = transformers.AutoModelForSequenceClassification.from_config(config)
+    except Exception:  # noqa: BLE001 - a config from_config cannot build: from_pretrained words its error as before
+        return
+    wanted = {name: tuple(tensor.shape) for name, tensor in skeleton.state_dict(keep_vars=True).items()}
+    quantized = getattr(config, "quantization_config", None) is not None    # packed shapes differ by design
+    prefix = getattr(skeleton, "base_model_prefix", "") or ""
+    found = {name: _saved_shape(saved, name, prefix) for name in wanted}
+    mismatched = [(name, found[name], shape) for name, shape in wanted.items()
+                  if found[name] is not None and found[name] != shape]
+    if strict and mismatched and not quantized:
+        _refuse_new_weights({"mismatched_keys": mismatched}, where=where)
+    unique = {id(tensor): tensor for tensor in skeleton.state_dict(keep_vars=True).values()}
+    elements = sum(tensor.numel() for tensor in unique.values())
+    stored = sum(math.prod(shape) for shape in saved.values())
+    bound = (_PACKED_FACTOR if quantized else 1) * stored + _NEW_ELEMENTS_ALLOWANCE
+    if elements > bound:
+        largest = max(wanted, key=lambda name: math.prod(wanted[name]))
+        raise CheckpointError(
+            f"{where}: config.json describes a model of {elements} elements but its weights hold {stored} (the "
+            f"largest tensor, {largest}: {list(wanted[largest])} in the model, "
+            f"{list(found[largest]) if found[largest] is not None else 'absent'} in the weights): refusing to "
+            "allocate tensors the weights do not fill (is config.json the one saved with these weights?)"
+        )
+
+
+def _saved_shapes(weights: list[Path]) -> dict[str, tuple[int, ...]] | None:
+    """name -> shape from the safetensors headers (nothing else read); None when a file is a pickle or unreadable
+    (from_pretrained then reports it as before)."""
+    from safetensors import safe_open
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    for file in weights:
+        if file.suffix != ".safetensors":
+            return None
+        try:
+            with safe_open(str(file), framework="pt", device="cpu") as handle:
+                shapes.update((name, tuple(handle.get_slice(name).get_shape())) for name in handle.keys())
+        except Exception:  # noqa: BLE001 - from_pretrained words a corrupt file's error
+            return None
+    return shapes
+
+
+def _saved_shape(saved: Mapping[str, tuple[int, ...]], name: str, prefix: str) -> tuple[int, ...] | None:
+    """The weights' shape for the model's tensor `name`, saved with or without the base model's prefix ('bert.')."""
+    for key in (name, name.removeprefix(f"{prefix}.") if prefix else name, f"{prefix}.{name}" if prefix else name):
+        if key in saved:
+            return saved[key]
+    return None
 
 
 def _mismatch_text(entry: Any) -> str:

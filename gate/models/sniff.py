@@ -17,6 +17,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from gate.archives import inflation_refusal
 from gate.errors import CheckpointError
 from gate.files import LINK_OUT, link_escape
 from gate.models.base import brief
@@ -27,7 +28,6 @@ _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 # metadata, a few MB even for large models; anything bigger is refused before it is parsed or inflated.
 MAX_SAFETENSORS_HEADER = 16 << 20
 MAX_PICKLE_BYTES = 64 << 20
-MAX_INFLATION = 64                          # a torch.save zip stores its members; deflate beyond this is a bomb
 _EXPECTED = ("expected a PyTorch checkpoint (torch.save zip or pickle, TorchScript, torch.export .pt2), "
              "a safetensors file, or a Hugging Face model directory")
 
@@ -133,13 +133,11 @@ def _sniff_zip(path: Path, where: str, size: int) -> Sniffed:
 
 
 def _refuse_zip_bomb(archive: zipfile.ZipFile, where: str, size: int) -> None:
-    """Members that declare far more bytes than the archive holds are refused before anything is inflated."""
-    declared = sum(info.file_size for info in archive.infolist())
-    if declared > MAX_INFLATION * size + MAX_PICKLE_BYTES:
-        raise CheckpointError(
-            f"{where}: the zip archive's members declare {declared} bytes inflated from a {size}-byte file "
-            f"(more than {MAX_INFLATION}x): refusing to inflate it (a zip bomb, or not a torch.save archive)"
-        )
+    """Members that declare far more bytes than the archive holds are refused before anything is inflated (a torch.save
+    zip stores its members: deflate beyond the shared bound is a bomb)."""
+    refusal = inflation_refusal(archive, size=size, allowance=MAX_PICKLE_BYTES)
+    if refusal is not None:
+        raise CheckpointError(f"{where}: {refusal} (a zip bomb, or not a torch.save archive)")
 
 
 def _read_bounded(archive: zipfile.ZipFile, name: str, where: str) -> bytes:

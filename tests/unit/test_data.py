@@ -878,3 +878,109 @@ def test_in_memory_data_that_cannot_seek_is_read_whole() -> None:
     batches = list(shuffled.batches_with_meta(owns=Shard(1, 2).owns))
     assert len(batches) == 3 and not any(isinstance(inp, Skipped) for inp, _, _ in batches)
     assert sorted(data.touched) == list(range(48))
+
+
+# --- bounded reading of tensor archives ---------------------------------------------------------------------------
+
+def _npz_of_zeros(path: Path, *, rows: int, labels: int) -> Path:
+    """A deflated .npz whose 'x.npy' is rows x 64 float32 zeros, streamed (never held whole), with `labels` labels."""
+    import zipfile
+
+    from numpy.lib import format as npy_format
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("x.npy", "w", force_zip64=True) as member:
+            npy_format.write_array_header_1_0(member, {"descr": "<f4", "fortran_order": False, "shape": (rows, 64)})
+            chunk = b"\0" * (1 << 22)
+            for start in range(0, rows * 64 * 4, len(chunk)):
+                member.write(chunk[:rows * 64 * 4 - start])
+        with archive.open("labels.npy", "w") as member:
+            np.save(member, np.zeros(labels, dtype=np.int64))
+    return path
+
+
+def _declare_size(path: Path, member: str, file_size: int) -> None:
+    """Rewrite the zip directory so that `member` declares `file_size` inflated bytes (its content unchanged)."""
+    import zipfile
+
+    source = path.with_suffix(".orig")
+    path.rename(source)
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(path, "w") as new:
+        for info in old.infolist():
+            with old.open(info) as data, new.open(info, "w", force_zip64=True) as copy:
+                copy.write(data.read())
+        new.getinfo(member).file_size = file_size      # the central directory is written from this at close
+    source.unlink()
+
+
+def _peak_python_bytes(read: Any) -> int:
+    """The peak of Python's and numpy's allocations (tracemalloc sees both) while `read()` runs."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        read()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+def test_npz_rows_beyond_the_labels_are_refused_from_the_headers_before_inflating(tmp_path: Path) -> None:
+    """256 MiB of zeros (within the inflation bound) for 100 labels: the .npy headers say so, nothing is inflated."""
+    path = _npz_of_zeros(tmp_path / "rows.npz", rows=1 << 20, labels=100)
+
+    def read() -> None:
+        with pytest.raises(DataError, match=r"rows\.npz: tensor 'x' has 1048576 rows but the labels have 100"):
+            open_data(str(path), options=opts(), class_names=None, tokenizer=None)
+
+    assert _peak_python_bytes(read) < 16 << 20
+
+
+def test_an_npz_whose_directory_declares_a_bomb_is_refused_before_inflating(tmp_path: Path) -> None:
+    """x.npy declares 8 GiB inflated from a file of a few KB: refused from the zip directory, naming the member."""
+    path = _npz(tmp_path / "bomb.npz", x=_X.numpy(), labels=_Y.numpy())
+    _declare_size(path, "x.npy", 8 << 30)
+    with pytest.raises(DataError, match=r"bomb\.npz: the zip archive's members declare \d+ bytes .*'x\.npy', "
+                                        r"8589934592 bytes\): refusing to inflate it"):
+        open_data(str(path), options=opts(), class_names=None, tokenizer=None)
+
+
+@pytest.mark.parametrize(("declared", "pattern"), [
+    (8192, r"short\.npz: array 'x': its \.npy header declares shape \(4096, 64\) of float32 \(1048576 bytes\) but "
+           r"the archive's member 'x\.npy' holds 8064 bytes"),
+    # so few that reading the header reaches the declared end: zipfile stops there and the CRC-32 fails
+    (200, r"short\.npz: not a readable \.npz file \(corrupt or truncated\?\): BadZipFile: Bad CRC-32 for file 'x\.npy'"),
+])
+def test_an_npz_member_that_declares_less_than_it_holds_is_refused_unread(
+    tmp_path: Path, declared: int, pattern: str,
+) -> None:
+    """The zip directory declares fewer bytes than the .npy header (1 MiB): refused from the header, or by zipfile's
+    stop at the declared size; what inflates never exceeds what was declared."""
+    path = _npz_of_zeros(tmp_path / "short.npz", rows=4096, labels=4096)
+    _declare_size(path, "x.npy", declared)
+    with pytest.raises(DataError, match=pattern):
+        open_data(str(path), options=opts(), class_names=None, tokenizer=None)
+
+
+def test_highly_compressible_evaluation_data_still_loads(tmp_path: Path) -> None:
+    """One-hot inputs and sparse images compress 100x and more with np.savez_compressed: within the allowance they
+    load, value for value."""
+    import zipfile
+
+    rng = np.random.default_rng(0)
+    rows = 20_000
+    one_hot = np.eye(200, dtype=np.float32)[rng.integers(0, 200, rows)]
+    sparse = np.zeros((rows, 64), dtype=np.float32)
+    sparse[rng.integers(0, rows, 50), rng.integers(0, 64, 50)] = 1.0
+    labels = rng.integers(0, 3, rows)
+    path = tmp_path / "compressed.npz"
+    np.savez_compressed(path, x=one_hot, sparse=sparse, labels=labels)
+    with zipfile.ZipFile(path) as archive:
+        ratio = sum(i.file_size for i in archive.infolist()) / path.stat().st_size
+    assert ratio > 64                                   # beyond the ratio alone: the allowance is what admits it
+    data = open_data(str(path), options=opts(inputs=["x", "sparse"]), class_names=None, tokenizer=None)
+    inputs, got = read_all(data)
+    assert torch.equal(torch.cat([b[0] for b in inputs]), torch.from_numpy(one_hot))
+    assert torch.equal(torch.cat([b[1] for b in inputs]), torch.from_numpy(sparse))
+    assert got.tolist() == labels.tolist()

@@ -313,6 +313,27 @@ def test_huggingface_base_model_without_classifier_is_refused_when_strict(tmp_pa
     assert loaded.format == "huggingface"
 
 
+def test_huggingface_config_that_sizes_the_model_beyond_its_weights_is_refused_before_allocating(tmp_path):
+    """A vocab_size of 2,000,000 next to a few dozen saved rows: strict, the mismatch is refused by name with both
+    shapes; not strict (which lets a mismatched head be initialised), the 32M elements the weights do not fill are
+    refused too, counted on a meta-device skeleton before transformers allocates any of them."""
+    directory = tmp_path / "hf-wide"
+    fx.build_hf_dir(directory, id2label=LABELS)
+    config_path = directory / "config.json"
+    config = json.loads(config_path.read_text())
+    config["vocab_size"] = 2_000_000
+    config_path.write_text(json.dumps(config))
+    saved = len(fx.VOCAB)
+    with pytest.raises(CheckpointError, match=rf"bert\.embeddings\.word_embeddings\.weight: \[{saved}, 16\] in the "
+                                              r"weights, \[2000000, 16\] in the model\) would be randomly initialised"):
+        load_model(directory, role="candidate", options={"strict": True}, device=CPU)
+    with pytest.raises(CheckpointError, match=rf"config\.json describes a model of \d+ elements but its weights hold "
+                                              rf"\d+ \(the largest tensor, bert\.embeddings\.word_embeddings\.weight: "
+                                              rf"\[2000000, 16\] in the model, \[{saved}, 16\] in the weights\)") as info:
+        load_model(directory, role="candidate", options={"strict": False}, device=CPU)
+    assert str(directory) in str(info.value)
+
+
 def test_huggingface_classifier_of_another_size_than_id2label_is_refused_by_name(tmp_path):
     """config.json names 3 labels, the weights' classifier has 2 rows: refused with both shapes (transformers
     raised 'look at the above report', a report the gate silences); loaded, freshly initialised, when not strict."""
