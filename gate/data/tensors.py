@@ -55,8 +55,14 @@ def _pt_layout(path: str) -> dict[str, Layout]:
     import torch
 
     _refuse_inflation(path, what="PyTorch")
+    loaded = _torch_load(path, map_location="meta")
+    for name, value in loaded.items():
+        if isinstance(value, torch.Tensor) and (value.layout != torch.strided or value.is_quantized):
+            kind = "quantized" if value.is_quantized else f"{value.layout}".replace("torch.", "")
+            raise DataError(f"{path}: tensor {name!r} is {kind}, not a dense tensor; gate reads dense tensors "
+                            "(save it with .to_dense() or .dequantize())")
     return {name: Layout(tuple(value.shape)) if isinstance(value, torch.Tensor) else Layout((), is_tensor=False)
-            for name, value in _torch_load(path, map_location="meta").items()}
+            for name, value in loaded.items()}
 
 
 def _load_pt(path: str, names: Collection[str]) -> dict[str, Any]:

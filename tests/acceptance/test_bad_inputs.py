@@ -101,6 +101,7 @@ def bad_file_cases(world, tmp: Path):
     (tmp / "eval.csv").write_text("a,b\n1,2\n")
     torch.save({"weights": _Evil()}, tmp / "evil.pt")
     torch.save({"x": torch.from_numpy(x), "labels": torch.from_numpy(y)}, tmp / "eval_data.pt")
+    torch.save({"x": torch.from_numpy(x).to_sparse(), "labels": torch.from_numpy(y)}, tmp / "sparse_data.pt")
     return {
         "missing_candidate": (tmp / "nope.pt", world.baseline, world.data, ["nope.pt"]),
         "missing_baseline": (world.good, tmp / "gone.safetensors", world.data, ["gone.safetensors"]),
@@ -120,6 +121,8 @@ def bad_file_cases(world, tmp: Path):
                                     ["flipped.pt", "CRC-32"]),
         "flipped_byte_data": (world.good, world.baseline, _flipped_byte(tmp / "eval_data.pt", tmp / "flipped_data.pt"),
                               ["flipped_data.pt", "CRC-32"]),
+        "sparse_data_tensor": (world.good, world.baseline, tmp / "sparse_data.pt",
+                               ["sparse_data.pt", "tensor 'x' is sparse_coo, not a dense tensor"]),
     }
 
 
@@ -127,7 +130,7 @@ CASE_NAMES = [
     "missing_candidate", "missing_baseline", "missing_data", "truncated_checkpoint", "corrupt_checkpoint",
     "zip_that_is_no_checkpoint", "csv_as_checkpoint", "mismatched_classes", "label_out_of_range", "empty_npz",
     "empty_jsonl", "malformed_jsonl", "inputs_labels_length_mismatch", "malicious_pickle", "flipped_byte_checkpoint",
-    "flipped_byte_data",
+    "flipped_byte_data", "sparse_data_tensor",
 ]
 
 
