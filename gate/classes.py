@@ -165,9 +165,11 @@ def align_classes(
             real, generic = ("baseline", "candidate") if b_real else ("candidate", "baseline")
             real_names = baseline if b_real else candidate
             generic_names = candidate if b_real else baseline
+            named_by = ("class_names names the baseline's" if real_names.source == "class_names"
+                        else f"the {real} by name")
             warnings = (
-                f"the {generic} names its classes generically ({_list(generic_names.names)}) and the {real} by "
-                f"name ({_list(real_names.names)}): classes compared by position; name the {generic}'s classes "
+                f"the {generic} names its classes generically ({_list(generic_names.names)}) and {named_by} "
+                f"({_list(real_names.names)}): classes compared by position; name the {generic}'s classes "
                 f"(its id2label, or model.{generic}.class_names) to compare them by name",
             )
         return ClassAlignment(names, None, own, candidate, warnings=warnings)

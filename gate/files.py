@@ -17,7 +17,7 @@ def file_sha256(path: str | Path) -> str:
 
 #: What a reader says when `link_escape` finds a link out (after the path; the target is not quoted).
 LINK_OUT = ("a symbolic link leads out of its directory (the file, or a directory on its way inside the working "
-            "directory); pass the file itself (a link committed in a pull request could point at a secret)")
+            "directory); pass the file's real path (a link committed in a pull request could point at a secret)")
 
 
 def link_escape(path: str | Path) -> str | None:
@@ -35,7 +35,10 @@ def link_escape(path: str | Path) -> str | None:
         return out
     if not p.is_symlink():
         return None
-    target = p.resolve()
+    try:
+        target = p.resolve()
+    except (OSError, RuntimeError):         # a link to itself: nothing to read, the reader says so
+        return None
     return None if target.is_relative_to(p.parent.resolve()) else str(target)
 
 
@@ -55,7 +58,10 @@ def _directory_link_out(path: Path) -> str | None:
         if not current.is_symlink():
             continue
         inside = current.is_relative_to(cwd)
-        target = current.resolve()
+        try:
+            target = current.resolve()
+        except (OSError, RuntimeError):     # a loop or an unreadable link: the reader's own "no such file" follows
+            return None
         if inside and not target.is_relative_to(cwd):
             return str(target)
         current = target

@@ -34,22 +34,30 @@ def set_input_dtype(module: Any, dtype: torch.dtype | None) -> None:
         _INPUT_DTYPES[module] = dtype
 
 
-def cast_floating(inputs: Any, dtype: torch.dtype) -> Any:
-    """Floating tensors cast to `dtype`; integer tensors (token ids, masks) and everything else untouched."""
+_HALF = frozenset({torch.float16, torch.bfloat16})
+
+
+def cast_floating(inputs: Any, dtype: torch.dtype, *, only: frozenset[torch.dtype] | None = None) -> Any:
+    """Floating tensors cast to `dtype` (with `only`, just those of these dtypes); integer tensors (token ids,
+    masks) and everything else untouched."""
     if isinstance(inputs, torch.Tensor):
-        return inputs.to(dtype) if inputs.is_floating_point() and inputs.dtype != dtype else inputs
+        cast = inputs.is_floating_point() and inputs.dtype != dtype and (only is None or inputs.dtype in only)
+        return inputs.to(dtype) if cast else inputs
     if isinstance(inputs, dict):
-        return {k: cast_floating(v, dtype) for k, v in inputs.items()}
+        return {k: cast_floating(v, dtype, only=only) for k, v in inputs.items()}
     if isinstance(inputs, (tuple, list)):
-        return type(inputs)(cast_floating(v, dtype) for v in inputs)
+        return type(inputs)(cast_floating(v, dtype, only=only) for v in inputs)
     return inputs
 
 
 def call_model(module: Any, inputs: Any, *, input_names: tuple[str, ...] | None = None) -> Any:
-    """module(**inputs) for a dict (keeping only the arguments forward() takes), module(*inputs) for a tuple."""
+    """module(**inputs) for a dict (keeping only the arguments forward() takes), module(*inputs) for a tuple.
+
+    Floating inputs are cast to the module's dtype; for a float32 module only half-precision ones are widened (a
+    float64 input is left to a module that may take it so: one float64 layer among float32 ones)."""
     dtype = _INPUT_DTYPES.get(module)
     if dtype is not None:
-        inputs = cast_floating(inputs, dtype)
+        inputs = cast_floating(inputs, dtype, only=_HALF if dtype == torch.float32 else None)
     if isinstance(inputs, dict):
         if input_names:
             inputs = {k: v for k, v in inputs.items() if k in input_names}

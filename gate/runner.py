@@ -120,15 +120,19 @@ def refuse_candidate_tokenizer(config: GateConfig, models: dict[str, Any], data_
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> Any:
-    """What decides a tokenizer's output: a fast tokenizer's whole serialised pipeline (normaliser, pre-tokeniser,
-    vocabulary, post-processor, added tokens) with its wrapper's special tokens, sides and length; a slow one's
-    class, vocabulary and special tokens; anything else is itself (the same object or not)."""
+    """What decides a tokenizer's output as gate calls it (`padding=True, truncation=True, max_length=data.max_length`,
+    gate.data.tokenize.HFEncoder): a fast tokenizer's serialised pipeline (normaliser, pre-tokeniser, vocabulary,
+    post-processor, added tokens) without the truncation and padding state a call sets, with its wrapper's special
+    tokens and sides; a slow one's class, vocabulary, special tokens and sides; anything else is itself. Not
+    model_max_length: an explicit max_length overrides it."""
+    import json
+
     backend = getattr(tokenizer, "backend_tokenizer", None)
     special = sorted((str(k), str(v)) for k, v in (getattr(tokenizer, "special_tokens_map", None) or {}).items())
-    sides = (getattr(tokenizer, "padding_side", None), getattr(tokenizer, "truncation_side", None),
-             getattr(tokenizer, "model_max_length", None))
+    sides = (getattr(tokenizer, "padding_side", None), getattr(tokenizer, "truncation_side", None))
     if backend is not None and hasattr(backend, "to_str"):
-        return ("fast", type(tokenizer).__name__, backend.to_str(), special, sides)
+        pipeline = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+        return ("fast", type(tokenizer).__name__, json.dumps(pipeline, sort_keys=True), special, sides)
     vocab = getattr(tokenizer, "get_vocab", None)
     if callable(vocab):
         return ("slow", type(tokenizer).__name__, sorted(vocab().items()), special, sides)
@@ -691,8 +695,12 @@ def _plan_cache(run: _Run, shard: Any) -> _Cache | None:
         return _Cache(note=f"baseline cache bypassed: {'; '.join(live)}, so the baseline runs on every batch")
     ctx, folder = run.ctx, Path(folder)
     baseline = ctx.models["baseline"]
-    facts = entry_facts(config=run.config, baseline=baseline, data=run.data, tokenizer=run_tokenizer(ctx.models),
-                        device=ctx.device,
+    encoder = ctx.extras.get("encoder")         # what encodes the text for both models (None: tensor data)
+    if encoder is not None and not hasattr(encoder, "tokenizer"):
+        return _Cache(note="baseline cache not used: the text is encoded by a callable (data.tokenizer) whose "
+                           "behaviour the key cannot pin")
+    facts = entry_facts(config=run.config, baseline=baseline, data=run.data,
+                        tokenizer=getattr(encoder, "tokenizer", None), device=ctx.device,
                         class_names=ctx.class_names, shard=shard)
     if facts is None:
         return _Cache(note="baseline cache not used: the baseline or the data has no file hash to key it on")

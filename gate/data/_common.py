@@ -175,7 +175,8 @@ def _label_from_text(text: str, *, class_names: tuple[str, ...] | None, where: s
         )
     raise DataError(
         f"{where}: label {text!r} is not an integer, and no class names are known to map it: "
-        f"set class_names in gate.yaml (or use a model whose config has id2label), or write labels as 0..K-1"
+        "set class_names in gate.yaml (or model.baseline.class_names, or a baseline whose config has id2label), "
+        "or write labels as 0..K-1"
     )
 
 

@@ -96,16 +96,22 @@ def test_a_changed_data_file_or_dtype_misses(world, tmp_path, capsys, forwards):
     assert _comparable(again) == _comparable(cast)
 
 
-def test_a_changed_tokenizer_misses(tmp_path, capsys, forwards):
+def _text_world(tmp_path: Path) -> tuple[Path, Path]:
+    """A tiny Hugging Face classifier directory (the baseline) and a JSONL of texts labelled by name."""
     from tests.unit.model_fixtures import TEXTS, build_hf_dir
 
     base = tmp_path / "base"
     build_hf_dir(base, id2label={0: "negative", 1: "positive"}, seed=3)
-    candidate = tmp_path / "candidate"
-    shutil.copytree(base, candidate)
     data = tmp_path / "eval.jsonl"
     data.write_text("".join(json.dumps({"text": t, "label": ["negative", "positive"][i % 2]}) + "\n"
                             for i, t in enumerate(TEXTS * 10)))
+    return base, data
+
+
+def test_a_changed_tokenizer_misses(tmp_path, capsys, forwards):
+    base, data = _text_world(tmp_path)
+    candidate = tmp_path / "candidate"
+    shutil.copytree(base, candidate)
     cache = tmp_path / "cache"
 
     def run(name: str):
@@ -318,21 +324,17 @@ def test_an_entry_nested_too_deeply_is_corrupt_not_a_crash(tmp_path):
 
 
 def test_the_candidates_tokenizer_never_encodes_the_baselines_text_unless_the_policy_says_so(tmp_path, capsys):
-    """Both models read one encoding of the text data. A candidate whose tokenizer differs from the baseline's (it
-    truncates to 4 tokens here), or the only one with a tokenizer, would decide the baseline's inputs: exit 2,
+    """Both models read one encoding of the text data. A candidate whose tokenizer differs from the baseline's (one
+    more word in its vocabulary here), or the only one with a tokenizer, would decide the baseline's inputs: exit 2,
     naming data.tokenizer; with data.tokenizer in the config the run goes on with that tokenizer for both."""
-    from tests.unit.model_fixtures import TEXTS, build_hf_dir
+    import transformers
 
-    base = tmp_path / "base"
-    build_hf_dir(base, id2label={0: "negative", 1: "positive"}, seed=3)
+    base, data = _text_world(tmp_path)
     candidate = tmp_path / "candidate"
     shutil.copytree(base, candidate)
-    settings = json.loads((candidate / "tokenizer_config.json").read_text())
-    settings["model_max_length"] = 4
-    (candidate / "tokenizer_config.json").write_text(json.dumps(settings))
-    data = tmp_path / "eval.jsonl"
-    data.write_text("".join(json.dumps({"text": t, "label": ["negative", "positive"][i % 2]}) + "\n"
-                            for i, t in enumerate(TEXTS * 10)))
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(candidate))
+    tokenizer.add_tokens(["zzzword"])
+    tokenizer.save_pretrained(str(candidate))
     out = tmp_path / "r.json"
     refused = run_cli(capsys, "check", candidate, "-b", base, "-d", data, "--json", out)
     assert refused.code == 2 and not out.exists() and refused.err.count("\n") == 1
@@ -342,3 +344,35 @@ def test_the_candidates_tokenizer_never_encodes_the_baselines_text_unless_the_po
     chosen = run_cli(capsys, "check", candidate, "-b", base, "-d", data, "--json", out, "--config", config)
     assert chosen.code in (0, 1), chosen.err
     assert json.loads(out.read_text())["metrics"]["comparison"]["agreement"] == 1.0    # the same model, one encoding
+
+
+def test_a_changed_data_tokenizer_misses(tmp_path, capsys, forwards):
+    """With data.tokenizer the key is the tokenizer that encodes the text (not the baseline model's own): its
+    vocabulary changed, the baseline's cached scores are of another encoding, so the rerun misses."""
+    base, data = _text_world(tmp_path)
+    named = tmp_path / "tokenizer"
+    named.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (base / name).exists():
+            shutil.copy(base / name, named / name)
+    config = tmp_path / "gate.yaml"
+    config.write_text(f"data: {{tokenizer: {json.dumps(str(named))}}}\n")
+    cache = tmp_path / "cache"
+
+    def run(name: str):
+        out = tmp_path / f"{name}.json"
+        outcome = run_cli(capsys, "check", base, "-b", base, "-d", data, "--baseline-cache", cache, "--json", out,
+                          "--config", config)
+        assert outcome.code in (0, 1), outcome.err
+        return json.loads(out.read_text())
+
+    assert _cache_note(run("first")).startswith("baseline cache miss")
+    assert _cache_note(run("second")).startswith("baseline cache hit")
+    spec = json.loads((named / "tokenizer.json").read_text())
+    vocab = spec["model"]["vocab"]
+    words = [w for w in vocab if not w.startswith("[")][:2]
+    vocab[words[0]], vocab[words[1]] = vocab[words[1]], vocab[words[0]]      # two words swap their ids
+    (named / "tokenizer.json").write_text(json.dumps(spec))
+    forwards.clear()
+    assert _cache_note(run("third")).startswith("baseline cache miss")
+    assert "baseline" in forwards

@@ -129,3 +129,20 @@ def test_a_cases_file_that_links_out_is_refused_without_quoting_it(tmp_path):
     with pytest.raises(ConfigError, match="checks.cases.file: .*cases.yaml: a symbolic link leads out") as err:
         load_cases(tmp_path / "pr" / "cases.yaml", where="checks.cases.file")
     assert "ghp_" not in str(err.value)
+
+
+@pytest.mark.parametrize("role", ["candidate", "data"])
+def test_a_link_loop_on_the_way_is_the_readers_own_one_line_error(role, world, in_repo_root, tmp_path, capsys,
+                                                                   monkeypatch):
+    from tests.acceptance.helpers import run_cli
+
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "loop").symlink_to("loop")
+    monkeypatch.chdir(checkout)
+    path = Path("loop") / ("eval.npz" if role == "data" else "model.pt")
+    candidate, data = (world.good, path) if role == "data" else (path, world.data)
+    res = run_cli(capsys, "check", candidate, "--baseline", world.baseline, "--data", data,
+                  "--model-factory", "tests.tiny_models:build_mlp")
+    assert res.code == 2 and res.err.count("\n") == 1 and res.err.startswith("error: ")
+    assert "internal error" not in res.err and str(path) in res.err

@@ -82,3 +82,29 @@ def test_onnx_outputs_are_read_like_the_pytorch_candidate():
     logits = SimpleNamespace(role="candidate", output="logits", columns=(2, 0, 1))
     z = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
     assert normalise_logits(z.numpy(), logits).tolist() == z[:, [2, 0, 1]].tolist()
+
+
+def test_a_float32_model_gets_half_precision_inputs_widened_and_float64_ones_as_they_are():
+    """Inputs are cast to each model's dtype; for a float32 model only float16 / bfloat16 ones are widened: a model
+    with one float64 layer among float32 ones takes float64 inputs (it fails on float32 ones)."""
+    from gate.forward import call_model, set_input_dtype
+
+    torch.manual_seed(0)
+    plain = torch.nn.Linear(4, 2)
+    set_input_dtype(plain, torch.float32)
+    x = torch.randn(3, 4)
+    assert torch.equal(call_model(plain, x.half()), plain(x.half().float()))
+    assert torch.equal(call_model(plain, x.bfloat16()), plain(x.bfloat16().float()))
+
+    class Mixed(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.first = torch.nn.Linear(4, 4).double()
+            self.rest = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2))   # most elements float32
+
+        def forward(self, v):
+            return self.rest(self.first(v).float())
+
+    mixed = Mixed()
+    set_input_dtype(mixed, torch.float32)               # gate.precision: the dtype most of its elements have
+    assert torch.equal(call_model(mixed, x.double()), mixed(x.double()))

@@ -19,12 +19,19 @@ def tokenizers(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tok")
     build_hf_dir(root / "a", id2label={0: "negative", 1: "positive"})
-    shutil.copytree(root / "a", root / "b")
-    settings = json.loads((root / "b" / "tokenizer_config.json").read_text())
-    settings["model_max_length"] = 4
-    (root / "b" / "tokenizer_config.json").write_text(json.dumps(settings))
     load = transformers.AutoTokenizer.from_pretrained
-    return {"a": load(str(root / "a")), "a2": load(str(root / "a")), "b": load(str(root / "b"))}
+    other = load(str(root / "a"))
+    other.add_tokens(["zzzword"])                   # one more word in the vocabulary: another encoding
+    other.save_pretrained(str(root / "b"))
+    used = load(str(root / "a"))                    # saved after a call with truncation and padding (usual after training)
+    used(["one two three", "one"], padding=True, truncation=True, max_length=2)
+    used.save_pretrained(str(root / "used"))
+    shutil.copytree(root / "a", root / "short")
+    settings = json.loads((root / "short" / "tokenizer_config.json").read_text())
+    settings["model_max_length"] = 4                # overridden by the explicit max_length gate passes
+    (root / "short" / "tokenizer_config.json").write_text(json.dumps(settings))
+    return {"a": load(str(root / "a")), "a2": load(str(root / "a")), "b": load(str(root / "b")),
+            "used": load(str(root / "used")), "short": load(str(root / "short"))}
 
 
 def _models(base, cand):
@@ -32,11 +39,18 @@ def _models(base, cand):
             "candidate": SimpleNamespace(tokenizer=cand, path="cand/")}
 
 
-def test_the_same_tokenizer_loaded_twice_has_one_fingerprint_and_a_changed_one_another(tokenizers):
-    assert tokenizer_fingerprint(tokenizers["a"]) == tokenizer_fingerprint(tokenizers["a2"])
-    assert tokenizer_fingerprint(tokenizers["a"]) != tokenizer_fingerprint(tokenizers["b"])
-    assert tokenizers["a"]("one two three four five six")["input_ids"] != \
-        tokenizers["b"]("one two three four five six", truncation=True)["input_ids"]     # it does encode otherwise
+def _encoded(tokenizer, texts):
+    """As gate encodes text (gate.data.tokenize.HFEncoder)."""
+    return tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")["input_ids"].tolist()
+
+
+def test_tokenizers_that_encode_alike_have_one_fingerprint_and_one_that_does_not_another(tokenizers):
+    texts = ["one two three four five six zzzword", "one"]
+    for same in ("a2", "used", "short"):            # loaded twice; saved after use; another model_max_length
+        assert _encoded(tokenizers[same], texts) == _encoded(tokenizers["a"], texts), same
+        assert tokenizer_fingerprint(tokenizers[same]) == tokenizer_fingerprint(tokenizers["a"]), same
+    assert _encoded(tokenizers["b"], texts) != _encoded(tokenizers["a"], texts)      # it does encode otherwise
+    assert tokenizer_fingerprint(tokenizers["b"]) != tokenizer_fingerprint(tokenizers["a"])
 
 
 def test_text_data_is_encoded_by_the_baselines_tokenizer_or_the_policys(tokenizers):
