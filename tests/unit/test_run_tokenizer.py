@@ -10,7 +10,7 @@ import pytest
 from gate.config import build_config
 from gate.errors import ConfigError
 from gate.runner import refuse_candidate_tokenizer, run_tokenizer, tokenizer_fingerprint
-from tests.unit.model_fixtures import build_hf_dir
+from tests.unit.model_fixtures import VOCAB, build_hf_dir
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +67,18 @@ def test_text_data_is_encoded_by_the_baselines_tokenizer_or_the_policys(tokenize
     named = build_config({"data": {"tokenizer": "some/dir"}})                  # the policy names the tokenizer
     refuse_candidate_tokenizer(named, _models(None, tokenizers["a"]), "jsonl")
     refuse_candidate_tokenizer(named, _models(tokenizers["a"], tokenizers["b"]), "jsonl")
+
+
+def test_slow_tokenizers_that_lowercase_differently_have_two_fingerprints(tmp_path):
+    import transformers
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
+    lower = transformers.BertTokenizerLegacy(vocab_file=str(vocab), do_lower_case=True)
+    cased = transformers.BertTokenizerLegacy(vocab_file=str(vocab), do_lower_case=False)
+    again = transformers.BertTokenizerLegacy(vocab_file=str(vocab), do_lower_case=True)
+    text = " ".join(word.upper() for word in VOCAB[5:8])
+    assert not hasattr(lower, "backend_tokenizer")                                  # a Python (slow) tokenizer
+    assert lower(text)["input_ids"] != cased(text)["input_ids"]                     # they do encode otherwise
+    assert tokenizer_fingerprint(lower) != tokenizer_fingerprint(cased)
+    assert tokenizer_fingerprint(lower) == tokenizer_fingerprint(again)
