@@ -91,8 +91,8 @@ def align_models(config: GateConfig, models: dict[str, Any], task: str = "classi
 
 def run_tokenizer(models: dict[str, Any]) -> Any | None:
     """The model tokenizer a run's text data is encoded with (unless data.tokenizer names one): the baseline's,
-    else the candidate's; both models read the same token ids. `refuse_candidate_tokenizer` says when the
-    candidate's may not serve."""
+    else the candidate's; both models read the same token ids. The candidate's serves only to open the data: for
+    text, `refuse_candidate_tokenizer` (which needs the data's format) then refuses it with its own reason."""
     return models["baseline"].tokenizer if models["baseline"].tokenizer is not None else models["candidate"].tokenizer
 
 
@@ -112,33 +112,13 @@ def refuse_candidate_tokenizer(config: GateConfig, models: dict[str, Any], data_
             f"{where}: only the candidate ({models['candidate'].path}) ships a tokenizer, and the text data would be "
             "encoded by it for the baseline too; name the tokenizer both models read with data.tokenizer (a "
             "directory or package.module:callable) in the policy")
+    from gate.data.tokenize import tokenizer_fingerprint
+
     if tokenizer_fingerprint(base) != tokenizer_fingerprint(cand):
         raise ConfigError(
             f"{where}: the candidate's tokenizer ({models['candidate'].path}) differs from the baseline's "
             f"({models['baseline'].path}); both models read one encoding of the text data, so name the tokenizer "
             "to use with data.tokenizer in the policy")
-
-
-def tokenizer_fingerprint(tokenizer: Any) -> Any:
-    """What decides a tokenizer's output as gate calls it (`padding=True, truncation=True, max_length=data.max_length`,
-    gate.data.tokenize.HFEncoder): a fast tokenizer's serialised pipeline (normaliser, pre-tokeniser, vocabulary,
-    post-processor, added tokens) without the truncation and padding state a call sets, with its wrapper's special
-    tokens and sides; a slow one's class, vocabulary, scalar settings, special tokens and sides; anything else is
-    itself. Not model_max_length (an explicit max_length overrides it) for a fast one."""
-    import json
-
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    special = sorted((str(k), str(v)) for k, v in (getattr(tokenizer, "special_tokens_map", None) or {}).items())
-    sides = (getattr(tokenizer, "padding_side", None), getattr(tokenizer, "truncation_side", None))
-    if backend is not None and hasattr(backend, "to_str"):
-        pipeline = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
-        return ("fast", type(tokenizer).__name__, json.dumps(pipeline, sort_keys=True), special, sides)
-    vocab = getattr(tokenizer, "get_vocab", None)
-    if callable(vocab):             # a slow tokenizer's behaviour also lives in its settings (do_lower_case, ...)
-        settings = sorted((k, v) for k, v in (getattr(tokenizer, "init_kwargs", None) or {}).items()
-                          if isinstance(v, (str, int, float, bool)) or v is None)
-        return ("slow", type(tokenizer).__name__, sorted(vocab().items()), settings, special, sides)
-    return ("object", id(tokenizer))
 
 
 class _Capture:

@@ -48,6 +48,28 @@ class HFEncoder:
         return dict(encoded.items())
 
 
+def tokenizer_fingerprint(tokenizer: Any) -> Any:
+    """What decides a tokenizer's output as gate calls it (`padding=True, truncation=True, max_length=data.max_length`,
+    HFEncoder): a fast tokenizer's serialised pipeline (normaliser, pre-tokeniser, vocabulary,
+    post-processor, added tokens) without the truncation and padding state a call sets, with its wrapper's special
+    tokens and sides; a slow one's class, vocabulary, scalar settings, special tokens and sides; anything else is
+    itself. Not model_max_length (an explicit max_length overrides it) for a fast one."""
+    import json
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    special = sorted((str(k), str(v)) for k, v in (getattr(tokenizer, "special_tokens_map", None) or {}).items())
+    sides = (getattr(tokenizer, "padding_side", None), getattr(tokenizer, "truncation_side", None))
+    if backend is not None and hasattr(backend, "to_str"):
+        pipeline = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+        return ("fast", type(tokenizer).__name__, json.dumps(pipeline, sort_keys=True), special, sides)
+    vocab = getattr(tokenizer, "get_vocab", None)
+    if callable(vocab):             # a slow tokenizer's behaviour also lives in its settings (do_lower_case, ...)
+        settings = sorted((k, v) for k, v in (getattr(tokenizer, "init_kwargs", None) or {}).items()
+                          if isinstance(v, (str, int, float, bool)) or v is None)
+        return ("slow", type(tokenizer).__name__, sorted(vocab().items()), settings, special, sides)
+    return ("object", id(tokenizer))
+
+
 class CallableEncoder:
     """A user's callable texts -> dict of tensors; its output is checked so a mistake names the tokenizer."""
 

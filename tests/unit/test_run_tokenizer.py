@@ -9,7 +9,8 @@ import pytest
 
 from gate.config import build_config
 from gate.errors import ConfigError
-from gate.runner import refuse_candidate_tokenizer, run_tokenizer, tokenizer_fingerprint
+from gate.data.tokenize import tokenizer_fingerprint
+from gate.runner import refuse_candidate_tokenizer, run_tokenizer
 from tests.unit.model_fixtures import VOCAB, build_hf_dir
 
 
